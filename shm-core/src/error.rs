@@ -1,0 +1,157 @@
+//! The error type of shm-core: one variant per way an attach or an access can fail.
+
+use std::time::Duration;
+
+use crate::layout::{kind_name, Kind, Schema};
+
+/// What went wrong, with what was expected and what was found.
+///
+/// Nothing a peer writes into shared memory makes this crate panic: every such failure
+/// ends up as one of these variants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The memory is smaller than the layout needs.
+    #[error(
+        "segment too small: the layout needs at least {needed} bytes, the mapping has {found}"
+    )]
+    TooSmall {
+        /// Bytes the layout needs.
+        needed: u64,
+        /// Bytes the memory has.
+        found: u64,
+    },
+    /// The first eight bytes are not this layout's magic: not one of our segments.
+    #[error(
+        "not an shm segment: expected magic \"{}\", found \"{}\"",
+        .expected.escape_ascii(),
+        .found.escape_ascii()
+    )]
+    BadMagic {
+        /// [`crate::layout::MAGIC`].
+        expected: [u8; 8],
+        /// What the segment holds.
+        found: [u8; 8],
+    },
+    /// A segment written by another version of the layout.
+    #[error("unsupported layout version: expected {expected}, found {found}")]
+    UnsupportedVersion {
+        /// [`crate::layout::LAYOUT_VERSION`].
+        expected: u32,
+        /// What the segment holds.
+        found: u32,
+    },
+    /// The header claims more bytes than are mapped (the segment was truncated, or lies).
+    #[error("segment truncated: its header claims {claimed} bytes, the mapping holds {mapped}")]
+    Truncated {
+        /// `segment_size` from the header.
+        claimed: u64,
+        /// The length of the mapping.
+        mapped: u64,
+    },
+    /// A header field holds a value the layout does not allow.
+    #[error("corrupt header: {field} is {found}, expected {expected}")]
+    CorruptHeader {
+        /// The field's name, as in [`crate::layout::Header`].
+        field: &'static str,
+        /// Its value.
+        found: u64,
+        /// What the layout allows.
+        expected: &'static str,
+    },
+    /// The payload area is smaller than the record or structure it must hold.
+    #[error("payload too small: {kind} needs {needed} bytes, the header gives {found}")]
+    PayloadTooSmall {
+        /// What the payload holds.
+        kind: Kind,
+        /// Bytes it needs.
+        needed: u64,
+        /// `payload_len` from the header.
+        found: u64,
+    },
+    /// The segment holds another kind of payload (a channel where a record was expected, …).
+    #[error("wrong segment kind: segment holds {}, caller expects {expected}", kind_name(*.found))]
+    KindMismatch {
+        /// What the caller asked for.
+        expected: Kind,
+        /// The `kind` word of the header.
+        found: u32,
+    },
+    /// The payload's own layout has another version.
+    #[error("unsupported {kind} layout version: expected {expected}, found {found}")]
+    KindVersion {
+        /// The payload kind.
+        kind: Kind,
+        /// The version this build understands.
+        expected: u32,
+        /// The version in the header.
+        found: u32,
+    },
+    /// The segment holds another record type than the caller's.
+    #[error("schema mismatch: segment holds {found}, caller expects {expected}")]
+    SchemaMismatch {
+        /// The record type the segment was created for.
+        found: Schema,
+        /// The caller's record type.
+        expected: Schema,
+    },
+    /// A record name longer than a header can hold.
+    #[error("schema name too long: at most {max} bytes, found {found}")]
+    SchemaName {
+        /// [`crate::layout::SCHEMA_NAME_MAX`].
+        max: usize,
+        /// The name's length.
+        found: usize,
+    },
+    /// A record type aligned more strictly than the payload is.
+    #[error("unsupported alignment: records may be aligned to at most {max} bytes, found {found}")]
+    Alignment {
+        /// The payload's alignment.
+        max: u64,
+        /// The type's alignment.
+        found: u64,
+    },
+    /// `create` was given memory that already holds a header.
+    #[error("memory already initialised: create needs fresh, zeroed memory")]
+    AlreadyInitialized,
+    /// The creator has not finished initialising the segment, and is still alive (or its
+    /// liveness is unknown).
+    #[error("segment still initialising after {waited:?} (creator pid {creator_pid}{})", if *.creator_pid == 0 { ", not yet recorded" } else { ", alive" })]
+    NotReady {
+        /// How long attach waited.
+        waited: Duration,
+        /// The creator's pid from the header, 0 if not written yet.
+        creator_pid: u32,
+    },
+    /// The creator died before it finished initialising the segment.
+    #[error("segment never became ready: its creator (pid {pid}) died during initialisation")]
+    CreatorDied {
+        /// The dead creator's pid.
+        pid: u32,
+    },
+    /// A byte range outside the payload.
+    #[error("out of bounds: {len} bytes at offset {offset} do not fit in a payload of {payload_len} bytes")]
+    OutOfBounds {
+        /// Requested offset.
+        offset: u64,
+        /// Requested length.
+        len: u64,
+        /// The payload's length.
+        payload_len: u64,
+    },
+    /// A seqlock writer has held the lock past the timeout and is still alive.
+    #[error("seqlock writer (pid {pid}) still writing after {waited:?}")]
+    WriterStuck {
+        /// How long we waited.
+        waited: Duration,
+        /// The writer's pid from the segment.
+        pid: u32,
+    },
+    /// A seqlock writer died in the middle of a write; the record may be torn until the
+    /// next store replaces it.
+    #[error("seqlock writer (pid {pid}) died in the middle of a write; no consistent value until the next store")]
+    WriterDied {
+        /// The dead writer's pid.
+        pid: u32,
+    },
+}

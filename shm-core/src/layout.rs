@@ -1,0 +1,439 @@
+//! The segment layout, version 1: a fixed 128-byte header at offset 0 of every segment.
+//!
+//! The layout is meant to be read by programs in any language, so here it is byte by byte.
+//! All integers are in the host's native byte order (little-endian on x86-64 and
+//! aarch64); a segment is never shared across machines.
+//!
+//! | offset | size | field            | meaning                                                        |
+//! |-------:|-----:|------------------|----------------------------------------------------------------|
+//! |      0 |    8 | `magic`          | `b"SHMCORE\0"`                                                 |
+//! |      8 |    4 | `layout_version` | `1`                                                            |
+//! |     12 |    4 | `header_size`    | `128`                                                          |
+//! |     16 |    8 | `segment_size`   | bytes in the whole segment; at most the mapping's length       |
+//! |     24 |    8 | `payload_offset` | `128`: a multiple of 64 (cache line), at or after the header   |
+//! |     32 |    8 | `payload_len`    | `segment_size - payload_offset`                                |
+//! |     40 |    4 | `kind`           | `1` record, `2` seqlock record, `3` channel                    |
+//! |     44 |    4 | `kind_version`   | version of that kind's payload layout (`1` for all three)      |
+//! |     48 |    8 | `schema_size`    | `size_of` the record type (0 for a channel)                    |
+//! |     56 |    8 | `schema_align`   | `align_of` the record type: a power of two, at most 64         |
+//! |     64 |    4 | `schema_version` | the version the program gives its record type                  |
+//! |     68 |    4 | `schema_name_len`| bytes used in `schema_name`, at most 40                        |
+//! |     72 |   40 | `schema_name`    | UTF-8 name of the record type (`"MyData"`), zero-padded        |
+//! |    112 |    4 | `creator_pid`    | pid of the process that created the segment                    |
+//! |    116 |    4 | `flags`          | `0` (reserved)                                                 |
+//! |    120 |    4 | `ready`          | `0` while initialising, then `0x5245_4459` (`b"YDER"` in LE)   |
+//! |    124 |    4 | `reserved`       | `0`                                                            |
+//!
+//! ## Payload kinds
+//!
+//! * **Record (1)**: the record at `payload_offset`, followed by free bytes to the end of
+//!   the segment (reachable with `read_at` / `write_at`).
+//! * **Seqlock record (2)**: at `payload_offset`: `seq: u64` (even = stable, odd = a
+//!   write is in progress), `writer_pid: u32`, zero padding to 64 bytes, then the record,
+//!   padded to a multiple of 8 bytes.
+//! * **Channel (3)**: see the channel module.
+//!
+//! ## The initialisation protocol
+//!
+//! The creator starts from zeroed memory, writes every header field with `ready = 0`,
+//! initialises the payload, and only then stores `ready` with release ordering. An
+//! opener loads `ready` with acquire ordering (pairing with that store): while it is 0
+//! the segment is still being built and the opener waits a bounded time, then reports
+//! [`Error::NotReady`] or, if the creator's pid is gone, [`Error::CreatorDied`]. Once it
+//! is ready, the opener copies the 128 header bytes once and validates that copy with
+//! checked arithmetic; later changes to the header by a peer are never looked at again.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::Error;
+
+/// The first eight bytes of every segment.
+pub const MAGIC: [u8; 8] = *b"SHMCORE\0";
+/// The layout version this build writes and accepts.
+pub const LAYOUT_VERSION: u32 = 1;
+/// Bytes in the header.
+pub const HEADER_SIZE: usize = 128;
+/// Where the payload starts.
+pub const PAYLOAD_OFFSET: usize = 128;
+/// The payload's alignment (a cache line), and the largest record alignment allowed.
+pub const PAYLOAD_ALIGN: usize = 64;
+/// Longest record name a header holds.
+pub const SCHEMA_NAME_MAX: usize = 40;
+/// The value of `ready` once the segment is fully initialised.
+pub const READY: u32 = 0x5245_4459;
+/// Offset of the `ready` word within the header.
+pub const READY_OFFSET: usize = 120;
+
+/// The header, as copied out of a segment. See the [module docs](self) for the layout.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+#[allow(missing_docs)] // each field is documented in the table above
+pub struct Header {
+    pub magic: [u8; 8],
+    pub layout_version: u32,
+    pub header_size: u32,
+    pub segment_size: u64,
+    pub payload_offset: u64,
+    pub payload_len: u64,
+    pub kind: u32,
+    pub kind_version: u32,
+    pub schema_size: u64,
+    pub schema_align: u64,
+    pub schema_version: u32,
+    pub schema_name_len: u32,
+    pub schema_name: [u8; SCHEMA_NAME_MAX],
+    pub creator_pid: u32,
+    pub flags: u32,
+    pub ready: u32,
+    pub reserved: u32,
+}
+
+const _: () = {
+    assert!(std::mem::size_of::<Header>() == HEADER_SIZE);
+    assert!(std::mem::offset_of!(Header, ready) == READY_OFFSET);
+    assert!(std::mem::offset_of!(Header, creator_pid) == 112);
+    assert!(std::mem::offset_of!(Header, schema_name) == 72);
+    assert!(PAYLOAD_OFFSET % PAYLOAD_ALIGN == 0 && PAYLOAD_OFFSET >= HEADER_SIZE);
+};
+
+/// What a segment's payload holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Kind {
+    /// A plain record ([`crate::Segment`]).
+    Record = 1,
+    /// A record behind a seqlock ([`crate::SeqLock`]).
+    SeqLock = 2,
+    /// A message channel.
+    Channel = 3,
+}
+
+impl Kind {
+    /// The payload layout version of this kind that this build writes and accepts.
+    pub const fn version(self) -> u32 {
+        1
+    }
+    fn from_u32(raw: u32) -> Option<Kind> {
+        match raw {
+            1 => Some(Kind::Record),
+            2 => Some(Kind::SeqLock),
+            3 => Some(Kind::Channel),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Record => "a record",
+            Kind::SeqLock => "a seqlock record",
+            Kind::Channel => "a channel",
+        })
+    }
+}
+
+pub(crate) fn kind_name(raw: u32) -> String {
+    match Kind::from_u32(raw) {
+        Some(k) => k.to_string(),
+        None => format!("unknown kind {raw}"),
+    }
+}
+
+/// What a record type is called, its version, size and alignment: what a writer and a
+/// reader compiled as separate programs compare to agree on the type.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Schema {
+    name: [u8; SCHEMA_NAME_MAX],
+    name_len: u8,
+    version: u32,
+    size: u64,
+    align: u64,
+}
+
+impl Schema {
+    /// A schema; fails if `name` is longer than [`SCHEMA_NAME_MAX`] bytes.
+    pub fn new(name: &str, version: u32, size: u64, align: u64) -> Result<Schema, Error> {
+        let bytes = name.as_bytes();
+        if bytes.len() > SCHEMA_NAME_MAX {
+            return Err(Error::SchemaName {
+                max: SCHEMA_NAME_MAX,
+                found: bytes.len(),
+            });
+        }
+        let mut buf = [0u8; SCHEMA_NAME_MAX];
+        buf[..bytes.len()].copy_from_slice(bytes);
+        Ok(Schema {
+            name: buf,
+            name_len: bytes.len() as u8,
+            version,
+            size,
+            align,
+        })
+    }
+
+    /// The schema of a [`Record`](crate::Record) type.
+    pub fn of<T: crate::Record>() -> Result<Schema, Error> {
+        Schema::new(
+            T::NAME,
+            T::VERSION,
+            std::mem::size_of::<T>() as u64,
+            std::mem::align_of::<T>() as u64,
+        )
+    }
+
+    /// The record type's name.
+    pub fn name(&self) -> &str {
+        std::str::from_utf8(&self.name[..self.name_len as usize]).unwrap_or("<invalid utf-8>")
+    }
+    /// The record type's version.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+    /// `size_of` the record type.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+    /// `align_of` the record type.
+    pub fn align(&self) -> u64 {
+        self.align
+    }
+
+    fn from_header(h: &Header) -> Result<Schema, Error> {
+        let len = h.schema_name_len as usize;
+        if len > SCHEMA_NAME_MAX {
+            return Err(corrupt(
+                "schema_name_len",
+                h.schema_name_len.into(),
+                "at most 40",
+            ));
+        }
+        let name = std::str::from_utf8(&h.schema_name[..len])
+            .map_err(|_| corrupt("schema_name", len as u64, "valid UTF-8"))?;
+        if h.schema_name[len..].iter().any(|&b| b != 0) {
+            return Err(corrupt(
+                "schema_name",
+                len as u64,
+                "zero padding after the name",
+            ));
+        }
+        Schema::new(name, h.schema_version, h.schema_size, h.schema_align)
+    }
+}
+
+impl fmt::Display for Schema {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "\"{}\" v{} ({} bytes, align {})",
+            self.name(),
+            self.version,
+            self.size,
+            self.align
+        )
+    }
+}
+
+impl fmt::Debug for Schema {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// How long an attach waits, and for what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttachOptions {
+    pub(crate) ready_timeout: Duration,
+    pub(crate) writer_timeout: Duration,
+}
+
+impl Default for AttachOptions {
+    fn default() -> Self {
+        AttachOptions {
+            ready_timeout: Duration::from_secs(1),
+            writer_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+impl AttachOptions {
+    /// The defaults: wait up to 1 s for a segment to become ready, and up to 1 s for a
+    /// seqlock writer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// How long to wait for a segment whose creator is still initialising it.
+    pub fn ready_timeout(mut self, timeout: Duration) -> Self {
+        self.ready_timeout = timeout;
+        self
+    }
+    /// How long a seqlock reader or writer waits for a writer that holds the lock before
+    /// reporting [`Error::WriterStuck`] or [`Error::WriterDied`].
+    pub fn writer_timeout(mut self, timeout: Duration) -> Self {
+        self.writer_timeout = timeout;
+        self
+    }
+}
+
+/// What an attach expects to find.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Expect {
+    pub kind: Kind,
+    pub schema: Schema,
+    /// Payload bytes the kind needs.
+    pub min_payload: u64,
+}
+
+fn corrupt(field: &'static str, found: u64, expected: &'static str) -> Error {
+    Error::CorruptHeader {
+        field,
+        found,
+        expected,
+    }
+}
+
+/// Builds the header a creator writes for memory of `segment_size` bytes.
+pub(crate) fn build_header(segment_size: u64, expect: &Expect, creator_pid: u32) -> Header {
+    let s = &expect.schema;
+    let mut name = [0u8; SCHEMA_NAME_MAX];
+    name.copy_from_slice(&s.name);
+    Header {
+        magic: MAGIC,
+        layout_version: LAYOUT_VERSION,
+        header_size: HEADER_SIZE as u32,
+        segment_size,
+        payload_offset: PAYLOAD_OFFSET as u64,
+        payload_len: segment_size - PAYLOAD_OFFSET as u64,
+        kind: expect.kind as u32,
+        kind_version: expect.kind.version(),
+        schema_size: s.size,
+        schema_align: s.align,
+        schema_version: s.version,
+        schema_name_len: s.name_len.into(),
+        schema_name: name,
+        creator_pid,
+        flags: 0,
+        ready: 0,
+        reserved: 0,
+    }
+}
+
+/// Checks that the creator can lay `expect` into `mem_len` bytes.
+pub(crate) fn check_fits(mem_len: u64, expect: &Expect) -> Result<(), Error> {
+    if expect.schema.align > PAYLOAD_ALIGN as u64 {
+        return Err(Error::Alignment {
+            max: PAYLOAD_ALIGN as u64,
+            found: expect.schema.align,
+        });
+    }
+    let needed = (PAYLOAD_OFFSET as u64).saturating_add(expect.min_payload);
+    if mem_len < needed {
+        return Err(Error::TooSmall {
+            needed,
+            found: mem_len,
+        });
+    }
+    Ok(())
+}
+
+/// Validates a header snapshot copied out of a mapping of `mapped` bytes.
+///
+/// Every check uses checked arithmetic on values that a hostile peer may have chosen.
+pub(crate) fn validate(h: &Header, mapped: u64, expect: &Expect) -> Result<(), Error> {
+    if mapped < HEADER_SIZE as u64 {
+        return Err(Error::TooSmall {
+            needed: HEADER_SIZE as u64,
+            found: mapped,
+        });
+    }
+    if h.magic != MAGIC {
+        return Err(Error::BadMagic {
+            expected: MAGIC,
+            found: h.magic,
+        });
+    }
+    if h.layout_version != LAYOUT_VERSION {
+        return Err(Error::UnsupportedVersion {
+            expected: LAYOUT_VERSION,
+            found: h.layout_version,
+        });
+    }
+    if h.header_size as usize != HEADER_SIZE {
+        return Err(corrupt("header_size", h.header_size.into(), "128"));
+    }
+    if h.ready != READY {
+        return Err(corrupt("ready", h.ready.into(), "0x52454459 (ready)"));
+    }
+    if h.flags != 0 {
+        return Err(corrupt("flags", h.flags.into(), "0"));
+    }
+    if h.reserved != 0 {
+        return Err(corrupt("reserved", h.reserved.into(), "0"));
+    }
+    if h.segment_size > mapped {
+        return Err(Error::Truncated {
+            claimed: h.segment_size,
+            mapped,
+        });
+    }
+    if h.segment_size < HEADER_SIZE as u64 {
+        return Err(corrupt(
+            "segment_size",
+            h.segment_size,
+            "at least the header size (128)",
+        ));
+    }
+    if h.payload_offset < HEADER_SIZE as u64 || h.payload_offset % PAYLOAD_ALIGN as u64 != 0 {
+        return Err(corrupt(
+            "payload_offset",
+            h.payload_offset,
+            "a multiple of 64 at or after the header",
+        ));
+    }
+    match h.payload_offset.checked_add(h.payload_len) {
+        Some(end) if end <= h.segment_size => {}
+        _ => {
+            return Err(corrupt(
+                "payload_len",
+                h.payload_len,
+                "payload_offset + payload_len within segment_size",
+            ))
+        }
+    }
+    if h.kind != expect.kind as u32 {
+        return Err(Error::KindMismatch {
+            expected: expect.kind,
+            found: h.kind,
+        });
+    }
+    if h.kind_version != expect.kind.version() {
+        return Err(Error::KindVersion {
+            kind: expect.kind,
+            expected: expect.kind.version(),
+            found: h.kind_version,
+        });
+    }
+    if !h.schema_align.is_power_of_two() || h.schema_align > PAYLOAD_ALIGN as u64 {
+        return Err(corrupt(
+            "schema_align",
+            h.schema_align,
+            "a power of two, at most 64",
+        ));
+    }
+    let found = Schema::from_header(h)?;
+    if found != expect.schema {
+        return Err(Error::SchemaMismatch {
+            found,
+            expected: expect.schema,
+        });
+    }
+    if h.payload_len < expect.min_payload {
+        return Err(Error::PayloadTooSmall {
+            kind: expect.kind,
+            needed: expect.min_payload,
+            found: h.payload_len,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! # shm-core
+//!
+//! The backend-independent half of the `shm` workspace:
+//!
+//! * [`SharedMemory`]: what every backend (`shm-posix`, `shm-anon`, `shm-memfd`) hands
+//!   out: a base pointer, a length, a name and an ownership flag. Never a reference:
+//!   another process may write the memory at any moment.
+//! * [`layout`]: the fixed, versioned segment header (layout version 1) that is written
+//!   once by the creator and validated, from one copied snapshot, on every attach.
+//! * [`Segment`]: a typed plain-old-data record over any [`SharedMemory`], accessed by copy.
+//! * [`SeqLock`]: a record with consistent snapshots: readers in other processes never see
+//!   a half-written value, and a writer that died mid-write is reported, not waited on.
+//! * [`HeapMemory`]: a heap-backed [`SharedMemory`] for tests without syscalls.
+//!
+//! ```
+//! use shm_core::{bytemuck, HeapMemory, Record, Segment};
+//!
+//! #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+//! #[bytemuck(crate = "shm_core::bytemuck")]
+//! #[repr(C)]
+//! struct MyData { col1: u64, col2: u64, col3: u64 }
+//! impl Record for MyData { const NAME: &'static str = "MyData"; }
+//!
+//! # fn main() -> Result<(), shm_core::Error> {
+//! let mem = HeapMemory::new(4096);
+//! let other_view = mem.share();
+//! let writer = Segment::create(mem, &MyData { col1: 100, col2: 876, col3: 8021 })?;
+//! let reader = Segment::<MyData, _>::attach(other_view)?;
+//! assert_eq!(reader.read(), MyData { col1: 100, col2: 876, col3: 8021 });
+//! # drop(writer);
+//! # Ok(()) }
+//! ```
+//!
+//! A reader whose type does not match what the writer declared gets a typed error that
+//! says both sides:
+//!
+//! ```
+//! # use shm_core::{bytemuck, HeapMemory, Record, Segment, Error};
+//! # #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+//! # #[bytemuck(crate = "shm_core::bytemuck")]
+//! # #[repr(C)]
+//! # struct MyData { col1: u64, col2: u64, col3: u64 }
+//! # impl Record for MyData { const NAME: &'static str = "MyData"; }
+//! #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+//! #[bytemuck(crate = "shm_core::bytemuck")]
+//! #[repr(C)]
+//! struct Other { a: u64, b: u64 }
+//! impl Record for Other { const NAME: &'static str = "Other"; }
+//!
+//! let mem = HeapMemory::new(4096);
+//! let view = mem.share();
+//! let _w = Segment::create(mem, &MyData { col1: 1, col2: 2, col3: 3 }).unwrap();
+//! let err = Segment::<Other, _>::attach(view).err().unwrap();
+//! assert_eq!(
+//!     err.to_string(),
+//!     r#"schema mismatch: segment holds "MyData" v1 (24 bytes, align 8), caller expects "Other" v1 (16 bytes, align 8)"#
+//! );
+//! ```
+//!
+//! Types that are not valid for every bit pattern cannot be mapped:
+//!
+//! ```compile_fail
+//! # use shm_core::{bytemuck, Record};
+//! #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+//! #[bytemuck(crate = "shm_core::bytemuck")]
+//! #[repr(C)]
+//! struct Flag { on: bool } // bool is not Pod: rejected at compile time
+//! impl Record for Flag { const NAME: &'static str = "Flag"; }
+//! ```
+#![deny(unsafe_code)]
+#![warn(missing_docs, rustdoc::broken_intra_doc_links)]
+
+pub use bytemuck;
+
+pub mod protocol;
+pub mod sync;
+
+// Under `--cfg loom` only the protocols and the atomics facade are built: loom's atomics
+// cannot be placed in a mapping, and the loom tests exercise the protocols directly.
+#[cfg(not(loom))]
+mod copy;
+#[cfg(not(loom))]
+mod error;
+#[cfg(not(loom))]
+pub mod layout;
+#[cfg(not(loom))]
+mod memory;
+#[cfg(not(loom))]
+pub mod proc;
+#[cfg(not(loom))]
+mod raw;
+#[cfg(not(loom))]
+mod record;
+#[cfg(not(loom))]
+pub mod seqlock;
+#[cfg(not(loom))]
+pub mod wait;
+
+#[cfg(all(feature = "conformance", not(loom)))]
+pub mod conformance;
+
+#[cfg(not(loom))]
+pub use {
+    error::Error,
+    layout::{AttachOptions, Kind, Schema},
+    memory::{HeapMemory, SharedMemory},
+    raw::RawSegment,
+    record::{Record, Segment},
+    seqlock::SeqLock,
+};
+
+/// The result type of this crate.
+#[cfg(not(loom))]
+pub type Result<T, E = Error> = core::result::Result<T, E>;

@@ -1,0 +1,202 @@
+//! The [`SharedMemory`] trait and the heap-backed [`HeapMemory`] used in tests.
+#![allow(unsafe_code)]
+
+use std::alloc::{self, Layout};
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+/// A region of memory that may be shared with other processes.
+///
+/// This is what every backend hands out: a base address, a length, the backend's name
+/// and whether this handle owns (and so removes on drop) the underlying object. How a
+/// region is created or opened is each backend's own API.
+///
+/// # The contract: another process may write this memory at any moment
+///
+/// Users of a `SharedMemory` must treat every byte as volatile: it can change between two
+/// reads, including in the middle of a read. That is why the trait hands out a raw
+/// pointer and never a `&[u8]`, `&T` or `&mut T`: such a reference promises the compiler
+/// that nobody else writes the memory, a promise no one can keep for shared memory. Access
+/// it with atomic or volatile operations (this crate's [`RawSegment::read_at`](crate::RawSegment::read_at)
+/// and friends do), and only through types valid for every bit pattern.
+///
+/// # Safety
+///
+/// An implementation guarantees, for as long as the value lives:
+///
+/// * [`as_ptr`](Self::as_ptr) is non-null, aligned to at least 64 bytes, and the same
+///   value every time it is called, even after the handle is moved;
+/// * the `len()` bytes from it are mapped readable and writable, and stay so until the
+///   handle is dropped (a peer shrinking a file behind the mapping is the one exception;
+///   backends document how they exclude it);
+/// * the implementation itself never creates references into the memory.
+pub unsafe trait SharedMemory {
+    /// The base address of the region.
+    fn as_ptr(&self) -> *mut u8;
+    /// The length of the region in bytes.
+    fn len(&self) -> usize;
+    /// Whether the region is zero bytes long.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The backend's name: `"posix"`, `"anon"`, `"memfd"`, `"heap"`.
+    fn backend(&self) -> &'static str;
+    /// Whether this handle owns the underlying object (and removes it when dropped).
+    fn is_owner(&self) -> bool;
+}
+
+// SAFETY: forwarded; a Box does not move its contents and adds no references.
+unsafe impl<M: SharedMemory + ?Sized> SharedMemory for Box<M> {
+    fn as_ptr(&self) -> *mut u8 {
+        (**self).as_ptr()
+    }
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+    fn backend(&self) -> &'static str {
+        (**self).backend()
+    }
+    fn is_owner(&self) -> bool {
+        (**self).is_owner()
+    }
+}
+
+struct HeapBlock {
+    /// What the allocator returned.
+    base: NonNull<u8>,
+    /// `base` rounded up to [`HEAP_ALIGN`].
+    ptr: NonNull<u8>,
+    len: usize,
+    layout: Layout,
+}
+
+/// The alignment [`HeapMemory`] gives, like a page-aligned mapping.
+const HEAP_ALIGN: usize = 4096;
+
+// SAFETY: the block is only ever accessed through atomic operations by the users of
+// `SharedMemory` (see the trait contract), so sharing the pointer across threads is sound.
+unsafe impl Send for HeapBlock {}
+// SAFETY: as above.
+unsafe impl Sync for HeapBlock {}
+
+impl Drop for HeapBlock {
+    fn drop(&mut self) {
+        // SAFETY: `base` was returned by `alloc_zeroed` with exactly this layout, and the
+        // last `Arc` holding the block is going away, so no handle can still use it.
+        unsafe { alloc::dealloc(self.base.as_ptr(), self.layout) }
+    }
+}
+
+/// Zeroed heap memory that implements [`SharedMemory`], for tests without syscalls.
+///
+/// [`share`](Self::share) gives a second handle onto the same bytes, the way a second
+/// process would map the same segment. The handle made by [`new`](Self::new) is the owner.
+pub struct HeapMemory {
+    block: Arc<HeapBlock>,
+    owner: bool,
+}
+
+impl HeapMemory {
+    /// Allocates `len` zeroed bytes, aligned to a 4096-byte page.
+    ///
+    /// # Panics
+    /// If `len + 4096` overflows or is larger than `isize::MAX`; aborts if the
+    /// allocation fails.
+    pub fn new(len: usize) -> Self {
+        // Ask for 16-byte alignment and align by hand: glibc serves that from calloc, which
+        // maps large blocks lazily (a 4 GiB test segment costs only the pages touched),
+        // while a 4096-aligned request goes through memalign + memset and touches it all.
+        let size = len.checked_add(HEAP_ALIGN).expect("heap memory too large");
+        let layout = Layout::from_size_align(size, 16).expect("heap memory too large");
+        // SAFETY: the layout has a non-zero size.
+        let raw = unsafe { alloc::alloc_zeroed(layout) };
+        let Some(base) = NonNull::new(raw) else {
+            alloc::handle_alloc_error(layout)
+        };
+        let skip = raw.align_offset(HEAP_ALIGN);
+        // SAFETY: `skip < HEAP_ALIGN`, so `raw + skip .. raw + skip + len` is inside the
+        // `len + HEAP_ALIGN` bytes just allocated.
+        let ptr = unsafe { NonNull::new_unchecked(raw.add(skip)) };
+        HeapMemory {
+            block: Arc::new(HeapBlock {
+                base,
+                ptr,
+                len,
+                layout,
+            }),
+            owner: true,
+        }
+    }
+
+    /// Allocates memory holding a copy of `bytes`.
+    pub fn from_bytes(bytes: &[u8]) -> Self {
+        let mem = Self::new(bytes.len());
+        // SAFETY: the block is `bytes.len()` bytes long and nothing else refers to it yet.
+        unsafe { crate::copy::store_bytes(mem.as_ptr(), bytes) };
+        mem
+    }
+
+    /// A second, non-owning handle onto the same bytes.
+    pub fn share(&self) -> Self {
+        HeapMemory {
+            block: Arc::clone(&self.block),
+            owner: false,
+        }
+    }
+}
+
+// SAFETY: the pointer is rounded up to 4096 bytes inside the allocation, the block lives
+// as long as any handle (it is reference-counted), and the block is never moved.
+unsafe impl SharedMemory for HeapMemory {
+    fn as_ptr(&self) -> *mut u8 {
+        self.block.ptr.as_ptr()
+    }
+    fn len(&self) -> usize {
+        self.block.len
+    }
+    fn backend(&self) -> &'static str {
+        "heap"
+    }
+    fn is_owner(&self) -> bool {
+        self.owner
+    }
+}
+
+impl std::fmt::Debug for HeapMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeapMemory")
+            .field("len", &self.block.len)
+            .field("owner", &self.owner)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heap_memory_is_zeroed_aligned_and_shared() {
+        let a = HeapMemory::new(10_000);
+        let b = a.share();
+        assert_eq!(a.as_ptr() as usize % 4096, 0);
+        assert_eq!(a.as_ptr(), b.as_ptr());
+        assert!(a.is_owner() && !b.is_owner());
+        let mut buf = vec![0xffu8; 10_000];
+        // SAFETY: `b` is 10_000 bytes long and alive.
+        unsafe { crate::copy::load_bytes(b.as_ptr(), &mut buf) };
+        assert!(buf.iter().all(|&x| x == 0));
+        // SAFETY: as above.
+        unsafe { crate::copy::store_bytes(a.as_ptr().add(5), &[1, 2, 3]) };
+        // SAFETY: as above.
+        unsafe { crate::copy::load_bytes(b.as_ptr(), &mut buf[..10]) };
+        assert_eq!(&buf[..10], &[0, 0, 0, 0, 0, 1, 2, 3, 0, 0]);
+    }
+
+    #[test]
+    fn zero_length_heap_memory() {
+        let a = HeapMemory::new(0);
+        assert!(a.is_empty());
+        assert_eq!(a.as_ptr() as usize % 4096, 0);
+    }
+}

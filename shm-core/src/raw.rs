@@ -1,0 +1,176 @@
+//! [`RawSegment`]: validated memory with a header, and bounds-checked byte access to its
+//! payload. The typed layers ([`crate::Segment`], [`crate::SeqLock`], the channel) are
+//! built on it.
+#![allow(unsafe_code)]
+
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use crate::copy;
+use crate::layout::{self, AttachOptions, Expect, Header, HEADER_SIZE, MAGIC, READY, READY_OFFSET};
+use crate::proc::{self, Liveness};
+use crate::wait::{Backoff, Deadline};
+use crate::{Error, SharedMemory};
+
+/// Shared memory whose header has been written (by `create`) or validated (by `attach`).
+///
+/// Holds the header snapshot it validated; the header in the memory is never read again,
+/// so a peer changing it later cannot move our bounds.
+pub struct RawSegment<M: SharedMemory> {
+    mem: M,
+    header: Header,
+}
+
+impl<M: SharedMemory> RawSegment<M> {
+    /// Lays a header for `expect` into fresh memory, lets `init` fill the payload, then
+    /// publishes the segment (stores `ready`).
+    pub(crate) fn create(mem: M, expect: Expect, init: impl FnOnce(&Self)) -> Result<Self, Error> {
+        let len = mem.len() as u64;
+        layout::check_fits(len, &expect)?;
+        // The memory must be fresh: a non-zero magic or ready word means someone already
+        // laid a segment here, and writing over it would corrupt their data.
+        let mut head = [0u8; HEADER_SIZE];
+        // SAFETY: `check_fits` proved the memory holds at least the header.
+        unsafe { copy::load_bytes(mem.as_ptr(), &mut head) };
+        if head[..8] != [0u8; 8] || head[READY_OFFSET..READY_OFFSET + 4] != [0u8; 4] {
+            return Err(Error::AlreadyInitialized);
+        }
+        let header = layout::build_header(len, &expect, proc::current_pid());
+        // SAFETY: the memory holds at least HEADER_SIZE bytes (`check_fits`).
+        unsafe { copy::store_pod(mem.as_ptr(), &header, Ordering::Relaxed) };
+        let seg = RawSegment { mem, header };
+        init(&seg);
+        // Release: pairs with the Acquire load of `ready` in `attach`, so an opener that
+        // sees READY also sees every header and payload byte written above.
+        seg.ready_word().store(READY, Ordering::Release);
+        let mut published = seg.header;
+        published.ready = READY;
+        Ok(RawSegment {
+            header: published,
+            ..seg
+        })
+    }
+
+    /// Waits (bounded) for the segment to be ready, then validates one snapshot of its
+    /// header against `expect`.
+    pub(crate) fn attach(mem: M, expect: Expect, opts: &AttachOptions) -> Result<Self, Error> {
+        let mapped = mem.len() as u64;
+        if mapped < HEADER_SIZE as u64 {
+            return Err(Error::TooSmall {
+                needed: HEADER_SIZE as u64,
+                found: mapped,
+            });
+        }
+        let deadline = Deadline::after(opts.ready_timeout);
+        let mut backoff = Backoff::new();
+        let header = loop {
+            // SAFETY: the mapping holds at least the header (checked above), and READY_OFFSET
+            // is 4-aligned within the 64-aligned base.
+            let ready_word = unsafe { &*mem.as_ptr().add(READY_OFFSET).cast::<AtomicU32>() };
+            // Acquire: pairs with the creator's Release store of READY in `create`.
+            let ready = ready_word.load(Ordering::Acquire);
+            // SAFETY: as above; the snapshot is a private copy.
+            let snap: Header = unsafe { copy::load_pod(mem.as_ptr(), Ordering::Relaxed) };
+            if snap.magic != MAGIC && snap.magic != [0; 8] {
+                return Err(Error::BadMagic {
+                    expected: MAGIC,
+                    found: snap.magic,
+                });
+            }
+            if ready == READY {
+                break snap;
+            }
+            if ready != 0 {
+                return Err(Error::CorruptHeader {
+                    field: "ready",
+                    found: ready.into(),
+                    expected: "0 (initialising) or 0x52454459 (ready)",
+                });
+            }
+            if deadline.expired() {
+                let pid = snap.creator_pid;
+                return Err(if proc::liveness(pid) == Liveness::Dead {
+                    Error::CreatorDied { pid }
+                } else {
+                    Error::NotReady {
+                        waited: deadline.elapsed(),
+                        creator_pid: pid,
+                    }
+                });
+            }
+            backoff.snooze();
+        };
+        layout::validate(&header, mapped, &expect)?;
+        Ok(RawSegment { mem, header })
+    }
+
+    fn ready_word(&self) -> &AtomicU32 {
+        // SAFETY: the memory holds the header (create/attach checked), READY_OFFSET is
+        // 4-aligned, and an atomic may alias memory that other processes write.
+        unsafe { &*self.mem.as_ptr().add(READY_OFFSET).cast::<AtomicU32>() }
+    }
+
+    /// The header snapshot this handle validated (or wrote).
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The payload's length in bytes.
+    pub fn payload_len(&self) -> usize {
+        // Validated to fit in the mapping, which fits in usize.
+        self.header.payload_len as usize
+    }
+
+    /// The payload's base address (64-byte aligned). Hand it only to atomic or volatile
+    /// accesses; see [`SharedMemory`].
+    pub fn payload_ptr(&self) -> *mut u8 {
+        // SAFETY: the validated payload offset lies within the mapping.
+        unsafe { self.mem.as_ptr().add(self.header.payload_offset as usize) }
+    }
+
+    /// The memory behind the segment.
+    pub fn memory(&self) -> &M {
+        &self.mem
+    }
+
+    /// Gives the memory back.
+    pub fn into_memory(self) -> M {
+        self.mem
+    }
+
+    pub(crate) fn check_range(&self, offset: usize, len: usize) -> Result<(), Error> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.payload_len() => Ok(()),
+            _ => Err(Error::OutOfBounds {
+                offset: offset as u64,
+                len: len as u64,
+                payload_len: self.payload_len() as u64,
+            }),
+        }
+    }
+
+    /// Copies `buf.len()` payload bytes at `offset` into `buf`.
+    pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
+        self.check_range(offset, buf.len())?;
+        // SAFETY: the range lies within the payload (checked), which lies within the mapping.
+        unsafe { copy::load_bytes(self.payload_ptr().add(offset), buf) };
+        Ok(())
+    }
+
+    /// Copies `bytes` into the payload at `offset`.
+    pub fn write_at(&self, offset: usize, bytes: &[u8]) -> Result<(), Error> {
+        self.check_range(offset, bytes.len())?;
+        // SAFETY: the range lies within the payload (checked), which lies within the mapping.
+        unsafe { copy::store_bytes(self.payload_ptr().add(offset), bytes) };
+        Ok(())
+    }
+}
+
+impl<M: SharedMemory> std::fmt::Debug for RawSegment<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawSegment")
+            .field("backend", &self.mem.backend())
+            .field("len", &self.mem.len())
+            .field("header", &self.header)
+            .finish()
+    }
+}

@@ -1,0 +1,145 @@
+//! [`Record`] types and the plain typed [`Segment`].
+#![allow(unsafe_code)]
+
+use std::marker::PhantomData;
+
+use crate::layout::{AttachOptions, Expect, Kind, Schema};
+use crate::{copy, Error, RawSegment, SharedMemory};
+
+/// A plain-old-data type that may live in shared memory.
+///
+/// `bytemuck::Pod` is what makes it sound: a `Pod` type is valid for every bit pattern
+/// (no `bool`, enum, reference or padding), so whatever a peer writes, a copy of it is a
+/// valid value. [`NAME`](Self::NAME) and [`VERSION`](Self::VERSION) identify the type
+/// between programs compiled separately; change the version when the fields change.
+pub trait Record: bytemuck::Pod {
+    /// The type's name as written into the header (at most 40 bytes).
+    const NAME: &'static str;
+    /// The type's version.
+    const VERSION: u32 = 1;
+}
+
+macro_rules! primitive_records {
+    ($($t:ty),*) => {$(
+        impl Record for $t { const NAME: &'static str = stringify!($t); }
+    )*};
+}
+primitive_records!(u8, u16, u32, u64, i8, i16, i32, i64, f32, f64);
+
+impl<T: Record, const N: usize> Record for [T; N]
+where
+    [T; N]: bytemuck::Pod,
+{
+    const NAME: &'static str = "array";
+}
+
+pub(crate) fn expect_for<T: Record>(kind: Kind, min_payload: u64) -> Result<Expect, Error> {
+    Ok(Expect {
+        kind,
+        schema: Schema::of::<T>()?,
+        min_payload,
+    })
+}
+
+/// A typed record at the start of a segment's payload, accessed only by copy.
+///
+/// Reads and writes are not atomic as a whole: a reader may see a mix of two writes. Use
+/// [`SeqLock`](crate::SeqLock) when readers must see consistent snapshots. The bytes after
+/// the record, to the end of the segment, are free for [`read_at`](Self::read_at) /
+/// [`write_at`](Self::write_at) (offsets count from the start of the payload, where the
+/// record is).
+pub struct Segment<T: Record, M: SharedMemory> {
+    raw: RawSegment<M>,
+    _record: PhantomData<fn() -> T>,
+}
+
+impl<T: Record, M: SharedMemory> Segment<T, M> {
+    fn expect() -> Result<Expect, Error> {
+        expect_for::<T>(Kind::Record, std::mem::size_of::<T>() as u64)
+    }
+
+    /// Lays out a new segment in fresh, zeroed memory holding `initial`.
+    pub fn create(mem: M, initial: &T) -> Result<Self, Error> {
+        let raw = RawSegment::create(mem, Self::expect()?, |raw| {
+            // SAFETY: `check_fits` made room for a T at the payload start.
+            unsafe {
+                copy::store_pod(
+                    raw.payload_ptr(),
+                    initial,
+                    core::sync::atomic::Ordering::Relaxed,
+                )
+            }
+        })?;
+        Ok(Segment {
+            raw,
+            _record: PhantomData,
+        })
+    }
+
+    /// Attaches to a segment made by [`create`](Self::create), validating its header.
+    pub fn attach(mem: M) -> Result<Self, Error> {
+        Self::attach_with(mem, &AttachOptions::default())
+    }
+
+    /// [`attach`](Self::attach) with explicit timeouts.
+    pub fn attach_with(mem: M, opts: &AttachOptions) -> Result<Self, Error> {
+        Ok(Segment {
+            raw: RawSegment::attach(mem, Self::expect()?, opts)?,
+            _record: PhantomData,
+        })
+    }
+
+    /// A copy of the record.
+    pub fn read(&self) -> T {
+        // SAFETY: validation guaranteed the payload holds at least size_of::<T>() bytes.
+        unsafe {
+            copy::load_pod(
+                self.raw.payload_ptr(),
+                core::sync::atomic::Ordering::Relaxed,
+            )
+        }
+    }
+
+    /// Overwrites the record with a copy of `value`.
+    pub fn write(&self, value: &T) {
+        // SAFETY: as in `read`.
+        unsafe {
+            copy::store_pod(
+                self.raw.payload_ptr(),
+                value,
+                core::sync::atomic::Ordering::Relaxed,
+            )
+        }
+    }
+
+    /// Copies payload bytes at `offset` into `buf`; an error if the range leaves the payload.
+    pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
+        self.raw.read_at(offset, buf)
+    }
+
+    /// Copies `bytes` into the payload at `offset`; an error if the range leaves the payload.
+    pub fn write_at(&self, offset: usize, bytes: &[u8]) -> Result<(), Error> {
+        self.raw.write_at(offset, bytes)
+    }
+
+    /// The payload's length: the record and the free bytes after it.
+    pub fn payload_len(&self) -> usize {
+        self.raw.payload_len()
+    }
+
+    /// The validated segment underneath (header, memory).
+    pub fn raw(&self) -> &RawSegment<M> {
+        &self.raw
+    }
+
+    /// Gives the memory back.
+    pub fn into_memory(self) -> M {
+        self.raw.into_memory()
+    }
+}
+
+impl<T: Record, M: SharedMemory> std::fmt::Debug for Segment<T, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment").field("raw", &self.raw).finish()
+    }
+}

@@ -1,0 +1,3 @@
+fn main() {
+    println!("shm-demo: not yet implemented");
+}
