@@ -84,6 +84,8 @@ mod error;
 #[cfg(not(loom))]
 pub mod layout;
 #[cfg(not(loom))]
+pub mod mapping;
+#[cfg(not(loom))]
 mod memory;
 #[cfg(not(loom))]
 pub mod proc;
@@ -98,6 +100,8 @@ pub mod wait;
 
 #[cfg(all(feature = "conformance", not(loom)))]
 pub mod conformance;
+#[cfg(all(feature = "conformance", not(loom)))]
+pub mod testing;
 
 #[cfg(not(loom))]
 pub use {

@@ -1,1 +1,582 @@
-//! Placeholder: filled by the backends issue.
+//! # shm-posix: named POSIX shared memory
+//!
+//! A [`PosixShm`] is a `shm_open` object (a file in `/dev/shm`) mapped `MAP_SHARED`. The
+//! creating handle owns the name and unlinks it on drop; [`PosixShm::persist`] hands that
+//! duty over. Any process that knows the name can open it.
+//!
+//! ```
+//! use shm_posix::ShmOptions;
+//! use shm_core::Segment;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let name = format!("/shm-posix-doc-{}", std::process::id());
+//! let shm = ShmOptions::new(&name).size(4 << 30).create()?;   // 4 GiB, costs one page
+//! let writer = Segment::create(shm, &[100u64, 876, 8021])?;
+//!
+//! // In another process (here the same one, for the example):
+//! let reader = Segment::<[u64; 3], _>::attach(ShmOptions::new(&name).open()?)?;
+//! assert_eq!(reader.read(), [100, 876, 8021]);
+//! # drop(reader); drop(writer); // the creator unlinks the name
+//! # assert!(ShmOptions::new(&name).open().is_err());
+//! # Ok(()) }
+//! ```
+//!
+//! ## Reserving memory: no SIGBUS on a full `/dev/shm`
+//!
+//! `/dev/shm` is a tmpfs: `ftruncate` only sets a size, and pages are allocated when first
+//! touched. If the tmpfs is full at that moment the kernel raises SIGBUS. [`ShmOptions::create`]
+//! therefore reserves pages with `posix_fallocate`, so that a full `/dev/shm` fails at
+//! create with [`Error::NoSpace`]. Reserving costs memory, and the point of a large sparse
+//! segment (the tutorial's 4 GiB) is that untouched pages cost nothing, so by default only
+//! the first 64 KiB (the header and the start of the payload) are reserved;
+//! [`ShmOptions::reserve`] chooses how much, up to the whole segment
+//! ([`Reserve::All`]). Pages beyond the reservation can still SIGBUS on first touch if
+//! `/dev/shm` fills up in the meantime; reserve everything you will write.
+//!
+//! ## Trust
+//!
+//! A POSIX segment can be truncated by anyone who can open it for writing, and touching a
+//! truncated page raises SIGBUS. `open` refuses a segment smaller than its header claims,
+//! and refuses segments that another user owns or that are group- or world-writable
+//! (unless [`ShmOptions::allow_foreign`] says otherwise), so only processes of our own
+//! user can do that. Against a hostile peer of the same user, use `shm-memfd`: its
+//! segments are sealed against shrinking.
+//!
+//! ## Stale segments
+//!
+//! Every handle holds a shared `flock` on its segment for as long as it lives. A segment
+//! of ours (it starts with the layout's magic) whose lock nobody holds has no live user:
+//! its creator died without unlinking it. [`list_stale`] finds those and [`remove_stale`]
+//! unlinks them; segments in use are never touched.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod sys;
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use shm_core::mapping::Mapping;
+use shm_core::SharedMemory;
+
+/// The longest name accepted, in bytes, leading `/` included.
+pub const NAME_MAX: usize = 255;
+
+/// Bytes reserved at create by default (see the crate docs).
+pub const DEFAULT_RESERVE: u64 = 64 * 1024;
+
+/// What went wrong, with the name involved.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The name is not a valid POSIX shared memory name.
+    #[error("invalid segment name {name:?}: {reason}")]
+    InvalidName {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A size of zero, or too large for this platform.
+    #[error("invalid segment size {size}: {reason}")]
+    InvalidSize {
+        /// The size given.
+        size: u64,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// Exclusive create found the name taken.
+    #[error("segment {name} already exists (exclusive create never reuses a name; open it, or unlink it first)")]
+    AlreadyExists {
+        /// The name.
+        name: String,
+    },
+    /// Open found no segment by that name.
+    #[error("segment {name} not found in /dev/shm")]
+    NotFound {
+        /// The name.
+        name: String,
+    },
+    /// The caller may not open or create the segment.
+    #[error("permission denied for segment {name}")]
+    PermissionDenied {
+        /// The name.
+        name: String,
+    },
+    /// `/dev/shm` has no room for the reservation.
+    #[error("no space in /dev/shm to reserve {reserve} bytes for segment {name}")]
+    NoSpace {
+        /// The name.
+        name: String,
+        /// Bytes that could not be reserved.
+        reserve: u64,
+    },
+    /// The name exists but is not a regular file (a symlink, directory, fifo…).
+    #[error("segment {name} is not a regular file (file mode {mode:#o})")]
+    NotRegularFile {
+        /// The name.
+        name: String,
+        /// `st_mode` as found.
+        mode: u32,
+    },
+    /// The segment is owned by another user.
+    #[error("segment {name} is owned by uid {owner}, expected uid {expected} (refusing a segment someone else planted; see ShmOptions::allow_foreign)")]
+    ForeignOwner {
+        /// The name.
+        name: String,
+        /// Its owner.
+        owner: u32,
+        /// Our effective uid.
+        expected: u32,
+    },
+    /// The segment is writable by group or others.
+    #[error("segment {name} has unsafe permissions {mode:#o}: writable by group or others (see ShmOptions::allow_foreign)")]
+    UnsafeMode {
+        /// The name.
+        name: String,
+        /// The permission bits.
+        mode: u32,
+    },
+    /// The segment is empty: there is nothing to map.
+    #[error("segment {name} is empty (0 bytes): its creator never sized it")]
+    Empty {
+        /// The name.
+        name: String,
+    },
+    /// Another system call failed.
+    #[error("{op} failed for segment {name}: {source}")]
+    Io {
+        /// The call.
+        op: &'static str,
+        /// The name.
+        name: String,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+impl Error {
+    fn io(op: &'static str, name: &str, source: io::Error) -> Error {
+        let name = name.to_owned();
+        match source.raw_os_error() {
+            Some(libc::EEXIST) => Error::AlreadyExists { name },
+            Some(libc::ENOENT) => Error::NotFound { name },
+            Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied { name },
+            Some(libc::ELOOP) => Error::NotRegularFile {
+                name,
+                mode: libc::S_IFLNK,
+            },
+            _ => Error::Io { op, name, source },
+        }
+    }
+}
+
+/// How [`ShmOptions`] treats an existing name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Creation {
+    Exclusive,
+    OpenExisting,
+    OpenOrCreate,
+}
+
+/// How much of a new segment to reserve with `posix_fallocate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reserve {
+    /// Nothing: the segment is entirely sparse.
+    None,
+    /// The first `n` bytes (capped at the segment size).
+    Bytes(u64),
+    /// The whole segment.
+    All,
+}
+
+/// Checks a POSIX shared memory name: a leading `/`, no other `/`, not empty, no NUL,
+/// at most [`NAME_MAX`] bytes.
+pub fn validate_name(name: &str) -> Result<CString, Error> {
+    let bad = |reason| Error::InvalidName {
+        name: name.to_owned(),
+        reason,
+    };
+    if !name.starts_with('/') {
+        return Err(bad("it must start with '/'"));
+    }
+    if name.len() == 1 {
+        return Err(bad("it is empty after the leading '/'"));
+    }
+    if name[1..].contains('/') {
+        return Err(bad("it may contain no '/' after the first character"));
+    }
+    if name.len() > NAME_MAX {
+        return Err(bad("it is longer than 255 bytes"));
+    }
+    if name == "/." || name == "/.." {
+        return Err(bad("'.' and '..' are not names"));
+    }
+    CString::new(name).map_err(|_| bad("it contains a NUL byte"))
+}
+
+/// Builder for [`PosixShm`]: `ShmOptions::new(name).size(n).create()` / `.open()`.
+#[derive(Debug, Clone)]
+pub struct ShmOptions {
+    name: String,
+    size: u64,
+    mode: u32,
+    reserve: Reserve,
+    allow_foreign: bool,
+    populate: bool,
+}
+
+impl ShmOptions {
+    /// Options for the segment `name` (`"/my_shm"`). Size 4096, mode `0600`, reserve
+    /// [`DEFAULT_RESERVE`] bytes.
+    pub fn new(name: impl Into<String>) -> Self {
+        ShmOptions {
+            name: name.into(),
+            size: 4096,
+            mode: 0o600,
+            reserve: Reserve::Bytes(DEFAULT_RESERVE),
+            allow_foreign: false,
+            populate: false,
+        }
+    }
+
+    /// The size of a new segment in bytes.
+    pub fn size(mut self, size: u64) -> Self {
+        self.size = size;
+        self
+    }
+
+    /// Permission bits of a new segment (default `0600`; the umask still applies).
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// How much of a new segment to reserve up front (see the crate docs).
+    pub fn reserve(mut self, reserve: Reserve) -> Self {
+        self.reserve = reserve;
+        self
+    }
+
+    /// Accept segments owned by another user or writable by group or others at open.
+    pub fn allow_foreign(mut self, allow: bool) -> Self {
+        self.allow_foreign = allow;
+        self
+    }
+
+    /// Fault every page in at map time (`MAP_POPULATE`).
+    pub fn populate(mut self, populate: bool) -> Self {
+        self.populate = populate;
+        self
+    }
+
+    /// Creates a new segment; an existing name is [`Error::AlreadyExists`], never reused.
+    /// The handle owns the name and unlinks it on drop.
+    #[doc(alias = "shm_open")]
+    pub fn create(&self) -> Result<PosixShm, Error> {
+        self.open_impl(Creation::Exclusive).map(|(shm, _)| shm)
+    }
+
+    /// Opens an existing segment; its size is the file's size.
+    pub fn open(&self) -> Result<PosixShm, Error> {
+        self.open_impl(Creation::OpenExisting).map(|(shm, _)| shm)
+    }
+
+    /// Opens the segment, creating it if it does not exist. Returns whether it was created
+    /// (then the handle owns it, and the caller must initialise its layout).
+    pub fn open_or_create(&self) -> Result<(PosixShm, bool), Error> {
+        self.open_impl(Creation::OpenOrCreate)
+    }
+
+    fn open_impl(&self, creation: Creation) -> Result<(PosixShm, bool), Error> {
+        let cname = validate_name(&self.name)?;
+        if creation != Creation::OpenExisting && self.size == 0 {
+            return Err(Error::InvalidSize {
+                size: 0,
+                reason: "a segment must hold at least one byte",
+            });
+        }
+        if usize::try_from(self.size).is_err() || i64::try_from(self.size).is_err() {
+            return Err(Error::InvalidSize {
+                size: self.size,
+                reason: "larger than the address space",
+            });
+        }
+        match creation {
+            Creation::Exclusive => self.create_exclusive(&cname).map(|s| (s, true)),
+            Creation::OpenExisting => self.open_existing(&cname).map(|s| (s, false)),
+            Creation::OpenOrCreate => loop {
+                match self.create_exclusive(&cname) {
+                    Ok(s) => return Ok((s, true)),
+                    Err(Error::AlreadyExists { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+                match self.open_existing(&cname) {
+                    Ok(s) => return Ok((s, false)),
+                    // Unlinked between our two calls: try to create again.
+                    Err(Error::NotFound { .. }) => continue,
+                    Err(e) => return Err(e),
+                }
+            },
+        }
+    }
+
+    fn create_exclusive(&self, cname: &CString) -> Result<PosixShm, Error> {
+        let name = &self.name;
+        let fd = sys::shm_open(
+            cname,
+            libc::O_CREAT | libc::O_EXCL | libc::O_RDWR,
+            self.mode,
+        )
+        .map_err(|e| Error::io("shm_open", name, e))?;
+        // From here on the name is ours: any failure must unlink it again.
+        let guard = UnlinkGuard(cname);
+        sys::flock_shared(fd.as_fd()).map_err(|e| Error::io("flock", name, e))?;
+        sys::ftruncate(fd.as_fd(), self.size).map_err(|e| Error::io("ftruncate", name, e))?;
+        let reserve = match self.reserve {
+            Reserve::None => 0,
+            Reserve::Bytes(n) => n.min(self.size),
+            Reserve::All => self.size,
+        };
+        if reserve > 0 {
+            sys::fallocate(fd.as_fd(), reserve).map_err(|e| match e.raw_os_error() {
+                Some(libc::ENOSPC) => Error::NoSpace {
+                    name: name.clone(),
+                    reserve,
+                },
+                _ => Error::io("posix_fallocate", name, e),
+            })?;
+        }
+        let map = self.map(fd.as_fd(), self.size as usize)?;
+        std::mem::forget(guard);
+        Ok(PosixShm {
+            map,
+            fd,
+            name: name.clone(),
+            owner: true,
+        })
+    }
+
+    fn open_existing(&self, cname: &CString) -> Result<PosixShm, Error> {
+        let name = &self.name;
+        let fd =
+            sys::shm_open(cname, libc::O_RDWR, 0).map_err(|e| Error::io("shm_open", name, e))?;
+        let st = sys::fstat(fd.as_fd()).map_err(|e| Error::io("fstat", name, e))?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(Error::NotRegularFile {
+                name: name.clone(),
+                mode: st.st_mode,
+            });
+        }
+        if !self.allow_foreign {
+            let me = sys::geteuid();
+            if st.st_uid != me {
+                return Err(Error::ForeignOwner {
+                    name: name.clone(),
+                    owner: st.st_uid,
+                    expected: me,
+                });
+            }
+            if st.st_mode & 0o022 != 0 {
+                return Err(Error::UnsafeMode {
+                    name: name.clone(),
+                    mode: st.st_mode & 0o7777,
+                });
+            }
+        }
+        let size = u64::try_from(st.st_size).unwrap_or(0);
+        if size == 0 {
+            return Err(Error::Empty { name: name.clone() });
+        }
+        let size = usize::try_from(size).map_err(|_| Error::InvalidSize {
+            size,
+            reason: "larger than the address space",
+        })?;
+        sys::flock_shared(fd.as_fd()).map_err(|e| Error::io("flock", name, e))?;
+        let map = self.map(fd.as_fd(), size)?;
+        Ok(PosixShm {
+            map,
+            fd,
+            name: name.clone(),
+            owner: false,
+        })
+    }
+
+    fn map(&self, fd: BorrowedFd<'_>, len: usize) -> Result<Mapping, Error> {
+        let map = if self.populate {
+            Mapping::shared_populated(fd, len)
+        } else {
+            Mapping::shared(fd, len)
+        };
+        map.map_err(|e| Error::io("mmap", &self.name, e))
+    }
+}
+
+/// Unlinks a name we just created if creation fails half way.
+struct UnlinkGuard<'a>(&'a CString);
+
+impl Drop for UnlinkGuard<'_> {
+    fn drop(&mut self) {
+        // Best effort: the name was created by us a moment ago.
+        let _ = sys::shm_unlink(self.0);
+    }
+}
+
+/// A mapped POSIX shared memory segment.
+#[derive(Debug)]
+pub struct PosixShm {
+    map: Mapping,
+    fd: OwnedFd,
+    name: String,
+    owner: bool,
+}
+
+impl PosixShm {
+    /// The segment's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Gives up ownership: the name is no longer unlinked when this handle is dropped.
+    /// Returns the name, for whoever takes the duty over (see [`unlink`]).
+    pub fn persist(&mut self) -> &str {
+        self.owner = false;
+        &self.name
+    }
+
+    /// Takes ownership: the name is unlinked when this handle is dropped.
+    pub fn take_ownership(&mut self) {
+        self.owner = true;
+    }
+
+    /// How many of the segment's pages are resident in this process's mapping.
+    pub fn resident_pages(&self) -> io::Result<usize> {
+        self.map.resident_pages()
+    }
+
+    /// The current size of the object behind the name (`fstat`), which a peer may have
+    /// changed since it was mapped.
+    pub fn current_size(&self) -> io::Result<u64> {
+        sys::fstat(self.fd.as_fd()).map(|st| u64::try_from(st.st_size).unwrap_or(0))
+    }
+}
+
+impl AsFd for PosixShm {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+// SAFETY: the mapping is page aligned, `len` bytes long, readable and writable, lives as
+// long as `self` and does not move with it; we never make references into it.
+#[allow(unsafe_code)]
+unsafe impl SharedMemory for PosixShm {
+    fn as_ptr(&self) -> *mut u8 {
+        self.map.as_ptr()
+    }
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+    fn backend(&self) -> &'static str {
+        "posix"
+    }
+    fn is_owner(&self) -> bool {
+        self.owner
+    }
+}
+
+impl Drop for PosixShm {
+    fn drop(&mut self) {
+        if self.owner {
+            if let Ok(cname) = CString::new(self.name.as_str()) {
+                // Never panic in drop; a name someone else already unlinked is fine.
+                let _ = sys::shm_unlink(&cname);
+            }
+        }
+        // The mapping and the fd (and with it our flock) go away with the fields.
+    }
+}
+
+/// Unlinks the segment `name` (`shm_unlink`). Processes that have it mapped keep it.
+#[doc(alias = "shm_unlink")]
+pub fn unlink(name: &str) -> Result<(), Error> {
+    let cname = validate_name(name)?;
+    sys::shm_unlink(&cname).map_err(|e| Error::io("shm_unlink", name, e))
+}
+
+/// Whether the segment `name` is one of ours (starts with the layout magic) and no
+/// process holds it open through this crate.
+pub fn is_stale(name: &str) -> Result<bool, Error> {
+    let cname = validate_name(name)?;
+    let fd =
+        sys::shm_open(&cname, libc::O_RDONLY, 0).map_err(|e| Error::io("shm_open", name, e))?;
+    let mut magic = [0u8; 8];
+    let n = sys::pread(fd.as_fd(), &mut magic, 0).map_err(|e| Error::io("pread", name, e))?;
+    if n != 8 || magic != shm_core::layout::MAGIC {
+        return Ok(false);
+    }
+    sys::try_flock_exclusive(fd.as_fd()).map_err(|e| Error::io("flock", name, e))
+}
+
+/// The names of our segments in `/dev/shm` that start with `prefix` (`"/"` for all) and
+/// that no live process holds.
+pub fn list_stale(prefix: &str) -> Result<Vec<String>, Error> {
+    let dir = std::fs::read_dir("/dev/shm").map_err(|e| Error::io("read_dir", "/dev/shm", e))?;
+    let mut stale = Vec::new();
+    for entry in dir.flatten() {
+        let Some(file) = entry.file_name().to_str().map(|s| format!("/{s}")) else {
+            continue;
+        };
+        if !file.starts_with(prefix) || validate_name(&file).is_err() {
+            continue;
+        }
+        let ours = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
+        if ours && matches!(is_stale(&file), Ok(true)) {
+            stale.push(file);
+        }
+    }
+    stale.sort();
+    Ok(stale)
+}
+
+/// Unlinks every stale segment of ours whose name starts with `prefix`; returns their
+/// names. A segment in use is never removed.
+pub fn remove_stale(prefix: &str) -> Result<Vec<String>, Error> {
+    let mut removed = Vec::new();
+    for name in list_stale(prefix)? {
+        // Check again right before unlinking: a user may have opened it meanwhile.
+        if matches!(is_stale(&name), Ok(true)) && unlink(&name).is_ok() {
+            removed.push(name);
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_validated_before_any_syscall() {
+        for (name, reason) in [
+            ("noslash", "it must start with '/'"),
+            ("", "it must start with '/'"),
+            ("/", "it is empty after the leading '/'"),
+            ("/a/b", "it may contain no '/' after the first character"),
+            ("/..", "'.' and '..' are not names"),
+            ("/a\0b", "it contains a NUL byte"),
+        ] {
+            match validate_name(name) {
+                Err(Error::InvalidName { reason: r, .. }) => assert_eq!(r, reason, "{name:?}"),
+                other => panic!("{name:?}: {other:?}"),
+            }
+        }
+        let long = format!("/{}", "x".repeat(255));
+        assert!(matches!(
+            validate_name(&long),
+            Err(Error::InvalidName { .. })
+        ));
+        assert!(validate_name(&long[..255]).is_ok());
+        assert!(validate_name("/my_shm").is_ok());
+    }
+}

@@ -1,0 +1,190 @@
+//! [`Mapping`]: an owned `mmap` region, the raw layer every backend maps through.
+//!
+//! ```
+//! use shm_core::mapping::Mapping;
+//! # fn main() -> std::io::Result<()> {
+//! let map = Mapping::anonymous_shared(1 << 20)?; // MAP_SHARED | MAP_ANONYMOUS
+//! assert_eq!(map.len(), 1 << 20);
+//! let alias = map.alias()?; // a second mapping of the same pages
+//! assert_ne!(alias.as_ptr(), map.as_ptr());
+//! # Ok(()) }
+//! ```
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::ptr::NonNull;
+
+/// Turns a `-1`-on-error return value into an `io::Result`.
+pub fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Turns the return value of a call that returns a new fd into an `OwnedFd`.
+///
+/// # Safety
+/// `ret` must be either `-1` or a freshly opened fd that nothing else owns.
+pub unsafe fn ret_owned_fd(ret: libc::c_int) -> io::Result<OwnedFd> {
+    let fd = cvt(ret)?;
+    // SAFETY: the caller guarantees `fd` is fresh and unowned.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// An owned, readable and writable `MAP_SHARED` mapping, unmapped on drop.
+pub struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: a Mapping is an address range; it is only accessed through raw pointers by users
+// bound by the `SharedMemory` contract (atomic accesses), so it can move between threads.
+unsafe impl Send for Mapping {}
+// SAFETY: as above; `&Mapping` only gives out the address and length.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    fn map(
+        fd: Option<BorrowedFd<'_>>,
+        len: usize,
+        extra_flags: libc::c_int,
+    ) -> io::Result<Mapping> {
+        if len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot map zero bytes",
+            ));
+        }
+        let (raw_fd, flags) = match fd {
+            Some(fd) => (fd.as_raw_fd(), libc::MAP_SHARED | extra_flags),
+            None => (-1, libc::MAP_SHARED | libc::MAP_ANONYMOUS | extra_flags),
+        };
+        // SAFETY: a null hint lets the kernel choose an address that overlaps nothing of
+        // ours; `raw_fd` is borrowed for the call (or -1 for an anonymous mapping).
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                raw_fd,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapping {
+            ptr: NonNull::new(ptr.cast()).expect("mmap returned null without MAP_FIXED"),
+            len,
+        })
+    }
+
+    /// `mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)`.
+    ///
+    /// Mapping past the end of the file is allowed by the kernel but touching those pages
+    /// raises SIGBUS: callers check the file's size first.
+    #[doc(alias = "mmap")]
+    pub fn shared(fd: impl AsFd, len: usize) -> io::Result<Mapping> {
+        Self::map(Some(fd.as_fd()), len, 0)
+    }
+
+    /// [`shared`](Self::shared) with `MAP_POPULATE`: every page is faulted in up front.
+    pub fn shared_populated(fd: impl AsFd, len: usize) -> io::Result<Mapping> {
+        Self::map(Some(fd.as_fd()), len, libc::MAP_POPULATE)
+    }
+
+    /// `mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0)`:
+    /// zeroed memory that a child made by `fork` shares with its parent.
+    pub fn anonymous_shared(len: usize) -> io::Result<Mapping> {
+        Self::map(None, len, libc::MAP_NORESERVE)
+    }
+
+    /// A second mapping of the same pages (`mremap(addr, 0, len, MREMAP_MAYMOVE)`), as if
+    /// another process had mapped them: writes through either are seen through the other.
+    /// Only for shared mappings.
+    #[doc(alias = "mremap")]
+    pub fn alias(&self) -> io::Result<Mapping> {
+        // SAFETY: with old_size 0 and a shared mapping, mremap leaves the old mapping in
+        // place and creates a new one of the same pages at an address of the kernel's
+        // choosing (MREMAP_MAYMOVE without MREMAP_FIXED), overlapping nothing.
+        let ptr =
+            unsafe { libc::mremap(self.ptr.as_ptr().cast(), 0, self.len, libc::MREMAP_MAYMOVE) };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapping {
+            ptr: NonNull::new(ptr.cast()).expect("mremap returned null"),
+            len: self.len,
+        })
+    }
+
+    /// The base address (page aligned).
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// The length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: empty mappings cannot be made.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// How many of the mapping's pages are resident in memory (`mincore`).
+    #[doc(alias = "mincore")]
+    pub fn resident_pages(&self) -> io::Result<usize> {
+        // SAFETY: sysconf has no preconditions.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        let pages = self.len.div_ceil(page);
+        let mut vec = vec![0u8; pages];
+        // SAFETY: the range is our mapping, and `vec` has one byte per page of it.
+        cvt(unsafe { libc::mincore(self.ptr.as_ptr().cast(), self.len, vec.as_mut_ptr()) })?;
+        Ok(vec.iter().filter(|&&b| b & 1 == 1).count())
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: we own this range and nothing refers to it once we are dropped. munmap
+        // can only fail for a bad range, which would be a bug here; there is nothing useful
+        // to do about it in a destructor, so the result is ignored (as memmap2 does).
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+impl std::fmt::Debug for Mapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mapping")
+            .field("ptr", &self.ptr)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alias_sees_writes_and_untouched_pages_cost_nothing() {
+        let a = Mapping::anonymous_shared(64 << 20).unwrap();
+        assert_eq!(a.resident_pages().unwrap(), 0);
+        let b = a.alias().unwrap();
+        // SAFETY: both mappings are 64 MiB long.
+        unsafe {
+            crate::copy::store_bytes(a.as_ptr().add(12345), b"hello");
+            let mut out = [0u8; 5];
+            crate::copy::load_bytes(b.as_ptr().add(12345), &mut out);
+            assert_eq!(&out, b"hello");
+        }
+        assert_eq!(a.resident_pages().unwrap(), 1);
+        assert!(Mapping::anonymous_shared(0).is_err());
+    }
+}

@@ -1,0 +1,155 @@
+//! Helpers for tests that need real processes and unique names (behind the
+//! `conformance` feature, for backend crates' tests).
+//!
+//! A test that needs a second process re-runs its own test binary with
+//! [`spawn_self`]: the child runs one `#[ignore]`d test (the entry point) with an
+//! environment variable naming its role, so it is never run, or counted as passing, by
+//! itself.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The tutorial's record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct MyData {
+    /// First column.
+    pub col1: u64,
+    /// Second column.
+    pub col2: u64,
+    /// Third column.
+    pub col3: u64,
+}
+
+impl crate::Record for MyData {
+    const NAME: &'static str = "MyData";
+}
+
+/// The tutorial's values: `{100, 876, 8021}`.
+pub const TUTORIAL: MyData = MyData {
+    col1: 100,
+    col2: 876,
+    col3: 8021,
+};
+
+/// A name unique to this process and call: `{prefix}-{pid}-{counter}`.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The environment variable that tells a child which role to play.
+pub const ROLE_VAR: &str = "SHM_TEST_ROLE";
+
+/// Runs the `#[ignore]`d test `entry` of the current test binary in a child process, with
+/// `envs` set and `stdin` written to its standard input; returns its output.
+pub fn spawn_self(entry: &str, role: &str, envs: &[(&str, &str)], stdin: &str) -> Output {
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        entry,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(ROLE_VAR, role)
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn the test binary");
+    let mut input = child.stdin.take().expect("stdin");
+    // The child may exit without reading; a broken pipe is its business.
+    let _ = input.write_all(stdin.as_bytes());
+    drop(input);
+    child.wait_with_output().expect("wait for the child")
+}
+
+/// What a child printed after `RESULT ` on each line that has it (libtest may print
+/// `test name ... ` before the first one on the same line).
+pub fn results(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.find("RESULT ").map(|i| l[i + 7..].to_owned()))
+        .collect()
+}
+
+/// Panics with the child's stderr unless it exited successfully.
+pub fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "child failed with {}:\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Encodes `(offset, bytes)` writes as text lines, for a child's stdin.
+pub fn encode_writes(writes: &[(usize, Vec<u8>)]) -> String {
+    let mut s = String::new();
+    for (off, bytes) in writes {
+        s.push_str(&off.to_string());
+        s.push(' ');
+        for b in bytes {
+            s.push_str(&format!("{b:02x}"));
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// Decodes what [`encode_writes`] wrote.
+pub fn decode_writes(text: &str) -> Vec<(usize, Vec<u8>)> {
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (off, hex) = l.split_once(' ').unwrap_or((l, ""));
+            let bytes = (0..hex.len() / 2)
+                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex"))
+                .collect();
+            (off.parse().expect("offset"), bytes)
+        })
+        .collect()
+}
+
+/// The number of open fds of this process (entries of `/proc/self/fd`, less the one
+/// `read_dir` itself holds).
+pub fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .count()
+        .saturating_sub(1)
+}
+
+/// The names in `/dev/shm` that start with `prefix` (without the leading `/`).
+pub fn dev_shm_entries(prefix: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("/dev/shm")
+        .expect("/dev/shm")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    v.sort();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_round_trip_through_text() {
+        let w = vec![(0, vec![]), (17, vec![0, 255, 16]), (4096, vec![1; 40])];
+        assert_eq!(decode_writes(&encode_writes(&w)), w);
+        assert_ne!(unique_name("x"), unique_name("x"));
+    }
+}
