@@ -124,13 +124,7 @@ proptest! {
         }
         .unwrap();
         prop_assert_eq!(child.wait().unwrap().code(), Some(0));
-        let mut model = vec![0u8; plen];
-        model[..24].copy_from_slice(shm_core::bytemuck::bytes_of(&TUTORIAL));
-        for (off, bytes) in &writes {
-            if off + bytes.len() <= plen {
-                model[*off..off + bytes.len()].copy_from_slice(bytes);
-            }
-        }
+        let model = shm_core::testing::expected_payload(plen, &writes);
         let mut back = vec![0u8; plen];
         seg.read_at(0, &mut back).unwrap();
         prop_assert_eq!(back, model);

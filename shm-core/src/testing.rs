@@ -121,6 +121,22 @@ pub fn decode_writes(text: &str) -> Vec<(usize, Vec<u8>)> {
         .collect()
 }
 
+/// The payload a [`TUTORIAL`] segment of `payload_len` bytes holds after `writes`, those
+/// that fit applied in order (the model the cross-process proptests compare against).
+pub fn expected_payload(payload_len: usize, writes: &[(usize, Vec<u8>)]) -> Vec<u8> {
+    let mut model = vec![0u8; payload_len];
+    model[..std::mem::size_of::<MyData>()].copy_from_slice(bytemuck::bytes_of(&TUTORIAL));
+    for (off, bytes) in writes {
+        if off
+            .checked_add(bytes.len())
+            .is_some_and(|end| end <= payload_len)
+        {
+            model[*off..off + bytes.len()].copy_from_slice(bytes);
+        }
+    }
+    model
+}
+
 /// The number of open fds of this process (entries of `/proc/self/fd`, less the one
 /// `read_dir` itself holds).
 pub fn fd_count() -> usize {

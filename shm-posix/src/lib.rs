@@ -46,7 +46,9 @@
 //! Every handle holds a shared `flock` on its segment for as long as it lives. A segment
 //! of ours (it starts with the layout's magic) whose lock nobody holds has no live user:
 //! its creator died without unlinking it. [`list_stale`] finds those and [`remove_stale`]
-//! unlinks them; segments in use are never touched.
+//! unlinks them; segments in use are never touched. (A child process between `fork` and
+//! `exec` shares its parent's open file descriptions, and so the lock, for that moment; a
+//! segment then looks in use a little longer.)
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -7,7 +7,7 @@ use shm_core::testing::{
     decode_writes, dev_shm_entries, encode_writes, fd_count, results, spawn_self, unique_name,
     MyData, ROLE_VAR, TUTORIAL,
 };
-use shm_core::{bytemuck, Error as CoreError, Segment};
+use shm_core::{Error as CoreError, Segment};
 use shm_posix::{Error, Reserve, ShmOptions};
 
 /// The child side of every test here; run only through `spawn_self`.
@@ -94,17 +94,9 @@ proptest! {
         let out = spawn_self("child", "apply-writes", &[("SHM_NAME", &name)], &encode_writes(&writes));
         prop_assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let plen = seg.payload_len();
-        let mut model = vec![0u8; plen];
-        model[..24].copy_from_slice(bytemuck::bytes_of(&TUTORIAL));
-        let mut expected_results = Vec::new();
-        for (off, bytes) in &writes {
-            if off + bytes.len() <= plen {
-                model[*off..off + bytes.len()].copy_from_slice(bytes);
-                expected_results.push("ok");
-            } else {
-                expected_results.push("oob");
-            }
-        }
+        let model = shm_core::testing::expected_payload(plen, &writes);
+        let expected_results: Vec<&str> =
+            writes.iter().map(|(off, b)| if off + b.len() <= plen { "ok" } else { "oob" }).collect();
         prop_assert_eq!(results(&out), expected_results);
         let mut back = vec![0u8; plen];
         seg.read_at(0, &mut back).unwrap();
@@ -261,6 +253,7 @@ fn full_reservation_costs_pages_and_default_does_not() {
 #[test]
 fn stale_segments_are_found_and_only_they_are_removed() {
     let prefix = unique_name("/shm-posix-stale");
+    let _cleanup = RemoveOnDrop(vec![format!("{prefix}-dead"), format!("{prefix}-foreign")]);
     // A live segment of ours.
     let live = Segment::create(
         ShmOptions::new(format!("{prefix}-live")).create().unwrap(),
@@ -279,6 +272,13 @@ fn stale_segments_are_found_and_only_they_are_removed() {
         "both are held"
     );
     drop(dead);
+    // Another test's child, between fork and exec, can share our open file description
+    // (and so its lock) for a moment: wait for the lock to be released, bounded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while shm_posix::list_stale(&prefix).unwrap().is_empty() && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     assert_eq!(
         shm_posix::list_stale(&prefix).unwrap(),
         [format!("{prefix}-dead")]
@@ -290,7 +290,17 @@ fn stale_segments_are_found_and_only_they_are_removed() {
     let left = dev_shm_entries(&prefix[1..]);
     assert_eq!(left.len(), 2, "{left:?}");
     assert_eq!(live.read(), TUTORIAL);
-    shm_posix::unlink(&format!("{prefix}-foreign")).unwrap();
+}
+
+/// Unlinks names when a test ends, also when it fails.
+struct RemoveOnDrop(Vec<String>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            let _ = shm_posix::unlink(name);
+        }
+    }
 }
 
 /// Runs in a child process of its own, so that no other test's fds are counted.
