@@ -1,1 +1,461 @@
-//! Placeholder: filled by the backends issue.
+//! # shm-memfd: sealed memfds passed over a Unix socket
+//!
+//! A [`MemfdShm`] is a `memfd_create` file, sized and then sealed against shrinking and
+//! growing (`F_SEAL_SHRINK | F_SEAL_GROW`, then `F_SEAL_SEAL`) before any fd leaves the
+//! process, so nobody, its creator included, can truncate it under a peer's mapping: the
+//! SIGBUS that a truncated POSIX segment causes cannot happen here. This is the backend
+//! for peers you do not trust.
+//!
+//! The fd travels with `SCM_RIGHTS`. A [`Server`] listens on a Unix socket (a path, or a
+//! name in the abstract namespace) and sends the fd to each client, by default only to
+//! clients of our own uid (`SO_PEERCRED`). [`connect`] receives exactly one fd, close-on-exec,
+//! and verifies it before mapping: a memfd, opened read-write, sealed against shrink and
+//! grow, not sealed against writes, non-empty. Every fd that arrives and is not used is
+//! closed.
+//!
+//! ```
+//! use shm_memfd::{MemfdOptions, Server};
+//! use shm_core::Segment;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = std::env::temp_dir().join(format!("shm-memfd-doc-{}", std::process::id()));
+//! let seg = Segment::create(MemfdOptions::new().size(1 << 20).create()?, &[100u64, 876, 8021])?;
+//! let server = Server::bind(&dir)?;
+//! let client = std::thread::spawn({
+//!     let dir = dir.clone();
+//!     move || shm_memfd::connect(&dir)   // in another process, in real use
+//! });
+//! server.serve_one(seg.raw().memory())?;
+//! let reader = Segment::<[u64; 3], _>::attach(client.join().unwrap()?)?;
+//! assert_eq!(reader.read(), [100, 876, 8021]);
+//! # Ok(()) }
+//! ```
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod sys;
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use memfd::FileSeal;
+use shm_core::mapping::Mapping;
+use shm_core::SharedMemory;
+
+pub use sys::{recv_fd, send_fds};
+
+/// What went wrong.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A size of zero or beyond the address space.
+    #[error("invalid memfd size {size}: {reason}")]
+    InvalidSize {
+        /// The size given.
+        size: u64,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The fd received is not a memfd.
+    #[error("expected a memfd, found {found}")]
+    NotMemfd {
+        /// What it is instead ("a pipe", "a regular file (/tmp/x)", …).
+        found: String,
+    },
+    /// The memfd lacks the seals that make it safe to map.
+    #[error("memfd is not sealed against {missing}: its sender could truncate it under our mapping (seals found: {found})")]
+    Unsealed {
+        /// The missing seals.
+        missing: &'static str,
+        /// The seals it has.
+        found: String,
+    },
+    /// The memfd is sealed against writing; a shared segment must be writable.
+    #[error("memfd is sealed against writing (seals found: {found}); expected a writable segment")]
+    WriteSealed {
+        /// The seals it has.
+        found: String,
+    },
+    /// The fd is not open for reading and writing.
+    #[error("memfd fd is open {found}, expected read-write")]
+    NotReadWrite {
+        /// Its access mode.
+        found: &'static str,
+    },
+    /// The memfd has no bytes to map.
+    #[error("memfd is empty (0 bytes)")]
+    Empty,
+    /// The message carried no fd.
+    #[error("expected one fd in the message, found none")]
+    NoFd,
+    /// The message carried more than one fd; all were closed.
+    #[error("expected one fd in the message, found {count}; all were closed")]
+    TooManyFds {
+        /// How many arrived.
+        count: usize,
+    },
+    /// The kernel truncated the control message (`MSG_CTRUNC`), for example because our
+    /// fd limit was reached; every fd that did arrive was closed.
+    #[error("control message truncated (MSG_CTRUNC): the fd could not be received (is RLIMIT_NOFILE exhausted?); {received} fd(s) arrived and were closed")]
+    ControlTruncated {
+        /// How many fds did arrive.
+        received: usize,
+    },
+    /// The peer closed the connection before sending anything.
+    #[error("the peer closed the connection without sending an fd")]
+    PeerClosed,
+    /// The peer runs as another user.
+    #[error("peer uid {found} is not ours ({expected}); refusing (see allow_any_uid)")]
+    ForeignPeer {
+        /// Our uid.
+        expected: u32,
+        /// The peer's.
+        found: u32,
+    },
+    /// No client connected in time.
+    #[error("no client connected within {0:?}")]
+    Timeout(Duration),
+    /// A system call failed.
+    #[error("{op} failed: {source}")]
+    Io {
+        /// The call.
+        op: &'static str,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+fn io_err(op: &'static str) -> impl FnOnce(io::Error) -> Error {
+    move |source| Error::Io { op, source }
+}
+
+/// Builder for a new, sealed [`MemfdShm`]: `MemfdOptions::new().size(n).create()`.
+#[derive(Debug, Clone)]
+pub struct MemfdOptions {
+    name: String,
+    size: u64,
+}
+
+impl Default for MemfdOptions {
+    fn default() -> Self {
+        MemfdOptions {
+            name: "shm".to_owned(),
+            size: 4096,
+        }
+    }
+}
+
+impl MemfdOptions {
+    /// Defaults: name `"shm"` (shown in `/proc/PID/fd` as `/memfd:shm`), 4096 bytes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The name shown in `/proc/PID/fd` (not a namespace: names need not be unique).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The size in bytes; fixed for the memfd's life.
+    pub fn size(mut self, size: u64) -> Self {
+        self.size = size;
+        self
+    }
+
+    /// `memfd_create(MFD_CLOEXEC | MFD_ALLOW_SEALING)`, `ftruncate`, seal shrink and grow,
+    /// then seal the seals, then map.
+    #[doc(alias = "memfd_create")]
+    pub fn create(&self) -> Result<MemfdShm, Error> {
+        if self.size == 0 {
+            return Err(Error::InvalidSize {
+                size: 0,
+                reason: "a memfd segment must hold at least one byte",
+            });
+        }
+        let len = usize::try_from(self.size).map_err(|_| Error::InvalidSize {
+            size: self.size,
+            reason: "larger than the address space",
+        })?;
+        let mfd = memfd::MemfdOptions::default()
+            .close_on_exec(true)
+            .allow_sealing(true)
+            .create(&self.name)
+            .map_err(|e| Error::Io {
+                op: "memfd_create",
+                source: memfd_io(e),
+            })?;
+        mfd.as_file()
+            .set_len(self.size)
+            .map_err(io_err("ftruncate"))?;
+        let seal = |seals: &[FileSeal]| {
+            mfd.add_seals(seals).map_err(|e| Error::Io {
+                op: "fcntl(F_ADD_SEALS)",
+                source: memfd_io(e),
+            })
+        };
+        seal(&[FileSeal::SealShrink, FileSeal::SealGrow])?;
+        seal(&[FileSeal::SealSeal])?;
+        let fd = OwnedFd::from(mfd.into_file());
+        let map = Mapping::shared(&fd, len).map_err(io_err("mmap"))?;
+        Ok(MemfdShm {
+            map,
+            fd,
+            owner: true,
+        })
+    }
+}
+
+fn memfd_io(e: memfd::Error) -> io::Error {
+    match e {
+        memfd::Error::Create(e) | memfd::Error::AddSeals(e) | memfd::Error::GetSeals(e) => e,
+    }
+}
+
+/// A mapped, sealed memfd.
+#[derive(Debug)]
+pub struct MemfdShm {
+    map: Mapping,
+    fd: OwnedFd,
+    owner: bool,
+}
+
+impl MemfdShm {
+    /// Verifies that `fd` is a sealed, writable, non-empty memfd, then maps all of it. On
+    /// failure the fd is closed and the error says what was found.
+    pub fn from_fd(fd: OwnedFd) -> Result<MemfdShm, Error> {
+        let len = verify(fd.as_fd())?;
+        let map = Mapping::shared(&fd, len).map_err(io_err("mmap"))?;
+        Ok(MemfdShm {
+            map,
+            fd,
+            owner: false,
+        })
+    }
+
+    /// A second, independent mapping of the same memfd (through a `dup` of its fd).
+    pub fn try_clone(&self) -> Result<MemfdShm, Error> {
+        let fd = self.fd.try_clone().map_err(io_err("dup"))?;
+        MemfdShm::from_fd(fd)
+    }
+
+    /// How many of the segment's pages are resident in this mapping.
+    pub fn resident_pages(&self) -> io::Result<usize> {
+        self.map.resident_pages()
+    }
+}
+
+impl AsFd for MemfdShm {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+// SAFETY: the mapping is page aligned, `len` bytes long, readable and writable, lives as
+// long as `self` and does not move. The memfd is sealed against shrinking (checked by
+// `verify` for received fds, done by `create` for ours), so no peer can cut pages out from
+// under the mapping. We never make references into it.
+#[allow(unsafe_code)]
+unsafe impl SharedMemory for MemfdShm {
+    fn as_ptr(&self) -> *mut u8 {
+        self.map.as_ptr()
+    }
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+    fn backend(&self) -> &'static str {
+        "memfd"
+    }
+    fn is_owner(&self) -> bool {
+        self.owner
+    }
+}
+
+/// Checks a received fd before it is mapped; returns its size.
+pub fn verify(fd: BorrowedFd<'_>) -> Result<usize, Error> {
+    let flags = sys::fcntl_getfl(fd).map_err(io_err("fcntl(F_GETFL)"))?;
+    if flags & libc::O_PATH != 0 {
+        return Err(Error::NotMemfd {
+            found: "an O_PATH descriptor".to_owned(),
+        });
+    }
+    let st = sys::fstat(fd).map_err(io_err("fstat"))?;
+    let kind = match st.st_mode & libc::S_IFMT {
+        libc::S_IFREG => None,
+        libc::S_IFIFO => Some("a pipe"),
+        libc::S_IFSOCK => Some("a socket"),
+        libc::S_IFDIR => Some("a directory"),
+        libc::S_IFCHR => Some("a character device"),
+        libc::S_IFBLK => Some("a block device"),
+        _ => Some("an unknown kind of file"),
+    };
+    if let Some(kind) = kind {
+        return Err(Error::NotMemfd {
+            found: kind.to_owned(),
+        });
+    }
+    let target = sys::fd_path(fd).unwrap_or_default();
+    if !target.starts_with("/memfd:") {
+        return Err(Error::NotMemfd {
+            found: format!("a regular file ({target})"),
+        });
+    }
+    match flags & libc::O_ACCMODE {
+        libc::O_RDWR => {}
+        libc::O_RDONLY => return Err(Error::NotReadWrite { found: "read-only" }),
+        _ => {
+            return Err(Error::NotReadWrite {
+                found: "write-only",
+            })
+        }
+    }
+    let seals = sys::get_seals(fd).map_err(io_err("fcntl(F_GET_SEALS)"))?;
+    let missing = match (
+        seals & libc::F_SEAL_SHRINK != 0,
+        seals & libc::F_SEAL_GROW != 0,
+    ) {
+        (true, true) => None,
+        (false, true) => Some("shrinking"),
+        (true, false) => Some("growing"),
+        (false, false) => Some("shrinking and growing"),
+    };
+    if let Some(missing) = missing {
+        return Err(Error::Unsealed {
+            missing,
+            found: sys::seal_names(seals),
+        });
+    }
+    if seals & (libc::F_SEAL_WRITE | sys::F_SEAL_FUTURE_WRITE) != 0 {
+        return Err(Error::WriteSealed {
+            found: sys::seal_names(seals),
+        });
+    }
+    let size = u64::try_from(st.st_size).unwrap_or(0);
+    if size == 0 {
+        return Err(Error::Empty);
+    }
+    usize::try_from(size).map_err(|_| Error::InvalidSize {
+        size,
+        reason: "larger than the address space",
+    })
+}
+
+/// Where a [`Server`] listens.
+#[derive(Debug)]
+enum Endpoint {
+    Path(PathBuf),
+    Abstract,
+}
+
+/// Hands a memfd's fd to each client that connects to a Unix socket.
+#[derive(Debug)]
+pub struct Server {
+    listener: UnixListener,
+    endpoint: Endpoint,
+    allow_any_uid: bool,
+}
+
+impl Server {
+    /// Listens on the socket file `path` (removed again when the server is dropped).
+    pub fn bind(path: impl AsRef<Path>) -> Result<Server, Error> {
+        let path = path.as_ref().to_owned();
+        let listener = UnixListener::bind(&path).map_err(io_err("bind"))?;
+        Ok(Server {
+            listener,
+            endpoint: Endpoint::Path(path),
+            allow_any_uid: false,
+        })
+    }
+
+    /// Listens on `name` in the abstract socket namespace (no file; gone with the server).
+    pub fn bind_abstract(name: &str) -> Result<Server, Error> {
+        let addr = SocketAddr::from_abstract_name(name.as_bytes()).map_err(io_err("bind"))?;
+        let listener = UnixListener::bind_addr(&addr).map_err(io_err("bind"))?;
+        Ok(Server {
+            listener,
+            endpoint: Endpoint::Abstract,
+            allow_any_uid: false,
+        })
+    }
+
+    /// Send to clients of any uid, not only our own.
+    pub fn allow_any_uid(mut self, allow: bool) -> Self {
+        self.allow_any_uid = allow;
+        self
+    }
+
+    /// Accepts one client, checks its uid, and sends it the fd of `shm`. Returns the
+    /// client's pid.
+    pub fn serve_one(&self, shm: &impl AsFd) -> Result<u32, Error> {
+        let (stream, _) = self.listener.accept().map_err(io_err("accept"))?;
+        self.send_to(&stream, shm.as_fd())
+    }
+
+    /// [`serve_one`](Self::serve_one), giving up after `timeout` with [`Error::Timeout`].
+    pub fn serve_one_timeout(&self, shm: &impl AsFd, timeout: Duration) -> Result<u32, Error> {
+        if !sys::poll_readable(self.listener.as_fd(), timeout).map_err(io_err("poll"))? {
+            return Err(Error::Timeout(timeout));
+        }
+        self.serve_one(shm)
+    }
+
+    fn send_to(&self, stream: &UnixStream, fd: BorrowedFd<'_>) -> Result<u32, Error> {
+        let cred = sys::peer_cred(stream.as_fd()).map_err(io_err("getsockopt(SO_PEERCRED)"))?;
+        let me = sys::geteuid();
+        if !self.allow_any_uid && cred.uid != me {
+            return Err(Error::ForeignPeer {
+                expected: me,
+                found: cred.uid,
+            });
+        }
+        send_fds(stream, &[fd]).map_err(io_err("sendmsg"))?;
+        Ok(cred.pid as u32)
+    }
+}
+
+impl AsFd for Server {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.listener.as_fd()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Endpoint::Path(path) = &self.endpoint {
+            // Best effort: someone may already have removed it.
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Connects to the socket file `path`, receives the memfd and maps it (see [`receive`]).
+pub fn connect(path: impl AsRef<Path>) -> Result<MemfdShm, Error> {
+    let stream = UnixStream::connect(path).map_err(io_err("connect"))?;
+    receive(&stream, false)
+}
+
+/// Connects to `name` in the abstract namespace and receives the memfd.
+pub fn connect_abstract(name: &str) -> Result<MemfdShm, Error> {
+    let addr = SocketAddr::from_abstract_name(name.as_bytes()).map_err(io_err("connect"))?;
+    let stream = UnixStream::connect_addr(&addr).map_err(io_err("connect"))?;
+    receive(&stream, false)
+}
+
+/// Receives exactly one fd on `stream` (close-on-exec), checks that the sender runs as our
+/// uid (unless `allow_any_uid`), verifies the fd (see [`verify`]) and maps it.
+pub fn receive(stream: &UnixStream, allow_any_uid: bool) -> Result<MemfdShm, Error> {
+    if !allow_any_uid {
+        let cred = sys::peer_cred(stream.as_fd()).map_err(io_err("getsockopt(SO_PEERCRED)"))?;
+        let me = sys::geteuid();
+        if cred.uid != me {
+            return Err(Error::ForeignPeer {
+                expected: me,
+                found: cred.uid,
+            });
+        }
+    }
+    MemfdShm::from_fd(recv_fd(stream)?)
+}
