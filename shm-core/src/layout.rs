@@ -94,7 +94,7 @@ const _: () = {
     assert!(std::mem::offset_of!(Header, ready) == READY_OFFSET);
     assert!(std::mem::offset_of!(Header, creator_pid) == 112);
     assert!(std::mem::offset_of!(Header, schema_name) == 72);
-    assert!(PAYLOAD_OFFSET % PAYLOAD_ALIGN == 0 && PAYLOAD_OFFSET >= HEADER_SIZE);
+    assert!(PAYLOAD_OFFSET.is_multiple_of(PAYLOAD_ALIGN) && PAYLOAD_OFFSET >= HEADER_SIZE);
 };
 
 /// What a segment's payload holds.
@@ -384,7 +384,9 @@ pub(crate) fn validate(h: &Header, mapped: u64, expect: &Expect) -> Result<(), E
             "at least the header size (128)",
         ));
     }
-    if h.payload_offset < HEADER_SIZE as u64 || h.payload_offset % PAYLOAD_ALIGN as u64 != 0 {
+    if h.payload_offset < HEADER_SIZE as u64
+        || !h.payload_offset.is_multiple_of(PAYLOAD_ALIGN as u64)
+    {
         return Err(corrupt(
             "payload_offset",
             h.payload_offset,

@@ -137,6 +137,50 @@ pub fn expected_payload(payload_len: usize, writes: &[(usize, Vec<u8>)]) -> Vec<
     model
 }
 
+/// The child side of the cross-process write tests: reads [`encode_writes`] text from
+/// stdin, applies each write to `seg`, and prints `RESULT ok` or `RESULT oob` for each.
+pub fn apply_writes_from_stdin<M: crate::SharedMemory>(seg: &crate::Segment<MyData, M>) {
+    let mut input = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut input).expect("read stdin");
+    for (off, bytes) in decode_writes(&input) {
+        match seg.write_at(off, &bytes) {
+            Ok(()) => println!("RESULT ok"),
+            Err(crate::Error::OutOfBounds { .. }) => println!("RESULT oob"),
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+}
+
+/// What [`apply_writes_from_stdin`] prints for `writes` on a payload of `payload_len`.
+pub fn expected_write_results(payload_len: usize, writes: &[(usize, Vec<u8>)]) -> Vec<String> {
+    writes
+        .iter()
+        .map(|(off, b)| {
+            if off + b.len() <= payload_len {
+                "ok"
+            } else {
+                "oob"
+            }
+            .to_owned()
+        })
+        .collect()
+}
+
+/// Checks a child's first `RESULT` line of `before after` pairs (`"12 12 40 40"`): each
+/// count must be the same after as before.
+pub fn assert_counts_unchanged(out: &Output, what: &[&str]) {
+    assert_success(out);
+    let line = results(out).into_iter().next().expect("a RESULT line");
+    let n: Vec<u64> = line
+        .split(' ')
+        .map(|x| x.parse().expect("a count"))
+        .collect();
+    assert_eq!(n.len(), 2 * what.len(), "{line}");
+    for (i, w) in what.iter().enumerate() {
+        assert_eq!(n[2 * i], n[2 * i + 1], "{w} before and after: {line}");
+    }
+}
+
 /// The number of open fds of this process (entries of `/proc/self/fd`, less the one
 /// `read_dir` itself holds).
 pub fn fd_count() -> usize {

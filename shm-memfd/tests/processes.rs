@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use shm_core::testing::{
-    assert_success, decode_writes, encode_writes, expected_payload, fd_count, results, spawn_self,
-    unique_name, MyData, ROLE_VAR, TUTORIAL,
+    assert_success, encode_writes, expected_payload, fd_count, results, spawn_self, unique_name,
+    MyData, ROLE_VAR, TUTORIAL,
 };
-use shm_core::{Error as CoreError, HeapMemory, Segment, SharedMemory};
+use shm_core::{HeapMemory, Segment, SharedMemory};
 use shm_memfd::{Error, MemfdOptions, Server};
 
 fn socket_path() -> PathBuf {
@@ -52,17 +52,7 @@ fn child() {
                 col3: 3,
             });
         }
-        "apply-writes" => {
-            let mut input = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut input).unwrap();
-            for (off, bytes) in decode_writes(&input) {
-                match seg.write_at(off, &bytes) {
-                    Ok(()) => println!("RESULT ok"),
-                    Err(CoreError::OutOfBounds { .. }) => println!("RESULT oob"),
-                    Err(e) => panic!("unexpected {e}"),
-                }
-            }
-        }
+        "apply-writes" => shm_core::testing::apply_writes_from_stdin(&seg),
         other => panic!("unknown role {other}"),
     }
 }
@@ -150,8 +140,7 @@ proptest! {
         let out = serve_to_child(&seg, "apply-writes", &encode_writes(&writes));
         prop_assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let plen = seg.payload_len();
-        let expected: Vec<&str> = writes.iter().map(|(o, b)| if o + b.len() <= plen { "ok" } else { "oob" }).collect();
-        prop_assert_eq!(results(&out), expected);
+        prop_assert_eq!(results(&out), shm_core::testing::expected_write_results(plen, &writes));
         let mut back = vec![0u8; plen];
         seg.read_at(0, &mut back).unwrap();
         prop_assert_eq!(back, expected_payload(plen, &writes));
@@ -343,10 +332,5 @@ fn leak_cycles() {
 #[test]
 fn ten_thousand_create_send_drop_cycles_leak_nothing() {
     let out = spawn_self("child", "leak-cycles", &[], "");
-    assert_success(&out);
-    let r: Vec<usize> = results(&out)[0]
-        .split(' ')
-        .map(|x| x.parse().unwrap())
-        .collect();
-    assert_eq!(r[0], r[1], "fds before/after");
+    shm_core::testing::assert_counts_unchanged(&out, &["fds"]);
 }

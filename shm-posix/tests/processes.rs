@@ -4,8 +4,8 @@ use std::os::fd::AsRawFd;
 
 use proptest::prelude::*;
 use shm_core::testing::{
-    decode_writes, dev_shm_entries, encode_writes, fd_count, results, spawn_self, unique_name,
-    MyData, ROLE_VAR, TUTORIAL,
+    dev_shm_entries, encode_writes, fd_count, results, spawn_self, unique_name, MyData, ROLE_VAR,
+    TUTORIAL,
 };
 use shm_core::{Error as CoreError, Segment};
 use shm_posix::{Error, Reserve, ShmOptions};
@@ -31,17 +31,7 @@ fn child() {
             col2: 2,
             col3: 3,
         }),
-        "apply-writes" => {
-            let mut input = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut input).unwrap();
-            for (off, bytes) in decode_writes(&input) {
-                match seg.write_at(off, &bytes) {
-                    Ok(()) => println!("RESULT ok"),
-                    Err(CoreError::OutOfBounds { .. }) => println!("RESULT oob"),
-                    Err(e) => panic!("unexpected {e}"),
-                }
-            }
-        }
+        "apply-writes" => shm_core::testing::apply_writes_from_stdin(&seg),
         other => panic!("unknown role {other}"),
     }
 }
@@ -95,9 +85,7 @@ proptest! {
         prop_assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let plen = seg.payload_len();
         let model = shm_core::testing::expected_payload(plen, &writes);
-        let expected_results: Vec<&str> =
-            writes.iter().map(|(off, b)| if off + b.len() <= plen { "ok" } else { "oob" }).collect();
-        prop_assert_eq!(results(&out), expected_results);
+        prop_assert_eq!(results(&out), shm_core::testing::expected_write_results(plen, &writes));
         let mut back = vec![0u8; plen];
         seg.read_at(0, &mut back).unwrap();
         prop_assert_eq!(back, model);
@@ -324,19 +312,15 @@ fn leak_cycles() {
             Err(Error::NotFound { .. })
         ));
     }
-    println!("RESULT fds {fds} {}", fd_count());
-    println!("RESULT left {}", dev_shm_entries(&prefix[1..]).len());
+    println!(
+        "RESULT {fds} {} 0 {}",
+        fd_count(),
+        dev_shm_entries(&prefix[1..]).len()
+    );
 }
 
 #[test]
 fn ten_thousand_create_drop_cycles_leak_nothing() {
     let out = spawn_self("child", "leak-cycles", &[], "");
-    shm_core::testing::assert_success(&out);
-    let r = results(&out);
-    let fds: Vec<&str> = r[0].split(' ').collect();
-    assert_eq!(
-        fds[1], fds[2],
-        "fd count before and after 10,000 cycles: {r:?}"
-    );
-    assert_eq!(r[1], "left 0");
+    shm_core::testing::assert_counts_unchanged(&out, &["fds", "/dev/shm entries"]);
 }
