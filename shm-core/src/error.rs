@@ -139,6 +139,14 @@ pub enum Error {
         /// The payload's length.
         payload_len: u64,
     },
+    /// An atomic access at an offset that is not a multiple of its size.
+    #[error("misaligned: offset {offset} is not a multiple of {align}")]
+    Misaligned {
+        /// Requested offset.
+        offset: u64,
+        /// Required alignment.
+        align: u64,
+    },
     /// A seqlock writer has held the lock past the timeout and is still alive.
     #[error("seqlock writer (pid {pid}) still writing after {waited:?}")]
     WriterStuck {

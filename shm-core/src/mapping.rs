@@ -140,14 +140,36 @@ impl Mapping {
     /// How many of the mapping's pages are resident in memory (`mincore`).
     #[doc(alias = "mincore")]
     pub fn resident_pages(&self) -> io::Result<usize> {
-        // SAFETY: sysconf has no preconditions.
-        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
-        let pages = self.len.div_ceil(page);
-        let mut vec = vec![0u8; pages];
-        // SAFETY: the range is our mapping, and `vec` has one byte per page of it.
-        cvt(unsafe { libc::mincore(self.ptr.as_ptr().cast(), self.len, vec.as_mut_ptr()) })?;
-        Ok(vec.iter().filter(|&&b| b & 1 == 1).count())
+        // SAFETY: the range is exactly this live mapping.
+        unsafe { resident_pages_raw(self.ptr.as_ptr(), self.len) }
     }
+}
+
+/// The system page size.
+pub fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096)
+}
+
+/// # Safety
+/// `ptr .. ptr + len` must be a mapped range, `ptr` page aligned.
+unsafe fn resident_pages_raw(ptr: *mut u8, len: usize) -> io::Result<usize> {
+    let mut vec = vec![0u8; len.div_ceil(page_size())];
+    // SAFETY: the range is mapped (caller) and `vec` has one byte per page of it.
+    cvt(unsafe { libc::mincore(ptr.cast(), len, vec.as_mut_ptr()) })?;
+    Ok(vec.iter().filter(|&&b| b & 1 == 1).count())
+}
+
+/// How many bytes of `mem` are resident in memory (`mincore` over the whole region): a
+/// 4 GiB segment of which two pages were touched reports 8 KiB.
+pub fn resident_bytes<M: crate::SharedMemory + ?Sized>(mem: &M) -> io::Result<u64> {
+    if mem.is_empty() {
+        return Ok(0);
+    }
+    // SAFETY: the SharedMemory contract makes `as_ptr .. + len` a live mapping; backends
+    // hand out page-aligned mappings (the heap backend is page aligned too).
+    let pages = unsafe { resident_pages_raw(mem.as_ptr(), mem.len()) }?;
+    Ok((pages * page_size()) as u64)
 }
 
 impl Drop for Mapping {

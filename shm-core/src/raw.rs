@@ -148,6 +148,29 @@ impl<M: SharedMemory> RawSegment<M> {
         }
     }
 
+    /// The 8-byte word at payload `offset` as an atomic, for counters and flags shared with
+    /// other processes. `offset` must be a multiple of 8 and the word inside the payload.
+    ///
+    /// A reference to an atomic is sound for memory that others write: atomics are
+    /// interior-mutable, and every access through it is an atomic instruction.
+    pub fn atomic_u64(&self, offset: usize) -> Result<&core::sync::atomic::AtomicU64, Error> {
+        self.check_range(offset, 8)?;
+        if !offset.is_multiple_of(8) {
+            return Err(Error::Misaligned {
+                offset: offset as u64,
+                align: 8,
+            });
+        }
+        // SAFETY: the word lies within the payload (checked) and is 8-aligned (the payload is
+        // 64-aligned and `offset` a multiple of 8); it lives as long as `self` borrows `mem`.
+        Ok(unsafe {
+            &*self
+                .payload_ptr()
+                .add(offset)
+                .cast::<core::sync::atomic::AtomicU64>()
+        })
+    }
+
     /// Copies `buf.len()` payload bytes at `offset` into `buf`.
     pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
         self.check_range(offset, buf.len())?;

@@ -1,3 +1,213 @@
-fn main() {
-    println!("shm-demo: not yet implemented");
+//! `shm-demo`: the tutorial's writer/reader exchange on every backend, and the latency and
+//! throughput tools. Run `shm-demo --help`.
+#![deny(unsafe_code)]
+
+mod errors;
+mod exchange;
+mod host;
+mod pingpong;
+mod record;
+mod util;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::host::Backend;
+use crate::util::{parse_size, Failure};
+
+const EXAMPLES: &str = "\
+Examples:
+  shm-demo                                   # the exchange on posix, anon and memfd, then a table
+  shm-demo --backend posix --size 64MiB      # one backend, a smaller segment
+  shm-demo --backend posix write --name /my_shm --hold    # terminal 1
+  shm-demo --backend posix read --name /my_shm            # terminal 2
+  shm-demo --backend memfd serve --socket /tmp/shm.sock   # terminal 1
+  shm-demo --backend memfd connect --socket /tmp/shm.sock # terminal 2
+  shm-demo --backend unix pingpong --round-trips 100000 --json";
+
+/// Shared memory between processes, the tutorial's way: a writer puts
+/// MyData { col1: 100, col2: 876, col3: 8021 } into a 4 GiB segment, a separate reader
+/// process attaches and prints it. With no subcommand, runs that exchange end to end.
+#[derive(Parser, Debug)]
+#[command(name = "shm-demo", version, after_help = EXAMPLES)]
+struct Cli {
+    /// Backend: posix, anon or memfd (unix and pipe are baselines for pingpong and stream).
+    /// Without it, the exchange runs on all three shared-memory backends.
+    #[arg(long, global = true, value_enum)]
+    backend: Option<BackendArg>,
+    /// Segment size for the exchange: 4GiB, 64MiB, 4096, ...
+    #[arg(long, default_value = "4GiB", value_parser = parse_size)]
+    size: u64,
+    /// Print one JSON object per result instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Option<Cmd>,
 }
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum BackendArg {
+    Posix,
+    Anon,
+    Memfd,
+    Unix,
+    Pipe,
+}
+
+impl BackendArg {
+    fn shm(self) -> Option<Backend> {
+        match self {
+            BackendArg::Posix => Some(Backend::Posix),
+            BackendArg::Anon => Some(Backend::Anon),
+            BackendArg::Memfd => Some(Backend::Memfd),
+            BackendArg::Unix | BackendArg::Pipe => None,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// The tutorial's writer: create a named segment and write MyData into it.
+    #[command(
+        after_help = "Example:\n  shm-demo --backend posix write --name /my_shm --size 4GiB --hold"
+    )]
+    Write {
+        /// Segment name, like /my_shm.
+        #[arg(long)]
+        name: String,
+        /// Segment size: 4GiB, 64MiB, 4096, ...
+        #[arg(long, default_value = "4GiB", value_parser = parse_size)]
+        size: u64,
+        /// Keep the segment until Ctrl-C or SIGTERM, then remove it. Without --hold the
+        /// segment is left for a reader, who removes it with `read --unlink`.
+        #[arg(long)]
+        hold: bool,
+    },
+    /// The tutorial's reader: attach to a named segment and print MyData.
+    #[command(after_help = "Example:\n  shm-demo --backend posix read --name /my_shm --unlink")]
+    Read {
+        /// Segment name, like /my_shm.
+        #[arg(long)]
+        name: String,
+        /// Remove the segment after reading it (as the tutorial's reader does).
+        #[arg(long)]
+        unlink: bool,
+        /// The record version to expect: v1 (what `write` writes) or v2 (shows a schema
+        /// mismatch).
+        #[arg(long, default_value = "v1")]
+        schema: exchange::SchemaArg,
+    },
+    /// Create a sealed memfd with MyData and hand it to every client of a Unix socket.
+    #[command(after_help = "Example:\n  shm-demo --backend memfd serve --socket /tmp/shm.sock")]
+    Serve {
+        /// Socket path.
+        #[arg(long)]
+        socket: PathBuf,
+        /// Segment size.
+        #[arg(long, default_value = "4GiB", value_parser = parse_size)]
+        size: u64,
+        /// Serve one client, then exit (default: until Ctrl-C or SIGTERM).
+        #[arg(long)]
+        once: bool,
+    },
+    /// Receive the memfd from a server, verify it, attach and print MyData.
+    #[command(after_help = "Example:\n  shm-demo --backend memfd connect --socket /tmp/shm.sock")]
+    Connect {
+        /// Socket path.
+        #[arg(long)]
+        socket: PathBuf,
+    },
+    /// Round-trip latency between two processes, pinned to different CPUs: p50, p99,
+    /// p99.9 and max, from an HdrHistogram of every round trip.
+    #[command(
+        after_help = "Example:\n  shm-demo --backend posix pingpong --round-trips 100000 --json"
+    )]
+    Pingpong {
+        /// Round trips to measure (after a warm-up of a tenth as many, at least 1000).
+        #[arg(long, default_value_t = 100_000)]
+        round_trips: u64,
+        /// How a side waits for the other: spin (busy-poll).
+        #[arg(long, value_enum, default_value = "spin")]
+        wait: pingpong::Wait,
+    },
+    /// Remove segments of ours in /dev/shm whose processes died without removing them.
+    #[command(after_help = "Example:\n  shm-demo cleanup --prefix /shm-demo")]
+    Cleanup {
+        /// Only names starting with this.
+        #[arg(long, default_value = "/")]
+        prefix: String,
+    },
+    /// Internal: the second process of an exchange.
+    #[command(hide = true)]
+    Peer(exchange::PeerArgs),
+}
+
+fn usage(msg: &str) -> ExitCode {
+    eprintln!("error: {msg}");
+    eprintln!("Run `shm-demo --help` for usage.");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    util::catch_signals();
+    let shm_backend = cli.backend.map(BackendArg::shm);
+    let result = match cli.command {
+        None => match shm_backend {
+            Some(None) => {
+                return usage("the exchange needs a shared-memory backend: posix, anon or memfd")
+            }
+            Some(Some(b)) => exchange::run(&[b], cli.size, cli.json),
+            None => exchange::run(&Backend::ALL, cli.size, cli.json),
+        },
+        Some(Cmd::Write { name, size, hold }) => match shm_backend {
+            Some(Some(Backend::Posix)) => exchange::write(&name, size, hold, cli.json),
+            Some(Some(Backend::Anon)) => return usage(ANON_TWO_TERMINALS),
+            _ => return usage("write and read name a POSIX segment: use --backend posix"),
+        },
+        Some(Cmd::Read {
+            name,
+            unlink,
+            schema,
+        }) => match shm_backend {
+            Some(Some(Backend::Posix)) => exchange::read(&name, unlink, schema, cli.json),
+            Some(Some(Backend::Anon)) => return usage(ANON_TWO_TERMINALS),
+            _ => return usage("write and read name a POSIX segment: use --backend posix"),
+        },
+        Some(Cmd::Serve { socket, size, once }) => match shm_backend {
+            Some(Some(Backend::Memfd)) => exchange::serve(&socket, size, once, cli.json),
+            Some(Some(Backend::Anon)) => return usage(ANON_TWO_TERMINALS),
+            _ => return usage("serve and connect pass a memfd: use --backend memfd"),
+        },
+        Some(Cmd::Connect { socket }) => match shm_backend {
+            Some(Some(Backend::Memfd)) => exchange::connect(&socket, cli.json),
+            Some(Some(Backend::Anon)) => return usage(ANON_TWO_TERMINALS),
+            _ => return usage("serve and connect pass a memfd: use --backend memfd"),
+        },
+        Some(Cmd::Pingpong { round_trips, wait }) => match cli.backend {
+            None => return usage("pingpong needs --backend: posix, anon, memfd, unix or pipe"),
+            Some(b) => pingpong::run(b, round_trips, wait, cli.json),
+        },
+        Some(Cmd::Cleanup { prefix }) => exchange::cleanup(&prefix, cli.json),
+        Some(Cmd::Peer(args)) => match shm_backend {
+            Some(Some(b)) => exchange::peer(b, &args),
+            _ => return usage("peer needs a shared-memory backend"),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure { what, hint }) => {
+            eprintln!("error: {what}");
+            if let Some(hint) = hint {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+const ANON_TWO_TERMINALS: &str =
+    "the anon backend has no name and no fd to pass: only a forked child can see it, \
+so it has no two-terminal mode. Run `shm-demo --backend anon` for the one-command exchange";

@@ -1,0 +1,421 @@
+//! The tutorial's exchange: one command on every backend, or writer and reader in two
+//! terminals.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use shm_core::mapping::resident_bytes;
+use shm_core::{Record, Segment, SharedMemory};
+use shm_posix::ShmOptions;
+
+use crate::host::{self, Backend, Endpoint, Mem};
+use crate::record::{MyData, MyDataV2, TUTORIAL};
+use crate::util::{
+    check_interrupted, fmt_bytes, fmt_duration, interrupted, json_num, Failure, Json, Result,
+};
+use crate::{errors, pingpong};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SchemaArg {
+    V1,
+    V2,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    Read,
+    Pong,
+}
+
+/// Arguments of the hidden `peer` subcommand.
+#[derive(clap::Args, Debug)]
+pub struct PeerArgs {
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    #[arg(long, value_enum)]
+    role: Role,
+    #[arg(long, default_value_t = 0)]
+    count: u64,
+}
+
+/// Runs in the peer process: opens what it was pointed at and plays its role, printing
+/// one JSON line.
+pub fn peer(backend: Backend, args: &PeerArgs) -> Result<()> {
+    let endpoint = match (backend, &args.name, &args.socket) {
+        (Backend::Posix, Some(name), _) => Endpoint::Name(name.clone()),
+        (Backend::Memfd, _, Some(socket)) => Endpoint::Socket(socket.clone()),
+        _ => {
+            return Err(Failure::new(
+                "peer: posix needs --name, memfd needs --socket",
+            ))
+        }
+    };
+    let mem = host::open(&endpoint)?;
+    let line = match args.role {
+        Role::Read => read_role(mem),
+        Role::Pong => pingpong::pong_role(mem, args.count),
+    };
+    println!("{line}");
+    Ok(())
+}
+
+fn error_line(f: &Failure) -> String {
+    Json::new().str("error", &f.what).finish()
+}
+
+/// Attaches as the tutorial's reader and reports the record and the attach time.
+pub fn read_role(mem: Mem) -> String {
+    let t = Instant::now();
+    match Segment::<MyData, _>::attach(mem) {
+        Ok(seg) => {
+            let attach = t.elapsed();
+            let v = seg.read();
+            Json::new()
+                .num("pid", std::process::id())
+                .num("attach_ns", attach.as_nanos())
+                .num("col1", v.col1)
+                .num("col2", v.col2)
+                .num("col3", v.col3)
+                .finish()
+        }
+        Err(e) => error_line(&errors::core(e)),
+    }
+}
+
+/// Turns a peer's line into a result, or its error into ours.
+pub fn parse_peer_line(line: &str) -> Result<()> {
+    if let Some(i) = line.find("\"error\":\"") {
+        let rest = &line[i + 9..];
+        return Err(Failure::new(format!(
+            "the peer failed: {}",
+            rest.trim_end_matches("\"}")
+        )));
+    }
+    if !line.starts_with('{') {
+        return Err(Failure::new(format!(
+            "the peer sent no result (got {line:?})"
+        )));
+    }
+    Ok(())
+}
+
+struct Row {
+    backend: Backend,
+    mapped: u64,
+    resident: u64,
+    create: Duration,
+    write: Duration,
+    attach: Duration,
+    writer_pid: u32,
+    reader_pid: u32,
+    record: MyData,
+}
+
+fn exchange_one(backend: Backend, size: u64) -> Result<Row> {
+    let t = Instant::now();
+    let mem = host::create(backend, size)?;
+    let create = t.elapsed();
+    let t = Instant::now();
+    let seg = Segment::create(mem, &TUTORIAL).map_err(errors::core)?;
+    let write = t.elapsed();
+    check_interrupted()?;
+    let peer = host::start_peer(
+        backend,
+        seg.raw().memory(),
+        &["--role".into(), "read".into()],
+        read_role,
+    )?;
+    let reader_pid = peer.pid();
+    let line = peer.finish()?;
+    parse_peer_line(&line)?;
+    let field = |k| json_num(&line, k).unwrap_or(0.0) as u64;
+    let record = MyData {
+        col1: field("col1"),
+        col2: field("col2"),
+        col3: field("col3"),
+    };
+    let resident =
+        resident_bytes(seg.raw().memory()).map_err(|e| Failure::new(format!("mincore: {e}")))?;
+    Ok(Row {
+        backend,
+        mapped: seg.raw().memory().len() as u64,
+        resident,
+        create,
+        write,
+        attach: Duration::from_nanos(field("attach_ns")),
+        writer_pid: std::process::id(),
+        reader_pid,
+        record,
+    })
+}
+
+fn how(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Posix => "spawned, opened the name",
+        Backend::Anon => "forked, inherited the mapping",
+        Backend::Memfd => "spawned, received the fd over a socket",
+    }
+}
+
+/// The one-command exchange on each of `backends`.
+pub fn run(backends: &[Backend], size: u64, json: bool) -> Result<()> {
+    if size < 4096 {
+        return Err(Failure::new(format!("--size {size} is too small"))
+            .hint("the segment needs at least 4096 bytes"));
+    }
+    let mut rows = Vec::new();
+    for &b in backends {
+        check_interrupted()?;
+        let row = exchange_one(b, size)?;
+        let ok = row.record == TUTORIAL;
+        if json {
+            println!(
+                "{}",
+                Json::new()
+                    .str("backend", b.name())
+                    .num("mapped_bytes", row.mapped)
+                    .num("resident_bytes", row.resident)
+                    .num("create_ns", row.create.as_nanos())
+                    .num("write_ns", row.write.as_nanos())
+                    .num("attach_ns", row.attach.as_nanos())
+                    .num("writer_pid", row.writer_pid)
+                    .num("reader_pid", row.reader_pid)
+                    .num("col1", row.record.col1)
+                    .num("col2", row.record.col2)
+                    .num("col3", row.record.col3)
+                    .bool("ok", ok)
+                    .finish()
+            );
+        } else {
+            println!("== {}", b.name());
+            println!(
+                "writer  pid {:<7} created {} in {}, wrote {} in {}",
+                row.writer_pid,
+                fmt_bytes(row.mapped),
+                fmt_duration(row.create),
+                TUTORIAL,
+                fmt_duration(row.write)
+            );
+            println!(
+                "reader  pid {:<7} ({}) attached in {}, read {}",
+                row.reader_pid,
+                how(b),
+                fmt_duration(row.attach),
+                row.record
+            );
+            println!(
+                "memory  mapped {}, resident {} ({:.5}% of the segment)",
+                fmt_bytes(row.mapped),
+                fmt_bytes(row.resident),
+                100.0 * row.resident as f64 / row.mapped as f64
+            );
+        }
+        if !ok {
+            return Err(Failure::new(format!(
+                "{}: the reader read {}, expected {}",
+                b.name(),
+                row.record,
+                TUTORIAL
+            )));
+        }
+        rows.push(row);
+    }
+    if !json && rows.len() > 1 {
+        println!();
+        println!(
+            "{:<8} {:>10} {:>11} {:>10} {:>10} {:>10}  {:<16} match",
+            "backend", "mapped", "resident", "create", "write", "attach", "record"
+        );
+        for r in &rows {
+            println!(
+                "{:<8} {:>10} {:>11} {:>10} {:>10} {:>10}  {:<16} {}",
+                r.backend.name(),
+                fmt_bytes(r.mapped),
+                fmt_bytes(r.resident),
+                fmt_duration(r.create),
+                fmt_duration(r.write),
+                fmt_duration(r.attach),
+                format!("{} {} {}", r.record.col1, r.record.col2, r.record.col3),
+                if r.record == TUTORIAL { "yes" } else { "NO" }
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The tutorial's writer.
+pub fn write(name: &str, size: u64, hold: bool, json: bool) -> Result<()> {
+    let shm = ShmOptions::new(name)
+        .size(size)
+        .create()
+        .map_err(errors::posix)?;
+    let seg = Segment::create(shm, &TUTORIAL).map_err(errors::core)?;
+    if json {
+        println!(
+            "{}",
+            Json::new()
+                .str("name", name)
+                .num("size", size)
+                .num("pid", std::process::id())
+                .num("col1", TUTORIAL.col1)
+                .num("col2", TUTORIAL.col2)
+                .num("col3", TUTORIAL.col3)
+                .bool("hold", hold)
+                .finish()
+        );
+    } else {
+        println!("wrote {TUTORIAL} to {name} ({})", fmt_bytes(size));
+    }
+    if hold {
+        if !json {
+            println!("holding {name} until Ctrl-C or SIGTERM; read it with: shm-demo --backend posix read --name {name}");
+        }
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        while !interrupted() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        drop(seg);
+        if !json {
+            println!("removed {name}");
+        }
+    } else {
+        let mut shm = seg.into_memory();
+        shm.persist();
+        if !json {
+            println!(
+                "left {name} for a reader: shm-demo --backend posix read --name {name} --unlink"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn print_record(v: &MyData, source: &str, json: bool) {
+    if json {
+        println!(
+            "{}",
+            Json::new()
+                .str("source", source)
+                .num("col1", v.col1)
+                .num("col2", v.col2)
+                .num("col3", v.col3)
+                .finish()
+        );
+    } else {
+        println!("read {v} from {source}");
+    }
+}
+
+fn attach_and_read<M: shm_core::SharedMemory>(mem: M, schema: SchemaArg) -> Result<MyData> {
+    fn read_as<T: Record + Into<MyData>, M: shm_core::SharedMemory>(mem: M) -> Result<MyData> {
+        Ok(Segment::<T, _>::attach(mem)
+            .map_err(errors::core)?
+            .read()
+            .into())
+    }
+    match schema {
+        SchemaArg::V1 => read_as::<MyData, M>(mem),
+        SchemaArg::V2 => read_as::<MyDataV2, M>(mem),
+    }
+}
+
+impl From<MyDataV2> for MyData {
+    fn from(v: MyDataV2) -> Self {
+        MyData {
+            col1: v.col1,
+            col2: v.col2,
+            col3: v.col3,
+        }
+    }
+}
+
+/// The tutorial's reader.
+pub fn read(name: &str, unlink: bool, schema: SchemaArg, json: bool) -> Result<()> {
+    let shm = ShmOptions::new(name).open().map_err(errors::posix)?;
+    let v = attach_and_read(shm, schema)?;
+    print_record(&v, name, json);
+    if unlink {
+        shm_posix::unlink(name).map_err(errors::posix)?;
+        if !json {
+            println!("removed {name}");
+        }
+    }
+    Ok(())
+}
+
+/// Serves a sealed memfd holding the tutorial's record.
+pub fn serve(socket: &Path, size: u64, once: bool, json: bool) -> Result<()> {
+    let shm = shm_memfd::MemfdOptions::new()
+        .name("shm-demo")
+        .size(size)
+        .create()
+        .map_err(errors::memfd)?;
+    let seg = Segment::create(shm, &TUTORIAL).map_err(errors::core)?;
+    let server = shm_memfd::Server::bind(socket).map_err(errors::memfd)?;
+    if !json {
+        println!(
+            "serving a sealed {} memfd holding {TUTORIAL} on {}; connect with: shm-demo --backend memfd connect --socket {}",
+            fmt_bytes(size),
+            socket.display(),
+            socket.display()
+        );
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+    }
+    while !interrupted() {
+        match server.serve_one_timeout(seg.raw().memory(), Duration::from_millis(100)) {
+            Ok(pid) => {
+                if json {
+                    println!(
+                        "{}",
+                        Json::new()
+                            .str("event", "sent")
+                            .num("client_pid", pid)
+                            .finish()
+                    );
+                } else {
+                    println!("sent the fd to pid {pid}");
+                }
+                if once {
+                    break;
+                }
+            }
+            Err(shm_memfd::Error::Timeout(_)) => {}
+            Err(e) if matches!(e, shm_memfd::Error::Io { op: "poll", .. }) && interrupted() => {
+                break
+            }
+            Err(e) => eprintln!("warning: {e}"),
+        }
+    }
+    if !json {
+        println!("stopped; removed {}", socket.display());
+    }
+    Ok(())
+}
+
+/// Receives the memfd and prints the record.
+pub fn connect(socket: &Path, json: bool) -> Result<()> {
+    let shm = shm_memfd::connect(socket).map_err(errors::memfd)?;
+    let v = attach_and_read(shm, SchemaArg::V1)?;
+    print_record(&v, &socket.display().to_string(), json);
+    Ok(())
+}
+
+/// Removes stale segments of ours.
+pub fn cleanup(prefix: &str, json: bool) -> Result<()> {
+    let removed = shm_posix::remove_stale(prefix).map_err(errors::posix)?;
+    for name in &removed {
+        if json {
+            println!("{}", Json::new().str("removed", name).finish());
+        } else {
+            println!("removed stale segment {name}");
+        }
+    }
+    if !json {
+        println!("{} stale segment(s) removed", removed.len());
+    }
+    Ok(())
+}

@@ -1,0 +1,270 @@
+//! The three backends behind one type, and peers: the second process of every exchange,
+//! spawned (posix, memfd) or forked (anon), reporting one JSON line back.
+#![allow(unsafe_code)]
+
+use std::io::Read as _;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use shm_anon::AnonShm;
+use shm_core::SharedMemory;
+use shm_memfd::{MemfdOptions, MemfdShm, Server};
+use shm_posix::{PosixShm, ShmOptions};
+
+use crate::errors;
+use crate::util::{Failure, Result};
+
+/// A shared-memory backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    Posix,
+    Anon,
+    Memfd,
+}
+
+impl Backend {
+    pub const ALL: [Backend; 3] = [Backend::Posix, Backend::Anon, Backend::Memfd];
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Posix => "posix",
+            Backend::Anon => "anon",
+            Backend::Memfd => "memfd",
+        }
+    }
+}
+
+/// Memory from any of the three backends.
+#[derive(Debug)]
+pub enum Mem {
+    Posix(PosixShm),
+    Anon(AnonShm),
+    Memfd(MemfdShm),
+}
+
+impl Mem {
+    fn inner(&self) -> &dyn SharedMemory {
+        match self {
+            Mem::Posix(m) => m,
+            Mem::Anon(m) => m,
+            Mem::Memfd(m) => m,
+        }
+    }
+    pub fn memfd_fd(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            Mem::Memfd(m) => Some(m.as_fd()),
+            _ => None,
+        }
+    }
+    pub fn posix_name(&self) -> Option<&str> {
+        match self {
+            Mem::Posix(m) => Some(m.name()),
+            _ => None,
+        }
+    }
+}
+
+// SAFETY: forwarded to the backend, each of which upholds the contract.
+unsafe impl SharedMemory for Mem {
+    fn as_ptr(&self) -> *mut u8 {
+        self.inner().as_ptr()
+    }
+    fn len(&self) -> usize {
+        self.inner().len()
+    }
+    fn backend(&self) -> &'static str {
+        self.inner().backend()
+    }
+    fn is_owner(&self) -> bool {
+        self.inner().is_owner()
+    }
+}
+
+/// Creates fresh memory of `size` bytes; a posix segment gets a unique name.
+pub fn create(backend: Backend, size: u64) -> Result<Mem> {
+    Ok(match backend {
+        Backend::Posix => {
+            let name = format!("/shm-demo-{}-{}", std::process::id(), next_id());
+            Mem::Posix(
+                ShmOptions::new(name)
+                    .size(size)
+                    .create()
+                    .map_err(errors::posix)?,
+            )
+        }
+        Backend::Anon => {
+            let len = usize::try_from(size)
+                .map_err(|_| Failure::new("size too large for this machine"))?;
+            Mem::Anon(AnonShm::create(len).map_err(|e| Failure::new(format!("mmap failed: {e}")))?)
+        }
+        Backend::Memfd => Mem::Memfd(
+            MemfdOptions::new()
+                .name("shm-demo")
+                .size(size)
+                .create()
+                .map_err(errors::memfd)?,
+        ),
+    })
+}
+
+fn next_id() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A socket path of our own in the temp directory.
+pub fn socket_path() -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "shm-demo-{}-{}.sock",
+        std::process::id(),
+        next_id()
+    ))
+}
+
+/// Where a spawned peer finds the memory.
+pub enum Endpoint {
+    Name(String),
+    Socket(PathBuf),
+}
+
+/// Opens the memory a peer was pointed at.
+pub fn open(endpoint: &Endpoint) -> Result<Mem> {
+    match endpoint {
+        Endpoint::Name(name) => Ok(Mem::Posix(
+            ShmOptions::new(name).open().map_err(errors::posix)?,
+        )),
+        Endpoint::Socket(path) => Ok(Mem::Memfd(shm_memfd::connect(path).map_err(errors::memfd)?)),
+    }
+}
+
+/// The second process of an exchange.
+pub enum Peer {
+    Spawned(std::process::Child, Option<Server>),
+    Forked(shm_anon::Child, OwnedFd),
+}
+
+/// Starts a peer that runs `role_args` (the hidden `peer` subcommand's arguments) against
+/// `mem`. For anon, `forked` runs in a forked child instead and its line is sent back
+/// through a pipe.
+pub fn start_peer(
+    backend: Backend,
+    mem: &Mem,
+    role_args: &[String],
+    forked: impl FnOnce(Mem) -> String,
+) -> Result<Peer> {
+    let exe = std::env::current_exe()
+        .map_err(|e| Failure::new(format!("cannot find own executable: {e}")))?;
+    let spawn = |endpoint: &[&str]| -> Result<std::process::Child> {
+        Command::new(&exe)
+            .args(["--backend", backend.name(), "peer"])
+            .args(endpoint)
+            .args(role_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Failure::new(format!("cannot start the peer process: {e}")))
+    };
+    match backend {
+        Backend::Posix => {
+            let name = mem.posix_name().expect("posix memory");
+            Ok(Peer::Spawned(spawn(&["--name", name])?, None))
+        }
+        Backend::Memfd => {
+            let path = socket_path();
+            let server = Server::bind(&path).map_err(errors::memfd)?;
+            let mut child = spawn(&["--socket", path.to_str().expect("utf-8 temp path")])?;
+            let fd = mem.memfd_fd().expect("memfd memory");
+            if let Err(e) = server.serve_one_timeout(&fd, Duration::from_secs(10)) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(errors::memfd(e));
+            }
+            Ok(Peer::Spawned(child, Some(server)))
+        }
+        Backend::Anon => {
+            let Mem::Anon(anon) = mem else {
+                unreachable!("anon memory")
+            };
+            let (rx, tx) = std::io::pipe().map_err(|e| Failure::new(format!("pipe: {e}")))?;
+            let alias = anon
+                .alias()
+                .map_err(|e| Failure::new(format!("mremap: {e}")))?;
+            let tx: OwnedFd = tx.into();
+            // SAFETY: the demo runs a single thread when it forks, so no lock or allocator
+            // state can be held by a thread that does not exist in the child.
+            let child = unsafe {
+                shm_anon::fork(move || {
+                    let line = forked(Mem::Anon(alias)) + "\n";
+                    let mut file = std::fs::File::from(tx);
+                    match std::io::Write::write_all(&mut file, line.as_bytes()) {
+                        Ok(()) => 0,
+                        Err(_) => 1,
+                    }
+                })
+            }
+            .map_err(|e| Failure::new(format!("fork: {e}")))?;
+            Ok(Peer::Forked(child, rx.into()))
+        }
+    }
+}
+
+impl Peer {
+    pub fn pid(&self) -> u32 {
+        match self {
+            Peer::Spawned(c, _) => c.id(),
+            Peer::Forked(c, _) => c.pid(),
+        }
+    }
+
+    /// Waits for the peer and returns its report line; a failed peer is an error that
+    /// carries what it said on stderr.
+    pub fn finish(self) -> Result<String> {
+        match self {
+            Peer::Spawned(child, _server) => {
+                let out = child
+                    .wait_with_output()
+                    .map_err(|e| Failure::new(format!("waiting for the peer: {e}")))?;
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                if !out.status.success() {
+                    let err = String::from_utf8_lossy(&out.stderr);
+                    return Err(Failure::new(format!(
+                        "the peer process failed ({}): {}",
+                        out.status,
+                        err.trim()
+                    )));
+                }
+                Ok(stdout.lines().last().unwrap_or("").to_owned())
+            }
+            Peer::Forked(mut child, rx) => {
+                let mut text = String::new();
+                let read = std::fs::File::from(rx).read_to_string(&mut text);
+                let status = child
+                    .wait()
+                    .map_err(|e| Failure::new(format!("waiting for the child: {e}")))?;
+                read.map_err(|e| Failure::new(format!("reading from the child: {e}")))?;
+                if !status.success() {
+                    return Err(Failure::new(format!("the forked child failed ({status})")));
+                }
+                Ok(text.lines().last().unwrap_or("").to_owned())
+            }
+        }
+    }
+}
+
+/// Pins the calling process to `cpu` if the machine has more than one.
+pub fn pin_to_cpu(cpu: usize) {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    if n < 2 {
+        return;
+    }
+    // SAFETY: cpu_set_t is plain data; CPU_SET writes within it; sched_setaffinity reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu % n as usize, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}

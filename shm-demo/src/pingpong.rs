@@ -1,0 +1,231 @@
+//! Round-trip latency between two processes: shared memory against Unix sockets and pipes.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use shm_core::Segment;
+
+use crate::host::{self, Mem};
+use crate::util::{fmt_duration, Failure, Json, Result};
+use crate::BackendArg;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Wait {
+    /// Busy-poll: lowest latency, one core per side.
+    Spin,
+}
+
+/// The ping-pong segment: ping and pong words on separate cache lines.
+type Lines = [u64; 32];
+const PING: usize = 0;
+const PONG: usize = 128;
+
+/// How long one side waits for the other before it calls the peer dead.
+const PEER_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn warmup(round_trips: u64) -> u64 {
+    (round_trips / 10).max(1000)
+}
+
+/// Spins until `word` holds `want`; gives up after PEER_TIMEOUT.
+fn spin_until(word: &std::sync::atomic::AtomicU64, want: u64) -> bool {
+    let mut spins = 0u32;
+    let mut started: Option<Instant> = None;
+    // Acquire: pairs with the peer's Release store of `want`.
+    while word.load(std::sync::atomic::Ordering::Acquire) != want {
+        std::hint::spin_loop();
+        spins = spins.wrapping_add(1);
+        if spins % 65_536 == 0 {
+            let s = *started.get_or_insert_with(Instant::now);
+            if s.elapsed() > PEER_TIMEOUT {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// The answering side: for each ping `i`, answer pong `i`.
+pub fn pong_role(mem: Mem, total: u64) -> String {
+    host::pin_to_cpu(1);
+    let seg = match Segment::<Lines, _>::attach(mem) {
+        Ok(s) => s,
+        Err(e) => return Json::new().str("error", &e.to_string()).finish(),
+    };
+    let (Ok(ping), Ok(pong)) = (seg.raw().atomic_u64(PING), seg.raw().atomic_u64(PONG)) else {
+        return Json::new().str("error", "segment too small").finish();
+    };
+    for i in 1..=total {
+        if !spin_until(ping, i) {
+            return Json::new()
+                .str("error", "the pinging side stopped")
+                .finish();
+        }
+        // Release: pairs with the pinger's Acquire load in `spin_until`.
+        pong.store(i, std::sync::atomic::Ordering::Release);
+    }
+    Json::new().num("pid", std::process::id()).finish()
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
+}
+
+fn shm_pingpong(backend: host::Backend, round_trips: u64) -> Result<Histogram<u64>> {
+    let total = warmup(round_trips) + round_trips;
+    let mem = host::create(backend, 4096)?;
+    let seg = Segment::create(mem, &[0u64; 32]).map_err(crate::errors::core)?;
+    let args = [
+        "--role".to_owned(),
+        "pong".to_owned(),
+        "--count".to_owned(),
+        total.to_string(),
+    ];
+    let peer = host::start_peer(backend, seg.raw().memory(), &args, move |m| {
+        pong_role(m, total)
+    })?;
+    host::pin_to_cpu(0);
+    let ping = seg.raw().atomic_u64(PING).map_err(crate::errors::core)?;
+    let pong = seg.raw().atomic_u64(PONG).map_err(crate::errors::core)?;
+    let mut hist = histogram();
+    let skip = total - round_trips;
+    for i in 1..=total {
+        let t = Instant::now();
+        // Release: pairs with the ponger's Acquire load in `spin_until`.
+        ping.store(i, std::sync::atomic::Ordering::Release);
+        if !spin_until(pong, i) {
+            return Err(Failure::new(format!(
+                "the peer stopped answering after {} round trips",
+                i - 1
+            )));
+        }
+        if i > skip {
+            let _ = hist.record(t.elapsed().as_nanos() as u64);
+        }
+    }
+    crate::exchange::parse_peer_line(&peer.finish()?)?;
+    Ok(hist)
+}
+
+/// Ping-pong of 8-byte messages over two byte streams (socket pair or two pipes), with a
+/// forked echo process at the other end.
+fn stream_pingpong<S: Read + Write>(
+    round_trips: u64,
+    mine: S,
+    theirs: impl FnOnce() -> (Box<dyn Read>, Box<dyn Write>),
+) -> Result<Histogram<u64>> {
+    let total = warmup(round_trips) + round_trips;
+    #[allow(unsafe_code)]
+    // SAFETY: the demo has one thread when it forks; the child only reads and writes its
+    // inherited fds and exits.
+    let mut child = unsafe {
+        shm_anon::fork(move || {
+            host::pin_to_cpu(1);
+            let (mut r, mut w) = theirs();
+            let mut buf = [0u8; 8];
+            for _ in 0..total {
+                if r.read_exact(&mut buf).is_err() || w.write_all(&buf).is_err() {
+                    return 1;
+                }
+            }
+            0
+        })
+    }
+    .map_err(|e| Failure::new(format!("fork: {e}")))?;
+    host::pin_to_cpu(0);
+    let mut s = mine;
+    let mut hist = histogram();
+    let mut buf = [0u8; 8];
+    for i in 1..=total {
+        let t = Instant::now();
+        s.write_all(&i.to_ne_bytes())
+            .map_err(|e| Failure::new(format!("write: {e}")))?;
+        s.read_exact(&mut buf)
+            .map_err(|e| Failure::new(format!("read: {e}")))?;
+        if i > total - round_trips {
+            let _ = hist.record(t.elapsed().as_nanos() as u64);
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| Failure::new(format!("wait: {e}")))?;
+    if !status.success() {
+        return Err(Failure::new(format!("the echo process failed: {status}")));
+    }
+    Ok(hist)
+}
+
+/// A pipe pair seen as one duplex stream.
+struct PipePair(std::io::PipeReader, std::io::PipeWriter);
+
+impl Read for PipePair {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Write for PipePair {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.1.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+pub fn run(backend: BackendArg, round_trips: u64, wait: Wait, json: bool) -> Result<()> {
+    if round_trips == 0 {
+        return Err(Failure::new("--round-trips must be at least 1"));
+    }
+    let name = format!("{backend:?}").to_lowercase();
+    let hist = match backend.shm() {
+        Some(b) => shm_pingpong(b, round_trips)?,
+        None if backend == BackendArg::Unix => {
+            let (a, b) =
+                UnixStream::pair().map_err(|e| Failure::new(format!("socketpair: {e}")))?;
+            stream_pingpong(round_trips, a, move || {
+                let b2 = b.try_clone().expect("dup socket");
+                (Box::new(b) as Box<dyn Read>, Box::new(b2) as Box<dyn Write>)
+            })?
+        }
+        None => {
+            let (r1, w1) = std::io::pipe().map_err(|e| Failure::new(format!("pipe: {e}")))?;
+            let (r2, w2) = std::io::pipe().map_err(|e| Failure::new(format!("pipe: {e}")))?;
+            stream_pingpong(round_trips, PipePair(r2, w1), move || {
+                (
+                    Box::new(r1) as Box<dyn Read>,
+                    Box::new(w2) as Box<dyn Write>,
+                )
+            })?
+        }
+    };
+    let q = |p: f64| hist.value_at_quantile(p);
+    if json {
+        println!(
+            "{}",
+            Json::new()
+                .str("backend", &name)
+                .str("wait", &format!("{wait:?}").to_lowercase())
+                .num("round_trips", round_trips)
+                .num("p50_ns", q(0.5))
+                .num("p99_ns", q(0.99))
+                .num("p999_ns", q(0.999))
+                .num("max_ns", hist.max())
+                .float("mean_ns", hist.mean())
+                .finish()
+        );
+    } else {
+        let d = |ns: u64| fmt_duration(Duration::from_nanos(ns));
+        println!(
+            "pingpong {name} ({}): {round_trips} round trips, p50 {}, p99 {}, p99.9 {}, max {}",
+            format!("{wait:?}").to_lowercase(),
+            d(q(0.5)),
+            d(q(0.99)),
+            d(q(0.999)),
+            d(hist.max())
+        );
+    }
+    Ok(())
+}
