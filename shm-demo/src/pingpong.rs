@@ -37,7 +37,7 @@ fn spin_until(word: &std::sync::atomic::AtomicU64, want: u64) -> bool {
     while word.load(std::sync::atomic::Ordering::Acquire) != want {
         std::hint::spin_loop();
         spins = spins.wrapping_add(1);
-        if spins % 65_536 == 0 {
+        if spins.is_multiple_of(65_536) {
             let s = *started.get_or_insert_with(Instant::now);
             if s.elapsed() > PEER_TIMEOUT {
                 return false;

@@ -1,0 +1,536 @@
+//! The built `shm-demo` binary, run as a user would: exit status, stdout and stderr.
+
+use std::io::{BufRead, BufReader};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixListener;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+
+use shm_core::testing::{dev_shm_entries, unique_name};
+
+const BIN: &str = env!("CARGO_BIN_EXE_shm-demo");
+
+fn demo(args: &[&str]) -> Output {
+    let out = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run shm-demo");
+    check_no_crash(&out, args);
+    out
+}
+
+/// Never a panic, a backtrace or a death by signal.
+fn check_no_crash(out: &Output, args: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.signal().is_none(),
+        "{args:?} died by signal {:?}",
+        out.status.signal()
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{args:?} panicked: {err}"
+    );
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts a failure with `code` whose stderr is one or two lines containing `needle`.
+fn assert_fails(out: &Output, code: i32, needle: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
+    assert!(err.contains(needle), "expected {needle:?} in stderr: {err}");
+    if code == 1 {
+        let lines = err.lines().count();
+        assert!(
+            (1..=2).contains(&lines),
+            "one or two lines on stderr, got {lines}: {err}"
+        );
+        assert!(err.starts_with("error: "), "{err}");
+    }
+}
+
+fn no_demo_segments_of(pid: u32) {
+    let left = dev_shm_entries(&format!("shm-demo-{pid}-"));
+    assert!(left.is_empty(), "leaked segments: {left:?}");
+}
+
+#[test]
+fn one_command_runs_every_backend_and_prints_a_table() {
+    let child = Command::new(BIN)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    check_no_crash(&out, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for b in ["== posix", "== anon", "== memfd"] {
+        assert!(text.contains(b), "{text}");
+    }
+    assert_eq!(
+        text.matches("read MyData { col1: 100, col2: 876, col3: 8021 }")
+            .count(),
+        3,
+        "{text}"
+    );
+    let table: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("backend"))
+        .collect();
+    assert_eq!(table.len(), 4, "{text}");
+    for row in &table[1..] {
+        assert!(
+            row.contains("4.00 GiB") && row.contains("100 876 8021") && row.ends_with("yes"),
+            "{row}"
+        );
+    }
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    no_demo_segments_of(pid);
+}
+
+#[test]
+fn json_mode_prints_one_object_per_backend() {
+    let out = demo(&["--json", "--size", "64MiB"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    for (line, b) in lines.iter().zip(["posix", "anon", "memfd"]) {
+        assert!(line.starts_with('{') && line.ends_with('}'), "{line}");
+        assert!(line.contains(&format!("\"backend\":\"{b}\"")), "{line}");
+        assert!(
+            line.contains("\"col1\":100,\"col2\":876,\"col3\":8021"),
+            "{line}"
+        );
+        assert!(line.contains("\"ok\":true"), "{line}");
+        assert!(
+            line.contains(&format!("\"mapped_bytes\":{}", 64 << 20)),
+            "{line}"
+        );
+        let resident: u64 = field(line, "resident_bytes");
+        assert!(
+            resident > 0 && resident <= 128 * 1024,
+            "only touched pages are resident: {line}"
+        );
+    }
+}
+
+fn field(line: &str, key: &str) -> u64 {
+    let pat = format!("\"{key}\":");
+    let rest = &line[line.find(&pat).unwrap() + pat.len()..];
+    rest[..rest.find([',', '}']).unwrap()].parse().unwrap()
+}
+
+#[test]
+fn each_backend_alone_with_sizes() {
+    for (b, size, shown) in [
+        ("posix", "4096", "4.00 KiB"),
+        ("anon", "64MiB", "64.00 MiB"),
+        ("memfd", "1GiB", "1.00 GiB"),
+    ] {
+        let out = demo(&["--backend", b, "--size", size]);
+        assert!(out.status.success(), "{b}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(
+            text.contains(&format!("== {b}")) && text.contains(&format!("mapped {shown}")),
+            "{text}"
+        );
+        assert!(
+            !text.contains("backend "),
+            "no table for one backend: {text}"
+        );
+    }
+}
+
+fn wait_for_line(child: &mut Child, needle: &str) -> String {
+    let stdout = child.stdout.as_mut().unwrap();
+    let mut reader = BufReader::new(stdout);
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            panic!("{needle:?} never printed; got {seen}");
+        }
+        seen.push_str(&line);
+        if line.contains(needle) {
+            return seen;
+        }
+    }
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill on our own unreaped child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+}
+
+#[test]
+fn two_terminals_posix_with_hold_and_sigterm() {
+    let name = unique_name("/shm-demo-test");
+    let mut writer = Command::new(BIN)
+        .args(["--backend", "posix", "write", "--name", &name, "--hold"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = wait_for_line(&mut writer, "holding");
+    assert!(
+        seen.contains(&format!(
+            "wrote MyData {{ col1: 100, col2: 876, col3: 8021 }} to {name}"
+        )),
+        "{seen}"
+    );
+    let out = demo(&["--backend", "posix", "read", "--name", &name]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!("read MyData {{ col1: 100, col2: 876, col3: 8021 }} from {name}\n")
+    );
+    let out = demo(&["--backend", "posix", "read", "--name", &name, "--json"]);
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("{{\"source\":\"{name}\",\"col1\":100,\"col2\":876,\"col3\":8021}}")
+    );
+    signal(&writer, libc::SIGTERM);
+    let out = writer.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&format!("removed {name}")));
+    assert!(
+        dev_shm_entries(&name[1..]).is_empty(),
+        "SIGTERM must unlink"
+    );
+}
+
+#[test]
+fn writer_without_hold_leaves_it_for_read_unlink() {
+    let name = unique_name("/shm-demo-test");
+    let out = demo(&[
+        "--backend",
+        "posix",
+        "write",
+        "--name",
+        &name,
+        "--size",
+        "64MiB",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("--unlink"));
+    assert_eq!(dev_shm_entries(&name[1..]).len(), 1);
+    let out = demo(&["--backend", "posix", "read", "--name", &name, "--unlink"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(dev_shm_entries(&name[1..]).is_empty());
+}
+
+#[test]
+fn writer_ctrl_c_unlinks() {
+    let name = unique_name("/shm-demo-test");
+    let mut writer = Command::new(BIN)
+        .args(["--backend", "posix", "write", "--name", &name, "--hold"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_line(&mut writer, "holding");
+    signal(&writer, libc::SIGINT);
+    let out = writer.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(dev_shm_entries(&name[1..]).is_empty(), "Ctrl-C must unlink");
+}
+
+fn socket_path() -> PathBuf {
+    std::env::temp_dir().join(unique_name("shm-demo-test") + ".sock")
+}
+
+#[test]
+fn two_terminals_memfd_serve_and_connect() {
+    let path = socket_path();
+    let p = path.to_str().unwrap();
+    let mut server = Command::new(BIN)
+        .args([
+            "--backend",
+            "memfd",
+            "serve",
+            "--socket",
+            p,
+            "--size",
+            "64MiB",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_line(&mut server, "serving a sealed");
+    for _ in 0..2 {
+        let out = demo(&["--backend", "memfd", "connect", "--socket", p]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(
+            stdout(&out),
+            format!("read MyData {{ col1: 100, col2: 876, col3: 8021 }} from {p}\n")
+        );
+    }
+    signal(&server, libc::SIGINT);
+    let out = server.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!path.exists(), "the socket file must be removed");
+}
+
+#[test]
+fn anon_has_no_two_terminal_mode() {
+    for args in [
+        ["--backend", "anon", "read", "--name", "/x"],
+        ["--backend", "anon", "write", "--name", "/x"],
+    ] {
+        let out = demo(&args);
+        assert_fails(&out, 2, "only a forked child can see it");
+    }
+    let out = demo(&["--backend", "anon", "connect", "--socket", "/tmp/x"]);
+    assert_fails(&out, 2, "only a forked child");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_fails(&demo(&["--size", "4XB"]), 2, "unknown size unit");
+    assert_fails(&demo(&["--backend", "tcp"]), 2, "invalid value 'tcp'");
+    assert_fails(
+        &demo(&["--backend", "unix"]),
+        2,
+        "needs a shared-memory backend",
+    );
+    assert_fails(
+        &demo(&["--backend", "memfd", "read", "--name", "/x"]),
+        2,
+        "use --backend posix",
+    );
+    assert_fails(&demo(&["pingpong"]), 2, "pingpong needs --backend");
+}
+
+#[test]
+fn help_on_every_subcommand_has_an_example() {
+    for sub in [
+        &[][..],
+        &["write"],
+        &["read"],
+        &["serve"],
+        &["connect"],
+        &["pingpong"],
+        &["cleanup"],
+    ] {
+        let mut args: Vec<&str> = sub.to_vec();
+        args.push("--help");
+        let out = demo(&args);
+        assert!(out.status.success());
+        let text = stdout(&out);
+        assert!(text.contains("Example"), "{args:?}: {text}");
+    }
+}
+
+#[test]
+fn missing_and_badly_named_segments() {
+    let name = unique_name("/shm-demo-missing");
+    let out = demo(&["--backend", "posix", "read", "--name", &name]);
+    assert_fails(&out, 1, &format!("segment {name} not found"));
+    assert!(stderr(&out).contains("hint: start a writer first"));
+    let out = demo(&["--backend", "posix", "read", "--name", "my_shm"]);
+    assert_fails(
+        &out,
+        1,
+        "invalid segment name \"my_shm\": it must start with '/'",
+    );
+    let out = demo(&["--backend", "posix", "write", "--name", "/a/b"]);
+    assert_fails(&out, 1, "invalid segment name");
+}
+
+#[test]
+fn files_in_dev_shm_that_are_not_ours() {
+    let random: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
+    for (what, bytes, needle) in [
+        ("random", &random[..], "not an shm segment: expected magic"),
+        ("empty", &[][..], "is empty (0 bytes)"),
+        (
+            "ten",
+            &b"0123456789"[..],
+            "segment too small: the layout needs at least 128 bytes, the mapping has 10",
+        ),
+    ] {
+        let name = unique_name("/shm-demo-junk");
+        std::fs::write(format!("/dev/shm{name}"), bytes).unwrap();
+        let out = demo(&["--backend", "posix", "read", "--name", &name]);
+        assert_fails(&out, 1, needle);
+        assert!(stderr(&out).contains("hint:"), "{what}: {}", stderr(&out));
+        std::fs::remove_file(format!("/dev/shm{name}")).unwrap();
+    }
+}
+
+#[test]
+fn truncated_segment_and_schema_mismatch() {
+    let name = unique_name("/shm-demo-trunc");
+    let out = demo(&[
+        "--backend",
+        "posix",
+        "write",
+        "--name",
+        &name,
+        "--size",
+        "1MiB",
+    ]);
+    assert!(out.status.success());
+    let out = demo(&[
+        "--backend",
+        "posix",
+        "read",
+        "--name",
+        &name,
+        "--schema",
+        "v2",
+    ]);
+    assert_fails(
+        &out,
+        1,
+        r#"schema mismatch: segment holds "MyData" v1 (24 bytes, align 8), caller expects "MyData" v2 (24 bytes, align 8)"#,
+    );
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm{name}"))
+        .unwrap()
+        .set_len(4096)
+        .unwrap();
+    let out = demo(&["--backend", "posix", "read", "--name", &name, "--unlink"]);
+    assert_fails(
+        &out,
+        1,
+        "segment truncated: its header claims 1048576 bytes, the mapping holds 4096",
+    );
+    assert_eq!(
+        dev_shm_entries(&name[1..]).len(),
+        1,
+        "a failed read must not unlink"
+    );
+    std::fs::remove_file(format!("/dev/shm{name}")).unwrap();
+}
+
+#[test]
+fn socket_that_is_not_there() {
+    let path = socket_path();
+    let out = demo(&[
+        "--backend",
+        "memfd",
+        "connect",
+        "--socket",
+        path.to_str().unwrap(),
+    ]);
+    assert_fails(&out, 1, "connect failed");
+    assert!(stderr(&out).contains("hint: start a server first"));
+}
+
+/// A hostile server: accepts the demo's connection and sends `fds` (or nothing).
+fn hostile_server(send: impl FnOnce(&std::os::unix::net::UnixStream) + Send) -> Output {
+    let path = socket_path();
+    let listener = UnixListener::bind(&path).unwrap();
+    let p = path.to_str().unwrap().to_owned();
+    let out = std::thread::scope(|s| {
+        let client = s.spawn(|| demo(&["--backend", "memfd", "connect", "--socket", &p]));
+        let (stream, _) = listener.accept().unwrap();
+        send(&stream);
+        drop(stream);
+        client.join().unwrap()
+    });
+    std::fs::remove_file(&path).unwrap();
+    out
+}
+
+#[test]
+fn hostile_servers_get_typed_errors() {
+    let unsealed = memfd::MemfdOptions::default()
+        .allow_sealing(true)
+        .create("x")
+        .unwrap();
+    unsealed.as_file().set_len(4096).unwrap();
+    let out = hostile_server(|s| shm_memfd::send_fds(s, &[unsealed.as_file().as_fd()]).unwrap());
+    assert_fails(&out, 1, "memfd is not sealed against shrinking and growing");
+
+    let (r, _w) = std::io::pipe().unwrap();
+    let out = hostile_server(|s| shm_memfd::send_fds(s, &[r.as_fd()]).unwrap());
+    assert_fails(&out, 1, "expected a memfd, found a pipe");
+
+    let file = std::fs::File::open("/etc/hostname")
+        .or_else(|_| std::fs::File::open("/etc/passwd"))
+        .unwrap();
+    let out = hostile_server(|s| shm_memfd::send_fds(s, &[file.as_fd()]).unwrap());
+    assert_fails(&out, 1, "expected a memfd, found a regular file");
+
+    let out = hostile_server(|s| shm_memfd::send_fds(s, &[]).unwrap());
+    assert_fails(&out, 1, "expected one fd in the message, found none");
+
+    let good = shm_memfd::MemfdOptions::new().create().unwrap();
+    let out = hostile_server(|s| shm_memfd::send_fds(s, &[good.as_fd(), good.as_fd()]).unwrap());
+    assert_fails(&out, 1, "expected one fd in the message, found 2");
+
+    let out = hostile_server(|_| {});
+    assert_fails(
+        &out,
+        1,
+        "the peer closed the connection without sending an fd",
+    );
+}
+
+#[test]
+fn pingpong_json_last_line_has_the_fields() {
+    for b in ["posix", "anon", "memfd", "unix", "pipe"] {
+        let out = demo(&[
+            "--backend",
+            b,
+            "pingpong",
+            "--round-trips",
+            "2000",
+            "--json",
+        ]);
+        assert!(out.status.success(), "{b}: {}", stderr(&out));
+        let text = stdout(&out);
+        let last = text.lines().last().unwrap();
+        assert!(last.contains(&format!("\"backend\":\"{b}\"")), "{last}");
+        assert_eq!(field(last, "round_trips"), 2000, "{last}");
+        let (p50, p99, p999, max) = (
+            field(last, "p50_ns"),
+            field(last, "p99_ns"),
+            field(last, "p999_ns"),
+            field(last, "max_ns"),
+        );
+        assert!(
+            0 < p50 && p50 <= p99 && p99 <= p999 && p999 <= max,
+            "{last}"
+        );
+    }
+}
+
+#[test]
+fn cleanup_removes_only_stale_segments() {
+    let prefix = unique_name("/shm-demo-stale");
+    let out = demo(&[
+        "--backend",
+        "posix",
+        "write",
+        "--name",
+        &format!("{prefix}-a"),
+    ]);
+    assert!(out.status.success());
+    let out = demo(&["cleanup", "--prefix", &prefix]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("removed stale segment {prefix}-a")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(dev_shm_entries(&prefix[1..]).is_empty());
+}
