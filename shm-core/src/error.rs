@@ -139,6 +139,61 @@ pub enum Error {
         /// The payload's length.
         payload_len: u64,
     },
+    /// The channel has no ring with this index.
+    #[error("no ring {ring}: the channel has {rings}")]
+    NoSuchRing {
+        /// Requested ring.
+        ring: u32,
+        /// Rings in the channel.
+        rings: u32,
+    },
+    /// Another live process already holds this end of the ring.
+    #[error("the {role} end of ring {ring} is held by live pid {pid}")]
+    RoleTaken {
+        /// `"sending"` or `"receiving"`.
+        role: &'static str,
+        /// The ring.
+        ring: u32,
+        /// Its holder.
+        pid: u32,
+    },
+    /// A message larger than the ring can ever hold.
+    #[error("message too large: {len} bytes, the channel carries at most {max}")]
+    MessageTooLarge {
+        /// Its length.
+        len: u64,
+        /// The largest message the ring holds.
+        max: u64,
+    },
+    /// `try_send`: no room now.
+    #[error("channel full")]
+    Full,
+    /// `try_recv`: no message now.
+    #[error("channel empty")]
+    Empty,
+    /// A bounded wait ran out.
+    #[error("timed out after {waited:?}")]
+    Timeout {
+        /// How long we waited.
+        waited: Duration,
+    },
+    /// The other end was closed cleanly (and, for a receiver, every message was read).
+    #[error("the other end closed the channel")]
+    Closed,
+    /// The other end's process died without closing.
+    #[error("the other end (pid {pid}) died without closing the channel")]
+    PeerDied {
+        /// Its pid.
+        pid: u32,
+    },
+    /// The other side wrote a value into the shared ring state that no honest peer writes.
+    #[error("corrupt channel: {what} is {found}")]
+    Corrupt {
+        /// What was read.
+        what: &'static str,
+        /// Its value.
+        found: u64,
+    },
     /// An atomic access at an offset that is not a multiple of its size.
     #[error("misaligned: offset {offset} is not a multiple of {align}")]
     Misaligned {

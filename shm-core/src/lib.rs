@@ -78,6 +78,8 @@ pub mod sync;
 // Under `--cfg loom` only the protocols and the atomics facade are built: loom's atomics
 // cannot be placed in a mapping, and the loom tests exercise the protocols directly.
 #[cfg(not(loom))]
+pub mod channel;
+#[cfg(not(loom))]
 mod copy;
 #[cfg(not(loom))]
 mod error;
@@ -105,6 +107,7 @@ pub mod testing;
 
 #[cfg(not(loom))]
 pub use {
+    channel::{Channel, ChannelOptions, Receiver, Sender, WaitMode},
     error::Error,
     layout::{AttachOptions, Kind, Schema},
     memory::{HeapMemory, SharedMemory},

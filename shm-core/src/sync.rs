@@ -6,10 +6,10 @@
 //! code runs over loom atomics in the model and over atomics in a mapping in production.
 
 #[cfg(loom)]
-pub use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+pub use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 #[cfg(not(loom))]
-pub use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+pub use core::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 /// Hint to the CPU that we are spinning (`pause` on x86). A yield point under loom.
 #[inline]

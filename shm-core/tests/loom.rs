@@ -128,3 +128,153 @@ fn seqlock_steal_from_dead_writer_keeps_readers_out() {
         assert_eq!(cell.try_load(), Some([5, 5]));
     });
 }
+
+mod ring_model {
+    use loom::sync::{Arc, Condvar, Mutex};
+    use loom::thread;
+    use shm_core::protocol::ring::{
+        self, Consumer, Futex, Producer, Shared, Words, PRODUCER_CLOSED,
+    };
+    use shm_core::sync::{AtomicU32, AtomicU64, Ordering};
+    use std::time::Duration;
+
+    /// A futex as the kernel gives it: the value check and the sleep are atomic with
+    /// respect to a wake (both under the bucket lock). No timeouts: a lost wake-up is a
+    /// deadlock, which loom reports.
+    struct ModelFutex {
+        lock: Mutex<()>,
+        cv: Condvar,
+    }
+
+    impl Futex for ModelFutex {
+        fn wait(&self, word: &AtomicU32, expected: u32, _timeout: Option<Duration>) {
+            let guard = self.lock.lock().unwrap();
+            if word.load(Ordering::Relaxed) == expected {
+                drop(self.cv.wait(guard).unwrap());
+            }
+        }
+        fn wake(&self, _word: &AtomicU32) {
+            let _guard = self.lock.lock().unwrap();
+            self.cv.notify_all();
+        }
+    }
+
+    const CAP: u64 = 32;
+
+    struct Ring {
+        tail: AtomicU64,
+        head: AtomicU64,
+        data_seq: AtomicU32,
+        space_seq: AtomicU32,
+        consumer_sleeping: AtomicU32,
+        producer_sleeping: AtomicU32,
+        closed: AtomicU32,
+        words: [AtomicU64; (CAP / 8) as usize],
+        futex: ModelFutex,
+    }
+
+    impl Words for Ring {
+        fn load(&self, off: u64) -> u64 {
+            self.words[(off / 8) as usize].load(Ordering::Relaxed)
+        }
+        fn store(&self, off: u64, v: u64) {
+            self.words[(off / 8) as usize].store(v, Ordering::Relaxed)
+        }
+    }
+
+    impl Ring {
+        fn new() -> Self {
+            Ring {
+                tail: AtomicU64::new(0),
+                head: AtomicU64::new(0),
+                data_seq: AtomicU32::new(0),
+                space_seq: AtomicU32::new(0),
+                consumer_sleeping: AtomicU32::new(0),
+                producer_sleeping: AtomicU32::new(0),
+                closed: AtomicU32::new(0),
+                words: [
+                    AtomicU64::new(0),
+                    AtomicU64::new(0),
+                    AtomicU64::new(0),
+                    AtomicU64::new(0),
+                ],
+                futex: ModelFutex {
+                    lock: Mutex::new(()),
+                    cv: Condvar::new(),
+                },
+            }
+        }
+        fn shared(&self) -> Shared<'_> {
+            Shared {
+                tail: &self.tail,
+                head: &self.head,
+                data_seq: &self.data_seq,
+                space_seq: &self.space_seq,
+                consumer_sleeping: &self.consumer_sleeping,
+                producer_sleeping: &self.producer_sleeping,
+                closed: &self.closed,
+            }
+        }
+    }
+
+    /// Sends `values` as 8-byte messages (footprint 16 in a 32-byte ring: every other
+    /// message wraps), blocking on a full ring by sleeping.
+    fn produce(r: &Ring, values: &[u64]) {
+        let sh = r.shared();
+        let mut p = Producer::new(CAP, sh).unwrap();
+        for &v in values {
+            let off = loop {
+                if let Some(off) = p.try_reserve(sh, r, &r.futex, 8).unwrap() {
+                    break off;
+                }
+                if let Some(seq) = p.prepare_sleep(sh, ring::footprint(8)).unwrap() {
+                    r.futex.wait(sh.space_seq, seq, None);
+                    p.done_sleeping(sh);
+                }
+            };
+            r.store(off, v);
+            p.commit(sh, r, &r.futex, 8);
+        }
+        sh.closed.fetch_or(PRODUCER_CLOSED, Ordering::Release);
+        sh.data_seq.fetch_add(1, Ordering::Release);
+        r.futex.wake(sh.data_seq);
+    }
+
+    /// Receives until closed, sleeping on an empty ring.
+    fn consume(r: &Ring) -> Vec<u64> {
+        let sh = r.shared();
+        let mut c = Consumer::new(CAP, sh).unwrap();
+        let mut got = Vec::new();
+        loop {
+            let closed = sh.closed.load(Ordering::Acquire);
+            match c.try_peek(sh, r, &r.futex).unwrap() {
+                Some((off, len)) => {
+                    assert_eq!(len, 8);
+                    got.push(r.load(off));
+                    c.release(sh, &r.futex, len);
+                }
+                None if closed & PRODUCER_CLOSED != 0 => return got,
+                None => {
+                    if let Some(seq) = c.prepare_sleep(sh).unwrap() {
+                        r.futex.wait(sh.data_seq, seq, None);
+                        c.done_sleeping(sh);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ring_delivers_in_order_across_wraps_without_lost_wakeups() {
+        loom::model(|| {
+            let r = Arc::new(Ring::new());
+            let p = {
+                let r = r.clone();
+                thread::spawn(move || produce(&r, &[11, 22, 33]))
+            };
+            let got = consume(&r);
+            p.join().unwrap();
+            assert_eq!(got, vec![11, 22, 33], "lost, duplicated or reordered");
+        });
+    }
+}

@@ -1,0 +1,330 @@
+//! The channel on heap memory: wrap-around, sizes, errors, hostile indices.
+#![cfg(not(loom))]
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+use shm_core::{Channel, ChannelOptions, Error, HeapMemory, SharedMemory, WaitMode};
+
+fn pair(
+    len: usize,
+    opts: ChannelOptions,
+) -> (Channel<HeapMemory>, Channel<HeapMemory>, HeapMemory) {
+    let mem = HeapMemory::new(len);
+    let spy = mem.share();
+    let view = mem.share();
+    let a = Channel::create(mem, &opts).unwrap();
+    let b = Channel::attach(view).unwrap();
+    (a, b, spy)
+}
+
+fn msg(i: u64, len: usize) -> Vec<u8> {
+    (0..len).map(|j| (i as usize * 31 + j * 7) as u8).collect()
+}
+
+#[test]
+fn layout_and_capacity() {
+    let (a, b, _) = pair(1 << 16, ChannelOptions::new());
+    assert_eq!(a.capacity(), 32768);
+    assert_eq!(b.capacity(), 32768);
+    assert_eq!(a.max_message(), 32760);
+    let (a, _, _) = pair(1 << 16, ChannelOptions::new().rings(2).capacity(4096));
+    assert_eq!((a.rings(), a.capacity()), (2, 4096));
+    assert!(matches!(
+        a.sender(2),
+        Err(Error::NoSuchRing { ring: 2, rings: 2 })
+    ));
+    let e = Channel::create(HeapMemory::new(4096), &ChannelOptions::new().capacity(100))
+        .err()
+        .unwrap();
+    assert!(matches!(
+        e,
+        Error::CorruptHeader {
+            field: "channel capacity",
+            ..
+        }
+    ));
+    let e = Channel::create(
+        HeapMemory::new(4096),
+        &ChannelOptions::new().capacity(1 << 20),
+    )
+    .err()
+    .unwrap();
+    assert!(matches!(e, Error::TooSmall { .. }), "{e:?}");
+}
+
+#[test]
+fn a_record_segment_is_not_a_channel_and_vice_versa() {
+    let mem = HeapMemory::new(4096);
+    let view = mem.share();
+    let _seg = shm_core::Segment::create(mem, &7u64).unwrap();
+    let e = Channel::attach(view).err().unwrap();
+    assert_eq!(
+        e.to_string(),
+        "wrong segment kind: segment holds a record, caller expects a channel"
+    );
+    let (a, _, _) = pair(4096, ChannelOptions::new());
+    let e = shm_core::Segment::<u64, _>::attach(a.raw().memory().share()).unwrap_err();
+    assert!(matches!(e, Error::KindMismatch { found: 3, .. }));
+}
+
+#[test]
+fn messages_cross_the_wrap_point_in_order() {
+    let (a, b, _) = pair(4096, ChannelOptions::new().capacity(256));
+    let mut tx = a.sender(0).unwrap();
+    let mut rx = b.receiver(0).unwrap();
+    let mut buf = Vec::new();
+    for i in 0..2000u64 {
+        let len = (i * 13 % 120) as usize;
+        tx.try_send(&msg(i, len)).unwrap();
+        assert_eq!(rx.recv_into(&mut buf).unwrap(), len);
+        assert_eq!(buf, msg(i, len), "message {i}");
+    }
+    assert!(matches!(rx.try_recv(), Err(Error::Empty)));
+}
+
+#[test]
+fn full_empty_too_large_and_zero_length() {
+    let (a, b, _) = pair(4096, ChannelOptions::new().capacity(128));
+    let mut tx = a.sender(0).unwrap();
+    let mut rx = b.receiver(0).unwrap();
+    assert!(matches!(rx.try_recv(), Err(Error::Empty)));
+    assert_eq!(tx.max_message(), 120);
+    assert_eq!(
+        tx.try_send(&[0; 121]),
+        Err(Error::MessageTooLarge { len: 121, max: 120 })
+    );
+    tx.try_send(&[1; 120]).unwrap();
+    assert_eq!(tx.try_send(&[]), Err(Error::Full));
+    assert!(matches!(
+        tx.send_timeout(&[2], Duration::from_millis(30)),
+        Err(Error::Timeout { .. })
+    ));
+    assert_eq!(rx.recv().unwrap().to_vec(), vec![1; 120]);
+    tx.try_send(&[]).unwrap();
+    let m = rx.try_recv().unwrap();
+    assert!(m.is_empty());
+    drop(m);
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_millis(30)),
+        Err(Error::Timeout { .. })
+    ));
+}
+
+#[test]
+fn zero_copy_slots_are_bounds_checked() {
+    let (a, b, _) = pair(4096, ChannelOptions::new());
+    let mut tx = a.sender(0).unwrap();
+    let mut rx = b.receiver(0).unwrap();
+    let slot = tx.reserve(10).unwrap();
+    assert!(matches!(
+        slot.write(5, &[0; 6]),
+        Err(Error::OutOfBounds { .. })
+    ));
+    assert!(matches!(
+        slot.write(usize::MAX, &[0; 2]),
+        Err(Error::OutOfBounds { .. })
+    ));
+    slot.write(0, b"01234").unwrap();
+    slot.write(5, b"56789").unwrap();
+    slot.commit();
+    // A slot dropped without commit sends nothing.
+    drop(tx.reserve(3).unwrap());
+    let m = rx.recv().unwrap();
+    let mut part = [0u8; 4];
+    m.read(3, &mut part).unwrap();
+    assert_eq!(&part, b"3456");
+    assert!(matches!(
+        m.read(8, &mut part),
+        Err(Error::OutOfBounds { .. })
+    ));
+    drop(m);
+    assert!(matches!(rx.try_recv(), Err(Error::Empty)));
+}
+
+#[test]
+fn close_is_told_apart_and_delivered_after_pending_messages() {
+    let (a, b, _) = pair(4096, ChannelOptions::new());
+    let mut tx = a.sender(0).unwrap();
+    let mut rx = b.receiver(0).unwrap();
+    tx.send(b"last words").unwrap();
+    drop(tx);
+    assert_eq!(rx.recv().unwrap().to_vec(), b"last words");
+    assert_eq!(rx.recv().err(), Some(Error::Closed));
+    assert_eq!(rx.try_recv().err(), Some(Error::Closed));
+    // The sending end can be taken again, and the close is forgotten.
+    let mut tx = a.sender(0).unwrap();
+    tx.send(b"again").unwrap();
+    assert_eq!(rx.recv().unwrap().to_vec(), b"again");
+    drop(rx);
+    assert_eq!(tx.send(b"x"), Err(Error::Closed));
+}
+
+#[test]
+fn ends_are_exclusive_to_one_live_process() {
+    let (a, b, _) = pair(4096, ChannelOptions::new());
+    let _tx = a.sender(0).unwrap();
+    // Same process may re-take its own end; a live other pid may not.
+    let pid_off = 128 + 128 + 8; // payload + channel header + producer line + 8
+    shm_core::conformance::poke(a.raw().memory(), pid_off, &1u32.to_ne_bytes());
+    let e = b.sender(0).err().unwrap();
+    assert_eq!(
+        e,
+        Error::RoleTaken {
+            role: "sending",
+            ring: 0,
+            pid: 1
+        }
+    );
+    let dead = shm_core::conformance::dead_pid();
+    shm_core::conformance::poke(a.raw().memory(), pid_off, &dead.to_ne_bytes());
+    assert!(b.sender(0).is_ok(), "a dead holder's end can be taken over");
+}
+
+#[test]
+fn threads_block_and_wake_across_handles() {
+    let (a, b, _) = pair(1 << 14, ChannelOptions::new().capacity(1024));
+    let n = 200_000u64;
+    let producer = std::thread::spawn(move || {
+        let mut tx = a.sender(0).unwrap();
+        tx.set_wait(WaitMode::Block {
+            spin: Duration::from_micros(1),
+        });
+        for i in 0..n {
+            tx.send(&i.to_ne_bytes()).unwrap();
+        }
+    });
+    let mut rx = b.receiver(0).unwrap();
+    rx.set_wait(WaitMode::Block {
+        spin: Duration::from_micros(1),
+    });
+    let mut buf = Vec::new();
+    for i in 0..n {
+        rx.recv_into(&mut buf).unwrap();
+        assert_eq!(u64::from_ne_bytes(buf[..8].try_into().unwrap()), i);
+    }
+    producer.join().unwrap();
+    assert_eq!(rx.recv().err(), Some(Error::Closed));
+}
+
+/// Offsets of ring 0's words, from the start of the memory.
+const TAIL: usize = 128 + 128;
+const HEAD: usize = TAIL + 128;
+const DATA: usize = TAIL + 384;
+
+#[test]
+fn hostile_indices_and_lengths_are_corrupt_not_crashes() {
+    // Tail far ahead of head.
+    let (a, b, spy) = pair(4096, ChannelOptions::new().capacity(256));
+    let _tx = a.sender(0).unwrap();
+    let mut rx = b.receiver(0).unwrap();
+    shm_core::conformance::poke(&spy, TAIL, &10_000u64.to_ne_bytes());
+    let e = rx.try_recv().err().unwrap();
+    assert_eq!(
+        e,
+        Error::Corrupt {
+            what: "the sender's position",
+            found: 10_000
+        }
+    );
+    assert_eq!(rx.recv().err(), Some(e), "the endpoint stays broken");
+    // A length larger than the ring.
+    let (a, b, spy) = pair(4096, ChannelOptions::new().capacity(256));
+    let mut tx = a.sender(0).unwrap();
+    let mut rx = b.receiver(0).unwrap();
+    tx.send(&[1; 16]).unwrap();
+    shm_core::conformance::poke(&spy, DATA, &(1u64 << 40).to_ne_bytes());
+    assert!(matches!(
+        rx.try_recv(),
+        Err(Error::Corrupt {
+            what: "a message length",
+            ..
+        })
+    ));
+    // Head moved backwards by the receiver side: the sender notices.
+    let (a, b, spy) = pair(4096, ChannelOptions::new().capacity(256));
+    let mut tx = a.sender(0).unwrap();
+    let _rx = b.receiver(0).unwrap();
+    shm_core::conformance::poke(&spy, HEAD, &u64::MAX.to_ne_bytes());
+    tx.try_send(&[0; 8]).unwrap_or(());
+    for _ in 0..40 {
+        if let Err(e) = tx.try_send(&[0; 8]) {
+            assert!(
+                matches!(
+                    e,
+                    Error::Corrupt {
+                        what: "the receiver's position",
+                        ..
+                    }
+                ),
+                "{e:?}"
+            );
+            return;
+        }
+    }
+    panic!("a sender with a corrupt head must fail once it needs the head");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// A peer scribbling random values over the control lines and the data: the receiver
+    /// returns messages or errors, never panics, never loops forever.
+    #[test]
+    fn scribbled_rings_never_crash_the_receiver(
+        sends in prop::collection::vec(0usize..200, 0..20),
+        scribbles in prop::collection::vec((0usize..(384 + 256), any::<u64>()), 1..8),
+    ) {
+        let (a, b, spy) = pair(4096, ChannelOptions::new().capacity(256));
+        let mut tx = a.sender(0).unwrap();
+        let mut rx = b.receiver(0).unwrap();
+        for (i, len) in sends.iter().enumerate() {
+            let _ = tx.try_send(&msg(i as u64, *len));
+        }
+        for (off, v) in &scribbles {
+            shm_core::conformance::poke(&spy, TAIL + (off & !7), &v.to_ne_bytes());
+        }
+        for _ in 0..64 {
+            match rx.try_recv() {
+                Ok(m) => { let _ = m.to_vec(); }
+                Err(Error::Empty | Error::Closed | Error::Corrupt { .. }) => break,
+                Err(e) => prop_assert!(false, "unexpected {:?}", e),
+            }
+        }
+        for _ in 0..64 {
+            match tx.try_send(&[9; 40]) {
+                Ok(()) => {}
+                Err(Error::Full | Error::Closed | Error::Corrupt { .. } | Error::MessageTooLarge { .. }) => break,
+                Err(e) => prop_assert!(false, "unexpected {:?}", e),
+            }
+        }
+    }
+
+    /// Any sequence of sizes arrives in order and byte-exact.
+    #[test]
+    fn any_sizes_round_trip(sizes in prop::collection::vec(0usize..=248, 1..60)) {
+        let (a, b, _) = pair(4096, ChannelOptions::new().capacity(256));
+        let mut tx = a.sender(0).unwrap();
+        let mut rx = b.receiver(0).unwrap();
+        let mut buf = Vec::new();
+        for (i, len) in sizes.iter().enumerate() {
+            // A message that must wrap leaves a PAD that holds its space until the receiver
+            // passes it: then try_send says Full, and a receive attempt skips the PAD.
+            let mut tries = 0;
+            while let Err(e) = tx.try_send(&msg(i as u64, *len)) {
+                prop_assert_eq!(e, Error::Full);
+                prop_assert!(matches!(rx.try_recv(), Err(Error::Empty)));
+                tries += 1;
+                prop_assert!(tries < 2, "one skipped PAD must make room");
+            }
+            prop_assert_eq!(rx.recv_into(&mut buf).unwrap(), *len);
+            prop_assert_eq!(&buf, &msg(i as u64, *len));
+        }
+    }
+}
+
+#[test]
+fn sizes_of_spy_memory() {
+    let (_a, _b, spy) = pair(4096, ChannelOptions::new());
+    assert_eq!(spy.len(), 4096);
+}
