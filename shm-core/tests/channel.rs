@@ -129,7 +129,8 @@ fn zero_copy_slots_are_bounds_checked() {
     slot.write(5, b"56789").unwrap();
     slot.commit();
     // A slot dropped without commit sends nothing.
-    drop(tx.reserve(3).unwrap());
+    let abandoned = tx.reserve(3).unwrap();
+    let _ = abandoned;
     let m = rx.recv().unwrap();
     let mut part = [0u8; 4];
     m.read(3, &mut part).unwrap();
