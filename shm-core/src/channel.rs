@@ -455,9 +455,11 @@ impl ring::Futex for SysFutex {
 }
 
 /// The bounded wait both ends share: spin, then sleep in slices, checking the peer.
+/// The clock is read only once waiting has really begun (the first failed attempt), so
+/// a message that is already there costs no `Instant::now`.
 struct Waiter {
     mode: WaitMode,
-    start: Instant,
+    start: Option<Instant>,
     deadline: Option<Duration>,
     spins: u32,
 }
@@ -466,27 +468,31 @@ impl Waiter {
     fn new(mode: WaitMode, timeout: Option<Duration>) -> Self {
         Waiter {
             mode,
-            start: Instant::now(),
+            start: None,
             deadline: timeout,
             spins: 0,
         }
     }
 
-    fn expired(&self) -> Option<Error> {
-        match self.deadline {
-            Some(d) if self.start.elapsed() >= d => Some(Error::Timeout {
-                waited: self.start.elapsed(),
-            }),
-            _ => None,
-        }
+    fn elapsed(&mut self) -> Duration {
+        self.start.get_or_insert_with(Instant::now).elapsed()
+    }
+
+    fn expired(&mut self) -> Option<Error> {
+        let d = self.deadline?;
+        let waited = self.elapsed();
+        (waited >= d).then_some(Error::Timeout { waited })
     }
 
     /// Whether to sleep now (else spin once more).
     fn should_sleep(&mut self) -> bool {
         self.spins = self.spins.wrapping_add(1);
+        if self.spins == 1 {
+            self.start.get_or_insert_with(Instant::now);
+        }
         match self.mode {
             WaitMode::Spin => false,
-            WaitMode::Block { spin } => self.spins.is_multiple_of(64) && self.start.elapsed() >= spin,
+            WaitMode::Block { spin } => self.spins.is_multiple_of(64) && self.elapsed() >= spin,
         }
     }
 
@@ -495,9 +501,9 @@ impl Waiter {
         self.spins.is_multiple_of(65_536)
     }
 
-    fn slice(&self) -> Duration {
+    fn slice(&mut self) -> Duration {
         match self.deadline {
-            Some(d) => d.saturating_sub(self.start.elapsed()).min(SLICE),
+            Some(d) => d.saturating_sub(self.elapsed()).min(SLICE),
             None => SLICE,
         }
     }

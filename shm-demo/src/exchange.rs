@@ -24,7 +24,8 @@ pub enum SchemaArg {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Role {
     Read,
-    Pong,
+    Echo,
+    Consume,
 }
 
 /// Arguments of the hidden `peer` subcommand.
@@ -38,6 +39,10 @@ pub struct PeerArgs {
     role: Role,
     #[arg(long, default_value_t = 0)]
     count: u64,
+    #[arg(long, default_value_t = 0)]
+    size: u64,
+    #[arg(long, value_enum, default_value = "spin")]
+    wait: pingpong::Wait,
 }
 
 /// Runs in the peer process: opens what it was pointed at and plays its role, printing
@@ -55,7 +60,8 @@ pub fn peer(backend: Backend, args: &PeerArgs) -> Result<()> {
     let mem = host::open(&endpoint)?;
     let line = match args.role {
         Role::Read => read_role(mem),
-        Role::Pong => pingpong::pong_role(mem, args.count),
+        Role::Echo => pingpong::echo_role(mem, args.count, args.wait),
+        Role::Consume => crate::stream::consume_role(mem, args.count, args.size),
     };
     println!("{line}");
     Ok(())

@@ -7,6 +7,7 @@ mod exchange;
 mod host;
 mod pingpong;
 mod record;
+mod stream;
 mod util;
 
 use std::path::PathBuf;
@@ -25,7 +26,9 @@ Examples:
   shm-demo --backend posix read --name /my_shm            # terminal 2
   shm-demo --backend memfd serve --socket /tmp/shm.sock   # terminal 1
   shm-demo --backend memfd connect --socket /tmp/shm.sock # terminal 2
-  shm-demo --backend unix pingpong --round-trips 100000 --json";
+  shm-demo --backend unix pingpong --round-trips 100000 --json
+  shm-demo --backend posix pingpong --wait block
+  shm-demo --backend anon stream --messages 10000 --size 1MiB";
 
 /// Shared memory between processes, the tutorial's way: a writer puts
 /// MyData { col1: 100, col2: 876, col3: 8021 } into a 4 GiB segment, a separate reader
@@ -54,6 +57,8 @@ enum BackendArg {
     Memfd,
     Unix,
     Pipe,
+    /// The hardware floor for pingpong: two bare words on two cache lines.
+    Floor,
 }
 
 impl BackendArg {
@@ -62,7 +67,7 @@ impl BackendArg {
             BackendArg::Posix => Some(Backend::Posix),
             BackendArg::Anon => Some(Backend::Anon),
             BackendArg::Memfd => Some(Backend::Memfd),
-            BackendArg::Unix | BackendArg::Pipe => None,
+            BackendArg::Unix | BackendArg::Pipe | BackendArg::Floor => None,
         }
     }
 }
@@ -120,7 +125,9 @@ enum Cmd {
         socket: PathBuf,
     },
     /// Round-trip latency between two processes, pinned to different CPUs: p50, p99,
-    /// p99.9 and max, from an HdrHistogram of every round trip.
+    /// p99.9 and max, from an HdrHistogram of every round trip. posix, anon and memfd send
+    /// 8-byte messages through the channel; unix and pipe through the kernel; floor
+    /// bounces two bare words between two cache lines (the hardware floor).
     #[command(
         after_help = "Example:\n  shm-demo --backend posix pingpong --round-trips 100000 --json"
     )]
@@ -128,9 +135,24 @@ enum Cmd {
         /// Round trips to measure (after a warm-up of a tenth as many, at least 1000).
         #[arg(long, default_value_t = 100_000)]
         round_trips: u64,
-        /// How a side waits for the other: spin (busy-poll).
+        /// How a side waits for the other: spin (busy-poll) or block (spin 50 µs, then
+        /// sleep on a futex). unix, pipe and floor ignore it.
         #[arg(long, value_enum, default_value = "spin")]
         wait: pingpong::Wait,
+    },
+    /// Throughput: a producer process sends N messages of a given size, each with a
+    /// sequence number and a checksum, through the channel (or a Unix socket); a consumer
+    /// process verifies order and content and reports messages/s and GiB/s.
+    #[command(
+        after_help = "Example:\n  shm-demo --backend memfd stream --messages 100000 --size 4096 --json"
+    )]
+    Stream {
+        /// Messages to send.
+        #[arg(long, default_value_t = 100_000)]
+        messages: u64,
+        /// Bytes per message (at least 16: sequence number and checksum).
+        #[arg(long, default_value = "4096", value_parser = parse_size)]
+        size: u64,
     },
     /// Remove segments of ours in /dev/shm whose processes died without removing them.
     #[command(after_help = "Example:\n  shm-demo cleanup --prefix /shm-demo")]
@@ -187,8 +209,16 @@ fn main() -> ExitCode {
             _ => return usage("serve and connect pass a memfd: use --backend memfd"),
         },
         Some(Cmd::Pingpong { round_trips, wait }) => match cli.backend {
-            None => return usage("pingpong needs --backend: posix, anon, memfd, unix or pipe"),
+            None => {
+                return usage("pingpong needs --backend: posix, anon, memfd, unix, pipe or floor")
+            }
             Some(b) => pingpong::run(b, round_trips, wait, cli.json),
+        },
+        Some(Cmd::Stream { messages, size }) => match cli.backend {
+            None | Some(BackendArg::Pipe) | Some(BackendArg::Floor) => {
+                return usage("stream needs --backend: posix, anon, memfd or unix")
+            }
+            Some(b) => stream::run(b, messages, size, cli.json),
         },
         Some(Cmd::Cleanup { prefix }) => exchange::cleanup(&prefix, cli.json),
         Some(Cmd::Peer(args)) => match shm_backend {

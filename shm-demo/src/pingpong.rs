@@ -5,7 +5,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use shm_core::Segment;
+use shm_core::{Channel, ChannelOptions, Segment, WaitMode};
 
 use crate::host::{self, Mem};
 use crate::util::{fmt_duration, Failure, Json, Result};
@@ -15,12 +15,23 @@ use crate::BackendArg;
 pub enum Wait {
     /// Busy-poll: lowest latency, one core per side.
     Spin,
+    /// Spin briefly (50 µs), then sleep on a futex until woken.
+    Block,
 }
 
-/// The ping-pong segment: ping and pong words on separate cache lines.
-type Lines = [u64; 32];
-const PING: usize = 0;
-const PONG: usize = 128;
+impl Wait {
+    pub fn mode(self) -> WaitMode {
+        match self {
+            Wait::Spin => WaitMode::Spin,
+            Wait::Block => WaitMode::default(),
+        }
+    }
+}
+
+/// The floor's segment: one word on one cache line, bounced between the two processes
+/// (odd values from the pinger, even values from the ponger).
+type Lines = [u64; 8];
+const WORD: usize = 0;
 
 /// How long one side waits for the other before it calls the peer dead.
 const PEER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,55 +58,130 @@ fn spin_until(word: &std::sync::atomic::AtomicU64, want: u64) -> bool {
     true
 }
 
-/// The answering side: for each ping `i`, answer pong `i`.
-pub fn pong_role(mem: Mem, total: u64) -> String {
+/// The floor's answering side: for each ping `2i - 1`, answer `2i`.
+fn floor_pong(mem: Mem, total: u64) -> String {
     host::pin_to_cpu(1);
     let seg = match Segment::<Lines, _>::attach(mem) {
         Ok(s) => s,
         Err(e) => return Json::new().str("error", &e.to_string()).finish(),
     };
-    let (Ok(ping), Ok(pong)) = (seg.raw().atomic_u64(PING), seg.raw().atomic_u64(PONG)) else {
+    let Ok(word) = seg.raw().atomic_u64(WORD) else {
         return Json::new().str("error", "segment too small").finish();
     };
     for i in 1..=total {
-        if !spin_until(ping, i) {
+        if !spin_until(word, 2 * i - 1) {
             return Json::new()
                 .str("error", "the pinging side stopped")
                 .finish();
         }
         // Release: pairs with the pinger's Acquire load in `spin_until`.
-        pong.store(i, std::sync::atomic::Ordering::Release);
+        word.store(2 * i, std::sync::atomic::Ordering::Release);
     }
     Json::new().num("pid", std::process::id()).finish()
+}
+
+/// The echoing side of the channel ping-pong: receive on ring 0, answer on ring 1.
+pub fn echo_role(mem: Mem, total: u64, wait: Wait) -> String {
+    host::pin_to_cpu(1);
+    let run = || -> std::result::Result<(), shm_core::Error> {
+        let chan = Channel::attach(mem)?;
+        let mut rx = chan.receiver(0)?;
+        let mut tx = chan.sender(1)?;
+        rx.set_wait(wait.mode());
+        tx.set_wait(wait.mode());
+        let mut word = [0u8; 8];
+        for _ in 0..total {
+            {
+                let msg = rx.recv()?;
+                msg.read(0, &mut word)?;
+            }
+            let slot = tx.reserve(8)?;
+            slot.write(0, &word)?;
+            slot.commit();
+        }
+        Ok(())
+    };
+    match run() {
+        Ok(()) => Json::new().num("pid", std::process::id()).finish(),
+        Err(e) => Json::new().str("error", &e.to_string()).finish(),
+    }
+}
+
+/// Ping-pong of 8-byte messages through a two-ring channel.
+fn channel_pingpong(
+    backend: host::Backend,
+    round_trips: u64,
+    wait: Wait,
+) -> Result<Histogram<u64>> {
+    let total = warmup(round_trips) + round_trips;
+    let mem = host::create(backend, 64 * 1024)?;
+    let chan = Channel::create(mem, &ChannelOptions::new().rings(2).capacity(4096))
+        .map_err(crate::errors::core)?;
+    let args = [
+        "--role".to_owned(),
+        "echo".to_owned(),
+        "--count".to_owned(),
+        total.to_string(),
+        "--wait".to_owned(),
+        format!("{wait:?}").to_lowercase(),
+    ];
+    let peer = host::start_peer(backend, chan.raw().memory(), &args, move |m| {
+        echo_role(m, total, wait)
+    })?;
+    host::pin_to_cpu(0);
+    let core = crate::errors::core;
+    let mut tx = chan.sender(0).map_err(core)?;
+    let mut rx = chan.receiver(1).map_err(core)?;
+    tx.set_wait(wait.mode());
+    rx.set_wait(wait.mode());
+    let mut hist = histogram();
+    let mut word = [0u8; 8];
+    for i in 1..=total {
+        let t = Instant::now();
+        let slot = tx.reserve(8).map_err(core)?;
+        slot.write(0, &i.to_ne_bytes()).map_err(core)?;
+        slot.commit();
+        let msg = rx.recv().map_err(core)?;
+        msg.read(0, &mut word).map_err(core)?;
+        drop(msg);
+        if u64::from_ne_bytes(word) != i {
+            return Err(Failure::new(format!(
+                "echo {} for ping {i}",
+                u64::from_ne_bytes(word)
+            )));
+        }
+        if i > total - round_trips {
+            let _ = hist.record(t.elapsed().as_nanos() as u64);
+        }
+    }
+    drop((tx, rx));
+    crate::exchange::parse_peer_line(&peer.finish()?)?;
+    Ok(hist)
 }
 
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
 }
 
-fn shm_pingpong(backend: host::Backend, round_trips: u64) -> Result<Histogram<u64>> {
+/// The hardware floor: two words on separate cache lines of an anonymous shared mapping,
+/// ping and pong, busy-polled. No channel, no framing.
+fn floor_pingpong(round_trips: u64) -> Result<Histogram<u64>> {
+    let backend = host::Backend::Anon;
     let total = warmup(round_trips) + round_trips;
     let mem = host::create(backend, 4096)?;
-    let seg = Segment::create(mem, &[0u64; 32]).map_err(crate::errors::core)?;
-    let args = [
-        "--role".to_owned(),
-        "pong".to_owned(),
-        "--count".to_owned(),
-        total.to_string(),
-    ];
-    let peer = host::start_peer(backend, seg.raw().memory(), &args, move |m| {
-        pong_role(m, total)
+    let seg = Segment::create(mem, &[0u64; 8]).map_err(crate::errors::core)?;
+    let peer = host::start_peer(backend, seg.raw().memory(), &[], move |m| {
+        floor_pong(m, total)
     })?;
     host::pin_to_cpu(0);
-    let ping = seg.raw().atomic_u64(PING).map_err(crate::errors::core)?;
-    let pong = seg.raw().atomic_u64(PONG).map_err(crate::errors::core)?;
+    let word = seg.raw().atomic_u64(WORD).map_err(crate::errors::core)?;
     let mut hist = histogram();
     let skip = total - round_trips;
     for i in 1..=total {
         let t = Instant::now();
         // Release: pairs with the ponger's Acquire load in `spin_until`.
-        ping.store(i, std::sync::atomic::Ordering::Release);
-        if !spin_until(pong, i) {
+        word.store(2 * i - 1, std::sync::atomic::Ordering::Release);
+        if !spin_until(word, 2 * i) {
             return Err(Failure::new(format!(
                 "the peer stopped answering after {} round trips",
                 i - 1
@@ -181,7 +267,8 @@ pub fn run(backend: BackendArg, round_trips: u64, wait: Wait, json: bool) -> Res
     }
     let name = format!("{backend:?}").to_lowercase();
     let hist = match backend.shm() {
-        Some(b) => shm_pingpong(b, round_trips)?,
+        Some(b) => channel_pingpong(b, round_trips, wait)?,
+        None if backend == BackendArg::Floor => floor_pingpong(round_trips)?,
         None if backend == BackendArg::Unix => {
             let (a, b) =
                 UnixStream::pair().map_err(|e| Failure::new(format!("socketpair: {e}")))?;
