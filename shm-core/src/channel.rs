@@ -820,14 +820,21 @@ impl<M: SharedMemory> Receiver<M> {
                 crate::sync::spin_hint();
                 continue;
             }
-            // `Closed` is handled above once the ring is drained; here only a crash counts.
+            // A sender that closed cleanly and then exited is `Closed`, not a crash: look
+            // at the close bit again (the top of the loop reports it once the ring is
+            // drained) before looking at the pid.
             let pid = self.ptrs.producer_pid();
-            if let Some(e) = peer_gone(0, PRODUCER_CLOSED, pid).or_else(|| w.expired()) {
+            let closed = sh.closed.load(Ordering::Acquire);
+            if let Some(e) = peer_gone(closed, PRODUCER_CLOSED, pid).or_else(|| w.expired()) {
+                if e == Error::Closed {
+                    continue;
+                }
+                if !matches!(e, Error::PeerDied { .. }) {
+                    return Err(e);
+                }
                 // Messages committed just before the crash are still delivered.
-                if matches!(e, Error::PeerDied { .. }) {
-                    if let Ok(Some(_)) = self.cons.try_peek(sh, &self.ptrs, &SysFutex) {
-                        continue;
-                    }
+                if let Ok(Some(_)) = self.cons.try_peek(sh, &self.ptrs, &SysFutex) {
+                    continue;
                 }
                 return Err(e);
             }

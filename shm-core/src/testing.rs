@@ -181,6 +181,49 @@ pub fn assert_counts_unchanged(out: &Output, what: &[&str]) {
     }
 }
 
+/// The test message number `i` of `len` bytes.
+pub fn message(i: usize, len: usize) -> Vec<u8> {
+    (0..len).map(|j| (i * 131 + j * 7 + len) as u8).collect()
+}
+
+/// The child side of the cross-process channel tests: reads one message size per line of
+/// stdin and sends [`message`]`(i, size)` for each on ring 0 of `chan`.
+pub fn send_sizes_from_stdin<M: crate::SharedMemory>(chan: &crate::Channel<M>) {
+    let mut input = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut input).expect("read stdin");
+    let mut tx = chan.sender(0).expect("sending end");
+    for (i, line) in input.lines().enumerate() {
+        let len: usize = line.trim().parse().expect("a size");
+        tx.send(&message(i, len)).expect("send");
+    }
+}
+
+/// The parent side: receives `sizes.len()` messages on ring 0 and checks each is
+/// [`message`]`(i, size)`, in order, then that the sender closed.
+pub fn receive_sizes<M: crate::SharedMemory>(
+    chan: &crate::Channel<M>,
+    sizes: &[usize],
+) -> Result<(), String> {
+    let mut rx = chan.receiver(0).map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    for (i, &len) in sizes.iter().enumerate() {
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .map_err(|e| format!("message {i}: {e}"))
+            .map(|m| {
+                buf = m.to_vec();
+            })?;
+        if buf != message(i, len) {
+            return Err(format!("message {i} ({len} bytes) differs"));
+        }
+    }
+    let end = match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        Err(crate::Error::Closed) => Ok(()),
+        Err(e) => Err(format!("after the last message: {e}")),
+        Ok(m) => Err(format!("an extra message of {} bytes", m.len())),
+    };
+    end
+}
+
 /// The number of open fds of this process (entries of `/proc/self/fd`, less the one
 /// `read_dir` itself holds).
 pub fn fd_count() -> usize {

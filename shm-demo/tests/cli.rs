@@ -534,3 +534,67 @@ fn cleanup_removes_only_stale_segments() {
     );
     assert!(dev_shm_entries(&prefix[1..]).is_empty());
 }
+
+#[test]
+fn stream_json_reports_verified_throughput_on_every_backend() {
+    for b in ["posix", "anon", "memfd", "unix"] {
+        let out = demo(&[
+            "--backend",
+            b,
+            "stream",
+            "--messages",
+            "3000",
+            "--size",
+            "1000",
+            "--json",
+        ]);
+        assert!(out.status.success(), "{b}: {}", stderr(&out));
+        let text = stdout(&out);
+        let last = text.lines().last().unwrap();
+        for key in [
+            "\"messages\":3000",
+            "\"size\":1000",
+            "\"verified\":true",
+            &format!("\"backend\":\"{b}\""),
+        ] {
+            assert!(last.contains(key), "{b}: {key} missing in {last}");
+        }
+        for key in ["seconds", "msgs_per_s", "gib_per_s"] {
+            assert!(last.contains(&format!("\"{key}\":")), "{last}");
+        }
+    }
+    let out = demo(&["--backend", "posix", "stream", "--size", "8"]);
+    assert_fails(&out, 1, "--size 8 is too small");
+    let out = demo(&["--backend", "pipe", "stream"]);
+    assert_fails(&out, 2, "stream needs --backend");
+}
+
+#[test]
+fn pingpong_block_mode_and_floor() {
+    for args in [
+        &[
+            "--backend",
+            "memfd",
+            "pingpong",
+            "--round-trips",
+            "3000",
+            "--wait",
+            "block",
+            "--json",
+        ][..],
+        &[
+            "--backend",
+            "floor",
+            "pingpong",
+            "--round-trips",
+            "3000",
+            "--json",
+        ],
+    ] {
+        let out = demo(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let last = stdout(&out).lines().last().unwrap().to_owned();
+        assert_eq!(field(&last, "round_trips"), 3000, "{last}");
+        assert!(field(&last, "p50_ns") > 0, "{last}");
+    }
+}

@@ -34,6 +34,10 @@ fn child() {
     } else {
         shm_memfd::connect(&sock).expect("child: connect")
     };
+    if role == "channel-send" {
+        let chan = shm_core::Channel::attach(shm).expect("child: attach channel");
+        return shm_core::testing::send_sizes_from_stdin(&chan);
+    }
     // SAFETY: F_GETFD on a live fd.
     let fdflags = unsafe { libc::fcntl(shm.as_fd().as_raw_fd(), libc::F_GETFD) };
     assert_eq!(
@@ -144,6 +148,31 @@ proptest! {
         let mut back = vec![0u8; plen];
         seg.read_at(0, &mut back).unwrap();
         prop_assert_eq!(back, expected_payload(plen, &writes));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    /// Any sequence of sizes sent by another process through a channel in a memfd it
+    /// received over a socket arrives in order and byte-exact.
+    #[test]
+    fn channel_messages_from_another_process(sizes in prop::collection::vec(
+        prop_oneof![0usize..64, 0usize..=4088, Just(4088usize)], 1..60)) {
+        let shm = MemfdOptions::new().size(1 << 16).create().unwrap();
+        let chan = shm_core::Channel::create(shm, &shm_core::ChannelOptions::new().capacity(4096)).unwrap();
+        let input: String = sizes.iter().map(|s| format!("{s}\n")).collect();
+        let path = socket_path();
+        let server = Server::bind(&path).unwrap();
+        let path_s = path.to_str().unwrap().to_owned();
+        let (out, got) = std::thread::scope(|sc| {
+            let child = sc.spawn(|| spawn_self("child", "channel-send", &[("SHM_SOCKET", &path_s)], &input));
+            server.serve_one_timeout(chan.raw().memory(), Duration::from_secs(30)).expect("serve");
+            let got = shm_core::testing::receive_sizes(&chan, &sizes);
+            (child.join().unwrap(), got)
+        });
+        shm_core::testing::assert_success(&out);
+        prop_assert_eq!(got, Ok(()));
     }
 }
 

@@ -20,6 +20,10 @@ fn child() {
     }
     let name = std::env::var("SHM_NAME").expect("SHM_NAME");
     let shm = ShmOptions::new(&name).open().expect("child: open");
+    if role == "channel-send" {
+        let chan = shm_core::Channel::attach(shm).expect("child: attach channel");
+        return shm_core::testing::send_sizes_from_stdin(&chan);
+    }
     let seg = Segment::<MyData, _>::attach(shm).expect("child: attach");
     match role.as_str() {
         "read" => {
@@ -89,6 +93,28 @@ proptest! {
         let mut back = vec![0u8; plen];
         seg.read_at(0, &mut back).unwrap();
         prop_assert_eq!(back, model);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    /// Any sequence of sizes (0 to the largest message) sent by another process through a
+    /// channel in a named segment arrives in order and byte-exact.
+    #[test]
+    fn channel_messages_from_another_process(sizes in prop::collection::vec(
+        prop_oneof![0usize..64, 0usize..=4088, Just(4088usize)], 1..60)) {
+        let name = unique_name("/shm-posix-chan");
+        let shm = ShmOptions::new(&name).size(1 << 16).create().unwrap();
+        let chan = shm_core::Channel::create(shm, &shm_core::ChannelOptions::new().capacity(4096)).unwrap();
+        let input: String = sizes.iter().map(|s| format!("{s}\n")).collect();
+        let (out, got) = std::thread::scope(|sc| {
+            let child = sc.spawn(|| spawn_self("child", "channel-send", &[("SHM_NAME", &name)], &input));
+            let got = shm_core::testing::receive_sizes(&chan, &sizes);
+            (child.join().unwrap(), got)
+        });
+        shm_core::testing::assert_success(&out);
+        prop_assert_eq!(got, Ok(()));
     }
 }
 
