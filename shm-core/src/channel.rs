@@ -244,7 +244,7 @@ impl<M: SharedMemory> Channel<M> {
 
     /// The largest message a ring carries.
     pub fn max_message(&self) -> u64 {
-        self.cap - ring::MSG_HEADER
+        self.cap - ring::MSG_HEADER - ring::TERMINATOR
     }
 
     /// The number of rings.
@@ -346,7 +346,7 @@ fn corrupt(c: Corrupt) -> Error {
             found: v,
         },
         Corrupt::Length(v) => Error::Corrupt {
-            what: "a message length",
+            what: "a message header",
             found: v,
         },
     }
@@ -397,16 +397,15 @@ impl RingPtrs {
 }
 
 impl ring::Words for RingPtrs {
-    fn load(&self, off: u64) -> u64 {
+    fn load(&self, off: u64, order: Ordering) -> u64 {
         let off = off & (self.cap - 1) & !7;
         // SAFETY: masked to an 8-aligned offset below the capacity: inside the data area.
-        unsafe { &*self.data().add(off as usize).cast::<AtomicU64>() }.load(Ordering::Relaxed)
+        unsafe { &*self.data().add(off as usize).cast::<AtomicU64>() }.load(order)
     }
-    fn store(&self, off: u64, value: u64) {
+    fn store(&self, off: u64, value: u64, order: Ordering) {
         let off = off & (self.cap - 1) & !7;
         // SAFETY: as in `load`.
-        unsafe { &*self.data().add(off as usize).cast::<AtomicU64>() }
-            .store(value, Ordering::Relaxed)
+        unsafe { &*self.data().add(off as usize).cast::<AtomicU64>() }.store(value, order)
     }
 }
 
@@ -455,8 +454,8 @@ impl ring::Futex for SysFutex {
 }
 
 /// The bounded wait both ends share: spin, then sleep in slices, checking the peer.
-/// The clock is read only once waiting has really begun (the first failed attempt), so
-/// a message that is already there costs no `Instant::now`.
+/// Without a timeout the clock is first read after 64 spins (block mode) or at the first
+/// peer check (spin mode), so a short wait costs no `Instant::now`.
 struct Waiter {
     mode: WaitMode,
     start: Option<Instant>,
@@ -468,7 +467,9 @@ impl Waiter {
     fn new(mode: WaitMode, timeout: Option<Duration>) -> Self {
         Waiter {
             mode,
-            start: None,
+            // A timeout counts from the call; otherwise the clock is read only when a
+            // spin phase ends (block mode) or a peer check is due.
+            start: timeout.map(|_| Instant::now()),
             deadline: timeout,
             spins: 0,
         }
@@ -487,9 +488,6 @@ impl Waiter {
     /// Whether to sleep now (else spin once more).
     fn should_sleep(&mut self) -> bool {
         self.spins = self.spins.wrapping_add(1);
-        if self.spins == 1 {
-            self.start.get_or_insert_with(Instant::now);
-        }
         match self.mode {
             WaitMode::Spin => false,
             WaitMode::Block { spin } => self.spins.is_multiple_of(64) && self.elapsed() >= spin,
@@ -544,7 +542,7 @@ impl<M: SharedMemory> Sender<M> {
 
     /// The largest message this ring carries.
     pub fn max_message(&self) -> u64 {
-        self.prod.capacity() - ring::MSG_HEADER
+        self.prod.max_message()
     }
 
     fn check(&self, len: usize) -> Result<u64, Error> {
@@ -808,7 +806,7 @@ impl<M: SharedMemory> Receiver<M> {
                 return Err(Error::Closed);
             }
             if w.should_sleep() {
-                match self.cons.prepare_sleep(sh) {
+                match self.cons.prepare_sleep(sh, &self.ptrs) {
                     Ok(Some(seq)) => {
                         ring::Futex::wait(&SysFutex, sh.data_seq, seq, Some(w.slice()));
                         self.cons.done_sleeping(sh);

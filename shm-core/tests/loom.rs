@@ -159,7 +159,7 @@ mod ring_model {
         }
     }
 
-    const CAP: u64 = 32;
+    const CAP: u64 = 64;
 
     struct Ring {
         tail: AtomicU64,
@@ -174,11 +174,11 @@ mod ring_model {
     }
 
     impl Words for Ring {
-        fn load(&self, off: u64) -> u64 {
-            self.words[(off / 8) as usize].load(Ordering::Relaxed)
+        fn load(&self, off: u64, order: Ordering) -> u64 {
+            self.words[(off / 8) as usize].load(order)
         }
-        fn store(&self, off: u64, v: u64) {
-            self.words[(off / 8) as usize].store(v, Ordering::Relaxed)
+        fn store(&self, off: u64, v: u64, order: Ordering) {
+            self.words[(off / 8) as usize].store(v, order)
         }
     }
 
@@ -192,12 +192,7 @@ mod ring_model {
                 consumer_sleeping: AtomicU32::new(0),
                 producer_sleeping: AtomicU32::new(0),
                 closed: AtomicU32::new(0),
-                words: [
-                    AtomicU64::new(0),
-                    AtomicU64::new(0),
-                    AtomicU64::new(0),
-                    AtomicU64::new(0),
-                ],
+                words: std::array::from_fn(|_| AtomicU64::new(0)),
                 futex: ModelFutex {
                     lock: Mutex::new(()),
                     cv: Condvar::new(),
@@ -217,23 +212,29 @@ mod ring_model {
         }
     }
 
-    /// Sends `values` as 8-byte messages (footprint 16 in a 32-byte ring: every other
-    /// message wraps), blocking on a full ring by sleeping.
+    /// Sends `values` as 24-byte messages (footprint 32, plus the 8-byte terminator, in a
+    /// 64-byte ring: one message in flight at a time, and every other one wraps behind a
+    /// PAD), blocking on a full ring by sleeping. Each word of a message carries `v`.
     fn produce(r: &Ring, values: &[u64]) {
         let sh = r.shared();
         let mut p = Producer::new(CAP, sh).unwrap();
         for &v in values {
             let off = loop {
-                if let Some(off) = p.try_reserve(sh, r, &r.futex, 8).unwrap() {
+                if let Some(off) = p.try_reserve(sh, r, &r.futex, 24).unwrap() {
                     break off;
                 }
-                if let Some(seq) = p.prepare_sleep(sh, ring::footprint(8)).unwrap() {
+                if let Some(seq) = p
+                    .prepare_sleep(sh, ring::footprint(24) + ring::TERMINATOR)
+                    .unwrap()
+                {
                     r.futex.wait(sh.space_seq, seq, None);
                     p.done_sleeping(sh);
                 }
             };
-            r.store(off, v);
-            p.commit(sh, r, &r.futex, 8);
+            for w in 0..3 {
+                r.store(off + 8 * w, v, Ordering::Relaxed);
+            }
+            p.commit(sh, r, &r.futex, 24);
         }
         sh.closed.fetch_or(PRODUCER_CLOSED, Ordering::Release);
         sh.data_seq.fetch_add(1, Ordering::Release);
@@ -249,13 +250,20 @@ mod ring_model {
             let closed = sh.closed.load(Ordering::Acquire);
             match c.try_peek(sh, r, &r.futex).unwrap() {
                 Some((off, len)) => {
-                    assert_eq!(len, 8);
-                    got.push(r.load(off));
+                    assert_eq!(len, 24);
+                    let words: Vec<u64> = (0..3)
+                        .map(|w| r.load(off + 8 * w, Ordering::Relaxed))
+                        .collect();
+                    assert!(
+                        words.iter().all(|&x| x == words[0]),
+                        "torn message {words:?}"
+                    );
+                    got.push(words[0]);
                     c.release(sh, &r.futex, len);
                 }
                 None if closed & PRODUCER_CLOSED != 0 => return got,
                 None => {
-                    if let Some(seq) = c.prepare_sleep(sh).unwrap() {
+                    if let Some(seq) = c.prepare_sleep(sh, r).unwrap() {
                         r.futex.wait(sh.data_seq, seq, None);
                         c.done_sleeping(sh);
                     }

@@ -2,38 +2,51 @@
 //!
 //! Positions (`tail`, written only by the producer; `head`, written only by the consumer)
 //! are byte counts that only grow; the index into the ring is `pos & (capacity - 1)`. A
-//! message is an 8-byte header (its length) followed by the payload padded to 8 bytes,
-//! and never straddles the end of the ring: when it would, the producer writes a PAD
-//! header and continues at index 0. Everything read from the other side (its position,
-//! a message length) is checked before use; a value no honest peer could write is
-//! [`Corrupt`].
+//! message is an 8-byte header followed by the payload padded to 8 bytes, and never
+//! straddles the end of the ring: when it would, the producer writes a PAD header and
+//! continues at index 0.
 //!
-//! Orderings:
-//! * the producer publishes `tail` with `Release` after writing header and payload; the
-//!   consumer loads it with `Acquire` before reading them;
-//! * the consumer publishes `head` with `Release` after reading a message; the producer
-//!   loads it with `Acquire` before overwriting that space.
+//! The header is the publication: `VALID | len` (or `VALID | PAD`), stored with `Release`
+//! after the payload; the consumer polls the header word at its own position with
+//! `Acquire` and never reads `tail`, so a message costs the consumer one shared cache
+//! line. The word at the producer's position is always 0: before publishing a message the
+//! producer zeroes the word just past it (which is why a message needs 8 free bytes more
+//! than its footprint), so stale payload bytes from an earlier lap can never pass for a
+//! header. The consumer publishes `head` with `Release` after reading a message; the
+//! producer loads it with `Acquire` before overwriting that space, and caches it.
+//!
+//! Everything read from the other side (its position, a header) is checked before use; a
+//! value no honest peer could write is [`Corrupt`].
 //!
 //! Sleeping without lost wake-ups: a side about to sleep reads the futex word
-//! (`Acquire`), sets its `sleeping` flag, issues `fence(SeqCst)`, and checks the other
-//! side's position once more; the other side publishes its position, issues
-//! `fence(SeqCst)`, and reads the flag. The two fences order the two store→load pairs, so
-//! either the sleeper sees the new position or the publisher sees the flag and bumps the
-//! futex word (`Release`) and wakes it; a bump that lands before the sleeper's
-//! `futex_wait` makes the wait return at once.
+//! (`Acquire`), sets its `sleeping` flag, issues `fence(SeqCst)`, and checks once more;
+//! the other side publishes (a header, or `head`), issues `fence(SeqCst)`, and reads the
+//! flag. The two fences order the two store→load pairs, so either the sleeper sees the
+//! publication or the publisher sees the flag and bumps the futex word (`Release`) and
+//! wakes it; a bump that lands before the sleeper's `futex_wait` makes the wait return.
 
 use std::time::Duration;
 
 use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
 
+/// Set in every published header.
+pub const VALID: u64 = 1 << 63;
 /// The length a PAD header carries.
 pub const PAD: u64 = u32::MAX as u64;
 /// Bytes of a message header.
 pub const MSG_HEADER: u64 = 8;
+/// Bytes a message needs beyond its footprint: the zeroed word after it.
+pub const TERMINATOR: u64 = 8;
 
 /// Bytes a message of `len` takes in the ring.
 pub fn footprint(len: u64) -> u64 {
     MSG_HEADER + len.div_ceil(8) * 8
+}
+
+/// Whether a consumer position `head` and a producer position `tail` can both be true:
+/// multiples of 8, `head <= tail <= head + cap`.
+fn position_pair_ok(head: u64, tail: u64, cap: u64) -> bool {
+    head.is_multiple_of(8) && tail.is_multiple_of(8) && head <= tail && tail - head <= cap
 }
 
 /// A futex: sleep while a word holds a value, and wake the sleepers.
@@ -47,10 +60,10 @@ pub trait Futex {
 
 /// The ring's bytes, addressed in 8-byte words at 8-aligned offsets below the capacity.
 pub trait Words {
-    /// Loads the word at `off`.
-    fn load(&self, off: u64) -> u64;
-    /// Stores the word at `off`.
-    fn store(&self, off: u64, value: u64);
+    /// Loads the word at `off` with `order` (`Relaxed` or `Acquire`).
+    fn load(&self, off: u64, order: Ordering) -> u64;
+    /// Stores the word at `off` with `order` (`Relaxed` or `Release`).
+    fn store(&self, off: u64, value: u64, order: Ordering);
 }
 
 /// The shared control words of one ring.
@@ -82,9 +95,9 @@ pub const CONSUMER_CLOSED: u32 = 2;
 pub enum Corrupt {
     /// The consumer's position is ahead of ours or more than a ring behind.
     Head(u64),
-    /// The producer's position is behind ours or more than a ring ahead.
+    /// The producer's recorded position is more than a ring away from the consumer's.
     Tail(u64),
-    /// A message length that does not fit where it stands.
+    /// A header that no honest producer writes there (its raw value).
     Length(u64),
 }
 
@@ -118,11 +131,18 @@ impl Producer {
         self.cap - self.tail.wrapping_sub(self.cached_head)
     }
 
+    /// The largest message that fits.
+    pub fn max_message(&self) -> u64 {
+        self.cap - MSG_HEADER - TERMINATOR
+    }
+
     fn refresh_head(&mut self, sh: Shared<'_>) -> Result<(), Corrupt> {
         // Acquire: pairs with the consumer's Release store in `Consumer::release`, so its
         // reads of the space are done before we overwrite it.
         let head = sh.head.load(Ordering::Acquire);
-        if self.tail.wrapping_sub(head) > self.cap {
+        // Positions are byte counts that never wrap (2^64 bytes), are multiples of 8, and
+        // the consumer is never ahead of us nor more than a ring behind.
+        if !position_pair_ok(head, self.tail, self.cap) {
             return Err(Corrupt::Head(head));
         }
         self.cached_head = head;
@@ -137,7 +157,7 @@ impl Producer {
         Ok(self.free() >= bytes)
     }
 
-    /// Room for a message of `len` bytes (`footprint(len) <= capacity`, checked by the
+    /// Room for a message of `len` bytes (`len <= max_message()`, checked by the
     /// caller): `Some(offset of its payload)`, or `None` if the ring is too full now.
     /// May publish a PAD to wrap to the start.
     pub fn try_reserve(
@@ -148,19 +168,17 @@ impl Producer {
         len: u64,
     ) -> Result<Option<u64>, Corrupt> {
         let need = footprint(len);
-        debug_assert!(need <= self.cap);
+        debug_assert!(need + TERMINATOR <= self.cap);
         let idx = self.tail & (self.cap - 1);
         let contiguous = self.cap - idx;
         if need > contiguous {
-            if !self.has_room(sh, contiguous)? {
+            if !self.has_room(sh, contiguous + TERMINATOR)? {
                 return Ok(None);
             }
-            words.store(idx, PAD);
-            self.tail = self.tail.wrapping_add(contiguous);
-            self.publish(sh, futex);
+            self.publish_header(sh, words, futex, contiguous, VALID | PAD);
             return self.try_reserve(sh, words, futex, len);
         }
-        if !self.has_room(sh, need)? {
+        if !self.has_room(sh, need + TERMINATOR)? {
             return Ok(None);
         }
         Ok(Some(idx + MSG_HEADER))
@@ -168,17 +186,32 @@ impl Producer {
 
     /// Publishes the message of `len` bytes reserved last, whose payload the caller wrote.
     pub fn commit(&mut self, sh: Shared<'_>, words: &impl Words, futex: &impl Futex, len: u64) {
-        words.store(self.tail & (self.cap - 1), len);
-        self.tail = self.tail.wrapping_add(footprint(len));
-        self.publish(sh, futex);
+        self.publish_header(sh, words, futex, footprint(len), VALID | len);
     }
 
-    fn publish(&mut self, sh: Shared<'_>, futex: &impl Futex) {
-        // Release: pairs with the consumer's Acquire load of `tail` (header and payload
-        // written above become visible with it).
-        sh.tail.store(self.tail, Ordering::Release);
-        // SeqCst fence: orders this store before the flag load below, against the
-        // consumer's flag store → fence → tail load in `Consumer::prepare_sleep`.
+    /// Zeroes the word after the `span` bytes at the tail, then stores `header` at the
+    /// tail, publishing both.
+    fn publish_header(
+        &mut self,
+        sh: Shared<'_>,
+        words: &impl Words,
+        futex: &impl Futex,
+        span: u64,
+        header: u64,
+    ) {
+        let idx = self.tail & (self.cap - 1);
+        let next = self.tail.wrapping_add(span);
+        // The terminator lies in free space (`has_room` reserved it): the consumer is not
+        // reading there.
+        words.store(next & (self.cap - 1), 0, Ordering::Relaxed);
+        // Release: pairs with the consumer's Acquire load of this header in `try_peek`;
+        // the payload and the terminator written before become visible with it.
+        words.store(idx, header, Ordering::Release);
+        self.tail = next;
+        // Our own resume point; the consumer never reads it to find messages.
+        sh.tail.store(self.tail, Ordering::Relaxed);
+        // SeqCst fence: orders the header store before the flag load below, against the
+        // consumer's flag store → fence → header load in `Consumer::prepare_sleep`.
         fence(Ordering::SeqCst);
         if sh.consumer_sleeping.load(Ordering::Relaxed) != 0 {
             // Release: pairs with the Acquire load of `data_seq` in `prepare_sleep`.
@@ -216,38 +249,23 @@ impl Producer {
 pub struct Consumer {
     cap: u64,
     head: u64,
-    cached_tail: u64,
 }
 
 impl Consumer {
     /// Picks up the ring where the shared positions stand.
     pub fn new(cap: u64, sh: Shared<'_>) -> Result<Self, Corrupt> {
         let head = sh.head.load(Ordering::Acquire);
-        let mut c = Consumer {
-            cap,
-            head,
-            cached_tail: head,
-        };
-        c.refresh_tail(sh)?;
-        Ok(c)
-    }
-
-    fn refresh_tail(&mut self, sh: Shared<'_>) -> Result<(), Corrupt> {
-        // Acquire: pairs with the producer's Release store in `Producer::publish`.
-        let tail = sh.tail.load(Ordering::Acquire);
-        if tail.wrapping_sub(self.head) > self.cap {
+        let tail = sh.tail.load(Ordering::Relaxed);
+        if !position_pair_ok(head, tail, cap) {
             return Err(Corrupt::Tail(tail));
         }
-        self.cached_tail = tail;
-        Ok(())
+        Ok(Consumer { cap, head })
     }
 
-    fn has_data(&mut self, sh: Shared<'_>) -> Result<bool, Corrupt> {
-        if self.cached_tail != self.head {
-            return Ok(true);
-        }
-        self.refresh_tail(sh)?;
-        Ok(self.cached_tail != self.head)
+    /// Whether a published header (message or PAD) waits at our position.
+    fn has_data(&self, words: &impl Words) -> bool {
+        // Acquire: pairs with the Release header store in `Producer::publish_header`.
+        words.load(self.head & (self.cap - 1), Ordering::Acquire) != 0
     }
 
     /// The next message: `Some((payload offset, length))`, or `None` if the ring is
@@ -259,24 +277,25 @@ impl Consumer {
         futex: &impl Futex,
     ) -> Result<Option<(u64, u64)>, Corrupt> {
         loop {
-            if !self.has_data(sh)? {
+            let idx = self.head & (self.cap - 1);
+            // Acquire: pairs with the Release header store in `Producer::publish_header`,
+            // so the payload written before it is visible.
+            let header = words.load(idx, Ordering::Acquire);
+            if header == 0 {
                 return Ok(None);
             }
-            let idx = self.head & (self.cap - 1);
-            let len = words.load(idx);
-            let available = self.cached_tail.wrapping_sub(self.head);
+            if header & VALID == 0 || (header & !VALID) > PAD {
+                return Err(Corrupt::Length(header));
+            }
+            let len = header & !VALID;
             if len == PAD {
-                let skip = self.cap - idx;
-                if skip > available {
-                    return Err(Corrupt::Length(len));
-                }
-                self.head = self.head.wrapping_add(skip);
+                self.head = self.head.wrapping_add(self.cap - idx);
                 self.publish(sh, futex);
                 continue;
             }
-            let need = MSG_HEADER.saturating_add(len.saturating_add(7) / 8 * 8);
-            if len > self.cap || need > self.cap - idx || need > available {
-                return Err(Corrupt::Length(len));
+            // A message and the terminator after it must fit before the end of the ring.
+            if footprint(len) > self.cap - idx || footprint(len) + TERMINATOR > self.cap {
+                return Err(Corrupt::Length(header));
             }
             return Ok(Some((idx + MSG_HEADER, len)));
         }
@@ -302,16 +321,20 @@ impl Consumer {
 
     /// Gets ready to sleep until data arrives: `Some(word value)` to pass to
     /// `Futex::wait` on `data_seq`, or `None` if data appeared or the producer closed.
-    pub fn prepare_sleep(&mut self, sh: Shared<'_>) -> Result<Option<u32>, Corrupt> {
-        // Acquire: pairs with the producer's Release bump in `Producer::publish`.
+    pub fn prepare_sleep(
+        &mut self,
+        sh: Shared<'_>,
+        words: &impl Words,
+    ) -> Result<Option<u32>, Corrupt> {
+        // Acquire: pairs with the producer's Release bump in `Producer::publish_header`.
         let seq = sh.data_seq.load(Ordering::Acquire);
         sh.consumer_sleeping.store(1, Ordering::Relaxed);
-        // SeqCst fence: pairs with the one in `Producer::publish` (see the module docs).
+        // SeqCst fence: pairs with the one in `Producer::publish_header` (module docs).
         fence(Ordering::SeqCst);
         // As in `Producer::prepare_sleep`: a close bumps `data_seq` after setting its bit.
         // (Found by the loom model: without this check a consumer that looked at `closed`
         // before the close and at `data_seq` after it slept with no one left to wake it.)
-        if self.has_data(sh)? || sh.closed.load(Ordering::Acquire) & PRODUCER_CLOSED != 0 {
+        if self.has_data(words) || sh.closed.load(Ordering::Acquire) & PRODUCER_CLOSED != 0 {
             sh.consumer_sleeping.store(0, Ordering::Relaxed);
             return Ok(None);
         }
