@@ -320,6 +320,26 @@ pub fn corrupted_headers_are_rejected<B: Backend>(b: &mut B) {
             |e| {
                 matches!(
                     e,
+                    Error::CorruptHeader {
+                        field: "payload_len",
+                        ..
+                    }
+                )
+            },
+        ),
+        // A segment claiming to be smaller than its record (and consistent otherwise).
+        (
+            "segment too small for the record",
+            16,
+            [
+                136u64.to_ne_bytes(),
+                128u64.to_ne_bytes(),
+                8u64.to_ne_bytes(),
+            ]
+            .concat(),
+            |e| {
+                matches!(
+                    e,
                     Error::PayloadTooSmall {
                         needed: 32,
                         found: 8,

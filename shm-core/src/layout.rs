@@ -10,8 +10,8 @@
 //! |      8 |    4 | `layout_version` | `1`                                                            |
 //! |     12 |    4 | `header_size`    | `128`                                                          |
 //! |     16 |    8 | `segment_size`   | bytes in the whole segment; at most the mapping's length       |
-//! |     24 |    8 | `payload_offset` | `128`: a multiple of 64 (cache line), at or after the header   |
-//! |     32 |    8 | `payload_len`    | `segment_size - payload_offset`                                |
+//! |     24 |    8 | `payload_offset` | `128` (a multiple of 64: the payload starts on a cache line)  |
+//! |     32 |    8 | `payload_len`    | exactly `segment_size - payload_offset`                        |
 //! |     40 |    4 | `kind`           | `1` record, `2` seqlock record, `3` channel                    |
 //! |     44 |    4 | `kind_version`   | version of that kind's payload layout (`1` for all three)      |
 //! |     48 |    8 | `schema_size`    | `size_of` the record type (0 for a channel)                    |
@@ -384,24 +384,16 @@ pub(crate) fn validate(h: &Header, mapped: u64, expect: &Expect) -> Result<(), E
             "at least the header size (128)",
         ));
     }
-    if h.payload_offset < HEADER_SIZE as u64
-        || !h.payload_offset.is_multiple_of(PAYLOAD_ALIGN as u64)
-    {
-        return Err(corrupt(
-            "payload_offset",
-            h.payload_offset,
-            "a multiple of 64 at or after the header",
-        ));
+    if h.payload_offset != PAYLOAD_OFFSET as u64 {
+        return Err(corrupt("payload_offset", h.payload_offset, "128"));
     }
-    match h.payload_offset.checked_add(h.payload_len) {
-        Some(end) if end <= h.segment_size => {}
-        _ => {
-            return Err(corrupt(
-                "payload_len",
-                h.payload_len,
-                "payload_offset + payload_len within segment_size",
-            ))
-        }
+    // segment_size >= HEADER_SIZE == PAYLOAD_OFFSET was checked above: no underflow.
+    if h.payload_len != h.segment_size - h.payload_offset {
+        return Err(corrupt(
+            "payload_len",
+            h.payload_len,
+            "segment_size - payload_offset",
+        ));
     }
     if h.kind != expect.kind as u32 {
         return Err(Error::KindMismatch {

@@ -49,9 +49,8 @@ fn oracle_valid(bytes: &[u8]) -> bool {
         && u32_at(12) == 128
         && seg <= len
         && seg >= 128
-        && poff >= 128
-        && poff % 64 == 0
-        && poff + plen <= seg
+        && poff == 128
+        && poff + plen == seg
         && plen >= 24
         && u32_at(40) == 1
         && u32_at(44) == 1
