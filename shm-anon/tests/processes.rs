@@ -22,8 +22,9 @@ fn maps_count() -> usize {
 fn child() {
     match std::env::var(ROLE_VAR).expect("run by spawn_self").as_str() {
         "leak-cycles" => {
+            let cycles: usize = std::env::var("CYCLES").map_or(10_000, |c| c.parse().unwrap());
             let (fds, maps) = (fd_count(), maps_count());
-            for _ in 0..10_000 {
+            for _ in 0..cycles {
                 let seg = Segment::create(AnonShm::create(8192).unwrap(), &TUTORIAL).unwrap();
                 let alias =
                     Segment::<MyData, _>::attach(seg.raw().memory().alias().unwrap()).unwrap();
@@ -208,6 +209,12 @@ fn child_dies_with_its_parent() {
 #[test]
 fn ten_thousand_create_drop_cycles_leak_nothing() {
     let out = spawn_self("child", "leak-cycles", &[], "");
+    shm_core::testing::assert_counts_unchanged(&out, &["fds", "mappings"]);
+}
+
+#[test]
+fn soak_100_000_cycles_leave_fds_and_mappings_unchanged() {
+    let out = spawn_self("child", "leak-cycles", &[("CYCLES", "100000")], "");
     shm_core::testing::assert_counts_unchanged(&out, &["fds", "mappings"]);
 }
 

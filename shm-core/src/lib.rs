@@ -67,6 +67,42 @@
 //! struct Flag { on: bool } // bool is not Pod: rejected at compile time
 //! impl Record for Flag { const NAME: &'static str = "Flag"; }
 //! ```
+//!
+//! An enum (not every bit pattern is a variant) and a reference (a peer could write any
+//! address into it) are rejected the same way:
+//!
+//! ```compile_fail
+//! # use shm_core::{bytemuck, Record};
+//! #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+//! #[bytemuck(crate = "shm_core::bytemuck")]
+//! #[repr(C)]
+//! struct State { mode: Mode }
+//! #[derive(Clone, Copy)]
+//! #[repr(u32)]
+//! enum Mode { Idle = 0, Busy = 1 }
+//! impl Record for State { const NAME: &'static str = "State"; }
+//! ```
+//!
+//! ```compile_fail
+//! # use shm_core::{bytemuck, Record};
+//! #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+//! #[bytemuck(crate = "shm_core::bytemuck")]
+//! #[repr(C)]
+//! struct Node { next: &'static u64 }
+//! impl Record for Node { const NAME: &'static str = "Node"; }
+//! ```
+//!
+//! And the plain version of the same struct compiles (so the two above fail for the
+//! field, not for a typo):
+//!
+//! ```
+//! # use shm_core::{bytemuck, Record};
+//! #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+//! #[bytemuck(crate = "shm_core::bytemuck")]
+//! #[repr(C)]
+//! struct State { mode: u32 }
+//! impl Record for State { const NAME: &'static str = "State"; }
+//! ```
 #![deny(unsafe_code)]
 #![warn(missing_docs, rustdoc::broken_intra_doc_links)]
 

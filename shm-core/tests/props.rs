@@ -170,13 +170,6 @@ proptest! {
         prop_assert_eq!(ok, oracle_valid(&bytes));
     }
 
-    /// (2b) Mutated valid segments: the same, where most mutations are near misses.
-    #[test]
-    fn mutated_headers_attach_only_if_valid(bytes in mutated_valid()) {
-        let res = Segment::<MyData, _>::attach_with(HeapMemory::from_bytes(&bytes), &no_wait());
-        prop_assert_eq!(res.is_ok(), oracle_valid(&bytes), "attach said {:?}", res.err());
-    }
-
     /// (3) Writes through one handle read back byte-exact through another; out-of-range
     /// writes are errors and change nothing.
     #[test]
@@ -203,5 +196,17 @@ proptest! {
         let mut back = vec![0u8; plen];
         b.read_at(0, &mut back).unwrap();
         prop_assert_eq!(back, model);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 10_000, ..ProptestConfig::default() })]
+
+    /// (2b) Mutated valid segments: the same, where most mutations are near misses.
+    /// 10,000 cases (its own config below).
+    #[test]
+    fn mutated_headers_attach_only_if_valid(bytes in mutated_valid()) {
+        let res = Segment::<MyData, _>::attach_with(HeapMemory::from_bytes(&bytes), &no_wait());
+        prop_assert_eq!(res.is_ok(), oracle_valid(&bytes), "attach said {:?}", res.err());
     }
 }

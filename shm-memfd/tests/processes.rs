@@ -345,8 +345,9 @@ fn hostile_fds_are_typed_errors_and_closed() {
 }
 
 fn leak_cycles() {
+    let cycles: usize = std::env::var("CYCLES").map_or(10_000, |c| c.parse().unwrap());
     let fds = fd_count();
-    for _ in 0..10_000 {
+    for _ in 0..cycles {
         let seg =
             Segment::create(MemfdOptions::new().size(8192).create().unwrap(), &TUTORIAL).unwrap();
         let (a, b) = UnixStream::pair().unwrap();
@@ -356,6 +357,12 @@ fn leak_cycles() {
         assert!(!other.raw().memory().is_owner());
     }
     println!("RESULT {fds} {}", fd_count());
+}
+
+#[test]
+fn soak_100_000_create_send_attach_drop_cycles() {
+    let out = spawn_self("child", "leak-cycles", &[("CYCLES", "100000")], "");
+    shm_core::testing::assert_counts_unchanged(&out, &["fds"]);
 }
 
 #[test]

@@ -30,15 +30,14 @@ fn child() {
     match role.as_str() {
         "die-after-open" => {
             // SAFETY: shm_open with a valid C string; the fd is leaked on purpose (we die).
-            assert!(
-                unsafe {
-                    libc::shm_open(
-                        cname.as_ptr(),
-                        libc::O_CREAT | libc::O_EXCL | libc::O_RDWR,
-                        0o600,
-                    )
-                } >= 0
-            );
+            let fd = unsafe {
+                libc::shm_open(
+                    cname.as_ptr(),
+                    libc::O_CREAT | libc::O_EXCL | libc::O_RDWR,
+                    0o600,
+                )
+            };
+            assert!(fd >= 0);
             die();
         }
         "die-after-size" => {
@@ -309,11 +308,8 @@ fn full_dev_shm_fails_at_create_without_sigbus() {
     let r = results(&out);
     if r.first().is_some_and(|l| l.starts_with("cannot unshare")) {
         // SAFETY: geteuid cannot fail.
-        assert_ne!(
-            unsafe { libc::geteuid() },
-            0,
-            "root must be able to unshare: {r:?}"
-        );
+        let euid = unsafe { libc::geteuid() };
+        assert_ne!(euid, 0, "root must be able to unshare: {r:?}");
         eprintln!("skipped: a private mount namespace needs root ({})", r[0]);
         return;
     }
