@@ -23,6 +23,11 @@ fn messages(c: &mut Criterion) {
         };
         let payload = vec![0xa5u8; size as usize];
         g.throughput(Throughput::Bytes(size));
+        // The floor: one single-core memcpy of the same block.
+        let mut dst = vec![0u8; size as usize];
+        g.bench_function(BenchmarkId::new("memcpy", &label), |b| {
+            b.iter(|| dst.copy_from_slice(std::hint::black_box(&payload)))
+        });
         for be in Backend::ALL {
             let cap = ((size + 8) * 16).next_power_of_two().max(1 << 16);
             let chan = Channel::create(

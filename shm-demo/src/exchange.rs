@@ -26,6 +26,7 @@ pub enum Role {
     Read,
     Echo,
     Consume,
+    Idle,
 }
 
 /// Arguments of the hidden `peer` subcommand.
@@ -62,6 +63,7 @@ pub fn peer(backend: Backend, args: &PeerArgs) -> Result<()> {
         Role::Read => read_role(mem),
         Role::Echo => pingpong::echo_role(mem, args.count, args.wait),
         Role::Consume => crate::stream::consume_role(mem, args.count, args.size),
+        Role::Idle => crate::pingpong::idle_role(mem, args.count),
     };
     println!("{line}");
     Ok(())

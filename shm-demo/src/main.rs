@@ -154,6 +154,14 @@ enum Cmd {
         #[arg(long, default_value = "4096", value_parser = parse_size)]
         size: u64,
     },
+    /// CPU used by a receiver blocked on an empty channel (spins 50 µs, then sleeps on a
+    /// futex, waking every 20 ms to check its peer).
+    #[command(after_help = "Example:\n  shm-demo --backend posix idle --seconds 5")]
+    Idle {
+        /// How long the receiver waits.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
     /// Remove segments of ours in /dev/shm whose processes died without removing them.
     #[command(after_help = "Example:\n  shm-demo cleanup --prefix /shm-demo")]
     Cleanup {
@@ -219,6 +227,10 @@ fn main() -> ExitCode {
                 return usage("stream needs --backend: posix, anon, memfd or unix")
             }
             Some(b) => stream::run(b, messages, size, cli.json),
+        },
+        Some(Cmd::Idle { seconds }) => match shm_backend {
+            Some(Some(b)) => pingpong::idle(b, seconds, cli.json),
+            _ => return usage("idle needs a shared-memory backend: posix, anon or memfd"),
         },
         Some(Cmd::Cleanup { prefix }) => exchange::cleanup(&prefix, cli.json),
         Some(Cmd::Peer(args)) => match shm_backend {

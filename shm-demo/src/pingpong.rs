@@ -159,6 +159,87 @@ fn channel_pingpong(
     Ok(hist)
 }
 
+/// CPU time (user + system) this process has used.
+#[allow(unsafe_code)]
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage fills the struct we pass.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// A receiver blocked on an empty channel for `ms` milliseconds: how much CPU it used.
+pub fn idle_role(mem: Mem, ms: u64) -> String {
+    let run = || -> std::result::Result<(Duration, Duration), shm_core::Error> {
+        let chan = Channel::attach(mem)?;
+        let mut rx = chan.receiver(0)?;
+        rx.set_wait(WaitMode::default());
+        let (cpu0, t0) = (cpu_time(), Instant::now());
+        let outcome = match rx.recv_timeout(Duration::from_millis(ms)) {
+            Err(shm_core::Error::Timeout { .. }) => Ok((cpu_time() - cpu0, t0.elapsed())),
+            Err(e) => Err(e),
+            Ok(_) => Err(shm_core::Error::Corrupt {
+                what: "a message on an idle channel",
+                found: 0,
+            }),
+        };
+        outcome
+    };
+    match run() {
+        Ok((cpu, wall)) => Json::new()
+            .num("pid", std::process::id())
+            .num("cpu_us", cpu.as_micros())
+            .num("wall_us", wall.as_micros())
+            .finish(),
+        Err(e) => Json::new().str("error", &e.to_string()).finish(),
+    }
+}
+
+/// Measures the CPU an idle blocked receiver uses over `seconds`.
+pub fn idle(backend: host::Backend, seconds: u64, json: bool) -> Result<()> {
+    let mem = host::create(backend, 64 * 1024)?;
+    let chan = Channel::create(mem, &ChannelOptions::new()).map_err(crate::errors::core)?;
+    let ms = seconds * 1000;
+    let args = [
+        "--role".to_owned(),
+        "idle".to_owned(),
+        "--count".to_owned(),
+        ms.to_string(),
+    ];
+    let peer = host::start_peer(backend, chan.raw().memory(), &args, move |m| {
+        idle_role(m, ms)
+    })?;
+    let _tx = chan.sender(0).map_err(crate::errors::core)?;
+    let line = peer.finish()?;
+    crate::exchange::parse_peer_line(&line)?;
+    let cpu = crate::util::json_num(&line, "cpu_us").unwrap_or(0.0);
+    let wall = crate::util::json_num(&line, "wall_us").unwrap_or(1.0);
+    let pct = 100.0 * cpu / wall;
+    if json {
+        println!(
+            "{}",
+            Json::new()
+                .str("backend", backend.name())
+                .float("seconds", wall / 1e6)
+                .float("cpu_seconds", cpu / 1e6)
+                .float("cpu_percent", pct)
+                .finish()
+        );
+    } else {
+        println!(
+            "idle {}: a receiver blocked for {:.1} s used {:.1} ms of CPU ({pct:.3}% of one core)",
+            backend.name(),
+            wall / 1e6,
+            cpu / 1e3
+        );
+    }
+    Ok(())
+}
+
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
 }

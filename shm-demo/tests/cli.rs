@@ -598,3 +598,18 @@ fn pingpong_block_mode_and_floor() {
         assert!(field(&last, "p50_ns") > 0, "{last}");
     }
 }
+
+#[test]
+fn idle_reports_the_cpu_of_a_blocked_receiver() {
+    let out = demo(&["--backend", "anon", "idle", "--seconds", "1", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let last = stdout(&out).lines().last().unwrap().to_owned();
+    for key in [
+        "\"backend\":\"anon\"",
+        "\"cpu_percent\":",
+        "\"cpu_seconds\":",
+        "\"seconds\":",
+    ] {
+        assert!(last.contains(key), "{key} missing: {last}");
+    }
+}
