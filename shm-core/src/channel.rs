@@ -14,6 +14,29 @@
 //! 20 ms, between which the waiter checks whether the other end closed ([`Error::Closed`])
 //! or its process died ([`Error::PeerDied`]).
 //!
+//! ## Layout (payload of a kind-3 segment, offsets from `payload_offset`)
+//!
+//! | offset | size | field |
+//! |---:|---:|---|
+//! | 0 | 4 | `rings`: 1 or 2 |
+//! | 8 | 8 | `capacity`: bytes of data per ring, a power of two ≥ 64 |
+//! | 128 + r·(384 + capacity) | 384 + capacity | ring `r` |
+//!
+//! Each ring: three 128-byte lines, then the data.
+//!
+//! | offset in ring | size | field |
+//! |---:|---:|---|
+//! | 0 | 8 | `tail`: bytes the sender has published (its resume point) |
+//! | 8 | 4 | sender pid (0: none yet) |
+//! | 128 | 8 | `head`: bytes the receiver has consumed |
+//! | 136 | 4 | receiver pid |
+//! | 256 | 4 | `data_seq`: futex word the receiver sleeps on |
+//! | 260 | 4 | `space_seq`: futex word the sender sleeps on |
+//! | 264 | 4 | receiver sleeping flag |
+//! | 268 | 4 | sender sleeping flag |
+//! | 272 | 4 | closed bits: 1 sender closed, 2 receiver closed |
+//! | 384 | capacity | messages: an 8-byte header (`1 << 63 | len`, or `1 << 63 | 0xFFFF_FFFF` for a PAD to the end of the ring), the payload, padding to 8 bytes; the word after the last message is 0 |
+//!
 //! A hostile peer can write anything into the shared positions and lengths: each is
 //! checked before use, and a bad one is [`Error::Corrupt`], after which the endpoint stays
 //! broken. No read or write ever leaves the ring.

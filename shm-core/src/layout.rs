@@ -31,7 +31,8 @@
 //! * **Seqlock record (2)**: at `payload_offset`: `seq: u64` (even = stable, odd = a
 //!   write is in progress), `writer_pid: u32`, zero padding to 64 bytes, then the record,
 //!   padded to a multiple of 8 bytes.
-//! * **Channel (3)**: see the channel module.
+//! * **Channel (3)**: one or two message rings; the byte layout is in the
+//!   [`channel`](crate::channel) module docs.
 //!
 //! ## The initialisation protocol
 //!
