@@ -108,21 +108,7 @@ pub fn reopen(mem: &Mem) -> Mem {
     }
 }
 
-/// Pins the calling process to `cpu` when the machine has more than one.
-#[allow(unsafe_code)]
-pub fn pin_to_cpu(cpu: usize) {
-    // SAFETY: sysconf has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    if n < 2 {
-        return;
-    }
-    // SAFETY: cpu_set_t is plain data; CPU_SET writes within it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu % n as usize, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
+pub use shm_core::proc::pin_to_cpu;
 
 /// A forked peer that lives for a whole benchmark and is killed and reaped on drop.
 pub struct Peer(Option<shm_anon::Child>);

@@ -34,6 +34,15 @@ pub unsafe fn ret_owned_fd(ret: libc::c_int) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// `fstat(fd)`.
+pub fn fstat(fd: impl AsFd) -> io::Result<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `fd` is live for the call and `st` is a writable stat buffer.
+    cvt(unsafe { libc::fstat(fd.as_fd().as_raw_fd(), st.as_mut_ptr()) })?;
+    // SAFETY: fstat succeeded, so it filled the buffer.
+    Ok(unsafe { st.assume_init() })
+}
+
 /// An owned, readable and writable `MAP_SHARED` mapping, unmapped on drop.
 pub struct Mapping {
     ptr: NonNull<u8>,

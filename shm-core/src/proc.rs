@@ -22,6 +22,32 @@ pub fn current_pid() -> u32 {
     std::process::id()
 }
 
+/// The calling process's effective uid.
+#[doc(alias = "geteuid")]
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Pins the calling thread to `cpu` (modulo the online CPUs) when the machine has more
+/// than one; latency tools put the two sides of a ping-pong on different cores.
+#[doc(alias = "sched_setaffinity")]
+pub fn pin_to_cpu(cpu: usize) {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    if n < 2 {
+        return;
+    }
+    // SAFETY: cpu_set_t is plain data, CPU_SET writes inside it, and sched_setaffinity
+    // only reads the set we pass with its size. Failure leaves the affinity unchanged,
+    // which only costs the caller accuracy.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu % n as usize, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
 /// Whether `pid` names a live process.
 ///
 /// `pid` comes from shared memory that a peer may have written anything into, so values

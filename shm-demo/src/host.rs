@@ -254,17 +254,4 @@ impl Peer {
     }
 }
 
-/// Pins the calling process to `cpu` if the machine has more than one.
-pub fn pin_to_cpu(cpu: usize) {
-    // SAFETY: sysconf has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    if n < 2 {
-        return;
-    }
-    // SAFETY: cpu_set_t is plain data; CPU_SET writes within it; sched_setaffinity reads it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu % n as usize, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
+pub use shm_core::proc::pin_to_cpu;

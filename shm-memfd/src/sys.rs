@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use sendfd::SendWithFd;
 use shm_core::mapping::cvt;
+pub use shm_core::mapping::fstat;
+pub use shm_core::proc::effective_uid as geteuid;
 
 use crate::Error;
 
@@ -52,25 +54,10 @@ pub fn seal_names(seals: libc::c_int) -> String {
     }
 }
 
-/// `fstat(fd)`.
-pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: `fd` is live and `st` is a writable stat buffer.
-    cvt(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) })?;
-    // SAFETY: fstat succeeded, so it filled the buffer.
-    Ok(unsafe { st.assume_init() })
-}
-
 /// What `/proc/self/fd/N` points at (`/memfd:name (deleted)` for a memfd).
 pub fn fd_path(fd: BorrowedFd<'_>) -> io::Result<String> {
     std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
         .map(|p| p.to_string_lossy().into_owned())
-}
-
-/// `geteuid()`.
-pub fn geteuid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
 }
 
 /// `getsockopt(fd, SOL_SOCKET, SO_PEERCRED)`.

@@ -5,7 +5,9 @@ use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
+pub use shm_core::mapping::fstat;
 use shm_core::mapping::{cvt, ret_owned_fd};
+pub use shm_core::proc::effective_uid as geteuid;
 
 /// `shm_open(name, flags | O_CLOEXEC | O_NOFOLLOW, mode)`.
 pub fn shm_open(name: &CStr, flags: libc::c_int, mode: u32) -> io::Result<OwnedFd> {
@@ -43,15 +45,6 @@ pub fn fallocate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
     }
 }
 
-/// `fstat(fd)`.
-pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: `fd` is live and `st` is a writable stat buffer.
-    cvt(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) })?;
-    // SAFETY: fstat succeeded, so it filled the buffer.
-    Ok(unsafe { st.assume_init() })
-}
-
 /// `pread(fd, buf, offset)`.
 pub fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     let offset =
@@ -75,10 +68,4 @@ pub fn try_flock_exclusive(fd: BorrowedFd<'_>) -> io::Result<bool> {
         Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(false),
         Err(e) => Err(e),
     }
-}
-
-/// `geteuid()`.
-pub fn geteuid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
 }
