@@ -161,7 +161,7 @@ pub fn page_size() -> usize {
 }
 
 /// # Safety
-/// `ptr .. ptr + len` must be a mapped range, `ptr` page aligned.
+/// `ptr .. ptr + len` must be mapped (an unaligned `ptr` is an EINVAL error, not UB).
 unsafe fn resident_pages_raw(ptr: *mut u8, len: usize) -> io::Result<usize> {
     let mut vec = vec![0u8; len.div_ceil(page_size())];
     // SAFETY: the range is mapped (caller) and `vec` has one byte per page of it.
@@ -175,8 +175,10 @@ pub fn resident_bytes<M: crate::SharedMemory + ?Sized>(mem: &M) -> io::Result<u6
     if mem.is_empty() {
         return Ok(0);
     }
-    // SAFETY: the SharedMemory contract makes `as_ptr .. + len` a live mapping; backends
-    // hand out page-aligned mappings (the heap backend is page aligned too).
+    // SAFETY: the SharedMemory contract makes `as_ptr .. + len` live, mapped memory. The
+    // contract promises 64-byte alignment, not page alignment: an unaligned base makes
+    // mincore fail with EINVAL, which comes back as an error (all our backends, heap
+    // included, are page aligned).
     let pages = unsafe { resident_pages_raw(mem.as_ptr(), mem.len()) }?;
     Ok((pages * page_size()) as u64)
 }
