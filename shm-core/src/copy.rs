@@ -25,25 +25,26 @@ const WORD: usize = 8;
 /// snapshot (that is the seqlock's job) but it is not undefined behaviour.
 #[inline]
 pub(crate) unsafe fn load_bytes_ordered(src: *const u8, dst: &mut [u8], order: Ordering) {
-    let len = dst.len();
-    let head = ((src as usize).wrapping_neg() % WORD).min(len);
-    let mut i = 0;
-    while i < head {
-        // SAFETY: `src + i` is in the readable range (caller), and a byte is always aligned.
-        dst[i] = unsafe { AtomicU8::from_ptr(src.add(i).cast_mut()) }.load(order);
-        i += 1;
+    let head = ((src as usize).wrapping_neg() % WORD).min(dst.len());
+    let (edge, rest) = dst.split_at_mut(head);
+    for (k, b) in edge.iter_mut().enumerate() {
+        // SAFETY: `src + k` is in the readable range (caller); a byte is always aligned.
+        *b = unsafe { AtomicU8::from_ptr(src.add(k).cast_mut()) }.load(order);
     }
-    while i + WORD <= len {
-        // SAFETY: `src + i` is 8-aligned (we advanced past the unaligned head) and the 8
-        // bytes from it are in the readable range (caller).
-        let word = unsafe { AtomicU64::from_ptr(src.add(i).cast::<u64>().cast_mut()) }.load(order);
-        dst[i..i + WORD].copy_from_slice(&word.to_ne_bytes());
-        i += WORD;
+    // SAFETY: `head` bytes in, `src + head` is 8-aligned and still in range (or one past
+    // the end when `rest` is empty, and then it is not read).
+    let mut p = unsafe { src.add(head) };
+    let mut words = rest.chunks_exact_mut(WORD);
+    for chunk in &mut words {
+        // SAFETY: `p` is 8-aligned and the 8 bytes from it are in the readable range.
+        let word = unsafe { AtomicU64::from_ptr(p.cast::<u64>().cast_mut()) }.load(order);
+        chunk.copy_from_slice(&word.to_ne_bytes());
+        // SAFETY: stays within (or one past) the readable range.
+        p = unsafe { p.add(WORD) };
     }
-    while i < len {
+    for (k, b) in words.into_remainder().iter_mut().enumerate() {
         // SAFETY: as for the head.
-        dst[i] = unsafe { AtomicU8::from_ptr(src.add(i).cast_mut()) }.load(order);
-        i += 1;
+        *b = unsafe { AtomicU8::from_ptr(p.add(k).cast_mut()) }.load(order);
     }
 }
 
@@ -54,26 +55,25 @@ pub(crate) unsafe fn load_bytes_ordered(src: *const u8, dst: &mut [u8], order: O
 /// `dst .. dst + src.len()` must be mapped and writable for the duration of the call.
 #[inline]
 pub(crate) unsafe fn store_bytes_ordered(dst: *mut u8, src: &[u8], order: Ordering) {
-    let len = src.len();
-    let head = ((dst as usize).wrapping_neg() % WORD).min(len);
-    let mut i = 0;
-    while i < head {
-        // SAFETY: `dst + i` is in the writable range (caller); a byte is always aligned.
-        unsafe { AtomicU8::from_ptr(dst.add(i)) }.store(src[i], order);
-        i += 1;
+    let head = ((dst as usize).wrapping_neg() % WORD).min(src.len());
+    let (edge, rest) = src.split_at(head);
+    for (k, &b) in edge.iter().enumerate() {
+        // SAFETY: `dst + k` is in the writable range (caller); a byte is always aligned.
+        unsafe { AtomicU8::from_ptr(dst.add(k)) }.store(b, order);
     }
-    while i + WORD <= len {
-        let mut word = [0u8; WORD];
-        word.copy_from_slice(&src[i..i + WORD]);
-        // SAFETY: `dst + i` is 8-aligned and the 8 bytes from it are writable (caller).
-        unsafe { AtomicU64::from_ptr(dst.add(i).cast::<u64>()) }
-            .store(u64::from_ne_bytes(word), order);
-        i += WORD;
+    // SAFETY: as in `load_bytes_ordered`.
+    let mut p = unsafe { dst.add(head) };
+    let mut words = rest.chunks_exact(WORD);
+    for chunk in &mut words {
+        let word = u64::from_ne_bytes(chunk.try_into().expect("8-byte chunk"));
+        // SAFETY: `p` is 8-aligned and the 8 bytes from it are writable (caller).
+        unsafe { AtomicU64::from_ptr(p.cast::<u64>()) }.store(word, order);
+        // SAFETY: stays within (or one past) the writable range.
+        p = unsafe { p.add(WORD) };
     }
-    while i < len {
+    for (k, &b) in words.remainder().iter().enumerate() {
         // SAFETY: as for the head.
-        unsafe { AtomicU8::from_ptr(dst.add(i)) }.store(src[i], order);
-        i += 1;
+        unsafe { AtomicU8::from_ptr(p.add(k)) }.store(b, order);
     }
 }
 
