@@ -308,6 +308,8 @@ impl<M: SharedMemory> Channel<M> {
         let me = proc::current_pid();
         let pid_word = ptrs.u32_at(pid_line + 8);
         let closed = ptrs.shared().closed;
+        // Acquire (here and on the CAS failure path): pairs with the AcqRel CAS by which a
+        // previous holder claimed the end, so its pid and close bit are seen together.
         let mut current = pid_word.load(Ordering::Acquire);
         loop {
             let free = current == 0
@@ -327,6 +329,8 @@ impl<M: SharedMemory> Channel<M> {
                 Err(now) => current = now,
             }
         }
+        // AcqRel: pairs with the Release `fetch_or` of a previous holder's drop (Acquire
+        // half) and with the other end's Acquire loads of `closed` (Release half).
         closed.fetch_and(!closed_bit, Ordering::AcqRel);
         Ok(ptrs)
     }
@@ -579,6 +583,7 @@ impl<M: SharedMemory> Sender<M> {
                 max: self.max_message(),
             });
         }
+        // Acquire: pairs with the Release `fetch_or` in `Receiver::drop`.
         if self.ptrs.shared().closed.load(Ordering::Acquire) & CONSUMER_CLOSED != 0 {
             return Err(Error::Closed);
         }
@@ -658,6 +663,7 @@ impl<M: SharedMemory> Sender<M> {
                 crate::sync::spin_hint();
                 continue;
             }
+            // Acquire: pairs with the Release `fetch_or` in the other end's drop.
             let closed = sh.closed.load(Ordering::Acquire);
             if let Some(e) =
                 peer_gone(closed, CONSUMER_CLOSED, self.ptrs.consumer_pid()).or_else(|| w.expired())
@@ -783,6 +789,7 @@ impl<M: SharedMemory> Receiver<M> {
         let sh = self.ptrs.shared();
         // Load `closed` before looking for data: a close seen here came after every
         // message committed before it (Release in `Sender::drop`).
+        // Acquire: pairs with the Release `fetch_or` in the other end's drop.
         let closed = sh.closed.load(Ordering::Acquire);
         match self.cons.try_peek(sh, &self.ptrs, &SysFutex) {
             Ok(Some((off, len))) => Ok(RecvSlot {
@@ -813,6 +820,7 @@ impl<M: SharedMemory> Receiver<M> {
                 return Err(e);
             }
             let sh = self.ptrs.shared();
+            // Acquire: pairs with the Release `fetch_or` in the other end's drop.
             let closed = sh.closed.load(Ordering::Acquire);
             match self.cons.try_peek(sh, &self.ptrs, &SysFutex) {
                 Ok(Some((off, len))) => {
@@ -845,6 +853,7 @@ impl<M: SharedMemory> Receiver<M> {
             // at the close bit again (the top of the loop reports it once the ring is
             // drained) before looking at the pid.
             let pid = self.ptrs.producer_pid();
+            // Acquire: pairs with the Release `fetch_or` in the other end's drop.
             let closed = sh.closed.load(Ordering::Acquire);
             if let Some(e) = peer_gone(closed, PRODUCER_CLOSED, pid).or_else(|| w.expired()) {
                 if e == Error::Closed {

@@ -112,6 +112,8 @@ pub struct Producer {
 impl Producer {
     /// Picks up the ring where the shared positions stand. `cap` is a power of two.
     pub fn new(cap: u64, sh: Shared<'_>) -> Result<Self, Corrupt> {
+        // Acquire: pairs with a previous producer's stores of its resume point (this end
+        // may be taken over from one that closed or died).
         let tail = sh.tail.load(Ordering::Acquire);
         let mut p = Producer {
             cap,
@@ -254,6 +256,7 @@ pub struct Consumer {
 impl Consumer {
     /// Picks up the ring where the shared positions stand.
     pub fn new(cap: u64, sh: Shared<'_>) -> Result<Self, Corrupt> {
+        // Acquire: pairs with the Release store of `head` by a previous consumer.
         let head = sh.head.load(Ordering::Acquire);
         let tail = sh.tail.load(Ordering::Relaxed);
         if !position_pair_ok(head, tail, cap) {
