@@ -30,11 +30,9 @@ fn messages(c: &mut Criterion) {
         });
         for be in Backend::ALL {
             let cap = ((size + 8) * 16).next_power_of_two().max(1 << 16);
-            let chan = Channel::create(
-                create(be, 128 + 128 + 2 * (384 + cap)),
-                &ChannelOptions::new().rings(2).capacity(cap),
-            )
-            .expect("channel");
+            let opts = ChannelOptions::new().rings(2).capacity(cap);
+            let chan =
+                Channel::create(create(be, opts.segment_len_for(cap)), &opts).expect("channel");
             let peer = {
                 let chan = &chan;
                 Peer::fork(move || {

@@ -50,6 +50,23 @@ fn answer(word: &AtomicU64) -> i32 {
     }
 }
 
+type Group<'a> = criterion::BenchmarkGroup<'a, criterion::measurement::WallTime>;
+
+/// Measures `bounce` on `word` against `peer` (running `answer`), then stops the peer.
+fn bench_bounce(g: &mut Group<'_>, name: &str, word: &AtomicU64, peer: Peer) {
+    let mut v = 0;
+    g.bench_function(name, |b| {
+        b.iter_custom(|n| {
+            let t = Instant::now();
+            v = bounce(word, v, n);
+            t.elapsed()
+        })
+    });
+    // Release: pairs with the peer's Acquire load in `answer`.
+    word.store(u64::MAX, Ordering::Release);
+    peer.join();
+}
+
 fn roundtrip(c: &mut Criterion) {
     let mut g = c.benchmark_group("roundtrip");
     g.sample_size(20)
@@ -63,16 +80,7 @@ fn roundtrip(c: &mut Criterion) {
         // word is only accessed atomically (by us and by the forked peer).
         let word = unsafe { &*map.as_ptr().cast::<AtomicU64>() };
         let peer = Peer::fork(|| answer(word));
-        let mut v = 0;
-        g.bench_function("floor", |b| {
-            b.iter_custom(|n| {
-                let t = Instant::now();
-                v = bounce(word, v, n);
-                t.elapsed()
-            })
-        });
-        word.store(u64::MAX, Ordering::Release);
-        peer.join();
+        bench_bounce(&mut g, "floor", word, peer);
     }
 
     for be in Backend::ALL {
@@ -87,16 +95,7 @@ fn roundtrip(c: &mut Criterion) {
             })
         };
         let word = seg.raw().atomic_u64(0).expect("word");
-        let mut v = 0;
-        g.bench_function(format!("{}/word", be.name()), |b| {
-            b.iter_custom(|n| {
-                let t = Instant::now();
-                v = bounce(word, v, n);
-                t.elapsed()
-            })
-        });
-        word.store(u64::MAX, Ordering::Release);
-        peer.join();
+        bench_bounce(&mut g, &format!("{}/word", be.name()), word, peer);
 
         // 8-byte messages through the channel.
         let chan = Channel::create(
@@ -146,12 +145,7 @@ fn roundtrip(c: &mut Criterion) {
     }
 
     // Kernel baselines: a socket pair and a pipe pair, 8 bytes each way.
-    fn stream_bench<S: Read + Write>(
-        g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-        name: &str,
-        mut ours: S,
-        peer: Peer,
-    ) {
+    fn stream_bench<S: Read + Write>(g: &mut Group<'_>, name: &str, mut ours: S, peer: Peer) {
         let mut buf = [0u8; 8];
         g.bench_function(name, |b| {
             b.iter_custom(|n| {

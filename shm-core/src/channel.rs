@@ -140,6 +140,17 @@ impl ChannelOptions {
         self.capacity = Some(capacity);
         self
     }
+
+    /// The segment size (header included) that holds these rings at `capacity` bytes
+    /// each: what to ask a backend for.
+    pub fn segment_len_for(&self, capacity: u64) -> u64 {
+        crate::layout::PAYLOAD_OFFSET as u64 + payload_len(self.rings, capacity)
+    }
+}
+
+/// Payload bytes a channel of `rings` rings of `cap` bytes needs.
+fn payload_len(rings: u32, cap: u64) -> u64 {
+    CHANNEL_HEADER + u64::from(rings) * (RING_CONTROL + cap)
 }
 
 /// A channel segment: hands out the ends of its rings.
@@ -202,7 +213,7 @@ impl<M: SharedMemory> Channel<M> {
                 }
             }
         };
-        let need = CHANNEL_HEADER + u64::from(rings) * (RING_CONTROL + cap);
+        let need = payload_len(rings, cap);
         let seg = RawSegment::create(mem, expect(need), |raw| {
             // SAFETY: the payload holds `need` bytes (checked by create), the channel header
             // at its start included; the segment is not published yet.

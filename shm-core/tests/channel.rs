@@ -28,6 +28,15 @@ fn layout_and_capacity() {
     assert_eq!(a.capacity(), 32768);
     assert_eq!(b.capacity(), 32768);
     assert_eq!(a.max_message(), 32752);
+    // segment_len_for is exactly what create lays out: one byte less is too small.
+    let opts = ChannelOptions::new().rings(2).capacity(4096);
+    let len = opts.segment_len_for(4096);
+    assert_eq!(len, 128 + 128 + 2 * (384 + 4096));
+    assert!(Channel::create(HeapMemory::new(len as usize), &opts).is_ok());
+    let e = Channel::create(HeapMemory::new(len as usize - 1), &opts)
+        .err()
+        .unwrap();
+    assert!(matches!(e, Error::TooSmall { .. }), "{e:?}");
     let (a, _, _) = pair(1 << 16, ChannelOptions::new().rings(2).capacity(4096));
     assert_eq!((a.rings(), a.capacity()), (2, 4096));
     assert!(matches!(

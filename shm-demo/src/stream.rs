@@ -122,9 +122,9 @@ pub fn consume_role(mem: Mem, messages: u64, size: u64) -> String {
 fn channel_stream(backend: host::Backend, messages: u64, size: u64) -> Result<String> {
     // Room for at least 8 messages in flight, 1 MiB to 256 MiB.
     let cap = (((size + 8) * 8).next_power_of_two()).clamp(1 << 20, 1 << 28);
-    let mem = host::create(backend, 128 + 128 + 384 + cap)?;
-    let chan =
-        Channel::create(mem, &ChannelOptions::new().capacity(cap)).map_err(crate::errors::core)?;
+    let opts = ChannelOptions::new().capacity(cap);
+    let mem = host::create(backend, opts.segment_len_for(cap))?;
+    let chan = Channel::create(mem, &opts).map_err(crate::errors::core)?;
     let args = [
         "--role".to_owned(),
         "consume".to_owned(),

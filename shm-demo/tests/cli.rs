@@ -169,6 +169,16 @@ fn wait_for_line(child: &mut Child, needle: &str) -> String {
     }
 }
 
+/// `shm-demo --backend posix write --name NAME --hold`, running.
+fn holding_writer(name: &str) -> Child {
+    Command::new(BIN)
+        .args(["--backend", "posix", "write", "--name", name, "--hold"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn signal(child: &Child, sig: i32) {
     // SAFETY: kill on our own unreaped child.
     assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
@@ -177,12 +187,7 @@ fn signal(child: &Child, sig: i32) {
 #[test]
 fn two_terminals_posix_with_hold_and_sigterm() {
     let name = unique_name("/shm-demo-test");
-    let mut writer = Command::new(BIN)
-        .args(["--backend", "posix", "write", "--name", &name, "--hold"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut writer = holding_writer(&name);
     let seen = wait_for_line(&mut writer, "holding");
     assert!(
         seen.contains(&format!(
@@ -234,12 +239,7 @@ fn writer_without_hold_leaves_it_for_read_unlink() {
 #[test]
 fn writer_ctrl_c_unlinks() {
     let name = unique_name("/shm-demo-test");
-    let mut writer = Command::new(BIN)
-        .args(["--backend", "posix", "write", "--name", &name, "--hold"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut writer = holding_writer(&name);
     wait_for_line(&mut writer, "holding");
     signal(&writer, libc::SIGINT);
     let out = writer.wait_with_output().unwrap();
