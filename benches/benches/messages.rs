@@ -31,8 +31,11 @@ fn messages(c: &mut Criterion) {
         for be in Backend::ALL {
             let cap = ((size + 8) * 16).next_power_of_two().max(1 << 16);
             let opts = ChannelOptions::new().rings(2).capacity(cap);
-            let chan =
-                Channel::create(create(be, opts.segment_len_for(cap)), &opts).expect("channel");
+            let chan = Channel::create(
+                create(be, opts.segment_len_for(cap).expect("capacity fits")),
+                &opts,
+            )
+            .expect("channel");
             let peer = {
                 let chan = &chan;
                 Peer::fork(move || {

@@ -26,7 +26,7 @@ use std::process::ExitStatus;
 use std::time::Duration;
 
 use shm_core::mapping::{cvt, Mapping};
-use shm_core::wait::{Backoff, Deadline};
+use shm_core::wait::{DeadlineOnly, Pace, Waiter};
 use shm_core::SharedMemory;
 
 /// The exit status of a forked child whose parent died before the child could arm
@@ -185,16 +185,14 @@ impl Child {
 
     /// Waits at most `timeout` for the child to exit.
     pub fn wait_timeout(&mut self, timeout: Duration) -> io::Result<Option<ExitStatus>> {
-        let deadline = Deadline::after(timeout);
-        let mut backoff = Backoff::new();
+        let mut w = Waiter::new(Pace::Poll, Some(timeout));
         loop {
             if let Some(s) = self.try_wait()? {
                 return Ok(Some(s));
             }
-            if deadline.expired() {
+            if w.pause(&mut DeadlineOnly).is_err() {
                 return Ok(None);
             }
-            backoff.snooze();
         }
     }
 

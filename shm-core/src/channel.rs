@@ -10,9 +10,16 @@
 //! Waiting: a side that must wait spins for a while ([`WaitMode::Block`], 50 µs by
 //! default), then sleeps on a futex word in the segment; the other side makes the wake-up
 //! system call only when a sleeper has said it sleeps, so the uncontended path makes no
-//! system call. [`WaitMode::Spin`] never sleeps. Every wait is cut into slices of at most
-//! 20 ms, between which the waiter checks whether the other end closed ([`Error::Closed`])
-//! or its process died ([`Error::PeerDied`]).
+//! system call. [`WaitMode::Spin`] never sleeps. Every wait goes through the one bounded
+//! waiting primitive, [`crate::wait::Waiter`]: sleeps are cut into slices of at most
+//! 20 ms, and no round of a wait, spinning or sleeping, skips the checks of the deadline,
+//! of a close by the other end ([`Error::Closed`]), of its process's death
+//! ([`Error::PeerDied`]) and of a truncation under us ([`Error::Truncated`]).
+//!
+//! Each end of a ring is held by one endpoint at a time, across processes and within one:
+//! taking it is a compare-and-swap of the end's holder word from 0 (or from the pid of a
+//! dead process) to our pid, and dropping the end sets the close bit, then clears the word.
+//! A second `sender(r)` in the process that holds the first is [`Error::RoleTaken`].
 //!
 //! ## Layout (payload of a kind-3 segment, offsets from `payload_offset`)
 //!
@@ -27,15 +34,15 @@
 //! | offset in ring | size | field |
 //! |---:|---:|---|
 //! | 0 | 8 | `tail`: bytes the sender has published (its resume point) |
-//! | 8 | 4 | sender pid (0: none yet) |
+//! | 8 | 4 | sender holder: the pid of the process holding the sending end, 0 when nobody does |
 //! | 128 | 8 | `head`: bytes the receiver has consumed |
-//! | 136 | 4 | receiver pid |
+//! | 136 | 4 | receiver holder: likewise for the receiving end |
 //! | 256 | 4 | `data_seq`: futex word the receiver sleeps on |
 //! | 260 | 4 | `space_seq`: futex word the sender sleeps on |
 //! | 264 | 4 | receiver sleeping flag |
 //! | 268 | 4 | sender sleeping flag |
 //! | 272 | 4 | closed bits: 1 sender closed, 2 receiver closed |
-//! | 384 | capacity | messages: an 8-byte header (`1 << 63 | len`, or `1 << 63 | 0xFFFF_FFFF` for a PAD to the end of the ring), the payload, padding to 8 bytes; the word after the last message is 0 |
+//! | 384 | capacity | messages: an 8-byte header (`1 << 63 | len`, or `1 << 63 | 0xFFFF_FFFF` for a PAD to the end of the ring, never at index 0), the payload, padding to 8 bytes; the word after the last message is 0 |
 //!
 //! A hostile peer can write anything into the shared positions and lengths: each is
 //! checked before use, and a bad one is [`Error::Corrupt`], after which the endpoint stays
@@ -69,7 +76,7 @@
 #![allow(unsafe_code)]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::layout::{AttachOptions, Expect, Kind, Schema};
 use crate::proc::{self, Liveness};
@@ -77,13 +84,16 @@ use crate::protocol::ring::{
     self, Consumer, Corrupt, Producer, Shared, CONSUMER_CLOSED, PRODUCER_CLOSED,
 };
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::wait::{Pace, Sleeper, Waiter};
 use crate::{copy, Error, RawSegment, SharedMemory};
 
 const CHANNEL_HEADER: u64 = 128;
 const LINE: u64 = 128;
 const RING_CONTROL: u64 = 3 * LINE;
 const MIN_CAPACITY: u64 = 64;
-const SLICE: Duration = Duration::from_millis(20);
+/// How many times `claim` retries a compare-and-swap that lost to a concurrent change
+/// before it gives up with `RoleTaken`.
+const CLAIM_TRIES: u32 = 64;
 
 fn channel_schema() -> Schema {
     Schema::new("channel", 1, 0, 8).expect("short name")
@@ -99,6 +109,15 @@ pub enum WaitMode {
         /// How long to spin before sleeping.
         spin: Duration,
     },
+}
+
+impl WaitMode {
+    fn pace(self) -> Pace {
+        match self {
+            WaitMode::Spin => Pace::Spin,
+            WaitMode::Block { spin } => Pace::Block { spin },
+        }
+    }
 }
 
 impl Default for WaitMode {
@@ -142,15 +161,29 @@ impl ChannelOptions {
     }
 
     /// The segment size (header included) that holds these rings at `capacity` bytes
-    /// each: what to ask a backend for.
-    pub fn segment_len_for(&self, capacity: u64) -> u64 {
-        crate::layout::PAYLOAD_OFFSET as u64 + payload_len(self.rings, capacity)
+    /// each: what to ask a backend for. [`Error::InvalidOption`] if it does not fit in
+    /// 64 bits.
+    pub fn segment_len_for(&self, capacity: u64) -> Result<u64, Error> {
+        payload_len(self.rings, capacity)
+            .and_then(|p| p.checked_add(crate::layout::PAYLOAD_OFFSET as u64))
+            .ok_or(too_large(capacity))
     }
 }
 
-/// Payload bytes a channel of `rings` rings of `cap` bytes needs.
-fn payload_len(rings: u32, cap: u64) -> u64 {
-    CHANNEL_HEADER + u64::from(rings) * (RING_CONTROL + cap)
+fn too_large(capacity: u64) -> Error {
+    Error::InvalidOption {
+        option: "channel capacity",
+        found: capacity,
+        expected: "a size whose rings fit in a segment of at most 2^64 bytes",
+    }
+}
+
+/// Payload bytes a channel of `rings` rings of `cap` bytes needs, if that fits in a u64.
+fn payload_len(rings: u32, cap: u64) -> Option<u64> {
+    RING_CONTROL
+        .checked_add(cap)?
+        .checked_mul(u64::from(rings))?
+        .checked_add(CHANNEL_HEADER)
 }
 
 /// A channel segment: hands out the ends of its rings.
@@ -213,7 +246,7 @@ impl<M: SharedMemory> Channel<M> {
                 }
             }
         };
-        let need = payload_len(rings, cap);
+        let need = payload_len(rings, cap).ok_or(too_large(cap))?;
         let seg = RawSegment::create(mem, expect(need), |raw| {
             // SAFETY: the payload holds `need` bytes (checked by create), the channel header
             // at its start included; the segment is not published yet.
@@ -251,9 +284,7 @@ impl<M: SharedMemory> Channel<M> {
                 "a power of two, at least 64",
             ));
         }
-        let need = (RING_CONTROL.checked_add(cap))
-            .and_then(|r| r.checked_mul(u64::from(rings)))
-            .and_then(|r| r.checked_add(CHANNEL_HEADER));
+        let need = payload_len(rings, cap);
         match need {
             Some(n) if n <= seg.payload_len() as u64 => {}
             _ => {
@@ -308,42 +339,46 @@ impl<M: SharedMemory> Channel<M> {
         })
     }
 
+    /// Takes the end of `ring` whose holder word sits at `holder_line + 8`: a
+    /// compare-and-swap from 0 (nobody holds it) or from the pid of a dead process, to
+    /// ours. Our own pid there means another endpoint of this process holds it: taken.
     fn claim(
         &self,
         ring: u32,
-        pid_line: u64,
+        holder_line: u64,
         closed_bit: u32,
         role: &'static str,
     ) -> Result<RingPtrs, Error> {
         let ptrs = self.ring(ring)?;
         let me = proc::current_pid();
-        let pid_word = ptrs.u32_at(pid_line + 8);
+        let holder = ptrs.u32_at(holder_line + 8);
         let closed = ptrs.shared().closed;
-        // Acquire (here and on the CAS failure path): pairs with the AcqRel CAS by which a
-        // previous holder claimed the end, so its pid and close bit are seen together.
-        let mut current = pid_word.load(Ordering::Acquire);
-        loop {
-            let free = current == 0
-                || current == me
-                || closed.load(Ordering::Acquire) & closed_bit != 0
-                || proc::liveness(current) == Liveness::Dead;
+        // Acquire (here and on the CAS failure path): pairs with the Release store of 0 by
+        // which a previous holder let the end go, after its last use of the ring.
+        let mut current = holder.load(Ordering::Acquire);
+        for _ in 0..CLAIM_TRIES {
+            let free = current == 0 || (current != me && proc::liveness(current) == Liveness::Dead);
             if !free {
-                return Err(Error::RoleTaken {
-                    role,
-                    ring,
-                    pid: current,
-                });
+                break;
             }
-            // AcqRel: pairs with a previous holder's store of the pid / close bit.
-            match pid_word.compare_exchange(current, me, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => break,
+            // AcqRel: Acquire as above; Release so that the other end, loading our pid
+            // with Acquire, sees the ring as we found it.
+            match holder.compare_exchange(current, me, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    // AcqRel: pairs with the Release `fetch_or` of a previous holder's drop
+                    // (Acquire half) and with the other end's Acquire loads of `closed`
+                    // (Release half).
+                    closed.fetch_and(!closed_bit, Ordering::AcqRel);
+                    return Ok(ptrs);
+                }
                 Err(now) => current = now,
             }
         }
-        // AcqRel: pairs with the Release `fetch_or` of a previous holder's drop (Acquire
-        // half) and with the other end's Acquire loads of `closed` (Release half).
-        closed.fetch_and(!closed_bit, Ordering::AcqRel);
-        Ok(ptrs)
+        Err(Error::RoleTaken {
+            role,
+            ring,
+            pid: current,
+        })
     }
 
     /// The sending end of `ring` (0: creator → attacher by convention).
@@ -351,7 +386,7 @@ impl<M: SharedMemory> Channel<M> {
         let ptrs = self.claim(ring, 0, PRODUCER_CLOSED, "sending")?;
         let prod = Producer::new(self.cap, ptrs.shared()).map_err(corrupt)?;
         Ok(Sender {
-            _chan: self.clone(),
+            chan: self.clone(),
             ptrs,
             prod,
             wait: WaitMode::default(),
@@ -364,7 +399,7 @@ impl<M: SharedMemory> Channel<M> {
         let ptrs = self.claim(ring, LINE, CONSUMER_CLOSED, "receiving")?;
         let cons = Consumer::new(self.cap, ptrs.shared()).map_err(corrupt)?;
         Ok(Receiver {
-            _chan: self.clone(),
+            chan: self.clone(),
             ptrs,
             cons,
             wait: WaitMode::default(),
@@ -422,11 +457,11 @@ impl RingPtrs {
             closed: self.u32_at(2 * LINE + 16),
         }
     }
-    fn producer_pid(&self) -> u32 {
-        self.u32_at(8).load(Ordering::Relaxed)
+    fn producer_holder(&self) -> &AtomicU32 {
+        self.u32_at(8)
     }
-    fn consumer_pid(&self) -> u32 {
-        self.u32_at(LINE + 8).load(Ordering::Relaxed)
+    fn consumer_holder(&self) -> &AtomicU32 {
+        self.u32_at(LINE + 8)
     }
     fn data(&self) -> *mut u8 {
         // SAFETY: the data area follows the control lines inside the validated ring.
@@ -491,62 +526,15 @@ impl ring::Futex for SysFutex {
     }
 }
 
-/// The bounded wait both ends share: spin, then sleep in slices, checking the peer.
-/// Without a timeout the clock is first read after 64 spins (block mode) or at the first
-/// peer check (spin mode), so a short wait costs no `Instant::now`.
-struct Waiter {
-    mode: WaitMode,
-    start: Option<Instant>,
-    deadline: Option<Duration>,
-    spins: u32,
-}
-
-impl Waiter {
-    fn new(mode: WaitMode, timeout: Option<Duration>) -> Self {
-        Waiter {
-            mode,
-            // A timeout counts from the call; otherwise the clock is read only when a
-            // spin phase ends (block mode) or a peer check is due.
-            start: timeout.map(|_| Instant::now()),
-            deadline: timeout,
-            spins: 0,
-        }
-    }
-
-    fn elapsed(&mut self) -> Duration {
-        self.start.get_or_insert_with(Instant::now).elapsed()
-    }
-
-    fn expired(&mut self) -> Option<Error> {
-        let d = self.deadline?;
-        let waited = self.elapsed();
-        (waited >= d).then_some(Error::Timeout { waited })
-    }
-
-    /// Whether to sleep now (else spin once more).
-    fn should_sleep(&mut self) -> bool {
-        self.spins = self.spins.wrapping_add(1);
-        match self.mode {
-            WaitMode::Spin => false,
-            WaitMode::Block { spin } => self.spins.is_multiple_of(64) && self.elapsed() >= spin,
-        }
-    }
-
-    /// Whether it is time for a peer check while spinning (about every 65k spins).
-    fn check_due(&self) -> bool {
-        self.spins.is_multiple_of(65_536)
-    }
-
-    fn slice(&mut self) -> Duration {
-        match self.deadline {
-            Some(d) => d.saturating_sub(self.elapsed()).min(SLICE),
-            None => SLICE,
-        }
-    }
-}
-
-fn peer_gone(closed: u32, closed_bit: u32, pid: u32) -> Option<Error> {
-    if closed & closed_bit != 0 {
+/// The end of a wait because the other end is gone: `Closed` if it closed, `PeerDied` if
+/// the holder of its end is a dead process. Read in this order: the holder word is
+/// cleared only after the close bit is set, so a cleared word comes with a visible close.
+fn peer_gone(closed: &AtomicU32, closed_bit: u32, holder: &AtomicU32) -> Option<Error> {
+    // Acquire: pairs with the Release store of 0 in the other end's drop, which follows
+    // its close bit.
+    let pid = holder.load(Ordering::Acquire);
+    // Acquire: pairs with the Release `fetch_or` in the other end's drop.
+    if closed.load(Ordering::Acquire) & closed_bit != 0 {
         return Some(Error::Closed);
     }
     if proc::liveness(pid) == Liveness::Dead {
@@ -555,9 +543,85 @@ fn peer_gone(closed: u32, closed_bit: u32, pid: u32) -> Option<Error> {
     None
 }
 
+/// How a sender waits for room: the checks every round passes, and the futex sleep.
+struct SendWait<'a, M: SharedMemory> {
+    seg: &'a RawSegment<M>,
+    ptrs: RingPtrs,
+    prod: &'a mut Producer,
+    len: u64,
+}
+
+impl<M: SharedMemory> Sleeper for SendWait<'_, M> {
+    fn check(&mut self, peer: bool) -> Result<(), Error> {
+        self.seg.intact()?;
+        let sh = self.ptrs.shared();
+        // Acquire: pairs with the Release `fetch_or` in `Receiver::drop`.
+        if sh.closed.load(Ordering::Acquire) & CONSUMER_CLOSED != 0 {
+            return Err(Error::Closed);
+        }
+        if peer {
+            if let Some(e) = peer_gone(sh.closed, CONSUMER_CLOSED, self.ptrs.consumer_holder()) {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+    fn prepare(&mut self) -> Result<Option<u32>, Error> {
+        self.prod
+            .prepare_sleep(self.ptrs.shared(), self.len)
+            .map_err(corrupt)
+    }
+    fn sleep(&mut self, token: u32, limit: Duration) {
+        ring::Futex::wait(&SysFutex, self.ptrs.shared().space_seq, token, Some(limit));
+    }
+    fn done(&mut self) {
+        self.prod.done_sleeping(self.ptrs.shared());
+    }
+}
+
+/// How a receiver waits for a message.
+struct RecvWait<'a, M: SharedMemory> {
+    seg: &'a RawSegment<M>,
+    ptrs: RingPtrs,
+    cons: &'a mut Consumer,
+}
+
+impl<M: SharedMemory> Sleeper for RecvWait<'_, M> {
+    fn check(&mut self, peer: bool) -> Result<(), Error> {
+        self.seg.intact()?;
+        if !peer {
+            // A close needs no check here: the loop looks at the close bit every round.
+            return Ok(());
+        }
+        let sh = self.ptrs.shared();
+        match peer_gone(sh.closed, PRODUCER_CLOSED, self.ptrs.producer_holder()) {
+            // Messages committed before the close or the crash are still delivered: the
+            // loop looks again, and reports the end once the ring is drained.
+            Some(Error::Closed) => Ok(()),
+            Some(e) => match self.cons.try_peek(sh, &self.ptrs, &SysFutex) {
+                Ok(Some(_)) => Ok(()),
+                Ok(None) => Err(e),
+                Err(c) => Err(corrupt(c)),
+            },
+            None => Ok(()),
+        }
+    }
+    fn prepare(&mut self) -> Result<Option<u32>, Error> {
+        self.cons
+            .prepare_sleep(self.ptrs.shared(), &self.ptrs)
+            .map_err(corrupt)
+    }
+    fn sleep(&mut self, token: u32, limit: Duration) {
+        ring::Futex::wait(&SysFutex, self.ptrs.shared().data_seq, token, Some(limit));
+    }
+    fn done(&mut self) {
+        self.cons.done_sleeping(self.ptrs.shared());
+    }
+}
+
 /// The sending end of a ring.
 pub struct Sender<M: SharedMemory> {
-    _chan: Channel<M>,
+    chan: Channel<M>,
     ptrs: RingPtrs,
     prod: Producer,
     wait: WaitMode,
@@ -602,8 +666,14 @@ impl<M: SharedMemory> Sender<M> {
     }
 
     fn poison(&mut self, c: Corrupt) -> Error {
-        let e = corrupt(c);
-        self.broken = Some(e);
+        self.poisoned(corrupt(c))
+    }
+
+    /// A corrupt ring breaks this end for good; other errors pass through.
+    fn poisoned(&mut self, e: Error) -> Error {
+        if matches!(e, Error::Corrupt { .. }) {
+            self.broken = Some(e);
+        }
         e
     }
 
@@ -621,7 +691,10 @@ impl<M: SharedMemory> Sender<M> {
                 off,
                 len,
             }),
-            Ok(None) => Err(Error::Full),
+            Ok(None) => {
+                self.chan.seg.intact()?;
+                Err(Error::Full)
+            }
             Err(c) => Err(self.poison(c)),
         }
     }
@@ -647,7 +720,7 @@ impl<M: SharedMemory> Sender<M> {
         timeout: Option<Duration>,
     ) -> Result<SendSlot<'_, M>, Error> {
         let len = self.check(len)?;
-        let mut w = Waiter::new(self.wait, timeout);
+        let mut w = Waiter::new(self.wait.pace(), timeout);
         loop {
             let sh = self.ptrs.shared();
             match self.prod.try_reserve(sh, &self.ptrs, &SysFutex, len) {
@@ -661,25 +734,14 @@ impl<M: SharedMemory> Sender<M> {
                 Ok(None) => {}
                 Err(c) => return Err(self.poison(c)),
             }
-            if w.should_sleep() {
-                match self.prod.prepare_sleep(sh, ring::footprint(len)) {
-                    Ok(Some(seq)) => {
-                        ring::Futex::wait(&SysFutex, sh.space_seq, seq, Some(w.slice()));
-                        self.prod.done_sleeping(sh);
-                    }
-                    Ok(None) => continue,
-                    Err(c) => return Err(self.poison(c)),
-                }
-            } else if !w.check_due() {
-                crate::sync::spin_hint();
-                continue;
-            }
-            // Acquire: pairs with the Release `fetch_or` in the other end's drop.
-            let closed = sh.closed.load(Ordering::Acquire);
-            if let Some(e) =
-                peer_gone(closed, CONSUMER_CLOSED, self.ptrs.consumer_pid()).or_else(|| w.expired())
-            {
-                return Err(e);
+            let mut sleeper = SendWait {
+                seg: &self.chan.seg,
+                ptrs: self.ptrs,
+                prod: &mut self.prod,
+                len,
+            };
+            if let Err(e) = w.pause(&mut sleeper) {
+                return Err(self.poisoned(e));
             }
         }
     }
@@ -740,7 +802,7 @@ impl<M: SharedMemory> SendSlot<'_, M> {
                 bytes,
             )
         };
-        Ok(())
+        self.sender.chan.seg.intact()
     }
 
     /// Publishes the message.
@@ -759,12 +821,16 @@ impl<M: SharedMemory> Drop for Sender<M> {
         sh.closed.fetch_or(PRODUCER_CLOSED, Ordering::Release);
         sh.data_seq.fetch_add(1, Ordering::Release);
         ring::Futex::wake(&SysFutex, sh.data_seq);
+        // Release: pairs with the Acquire loads of the holder word in `claim` (the next
+        // holder starts after our last use of the ring) and in `peer_gone` (a cleared word
+        // comes with the close bit set above).
+        self.ptrs.producer_holder().store(0, Ordering::Release);
     }
 }
 
 /// The receiving end of a ring.
 pub struct Receiver<M: SharedMemory> {
-    _chan: Channel<M>,
+    chan: Channel<M>,
     ptrs: RingPtrs,
     cons: Consumer,
     wait: WaitMode,
@@ -786,8 +852,14 @@ impl<M: SharedMemory> Receiver<M> {
     }
 
     fn poison(&mut self, c: Corrupt) -> Error {
-        let e = corrupt(c);
-        self.broken = Some(e);
+        self.poisoned(corrupt(c))
+    }
+
+    /// A corrupt ring breaks this end for good; other errors pass through.
+    fn poisoned(&mut self, e: Error) -> Error {
+        if matches!(e, Error::Corrupt { .. }) {
+            self.broken = Some(e);
+        }
         e
     }
 
@@ -802,6 +874,7 @@ impl<M: SharedMemory> Receiver<M> {
         // message committed before it (Release in `Sender::drop`).
         // Acquire: pairs with the Release `fetch_or` in the other end's drop.
         let closed = sh.closed.load(Ordering::Acquire);
+        self.chan.seg.intact()?;
         match self.cons.try_peek(sh, &self.ptrs, &SysFutex) {
             Ok(Some((off, len))) => Ok(RecvSlot {
                 receiver: self,
@@ -825,12 +898,14 @@ impl<M: SharedMemory> Receiver<M> {
     }
 
     fn recv_impl(&mut self, timeout: Option<Duration>) -> Result<RecvSlot<'_, M>, Error> {
-        let mut w = Waiter::new(self.wait, timeout);
+        let mut w = Waiter::new(self.wait.pace(), timeout);
         loop {
             if let Some(e) = self.broken {
                 return Err(e);
             }
             let sh = self.ptrs.shared();
+            // Load `closed` before looking for data: a close seen here came after every
+            // message committed before it (Release in `Sender::drop`).
             // Acquire: pairs with the Release `fetch_or` in the other end's drop.
             let closed = sh.closed.load(Ordering::Acquire);
             match self.cons.try_peek(sh, &self.ptrs, &SysFutex) {
@@ -847,37 +922,13 @@ impl<M: SharedMemory> Receiver<M> {
             if closed & PRODUCER_CLOSED != 0 {
                 return Err(Error::Closed);
             }
-            if w.should_sleep() {
-                match self.cons.prepare_sleep(sh, &self.ptrs) {
-                    Ok(Some(seq)) => {
-                        ring::Futex::wait(&SysFutex, sh.data_seq, seq, Some(w.slice()));
-                        self.cons.done_sleeping(sh);
-                    }
-                    Ok(None) => continue,
-                    Err(c) => return Err(self.poison(c)),
-                }
-            } else if !w.check_due() {
-                crate::sync::spin_hint();
-                continue;
-            }
-            // A sender that closed cleanly and then exited is `Closed`, not a crash: look
-            // at the close bit again (the top of the loop reports it once the ring is
-            // drained) before looking at the pid.
-            let pid = self.ptrs.producer_pid();
-            // Acquire: pairs with the Release `fetch_or` in the other end's drop.
-            let closed = sh.closed.load(Ordering::Acquire);
-            if let Some(e) = peer_gone(closed, PRODUCER_CLOSED, pid).or_else(|| w.expired()) {
-                if e == Error::Closed {
-                    continue;
-                }
-                if !matches!(e, Error::PeerDied { .. }) {
-                    return Err(e);
-                }
-                // Messages committed just before the crash are still delivered.
-                if let Ok(Some(_)) = self.cons.try_peek(sh, &self.ptrs, &SysFutex) {
-                    continue;
-                }
-                return Err(e);
+            let mut sleeper = RecvWait {
+                seg: &self.chan.seg,
+                ptrs: self.ptrs,
+                cons: &mut self.cons,
+            };
+            if let Err(e) = w.pause(&mut sleeper) {
+                return Err(self.poisoned(e));
             }
         }
     }
@@ -922,13 +973,16 @@ impl<M: SharedMemory> RecvSlot<'_, M> {
                 buf,
             )
         };
-        Ok(())
+        self.receiver.chan.seg.intact()
     }
 
-    /// A copy of the whole message.
+    /// A copy of the whole message. (On a segment truncated under us the copy holds what
+    /// the zero pages put in place hold; [`read`](Self::read) reports the truncation.)
     pub fn to_vec(&self) -> Vec<u8> {
         let mut v = vec![0u8; self.len()];
-        self.read(0, &mut v).expect("whole message is in bounds");
+        // The range is the whole message, so only `Truncated` can come back, and the
+        // docs above say what the copy then holds.
+        let _ = self.read(0, &mut v);
         v
     }
 }
@@ -948,5 +1002,7 @@ impl<M: SharedMemory> Drop for Receiver<M> {
         sh.closed.fetch_or(CONSUMER_CLOSED, Ordering::Release);
         sh.space_seq.fetch_add(1, Ordering::Release);
         ring::Futex::wake(&SysFutex, sh.space_seq);
+        // Release: as in `Sender::drop`.
+        self.ptrs.consumer_holder().store(0, Ordering::Release);
     }
 }

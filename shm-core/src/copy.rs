@@ -4,37 +4,91 @@
 //! A plain `memcpy` out of memory that someone else writes concurrently is a data race,
 //! which is undefined behaviour in Rust's model even when the bytes are then thrown away
 //! (rust-lang/rfcs#3301 proposes an atomic memcpy for exactly this). So every byte that
-//! crosses the boundary goes through an atomic access: aligned 8-byte words in the middle,
-//! single bytes at unaligned edges. On x86-64 and aarch64 a relaxed, acquire or release
-//! atomic load or store of a word compiles to an ordinary load or store.
+//! crosses the boundary goes through an atomic access, and every access to shared memory
+//! made here is an **aligned 8-byte atomic** (`AtomicU64`): racing atomics of different
+//! sizes on the same bytes are themselves outside the memory model, so no address is ever
+//! accessed here as a byte and elsewhere as a word.
+//!
+//! * Aligned whole words in the middle are loaded or stored as words.
+//! * At an unaligned edge, a load reads the aligned word that contains the edge bytes and
+//!   keeps those; a store clears the edge bytes with `fetch_and` and sets them with
+//!   `fetch_or`, both on the containing word, so the neighbouring bytes (which may belong
+//!   to someone else's concurrent write) are left exactly as they are. Two read-modify-
+//!   writes and no loop: a store never waits on a peer.
+//!
+//! The containing word of an edge can reach up to 7 bytes before the start or after the
+//! end of the range; the [`SharedMemory`](crate::SharedMemory) contract makes the region
+//! accessible in whole 8-byte words (a 64-aligned base, and the length rounded up to 8).
+//!
+//! On x86-64 and aarch64 a relaxed, acquire or release atomic load or store of a word
+//! compiles to an ordinary load or store.
 //!
 //! These are the only functions in the crate that touch payload bytes; everything else
 //! goes through them.
 #![allow(unsafe_code)]
 
-use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 const WORD: usize = 8;
+
+/// The aligned word containing `p`, and `p`'s byte index in it.
+#[inline]
+fn containing(p: *const u8) -> (*mut AtomicU64, usize) {
+    let skew = (p as usize) % WORD;
+    (p.wrapping_sub(skew).cast_mut().cast::<AtomicU64>(), skew)
+}
+
+/// The bytes `at .. at + n` of `word` (native byte order), into `dst`.
+#[inline]
+fn take_bytes(word: u64, at: usize, dst: &mut [u8]) {
+    dst.copy_from_slice(&word.to_ne_bytes()[at..at + dst.len()]);
+}
+
+/// A mask and value that set bytes `at .. at + src.len()` of a word to `src`.
+#[inline]
+fn put_bytes(at: usize, src: &[u8]) -> (u64, u64) {
+    let mut mask = [0u8; WORD];
+    let mut bits = [0u8; WORD];
+    mask[at..at + src.len()].fill(0xff);
+    bits[at..at + src.len()].copy_from_slice(src);
+    (u64::from_ne_bytes(mask), u64::from_ne_bytes(bits))
+}
+
+/// The load ordering for an edge's read-modify-write (`fetch_*` take one ordering).
+#[inline]
+fn rmw_order(order: Ordering) -> Ordering {
+    match order {
+        Ordering::Release => Ordering::Release,
+        _ => Ordering::Relaxed,
+    }
+}
 
 /// Copies `dst.len()` bytes from shared memory at `src` into `dst`, each access with `order`
 /// (`Relaxed` or `Acquire`).
 ///
 /// # Safety
-/// `src .. src + dst.len()` must be mapped and readable for the duration of the call. Other
+/// `src .. src + dst.len()` must lie in a region accessible in whole aligned 8-byte words
+/// (see the module docs) that is mapped and readable for the duration of the call. Other
 /// threads or processes may write it concurrently; the copy is then not a consistent
 /// snapshot (that is the seqlock's job) but it is not undefined behaviour.
 #[inline]
 pub(crate) unsafe fn load_bytes_ordered(src: *const u8, dst: &mut [u8], order: Ordering) {
-    let head = ((src as usize).wrapping_neg() % WORD).min(dst.len());
-    let (edge, rest) = dst.split_at_mut(head);
-    for (k, b) in edge.iter_mut().enumerate() {
-        // SAFETY: `src + k` is in the readable range (caller); a byte is always aligned.
-        *b = unsafe { AtomicU8::from_ptr(src.add(k).cast_mut()) }.load(order);
+    if dst.is_empty() {
+        return;
     }
-    // SAFETY: `head` bytes in, `src + head` is 8-aligned and still in range (or one past
-    // the end when `rest` is empty, and then it is not read).
-    let mut p = unsafe { src.add(head) };
-    let mut words = rest.chunks_exact_mut(WORD);
+    let (first, skew) = containing(src);
+    let mut done = 0;
+    if skew != 0 {
+        let n = (WORD - skew).min(dst.len());
+        // SAFETY: the containing word of an in-range byte is accessible (caller), aligned.
+        let w = unsafe { AtomicU64::from_ptr(first.cast()) }.load(order);
+        take_bytes(w, skew, &mut dst[..n]);
+        done = n;
+    }
+    // SAFETY: `done` bytes in, `src + done` is 8-aligned (or the copy is complete) and in
+    // range or one past it.
+    let mut p = unsafe { src.add(done) };
+    let mut words = dst[done..].chunks_exact_mut(WORD);
     for chunk in &mut words {
         // SAFETY: `p` is 8-aligned and the 8 bytes from it are in the readable range.
         let word = unsafe { AtomicU64::from_ptr(p.cast::<u64>().cast_mut()) }.load(order);
@@ -42,9 +96,11 @@ pub(crate) unsafe fn load_bytes_ordered(src: *const u8, dst: &mut [u8], order: O
         // SAFETY: stays within (or one past) the readable range.
         p = unsafe { p.add(WORD) };
     }
-    for (k, b) in words.into_remainder().iter_mut().enumerate() {
-        // SAFETY: as for the head.
-        *b = unsafe { AtomicU8::from_ptr(p.add(k).cast_mut()) }.load(order);
+    let tail = words.into_remainder();
+    if !tail.is_empty() {
+        // SAFETY: `p` is 8-aligned and its word contains in-range bytes (caller).
+        let w = unsafe { AtomicU64::from_ptr(p.cast::<u64>().cast_mut()) }.load(order);
+        take_bytes(w, 0, tail);
     }
 }
 
@@ -52,18 +108,32 @@ pub(crate) unsafe fn load_bytes_ordered(src: *const u8, dst: &mut [u8], order: O
 /// `Release`).
 ///
 /// # Safety
-/// `dst .. dst + src.len()` must be mapped and writable for the duration of the call.
+/// `dst .. dst + src.len()` must lie in a region accessible in whole aligned 8-byte words
+/// that is mapped and writable for the duration of the call.
 #[inline]
 pub(crate) unsafe fn store_bytes_ordered(dst: *mut u8, src: &[u8], order: Ordering) {
-    let head = ((dst as usize).wrapping_neg() % WORD).min(src.len());
-    let (edge, rest) = src.split_at(head);
-    for (k, &b) in edge.iter().enumerate() {
-        // SAFETY: `dst + k` is in the writable range (caller); a byte is always aligned.
-        unsafe { AtomicU8::from_ptr(dst.add(k)) }.store(b, order);
+    if src.is_empty() {
+        return;
+    }
+    let (first, skew) = containing(dst);
+    let mut done = 0;
+    let edge = |word: *mut AtomicU64, at: usize, bytes: &[u8]| {
+        let (mask, bits) = put_bytes(at, bytes);
+        // SAFETY: the containing word of in-range bytes is accessible and writable
+        // (caller) and aligned; the two read-modify-writes leave the other bytes of the
+        // word as they are.
+        let a = unsafe { AtomicU64::from_ptr(word.cast()) };
+        a.fetch_and(!mask, rmw_order(order));
+        a.fetch_or(bits, rmw_order(order));
+    };
+    if skew != 0 {
+        let n = (WORD - skew).min(src.len());
+        edge(first, skew, &src[..n]);
+        done = n;
     }
     // SAFETY: as in `load_bytes_ordered`.
-    let mut p = unsafe { dst.add(head) };
-    let mut words = rest.chunks_exact(WORD);
+    let mut p = unsafe { dst.add(done) };
+    let mut words = src[done..].chunks_exact(WORD);
     for chunk in &mut words {
         let word = u64::from_ne_bytes(chunk.try_into().expect("8-byte chunk"));
         // SAFETY: `p` is 8-aligned and the 8 bytes from it are writable (caller).
@@ -71,9 +141,9 @@ pub(crate) unsafe fn store_bytes_ordered(dst: *mut u8, src: &[u8], order: Orderi
         // SAFETY: stays within (or one past) the writable range.
         p = unsafe { p.add(WORD) };
     }
-    for (k, &b) in words.remainder().iter().enumerate() {
-        // SAFETY: as for the head.
-        unsafe { AtomicU8::from_ptr(p.add(k)) }.store(b, order);
+    let tail = words.remainder();
+    if !tail.is_empty() {
+        edge(p.cast::<AtomicU64>(), 0, tail);
     }
 }
 
@@ -137,6 +207,28 @@ mod tests {
                     load_bytes(base.add(off), &mut out);
                 }
                 assert_eq!(out, src, "offset {off}, length {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn edge_stores_leave_neighbouring_bytes_alone() {
+        let mut backing = vec![0u64; 8];
+        let base = backing.as_mut_ptr().cast::<u8>();
+        for off in 0..24 {
+            for len in 0..=24 {
+                let fill = vec![0xa5u8; 64];
+                let src: Vec<u8> = (0..len).map(|i| i as u8).collect();
+                let mut out = vec![0u8; 64];
+                // SAFETY: everything stays inside the 64 bytes of `backing`.
+                unsafe {
+                    store_bytes(base, &fill);
+                    store_bytes(base.add(off), &src);
+                    load_bytes(base, &mut out);
+                }
+                let mut want = fill.clone();
+                want[off..off + len].copy_from_slice(&src);
+                assert_eq!(out, want, "offset {off}, length {len}");
             }
         }
     }

@@ -111,6 +111,17 @@ pub enum Error {
         /// The type's alignment.
         found: u64,
     },
+    /// An option or argument outside what the operation can do (a channel capacity whose
+    /// segment would not fit in 64 bits, …).
+    #[error("invalid {option}: {found}, expected {expected}")]
+    InvalidOption {
+        /// The option's name.
+        option: &'static str,
+        /// Its value.
+        found: u64,
+        /// What is allowed.
+        expected: &'static str,
+    },
     /// `create` was given memory that already holds a header.
     #[error("memory already initialised: create needs fresh, zeroed memory")]
     AlreadyInitialized,

@@ -13,7 +13,7 @@
 //! |     24 |    8 | `payload_offset` | `128` (a multiple of 64: the payload starts on a cache line)  |
 //! |     32 |    8 | `payload_len`    | exactly `segment_size - payload_offset`                        |
 //! |     40 |    4 | `kind`           | `1` record, `2` seqlock record, `3` channel                    |
-//! |     44 |    4 | `kind_version`   | version of that kind's payload layout (`1` for all three)      |
+//! |     44 |    4 | `kind_version`   | version of that kind's payload layout: record `1`, seqlock `2`, channel `2` |
 //! |     48 |    8 | `schema_size`    | `size_of` the record type (0 for a channel)                    |
 //! |     56 |    8 | `schema_align`   | `align_of` the record type: a power of two, at most 64         |
 //! |     64 |    4 | `schema_version` | the version the program gives its record type                  |
@@ -28,11 +28,15 @@
 //!
 //! * **Record (1)**: the record at `payload_offset`, followed by free bytes to the end of
 //!   the segment (reachable with `read_at` / `write_at`).
-//! * **Seqlock record (2)**: at `payload_offset`: `seq: u64` (even = stable, odd = a
-//!   write is in progress), `writer_pid: u32`, zero padding to 64 bytes, then the record,
-//!   padded to a multiple of 8 bytes.
-//! * **Channel (3)**: one or two message rings; the byte layout is in the
-//!   [`channel`](crate::channel) module docs.
+//! * **Seqlock record (2)**, kind version 2: at `payload_offset`: `seq: u64` (even =
+//!   stable, odd = a write is in progress), `owner: u32` (the pid of the writer holding the
+//!   write lock, 0 when it is free; the lock is taken by a compare-and-swap of this word
+//!   from 0 to the writer's pid), zero padding to 64 bytes, then the record, padded to a
+//!   multiple of 8 bytes. (Version 1 kept the last writer's pid here after the write and
+//!   locked with the sequence word alone.)
+//! * **Channel (3)**, kind version 2: one or two message rings; the byte layout is in
+//!   the [`channel`](crate::channel) module docs. (Version 1 kept an end's pid after the
+//!   end was dropped; version 2 clears it, and an end is taken once per process.)
 //!
 //! ## The initialisation protocol
 //!
@@ -113,7 +117,11 @@ pub enum Kind {
 impl Kind {
     /// The payload layout version of this kind that this build writes and accepts.
     pub const fn version(self) -> u32 {
-        1
+        match self {
+            Kind::Record => 1,
+            Kind::SeqLock => 2,
+            Kind::Channel => 2,
+        }
     }
     fn from_u32(raw: u32) -> Option<Kind> {
         match raw {

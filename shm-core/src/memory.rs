@@ -26,9 +26,11 @@ use std::sync::Arc;
 ///
 /// * [`as_ptr`](Self::as_ptr) is non-null, aligned to at least 64 bytes, and the same
 ///   value every time it is called, even after the handle is moved;
-/// * the `len()` bytes from it are mapped readable and writable, and stay so until the
-///   handle is dropped (a peer shrinking a file behind the mapping is the one exception;
-///   backends document how they exclude it);
+/// * the `len()` bytes from it, rounded up to a multiple of 8, are mapped readable and
+///   writable (shm-core accesses the region only in aligned 8-byte words), and stay so
+///   until the handle is dropped. A peer shrinking a file behind the mapping is the one
+///   exception; a backend either excludes it (memfd seals) or catches the fault and
+///   reports it through [`truncated`](Self::truncated) (posix);
 /// * the implementation itself never creates references into the memory.
 pub unsafe trait SharedMemory {
     /// The base address of the region.
@@ -43,6 +45,14 @@ pub unsafe trait SharedMemory {
     fn backend(&self) -> &'static str;
     /// Whether this handle owns the underlying object (and removes it when dropped).
     fn is_owner(&self) -> bool;
+    /// `Some(size the object has now)` once a peer truncated the object under this mapping
+    /// and an access faulted on the missing pages: the backend caught the fault and put
+    /// zero pages in their place, so the access went on, and every later call through
+    /// shm-core reports [`Error::Truncated`](crate::Error::Truncated). `None` (the default)
+    /// while the mapping is intact, and always for backends that cannot be truncated.
+    fn truncated(&self) -> Option<u64> {
+        None
+    }
 }
 
 // SAFETY: forwarded; a Box does not move its contents and adds no references.
@@ -58,6 +68,9 @@ unsafe impl<M: SharedMemory + ?Sized> SharedMemory for Box<M> {
     }
     fn is_owner(&self) -> bool {
         (**self).is_owner()
+    }
+    fn truncated(&self) -> Option<u64> {
+        (**self).truncated()
     }
 }
 
@@ -103,6 +116,8 @@ impl HeapMemory {
     /// If `len + 4096` overflows or is larger than `isize::MAX`; aborts if the
     /// allocation fails.
     pub fn new(len: usize) -> Self {
+        // The 4096 spare bytes also cover the contract's rounding of `len` up to a whole
+        // word: the base is rounded up by at most 4080 bytes (16-aligned allocation).
         // Ask for 16-byte alignment and align by hand: glibc serves that from calloc, which
         // maps large blocks lazily (a 4 GiB test segment costs only the pages touched),
         // while a 4096-aligned request goes through memalign + memset and touches it all.
@@ -114,8 +129,8 @@ impl HeapMemory {
             alloc::handle_alloc_error(layout)
         };
         let skip = raw.align_offset(HEAP_ALIGN);
-        // SAFETY: `skip < HEAP_ALIGN`, so `raw + skip .. raw + skip + len` is inside the
-        // `len + HEAP_ALIGN` bytes just allocated.
+        // SAFETY: `skip <= HEAP_ALIGN - 16`, so `raw + skip .. raw + skip + len + 8` is
+        // inside the `len + HEAP_ALIGN` bytes just allocated.
         let ptr = unsafe { NonNull::new_unchecked(raw.add(skip)) };
         HeapMemory {
             block: Arc::new(HeapBlock {

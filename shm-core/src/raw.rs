@@ -3,12 +3,12 @@
 //! built on it.
 #![allow(unsafe_code)]
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::copy;
 use crate::layout::{self, AttachOptions, Expect, Header, HEADER_SIZE, MAGIC, READY, READY_OFFSET};
 use crate::proc::{self, Liveness};
-use crate::wait::{Backoff, Deadline};
+use crate::wait::{Pace, Sleeper, Waiter};
 use crate::{Error, SharedMemory};
 
 /// Shared memory whose header has been written (by `create`) or validated (by `attach`).
@@ -41,7 +41,8 @@ impl<M: SharedMemory> RawSegment<M> {
         init(&seg);
         // Release: pairs with the Acquire load of `ready` in `attach`, so an opener that
         // sees READY also sees every header and payload byte written above.
-        seg.ready_word().store(READY, Ordering::Release);
+        seg.ready_word()
+            .store(ready_word_value(READY), Ordering::Release);
         let mut published = seg.header;
         published.ready = READY;
         Ok(RawSegment {
@@ -60,16 +61,22 @@ impl<M: SharedMemory> RawSegment<M> {
                 found: mapped,
             });
         }
-        let deadline = Deadline::after(opts.ready_timeout);
-        let mut backoff = Backoff::new();
+        let mut w = Waiter::new(Pace::Poll, Some(opts.ready_timeout));
+        let mut creator = CreatorAlive { mem: &mem, pid: 0 };
         let header = loop {
             // SAFETY: the mapping holds at least the header (checked above), and READY_OFFSET
-            // is 4-aligned within the 64-aligned base.
-            let ready_word = unsafe { &*mem.as_ptr().add(READY_OFFSET).cast::<AtomicU32>() };
+            // is 8-aligned within the 64-aligned base.
+            let ready_word = unsafe { ready_word(&mem) };
             // Acquire: pairs with the creator's Release store of READY in `create`.
-            let ready = ready_word.load(Ordering::Acquire);
+            let ready = ready_of(ready_word.load(Ordering::Acquire));
             // SAFETY: as above; the snapshot is a private copy.
             let snap: Header = unsafe { copy::load_pod(mem.as_ptr(), Ordering::Relaxed) };
+            if let Some(now) = mem.truncated() {
+                return Err(Error::Truncated {
+                    claimed: mapped,
+                    mapped: now,
+                });
+            }
             if snap.magic != MAGIC && snap.magic != [0; 8] {
                 return Err(Error::BadMagic {
                     expected: MAGIC,
@@ -86,27 +93,37 @@ impl<M: SharedMemory> RawSegment<M> {
                     expected: "0 (initialising) or 0x52454459 (ready)",
                 });
             }
-            if deadline.expired() {
-                let pid = snap.creator_pid;
-                return Err(if proc::liveness(pid) == Liveness::Dead {
-                    Error::CreatorDied { pid }
-                } else {
-                    Error::NotReady {
-                        waited: deadline.elapsed(),
-                        creator_pid: pid,
-                    }
-                });
+            creator.pid = snap.creator_pid;
+            match w.pause(&mut creator) {
+                Ok(()) => {}
+                Err(Error::Timeout { waited }) => {
+                    return Err(Error::NotReady {
+                        waited,
+                        creator_pid: snap.creator_pid,
+                    })
+                }
+                Err(e) => return Err(e),
             }
-            backoff.snooze();
         };
         layout::validate(&header, mapped, &expect)?;
         Ok(RawSegment { mem, header })
     }
 
-    fn ready_word(&self) -> &AtomicU32 {
-        // SAFETY: the memory holds the header (create/attach checked), READY_OFFSET is
-        // 4-aligned, and an atomic may alias memory that other processes write.
-        unsafe { &*self.mem.as_ptr().add(READY_OFFSET).cast::<AtomicU32>() }
+    fn ready_word(&self) -> &AtomicU64 {
+        // SAFETY: the memory holds the header (create/attach checked).
+        unsafe { ready_word(&self.mem) }
+    }
+
+    /// `Err(Truncated)` once the backend caught a fault on pages a peer truncated away
+    /// (see [`SharedMemory::truncated`]); every access checks it after copying.
+    pub fn intact(&self) -> Result<(), Error> {
+        match self.mem.truncated() {
+            None => Ok(()),
+            Some(now) => Err(Error::Truncated {
+                claimed: self.header.segment_size,
+                mapped: now,
+            }),
+        }
     }
 
     /// The header snapshot this handle validated (or wrote).
@@ -176,7 +193,7 @@ impl<M: SharedMemory> RawSegment<M> {
         self.check_range(offset, buf.len())?;
         // SAFETY: the range lies within the payload (checked), which lies within the mapping.
         unsafe { copy::load_bytes(self.payload_ptr().add(offset), buf) };
-        Ok(())
+        self.intact()
     }
 
     /// Copies `bytes` into the payload at `offset`.
@@ -184,6 +201,52 @@ impl<M: SharedMemory> RawSegment<M> {
         self.check_range(offset, bytes.len())?;
         // SAFETY: the range lies within the payload (checked), which lies within the mapping.
         unsafe { copy::store_bytes(self.payload_ptr().add(offset), bytes) };
+        self.intact()
+    }
+}
+
+/// The 8-byte header word that holds `ready` (and `reserved`). It is accessed as one
+/// 8-byte atomic, the size at which the header snapshot copies it, so no access to those
+/// bytes ever mixes sizes.
+///
+/// # Safety
+/// `mem` must hold at least the header.
+unsafe fn ready_word<M: SharedMemory>(mem: &M) -> &AtomicU64 {
+    // SAFETY: READY_OFFSET (120) is 8-aligned in the 64-aligned base and inside the header
+    // (caller); an atomic may alias memory that other processes write.
+    unsafe { AtomicU64::from_ptr(mem.as_ptr().add(READY_OFFSET).cast()) }
+}
+
+/// The word value whose `ready` half is `ready` and whose `reserved` half is 0.
+fn ready_word_value(ready: u32) -> u64 {
+    let mut b = [0u8; 8];
+    b[..4].copy_from_slice(&ready.to_ne_bytes());
+    u64::from_ne_bytes(b)
+}
+
+/// The `ready` half of the word.
+fn ready_of(word: u64) -> u32 {
+    u32::from_ne_bytes(word.to_ne_bytes()[..4].try_into().expect("4 bytes"))
+}
+
+/// What ends attach's wait for `ready` early: the creator died, or the segment was
+/// truncated under us.
+struct CreatorAlive<'a, M: SharedMemory> {
+    mem: &'a M,
+    pid: u32,
+}
+
+impl<M: SharedMemory> Sleeper for CreatorAlive<'_, M> {
+    fn check(&mut self, peer: bool) -> Result<(), Error> {
+        if let Some(now) = self.mem.truncated() {
+            return Err(Error::Truncated {
+                claimed: self.mem.len() as u64,
+                mapped: now,
+            });
+        }
+        if peer && proc::liveness(self.pid) == Liveness::Dead {
+            return Err(Error::CreatorDied { pid: self.pid });
+        }
         Ok(())
     }
 }

@@ -90,6 +90,10 @@ impl<T: Record, M: SharedMemory> Segment<T, M> {
     }
 
     /// A copy of the record.
+    ///
+    /// Never fails: on a posix segment that a peer truncated under us it returns what the
+    /// zero pages put in place of the missing ones hold; [`try_read`](Self::try_read) says
+    /// so instead.
     pub fn read(&self) -> T {
         // SAFETY: validation guaranteed the payload holds at least size_of::<T>() bytes.
         unsafe {
@@ -100,7 +104,22 @@ impl<T: Record, M: SharedMemory> Segment<T, M> {
         }
     }
 
+    /// [`read`](Self::read), or [`Error::Truncated`] if the segment was truncated under us.
+    pub fn try_read(&self) -> Result<T, Error> {
+        let v = self.read();
+        self.raw.intact().map(|()| v)
+    }
+
+    /// [`write`](Self::write), or [`Error::Truncated`] if the segment was truncated under
+    /// us (the write then went to zero pages nobody else sees).
+    pub fn try_write(&self, value: &T) -> Result<(), Error> {
+        self.write(value);
+        self.raw.intact()
+    }
+
     /// Overwrites the record with a copy of `value`.
+    ///
+    /// Never fails; see [`try_write`](Self::try_write) for a segment a peer may truncate.
     pub fn write(&self, value: &T) {
         // SAFETY: as in `read`.
         unsafe {

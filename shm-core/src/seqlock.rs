@@ -1,14 +1,17 @@
 //! [`SeqLock`]: a record with consistent snapshots across processes.
 //!
-//! The payload holds a sequence word, the pid of the last writer, and the record. A
-//! writer makes the sequence odd, writes the record, and makes it even again; a reader
-//! copies the sequence, the record, and the sequence again, and keeps the copy only if
-//! the two sequences are equal and even. The record is copied with atomic word accesses
+//! The payload holds a sequence word, an owner word (the pid of the writer holding the
+//! write lock, 0 when it is free), and the record. A writer takes the owner word, makes
+//! the sequence odd, writes the record, makes it even again and frees the owner word; a
+//! reader copies the sequence, the record, and the sequence again, and keeps the copy only
+//! if the two sequences are equal and even. The protocol, and why a writer that takes over
+//! a dead writer's lock can never rob a live one, is in [`crate::protocol::seqlock`]. The record is copied with atomic word accesses
 //! (see the `copy` module), never a plain racy `memcpy`.
 //!
-//! A sequence that stays odd means a writer is inside. Past the writer timeout a reader
-//! looks at the writer's pid: alive, it returns [`Error::WriterStuck`]; dead (killed in
-//! the middle of a write), [`Error::WriterDied`]. A later [`store`](SeqLock::store) from
+//! A sequence that stays odd means a writer is inside. A reader that finds the writer's
+//! process dead (killed in the middle of a write) returns [`Error::WriterDied`] at once;
+//! one still alive past the writer timeout is [`Error::WriterStuck`]. Every wait here goes
+//! through [`crate::wait::Waiter`] and ends by the writer timeout. A later [`store`](SeqLock::store) from
 //! any process takes the abandoned lock over and replaces the torn value, so readers
 //! recover without a reset.
 //!
@@ -35,12 +38,12 @@ use crate::proc::{self, Liveness};
 use crate::protocol::seqlock as protocol;
 use crate::record::expect_for;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
-use crate::wait::{Backoff, Deadline};
+use crate::wait::{Pace, Sleeper, Waiter};
 use crate::{copy, Error, RawSegment, Record, SharedMemory};
 
 /// Offset of the record within the seqlock payload.
 pub const DATA_OFFSET: usize = 64;
-const WRITER_PID_OFFSET: usize = 8;
+const OWNER_OFFSET: usize = 8;
 
 fn data_len<T>() -> usize {
     std::mem::size_of::<T>().div_ceil(8) * 8
@@ -99,15 +102,9 @@ impl<T: Record, M: SharedMemory> SeqLock<T, M> {
         unsafe { &*self.raw.payload_ptr().cast::<AtomicU64>() }
     }
 
-    fn writer_pid(&self) -> &AtomicU32 {
+    fn owner(&self) -> &AtomicU32 {
         // SAFETY: as in `seq`; offset 8 is 4-aligned and inside the payload.
-        unsafe {
-            &*self
-                .raw
-                .payload_ptr()
-                .add(WRITER_PID_OFFSET)
-                .cast::<AtomicU32>()
-        }
+        unsafe { &*self.raw.payload_ptr().add(OWNER_OFFSET).cast::<AtomicU32>() }
     }
 
     fn data(&self) -> *mut u8 {
@@ -135,76 +132,69 @@ impl<T: Record, M: SharedMemory> SeqLock<T, M> {
     /// write overlapped them.
     pub fn load_counted(&self) -> Result<(T, u64), Error> {
         let mut retries = 0u64;
-        let mut backoff = Backoff::new();
-        let mut deadline: Option<Deadline> = None;
+        // The clock starts at the first failed attempt: an uncontended load reads none.
+        let mut w: Option<Waiter> = None;
         loop {
             match protocol::read(self.seq(), || self.copy_out()) {
-                Ok(v) => return Ok((v, retries)),
+                Ok(v) => {
+                    self.raw.intact()?;
+                    return Ok((v, retries));
+                }
                 Err(_) => {
                     retries += 1;
-                    let d = *deadline.get_or_insert_with(|| Deadline::after(self.writer_timeout));
-                    if d.expired() {
-                        return Err(self.stuck_error(d));
-                    }
-                    backoff.snooze();
+                    let w =
+                        w.get_or_insert_with(|| Waiter::new(Pace::Poll, Some(self.writer_timeout)));
+                    w.pause(&mut ReaderChecks { lock: self })
+                        .map_err(|e| self.waited(e))?;
                 }
             }
         }
     }
 
-    fn stuck_error(&self, d: Deadline) -> Error {
-        let pid = self.writer_pid().load(Ordering::Relaxed);
-        if self.seq().load(Ordering::Relaxed) & 1 == 1 && proc::liveness(pid) == Liveness::Dead {
-            Error::WriterDied { pid }
-        } else {
-            Error::WriterStuck {
-                waited: d.elapsed(),
-                pid,
-            }
+    /// A timeout becomes `WriterStuck` with the holder's pid.
+    fn waited(&self, e: Error) -> Error {
+        match e {
+            Error::Timeout { waited } => Error::WriterStuck {
+                waited,
+                pid: self.owner().load(Ordering::Relaxed),
+            },
+            e => e,
         }
     }
 
-    /// Takes the write lock, waiting (bounded) for another writer; steals it from a
-    /// writer that died holding it.
+    /// Takes the write lock, waiting (bounded by the writer timeout) for another writer;
+    /// takes it over from a writer that died holding it.
     fn lock(&self) -> Result<u64, Error> {
-        let mut backoff = Backoff::new();
-        let deadline = Deadline::after(self.writer_timeout);
+        let me = proc::current_pid();
+        let mut w = Waiter::new(Pace::Poll, Some(self.writer_timeout));
         loop {
-            match protocol::try_lock(self.seq()) {
+            self.raw.intact()?;
+            match protocol::try_lock(self.seq(), self.owner(), me) {
                 Ok(s) => return Ok(s),
-                Err(held) if held & 1 == 1 => {
-                    let pid = self.writer_pid().load(Ordering::Relaxed);
-                    if proc::liveness(pid) == Liveness::Dead {
-                        if let Ok(s) = protocol::steal(self.seq(), held) {
-                            return Ok(s);
-                        }
-                    } else if deadline.expired() {
-                        return Err(Error::WriterStuck {
-                            waited: deadline.elapsed(),
-                            pid,
-                        });
+                Err(holder) if holder != me && proc::liveness(holder) == Liveness::Dead => {
+                    if let Ok(s) = protocol::steal(self.seq(), self.owner(), holder, me) {
+                        return Ok(s);
                     }
-                    backoff.snooze();
                 }
-                Err(_) => backoff.snooze(),
+                Err(_) => {}
             }
+            w.pause(&mut WriterChecks { lock: self })
+                .map_err(|e| self.waited(e))?;
         }
     }
 
-    fn write_locked(&self, s: u64, value: &T) {
-        self.writer_pid()
-            .store(proc::current_pid(), Ordering::Relaxed);
+    fn write_locked(&self, s: u64, value: &T) -> Result<(), Error> {
         // SAFETY: the record's bytes lie within the validated payload; Release as the
         // protocol requires.
         unsafe { copy::store_pod(self.data(), value, Ordering::Release) };
-        protocol::unlock(self.seq(), s);
+        protocol::unlock(self.seq(), self.owner(), s);
+        self.raw.intact()
     }
 
     /// Replaces the record; readers see the old or the new value, never a mix.
     pub fn store(&self, value: &T) -> Result<(), Error> {
         let s = self.lock()?;
-        self.write_locked(s, value);
-        Ok(())
+        self.write_locked(s, value)
     }
 
     /// Reads, changes and writes the record under the lock.
@@ -212,8 +202,7 @@ impl<T: Record, M: SharedMemory> SeqLock<T, M> {
         let s = self.lock()?;
         let mut value = self.copy_out();
         f(&mut value);
-        self.write_locked(s, &value);
-        Ok(())
+        self.write_locked(s, &value)
     }
 
     /// The validated segment underneath.
@@ -224,6 +213,39 @@ impl<T: Record, M: SharedMemory> SeqLock<T, M> {
     /// Gives the memory back.
     pub fn into_memory(self) -> M {
         self.raw.into_memory()
+    }
+}
+
+/// What ends a reader's wait early: the writer died inside its write, or the segment was
+/// truncated under us.
+struct ReaderChecks<'a, T: Record, M: SharedMemory> {
+    lock: &'a SeqLock<T, M>,
+}
+
+impl<T: Record, M: SharedMemory> Sleeper for ReaderChecks<'_, T, M> {
+    fn check(&mut self, peer: bool) -> Result<(), Error> {
+        self.lock.raw.intact()?;
+        if !peer {
+            return Ok(());
+        }
+        let pid = self.lock.owner().load(Ordering::Relaxed);
+        let odd = self.lock.seq().load(Ordering::Relaxed) & 1 == 1;
+        if odd && pid != 0 && proc::liveness(pid) == Liveness::Dead {
+            return Err(Error::WriterDied { pid });
+        }
+        Ok(())
+    }
+}
+
+/// What ends a writer's wait for the lock early: the segment was truncated under us. (A
+/// dead holder is not an end: the lock loop takes it over.)
+struct WriterChecks<'a, T: Record, M: SharedMemory> {
+    lock: &'a SeqLock<T, M>,
+}
+
+impl<T: Record, M: SharedMemory> Sleeper for WriterChecks<'_, T, M> {
+    fn check(&mut self, _peer: bool) -> Result<(), Error> {
+        self.lock.raw.intact()
     }
 }
 

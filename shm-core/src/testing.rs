@@ -49,6 +49,20 @@ pub const ROLE_VAR: &str = "SHM_TEST_ROLE";
 /// Runs the `#[ignore]`d test `entry` of the current test binary in a child process, with
 /// `envs` set and `stdin` written to its standard input; returns its output.
 pub fn spawn_self(entry: &str, role: &str, envs: &[(&str, &str)], stdin: &str) -> Output {
+    let mut cmd = self_command(entry, role, envs);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn the test binary");
+    let mut input = child.stdin.take().expect("stdin");
+    // The child may exit without reading; a broken pipe is its business.
+    let _ = input.write_all(stdin.as_bytes());
+    drop(input);
+    child.wait_with_output().expect("wait for the child")
+}
+
+/// The command that runs the `#[ignore]`d test `entry` of this test binary as `role`.
+fn self_command(entry: &str, role: &str, envs: &[(&str, &str)]) -> Command {
     let exe = std::env::current_exe().expect("current_exe");
     let mut cmd = Command::new(exe);
     cmd.args([
@@ -58,19 +72,99 @@ pub fn spawn_self(entry: &str, role: &str, envs: &[(&str, &str)], stdin: &str) -
         "--nocapture",
         "--test-threads=1",
     ])
-    .env(ROLE_VAR, role)
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    .env(ROLE_VAR, role);
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().expect("spawn the test binary");
-    let mut input = child.stdin.take().expect("stdin");
-    // The child may exit without reading; a broken pipe is its business.
-    let _ = input.write_all(stdin.as_bytes());
-    drop(input);
-    child.wait_with_output().expect("wait for the child")
+    cmd
+}
+
+/// Runs `f` on a thread and returns what it returns, or panics if it has not returned
+/// within `bound`: how a test asserts that a call ends (the bound is generous; no test
+/// asserts a speed). A call that hangs is left behind on its thread; the test fails.
+pub fn within<T: Send + 'static>(
+    bound: std::time::Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(bound) {
+        Ok(v) => v,
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("{what}: panicked"),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what}: did not return within {bound:?}")
+        }
+    }
+}
+
+/// A child process running one role of the current test binary (see [`spawn_self`]) in
+/// the background: it is started, its `RESULT ready` line awaited, and it is killed and
+/// reaped when dropped, so no test leaves a process behind.
+pub struct Peer {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Peer {
+    /// Starts `entry` with `role` and `envs` and waits (at most 30 s) until it prints
+    /// `RESULT ready`.
+    pub fn start(entry: &str, role: &str, envs: &[(&str, &str)]) -> Peer {
+        let mut cmd = self_command(entry, role, envs);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("spawn the test binary");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if let Some(i) = line.find("RESULT ") {
+                    if tx.send(line[i + 7..].to_owned()).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let peer = Peer { child, lines };
+        let first = peer.next_result(std::time::Duration::from_secs(30));
+        assert_eq!(
+            first.as_deref(),
+            Some("ready"),
+            "peer {role} did not get ready"
+        );
+        peer
+    }
+
+    /// The next `RESULT` line the peer prints, waiting at most `timeout`.
+    pub fn next_result(&self, timeout: std::time::Duration) -> Option<String> {
+        self.lines.recv_timeout(timeout).ok()
+    }
+
+    /// The peer's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the peer (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits (at most `timeout`) for the peer to exit by itself; its status.
+    pub fn wait(&mut self, timeout: std::time::Duration) -> Option<std::process::ExitStatus> {
+        crate::wait::poll_until(timeout, || self.child.try_wait().ok().flatten()).ok()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 /// What a child printed after `RESULT ` on each line that has it (libtest may print

@@ -30,7 +30,7 @@ fn layout_and_capacity() {
     assert_eq!(a.max_message(), 32752);
     // segment_len_for is exactly what create lays out: one byte less is too small.
     let opts = ChannelOptions::new().rings(2).capacity(4096);
-    let len = opts.segment_len_for(4096);
+    let len = opts.segment_len_for(4096).unwrap();
     assert_eq!(len, 128 + 128 + 2 * (384 + 4096));
     assert!(Channel::create(HeapMemory::new(len as usize), &opts).is_ok());
     let e = Channel::create(HeapMemory::new(len as usize - 1), &opts)
@@ -173,8 +173,25 @@ fn close_is_told_apart_and_delivered_after_pending_messages() {
 #[test]
 fn ends_are_exclusive_to_one_live_process() {
     let (a, b, _) = pair(4096, ChannelOptions::new());
-    let _tx = a.sender(0).unwrap();
-    // Same process may re-take its own end; a live other pid may not.
+    let tx = a.sender(0).unwrap();
+    // Not even this process may take an end it already holds (issue 10, case 9)...
+    let me = std::process::id();
+    assert_eq!(
+        b.sender(0).err(),
+        Some(Error::RoleTaken {
+            role: "sending",
+            ring: 0,
+            pid: me
+        })
+    );
+    assert!(
+        a.sender(0).is_err(),
+        "the same handle cannot take it twice either"
+    );
+    // ...until it lets it go.
+    drop(tx);
+    let _tx = a.sender(0).expect("a dropped end can be taken again");
+    // A live other pid holds it: taken.
     let pid_off = 128 + 128 + 8; // payload + channel header + producer line + 8
     shm_core::conformance::poke(a.raw().memory(), pid_off, &1u32.to_ne_bytes());
     let e = b.sender(0).err().unwrap();

@@ -6,11 +6,15 @@
 use loom::sync::Arc;
 use loom::thread;
 use shm_core::protocol::seqlock;
-use shm_core::sync::{AtomicU64, Ordering};
+use shm_core::sync::{AtomicU32, AtomicU64, Ordering};
+
+/// The pid the models use for a writer that died holding the lock.
+const DEAD: u32 = 99;
 
 /// A seqlocked record of two words; a torn read shows up as two different words.
 struct Cell {
     seq: AtomicU64,
+    owner: AtomicU32,
     words: [AtomicU64; 2],
 }
 
@@ -18,22 +22,35 @@ impl Cell {
     fn new() -> Self {
         Cell {
             seq: AtomicU64::new(0),
+            owner: AtomicU32::new(0),
             words: [AtomicU64::new(0), AtomicU64::new(0)],
         }
     }
 
-    fn store(&self, v: u64) {
-        let s = loop {
-            match seqlock::try_lock(&self.seq) {
-                Ok(s) => break s,
-                Err(_) => thread::yield_now(),
-            }
-        };
+    fn write_words(&self, v: u64) {
         for w in &self.words {
             // Release, as `copy::store_pod` does for seqlock data.
             w.store(v, Ordering::Release);
         }
-        seqlock::unlock(&self.seq, s);
+    }
+
+    /// `SeqLock::lock` as the library does it: take the lock, or take it over from the
+    /// dead writer `DEAD`, else wait.
+    fn store(&self, me: u32, v: u64) {
+        let s = loop {
+            match seqlock::try_lock(&self.seq, &self.owner, me) {
+                Ok(s) => break s,
+                Err(DEAD) => {
+                    if let Ok(s) = seqlock::steal(&self.seq, &self.owner, DEAD, me) {
+                        break s;
+                    }
+                }
+                Err(_) => {}
+            }
+            thread::yield_now();
+        };
+        self.write_words(v);
+        seqlock::unlock(&self.seq, &self.owner, s);
     }
 
     fn try_load(&self) -> Option<[u64; 2]> {
@@ -54,8 +71,8 @@ fn seqlock_reader_never_sees_a_torn_value() {
         let writer = {
             let cell = cell.clone();
             thread::spawn(move || {
-                cell.store(1);
-                cell.store(2);
+                cell.store(1, 1);
+                cell.store(1, 2);
             })
         };
         let reader = {
@@ -88,7 +105,7 @@ fn seqlock_two_writers_and_a_reader() {
             .into_iter()
             .map(|v| {
                 let cell = cell.clone();
-                thread::spawn(move || cell.store(v))
+                thread::spawn(move || cell.store(v as u32, v))
             })
             .collect();
         if let Some([a, b]) = cell.try_load() {
@@ -101,6 +118,7 @@ fn seqlock_two_writers_and_a_reader() {
         assert_eq!(a, b);
         assert!(a == 1 || a == 2);
         assert_eq!(cell.seq.load(Ordering::Relaxed), 4);
+        assert_eq!(cell.owner.load(Ordering::Relaxed), 0, "lock left held");
     });
 }
 
@@ -109,17 +127,12 @@ fn seqlock_steal_from_dead_writer_keeps_readers_out() {
     loom::model(|| {
         let cell = Arc::new(Cell::new());
         // A writer "died" holding the lock at 1 after writing one of two words.
+        cell.owner.store(DEAD, Ordering::Relaxed);
         cell.seq.store(1, Ordering::Relaxed);
         cell.words[0].store(9, Ordering::Relaxed);
         let recoverer = {
             let cell = cell.clone();
-            thread::spawn(move || {
-                let s = seqlock::steal(&cell.seq, 1).expect("steal");
-                for w in &cell.words {
-                    w.store(5, Ordering::Release);
-                }
-                seqlock::unlock(&cell.seq, s);
-            })
+            thread::spawn(move || cell.store(2, 5))
         };
         if let Some([a, b]) = cell.try_load() {
             assert_eq!([a, b], [5, 5], "a reader saw the dead writer's torn value");
@@ -129,12 +142,41 @@ fn seqlock_steal_from_dead_writer_keeps_readers_out() {
     });
 }
 
+/// The window the issue suspected: two writers both find the lock held by the dead writer
+/// and both try to take it over, while a reader reads. With the owner word as the lock only
+/// one thief can win at a time; the other waits for it, and the reader never accepts a mix.
+#[test]
+fn seqlock_two_thieves_and_a_reader() {
+    loom::model(|| {
+        let cell = Arc::new(Cell::new());
+        cell.owner.store(DEAD, Ordering::Relaxed);
+        cell.seq.store(1, Ordering::Relaxed);
+        cell.words[0].store(9, Ordering::Relaxed);
+        let thieves: Vec<_> = [(2u32, 20u64), (3, 30)]
+            .into_iter()
+            .map(|(me, v)| {
+                let cell = cell.clone();
+                thread::spawn(move || cell.store(me, v))
+            })
+            .collect();
+        if let Some([a, b]) = cell.try_load() {
+            assert_eq!(a, b, "torn read while two writers took over a dead lock");
+            assert!(a == 20 || a == 30, "read the dead writer's value {a}");
+        }
+        for t in thieves {
+            t.join().unwrap();
+        }
+        let [a, b] = cell.try_load().expect("quiescent read succeeds");
+        assert_eq!(a, b);
+        assert_eq!(cell.owner.load(Ordering::Relaxed), 0, "lock left held");
+        assert_eq!(cell.seq.load(Ordering::Relaxed) & 1, 0);
+    });
+}
+
 mod ring_model {
     use loom::sync::{Arc, Condvar, Mutex};
     use loom::thread;
-    use shm_core::protocol::ring::{
-        self, Consumer, Futex, Producer, Shared, Words, PRODUCER_CLOSED,
-    };
+    use shm_core::protocol::ring::{Consumer, Futex, Producer, Shared, Words, PRODUCER_CLOSED};
     use shm_core::sync::{AtomicU32, AtomicU64, Ordering};
     use std::time::Duration;
 
@@ -223,10 +265,7 @@ mod ring_model {
                 if let Some(off) = p.try_reserve(sh, r, &r.futex, 24).unwrap() {
                     break off;
                 }
-                if let Some(seq) = p
-                    .prepare_sleep(sh, ring::footprint(24) + ring::TERMINATOR)
-                    .unwrap()
-                {
+                if let Some(seq) = p.prepare_sleep(sh, 24).unwrap() {
                     r.futex.wait(sh.space_seq, seq, None);
                     p.done_sleeping(sh);
                 }

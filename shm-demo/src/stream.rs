@@ -123,7 +123,8 @@ fn channel_stream(backend: host::Backend, messages: u64, size: u64) -> Result<St
     // Room for at least 8 messages in flight, 1 MiB to 256 MiB.
     let cap = (((size + 8) * 8).next_power_of_two()).clamp(1 << 20, 1 << 28);
     let opts = ChannelOptions::new().capacity(cap);
-    let mem = host::create(backend, opts.segment_len_for(cap))?;
+    let len = opts.segment_len_for(cap).map_err(crate::errors::core)?;
+    let mem = host::create(backend, len)?;
     let chan = Channel::create(mem, &opts).map_err(crate::errors::core)?;
     let args = [
         "--role".to_owned(),

@@ -159,6 +159,22 @@ impl Producer {
         Ok(self.free() >= bytes)
     }
 
+    /// The free bytes the next step towards sending a `len`-byte message needs: the
+    /// message and its terminator, or, when the message does not fit before the end of
+    /// the ring, the PAD to the end and its terminator. [`try_reserve`](Self::try_reserve)
+    /// and [`prepare_sleep`](Self::prepare_sleep) both ask exactly this, so "there is
+    /// room" means the same thing to both: when `prepare_sleep` declines to sleep because
+    /// of room, the next `try_reserve` makes progress.
+    pub fn room_needed(&self, len: u64) -> u64 {
+        let need = footprint(len);
+        let contiguous = self.cap - (self.tail & (self.cap - 1));
+        if need > contiguous {
+            contiguous + TERMINATOR
+        } else {
+            need + TERMINATOR
+        }
+    }
+
     /// Room for a message of `len` bytes (`len <= max_message()`, checked by the
     /// caller): `Some(offset of its payload)`, or `None` if the ring is too full now.
     /// May publish a PAD to wrap to the start.
@@ -171,19 +187,21 @@ impl Producer {
     ) -> Result<Option<u64>, Corrupt> {
         let need = footprint(len);
         debug_assert!(need + TERMINATOR <= self.cap);
-        let idx = self.tail & (self.cap - 1);
-        let contiguous = self.cap - idx;
-        if need > contiguous {
-            if !self.has_room(sh, contiguous + TERMINATOR)? {
+        // At most two steps: a PAD to the end of the ring, then the message at index 0
+        // (where the whole ring is contiguous, so it cannot need a second PAD).
+        for _ in 0..2 {
+            if !self.has_room(sh, self.room_needed(len))? {
                 return Ok(None);
             }
-            self.publish_header(sh, words, futex, contiguous, VALID | PAD);
-            return self.try_reserve(sh, words, futex, len);
+            let idx = self.tail & (self.cap - 1);
+            let contiguous = self.cap - idx;
+            if need > contiguous {
+                self.publish_header(sh, words, futex, contiguous, VALID | PAD);
+                continue;
+            }
+            return Ok(Some(idx + MSG_HEADER));
         }
-        if !self.has_room(sh, need + TERMINATOR)? {
-            return Ok(None);
-        }
-        Ok(Some(idx + MSG_HEADER))
+        Ok(None)
     }
 
     /// Publishes the message of `len` bytes reserved last, whose payload the caller wrote.
@@ -222,10 +240,12 @@ impl Producer {
         }
     }
 
-    /// Gets ready to sleep until there is room for `bytes`: `Some(word value)` to pass to
+    /// Gets ready to sleep until there is room for the next step of sending a `len`-byte
+    /// message ([`room_needed`](Self::room_needed)): `Some(word value)` to pass to
     /// `Futex::wait` on `space_seq`, or `None` if room appeared or the consumer closed
     /// (don't sleep; look again).
-    pub fn prepare_sleep(&mut self, sh: Shared<'_>, bytes: u64) -> Result<Option<u32>, Corrupt> {
+    pub fn prepare_sleep(&mut self, sh: Shared<'_>, len: u64) -> Result<Option<u32>, Corrupt> {
+        let bytes = self.room_needed(len);
         // Acquire: pairs with the consumer's Release bump in `Consumer::publish`.
         let seq = sh.space_seq.load(Ordering::Acquire);
         sh.producer_sleeping.store(1, Ordering::Relaxed);
@@ -292,6 +312,11 @@ impl Consumer {
             }
             let len = header & !VALID;
             if len == PAD {
+                // A PAD fills the ring to its end. At index 0 it would span a whole lap
+                // and land on itself: no honest producer writes one there.
+                if idx == 0 {
+                    return Err(Corrupt::Length(header));
+                }
                 self.head = self.head.wrapping_add(self.cap - idx);
                 self.publish(sh, futex);
                 continue;
