@@ -134,6 +134,8 @@ mod record;
 #[cfg(not(loom))]
 pub mod seqlock;
 #[cfg(not(loom))]
+pub mod sigbus;
+#[cfg(not(loom))]
 pub mod wait;
 
 #[cfg(all(feature = "conformance", not(loom)))]

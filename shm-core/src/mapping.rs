@@ -47,6 +47,7 @@ pub fn fstat(fd: impl AsFd) -> io::Result<libc::stat> {
 pub struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
+    guard: Option<crate::sigbus::Registration>,
 }
 
 // SAFETY: a Mapping is an address range; it is only accessed through raw pointers by users
@@ -89,6 +90,7 @@ impl Mapping {
         Ok(Mapping {
             ptr: NonNull::new(ptr.cast()).expect("mmap returned null without MAP_FIXED"),
             len,
+            guard: None,
         })
     }
 
@@ -128,7 +130,26 @@ impl Mapping {
         Ok(Mapping {
             ptr: NonNull::new(ptr.cast()).expect("mremap returned null"),
             len: self.len,
+            guard: None,
         })
+    }
+
+    /// Guards the mapping against `SIGBUS` from a file truncated under it (see
+    /// [`crate::sigbus`]): a fault inside it then puts zero pages in its place and marks
+    /// it [`tripped`](Self::tripped) instead of killing the process. Installs the process's
+    /// `SIGBUS` handler on first use. Returns whether the mapping is guarded (`false` only
+    /// if the table of guarded ranges is full or the handler could not be installed).
+    pub fn guard_sigbus(&mut self) -> bool {
+        if self.guard.is_none() {
+            self.guard = crate::sigbus::register(self.ptr.as_ptr(), self.len);
+        }
+        self.guard.is_some()
+    }
+
+    /// Whether a `SIGBUS` inside this guarded mapping was caught: its pages are now
+    /// private zero pages, no longer shared with anyone.
+    pub fn tripped(&self) -> bool {
+        self.guard.as_ref().is_some_and(|g| g.tripped())
     }
 
     /// The base address (page aligned).
@@ -185,6 +206,9 @@ pub fn resident_bytes<M: crate::SharedMemory + ?Sized>(mem: &M) -> io::Result<u6
 
 impl Drop for Mapping {
     fn drop(&mut self) {
+        // Unregister before unmapping: the handler must never map over a range that is no
+        // longer ours.
+        drop(self.guard.take());
         // SAFETY: we own this range and nothing refers to it once we are dropped. munmap
         // can only fail for a bad range, which would be a bug here; there is nothing useful
         // to do about it in a destructor, so the result is ignored (as memmap2 does).
@@ -219,5 +243,33 @@ mod tests {
         }
         assert_eq!(a.resident_pages().unwrap(), 1);
         assert!(Mapping::anonymous_shared(0).is_err());
+    }
+
+    #[test]
+    fn a_guarded_mapping_survives_its_file_being_truncated() {
+        let path = format!("/dev/shm/shm-core-sigbus-{}", std::process::id());
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        file.set_len(3 * 4096).unwrap();
+        let mut map = Mapping::shared(&file, 3 * 4096).unwrap();
+        assert!(map.guard_sigbus());
+        // SAFETY: in range of the 12 KiB mapping.
+        unsafe { crate::copy::store_bytes(map.as_ptr().add(8192), b"before") };
+        assert!(!map.tripped());
+        file.set_len(4096).unwrap();
+        let mut out = [0xffu8; 6];
+        // SAFETY: in range of the mapping; the page is gone from the file, and the guard
+        // turns the fault into zero pages.
+        unsafe { crate::copy::load_bytes(map.as_ptr().add(8192), &mut out) };
+        assert!(map.tripped(), "the fault was not seen");
+        assert_eq!(out, [0; 6]);
+        // The whole range is private now: writes work and reach nobody.
+        // SAFETY: as above.
+        unsafe { crate::copy::store_bytes(map.as_ptr(), b"after") };
     }
 }
