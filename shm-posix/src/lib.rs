@@ -32,14 +32,34 @@
 //! ([`Reserve::All`]). Pages beyond the reservation can still SIGBUS on first touch if
 //! `/dev/shm` fills up in the meantime; reserve everything you will write.
 //!
-//! ## Trust
+//! ## Names
+//!
+//! A name is `/` followed by up to 254 bytes with no other `/`. Like glibc's `shm_open`,
+//! every function here also takes the name without its leading slash (`"my_shm"` means
+//! `"/my_shm"`), and shows the normalised name in what it returns and in its errors.
+//!
+//! ## Trust, and the SIGBUS guard
 //!
 //! A POSIX segment can be truncated by anyone who can open it for writing, and touching a
 //! truncated page raises SIGBUS. `open` refuses a segment smaller than its header claims,
 //! and refuses segments that another user owns or that are group- or world-writable
 //! (unless [`ShmOptions::allow_foreign`] says otherwise), so only processes of our own
-//! user can do that. Against a hostile peer of the same user, use `shm-memfd`: its
-//! segments are sealed against shrinking.
+//! user can do that. Against such a peer, every mapping this crate makes is **guarded**
+//! ([`shm_core::sigbus`]): the first mapping installs a process-wide `SIGBUS` handler
+//! (keeping, and chaining to, the one that was there) that turns a fault inside one of
+//! our mappings into zero pages mapped over it; the call that touched it, and every later
+//! call through shm-core, returns [`shm_core::Error::Truncated`]. Faults elsewhere in the
+//! process go to the previous handler, or kill the process as they would have. Against a
+//! hostile peer of the same user `shm-memfd` is still the better choice: its segments are
+//! sealed against shrinking, so the data stays shared instead of being cut off.
+//!
+//! ## Bounded opens
+//!
+//! Opening never waits without a bound: the name is opened with `O_NONBLOCK` (a FIFO
+//! planted under the name cannot block us) and its type is checked on the opened fd; the
+//! shared `flock` below is taken with `LOCK_NB` and retried for at most
+//! [`ShmOptions::lock_timeout`] (default [`DEFAULT_LOCK_TIMEOUT`]), then
+//! [`Error::Locked`] names the process holding the lock, if `/proc/locks` tells.
 //!
 //! ## Stale segments
 //!
@@ -57,8 +77,10 @@ mod sys;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
 
 use shm_core::mapping::Mapping;
+use shm_core::wait::{DeadlineOnly, Pace, Waiter};
 use shm_core::SharedMemory;
 
 /// The longest name accepted, in bytes, leading `/` included.
@@ -66,6 +88,10 @@ pub const NAME_MAX: usize = 255;
 
 /// Bytes reserved at create by default (see the crate docs).
 pub const DEFAULT_RESERVE: u64 = 64 * 1024;
+
+/// How long `create` and `open` retry the shared `flock` while another process holds an
+/// exclusive one (the stale-segment check holds it for a moment).
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What went wrong, with the name involved.
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +165,17 @@ pub enum Error {
         /// The permission bits.
         mode: u32,
     },
+    /// Another process held an exclusive lock on the segment for longer than the lock
+    /// timeout.
+    #[error("segment {name} is locked by {} (waited {waited:?} for its exclusive flock to go)", match .holder { Some(pid) => format!("pid {pid}"), None => "another process".to_owned() })]
+    Locked {
+        /// The name.
+        name: String,
+        /// The pid holding the lock, if `/proc/locks` told.
+        holder: Option<u32>,
+        /// How long we retried.
+        waited: Duration,
+    },
     /// The segment is empty: there is nothing to map.
     #[error("segment {name} is empty (0 bytes): its creator never sized it")]
     Empty {
@@ -192,16 +229,24 @@ pub enum Reserve {
     All,
 }
 
-/// Checks a POSIX shared memory name: a leading `/`, no other `/`, not empty, no NUL,
-/// at most [`NAME_MAX`] bytes.
+/// The name as `shm_open` understands it: glibc takes `"my_shm"` to mean `"/my_shm"`, and
+/// so do we. Names that already start with `/` are returned unchanged.
+pub fn normalize_name(name: &str) -> String {
+    if name.starts_with('/') {
+        name.to_owned()
+    } else {
+        format!("/{name}")
+    }
+}
+
+/// Checks a POSIX shared memory name, after [`normalize_name`]: not empty, no `/` after
+/// the leading one, no NUL, at most [`NAME_MAX`] bytes.
 pub fn validate_name(name: &str) -> Result<CString, Error> {
+    let name = normalize_name(name);
     let bad = |reason| Error::InvalidName {
-        name: name.to_owned(),
+        name: name.clone(),
         reason,
     };
-    if !name.starts_with('/') {
-        return Err(bad("it must start with '/'"));
-    }
     if name.len() == 1 {
         return Err(bad("it is empty after the leading '/'"));
     }
@@ -214,7 +259,7 @@ pub fn validate_name(name: &str) -> Result<CString, Error> {
     if name == "/." || name == "/.." {
         return Err(bad("'.' and '..' are not names"));
     }
-    CString::new(name).map_err(|_| bad("it contains a NUL byte"))
+    CString::new(name.as_str()).map_err(|_| bad("it contains a NUL byte"))
 }
 
 /// Builder for [`PosixShm`]: `ShmOptions::new(name).size(n).create()` / `.open()`.
@@ -226,20 +271,29 @@ pub struct ShmOptions {
     reserve: Reserve,
     allow_foreign: bool,
     populate: bool,
+    lock_timeout: Duration,
 }
 
 impl ShmOptions {
-    /// Options for the segment `name` (`"/my_shm"`). Size 4096, mode `0600`, reserve
-    /// [`DEFAULT_RESERVE`] bytes.
+    /// Options for the segment `name` (`"/my_shm"`, or `"my_shm"`, which means the same).
+    /// Size 4096, mode `0600`, reserve [`DEFAULT_RESERVE`] bytes.
     pub fn new(name: impl Into<String>) -> Self {
         ShmOptions {
-            name: name.into(),
+            name: normalize_name(&name.into()),
             size: 4096,
             mode: 0o600,
             reserve: Reserve::Bytes(DEFAULT_RESERVE),
             allow_foreign: false,
             populate: false,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
         }
+    }
+
+    /// How long to retry the shared `flock` while another process holds an exclusive one
+    /// (default [`DEFAULT_LOCK_TIMEOUT`]); then [`Error::Locked`].
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
     }
 
     /// The size of a new segment in bytes.
@@ -333,7 +387,7 @@ impl ShmOptions {
         .map_err(|e| Error::io("shm_open", name, e))?;
         // From here on the name is ours: any failure must unlink it again.
         let guard = UnlinkGuard(cname);
-        sys::flock_shared(fd.as_fd()).map_err(|e| Error::io("flock", name, e))?;
+        self.lock_shared(fd.as_fd())?;
         sys::ftruncate(fd.as_fd(), self.size).map_err(|e| Error::io("ftruncate", name, e))?;
         let reserve = match self.reserve {
             Reserve::None => 0,
@@ -394,7 +448,7 @@ impl ShmOptions {
             size,
             reason: "larger than the address space",
         })?;
-        sys::flock_shared(fd.as_fd()).map_err(|e| Error::io("flock", name, e))?;
+        self.lock_shared(fd.as_fd())?;
         let map = self.map(fd.as_fd(), size)?;
         Ok(PosixShm {
             map,
@@ -404,13 +458,42 @@ impl ShmOptions {
         })
     }
 
+    /// Takes the shared `flock` that marks the segment in use: `LOCK_NB`, retried for at
+    /// most the lock timeout while another process holds an exclusive lock.
+    fn lock_shared(&self, fd: BorrowedFd<'_>) -> Result<(), Error> {
+        let name = &self.name;
+        let mut w = Waiter::new(Pace::Poll, Some(self.lock_timeout));
+        loop {
+            match sys::try_flock_shared(fd) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => return Err(Error::io("flock", name, e)),
+            }
+            if let Err(e) = w.pause(&mut DeadlineOnly) {
+                let waited = match e {
+                    shm_core::Error::Timeout { waited } => waited,
+                    _ => self.lock_timeout,
+                };
+                let holder = sys::fstat(fd).ok().and_then(|st| sys::flock_holder(&st));
+                return Err(Error::Locked {
+                    name: name.clone(),
+                    holder,
+                    waited,
+                });
+            }
+        }
+    }
+
     fn map(&self, fd: BorrowedFd<'_>, len: usize) -> Result<Mapping, Error> {
         let map = if self.populate {
             Mapping::shared_populated(fd, len)
         } else {
             Mapping::shared(fd, len)
         };
-        map.map_err(|e| Error::io("mmap", &self.name, e))
+        let mut map = map.map_err(|e| Error::io("mmap", &self.name, e))?;
+        // A same-user peer can truncate the file under us: catch the fault (crate docs).
+        map.guard_sigbus();
+        Ok(map)
     }
 }
 
@@ -485,6 +568,12 @@ unsafe impl SharedMemory for PosixShm {
     fn is_owner(&self) -> bool {
         self.owner
     }
+    fn truncated(&self) -> Option<u64> {
+        if !self.map.tripped() {
+            return None;
+        }
+        Some(self.current_size().unwrap_or(0))
+    }
 }
 
 impl Drop for PosixShm {
@@ -503,37 +592,47 @@ impl Drop for PosixShm {
 #[doc(alias = "shm_unlink")]
 pub fn unlink(name: &str) -> Result<(), Error> {
     let cname = validate_name(name)?;
-    sys::shm_unlink(&cname).map_err(|e| Error::io("shm_unlink", name, e))
+    sys::shm_unlink(&cname).map_err(|e| Error::io("shm_unlink", &normalize_name(name), e))
 }
 
-/// Whether the segment `name` is one of ours (starts with the layout magic) and no
-/// process holds it open through this crate.
+/// Whether the segment `name` is one of ours (a regular file that starts with the layout
+/// magic) and no process holds it open through this crate.
+///
+/// Never blocks: the name is opened with `O_NONBLOCK`, its type is checked on the opened
+/// fd (a FIFO or anything else but a regular file is not ours), and the lock is only
+/// tried (`LOCK_NB`).
 pub fn is_stale(name: &str) -> Result<bool, Error> {
     let cname = validate_name(name)?;
+    let name = normalize_name(name);
     let fd =
-        sys::shm_open(&cname, libc::O_RDONLY, 0).map_err(|e| Error::io("shm_open", name, e))?;
+        sys::shm_open(&cname, libc::O_RDONLY, 0).map_err(|e| Error::io("shm_open", &name, e))?;
+    let st = sys::fstat(fd.as_fd()).map_err(|e| Error::io("fstat", &name, e))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Ok(false);
+    }
     let mut magic = [0u8; 8];
-    let n = sys::pread(fd.as_fd(), &mut magic, 0).map_err(|e| Error::io("pread", name, e))?;
+    let n = sys::pread(fd.as_fd(), &mut magic, 0).map_err(|e| Error::io("pread", &name, e))?;
     if n != 8 || magic != shm_core::layout::MAGIC {
         return Ok(false);
     }
-    sys::try_flock_exclusive(fd.as_fd()).map_err(|e| Error::io("flock", name, e))
+    sys::try_flock_exclusive(fd.as_fd()).map_err(|e| Error::io("flock", &name, e))
 }
 
 /// The names of our segments in `/dev/shm` that start with `prefix` (`"/"` for all) and
-/// that no live process holds.
+/// that no live process holds. Each entry's type is judged on its opened fd by
+/// [`is_stale`], never on the directory entry, which a peer can swap after we read it.
 pub fn list_stale(prefix: &str) -> Result<Vec<String>, Error> {
+    let prefix = normalize_name(prefix);
     let dir = std::fs::read_dir("/dev/shm").map_err(|e| Error::io("read_dir", "/dev/shm", e))?;
     let mut stale = Vec::new();
     for entry in dir.flatten() {
         let Some(file) = entry.file_name().to_str().map(|s| format!("/{s}")) else {
             continue;
         };
-        if !file.starts_with(prefix) || validate_name(&file).is_err() {
+        if !file.starts_with(&prefix) || validate_name(&file).is_err() {
             continue;
         }
-        let ours = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
-        if ours && matches!(is_stale(&file), Ok(true)) {
+        if matches!(is_stale(&file), Ok(true)) {
             stale.push(file);
         }
     }
@@ -561,9 +660,9 @@ mod tests {
     #[test]
     fn names_are_validated_before_any_syscall() {
         for (name, reason) in [
-            ("noslash", "it must start with '/'"),
-            ("", "it must start with '/'"),
+            ("", "it is empty after the leading '/'"),
             ("/", "it is empty after the leading '/'"),
+            ("a/b", "it may contain no '/' after the first character"),
             ("/a/b", "it may contain no '/' after the first character"),
             ("/..", "'.' and '..' are not names"),
             ("/a\0b", "it contains a NUL byte"),
@@ -579,6 +678,25 @@ mod tests {
             Err(Error::InvalidName { .. })
         ));
         assert!(validate_name(&long[..255]).is_ok());
+        assert!(
+            validate_name(&long[1..255]).is_ok(),
+            "254 bytes without the slash"
+        );
+        assert!(matches!(
+            validate_name(&long[1..]),
+            Err(Error::InvalidName { .. })
+        ));
         assert!(validate_name("/my_shm").is_ok());
+        // glibc's reading of a name without the leading slash.
+        assert_eq!(
+            validate_name("my_shm").unwrap().to_str().unwrap(),
+            "/my_shm"
+        );
+        assert_eq!(normalize_name("my_shm"), "/my_shm");
+        assert_eq!(ShmOptions::new("my_shm").name, "/my_shm");
+        match validate_name("a\0b") {
+            Err(Error::InvalidName { name, .. }) => assert_eq!(name, "/a\0b"),
+            other => panic!("{other:?}"),
+        }
     }
 }

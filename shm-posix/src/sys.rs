@@ -9,14 +9,19 @@ pub use shm_core::mapping::fstat;
 use shm_core::mapping::{cvt, ret_owned_fd};
 pub use shm_core::proc::effective_uid as geteuid;
 
-/// `shm_open(name, flags | O_CLOEXEC | O_NOFOLLOW, mode)`.
+/// `shm_open(name, flags | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, mode)`.
+///
+/// `O_NONBLOCK` because a peer can put a FIFO (or another special file) where a segment
+/// should be, and opening a FIFO without it blocks until a writer appears. On a regular
+/// file it changes nothing that we use. Callers check the type on the opened fd (`fstat`),
+/// never on the name.
 pub fn shm_open(name: &CStr, flags: libc::c_int, mode: u32) -> io::Result<OwnedFd> {
     // SAFETY: `name` is a valid C string for the call; shm_open returns -1 or a new fd
     // that nothing else owns.
     unsafe {
         ret_owned_fd(libc::shm_open(
             name.as_ptr(),
-            flags | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+            flags | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK,
             mode as libc::mode_t,
         ))
     }
@@ -54,10 +59,32 @@ pub fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usiz
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
-/// `flock(fd, LOCK_SH)`: held for as long as the fd is open.
-pub fn flock_shared(fd: BorrowedFd<'_>) -> io::Result<()> {
+/// `flock(fd, LOCK_SH | LOCK_NB)`: `Ok(true)` if we got it (held for as long as the fd is
+/// open), `Ok(false)` if someone holds an exclusive lock. Never blocks.
+pub fn try_flock_shared(fd: BorrowedFd<'_>) -> io::Result<bool> {
     // SAFETY: `fd` is live.
-    cvt(unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_SH) }).map(drop)
+    match cvt(unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) }) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The pid holding an exclusive `flock` on the file behind `st`, from `/proc/locks`
+/// (`N: FLOCK  ADVISORY  WRITE PID MAJ:MIN:INODE 0 EOF`), if it can be learned.
+pub fn flock_holder(st: &libc::stat) -> Option<u32> {
+    let want = format!(
+        "{:02x}:{:02x}:{}",
+        libc::major(st.st_dev),
+        libc::minor(st.st_dev),
+        st.st_ino
+    );
+    let text = std::fs::read_to_string("/proc/locks").ok()?;
+    text.lines()
+        .filter(|l| !l.contains("->"))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() >= 6 && f[1] == "FLOCK" && f[3] == "WRITE" && f[5] == want)
+        .and_then(|f| f[4].parse().ok())
 }
 
 /// `flock(fd, LOCK_EX | LOCK_NB)`: `Ok(true)` if we got it (nobody else holds a lock).
