@@ -10,8 +10,15 @@
 //! name in the abstract namespace) and sends the fd to each client, by default only to
 //! clients of our own uid (`SO_PEERCRED`). [`connect`] receives exactly one fd, close-on-exec,
 //! and verifies it before mapping: a memfd, opened read-write, sealed against shrink and
-//! grow, not sealed against writes, non-empty. Every fd that arrives and is not used is
-//! closed.
+//! grow, not sealed against writes, non-empty. The size is read only after the seals are
+//! seen: before they are there a sender could still change it. Every fd that arrives and
+//! is not used is closed.
+//!
+//! Nothing here waits without a bound except [`Server::serve_one`], which waits for a
+//! client as `accept` does (use [`Server::serve_one_timeout`] to bound it): `connect`,
+//! receiving and sending run with socket timeouts ([`DEFAULT_TIMEOUT`], or the one given
+//! to [`connect_timeout`]), so a server that accepts and never sends, a full backlog or a
+//! client that never reads ends in [`Error::Timeout`].
 //!
 //! ```
 //! use shm_memfd::{MemfdOptions, Server};
@@ -46,6 +53,9 @@ use shm_core::mapping::Mapping;
 use shm_core::SharedMemory;
 
 pub use sys::{recv_fd, send_fds};
+
+/// The bound on connecting, receiving the fd and sending it, unless one is given.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What went wrong.
 #[derive(Debug, thiserror::Error)]
@@ -115,8 +125,8 @@ pub enum Error {
         /// The peer's.
         found: u32,
     },
-    /// No client connected in time.
-    #[error("no client connected within {0:?}")]
+    /// No client connected, or the peer did not answer, within the timeout.
+    #[error("timed out after {0:?} waiting for the peer")]
     Timeout(Duration),
     /// A system call failed.
     #[error("{op} failed: {source}")]
@@ -312,6 +322,8 @@ pub fn verify(fd: BorrowedFd<'_>) -> Result<usize, Error> {
             })
         }
     }
+    // Seals first, then the size: until SHRINK and GROW are set the sender can still
+    // change the size, so a size read before the seals could be stale by the time we map.
     let seals = sys::get_seals(fd).map_err(io_err("fcntl(F_GET_SEALS)"))?;
     let missing = match (
         seals & libc::F_SEAL_SHRINK != 0,
@@ -333,6 +345,8 @@ pub fn verify(fd: BorrowedFd<'_>) -> Result<usize, Error> {
             found: sys::seal_names(seals),
         });
     }
+    // Seals cannot be removed, so from here on the size is frozen.
+    let st = sys::fstat(fd).map_err(io_err("fstat"))?;
     let size = u64::try_from(st.st_size).unwrap_or(0);
     if size == 0 {
         return Err(Error::Empty);
@@ -403,6 +417,8 @@ impl Server {
     }
 
     fn send_to(&self, stream: &UnixStream, fd: BorrowedFd<'_>) -> Result<u32, Error> {
+        // A client that never reads cannot hold us in `sendmsg`.
+        sys::set_timeouts(stream.as_fd(), DEFAULT_TIMEOUT).map_err(io_err("setsockopt"))?;
         let cred = sys::peer_cred(stream.as_fd()).map_err(io_err("getsockopt(SO_PEERCRED)"))?;
         let me = sys::geteuid();
         if !self.allow_any_uid && cred.uid != me {
@@ -431,22 +447,57 @@ impl Drop for Server {
     }
 }
 
-/// Connects to the socket file `path`, receives the memfd and maps it (see [`receive`]).
+/// Connects to the socket file `path`, receives the memfd and maps it (see [`receive`]),
+/// within [`DEFAULT_TIMEOUT`].
 pub fn connect(path: impl AsRef<Path>) -> Result<MemfdShm, Error> {
-    let stream = UnixStream::connect(path).map_err(io_err("connect"))?;
-    receive(&stream, false)
+    connect_timeout(path, DEFAULT_TIMEOUT)
 }
 
-/// Connects to `name` in the abstract namespace and receives the memfd.
+/// [`connect`], bounded by `timeout` for the connect and again for the receive:
+/// [`Error::Timeout`] if the server's backlog stays full or it never sends.
+pub fn connect_timeout(path: impl AsRef<Path>, timeout: Duration) -> Result<MemfdShm, Error> {
+    use std::os::unix::ffi::OsStrExt;
+    let stream = connect_stream(path.as_ref().as_os_str().as_bytes(), false, timeout)?;
+    receive_timeout(&stream, false, timeout)
+}
+
+/// Connects to `name` in the abstract namespace and receives the memfd, within
+/// [`DEFAULT_TIMEOUT`].
 pub fn connect_abstract(name: &str) -> Result<MemfdShm, Error> {
-    let addr = SocketAddr::from_abstract_name(name.as_bytes()).map_err(io_err("connect"))?;
-    let stream = UnixStream::connect_addr(&addr).map_err(io_err("connect"))?;
-    receive(&stream, false)
+    let stream = connect_stream(name.as_bytes(), true, DEFAULT_TIMEOUT)?;
+    receive_timeout(&stream, false, DEFAULT_TIMEOUT)
+}
+
+fn connect_stream(
+    addr: &[u8],
+    abstract_name: bool,
+    timeout: Duration,
+) -> Result<UnixStream, Error> {
+    match sys::connect_unix(addr, abstract_name, timeout) {
+        Ok(fd) => Ok(UnixStream::from(fd)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(Error::Timeout(timeout)),
+        Err(e) => Err(Error::Io {
+            op: "connect",
+            source: e,
+        }),
+    }
 }
 
 /// Receives exactly one fd on `stream` (close-on-exec), checks that the sender runs as our
-/// uid (unless `allow_any_uid`), verifies the fd (see [`verify`]) and maps it.
+/// uid (unless `allow_any_uid`), verifies the fd (see [`verify`]) and maps it. Waits at
+/// most [`DEFAULT_TIMEOUT`] for the fd (it sets the stream's receive timeout).
 pub fn receive(stream: &UnixStream, allow_any_uid: bool) -> Result<MemfdShm, Error> {
+    receive_timeout(stream, allow_any_uid, DEFAULT_TIMEOUT)
+}
+
+/// [`receive`], waiting at most `timeout` for the fd (set as the stream's `SO_RCVTIMEO`
+/// and `SO_SNDTIMEO`).
+pub fn receive_timeout(
+    stream: &UnixStream,
+    allow_any_uid: bool,
+    timeout: Duration,
+) -> Result<MemfdShm, Error> {
+    sys::set_timeouts(stream.as_fd(), timeout).map_err(io_err("setsockopt"))?;
     if !allow_any_uid {
         let cred = sys::peer_cred(stream.as_fd()).map_err(io_err("getsockopt(SO_PEERCRED)"))?;
         let me = sys::geteuid();

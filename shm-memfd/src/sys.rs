@@ -8,7 +8,7 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -99,11 +99,87 @@ pub fn poll_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> 
     }
 }
 
+/// `setsockopt(SO_SNDTIMEO)` and `setsockopt(SO_RCVTIMEO)` to `timeout` (at least 1 µs:
+/// zero would mean "no timeout" to the kernel). A blocking `connect` (a full backlog),
+/// `sendmsg` or `recvmsg` on the socket then fails with `EAGAIN` after that long.
+pub fn set_timeouts(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<()> {
+    let t = timeout.max(Duration::from_micros(1));
+    let tv = libc::timeval {
+        tv_sec: libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_usec: t.subsec_micros() as libc::suseconds_t,
+    };
+    for opt in [libc::SO_SNDTIMEO, libc::SO_RCVTIMEO] {
+        // SAFETY: `tv` is a valid timeval of the size given, for the call.
+        cvt(unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// A Unix stream socket connected to `path` (a file path) or, with `abstract_name`, to
+/// that name in the abstract namespace; close-on-exec, with [`set_timeouts`] applied
+/// *before* `connect`, so that a listener whose backlog is full cannot block us past
+/// `timeout`.
+pub fn connect_unix(addr: &[u8], abstract_name: bool, timeout: Duration) -> io::Result<OwnedFd> {
+    // SAFETY: sockaddr_un is plain data; all-zero is valid.
+    let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let start = usize::from(abstract_name);
+    // A path needs room for its terminating NUL; an abstract name has its leading one.
+    let room = sa.sun_path.len() - usize::from(!abstract_name);
+    if addr.is_empty() || start + addr.len() > room || (!abstract_name && addr.contains(&0)) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "socket address empty, too long or containing NUL",
+        ));
+    }
+    for (i, &b) in addr.iter().enumerate() {
+        sa.sun_path[start + i] = b as libc::c_char;
+    }
+    let len = std::mem::offset_of!(libc::sockaddr_un, sun_path) + start + addr.len();
+    // SAFETY: socket returns -1 or a new fd that nothing else owns.
+    let fd = unsafe {
+        shm_core::mapping::ret_owned_fd(libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+        ))
+    }?;
+    set_timeouts(fd.as_fd(), timeout)?;
+    loop {
+        // SAFETY: `sa` is a valid sockaddr_un of at least `len` bytes.
+        let rc = unsafe {
+            libc::connect(
+                fd.as_raw_fd(),
+                (&sa as *const libc::sockaddr_un).cast(),
+                len as libc::socklen_t,
+            )
+        };
+        match cvt(rc) {
+            Ok(_) => return Ok(fd),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Sends one byte with `fds` attached (`SCM_RIGHTS`). The fds are borrowed: the kernel
 /// duplicates them into the message.
 pub fn send_fds(stream: &UnixStream, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
     let raw: Vec<_> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
     stream.send_with_fd(&[1u8], &raw).map(drop)
+}
+
+/// The receive timeout set on `stream` (for the error message).
+fn receive_timeout(stream: &UnixStream) -> Duration {
+    stream.read_timeout().ok().flatten().unwrap_or_default()
 }
 
 /// Room for this many fds in the control buffer: one is expected, the rest is there so
@@ -139,6 +215,10 @@ pub fn recv_fd(stream: &UnixStream) -> Result<OwnedFd, Error> {
             break n;
         }
         let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::WouldBlock {
+            // SO_RCVTIMEO ran out (see `set_timeouts`).
+            return Err(Error::Timeout(receive_timeout(stream)));
+        }
         if e.kind() != io::ErrorKind::Interrupted {
             return Err(Error::Io {
                 op: "recvmsg",
