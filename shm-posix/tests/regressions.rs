@@ -200,11 +200,13 @@ fn case2_receiver_closing_during_the_spin_ends_the_send() {
             &[("SHM_NAME", &name), ("CLOSE_AFTER_MS", &close_after)],
         );
         let mut tx = chan.sender(0).unwrap();
+        // The default (50 µs of spinning, then futex sleeps) and a 1 ms spin: the close
+        // lands while the sender goes between spinning and getting ready to sleep.
         tx.set_wait(if trial % 2 == 0 {
-            WaitMode::Spin
+            WaitMode::default()
         } else {
             WaitMode::Block {
-                spin: Duration::from_secs(60),
+                spin: Duration::from_millis(1),
             }
         });
         tx.send(&[1u8; 96]).unwrap();
