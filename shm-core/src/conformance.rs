@@ -32,7 +32,7 @@ macro_rules! conformance_tests {
             layout_round_trip, record_read_write, byte_ranges, corrupted_headers_are_rejected,
             mismatched_types_are_rejected, too_small_memory, already_initialized,
             never_ready_segment_times_out, creator_died_during_init, seqlock_snapshots,
-            seqlock_writer_died, four_gib_segment_is_lazy);
+            seqlock_writer_died, four_gib_segment_is_lazy, foreign_segments);
     };
     (@each $backend:expr; $($name:ident),*) => {$(
         #[test]
@@ -152,6 +152,35 @@ pub fn record_read_write<B: Backend>(b: &mut B) {
             assert_eq!(seg.read(), v);
         }
     }
+}
+
+/// Headerless ("foreign") segments: the record at offset 0 and nothing else; the only
+/// check is the size, and a segment with our header is readable as raw bytes too.
+pub fn foreign_segments<B: Backend>(b: &mut B) {
+    let seg = Segment::create_foreign(b.create(4096), &SAMPLE).expect("create_foreign");
+    let mem = b.reopen(seg.raw().memory());
+    let mut first = [0u8; 40];
+    // SAFETY: the memory is 4096 bytes long.
+    unsafe { crate::copy::load_bytes(mem.as_ptr(), &mut first) };
+    assert_eq!(&first[..32], bytemuck::bytes_of(&SAMPLE), "the record at offset 0");
+    assert_eq!(&first[32..], &[0u8; 8], "and nothing else");
+    // Our header check refuses it (no magic: a fresh-looking segment never gets ready).
+    let quick = AttachOptions::new().ready_timeout(Duration::from_millis(20));
+    assert!(Segment::<Sample, _>::attach_with(b.reopen(&mem), &quick).is_err());
+    let att = Segment::<Sample, _>::attach_foreign(mem).expect("attach_foreign");
+    assert!(att.raw().is_foreign());
+    assert_eq!(att.read(), SAMPLE);
+    assert_eq!(att.payload_len(), 4096);
+    att.write_at(4090, &[1; 6]).expect("the whole mapping is the payload");
+    assert!(matches!(
+        att.write_at(4091, &[1; 6]),
+        Err(Error::OutOfBounds { .. })
+    ));
+    // Too small for the record: TooSmall, for both.
+    let small = b.create(31);
+    let e = Segment::<Sample, _>::attach_foreign(b.reopen(&small)).err();
+    assert_eq!(e, Some(Error::TooSmall { needed: 32, found: 31 }));
+    assert!(Segment::create_foreign(small, &SAMPLE).is_err());
 }
 
 /// Byte ranges in the payload round-trip; ranges that leave it are errors.

@@ -24,6 +24,35 @@
 //! |    120 |    4 | `ready`          | `0` while initialising, then `0x5245_4459` (`b"YDER"` in LE)   |
 //! |    124 |    4 | `reserved`       | `0`                                                            |
 //!
+//! ## Reading a segment from another language
+//!
+//! Everything a reader needs is on this page; `shm-demo/tests/peers/layout_reader.c` is a
+//! C reader written from it alone, and the test suite runs it against our segments.
+//!
+//! 1. Open and map the segment (`shm_open` + `fstat` + `mmap`, read-only is enough to
+//!    read); the mapped length is the file's size. Fewer than 128 bytes: not a segment.
+//! 2. Load `ready` (4 bytes at offset 120) with **acquire** ordering (C11
+//!    `atomic_load_explicit(..., memory_order_acquire)`): it pairs with the creator's
+//!    release store. `0` means the creator is still initialising (retry for a while, then
+//!    give up); `0x5245_4459` means ready; any other value is corrupt.
+//! 3. Copy the 128 header bytes **once** into private memory and check only that copy,
+//!    in this order: `magic`, `layout_version == 1`, `header_size == 128`,
+//!    `128 <= segment_size <= mapped length`, `payload_offset == 128`,
+//!    `payload_len == segment_size - 128`, `kind`, `kind_version` (per kind, below),
+//!    then the record schema: `schema_size` and `schema_align` equal to your type's
+//!    `sizeof` and `_Alignof`, `schema_version`, and `schema_name_len` bytes of
+//!    `schema_name` equal to your type's name. A peer may rewrite the header at any time;
+//!    never read it again after the check.
+//! 4. Copy the record out of the payload at `payload_offset`; it is the C layout of the
+//!    type (`#[repr(C)]` on the Rust side), in native byte order. Other processes may be
+//!    writing it: a plain copy can mix two writes (use a seqlock segment, kind 2, for
+//!    consistent snapshots: copy `seq` (acquire), the record, `seq` again, and keep the
+//!    copy only if both are equal and even).
+//!
+//! Segments made by programs that do not speak this layout (no header, the record at
+//! offset 0, as the tutorial's writer and Python's `multiprocessing.shared_memory` make
+//! them) are read with [`Segment::attach_foreign`](crate::Segment::attach_foreign).
+//!
 //! ## Payload kinds
 //!
 //! * **Record (1)**: the record at `payload_offset`, followed by free bytes to the end of

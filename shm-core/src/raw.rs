@@ -11,7 +11,8 @@ use crate::proc::{self, Liveness};
 use crate::wait::{Pace, Sleeper, Waiter};
 use crate::{Error, SharedMemory};
 
-/// Shared memory whose header has been written (by `create`) or validated (by `attach`).
+/// Shared memory whose header has been written (by `create`) or validated (by `attach`),
+/// or memory with no header at all ([`foreign`](Self::foreign)).
 ///
 /// Holds the header snapshot it validated; the header in the memory is never read again,
 /// so a peer changing it later cannot move our bounds.
@@ -107,6 +108,30 @@ impl<M: SharedMemory> RawSegment<M> {
         };
         layout::validate(&header, mapped, &expect)?;
         Ok(RawSegment { mem, header })
+    }
+
+    /// Memory with no header: a segment made by a program that does not speak this
+    /// layout (the tutorial's Go and C programs, Python's `multiprocessing.shared_memory`).
+    /// The payload is the whole mapping, from offset 0.
+    ///
+    /// Nothing can be validated: no magic, no type, no version. Access stays bounded by
+    /// the mapping's length and by copy, so it is sound whatever the bytes are; whether
+    /// they mean what the caller thinks is the caller's business. [`header`](Self::header)
+    /// returns a description made up for the mapping (magic and kind 0, payload offset 0),
+    /// not bytes read from it.
+    pub fn foreign(mem: M) -> Self {
+        let len = mem.len() as u64;
+        let header = Header {
+            segment_size: len,
+            payload_len: len,
+            ..bytemuck::Zeroable::zeroed()
+        };
+        RawSegment { mem, header }
+    }
+
+    /// Whether this segment has no header (made by [`foreign`](Self::foreign)).
+    pub fn is_foreign(&self) -> bool {
+        self.header.magic != MAGIC
     }
 
     fn ready_word(&self) -> &AtomicU64 {

@@ -89,6 +89,43 @@ impl<T: Record, M: SharedMemory> Segment<T, M> {
         })
     }
 
+    /// A segment with no header, made by a program that does not speak this layout: the
+    /// record is at offset 0 of the mapping (the tutorial's writer, Python's
+    /// `multiprocessing.shared_memory` plus `struct.pack`, a C program).
+    ///
+    /// **The type is not verified**: there is no header to say what the bytes are. The
+    /// only check is the size: the mapping must hold at least `size_of::<T>()` bytes
+    /// ([`Error::TooSmall`] otherwise, an empty mapping included). Access is by copy of a
+    /// `Pod` type, so whatever the bytes are, reading them is sound and gives some `T`.
+    ///
+    /// ```
+    /// use shm_core::{HeapMemory, Segment};
+    /// # fn main() -> Result<(), shm_core::Error> {
+    /// let mem = HeapMemory::from_bytes(&[100u64, 876, 8021].map(u64::to_ne_bytes).concat());
+    /// let seg = Segment::<[u64; 3], _>::attach_foreign(mem)?;
+    /// assert_eq!(seg.read(), [100, 876, 8021]);
+    /// # Ok(()) }
+    /// ```
+    pub fn attach_foreign(mem: M) -> Result<Self, Error> {
+        let needed = std::mem::size_of::<T>() as u64;
+        let found = mem.len() as u64;
+        if found < needed {
+            return Err(Error::TooSmall { needed, found });
+        }
+        Ok(Segment {
+            raw: RawSegment::foreign(mem),
+            _record: PhantomData,
+        })
+    }
+
+    /// Makes a headerless segment the way foreign programs expect one: writes `value` at
+    /// offset 0 and nothing else. [`Error::TooSmall`] if the mapping cannot hold it.
+    pub fn create_foreign(mem: M, value: &T) -> Result<Self, Error> {
+        let seg = Self::attach_foreign(mem)?;
+        seg.try_write(value)?;
+        Ok(seg)
+    }
+
     /// A copy of the record.
     ///
     /// Never fails: on a posix segment that a peer truncated under us it returns what the

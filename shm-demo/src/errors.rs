@@ -50,9 +50,12 @@ pub fn memfd(e: shm_memfd::Error) -> Failure {
 pub fn core(e: shm_core::Error) -> Failure {
     use shm_core::Error as E;
     let hint = match &e {
-        E::BadMagic { .. } | E::TooSmall { .. } => {
-            Some("this is not a segment written by shm-demo".to_owned())
-        }
+        E::BadMagic { .. } => Some(
+            "this is not a segment written by shm-demo; if a program without our header made \
+             it (the tutorial's writer, Python, C), read it with --raw"
+                .to_owned(),
+        ),
+        E::TooSmall { .. } => Some("this is not a segment written by shm-demo".to_owned()),
         E::Truncated { .. } => Some(
             "someone shrank the segment after it was written; refusing to map past its end"
                 .to_owned(),

@@ -254,12 +254,22 @@ pub fn run(backends: &[Backend], size: u64, json: bool) -> Result<()> {
 }
 
 /// The tutorial's writer.
-pub fn write(name: &str, size: u64, hold: bool, json: bool) -> Result<()> {
+pub fn write(name: &str, size: u64, hold: bool, raw: bool, json: bool) -> Result<()> {
     let shm = ShmOptions::new(name)
         .size(size)
+        .mode(if raw { 0o644 } else { 0o600 })
         .create()
         .map_err(errors::posix)?;
-    let seg = Segment::create(shm, &TUTORIAL).map_err(errors::core)?;
+    // The normalised name (`my_shm` is `/my_shm`), in everything we print.
+    let name = shm.name().to_owned();
+    let name = name.as_str();
+    let seg = if raw {
+        Segment::create_foreign(shm, &TUTORIAL)
+    } else {
+        Segment::create(shm, &TUTORIAL)
+    }
+    .map_err(errors::core)?;
+    let raw_flag = if raw { " --raw" } else { "" };
     if json {
         println!(
             "{}",
@@ -271,14 +281,20 @@ pub fn write(name: &str, size: u64, hold: bool, json: bool) -> Result<()> {
                 .num("col2", TUTORIAL.col2)
                 .num("col3", TUTORIAL.col3)
                 .bool("hold", hold)
+                .bool("raw", raw)
                 .finish()
+        );
+    } else if raw {
+        println!(
+            "wrote {TUTORIAL} to {name} ({}) the tutorial's way: at offset 0, no header",
+            fmt_bytes(size)
         );
     } else {
         println!("wrote {TUTORIAL} to {name} ({})", fmt_bytes(size));
     }
     if hold {
         if !json {
-            println!("holding {name} until Ctrl-C or SIGTERM; read it with: shm-demo --backend posix read --name {name}");
+            println!("holding {name} until Ctrl-C or SIGTERM; read it with: shm-demo --backend posix read --name {name}{raw_flag}");
         }
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
@@ -294,7 +310,7 @@ pub fn write(name: &str, size: u64, hold: bool, json: bool) -> Result<()> {
         shm.persist();
         if !json {
             println!(
-                "left {name} for a reader: shm-demo --backend posix read --name {name} --unlink"
+                "left {name} for a reader: shm-demo --backend posix read --name {name}{raw_flag} --unlink"
             );
         }
     }
@@ -341,12 +357,24 @@ impl From<MyDataV2> for MyData {
 }
 
 /// The tutorial's reader.
-pub fn read(name: &str, unlink: bool, schema: SchemaArg, json: bool) -> Result<()> {
+pub fn read(name: &str, unlink: bool, schema: SchemaArg, raw: bool, json: bool) -> Result<()> {
     let shm = ShmOptions::new(name).open().map_err(errors::posix)?;
-    let v = attach_and_read(shm, schema)?;
-    print_record(&v, name, json);
+    let name = shm.name().to_owned();
+    let v = if raw {
+        Segment::<MyData, _>::attach_foreign(shm)
+            .and_then(|seg| seg.try_read())
+            .map_err(|e| match e {
+                shm_core::Error::TooSmall { .. } => crate::util::Failure::new(e).hint(
+                    "a segment without a header must hold MyData (three 64-bit integers) at offset 0",
+                ),
+                e => errors::core(e),
+            })?
+    } else {
+        attach_and_read(shm, schema)?
+    };
+    print_record(&v, &name, json);
     if unlink {
-        shm_posix::unlink(name).map_err(errors::posix)?;
+        shm_posix::unlink(&name).map_err(errors::posix)?;
         if !json {
             println!("removed {name}");
         }

@@ -24,6 +24,8 @@ Examples:
   shm-demo --backend posix --size 64MiB      # one backend, a smaller segment
   shm-demo --backend posix write --name /my_shm --hold    # terminal 1
   shm-demo --backend posix read --name /my_shm            # terminal 2
+  shm-demo --backend posix read --name my_shm --raw       # a segment made the tutorial's way
+  shm-demo --backend posix write --name my_shm --raw      # one the tutorial's reader reads
   shm-demo --backend memfd serve --socket /tmp/shm.sock   # terminal 1
   shm-demo --backend memfd connect --socket /tmp/shm.sock # terminal 2
   shm-demo --backend unix pingpong --round-trips 100000 --json
@@ -79,7 +81,7 @@ enum Cmd {
         after_help = "Example:\n  shm-demo --backend posix write --name /my_shm --size 4GiB --hold"
     )]
     Write {
-        /// Segment name, like /my_shm.
+        /// Segment name, like /my_shm (my_shm means the same, as in glibc's shm_open).
         #[arg(long)]
         name: String,
         /// Segment size: 4GiB, 64MiB, 4096, ...
@@ -89,11 +91,16 @@ enum Cmd {
         /// segment is left for a reader, who removes it with `read --unlink`.
         #[arg(long)]
         hold: bool,
+        /// Write the record the tutorial's way: at offset 0, no header, for programs that
+        /// do not speak our layout (the tutorial's Go or C reader, Python's
+        /// multiprocessing.shared_memory).
+        #[arg(long)]
+        raw: bool,
     },
     /// The tutorial's reader: attach to a named segment and print MyData.
     #[command(after_help = "Example:\n  shm-demo --backend posix read --name /my_shm --unlink")]
     Read {
-        /// Segment name, like /my_shm.
+        /// Segment name, like /my_shm (my_shm means the same, as in glibc's shm_open).
         #[arg(long)]
         name: String,
         /// Remove the segment after reading it (as the tutorial's reader does).
@@ -103,6 +110,10 @@ enum Cmd {
         /// mismatch).
         #[arg(long, default_value = "v1")]
         schema: exchange::SchemaArg,
+        /// Read a segment with no header (made the tutorial's way, or by Python or C):
+        /// MyData at offset 0. Only the size can be checked; the type is taken on trust.
+        #[arg(long, conflicts_with = "schema")]
+        raw: bool,
     },
     /// Create a sealed memfd with MyData and hand it to every client of a Unix socket.
     #[command(after_help = "Example:\n  shm-demo --backend memfd serve --socket /tmp/shm.sock")]
@@ -192,8 +203,13 @@ fn main() -> ExitCode {
             Some(Some(b)) => exchange::run(&[b], cli.size, cli.json),
             None => exchange::run(&Backend::ALL, cli.size, cli.json),
         },
-        Some(Cmd::Write { name, size, hold }) => match shm_backend {
-            Some(Some(Backend::Posix)) => exchange::write(&name, size, hold, cli.json),
+        Some(Cmd::Write {
+            name,
+            size,
+            hold,
+            raw,
+        }) => match shm_backend {
+            Some(Some(Backend::Posix)) => exchange::write(&name, size, hold, raw, cli.json),
             Some(Some(Backend::Anon)) => return usage(ANON_TWO_TERMINALS),
             _ => return usage("write and read name a POSIX segment: use --backend posix"),
         },
@@ -201,8 +217,9 @@ fn main() -> ExitCode {
             name,
             unlink,
             schema,
+            raw,
         }) => match shm_backend {
-            Some(Some(Backend::Posix)) => exchange::read(&name, unlink, schema, cli.json),
+            Some(Some(Backend::Posix)) => exchange::read(&name, unlink, schema, raw, cli.json),
             Some(Some(Backend::Anon)) => return usage(ANON_TWO_TERMINALS),
             _ => return usage("write and read name a POSIX segment: use --backend posix"),
         },
