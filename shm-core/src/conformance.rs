@@ -162,7 +162,11 @@ pub fn foreign_segments<B: Backend>(b: &mut B) {
     let mut first = [0u8; 40];
     // SAFETY: the memory is 4096 bytes long.
     unsafe { crate::copy::load_bytes(mem.as_ptr(), &mut first) };
-    assert_eq!(&first[..32], bytemuck::bytes_of(&SAMPLE), "the record at offset 0");
+    assert_eq!(
+        &first[..32],
+        bytemuck::bytes_of(&SAMPLE),
+        "the record at offset 0"
+    );
     assert_eq!(&first[32..], &[0u8; 8], "and nothing else");
     // Our header check refuses it (no magic: a fresh-looking segment never gets ready).
     let quick = AttachOptions::new().ready_timeout(Duration::from_millis(20));
@@ -171,7 +175,8 @@ pub fn foreign_segments<B: Backend>(b: &mut B) {
     assert!(att.raw().is_foreign());
     assert_eq!(att.read(), SAMPLE);
     assert_eq!(att.payload_len(), 4096);
-    att.write_at(4090, &[1; 6]).expect("the whole mapping is the payload");
+    att.write_at(4090, &[1; 6])
+        .expect("the whole mapping is the payload");
     assert!(matches!(
         att.write_at(4091, &[1; 6]),
         Err(Error::OutOfBounds { .. })
@@ -179,7 +184,13 @@ pub fn foreign_segments<B: Backend>(b: &mut B) {
     // Too small for the record: TooSmall, for both.
     let small = b.create(31);
     let e = Segment::<Sample, _>::attach_foreign(b.reopen(&small)).err();
-    assert_eq!(e, Some(Error::TooSmall { needed: 32, found: 31 }));
+    assert_eq!(
+        e,
+        Some(Error::TooSmall {
+            needed: 32,
+            found: 31
+        })
+    );
     assert!(Segment::create_foreign(small, &SAMPLE).is_err());
 }
 
