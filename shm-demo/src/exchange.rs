@@ -61,7 +61,7 @@ pub fn peer(backend: Backend, args: &PeerArgs) -> Result<()> {
     let mem = host::open(&endpoint)?;
     let line = match args.role {
         Role::Read => read_role(mem),
-        Role::Echo => pingpong::echo_role(mem, args.count, args.wait),
+        Role::Echo => pingpong::echo_role(mem, args.count, args.size.max(8), args.wait),
         Role::Consume => crate::stream::consume_role(mem, args.count, args.size),
         Role::Idle => crate::pingpong::idle_role(mem, args.count),
     };

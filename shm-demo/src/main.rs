@@ -150,6 +150,9 @@ enum Cmd {
         /// sleep on a futex). unix, pipe and floor ignore it.
         #[arg(long, value_enum, default_value = "spin")]
         wait: pingpong::Wait,
+        /// Payload bytes per message, 8 to 16MiB; each side copies it in and out.
+        #[arg(long, default_value = "8", value_parser = parse_size)]
+        size: u64,
     },
     /// Throughput: a producer process sends N messages of a given size, each with a
     /// sequence number and a checksum, through the channel (or a Unix socket); a consumer
@@ -161,7 +164,7 @@ enum Cmd {
         /// Messages to send.
         #[arg(long, default_value_t = 100_000)]
         messages: u64,
-        /// Bytes per message (at least 16: sequence number and checksum).
+        /// Bytes per message (at least 8: a sequence number; from 16 also a checksum).
         #[arg(long, default_value = "4096", value_parser = parse_size)]
         size: u64,
     },
@@ -233,15 +236,19 @@ fn main() -> ExitCode {
             Some(Some(Backend::Anon)) => return usage(ANON_TWO_TERMINALS),
             _ => return usage("serve and connect pass a memfd: use --backend memfd"),
         },
-        Some(Cmd::Pingpong { round_trips, wait }) => match cli.backend {
+        Some(Cmd::Pingpong {
+            round_trips,
+            wait,
+            size,
+        }) => match cli.backend {
             None => {
                 return usage("pingpong needs --backend: posix, anon, memfd, unix, pipe or floor")
             }
-            Some(b) => pingpong::run(b, round_trips, wait, cli.json),
+            Some(b) => pingpong::run(b, round_trips, size, wait, cli.json),
         },
         Some(Cmd::Stream { messages, size }) => match cli.backend {
-            None | Some(BackendArg::Pipe) | Some(BackendArg::Floor) => {
-                return usage("stream needs --backend: posix, anon, memfd or unix")
+            None | Some(BackendArg::Pipe) => {
+                return usage("stream needs --backend: posix, anon, memfd, unix or floor")
             }
             Some(b) => stream::run(b, messages, size, cli.json),
         },

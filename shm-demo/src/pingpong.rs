@@ -58,8 +58,14 @@ fn spin_until(word: &std::sync::atomic::AtomicU64, want: u64) -> bool {
     true
 }
 
-/// The floor's answering side: for each ping `2i - 1`, answer `2i`.
-fn floor_pong(mem: Mem, total: u64) -> String {
+/// Where the floor's payload buffers start (ping at `PAYLOAD_AT`, pong after it), for
+/// payloads larger than the word.
+const PAYLOAD_AT: usize = 128;
+
+/// The floor's answering side: for each ping `2i - 1`, copy the ping payload out and the
+/// pong payload in (plain `memcpy`, when `size > 8`), then answer `2i`.
+#[allow(unsafe_code)]
+fn floor_pong(mem: Mem, total: u64, size: u64) -> String {
     host::pin_to_cpu(1);
     let seg = match Segment::<Lines, _>::attach(mem) {
         Ok(s) => s,
@@ -68,11 +74,24 @@ fn floor_pong(mem: Mem, total: u64) -> String {
     let Ok(word) = seg.raw().atomic_u64(WORD) else {
         return Json::new().str("error", "segment too small").finish();
     };
+    let size = size as usize;
+    let copies = size > 8 && seg.payload_len() >= PAYLOAD_AT + 2 * size;
+    let base = seg.raw().payload_ptr();
+    let mut buf = vec![0u8; size];
     for i in 1..=total {
         if !spin_until(word, 2 * i - 1) {
             return Json::new()
                 .str("error", "the pinging side stopped")
                 .finish();
+        }
+        if copies {
+            // SAFETY: both buffers lie inside the payload (checked above); the pinger wrote
+            // the ping before its Release store we acquired and does not touch the pong
+            // until our store below.
+            unsafe {
+                std::ptr::copy_nonoverlapping(base.add(PAYLOAD_AT), buf.as_mut_ptr(), size);
+                std::ptr::copy_nonoverlapping(buf.as_ptr(), base.add(PAYLOAD_AT + size), size);
+            }
         }
         // Release: pairs with the pinger's Acquire load in `spin_until`.
         word.store(2 * i, std::sync::atomic::Ordering::Release);
@@ -80,8 +99,9 @@ fn floor_pong(mem: Mem, total: u64) -> String {
     Json::new().num("pid", std::process::id()).finish()
 }
 
-/// The echoing side of the channel ping-pong: receive on ring 0, answer on ring 1.
-pub fn echo_role(mem: Mem, total: u64, wait: Wait) -> String {
+/// The echoing side of the channel ping-pong: receive on ring 0, copy the message out,
+/// copy it back in on ring 1.
+pub fn echo_role(mem: Mem, total: u64, size: u64, wait: Wait) -> String {
     host::pin_to_cpu(1);
     let run = || -> std::result::Result<(), shm_core::Error> {
         let chan = Channel::attach(mem)?;
@@ -89,14 +109,14 @@ pub fn echo_role(mem: Mem, total: u64, wait: Wait) -> String {
         let mut tx = chan.sender(1)?;
         rx.set_wait(wait.mode());
         tx.set_wait(wait.mode());
-        let mut word = [0u8; 8];
+        let mut buf = vec![0u8; size as usize];
         for _ in 0..total {
             {
                 let msg = rx.recv()?;
-                msg.read(0, &mut word)?;
+                msg.read(0, &mut buf)?;
             }
-            let slot = tx.reserve(8)?;
-            slot.write(0, &word)?;
+            let slot = tx.reserve(buf.len())?;
+            slot.write(0, &buf)?;
             slot.commit();
         }
         Ok(())
@@ -107,26 +127,37 @@ pub fn echo_role(mem: Mem, total: u64, wait: Wait) -> String {
     }
 }
 
-/// Ping-pong of 8-byte messages through a two-ring channel.
+/// The ping payload number `i` of `size` bytes: `i` in its first 8 bytes.
+fn payload(buf: &mut [u8], i: u64) {
+    buf[..8].copy_from_slice(&i.to_ne_bytes());
+}
+
+/// Ping-pong of `size`-byte messages through a two-ring channel: each side copies the
+/// message in and out.
 fn channel_pingpong(
     backend: host::Backend,
     round_trips: u64,
+    size: u64,
     wait: Wait,
 ) -> Result<Histogram<u64>> {
     let total = warmup(round_trips) + round_trips;
-    let mem = host::create(backend, 64 * 1024)?;
-    let chan = Channel::create(mem, &ChannelOptions::new().rings(2).capacity(4096))
-        .map_err(crate::errors::core)?;
+    let cap = ((size + 16) * 4).next_power_of_two().max(4096);
+    let opts = ChannelOptions::new().rings(2).capacity(cap);
+    let len = opts.segment_len_for(cap).map_err(crate::errors::core)?;
+    let mem = host::create(backend, len.max(64 * 1024))?;
+    let chan = Channel::create(mem, &opts).map_err(crate::errors::core)?;
     let args = [
         "--role".to_owned(),
         "echo".to_owned(),
         "--count".to_owned(),
         total.to_string(),
+        "--size".to_owned(),
+        size.to_string(),
         "--wait".to_owned(),
         format!("{wait:?}").to_lowercase(),
     ];
     let peer = host::start_peer(backend, chan.raw().memory(), &args, move |m| {
-        echo_role(m, total, wait)
+        echo_role(m, total, size, wait)
     })?;
     host::pin_to_cpu(0);
     let core = crate::errors::core;
@@ -135,20 +166,19 @@ fn channel_pingpong(
     tx.set_wait(wait.mode());
     rx.set_wait(wait.mode());
     let mut hist = histogram();
-    let mut word = [0u8; 8];
+    let mut ping = vec![7u8; size as usize];
+    let mut pong = vec![0u8; size as usize];
     for i in 1..=total {
         let t = Instant::now();
-        let slot = tx.reserve(8).map_err(core)?;
-        slot.write(0, &i.to_ne_bytes()).map_err(core)?;
+        payload(&mut ping, i);
+        let slot = tx.reserve(ping.len()).map_err(core)?;
+        slot.write(0, &ping).map_err(core)?;
         slot.commit();
         let msg = rx.recv().map_err(core)?;
-        msg.read(0, &mut word).map_err(core)?;
+        msg.read(0, &mut pong).map_err(core)?;
         drop(msg);
-        if u64::from_ne_bytes(word) != i {
-            return Err(Failure::new(format!(
-                "echo {} for ping {i}",
-                u64::from_ne_bytes(word)
-            )));
+        if pong[..8] != ping[..8] {
+            return Err(Failure::new(format!("echo {:?} for ping {i}", &pong[..8])));
         }
         if i > total - round_trips {
             let _ = hist.record(t.elapsed().as_nanos() as u64);
@@ -244,22 +274,35 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
 }
 
-/// The hardware floor: two words on separate cache lines of an anonymous shared mapping,
-/// ping and pong, busy-polled. No channel, no framing.
-fn floor_pingpong(round_trips: u64) -> Result<Histogram<u64>> {
+/// The hardware floor: a word on a cache line of an anonymous shared mapping, ping and
+/// pong, busy-polled; for payloads over 8 bytes each side also copies the payload in and
+/// out with a plain `memcpy`. No channel, no framing, no checks.
+#[allow(unsafe_code)]
+fn floor_pingpong(round_trips: u64, size: u64) -> Result<Histogram<u64>> {
     let backend = host::Backend::Anon;
     let total = warmup(round_trips) + round_trips;
-    let mem = host::create(backend, 4096)?;
+    let len = (128 + PAYLOAD_AT as u64 + 2 * size).max(4096);
+    let mem = host::create(backend, len)?;
     let seg = Segment::create(mem, &[0u64; 8]).map_err(crate::errors::core)?;
     let peer = host::start_peer(backend, seg.raw().memory(), &[], move |m| {
-        floor_pong(m, total)
+        floor_pong(m, total, size)
     })?;
     host::pin_to_cpu(0);
     let word = seg.raw().atomic_u64(WORD).map_err(crate::errors::core)?;
+    let size = size as usize;
+    let base = seg.raw().payload_ptr();
+    let mut ping = vec![7u8; size];
+    let mut pong = vec![0u8; size];
     let mut hist = histogram();
     let skip = total - round_trips;
     for i in 1..=total {
         let t = Instant::now();
+        if size > 8 {
+            payload(&mut ping, i);
+            // SAFETY: the ping buffer lies inside the payload (`len` above); the ponger
+            // reads it only after our Release store below.
+            unsafe { std::ptr::copy_nonoverlapping(ping.as_ptr(), base.add(PAYLOAD_AT), size) };
+        }
         // Release: pairs with the ponger's Acquire load in `spin_until`.
         word.store(2 * i - 1, std::sync::atomic::Ordering::Release);
         if !spin_until(word, 2 * i) {
@@ -267,6 +310,16 @@ fn floor_pingpong(round_trips: u64) -> Result<Histogram<u64>> {
                 "the peer stopped answering after {} round trips",
                 i - 1
             )));
+        }
+        if size > 8 {
+            // SAFETY: the pong buffer lies inside the payload; the ponger wrote it before
+            // its Release store we acquired and does not touch it again this round.
+            unsafe {
+                std::ptr::copy_nonoverlapping(base.add(PAYLOAD_AT + size), pong.as_mut_ptr(), size)
+            };
+            if pong[..8] != ping[..8] {
+                return Err(Failure::new(format!("floor echo mismatch at {i}")));
+            }
         }
         if i > skip {
             let _ = hist.record(t.elapsed().as_nanos() as u64);
@@ -280,6 +333,7 @@ fn floor_pingpong(round_trips: u64) -> Result<Histogram<u64>> {
 /// forked echo process at the other end.
 fn stream_pingpong<S: Read + Write>(
     round_trips: u64,
+    size: u64,
     mine: S,
     theirs: impl FnOnce() -> (Box<dyn Read>, Box<dyn Write>),
 ) -> Result<Histogram<u64>> {
@@ -291,7 +345,7 @@ fn stream_pingpong<S: Read + Write>(
         shm_anon::fork(move || {
             host::pin_to_cpu(1);
             let (mut r, mut w) = theirs();
-            let mut buf = [0u8; 8];
+            let mut buf = vec![0u8; size as usize];
             for _ in 0..total {
                 if r.read_exact(&mut buf).is_err() || w.write_all(&buf).is_err() {
                     return 1;
@@ -304,10 +358,12 @@ fn stream_pingpong<S: Read + Write>(
     host::pin_to_cpu(0);
     let mut s = mine;
     let mut hist = histogram();
-    let mut buf = [0u8; 8];
+    let mut ping = vec![7u8; size as usize];
+    let mut buf = vec![0u8; size as usize];
     for i in 1..=total {
         let t = Instant::now();
-        s.write_all(&i.to_ne_bytes())
+        payload(&mut ping, i);
+        s.write_all(&ping)
             .map_err(|e| Failure::new(format!("write: {e}")))?;
         s.read_exact(&mut buf)
             .map_err(|e| Failure::new(format!("read: {e}")))?;
@@ -342,18 +398,22 @@ impl Write for PipePair {
     }
 }
 
-pub fn run(backend: BackendArg, round_trips: u64, wait: Wait, json: bool) -> Result<()> {
+pub fn run(backend: BackendArg, round_trips: u64, size: u64, wait: Wait, json: bool) -> Result<()> {
     if round_trips == 0 {
         return Err(Failure::new("--round-trips must be at least 1"));
     }
+    if !(8..=(16 << 20)).contains(&size) {
+        return Err(Failure::new(format!("--size {size} is out of range"))
+            .hint("payloads carry an 8-byte round number: use --size 8 to 16MiB"));
+    }
     let name = format!("{backend:?}").to_lowercase();
     let hist = match backend.shm() {
-        Some(b) => channel_pingpong(b, round_trips, wait)?,
-        None if backend == BackendArg::Floor => floor_pingpong(round_trips)?,
+        Some(b) => channel_pingpong(b, round_trips, size, wait)?,
+        None if backend == BackendArg::Floor => floor_pingpong(round_trips, size)?,
         None if backend == BackendArg::Unix => {
             let (a, b) =
                 UnixStream::pair().map_err(|e| Failure::new(format!("socketpair: {e}")))?;
-            stream_pingpong(round_trips, a, move || {
+            stream_pingpong(round_trips, size, a, move || {
                 let b2 = b.try_clone().expect("dup socket");
                 (Box::new(b) as Box<dyn Read>, Box::new(b2) as Box<dyn Write>)
             })?
@@ -361,7 +421,7 @@ pub fn run(backend: BackendArg, round_trips: u64, wait: Wait, json: bool) -> Res
         None => {
             let (r1, w1) = std::io::pipe().map_err(|e| Failure::new(format!("pipe: {e}")))?;
             let (r2, w2) = std::io::pipe().map_err(|e| Failure::new(format!("pipe: {e}")))?;
-            stream_pingpong(round_trips, PipePair(r2, w1), move || {
+            stream_pingpong(round_trips, size, PipePair(r2, w1), move || {
                 (
                     Box::new(r1) as Box<dyn Read>,
                     Box::new(w2) as Box<dyn Write>,
@@ -377,9 +437,12 @@ pub fn run(backend: BackendArg, round_trips: u64, wait: Wait, json: bool) -> Res
                 .str("backend", &name)
                 .str("wait", &format!("{wait:?}").to_lowercase())
                 .num("round_trips", round_trips)
+                .num("size", size)
                 .num("p50_ns", q(0.5))
+                .num("p90_ns", q(0.9))
                 .num("p99_ns", q(0.99))
                 .num("p999_ns", q(0.999))
+                .num("p9999_ns", q(0.9999))
                 .num("max_ns", hist.max())
                 .float("mean_ns", hist.mean())
                 .finish()
@@ -387,7 +450,7 @@ pub fn run(backend: BackendArg, round_trips: u64, wait: Wait, json: bool) -> Res
     } else {
         let d = |ns: u64| fmt_duration(Duration::from_nanos(ns));
         println!(
-            "pingpong {name} ({}): {round_trips} round trips, p50 {}, p99 {}, p99.9 {}, max {}",
+            "pingpong {name} ({}): {round_trips} round trips of {size} B, p50 {}, p99 {}, p99.9 {}, max {}",
             format!("{wait:?}").to_lowercase(),
             d(q(0.5)),
             d(q(0.99)),

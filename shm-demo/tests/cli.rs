@@ -536,7 +536,7 @@ fn cleanup_removes_only_stale_segments() {
 
 #[test]
 fn stream_json_reports_verified_throughput_on_every_backend() {
-    for b in ["posix", "anon", "memfd", "unix"] {
+    for b in ["posix", "anon", "memfd", "unix", "floor"] {
         let out = demo(&[
             "--backend",
             b,
@@ -562,10 +562,54 @@ fn stream_json_reports_verified_throughput_on_every_backend() {
             assert!(last.contains(&format!("\"{key}\":")), "{last}");
         }
     }
-    let out = demo(&["--backend", "posix", "stream", "--size", "8"]);
-    assert_fails(&out, 1, "--size 8 is too small");
+    // 8-byte messages carry the sequence number alone, and are still verified in order.
+    for b in ["memfd", "floor", "unix"] {
+        let out = demo(&[
+            "--backend",
+            b,
+            "stream",
+            "--messages",
+            "5000",
+            "--size",
+            "8",
+            "--json",
+        ]);
+        assert!(out.status.success(), "{b}: {}", stderr(&out));
+        assert!(stdout(&out).contains("\"verified\":true"), "{b}");
+    }
+    let out = demo(&["--backend", "posix", "stream", "--size", "7"]);
+    assert_fails(&out, 1, "--size 7 is too small");
     let out = demo(&["--backend", "pipe", "stream"]);
     assert_fails(&out, 2, "stream needs --backend");
+}
+
+#[test]
+fn pingpong_with_payloads_on_every_backend() {
+    for b in ["memfd", "anon", "posix", "unix", "pipe", "floor"] {
+        for size in ["8", "4096", "65536"] {
+            let out = demo(&[
+                "--backend",
+                b,
+                "pingpong",
+                "--round-trips",
+                "2000",
+                "--size",
+                size,
+                "--json",
+            ]);
+            assert!(out.status.success(), "{b} {size}: {}", stderr(&out));
+            let text = stdout(&out);
+            for key in [
+                format!("\"size\":{size}"),
+                "\"p50_ns\":".to_owned(),
+                "\"p9999_ns\":".to_owned(),
+            ] {
+                assert!(text.contains(&key), "{b} {size}: {key} in {text}");
+            }
+        }
+    }
+    let out = demo(&["--backend", "memfd", "pingpong", "--size", "4"]);
+    assert_fails(&out, 1, "--size 4 is out of range");
 }
 
 #[test]
