@@ -437,15 +437,18 @@ struct RingPtrs {
 unsafe impl Send for RingPtrs {}
 
 impl RingPtrs {
+    #[inline]
     fn u64_at(&self, off: u64) -> &AtomicU64 {
         // SAFETY: `off` is one of the fixed, 8-aligned control word offsets below
         // RING_CONTROL, inside the validated ring; atomics may alias shared memory.
         unsafe { &*self.base.add(off as usize).cast::<AtomicU64>() }
     }
+    #[inline]
     fn u32_at(&self, off: u64) -> &AtomicU32 {
         // SAFETY: as in `u64_at`, 4-aligned.
         unsafe { &*self.base.add(off as usize).cast::<AtomicU32>() }
     }
+    #[inline]
     fn shared(&self) -> Shared<'_> {
         Shared {
             tail: self.u64_at(0),
@@ -457,12 +460,15 @@ impl RingPtrs {
             closed: self.u32_at(2 * LINE + 16),
         }
     }
+    #[inline]
     fn producer_holder(&self) -> &AtomicU32 {
         self.u32_at(8)
     }
+    #[inline]
     fn consumer_holder(&self) -> &AtomicU32 {
         self.u32_at(LINE + 8)
     }
+    #[inline]
     fn data(&self) -> *mut u8 {
         // SAFETY: the data area follows the control lines inside the validated ring.
         unsafe { self.base.add(RING_CONTROL as usize) }
@@ -470,11 +476,13 @@ impl RingPtrs {
 }
 
 impl ring::Words for RingPtrs {
+    #[inline]
     fn load(&self, off: u64, order: Ordering) -> u64 {
         let off = off & (self.cap - 1) & !7;
         // SAFETY: masked to an 8-aligned offset below the capacity: inside the data area.
         unsafe { &*self.data().add(off as usize).cast::<AtomicU64>() }.load(order)
     }
+    #[inline]
     fn store(&self, off: u64, value: u64, order: Ordering) {
         let off = off & (self.cap - 1) & !7;
         // SAFETY: as in `load`.

@@ -145,6 +145,7 @@ impl Waiter {
     }
 
     /// Whether this round still spins.
+    #[inline]
     fn spinning(&mut self) -> bool {
         if self.sleeping {
             return false;
@@ -164,6 +165,7 @@ impl Waiter {
     /// ends the wait with the error that ends it (deadline, or the sleeper's checks).
     ///
     /// This is the only way a wait loop may go round again.
+    #[inline]
     pub fn pause(&mut self, s: &mut impl Sleeper) -> Result<(), Error> {
         self.rounds = self.rounds.wrapping_add(1);
         if self.spinning() {

@@ -293,6 +293,7 @@ impl Consumer {
 
     /// The next message: `Some((payload offset, length))`, or `None` if the ring is
     /// empty now. Skips PADs.
+    #[inline]
     pub fn try_peek(
         &mut self,
         sh: Shared<'_>,
