@@ -98,7 +98,9 @@ pub struct Waiter {
     timeout: Option<Duration>,
     rounds: u32,
     sleeping: bool,
-    last_peer_check: Option<Duration>,
+    /// When (since the start) the peer was last checked; the first check comes once
+    /// [`PEER_CHECK`] has passed, so a short wait never makes the liveness system call.
+    last_peer_check: Duration,
     poll_sleep: u32,
 }
 
@@ -112,7 +114,7 @@ impl Waiter {
             timeout,
             rounds: 0,
             sleeping: false,
-            last_peer_check: None,
+            last_peer_check: Duration::ZERO,
             poll_sleep: 0,
         }
     }
@@ -135,11 +137,9 @@ impl Waiter {
                 return Err(Error::Timeout { waited: now });
             }
         }
-        let peer = self
-            .last_peer_check
-            .is_none_or(|last| now.saturating_sub(last) >= PEER_CHECK);
+        let peer = now.saturating_sub(self.last_peer_check) >= PEER_CHECK;
         if peer {
-            self.last_peer_check = Some(now);
+            self.last_peer_check = now;
         }
         s.check(peer)
     }
