@@ -677,8 +677,13 @@ impl<M: SharedMemory> Sender<M> {
         self.poisoned(corrupt(c))
     }
 
-    /// A corrupt ring breaks this end for good; other errors pass through.
+    /// A corrupt ring breaks this end for good; other errors pass through. On a segment
+    /// truncated under us the zero pages read as nonsense: that is `Truncated`, not
+    /// `Corrupt`.
     fn poisoned(&mut self, e: Error) -> Error {
+        if let Err(t) = self.chan.seg.intact() {
+            return t;
+        }
         if matches!(e, Error::Corrupt { .. }) {
             self.broken = Some(e);
         }
@@ -863,8 +868,13 @@ impl<M: SharedMemory> Receiver<M> {
         self.poisoned(corrupt(c))
     }
 
-    /// A corrupt ring breaks this end for good; other errors pass through.
+    /// A corrupt ring breaks this end for good; other errors pass through. On a segment
+    /// truncated under us the zero pages read as nonsense: that is `Truncated`, not
+    /// `Corrupt`.
     fn poisoned(&mut self, e: Error) -> Error {
+        if let Err(t) = self.chan.seg.intact() {
+            return t;
+        }
         if matches!(e, Error::Corrupt { .. }) {
             self.broken = Some(e);
         }

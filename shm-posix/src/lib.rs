@@ -89,6 +89,10 @@ pub const NAME_MAX: usize = 255;
 /// Bytes reserved at create by default (see the crate docs).
 pub const DEFAULT_RESERVE: u64 = 64 * 1024;
 
+/// How many create-then-open rounds `open_or_create` makes while the name keeps appearing
+/// and disappearing under it.
+const OPEN_OR_CREATE_TRIES: u32 = 64;
+
 /// How long `create` and `open` retry the shared `flock` while another process holds an
 /// exclusive one (the stale-segment check holds it for a moment).
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -361,19 +365,26 @@ impl ShmOptions {
         match creation {
             Creation::Exclusive => self.create_exclusive(&cname).map(|s| (s, true)),
             Creation::OpenExisting => self.open_existing(&cname).map(|s| (s, false)),
-            Creation::OpenOrCreate => loop {
-                match self.create_exclusive(&cname) {
-                    Ok(s) => return Ok((s, true)),
-                    Err(Error::AlreadyExists { .. }) => {}
-                    Err(e) => return Err(e),
+            Creation::OpenOrCreate => {
+                // A peer that keeps creating and unlinking the name could send us round
+                // forever: a bounded number of tries, then the last answer.
+                for _ in 0..OPEN_OR_CREATE_TRIES {
+                    match self.create_exclusive(&cname) {
+                        Ok(s) => return Ok((s, true)),
+                        Err(Error::AlreadyExists { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                    match self.open_existing(&cname) {
+                        Ok(s) => return Ok((s, false)),
+                        // Unlinked between our two calls: try to create again.
+                        Err(Error::NotFound { .. }) => continue,
+                        Err(e) => return Err(e),
+                    }
                 }
-                match self.open_existing(&cname) {
-                    Ok(s) => return Ok((s, false)),
-                    // Unlinked between our two calls: try to create again.
-                    Err(Error::NotFound { .. }) => continue,
-                    Err(e) => return Err(e),
-                }
-            },
+                Err(Error::NotFound {
+                    name: self.name.clone(),
+                })
+            }
         }
     }
 

@@ -437,10 +437,17 @@ fn sigbus_truncation_under_a_channel() {
     let b = Channel::attach(ShmOptions::new(&name).open().unwrap()).unwrap();
     let mut tx = a.sender(0).unwrap();
     let mut rx = b.receiver(0).unwrap();
+    // Go round the ring a few times first: the positions are then far from the zeros
+    // the truncated pages will read as.
+    for _ in 0..300 {
+        tx.send(&[1u8; 1000]).unwrap();
+        rx.recv().unwrap();
+    }
     tx.send(b"before").unwrap();
     truncate_by_peer(&name, 0);
     let (r1, r2, r3) = within(BOUND, "channel calls on a truncated segment", move || {
-        let r1 = tx.send(&[3u8; 1000]);
+        // Large enough that the sender must look at the (now zero) receiver position.
+        let r1 = tx.send(&vec![3u8; 60_000]);
         let r2 = rx.recv_timeout(SHORT).map(|m| m.len());
         let r3 = tx.send_timeout(&[4u8; 1000], SHORT);
         (r1, r2, r3)
