@@ -119,8 +119,17 @@ fn log_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
     (lo / 1.5)..(hi * 1.5)
 }
 
+/// A tick on the log-scale size axis (powers of ten): `10 B`, `1 kB`, `10 MB`.
+fn fmt_tick(x: f64) -> String {
+    match x {
+        x if x >= 1e6 => format!("{} MB", x / 1e6),
+        x if x >= 1e3 => format!("{} kB", x / 1e3),
+        x => format!("{x} B"),
+    }
+}
+
 /// One log-log chart: a line per backend over the sizes.
-fn size_chart(m: &Medians, path: &Path, title: &str, y_desc: &str) {
+fn size_chart(m: &Medians, path: &Path, title: &str, y_desc: &str, y_fmt: &dyn Fn(&f64) -> String) {
     let xs = sizes(m);
     let x_range = (*xs.first().unwrap() as f64 / 1.5)..(*xs.last().unwrap() as f64 * 1.5);
     let y_range = log_range(m.values().copied());
@@ -137,7 +146,8 @@ fn size_chart(m: &Medians, path: &Path, title: &str, y_desc: &str) {
         .configure_mesh()
         .x_desc("message size (bytes, log scale)")
         .y_desc(y_desc)
-        .x_label_formatter(&|x| fmt_size(*x as u64))
+        .x_label_formatter(&|x| fmt_tick(*x))
+        .y_label_formatter(y_fmt)
         .draw()
         .unwrap();
     for (b, colour) in BACKENDS {
@@ -172,7 +182,7 @@ fn size_chart(m: &Medians, path: &Path, title: &str, y_desc: &str) {
 /// nines (p90 = 1, p99 = 2, ...).
 fn percentile_chart(rows: &[Value], path: &Path) -> String {
     const QS: [(&str, f64, &str); 5] = [
-        ("p50_ns", 0.301, "p50"),
+        ("p50_ns", 0.0, "p50"),
         ("p90_ns", 1.0, "p90"),
         ("p99_ns", 2.0, "p99"),
         ("p999_ns", 3.0, "p99.9"),
@@ -225,15 +235,16 @@ fn percentile_chart(rows: &[Value], path: &Path) -> String {
         .margin(14)
         .x_label_area_size(44)
         .y_label_area_size(64)
-        .build_cartesian_2d(0.0..4.3, y_range.log_scale())
+        .build_cartesian_2d(-0.3..4.3, y_range.log_scale())
         .unwrap();
     chart
         .configure_mesh()
         .x_desc("percentile")
-        .y_desc("round trip (ns, log scale)")
+        .y_desc("round trip (log scale)")
+        .y_label_formatter(&|v| fmt_ns(*v))
         .x_labels(5)
         .x_label_formatter(&|x: &f64| match (x * 10.0).round() as i64 {
-            3 => "p50".into(),
+            0 => "p50".into(),
             10 => "p90".into(),
             20 => "p99".into(),
             30 => "p99.9".into(),
@@ -286,6 +297,7 @@ fn main() {
         &charts.join("stream_throughput.svg"),
         "Stream throughput by message size (two processes, verified)",
         "GiB/s (log scale)",
+        &|v| format!("{v}"),
     );
     println!("### Stream throughput, GiB/s\n");
     println!(
@@ -307,7 +319,13 @@ fn main() {
         ),
     ] {
         let m = medians(&ping, field);
-        size_chart(&m, &charts.join(name), title, "round trip (ns, log scale)");
+        size_chart(
+            &m,
+            &charts.join(name),
+            title,
+            "round trip (log scale)",
+            &|v| fmt_ns(*v),
+        );
         println!("### Round trip {}, by payload size\n", &field[..3]);
         println!("{}", table(&m, "lower is better", fmt_ns));
     }
