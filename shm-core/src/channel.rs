@@ -112,7 +112,7 @@ pub enum WaitMode {
 }
 
 impl WaitMode {
-    fn pace(self) -> Pace {
+    pub(crate) fn pace(self) -> Pace {
         match self {
             WaitMode::Spin => Pace::Spin,
             WaitMode::Block { spin } => Pace::Block { spin },
@@ -208,6 +208,7 @@ fn expect(min_payload: u64) -> Expect {
         kind: Kind::Channel,
         schema: channel_schema(),
         min_payload,
+        any_schema: false,
     }
 }
 
@@ -490,47 +491,15 @@ impl ring::Words for RingPtrs {
     }
 }
 
-/// `futex(2)` on a word in shared memory (no `FUTEX_PRIVATE_FLAG`: the sleepers and the
-/// wakers are in different processes).
+/// [`crate::futex`] as the ring protocol's [`ring::Futex`].
 struct SysFutex;
 
 impl ring::Futex for SysFutex {
     fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
-        let ts = timeout.map(|t| libc::timespec {
-            tv_sec: t.as_secs() as libc::time_t,
-            tv_nsec: t.subsec_nanos() as libc::c_long,
-        });
-        let ts_ptr = ts
-            .as_ref()
-            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-        // SAFETY: `word` is a live, 4-aligned u32 in a shared mapping; the timespec (or
-        // null) outlives the call. Any result (woken, EAGAIN, ETIMEDOUT, EINTR) is fine: the
-        // caller re-checks its condition.
-        unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                word.as_ptr(),
-                libc::FUTEX_WAIT,
-                expected,
-                ts_ptr,
-                0usize,
-                0u32,
-            );
-        }
+        crate::futex::wait(word, expected, timeout);
     }
     fn wake(&self, word: &AtomicU32) {
-        // SAFETY: as above; FUTEX_WAKE only reads the address.
-        unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                word.as_ptr(),
-                libc::FUTEX_WAKE,
-                i32::MAX,
-                0usize,
-                0usize,
-                0u32,
-            );
-        }
+        crate::futex::wake(word);
     }
 }
 

@@ -32,7 +32,8 @@ macro_rules! conformance_tests {
             layout_round_trip, record_read_write, byte_ranges, corrupted_headers_are_rejected,
             mismatched_types_are_rejected, too_small_memory, already_initialized,
             never_ready_segment_times_out, creator_died_during_init, seqlock_snapshots,
-            seqlock_writer_died, four_gib_segment_is_lazy, foreign_segments);
+            seqlock_writer_died, four_gib_segment_is_lazy, foreign_segments,
+            broadcast_across_handles);
     };
     (@each $backend:expr; $($name:ident),*) => {$(
         #[test]
@@ -79,6 +80,18 @@ pub fn poke(mem: &impl SharedMemory, offset: usize, bytes: &[u8]) {
         .is_some_and(|e| e <= mem.len()));
     // SAFETY: the range is inside the mapping (asserted above).
     unsafe { crate::copy::store_bytes(mem.as_ptr().add(offset), bytes) }
+}
+
+/// Copies `buf.len()` bytes at `offset` of `mem` into `buf`, as they are now.
+///
+/// # Panics
+/// If the range is outside the memory.
+pub fn peek(mem: &impl SharedMemory, offset: usize, buf: &mut [u8]) {
+    assert!(offset
+        .checked_add(buf.len())
+        .is_some_and(|e| e <= mem.len()));
+    // SAFETY: the range is inside the mapping (asserted above).
+    unsafe { crate::copy::load_bytes(mem.as_ptr().add(offset), buf) }
 }
 
 /// Reads the header bytes of `mem` as they are now.
@@ -192,6 +205,62 @@ pub fn foreign_segments<B: Backend>(b: &mut B) {
         })
     );
     assert!(Segment::create_foreign(small, &SAMPLE).is_err());
+}
+
+/// A broadcast created through one handle, published to subscribers attached through
+/// others: reliable delivers everything in order, lossy reports what was missed.
+pub fn broadcast_across_handles<B: Backend>(b: &mut B) {
+    use crate::{Broadcast, BroadcastMode, BroadcastOptions};
+    for mode in [BroadcastMode::Reliable, BroadcastMode::Lossy] {
+        let opts = BroadcastOptions::new()
+            .mode(mode)
+            .slots(8)
+            .max_message(100)
+            .max_subscribers(3);
+        let mem = b.create(opts.segment_len().expect("fits") as usize);
+        let bc = Broadcast::create(mem, &opts).expect("create");
+        let mut subs: Vec<_> = (0..3)
+            .map(|_| {
+                Broadcast::attach(b.reopen(bc.raw().memory()))
+                    .expect("attach")
+                    .subscribe()
+                    .expect("subscribe")
+            })
+            .collect();
+        assert!(matches!(
+            bc.subscribe(),
+            Err(Error::SubscribersFull { max: 3 })
+        ));
+        let mut p = bc.publisher().expect("publisher");
+        let mut buf = Vec::new();
+        for i in 0..8u64 {
+            p.publish(&i.to_ne_bytes()).expect("publish");
+        }
+        for s in &mut subs {
+            for i in 0..8u64 {
+                assert_eq!(s.recv(&mut buf), Ok(i));
+                assert_eq!(buf, i.to_ne_bytes());
+            }
+        }
+        if mode == BroadcastMode::Lossy {
+            for i in 8..30u64 {
+                p.publish(&i.to_ne_bytes()).expect("lossy never waits");
+            }
+            assert_eq!(subs[0].recv(&mut buf), Err(Error::Lagged { missed: 15 }));
+            assert_eq!(subs[0].recv(&mut buf), Ok(23));
+        }
+        drop(p);
+        if mode == BroadcastMode::Lossy {
+            assert_eq!(
+                subs[1].try_recv(&mut buf),
+                Err(Error::Lagged { missed: 15 })
+            );
+            for i in 23..30u64 {
+                assert_eq!(subs[1].try_recv(&mut buf), Ok(i));
+            }
+        }
+        assert_eq!(subs[1].try_recv(&mut buf), Err(Error::Closed));
+    }
 }
 
 /// Byte ranges in the payload round-trip; ranges that leave it are errors.

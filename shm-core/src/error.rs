@@ -205,6 +205,33 @@ pub enum Error {
         /// Its value.
         found: u64,
     },
+    /// A broadcast subscriber fell more than the ring behind (lossy mode), or a message was
+    /// overwritten while it was copied out: `missed` messages are gone, and the next
+    /// receive gets the oldest message still held.
+    #[error("lagged: {missed} message(s) were overwritten before they could be read")]
+    Lagged {
+        /// How many messages were skipped.
+        missed: u64,
+    },
+    /// The reliable publisher evicted this subscriber, so that the others could go on.
+    #[error("evicted by the publisher: {reason}")]
+    Evicted {
+        /// Why: it stayed behind past the timeout, its process died, or it wrote a
+        /// position no honest subscriber writes.
+        reason: &'static str,
+    },
+    /// Every subscriber line of the broadcast is taken.
+    #[error("all {max} subscriber places of the broadcast are taken")]
+    SubscribersFull {
+        /// The capacity fixed at create.
+        max: u32,
+    },
+    /// The operation needs to write to memory that is mapped read-only here.
+    #[error("{what} needs write access, and this mapping is read-only")]
+    ReadOnly {
+        /// What was asked.
+        what: &'static str,
+    },
     /// An atomic access at an offset that is not a multiple of its size.
     #[error("misaligned: offset {offset} is not a multiple of {align}")]
     Misaligned {

@@ -12,8 +12,8 @@
 //! |     16 |    8 | `segment_size`   | bytes in the whole segment; at most the mapping's length       |
 //! |     24 |    8 | `payload_offset` | `128` (a multiple of 64: the payload starts on a cache line)  |
 //! |     32 |    8 | `payload_len`    | exactly `segment_size - payload_offset`                        |
-//! |     40 |    4 | `kind`           | `1` record, `2` seqlock record, `3` channel                    |
-//! |     44 |    4 | `kind_version`   | version of that kind's payload layout: record `1`, seqlock `2`, channel `2` |
+//! |     40 |    4 | `kind`           | `1` record, `2` seqlock record, `3` channel, `4` broadcast     |
+//! |     44 |    4 | `kind_version`   | version of that kind's payload layout: record `1`, seqlock `2`, channel `2`, broadcast `1` |
 //! |     48 |    8 | `schema_size`    | `size_of` the record type (0 for a channel)                    |
 //! |     56 |    8 | `schema_align`   | `align_of` the record type: a power of two, at most 64         |
 //! |     64 |    4 | `schema_version` | the version the program gives its record type                  |
@@ -66,6 +66,9 @@
 //! * **Channel (3)**, kind version 2: one or two message rings; the byte layout is in
 //!   the [`channel`](crate::channel) module docs. (Version 1 kept an end's pid after the
 //!   end was dropped; version 2 clears it, and an end is taken once per process.)
+//! * **Broadcast (4)**, kind version 1: one publisher, many subscribers; the byte layout
+//!   is in the [`broadcast`](crate::broadcast) module docs. The header's schema is the
+//!   record type published (`"bytes"` v1, size 0, for untyped messages).
 //!
 //! ## The initialisation protocol
 //!
@@ -141,6 +144,8 @@ pub enum Kind {
     SeqLock = 2,
     /// A message channel.
     Channel = 3,
+    /// A one-to-many broadcast ([`crate::Broadcast`]).
+    Broadcast = 4,
 }
 
 impl Kind {
@@ -150,6 +155,7 @@ impl Kind {
             Kind::Record => 1,
             Kind::SeqLock => 2,
             Kind::Channel => 2,
+            Kind::Broadcast => 1,
         }
     }
     fn from_u32(raw: u32) -> Option<Kind> {
@@ -157,6 +163,7 @@ impl Kind {
             1 => Some(Kind::Record),
             2 => Some(Kind::SeqLock),
             3 => Some(Kind::Channel),
+            4 => Some(Kind::Broadcast),
             _ => None,
         }
     }
@@ -168,6 +175,7 @@ impl fmt::Display for Kind {
             Kind::Record => "a record",
             Kind::SeqLock => "a seqlock record",
             Kind::Channel => "a channel",
+            Kind::Broadcast => "a broadcast",
         })
     }
 }
@@ -238,7 +246,7 @@ impl Schema {
         self.align
     }
 
-    fn from_header(h: &Header) -> Result<Schema, Error> {
+    pub(crate) fn from_header(h: &Header) -> Result<Schema, Error> {
         let len = h.schema_name_len as usize;
         if len > SCHEMA_NAME_MAX {
             return Err(corrupt(
@@ -321,6 +329,8 @@ pub(crate) struct Expect {
     pub schema: Schema,
     /// Payload bytes the kind needs.
     pub min_payload: u64,
+    /// Accept whatever record schema the segment declares (a broadcast read as bytes).
+    pub any_schema: bool,
 }
 
 fn corrupt(field: &'static str, found: u64, expected: &'static str) -> Error {
@@ -454,7 +464,7 @@ pub(crate) fn validate(h: &Header, mapped: u64, expect: &Expect) -> Result<(), E
         ));
     }
     let found = Schema::from_header(h)?;
-    if found != expect.schema {
+    if found != expect.schema && !expect.any_schema {
         return Err(Error::SchemaMismatch {
             found,
             expected: expect.schema,

@@ -113,12 +113,15 @@ pub mod sync;
 
 // Under `--cfg loom` only the protocols and the atomics facade are built: loom's atomics
 // cannot be placed in a mapping, and the loom tests exercise the protocols directly.
+pub mod broadcast;
 #[cfg(not(loom))]
 pub mod channel;
 #[cfg(not(loom))]
 mod copy;
 #[cfg(not(loom))]
 mod error;
+#[cfg(not(loom))]
+mod futex;
 #[cfg(not(loom))]
 pub mod layout;
 #[cfg(not(loom))]
@@ -145,6 +148,7 @@ pub mod testing;
 
 #[cfg(not(loom))]
 pub use {
+    broadcast::{Broadcast, BroadcastMode, BroadcastOptions, Publisher, Subscriber},
     channel::{Channel, ChannelOptions, Receiver, Sender, WaitMode},
     error::Error,
     layout::{AttachOptions, Kind, Schema},

@@ -62,6 +62,15 @@ impl Mapping {
         len: usize,
         extra_flags: libc::c_int,
     ) -> io::Result<Mapping> {
+        Self::map_prot(fd, len, extra_flags, libc::PROT_READ | libc::PROT_WRITE)
+    }
+
+    fn map_prot(
+        fd: Option<BorrowedFd<'_>>,
+        len: usize,
+        extra_flags: libc::c_int,
+        prot: libc::c_int,
+    ) -> io::Result<Mapping> {
         if len == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -74,16 +83,7 @@ impl Mapping {
         };
         // SAFETY: a null hint lets the kernel choose an address that overlaps nothing of
         // ours; `raw_fd` is borrowed for the call (or -1 for an anonymous mapping).
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                flags,
-                raw_fd,
-                0,
-            )
-        };
+        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, raw_fd, 0) };
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
@@ -101,6 +101,13 @@ impl Mapping {
     #[doc(alias = "mmap")]
     pub fn shared(fd: impl AsFd, len: usize) -> io::Result<Mapping> {
         Self::map(Some(fd.as_fd()), len, 0)
+    }
+
+    /// `mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0)`: a read-only view. Writing through
+    /// it faults, so only code that knows it is read-only (a `SharedMemory` whose
+    /// `writable()` is false) may be handed its pointer.
+    pub fn shared_read_only(fd: impl AsFd, len: usize) -> io::Result<Mapping> {
+        Self::map_prot(Some(fd.as_fd()), len, 0, libc::PROT_READ)
     }
 
     /// [`shared`](Self::shared) with `MAP_POPULATE`: every page is faulted in up front.

@@ -53,6 +53,13 @@ pub unsafe trait SharedMemory {
     fn truncated(&self) -> Option<u64> {
         None
     }
+    /// Whether the region is mapped writable here. A read-only mapping (a lossy broadcast
+    /// subscriber's, say) returns `false`, and shm-core never writes through it: the
+    /// operations that would write are [`Error::ReadOnly`](crate::Error::ReadOnly).
+    /// Creating a segment in read-only memory is not supported.
+    fn writable(&self) -> bool {
+        true
+    }
 }
 
 // SAFETY: forwarded; a Box does not move its contents and adds no references.
@@ -71,6 +78,9 @@ unsafe impl<M: SharedMemory + ?Sized> SharedMemory for Box<M> {
     }
     fn truncated(&self) -> Option<u64> {
         (**self).truncated()
+    }
+    fn writable(&self) -> bool {
+        (**self).writable()
     }
 }
 

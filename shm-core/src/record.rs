@@ -38,6 +38,7 @@ pub(crate) fn expect_for<T: Record>(kind: Kind, min_payload: u64) -> Result<Expe
         kind,
         schema: Schema::of::<T>()?,
         min_payload,
+        any_schema: false,
     })
 }
 

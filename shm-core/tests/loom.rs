@@ -325,3 +325,190 @@ mod ring_model {
         });
     }
 }
+
+mod broadcast_model {
+    use loom::sync::{Arc, Condvar, Mutex};
+    use loom::thread;
+    use shm_core::broadcast::protocol::{self, Attempt, Control, Slot};
+    use shm_core::sync::{AtomicU32, AtomicU64, Ordering};
+
+    const SLOTS: u64 = 2;
+
+    /// A futex as the kernel gives it (see `ring_model`): no timeouts, so a lost wake-up
+    /// is a deadlock loom reports.
+    struct ModelFutex {
+        lock: Mutex<()>,
+        cv: Condvar,
+    }
+
+    impl ModelFutex {
+        fn wait(&self, word: &AtomicU32, expected: u32) {
+            let guard = self.lock.lock().unwrap();
+            if word.load(Ordering::Relaxed) == expected {
+                drop(self.cv.wait(guard).unwrap());
+            }
+        }
+        fn wake(&self) {
+            let _guard = self.lock.lock().unwrap();
+            self.cv.notify_all();
+        }
+    }
+
+    struct Ring {
+        tail: AtomicU64,
+        data_seq: AtomicU32,
+        sleepers: AtomicU32,
+        space_seq: AtomicU32,
+        publisher_sleeping: AtomicU32,
+        members: AtomicU32,
+        position: AtomicU64,
+        stamps: [AtomicU64; SLOTS as usize],
+        lens: [AtomicU64; SLOTS as usize],
+        /// Two payload words per slot: a torn message shows up as two different words.
+        words: [[AtomicU64; 2]; SLOTS as usize],
+        futex: ModelFutex,
+    }
+
+    impl Ring {
+        fn new() -> Self {
+            Ring {
+                tail: AtomicU64::new(0),
+                data_seq: AtomicU32::new(0),
+                sleepers: AtomicU32::new(0),
+                space_seq: AtomicU32::new(0),
+                publisher_sleeping: AtomicU32::new(0),
+                members: AtomicU32::new(0),
+                position: AtomicU64::new(0),
+                stamps: std::array::from_fn(|_| AtomicU64::new(0)),
+                lens: std::array::from_fn(|_| AtomicU64::new(0)),
+                words: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
+                futex: ModelFutex {
+                    lock: Mutex::new(()),
+                    cv: Condvar::new(),
+                },
+            }
+        }
+        fn control(&self) -> Control<'_> {
+            Control {
+                tail: &self.tail,
+                data_seq: &self.data_seq,
+                sleepers: &self.sleepers,
+                space_seq: &self.space_seq,
+                publisher_sleeping: &self.publisher_sleeping,
+                members: &self.members,
+            }
+        }
+        fn slot(&self, n: u64) -> Slot<'_> {
+            let k = (n % SLOTS) as usize;
+            Slot {
+                stamp: &self.stamps[k],
+                len: &self.lens[k],
+            }
+        }
+        /// Publishes message `n` (payload words = `n + 100`), waking sleepers.
+        fn write(&self, n: u64) {
+            let slot = self.slot(n);
+            protocol::begin_write(slot, n);
+            for w in &self.words[(n % SLOTS) as usize] {
+                // Release, as `copy::store_bytes_ordered` with Release.
+                w.store(n + 100, Ordering::Release);
+            }
+            if protocol::end_write(self.control(), slot, n, 16) {
+                protocol::bump_data(self.control());
+                self.futex.wake();
+            }
+        }
+        /// One read attempt of message `p`.
+        fn read(&self, p: u64) -> Attempt<[u64; 2]> {
+            let words = &self.words[(p % SLOTS) as usize];
+            protocol::try_read(self.control(), self.slot(p), p, SLOTS, 16, |_| {
+                [
+                    words[0].load(Ordering::Acquire),
+                    words[1].load(Ordering::Acquire),
+                ]
+            })
+        }
+    }
+
+    /// Lossy: the publisher laps a reader; whatever the reader keeps is whole and is the
+    /// message it asked for; what it skips is reported as lag.
+    #[test]
+    fn lossy_reader_never_keeps_a_torn_or_wrong_message() {
+        loom::model(|| {
+            let r = Arc::new(Ring::new());
+            let publisher = {
+                let r = r.clone();
+                thread::spawn(move || {
+                    for n in 0..3 {
+                        r.write(n);
+                    }
+                })
+            };
+            let mut p = 0;
+            for _ in 0..3 {
+                match r.read(p) {
+                    Attempt::Got(v) => {
+                        assert_eq!(v, [p + 100, p + 100], "torn or wrong message {p}");
+                        p += 1;
+                    }
+                    Attempt::Lagged { resume } => {
+                        assert!(resume > p);
+                        p = resume;
+                    }
+                    Attempt::Empty => thread::yield_now(),
+                    Attempt::Corrupt(l) => panic!("corrupt {l}"),
+                }
+            }
+            publisher.join().unwrap();
+        });
+    }
+
+    /// Reliable: the publisher waits for the subscriber's position (sleeping on the futex
+    /// when it must), the subscriber sleeps when there is nothing; 3 messages through 2
+    /// slots arrive whole and in order, and nobody sleeps forever.
+    #[test]
+    fn reliable_positions_hold_and_no_wakeup_is_lost() {
+        loom::model(|| {
+            let r = Arc::new(Ring::new());
+            let publisher = {
+                let r = r.clone();
+                thread::spawn(move || {
+                    for n in 0..3u64 {
+                        // Room: the slot's previous message was read.
+                        let room =
+                            |r: &Ring| n < SLOTS || r.position.load(Ordering::Acquire) > n - SLOTS;
+                        while !room(&r) {
+                            let c = r.control();
+                            if let Some(seq) = protocol::publisher_prepare_sleep(c, || room(&r)) {
+                                r.futex.wait(&r.space_seq, seq);
+                                protocol::publisher_done_sleeping(c);
+                            }
+                        }
+                        r.write(n);
+                    }
+                })
+            };
+            let mut p = 0;
+            while p < 3 {
+                match r.read(p) {
+                    Attempt::Got(v) => {
+                        assert_eq!(v, [p + 100, p + 100], "torn or overwritten message {p}");
+                        if protocol::release(r.control(), &r.position, p) {
+                            protocol::bump_space(r.control());
+                            r.futex.wake();
+                        }
+                        p += 1;
+                    }
+                    Attempt::Empty => {
+                        if let Some(seq) = protocol::prepare_sleep(r.control(), p) {
+                            r.futex.wait(&r.data_seq, seq);
+                            protocol::done_sleeping(r.control());
+                        }
+                    }
+                    other => panic!("a reliable member saw {other:?} at {p}"),
+                }
+            }
+            publisher.join().unwrap();
+        });
+    }
+}

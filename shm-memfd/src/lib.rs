@@ -84,7 +84,7 @@ pub enum Error {
         found: String,
     },
     /// The memfd is sealed against writing; a shared segment must be writable.
-    #[error("memfd is sealed against writing (seals found: {found}); expected a writable segment")]
+    #[error("memfd is sealed against writing (seals found: {found}); expected a writable segment (map it with from_fd_read_only / connect_read_only)")]
     WriteSealed {
         /// The seals it has.
         found: String,
@@ -147,6 +147,7 @@ fn io_err(op: &'static str) -> impl FnOnce(io::Error) -> Error {
 pub struct MemfdOptions {
     name: String,
     size: u64,
+    read_only_peers: bool,
 }
 
 impl Default for MemfdOptions {
@@ -154,6 +155,7 @@ impl Default for MemfdOptions {
         MemfdOptions {
             name: "shm".to_owned(),
             size: 4096,
+            read_only_peers: false,
         }
     }
 }
@@ -176,8 +178,20 @@ impl MemfdOptions {
         self
     }
 
+    /// Make every other mapping of the memfd read-only: after the creator's writable
+    /// mapping exists, the memfd is sealed with `F_SEAL_FUTURE_WRITE`, so whoever gets
+    /// the fd (the creator included, for any new mapping) can map it only `PROT_READ`,
+    /// cannot `write(2)` to it, cannot `mprotect` a mapping writable and cannot resize
+    /// it. Receivers take it with [`MemfdShm::from_fd_read_only`] /
+    /// [`connect_read_only`]. For lossy broadcast subscribers, which write nothing.
+    pub fn read_only_peers(mut self, yes: bool) -> Self {
+        self.read_only_peers = yes;
+        self
+    }
+
     /// `memfd_create(MFD_CLOEXEC | MFD_ALLOW_SEALING)`, `ftruncate`, seal shrink and grow,
-    /// then seal the seals, then map.
+    /// map, then (with [`read_only_peers`](Self::read_only_peers)) seal future writes,
+    /// then seal the seals.
     #[doc(alias = "memfd_create")]
     pub fn create(&self) -> Result<MemfdShm, Error> {
         if self.size == 0 {
@@ -208,13 +222,20 @@ impl MemfdOptions {
             })
         };
         seal(&[FileSeal::SealShrink, FileSeal::SealGrow])?;
-        seal(&[FileSeal::SealSeal])?;
         let fd = OwnedFd::from(mfd.into_file());
         let map = Mapping::shared(&fd, len).map_err(io_err("mmap"))?;
+        if self.read_only_peers {
+            // After our writable mapping exists: it keeps working, every later one is
+            // read-only (Linux 5.1).
+            sys::add_seals(fd.as_fd(), sys::F_SEAL_FUTURE_WRITE)
+                .map_err(io_err("fcntl(F_ADD_SEALS, F_SEAL_FUTURE_WRITE)"))?;
+        }
+        sys::add_seals(fd.as_fd(), libc::F_SEAL_SEAL).map_err(io_err("fcntl(F_ADD_SEALS)"))?;
         Ok(MemfdShm {
             map,
             fd,
             owner: true,
+            writable: true,
         })
     }
 }
@@ -231,6 +252,7 @@ pub struct MemfdShm {
     map: Mapping,
     fd: OwnedFd,
     owner: bool,
+    writable: bool,
 }
 
 impl MemfdShm {
@@ -243,13 +265,35 @@ impl MemfdShm {
             map,
             fd,
             owner: false,
+            writable: true,
         })
     }
 
-    /// A second, independent mapping of the same memfd (through a `dup` of its fd).
+    /// Verifies that `fd` is a sealed (shrink, grow), non-empty memfd, write-sealed or
+    /// not, then maps all of it `PROT_READ`. The handle is not
+    /// [`writable`](SharedMemory::writable): shm-core never writes through it (a lossy
+    /// broadcast subscriber's memory).
+    pub fn from_fd_read_only(fd: OwnedFd) -> Result<MemfdShm, Error> {
+        let len = verify_impl(fd.as_fd(), true)?;
+        let map = Mapping::shared_read_only(&fd, len).map_err(io_err("mmap"))?;
+        Ok(MemfdShm {
+            map,
+            fd,
+            owner: false,
+            writable: false,
+        })
+    }
+
+    /// A second, independent mapping of the same memfd (through a `dup` of its fd); a
+    /// read-only one if the memfd is sealed against future writes.
     pub fn try_clone(&self) -> Result<MemfdShm, Error> {
         let fd = self.fd.try_clone().map_err(io_err("dup"))?;
-        MemfdShm::from_fd(fd)
+        let seals = sys::get_seals(fd.as_fd()).map_err(io_err("fcntl(F_GET_SEALS)"))?;
+        if !self.writable || seals & (libc::F_SEAL_WRITE | sys::F_SEAL_FUTURE_WRITE) != 0 {
+            MemfdShm::from_fd_read_only(fd)
+        } else {
+            MemfdShm::from_fd(fd)
+        }
     }
 
     /// How many of the segment's pages are resident in this mapping.
@@ -282,10 +326,19 @@ unsafe impl SharedMemory for MemfdShm {
     fn is_owner(&self) -> bool {
         self.owner
     }
+    fn writable(&self) -> bool {
+        self.writable
+    }
 }
 
-/// Checks a received fd before it is mapped; returns its size.
+/// Checks a received fd before it is mapped writable; returns its size.
 pub fn verify(fd: BorrowedFd<'_>) -> Result<usize, Error> {
+    verify_impl(fd, false)
+}
+
+/// `verify`, or with `read_only` the checks for a read-only mapping: any access mode that
+/// can read, and write seals allowed.
+fn verify_impl(fd: BorrowedFd<'_>, read_only: bool) -> Result<usize, Error> {
     let flags = sys::fcntl_getfl(fd).map_err(io_err("fcntl(F_GETFL)"))?;
     if flags & libc::O_PATH != 0 {
         return Err(Error::NotMemfd {
@@ -315,6 +368,7 @@ pub fn verify(fd: BorrowedFd<'_>) -> Result<usize, Error> {
     }
     match flags & libc::O_ACCMODE {
         libc::O_RDWR => {}
+        libc::O_RDONLY if read_only => {}
         libc::O_RDONLY => return Err(Error::NotReadWrite { found: "read-only" }),
         _ => {
             return Err(Error::NotReadWrite {
@@ -340,7 +394,7 @@ pub fn verify(fd: BorrowedFd<'_>) -> Result<usize, Error> {
             found: sys::seal_names(seals),
         });
     }
-    if seals & (libc::F_SEAL_WRITE | sys::F_SEAL_FUTURE_WRITE) != 0 {
+    if !read_only && seals & (libc::F_SEAL_WRITE | sys::F_SEAL_FUTURE_WRITE) != 0 {
         return Err(Error::WriteSealed {
             found: sys::seal_names(seals),
         });
@@ -461,6 +515,16 @@ pub fn connect_timeout(path: impl AsRef<Path>, timeout: Duration) -> Result<Memf
     receive_timeout(&stream, false, timeout)
 }
 
+/// [`connect_timeout`] for a read-only mapping ([`MemfdShm::from_fd_read_only`]): for a
+/// memfd made with [`MemfdOptions::read_only_peers`], or any memfd this process should
+/// only read.
+pub fn connect_read_only(path: impl AsRef<Path>, timeout: Duration) -> Result<MemfdShm, Error> {
+    use std::os::unix::ffi::OsStrExt;
+    let stream = connect_stream(path.as_ref().as_os_str().as_bytes(), false, timeout)?;
+    let fd = receive_fd(&stream, false, timeout)?;
+    MemfdShm::from_fd_read_only(fd)
+}
+
 /// Connects to `name` in the abstract namespace and receives the memfd, within
 /// [`DEFAULT_TIMEOUT`].
 pub fn connect_abstract(name: &str) -> Result<MemfdShm, Error> {
@@ -497,6 +561,16 @@ pub fn receive_timeout(
     allow_any_uid: bool,
     timeout: Duration,
 ) -> Result<MemfdShm, Error> {
+    MemfdShm::from_fd(receive_fd(stream, allow_any_uid, timeout)?)
+}
+
+/// The checks and the receive that every `receive*` shares: timeouts, the peer's uid, one
+/// fd.
+fn receive_fd(
+    stream: &UnixStream,
+    allow_any_uid: bool,
+    timeout: Duration,
+) -> Result<OwnedFd, Error> {
     sys::set_timeouts(stream.as_fd(), timeout).map_err(io_err("setsockopt"))?;
     if !allow_any_uid {
         let cred = sys::peer_cred(stream.as_fd()).map_err(io_err("getsockopt(SO_PEERCRED)"))?;
@@ -508,5 +582,5 @@ pub fn receive_timeout(
             });
         }
     }
-    MemfdShm::from_fd(recv_fd(stream)?)
+    recv_fd(stream)
 }

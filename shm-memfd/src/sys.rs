@@ -28,6 +28,12 @@ pub fn fcntl_getfl(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
     cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })
 }
 
+/// `fcntl(fd, F_ADD_SEALS, seals)`.
+pub fn add_seals(fd: BorrowedFd<'_>, seals: libc::c_int) -> io::Result<()> {
+    // SAFETY: F_ADD_SEALS on a live fd takes an int argument.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) }).map(drop)
+}
+
 /// `fcntl(fd, F_GET_SEALS)`.
 pub fn get_seals(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
     // SAFETY: F_GET_SEALS on a live fd takes no further argument.

@@ -276,6 +276,7 @@ pub struct ShmOptions {
     allow_foreign: bool,
     populate: bool,
     lock_timeout: Duration,
+    read_only: bool,
 }
 
 impl ShmOptions {
@@ -290,6 +291,7 @@ impl ShmOptions {
             allow_foreign: false,
             populate: false,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            read_only: false,
         }
     }
 
@@ -321,6 +323,17 @@ impl ShmOptions {
     /// Accept segments owned by another user or writable by group or others at open.
     pub fn allow_foreign(mut self, allow: bool) -> Self {
         self.allow_foreign = allow;
+        self
+    }
+
+    /// [`open`](Self::open) the segment read-only: `O_RDONLY` and a `PROT_READ` mapping,
+    /// whose handle is not [`writable`](SharedMemory::writable) (shm-core never writes
+    /// through it: a lossy broadcast subscriber). This keeps *this handle* from writing;
+    /// it is not a wall against a process of the same user, which can open the name for
+    /// writing itself (for that, use a memfd made with `read_only_peers`). `create`
+    /// ignores it.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
         self
     }
 
@@ -421,13 +434,22 @@ impl ShmOptions {
             fd,
             name: name.clone(),
             owner: true,
+            writable: true,
         })
     }
 
     fn open_existing(&self, cname: &CString) -> Result<PosixShm, Error> {
         let name = &self.name;
-        let fd =
-            sys::shm_open(cname, libc::O_RDWR, 0).map_err(|e| Error::io("shm_open", name, e))?;
+        let fd = sys::shm_open(
+            cname,
+            if self.read_only {
+                libc::O_RDONLY
+            } else {
+                libc::O_RDWR
+            },
+            0,
+        )
+        .map_err(|e| Error::io("shm_open", name, e))?;
         let st = sys::fstat(fd.as_fd()).map_err(|e| Error::io("fstat", name, e))?;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Err(Error::NotRegularFile {
@@ -466,6 +488,7 @@ impl ShmOptions {
             fd,
             name: name.clone(),
             owner: false,
+            writable: !self.read_only,
         })
     }
 
@@ -496,7 +519,9 @@ impl ShmOptions {
     }
 
     fn map(&self, fd: BorrowedFd<'_>, len: usize) -> Result<Mapping, Error> {
-        let map = if self.populate {
+        let map = if self.read_only {
+            Mapping::shared_read_only(fd, len)
+        } else if self.populate {
             Mapping::shared_populated(fd, len)
         } else {
             Mapping::shared(fd, len)
@@ -525,6 +550,7 @@ pub struct PosixShm {
     fd: OwnedFd,
     name: String,
     owner: bool,
+    writable: bool,
 }
 
 impl PosixShm {
@@ -578,6 +604,9 @@ unsafe impl SharedMemory for PosixShm {
     }
     fn is_owner(&self) -> bool {
         self.owner
+    }
+    fn writable(&self) -> bool {
+        self.writable
     }
     fn truncated(&self) -> Option<u64> {
         if !self.map.tripped() {

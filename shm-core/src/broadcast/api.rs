@@ -1,0 +1,1066 @@
+//! The public half of the broadcast: segments, publisher, subscribers, over any
+//! [`SharedMemory`]. The layout and the protocol are in the parent module's docs.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::protocol::{self, Attempt, Control, Slot};
+use crate::layout::{AttachOptions, Expect, Kind, Schema};
+use crate::proc::{self, Liveness};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::wait::{Pace, Sleeper, Waiter};
+use crate::{copy, Error, RawSegment, Record, SharedMemory, WaitMode};
+
+const LINE: u64 = 128;
+const PUB_LINE: u64 = 128;
+const TAIL: u64 = PUB_LINE;
+const HOLDER: u64 = PUB_LINE + 8;
+const CLOSED: u64 = PUB_LINE + 12;
+const DATA_SEQ: u64 = PUB_LINE + 16;
+const SLEEPERS: u64 = PUB_LINE + 20;
+const SPACE_SEQ: u64 = PUB_LINE + 24;
+const PUB_SLEEPING: u64 = PUB_LINE + 28;
+const MEMBERS: u64 = PUB_LINE + 32;
+const MEMBERS_AT: u64 = 2 * LINE;
+const SLOT_HEADER: u64 = 16;
+
+/// The most subscribers a broadcast can be created for.
+pub const MAX_SUBSCRIBERS: u32 = 1024;
+/// The most slots a broadcast can be created with.
+pub const MAX_SLOTS: u64 = 1 << 24;
+
+const ACTIVE: u32 = 0;
+const LEFT: u32 = 1;
+const EVICTED_BEHIND: u32 = 2;
+const EVICTED_DEAD: u32 = 3;
+const EVICTED_CORRUPT: u32 = 4;
+
+fn eviction_reason(state: u32) -> &'static str {
+    match state {
+        EVICTED_BEHIND => "it stayed behind longer than the eviction timeout",
+        EVICTED_DEAD => "its process died",
+        EVICTED_CORRUPT => "it wrote a position no honest subscriber writes",
+        _ => "its line was taken over or scribbled on",
+    }
+}
+
+/// Whether the publisher waits for subscribers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BroadcastMode {
+    /// Back-pressure: the publisher waits for the slowest live subscriber, and evicts one
+    /// that is dead, stuck past the eviction timeout, or corrupt.
+    Reliable,
+    /// The publisher never waits; subscribers that fall behind get [`Error::Lagged`].
+    Lossy,
+}
+
+impl BroadcastMode {
+    fn code(self) -> u32 {
+        match self {
+            BroadcastMode::Reliable => 1,
+            BroadcastMode::Lossy => 2,
+        }
+    }
+}
+
+/// How a broadcast segment is laid out (builder; ends in [`Broadcast::create`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BroadcastOptions {
+    mode: BroadcastMode,
+    slots: u64,
+    max_message: Option<u64>,
+    max_subscribers: u32,
+    evict_timeout: Duration,
+    schema: Option<Schema>,
+}
+
+impl Default for BroadcastOptions {
+    fn default() -> Self {
+        BroadcastOptions {
+            mode: BroadcastMode::Reliable,
+            slots: 64,
+            max_message: None,
+            max_subscribers: 64,
+            evict_timeout: Duration::from_secs(1),
+            schema: None,
+        }
+    }
+}
+
+impl BroadcastOptions {
+    /// Reliable, 64 slots of 4080-byte messages, 64 subscribers, 1 s eviction timeout,
+    /// untyped messages.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Reliable (back-pressure) or lossy.
+    pub fn mode(mut self, mode: BroadcastMode) -> Self {
+        self.mode = mode;
+        self
+    }
+    /// Messages the ring holds: a power of two, 2 to [`MAX_SLOTS`].
+    pub fn slots(mut self, slots: u64) -> Self {
+        self.slots = slots;
+        self
+    }
+    /// The largest message, in bytes (default 4080, or the record's size).
+    pub fn max_message(mut self, bytes: u64) -> Self {
+        self.max_message = Some(bytes);
+        self
+    }
+    /// How many subscribers may be joined at once: 1 to [`MAX_SUBSCRIBERS`].
+    pub fn max_subscribers(mut self, n: u32) -> Self {
+        self.max_subscribers = n;
+        self
+    }
+    /// Reliable mode: how long the publisher waits for a live subscriber that does not
+    /// move before it evicts it.
+    pub fn evict_timeout(mut self, timeout: Duration) -> Self {
+        self.evict_timeout = timeout;
+        self
+    }
+    /// Publish records of type `T`: the segment's header declares `T`'s schema, and
+    /// `max_message` defaults to `size_of::<T>()`.
+    pub fn record<T: Record>(mut self) -> Self {
+        self.schema = Schema::of::<T>().ok();
+        if self.max_message.is_none() {
+            self.max_message = Some(std::mem::size_of::<T>() as u64);
+        }
+        self
+    }
+
+    fn config(&self) -> Result<Config, Error> {
+        let bad = |option, found, expected| Error::InvalidOption {
+            option,
+            found,
+            expected,
+        };
+        if !(1..=MAX_SUBSCRIBERS).contains(&self.max_subscribers) {
+            return Err(bad(
+                "broadcast max_subscribers",
+                self.max_subscribers.into(),
+                "1 to 1024",
+            ));
+        }
+        if !self.slots.is_power_of_two() || !(2..=MAX_SLOTS).contains(&self.slots) {
+            return Err(bad(
+                "broadcast slots",
+                self.slots,
+                "a power of two from 2 to 2^24",
+            ));
+        }
+        let max_message = self.max_message.unwrap_or(4096 - SLOT_HEADER);
+        let schema = match self.schema {
+            Some(s) => s,
+            None => bytes_schema(),
+        };
+        let cfg = Config {
+            mode: self.mode,
+            slots: self.slots,
+            slot_size: slot_size(max_message).ok_or(bad(
+                "broadcast max_message",
+                max_message,
+                "a size whose slots fit in 2^64 bytes",
+            ))?,
+            max_message,
+            max_subscribers: self.max_subscribers,
+            evict_timeout: self.evict_timeout,
+            schema,
+        };
+        cfg.payload_len().ok_or(bad(
+            "broadcast max_message",
+            max_message,
+            "a size whose slots fit in 2^64 bytes",
+        ))?;
+        Ok(cfg)
+    }
+
+    /// The segment size (header included) these options need: what to ask a backend for.
+    pub fn segment_len(&self) -> Result<u64, Error> {
+        let p = self.config()?.payload_len().expect("checked by config");
+        p.checked_add(crate::layout::PAYLOAD_OFFSET as u64)
+            .ok_or(Error::InvalidOption {
+                option: "broadcast max_message",
+                found: self.max_message.unwrap_or(0),
+                expected: "a size whose slots fit in 2^64 bytes",
+            })
+    }
+}
+
+fn bytes_schema() -> Schema {
+    Schema::new("bytes", 1, 0, 1).expect("short name")
+}
+
+fn slot_size(max_message: u64) -> Option<u64> {
+    max_message
+        .checked_add(SLOT_HEADER + 63)
+        .map(|s| s / 64 * 64)
+}
+
+/// The validated shape of a broadcast segment.
+#[derive(Debug, Clone, Copy)]
+struct Config {
+    mode: BroadcastMode,
+    slots: u64,
+    slot_size: u64,
+    max_message: u64,
+    max_subscribers: u32,
+    evict_timeout: Duration,
+    schema: Schema,
+}
+
+impl Config {
+    fn slots_at(&self) -> u64 {
+        MEMBERS_AT + LINE * u64::from(self.max_subscribers)
+    }
+    fn payload_len(&self) -> Option<u64> {
+        self.slots
+            .checked_mul(self.slot_size)?
+            .checked_add(self.slots_at())
+    }
+}
+
+fn expect(kind_schema: Schema, min_payload: u64, any_schema: bool) -> Expect {
+    Expect {
+        kind: Kind::Broadcast,
+        schema: kind_schema,
+        min_payload,
+        any_schema,
+    }
+}
+
+/// A broadcast segment: hands out the publisher and subscribers.
+pub struct Broadcast<M: SharedMemory> {
+    seg: Arc<RawSegment<M>>,
+    cfg: Config,
+}
+
+impl<M: SharedMemory> Clone for Broadcast<M> {
+    fn clone(&self) -> Self {
+        Broadcast {
+            seg: Arc::clone(&self.seg),
+            cfg: self.cfg,
+        }
+    }
+}
+
+impl<M: SharedMemory> Broadcast<M> {
+    /// Lays a broadcast into fresh, zeroed memory.
+    pub fn create(mem: M, opts: &BroadcastOptions) -> Result<Self, Error> {
+        if !mem.writable() {
+            return Err(Error::ReadOnly {
+                what: "creating a broadcast",
+            });
+        }
+        let cfg = opts.config()?;
+        let need = cfg.payload_len().expect("checked by config");
+        let seg = RawSegment::create(mem, expect(cfg.schema, need, false), |raw| {
+            let mut head = [0u8; 40];
+            head[0..4].copy_from_slice(&cfg.mode.code().to_ne_bytes());
+            head[4..8].copy_from_slice(&cfg.max_subscribers.to_ne_bytes());
+            head[8..16].copy_from_slice(&cfg.slots.to_ne_bytes());
+            head[16..24].copy_from_slice(&cfg.slot_size.to_ne_bytes());
+            head[24..32].copy_from_slice(&cfg.max_message.to_ne_bytes());
+            let ns = u64::try_from(cfg.evict_timeout.as_nanos()).unwrap_or(u64::MAX);
+            head[32..40].copy_from_slice(&ns.to_ne_bytes());
+            // SAFETY: the payload holds `need` bytes, the 40-byte config line included
+            // (checked by create); the segment is not published yet.
+            unsafe { copy::store_bytes(raw.payload_ptr(), &head) };
+        })?;
+        Ok(Broadcast {
+            seg: Arc::new(seg),
+            cfg,
+        })
+    }
+
+    /// Attaches to a broadcast of any record type (messages as bytes), validating the
+    /// header and the broadcast's layout.
+    pub fn attach(mem: M) -> Result<Self, Error> {
+        Self::attach_impl(mem, None, &AttachOptions::default())
+    }
+
+    /// Attaches to a broadcast of records of type `T`: a broadcast of any other type is
+    /// [`Error::SchemaMismatch`].
+    pub fn attach_pod<T: Record>(mem: M) -> Result<Self, Error> {
+        Self::attach_impl(mem, Some(Schema::of::<T>()?), &AttachOptions::default())
+    }
+
+    /// [`attach`](Self::attach) with explicit timeouts.
+    pub fn attach_with(mem: M, opts: &AttachOptions) -> Result<Self, Error> {
+        Self::attach_impl(mem, None, opts)
+    }
+
+    fn attach_impl(mem: M, schema: Option<Schema>, opts: &AttachOptions) -> Result<Self, Error> {
+        let e = expect(schema.unwrap_or_else(bytes_schema), 40, schema.is_none());
+        let seg = RawSegment::attach(mem, e, opts)?;
+        let mut head = [0u8; 40];
+        seg.read_at(0, &mut head)?;
+        let u32_at = |o: usize| u32::from_ne_bytes(head[o..o + 4].try_into().expect("4"));
+        let u64_at = |o: usize| u64::from_ne_bytes(head[o..o + 8].try_into().expect("8"));
+        let corrupt = |field, found, expected| Error::CorruptHeader {
+            field,
+            found,
+            expected,
+        };
+        let mode = match u32_at(0) {
+            1 => BroadcastMode::Reliable,
+            2 => BroadcastMode::Lossy,
+            m => return Err(corrupt("broadcast mode", m.into(), "1 or 2")),
+        };
+        let max_subscribers = u32_at(4);
+        if !(1..=MAX_SUBSCRIBERS).contains(&max_subscribers) {
+            return Err(corrupt(
+                "broadcast max_subscribers",
+                max_subscribers.into(),
+                "1 to 1024",
+            ));
+        }
+        let slots = u64_at(8);
+        if !slots.is_power_of_two() || !(2..=MAX_SLOTS).contains(&slots) {
+            return Err(corrupt(
+                "broadcast slots",
+                slots,
+                "a power of two from 2 to 2^24",
+            ));
+        }
+        let max_message = u64_at(24);
+        let size = u64_at(16);
+        if slot_size(max_message) != Some(size) {
+            return Err(corrupt(
+                "broadcast slot_size",
+                size,
+                "16 + max_message rounded up to 64",
+            ));
+        }
+        let cfg = Config {
+            mode,
+            slots,
+            slot_size: size,
+            max_message,
+            max_subscribers,
+            evict_timeout: Duration::from_nanos(u64_at(32)),
+            schema: Schema::from_header(seg.header())?,
+        };
+        match cfg.payload_len() {
+            Some(n) if n <= seg.payload_len() as u64 => {}
+            need => {
+                return Err(Error::PayloadTooSmall {
+                    kind: Kind::Broadcast,
+                    needed: need.unwrap_or(u64::MAX),
+                    found: seg.payload_len() as u64,
+                })
+            }
+        }
+        Ok(Broadcast {
+            seg: Arc::new(seg),
+            cfg,
+        })
+    }
+
+    /// Reliable or lossy.
+    pub fn mode(&self) -> BroadcastMode {
+        self.cfg.mode
+    }
+    /// The largest message.
+    pub fn max_message(&self) -> u64 {
+        self.cfg.max_message
+    }
+    /// Messages the ring holds.
+    pub fn slots(&self) -> u64 {
+        self.cfg.slots
+    }
+    /// How many subscribers may be joined at once.
+    pub fn max_subscribers(&self) -> u32 {
+        self.cfg.max_subscribers
+    }
+    /// The record type the broadcast carries (`"bytes"` for untyped messages).
+    pub fn schema(&self) -> Schema {
+        self.cfg.schema
+    }
+    /// The validated segment underneath.
+    pub fn raw(&self) -> &RawSegment<M> {
+        &self.seg
+    }
+
+    fn u64_at(&self, off: u64) -> &AtomicU64 {
+        // SAFETY: every offset passed is a fixed, 8-aligned control-word offset or a
+        // member/slot word below `payload_len()`, validated at create/attach; an atomic
+        // may alias memory that other processes write.
+        unsafe { AtomicU64::from_ptr(self.seg.payload_ptr().add(off as usize).cast()) }
+    }
+    fn u32_at(&self, off: u64) -> &AtomicU32 {
+        // SAFETY: as in `u64_at`, 4-aligned.
+        unsafe { AtomicU32::from_ptr(self.seg.payload_ptr().add(off as usize).cast()) }
+    }
+    fn control(&self) -> Control<'_> {
+        Control {
+            tail: self.u64_at(TAIL),
+            data_seq: self.u32_at(DATA_SEQ),
+            sleepers: self.u32_at(SLEEPERS),
+            space_seq: self.u32_at(SPACE_SEQ),
+            publisher_sleeping: self.u32_at(PUB_SLEEPING),
+            members: self.u32_at(MEMBERS),
+        }
+    }
+    fn slot_off(&self, n: u64) -> u64 {
+        self.cfg.slots_at() + (n & (self.cfg.slots - 1)) * self.cfg.slot_size
+    }
+    fn slot(&self, n: u64) -> Slot<'_> {
+        let off = self.slot_off(n);
+        Slot {
+            stamp: self.u64_at(off),
+            len: self.u64_at(off + 8),
+        }
+    }
+    fn payload_of(&self, n: u64) -> *mut u8 {
+        // SAFETY: the slot's payload (max_message bytes after its 16-byte header) lies
+        // inside the validated payload.
+        unsafe {
+            self.seg
+                .payload_ptr()
+                .add((self.slot_off(n) + SLOT_HEADER) as usize)
+        }
+    }
+    fn member(&self, i: u32) -> Member<'_> {
+        let off = MEMBERS_AT + LINE * u64::from(i);
+        Member {
+            pid: self.u32_at(off),
+            state: self.u32_at(off + 4),
+            position: self.u64_at(off + 8),
+        }
+    }
+    fn holder(&self) -> &AtomicU32 {
+        self.u32_at(HOLDER)
+    }
+    fn closed(&self) -> &AtomicU32 {
+        self.u32_at(CLOSED)
+    }
+
+    /// The publishing end. One per broadcast at a time, across processes and within one
+    /// (like a channel's ends: [`Error::RoleTaken`] while a live process holds it).
+    pub fn publisher(&self) -> Result<Publisher<M>, Error> {
+        if !self.seg.memory().writable() {
+            return Err(Error::ReadOnly { what: "publishing" });
+        }
+        let me = proc::current_pid();
+        let holder = self.holder();
+        // Acquire: pairs with the Release store of 0 by the previous publisher's drop.
+        let mut current = holder.load(Ordering::Acquire);
+        let mut won = false;
+        for _ in 0..64 {
+            let free = current == 0 || (current != me && proc::liveness(current) == Liveness::Dead);
+            if !free {
+                break;
+            }
+            // AcqRel: Acquire as above; Release so that subscribers that load the holder
+            // with Acquire see the state we found.
+            match holder.compare_exchange(current, me, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    won = true;
+                    break;
+                }
+                Err(now) => current = now,
+            }
+        }
+        if !won {
+            return Err(Error::RoleTaken {
+                role: "publishing",
+                ring: 0,
+                pid: current,
+            });
+        }
+        // Release: pairs with the subscribers' Acquire loads of `closed`.
+        self.closed().store(0, Ordering::Release);
+        // Acquire: pairs with the previous publisher's Release stores of `tail`.
+        let next = self.control().tail.load(Ordering::Acquire);
+        Ok(Publisher {
+            b: self.clone(),
+            next,
+            wait: WaitMode::default(),
+            scan: Scan {
+                members_seen: self.control().members.load(Ordering::SeqCst),
+                min_position: 0,
+                evicted: vec![0; self.cfg.max_subscribers as usize],
+            },
+        })
+    }
+
+    /// Joins as a subscriber: the first message it receives is the next one published.
+    ///
+    /// On a writable mapping it takes a subscriber line ([`Error::SubscribersFull`] when
+    /// all are taken); on a read-only one (lossy mode only, else [`Error::ReadOnly`]) it
+    /// writes nothing and polls.
+    pub fn subscribe(&self) -> Result<Subscriber<M>, Error> {
+        let ctl = self.control();
+        if !self.seg.memory().writable() {
+            if self.cfg.mode == BroadcastMode::Reliable {
+                return Err(Error::ReadOnly {
+                    what: "a reliable subscriber (it publishes its position)",
+                });
+            }
+            // Acquire: pairs with the publisher's Release store of `tail`.
+            let next = ctl.tail.load(Ordering::Acquire);
+            return Ok(Subscriber {
+                b: self.clone(),
+                line: None,
+                next,
+                wait: WaitMode::default(),
+                broken: None,
+            });
+        }
+        let me = proc::current_pid();
+        for i in 0..self.cfg.max_subscribers {
+            let m = self.member(i);
+            // Acquire: pairs with the Release store of 0 in a previous subscriber's drop.
+            let pid = m.pid.load(Ordering::Acquire);
+            let free = pid == 0 || (pid != me && proc::liveness(pid) == Liveness::Dead);
+            if !free {
+                continue;
+            }
+            // AcqRel: one winner per line; Release so the publisher sees our claim with
+            // the line as we set it below.
+            if m.pid
+                .compare_exchange(pid, me, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            // Acquire: pairs with the publisher's Release store of `tail`.
+            let guess = ctl.tail.load(Ordering::Acquire);
+            m.position.store(guess, Ordering::Relaxed);
+            // Release: the publisher reads the state with Acquire, then the position.
+            m.state.store(ACTIVE, Ordering::Release);
+            let next = protocol::join(ctl, m.position, guess);
+            return Ok(Subscriber {
+                b: self.clone(),
+                line: Some(i),
+                next,
+                wait: WaitMode::default(),
+                broken: None,
+            });
+        }
+        Err(Error::SubscribersFull {
+            max: self.cfg.max_subscribers,
+        })
+    }
+
+    fn check_schema<T: Record>(&self) -> Result<(), Error> {
+        let mine = Schema::of::<T>()?;
+        if mine != self.cfg.schema {
+            return Err(Error::SchemaMismatch {
+                found: self.cfg.schema,
+                expected: mine,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// One subscriber line.
+#[derive(Clone, Copy)]
+struct Member<'a> {
+    pid: &'a AtomicU32,
+    state: &'a AtomicU32,
+    position: &'a AtomicU64,
+}
+
+/// The publisher's private view of the subscribers (reliable mode).
+struct Scan {
+    members_seen: u32,
+    /// The lowest position among active subscribers at the last scan (u64::MAX: none).
+    /// Positions only grow and leaving only raises it, so it stays a safe bound until
+    /// someone joins (`members` changes).
+    min_position: u64,
+    /// Per line, the pid we evicted there: that line is ignored until another process
+    /// takes it, so a subscriber that sets itself active again cannot stall us twice.
+    evicted: Vec<u32>,
+}
+
+/// The publishing end of a broadcast.
+pub struct Publisher<M: SharedMemory> {
+    b: Broadcast<M>,
+    next: u64,
+    wait: WaitMode,
+    scan: Scan,
+}
+
+impl<M: SharedMemory> Publisher<M> {
+    /// How this end waits (reliable mode).
+    pub fn set_wait(&mut self, mode: WaitMode) {
+        self.wait = mode;
+    }
+
+    /// The number the next message will get.
+    pub fn next_message(&self) -> u64 {
+        self.next
+    }
+
+    /// Publishes a copy of `bytes`. Reliable: waits for room, evicting subscribers that
+    /// are dead, corrupt, or stuck past the eviction timeout, so it returns within about
+    /// that timeout. Lossy: never waits.
+    pub fn publish(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.publish_impl(bytes, None)
+    }
+
+    /// [`publish`](Self::publish), waiting at most `timeout` for room (reliable mode).
+    pub fn publish_timeout(&mut self, bytes: &[u8], timeout: Duration) -> Result<(), Error> {
+        self.publish_impl(bytes, Some(timeout))
+    }
+
+    /// Publishes if there is room now (always, in lossy mode), else [`Error::Full`].
+    pub fn try_publish(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.check(bytes.len())?;
+        if self.b.cfg.mode == BroadcastMode::Reliable && !self.room() {
+            self.b.seg.intact()?;
+            return Err(Error::Full);
+        }
+        self.write(bytes)
+    }
+
+    /// Publishes a record of the broadcast's type ([`Error::SchemaMismatch`] for another).
+    pub fn publish_pod<T: Record>(&mut self, value: &T) -> Result<(), Error> {
+        self.b.check_schema::<T>()?;
+        self.publish(bytemuck::bytes_of(value))
+    }
+
+    fn check(&self, len: usize) -> Result<(), Error> {
+        let len = len as u64;
+        if len > self.b.cfg.max_message {
+            return Err(Error::MessageTooLarge {
+                len,
+                max: self.b.cfg.max_message,
+            });
+        }
+        Ok(())
+    }
+
+    fn publish_impl(&mut self, bytes: &[u8], timeout: Option<Duration>) -> Result<(), Error> {
+        self.check(bytes.len())?;
+        if self.b.cfg.mode == BroadcastMode::Reliable {
+            let mut w = Waiter::new(self.wait.pace(), timeout);
+            let start = Instant::now();
+            while !self.room() {
+                let mut s = PublishWait {
+                    publisher: &mut *self,
+                    start,
+                };
+                w.pause(&mut s)?;
+            }
+        }
+        self.write(bytes)
+    }
+
+    /// Writes message `next` and publishes it (room was checked).
+    fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        let n = self.next;
+        let b = &self.b;
+        let slot = b.slot(n);
+        protocol::begin_write(slot, n);
+        // SAFETY: the slot's payload holds max_message >= bytes.len() bytes (checked) in
+        // the validated payload; Release as the protocol requires.
+        unsafe { copy::store_bytes_ordered(b.payload_of(n), bytes, Ordering::Release) };
+        if protocol::end_write(b.control(), slot, n, bytes.len() as u64) {
+            protocol::bump_data(b.control());
+            crate::futex::wake(b.control().data_seq);
+        }
+        self.next = n + 1;
+        b.seg.intact()
+    }
+
+    /// Whether message `next` may be written: its slot's previous message was read by
+    /// every active subscriber. Rescans the subscriber lines when someone joined or when
+    /// the cached minimum is not enough.
+    fn room(&mut self) -> bool {
+        let n = self.next;
+        let slots = self.b.cfg.slots;
+        if n < slots {
+            // The slot was never used: nothing to destroy. (A joiner's first message
+            // is at least the tail it saw, so it never needs an earlier one.)
+            let _ = protocol::members_changed(self.b.control(), &mut self.scan.members_seen);
+            return true;
+        }
+        let need = n + 1 - slots;
+        let changed = protocol::members_changed(self.b.control(), &mut self.scan.members_seen);
+        if !changed && self.scan.min_position >= need {
+            return true;
+        }
+        self.rescan();
+        self.scan.min_position >= need
+    }
+
+    /// Reads every subscriber line; evicts those whose position is impossible.
+    fn rescan(&mut self) {
+        let n = self.next;
+        let mut min = u64::MAX;
+        for i in 0..self.b.cfg.max_subscribers {
+            let m = self.b.member(i);
+            // Acquire: pairs with the subscriber's Release stores (claim, state).
+            let pid = m.pid.load(Ordering::Acquire);
+            if pid == 0 {
+                // A free line: whoever takes it next is a new subscriber.
+                self.scan.evicted[i as usize] = 0;
+                continue;
+            }
+            if self.scan.evicted[i as usize] == pid {
+                continue;
+            }
+            // Acquire: pairs with the subscriber's Release store of its state.
+            if m.state.load(Ordering::Acquire) != ACTIVE {
+                continue;
+            }
+            // Acquire: pairs with the subscriber's Release store of its position.
+            let pos = m.position.load(Ordering::Acquire);
+            if pos > n {
+                // Ahead of what was published: no honest subscriber writes that.
+                self.evict(i, pid, EVICTED_CORRUPT);
+                continue;
+            }
+            min = min.min(pos);
+        }
+        self.scan.min_position = min;
+    }
+
+    /// Evicts the subscriber on line `i` (held by `pid`) and wakes it to tell it so.
+    fn evict(&mut self, i: u32, pid: u32, why: u32) {
+        // Release: pairs with the subscriber's Acquire load of its state.
+        self.b.member(i).state.store(why, Ordering::Release);
+        self.scan.evicted[i as usize] = pid;
+        protocol::bump_data(self.b.control());
+        crate::futex::wake(self.b.control().data_seq);
+    }
+
+    /// While waiting for room: evicts the subscribers that hold the slot back and are dead
+    /// (`peer`) or have been behind since `start` for longer than the eviction timeout.
+    fn evict_blockers(&mut self, peer: bool, start: Instant) {
+        let Some(need) = (self.next + 1).checked_sub(self.b.cfg.slots) else {
+            return;
+        };
+        let overdue = start.elapsed() >= self.b.cfg.evict_timeout;
+        if !peer && !overdue {
+            return;
+        }
+        for i in 0..self.b.cfg.max_subscribers {
+            let m = self.b.member(i);
+            // Acquire as in `rescan`.
+            let pid = m.pid.load(Ordering::Acquire);
+            if pid == 0 || self.scan.evicted[i as usize] == pid {
+                continue;
+            }
+            if m.state.load(Ordering::Acquire) != ACTIVE
+                || m.position.load(Ordering::Acquire) >= need
+            {
+                continue;
+            }
+            if peer && proc::liveness(pid) == Liveness::Dead {
+                self.evict(i, pid, EVICTED_DEAD);
+            } else if overdue {
+                self.evict(i, pid, EVICTED_BEHIND);
+            }
+        }
+    }
+}
+
+/// How the reliable publisher waits for room: evictions as its checks, the futex sleep.
+struct PublishWait<'a, M: SharedMemory> {
+    publisher: &'a mut Publisher<M>,
+    start: Instant,
+}
+
+impl<M: SharedMemory> Sleeper for PublishWait<'_, M> {
+    fn check(&mut self, peer: bool) -> Result<(), Error> {
+        self.publisher.b.seg.intact()?;
+        self.publisher.evict_blockers(peer, self.start);
+        Ok(())
+    }
+    fn prepare(&mut self) -> Result<Option<u32>, Error> {
+        let p = &mut *self.publisher;
+        // `room` reads the positions after the flag store and the fence (in the protocol
+        // function), against each subscriber's position store, fence, flag load.
+        let b = p.b.clone();
+        Ok(protocol::publisher_prepare_sleep(b.control(), || p.room()))
+    }
+    fn sleep(&mut self, token: u32, limit: Duration) {
+        // Never longer than what is left of the eviction timeout: the check must run.
+        let left = self
+            .publisher
+            .b
+            .cfg
+            .evict_timeout
+            .saturating_sub(self.start.elapsed())
+            .max(Duration::from_micros(100));
+        crate::futex::wait(
+            self.publisher.b.control().space_seq,
+            token,
+            Some(limit.min(left)),
+        );
+    }
+    fn done(&mut self) {
+        protocol::publisher_done_sleeping(self.publisher.b.control());
+    }
+}
+
+impl<M: SharedMemory> Drop for Publisher<M> {
+    fn drop(&mut self) {
+        let ctl = self.b.control();
+        // Release: pairs with the subscribers' Acquire loads of `closed`; every message
+        // published before is visible before the close is.
+        self.b.closed().store(1, Ordering::Release);
+        protocol::bump_data(ctl);
+        crate::futex::wake(ctl.data_seq);
+        // Release: pairs with the Acquire holder loads of the next publisher and of
+        // subscribers telling a close from a death.
+        self.b.holder().store(0, Ordering::Release);
+    }
+}
+
+/// A subscriber of a broadcast.
+pub struct Subscriber<M: SharedMemory> {
+    b: Broadcast<M>,
+    /// Its line, or `None` for a read-only (lossy) subscriber, which writes nothing.
+    line: Option<u32>,
+    next: u64,
+    wait: WaitMode,
+    broken: Option<Error>,
+}
+
+/// What one look for the next message found.
+enum Look {
+    Got(u64),
+    Empty,
+}
+
+impl<M: SharedMemory> Subscriber<M> {
+    /// How this subscriber waits (a read-only subscriber polls whatever the mode).
+    pub fn set_wait(&mut self, mode: WaitMode) {
+        self.wait = mode;
+    }
+
+    /// The number of the next message it will receive.
+    pub fn next_message(&self) -> u64 {
+        self.next
+    }
+
+    /// The next message, copied into `buf` (resized to fit); returns its number.
+    /// Waits as long as it takes, or until the publisher closes or dies (once everything
+    /// published was read). [`Error::Lagged`] says how many were missed; the next call
+    /// goes on from the oldest message still there.
+    pub fn recv(&mut self, buf: &mut Vec<u8>) -> Result<u64, Error> {
+        self.recv_impl(buf, None)
+    }
+
+    /// [`recv`](Self::recv), waiting at most `timeout`.
+    pub fn recv_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<u64, Error> {
+        self.recv_impl(buf, Some(timeout))
+    }
+
+    /// The next message if there is one now, else [`Error::Empty`] (or [`Error::Closed`]).
+    pub fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<u64, Error> {
+        let closed = self.closed();
+        match self.look(buf)? {
+            Look::Got(n) => Ok(n),
+            Look::Empty if closed => Err(Error::Closed),
+            Look::Empty => Err(Error::Empty),
+        }
+    }
+
+    /// The next record, of the broadcast's type ([`Error::SchemaMismatch`] for another).
+    pub fn recv_pod<T: Record>(&mut self) -> Result<T, Error> {
+        self.b.check_schema::<T>()?;
+        let mut buf = Vec::with_capacity(std::mem::size_of::<T>());
+        self.recv(&mut buf)?;
+        if buf.len() != std::mem::size_of::<T>() {
+            return Err(Error::Corrupt {
+                what: "a record message's length",
+                found: buf.len() as u64,
+            });
+        }
+        Ok(bytemuck::pod_read_unaligned(&buf))
+    }
+
+    fn closed(&self) -> bool {
+        // Acquire: pairs with the Release store in `Publisher::drop`.
+        self.b.closed().load(Ordering::Acquire) != 0
+    }
+
+    fn recv_impl(&mut self, buf: &mut Vec<u8>, timeout: Option<Duration>) -> Result<u64, Error> {
+        let pace = if self.line.is_some() {
+            self.wait.pace()
+        } else {
+            Pace::Poll
+        };
+        let mut w = Waiter::new(pace, timeout);
+        loop {
+            // Read `closed` before looking: a close seen here came after every message
+            // published before it.
+            let closed = self.closed();
+            match self.look(buf)? {
+                Look::Got(n) => return Ok(n),
+                Look::Empty if closed => return Err(Error::Closed),
+                Look::Empty => {}
+            }
+            let mut s = SubscribeWait {
+                sub: &mut *self,
+                registered: false,
+            };
+            w.pause(&mut s)?;
+        }
+    }
+
+    /// Our line's state: `Err(Evicted)` once the publisher evicted us.
+    fn still_member(&mut self) -> Result<(), Error> {
+        if let Some(e) = self.broken {
+            return Err(e);
+        }
+        let Some(i) = self.line else { return Ok(()) };
+        let m = self.b.member(i);
+        // Acquire: pairs with the publisher's Release store in `evict`.
+        let state = m.state.load(Ordering::Acquire);
+        let pid = m.pid.load(Ordering::Relaxed);
+        if state != ACTIVE || pid != proc::current_pid() {
+            let e = Error::Evicted {
+                reason: eviction_reason(state),
+            };
+            self.broken = Some(e);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// One look for message `next`.
+    fn look(&mut self, buf: &mut Vec<u8>) -> Result<Look, Error> {
+        self.still_member()?;
+        let b = &self.b;
+        let p = self.next;
+        let payload = b.payload_of(p);
+        let attempt = protocol::try_read(
+            b.control(),
+            b.slot(p),
+            p,
+            b.cfg.slots,
+            b.cfg.max_message,
+            |len| {
+                buf.resize(len as usize, 0);
+                // SAFETY: `len <= max_message` (checked by `try_read`), so the copy stays
+                // inside the slot's payload; Acquire as the protocol requires.
+                unsafe { copy::load_bytes_ordered(payload, buf, Ordering::Acquire) };
+            },
+        );
+        b.seg.intact()?;
+        match attempt {
+            Attempt::Got(()) => {
+                self.next = p + 1;
+                self.release(p);
+                Ok(Look::Got(p))
+            }
+            Attempt::Empty => Ok(Look::Empty),
+            Attempt::Lagged { resume } => {
+                // Reliable: a member is never overwritten unless it was evicted.
+                self.still_member()?;
+                let missed = resume.saturating_sub(p);
+                self.next = resume;
+                if let Some(i) = self.line {
+                    // Release: as in `release`.
+                    self.b.member(i).position.store(resume, Ordering::Release);
+                }
+                Err(Error::Lagged { missed })
+            }
+            Attempt::Corrupt(len) => {
+                let e = Error::Corrupt {
+                    what: "a broadcast message length",
+                    found: len,
+                };
+                self.broken = Some(e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Publishes our position after reading message `p` (reliable: the publisher may be
+    /// waiting for it; lossy: it is only looked at for diagnostics).
+    fn release(&self, p: u64) {
+        let Some(i) = self.line else { return };
+        let ctl = self.b.control();
+        if protocol::release(ctl, self.b.member(i).position, p) {
+            protocol::bump_space(ctl);
+            crate::futex::wake(ctl.space_seq);
+        }
+    }
+}
+
+/// How a subscriber waits: the publisher's close or death and our eviction end it; a
+/// subscriber with a line announces its sleep, a read-only one just polls.
+struct SubscribeWait<'a, M: SharedMemory> {
+    sub: &'a mut Subscriber<M>,
+    registered: bool,
+}
+
+impl<M: SharedMemory> Sleeper for SubscribeWait<'_, M> {
+    fn check(&mut self, peer: bool) -> Result<(), Error> {
+        self.sub.b.seg.intact()?;
+        self.sub.still_member()?;
+        if !peer {
+            return Ok(());
+        }
+        let b = &self.sub.b;
+        // Acquire: pairs with the Release store of 0 in `Publisher::drop`, which follows
+        // the close: a cleared holder comes with a visible close.
+        let pid = b.holder().load(Ordering::Acquire);
+        if self.sub.closed() {
+            return Ok(()); // the loop reports it once everything was read
+        }
+        if proc::liveness(pid) == Liveness::Dead {
+            // Messages published before the crash are still delivered.
+            // Acquire: pairs with the publisher's Release store of `tail`.
+            if b.control().tail.load(Ordering::Acquire) > self.sub.next {
+                return Ok(());
+            }
+            return Err(Error::PeerDied { pid });
+        }
+        Ok(())
+    }
+    fn prepare(&mut self) -> Result<Option<u32>, Error> {
+        let ctl = self.sub.b.control();
+        if self.sub.line.is_none() {
+            // Read-only: nothing to announce; a short poll sleep.
+            return Ok(Some(ctl.data_seq.load(Ordering::Acquire)));
+        }
+        let token = protocol::prepare_sleep(ctl, self.sub.next);
+        self.registered = token.is_some();
+        Ok(token)
+    }
+    fn sleep(&mut self, token: u32, limit: Duration) {
+        let limit = if self.sub.line.is_none() {
+            limit.min(Duration::from_millis(1))
+        } else {
+            limit
+        };
+        crate::futex::wait(self.sub.b.control().data_seq, token, Some(limit));
+    }
+    fn done(&mut self) {
+        if self.registered {
+            protocol::done_sleeping(self.sub.b.control());
+            self.registered = false;
+        }
+    }
+}
+
+impl<M: SharedMemory> Drop for Subscriber<M> {
+    fn drop(&mut self) {
+        let Some(i) = self.line else { return };
+        let m = self.b.member(i);
+        // Leave only a line that is still ours (an evicted line we keep until now).
+        if m.pid.load(Ordering::Relaxed) != proc::current_pid() {
+            return;
+        }
+        // Release: pairs with the publisher's Acquire state load in `rescan`.
+        m.state.store(LEFT, Ordering::Release);
+        // Release: pairs with the Acquire pid loads of the next claimer and the publisher.
+        m.pid.store(0, Ordering::Release);
+        // The publisher may be waiting on us: let it look again.
+        let ctl = self.b.control();
+        if ctl.publisher_sleeping.load(Ordering::Relaxed) != 0 {
+            protocol::bump_space(ctl);
+            crate::futex::wake(ctl.space_seq);
+        }
+    }
+}

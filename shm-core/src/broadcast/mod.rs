@@ -1,0 +1,82 @@
+//! One publisher to many subscriber processes: [`Broadcast`], [`Publisher`],
+//! [`Subscriber`].
+//!
+//! A broadcast segment (kind [`Kind::Broadcast`]) holds a ring of fixed-size slots, one
+//! publisher and up to a fixed number of subscribers that join and leave at any time.
+//! Every subscriber gets every message published while it is joined, in order, or is
+//! told what it missed. Two modes, fixed at create:
+//!
+//! * **Reliable** ([`BroadcastMode::Reliable`], back-pressure): the publisher waits for
+//!   the slowest live subscriber (spin, then futex). A subscriber whose process died, that
+//!   stays behind longer than the eviction timeout, or that writes a position no honest
+//!   subscriber writes, is **evicted** so that the publisher goes on; its next call is
+//!   [`Error::Evicted`]. Nothing a subscriber writes makes the publisher read or write
+//!   outside the segment or wait past the timeout.
+//! * **Lossy** ([`BroadcastMode::Lossy`]): the publisher never waits. A subscriber that
+//!   falls more than the ring behind gets [`Error::Lagged`]`{ missed }` and resumes at the
+//!   oldest message still there, the way tokio's broadcast channel reports lag. Every
+//!   slot is guarded by its own sequence stamp, so a message overwritten while a
+//!   subscriber copied it out is `Lagged` too, never torn data. A lossy subscriber needs
+//!   no write access: on a read-only mapping ([`SharedMemory::writable`] is false) it
+//!   writes nothing at all and polls instead of sleeping on the futex.
+//!
+//! Messages are copied in by the publisher and out by each subscriber (a slot can be
+//! overwritten, so a subscriber never reads one in place). Typed use: create with
+//! [`BroadcastOptions::record`], publish with [`Publisher::publish_pod`], attach with
+//! [`Broadcast::attach_pod`] (a subscriber expecting another type gets
+//! [`Error::SchemaMismatch`] when it joins) and receive with [`Subscriber::recv_pod`].
+//!
+//! Waiting goes through [`crate::wait::Waiter`] like the channel: subscribers spin, then
+//! sleep on a futex word; the publisher makes the wake-up call only when a subscriber
+//! said it sleeps (one wake per publish at most, none when nobody sleeps). The
+//! publisher's death is [`Error::PeerDied`] for every subscriber once it has read what
+//! was published; a clean close is [`Error::Closed`].
+//!
+//! ```
+//! use shm_core::{Broadcast, BroadcastOptions, BroadcastMode, HeapMemory};
+//! # fn main() -> Result<(), shm_core::Error> {
+//! let opts = BroadcastOptions::new().mode(BroadcastMode::Reliable).slots(8).max_message(64);
+//! let mem = HeapMemory::new(opts.segment_len()? as usize);
+//! let view = mem.share();                      // another process would map the segment
+//! let bcast = Broadcast::create(mem, &opts)?;
+//! let mut publisher = bcast.publisher()?;
+//! let mut sub = Broadcast::attach(view)?.subscribe()?;
+//! publisher.publish(b"hello")?;
+//! let mut buf = Vec::new();
+//! assert_eq!(sub.recv(&mut buf)?, 0);          // message number 0
+//! assert_eq!(buf, b"hello");
+//! # Ok(()) }
+//! ```
+//!
+//! ## Layout (payload of a kind-4 segment, offsets from `payload_offset`)
+//!
+//! | offset | size | field |
+//! |---:|---:|---|
+//! | 0 | 4 | `mode`: 1 reliable, 2 lossy |
+//! | 4 | 4 | `max_subscribers`: 1 to 1024 |
+//! | 8 | 8 | `slots`: a power of two, 2 to 2^24 |
+//! | 16 | 8 | `slot_size`: `16 + max_message` rounded up to 64 |
+//! | 24 | 8 | `max_message` |
+//! | 32 | 8 | `evict_timeout_ns` (reliable) |
+//! | 128 | 8 | `tail`: messages published so far |
+//! | 136 | 4 | publisher holder: its pid, 0 when nobody publishes |
+//! | 140 | 4 | `closed`: 1 once the publisher closed |
+//! | 144 | 4 | `data_seq`: futex word subscribers sleep on |
+//! | 148 | 4 | `sleepers`: subscribers sleeping or about to |
+//! | 152 | 4 | `space_seq`: futex word the reliable publisher sleeps on |
+//! | 156 | 4 | `publisher_sleeping` |
+//! | 160 | 4 | `members`: bumped by every subscriber that joins |
+//! | 256 + 128·i | 128 | subscriber line `i`: holder pid (4; 0 = free), `state` (4; 0 active, 1 left, 2 evicted: behind, 3 evicted: dead, 4 evicted: corrupt), `position` (8; next message it reads) |
+//! | 256 + 128·max_subscribers + slot_size·k | slot_size | slot `k`: `stamp` (8; `2n+1` while message `n` is written, `2n+2` once complete), `len` (8), payload |
+//!
+//! The protocol, with the orderings and why nothing is lost or torn, is in
+//! [`protocol`].
+#![allow(unsafe_code)]
+
+pub mod protocol;
+
+#[cfg(not(loom))]
+mod api;
+
+#[cfg(not(loom))]
+pub use api::*;

@@ -1,0 +1,325 @@
+//! Broadcast within one process (threads over `HeapMemory`): delivery, lag, eviction,
+//! hostile subscriber lines, typed use. The cross-process tests are in the backends.
+
+use std::time::{Duration, Instant};
+
+use shm_core::testing::{MyData, TUTORIAL};
+use shm_core::{
+    Broadcast, BroadcastMode, BroadcastOptions, Error, HeapMemory, Record, SharedMemory,
+};
+
+fn make(opts: BroadcastOptions) -> (Broadcast<HeapMemory>, HeapMemory) {
+    let mem = HeapMemory::new(opts.segment_len().unwrap() as usize);
+    let view = mem.share();
+    (Broadcast::create(mem, &opts).unwrap(), view)
+}
+
+/// Message `n` of `len` bytes: every byte derived from `n`, so a mix of two is visible.
+fn msg(n: u64, len: usize) -> Vec<u8> {
+    let mut v: Vec<u8> = (0..len).map(|i| (n as usize * 7 + i) as u8).collect();
+    if len >= 8 {
+        v[..8].copy_from_slice(&n.to_ne_bytes());
+    }
+    v
+}
+
+fn check(n: u64, buf: &[u8]) {
+    assert_eq!(buf, msg(n, buf.len()), "message {n} torn or wrong");
+}
+
+#[test]
+fn reliable_every_subscriber_gets_every_message_in_order() {
+    let (b, view) = make(
+        BroadcastOptions::new()
+            .slots(16)
+            .max_message(300)
+            .max_subscribers(4),
+    );
+    let n = 20_000u64;
+    let subs: Vec<_> = (0..3)
+        .map(|_| {
+            Broadcast::attach(view.share())
+                .unwrap()
+                .subscribe()
+                .unwrap()
+        })
+        .collect();
+    let readers: Vec<_> = subs
+        .into_iter()
+        .map(|mut s| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                for i in 0..n {
+                    assert_eq!(s.recv(&mut buf).unwrap(), i);
+                    check(i, &buf);
+                }
+                s.recv(&mut buf).err()
+            })
+        })
+        .collect();
+    let mut p = b.publisher().unwrap();
+    for i in 0..n {
+        p.publish(&msg(i, (i % 300) as usize)).unwrap();
+    }
+    drop(p);
+    for r in readers {
+        assert_eq!(r.join().unwrap(), Some(Error::Closed));
+    }
+}
+
+#[test]
+fn lossy_slow_subscriber_is_told_how_many_it_missed() {
+    let (b, view) = make(
+        BroadcastOptions::new()
+            .mode(BroadcastMode::Lossy)
+            .slots(8)
+            .max_message(64),
+    );
+    let mut s = Broadcast::attach(view).unwrap().subscribe().unwrap();
+    let mut p = b.publisher().unwrap();
+    for i in 0..20 {
+        p.publish(&msg(i, 64)).unwrap();
+    }
+    let mut buf = Vec::new();
+    // 20 published into 8 slots: 0..12 are gone (12 is being... no: 13..19 are safe).
+    assert_eq!(s.recv(&mut buf), Err(Error::Lagged { missed: 13 }));
+    for i in 13..20 {
+        assert_eq!(s.recv(&mut buf).unwrap(), i);
+        check(i, &buf);
+    }
+    assert_eq!(s.try_recv(&mut buf), Err(Error::Empty));
+}
+
+#[test]
+fn lossy_reader_racing_the_publisher_never_sees_a_torn_message() {
+    let (b, view) = make(
+        BroadcastOptions::new()
+            .mode(BroadcastMode::Lossy)
+            .slots(4)
+            .max_message(4096),
+    );
+    let n = 200_000u64;
+    let publisher = std::thread::spawn(move || {
+        let mut p = b.publisher().unwrap();
+        for i in 0..n {
+            p.publish(&msg(i, if i % 3 == 0 { 4096 } else { 100 }))
+                .unwrap();
+        }
+    });
+    let mut s = Broadcast::attach(view).unwrap().subscribe().unwrap();
+    let mut buf = Vec::new();
+    let (mut got, mut missed, mut last) = (0u64, 0u64, None);
+    loop {
+        match s.recv_timeout(&mut buf, Duration::from_secs(10)) {
+            Ok(i) => {
+                check(i, &buf);
+                assert!(last.is_none_or(|l| i > l), "out of order");
+                last = Some(i);
+                got += 1;
+            }
+            Err(Error::Lagged { missed: m }) => missed += m,
+            Err(Error::Closed) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    publisher.join().unwrap();
+    assert_eq!(got + missed, n, "delivered + missed adds up");
+}
+
+#[test]
+fn reliable_stuck_subscriber_is_evicted_and_told() {
+    let (b, view) = make(
+        BroadcastOptions::new()
+            .slots(4)
+            .max_message(8)
+            .evict_timeout(Duration::from_millis(100)),
+    );
+    let mut stuck = Broadcast::attach(view.share())
+        .unwrap()
+        .subscribe()
+        .unwrap();
+    let mut good = Broadcast::attach(view).unwrap().subscribe().unwrap();
+    let mut p = b.publisher().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        (0..20)
+            .map(|_| good.recv(&mut buf).unwrap())
+            .collect::<Vec<_>>()
+    });
+    let t = Instant::now();
+    for i in 0..20u64 {
+        p.publish(&i.to_ne_bytes()).unwrap();
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "publisher waited too long"
+    );
+    assert_eq!(reader.join().unwrap(), (0..20).collect::<Vec<_>>());
+    let mut buf = Vec::new();
+    let e = stuck.recv(&mut buf).unwrap_err();
+    assert!(matches!(e, Error::Evicted { .. }), "{e}");
+    assert!(e.to_string().contains("behind"), "{e}");
+    assert_eq!(stuck.recv(&mut buf).unwrap_err(), e, "and stays evicted");
+    // try_publish with room: fine; a full ring with no one behind: never Full.
+    p.try_publish(b"x").unwrap();
+}
+
+#[test]
+fn hostile_positions_are_evicted_not_trusted() {
+    let opts = BroadcastOptions::new()
+        .slots(4)
+        .max_message(8)
+        .max_subscribers(2)
+        .evict_timeout(Duration::from_millis(200));
+    let (b, view) = make(opts);
+    let mut p = b.publisher().unwrap();
+    for value in [u64::MAX, 1 << 40, 3, 0] {
+        let mut s = Broadcast::attach(view.share())
+            .unwrap()
+            .subscribe()
+            .unwrap();
+        // Subscriber line 0 is at payload 256; position at +8. Scribble it.
+        shm_core::conformance::poke(&view, 128 + 256 + 8, &value.to_ne_bytes());
+        let t = Instant::now();
+        for _ in 0..12u64 {
+            p.publish(&[1u8; 8]).unwrap();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{value}: waited past the timeout"
+        );
+        let mut buf = Vec::new();
+        let r = s.recv(&mut buf);
+        assert!(
+            matches!(r, Err(Error::Evicted { .. }) | Err(Error::Lagged { .. })),
+            "{value}: {r:?}"
+        );
+        drop(s);
+    }
+    // Scribbled state words and pids on a line nobody holds change nothing either.
+    shm_core::conformance::poke(&view, 128 + 256, &[0xff; 16]);
+    for _ in 0..12u64 {
+        p.publish(&[2u8; 8]).unwrap();
+    }
+}
+
+#[test]
+fn typed_records_and_schema_checked_at_join() {
+    #[repr(C)]
+    #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+    struct Other {
+        a: u64,
+    }
+    impl Record for Other {
+        const NAME: &'static str = "Other";
+    }
+    let opts = BroadcastOptions::new().record::<MyData>().slots(4);
+    let (b, view) = make(opts);
+    assert_eq!(b.max_message(), 24);
+    let e = Broadcast::<HeapMemory>::attach_pod::<Other>(view.share()).err();
+    assert!(matches!(e, Some(Error::SchemaMismatch { .. })), "{e:?}");
+    let mut s = Broadcast::attach_pod::<MyData>(view.share())
+        .unwrap()
+        .subscribe()
+        .unwrap();
+    let mut p = b.publisher().unwrap();
+    assert!(matches!(
+        p.publish_pod(&Other { a: 1 }),
+        Err(Error::SchemaMismatch { .. })
+    ));
+    p.publish_pod(&TUTORIAL).unwrap();
+    assert_eq!(s.recv_pod::<MyData>().unwrap(), TUTORIAL);
+    assert!(matches!(
+        s.recv_pod::<Other>(),
+        Err(Error::SchemaMismatch { .. })
+    ));
+    // A bytes subscriber may read a typed broadcast.
+    let mut raw = Broadcast::attach(view).unwrap().subscribe().unwrap();
+    p.publish_pod(&TUTORIAL).unwrap();
+    let mut buf = Vec::new();
+    raw.recv(&mut buf).unwrap();
+    assert_eq!(buf, bytemuck::bytes_of(&TUTORIAL));
+}
+
+#[test]
+fn capacity_roles_and_close() {
+    let (b, view) = make(BroadcastOptions::new().max_subscribers(2).slots(2));
+    let s1 = b.subscribe().unwrap();
+    let _s2 = b.subscribe().unwrap();
+    assert_eq!(b.subscribe().err(), Some(Error::SubscribersFull { max: 2 }));
+    drop(s1);
+    let mut s3 = b.subscribe().unwrap();
+    let p = b.publisher().unwrap();
+    assert!(matches!(b.publisher(), Err(Error::RoleTaken { .. })));
+    let other = Broadcast::attach(view).unwrap();
+    assert!(matches!(other.publisher(), Err(Error::RoleTaken { .. })));
+    drop(p);
+    let mut buf = Vec::new();
+    assert_eq!(s3.recv(&mut buf), Err(Error::Closed));
+    assert!(
+        other.publisher().is_ok(),
+        "a closed publisher's role is free"
+    );
+}
+
+#[test]
+fn bad_options_and_sizes_are_typed_errors() {
+    for opts in [
+        BroadcastOptions::new().slots(3),
+        BroadcastOptions::new().slots(0),
+        BroadcastOptions::new().slots(1 << 30),
+        BroadcastOptions::new().max_subscribers(0),
+        BroadcastOptions::new().max_subscribers(5000),
+        BroadcastOptions::new().max_message(u64::MAX),
+        BroadcastOptions::new().max_message(u64::MAX - 70),
+        BroadcastOptions::new().slots(1 << 24).max_message(1 << 50),
+    ] {
+        assert!(
+            matches!(opts.segment_len(), Err(Error::InvalidOption { .. })),
+            "{opts:?}"
+        );
+        assert!(Broadcast::create(HeapMemory::new(4096), &opts).is_err());
+    }
+    let opts = BroadcastOptions::new();
+    let len = opts.segment_len().unwrap() as usize;
+    assert!(matches!(
+        Broadcast::create(HeapMemory::new(len - 1), &opts),
+        Err(Error::TooSmall { .. })
+    ));
+    let (b, _) = make(BroadcastOptions::new().max_message(10));
+    let mut p = b.publisher().unwrap();
+    assert!(matches!(
+        p.publish(&[0; 11]),
+        Err(Error::MessageTooLarge { len: 11, max: 10 })
+    ));
+    assert!(p.publish(&[]).is_ok());
+    let mut s = b.subscribe().unwrap();
+    p.publish(b"").unwrap();
+    let mut buf = vec![1, 2, 3];
+    s.recv(&mut buf).unwrap();
+    assert!(buf.is_empty());
+}
+
+#[test]
+fn corrupt_broadcast_headers_are_refused() {
+    let (b, view) = make(BroadcastOptions::new().slots(4).max_message(8));
+    drop(b);
+    for (off, bytes) in [
+        (128usize, 7u32.to_ne_bytes().to_vec()),      // mode
+        (132, 0u32.to_ne_bytes().to_vec()),           // max_subscribers
+        (136, 6u64.to_ne_bytes().to_vec()),           // slots
+        (144, 4096u64.to_ne_bytes().to_vec()),        // slot_size
+        (152, (u64::MAX - 8).to_ne_bytes().to_vec()), // max_message
+    ] {
+        let copy = HeapMemory::new(view.len());
+        let mut all = vec![0u8; view.len()];
+        shm_core::conformance::peek(&view, 0, &mut all);
+        shm_core::conformance::poke(&copy, 0, &all);
+        shm_core::conformance::poke(&copy, off, &bytes);
+        let e = Broadcast::attach(copy).err();
+        assert!(
+            matches!(e, Some(Error::CorruptHeader { .. })),
+            "offset {off}: {e:?}"
+        );
+    }
+}
