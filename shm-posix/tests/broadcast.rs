@@ -273,11 +273,10 @@ fn joining_while_messages_flow_at_full_rate() {
                     assert_eq!(buf, msg(n, 64));
                     assert!(n >= joined);
                     assert!(last.is_none_or(|l| n > l));
-                    if last.is_none() {
-                        missed += n - joined;
-                    } else {
-                        missed += n - last.unwrap() - 1;
-                    }
+                    missed += match last {
+                        None => n - joined,
+                        Some(l) => n - l - 1,
+                    };
                     last = Some(n);
                     got += 1;
                 }
