@@ -35,8 +35,9 @@ fn peer() {
     // Every way to write, each must fail.
     let fd = shm.as_fd().as_raw_fd();
     let len = shm.len();
-    // SAFETY (all below): plain system calls on our own fd and a fresh mapping; results
-    // are only inspected, and successful mappings are unmapped.
+    // SAFETY: plain system calls on our own fd and on our own mapping (which stays
+    // mapped: mprotect only changes, or fails to change, its protection); results are
+    // only inspected, and successful mappings are unmapped.
     let attempts = unsafe {
         let p = libc::mmap(
             std::ptr::null_mut(),
