@@ -171,6 +171,13 @@ impl Waiter {
         if self.spinning() {
             if self.rounds.is_multiple_of(CHECK_SPINS) {
                 self.checks(s)?;
+                if matches!(self.pace, Pace::Block { .. }) {
+                    // Let a peer that shares our core run: with more runnable processes
+                    // than cores (a broadcast to several subscribers on two cores), a
+                    // spinning waiter would otherwise hold the core the publisher needs.
+                    std::thread::yield_now();
+                    return Ok(());
+                }
             }
             crate::sync::spin_hint();
             return Ok(());

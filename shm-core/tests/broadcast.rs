@@ -178,8 +178,8 @@ fn hostile_positions_are_evicted_not_trusted() {
             .unwrap()
             .subscribe()
             .unwrap();
-        // Subscriber line 0 is at payload 256; position at +8. Scribble it.
-        shm_core::conformance::poke(&view, 128 + 256 + 8, &value.to_ne_bytes());
+        // Subscriber line 0 is at payload offset 640; position at +8. Scribble it.
+        shm_core::conformance::poke(&view, 128 + 640 + 8, &value.to_ne_bytes());
         let t = Instant::now();
         for _ in 0..12u64 {
             p.publish(&[1u8; 8]).unwrap();
@@ -197,7 +197,7 @@ fn hostile_positions_are_evicted_not_trusted() {
         drop(s);
     }
     // Scribbled state words and pids on a line nobody holds change nothing either.
-    shm_core::conformance::poke(&view, 128 + 256, &[0xff; 16]);
+    shm_core::conformance::poke(&view, 128 + 640, &[0xff; 16]);
     for _ in 0..12u64 {
         p.publish(&[2u8; 8]).unwrap();
     }

@@ -27,6 +27,7 @@ pub enum Role {
     Echo,
     Consume,
     Idle,
+    Subscribe,
 }
 
 /// Arguments of the hidden `peer` subcommand.
@@ -64,6 +65,7 @@ pub fn peer(backend: Backend, args: &PeerArgs) -> Result<()> {
         Role::Echo => pingpong::echo_role(mem, args.count, args.size.max(8), args.wait),
         Role::Consume => crate::stream::consume_role(mem, args.count, args.size),
         Role::Idle => crate::pingpong::idle_role(mem, args.count),
+        Role::Subscribe => crate::broadcast::subscribe_role(mem, args.count, args.size),
     };
     println!("{line}");
     Ok(())
@@ -90,23 +92,6 @@ pub fn read_role(mem: Mem) -> String {
         }
         Err(e) => error_line(&errors::core(e)),
     }
-}
-
-/// Turns a peer's line into a result, or its error into ours.
-pub fn parse_peer_line(line: &str) -> Result<()> {
-    if let Some(i) = line.find("\"error\":\"") {
-        let rest = &line[i + 9..];
-        return Err(Failure::new(format!(
-            "the peer failed: {}",
-            rest.trim_end_matches("\"}")
-        )));
-    }
-    if !line.starts_with('{') {
-        return Err(Failure::new(format!(
-            "the peer sent no result (got {line:?})"
-        )));
-    }
-    Ok(())
 }
 
 struct Row {
@@ -137,7 +122,7 @@ fn exchange_one(backend: Backend, size: u64) -> Result<Row> {
     )?;
     let reader_pid = peer.pid();
     let line = peer.finish()?;
-    parse_peer_line(&line)?;
+    crate::util::parse_peer_line(&line)?;
     let field = |k| json_num(&line, k).unwrap_or(0.0) as u64;
     let record = MyData {
         col1: field("col1"),

@@ -2,9 +2,11 @@
 //! throughput tools. Run `shm-demo --help`.
 #![deny(unsafe_code)]
 
+mod broadcast;
 mod errors;
 mod exchange;
 mod host;
+mod msg;
 mod pingpong;
 mod record;
 mod stream;
@@ -30,7 +32,8 @@ Examples:
   shm-demo --backend memfd connect --socket /tmp/shm.sock # terminal 2
   shm-demo --backend unix pingpong --round-trips 100000 --json
   shm-demo --backend posix pingpong --wait block
-  shm-demo --backend anon stream --messages 10000 --size 1MiB";
+  shm-demo --backend anon stream --messages 10000 --size 1MiB
+  shm-demo --backend memfd broadcast --subscribers 4 --messages 100000 --size 64 --json";
 
 /// Shared memory between processes, the tutorial's way: a writer puts
 /// MyData { col1: 100, col2: 876, col3: 8021 } into a 4 GiB segment, a separate reader
@@ -168,6 +171,26 @@ enum Cmd {
         #[arg(long, default_value = "4096", value_parser = parse_size)]
         size: u64,
     },
+    /// One publisher to N subscriber processes: each subscriber verifies order and
+    /// checksums and reports its rate (reliable: no gap; --lossy: counts what it missed);
+    /// --backend unix writes every message to N Unix sockets instead.
+    #[command(
+        after_help = "Example:\n  shm-demo --backend posix broadcast --subscribers 4 --messages 100000 --size 64 --json"
+    )]
+    Broadcast {
+        /// Subscriber processes (1 to 64).
+        #[arg(long, default_value_t = 2)]
+        subscribers: u32,
+        /// Messages to publish.
+        #[arg(long, default_value_t = 100_000)]
+        messages: u64,
+        /// Bytes per message (at least 8).
+        #[arg(long, default_value = "64", value_parser = parse_size)]
+        size: u64,
+        /// The publisher never waits; slow subscribers are told what they missed.
+        #[arg(long)]
+        lossy: bool,
+    },
     /// CPU used by a receiver blocked on an empty channel (spins 50 µs, then sleeps on a
     /// futex, waking every 20 ms to check its peer).
     #[command(after_help = "Example:\n  shm-demo --backend posix idle --seconds 5")]
@@ -251,6 +274,17 @@ fn main() -> ExitCode {
                 return usage("stream needs --backend: posix, anon, memfd, unix or floor")
             }
             Some(b) => stream::run(b, messages, size, cli.json),
+        },
+        Some(Cmd::Broadcast {
+            subscribers,
+            messages,
+            size,
+            lossy,
+        }) => match cli.backend {
+            Some(
+                b @ (BackendArg::Posix | BackendArg::Anon | BackendArg::Memfd | BackendArg::Unix),
+            ) => broadcast::run(b, subscribers, messages, size, lossy, cli.json),
+            _ => return usage("broadcast needs --backend: posix, anon, memfd or unix"),
         },
         Some(Cmd::Idle { seconds }) => match shm_backend {
             Some(Some(b)) => pingpong::idle(b, seconds, cli.json),

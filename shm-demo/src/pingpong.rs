@@ -185,7 +185,7 @@ fn channel_pingpong(
         }
     }
     drop((tx, rx));
-    crate::exchange::parse_peer_line(&peer.finish()?)?;
+    crate::util::parse_peer_line(&peer.finish()?)?;
     Ok(hist)
 }
 
@@ -245,7 +245,7 @@ pub fn idle(backend: host::Backend, seconds: u64, json: bool) -> Result<()> {
     })?;
     let _tx = chan.sender(0).map_err(crate::errors::core)?;
     let line = peer.finish()?;
-    crate::exchange::parse_peer_line(&line)?;
+    crate::util::parse_peer_line(&line)?;
     let cpu = crate::util::json_num(&line, "cpu_us").unwrap_or(0.0);
     let wall = crate::util::json_num(&line, "wall_us").unwrap_or(1.0);
     let pct = 100.0 * cpu / wall;
@@ -325,7 +325,7 @@ fn floor_pingpong(round_trips: u64, size: u64) -> Result<Histogram<u64>> {
             let _ = hist.record(t.elapsed().as_nanos() as u64);
         }
     }
-    crate::exchange::parse_peer_line(&peer.finish()?)?;
+    crate::util::parse_peer_line(&peer.finish()?)?;
     Ok(hist)
 }
 

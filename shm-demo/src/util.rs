@@ -176,6 +176,23 @@ pub fn check_interrupted() -> Result<()> {
     }
 }
 
+/// Turns a peer's line into a result, or its error into ours.
+pub fn parse_peer_line(line: &str) -> Result<()> {
+    if let Some(i) = line.find("\"error\":\"") {
+        let rest = &line[i + 9..];
+        return Err(Failure::new(format!(
+            "the peer failed: {}",
+            rest.trim_end_matches("\"}")
+        )));
+    }
+    if !line.starts_with('{') {
+        return Err(Failure::new(format!(
+            "the peer sent no result (got {line:?})"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

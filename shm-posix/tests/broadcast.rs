@@ -102,7 +102,7 @@ fn peer() {
             let _s = b.subscribe().unwrap();
             let shm = ShmOptions::new(&name).open().unwrap();
             println!("RESULT ready");
-            let line = 128 + 256; // payload + first subscriber line (this one's, see test)
+            let line = 128 + 640; // payload + first subscriber line (this one's, see test)
             let values = [u64::MAX, 1 << 62, 0, 5, u64::MAX - 1];
             let t = Instant::now();
             let mut i = 0;

@@ -12,16 +12,20 @@ use crate::wait::{Pace, Sleeper, Waiter};
 use crate::{copy, Error, RawSegment, Record, SharedMemory, WaitMode};
 
 const LINE: u64 = 128;
-const PUB_LINE: u64 = 128;
-const TAIL: u64 = PUB_LINE;
-const HOLDER: u64 = PUB_LINE + 8;
-const CLOSED: u64 = PUB_LINE + 12;
-const DATA_SEQ: u64 = PUB_LINE + 16;
-const SLEEPERS: u64 = PUB_LINE + 20;
-const SPACE_SEQ: u64 = PUB_LINE + 24;
-const PUB_SLEEPING: u64 = PUB_LINE + 28;
-const MEMBERS: u64 = PUB_LINE + 32;
-const MEMBERS_AT: u64 = 2 * LINE;
+// Control lines, grouped by who writes them and how often (see the layout table).
+/// Written by the publisher on every message; read by subscribers only when they lag.
+const TAIL: u64 = LINE;
+/// Written rarely (claim, close, join); read every round by both sides.
+const HOLDER: u64 = 2 * LINE;
+const CLOSED: u64 = 2 * LINE + 4;
+const MEMBERS: u64 = 2 * LINE + 8;
+/// Written by subscribers that go to sleep, and by the publisher when it wakes them.
+const SLEEPERS: u64 = 3 * LINE;
+const DATA_SEQ: u64 = 3 * LINE + 4;
+/// Written by the reliable publisher when it sleeps, and by subscribers that wake it.
+const PUB_SLEEPING: u64 = 4 * LINE;
+const SPACE_SEQ: u64 = 4 * LINE + 4;
+const MEMBERS_AT: u64 = 5 * LINE;
 const SLOT_HEADER: u64 = 16;
 
 /// The most subscribers a broadcast can be created for.
@@ -233,13 +237,28 @@ fn expect(kind_schema: Schema, min_payload: u64, any_schema: bool) -> Expect {
 pub struct Broadcast<M: SharedMemory> {
     seg: Arc<RawSegment<M>>,
     cfg: Config,
+    /// The payload's base address, read once: the `SharedMemory` contract makes it the
+    /// same for the mapping's life, and every access to a shared word starts here.
+    base: Base,
 }
+
+/// The payload base address.
+#[derive(Clone, Copy)]
+struct Base(*mut u8);
+
+// SAFETY: the address points into a mapping kept alive by the `Arc<RawSegment>` beside
+// it, and is only used for atomic accesses and bounded copies (the `SharedMemory`
+// contract: another process may write it at any moment, so another thread may too).
+unsafe impl Send for Base {}
+// SAFETY: as above; sharing the address hands out no reference into the memory.
+unsafe impl Sync for Base {}
 
 impl<M: SharedMemory> Clone for Broadcast<M> {
     fn clone(&self) -> Self {
         Broadcast {
             seg: Arc::clone(&self.seg),
             cfg: self.cfg,
+            base: self.base,
         }
     }
 }
@@ -267,10 +286,16 @@ impl<M: SharedMemory> Broadcast<M> {
             // (checked by create); the segment is not published yet.
             unsafe { copy::store_bytes(raw.payload_ptr(), &head) };
         })?;
-        Ok(Broadcast {
+        Ok(Self::wrap(seg, cfg))
+    }
+
+    fn wrap(seg: RawSegment<M>, cfg: Config) -> Self {
+        let base = Base(seg.payload_ptr());
+        Broadcast {
             seg: Arc::new(seg),
             cfg,
-        })
+            base,
+        }
     }
 
     /// Attaches to a broadcast of any record type (messages as bytes), validating the
@@ -351,10 +376,7 @@ impl<M: SharedMemory> Broadcast<M> {
                 })
             }
         }
-        Ok(Broadcast {
-            seg: Arc::new(seg),
-            cfg,
-        })
+        Ok(Self::wrap(seg, cfg))
     }
 
     /// Reliable or lossy.
@@ -382,15 +404,28 @@ impl<M: SharedMemory> Broadcast<M> {
         &self.seg
     }
 
+    /// How many subscribers are joined now (lines held and active; read-only
+    /// subscribers, which hold no line, are not counted). A snapshot: it may change the
+    /// moment it is read.
+    pub fn subscriber_count(&self) -> u32 {
+        (0..self.cfg.max_subscribers)
+            .filter(|&i| {
+                let m = self.member(i);
+                // Acquire: pairs with the subscriber's Release stores of its claim and state.
+                m.pid.load(Ordering::Acquire) != 0 && m.state.load(Ordering::Acquire) == ACTIVE
+            })
+            .count() as u32
+    }
+
     fn u64_at(&self, off: u64) -> &AtomicU64 {
         // SAFETY: every offset passed is a fixed, 8-aligned control-word offset or a
         // member/slot word below `payload_len()`, validated at create/attach; an atomic
         // may alias memory that other processes write.
-        unsafe { AtomicU64::from_ptr(self.seg.payload_ptr().add(off as usize).cast()) }
+        unsafe { AtomicU64::from_ptr(self.base.0.add(off as usize).cast()) }
     }
     fn u32_at(&self, off: u64) -> &AtomicU32 {
         // SAFETY: as in `u64_at`, 4-aligned.
-        unsafe { AtomicU32::from_ptr(self.seg.payload_ptr().add(off as usize).cast()) }
+        unsafe { AtomicU32::from_ptr(self.base.0.add(off as usize).cast()) }
     }
     fn control(&self) -> Control<'_> {
         Control {
@@ -415,11 +450,7 @@ impl<M: SharedMemory> Broadcast<M> {
     fn payload_of(&self, n: u64) -> *mut u8 {
         // SAFETY: the slot's payload (max_message bytes after its 16-byte header) lies
         // inside the validated payload.
-        unsafe {
-            self.seg
-                .payload_ptr()
-                .add((self.slot_off(n) + SLOT_HEADER) as usize)
-        }
+        unsafe { self.base.0.add((self.slot_off(n) + SLOT_HEADER) as usize) }
     }
     fn member(&self, i: u32) -> Member<'_> {
         let off = MEMBERS_AT + LINE * u64::from(i);
@@ -504,6 +535,9 @@ impl<M: SharedMemory> Broadcast<M> {
                 b: self.clone(),
                 line: None,
                 next,
+                published: next,
+                batch: 1,
+                me: proc::current_pid(),
                 wait: WaitMode::default(),
                 broken: None,
             });
@@ -535,6 +569,9 @@ impl<M: SharedMemory> Broadcast<M> {
                 b: self.clone(),
                 line: Some(i),
                 next,
+                published: next,
+                batch: (self.cfg.slots / 16).max(1),
+                me,
                 wait: WaitMode::default(),
                 broken: None,
             });
@@ -636,7 +673,8 @@ impl<M: SharedMemory> Publisher<M> {
 
     fn publish_impl(&mut self, bytes: &[u8], timeout: Option<Duration>) -> Result<(), Error> {
         self.check(bytes.len())?;
-        if self.b.cfg.mode == BroadcastMode::Reliable {
+        if self.b.cfg.mode == BroadcastMode::Reliable && !self.room() {
+            // Only a publish that must wait reads the clock.
             let mut w = Waiter::new(self.wait.pace(), timeout);
             let start = Instant::now();
             while !self.room() {
@@ -819,6 +857,13 @@ pub struct Subscriber<M: SharedMemory> {
     /// Its line, or `None` for a read-only (lossy) subscriber, which writes nothing.
     line: Option<u32>,
     next: u64,
+    /// The position last published in the line (reliable): positions go out every
+    /// `batch` messages and whenever the subscriber finds nothing to read, so a waiting
+    /// publisher always hears of progress before the subscriber waits.
+    published: u64,
+    batch: u64,
+    /// Our pid, read once (a `getpid` per receive showed in profiles).
+    me: u32,
     wait: WaitMode,
     broken: Option<Error>,
 }
@@ -916,7 +961,7 @@ impl<M: SharedMemory> Subscriber<M> {
         // Acquire: pairs with the publisher's Release store in `evict`.
         let state = m.state.load(Ordering::Acquire);
         let pid = m.pid.load(Ordering::Relaxed);
-        if state != ACTIVE || pid != proc::current_pid() {
+        if state != ACTIVE || pid != self.me {
             let e = Error::Evicted {
                 reason: eviction_reason(state),
             };
@@ -949,19 +994,23 @@ impl<M: SharedMemory> Subscriber<M> {
         match attempt {
             Attempt::Got(()) => {
                 self.next = p + 1;
-                self.release(p);
+                if self.next - self.published >= self.batch {
+                    self.publish_position();
+                }
                 Ok(Look::Got(p))
             }
-            Attempt::Empty => Ok(Look::Empty),
+            Attempt::Empty => {
+                // Before waiting: a publisher waiting for us must hear where we are.
+                if self.published != self.next {
+                    self.publish_position();
+                }
+                Ok(Look::Empty)
+            }
             Attempt::Lagged { resume } => {
                 // Reliable: a member is never overwritten unless it was evicted.
                 self.still_member()?;
                 let missed = resume.saturating_sub(p);
                 self.next = resume;
-                if let Some(i) = self.line {
-                    // Release: as in `release`.
-                    self.b.member(i).position.store(resume, Ordering::Release);
-                }
                 Err(Error::Lagged { missed })
             }
             Attempt::Corrupt(len) => {
@@ -975,15 +1024,19 @@ impl<M: SharedMemory> Subscriber<M> {
         }
     }
 
-    /// Publishes our position after reading message `p` (reliable: the publisher may be
-    /// waiting for it; lossy: it is only looked at for diagnostics).
-    fn release(&self, p: u64) {
+    /// Publishes our position (`next`) in our line, and wakes the publisher if it waits
+    /// (reliable only: in lossy mode nobody reads positions).
+    fn publish_position(&mut self) {
         let Some(i) = self.line else { return };
+        if self.b.cfg.mode == BroadcastMode::Lossy {
+            return;
+        }
         let ctl = self.b.control();
-        if protocol::release(ctl, self.b.member(i).position, p) {
+        if protocol::release(ctl, self.b.member(i).position, self.next - 1) {
             protocol::bump_space(ctl);
             crate::futex::wake(ctl.space_seq);
         }
+        self.published = self.next;
     }
 }
 
@@ -1049,7 +1102,7 @@ impl<M: SharedMemory> Drop for Subscriber<M> {
         let Some(i) = self.line else { return };
         let m = self.b.member(i);
         // Leave only a line that is still ours (an evicted line we keep until now).
-        if m.pid.load(Ordering::Relaxed) != proc::current_pid() {
+        if m.pid.load(Ordering::Relaxed) != self.me {
             return;
         }
         // Release: pairs with the publisher's Acquire state load in `rescan`.

@@ -58,16 +58,16 @@
 //! | 16 | 8 | `slot_size`: `16 + max_message` rounded up to 64 |
 //! | 24 | 8 | `max_message` |
 //! | 32 | 8 | `evict_timeout_ns` (reliable) |
-//! | 128 | 8 | `tail`: messages published so far |
-//! | 136 | 4 | publisher holder: its pid, 0 when nobody publishes |
-//! | 140 | 4 | `closed`: 1 once the publisher closed |
-//! | 144 | 4 | `data_seq`: futex word subscribers sleep on |
-//! | 148 | 4 | `sleepers`: subscribers sleeping or about to |
-//! | 152 | 4 | `space_seq`: futex word the reliable publisher sleeps on |
-//! | 156 | 4 | `publisher_sleeping` |
-//! | 160 | 4 | `members`: bumped by every subscriber that joins |
-//! | 256 + 128·i | 128 | subscriber line `i`: holder pid (4; 0 = free), `state` (4; 0 active, 1 left, 2 evicted: behind, 3 evicted: dead, 4 evicted: corrupt), `position` (8; next message it reads) |
-//! | 256 + 128·max_subscribers + slot_size·k | slot_size | slot `k`: `stamp` (8; `2n+1` while message `n` is written, `2n+2` once complete), `len` (8), payload |
+//! | 128 | 8 | `tail`: messages published so far (its own line: written per message) |
+//! | 256 | 4 | publisher holder: its pid, 0 when nobody publishes |
+//! | 260 | 4 | `closed`: 1 once the publisher closed |
+//! | 264 | 4 | `members`: bumped by every subscriber that joins |
+//! | 384 | 4 | `sleepers`: subscribers sleeping or about to |
+//! | 388 | 4 | `data_seq`: futex word subscribers sleep on |
+//! | 512 | 4 | `publisher_sleeping` |
+//! | 516 | 4 | `space_seq`: futex word the reliable publisher sleeps on |
+//! | 640 + 128·i | 128 | subscriber line `i`: holder pid (4; 0 = free), `state` (4; 0 active, 1 left, 2 evicted: behind, 3 evicted: dead, 4 evicted: corrupt), `position` (8; next message it reads) |
+//! | 640 + 128·max_subscribers + slot_size·k | slot_size | slot `k`: `stamp` (8; `2n+1` while message `n` is written, `2n+2` once complete), `len` (8), payload |
 //!
 //! The protocol, with the orderings and why nothing is lost or torn, is in
 //! [`protocol`].

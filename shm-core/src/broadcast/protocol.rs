@@ -120,6 +120,10 @@ pub enum Attempt<R> {
 
 /// One attempt at reading message `p` from `slot`: `copy(len)` copies the payload out with
 /// `Acquire` loads (and must not trust `len` beyond `max_len`, which is checked first).
+///
+/// The reader polls the slot's stamp, not `tail`: while messages flow, and while it waits
+/// for the next one, it touches only the slot's lines. `tail` is read only when a later
+/// message's stamp says `p` was overwritten, to find where to resume.
 pub fn try_read<R>(
     c: Control<'_>,
     slot: Slot<'_>,
@@ -128,26 +132,24 @@ pub fn try_read<R>(
     max_len: u64,
     copy: impl FnOnce(u64) -> R,
 ) -> Attempt<R> {
-    // Acquire: pairs with the Release store of `tail` in `end_write`.
-    let tail = c.tail.load(Ordering::Acquire);
-    if p >= tail {
-        return Attempt::Empty;
-    }
-    if tail - p > slots {
-        // Its slot holds a later message (or is being rewritten with one).
-        return Attempt::Lagged {
-            resume: oldest_readable(tail, slots),
-        };
-    }
-    // `p` may still be in its slot (always, for a reliable member: the publisher waits
-    // for it); the stamp says whether it is.
     // Acquire: pairs with the Release stamp store in `end_write`.
     let s1 = slot.stamp.load(Ordering::Acquire);
-    if s1 != done_stamp(p) {
-        // Published (p < tail) but not stamped as p: overwritten since.
-        return Attempt::Lagged {
-            resume: oldest_readable(c.tail.load(Ordering::Acquire), slots).max(p + 1),
+    let want = done_stamp(p);
+    if s1 < want {
+        // Stamps only grow per slot: an older one (or `2p + 1`, being written) means
+        // message `p` is not published yet, as far as we can see.
+        return Attempt::Empty;
+    }
+    if s1 > want {
+        // A later message took the slot: `p` is gone. `tail` says where to resume.
+        // Acquire: pairs with the Release store of `tail` in `end_write`.
+        let tail = c.tail.load(Ordering::Acquire);
+        let resume = if tail.saturating_sub(p) > slots {
+            oldest_readable(tail, slots)
+        } else {
+            oldest_readable(tail, slots).max(p + 1)
         };
+        return Attempt::Lagged { resume };
     }
     // Acquire: pairs with the Release length store in `end_write`.
     let len = slot.len.load(Ordering::Acquire);

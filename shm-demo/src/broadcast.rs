@@ -1,0 +1,328 @@
+//! One publisher to N subscriber processes: every subscriber verifies order and checksums
+//! and reports its delivered rate; over a broadcast segment (reliable or lossy) or over N
+//! Unix sockets (what users would otherwise write).
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use shm_core::{Broadcast, BroadcastMode, BroadcastOptions};
+
+use crate::host::{self, Mem};
+use crate::msg::{verify, Maker, MIN_SIZE};
+use crate::util::{Failure, Json, Result};
+use crate::BackendArg;
+
+/// How long the publisher waits for its subscribers to join.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn line(
+    received: u64,
+    missed: u64,
+    verified: bool,
+    seconds: f64,
+    problem: Option<String>,
+) -> String {
+    let mut j = Json::new()
+        .num("pid", std::process::id())
+        .num("received", received)
+        .num("missed", missed)
+        .bool("verified", verified)
+        .float("seconds", seconds);
+    if let Some(p) = problem {
+        j = j.str("problem", &p);
+    }
+    j.finish()
+}
+
+/// A subscriber process: joins, then receives until the publisher closes, verifying each
+/// message; counts what a lossy broadcast made it miss.
+pub fn subscribe_role(mem: Mem, messages: u64, size: u64) -> String {
+    let run = || -> std::result::Result<String, shm_core::Error> {
+        let b = Broadcast::attach(mem)?;
+        let mut s = b.subscribe()?;
+        if let Ok(us) = std::env::var("SHM_DEMO_SUB_SPIN_US") {
+            s.set_wait(shm_core::WaitMode::Block {
+                spin: Duration::from_micros(us.parse().unwrap_or(50)),
+            });
+        }
+        let mut buf = Vec::with_capacity(size as usize);
+        let (mut received, mut missed) = (0u64, 0u64);
+        let mut start = None;
+        let mut problem = None;
+        loop {
+            match s.recv(&mut buf) {
+                Ok(n) => {
+                    start.get_or_insert_with(Instant::now);
+                    if let Err(p) = verify(&buf, n, size as usize) {
+                        problem = Some(p);
+                        break;
+                    }
+                    received += 1;
+                }
+                Err(shm_core::Error::Lagged { missed: m }) => missed += m,
+                Err(shm_core::Error::Closed) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        let seconds = start.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        let whole = received + missed == messages;
+        let reliable = b.mode() == BroadcastMode::Reliable;
+        if problem.is_none() && !whole {
+            problem = Some(format!(
+                "{received} received + {missed} missed of {messages}"
+            ));
+        }
+        if problem.is_none() && reliable && missed > 0 {
+            problem = Some(format!("a reliable subscriber missed {missed} message(s)"));
+        }
+        let verified = problem.is_none();
+        Ok(line(received, missed, verified, seconds, problem))
+    };
+    match run() {
+        Ok(l) => l,
+        Err(e) => Json::new().str("error", &e.to_string()).finish(),
+    }
+}
+
+/// Subscriber reports, and the publisher's own time.
+struct Outcome {
+    lines: Vec<String>,
+    publish_seconds: f64,
+}
+
+fn shm_broadcast(
+    backend: host::Backend,
+    subscribers: u32,
+    messages: u64,
+    size: u64,
+    lossy: bool,
+) -> Result<Outcome> {
+    let mode = if lossy {
+        BroadcastMode::Lossy
+    } else {
+        BroadcastMode::Reliable
+    };
+    // Room for a few hundred messages in flight, at least 64 slots, at most 64 MiB.
+    let slots = ((64u64 << 20) / (size + 16).max(64))
+        .clamp(64, 4096)
+        .next_power_of_two()
+        .min(4096);
+    let opts = BroadcastOptions::new()
+        .mode(mode)
+        .slots(slots)
+        .max_message(size)
+        .max_subscribers(subscribers.max(1))
+        .evict_timeout(Duration::from_secs(10));
+    let len = opts.segment_len().map_err(crate::errors::core)?;
+    let mem = host::create(backend, len)?;
+    let b = Broadcast::create(mem, &opts).map_err(crate::errors::core)?;
+    let args = [
+        "--role".to_owned(),
+        "subscribe".to_owned(),
+        "--count".to_owned(),
+        messages.to_string(),
+        "--size".to_owned(),
+        size.to_string(),
+    ];
+    let mut peers = Vec::new();
+    for _ in 0..subscribers {
+        peers.push(host::start_peer(
+            backend,
+            b.raw().memory(),
+            &args,
+            move |m| subscribe_role(m, messages, size),
+        )?);
+    }
+    let t = Instant::now();
+    while b.subscriber_count() < subscribers {
+        if t.elapsed() > JOIN_TIMEOUT {
+            return Err(Failure::new(format!(
+                "only {} of {subscribers} subscribers joined within {JOIN_TIMEOUT:?}",
+                b.subscriber_count()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut p = b.publisher().map_err(crate::errors::core)?;
+    let mut maker = Maker::new(size as usize);
+    let t = Instant::now();
+    for n in 0..messages {
+        p.publish(maker.make(n)).map_err(crate::errors::core)?;
+    }
+    let publish_seconds = t.elapsed().as_secs_f64();
+    drop(p);
+    let lines = peers
+        .into_iter()
+        .map(|peer| peer.finish())
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Outcome {
+        lines,
+        publish_seconds,
+    })
+}
+
+/// The same over N Unix socket pairs: the publisher writes every message to every
+/// socket; each forked subscriber reads and verifies.
+fn unix_broadcast(subscribers: u32, messages: u64, size: u64) -> Result<Outcome> {
+    let mut socks = Vec::new();
+    let mut children = Vec::new();
+    for _ in 0..subscribers {
+        let (ours, theirs) =
+            UnixStream::pair().map_err(|e| Failure::new(format!("socketpair: {e}")))?;
+        let (report_rx, report_tx) =
+            std::io::pipe().map_err(|e| Failure::new(format!("pipe: {e}")))?;
+        let report_w = &report_tx;
+        #[allow(unsafe_code)]
+        // SAFETY: the demo has one thread when it forks; the child only reads its socket,
+        // uses its own heap and writes its pipe.
+        let child = unsafe {
+            shm_anon::fork(|| {
+                let mut theirs = &theirs;
+                let mut buf = vec![0u8; size as usize];
+                let mut start = None;
+                let mut out = String::new();
+                for n in 0..messages {
+                    if let Err(e) = theirs.read_exact(&mut buf) {
+                        out = line(n, 0, false, 0.0, Some(e.to_string()));
+                        break;
+                    }
+                    start.get_or_insert_with(Instant::now);
+                    if let Err(p) = verify(&buf, n, size as usize) {
+                        out = line(n, 0, false, 0.0, Some(p));
+                        break;
+                    }
+                }
+                if out.is_empty() {
+                    let secs = start.map_or(0.0, |t: Instant| t.elapsed().as_secs_f64());
+                    out = line(messages, 0, true, secs, None);
+                }
+                let mut w = report_w;
+                i32::from(w.write_all(out.as_bytes()).is_err())
+            })
+        }
+        .map_err(|e| Failure::new(format!("fork: {e}")))?;
+        drop(theirs);
+        drop(report_tx);
+        socks.push(ours);
+        children.push((child, report_rx));
+    }
+    let mut maker = Maker::new(size as usize);
+    let t = Instant::now();
+    for n in 0..messages {
+        let m = maker.make(n);
+        for s in &mut socks {
+            s.write_all(m)
+                .map_err(|e| Failure::new(format!("write: {e}")))?;
+        }
+    }
+    let publish_seconds = t.elapsed().as_secs_f64();
+    drop(socks);
+    let mut lines = Vec::new();
+    for (mut child, mut rx) in children {
+        let mut text = String::new();
+        rx.read_to_string(&mut text)
+            .map_err(|e| Failure::new(format!("read: {e}")))?;
+        let status = child
+            .wait()
+            .map_err(|e| Failure::new(format!("wait: {e}")))?;
+        if !status.success() {
+            return Err(Failure::new(format!("a subscriber failed: {status}")));
+        }
+        lines.push(text);
+    }
+    Ok(Outcome {
+        lines,
+        publish_seconds,
+    })
+}
+
+pub fn run(
+    backend: BackendArg,
+    subscribers: u32,
+    messages: u64,
+    size: u64,
+    lossy: bool,
+    json: bool,
+) -> Result<()> {
+    if size < MIN_SIZE {
+        return Err(Failure::new(format!("--size {size} is too small"))
+            .hint("messages carry an 8-byte sequence number: use --size 8 or more"));
+    }
+    if size > 16 << 20 {
+        return Err(Failure::new(format!("--size {size} is too large")).hint("at most 16MiB"));
+    }
+    if !(1..=64).contains(&subscribers) || messages == 0 {
+        return Err(Failure::new(
+            "--subscribers must be 1 to 64 and --messages at least 1",
+        ));
+    }
+    let name = format!("{backend:?}").to_lowercase();
+    let outcome = match backend.shm() {
+        Some(b) => shm_broadcast(b, subscribers, messages, size, lossy)?,
+        None if backend == BackendArg::Unix && !lossy => {
+            unix_broadcast(subscribers, messages, size)?
+        }
+        None => {
+            return Err(Failure::new(
+                "broadcast runs on posix, anon, memfd, or unix (reliable only)",
+            ))
+        }
+    };
+    let mut slowest = f64::INFINITY;
+    let (mut missed, mut verified) = (0u64, true);
+    let mut problems = Vec::new();
+    for l in &outcome.lines {
+        crate::util::parse_peer_line(l)?;
+        let num = |k| crate::util::json_num(l, k).unwrap_or(0.0);
+        let received = num("received");
+        let secs = num("seconds");
+        let rate = if secs > 0.0 { received / secs } else { 0.0 };
+        slowest = slowest.min(rate);
+        missed += num("missed") as u64;
+        if !l.contains("\"verified\":true") {
+            verified = false;
+            problems.push(
+                l.split("\"problem\":\"")
+                    .nth(1)
+                    .unwrap_or("unknown")
+                    .trim_end_matches("\"}")
+                    .to_owned(),
+            );
+        }
+    }
+    let publisher_rate = if outcome.publish_seconds > 0.0 {
+        messages as f64 / outcome.publish_seconds
+    } else {
+        0.0
+    };
+    let mode = if lossy { "lossy" } else { "reliable" };
+    if json {
+        println!(
+            "{}",
+            Json::new()
+                .str("backend", &name)
+                .str("mode", mode)
+                .num("subscribers", subscribers)
+                .num("messages", messages)
+                .num("size", size)
+                .float("msgs_per_s", slowest)
+                .float("publisher_msgs_per_s", publisher_rate)
+                .num("missed", missed)
+                .bool("verified", verified)
+                .finish()
+        );
+    } else {
+        println!(
+            "broadcast {name} ({mode}): {messages} messages of {size} B to {subscribers} subscriber(s): slowest subscriber {slowest:.0} msgs/s, publisher {publisher_rate:.0} msgs/s, missed {missed}, {}",
+            if verified { "all verified" } else { "NOT verified" }
+        );
+    }
+    if !verified {
+        return Err(Failure::new(format!(
+            "broadcast {name}: {}",
+            problems.join("; ")
+        )));
+    }
+    Ok(())
+}
