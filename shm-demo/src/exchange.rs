@@ -27,6 +27,7 @@ pub enum Role {
     Echo,
     Consume,
     Idle,
+    IdleSubscriber,
     Subscribe,
 }
 
@@ -66,6 +67,7 @@ pub fn peer(backend: Backend, args: &PeerArgs) -> Result<()> {
         Role::Consume => crate::stream::consume_role(mem, args.count, args.size),
         Role::Idle => crate::pingpong::idle_role(mem, args.count),
         Role::Subscribe => crate::broadcast::subscribe_role(mem, args.count, args.size),
+        Role::IdleSubscriber => crate::pingpong::idle_subscriber_role(mem, args.count),
     };
     println!("{line}");
     Ok(())

@@ -198,6 +198,9 @@ enum Cmd {
         /// How long the receiver waits.
         #[arg(long, default_value_t = 5)]
         seconds: u64,
+        /// Measure a broadcast subscriber instead of a channel receiver.
+        #[arg(long)]
+        broadcast: bool,
     },
     /// Remove segments of ours in /dev/shm whose processes died without removing them.
     #[command(after_help = "Example:\n  shm-demo cleanup --prefix /shm-demo")]
@@ -286,8 +289,8 @@ fn main() -> ExitCode {
             ) => broadcast::run(b, subscribers, messages, size, lossy, cli.json),
             _ => return usage("broadcast needs --backend: posix, anon, memfd or unix"),
         },
-        Some(Cmd::Idle { seconds }) => match shm_backend {
-            Some(Some(b)) => pingpong::idle(b, seconds, cli.json),
+        Some(Cmd::Idle { seconds, broadcast }) => match shm_backend {
+            Some(Some(b)) => pingpong::idle(b, seconds, broadcast, cli.json),
             _ => return usage("idle needs a shared-memory backend: posix, anon or memfd"),
         },
         Some(Cmd::Cleanup { prefix }) => exchange::cleanup(&prefix, cli.json),

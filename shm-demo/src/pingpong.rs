@@ -202,6 +202,33 @@ fn cpu_time() -> Duration {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
+/// A broadcast subscriber waiting on an empty broadcast for `ms` milliseconds: how much
+/// CPU it used.
+pub fn idle_subscriber_role(mem: Mem, ms: u64) -> String {
+    let run = || -> std::result::Result<(Duration, Duration), shm_core::Error> {
+        let b = shm_core::Broadcast::attach(mem)?;
+        let mut s = b.subscribe()?;
+        let (cpu0, t0) = (cpu_time(), Instant::now());
+        let mut buf = Vec::new();
+        match s.recv_timeout(&mut buf, Duration::from_millis(ms)) {
+            Err(shm_core::Error::Timeout { .. }) => Ok((cpu_time() - cpu0, t0.elapsed())),
+            Err(e) => Err(e),
+            Ok(_) => Err(shm_core::Error::Corrupt {
+                what: "a message on an idle broadcast",
+                found: 0,
+            }),
+        }
+    };
+    match run() {
+        Ok((cpu, wall)) => Json::new()
+            .num("pid", std::process::id())
+            .num("cpu_us", cpu.as_micros())
+            .num("wall_us", wall.as_micros())
+            .finish(),
+        Err(e) => Json::new().str("error", &e.to_string()).finish(),
+    }
+}
+
 /// A receiver blocked on an empty channel for `ms` milliseconds: how much CPU it used.
 pub fn idle_role(mem: Mem, ms: u64) -> String {
     let run = || -> std::result::Result<(Duration, Duration), shm_core::Error> {
@@ -229,22 +256,39 @@ pub fn idle_role(mem: Mem, ms: u64) -> String {
     }
 }
 
-/// Measures the CPU an idle blocked receiver uses over `seconds`.
-pub fn idle(backend: host::Backend, seconds: u64, json: bool) -> Result<()> {
-    let mem = host::create(backend, 64 * 1024)?;
-    let chan = Channel::create(mem, &ChannelOptions::new()).map_err(crate::errors::core)?;
+/// Measures the CPU an idle blocked receiver (a channel receiver, or with `broadcast` a
+/// broadcast subscriber) uses over `seconds`.
+pub fn idle(backend: host::Backend, seconds: u64, broadcast: bool, json: bool) -> Result<()> {
     let ms = seconds * 1000;
+    let role = if broadcast { "idle-subscriber" } else { "idle" };
     let args = [
         "--role".to_owned(),
-        "idle".to_owned(),
+        role.to_owned(),
         "--count".to_owned(),
         ms.to_string(),
     ];
-    let peer = host::start_peer(backend, chan.raw().memory(), &args, move |m| {
-        idle_role(m, ms)
-    })?;
-    let _tx = chan.sender(0).map_err(crate::errors::core)?;
+    let peer;
+    // The live sender or publisher the peer waits on, held until it is done.
+    let keep: Box<dyn std::any::Any>;
+    if broadcast {
+        let opts = shm_core::BroadcastOptions::new();
+        let len = opts.segment_len().map_err(crate::errors::core)?;
+        let mem = host::create(backend, len)?;
+        let b = shm_core::Broadcast::create(mem, &opts).map_err(crate::errors::core)?;
+        peer = host::start_peer(backend, b.raw().memory(), &args, move |m| {
+            idle_subscriber_role(m, ms)
+        })?;
+        keep = Box::new(b.publisher().map_err(crate::errors::core)?);
+    } else {
+        let mem = host::create(backend, 64 * 1024)?;
+        let chan = Channel::create(mem, &ChannelOptions::new()).map_err(crate::errors::core)?;
+        peer = host::start_peer(backend, chan.raw().memory(), &args, move |m| {
+            idle_role(m, ms)
+        })?;
+        keep = Box::new(chan.sender(0).map_err(crate::errors::core)?);
+    }
     let line = peer.finish()?;
+    drop(keep);
     crate::util::parse_peer_line(&line)?;
     let cpu = crate::util::json_num(&line, "cpu_us").unwrap_or(0.0);
     let wall = crate::util::json_num(&line, "wall_us").unwrap_or(1.0);
@@ -254,6 +298,7 @@ pub fn idle(backend: host::Backend, seconds: u64, json: bool) -> Result<()> {
             "{}",
             Json::new()
                 .str("backend", backend.name())
+                .str("what", if broadcast { "broadcast" } else { "channel" })
                 .float("seconds", wall / 1e6)
                 .float("cpu_seconds", cpu / 1e6)
                 .float("cpu_percent", pct)
@@ -261,8 +306,13 @@ pub fn idle(backend: host::Backend, seconds: u64, json: bool) -> Result<()> {
         );
     } else {
         println!(
-            "idle {}: a receiver blocked for {:.1} s used {:.1} ms of CPU ({pct:.3}% of one core)",
+            "idle {}: a {} blocked for {:.1} s used {:.1} ms of CPU ({pct:.3}% of one core)",
             backend.name(),
+            if broadcast {
+                "broadcast subscriber"
+            } else {
+                "channel receiver"
+            },
             wall / 1e6,
             cpu / 1e3
         );

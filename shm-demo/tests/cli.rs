@@ -656,3 +656,77 @@ fn idle_reports_the_cpu_of_a_blocked_receiver() {
         assert!(last.contains(key), "{key} missing: {last}");
     }
 }
+
+#[test]
+fn broadcast_json_on_every_backend_and_mode() {
+    for (b, lossy) in [
+        ("posix", false),
+        ("anon", false),
+        ("memfd", false),
+        ("unix", false),
+        ("memfd", true),
+        ("anon", true),
+    ] {
+        let mut args = vec![
+            "--backend",
+            b,
+            "broadcast",
+            "--subscribers",
+            "3",
+            "--messages",
+            "20000",
+            "--size",
+            "100",
+            "--json",
+        ];
+        if lossy {
+            args.push("--lossy");
+        }
+        let out = demo(&args);
+        assert!(out.status.success(), "{b} {lossy}: {}", stderr(&out));
+        let text = stdout(&out);
+        let mode = if lossy { "lossy" } else { "reliable" };
+        for key in [
+            format!("\"backend\":\"{b}\""),
+            format!("\"mode\":\"{mode}\""),
+            "\"subscribers\":3".to_owned(),
+            "\"messages\":20000".to_owned(),
+            "\"size\":100".to_owned(),
+            "\"verified\":true".to_owned(),
+            "\"msgs_per_s\":".to_owned(),
+            "\"publisher_msgs_per_s\":".to_owned(),
+            "\"missed\":".to_owned(),
+        ] {
+            assert!(text.contains(&key), "{b} {lossy}: {key} in {text}");
+        }
+        if !lossy {
+            assert!(
+                text.contains("\"missed\":0"),
+                "reliable misses nothing: {text}"
+            );
+        }
+    }
+    let out = demo(&["--backend", "pipe", "broadcast"]);
+    assert_fails(&out, 2, "broadcast needs --backend");
+    let out = demo(&["--backend", "unix", "broadcast", "--lossy"]);
+    assert_fails(&out, 1, "reliable only");
+    let out = demo(&["--backend", "memfd", "broadcast", "--subscribers", "0"]);
+    assert_fails(&out, 1, "--subscribers must be 1 to 64");
+}
+
+#[test]
+fn idle_broadcast_subscriber_reports_its_cpu() {
+    let out = demo(&[
+        "--backend",
+        "memfd",
+        "idle",
+        "--seconds",
+        "1",
+        "--broadcast",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("\"what\":\"broadcast\""), "{text}");
+    assert!(text.contains("\"cpu_percent\":"), "{text}");
+}
