@@ -108,13 +108,11 @@
 
 pub use bytemuck;
 
-pub mod protocol;
 pub mod sync;
 
 // Under `--cfg loom` only the protocols and the atomics facade are built: loom's atomics
 // cannot be placed in a mapping, and the loom tests exercise the protocols directly.
 pub mod broadcast;
-#[cfg(not(loom))]
 pub mod channel;
 #[cfg(not(loom))]
 mod copy;
@@ -134,7 +132,6 @@ pub mod proc;
 mod raw;
 #[cfg(not(loom))]
 mod record;
-#[cfg(not(loom))]
 pub mod seqlock;
 #[cfg(not(loom))]
 pub mod sigbus;

@@ -5,7 +5,7 @@
 
 use loom::sync::Arc;
 use loom::thread;
-use shm_core::protocol::seqlock;
+use shm_core::seqlock::protocol as seqlock;
 use shm_core::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// The pid the models use for a writer that died holding the lock.
@@ -176,7 +176,7 @@ fn seqlock_two_thieves_and_a_reader() {
 mod ring_model {
     use loom::sync::{Arc, Condvar, Mutex};
     use loom::thread;
-    use shm_core::protocol::ring::{Consumer, Futex, Producer, Shared, Words, PRODUCER_CLOSED};
+    use shm_core::channel::ring::{Consumer, Futex, Producer, Shared, Words, PRODUCER_CLOSED};
     use shm_core::sync::{AtomicU32, AtomicU64, Ordering};
     use std::time::Duration;
 

@@ -274,6 +274,85 @@ fn percentile_chart(rows: &[Value], path: &Path) -> String {
     md
 }
 
+/// Medians of the broadcast sweep: per size, the SPSC channel and, per subscriber
+/// count, reliable / lossy (slowest subscriber, publisher) / Unix sockets, in M msg/s.
+fn broadcast_table(rows: &[Value]) -> String {
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    let pick = |kind: &str,
+                backend: &str,
+                mode: Option<&str>,
+                subs: Option<u64>,
+                size: u64,
+                field: &str| {
+        median(
+            rows.iter()
+                .filter(|r| {
+                    r["kind"] == kind
+                        && r["backend"] == backend
+                        && r["size"].as_u64() == Some(size)
+                        && mode.is_none_or(|m| r["mode"] == m)
+                        && subs.is_none_or(|n| r["subscribers"].as_u64() == Some(n))
+                })
+                .filter_map(|r| r[field].as_f64())
+                .collect(),
+        ) / 1e6
+    };
+    let mut out = String::from(
+        "| size | subscribers | reliable (slowest sub.) | lossy: slowest sub. / publisher | Unix sockets | SPSC channel (1 to 1) | reliable / channel | reliable / Unix |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let mut sizes: Vec<u64> = rows.iter().filter_map(|r| r["size"].as_u64()).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    for size in sizes {
+        let chan = pick("channel", "memfd", None, None, size, "msgs_per_s");
+        for subs in [1u64, 2, 4] {
+            let rel = pick(
+                "broadcast",
+                "memfd",
+                Some("reliable"),
+                Some(subs),
+                size,
+                "msgs_per_s",
+            );
+            let lossy = pick(
+                "broadcast",
+                "memfd",
+                Some("lossy"),
+                Some(subs),
+                size,
+                "msgs_per_s",
+            );
+            let lossy_pub = pick(
+                "broadcast",
+                "memfd",
+                Some("lossy"),
+                Some(subs),
+                size,
+                "publisher_msgs_per_s",
+            );
+            let unix = pick(
+                "broadcast",
+                "unix",
+                Some("reliable"),
+                Some(subs),
+                size,
+                "msgs_per_s",
+            );
+            out.push_str(&format!(
+                "| {} | {subs} | {rel:.3} | {lossy:.3} / {lossy_pub:.3} | {unix:.3} | {chan:.3} | {:.2}x | {:.1}x |\n",
+                fmt_size(size),
+                rel / chan,
+                rel / unix
+            ));
+        }
+    }
+    out.push_str("\n(M msg/s, medians; memfd; every figure from the same run)\n");
+    out
+}
+
 fn fmt_ns(ns: f64) -> String {
     if ns >= 1e6 {
         format!("{:.2} ms", ns / 1e6)
@@ -331,5 +410,9 @@ fn main() {
     }
     let md = percentile_chart(&ping, &charts.join("latency_percentiles.svg"));
     println!("### Round-trip percentiles, smallest payload\n\n{md}");
+    let bc = results.join("broadcast.jsonl");
+    if bc.exists() {
+        println!("### Broadcast\n\n{}", broadcast_table(&read_lines(&bc)));
+    }
     eprintln!("wrote {}/*.svg", charts.display());
 }

@@ -1,5 +1,6 @@
 //! The public half of the broadcast: segments, publisher, subscribers, over any
 //! [`SharedMemory`]. The layout and the protocol are in the parent module's docs.
+#![allow(unsafe_code)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -71,8 +71,6 @@
 //!
 //! The protocol, with the orderings and why nothing is lost or torn, is in
 //! [`protocol`].
-#![allow(unsafe_code)]
-
 pub mod protocol;
 
 #[cfg(not(loom))]
