@@ -1,6 +1,7 @@
 //! One publisher to N subscriber processes: every subscriber verifies order and checksums
 //! and reports its delivered rate; over a broadcast segment (reliable or lossy) or over N
-//! Unix sockets (what users would otherwise write).
+//! Unix sockets (what users would otherwise write). The publisher is pinned to CPU 0 and
+//! the subscribers share CPU 1 (on a machine with two cores, N + 1 processes share two).
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -38,6 +39,8 @@ fn line(
 /// A subscriber process: joins, then receives until the publisher closes, verifying each
 /// message; counts what a lossy broadcast made it miss.
 pub fn subscribe_role(mem: Mem, messages: u64, size: u64) -> String {
+    // The publisher has CPU 0 to itself; subscribers share the other core(s).
+    host::pin_to_cpu(1);
     let run = || -> std::result::Result<String, shm_core::Error> {
         let b = Broadcast::attach(mem)?;
         let mut s = b.subscribe()?;
@@ -144,6 +147,7 @@ fn shm_broadcast(
         }
         std::thread::sleep(Duration::from_millis(1));
     }
+    host::pin_to_cpu(0);
     let mut p = b.publisher().map_err(crate::errors::core)?;
     let mut maker = Maker::new(size as usize);
     let t = Instant::now();
@@ -178,6 +182,7 @@ fn unix_broadcast(subscribers: u32, messages: u64, size: u64) -> Result<Outcome>
         // uses its own heap and writes its pipe.
         let child = unsafe {
             shm_anon::fork(|| {
+                host::pin_to_cpu(1);
                 let mut theirs = &theirs;
                 let mut buf = vec![0u8; size as usize];
                 let mut start = None;
@@ -207,6 +212,7 @@ fn unix_broadcast(subscribers: u32, messages: u64, size: u64) -> Result<Outcome>
         socks.push(ours);
         children.push((child, report_rx));
     }
+    host::pin_to_cpu(0);
     let mut maker = Maker::new(size as usize);
     let t = Instant::now();
     for n in 0..messages {
