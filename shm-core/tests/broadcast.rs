@@ -273,6 +273,8 @@ fn bad_options_and_sizes_are_typed_errors() {
         BroadcastOptions::new().max_message(u64::MAX),
         BroadcastOptions::new().max_message(u64::MAX - 70),
         BroadcastOptions::new().slots(1 << 24).max_message(1 << 50),
+        BroadcastOptions::new().evict_timeout(Duration::from_secs(3601)),
+        BroadcastOptions::new().evict_timeout(Duration::MAX),
     ] {
         assert!(
             matches!(opts.segment_len(), Err(Error::InvalidOption { .. })),
@@ -320,6 +322,39 @@ fn corrupt_broadcast_headers_are_refused() {
         assert!(
             matches!(e, Some(Error::CorruptHeader { .. })),
             "offset {off}: {e:?}"
+        );
+    }
+}
+
+#[test]
+fn hostile_tails_are_corrupt_not_overflows() {
+    let (b, view) = make(BroadcastOptions::new().slots(4).max_message(8));
+    let mut s = b.subscribe().unwrap();
+    {
+        let mut p = b.publisher().unwrap();
+        p.publish(&[1; 8]).unwrap();
+    }
+    // The tail word (payload offset 128) scribbled to values near the top.
+    for tail in [u64::MAX, u64::MAX - 1, 1 << 63, (1 << 62) + 1] {
+        shm_core::conformance::poke(&view, 128 + 128, &tail.to_ne_bytes());
+        assert!(
+            matches!(b.publisher(), Err(Error::Corrupt { .. })),
+            "{tail}"
+        );
+        assert!(
+            matches!(b.subscribe(), Err(Error::Corrupt { .. })),
+            "{tail}"
+        );
+        // A subscriber whose slot shows a newer stamp reads the tail to resume: corrupt.
+        shm_core::conformance::poke(&view, 128 + 640 + 128 * 64, &u64::MAX.to_ne_bytes());
+        let mut buf = Vec::new();
+        let r = s.try_recv(&mut buf);
+        assert!(
+            matches!(
+                r,
+                Err(Error::Corrupt { .. }) | Err(Error::Lagged { .. }) | Ok(_)
+            ),
+            "{tail}: {r:?}"
         );
     }
 }

@@ -33,6 +33,9 @@ const SLOT_HEADER: u64 = 16;
 pub const MAX_SUBSCRIBERS: u32 = 1024;
 /// The most slots a broadcast can be created with.
 pub const MAX_SLOTS: u64 = 1 << 24;
+/// The longest eviction timeout: a segment that claims more (a hostile creator's) is
+/// refused, so a reliable publisher's wait always has an end.
+pub const MAX_EVICT_TIMEOUT: Duration = Duration::from_secs(3600);
 
 const ACTIVE: u32 = 0;
 const LEFT: u32 = 1;
@@ -152,6 +155,13 @@ impl BroadcastOptions {
                 "broadcast slots",
                 self.slots,
                 "a power of two from 2 to 2^24",
+            ));
+        }
+        if self.evict_timeout > MAX_EVICT_TIMEOUT {
+            return Err(bad(
+                "broadcast evict_timeout (ns)",
+                u64::try_from(self.evict_timeout.as_nanos()).unwrap_or(u64::MAX),
+                "at most one hour",
             ));
         }
         let max_message = self.max_message.unwrap_or(4096 - SLOT_HEADER);
@@ -358,13 +368,21 @@ impl<M: SharedMemory> Broadcast<M> {
                 "16 + max_message rounded up to 64",
             ));
         }
+        let evict_ns = u64_at(32);
+        if Duration::from_nanos(evict_ns) > MAX_EVICT_TIMEOUT {
+            return Err(corrupt(
+                "broadcast evict_timeout_ns",
+                evict_ns,
+                "at most one hour",
+            ));
+        }
         let cfg = Config {
             mode,
             slots,
             slot_size: size,
             max_message,
             max_subscribers,
-            evict_timeout: Duration::from_nanos(u64_at(32)),
+            evict_timeout: Duration::from_nanos(evict_ns),
             schema: Schema::from_header(seg.header())?,
         };
         match cfg.payload_len() {
@@ -501,10 +519,18 @@ impl<M: SharedMemory> Broadcast<M> {
                 pid: current,
             });
         }
-        // Release: pairs with the subscribers' Acquire loads of `closed`.
-        self.closed().store(0, Ordering::Release);
         // Acquire: pairs with the previous publisher's Release stores of `tail`.
         let next = self.control().tail.load(Ordering::Acquire);
+        if next > protocol::MAX_TAIL {
+            // Let the role go again: we never published.
+            holder.store(0, Ordering::Release);
+            return Err(Error::Corrupt {
+                what: "the broadcast's message count (tail)",
+                found: next,
+            });
+        }
+        // Release: pairs with the subscribers' Acquire loads of `closed`.
+        self.closed().store(0, Ordering::Release);
         Ok(Publisher {
             b: self.clone(),
             next,
@@ -532,6 +558,12 @@ impl<M: SharedMemory> Broadcast<M> {
             }
             // Acquire: pairs with the publisher's Release store of `tail`.
             let next = ctl.tail.load(Ordering::Acquire);
+            if next > protocol::MAX_TAIL {
+                return Err(Error::Corrupt {
+                    what: "the broadcast's message count (tail)",
+                    found: next,
+                });
+            }
             return Ok(Subscriber {
                 b: self.clone(),
                 line: None,
@@ -566,6 +598,15 @@ impl<M: SharedMemory> Broadcast<M> {
             // Release: the publisher reads the state with Acquire, then the position.
             m.state.store(ACTIVE, Ordering::Release);
             let next = protocol::join(ctl, m.position, guess);
+            if next > protocol::MAX_TAIL {
+                // Give the line back: we never joined.
+                m.state.store(LEFT, Ordering::Release);
+                m.pid.store(0, Ordering::Release);
+                return Err(Error::Corrupt {
+                    what: "the broadcast's message count (tail)",
+                    found: next,
+                });
+            }
             return Ok(Subscriber {
                 b: self.clone(),
                 line: Some(i),
@@ -994,8 +1035,8 @@ impl<M: SharedMemory> Subscriber<M> {
         b.seg.intact()?;
         match attempt {
             Attempt::Got(()) => {
-                self.next = p + 1;
-                if self.next - self.published >= self.batch {
+                self.next = p.saturating_add(1);
+                if self.next.saturating_sub(self.published) >= self.batch {
                     self.publish_position();
                 }
                 Ok(Look::Got(p))
@@ -1033,7 +1074,7 @@ impl<M: SharedMemory> Subscriber<M> {
             return;
         }
         let ctl = self.b.control();
-        if protocol::release(ctl, self.b.member(i).position, self.next - 1) {
+        if protocol::release(ctl, self.b.member(i).position, self.next.saturating_sub(1)) {
             protocol::bump_space(ctl);
             crate::futex::wake(ctl.space_seq);
         }

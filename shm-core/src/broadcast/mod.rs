@@ -57,7 +57,7 @@
 //! | 8 | 8 | `slots`: a power of two, 2 to 2^24 |
 //! | 16 | 8 | `slot_size`: `16 + max_message` rounded up to 64 |
 //! | 24 | 8 | `max_message` |
-//! | 32 | 8 | `evict_timeout_ns` (reliable) |
+//! | 32 | 8 | `evict_timeout_ns` (reliable; at most one hour) |
 //! | 128 | 8 | `tail`: messages published so far (its own line: written per message) |
 //! | 256 | 4 | publisher holder: its pid, 0 when nobody publishes |
 //! | 260 | 4 | `closed`: 1 once the publisher closed |

@@ -67,8 +67,12 @@ pub fn done_stamp(n: u64) -> u64 {
 /// The first message still readable when `tail` messages are published into `slots`
 /// slots (the publisher may be overwriting the one before it).
 pub fn oldest_readable(tail: u64, slots: u64) -> u64 {
-    (tail + 1).saturating_sub(slots)
+    tail.saturating_add(1).saturating_sub(slots)
 }
+
+/// The largest message count an honest publisher reaches (2^62: centuries at any rate);
+/// a `tail` beyond it was written by a hostile peer.
+pub const MAX_TAIL: u64 = 1 << 62;
 
 /// Starts writing message `n` into its slot: the stamp goes odd, so readers of the
 /// message that was there stop trusting their copies.
@@ -144,10 +148,13 @@ pub fn try_read<R>(
         // A later message took the slot: `p` is gone. `tail` says where to resume.
         // Acquire: pairs with the Release store of `tail` in `end_write`.
         let tail = c.tail.load(Ordering::Acquire);
+        if tail > MAX_TAIL {
+            return Attempt::Corrupt(tail);
+        }
         let resume = if tail.saturating_sub(p) > slots {
             oldest_readable(tail, slots)
         } else {
-            oldest_readable(tail, slots).max(p + 1)
+            oldest_readable(tail, slots).max(p.saturating_add(1))
         };
         return Attempt::Lagged { resume };
     }
@@ -157,8 +164,13 @@ pub fn try_read<R>(
     // Relaxed: the Acquire loads in `copy` (and of `len`) keep this load after them.
     let s2 = slot.stamp.load(Ordering::Relaxed);
     if s2 != s1 {
+        // Acquire as above.
+        let tail = c.tail.load(Ordering::Acquire);
+        if tail > MAX_TAIL {
+            return Attempt::Corrupt(tail);
+        }
         return Attempt::Lagged {
-            resume: oldest_readable(c.tail.load(Ordering::Acquire), slots).max(p + 1),
+            resume: oldest_readable(tail, slots).max(p.saturating_add(1)),
         };
     }
     match value {
