@@ -521,6 +521,18 @@ impl<M: SharedMemory> Sleeper for RecvWait<'_, M> {
     }
 }
 
+/// `OutOfBounds` unless `len` bytes at `offset` lie inside a message of `msg_len` bytes.
+fn in_message(offset: usize, len: usize, msg_len: u64) -> Result<(), Error> {
+    match offset.checked_add(len) {
+        Some(end) if end as u64 <= msg_len => Ok(()),
+        _ => Err(Error::OutOfBounds {
+            offset: offset as u64,
+            len: len as u64,
+            payload_len: msg_len,
+        }),
+    }
+}
+
 /// The sending end of a ring.
 pub struct Sender<M: SharedMemory> {
     chan: Channel<M>,
@@ -691,16 +703,7 @@ impl<M: SharedMemory> SendSlot<'_, M> {
 
     /// Writes `bytes` at `offset` of the message, in place.
     pub fn write(&self, offset: usize, bytes: &[u8]) -> Result<(), Error> {
-        match offset.checked_add(bytes.len()) {
-            Some(end) if end as u64 <= self.len => {}
-            _ => {
-                return Err(Error::OutOfBounds {
-                    offset: offset as u64,
-                    len: bytes.len() as u64,
-                    payload_len: self.len,
-                })
-            }
-        }
+        in_message(offset, bytes.len(), self.len)?;
         // SAFETY: the slot lies in the data area (off + len <= capacity, from the protocol),
         // and the range is inside the slot (checked above).
         unsafe {
@@ -867,16 +870,7 @@ impl<M: SharedMemory> RecvSlot<'_, M> {
 
     /// Copies `buf.len()` bytes at `offset` of the message into `buf`.
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
-        match offset.checked_add(buf.len()) {
-            Some(end) if end as u64 <= self.len => {}
-            _ => {
-                return Err(Error::OutOfBounds {
-                    offset: offset as u64,
-                    len: buf.len() as u64,
-                    payload_len: self.len,
-                })
-            }
-        }
+        in_message(offset, buf.len(), self.len)?;
         // SAFETY: the protocol validated that the message lies inside the data area; the
         // range is inside the message (checked above).
         unsafe {
