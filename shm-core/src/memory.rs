@@ -123,26 +123,40 @@ impl HeapMemory {
     /// Allocates `len` zeroed bytes, aligned to a 4096-byte page.
     ///
     /// # Panics
-    /// If `len + 4096` overflows or is larger than `isize::MAX`; aborts if the
-    /// allocation fails.
+    /// If `len + 4096` overflows, is larger than `isize::MAX`, or the allocation fails;
+    /// [`try_new`](Self::try_new) returns an error instead.
     pub fn new(len: usize) -> Self {
-        // The 4096 spare bytes also cover the contract's rounding of `len` up to a whole
-        // word: the base is rounded up by at most 4080 bytes (16-aligned allocation).
+        match Self::try_new(len) {
+            Ok(m) => m,
+            Err(e) => panic!("heap memory of {len} bytes: {e}"),
+        }
+    }
+
+    /// [`new`](Self::new), or an `OutOfMemory` error when the size is too large or the
+    /// allocation fails. Never panics or aborts.
+    pub fn try_new(len: usize) -> std::io::Result<Self> {
+        let oom =
+            |what: &str| std::io::Error::new(std::io::ErrorKind::OutOfMemory, what.to_owned());
         // Ask for 16-byte alignment and align by hand: glibc serves that from calloc, which
         // maps large blocks lazily (a 4 GiB test segment costs only the pages touched),
         // while a 4096-aligned request goes through memalign + memset and touches it all.
-        let size = len.checked_add(HEAP_ALIGN).expect("heap memory too large");
-        let layout = Layout::from_size_align(size, 16).expect("heap memory too large");
+        // The 4096 spare bytes also cover the contract's rounding of `len` up to a whole
+        // word: the base is rounded up by at most 4080 bytes (16-aligned allocation).
+        let size = len
+            .checked_add(HEAP_ALIGN)
+            .ok_or_else(|| oom("size overflows"))?;
+        let layout =
+            Layout::from_size_align(size, 16).map_err(|_| oom("size larger than isize::MAX"))?;
         // SAFETY: the layout has a non-zero size.
         let raw = unsafe { alloc::alloc_zeroed(layout) };
         let Some(base) = NonNull::new(raw) else {
-            alloc::handle_alloc_error(layout)
+            return Err(oom("allocation failed"));
         };
         let skip = raw.align_offset(HEAP_ALIGN);
         // SAFETY: `skip <= HEAP_ALIGN - 16`, so `raw + skip .. raw + skip + len + 8` is
         // inside the `len + HEAP_ALIGN` bytes just allocated.
         let ptr = unsafe { NonNull::new_unchecked(raw.add(skip)) };
-        HeapMemory {
+        Ok(HeapMemory {
             block: Arc::new(HeapBlock {
                 base,
                 ptr,
@@ -150,7 +164,7 @@ impl HeapMemory {
                 layout,
             }),
             owner: true,
-        }
+        })
     }
 
     /// Allocates memory holding a copy of `bytes`.
@@ -216,6 +230,14 @@ mod tests {
         // SAFETY: as above.
         unsafe { crate::copy::load_bytes(b.as_ptr(), &mut buf[..10]) };
         assert_eq!(&buf[..10], &[0, 0, 0, 0, 0, 1, 2, 3, 0, 0]);
+    }
+
+    #[test]
+    fn impossible_sizes_are_errors_not_aborts() {
+        for len in [usize::MAX, usize::MAX - 4096, isize::MAX as usize, 1 << 60] {
+            assert!(HeapMemory::try_new(len).is_err(), "{len}");
+        }
+        assert_eq!(HeapMemory::try_new(100).unwrap().len(), 100);
     }
 
     #[test]

@@ -512,3 +512,86 @@ mod broadcast_model {
         });
     }
 }
+
+/// The suspicion from issue 10, settled in the model: the *previous* seqlock protocol (the
+/// sequence word was the lock, and the winner stored its pid only after its CAS). A writer
+/// `W` wins the CAS; before it stores its pid, a thief sees an odd sequence and the pid of
+/// an earlier writer that has since died, and "steals" the lock; `W`'s unlock then makes
+/// the sequence even while the thief still writes. This model must find a torn read; it
+/// is `#[should_panic]`, so the suite fails if loom stops finding it. The current protocol
+/// (the owner word is the lock) passes `seqlock_two_thieves_and_a_reader` above.
+mod old_seqlock_protocol {
+    use loom::sync::Arc;
+    use loom::thread;
+    use shm_core::sync::{AtomicU32, AtomicU64, Ordering};
+
+    const DEAD: u32 = 99;
+
+    struct Old {
+        seq: AtomicU64,
+        pid: AtomicU32,
+        words: [AtomicU64; 2],
+    }
+
+    fn write(o: &Old, v: u64) {
+        for w in &o.words {
+            w.store(v, Ordering::Release);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "torn")]
+    fn the_old_steal_window_tears_a_read() {
+        loom::model(|| {
+            // A writer that unlocked and then died left its pid behind.
+            let o = Arc::new(Old {
+                seq: AtomicU64::new(0),
+                pid: AtomicU32::new(DEAD),
+                words: [AtomicU64::new(0), AtomicU64::new(0)],
+            });
+            let w = {
+                let o = o.clone();
+                thread::spawn(move || {
+                    // try_lock: CAS even -> odd, then (too late) the pid.
+                    if o.seq
+                        .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        o.pid.store(1, Ordering::Relaxed);
+                        write(&o, 1);
+                        o.seq.store(2, Ordering::Release);
+                    }
+                })
+            };
+            let t = {
+                let o = o.clone();
+                thread::spawn(move || {
+                    // A writer that finds the lock held by a dead pid steals it.
+                    let held = o.seq.load(Ordering::Relaxed);
+                    if held & 1 == 1
+                        && o.pid.load(Ordering::Relaxed) == DEAD
+                        && o.seq
+                            .compare_exchange(held, held + 2, Ordering::Acquire, Ordering::Relaxed)
+                            .is_ok()
+                    {
+                        o.pid.store(2, Ordering::Relaxed);
+                        write(&o, 2);
+                        o.seq.store(held + 3, Ordering::Release);
+                    }
+                })
+            };
+            // A reader, as `protocol::read` does it.
+            let s1 = o.seq.load(Ordering::Acquire);
+            if s1 & 1 == 0 {
+                let a = o.words[0].load(Ordering::Acquire);
+                let b = o.words[1].load(Ordering::Acquire);
+                let s2 = o.seq.load(Ordering::Relaxed);
+                if s1 == s2 {
+                    assert_eq!(a, b, "torn read accepted under the old protocol");
+                }
+            }
+            w.join().unwrap();
+            t.join().unwrap();
+        });
+    }
+}
