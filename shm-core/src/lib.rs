@@ -131,6 +131,8 @@ pub mod proc;
 #[cfg(not(loom))]
 mod raw;
 #[cfg(not(loom))]
+pub mod reactor;
+#[cfg(not(loom))]
 mod record;
 pub mod seqlock;
 #[cfg(not(loom))]

@@ -317,6 +317,7 @@ impl<M: SharedMemory> Channel<M> {
             prod,
             wait: WaitMode::default(),
             broken: None,
+            park: Park::default(),
         })
     }
 
@@ -330,6 +331,7 @@ impl<M: SharedMemory> Channel<M> {
             cons,
             wait: WaitMode::default(),
             broken: None,
+            park: Park::default(),
         })
     }
 }
@@ -540,6 +542,7 @@ pub struct Sender<M: SharedMemory> {
     prod: Producer,
     wait: WaitMode,
     broken: Option<Error>,
+    park: Park,
 }
 
 /// Space reserved in the ring for one message; write it, then [`commit`](Self::commit).
@@ -725,6 +728,7 @@ impl<M: SharedMemory> SendSlot<'_, M> {
 
 impl<M: SharedMemory> Drop for Sender<M> {
     fn drop(&mut self) {
+        self.unpark();
         let sh = self.ptrs.shared();
         // Release: pairs with the receiver's Acquire load of `closed`; messages committed
         // before are visible before the close is.
@@ -745,6 +749,7 @@ pub struct Receiver<M: SharedMemory> {
     cons: Consumer,
     wait: WaitMode,
     broken: Option<Error>,
+    park: Park,
 }
 
 /// A received message, in place. Read it with [`read`](Self::read); dropping it frees its
@@ -903,6 +908,7 @@ impl<M: SharedMemory> Drop for RecvSlot<'_, M> {
 
 impl<M: SharedMemory> Drop for Receiver<M> {
     fn drop(&mut self) {
+        self.unpark();
         let sh = self.ptrs.shared();
         // Release: pairs with the sender's Acquire load of `closed`.
         sh.closed.fetch_or(CONSUMER_CLOSED, Ordering::Release);
@@ -910,5 +916,334 @@ impl<M: SharedMemory> Drop for Receiver<M> {
         ring::Futex::wake(&SysFutex, sh.space_seq);
         // Release: as in `Sender::drop`.
         self.ptrs.consumer_holder().store(0, Ordering::Release);
+    }
+}
+
+/// How long an awaiting call spins before it parks when its end is in
+/// [`WaitMode::Spin`] (a future must not spin without end: it holds an executor thread).
+pub const ASYNC_SPIN: Duration = Duration::from_micros(50);
+
+/// An end's parked state while a future waits: its reactor registration, and whether
+/// it set its sleeping flag.
+#[derive(Default)]
+struct Park {
+    registration: Option<crate::reactor::Registration>,
+    sleeping: bool,
+}
+
+fn async_spin(mode: WaitMode) -> Duration {
+    match mode {
+        WaitMode::Block { spin } => spin,
+        WaitMode::Spin => ASYNC_SPIN,
+    }
+}
+
+/// Spins for `spin` in rounds of 64 `pause`s between looks (the caller looks every
+/// round); `false` once the spin time is over.
+struct Spinner {
+    spin: Duration,
+    start: Option<std::time::Instant>,
+    rounds: u32,
+}
+
+impl Spinner {
+    fn new(spin: Duration) -> Self {
+        Spinner {
+            spin,
+            start: None,
+            rounds: 0,
+        }
+    }
+    fn again(&mut self) -> bool {
+        self.rounds = self.rounds.wrapping_add(1);
+        if !self.rounds.is_multiple_of(64) {
+            crate::sync::spin_hint();
+            return true;
+        }
+        self.start
+            .get_or_insert_with(std::time::Instant::now)
+            .elapsed()
+            < self.spin
+    }
+}
+
+impl<M: SharedMemory> Receiver<M> {
+    fn unpark(&mut self) {
+        self.park.registration = None;
+        if std::mem::take(&mut self.park.sleeping) {
+            self.cons.done_sleeping(self.ptrs.shared());
+        }
+    }
+
+    /// The async core: `Ready` with the next message's place or the error that ends the
+    /// wait; `Pending` after parking (sleeping flag set, then registered with the
+    /// reactor, which wakes us when the sender publishes, closes or dies).
+    fn poll_message(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(u64, u64), Error>> {
+        use std::task::Poll;
+        self.unpark();
+        let mut spinner = Spinner::new(async_spin(self.wait));
+        loop {
+            if let Some(e) = self.broken {
+                return Poll::Ready(Err(e));
+            }
+            let sh = self.ptrs.shared();
+            // Acquire: pairs with the Release `fetch_or` in `Sender::drop`.
+            let closed = sh.closed.load(Ordering::Acquire);
+            match self.cons.try_peek(sh, &self.ptrs, &SysFutex) {
+                Ok(Some(m)) => return Poll::Ready(Ok(m)),
+                Ok(None) => {}
+                Err(c) => return Poll::Ready(Err(self.poison(c))),
+            }
+            if closed & PRODUCER_CLOSED != 0 {
+                return Poll::Ready(Err(Error::Closed));
+            }
+            if let Err(e) = self.chan.seg.intact() {
+                return Poll::Ready(Err(e));
+            }
+            if !spinner.again() {
+                break;
+            }
+        }
+        let sh = self.ptrs.shared();
+        if let Some(Error::PeerDied { pid }) =
+            peer_gone(sh.closed, PRODUCER_CLOSED, self.ptrs.producer_holder())
+        {
+            // Messages committed before the crash are still delivered.
+            return match self.cons.try_peek(sh, &self.ptrs, &SysFutex) {
+                Ok(Some(m)) => Poll::Ready(Ok(m)),
+                Ok(None) => Poll::Ready(Err(Error::PeerDied { pid })),
+                Err(c) => Poll::Ready(Err(self.poison(c))),
+            };
+        }
+        match self.cons.prepare_sleep(sh, &self.ptrs) {
+            Err(c) => Poll::Ready(Err(self.poison(c))),
+            Ok(None) => {
+                // A message or a close arrived meanwhile: look again at the next poll.
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            Ok(Some(seq)) => {
+                self.park.sleeping = true;
+                let peer = self.ptrs.producer_holder().load(Ordering::Relaxed);
+                self.park.registration =
+                    Some(crate::reactor::register(sh.data_seq, seq, cx.waker(), peer));
+                Poll::Pending
+            }
+        }
+    }
+
+    /// The next message, without blocking the thread: a future that completes with the
+    /// message in place (as [`recv`](Self::recv)), or the error that ends the wait
+    /// (`Closed`, `PeerDied`, `Corrupt`, `Truncated`).
+    ///
+    /// It spins for the end's spin time (`WaitMode::Block { spin }`, or [`ASYNC_SPIN`] in
+    /// spin mode), then parks: it sets the receiver's sleeping flag and registers with
+    /// the [`reactor`](crate::reactor), so a pending future costs no CPU and the sender
+    /// makes a wake-up call only when it is parked. When a message is already there it
+    /// completes on its first poll without a system call.
+    ///
+    /// **Cancellation safe**: nothing is taken from the ring until the future completes,
+    /// so dropping it (pending, or woken but not polled again) loses no message; the next
+    /// call gets it.
+    pub fn recv_async(&mut self) -> RecvFuture<'_, M> {
+        RecvFuture { rx: Some(self) }
+    }
+
+    /// [`recv_async`](Self::recv_async), copying the message into `buf` (replacing its
+    /// contents); returns its length. Cancellation safe as `recv_async`.
+    pub async fn recv_async_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, Error> {
+        let slot = self.recv_async().await?;
+        buf.resize(slot.len(), 0);
+        slot.read(0, buf)?;
+        Ok(slot.len())
+    }
+}
+
+/// The future of [`Receiver::recv_async`].
+pub struct RecvFuture<'a, M: SharedMemory> {
+    rx: Option<&'a mut Receiver<M>>,
+}
+
+impl<'a, M: SharedMemory> std::future::Future for RecvFuture<'a, M> {
+    type Output = Result<RecvSlot<'a, M>, Error>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.get_mut();
+        let Some(rx) = this.rx.as_mut() else {
+            return std::task::Poll::Ready(Err(Error::Closed));
+        };
+        match rx.poll_message(cx) {
+            std::task::Poll::Pending => std::task::Poll::Pending,
+            std::task::Poll::Ready(r) => {
+                let receiver = this.rx.take().expect("present above");
+                std::task::Poll::Ready(r.map(|(off, len)| RecvSlot { receiver, off, len }))
+            }
+        }
+    }
+}
+
+impl<M: SharedMemory> Drop for RecvFuture<'_, M> {
+    fn drop(&mut self) {
+        // Dropped while pending: take the registration and the sleeping flag back.
+        if let Some(rx) = self.rx.as_mut() {
+            rx.unpark();
+        }
+    }
+}
+
+impl<M: SharedMemory> Sender<M> {
+    fn unpark(&mut self) {
+        self.park.registration = None;
+        if std::mem::take(&mut self.park.sleeping) {
+            self.prod.done_sleeping(self.ptrs.shared());
+        }
+    }
+
+    /// The async core of `reserve_async`: `Ready` with the payload offset of a reserved
+    /// slot, or an error; `Pending` after parking on `space_seq`.
+    fn poll_room(
+        &mut self,
+        len: u64,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<u64, Error>> {
+        use std::task::Poll;
+        self.unpark();
+        let mut spinner = Spinner::new(async_spin(self.wait));
+        loop {
+            if let Err(e) = self.check(len as usize) {
+                return Poll::Ready(Err(e));
+            }
+            let sh = self.ptrs.shared();
+            match self.prod.try_reserve(sh, &self.ptrs, &SysFutex, len) {
+                Ok(Some(off)) => return Poll::Ready(Ok(off)),
+                Ok(None) => {}
+                Err(c) => return Poll::Ready(Err(self.poison(c))),
+            }
+            if let Err(e) = self.chan.seg.intact() {
+                return Poll::Ready(Err(e));
+            }
+            if !spinner.again() {
+                break;
+            }
+        }
+        let sh = self.ptrs.shared();
+        if let Some(e) = peer_gone(sh.closed, CONSUMER_CLOSED, self.ptrs.consumer_holder()) {
+            return Poll::Ready(Err(e));
+        }
+        match self.prod.prepare_sleep(sh, len) {
+            Err(c) => Poll::Ready(Err(self.poison(c))),
+            Ok(None) => {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            Ok(Some(seq)) => {
+                self.park.sleeping = true;
+                let peer = self.ptrs.consumer_holder().load(Ordering::Relaxed);
+                self.park.registration = Some(crate::reactor::register(
+                    sh.space_seq,
+                    seq,
+                    cx.waker(),
+                    peer,
+                ));
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Room for a `len`-byte message, without blocking the thread: a future that
+    /// completes with the reserved slot (as [`reserve`](Self::reserve)) or the error that
+    /// ends the wait. Spins, then parks, as [`Receiver::recv_async`] does.
+    ///
+    /// **Cancellation safe**: room is taken only when the future completes; dropping it
+    /// pending reserves nothing (a PAD it may have published to wrap the ring is part of
+    /// the ring's normal traffic, read past by the receiver), so no space leaks.
+    pub fn reserve_async(&mut self, len: usize) -> ReserveFuture<'_, M> {
+        ReserveFuture {
+            tx: Some(self),
+            len: len as u64,
+        }
+    }
+
+    /// Sends a copy of `bytes`, without blocking the thread. Cancellation safe up to the
+    /// moment room is found (then the copy and the commit complete in the same poll).
+    pub async fn send_async(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        let slot = self.reserve_async(bytes.len()).await?;
+        slot.write(0, bytes)?;
+        slot.commit();
+        Ok(())
+    }
+}
+
+/// The future of [`Sender::reserve_async`].
+pub struct ReserveFuture<'a, M: SharedMemory> {
+    tx: Option<&'a mut Sender<M>>,
+    len: u64,
+}
+
+impl<'a, M: SharedMemory> std::future::Future for ReserveFuture<'a, M> {
+    type Output = Result<SendSlot<'a, M>, Error>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.get_mut();
+        let len = this.len;
+        let Some(tx) = this.tx.as_mut() else {
+            return std::task::Poll::Ready(Err(Error::Closed));
+        };
+        match tx.poll_room(len, cx) {
+            std::task::Poll::Pending => std::task::Poll::Pending,
+            std::task::Poll::Ready(r) => {
+                let sender = this.tx.take().expect("present above");
+                std::task::Poll::Ready(r.map(|off| SendSlot { sender, off, len }))
+            }
+        }
+    }
+}
+
+impl<M: SharedMemory> Drop for ReserveFuture<'_, M> {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.as_mut() {
+            tx.unpark();
+        }
+    }
+}
+
+/// Receivers as a [`Stream`](futures_core::Stream) of owned messages (with the `futures`
+/// feature): `Some(Ok(bytes))` per message, `None` once the sender closed and everything
+/// was read, `Some(Err(..))` for any other end. Polling it is cancellation safe as
+/// [`Receiver::recv_async`].
+#[cfg(feature = "futures")]
+impl<M: SharedMemory> futures_core::Stream for Receiver<M> {
+    type Item = Result<Vec<u8>, Error>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        match this.poll_message(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(Error::Closed)) => Poll::Ready(None),
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(Ok((off, len))) => {
+                let slot = RecvSlot {
+                    receiver: this,
+                    off,
+                    len,
+                };
+                let mut v = vec![0u8; slot.len()];
+                let r = slot.read(0, &mut v).map(|()| v);
+                Poll::Ready(Some(r))
+            }
+        }
     }
 }

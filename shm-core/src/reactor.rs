@@ -1,0 +1,251 @@
+//! Turning futex words in shared memory into [`Waker`]s, for the `async` API.
+//!
+//! A future that must wait does what a blocking call does before it sleeps: it sets the
+//! endpoint's sleeping flag, issues the fence and looks once more (so the other side,
+//! which makes the wake-up call only when that flag is set, cannot miss it). Then,
+//! instead of `futex_wait` on its own thread, it **registers** `(word, expected value,
+//! waker, peer pid)` here and returns `Pending`.
+//!
+//! The reactor is a small pool of threads in this process, created on demand. Each waits
+//! with one `futex_waitv` (Linux 5.16) on up to 127 registered words plus a private
+//! control word that a new registration bumps. When a word no longer holds its expected
+//! value (the peer published, freed space or closed and made its `futex_wake`), the thread
+//! wakes that waker. Every [`PEER_SLICE`] it also checks the registered peers' pids (once
+//! per distinct pid) and wakes the futures whose peer died, so that `PeerDied` reaches a
+//! pending future within a bounded time, as it reaches a blocking call. A thread with
+//! nothing registered sleeps on its control word alone, with no timeout: idle futures
+//! cost no CPU.
+//!
+//! Memory: an entry is about 64 bytes; a thread serves 127 entries and keeps a small
+//! stack (64 KiB). Threads are kept for reuse.
+#![allow(unsafe_code)]
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use crate::proc::{self, Liveness};
+
+/// Futex words one thread waits on, besides its control word (`futex_waitv` takes 128).
+pub const PER_THREAD: usize = 127;
+/// How often a thread with registrations checks the registered peers' liveness.
+pub const PEER_SLICE: Duration = Duration::from_millis(50);
+
+const SYS_FUTEX_WAITV: libc::c_long = 449;
+const FUTEX2_SIZE_U32: u32 = 0x02;
+const FUTEX2_PRIVATE: u32 = 128;
+
+/// `struct futex_waitv` (include/uapi/linux/futex.h).
+#[repr(C)]
+struct FutexWaitv {
+    val: u64,
+    uaddr: u64,
+    flags: u32,
+    reserved: u32,
+}
+
+struct Entry {
+    id: u64,
+    /// The word's address; it stays mapped while the entry exists (see `Registration`).
+    word: usize,
+    expected: u32,
+    waker: Waker,
+    peer: u32,
+}
+
+struct Worker {
+    ctl: AtomicU32,
+    entries: Mutex<Vec<Entry>>,
+}
+
+static WORKERS: OnceLock<Mutex<Vec<Arc<Worker>>>> = OnceLock::new();
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A registered waker; removed from the reactor when dropped.
+///
+/// The word it names must stay mapped until the registration is dropped: the futures
+/// hold it next to the borrow of the endpoint that keeps the mapping alive.
+pub(crate) struct Registration {
+    worker: Arc<Worker>,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut entries = self
+            .worker
+            .entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        entries.retain(|e| e.id != self.id);
+    }
+}
+
+/// Wakes `waker` once `word` no longer holds `expected`, or once the process `peer` (0:
+/// none) is found dead. `word` must stay mapped until the returned registration is
+/// dropped.
+pub(crate) fn register(word: &AtomicU32, expected: u32, waker: &Waker, peer: u32) -> Registration {
+    let workers = WORKERS.get_or_init(|| Mutex::new(Vec::new()));
+    let mut all = workers.lock().unwrap_or_else(|e| e.into_inner());
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let entry = Entry {
+        id,
+        word: word.as_ptr() as usize,
+        expected,
+        waker: waker.clone(),
+        peer,
+    };
+    let worker = loop {
+        if let Some(w) = all.iter().find(|w| {
+            w.entries
+                .lock()
+                .map(|e| e.len() < PER_THREAD)
+                .unwrap_or(false)
+        }) {
+            break Arc::clone(w);
+        }
+        let w = Arc::new(Worker {
+            ctl: AtomicU32::new(0),
+            entries: Mutex::new(Vec::with_capacity(PER_THREAD)),
+        });
+        let run = Arc::clone(&w);
+        if std::thread::Builder::new()
+            .name("shm-reactor".into())
+            .stack_size(64 * 1024)
+            .spawn(move || run.run())
+            .is_err()
+        {
+            // No thread: the waker is woken at once, and the future polls again (it
+            // spins instead of parking, but never hangs).
+            waker.wake_by_ref();
+        }
+        all.push(Arc::clone(&w));
+    };
+    worker
+        .entries
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(entry);
+    // Release: pairs with the worker's Acquire load when it rebuilds its set.
+    worker.ctl.fetch_add(1, Ordering::Release);
+    futex_wake_private(&worker.ctl);
+    Registration { worker, id }
+}
+
+fn futex_wake_private(word: &AtomicU32) {
+    // SAFETY: FUTEX_WAKE on a live, 4-aligned word of ours; only the address is used.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            i32::MAX,
+        );
+    }
+}
+
+impl Worker {
+    fn run(&self) {
+        let mut waitv: Vec<FutexWaitv> = Vec::with_capacity(PER_THREAD + 1);
+        let mut last_peer_check = Instant::now();
+        loop {
+            // Acquire: pairs with the Release bump in `register`; read before the set is
+            // built, so a registration after this makes the wait return at once.
+            let ctl = self.ctl.load(Ordering::Acquire);
+            waitv.clear();
+            waitv.push(FutexWaitv {
+                val: u64::from(ctl),
+                uaddr: self.ctl.as_ptr() as u64,
+                flags: FUTEX2_SIZE_U32 | FUTEX2_PRIVATE,
+                reserved: 0,
+            });
+            let busy = {
+                let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+                for e in entries.iter() {
+                    waitv.push(FutexWaitv {
+                        val: u64::from(e.expected),
+                        uaddr: e.word as u64,
+                        flags: FUTEX2_SIZE_U32,
+                        reserved: 0,
+                    });
+                }
+                !entries.is_empty()
+            };
+            let deadline = busy.then(|| {
+                let mut ts = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                // SAFETY: `ts` is a valid out-pointer.
+                unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+                let ns = ts.tv_nsec as u64 + PEER_SLICE.as_nanos() as u64;
+                libc::timespec {
+                    tv_sec: ts.tv_sec + (ns / 1_000_000_000) as libc::time_t,
+                    tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+                }
+            });
+            let ts_ptr = deadline
+                .as_ref()
+                .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+            // SAFETY: `waitv` holds `len` valid entries for the call; the kernel only
+            // reads the words (a word whose mapping went away makes the call fail, which
+            // is fine: we rescan below); the timeout is absolute CLOCK_MONOTONIC or null.
+            unsafe {
+                libc::syscall(
+                    SYS_FUTEX_WAITV,
+                    waitv.as_ptr(),
+                    waitv.len() as libc::c_uint,
+                    0u32,
+                    ts_ptr,
+                    libc::CLOCK_MONOTONIC,
+                );
+            }
+            let check_peers = last_peer_check.elapsed() >= PEER_SLICE;
+            if check_peers {
+                last_peer_check = Instant::now();
+            }
+            let mut dead: Vec<u32> = Vec::new();
+            let mut alive: Vec<u32> = Vec::new();
+            let mut fired: Vec<Waker> = Vec::new();
+            let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+            entries.retain(|e| {
+                // SAFETY: the entry exists, so its registration has not been dropped and
+                // the word is mapped (the registration's contract); atomic load.
+                let now =
+                    unsafe { AtomicU32::from_ptr(e.word as *mut u32) }.load(Ordering::Acquire);
+                let mut fire = now != e.expected;
+                if !fire && check_peers && e.peer != 0 {
+                    fire = if dead.contains(&e.peer) {
+                        true
+                    } else if alive.contains(&e.peer) {
+                        false
+                    } else if proc::liveness(e.peer) == Liveness::Dead {
+                        dead.push(e.peer);
+                        true
+                    } else {
+                        alive.push(e.peer);
+                        false
+                    };
+                }
+                if fire {
+                    fired.push(e.waker.clone());
+                }
+                !fire
+            });
+            drop(entries);
+            // Outside the lock: a waker may poll the future at once, and its drop of
+            // the registration takes the lock.
+            for w in fired {
+                w.wake();
+            }
+        }
+    }
+}
+
+/// Threads the reactor runs now (for leak checks and the docs' figures).
+pub fn threads() -> usize {
+    WORKERS
+        .get()
+        .map_or(0, |w| w.lock().unwrap_or_else(|e| e.into_inner()).len())
+}

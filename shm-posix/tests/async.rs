@@ -1,0 +1,356 @@
+//! The channel's futures (`recv_async`, `reserve_async`, `send_async`, `Stream`) in tokio
+//! runtimes, against real peer processes (forked children that inherit the mapping) on
+//! every backend: posix, anon and memfd.
+
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use shm_core::testing::{fd_count, message, unique_name};
+use shm_core::{Channel, ChannelOptions, Error, SharedMemory};
+
+const BOUND: Duration = Duration::from_secs(20);
+
+/// A channel segment of `len` bytes on backend `b`, boxed so the tests are generic.
+fn segment(b: &str, len: u64) -> Box<dyn SharedMemory + Send + Sync> {
+    match b {
+        "posix" => Box::new(
+            shm_posix::ShmOptions::new(unique_name("/shm-async"))
+                .size(len)
+                .create()
+                .unwrap(),
+        ),
+        "anon" => Box::new(shm_anon::AnonShm::create(len as usize).unwrap()),
+        "memfd" => Box::new(shm_memfd::MemfdOptions::new().size(len).create().unwrap()),
+        other => panic!("{other}"),
+    }
+}
+
+fn channel(b: &str, cap: u64) -> Channel<Box<dyn SharedMemory + Send + Sync>> {
+    let opts = ChannelOptions::new().capacity(cap);
+    Channel::create(segment(b, opts.segment_len_for(cap).unwrap()), &opts).unwrap()
+}
+
+/// Forks a child that sends `n` messages of `len` bytes on ring 0 (blocking API) with a
+/// pause every `pause_every` messages, then closes.
+fn forked_sender(
+    chan: &Channel<Box<dyn SharedMemory + Send + Sync>>,
+    n: usize,
+    len: usize,
+    pause_every: usize,
+) -> shm_anon::Child {
+    // SAFETY: the tests fork before any runtime or other thread of theirs exists... not
+    // so in a multi-threaded test harness: the child only does atomic accesses, sleeps and
+    // allocates nothing until it exits (messages are built on the stack).
+    unsafe {
+        shm_anon::fork(|| {
+            let Ok(mut tx) = chan.sender(0) else { return 2 };
+            let mut buf = [0u8; 4096];
+            for i in 0..n {
+                for (j, b) in buf[..len].iter_mut().enumerate() {
+                    *b = (i * 131 + j * 7 + len) as u8;
+                }
+                if tx.send(&buf[..len]).is_err() {
+                    return 3;
+                }
+                if pause_every > 0 && i % pause_every == pause_every - 1 {
+                    libc::usleep(2000);
+                }
+            }
+            0
+        })
+    }
+    .unwrap()
+}
+
+fn runtime(multi: bool) -> tokio::runtime::Runtime {
+    if multi {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+}
+
+/// A tokio task receives from another process on each backend, on current-thread and
+/// multi-thread runtimes; the sender pauses so that the receiver really parks.
+#[test]
+fn tokio_task_receives_from_another_process_on_every_backend() {
+    for b in ["posix", "anon", "memfd"] {
+        for multi in [false, true] {
+            let chan = channel(b, 4096);
+            let mut rx = chan.receiver(0).unwrap();
+            let mut child = forked_sender(&chan, 300, 100, 50);
+            let rt = runtime(multi);
+            let got = rt.block_on(async move {
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut got = 0;
+                    loop {
+                        match tokio::time::timeout(BOUND, rx.recv_async_into(&mut buf)).await {
+                            Ok(Ok(_)) => {
+                                assert_eq!(buf, message(got, 100), "message {got}");
+                                got += 1;
+                            }
+                            Ok(Err(Error::Closed)) => return got,
+                            Ok(Err(e)) => panic!("{e}"),
+                            Err(_) => panic!("recv_async did not end within {BOUND:?}"),
+                        }
+                    }
+                })
+                .await
+                .unwrap()
+            });
+            assert_eq!(got, 300, "{b} multi={multi}");
+            assert!(child.wait().unwrap().success());
+        }
+    }
+}
+
+/// Several channels multiplexed in one task with `select!`.
+#[test]
+fn select_over_several_receivers() {
+    let chans: Vec<_> = ["posix", "anon", "memfd"]
+        .iter()
+        .map(|b| channel(b, 4096))
+        .collect();
+    let mut rxs: Vec<_> = chans.iter().map(|c| c.receiver(0).unwrap()).collect();
+    let mut children: Vec<_> = chans
+        .iter()
+        .map(|c| forked_sender(c, 200, 64, 20))
+        .collect();
+    let counts = runtime(false).block_on(async {
+        let mut counts = [0usize; 3];
+        let mut open = [true; 3];
+        let (mut a, rest) = rxs.split_first_mut().unwrap();
+        let (mut b, rest) = rest.split_first_mut().unwrap();
+        let mut c = &mut rest[0];
+        let (mut ba, mut bb, mut bc) = (Vec::new(), Vec::new(), Vec::new());
+        while open.iter().any(|o| *o) {
+            let (k, r) = tokio::time::timeout(BOUND, async {
+                tokio::select! {
+                    r = a.recv_async_into(&mut ba), if open[0] => (0, r),
+                    r = b.recv_async_into(&mut bb), if open[1] => (1, r),
+                    r = c.recv_async_into(&mut bc), if open[2] => (2, r),
+                }
+            })
+            .await
+            .expect("select ended within the bound");
+            match r {
+                Ok(_) => {
+                    let buf = [&ba, &bb, &bc][k];
+                    assert_eq!(*buf, message(counts[k], 64));
+                    counts[k] += 1;
+                }
+                Err(Error::Closed) => open[k] = false,
+                Err(e) => panic!("{e}"),
+            }
+            let _ = (&mut a, &mut b, &mut c);
+        }
+        counts
+    });
+    assert_eq!(counts, [200, 200, 200]);
+    for c in &mut children {
+        assert!(c.wait().unwrap().success());
+    }
+}
+
+/// Sender and receiver tasks on a multi-thread runtime, moving between workers: a million
+/// messages through a small ring, both sides async, random yields; nothing lost, nothing
+/// duplicated, no lost wake-up (the run ends).
+#[test]
+fn both_sides_async_a_million_messages() {
+    let chan = channel("memfd", 1024);
+    let mut tx = chan.sender(0).unwrap();
+    let mut rx = chan.receiver(0).unwrap();
+    let n = 1_000_000u64;
+    let rt = runtime(true);
+    let t = Instant::now();
+    rt.block_on(async move {
+        let producer = tokio::spawn(async move {
+            for i in 0..n {
+                tx.send_async(&i.to_ne_bytes()).await.unwrap();
+                if i % 997 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
+        let consumer = tokio::spawn(async move {
+            let mut buf = Vec::new();
+            for i in 0..n {
+                rx.recv_async_into(&mut buf).await.unwrap();
+                assert_eq!(buf, i.to_ne_bytes());
+                if i % 1009 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            assert_eq!(rx.recv_async_into(&mut buf).await, Err(Error::Closed));
+        });
+        tokio::time::timeout(Duration::from_secs(120), async {
+            producer.await.unwrap();
+            consumer.await.unwrap();
+        })
+        .await
+        .expect("a million async messages within the bound");
+    });
+    println!("1,000,000 async messages in {:?}", t.elapsed());
+}
+
+/// The sender process is SIGKILLed while our future is pending: `PeerDied`, within the
+/// bounded wait.
+#[test]
+fn peer_killed_while_pending_is_peer_died() {
+    for b in ["posix", "anon", "memfd"] {
+        let chan = channel(b, 4096);
+        let mut rx = chan.receiver(0).unwrap();
+        // SAFETY: the child takes the sending end and sleeps (plain system calls).
+        let mut child = unsafe {
+            shm_anon::fork(|| {
+                let Ok(_tx) = chan.sender(0) else { return 2 };
+                loop {
+                    libc::sleep(100);
+                }
+            })
+        }
+        .unwrap();
+        let pid = child.pid();
+        // Wait until the child holds the end (its pid is in the holder word).
+        let t = Instant::now();
+        while chan.sender(0).is_ok_and(|s| {
+            drop(s);
+            true
+        }) {
+            assert!(t.elapsed() < BOUND);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let r = runtime(false).block_on(async {
+            let killer = tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                child.kill().unwrap();
+                child.wait().unwrap();
+            });
+            let r = tokio::time::timeout(BOUND, rx.recv_async())
+                .await
+                .map(|r| r.map(|m| m.len()));
+            killer.await.unwrap();
+            r
+        });
+        assert_eq!(r, Ok(Err(Error::PeerDied { pid })), "{b}");
+    }
+}
+
+/// The `Stream` impl: a receiver consumed as a stream ends with `None` at the close.
+#[test]
+fn receiver_as_a_stream() {
+    let chan = channel("anon", 4096);
+    let mut rx = chan.receiver(0).unwrap();
+    let mut child = forked_sender(&chan, 100, 32, 25);
+    let got = runtime(false).block_on(async move {
+        let mut got = 0;
+        while let Some(m) = std::future::poll_fn(|cx| {
+            futures_core::Stream::poll_next(std::pin::Pin::new(&mut rx), cx)
+        })
+        .await
+        {
+            assert_eq!(m.unwrap(), message(got, 32));
+            got += 1;
+        }
+        got
+    });
+    assert_eq!(got, 100);
+    assert!(child.wait().unwrap().success());
+}
+
+/// 10,000 create / await / drop cycles leave fds, reactor threads and /dev/shm as they
+/// were after the first (the reactor keeps its threads for reuse). Counted in a child
+/// process: parallel tests open and close fds in this one.
+#[test]
+fn ten_thousand_await_cycles_leak_nothing() {
+    let out = shm_core::testing::spawn_self("child", "await-cycles", &[], "");
+    shm_core::testing::assert_counts_unchanged(&out, &["fds", "reactor threads", "tasks"]);
+}
+
+#[test]
+#[ignore = "entry point for child processes spawned by the other tests"]
+fn child() {
+    assert_eq!(
+        std::env::var(shm_core::testing::ROLE_VAR).as_deref(),
+        Ok("await-cycles")
+    );
+    let rt = runtime(false);
+    let cycle = || {
+        let chan = channel("memfd", 1024);
+        let mut tx = chan.sender(0).unwrap();
+        let mut rx = chan.receiver(0).unwrap();
+        rt.block_on(async {
+            // A pending recv (parks: registers with the reactor), dropped by the timeout...
+            let r = tokio::time::timeout(Duration::from_micros(100), rx.recv_async())
+                .await
+                .map(|r| r.map(|m| m.len()));
+            assert!(r.is_err(), "{r:?}");
+            // ...then a message, which the next call gets.
+            tx.send_async(b"x").await.unwrap();
+            assert_eq!(rx.recv_async().await.unwrap().to_vec(), b"x");
+        });
+    };
+    let tasks = || std::fs::read_dir("/proc/self/task").unwrap().count();
+    cycle();
+    let (fds, threads, t0) = (fd_count(), shm_core::reactor::threads(), tasks());
+    for _ in 0..10_000 {
+        cycle();
+    }
+    println!(
+        "RESULT {fds} {} {threads} {} {t0} {}",
+        fd_count(),
+        shm_core::reactor::threads(),
+        tasks()
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Pending futures dropped at random points (recv and reserve, against a sender and a
+    /// receiver in other processes): the delivered sequence is exactly the sent one, and
+    /// no ring space leaks (everything sent arrives, through a ring of 256 bytes).
+    #[test]
+    fn dropping_pending_futures_loses_nothing(drops in proptest::collection::vec(0u64..300, 1..20), n in 50usize..400) {
+        let chan = channel("anon", 256);
+        let mut rx = chan.receiver(0).unwrap();
+        let mut child = forked_sender(&chan, n, 24, 7);
+        let drops: Vec<Duration> = drops.into_iter().map(Duration::from_micros).collect();
+        let got = runtime(false).block_on(async move {
+            let mut buf = Vec::new();
+            let mut got = 0usize;
+            let mut k = 0;
+            loop {
+                if k < drops.len() {
+                    // A recv that may be dropped while pending (or after being woken).
+                    let d = drops[k];
+                    k += 1;
+                    match tokio::time::timeout(d, rx.recv_async_into(&mut buf)).await {
+                        Err(_) => continue,
+                        Ok(Ok(_)) => {}
+                        Ok(Err(Error::Closed)) => return got,
+                        Ok(Err(e)) => panic!("{e}"),
+                    }
+                } else {
+                    match rx.recv_async_into(&mut buf).await {
+                        Ok(_) => {}
+                        Err(Error::Closed) => return got,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                assert_eq!(buf, message(got, 24), "message {got}");
+                got += 1;
+            }
+        });
+        prop_assert_eq!(got, n);
+        prop_assert!(child.wait().unwrap().success());
+    }
+}
