@@ -595,3 +595,159 @@ mod old_seqlock_protocol {
         });
     }
 }
+
+/// The async path's parking (`Receiver::poll_message`): set the sleeping flag, fence,
+/// look again (`Consumer::prepare_sleep`), and only then register with the reactor, which
+/// checks the word and keeps the waker. The producer publishes, fences, reads the flag and,
+/// if set, bumps the word and wakes the reactor. A lost wake-up leaves the consumer parked
+/// forever: loom reports the deadlock. The second model sets the flag after its look for
+/// data and parks without looking again (the flag check and the park reordered) and must
+/// deadlock.
+mod async_park_model {
+    use loom::sync::{Arc, Condvar, Mutex};
+    use loom::thread;
+    use shm_core::channel::ring::{Consumer, Futex, Producer, Shared, Words};
+    use shm_core::sync::{AtomicU32, AtomicU64, Ordering};
+    use std::time::Duration;
+
+    /// The reactor: a registration is (expected value, fired); `wake` fires it when the
+    /// word moved; the parked task waits for `fired`.
+    struct Reactor {
+        state: Mutex<Option<(u32, bool)>>,
+        cv: Condvar,
+    }
+
+    impl Reactor {
+        fn register(&self, word: &AtomicU32, expected: u32) {
+            let mut s = self.state.lock().unwrap();
+            // futex_waitv returns at once when the word already moved.
+            let fired = word.load(Ordering::Relaxed) != expected;
+            *s = Some((expected, fired));
+        }
+        /// The task waits for its waker.
+        fn park(&self) {
+            let mut s = self.state.lock().unwrap();
+            while !matches!(*s, Some((_, true))) {
+                s = self.cv.wait(s).unwrap();
+            }
+            *s = None;
+        }
+    }
+
+    /// The publisher's `futex_wake` reaches the reactor thread, which fires a registration
+    /// whose word moved.
+    impl Futex for Reactor {
+        fn wait(&self, _word: &AtomicU32, _expected: u32, _t: Option<Duration>) {
+            unreachable!("the async consumer never futex-waits on its own thread")
+        }
+        fn wake(&self, _word: &AtomicU32) {
+            let mut s = self.state.lock().unwrap();
+            if let Some((_, fired)) = s.as_mut() {
+                *fired = true;
+            }
+            self.cv.notify_all();
+        }
+    }
+
+    const CAP: u64 = 64;
+
+    struct Ring {
+        tail: AtomicU64,
+        head: AtomicU64,
+        data_seq: AtomicU32,
+        space_seq: AtomicU32,
+        consumer_sleeping: AtomicU32,
+        producer_sleeping: AtomicU32,
+        closed: AtomicU32,
+        words: [AtomicU64; (CAP / 8) as usize],
+        reactor: Reactor,
+    }
+
+    impl Words for Ring {
+        fn load(&self, off: u64, order: Ordering) -> u64 {
+            self.words[(off / 8) as usize].load(order)
+        }
+        fn store(&self, off: u64, v: u64, order: Ordering) {
+            self.words[(off / 8) as usize].store(v, order)
+        }
+    }
+
+    impl Ring {
+        fn new() -> Self {
+            Ring {
+                tail: AtomicU64::new(0),
+                head: AtomicU64::new(0),
+                data_seq: AtomicU32::new(0),
+                space_seq: AtomicU32::new(0),
+                consumer_sleeping: AtomicU32::new(0),
+                producer_sleeping: AtomicU32::new(0),
+                closed: AtomicU32::new(0),
+                words: std::array::from_fn(|_| AtomicU64::new(0)),
+                reactor: Reactor {
+                    state: Mutex::new(None),
+                    cv: Condvar::new(),
+                },
+            }
+        }
+        fn shared(&self) -> Shared<'_> {
+            Shared {
+                tail: &self.tail,
+                head: &self.head,
+                data_seq: &self.data_seq,
+                space_seq: &self.space_seq,
+                consumer_sleeping: &self.consumer_sleeping,
+                producer_sleeping: &self.producer_sleeping,
+                closed: &self.closed,
+            }
+        }
+    }
+
+    fn run(reordered: bool) {
+        loom::model(move || {
+            let r = Arc::new(Ring::new());
+            let producer = {
+                let r = r.clone();
+                thread::spawn(move || {
+                    let sh = r.shared();
+                    let mut p = Producer::new(CAP, sh).unwrap();
+                    let off = p.try_reserve(sh, &*r, &r.reactor, 8).unwrap().unwrap();
+                    r.store(off, 7, Ordering::Relaxed);
+                    p.commit(sh, &*r, &r.reactor, 8);
+                })
+            };
+            let sh = r.shared();
+            let mut c = Consumer::new(CAP, sh).unwrap();
+            loop {
+                if let Some((_, len)) = c.try_peek(sh, &*r, &r.reactor).unwrap() {
+                    c.release(sh, &r.reactor, len);
+                    break;
+                }
+                if reordered {
+                    // Wrong: the look for data (above) comes before the sleeping flag,
+                    // and the task parks without looking again after setting it.
+                    let seq = sh.data_seq.load(Ordering::Acquire);
+                    r.reactor.register(sh.data_seq, seq);
+                    sh.consumer_sleeping.store(1, Ordering::Relaxed);
+                    r.reactor.park();
+                    c.done_sleeping(sh);
+                } else if let Some(seq) = c.prepare_sleep(sh, &*r).unwrap() {
+                    r.reactor.register(sh.data_seq, seq);
+                    r.reactor.park();
+                    c.done_sleeping(sh);
+                }
+            }
+            producer.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn async_park_after_the_flag_loses_no_wakeup() {
+        run(false);
+    }
+
+    #[test]
+    #[should_panic(expected = "deadlock")]
+    fn async_park_without_a_second_look_loses_a_wakeup() {
+        run(true);
+    }
+}
