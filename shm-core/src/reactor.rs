@@ -52,6 +52,7 @@ struct Entry {
     expected: u32,
     waker: Waker,
     peer: u32,
+    periodic: bool,
 }
 
 struct Worker {
@@ -83,9 +84,17 @@ impl Drop for Registration {
 }
 
 /// Wakes `waker` once `word` no longer holds `expected`, or once the process `peer` (0:
-/// none) is found dead. `word` must stay mapped until the returned registration is
+/// none) is found dead, or (with `periodic`) at the next [`PEER_SLICE`] tick in any case
+/// (for waiters nobody announces a wake to: read-only subscribers, and a publisher whose
+/// eviction timeout runs). `word` must stay mapped until the returned registration is
 /// dropped.
-pub(crate) fn register(word: &AtomicU32, expected: u32, waker: &Waker, peer: u32) -> Registration {
+pub(crate) fn register(
+    word: &AtomicU32,
+    expected: u32,
+    waker: &Waker,
+    peer: u32,
+    periodic: bool,
+) -> Registration {
     let workers = WORKERS.get_or_init(|| Mutex::new(Vec::new()));
     let mut all = workers.lock().unwrap_or_else(|e| e.into_inner());
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
@@ -95,6 +104,7 @@ pub(crate) fn register(word: &AtomicU32, expected: u32, waker: &Waker, peer: u32
         expected,
         waker: waker.clone(),
         peer,
+        periodic,
     };
     let worker = loop {
         if let Some(w) = all.iter().find(|w| {
@@ -214,7 +224,7 @@ impl Worker {
                 // the word is mapped (the registration's contract); atomic load.
                 let now =
                     unsafe { AtomicU32::from_ptr(e.word as *mut u32) }.load(Ordering::Acquire);
-                let mut fire = now != e.expected;
+                let mut fire = now != e.expected || (check_peers && e.periodic);
                 if !fire && check_peers && e.peer != 0 {
                     fire = if dead.contains(&e.peer) {
                         true

@@ -209,6 +209,34 @@ impl Waiter {
     }
 }
 
+/// The spin phase of an awaiting call: `pause` between looks, the clock read every 64
+/// rounds; `again` is false once `spin` is over (then the future parks). The caller makes
+/// its checks (close, corruption, truncation) on every look.
+pub(crate) struct Spinner {
+    spin: Duration,
+    start: Option<Instant>,
+    rounds: u32,
+}
+
+impl Spinner {
+    pub(crate) fn new(spin: Duration) -> Self {
+        Spinner {
+            spin,
+            start: None,
+            rounds: 0,
+        }
+    }
+
+    pub(crate) fn again(&mut self) -> bool {
+        self.rounds = self.rounds.wrapping_add(1);
+        if !self.rounds.is_multiple_of(CHECK_SPINS) {
+            crate::sync::spin_hint();
+            return true;
+        }
+        self.start.get_or_insert_with(Instant::now).elapsed() < self.spin
+    }
+}
+
 /// A point in time after which a wait gives up.
 #[derive(Debug, Clone, Copy)]
 pub struct Deadline {

@@ -354,3 +354,190 @@ proptest! {
         prop_assert!(child.wait().unwrap().success());
     }
 }
+
+mod broadcast {
+    use super::*;
+    use shm_core::{Broadcast, BroadcastMode, BroadcastOptions};
+
+    type Mem = Box<dyn SharedMemory + Send + Sync>;
+
+    fn broadcast(b: &str, mode: BroadcastMode, slots: u64) -> Broadcast<Mem> {
+        let opts = BroadcastOptions::new()
+            .mode(mode)
+            .slots(slots)
+            .max_message(64);
+        Broadcast::create(segment(b, opts.segment_len().unwrap()), &opts).unwrap()
+    }
+
+    /// Subscribers in a tokio runtime receive from a forked publisher process that
+    /// pauses (so they park), reliable and lossy, on every backend.
+    #[test]
+    fn tokio_subscribers_receive_from_another_process() {
+        for b in ["posix", "anon", "memfd"] {
+            for mode in [BroadcastMode::Reliable, BroadcastMode::Lossy] {
+                let bc = broadcast(b, mode, 64);
+                let subs: Vec<_> = (0..3).map(|_| bc.subscribe().unwrap()).collect();
+                // SAFETY: the child publishes (atomics, copies, sleeps) and exits.
+                let mut child = unsafe {
+                    shm_anon::fork(|| {
+                        let Ok(mut p) = bc.publisher() else { return 2 };
+                        for i in 0..200u64 {
+                            if p.publish(&i.to_ne_bytes()).is_err() {
+                                return 3;
+                            }
+                            if i % 40 == 39 {
+                                libc::usleep(3000);
+                            }
+                        }
+                        0
+                    })
+                }
+                .unwrap();
+                let got = runtime(true).block_on(async move {
+                    let tasks: Vec<_> = subs
+                        .into_iter()
+                        .map(|mut s| {
+                            tokio::spawn(async move {
+                                let mut buf = Vec::new();
+                                let mut got = Vec::new();
+                                loop {
+                                    match tokio::time::timeout(BOUND, s.recv_async(&mut buf)).await
+                                    {
+                                        Ok(Ok(n)) => {
+                                            assert_eq!(buf, n.to_ne_bytes());
+                                            got.push(n);
+                                        }
+                                        Ok(Err(Error::Closed)) => return got,
+                                        Ok(Err(Error::Lagged { .. })) => {}
+                                        Ok(Err(e)) => panic!("{e}"),
+                                        Err(_) => panic!("recv_async did not end"),
+                                    }
+                                }
+                            })
+                        })
+                        .collect();
+                    let mut all = Vec::new();
+                    for t in tasks {
+                        all.push(t.await.unwrap());
+                    }
+                    all
+                });
+                assert!(child.wait().unwrap().success());
+                for g in got {
+                    assert!(g.windows(2).all(|w| w[1] > w[0]), "in order");
+                    if mode == BroadcastMode::Reliable {
+                        assert_eq!(g, (0..200).collect::<Vec<_>>(), "{b}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// `publish_async` under back-pressure from a slow subscriber process; and a
+    /// read-only memfd subscriber awaiting a lossy broadcast (woken by the reactor's tick).
+    #[test]
+    fn publish_async_waits_for_a_slow_subscriber_and_read_only_subscribers_await() {
+        let bc = broadcast("memfd", BroadcastMode::Reliable, 4);
+        // SAFETY: the child subscribes, reads slowly (sleeps between messages) and exits.
+        let mut child = unsafe {
+            shm_anon::fork(|| {
+                let Ok(mut s) = bc.subscribe() else { return 2 };
+                let mut buf = Vec::new();
+                for i in 0..40u64 {
+                    libc::usleep(1000);
+                    match s.recv(&mut buf) {
+                        Ok(n) if n == i => {}
+                        _ => return 3,
+                    }
+                }
+                0
+            })
+        }
+        .unwrap();
+        let t = Instant::now();
+        while bc.subscriber_count() < 1 {
+            assert!(t.elapsed() < BOUND, "the subscriber joins");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut p = bc.publisher().unwrap();
+        runtime(false).block_on(async {
+            for i in 0..40u64 {
+                tokio::time::timeout(BOUND, p.publish_async(&i.to_ne_bytes()))
+                    .await
+                    .expect("publish_async ended")
+                    .unwrap();
+            }
+        });
+        assert!(child.wait().unwrap().success());
+
+        let opts = BroadcastOptions::new()
+            .mode(BroadcastMode::Lossy)
+            .slots(64)
+            .max_message(8);
+        let shm = shm_memfd::MemfdOptions::new()
+            .size(opts.segment_len().unwrap())
+            .read_only_peers(true)
+            .create()
+            .unwrap();
+        let ro = shm.try_clone().unwrap();
+        let bc = Broadcast::create(shm, &opts).unwrap();
+        let mut p = bc.publisher().unwrap();
+        let mut s = Broadcast::attach(ro).unwrap().subscribe().unwrap();
+        let got = runtime(true).block_on(async move {
+            let reader = tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut n = 0;
+                while let Ok(Ok(_)) = tokio::time::timeout(BOUND, s.recv_async(&mut buf)).await {
+                    n += 1;
+                }
+                n
+            });
+            for i in 0..20u64 {
+                p.publish_async(&i.to_ne_bytes()).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            drop(p);
+            reader.await.unwrap()
+        });
+        assert_eq!(got, 20);
+    }
+
+    /// The publisher process is SIGKILLed while subscribers' futures are pending.
+    #[test]
+    fn publisher_killed_while_pending_is_peer_died() {
+        let bc = broadcast("posix", BroadcastMode::Reliable, 8);
+        let mut s = bc.subscribe().unwrap();
+        // SAFETY: the child takes the publisher role and sleeps.
+        let mut child = unsafe {
+            shm_anon::fork(|| {
+                let Ok(p) = bc.publisher() else { return 2 };
+                std::mem::forget(p);
+                loop {
+                    libc::sleep(100);
+                }
+            })
+        }
+        .unwrap();
+        let pid = child.pid();
+        let t = Instant::now();
+        while bc.publisher().is_ok_and(|p| {
+            drop(p);
+            true
+        }) {
+            assert!(t.elapsed() < BOUND);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let r = runtime(false).block_on(async {
+            let killer = tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                child.kill().unwrap();
+                child.wait().unwrap();
+            });
+            let mut buf = Vec::new();
+            let r = tokio::time::timeout(BOUND, s.recv_async(&mut buf)).await;
+            killer.await.unwrap();
+            r
+        });
+        assert_eq!(r, Ok(Err(Error::PeerDied { pid })));
+    }
+}

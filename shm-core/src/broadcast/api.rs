@@ -535,6 +535,9 @@ impl<M: SharedMemory> Broadcast<M> {
             b: self.clone(),
             next,
             wait: WaitMode::default(),
+            park: None,
+            sleeping: false,
+            async_since: None,
             scan: Scan {
                 members_seen: self.control().members.load(Ordering::SeqCst),
                 min_position: 0,
@@ -573,6 +576,8 @@ impl<M: SharedMemory> Broadcast<M> {
                 me: proc::current_pid(),
                 wait: WaitMode::default(),
                 broken: None,
+                park: None,
+                sleeping: false,
             });
         }
         let me = proc::current_pid();
@@ -616,6 +621,8 @@ impl<M: SharedMemory> Broadcast<M> {
                 me,
                 wait: WaitMode::default(),
                 broken: None,
+                park: None,
+                sleeping: false,
             });
         }
         Err(Error::SubscribersFull {
@@ -661,6 +668,10 @@ pub struct Publisher<M: SharedMemory> {
     next: u64,
     wait: WaitMode,
     scan: Scan,
+    /// `publish_async`'s parked state, and when its wait for room began (for evictions).
+    park: Option<crate::reactor::Registration>,
+    sleeping: bool,
+    async_since: Option<Instant>,
 }
 
 impl<M: SharedMemory> Publisher<M> {
@@ -881,6 +892,7 @@ impl<M: SharedMemory> Sleeper for PublishWait<'_, M> {
 
 impl<M: SharedMemory> Drop for Publisher<M> {
     fn drop(&mut self) {
+        self.unpark();
         let ctl = self.b.control();
         // Release: pairs with the subscribers' Acquire loads of `closed`; every message
         // published before is visible before the close is.
@@ -908,6 +920,10 @@ pub struct Subscriber<M: SharedMemory> {
     me: u32,
     wait: WaitMode,
     broken: Option<Error>,
+    /// `recv_async`'s parked state: its registration, and whether it counted itself in
+    /// `sleepers`.
+    park: Option<crate::reactor::Registration>,
+    sleeping: bool,
 }
 
 /// What one look for the next message found.
@@ -1141,6 +1157,7 @@ impl<M: SharedMemory> Sleeper for SubscribeWait<'_, M> {
 
 impl<M: SharedMemory> Drop for Subscriber<M> {
     fn drop(&mut self) {
+        self.unpark();
         let Some(i) = self.line else { return };
         let m = self.b.member(i);
         // Leave only a line that is still ours (an evicted line we keep until now).
@@ -1157,5 +1174,237 @@ impl<M: SharedMemory> Drop for Subscriber<M> {
             protocol::bump_space(ctl);
             crate::futex::wake(ctl.space_seq);
         }
+    }
+}
+
+impl<M: SharedMemory> Publisher<M> {
+    fn unpark(&mut self) {
+        self.park = None;
+        if std::mem::take(&mut self.sleeping) {
+            protocol::publisher_done_sleeping(self.b.control());
+        }
+    }
+
+    /// The async core of `publish_async`: `Ready` once message `next` may be written.
+    fn poll_room(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Error>> {
+        use std::task::Poll;
+        self.unpark();
+        if self.b.cfg.mode == BroadcastMode::Lossy {
+            return Poll::Ready(Ok(()));
+        }
+        let mut spinner = crate::wait::Spinner::new(self.wait.async_spin());
+        loop {
+            if self.room() {
+                self.async_since = None;
+                return Poll::Ready(Ok(()));
+            }
+            if let Err(e) = self.b.seg.intact() {
+                return Poll::Ready(Err(e));
+            }
+            if !spinner.again() {
+                break;
+            }
+        }
+        // The blocking path's checks: evict the dead and the overdue that hold us back.
+        let since = *self.async_since.get_or_insert_with(Instant::now);
+        self.evict_blockers(true, since);
+        let b = self.b.clone();
+        let ctl = b.control();
+        match protocol::publisher_prepare_sleep(ctl, || self.room()) {
+            None => {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            Some(seq) => {
+                self.sleeping = true;
+                // Periodic: the eviction timeout must run even if nobody moves.
+                self.park = Some(crate::reactor::register(
+                    ctl.space_seq,
+                    seq,
+                    cx.waker(),
+                    0,
+                    true,
+                ));
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Publishes a copy of `bytes` without blocking the thread: reliable mode waits for
+    /// room as [`publish`](Self::publish) does (evicting the dead, the corrupt and the
+    /// overdue), spinning, then parking with the [`reactor`](crate::reactor); lossy mode
+    /// completes at once.
+    ///
+    /// **Cancellation safe**: nothing is written until room is found, and then the write
+    /// completes in the same poll; dropping the future while it waits publishes nothing.
+    pub fn publish_async<'a>(&'a mut self, bytes: &'a [u8]) -> PublishFuture<'a, M> {
+        PublishFuture {
+            publisher: self,
+            bytes,
+            done: false,
+        }
+    }
+}
+
+/// The future of [`Publisher::publish_async`].
+pub struct PublishFuture<'a, M: SharedMemory> {
+    publisher: &'a mut Publisher<M>,
+    bytes: &'a [u8],
+    done: bool,
+}
+
+impl<M: SharedMemory> std::future::Future for PublishFuture<'_, M> {
+    type Output = Result<(), Error>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(Err(Error::Closed));
+        }
+        if let Err(e) = this.publisher.check(this.bytes.len()) {
+            this.done = true;
+            return Poll::Ready(Err(e));
+        }
+        match this.publisher.poll_room(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(r) => {
+                this.done = true;
+                Poll::Ready(r.and_then(|()| this.publisher.write(this.bytes)))
+            }
+        }
+    }
+}
+
+impl<M: SharedMemory> Drop for PublishFuture<'_, M> {
+    fn drop(&mut self) {
+        self.publisher.unpark();
+    }
+}
+
+impl<M: SharedMemory> Subscriber<M> {
+    fn unpark(&mut self) {
+        self.park = None;
+        if std::mem::take(&mut self.sleeping) {
+            protocol::done_sleeping(self.b.control());
+        }
+    }
+
+    /// The async core of `recv_async`.
+    fn poll_recv(
+        &mut self,
+        buf: &mut Vec<u8>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<u64, Error>> {
+        use std::task::Poll;
+        self.unpark();
+        let mut spinner = crate::wait::Spinner::new(self.wait.async_spin());
+        loop {
+            let closed = self.closed();
+            match self.look(buf) {
+                Err(e) => return Poll::Ready(Err(e)),
+                Ok(Look::Got(n)) => return Poll::Ready(Ok(n)),
+                Ok(Look::Empty) if closed => return Poll::Ready(Err(Error::Closed)),
+                Ok(Look::Empty) => {}
+            }
+            if !spinner.again() {
+                break;
+            }
+        }
+        let b = self.b.clone();
+        let ctl = b.control();
+        // Acquire: pairs with the Release store of 0 in `Publisher::drop` (see
+        // `SubscribeWait::check`).
+        let pid = b.holder().load(Ordering::Acquire);
+        if !self.closed() && proc::liveness(pid) == Liveness::Dead {
+            // Acquire: pairs with the publisher's Release store of `tail`.
+            if ctl.tail.load(Ordering::Acquire) > self.next {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            return Poll::Ready(Err(Error::PeerDied { pid }));
+        }
+        if self.line.is_none() {
+            // Read-only: nothing to announce; woken every reactor tick to look again.
+            // Acquire: as in `prepare_sleep`.
+            let seq = ctl.data_seq.load(Ordering::Acquire);
+            self.park = Some(crate::reactor::register(
+                ctl.data_seq,
+                seq,
+                cx.waker(),
+                pid,
+                true,
+            ));
+            return Poll::Pending;
+        }
+        match protocol::prepare_sleep(ctl, self.next) {
+            None => {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            Some(seq) => {
+                self.sleeping = true;
+                self.park = Some(crate::reactor::register(
+                    ctl.data_seq,
+                    seq,
+                    cx.waker(),
+                    pid,
+                    false,
+                ));
+                Poll::Pending
+            }
+        }
+    }
+
+    /// The next message, copied into `buf`, without blocking the thread; completes with
+    /// its number (as [`recv`](Self::recv)) or the error that ends the wait. Spins for
+    /// the subscriber's spin time, then parks with the [`reactor`](crate::reactor) (a
+    /// read-only subscriber is looked at every reactor tick instead).
+    ///
+    /// **Cancellation safe**: a message is taken only when the future completes; dropping
+    /// it pending, or woken but not polled again, loses nothing.
+    pub fn recv_async<'a>(&'a mut self, buf: &'a mut Vec<u8>) -> SubscriberRecv<'a, M> {
+        SubscriberRecv { sub: self, buf }
+    }
+
+    /// The next record, without blocking the thread ([`recv_pod`](Self::recv_pod)).
+    pub async fn recv_pod_async<T: Record>(&mut self) -> Result<T, Error> {
+        self.b.check_schema::<T>()?;
+        let mut buf = Vec::with_capacity(std::mem::size_of::<T>());
+        self.recv_async(&mut buf).await?;
+        if buf.len() != std::mem::size_of::<T>() {
+            return Err(Error::Corrupt {
+                what: "a record message's length",
+                found: buf.len() as u64,
+            });
+        }
+        Ok(bytemuck::pod_read_unaligned(&buf))
+    }
+}
+
+/// The future of [`Subscriber::recv_async`].
+pub struct SubscriberRecv<'a, M: SharedMemory> {
+    sub: &'a mut Subscriber<M>,
+    buf: &'a mut Vec<u8>,
+}
+
+impl<M: SharedMemory> std::future::Future for SubscriberRecv<'_, M> {
+    type Output = Result<u64, Error>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.get_mut();
+        this.sub.poll_recv(this.buf, cx)
+    }
+}
+
+impl<M: SharedMemory> Drop for SubscriberRecv<'_, M> {
+    fn drop(&mut self) {
+        self.sub.unpark();
     }
 }

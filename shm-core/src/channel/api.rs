@@ -37,6 +37,15 @@ pub enum WaitMode {
 }
 
 impl WaitMode {
+    /// How long an awaiting call spins before it parks (a future must not spin without
+    /// end: it holds an executor thread).
+    pub(crate) fn async_spin(self) -> Duration {
+        match self {
+            WaitMode::Block { spin } => spin,
+            WaitMode::Spin => ASYNC_SPIN,
+        }
+    }
+
     pub(crate) fn pace(self) -> Pace {
         match self {
             WaitMode::Spin => Pace::Spin,
@@ -931,42 +940,6 @@ struct Park {
     sleeping: bool,
 }
 
-fn async_spin(mode: WaitMode) -> Duration {
-    match mode {
-        WaitMode::Block { spin } => spin,
-        WaitMode::Spin => ASYNC_SPIN,
-    }
-}
-
-/// Spins for `spin` in rounds of 64 `pause`s between looks (the caller looks every
-/// round); `false` once the spin time is over.
-struct Spinner {
-    spin: Duration,
-    start: Option<std::time::Instant>,
-    rounds: u32,
-}
-
-impl Spinner {
-    fn new(spin: Duration) -> Self {
-        Spinner {
-            spin,
-            start: None,
-            rounds: 0,
-        }
-    }
-    fn again(&mut self) -> bool {
-        self.rounds = self.rounds.wrapping_add(1);
-        if !self.rounds.is_multiple_of(64) {
-            crate::sync::spin_hint();
-            return true;
-        }
-        self.start
-            .get_or_insert_with(std::time::Instant::now)
-            .elapsed()
-            < self.spin
-    }
-}
-
 impl<M: SharedMemory> Receiver<M> {
     fn unpark(&mut self) {
         self.park.registration = None;
@@ -984,7 +957,7 @@ impl<M: SharedMemory> Receiver<M> {
     ) -> std::task::Poll<Result<(u64, u64), Error>> {
         use std::task::Poll;
         self.unpark();
-        let mut spinner = Spinner::new(async_spin(self.wait));
+        let mut spinner = crate::wait::Spinner::new(self.wait.async_spin());
         loop {
             if let Some(e) = self.broken {
                 return Poll::Ready(Err(e));
@@ -1028,8 +1001,13 @@ impl<M: SharedMemory> Receiver<M> {
             Ok(Some(seq)) => {
                 self.park.sleeping = true;
                 let peer = self.ptrs.producer_holder().load(Ordering::Relaxed);
-                self.park.registration =
-                    Some(crate::reactor::register(sh.data_seq, seq, cx.waker(), peer));
+                self.park.registration = Some(crate::reactor::register(
+                    sh.data_seq,
+                    seq,
+                    cx.waker(),
+                    peer,
+                    false,
+                ));
                 Poll::Pending
             }
         }
@@ -1114,7 +1092,7 @@ impl<M: SharedMemory> Sender<M> {
     ) -> std::task::Poll<Result<u64, Error>> {
         use std::task::Poll;
         self.unpark();
-        let mut spinner = Spinner::new(async_spin(self.wait));
+        let mut spinner = crate::wait::Spinner::new(self.wait.async_spin());
         loop {
             if let Err(e) = self.check(len as usize) {
                 return Poll::Ready(Err(e));
@@ -1150,6 +1128,7 @@ impl<M: SharedMemory> Sender<M> {
                     seq,
                     cx.waker(),
                     peer,
+                    false,
                 ));
                 Poll::Pending
             }
