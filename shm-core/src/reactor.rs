@@ -10,16 +10,23 @@
 //! with one `futex_waitv` (Linux 5.16) on up to 127 registered words plus a private
 //! control word that a new registration bumps. When a word no longer holds its expected
 //! value (the peer published, freed space or closed and made its `futex_wake`), the thread
-//! wakes that waker. Every [`PEER_SLICE`] it also checks the registered peers' pids (once
-//! per distinct pid) and wakes the futures whose peer died, so that `PeerDied` reaches a
-//! pending future within a bounded time, as it reaches a blocking call. A thread with
-//! nothing registered sleeps on its control word alone, with no timeout: idle futures
-//! cost no CPU.
+//! wakes that waker.
+//!
+//! A peer's death makes no futex call, so one more thread watches the registered peers:
+//! a `pidfd` (Linux 5.3) per distinct peer process in an `epoll` set. When a peer exits,
+//! its pidfd becomes readable at once; the watcher marks the pid dead and wakes the
+//! reactor threads, which wake every future waiting on that peer: `PeerDied` reaches a
+//! pending future as soon as the peer is gone, and a pid reused later is not mistaken for
+//! it. A peer whose pidfd cannot be opened is checked with `kill(pid, 0)` every
+//! [`PEER_SLICE`] instead. Only such entries, and "periodic" ones, give a reactor thread a
+//! timeout: idle futures cost no CPU.
 //!
 //! Memory: an entry is about 64 bytes; a thread serves 127 entries and keeps a small
 //! stack (64 KiB). Threads are kept for reuse.
 #![allow(unsafe_code)]
 
+use std::collections::{HashMap, HashSet};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Waker;
@@ -53,6 +60,8 @@ struct Entry {
     waker: Waker,
     peer: u32,
     periodic: bool,
+    /// The peer could not be watched through a pidfd: check it on the timer.
+    poll_peer: bool,
 }
 
 struct Worker {
@@ -95,6 +104,7 @@ pub(crate) fn register(
     peer: u32,
     periodic: bool,
 ) -> Registration {
+    let poll_peer = peer != 0 && !watch_peer(peer);
     let workers = WORKERS.get_or_init(|| Mutex::new(Vec::new()));
     let mut all = workers.lock().unwrap_or_else(|e| e.into_inner());
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
@@ -105,6 +115,7 @@ pub(crate) fn register(
         waker: waker.clone(),
         peer,
         periodic,
+        poll_peer,
     };
     let worker = loop {
         if let Some(w) = all.iter().find(|w| {
@@ -180,7 +191,8 @@ impl Worker {
                         reserved: 0,
                     });
                 }
-                !entries.is_empty()
+                // Only entries that need the timer give the wait a timeout.
+                entries.iter().any(|e| e.periodic || e.poll_peer)
             };
             let deadline = busy.then(|| {
                 let mut ts = libc::timespec {
@@ -218,14 +230,17 @@ impl Worker {
             let mut dead: Vec<u32> = Vec::new();
             let mut alive: Vec<u32> = Vec::new();
             let mut fired: Vec<Waker> = Vec::new();
+            let known_dead = dead_peers();
             let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
             entries.retain(|e| {
                 // SAFETY: the entry exists, so its registration has not been dropped and
                 // the word is mapped (the registration's contract); atomic load.
                 let now =
                     unsafe { AtomicU32::from_ptr(e.word as *mut u32) }.load(Ordering::Acquire);
-                let mut fire = now != e.expected || (check_peers && e.periodic);
-                if !fire && check_peers && e.peer != 0 {
+                let mut fire = now != e.expected
+                    || (check_peers && e.periodic)
+                    || (e.peer != 0 && known_dead.contains(&e.peer));
+                if !fire && check_peers && e.poll_peer {
                     fire = if dead.contains(&e.peer) {
                         true
                     } else if alive.contains(&e.peer) {
@@ -258,4 +273,143 @@ pub fn threads() -> usize {
     WORKERS
         .get()
         .map_or(0, |w| w.lock().unwrap_or_else(|e| e.into_inner()).len())
+}
+
+/// The peer watcher: a pidfd per distinct peer process in an epoll set, and the pids
+/// seen to exit.
+struct PeerWatch {
+    epoll: OwnedFd,
+    pidfds: Mutex<HashMap<u32, OwnedFd>>,
+    dead: Mutex<HashSet<u32>>,
+}
+
+static WATCH: OnceLock<Option<PeerWatch>> = OnceLock::new();
+
+fn peer_watch() -> Option<&'static PeerWatch> {
+    WATCH
+        .get_or_init(|| {
+            // SAFETY: epoll_create1 returns -1 or a new fd nobody else owns.
+            let epoll =
+                unsafe { crate::mapping::ret_owned_fd(libc::epoll_create1(libc::EPOLL_CLOEXEC)) }
+                    .ok()?;
+            let started = std::thread::Builder::new()
+                .name("shm-peer-watch".into())
+                .stack_size(64 * 1024)
+                .spawn(watch_loop)
+                .is_ok();
+            started.then_some(PeerWatch {
+                epoll,
+                pidfds: Mutex::new(HashMap::new()),
+                dead: Mutex::new(HashSet::new()),
+            })
+        })
+        .as_ref()
+}
+
+/// The pids the watcher saw exit.
+fn dead_peers() -> HashSet<u32> {
+    peer_watch().map_or_else(HashSet::new, |w| {
+        w.dead.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    })
+}
+
+/// Watches `pid` through a pidfd; `false` if it cannot (then the timer checks it).
+fn watch_peer(pid: u32) -> bool {
+    let Some(w) = peer_watch() else { return false };
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    if raw <= 0 {
+        return false;
+    }
+    let mut pidfds = w.pidfds.lock().unwrap_or_else(|e| e.into_inner());
+    if pidfds.contains_key(&pid) {
+        return true;
+    }
+    {
+        // A pid seen dead before that is alive again was reused: watch the new process.
+        let mut dead = w.dead.lock().unwrap_or_else(|e| e.into_inner());
+        if dead.contains(&pid) {
+            if proc::liveness(pid) == Liveness::Dead {
+                return true;
+            }
+            dead.remove(&pid);
+        }
+    }
+    // SAFETY: pidfd_open returns -1 or a new fd nobody else owns (close-on-exec).
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, raw, 0) };
+    let Ok(fd) = i32::try_from(fd) else {
+        return false;
+    };
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: as above.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut ev = libc::epoll_event {
+        events: libc::EPOLLIN as u32,
+        u64: u64::from(pid),
+    };
+    // SAFETY: both fds are live; `ev` is a valid event for the call.
+    let rc = unsafe {
+        libc::epoll_ctl(
+            w.epoll.as_raw_fd(),
+            libc::EPOLL_CTL_ADD,
+            pidfd.as_raw_fd(),
+            &mut ev,
+        )
+    };
+    if rc != 0 {
+        return false;
+    }
+    pidfds.insert(pid, pidfd);
+    true
+}
+
+fn watch_loop() {
+    // The watcher is published by `peer_watch` right after this thread starts.
+    let w = loop {
+        if let Some(Some(w)) = WATCH.get() {
+            break w;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; 16];
+    loop {
+        // SAFETY: `events` has room for 16 events; no timeout: a pidfd becomes readable
+        // when its process exits.
+        let n = unsafe { libc::epoll_wait(w.epoll.as_raw_fd(), events.as_mut_ptr(), 16, -1) };
+        let Ok(n) = usize::try_from(n) else { continue };
+        if n == 0 {
+            continue;
+        }
+        for ev in &events[..n] {
+            let pid = ev.u64 as u32;
+            let fd = w
+                .pidfds
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&pid);
+            if let Some(fd) = fd {
+                // SAFETY: removing a live fd we own from our epoll set.
+                unsafe {
+                    libc::epoll_ctl(
+                        w.epoll.as_raw_fd(),
+                        libc::EPOLL_CTL_DEL,
+                        fd.as_raw_fd(),
+                        std::ptr::null_mut(),
+                    )
+                };
+            }
+            w.dead.lock().unwrap_or_else(|e| e.into_inner()).insert(pid);
+        }
+        // Every reactor thread rescans its entries.
+        if let Some(workers) = WORKERS.get() {
+            for worker in workers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                // Release: pairs with the worker's Acquire load of its control word.
+                worker.ctl.fetch_add(1, Ordering::Release);
+                futex_wake_private(&worker.ctl);
+            }
+        }
+    }
 }

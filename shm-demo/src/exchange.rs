@@ -64,7 +64,7 @@ pub fn peer(backend: Backend, args: &PeerArgs) -> Result<()> {
     let line = match args.role {
         Role::Read => read_role(mem),
         Role::Echo => pingpong::echo_role(mem, args.count, args.size.max(8), args.wait),
-        Role::Consume => crate::stream::consume_role(mem, args.count, args.size),
+        Role::Consume => crate::stream::consume_role(mem, args.count, args.size, args.wait),
         Role::Idle => crate::pingpong::idle_role(mem, args.count),
         Role::Subscribe => crate::broadcast::subscribe_role(mem, args.count, args.size),
         Role::IdleSubscriber => crate::pingpong::idle_subscriber_role(mem, args.count),

@@ -2,6 +2,7 @@
 //! throughput tools. Run `shm-demo --help`.
 #![deny(unsafe_code)]
 
+mod asyncio;
 mod broadcast;
 mod errors;
 mod exchange;
@@ -149,8 +150,9 @@ enum Cmd {
         /// Round trips to measure (after a warm-up of a tenth as many, at least 1000).
         #[arg(long, default_value_t = 100_000)]
         round_trips: u64,
-        /// How a side waits for the other: spin (busy-poll) or block (spin 50 µs, then
-        /// sleep on a futex). unix, pipe and floor ignore it.
+        /// How a side waits for the other: spin (busy-poll), block (spin 50 µs, then sleep
+        /// on a futex) or async (both sides tokio tasks awaiting the futures; tokio's
+        /// UnixStream for --backend unix). pipe and floor ignore it.
         #[arg(long, value_enum, default_value = "spin")]
         wait: pingpong::Wait,
         /// Payload bytes per message, 8 to 16MiB; each side copies it in and out.
@@ -170,6 +172,10 @@ enum Cmd {
         /// Bytes per message (at least 8: a sequence number; from 16 also a checksum).
         #[arg(long, default_value = "4096", value_parser = parse_size)]
         size: u64,
+        /// How the sides wait: spin, block (spin 50 µs, then futex) or async (tokio tasks
+        /// awaiting the futures; tokio's UnixStream for --backend unix).
+        #[arg(long, value_enum, default_value = "block")]
+        wait: pingpong::Wait,
     },
     /// One publisher to N subscriber processes: each subscriber verifies order and
     /// checksums and reports its rate (reliable: no gap; --lossy: counts what it missed);
@@ -201,6 +207,10 @@ enum Cmd {
         /// Measure a broadcast subscriber instead of a channel receiver.
         #[arg(long)]
         broadcast: bool,
+        /// Measure N receivers parked as tokio tasks awaiting `recv_async` in one
+        /// runtime (this process; anon channels): CPU, and memory per parked receiver.
+        #[arg(long, value_name = "N")]
+        async_receivers: Option<usize>,
     },
     /// Remove segments of ours in /dev/shm whose processes died without removing them.
     #[command(after_help = "Example:\n  shm-demo cleanup --prefix /shm-demo")]
@@ -272,11 +282,15 @@ fn main() -> ExitCode {
             }
             Some(b) => pingpong::run(b, round_trips, size, wait, cli.json),
         },
-        Some(Cmd::Stream { messages, size }) => match cli.backend {
+        Some(Cmd::Stream {
+            messages,
+            size,
+            wait,
+        }) => match cli.backend {
             None | Some(BackendArg::Pipe) => {
                 return usage("stream needs --backend: posix, anon, memfd, unix or floor")
             }
-            Some(b) => stream::run(b, messages, size, cli.json),
+            Some(b) => stream::run(b, messages, size, wait, cli.json),
         },
         Some(Cmd::Broadcast {
             subscribers,
@@ -289,7 +303,14 @@ fn main() -> ExitCode {
             ) => broadcast::run(b, subscribers, messages, size, lossy, cli.json),
             _ => return usage("broadcast needs --backend: posix, anon, memfd or unix"),
         },
-        Some(Cmd::Idle { seconds, broadcast }) => match shm_backend {
+        Some(Cmd::Idle {
+            seconds,
+            async_receivers: Some(n),
+            ..
+        }) => asyncio::idle_run(n, seconds, cli.json),
+        Some(Cmd::Idle {
+            seconds, broadcast, ..
+        }) => match shm_backend {
             Some(Some(b)) => pingpong::idle(b, seconds, broadcast, cli.json),
             _ => return usage("idle needs a shared-memory backend: posix, anon or memfd"),
         },

@@ -17,13 +17,16 @@ pub enum Wait {
     Spin,
     /// Spin briefly (50 µs), then sleep on a futex until woken.
     Block,
+    /// Both sides are tokio tasks awaiting the futures (spin 50 µs, then park with the
+    /// reactor); `--backend unix` uses tokio's `UnixStream`.
+    Async,
 }
 
 impl Wait {
     pub fn mode(self) -> WaitMode {
         match self {
             Wait::Spin => WaitMode::Spin,
-            Wait::Block => WaitMode::default(),
+            Wait::Block | Wait::Async => WaitMode::default(),
         }
     }
 }
@@ -36,7 +39,7 @@ const WORD: usize = 0;
 /// How long one side waits for the other before it calls the peer dead.
 const PEER_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn warmup(round_trips: u64) -> u64 {
+pub(crate) fn warmup(round_trips: u64) -> u64 {
     (round_trips / 10).max(1000)
 }
 
@@ -109,6 +112,9 @@ pub fn echo_role(mem: Mem, total: u64, size: u64, wait: Wait) -> String {
         let mut tx = chan.sender(1)?;
         rx.set_wait(wait.mode());
         tx.set_wait(wait.mode());
+        if wait == Wait::Async {
+            return crate::asyncio::runtime().block_on(crate::asyncio::echo(rx, tx, total, size));
+        }
         let mut buf = vec![0u8; size as usize];
         for _ in 0..total {
             {
@@ -128,7 +134,7 @@ pub fn echo_role(mem: Mem, total: u64, size: u64, wait: Wait) -> String {
 }
 
 /// The ping payload number `i` of `size` bytes: `i` in its first 8 bytes.
-fn payload(buf: &mut [u8], i: u64) {
+pub(crate) fn payload(buf: &mut [u8], i: u64) {
     buf[..8].copy_from_slice(&i.to_ne_bytes());
 }
 
@@ -165,6 +171,13 @@ fn channel_pingpong(
     let mut rx = chan.receiver(1).map_err(core)?;
     tx.set_wait(wait.mode());
     rx.set_wait(wait.mode());
+    if wait == Wait::Async {
+        let hist = crate::asyncio::runtime()
+            .block_on(crate::asyncio::ping(tx, rx, total, round_trips, size))
+            .map_err(core)?;
+        crate::util::parse_peer_line(&peer.finish()?)?;
+        return Ok(hist);
+    }
     let mut hist = histogram();
     let mut ping = vec![7u8; size as usize];
     let mut pong = vec![0u8; size as usize];
@@ -191,7 +204,7 @@ fn channel_pingpong(
 
 /// CPU time (user + system) this process has used.
 #[allow(unsafe_code)]
-fn cpu_time() -> Duration {
+pub(crate) fn cpu_time() -> Duration {
     // SAFETY: getrusage fills the struct we pass.
     let ru = unsafe {
         let mut ru: libc::rusage = std::mem::zeroed();
@@ -320,7 +333,7 @@ pub fn idle(backend: host::Backend, seconds: u64, broadcast: bool, json: bool) -
     Ok(())
 }
 
-fn histogram() -> Histogram<u64> {
+pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
 }
 
@@ -460,6 +473,9 @@ pub fn run(backend: BackendArg, round_trips: u64, size: u64, wait: Wait, json: b
     let hist = match backend.shm() {
         Some(b) => channel_pingpong(b, round_trips, size, wait)?,
         None if backend == BackendArg::Floor => floor_pingpong(round_trips, size)?,
+        None if backend == BackendArg::Unix && wait == Wait::Async => {
+            crate::asyncio::unix_pingpong(round_trips, size)?
+        }
         None if backend == BackendArg::Unix => {
             let (a, b) =
                 UnixStream::pair().map_err(|e| Failure::new(format!("socketpair: {e}")))?;

@@ -1,0 +1,360 @@
+//! `--wait async`: both sides of `pingpong` and `stream` as tokio tasks on
+//! current-thread runtimes, awaiting the channel's futures; and, for `--backend unix`,
+//! tokio's `UnixStream`, which is what an async user would otherwise write.
+
+use std::io::{Read, Write};
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+use shm_core::{Receiver, Sender};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::host::{self, Mem};
+use crate::msg::{verify, Maker};
+use crate::pingpong::{histogram, payload, warmup};
+use crate::util::{Failure, Result};
+
+/// A current-thread runtime for one side.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// The pinging side over the channel: `total` round trips of `size` bytes, the last
+/// `round_trips` recorded.
+pub async fn ping(
+    mut tx: Sender<Mem>,
+    mut rx: Receiver<Mem>,
+    total: u64,
+    round_trips: u64,
+    size: u64,
+) -> std::result::Result<Histogram<u64>, shm_core::Error> {
+    let mut hist = histogram();
+    let mut ping = vec![7u8; size as usize];
+    let mut pong = vec![0u8; size as usize];
+    for i in 1..=total {
+        let t = Instant::now();
+        payload(&mut ping, i);
+        let slot = tx.reserve_async(ping.len()).await?;
+        slot.write(0, &ping)?;
+        slot.commit();
+        let msg = rx.recv_async().await?;
+        msg.read(0, &mut pong)?;
+        drop(msg);
+        if pong[..8] != ping[..8] {
+            return Err(shm_core::Error::Corrupt {
+                what: "an echo",
+                found: i,
+            });
+        }
+        if i > total - round_trips {
+            let _ = hist.record(t.elapsed().as_nanos() as u64);
+        }
+    }
+    Ok(hist)
+}
+
+/// The echoing side over the channel.
+pub async fn echo(
+    mut rx: Receiver<Mem>,
+    mut tx: Sender<Mem>,
+    total: u64,
+    size: u64,
+) -> std::result::Result<(), shm_core::Error> {
+    let mut buf = vec![0u8; size as usize];
+    for _ in 0..total {
+        {
+            let msg = rx.recv_async().await?;
+            msg.read(0, &mut buf)?;
+        }
+        let slot = tx.reserve_async(buf.len()).await?;
+        slot.write(0, &buf)?;
+        slot.commit();
+    }
+    Ok(())
+}
+
+/// Round trips over a Unix socket pair, both sides on tokio (`UnixStream`).
+pub fn unix_pingpong(round_trips: u64, size: u64) -> Result<Histogram<u64>> {
+    let total = warmup(round_trips) + round_trips;
+    let (a, b) = std::os::unix::net::UnixStream::pair()
+        .map_err(|e| Failure::new(format!("socketpair: {e}")))?;
+    #[allow(unsafe_code)]
+    // SAFETY: the demo has one thread when it forks (no runtime exists yet); the child
+    // builds its own runtime and only uses its socket.
+    let mut child = unsafe {
+        shm_anon::fork(move || {
+            host::pin_to_cpu(1);
+            let r: std::io::Result<()> = runtime().block_on(async move {
+                b.set_nonblocking(true)?;
+                let mut s = tokio::net::UnixStream::from_std(b)?;
+                let mut buf = vec![0u8; size as usize];
+                for _ in 0..total {
+                    s.read_exact(&mut buf).await?;
+                    s.write_all(&buf).await?;
+                }
+                Ok(())
+            });
+            i32::from(r.is_err())
+        })
+    }
+    .map_err(|e| Failure::new(format!("fork: {e}")))?;
+    host::pin_to_cpu(0);
+    let hist = runtime()
+        .block_on(async move {
+            a.set_nonblocking(true)?;
+            let mut s = tokio::net::UnixStream::from_std(a)?;
+            let mut hist = histogram();
+            let mut ping = vec![7u8; size as usize];
+            let mut pong = vec![0u8; size as usize];
+            for i in 1..=total {
+                let t = Instant::now();
+                payload(&mut ping, i);
+                s.write_all(&ping).await?;
+                s.read_exact(&mut pong).await?;
+                if i > total - round_trips {
+                    let _ = hist.record(t.elapsed().as_nanos() as u64);
+                }
+            }
+            Ok::<_, std::io::Error>(hist)
+        })
+        .map_err(|e| Failure::new(format!("tokio unix socket: {e}")))?;
+    let status = child
+        .wait()
+        .map_err(|e| Failure::new(format!("wait: {e}")))?;
+    if !status.success() {
+        return Err(Failure::new(format!("the echo process failed: {status}")));
+    }
+    Ok(hist)
+}
+
+/// [`produce`] on a runtime of its own. Out of line, so that the blocking loops beside
+/// its caller keep their code (the runtime's instantiation changed their inlining and
+/// halved a blocking 64-byte stream).
+#[inline(never)]
+pub fn produce_blocking_on(
+    tx: Sender<Mem>,
+    messages: u64,
+    size: u64,
+) -> std::result::Result<(), shm_core::Error> {
+    runtime().block_on(produce(tx, messages, size))
+}
+
+/// [`consume`] on a runtime of its own, reported as the blocking consumer reports.
+#[inline(never)]
+pub fn consume_blocking_on(rx: Receiver<Mem>, messages: u64, size: u64) -> String {
+    let (received, seconds, problem) = runtime().block_on(consume(rx, messages, size));
+    crate::stream::report(received, problem.is_none(), seconds, problem)
+}
+
+/// The producing side of `stream` over the channel.
+pub async fn produce(
+    mut tx: Sender<Mem>,
+    messages: u64,
+    size: u64,
+) -> std::result::Result<(), shm_core::Error> {
+    let mut maker = Maker::new(size as usize);
+    for seq in 0..messages {
+        let msg = maker.make(seq);
+        let slot = tx.reserve_async(msg.len()).await?;
+        slot.write(0, msg)?;
+        slot.commit();
+    }
+    Ok(())
+}
+
+/// The consuming side of `stream` over the channel: (received, seconds, problem).
+pub async fn consume(
+    mut rx: Receiver<Mem>,
+    messages: u64,
+    size: u64,
+) -> (u64, f64, Option<String>) {
+    let mut buf = Vec::with_capacity(size as usize);
+    let mut start = None;
+    for seq in 0..messages {
+        if let Err(e) = rx.recv_async_into(&mut buf).await {
+            return (seq, 0.0, Some(e.to_string()));
+        }
+        let t0 = *start.get_or_insert_with(Instant::now);
+        if let Err(p) = verify(&buf, seq, size as usize) {
+            return (seq, t0.elapsed().as_secs_f64(), Some(p));
+        }
+    }
+    (
+        messages,
+        start.map_or(0.0, |s| s.elapsed().as_secs_f64()),
+        None,
+    )
+}
+
+/// `stream` over a Unix socket pair, both sides on tokio: the consumer's report line.
+pub fn unix_stream(messages: u64, size: u64) -> Result<String> {
+    let (a, b) = std::os::unix::net::UnixStream::pair()
+        .map_err(|e| Failure::new(format!("socketpair: {e}")))?;
+    let (mut report_rx, report_tx) =
+        std::io::pipe().map_err(|e| Failure::new(format!("pipe: {e}")))?;
+    let report_w = &report_tx;
+    #[allow(unsafe_code)]
+    // SAFETY: the demo has one thread when it forks; the child builds its own runtime and
+    // uses its socket and its pipe.
+    let mut child = unsafe {
+        shm_anon::fork(move || {
+            host::pin_to_cpu(1);
+            let (received, seconds, problem) = runtime().block_on(async move {
+                if b.set_nonblocking(true).is_err() {
+                    return (0, 0.0, Some("set_nonblocking".to_owned()));
+                }
+                let Ok(mut s) = tokio::net::UnixStream::from_std(b) else {
+                    return (0, 0.0, Some("tokio UnixStream".to_owned()));
+                };
+                let mut buf = vec![0u8; size as usize];
+                let mut start = None;
+                for seq in 0..messages {
+                    if let Err(e) = s.read_exact(&mut buf).await {
+                        return (seq, 0.0, Some(e.to_string()));
+                    }
+                    let t0 = *start.get_or_insert_with(Instant::now);
+                    if let Err(p) = verify(&buf, seq, size as usize) {
+                        return (seq, t0.elapsed().as_secs_f64(), Some(p));
+                    }
+                }
+                (
+                    messages,
+                    start.map_or(0.0, |s: Instant| s.elapsed().as_secs_f64()),
+                    None,
+                )
+            });
+            let line = crate::stream::report(received, problem.is_none(), seconds, problem);
+            let mut w = report_w;
+            i32::from(w.write_all(line.as_bytes()).is_err())
+        })
+    }
+    .map_err(|e| Failure::new(format!("fork: {e}")))?;
+    drop(report_tx);
+    host::pin_to_cpu(0);
+    runtime()
+        .block_on(async move {
+            a.set_nonblocking(true)?;
+            let mut s = tokio::net::UnixStream::from_std(a)?;
+            let mut maker = Maker::new(size as usize);
+            for seq in 0..messages {
+                s.write_all(maker.make(seq)).await?;
+            }
+            s.shutdown().await
+        })
+        .map_err(|e| Failure::new(format!("tokio unix socket: {e}")))?;
+    let mut line = String::new();
+    report_rx
+        .read_to_string(&mut line)
+        .map_err(|e| Failure::new(format!("read: {e}")))?;
+    let status = child
+        .wait()
+        .map_err(|e| Failure::new(format!("wait: {e}")))?;
+    if !status.success() {
+        return Err(Failure::new(format!("the consumer failed: {status}")));
+    }
+    Ok(line)
+}
+
+/// Resident memory of this process, in bytes (`/proc/self/statm`).
+fn resident_bytes() -> u64 {
+    let text = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * shm_core::mapping::page_size() as u64
+}
+
+/// What `idle --async` measured.
+pub struct IdleReport {
+    pub receivers: usize,
+    pub seconds: f64,
+    pub cpu_percent: f64,
+    pub bytes_per_receiver: f64,
+    pub reactor_threads: usize,
+}
+
+/// `receivers` channels (anon, 4 KiB rings), their senders held open and silent; one
+/// tokio task per receiver awaiting `recv_async` on a current-thread runtime. Once all are
+/// parked: the CPU the whole process uses over `seconds`, and the memory each parked
+/// receiver adds (task, future, reactor entry and thread share; the channels' own pages
+/// are made before the first count).
+pub fn idle_receivers(receivers: usize, seconds: u64) -> Result<IdleReport> {
+    let opts = shm_core::ChannelOptions::new().capacity(4096);
+    let len = opts.segment_len_for(4096).map_err(crate::errors::core)?;
+    let mut ends = Vec::with_capacity(receivers);
+    for _ in 0..receivers {
+        let mem = host::create(host::Backend::Anon, len)?;
+        let chan = shm_core::Channel::create(mem, &opts).map_err(crate::errors::core)?;
+        let tx = chan.sender(0).map_err(crate::errors::core)?;
+        let rx = chan.receiver(0).map_err(crate::errors::core)?;
+        ends.push((tx, rx));
+    }
+    let rt = runtime();
+    let before = resident_bytes();
+    let (tx_all, rx_all): (Vec<_>, Vec<_>) = ends.into_iter().unzip();
+    let report = rt.block_on(async move {
+        let tasks: Vec<_> = rx_all
+            .into_iter()
+            .map(|mut rx| {
+                rx.set_wait(shm_core::WaitMode::Block {
+                    spin: std::time::Duration::ZERO,
+                });
+                tokio::spawn(async move { rx.recv_async().await.map(|m| m.len()) })
+            })
+            .collect();
+        // Let every task run once and park.
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let parked = resident_bytes();
+        let (cpu0, t0) = (crate::pingpong::cpu_time(), Instant::now());
+        tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+        let (cpu, wall) = (crate::pingpong::cpu_time() - cpu0, t0.elapsed());
+        let threads = shm_core::reactor::threads();
+        drop(tx_all); // closes every channel: the tasks end with Closed
+        for t in tasks {
+            let _ = t.await;
+        }
+        IdleReport {
+            receivers,
+            seconds: wall.as_secs_f64(),
+            cpu_percent: 100.0 * cpu.as_secs_f64() / wall.as_secs_f64(),
+            bytes_per_receiver: parked.saturating_sub(before) as f64 / receivers.max(1) as f64,
+            reactor_threads: threads,
+        }
+    });
+    Ok(report)
+}
+
+/// `idle --async-receivers N`: runs [`idle_receivers`] and prints the report.
+pub fn idle_run(receivers: usize, seconds: u64, json: bool) -> Result<()> {
+    if receivers == 0 || receivers > 100_000 {
+        return Err(Failure::new("--async-receivers must be 1 to 100000"));
+    }
+    let r = idle_receivers(receivers, seconds)?;
+    if json {
+        println!(
+            "{}",
+            crate::util::Json::new()
+                .str("what", "async receivers")
+                .num("receivers", r.receivers as u64)
+                .float("seconds", r.seconds)
+                .float("cpu_percent", r.cpu_percent)
+                .float("bytes_per_receiver", r.bytes_per_receiver)
+                .num("reactor_threads", r.reactor_threads as u64)
+                .finish()
+        );
+    } else {
+        println!(
+            "idle async: {} receivers parked in one tokio runtime for {:.1} s: {:.3}% of one core for the whole process, {:.0} bytes per parked receiver, {} reactor threads",
+            r.receivers, r.seconds, r.cpu_percent, r.bytes_per_receiver, r.reactor_threads
+        );
+    }
+    Ok(())
+}
