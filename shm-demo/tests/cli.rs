@@ -730,3 +730,49 @@ fn idle_broadcast_subscriber_reports_its_cpu() {
     assert!(text.contains("\"what\":\"broadcast\""), "{text}");
     assert!(text.contains("\"cpu_percent\":"), "{text}");
 }
+
+#[test]
+fn wait_async_on_pingpong_stream_and_unix() {
+    for b in ["memfd", "anon", "posix", "unix"] {
+        let out = demo(&[
+            "--backend",
+            b,
+            "pingpong",
+            "--wait",
+            "async",
+            "--round-trips",
+            "3000",
+            "--json",
+        ]);
+        assert!(out.status.success(), "{b}: {}", stderr(&out));
+        assert!(stdout(&out).contains("\"wait\":\"async\""), "{b}");
+        let out = demo(&[
+            "--backend",
+            b,
+            "stream",
+            "--wait",
+            "async",
+            "--messages",
+            "20000",
+            "--size",
+            "200",
+            "--json",
+        ]);
+        assert!(out.status.success(), "{b}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(text.contains("\"wait\":\"async\""), "{b}: {text}");
+        assert!(text.contains("\"verified\":true"), "{b}: {text}");
+    }
+    let out = demo(&[
+        "idle",
+        "--async-receivers",
+        "300",
+        "--seconds",
+        "1",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("\"receivers\":300"), "{text}");
+    assert!(text.contains("\"bytes_per_receiver\":"), "{text}");
+}

@@ -1084,7 +1084,10 @@ impl<M: SharedMemory> Sender<M> {
     }
 
     /// The async core of `reserve_async`: `Ready` with the payload offset of a reserved
-    /// slot, or an error; `Pending` after parking on `space_seq`.
+    /// slot, or an error; `Pending` after parking on `space_seq`. Out of line: inlined
+    /// into a caller's `async` producer loop it made a 64-byte async stream run at 0.45x
+    /// the blocking one; out of line, at 1.0-1.3x (BENCHMARKS.md section 8).
+    #[inline(never)]
     fn poll_room(
         &mut self,
         len: u64,
