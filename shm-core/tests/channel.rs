@@ -1,6 +1,7 @@
 //! The channel on heap memory: wrap-around, sizes, errors, hostile indices.
 #![cfg(not(loom))]
 
+use std::future::Future;
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -355,4 +356,98 @@ proptest! {
 fn sizes_of_spy_memory() {
     let (_a, _b, spy) = pair(4096, ChannelOptions::new());
     assert_eq!(spy.len(), 4096);
+}
+
+/// A tiny executor with no runtime: park the thread until woken. The futures work with
+/// any executor's `Waker`.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park_timeout(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn futures_run_on_a_plain_block_on() {
+    let (a, b, _) = pair(1 << 14, ChannelOptions::new().capacity(1024));
+    let producer = std::thread::spawn(move || {
+        let mut tx = a.sender(0).unwrap();
+        for i in 0..20_000u64 {
+            block_on(tx.send_async(&i.to_ne_bytes())).unwrap();
+        }
+    });
+    let mut rx = b.receiver(0).unwrap();
+    let mut buf = Vec::new();
+    for i in 0..20_000u64 {
+        block_on(rx.recv_async_into(&mut buf)).unwrap();
+        assert_eq!(buf, i.to_ne_bytes());
+    }
+    producer.join().unwrap();
+    assert_eq!(block_on(rx.recv_async_into(&mut buf)), Err(Error::Closed));
+}
+
+/// A future woken by a message but dropped before it is polled again loses nothing: the
+/// next call gets that message. Likewise a pending reserve leaks no space.
+#[test]
+fn a_woken_future_dropped_before_its_next_poll_loses_nothing() {
+    struct Flag(std::sync::atomic::AtomicBool);
+    impl std::task::Wake for Flag {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    let (a, b, _) = pair(1 << 14, ChannelOptions::new().capacity(256));
+    let mut tx = a.sender(0).unwrap();
+    let mut rx = b.receiver(0).unwrap();
+    rx.set_wait(WaitMode::Block {
+        spin: Duration::ZERO,
+    });
+    let flag = std::sync::Arc::new(Flag(std::sync::atomic::AtomicBool::new(false)));
+    let waker = std::task::Waker::from(flag.clone());
+    let mut cx = std::task::Context::from_waker(&waker);
+    {
+        let mut f = std::pin::pin!(rx.recv_async());
+        assert!(
+            f.as_mut().poll(&mut cx).is_pending(),
+            "nothing there yet: it parks"
+        );
+        tx.send(b"hello").unwrap();
+        let t = std::time::Instant::now();
+        while !flag.0.load(std::sync::atomic::Ordering::SeqCst) {
+            assert!(t.elapsed() < Duration::from_secs(10), "woken by the send");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Dropped here, woken but not polled again.
+    }
+    assert_eq!(rx.try_recv().unwrap().to_vec(), b"hello");
+    // Fill the ring, park a reserve, drop it: the space is all still there.
+    while tx.try_send(&[0; 40]).is_ok() {}
+    tx.set_wait(WaitMode::Block {
+        spin: Duration::ZERO,
+    });
+    {
+        let mut f = std::pin::pin!(tx.reserve_async(40));
+        assert!(f.as_mut().poll(&mut cx).is_pending());
+    }
+    let mut n = 0;
+    while rx.try_recv().is_ok() {
+        n += 1;
+    }
+    assert!(n > 0);
+    let mut again = 0;
+    while tx.try_send(&[0; 40]).is_ok() {
+        again += 1;
+    }
+    assert_eq!(again, n, "the dropped reserve took no space");
 }

@@ -1246,6 +1246,14 @@ impl<M: SharedMemory> Publisher<M> {
     }
 }
 
+impl<M: SharedMemory> Publisher<M> {
+    /// [`publish_pod`](Self::publish_pod) without blocking the thread.
+    pub async fn publish_pod_async<T: Record>(&mut self, value: &T) -> Result<(), Error> {
+        self.b.check_schema::<T>()?;
+        self.publish_async(bytemuck::bytes_of(value)).await
+    }
+}
+
 /// The future of [`Publisher::publish_async`].
 pub struct PublishFuture<'a, M: SharedMemory> {
     publisher: &'a mut Publisher<M>,
