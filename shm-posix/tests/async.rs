@@ -177,7 +177,7 @@ fn both_sides_async_a_million_messages() {
             *state ^= *state << 13;
             *state ^= *state >> 7;
             *state ^= *state << 17;
-            *state % 500 == 0
+            (*state).is_multiple_of(500)
         }
         let producer = tokio::spawn(async move {
             let mut rng = 0x9E37_79B9_7F4A_7C15u64;
