@@ -44,11 +44,6 @@ pub fn subscribe_role(mem: Mem, messages: u64, size: u64) -> String {
     let run = || -> std::result::Result<String, shm_core::Error> {
         let b = Broadcast::attach(mem)?;
         let mut s = b.subscribe()?;
-        if let Ok(us) = std::env::var("SHM_DEMO_SUB_SPIN_US") {
-            s.set_wait(shm_core::WaitMode::Block {
-                spin: Duration::from_micros(us.parse().unwrap_or(50)),
-            });
-        }
         let mut buf = Vec::with_capacity(size as usize);
         let (mut received, mut missed) = (0u64, 0u64);
         let mut start = None;
