@@ -183,7 +183,7 @@ mod ring_model {
     /// A futex as the kernel gives it: the value check and the sleep are atomic with
     /// respect to a wake (both under the bucket lock). No timeouts: a lost wake-up is a
     /// deadlock, which loom reports.
-    struct ModelFutex {
+    pub(crate) struct ModelFutex {
         lock: Mutex<()>,
         cv: Condvar,
     }
@@ -201,9 +201,11 @@ mod ring_model {
         }
     }
 
-    const CAP: u64 = 64;
+    pub(crate) const CAP: u64 = 64;
 
-    struct Ring {
+    /// One ring's shared words, and the futex its sides sleep on (the kernel's, modelled;
+    /// or the async reactor's, in `async_park_model`).
+    pub(crate) struct Ring<F = ModelFutex> {
         tail: AtomicU64,
         head: AtomicU64,
         data_seq: AtomicU32,
@@ -212,10 +214,10 @@ mod ring_model {
         producer_sleeping: AtomicU32,
         closed: AtomicU32,
         words: [AtomicU64; (CAP / 8) as usize],
-        futex: ModelFutex,
+        pub(crate) futex: F,
     }
 
-    impl Words for Ring {
+    impl<F> Words for Ring<F> {
         fn load(&self, off: u64, order: Ordering) -> u64 {
             self.words[(off / 8) as usize].load(order)
         }
@@ -226,6 +228,15 @@ mod ring_model {
 
     impl Ring {
         fn new() -> Self {
+            Ring::with_futex(ModelFutex {
+                lock: Mutex::new(()),
+                cv: Condvar::new(),
+            })
+        }
+    }
+
+    impl<F> Ring<F> {
+        pub(crate) fn with_futex(futex: F) -> Self {
             Ring {
                 tail: AtomicU64::new(0),
                 head: AtomicU64::new(0),
@@ -235,13 +246,10 @@ mod ring_model {
                 producer_sleeping: AtomicU32::new(0),
                 closed: AtomicU32::new(0),
                 words: std::array::from_fn(|_| AtomicU64::new(0)),
-                futex: ModelFutex {
-                    lock: Mutex::new(()),
-                    cv: Condvar::new(),
-                },
+                futex,
             }
         }
-        fn shared(&self) -> Shared<'_> {
+        pub(crate) fn shared(&self) -> Shared<'_> {
             Shared {
                 tail: &self.tail,
                 head: &self.head,
@@ -336,7 +344,7 @@ mod broadcast_model {
 
     /// A futex as the kernel gives it (see `ring_model`): no timeouts, so a lost wake-up
     /// is a deadlock loom reports.
-    struct ModelFutex {
+    pub(crate) struct ModelFutex {
         lock: Mutex<()>,
         cv: Condvar,
     }
@@ -606,8 +614,8 @@ mod old_seqlock_protocol {
 mod async_park_model {
     use loom::sync::{Arc, Condvar, Mutex};
     use loom::thread;
-    use shm_core::channel::ring::{Consumer, Futex, Producer, Shared, Words};
-    use shm_core::sync::{AtomicU32, AtomicU64, Ordering};
+    use shm_core::channel::ring::{Consumer, Futex, Producer, Words};
+    use shm_core::sync::{AtomicU32, Ordering};
     use std::time::Duration;
 
     /// The reactor: a registration is (expected value, fired); `wake` fires it when the
@@ -649,90 +657,42 @@ mod async_park_model {
         }
     }
 
-    const CAP: u64 = 64;
-
-    struct Ring {
-        tail: AtomicU64,
-        head: AtomicU64,
-        data_seq: AtomicU32,
-        space_seq: AtomicU32,
-        consumer_sleeping: AtomicU32,
-        producer_sleeping: AtomicU32,
-        closed: AtomicU32,
-        words: [AtomicU64; (CAP / 8) as usize],
-        reactor: Reactor,
-    }
-
-    impl Words for Ring {
-        fn load(&self, off: u64, order: Ordering) -> u64 {
-            self.words[(off / 8) as usize].load(order)
-        }
-        fn store(&self, off: u64, v: u64, order: Ordering) {
-            self.words[(off / 8) as usize].store(v, order)
-        }
-    }
-
-    impl Ring {
-        fn new() -> Self {
-            Ring {
-                tail: AtomicU64::new(0),
-                head: AtomicU64::new(0),
-                data_seq: AtomicU32::new(0),
-                space_seq: AtomicU32::new(0),
-                consumer_sleeping: AtomicU32::new(0),
-                producer_sleeping: AtomicU32::new(0),
-                closed: AtomicU32::new(0),
-                words: std::array::from_fn(|_| AtomicU64::new(0)),
-                reactor: Reactor {
-                    state: Mutex::new(None),
-                    cv: Condvar::new(),
-                },
-            }
-        }
-        fn shared(&self) -> Shared<'_> {
-            Shared {
-                tail: &self.tail,
-                head: &self.head,
-                data_seq: &self.data_seq,
-                space_seq: &self.space_seq,
-                consumer_sleeping: &self.consumer_sleeping,
-                producer_sleeping: &self.producer_sleeping,
-                closed: &self.closed,
-            }
-        }
-    }
+    use super::ring_model::{Ring, CAP};
 
     fn run(reordered: bool) {
         loom::model(move || {
-            let r = Arc::new(Ring::new());
+            let r = Arc::new(Ring::with_futex(Reactor {
+                state: Mutex::new(None),
+                cv: Condvar::new(),
+            }));
             let producer = {
                 let r = r.clone();
                 thread::spawn(move || {
                     let sh = r.shared();
                     let mut p = Producer::new(CAP, sh).unwrap();
-                    let off = p.try_reserve(sh, &*r, &r.reactor, 8).unwrap().unwrap();
+                    let off = p.try_reserve(sh, &*r, &r.futex, 8).unwrap().unwrap();
                     r.store(off, 7, Ordering::Relaxed);
-                    p.commit(sh, &*r, &r.reactor, 8);
+                    p.commit(sh, &*r, &r.futex, 8);
                 })
             };
             let sh = r.shared();
             let mut c = Consumer::new(CAP, sh).unwrap();
             loop {
-                if let Some((_, len)) = c.try_peek(sh, &*r, &r.reactor).unwrap() {
-                    c.release(sh, &r.reactor, len);
+                if let Some((_, len)) = c.try_peek(sh, &*r, &r.futex).unwrap() {
+                    c.release(sh, &r.futex, len);
                     break;
                 }
                 if reordered {
                     // Wrong: the look for data (above) comes before the sleeping flag,
                     // and the task parks without looking again after setting it.
                     let seq = sh.data_seq.load(Ordering::Acquire);
-                    r.reactor.register(sh.data_seq, seq);
+                    r.futex.register(sh.data_seq, seq);
                     sh.consumer_sleeping.store(1, Ordering::Relaxed);
-                    r.reactor.park();
+                    r.futex.park();
                     c.done_sleeping(sh);
                 } else if let Some(seq) = c.prepare_sleep(sh, &*r).unwrap() {
-                    r.reactor.register(sh.data_seq, seq);
-                    r.reactor.park();
+                    r.futex.register(sh.data_seq, seq);
+                    r.futex.park();
                     c.done_sleeping(sh);
                 }
             }
