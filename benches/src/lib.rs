@@ -61,6 +61,12 @@ unsafe impl SharedMemory for Mem {
     fn is_owner(&self) -> bool {
         self.inner().is_owner()
     }
+    fn truncated(&self) -> Option<u64> {
+        self.inner().truncated()
+    }
+    fn writable(&self) -> bool {
+        self.inner().writable()
+    }
 }
 
 /// A posix name unique to this process and call.

@@ -12,7 +12,7 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let seg = Segment::create(AnonShm::create(4096)?, &[0u64; 3])?;
 //! // SAFETY: the closure only does atomic stores into the region and returns.
-//! let mut child = unsafe { shm_anon::fork(|| { seg.write(&[100, 876, 8021]); 0 }) }?;
+//! let mut child = unsafe { shm_anon::fork(|| { let _ = seg.write(&[100, 876, 8021]); 0 }) }?;
 //! assert!(child.wait()?.success());
 //! assert_eq!(seg.read(), [100, 876, 8021]);
 //! # Ok(()) }
@@ -82,6 +82,12 @@ unsafe impl SharedMemory for AnonShm {
     }
     fn is_owner(&self) -> bool {
         self.owner
+    }
+    fn truncated(&self) -> Option<u64> {
+        None // no file behind it: nothing to truncate
+    }
+    fn writable(&self) -> bool {
+        true
     }
 }
 

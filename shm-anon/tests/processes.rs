@@ -72,11 +72,16 @@ fn tutorial_record_crosses_fork() {
             if view.read() != TUTORIAL {
                 return 4;
             }
-            view.write(&MyData {
-                col1: 1,
-                col2: 2,
-                col3: 3,
-            });
+            if view
+                .write(&MyData {
+                    col1: 1,
+                    col2: 2,
+                    col3: 3,
+                })
+                .is_err()
+            {
+                return 5;
+            }
             0
         })
     }

@@ -158,10 +158,10 @@ pub fn record_read_write<B: Backend>(b: &mut B) {
             d: [i as u8; 16],
         };
         if i % 2 == 0 {
-            seg.write(&v);
+            seg.write(&v).expect("write");
             assert_eq!(att.read(), v);
         } else {
-            att.write(&v);
+            att.write(&v).expect("write");
             assert_eq!(seg.read(), v);
         }
     }

@@ -148,13 +148,14 @@ pub mod testing;
 #[cfg(not(loom))]
 pub use {
     broadcast::{Broadcast, BroadcastMode, BroadcastOptions, Publisher, Subscriber},
-    channel::{Channel, ChannelOptions, Receiver, Sender, WaitMode},
+    channel::{Channel, ChannelOptions, Receiver, Sender},
     error::Error,
     layout::{AttachOptions, Kind, Schema},
     memory::{HeapMemory, SharedMemory},
     raw::RawSegment,
     record::{Record, Segment},
     seqlock::SeqLock,
+    wait::WaitMode,
 };
 
 /// The result type of this crate.

@@ -48,18 +48,19 @@ pub unsafe trait SharedMemory {
     /// `Some(size the object has now)` once a peer truncated the object under this mapping
     /// and an access faulted on the missing pages: the backend caught the fault and put
     /// zero pages in their place, so the access went on, and every later call through
-    /// shm-core reports [`Error::Truncated`](crate::Error::Truncated). `None` (the default)
-    /// while the mapping is intact, and always for backends that cannot be truncated.
-    fn truncated(&self) -> Option<u64> {
-        None
-    }
+    /// shm-core reports [`Error::Truncated`](crate::Error::Truncated). `None` while the
+    /// mapping is intact, and always for backends that cannot be truncated.
+    ///
+    /// Required, with no default: a wrapper that forwards the other methods and forgot
+    /// this one would hide truncations from every wait.
+    fn truncated(&self) -> Option<u64>;
     /// Whether the region is mapped writable here. A read-only mapping (a lossy broadcast
-    /// subscriber's, say) returns `false`, and shm-core never writes through it: the
-    /// operations that would write are [`Error::ReadOnly`](crate::Error::ReadOnly).
-    /// Creating a segment in read-only memory is not supported.
-    fn writable(&self) -> bool {
-        true
-    }
+    /// subscriber's, say) returns `false`, and shm-core never writes through it: every
+    /// operation that would write returns [`Error::ReadOnly`](crate::Error::ReadOnly).
+    ///
+    /// Required, with no default: a wrapper that forgot it would let safe calls write
+    /// through a read-only mapping (a SIGSEGV).
+    fn writable(&self) -> bool;
 }
 
 // SAFETY: forwarded; a Box does not move its contents and adds no references.
@@ -198,6 +199,12 @@ unsafe impl SharedMemory for HeapMemory {
     }
     fn is_owner(&self) -> bool {
         self.owner
+    }
+    fn truncated(&self) -> Option<u64> {
+        None
+    }
+    fn writable(&self) -> bool {
+        true
     }
 }
 

@@ -1,9 +1,13 @@
 //! Process identity and liveness, used to tell "still busy" from "the peer died".
 //!
-//! Liveness is checked with `kill(pid, 0)`. Two limits apply and are part of the contract:
-//! a pid can be reused by an unrelated process after the original died (then a dead
-//! peer looks alive, and callers fall back to their timeout errors), and a pid from
-//! another pid namespace means nothing here.
+//! Liveness is checked through a pidfd (`pidfd_open` + `poll`): a process that has
+//! exited is dead even while nobody has reaped it yet (a zombie, for which `kill(pid, 0)`
+//! still succeeds: the commonest way a peer dies is as the unreaped child of the process
+//! waiting for it). Where pidfds are not available the check falls back to `kill(pid, 0)`
+//! plus the state in `/proc/PID/stat`. Two limits apply and are part of the contract: a
+//! pid can be reused by an unrelated process after the original died (then a dead peer
+//! looks alive, and callers fall back to their timeout errors), and a pid from another
+//! pid namespace means nothing here.
 #![allow(unsafe_code)]
 
 /// What `kill(pid, 0)` says about a pid read from shared memory.
@@ -48,23 +52,61 @@ pub fn pin_to_cpu(cpu: usize) {
     }
 }
 
+/// The largest pid Linux can hand out (`PID_MAX_LIMIT` on 64-bit: 2^22). A pid word
+/// above it names no process, whatever wrote it.
+pub const PID_MAX: u32 = 1 << 22;
+
 /// Whether `pid` names a live process.
 ///
 /// `pid` comes from shared memory that a peer may have written anything into, so values
-/// that `kill` would treat as groups (0, negative) are never passed to it.
+/// that `kill` would treat as groups (0, negative) are never passed to it. 0 means "no
+/// process" and is [`Liveness::Unknown`]; a value above [`PID_MAX`] can name no process
+/// and is [`Liveness::Dead`] (so a forged pid word cannot lock a role for good). A process
+/// that has exited but was not yet reaped (a zombie) is dead.
 #[doc(alias = "kill")]
+#[doc(alias = "pidfd_open")]
 pub fn liveness(pid: u32) -> Liveness {
-    let Ok(raw) = i32::try_from(pid) else {
-        return Liveness::Unknown;
-    };
-    if raw <= 0 {
+    if pid == 0 {
         return Liveness::Unknown;
     }
+    if pid > PID_MAX {
+        return Liveness::Dead;
+    }
+    let raw = pid as i32; // <= 2^22: fits
+                          // SAFETY: pidfd_open takes a pid and flags and returns a new fd (close-on-exec by
+                          // definition) or -1; no memory is passed.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, raw, 0) };
+    if fd >= 0 {
+        // SAFETY: a fresh fd returned to us just now, owned by nothing else.
+        let fd =
+            unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+        let mut p = libc::pollfd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&fd),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, zero timeout: never blocks.
+        let n = unsafe { libc::poll(&mut p, 1, 0) };
+        // A pidfd is readable once its process has exited (zombie included).
+        return if n > 0 && p.revents & libc::POLLIN != 0 {
+            Liveness::Dead
+        } else {
+            Liveness::Alive
+        };
+    }
+    if std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+        return Liveness::Dead;
+    }
+    // EINVAL (a thread id, not a process) or ENOSYS (no pidfds): fall back.
     // SAFETY: signal 0 only checks existence and permission; `raw` is a positive pid, so
     // this can never address a process group.
     let rc = unsafe { libc::kill(raw, 0) };
     if rc == 0 {
-        return Liveness::Alive;
+        return if is_zombie(pid) {
+            Liveness::Dead
+        } else {
+            Liveness::Alive
+        };
     }
     match std::io::Error::last_os_error().raw_os_error() {
         // It exists but belongs to someone we may not signal.
@@ -72,6 +114,17 @@ pub fn liveness(pid: u32) -> Liveness {
         Some(libc::ESRCH) => Liveness::Dead,
         _ => Liveness::Unknown,
     }
+}
+
+/// Whether `/proc/PID/stat` says the process has exited (state `Z` or `X`).
+fn is_zombie(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name, which is in parentheses and may hold anything.
+    stat.rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next())
+        .is_some_and(|s| s == "Z" || s == "X")
 }
 
 #[cfg(test)]
@@ -86,6 +139,32 @@ mod tests {
         child.wait().unwrap();
         assert_eq!(liveness(pid), Liveness::Dead);
         assert_eq!(liveness(0), Liveness::Unknown);
-        assert_eq!(liveness(u32::MAX), Liveness::Unknown);
+        assert_eq!(liveness(u32::MAX), Liveness::Dead);
+        assert_eq!(liveness(1 << 31), Liveness::Dead);
+        assert_eq!(liveness(PID_MAX + 1), Liveness::Dead);
+    }
+
+    #[test]
+    fn an_unreaped_child_is_dead() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("100")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        assert_eq!(liveness(pid), Liveness::Alive);
+        child.kill().unwrap();
+        // Not reaped: a zombie. kill(pid, 0) still succeeds; liveness must say Dead.
+        let mut seen = Liveness::Alive;
+        for _ in 0..1000 {
+            seen = liveness(pid);
+            if seen == Liveness::Dead {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        assert_eq!(seen, Liveness::Dead);
+        assert!(is_zombie(pid));
+        child.wait().unwrap();
+        assert_eq!(liveness(pid), Liveness::Dead);
     }
 }

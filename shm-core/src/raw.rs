@@ -19,12 +19,20 @@ use crate::{Error, SharedMemory};
 pub struct RawSegment<M: SharedMemory> {
     mem: M,
     header: Header,
+    /// `mem.writable()`, read once: a mapping's protection does not change under us.
+    /// The one write gate ([`check_writable`](Self::check_writable)) reads it.
+    writable: bool,
 }
 
 impl<M: SharedMemory> RawSegment<M> {
     /// Lays a header for `expect` into fresh memory, lets `init` fill the payload, then
     /// publishes the segment (stores `ready`).
     pub(crate) fn create(mem: M, expect: Expect, init: impl FnOnce(&Self)) -> Result<Self, Error> {
+        if !mem.writable() {
+            return Err(Error::ReadOnly {
+                what: "creating a segment",
+            });
+        }
         let len = mem.len() as u64;
         layout::check_fits(len, &expect)?;
         // The memory must be fresh: a non-zero magic or ready word means someone already
@@ -38,7 +46,11 @@ impl<M: SharedMemory> RawSegment<M> {
         let header = layout::build_header(len, &expect, proc::current_pid());
         // SAFETY: the memory holds at least HEADER_SIZE bytes (`check_fits`).
         unsafe { copy::store_pod(mem.as_ptr(), &header, Ordering::Relaxed) };
-        let seg = RawSegment { mem, header };
+        let seg = RawSegment {
+            mem,
+            header,
+            writable: true,
+        };
         init(&seg);
         // Release: pairs with the Acquire load of `ready` in `attach`, so an opener that
         // sees READY also sees every header and payload byte written above.
@@ -107,7 +119,7 @@ impl<M: SharedMemory> RawSegment<M> {
             }
         };
         layout::validate(&header, mapped, &expect)?;
-        Ok(RawSegment { mem, header })
+        Ok(Self::wrap(mem, header))
     }
 
     /// Memory with no header: a segment made by a program that does not speak this
@@ -126,7 +138,32 @@ impl<M: SharedMemory> RawSegment<M> {
             payload_len: len,
             ..bytemuck::Zeroable::zeroed()
         };
-        RawSegment { mem, header }
+        Self::wrap(mem, header)
+    }
+
+    fn wrap(mem: M, header: Header) -> Self {
+        let writable = mem.writable();
+        RawSegment {
+            mem,
+            header,
+            writable,
+        }
+    }
+
+    /// Whether the mapping is writable here ([`SharedMemory::writable`]).
+    pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    /// The one write gate: every operation of this crate that writes to the segment
+    /// passes it first, so that no safe call writes through a read-only mapping (which
+    /// would be a SIGSEGV). [`Error::ReadOnly`] naming `what` on a read-only mapping.
+    pub fn check_writable(&self, what: &'static str) -> Result<(), Error> {
+        if self.writable {
+            Ok(())
+        } else {
+            Err(Error::ReadOnly { what })
+        }
     }
 
     /// Whether this segment has no header (made by [`foreign`](Self::foreign)).
@@ -194,8 +231,22 @@ impl<M: SharedMemory> RawSegment<M> {
     /// other processes. `offset` must be a multiple of 8 and the word inside the payload.
     ///
     /// A reference to an atomic is sound for memory that others write: atomics are
-    /// interior-mutable, and every access through it is an atomic instruction.
+    /// interior-mutable, and every access through it is an atomic instruction. It can be
+    /// stored through, so a read-only mapping gets [`Error::ReadOnly`]; read a word there
+    /// with [`load_u64`](Self::load_u64).
     pub fn atomic_u64(&self, offset: usize) -> Result<&core::sync::atomic::AtomicU64, Error> {
+        self.check_writable("an atomic word (it can be stored through)")?;
+        self.word(offset)
+    }
+
+    /// An atomic load of the 8-byte word at payload `offset` (a multiple of 8, inside the
+    /// payload); works on read-only mappings too.
+    pub fn load_u64(&self, offset: usize, order: Ordering) -> Result<u64, Error> {
+        let v = self.word(offset)?.load(order);
+        self.intact().map(|()| v)
+    }
+
+    fn word(&self, offset: usize) -> Result<&AtomicU64, Error> {
         self.check_range(offset, 8)?;
         if !offset.is_multiple_of(8) {
             return Err(Error::Misaligned {
@@ -205,12 +256,7 @@ impl<M: SharedMemory> RawSegment<M> {
         }
         // SAFETY: the word lies within the payload (checked) and is 8-aligned (the payload is
         // 64-aligned and `offset` a multiple of 8); it lives as long as `self` borrows `mem`.
-        Ok(unsafe {
-            &*self
-                .payload_ptr()
-                .add(offset)
-                .cast::<core::sync::atomic::AtomicU64>()
-        })
+        Ok(unsafe { &*self.payload_ptr().add(offset).cast::<AtomicU64>() })
     }
 
     /// Copies `buf.len()` payload bytes at `offset` into `buf`.
@@ -223,6 +269,7 @@ impl<M: SharedMemory> RawSegment<M> {
 
     /// Copies `bytes` into the payload at `offset`.
     pub fn write_at(&self, offset: usize, bytes: &[u8]) -> Result<(), Error> {
+        self.check_writable("writing to the payload")?;
         self.check_range(offset, bytes.len())?;
         // SAFETY: the range lies within the payload (checked), which lies within the mapping.
         unsafe { copy::store_bytes(self.payload_ptr().add(offset), bytes) };

@@ -3,26 +3,35 @@
 //! A future that must wait does what a blocking call does before it sleeps: it sets the
 //! endpoint's sleeping flag, issues the fence and looks once more (so the other side,
 //! which makes the wake-up call only when that flag is set, cannot miss it). Then,
-//! instead of `futex_wait` on its own thread, it **registers** `(word, expected value,
-//! waker, peer pid)` here and returns `Pending`.
+//! instead of `futex_wait` on its own thread, it **registers** its
+//! [`Park`](crate::wait::Park) here and returns `Pending`: the futex word and the value
+//! it expects, the words whose change must end the wait (the peer's holder word, the
+//! close word, the word its condition reads), and the peer's pid.
 //!
 //! The reactor is a small pool of threads in this process, created on demand. Each waits
-//! with one `futex_waitv` (Linux 5.16) on up to 127 registered words plus a private
-//! control word that a new registration bumps. When a word no longer holds its expected
-//! value (the peer published, freed space or closed and made its `futex_wake`), the thread
-//! wakes that waker.
+//! with one `futex_waitv` (Linux 5.16) on up to 127 registered futex words plus a private
+//! control word that a new registration bumps, and wakes the future whose word changed.
+//!
+//! A parked future must notice everything a blocking wait round notices, and a blocking
+//! round runs its checks at least every [`SLICE`](crate::wait::SLICE). So a reactor
+//! thread with registrations also wakes every `SLICE` (a **tick**) and, after every
+//! return from its wait, looks at every entry: a futex word or a watched word that moved
+//! (a peer that claimed the other end after we parked, a close, a message that arrived
+//! while a hostile peer silenced the wake-up), a peer that died, a fault caught in any
+//! guarded mapping (a truncation: the entries' own loads provoke it), or a periodic
+//! entry's tick: each wakes its future, which polls and runs the endpoint's full checks.
 //!
 //! A peer's death makes no futex call, so one more thread watches the registered peers:
 //! a `pidfd` (Linux 5.3) per distinct peer process in an `epoll` set. When a peer exits,
-//! its pidfd becomes readable at once; the watcher marks the pid dead and wakes the
-//! reactor threads, which wake every future waiting on that peer: `PeerDied` reaches a
-//! pending future as soon as the peer is gone, and a pid reused later is not mistaken for
-//! it. A peer whose pidfd cannot be opened is checked with `kill(pid, 0)` every
-//! [`PEER_SLICE`] instead. Only such entries, and "periodic" ones, give a reactor thread a
-//! timeout: idle futures cost no CPU.
+//! its pidfd becomes readable at once (also while it is an unreaped zombie); the watcher
+//! marks the pid dead and wakes the reactor threads. A peer whose pidfd cannot be opened
+//! is checked with [`liveness`](crate::proc::liveness) at every tick instead.
 //!
-//! Memory: an entry is about 64 bytes; a thread serves 127 entries and keeps a small
-//! stack (64 KiB). Threads are kept for reuse.
+//! A waker that panics is contained: the panic is caught, and the reactor thread goes on
+//! serving its other entries.
+//!
+//! Cost: an entry is about 100 bytes; a thread serves 127 entries and keeps a small stack
+//! (64 KiB). A tick reads a few words per entry. Threads are kept for reuse.
 #![allow(unsafe_code)]
 
 use std::collections::{HashMap, HashSet};
@@ -36,8 +45,6 @@ use crate::proc::{self, Liveness};
 
 /// Futex words one thread waits on, besides its control word (`futex_waitv` takes 128).
 pub const PER_THREAD: usize = 127;
-/// How often a thread with registrations checks the registered peers' liveness.
-pub const PEER_SLICE: Duration = Duration::from_millis(50);
 
 const SYS_FUTEX_WAITV: libc::c_long = 449;
 const FUTEX2_SIZE_U32: u32 = 0x02;
@@ -54,14 +61,45 @@ struct FutexWaitv {
 
 struct Entry {
     id: u64,
-    /// The word's address; it stays mapped while the entry exists (see `Registration`).
-    word: usize,
-    expected: u32,
+    /// The futex word's address and expected value; the word stays mapped while the
+    /// entry exists (see `Registration`). `None` for a polling wait.
+    futex: Option<(usize, u32)>,
+    /// Words whose change wakes the future: (address, value, 8 bytes wide).
+    watch: [Option<(usize, u64, bool)>; crate::wait::WATCH_MAX],
     waker: Waker,
     peer: u32,
     periodic: bool,
     /// The peer could not be watched through a pidfd: check it on the timer.
     poll_peer: bool,
+}
+
+impl Entry {
+    /// Whether the future must be woken: a word moved, or its peer is known dead.
+    fn moved(&self, known_dead: &HashSet<u32>) -> bool {
+        if self.peer != 0 && known_dead.contains(&self.peer) {
+            return true;
+        }
+        if let Some((word, expected)) = self.futex {
+            // SAFETY: the entry exists, so its registration has not been dropped and the
+            // word is mapped (the registration's contract); an atomic load.
+            if unsafe { AtomicU32::from_ptr(word as *mut u32) }.load(Ordering::Relaxed) != expected
+            {
+                return true;
+            }
+        }
+        self.watch.iter().flatten().any(|&(addr, value, wide)| {
+            // SAFETY: as above: a watched word lives in the same mapping as long as the
+            // entry exists; 8-byte words are 8-aligned, 4-byte words 4-aligned.
+            let now = unsafe {
+                if wide {
+                    AtomicU64::from_ptr(addr as *mut u64).load(Ordering::Relaxed)
+                } else {
+                    u64::from(AtomicU32::from_ptr(addr as *mut u32).load(Ordering::Relaxed))
+                }
+            };
+            now != value
+        })
+    }
 }
 
 struct Worker {
@@ -92,29 +130,33 @@ impl Drop for Registration {
     }
 }
 
-/// Wakes `waker` once `word` no longer holds `expected`, or once the process `peer` (0:
-/// none) is found dead, or (with `periodic`) at the next [`PEER_SLICE`] tick in any case
-/// (for waiters nobody announces a wake to: read-only subscribers, and a publisher whose
-/// eviction timeout runs). `word` must stay mapped until the returned registration is
-/// dropped.
-pub(crate) fn register(
-    word: &AtomicU32,
-    expected: u32,
-    waker: &Waker,
-    peer: u32,
-    periodic: bool,
-) -> Registration {
+/// Wakes `waker` once the park's futex word or a watched word no longer holds its
+/// value, once its peer is found dead, once a fault is caught in any guarded mapping, or
+/// (periodic parks) at the next tick in any case. The words must stay mapped until the
+/// returned registration is dropped.
+pub(crate) fn register(park: &crate::wait::Park<'_>, waker: &Waker) -> Registration {
+    use crate::wait::Watched;
+    let peer = park.peer;
     let poll_peer = peer != 0 && !watch_peer(peer);
+    let mut watch = [None; crate::wait::WATCH_MAX];
+    for (slot, w) in watch.iter_mut().zip(park.watch.iter()) {
+        *slot = w.map(|w| match w {
+            Watched::U32(word, v) => (word.as_ptr() as usize, u64::from(v), false),
+            Watched::U64(word, v) => (word.as_ptr() as usize, v, true),
+        });
+    }
     let workers = WORKERS.get_or_init(|| Mutex::new(Vec::new()));
     let mut all = workers.lock().unwrap_or_else(|e| e.into_inner());
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let entry = Entry {
         id,
-        word: word.as_ptr() as usize,
-        expected,
+        futex: park
+            .futex
+            .map(|(word, expected)| (word.as_ptr() as usize, expected)),
+        watch,
         waker: waker.clone(),
         peer,
-        periodic,
+        periodic: park.periodic,
         poll_peer,
     };
     let worker = loop {
@@ -169,7 +211,7 @@ fn futex_wake_private(word: &AtomicU32) {
 impl Worker {
     fn run(&self) {
         let mut waitv: Vec<FutexWaitv> = Vec::with_capacity(PER_THREAD + 1);
-        let mut last_peer_check = Instant::now();
+        let mut last_tick = Instant::now();
         loop {
             // Acquire: pairs with the Release bump in `register`; read before the set is
             // built, so a registration after this makes the wait return at once.
@@ -184,16 +226,19 @@ impl Worker {
             let busy = {
                 let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
                 for e in entries.iter() {
-                    waitv.push(FutexWaitv {
-                        val: u64::from(e.expected),
-                        uaddr: e.word as u64,
-                        flags: FUTEX2_SIZE_U32,
-                        reserved: 0,
-                    });
+                    if let Some((word, expected)) = e.futex {
+                        waitv.push(FutexWaitv {
+                            val: u64::from(expected),
+                            uaddr: word as u64,
+                            flags: FUTEX2_SIZE_U32,
+                            reserved: 0,
+                        });
+                    }
                 }
-                // Only entries that need the timer give the wait a timeout.
-                entries.iter().any(|e| e.periodic || e.poll_peer)
+                !entries.is_empty()
             };
+            // A thread with entries ticks every SLICE; an idle one sleeps until a
+            // registration bumps its control word.
             let deadline = busy.then(|| {
                 let mut ts = libc::timespec {
                     tv_sec: 0,
@@ -201,7 +246,7 @@ impl Worker {
                 };
                 // SAFETY: `ts` is a valid out-pointer.
                 unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-                let ns = ts.tv_nsec as u64 + PEER_SLICE.as_nanos() as u64;
+                let ns = ts.tv_nsec as u64 + crate::wait::SLICE.as_nanos() as u64;
                 libc::timespec {
                     tv_sec: ts.tv_sec + (ns / 1_000_000_000) as libc::time_t,
                     tv_nsec: (ns % 1_000_000_000) as libc::c_long,
@@ -211,8 +256,9 @@ impl Worker {
                 .as_ref()
                 .map_or(std::ptr::null(), |t| t as *const libc::timespec);
             // SAFETY: `waitv` holds `len` valid entries for the call; the kernel only
-            // reads the words (a word whose mapping went away makes the call fail, which
-            // is fine: we rescan below); the timeout is absolute CLOCK_MONOTONIC or null.
+            // reads the words (a word on a truncated page makes the call fail with
+            // EFAULT, and the scan below then touches it and trips the guard); the
+            // timeout is absolute CLOCK_MONOTONIC or null.
             unsafe {
                 libc::syscall(
                     SYS_FUTEX_WAITV,
@@ -223,46 +269,58 @@ impl Worker {
                     libc::CLOCK_MONOTONIC,
                 );
             }
-            let check_peers = last_peer_check.elapsed() >= PEER_SLICE;
-            if check_peers {
-                last_peer_check = Instant::now();
+            let tick = last_tick.elapsed() >= crate::wait::SLICE;
+            if tick {
+                last_tick = Instant::now();
             }
+            let faults_before = crate::sigbus::faults();
+            let known_dead = dead_peers();
             let mut dead: Vec<u32> = Vec::new();
             let mut alive: Vec<u32> = Vec::new();
             let mut fired: Vec<Waker> = Vec::new();
-            let known_dead = dead_peers();
             let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+            // Every entry, after every return: the loads below are what provoke a fault
+            // on a truncated mapping (its guard then puts zero pages there).
+            let mut keep: Vec<bool> = entries
+                .iter()
+                .map(|e| {
+                    let mut fire = e.moved(&known_dead) || (tick && e.periodic);
+                    if !fire && tick && e.poll_peer {
+                        fire = if dead.contains(&e.peer) {
+                            true
+                        } else if alive.contains(&e.peer) {
+                            false
+                        } else if proc::liveness(e.peer) == Liveness::Dead {
+                            dead.push(e.peer);
+                            true
+                        } else {
+                            alive.push(e.peer);
+                            false
+                        };
+                    }
+                    !fire
+                })
+                .collect();
+            if crate::sigbus::faults() != faults_before {
+                // A mapping was truncated under one of them: wake them all; each one's
+                // poll asks its own memory.
+                keep.iter_mut().for_each(|k| *k = false);
+            }
+            let mut i = 0;
             entries.retain(|e| {
-                // SAFETY: the entry exists, so its registration has not been dropped and
-                // the word is mapped (the registration's contract); atomic load.
-                let now =
-                    unsafe { AtomicU32::from_ptr(e.word as *mut u32) }.load(Ordering::Acquire);
-                let mut fire = now != e.expected
-                    || (check_peers && e.periodic)
-                    || (e.peer != 0 && known_dead.contains(&e.peer));
-                if !fire && check_peers && e.poll_peer {
-                    fire = if dead.contains(&e.peer) {
-                        true
-                    } else if alive.contains(&e.peer) {
-                        false
-                    } else if proc::liveness(e.peer) == Liveness::Dead {
-                        dead.push(e.peer);
-                        true
-                    } else {
-                        alive.push(e.peer);
-                        false
-                    };
-                }
-                if fire {
+                let k = keep[i];
+                i += 1;
+                if !k {
                     fired.push(e.waker.clone());
                 }
-                !fire
+                k
             });
             drop(entries);
             // Outside the lock: a waker may poll the future at once, and its drop of
-            // the registration takes the lock.
+            // the registration takes the lock. A waker that panics must not take this
+            // thread (and every future parked on it) down with it.
             for w in fired {
-                w.wake();
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.wake()));
             }
         }
     }

@@ -60,6 +60,10 @@ impl<T: Record, M: SharedMemory> Segment<T, M> {
     }
 
     /// Lays out a new segment in fresh, zeroed memory holding `initial`.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`] for read-only memory, [`Error::TooSmall`] when the record does
+    /// not fit, [`Error::AlreadyInitialized`] for memory that holds a header already.
     pub fn create(mem: M, initial: &T) -> Result<Self, Error> {
         let raw = RawSegment::create(mem, Self::expect()?, |raw| {
             // SAFETY: `check_fits` made room for a T at the payload start.
@@ -148,18 +152,21 @@ impl<T: Record, M: SharedMemory> Segment<T, M> {
         self.raw.intact().map(|()| v)
     }
 
-    /// [`write`](Self::write), or [`Error::Truncated`] if the segment was truncated under
-    /// us (the write then went to zero pages nobody else sees).
+    /// The same as [`write`](Self::write) (kept for the name: both are fallible).
     pub fn try_write(&self, value: &T) -> Result<(), Error> {
-        self.write(value);
-        self.raw.intact()
+        self.write(value)
     }
 
     /// Overwrites the record with a copy of `value`.
     ///
-    /// Never fails; see [`try_write`](Self::try_write) for a segment a peer may truncate.
-    pub fn write(&self, value: &T) {
-        // SAFETY: as in `read`.
+    /// # Errors
+    /// [`Error::ReadOnly`] on a read-only mapping (nothing is written), and
+    /// [`Error::Truncated`] if the segment was truncated under us (the write then went to
+    /// zero pages nobody else sees).
+    pub fn write(&self, value: &T) -> Result<(), Error> {
+        self.raw.check_writable("writing a record")?;
+        // SAFETY: validation guaranteed the payload holds at least size_of::<T>() bytes,
+        // and the mapping is writable (checked above).
         unsafe {
             copy::store_pod(
                 self.raw.payload_ptr(),
@@ -167,6 +174,7 @@ impl<T: Record, M: SharedMemory> Segment<T, M> {
                 core::sync::atomic::Ordering::Relaxed,
             )
         }
+        self.raw.intact()
     }
 
     /// Copies payload bytes at `offset` into `buf`; an error if the range leaves the payload.
@@ -174,7 +182,11 @@ impl<T: Record, M: SharedMemory> Segment<T, M> {
         self.raw.read_at(offset, buf)
     }
 
-    /// Copies `bytes` into the payload at `offset`; an error if the range leaves the payload.
+    /// Copies `bytes` into the payload at `offset`.
+    ///
+    /// # Errors
+    /// [`Error::OutOfBounds`] if the range leaves the payload, [`Error::ReadOnly`] on a
+    /// read-only mapping, [`Error::Truncated`] after a truncation.
     pub fn write_at(&self, offset: usize, bytes: &[u8]) -> Result<(), Error> {
         self.raw.write_at(offset, bytes)
     }

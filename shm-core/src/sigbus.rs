@@ -49,6 +49,16 @@ static TABLE: [Slot; SLOTS] = [const {
     }
 }; SLOTS];
 
+/// Faults caught so far, in any range: the reactor, which cannot ask each parked
+/// future's memory whether it was truncated, wakes them all when this moves.
+static FAULTS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many faults the handler has caught in this process (it only grows).
+pub(crate) fn faults() -> usize {
+    // Acquire: pairs with the handler's Release increment, made after its `tripped` store.
+    FAULTS.load(Ordering::Acquire)
+}
+
 /// The handler that was installed before ours (written once, before ours is installed).
 static PREV: OnceLock<libc::sigaction> = OnceLock::new();
 
@@ -151,6 +161,9 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
         if p != libc::MAP_FAILED {
             // Release: pairs with the Acquire load in `Registration::tripped`.
             slot.tripped.store(true, Ordering::Release);
+            // Release: pairs with the Acquire load in `faults` (an atomic RMW is
+            // async-signal-safe).
+            FAULTS.fetch_add(1, Ordering::Release);
             // SAFETY: as above.
             unsafe { *libc::__errno_location() = errno };
             return;

@@ -1,4 +1,5 @@
-//! Bounded waiting: the one primitive every wait in the workspace goes through.
+//! Bounded waiting: the one primitive every wait in the workspace goes through, and the
+//! drivers that run each endpoint's one step function.
 //!
 //! A wait loop has the shape
 //!
@@ -23,28 +24,87 @@
 //! How it waits is its [`Pace`]: spin only, spin then sleep on a futex (through the
 //! sleeper), or poll (spin, yield, then sleep with a growing interval) for conditions that
 //! have no futex.
+//!
+//! ## One step function per endpoint
+//!
+//! Each endpoint operation (a channel send or receive, a broadcast publish or receive) is
+//! written once, as a `Step`: `look` (one attempt), `check` (the round's checks),
+//! `prepare` (announce a sleep and say what to [`Park`] on) and `done`. Three drivers run
+//! it: `try_once` (one look, then the cheap checks), `block` (a [`Waiter`] loop) and
+//! `poll_step` (a future's poll: spin, then park with the
+//! [`reactor`](crate::reactor)). The parked future is watched by the reactor for
+//! everything a blocking round would notice: its futex word, the words the step names in
+//! its [`Park`] (the peer's holder word, the close word, the word its condition reads), the
+//! peer's death, and truncation; and at least every [`SLICE`] the reactor looks again,
+//! so a future cannot depend only on its futex word or on a peer that existed when it
+//! parked.
 
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use crate::sync::{AtomicU32, AtomicU64};
 use crate::Error;
 
 /// Spins between two looks at the clock (deadline and cheap checks).
 pub const CHECK_SPINS: u32 = 64;
 /// The longest time between two peer-liveness checks.
 pub const PEER_CHECK: Duration = Duration::from_millis(1);
-/// The longest single sleep: a sleeper wakes at least this often to run the checks.
+/// The longest single sleep: a sleeper wakes at least this often to run the checks, and
+/// a parked future is looked at by the reactor at least this often.
 pub const SLICE: Duration = Duration::from_millis(20);
 
 const POLL_SPINS: u32 = 64;
 const POLL_YIELDS: u32 = 128;
+
+/// How long an awaiting call spins before it parks when its end is in
+/// [`WaitMode::Spin`] (a future must not spin without end: it holds an executor thread).
+pub const ASYNC_SPIN: Duration = Duration::from_micros(50);
+
+/// How an endpoint waits for the other side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitMode {
+    /// Busy-poll; never sleeps. Lowest latency, one core per waiting side.
+    Spin,
+    /// Spin for `spin`, then sleep on a futex until woken.
+    Block {
+        /// How long to spin before sleeping.
+        spin: Duration,
+    },
+}
+
+impl WaitMode {
+    /// How long an awaiting call spins before it parks (a future must not spin without
+    /// end: it holds an executor thread).
+    pub(crate) fn async_spin(self) -> Duration {
+        match self {
+            WaitMode::Block { spin } => spin,
+            WaitMode::Spin => ASYNC_SPIN,
+        }
+    }
+
+    pub(crate) fn pace(self) -> Pace {
+        match self {
+            WaitMode::Spin => Pace::Spin,
+            WaitMode::Block { spin } => Pace::Block { spin },
+        }
+    }
+}
+
+impl Default for WaitMode {
+    fn default() -> Self {
+        WaitMode::Block {
+            spin: Duration::from_micros(50),
+        }
+    }
+}
 
 /// How a [`Waiter`] waits between two looks at its condition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pace {
     /// Busy-poll; never sleeps.
     Spin,
-    /// Spin for `spin`, then sleep through [`Sleeper::prepare`] / [`Sleeper::sleep`] in
-    /// slices of at most [`SLICE`].
+    /// Spin for `spin`, then sleep through [`Sleeper::prepare`] in slices of at most
+    /// [`SLICE`].
     Block {
         /// How long to spin first.
         spin: Duration,
@@ -54,6 +114,99 @@ pub enum Pace {
     Poll,
 }
 
+/// The most words a [`Park`] watches besides its futex word.
+pub const WATCH_MAX: usize = 4;
+
+/// A word a parked wait watches, with the value it had when the wait announced itself.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Watched<'a> {
+    U32(&'a AtomicU32, u32),
+    U64(&'a AtomicU64, u64),
+}
+
+/// What an announced wait sleeps on: its futex word (or nothing, to poll), the words
+/// whose change ends a parked future's wait, the peer whose death ends it, and how long
+/// a blocking sleep may last.
+#[derive(Debug, Clone, Copy)]
+pub struct Park<'a> {
+    pub(crate) futex: Option<(&'a AtomicU32, u32)>,
+    pub(crate) watch: [Option<Watched<'a>>; WATCH_MAX],
+    pub(crate) limit: Option<Duration>,
+    pub(crate) peer: u32,
+    pub(crate) periodic: bool,
+}
+
+impl<'a> Park<'a> {
+    /// Sleep while `word` holds `expected` (a futex wait; woken by the other side).
+    pub fn futex(word: &'a AtomicU32, expected: u32) -> Self {
+        Park {
+            futex: Some((word, expected)),
+            watch: [None; WATCH_MAX],
+            limit: None,
+            peer: 0,
+            periodic: false,
+        }
+    }
+
+    /// Sleep with no word to wake us: the wait polls.
+    pub fn poll() -> Self {
+        Park {
+            futex: None,
+            watch: [None; WATCH_MAX],
+            limit: None,
+            peer: 0,
+            periodic: true,
+        }
+    }
+
+    /// Also end a parked future's wait when `word` no longer holds `value`. At most
+    /// [`WATCH_MAX`] words; more are ignored (the [`SLICE`] look still covers them).
+    pub fn watch_u32(self, word: &'a AtomicU32, value: u32) -> Self {
+        self.add(Watched::U32(word, value))
+    }
+
+    /// [`watch_u32`](Self::watch_u32) for an 8-byte word.
+    pub fn watch_u64(self, word: &'a AtomicU64, value: u64) -> Self {
+        self.add(Watched::U64(word, value))
+    }
+
+    fn add(mut self, w: Watched<'a>) -> Self {
+        if let Some(free) = self.watch.iter_mut().find(|x| x.is_none()) {
+            *free = Some(w);
+        }
+        self
+    }
+
+    /// Sleep at most `limit` at a time (the poll interval of a polling wait).
+    pub fn limit(mut self, limit: Duration) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// The process whose death ends the wait (0: none yet).
+    pub fn peer(mut self, pid: u32) -> Self {
+        self.peer = pid;
+        self
+    }
+
+    /// Wake a parked future at every reactor tick ([`SLICE`]) whatever the words say: for
+    /// a condition spread over more words than a park can watch, or one with a deadline
+    /// of its own (the reliable publisher's eviction timeout).
+    pub fn periodic(mut self) -> Self {
+        self.periodic = true;
+        self
+    }
+
+    /// Sleeps at most `limit` (and the park's own limit): on the futex word, or plainly.
+    fn sleep(&self, limit: Duration) {
+        let limit = self.limit.map_or(limit, |l| l.min(limit));
+        match self.futex {
+            Some((word, expected)) => crate::futex::wait(word, expected, Some(limit)),
+            None => std::thread::sleep(limit),
+        }
+    }
+}
+
 /// What a wait checks and how it sleeps. Only [`check`](Self::check) is required.
 pub trait Sleeper {
     /// Whether the wait must end now for a reason other than its deadline: `Err` ends it.
@@ -61,17 +214,12 @@ pub trait Sleeper {
     /// only cheap ones (a close flag, a truncation flag).
     fn check(&mut self, peer: bool) -> Result<(), Error>;
 
-    /// Gets ready to sleep: `Ok(Some(token))` to sleep on `token`, `Ok(None)` if the
-    /// condition may hold now (the loop looks again; the next round runs the checks
-    /// again). The default sleeps without a token (polling).
-    fn prepare(&mut self) -> Result<Option<u32>, Error> {
-        Ok(Some(0))
-    }
-
-    /// Sleeps for at most `limit` (it may return early for any reason).
-    fn sleep(&mut self, token: u32, limit: Duration) {
-        let _ = token;
-        std::thread::sleep(limit);
+    /// Gets ready to sleep: `Ok(Some(park))` to sleep on it, `Ok(None)` if the condition
+    /// may hold now (the loop looks again; the next round runs the checks again). After a
+    /// `Some`, [`done`](Self::done) is called once the sleep is over. The default sleeps
+    /// without a word (polling).
+    fn prepare(&mut self) -> Result<Option<Park<'_>>, Error> {
+        Ok(Some(Park::poll()))
     }
 
     /// Undoes what `prepare` announced, after a sleep.
@@ -130,7 +278,7 @@ impl Waiter {
     }
 
     /// The deadline, then the sleeper's checks (the peer's only if one is due).
-    fn checks(&mut self, s: &mut impl Sleeper) -> Result<(), Error> {
+    fn checks(&mut self, s: &mut (impl Sleeper + ?Sized)) -> Result<(), Error> {
         let now = self.elapsed();
         if let Some(t) = self.timeout {
             if now >= t {
@@ -166,7 +314,7 @@ impl Waiter {
     ///
     /// This is the only way a wait loop may go round again.
     #[inline]
-    pub fn pause(&mut self, s: &mut impl Sleeper) -> Result<(), Error> {
+    pub fn pause(&mut self, s: &mut (impl Sleeper + ?Sized)) -> Result<(), Error> {
         self.rounds = self.rounds.wrapping_add(1);
         if self.spinning() {
             if self.rounds.is_multiple_of(CHECK_SPINS) {
@@ -184,56 +332,132 @@ impl Waiter {
         }
         self.checks(s)?;
         let limit = self.remaining().map_or(SLICE, |r| r.min(SLICE));
-        match self.pace {
+        let limit = match self.pace {
             Pace::Spin => unreachable!("a spinning pace never sleeps"),
+            Pace::Poll if self.rounds < POLL_YIELDS => {
+                std::thread::yield_now();
+                return Ok(());
+            }
             Pace::Poll => {
-                if self.rounds < POLL_YIELDS {
-                    std::thread::yield_now();
-                } else {
-                    let step = Duration::from_micros(10u64 << self.poll_sleep.min(7));
-                    self.poll_sleep = self.poll_sleep.saturating_add(1);
-                    if let Some(token) = s.prepare()? {
-                        s.sleep(token, step.min(limit));
-                        s.done();
-                    }
-                }
+                let step = Duration::from_micros(10u64 << self.poll_sleep.min(7));
+                self.poll_sleep = self.poll_sleep.saturating_add(1);
+                step.min(limit)
             }
-            Pace::Block { .. } => {
-                if let Some(token) = s.prepare()? {
-                    s.sleep(token, limit);
-                    s.done();
-                }
-            }
+            Pace::Block { .. } => limit,
+        };
+        if let Some(park) = s.prepare()? {
+            park.sleep(limit);
+            s.done();
         }
         Ok(())
     }
 }
 
-/// The spin phase of an awaiting call: `pause` between looks, the clock read every 64
-/// rounds; `again` is false once `spin` is over (then the future parks). The caller makes
-/// its checks (close, corruption, truncation) on every look.
-pub(crate) struct Spinner {
-    spin: Duration,
-    start: Option<Instant>,
-    rounds: u32,
+/// One endpoint operation, written once: the try, blocking and async calls all run it
+/// (through [`try_once`], [`block`] and [`poll_step`]), so no path can skip a check
+/// another path makes.
+pub(crate) trait Step: Sleeper {
+    /// What the operation yields.
+    type Out;
+    /// One attempt: `Ok(Some(out))` when the operation is done, `Ok(None)` to wait,
+    /// `Err` for an end (a close once everything was read, corruption, eviction).
+    fn look(&mut self) -> Result<Option<Self::Out>, Error>;
 }
 
-impl Spinner {
-    pub(crate) fn new(spin: Duration) -> Self {
-        Spinner {
-            spin,
-            start: None,
-            rounds: 0,
+/// The try call: one look; if it must wait, the round's cheap checks, then `would_wait`
+/// (`Empty` or `Full`).
+pub(crate) fn try_once<S: Step + ?Sized>(s: &mut S, would_wait: Error) -> Result<S::Out, Error> {
+    if let Some(x) = s.look()? {
+        return Ok(x);
+    }
+    s.check(false)?;
+    Err(would_wait)
+}
+
+/// The blocking call: look, then [`Waiter::pause`], until done or ended.
+#[inline]
+pub(crate) fn block<S: Step + ?Sized>(
+    s: &mut S,
+    pace: Pace,
+    timeout: Option<Duration>,
+) -> Result<S::Out, Error> {
+    let mut w = Waiter::new(pace, timeout);
+    loop {
+        if let Some(x) = s.look()? {
+            return Ok(x);
+        }
+        w.pause(s)?;
+    }
+}
+
+/// A future's parked state, kept in its endpoint: the reactor registration, and whether
+/// the step announced a sleep that [`Sleeper::done`] must take back.
+#[derive(Default)]
+pub(crate) struct Parked {
+    registration: Option<crate::reactor::Registration>,
+    announced: bool,
+}
+
+impl Parked {
+    /// Leaves the reactor and takes back the announcement: at every poll, and when the
+    /// future or the endpoint is dropped.
+    pub(crate) fn release(&mut self, s: &mut (impl Sleeper + ?Sized)) {
+        self.registration = None;
+        if std::mem::take(&mut self.announced) {
+            s.done();
         }
     }
+}
 
-    pub(crate) fn again(&mut self) -> bool {
-        self.rounds = self.rounds.wrapping_add(1);
-        if !self.rounds.is_multiple_of(CHECK_SPINS) {
-            crate::sync::spin_hint();
-            return true;
+/// The async call's poll: take back the last park, look (spinning for `spin`, with the
+/// cheap checks every [`CHECK_SPINS`] looks), then the full checks (peer included), then
+/// announce and park with the reactor. A future polled again after a wake-up runs the
+/// same code from the top.
+pub(crate) fn poll_step<S: Step + ?Sized>(
+    s: &mut S,
+    parked: &mut Parked,
+    spin: Duration,
+    cx: &mut Context<'_>,
+) -> Poll<Result<S::Out, Error>> {
+    parked.release(s);
+    let mut rounds: u32 = 0;
+    let mut start: Option<Instant> = None;
+    loop {
+        match s.look() {
+            Err(e) => return Poll::Ready(Err(e)),
+            Ok(Some(x)) => return Poll::Ready(Ok(x)),
+            Ok(None) => {}
         }
-        self.start.get_or_insert_with(Instant::now).elapsed() < self.spin
+        rounds = rounds.wrapping_add(1);
+        if rounds.is_multiple_of(CHECK_SPINS) {
+            if let Err(e) = s.check(false) {
+                return Poll::Ready(Err(e));
+            }
+            if start.get_or_insert_with(Instant::now).elapsed() >= spin {
+                break;
+            }
+        } else if spin.is_zero() {
+            break;
+        } else {
+            crate::sync::spin_hint();
+        }
+    }
+    if let Err(e) = s.check(true) {
+        return Poll::Ready(Err(e));
+    }
+    match s.prepare() {
+        Err(e) => Poll::Ready(Err(e)),
+        Ok(None) => {
+            // The condition may hold now: look again at the next poll.
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+        Ok(Some(park)) => {
+            let reg = crate::reactor::register(&park, cx.waker());
+            parked.registration = Some(reg);
+            parked.announced = true;
+            Poll::Pending
+        }
     }
 }
 
@@ -291,7 +515,7 @@ mod tests {
             self.0 += 1;
             Ok(())
         }
-        fn prepare(&mut self) -> Result<Option<u32>, Error> {
+        fn prepare(&mut self) -> Result<Option<Park<'_>>, Error> {
             Ok(None)
         }
     }
@@ -329,7 +553,7 @@ mod tests {
                     Ok(())
                 }
             }
-            fn prepare(&mut self) -> Result<Option<u32>, Error> {
+            fn prepare(&mut self) -> Result<Option<Park<'_>>, Error> {
                 Ok(None)
             }
         }

@@ -242,6 +242,11 @@ pub fn run(backends: &[Backend], size: u64, json: bool) -> Result<()> {
 
 /// The tutorial's writer.
 pub fn write(name: &str, size: u64, hold: bool, raw: bool, json: bool) -> Result<()> {
+    if hold {
+        crate::util::hold_until_signal();
+    } else {
+        crate::util::remember_segment(name);
+    }
     let shm = ShmOptions::new(name)
         .size(size)
         .mode(if raw { 0o644 } else { 0o600 })
@@ -294,6 +299,7 @@ pub fn write(name: &str, size: u64, hold: bool, raw: bool, json: bool) -> Result
         }
     } else {
         let mut shm = seg.into_memory();
+        crate::util::forget_segment(name);
         shm.persist();
         if !json {
             println!(
@@ -371,6 +377,7 @@ pub fn read(name: &str, unlink: bool, schema: SchemaArg, raw: bool, json: bool) 
 
 /// Serves a sealed memfd holding the tutorial's record.
 pub fn serve(socket: &Path, size: u64, once: bool, json: bool) -> Result<()> {
+    crate::util::hold_until_signal();
     let shm = shm_memfd::MemfdOptions::new()
         .name("shm-demo")
         .size(size)

@@ -79,6 +79,12 @@ unsafe impl SharedMemory for Mem {
     fn is_owner(&self) -> bool {
         self.inner().is_owner()
     }
+    fn truncated(&self) -> Option<u64> {
+        self.inner().truncated()
+    }
+    fn writable(&self) -> bool {
+        self.inner().writable()
+    }
 }
 
 /// Creates fresh memory of `size` bytes; a posix segment gets a unique name.
@@ -86,6 +92,9 @@ pub fn create(backend: Backend, size: u64) -> Result<Mem> {
     Ok(match backend {
         Backend::Posix => {
             let name = format!("/shm-demo-{}-{}", std::process::id(), next_id());
+            // Removed by the signal handler if Ctrl-C ends the run (and by the owner's
+            // drop on every other way out).
+            crate::util::remember_segment(&name);
             Mem::Posix(
                 ShmOptions::new(name)
                     .size(size)
@@ -156,9 +165,22 @@ pub fn start_peer(
 ) -> Result<Peer> {
     let exe = std::env::current_exe()
         .map_err(|e| Failure::new(format!("cannot find own executable: {e}")))?;
+    let parent = std::process::id();
     let spawn = |endpoint: &[&str]| -> Result<std::process::Child> {
-        Command::new(&exe)
-            .args(["--backend", backend.name(), "peer"])
+        let mut cmd = Command::new(&exe);
+        // SAFETY: the closure runs in the forked child before exec and makes only
+        // async-signal-safe calls (prctl, getppid, _exit).
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                // The peer dies with us: Ctrl-C or a crash of the demo leaves no child.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if libc::getppid() as u32 != parent {
+                    libc::_exit(1); // we died before the line above took effect
+                }
+                Ok(())
+            })
+        };
+        cmd.args(["--backend", backend.name(), "peer"])
             .args(endpoint)
             .args(role_args)
             .stdin(Stdio::null())
@@ -174,6 +196,7 @@ pub fn start_peer(
         }
         Backend::Memfd => {
             let path = socket_path();
+            crate::util::remember_path(&path);
             let server = Server::bind(&path).map_err(errors::memfd)?;
             let mut child = spawn(&["--socket", path.to_str().expect("utf-8 temp path")])?;
             let fd = mem.memfd_fd().expect("memfd memory");

@@ -1,7 +1,7 @@
 //! Sizes, durations, JSON output, errors and signals.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// A failure the demo reports on stderr: what went wrong, and what to do about it.
@@ -142,18 +142,132 @@ pub fn json_num(line: &str, key: &str) -> Option<f64> {
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Set by the commands whose documented end is a signal (`write --hold`, `serve`): they
+/// check [`interrupted`] in their loops and clean up on the way out, exiting 0. Every
+/// other run is ended by the handler itself (see [`catch_signals`]).
+static HOLDING: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn on_signal(_: libc::c_int) {
-    // Only an atomic store: async-signal-safe.
-    INTERRUPTED.store(true, Ordering::Relaxed);
+/// Paths the demo made (POSIX segments as `/dev/shm/NAME`, socket files), for the signal
+/// handler to remove: fixed slots of atomic bytes, so that the handler reads them without
+/// a lock or an allocation.
+const PATH_SLOTS: usize = 64;
+const PATH_MAX: usize = 256;
+struct PathSlot {
+    used: AtomicBool,
+    len: AtomicUsize,
+    bytes: [AtomicU8; PATH_MAX],
+}
+static PATHS: [PathSlot; PATH_SLOTS] = [const {
+    PathSlot {
+        used: AtomicBool::new(false),
+        len: AtomicUsize::new(0),
+        bytes: [const { AtomicU8::new(0) }; PATH_MAX],
+    }
+}; PATH_SLOTS];
+
+/// Remembers `path` for removal if a signal ends the run; [`forget_path`] when it is
+/// removed the ordinary way. A path that does not fit (or a full table) is not
+/// remembered: the ordinary cleanup still runs on every other way out.
+pub fn remember_path(path: &std::path::Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let b = path.as_os_str().as_bytes();
+    if b.len() >= PATH_MAX || b.contains(&0) {
+        return;
+    }
+    for slot in &PATHS {
+        if slot.used.load(Ordering::Relaxed) || slot.len.load(Ordering::Relaxed) != 0 {
+            continue;
+        }
+        // Claim the slot through `len` (0 = free), then fill it, then publish it.
+        if slot
+            .len
+            .compare_exchange(0, b.len(), Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            continue;
+        }
+        for (d, &c) in slot.bytes.iter().zip(b) {
+            d.store(c, Ordering::Relaxed);
+        }
+        slot.bytes[b.len()].store(0, Ordering::Relaxed);
+        // Release: pairs with the handler's Acquire load of `used`.
+        slot.used.store(true, Ordering::Release);
+        return;
+    }
 }
 
-/// Turns SIGINT and SIGTERM into a flag, so that the demo unwinds and cleans up (unlinks
-/// its segments, removes its sockets) instead of dying where it stands.
+/// The same, for a POSIX segment name (`/NAME` lives at `/dev/shm/NAME`).
+pub fn remember_segment(name: &str) {
+    let plain = name.trim_start_matches('/');
+    remember_path(std::path::Path::new(&format!("/dev/shm/{plain}")));
+}
+
+/// Forgets a path removed the ordinary way.
+pub fn forget_path(path: &std::path::Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let b = path.as_os_str().as_bytes();
+    for slot in &PATHS {
+        if slot.used.load(Ordering::Acquire)
+            && slot.len.load(Ordering::Relaxed) == b.len()
+            && slot
+                .bytes
+                .iter()
+                .zip(b)
+                .all(|(x, &c)| x.load(Ordering::Relaxed) == c)
+        {
+            slot.used.store(false, Ordering::Release);
+            slot.len.store(0, Ordering::Release);
+        }
+    }
+}
+
+/// The same, for a POSIX segment name.
+pub fn forget_segment(name: &str) {
+    let plain = name.trim_start_matches('/');
+    forget_path(std::path::Path::new(&format!("/dev/shm/{plain}")));
+}
+
+/// Marks this run as one that a signal ends normally (it checks [`interrupted`]).
+pub fn hold_until_signal() {
+    HOLDING.store(true, Ordering::Release);
+}
+
+#[allow(unsafe_code)]
+extern "C" fn on_signal(sig: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+    if HOLDING.load(Ordering::Acquire) {
+        return; // the holding loop sees the flag and cleans up
+    }
+    // Any other run ends here, within the signal's delivery: remove what the run made,
+    // then `_exit` with 128 + the signal. Only async-signal-safe calls (unlink, _exit);
+    // children die with us (they are started with PR_SET_PDEATHSIG = SIGKILL).
+    for slot in &PATHS {
+        // Acquire: pairs with the Release store in `remember_path`.
+        if !slot.used.load(Ordering::Acquire) {
+            continue;
+        }
+        let mut buf = [0u8; PATH_MAX];
+        for (d, x) in buf.iter_mut().zip(slot.bytes.iter()) {
+            *d = x.load(Ordering::Relaxed);
+        }
+        buf[PATH_MAX - 1] = 0;
+        // SAFETY: `buf` is NUL-terminated (its last byte at least); unlink is
+        // async-signal-safe and only reads the path.
+        unsafe { libc::unlink(buf.as_ptr().cast()) };
+    }
+    // SAFETY: _exit is async-signal-safe and never returns.
+    unsafe { libc::_exit(128 + sig) };
+}
+
+/// Installs the handler for SIGINT and SIGTERM. Commands that hold a segment until a
+/// signal ([`hold_until_signal`]) see a flag and unwind (removing what they made, exit
+/// 0); every other run (the exchange, stream, pingpong, broadcast, idle) is ended by the
+/// handler at once: it removes the segments and sockets the run made, its children die
+/// with it, and it exits with 130 (SIGINT) or 143 (SIGTERM).
 #[allow(unsafe_code)]
 pub fn catch_signals() {
     for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: `on_signal` only stores to an atomic, which is async-signal-safe; the
+        // SAFETY: `on_signal` only uses atomics and async-signal-safe calls; the
         // sigaction struct is fully initialised.
         unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();

@@ -329,6 +329,9 @@ unsafe impl SharedMemory for MemfdShm {
     fn writable(&self) -> bool {
         self.writable
     }
+    fn truncated(&self) -> Option<u64> {
+        None // sealed against shrinking (F_SEAL_SHRINK, checked before mapping)
+    }
 }
 
 /// Checks a received fd before it is mapped writable; returns its size.

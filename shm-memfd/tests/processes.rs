@@ -54,7 +54,8 @@ fn child() {
                 col1: 1,
                 col2: 2,
                 col3: 3,
-            });
+            })
+            .expect("write");
         }
         "apply-writes" => shm_core::testing::apply_writes_from_stdin(&seg),
         other => panic!("unknown role {other}"),

@@ -30,11 +30,13 @@ fn child() {
             let v = seg.read();
             println!("RESULT {} {} {}", v.col1, v.col2, v.col3);
         }
-        "write" => seg.write(&MyData {
-            col1: 1,
-            col2: 2,
-            col3: 3,
-        }),
+        "write" => seg
+            .write(&MyData {
+                col1: 1,
+                col2: 2,
+                col3: 3,
+            })
+            .expect("write"),
         "apply-writes" => shm_core::testing::apply_writes_from_stdin(&seg),
         other => panic!("unknown role {other}"),
     }

@@ -9,8 +9,8 @@ use super::protocol::{self, Attempt, Control, Slot};
 use crate::layout::{AttachOptions, Expect, Kind, Schema};
 use crate::proc::{self, Liveness};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
-use crate::wait::{Pace, Sleeper, Waiter};
-use crate::{copy, Error, RawSegment, Record, SharedMemory, WaitMode};
+use crate::wait::{self, Pace, Park, Parked, Sleeper, Step, WaitMode};
+use crate::{copy, Error, RawSegment, Record, SharedMemory};
 
 const LINE: u64 = 128;
 // Control lines, grouped by who writes them and how often (see the layout table).
@@ -79,7 +79,9 @@ pub struct BroadcastOptions {
     max_message: Option<u64>,
     max_subscribers: u32,
     evict_timeout: Duration,
-    schema: Option<Schema>,
+    /// The record's schema, or the error `Schema::of` gave (a name too long), reported
+    /// by `create` and `segment_len` rather than lost.
+    schema: Option<Result<Schema, Error>>,
 }
 
 impl Default for BroadcastOptions {
@@ -130,7 +132,7 @@ impl BroadcastOptions {
     /// Publish records of type `T`: the segment's header declares `T`'s schema, and
     /// `max_message` defaults to `size_of::<T>()`.
     pub fn record<T: Record>(mut self) -> Self {
-        self.schema = Schema::of::<T>().ok();
+        self.schema = Some(Schema::of::<T>());
         if self.max_message.is_none() {
             self.max_message = Some(std::mem::size_of::<T>() as u64);
         }
@@ -166,7 +168,7 @@ impl BroadcastOptions {
         }
         let max_message = self.max_message.unwrap_or(4096 - SLOT_HEADER);
         let schema = match self.schema {
-            Some(s) => s,
+            Some(s) => s?,
             None => bytes_schema(),
         };
         let cfg = Config {
@@ -277,11 +279,6 @@ impl<M: SharedMemory> Clone for Broadcast<M> {
 impl<M: SharedMemory> Broadcast<M> {
     /// Lays a broadcast into fresh, zeroed memory.
     pub fn create(mem: M, opts: &BroadcastOptions) -> Result<Self, Error> {
-        if !mem.writable() {
-            return Err(Error::ReadOnly {
-                what: "creating a broadcast",
-            });
-        }
         let cfg = opts.config()?;
         let need = cfg.payload_len().expect("checked by config");
         let seg = RawSegment::create(mem, expect(cfg.schema, need, false), |raw| {
@@ -488,10 +485,16 @@ impl<M: SharedMemory> Broadcast<M> {
 
     /// The publishing end. One per broadcast at a time, across processes and within one
     /// (like a channel's ends: [`Error::RoleTaken`] while a live process holds it).
+    ///
+    /// A new publisher may take over from one that closed or died: it goes on from the
+    /// message count the last one reached, and subscribers that did not stop at
+    /// [`Error::Closed`] receive its messages (see [`Subscriber::recv`]).
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`] on a read-only mapping, [`Error::RoleTaken`],
+    /// [`Error::Corrupt`] for an impossible message count.
     pub fn publisher(&self) -> Result<Publisher<M>, Error> {
-        if !self.seg.memory().writable() {
-            return Err(Error::ReadOnly { what: "publishing" });
-        }
+        self.seg.check_writable("publishing")?;
         let me = proc::current_pid();
         let holder = self.holder();
         // Acquire: pairs with the Release store of 0 by the previous publisher's drop.
@@ -531,17 +534,21 @@ impl<M: SharedMemory> Broadcast<M> {
         }
         // Release: pairs with the subscribers' Acquire loads of `closed`.
         self.closed().store(0, Ordering::Release);
+        // Subscribers parked before we existed watch the holder word; wake them at once.
+        protocol::bump_data(self.control());
+        crate::futex::wake(self.control().data_seq);
+        let n = self.cfg.max_subscribers as usize;
         Ok(Publisher {
             b: self.clone(),
             next,
             wait: WaitMode::default(),
-            park: None,
-            sleeping: false,
-            async_since: None,
+            parked: Parked::default(),
+            waiting_since: None,
             scan: Scan {
                 members_seen: self.control().members.load(Ordering::SeqCst),
                 min_position: 0,
-                evicted: vec![0; self.cfg.max_subscribers as usize],
+                evicted: vec![0; n],
+                verified: vec![0; n],
             },
         })
     }
@@ -550,10 +557,15 @@ impl<M: SharedMemory> Broadcast<M> {
     ///
     /// On a writable mapping it takes a subscriber line ([`Error::SubscribersFull`] when
     /// all are taken); on a read-only one (lossy mode only, else [`Error::ReadOnly`]) it
-    /// writes nothing and polls.
+    /// writes nothing and polls. A read-only subscriber holds no line, so the publisher
+    /// cannot count it ([`subscriber_count`](Self::subscriber_count)).
+    ///
+    /// # Errors
+    /// As above, and [`Error::Corrupt`] for an impossible message count.
     pub fn subscribe(&self) -> Result<Subscriber<M>, Error> {
         let ctl = self.control();
-        if !self.seg.memory().writable() {
+        let me = proc::current_pid();
+        if !self.seg.is_writable() {
             if self.cfg.mode == BroadcastMode::Reliable {
                 return Err(Error::ReadOnly {
                     what: "a reliable subscriber (it publishes its position)",
@@ -567,20 +579,8 @@ impl<M: SharedMemory> Broadcast<M> {
                     found: next,
                 });
             }
-            return Ok(Subscriber {
-                b: self.clone(),
-                line: None,
-                next,
-                published: next,
-                batch: 1,
-                me: proc::current_pid(),
-                wait: WaitMode::default(),
-                broken: None,
-                park: None,
-                sleeping: false,
-            });
+            return Ok(self.subscriber(None, next, 1, me));
         }
-        let me = proc::current_pid();
         for i in 0..self.cfg.max_subscribers {
             let m = self.member(i);
             // Acquire: pairs with the Release store of 0 in a previous subscriber's drop.
@@ -612,22 +612,34 @@ impl<M: SharedMemory> Broadcast<M> {
                     found: next,
                 });
             }
-            return Ok(Subscriber {
-                b: self.clone(),
-                line: Some(i),
-                next,
-                published: next,
-                batch: (self.cfg.slots / 16).max(1),
-                me,
-                wait: WaitMode::default(),
-                broken: None,
-                park: None,
-                sleeping: false,
-            });
+            return Ok(self.subscriber(Some(i), next, (self.cfg.slots / 16).max(1), me));
         }
         Err(Error::SubscribersFull {
             max: self.cfg.max_subscribers,
         })
+    }
+
+    /// The same as [`subscribe`](Self::subscribe), named like [`publisher`](Self::publisher).
+    ///
+    /// # Errors
+    /// As [`subscribe`](Self::subscribe).
+    pub fn subscriber_end(&self) -> Result<Subscriber<M>, Error> {
+        self.subscribe()
+    }
+
+    fn subscriber(&self, line: Option<u32>, next: u64, batch: u64, me: u32) -> Subscriber<M> {
+        Subscriber {
+            b: self.clone(),
+            line,
+            next,
+            delivered: next,
+            published: next,
+            batch,
+            me,
+            wait: WaitMode::default(),
+            broken: None,
+            parked: Parked::default(),
+        }
     }
 
     fn check_schema<T: Record>(&self) -> Result<(), Error> {
@@ -657,121 +669,75 @@ struct Scan {
     /// Positions only grow and leaving only raises it, so it stays a safe bound until
     /// someone joins (`members` changes).
     min_position: u64,
-    /// Per line, the pid we evicted there: that line is ignored until another process
-    /// takes it, so a subscriber that sets itself active again cannot stall us twice.
+    /// Per line, the pid we evicted there (0: none). The line is ignored until a live
+    /// process takes it: a pid word that a hostile peer keeps rewriting (`pid = k++`) does
+    /// not make the line count again.
     evicted: Vec<u32>,
+    /// Per line, a pid seen alive after an eviction there (so it is checked only once).
+    verified: Vec<u32>,
+}
+
+impl Scan {
+    /// Whether line `i`, now held by `pid`, counts: not evicted, or taken since by a
+    /// process that is really alive.
+    fn counts(&mut self, i: usize, pid: u32) -> bool {
+        let evicted = self.evicted[i];
+        if evicted == 0 {
+            return true;
+        }
+        if evicted == pid {
+            return false;
+        }
+        if self.verified[i] == pid {
+            return true;
+        }
+        if proc::liveness(pid) == Liveness::Alive {
+            self.verified[i] = pid;
+            self.evicted[i] = 0;
+            return true;
+        }
+        false
+    }
 }
 
 /// The publishing end of a broadcast.
+///
+/// Every way of publishing (`try_publish`, `publish`, `publish_timeout`, `publish_async`
+/// and the `_pod` forms over them) runs the same step (`PublishStep`).
 pub struct Publisher<M: SharedMemory> {
     b: Broadcast<M>,
     next: u64,
     wait: WaitMode,
     scan: Scan,
-    /// `publish_async`'s parked state, and when its wait for room began (for evictions).
-    park: Option<crate::reactor::Registration>,
-    sleeping: bool,
-    async_since: Option<Instant>,
+    parked: Parked,
+    /// Since when the publisher has been waiting for room for message `next` (reliable):
+    /// the eviction clock. Cleared once the message is written.
+    waiting_since: Option<Instant>,
 }
 
-impl<M: SharedMemory> Publisher<M> {
-    /// How this end waits (reliable mode).
-    pub fn set_wait(&mut self, mode: WaitMode) {
-        self.wait = mode;
-    }
+/// The publisher's one step: room for message `next` (reliable), or nothing to wait for
+/// (lossy).
+struct PublishStep<'a, M: SharedMemory> {
+    b: &'a Broadcast<M>,
+    next: u64,
+    scan: &'a mut Scan,
+    since: &'a mut Option<Instant>,
+}
 
-    /// The number the next message will get.
-    pub fn next_message(&self) -> u64 {
-        self.next
-    }
-
-    /// Publishes a copy of `bytes`. Reliable: waits for room, evicting subscribers that
-    /// are dead, corrupt, or stuck past the eviction timeout, so it returns within about
-    /// that timeout. Lossy: never waits.
-    pub fn publish(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        self.publish_impl(bytes, None)
-    }
-
-    /// [`publish`](Self::publish), waiting at most `timeout` for room (reliable mode).
-    pub fn publish_timeout(&mut self, bytes: &[u8], timeout: Duration) -> Result<(), Error> {
-        self.publish_impl(bytes, Some(timeout))
-    }
-
-    /// Publishes if there is room now (always, in lossy mode), else [`Error::Full`].
-    pub fn try_publish(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        self.check(bytes.len())?;
-        if self.b.cfg.mode == BroadcastMode::Reliable && !self.room() {
-            self.b.seg.intact()?;
-            return Err(Error::Full);
-        }
-        self.write(bytes)
-    }
-
-    /// Publishes a record of the broadcast's type ([`Error::SchemaMismatch`] for another).
-    pub fn publish_pod<T: Record>(&mut self, value: &T) -> Result<(), Error> {
-        self.b.check_schema::<T>()?;
-        self.publish(bytemuck::bytes_of(value))
-    }
-
-    fn check(&self, len: usize) -> Result<(), Error> {
-        let len = len as u64;
-        if len > self.b.cfg.max_message {
-            return Err(Error::MessageTooLarge {
-                len,
-                max: self.b.cfg.max_message,
-            });
-        }
-        Ok(())
-    }
-
-    fn publish_impl(&mut self, bytes: &[u8], timeout: Option<Duration>) -> Result<(), Error> {
-        self.check(bytes.len())?;
-        if self.b.cfg.mode == BroadcastMode::Reliable && !self.room() {
-            // Only a publish that must wait reads the clock.
-            let mut w = Waiter::new(self.wait.pace(), timeout);
-            let start = Instant::now();
-            while !self.room() {
-                let mut s = PublishWait {
-                    publisher: &mut *self,
-                    start,
-                };
-                w.pause(&mut s)?;
-            }
-        }
-        self.write(bytes)
-    }
-
-    /// Writes message `next` and publishes it (room was checked).
-    fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        let n = self.next;
-        let b = &self.b;
-        let slot = b.slot(n);
-        protocol::begin_write(slot, n);
-        // SAFETY: the slot's payload holds max_message >= bytes.len() bytes (checked) in
-        // the validated payload; Release as the protocol requires.
-        unsafe { copy::store_bytes_ordered(b.payload_of(n), bytes, Ordering::Release) };
-        if protocol::end_write(b.control(), slot, n, bytes.len() as u64) {
-            protocol::bump_data(b.control());
-            crate::futex::wake(b.control().data_seq);
-        }
-        self.next = n + 1;
-        b.seg.intact()
-    }
-
+impl<M: SharedMemory> PublishStep<'_, M> {
     /// Whether message `next` may be written: its slot's previous message was read by
     /// every active subscriber. Rescans the subscriber lines when someone joined or when
     /// the cached minimum is not enough.
     fn room(&mut self) -> bool {
         let n = self.next;
         let slots = self.b.cfg.slots;
+        let changed = protocol::members_changed(self.b.control(), &mut self.scan.members_seen);
         if n < slots {
             // The slot was never used: nothing to destroy. (A joiner's first message
             // is at least the tail it saw, so it never needs an earlier one.)
-            let _ = protocol::members_changed(self.b.control(), &mut self.scan.members_seen);
             return true;
         }
         let need = n + 1 - slots;
-        let changed = protocol::members_changed(self.b.control(), &mut self.scan.members_seen);
         if !changed && self.scan.min_position >= need {
             return true;
         }
@@ -780,6 +746,10 @@ impl<M: SharedMemory> Publisher<M> {
     }
 
     /// Reads every subscriber line; evicts those whose position is impossible.
+    ///
+    /// Its cost is one look at each of `max_subscribers` lines. A co-subscriber that keeps
+    /// bumping `members` makes it run before every message: that slows the publisher (a
+    /// scan per message) but cannot stop it.
     fn rescan(&mut self) {
         let n = self.next;
         let mut min = u64::MAX;
@@ -792,11 +762,8 @@ impl<M: SharedMemory> Publisher<M> {
                 self.scan.evicted[i as usize] = 0;
                 continue;
             }
-            if self.scan.evicted[i as usize] == pid {
-                continue;
-            }
             // Acquire: pairs with the subscriber's Release store of its state.
-            if m.state.load(Ordering::Acquire) != ACTIVE {
+            if m.state.load(Ordering::Acquire) != ACTIVE || !self.scan.counts(i as usize, pid) {
                 continue;
             }
             // Acquire: pairs with the subscriber's Release store of its position.
@@ -816,17 +783,23 @@ impl<M: SharedMemory> Publisher<M> {
         // Release: pairs with the subscriber's Acquire load of its state.
         self.b.member(i).state.store(why, Ordering::Release);
         self.scan.evicted[i as usize] = pid;
+        self.scan.verified[i as usize] = 0;
         protocol::bump_data(self.b.control());
         crate::futex::wake(self.b.control().data_seq);
     }
 
-    /// While waiting for room: evicts the subscribers that hold the slot back and are dead
-    /// (`peer`) or have been behind since `start` for longer than the eviction timeout.
-    fn evict_blockers(&mut self, peer: bool, start: Instant) {
+    /// Whether the wait for message `next` has lasted the eviction timeout.
+    fn overdue(&mut self) -> bool {
+        self.since.get_or_insert_with(Instant::now).elapsed() >= self.b.cfg.evict_timeout
+    }
+
+    /// Evicts the subscribers that hold the slot back and are dead (`peer`), or all of
+    /// them once the wait is overdue.
+    fn evict_blockers(&mut self, peer: bool) {
         let Some(need) = (self.next + 1).checked_sub(self.b.cfg.slots) else {
             return;
         };
-        let overdue = start.elapsed() >= self.b.cfg.evict_timeout;
+        let overdue = self.overdue();
         if !peer && !overdue {
             return;
         }
@@ -842,51 +815,226 @@ impl<M: SharedMemory> Publisher<M> {
             {
                 continue;
             }
-            if peer && proc::liveness(pid) == Liveness::Dead {
+            if overdue {
+                let why = if proc::liveness(pid) == Liveness::Dead {
+                    EVICTED_DEAD
+                } else {
+                    EVICTED_BEHIND
+                };
+                self.evict(i, pid, why);
+            } else if proc::liveness(pid) == Liveness::Dead {
                 self.evict(i, pid, EVICTED_DEAD);
-            } else if overdue {
-                self.evict(i, pid, EVICTED_BEHIND);
             }
         }
     }
 }
 
-/// How the reliable publisher waits for room: evictions as its checks, the futex sleep.
-struct PublishWait<'a, M: SharedMemory> {
-    publisher: &'a mut Publisher<M>,
-    start: Instant,
+impl<M: SharedMemory> Step for PublishStep<'_, M> {
+    type Out = ();
+
+    #[inline]
+    fn look(&mut self) -> Result<Option<()>, Error> {
+        if self.b.cfg.mode == BroadcastMode::Lossy || self.room() {
+            return Ok(Some(()));
+        }
+        if self.since.is_some() && self.overdue() {
+            // The eviction timeout has passed since this message began to wait: every
+            // subscriber still holding it back is evicted, and the message goes out
+            // whatever the lines say now. However they churn, a publish waits at most
+            // about the eviction timeout.
+            self.evict_blockers(false);
+            return Ok(Some(()));
+        }
+        Ok(None)
+    }
 }
 
-impl<M: SharedMemory> Sleeper for PublishWait<'_, M> {
+impl<M: SharedMemory> Sleeper for PublishStep<'_, M> {
     fn check(&mut self, peer: bool) -> Result<(), Error> {
-        self.publisher.b.seg.intact()?;
-        self.publisher.evict_blockers(peer, self.start);
+        self.b.seg.intact()?;
+        self.evict_blockers(peer);
         Ok(())
     }
-    fn prepare(&mut self) -> Result<Option<u32>, Error> {
-        let p = &mut *self.publisher;
+
+    fn prepare(&mut self) -> Result<Option<Park<'_>>, Error> {
+        let b: &Broadcast<M> = self.b;
+        let ctl = b.control();
         // `room` reads the positions after the flag store and the fence (in the protocol
         // function), against each subscriber's position store, fence, flag load.
-        let b = p.b.clone();
-        Ok(protocol::publisher_prepare_sleep(b.control(), || p.room()))
-    }
-    fn sleep(&mut self, token: u32, limit: Duration) {
+        let Some(seq) = protocol::publisher_prepare_sleep(ctl, || self.room()) else {
+            return Ok(None);
+        };
         // Never longer than what is left of the eviction timeout: the check must run.
-        let left = self
-            .publisher
-            .b
+        let since = self.since.get_or_insert_with(Instant::now);
+        let left = b
             .cfg
             .evict_timeout
-            .saturating_sub(self.start.elapsed())
+            .saturating_sub(since.elapsed())
             .max(Duration::from_micros(100));
-        crate::futex::wait(
-            self.publisher.b.control().space_seq,
-            token,
-            Some(limit.min(left)),
-        );
+        Ok(Some(
+            Park::futex(ctl.space_seq, seq)
+                .watch_u32(ctl.members, ctl.members.load(Ordering::Relaxed))
+                .limit(left)
+                // The condition is spread over every line, and the eviction clock runs.
+                .periodic(),
+        ))
     }
+
     fn done(&mut self) {
-        protocol::publisher_done_sleeping(self.publisher.b.control());
+        protocol::publisher_done_sleeping(self.b.control());
+    }
+}
+
+impl<M: SharedMemory> Publisher<M> {
+    /// How this end waits (reliable mode).
+    pub fn set_wait(&mut self, mode: WaitMode) {
+        self.wait = mode;
+    }
+
+    /// The number the next message will get.
+    pub fn next_message(&self) -> u64 {
+        self.next
+    }
+
+    #[inline]
+    fn step(&mut self) -> (PublishStep<'_, M>, &mut Parked) {
+        (
+            PublishStep {
+                b: &self.b,
+                next: self.next,
+                scan: &mut self.scan,
+                since: &mut self.waiting_since,
+            },
+            &mut self.parked,
+        )
+    }
+
+    /// Publishes a copy of `bytes`. Reliable: waits for room, evicting subscribers that
+    /// are dead, corrupt, or stuck past the eviction timeout, so it returns within about
+    /// that timeout however the subscriber lines churn. Lossy: never waits.
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`], [`Error::Truncated`].
+    pub fn publish(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.publish_impl(bytes, None)
+    }
+
+    /// [`publish`](Self::publish), waiting at most `timeout` for room (reliable mode).
+    ///
+    /// # Errors
+    /// As [`publish`](Self::publish), and [`Error::Timeout`].
+    pub fn publish_timeout(&mut self, bytes: &[u8], timeout: Duration) -> Result<(), Error> {
+        self.publish_impl(bytes, Some(timeout))
+    }
+
+    /// Publishes if there is room now (always, in lossy mode).
+    ///
+    /// # Errors
+    /// [`Error::Full`] when there is no room now, and as [`publish`](Self::publish).
+    pub fn try_publish(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.check(bytes.len())?;
+        let (mut step, _) = self.step();
+        wait::try_once(&mut step, Error::Full)?;
+        self.write(bytes)
+    }
+
+    /// Publishes a record of the broadcast's type.
+    ///
+    /// # Errors
+    /// [`Error::SchemaMismatch`] for another type, and as [`publish`](Self::publish).
+    pub fn publish_pod<T: Record>(&mut self, value: &T) -> Result<(), Error> {
+        self.b.check_schema::<T>()?;
+        self.publish(bytemuck::bytes_of(value))
+    }
+
+    /// Waits until at least `n` subscribers hold a line (read-only subscribers hold none
+    /// and are not counted), at most `timeout`; returns the count seen.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], [`Error::Truncated`].
+    pub fn wait_for_subscribers(&self, n: u32, timeout: Duration) -> Result<u32, Error> {
+        wait::poll_until(timeout, || {
+            if let Err(e) = self.b.seg.intact() {
+                return Some(Err(e));
+            }
+            let c = self.b.subscriber_count();
+            (c >= n).then_some(Ok(c))
+        })?
+    }
+
+    fn check(&self, len: usize) -> Result<(), Error> {
+        let len = len as u64;
+        if len > self.b.cfg.max_message {
+            return Err(Error::MessageTooLarge {
+                len,
+                max: self.b.cfg.max_message,
+            });
+        }
+        Ok(())
+    }
+
+    fn publish_impl(&mut self, bytes: &[u8], timeout: Option<Duration>) -> Result<(), Error> {
+        self.check(bytes.len())?;
+        let pace = self.wait.pace();
+        let (mut step, _) = self.step();
+        wait::block(&mut step, pace, timeout)?;
+        self.write(bytes)
+    }
+
+    /// Writes message `next` and publishes it (room was found).
+    fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        let n = self.next;
+        let b = &self.b;
+        let slot = b.slot(n);
+        protocol::begin_write(slot, n);
+        // SAFETY: the slot's payload holds max_message >= bytes.len() bytes (checked) in
+        // the validated payload, and the mapping is writable (the write gate in
+        // `publisher`); Release as the protocol requires.
+        unsafe { copy::store_bytes_ordered(b.payload_of(n), bytes, Ordering::Release) };
+        if protocol::end_write(b.control(), slot, n, bytes.len() as u64) {
+            protocol::bump_data(b.control());
+            crate::futex::wake(b.control().data_seq);
+        }
+        self.next = n + 1;
+        self.waiting_since = None;
+        b.seg.intact()
+    }
+
+    /// Publishes a copy of `bytes` without blocking the thread. It runs the same step as
+    /// [`publish`](Self::publish): reliable mode waits for room (evicting the dead, the
+    /// corrupt and the overdue), spinning, then parking with the
+    /// [`reactor`](crate::reactor), which looks at it at least every
+    /// [`SLICE`](crate::wait::SLICE); lossy mode completes at once.
+    ///
+    /// # Errors
+    /// As [`publish`](Self::publish).
+    ///
+    /// # Cancel safety
+    /// Cancellation safe: nothing is written until room is found, and then the write
+    /// completes in the same poll; dropping the future while it waits publishes nothing.
+    pub fn publish_async<'a>(&'a mut self, bytes: &'a [u8]) -> PublishFuture<'a, M> {
+        PublishFuture {
+            publisher: self,
+            bytes,
+            done: false,
+        }
+    }
+
+    /// [`publish_pod`](Self::publish_pod) without blocking the thread.
+    ///
+    /// # Errors
+    /// As [`publish_pod`](Self::publish_pod).
+    ///
+    /// # Cancel safety
+    /// As [`publish_async`](Self::publish_async).
+    pub async fn publish_pod_async<T: Record>(&mut self, value: &T) -> Result<(), Error> {
+        self.b.check_schema::<T>()?;
+        self.publish_async(bytemuck::bytes_of(value)).await
+    }
+
+    fn unpark(&mut self) {
+        let (mut step, parked) = self.step();
+        parked.release(&mut step);
     }
 }
 
@@ -902,355 +1050,6 @@ impl<M: SharedMemory> Drop for Publisher<M> {
         // Release: pairs with the Acquire holder loads of the next publisher and of
         // subscribers telling a close from a death.
         self.b.holder().store(0, Ordering::Release);
-    }
-}
-
-/// A subscriber of a broadcast.
-pub struct Subscriber<M: SharedMemory> {
-    b: Broadcast<M>,
-    /// Its line, or `None` for a read-only (lossy) subscriber, which writes nothing.
-    line: Option<u32>,
-    next: u64,
-    /// The position last published in the line (reliable): positions go out every
-    /// `batch` messages and whenever the subscriber finds nothing to read, so a waiting
-    /// publisher always hears of progress before the subscriber waits.
-    published: u64,
-    batch: u64,
-    /// Our pid, read once (a `getpid` per receive showed in profiles).
-    me: u32,
-    wait: WaitMode,
-    broken: Option<Error>,
-    /// `recv_async`'s parked state: its registration, and whether it counted itself in
-    /// `sleepers`.
-    park: Option<crate::reactor::Registration>,
-    sleeping: bool,
-}
-
-/// What one look for the next message found.
-enum Look {
-    Got(u64),
-    Empty,
-}
-
-impl<M: SharedMemory> Subscriber<M> {
-    /// How this subscriber waits (a read-only subscriber polls whatever the mode).
-    pub fn set_wait(&mut self, mode: WaitMode) {
-        self.wait = mode;
-    }
-
-    /// The number of the next message it will receive.
-    pub fn next_message(&self) -> u64 {
-        self.next
-    }
-
-    /// The next message, copied into `buf` (resized to fit); returns its number.
-    /// Waits as long as it takes, or until the publisher closes or dies (once everything
-    /// published was read). [`Error::Lagged`] says how many were missed; the next call
-    /// goes on from the oldest message still there.
-    pub fn recv(&mut self, buf: &mut Vec<u8>) -> Result<u64, Error> {
-        self.recv_impl(buf, None)
-    }
-
-    /// [`recv`](Self::recv), waiting at most `timeout`.
-    pub fn recv_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<u64, Error> {
-        self.recv_impl(buf, Some(timeout))
-    }
-
-    /// The next message if there is one now, else [`Error::Empty`] (or [`Error::Closed`]).
-    pub fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<u64, Error> {
-        let closed = self.closed();
-        match self.look(buf)? {
-            Look::Got(n) => Ok(n),
-            Look::Empty if closed => Err(Error::Closed),
-            Look::Empty => Err(Error::Empty),
-        }
-    }
-
-    /// The next record, of the broadcast's type ([`Error::SchemaMismatch`] for another).
-    pub fn recv_pod<T: Record>(&mut self) -> Result<T, Error> {
-        self.b.check_schema::<T>()?;
-        let mut buf = Vec::with_capacity(std::mem::size_of::<T>());
-        self.recv(&mut buf)?;
-        if buf.len() != std::mem::size_of::<T>() {
-            return Err(Error::Corrupt {
-                what: "a record message's length",
-                found: buf.len() as u64,
-            });
-        }
-        Ok(bytemuck::pod_read_unaligned(&buf))
-    }
-
-    fn closed(&self) -> bool {
-        // Acquire: pairs with the Release store in `Publisher::drop`.
-        self.b.closed().load(Ordering::Acquire) != 0
-    }
-
-    fn recv_impl(&mut self, buf: &mut Vec<u8>, timeout: Option<Duration>) -> Result<u64, Error> {
-        let pace = if self.line.is_some() {
-            self.wait.pace()
-        } else {
-            Pace::Poll
-        };
-        let mut w = Waiter::new(pace, timeout);
-        loop {
-            // Read `closed` before looking: a close seen here came after every message
-            // published before it.
-            let closed = self.closed();
-            match self.look(buf)? {
-                Look::Got(n) => return Ok(n),
-                Look::Empty if closed => return Err(Error::Closed),
-                Look::Empty => {}
-            }
-            let mut s = SubscribeWait {
-                sub: &mut *self,
-                registered: false,
-            };
-            w.pause(&mut s)?;
-        }
-    }
-
-    /// Our line's state: `Err(Evicted)` once the publisher evicted us.
-    fn still_member(&mut self) -> Result<(), Error> {
-        if let Some(e) = self.broken {
-            return Err(e);
-        }
-        let Some(i) = self.line else { return Ok(()) };
-        let m = self.b.member(i);
-        // Acquire: pairs with the publisher's Release store in `evict`.
-        let state = m.state.load(Ordering::Acquire);
-        let pid = m.pid.load(Ordering::Relaxed);
-        if state != ACTIVE || pid != self.me {
-            let e = Error::Evicted {
-                reason: eviction_reason(state),
-            };
-            self.broken = Some(e);
-            return Err(e);
-        }
-        Ok(())
-    }
-
-    /// One look for message `next`.
-    fn look(&mut self, buf: &mut Vec<u8>) -> Result<Look, Error> {
-        self.still_member()?;
-        let b = &self.b;
-        let p = self.next;
-        let payload = b.payload_of(p);
-        let attempt = protocol::try_read(
-            b.control(),
-            b.slot(p),
-            p,
-            b.cfg.slots,
-            b.cfg.max_message,
-            |len| {
-                buf.resize(len as usize, 0);
-                // SAFETY: `len <= max_message` (checked by `try_read`), so the copy stays
-                // inside the slot's payload; Acquire as the protocol requires.
-                unsafe { copy::load_bytes_ordered(payload, buf, Ordering::Acquire) };
-            },
-        );
-        b.seg.intact()?;
-        match attempt {
-            Attempt::Got(()) => {
-                self.next = p.saturating_add(1);
-                if self.next.saturating_sub(self.published) >= self.batch {
-                    self.publish_position();
-                }
-                Ok(Look::Got(p))
-            }
-            Attempt::Empty => {
-                // Before waiting: a publisher waiting for us must hear where we are.
-                if self.published != self.next {
-                    self.publish_position();
-                }
-                Ok(Look::Empty)
-            }
-            Attempt::Lagged { resume } => {
-                // Reliable: a member is never overwritten unless it was evicted.
-                self.still_member()?;
-                let missed = resume.saturating_sub(p);
-                self.next = resume;
-                Err(Error::Lagged { missed })
-            }
-            Attempt::Corrupt(len) => {
-                let e = Error::Corrupt {
-                    what: "a broadcast message length",
-                    found: len,
-                };
-                self.broken = Some(e);
-                Err(e)
-            }
-        }
-    }
-
-    /// Publishes our position (`next`) in our line, and wakes the publisher if it waits
-    /// (reliable only: in lossy mode nobody reads positions).
-    fn publish_position(&mut self) {
-        let Some(i) = self.line else { return };
-        if self.b.cfg.mode == BroadcastMode::Lossy {
-            return;
-        }
-        let ctl = self.b.control();
-        if protocol::release(ctl, self.b.member(i).position, self.next.saturating_sub(1)) {
-            protocol::bump_space(ctl);
-            crate::futex::wake(ctl.space_seq);
-        }
-        self.published = self.next;
-    }
-}
-
-/// How a subscriber waits: the publisher's close or death and our eviction end it; a
-/// subscriber with a line announces its sleep, a read-only one just polls.
-struct SubscribeWait<'a, M: SharedMemory> {
-    sub: &'a mut Subscriber<M>,
-    registered: bool,
-}
-
-impl<M: SharedMemory> Sleeper for SubscribeWait<'_, M> {
-    fn check(&mut self, peer: bool) -> Result<(), Error> {
-        self.sub.b.seg.intact()?;
-        self.sub.still_member()?;
-        if !peer {
-            return Ok(());
-        }
-        let b = &self.sub.b;
-        // Acquire: pairs with the Release store of 0 in `Publisher::drop`, which follows
-        // the close: a cleared holder comes with a visible close.
-        let pid = b.holder().load(Ordering::Acquire);
-        if self.sub.closed() {
-            return Ok(()); // the loop reports it once everything was read
-        }
-        if proc::liveness(pid) == Liveness::Dead {
-            // Messages published before the crash are still delivered.
-            // Acquire: pairs with the publisher's Release store of `tail`.
-            if b.control().tail.load(Ordering::Acquire) > self.sub.next {
-                return Ok(());
-            }
-            return Err(Error::PeerDied { pid });
-        }
-        Ok(())
-    }
-    fn prepare(&mut self) -> Result<Option<u32>, Error> {
-        let ctl = self.sub.b.control();
-        if self.sub.line.is_none() {
-            // Read-only: nothing to announce; a short poll sleep.
-            return Ok(Some(ctl.data_seq.load(Ordering::Acquire)));
-        }
-        let token = protocol::prepare_sleep(ctl, self.sub.next);
-        self.registered = token.is_some();
-        Ok(token)
-    }
-    fn sleep(&mut self, token: u32, limit: Duration) {
-        let limit = if self.sub.line.is_none() {
-            limit.min(Duration::from_millis(1))
-        } else {
-            limit
-        };
-        crate::futex::wait(self.sub.b.control().data_seq, token, Some(limit));
-    }
-    fn done(&mut self) {
-        if self.registered {
-            protocol::done_sleeping(self.sub.b.control());
-            self.registered = false;
-        }
-    }
-}
-
-impl<M: SharedMemory> Drop for Subscriber<M> {
-    fn drop(&mut self) {
-        self.unpark();
-        let Some(i) = self.line else { return };
-        let m = self.b.member(i);
-        // Leave only a line that is still ours (an evicted line we keep until now).
-        if m.pid.load(Ordering::Relaxed) != self.me {
-            return;
-        }
-        // Release: pairs with the publisher's Acquire state load in `rescan`.
-        m.state.store(LEFT, Ordering::Release);
-        // Release: pairs with the Acquire pid loads of the next claimer and the publisher.
-        m.pid.store(0, Ordering::Release);
-        // The publisher may be waiting on us: let it look again.
-        let ctl = self.b.control();
-        if ctl.publisher_sleeping.load(Ordering::Relaxed) != 0 {
-            protocol::bump_space(ctl);
-            crate::futex::wake(ctl.space_seq);
-        }
-    }
-}
-
-impl<M: SharedMemory> Publisher<M> {
-    fn unpark(&mut self) {
-        self.park = None;
-        if std::mem::take(&mut self.sleeping) {
-            protocol::publisher_done_sleeping(self.b.control());
-        }
-    }
-
-    /// The async core of `publish_async`: `Ready` once message `next` may be written.
-    fn poll_room(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Error>> {
-        use std::task::Poll;
-        self.unpark();
-        if self.b.cfg.mode == BroadcastMode::Lossy {
-            return Poll::Ready(Ok(()));
-        }
-        let mut spinner = crate::wait::Spinner::new(self.wait.async_spin());
-        loop {
-            if self.room() {
-                self.async_since = None;
-                return Poll::Ready(Ok(()));
-            }
-            if let Err(e) = self.b.seg.intact() {
-                return Poll::Ready(Err(e));
-            }
-            if !spinner.again() {
-                break;
-            }
-        }
-        // The blocking path's checks: evict the dead and the overdue that hold us back.
-        let since = *self.async_since.get_or_insert_with(Instant::now);
-        self.evict_blockers(true, since);
-        let b = self.b.clone();
-        let ctl = b.control();
-        match protocol::publisher_prepare_sleep(ctl, || self.room()) {
-            None => {
-                cx.waker().wake_by_ref();
-                Poll::Pending
-            }
-            Some(seq) => {
-                self.sleeping = true;
-                // Periodic: the eviction timeout must run even if nobody moves.
-                self.park = Some(crate::reactor::register(
-                    ctl.space_seq,
-                    seq,
-                    cx.waker(),
-                    0,
-                    true,
-                ));
-                Poll::Pending
-            }
-        }
-    }
-
-    /// Publishes a copy of `bytes` without blocking the thread: reliable mode waits for
-    /// room as [`publish`](Self::publish) does (evicting the dead, the corrupt and the
-    /// overdue), spinning, then parking with the [`reactor`](crate::reactor); lossy mode
-    /// completes at once.
-    ///
-    /// **Cancellation safe**: nothing is written until room is found, and then the write
-    /// completes in the same poll; dropping the future while it waits publishes nothing.
-    pub fn publish_async<'a>(&'a mut self, bytes: &'a [u8]) -> PublishFuture<'a, M> {
-        PublishFuture {
-            publisher: self,
-            bytes,
-            done: false,
-        }
-    }
-}
-
-impl<M: SharedMemory> Publisher<M> {
-    /// [`publish_pod`](Self::publish_pod) without blocking the thread.
-    pub async fn publish_pod_async<T: Record>(&mut self, value: &T) -> Result<(), Error> {
-        self.b.check_schema::<T>()?;
-        self.publish_async(bytemuck::bytes_of(value)).await
     }
 }
 
@@ -1277,7 +1076,9 @@ impl<M: SharedMemory> std::future::Future for PublishFuture<'_, M> {
             this.done = true;
             return Poll::Ready(Err(e));
         }
-        match this.publisher.poll_room(cx) {
+        let spin = this.publisher.wait.async_spin();
+        let (mut step, parked) = this.publisher.step();
+        match wait::poll_step(&mut step, parked, spin, cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(r) => {
                 this.done = true;
@@ -1293,103 +1094,394 @@ impl<M: SharedMemory> Drop for PublishFuture<'_, M> {
     }
 }
 
-impl<M: SharedMemory> Subscriber<M> {
-    fn unpark(&mut self) {
-        self.park = None;
-        if std::mem::take(&mut self.sleeping) {
+/// A subscriber of a broadcast.
+///
+/// Every way of receiving (`try_recv`, `recv`, `recv_timeout`, `recv_async` and the
+/// `_pod` forms over them) runs the same step (`SubscribeStep`).
+pub struct Subscriber<M: SharedMemory> {
+    b: Broadcast<M>,
+    /// Its line, or `None` for a read-only (lossy) subscriber, which writes nothing.
+    line: Option<u32>,
+    next: u64,
+    /// One past the last message delivered: `next` never goes below it (a resync after
+    /// a forged tail never delivers a message twice or out of order).
+    delivered: u64,
+    /// The position last published in the line (reliable): positions go out every
+    /// `batch` messages and whenever the subscriber finds nothing to read, so a waiting
+    /// publisher always hears of progress before the subscriber waits.
+    published: u64,
+    batch: u64,
+    /// Our pid, read once (a `getpid` per receive showed in profiles).
+    me: u32,
+    wait: WaitMode,
+    broken: Option<Error>,
+    parked: Parked,
+}
+
+/// The subscriber's one step: the next message, copied into `buf`.
+struct SubscribeStep<'a, M: SharedMemory> {
+    b: &'a Broadcast<M>,
+    line: Option<u32>,
+    me: u32,
+    batch: u64,
+    next: &'a mut u64,
+    delivered: &'a mut u64,
+    published: &'a mut u64,
+    broken: &'a mut Option<Error>,
+    buf: &'a mut Vec<u8>,
+}
+
+impl<M: SharedMemory> SubscribeStep<'_, M> {
+    fn closed(&self) -> bool {
+        // Acquire: pairs with the Release store in `Publisher::drop`.
+        self.b.closed().load(Ordering::Acquire) != 0
+    }
+
+    /// Our line's state: `Err(Evicted)` once the publisher evicted us (or `Truncated`
+    /// when the line reads as nonsense because the segment was truncated under us).
+    fn still_member(&mut self) -> Result<(), Error> {
+        if let Some(e) = *self.broken {
+            return Err(e);
+        }
+        let Some(i) = self.line else { return Ok(()) };
+        let m = self.b.member(i);
+        // Acquire: pairs with the publisher's Release store in `evict`.
+        let state = m.state.load(Ordering::Acquire);
+        let pid = m.pid.load(Ordering::Relaxed);
+        if state != ACTIVE || pid != self.me {
+            self.b.seg.intact()?;
+            let e = Error::Evicted {
+                reason: eviction_reason(state),
+            };
+            *self.broken = Some(e);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Lossy: a position ahead of the tail (moved there by a forged tail) resyncs to the
+    /// oldest message held, never below what was delivered, as `Lagged`.
+    fn resync_if_ahead(&mut self) -> Result<(), Error> {
+        if self.b.cfg.mode != BroadcastMode::Lossy {
+            return Ok(());
+        }
+        // Acquire: pairs with the publisher's Release store of `tail`.
+        let tail = self.b.control().tail.load(Ordering::Acquire);
+        if tail > protocol::MAX_TAIL || *self.next <= tail.saturating_add(1) {
+            return Ok(());
+        }
+        *self.next = protocol::oldest_readable(tail, self.b.cfg.slots).max(*self.delivered);
+        Err(Error::Lagged { missed: 0 })
+    }
+
+    /// Publishes our position (`next`) in our line, and wakes the publisher if it waits
+    /// (reliable only: in lossy mode nobody reads positions).
+    fn publish_position(&mut self) {
+        let Some(i) = self.line else { return };
+        if self.b.cfg.mode == BroadcastMode::Lossy {
+            return;
+        }
+        let ctl = self.b.control();
+        if protocol::release(ctl, self.b.member(i).position, self.next.saturating_sub(1)) {
+            protocol::bump_space(ctl);
+            crate::futex::wake(ctl.space_seq);
+        }
+        *self.published = *self.next;
+    }
+}
+
+impl<M: SharedMemory> Step for SubscribeStep<'_, M> {
+    type Out = u64;
+
+    fn look(&mut self) -> Result<Option<u64>, Error> {
+        // Read `closed` before looking: a close seen here came after every message
+        // published before it.
+        let closed = self.closed();
+        self.still_member()?;
+        let b = self.b;
+        let p = *self.next;
+        let payload = b.payload_of(p);
+        let buf = &mut *self.buf;
+        let attempt = protocol::try_read(
+            b.control(),
+            b.slot(p),
+            p,
+            b.cfg.slots,
+            b.cfg.max_message,
+            |len| {
+                buf.resize(len as usize, 0);
+                // SAFETY: `len <= max_message` (checked by `try_read`), so the copy stays
+                // inside the slot's payload; Acquire as the protocol requires.
+                unsafe { copy::load_bytes_ordered(payload, buf, Ordering::Acquire) };
+            },
+        );
+        b.seg.intact()?;
+        match attempt {
+            Attempt::Got(()) => {
+                *self.next = p.saturating_add(1);
+                *self.delivered = *self.next;
+                if self.next.saturating_sub(*self.published) >= self.batch {
+                    self.publish_position();
+                }
+                Ok(Some(p))
+            }
+            Attempt::Empty => {
+                // Before waiting: a publisher waiting for us must hear where we are.
+                if *self.published != *self.next {
+                    self.publish_position();
+                }
+                if closed {
+                    return Err(Error::Closed);
+                }
+                Ok(None)
+            }
+            Attempt::Lagged { resume } => {
+                // Reliable: a member is never overwritten unless it was evicted.
+                self.still_member()?;
+                let missed = resume.saturating_sub(p);
+                *self.next = resume.max(*self.delivered);
+                Err(Error::Lagged { missed })
+            }
+            Attempt::Corrupt(len) => {
+                let e = Error::Corrupt {
+                    what: "a broadcast message length",
+                    found: len,
+                };
+                *self.broken = Some(e);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl<M: SharedMemory> Sleeper for SubscribeStep<'_, M> {
+    fn check(&mut self, peer: bool) -> Result<(), Error> {
+        self.b.seg.intact()?;
+        self.still_member()?;
+        self.resync_if_ahead()?;
+        if !peer {
+            return Ok(());
+        }
+        // Acquire: pairs with the Release store of 0 in `Publisher::drop`, which follows
+        // the close: a cleared holder comes with a visible close. Read afresh every
+        // time: a publisher that appeared after the wait began, and died, is seen.
+        let pid = self.b.holder().load(Ordering::Acquire);
+        if self.closed() {
+            return Ok(()); // `look` reports it once everything was read
+        }
+        if proc::liveness(pid) == Liveness::Dead {
+            // Messages published before the crash are still delivered.
+            // Acquire: pairs with the publisher's Release store of `tail`.
+            if self.b.control().tail.load(Ordering::Acquire) > *self.next {
+                return Ok(());
+            }
+            return Err(Error::PeerDied { pid });
+        }
+        Ok(())
+    }
+
+    fn prepare(&mut self) -> Result<Option<Park<'_>>, Error> {
+        let b: &Broadcast<M> = self.b;
+        let ctl = b.control();
+        let p = *self.next;
+        let holder = b.holder();
+        // Relaxed: the watched words are only compared for change by the reactor.
+        let pid = holder.load(Ordering::Relaxed);
+        let stamp = b.slot(p).stamp;
+        let park = match self.line {
+            // Read-only: nothing to announce; a short poll sleep.
+            // Acquire: pairs with the Release bump in `bump_data`.
+            None => Park::futex(ctl.data_seq, ctl.data_seq.load(Ordering::Acquire))
+                .limit(Duration::from_millis(1)),
+            Some(i) => match protocol::prepare_sleep(ctl, p) {
+                None => return Ok(None),
+                Some(seq) => {
+                    let state = b.member(i).state;
+                    Park::futex(ctl.data_seq, seq).watch_u32(state, state.load(Ordering::Relaxed))
+                }
+            },
+        };
+        Ok(Some(
+            park.watch_u64(stamp, stamp.load(Ordering::Relaxed))
+                .watch_u32(holder, pid)
+                .watch_u32(b.closed(), b.closed().load(Ordering::Relaxed))
+                .peer(pid),
+        ))
+    }
+
+    fn done(&mut self) {
+        if self.line.is_some() {
             protocol::done_sleeping(self.b.control());
         }
     }
+}
 
-    /// The async core of `recv_async`.
-    fn poll_recv(
-        &mut self,
-        buf: &mut Vec<u8>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<u64, Error>> {
-        use std::task::Poll;
-        self.unpark();
-        let mut spinner = crate::wait::Spinner::new(self.wait.async_spin());
-        loop {
-            let closed = self.closed();
-            match self.look(buf) {
-                Err(e) => return Poll::Ready(Err(e)),
-                Ok(Look::Got(n)) => return Poll::Ready(Ok(n)),
-                Ok(Look::Empty) if closed => return Poll::Ready(Err(Error::Closed)),
-                Ok(Look::Empty) => {}
-            }
-            if !spinner.again() {
-                break;
-            }
-        }
-        let b = self.b.clone();
-        let ctl = b.control();
-        // Acquire: pairs with the Release store of 0 in `Publisher::drop` (see
-        // `SubscribeWait::check`).
-        let pid = b.holder().load(Ordering::Acquire);
-        if !self.closed() && proc::liveness(pid) == Liveness::Dead {
-            // Acquire: pairs with the publisher's Release store of `tail`.
-            if ctl.tail.load(Ordering::Acquire) > self.next {
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-            return Poll::Ready(Err(Error::PeerDied { pid }));
-        }
-        if self.line.is_none() {
-            // Read-only: nothing to announce; woken every reactor tick to look again.
-            // Acquire: as in `prepare_sleep`.
-            let seq = ctl.data_seq.load(Ordering::Acquire);
-            self.park = Some(crate::reactor::register(
-                ctl.data_seq,
-                seq,
-                cx.waker(),
-                pid,
-                true,
-            ));
-            return Poll::Pending;
-        }
-        match protocol::prepare_sleep(ctl, self.next) {
-            None => {
-                cx.waker().wake_by_ref();
-                Poll::Pending
-            }
-            Some(seq) => {
-                self.sleeping = true;
-                self.park = Some(crate::reactor::register(
-                    ctl.data_seq,
-                    seq,
-                    cx.waker(),
-                    pid,
-                    false,
-                ));
-                Poll::Pending
-            }
+impl<M: SharedMemory> Subscriber<M> {
+    /// How this subscriber waits (a read-only subscriber polls whatever the mode).
+    pub fn set_wait(&mut self, mode: WaitMode) {
+        self.wait = mode;
+    }
+
+    /// The number of the next message it will receive.
+    pub fn next_message(&self) -> u64 {
+        self.next
+    }
+
+    #[inline]
+    fn step<'a>(&'a mut self, buf: &'a mut Vec<u8>) -> (SubscribeStep<'a, M>, &'a mut Parked) {
+        (
+            SubscribeStep {
+                b: &self.b,
+                line: self.line,
+                me: self.me,
+                batch: self.batch,
+                next: &mut self.next,
+                delivered: &mut self.delivered,
+                published: &mut self.published,
+                broken: &mut self.broken,
+                buf,
+            },
+            &mut self.parked,
+        )
+    }
+
+    fn pace(&self) -> Pace {
+        if self.line.is_some() {
+            self.wait.pace()
+        } else {
+            Pace::Poll
         }
     }
 
-    /// The next message, copied into `buf`, without blocking the thread; completes with
-    /// its number (as [`recv`](Self::recv)) or the error that ends the wait. Spins for
-    /// the subscriber's spin time, then parks with the [`reactor`](crate::reactor) (a
-    /// read-only subscriber is looked at every reactor tick instead).
+    /// The next message, copied into `buf` (resized to fit); returns its number.
+    /// Waits as long as it takes.
     ///
-    /// **Cancellation safe**: a message is taken only when the future completes; dropping
-    /// it pending, or woken but not polled again, loses nothing.
+    /// [`Error::Lagged`] says how many messages were missed; the next call goes on from
+    /// the oldest message still there. [`Error::Closed`] means the publisher closed and
+    /// everything it published was read; the subscriber stays joined, and if a new
+    /// publisher takes over, the next call receives its messages (so a subscriber that
+    /// should follow publishers across restarts calls `recv` again after `Closed`).
+    ///
+    /// # Errors
+    /// [`Error::Lagged`], [`Error::Closed`], [`Error::PeerDied`] (the publisher's process
+    /// died, also an unreaped one or one that appeared after the wait began, and
+    /// everything it published was read), [`Error::Evicted`], [`Error::Truncated`],
+    /// [`Error::Corrupt`].
+    pub fn recv(&mut self, buf: &mut Vec<u8>) -> Result<u64, Error> {
+        self.recv_impl(buf, None)
+    }
+
+    /// [`recv`](Self::recv), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`recv`](Self::recv), and [`Error::Timeout`].
+    pub fn recv_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<u64, Error> {
+        self.recv_impl(buf, Some(timeout))
+    }
+
+    /// The next message if there is one now.
+    ///
+    /// # Errors
+    /// [`Error::Empty`] when there is none now, and as [`recv`](Self::recv).
+    pub fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<u64, Error> {
+        let (mut step, _) = self.step(buf);
+        wait::try_once(&mut step, Error::Empty)
+    }
+
+    /// The next record, of the broadcast's type.
+    ///
+    /// # Errors
+    /// [`Error::SchemaMismatch`] for another type, and as [`recv`](Self::recv).
+    pub fn recv_pod<T: Record>(&mut self) -> Result<T, Error> {
+        self.recv_pod_numbered().map(|(_, v)| v)
+    }
+
+    /// [`recv_pod`](Self::recv_pod), with the message's number.
+    ///
+    /// # Errors
+    /// As [`recv_pod`](Self::recv_pod).
+    pub fn recv_pod_numbered<T: Record>(&mut self) -> Result<(u64, T), Error> {
+        self.b.check_schema::<T>()?;
+        let mut buf = Vec::with_capacity(std::mem::size_of::<T>());
+        let n = self.recv(&mut buf)?;
+        pod_of(&buf).map(|v| (n, v))
+    }
+
+    fn recv_impl(&mut self, buf: &mut Vec<u8>, timeout: Option<Duration>) -> Result<u64, Error> {
+        let pace = self.pace();
+        let (mut step, _) = self.step(buf);
+        wait::block(&mut step, pace, timeout)
+    }
+
+    /// The next message, copied into `buf`, without blocking the thread; completes with
+    /// its number (as [`recv`](Self::recv)) or the error that ends the wait. It runs the
+    /// same step as `recv`: it spins for the subscriber's spin time, then parks with the
+    /// [`reactor`](crate::reactor), which wakes it when a message is published, the
+    /// publisher closes, dies or is replaced, or it is evicted, and looks at it at least
+    /// every [`SLICE`](crate::wait::SLICE) (a read-only subscriber, which nobody wakes,
+    /// is found by that look).
+    ///
+    /// # Errors
+    /// As [`recv`](Self::recv).
+    ///
+    /// # Cancel safety
+    /// Cancellation safe: a message is taken only when the future completes; dropping it
+    /// pending, or woken but not polled again, loses nothing.
     pub fn recv_async<'a>(&'a mut self, buf: &'a mut Vec<u8>) -> SubscriberRecv<'a, M> {
         SubscriberRecv { sub: self, buf }
     }
 
     /// The next record, without blocking the thread ([`recv_pod`](Self::recv_pod)).
+    ///
+    /// # Errors
+    /// As [`recv_pod`](Self::recv_pod).
+    ///
+    /// # Cancel safety
+    /// As [`recv_async`](Self::recv_async).
     pub async fn recv_pod_async<T: Record>(&mut self) -> Result<T, Error> {
         self.b.check_schema::<T>()?;
         let mut buf = Vec::with_capacity(std::mem::size_of::<T>());
         self.recv_async(&mut buf).await?;
-        if buf.len() != std::mem::size_of::<T>() {
-            return Err(Error::Corrupt {
-                what: "a record message's length",
-                found: buf.len() as u64,
-            });
+        pod_of(&buf)
+    }
+
+    fn unpark(&mut self) {
+        let mut none = Vec::new();
+        let (mut step, parked) = self.step(&mut none);
+        parked.release(&mut step);
+    }
+}
+
+/// A record out of a message of the record's size.
+fn pod_of<T: Record>(buf: &[u8]) -> Result<T, Error> {
+    if buf.len() != std::mem::size_of::<T>() {
+        return Err(Error::Corrupt {
+            what: "a record message's length",
+            found: buf.len() as u64,
+        });
+    }
+    Ok(bytemuck::pod_read_unaligned(buf))
+}
+
+impl<M: SharedMemory> Drop for Subscriber<M> {
+    fn drop(&mut self) {
+        self.unpark();
+        let Some(i) = self.line else { return };
+        let m = self.b.member(i);
+        // Leave only a line that is still ours (an evicted line we keep until now).
+        if m.pid.load(Ordering::Relaxed) != self.me {
+            return;
         }
-        Ok(bytemuck::pod_read_unaligned(&buf))
+        // Release: pairs with the publisher's Acquire state load in `rescan`.
+        m.state.store(LEFT, Ordering::Release);
+        // Release: pairs with the Acquire pid loads of the next claimer and the publisher.
+        m.pid.store(0, Ordering::Release);
+        // The publisher may be waiting on us: let it look again.
+        let ctl = self.b.control();
+        if ctl.publisher_sleeping.load(Ordering::Relaxed) != 0 {
+            protocol::bump_space(ctl);
+            crate::futex::wake(ctl.space_seq);
+        }
     }
 }
 
@@ -1407,12 +1499,57 @@ impl<M: SharedMemory> std::future::Future for SubscriberRecv<'_, M> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
         let this = self.get_mut();
-        this.sub.poll_recv(this.buf, cx)
+        let spin = this.sub.wait.async_spin();
+        let (mut step, parked) = this.sub.step(this.buf);
+        wait::poll_step(&mut step, parked, spin, cx)
     }
 }
 
 impl<M: SharedMemory> Drop for SubscriberRecv<'_, M> {
     fn drop(&mut self) {
         self.sub.unpark();
+    }
+}
+
+impl<M: SharedMemory> std::fmt::Debug for Broadcast<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broadcast")
+            .field("config", &self.cfg)
+            .field("raw", &*self.seg)
+            .finish()
+    }
+}
+
+impl<M: SharedMemory> std::fmt::Debug for Publisher<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("next", &self.next)
+            .field("wait", &self.wait)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: SharedMemory> std::fmt::Debug for Subscriber<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscriber")
+            .field("line", &self.line)
+            .field("next", &self.next)
+            .field("wait", &self.wait)
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: SharedMemory> std::fmt::Debug for PublishFuture<'_, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublishFuture")
+            .field("len", &self.bytes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: SharedMemory> std::fmt::Debug for SubscriberRecv<'_, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubscriberRecv").finish_non_exhaustive()
     }
 }

@@ -9,7 +9,8 @@ use super::ring::{self, Consumer, Corrupt, Producer, Shared, CONSUMER_CLOSED, PR
 use crate::layout::{AttachOptions, Expect, Kind, Schema};
 use crate::proc::{self, Liveness};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
-use crate::wait::{Pace, Sleeper, Waiter};
+use crate::wait::{self, Park, Parked, Sleeper, Step};
+pub use crate::wait::{WaitMode, ASYNC_SPIN};
 use crate::{copy, Error, RawSegment, SharedMemory};
 
 const CHANNEL_HEADER: u64 = 128;
@@ -22,44 +23,6 @@ const CLAIM_TRIES: u32 = 64;
 
 fn channel_schema() -> Schema {
     Schema::new("channel", 1, 0, 8).expect("short name")
-}
-
-/// How a side waits for the other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WaitMode {
-    /// Busy-poll; never sleeps. Lowest latency, one core per waiting side.
-    Spin,
-    /// Spin for `spin`, then sleep on a futex until woken.
-    Block {
-        /// How long to spin before sleeping.
-        spin: Duration,
-    },
-}
-
-impl WaitMode {
-    /// How long an awaiting call spins before it parks (a future must not spin without
-    /// end: it holds an executor thread).
-    pub(crate) fn async_spin(self) -> Duration {
-        match self {
-            WaitMode::Block { spin } => spin,
-            WaitMode::Spin => ASYNC_SPIN,
-        }
-    }
-
-    pub(crate) fn pace(self) -> Pace {
-        match self {
-            WaitMode::Spin => Pace::Spin,
-            WaitMode::Block { spin } => Pace::Block { spin },
-        }
-    }
-}
-
-impl Default for WaitMode {
-    fn default() -> Self {
-        WaitMode::Block {
-            spin: Duration::from_micros(50),
-        }
-    }
 }
 
 /// How a channel segment is laid out.
@@ -284,6 +247,7 @@ impl<M: SharedMemory> Channel<M> {
         closed_bit: u32,
         role: &'static str,
     ) -> Result<RingPtrs, Error> {
+        self.seg.check_writable("taking a channel end")?;
         let ptrs = self.ring(ring)?;
         let me = proc::current_pid();
         let holder = ptrs.u32_at(holder_line + 8);
@@ -304,6 +268,17 @@ impl<M: SharedMemory> Channel<M> {
                     // (Acquire half) and with the other end's Acquire loads of `closed`
                     // (Release half).
                     closed.fetch_and(!closed_bit, Ordering::AcqRel);
+                    // Tell a waiter at the other end that it has a peer now (a parked
+                    // future watches our holder word too; this makes it look at once).
+                    let sh = ptrs.shared();
+                    let other = if closed_bit == PRODUCER_CLOSED {
+                        sh.data_seq
+                    } else {
+                        sh.space_seq
+                    };
+                    // Release: pairs with the Acquire load of the word before a sleep.
+                    other.fetch_add(1, Ordering::Release);
+                    ring::Futex::wake(&SysFutex, other);
                     return Ok(ptrs);
                 }
                 Err(now) => current = now,
@@ -317,6 +292,11 @@ impl<M: SharedMemory> Channel<M> {
     }
 
     /// The sending end of `ring` (0: creator → attacher by convention).
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`] on a read-only mapping, [`Error::NoSuchRing`],
+    /// [`Error::RoleTaken`] while a live process (this one included) holds the end,
+    /// [`Error::Corrupt`] if the ring's positions are impossible.
     pub fn sender(&self, ring: u32) -> Result<Sender<M>, Error> {
         let ptrs = self.claim(ring, 0, PRODUCER_CLOSED, "sending")?;
         let prod = Producer::new(self.cap, ptrs.shared()).map_err(corrupt)?;
@@ -326,11 +306,14 @@ impl<M: SharedMemory> Channel<M> {
             prod,
             wait: WaitMode::default(),
             broken: None,
-            park: Park::default(),
+            parked: Parked::default(),
         })
     }
 
     /// The receiving end of `ring`.
+    ///
+    /// # Errors
+    /// As [`sender`](Self::sender).
     pub fn receiver(&self, ring: u32) -> Result<Receiver<M>, Error> {
         let ptrs = self.claim(ring, LINE, CONSUMER_CLOSED, "receiving")?;
         let cons = Consumer::new(self.cap, ptrs.shared()).map_err(corrupt)?;
@@ -340,7 +323,7 @@ impl<M: SharedMemory> Channel<M> {
             cons,
             wait: WaitMode::default(),
             broken: None,
-            park: Park::default(),
+            parked: Parked::default(),
         })
     }
 }
@@ -405,6 +388,14 @@ impl RingPtrs {
     fn consumer_holder(&self) -> &AtomicU32 {
         self.u32_at(LINE + 8)
     }
+    /// The data word that holds the header of the message at position `pos`.
+    #[inline]
+    fn header_word(&self, pos: u64) -> &AtomicU64 {
+        let off = pos & (self.cap - 1) & !7;
+        // SAFETY: masked to an 8-aligned offset below the capacity: inside the data area;
+        // atomics may alias shared memory.
+        unsafe { &*self.data().add(off as usize).cast::<AtomicU64>() }
+    }
     #[inline]
     fn data(&self) -> *mut u8 {
         // SAFETY: the data area follows the control lines inside the validated ring.
@@ -442,6 +433,8 @@ impl ring::Futex for SysFutex {
 /// The end of a wait because the other end is gone: `Closed` if it closed, `PeerDied` if
 /// the holder of its end is a dead process. Read in this order: the holder word is
 /// cleared only after the close bit is set, so a cleared word comes with a visible close.
+/// The holder is read afresh every time: a peer that claimed the end after the wait
+/// began, and died, is seen.
 fn peer_gone(closed: &AtomicU32, closed_bit: u32, holder: &AtomicU32) -> Option<Error> {
     // Acquire: pairs with the Release store of 0 in the other end's drop, which follows
     // its close bit.
@@ -456,80 +449,17 @@ fn peer_gone(closed: &AtomicU32, closed_bit: u32, holder: &AtomicU32) -> Option<
     None
 }
 
-/// How a sender waits for room: the checks every round passes, and the futex sleep.
-struct SendWait<'a, M: SharedMemory> {
-    seg: &'a RawSegment<M>,
-    ptrs: RingPtrs,
-    prod: &'a mut Producer,
-    len: u64,
-}
-
-impl<M: SharedMemory> Sleeper for SendWait<'_, M> {
-    fn check(&mut self, peer: bool) -> Result<(), Error> {
-        self.seg.intact()?;
-        let sh = self.ptrs.shared();
-        // Acquire: pairs with the Release `fetch_or` in `Receiver::drop`.
-        if sh.closed.load(Ordering::Acquire) & CONSUMER_CLOSED != 0 {
-            return Err(Error::Closed);
-        }
-        if peer {
-            if let Some(e) = peer_gone(sh.closed, CONSUMER_CLOSED, self.ptrs.consumer_holder()) {
-                return Err(e);
-            }
-        }
-        Ok(())
+/// A corrupt ring breaks this end for good; other errors pass through. On a segment
+/// truncated under us the zero pages read as nonsense: that is `Truncated`, not
+/// `Corrupt`.
+fn poisoned<M: SharedMemory>(seg: &RawSegment<M>, broken: &mut Option<Error>, e: Error) -> Error {
+    if let Err(t) = seg.intact() {
+        return t;
     }
-    fn prepare(&mut self) -> Result<Option<u32>, Error> {
-        self.prod
-            .prepare_sleep(self.ptrs.shared(), self.len)
-            .map_err(corrupt)
+    if matches!(e, Error::Corrupt { .. }) {
+        *broken = Some(e);
     }
-    fn sleep(&mut self, token: u32, limit: Duration) {
-        ring::Futex::wait(&SysFutex, self.ptrs.shared().space_seq, token, Some(limit));
-    }
-    fn done(&mut self) {
-        self.prod.done_sleeping(self.ptrs.shared());
-    }
-}
-
-/// How a receiver waits for a message.
-struct RecvWait<'a, M: SharedMemory> {
-    seg: &'a RawSegment<M>,
-    ptrs: RingPtrs,
-    cons: &'a mut Consumer,
-}
-
-impl<M: SharedMemory> Sleeper for RecvWait<'_, M> {
-    fn check(&mut self, peer: bool) -> Result<(), Error> {
-        self.seg.intact()?;
-        if !peer {
-            // A close needs no check here: the loop looks at the close bit every round.
-            return Ok(());
-        }
-        let sh = self.ptrs.shared();
-        match peer_gone(sh.closed, PRODUCER_CLOSED, self.ptrs.producer_holder()) {
-            // Messages committed before the close or the crash are still delivered: the
-            // loop looks again, and reports the end once the ring is drained.
-            Some(Error::Closed) => Ok(()),
-            Some(e) => match self.cons.try_peek(sh, &self.ptrs, &SysFutex) {
-                Ok(Some(_)) => Ok(()),
-                Ok(None) => Err(e),
-                Err(c) => Err(corrupt(c)),
-            },
-            None => Ok(()),
-        }
-    }
-    fn prepare(&mut self) -> Result<Option<u32>, Error> {
-        self.cons
-            .prepare_sleep(self.ptrs.shared(), &self.ptrs)
-            .map_err(corrupt)
-    }
-    fn sleep(&mut self, token: u32, limit: Duration) {
-        ring::Futex::wait(&SysFutex, self.ptrs.shared().data_seq, token, Some(limit));
-    }
-    fn done(&mut self) {
-        self.cons.done_sleeping(self.ptrs.shared());
-    }
+    e
 }
 
 /// `OutOfBounds` unless `len` bytes at `offset` lie inside a message of `msg_len` bytes.
@@ -544,14 +474,91 @@ fn in_message(offset: usize, len: usize, msg_len: u64) -> Result<(), Error> {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// The sender
+
 /// The sending end of a ring.
+///
+/// Every way of sending (`try_reserve`, `reserve`, `reserve_timeout`, `reserve_async` and
+/// the `send` forms over them) runs the same step (`SendStep`): one code path, the same
+/// checks.
 pub struct Sender<M: SharedMemory> {
     chan: Channel<M>,
     ptrs: RingPtrs,
     prod: Producer,
     wait: WaitMode,
     broken: Option<Error>,
-    park: Park,
+    parked: Parked,
+}
+
+/// The sender's one step: room for a `len`-byte message.
+struct SendStep<'a, M: SharedMemory> {
+    seg: &'a RawSegment<M>,
+    ptrs: &'a RingPtrs,
+    prod: &'a mut Producer,
+    broken: &'a mut Option<Error>,
+    len: u64,
+}
+
+impl<M: SharedMemory> Step for SendStep<'_, M> {
+    type Out = u64;
+
+    #[inline]
+    fn look(&mut self) -> Result<Option<u64>, Error> {
+        if let Some(e) = *self.broken {
+            return Err(e);
+        }
+        let sh = self.ptrs.shared();
+        // Acquire: pairs with the Release `fetch_or` in `Receiver::drop`.
+        if sh.closed.load(Ordering::Acquire) & CONSUMER_CLOSED != 0 {
+            return Err(Error::Closed);
+        }
+        match self.prod.try_reserve(sh, self.ptrs, &SysFutex, self.len) {
+            Ok(r) => Ok(r),
+            Err(c) => Err(poisoned(self.seg, self.broken, corrupt(c))),
+        }
+    }
+}
+
+impl<M: SharedMemory> Sleeper for SendStep<'_, M> {
+    fn check(&mut self, peer: bool) -> Result<(), Error> {
+        self.seg.intact()?;
+        let sh = self.ptrs.shared();
+        // Acquire: pairs with the Release `fetch_or` in `Receiver::drop`.
+        if sh.closed.load(Ordering::Acquire) & CONSUMER_CLOSED != 0 {
+            return Err(Error::Closed);
+        }
+        if peer {
+            if let Some(e) = peer_gone(sh.closed, CONSUMER_CLOSED, self.ptrs.consumer_holder()) {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn prepare(&mut self) -> Result<Option<Park<'_>>, Error> {
+        let ptrs: &RingPtrs = self.ptrs;
+        let sh = ptrs.shared();
+        let seq = match self.prod.prepare_sleep(sh, self.len) {
+            Ok(Some(seq)) => seq,
+            Ok(None) => return Ok(None),
+            Err(c) => return Err(poisoned(self.seg, self.broken, corrupt(c))),
+        };
+        // Relaxed: only compared for change by a parked future's reactor.
+        let holder = ptrs.consumer_holder();
+        let pid = holder.load(Ordering::Relaxed);
+        Ok(Some(
+            Park::futex(sh.space_seq, seq)
+                .watch_u32(holder, pid)
+                .watch_u32(sh.closed, sh.closed.load(Ordering::Relaxed))
+                .watch_u64(sh.head, sh.head.load(Ordering::Relaxed))
+                .peer(pid),
+        ))
+    }
+
+    fn done(&mut self) {
+        self.prod.done_sleeping(self.ptrs.shared());
+    }
 }
 
 /// Space reserved in the ring for one message; write it, then [`commit`](Self::commit).
@@ -573,111 +580,88 @@ impl<M: SharedMemory> Sender<M> {
         self.prod.max_message()
     }
 
-    fn check(&self, len: usize) -> Result<u64, Error> {
-        if let Some(e) = self.broken {
-            return Err(e);
-        }
+    /// The step for a `len`-byte message, and the parked state beside it.
+    #[inline]
+    fn step(&mut self, len: usize) -> Result<(SendStep<'_, M>, &mut Parked), Error> {
         let len = len as u64;
-        if len > self.max_message() {
+        if len > self.prod.max_message() {
             return Err(Error::MessageTooLarge {
                 len,
-                max: self.max_message(),
+                max: self.prod.max_message(),
             });
         }
-        // Acquire: pairs with the Release `fetch_or` in `Receiver::drop`.
-        if self.ptrs.shared().closed.load(Ordering::Acquire) & CONSUMER_CLOSED != 0 {
-            return Err(Error::Closed);
-        }
-        Ok(len)
+        Ok((
+            SendStep {
+                seg: &self.chan.seg,
+                ptrs: &self.ptrs,
+                prod: &mut self.prod,
+                broken: &mut self.broken,
+                len,
+            },
+            &mut self.parked,
+        ))
     }
 
-    fn poison(&mut self, c: Corrupt) -> Error {
-        self.poisoned(corrupt(c))
+    fn slot(&mut self, off: u64, len: usize) -> SendSlot<'_, M> {
+        SendSlot {
+            sender: self,
+            off,
+            len: len as u64,
+        }
     }
 
-    /// A corrupt ring breaks this end for good; other errors pass through. On a segment
-    /// truncated under us the zero pages read as nonsense: that is `Truncated`, not
-    /// `Corrupt`.
-    fn poisoned(&mut self, e: Error) -> Error {
-        if let Err(t) = self.chan.seg.intact() {
-            return t;
-        }
-        if matches!(e, Error::Corrupt { .. }) {
-            self.broken = Some(e);
-        }
-        e
-    }
-
-    /// Reserves room for a `len`-byte message if there is room now, else [`Error::Full`].
+    /// Reserves room for a `len`-byte message if there is room now.
     ///
     /// A message that does not fit before the end of the ring is placed at its start,
     /// after a PAD; the PAD holds its space until the receiver passes it, so a large
     /// message can see `Full` in a ring the receiver has not looked at since.
+    ///
+    /// # Errors
+    /// [`Error::Full`] when there is no room now; [`Error::MessageTooLarge`],
+    /// [`Error::Closed`] (the receiver closed), [`Error::Corrupt`], [`Error::Truncated`].
     pub fn try_reserve(&mut self, len: usize) -> Result<SendSlot<'_, M>, Error> {
-        let len = self.check(len)?;
-        let sh = self.ptrs.shared();
-        match self.prod.try_reserve(sh, &self.ptrs, &SysFutex, len) {
-            Ok(Some(off)) => Ok(SendSlot {
-                sender: self,
-                off,
-                len,
-            }),
-            Ok(None) => {
-                self.chan.seg.intact()?;
-                Err(Error::Full)
-            }
-            Err(c) => Err(self.poison(c)),
-        }
+        let (mut step, _) = self.step(len)?;
+        let off = wait::try_once(&mut step, Error::Full)?;
+        Ok(self.slot(off, len))
     }
 
-    /// Reserves room for a `len`-byte message, waiting as long as it takes (or until the
-    /// receiver closes or dies).
+    /// Reserves room for a `len`-byte message, waiting as long as it takes.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] when the receiver closes, [`Error::PeerDied`] when its process
+    /// dies (also one that claimed the end after the wait began, and an unreaped one),
+    /// [`Error::Truncated`], [`Error::Corrupt`], [`Error::MessageTooLarge`].
     pub fn reserve(&mut self, len: usize) -> Result<SendSlot<'_, M>, Error> {
-        self.reserve_timeout_impl(len, None)
+        self.reserve_impl(len, None)
     }
 
     /// [`reserve`](Self::reserve), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`reserve`](Self::reserve), and [`Error::Timeout`].
     pub fn reserve_timeout(
         &mut self,
         len: usize,
         timeout: Duration,
     ) -> Result<SendSlot<'_, M>, Error> {
-        self.reserve_timeout_impl(len, Some(timeout))
+        self.reserve_impl(len, Some(timeout))
     }
 
-    fn reserve_timeout_impl(
+    fn reserve_impl(
         &mut self,
         len: usize,
         timeout: Option<Duration>,
     ) -> Result<SendSlot<'_, M>, Error> {
-        let len = self.check(len)?;
-        let mut w = Waiter::new(self.wait.pace(), timeout);
-        loop {
-            let sh = self.ptrs.shared();
-            match self.prod.try_reserve(sh, &self.ptrs, &SysFutex, len) {
-                Ok(Some(off)) => {
-                    return Ok(SendSlot {
-                        sender: self,
-                        off,
-                        len,
-                    })
-                }
-                Ok(None) => {}
-                Err(c) => return Err(self.poison(c)),
-            }
-            let mut sleeper = SendWait {
-                seg: &self.chan.seg,
-                ptrs: self.ptrs,
-                prod: &mut self.prod,
-                len,
-            };
-            if let Err(e) = w.pause(&mut sleeper) {
-                return Err(self.poisoned(e));
-            }
-        }
+        let pace = self.wait.pace();
+        let (mut step, _) = self.step(len)?;
+        let off = wait::block(&mut step, pace, timeout)?;
+        Ok(self.slot(off, len))
     }
 
     /// Sends a copy of `bytes`, waiting for room.
+    ///
+    /// # Errors
+    /// As [`reserve`](Self::reserve).
     pub fn send(&mut self, bytes: &[u8]) -> Result<(), Error> {
         let slot = self.reserve(bytes.len())?;
         slot.write(0, bytes)?;
@@ -686,6 +670,9 @@ impl<M: SharedMemory> Sender<M> {
     }
 
     /// Sends a copy of `bytes` if there is room now.
+    ///
+    /// # Errors
+    /// As [`try_reserve`](Self::try_reserve).
     pub fn try_send(&mut self, bytes: &[u8]) -> Result<(), Error> {
         let slot = self.try_reserve(bytes.len())?;
         slot.write(0, bytes)?;
@@ -694,11 +681,72 @@ impl<M: SharedMemory> Sender<M> {
     }
 
     /// Sends a copy of `bytes`, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// As [`reserve_timeout`](Self::reserve_timeout).
     pub fn send_timeout(&mut self, bytes: &[u8], timeout: Duration) -> Result<(), Error> {
         let slot = self.reserve_timeout(bytes.len(), timeout)?;
         slot.write(0, bytes)?;
         slot.commit();
         Ok(())
+    }
+
+    /// Room for a `len`-byte message, without blocking the thread: a future that
+    /// completes with the reserved slot (as [`reserve`](Self::reserve)) or the error that
+    /// ends the wait. It runs the same step as `reserve`: it spins for the end's spin time
+    /// (`WaitMode::Block { spin }`, or [`ASYNC_SPIN`] in spin mode), then parks with the
+    /// [`reactor`](crate::reactor), which wakes it when the receiver frees room, closes,
+    /// dies or is replaced, and looks at it at least every
+    /// [`SLICE`](crate::wait::SLICE).
+    ///
+    /// # Errors
+    /// As [`reserve`](Self::reserve).
+    ///
+    /// # Cancel safety
+    /// Cancellation safe: room is taken only when the future completes; dropping it
+    /// pending reserves nothing (a PAD it may have published to wrap the ring is part of
+    /// the ring's normal traffic, read past by the receiver), so no space leaks.
+    pub fn reserve_async(&mut self, len: usize) -> ReserveFuture<'_, M> {
+        ReserveFuture {
+            tx: Some(self),
+            len,
+        }
+    }
+
+    /// Sends a copy of `bytes`, without blocking the thread.
+    ///
+    /// # Errors
+    /// As [`reserve`](Self::reserve).
+    ///
+    /// # Cancel safety
+    /// Cancellation safe up to the moment room is found (then the copy and the commit
+    /// complete in the same poll).
+    pub async fn send_async(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        let slot = self.reserve_async(bytes.len()).await?;
+        slot.write(0, bytes)?;
+        slot.commit();
+        Ok(())
+    }
+
+    /// The async core: out of line (inlined into a caller's `async` producer loop it made a
+    /// 64-byte async stream run at 0.45x the blocking one; BENCHMARKS.md section 8).
+    #[inline(never)]
+    fn poll_room(
+        &mut self,
+        len: usize,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<u64, Error>> {
+        let spin = self.wait.async_spin();
+        match self.step(len) {
+            Err(e) => std::task::Poll::Ready(Err(e)),
+            Ok((mut step, parked)) => wait::poll_step(&mut step, parked, spin, cx),
+        }
+    }
+
+    fn unpark(&mut self) {
+        if let Ok((mut step, parked)) = self.step(0) {
+            parked.release(&mut step);
+        }
     }
 }
 
@@ -714,10 +762,14 @@ impl<M: SharedMemory> SendSlot<'_, M> {
     }
 
     /// Writes `bytes` at `offset` of the message, in place.
+    ///
+    /// # Errors
+    /// [`Error::OutOfBounds`] if the range leaves the message, [`Error::Truncated`].
     pub fn write(&self, offset: usize, bytes: &[u8]) -> Result<(), Error> {
         in_message(offset, bytes.len(), self.len)?;
         // SAFETY: the slot lies in the data area (off + len <= capacity, from the protocol),
-        // and the range is inside the slot (checked above).
+        // the range is inside the slot (checked above), and the mapping is writable (the
+        // end was claimed through the write gate).
         unsafe {
             copy::store_bytes(
                 self.sender.ptrs.data().add((self.off as usize) + offset),
@@ -751,14 +803,139 @@ impl<M: SharedMemory> Drop for Sender<M> {
     }
 }
 
+/// The future of [`Sender::reserve_async`].
+pub struct ReserveFuture<'a, M: SharedMemory> {
+    tx: Option<&'a mut Sender<M>>,
+    len: usize,
+}
+
+impl<'a, M: SharedMemory> std::future::Future for ReserveFuture<'a, M> {
+    type Output = Result<SendSlot<'a, M>, Error>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.get_mut();
+        let len = this.len;
+        let Some(tx) = this.tx.as_mut() else {
+            return std::task::Poll::Ready(Err(Error::Closed));
+        };
+        match tx.poll_room(len, cx) {
+            std::task::Poll::Pending => std::task::Poll::Pending,
+            std::task::Poll::Ready(r) => {
+                let sender = this.tx.take().expect("present above");
+                std::task::Poll::Ready(r.map(|off| SendSlot {
+                    sender,
+                    off,
+                    len: len as u64,
+                }))
+            }
+        }
+    }
+}
+
+impl<M: SharedMemory> Drop for ReserveFuture<'_, M> {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.as_mut() {
+            tx.unpark();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The receiver
+
 /// The receiving end of a ring.
+///
+/// Every way of receiving (`try_recv`, `recv`, `recv_timeout`, `recv_async`, the `Stream`
+/// and the `_into` forms over them) runs the same step (`RecvStep`): one code path, the
+/// same checks.
 pub struct Receiver<M: SharedMemory> {
     chan: Channel<M>,
     ptrs: RingPtrs,
     cons: Consumer,
     wait: WaitMode,
     broken: Option<Error>,
-    park: Park,
+    parked: Parked,
+}
+
+/// The receiver's one step: the next message's place.
+struct RecvStep<'a, M: SharedMemory> {
+    seg: &'a RawSegment<M>,
+    ptrs: &'a RingPtrs,
+    cons: &'a mut Consumer,
+    broken: &'a mut Option<Error>,
+}
+
+impl<M: SharedMemory> Step for RecvStep<'_, M> {
+    type Out = (u64, u64);
+
+    #[inline]
+    fn look(&mut self) -> Result<Option<(u64, u64)>, Error> {
+        if let Some(e) = *self.broken {
+            return Err(e);
+        }
+        let sh = self.ptrs.shared();
+        // Load `closed` before looking for data: a close seen here came after every
+        // message committed before it (Release in `Sender::drop`).
+        // Acquire: pairs with the Release `fetch_or` in the other end's drop.
+        let closed = sh.closed.load(Ordering::Acquire);
+        match self.cons.try_peek(sh, self.ptrs, &SysFutex) {
+            Ok(Some(m)) => Ok(Some(m)),
+            Ok(None) if closed & PRODUCER_CLOSED != 0 => {
+                self.seg.intact()?;
+                Err(Error::Closed)
+            }
+            Ok(None) => Ok(None),
+            Err(c) => Err(poisoned(self.seg, self.broken, corrupt(c))),
+        }
+    }
+}
+
+impl<M: SharedMemory> Sleeper for RecvStep<'_, M> {
+    fn check(&mut self, peer: bool) -> Result<(), Error> {
+        self.seg.intact()?;
+        if !peer {
+            // A close needs no check here: `look` reads the close bit every time.
+            return Ok(());
+        }
+        let sh = self.ptrs.shared();
+        match peer_gone(sh.closed, PRODUCER_CLOSED, self.ptrs.producer_holder()) {
+            // Messages committed before the close or the crash are still delivered:
+            // `look` reports the close once the ring is drained.
+            Some(Error::Closed) | None => Ok(()),
+            Some(e) => match self.cons.try_peek(sh, self.ptrs, &SysFutex) {
+                Ok(Some(_)) => Ok(()),
+                Ok(None) => Err(e),
+                Err(c) => Err(poisoned(self.seg, self.broken, corrupt(c))),
+            },
+        }
+    }
+
+    fn prepare(&mut self) -> Result<Option<Park<'_>>, Error> {
+        let ptrs: &RingPtrs = self.ptrs;
+        let sh = ptrs.shared();
+        let seq = match self.cons.prepare_sleep(sh, ptrs) {
+            Ok(Some(seq)) => seq,
+            Ok(None) => return Ok(None),
+            Err(c) => return Err(poisoned(self.seg, self.broken, corrupt(c))),
+        };
+        // Relaxed: only compared for change by a parked future's reactor.
+        let holder = ptrs.producer_holder();
+        let pid = holder.load(Ordering::Relaxed);
+        Ok(Some(
+            Park::futex(sh.data_seq, seq)
+                .watch_u32(holder, pid)
+                .watch_u32(sh.closed, sh.closed.load(Ordering::Relaxed))
+                .watch_u64(ptrs.header_word(self.cons.position()), 0)
+                .peer(pid),
+        ))
+    }
+
+    fn done(&mut self) {
+        self.cons.done_sleeping(self.ptrs.shared());
+    }
 }
 
 /// A received message, in place. Read it with [`read`](Self::read); dropping it frees its
@@ -775,99 +952,131 @@ impl<M: SharedMemory> Receiver<M> {
         self.wait = mode;
     }
 
-    fn poison(&mut self, c: Corrupt) -> Error {
-        self.poisoned(corrupt(c))
+    #[inline]
+    fn step(&mut self) -> (RecvStep<'_, M>, &mut Parked) {
+        (
+            RecvStep {
+                seg: &self.chan.seg,
+                ptrs: &self.ptrs,
+                cons: &mut self.cons,
+                broken: &mut self.broken,
+            },
+            &mut self.parked,
+        )
     }
 
-    /// A corrupt ring breaks this end for good; other errors pass through. On a segment
-    /// truncated under us the zero pages read as nonsense: that is `Truncated`, not
-    /// `Corrupt`.
-    fn poisoned(&mut self, e: Error) -> Error {
-        if let Err(t) = self.chan.seg.intact() {
-            return t;
+    fn slot(&mut self, (off, len): (u64, u64)) -> RecvSlot<'_, M> {
+        RecvSlot {
+            receiver: self,
+            off,
+            len,
         }
-        if matches!(e, Error::Corrupt { .. }) {
-            self.broken = Some(e);
-        }
-        e
     }
 
-    /// The next message if there is one now, else [`Error::Empty`] (or [`Error::Closed`]
-    /// once the sender closed and everything was read).
+    /// The next message if there is one now.
+    ///
+    /// # Errors
+    /// [`Error::Empty`] when there is none now; [`Error::Closed`] once the sender closed
+    /// and everything was read; [`Error::Corrupt`], [`Error::Truncated`].
     pub fn try_recv(&mut self) -> Result<RecvSlot<'_, M>, Error> {
-        if let Some(e) = self.broken {
-            return Err(e);
-        }
-        let sh = self.ptrs.shared();
-        // Load `closed` before looking for data: a close seen here came after every
-        // message committed before it (Release in `Sender::drop`).
-        // Acquire: pairs with the Release `fetch_or` in the other end's drop.
-        let closed = sh.closed.load(Ordering::Acquire);
-        self.chan.seg.intact()?;
-        match self.cons.try_peek(sh, &self.ptrs, &SysFutex) {
-            Ok(Some((off, len))) => Ok(RecvSlot {
-                receiver: self,
-                off,
-                len,
-            }),
-            Ok(None) if closed & PRODUCER_CLOSED != 0 => Err(Error::Closed),
-            Ok(None) => Err(Error::Empty),
-            Err(c) => Err(self.poison(c)),
-        }
+        let (mut step, _) = self.step();
+        let m = wait::try_once(&mut step, Error::Empty)?;
+        Ok(self.slot(m))
     }
 
-    /// The next message, waiting as long as it takes (or until the sender closes or dies).
+    /// The next message, waiting as long as it takes.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] once the sender closed and everything was read;
+    /// [`Error::PeerDied`] once the sender's process died (also one that claimed the end
+    /// after the wait began, and one not yet reaped) and everything it committed was
+    /// read; [`Error::Truncated`], [`Error::Corrupt`].
     pub fn recv(&mut self) -> Result<RecvSlot<'_, M>, Error> {
         self.recv_impl(None)
     }
 
     /// [`recv`](Self::recv), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`recv`](Self::recv), and [`Error::Timeout`].
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<RecvSlot<'_, M>, Error> {
         self.recv_impl(Some(timeout))
     }
 
     fn recv_impl(&mut self, timeout: Option<Duration>) -> Result<RecvSlot<'_, M>, Error> {
-        let mut w = Waiter::new(self.wait.pace(), timeout);
-        loop {
-            if let Some(e) = self.broken {
-                return Err(e);
-            }
-            let sh = self.ptrs.shared();
-            // Load `closed` before looking for data: a close seen here came after every
-            // message committed before it (Release in `Sender::drop`).
-            // Acquire: pairs with the Release `fetch_or` in the other end's drop.
-            let closed = sh.closed.load(Ordering::Acquire);
-            match self.cons.try_peek(sh, &self.ptrs, &SysFutex) {
-                Ok(Some((off, len))) => {
-                    return Ok(RecvSlot {
-                        receiver: self,
-                        off,
-                        len,
-                    })
-                }
-                Ok(None) => {}
-                Err(c) => return Err(self.poison(c)),
-            }
-            if closed & PRODUCER_CLOSED != 0 {
-                return Err(Error::Closed);
-            }
-            let mut sleeper = RecvWait {
-                seg: &self.chan.seg,
-                ptrs: self.ptrs,
-                cons: &mut self.cons,
-            };
-            if let Err(e) = w.pause(&mut sleeper) {
-                return Err(self.poisoned(e));
-            }
-        }
+        let pace = self.wait.pace();
+        let (mut step, _) = self.step();
+        let m = wait::block(&mut step, pace, timeout)?;
+        Ok(self.slot(m))
     }
 
     /// Receives the next message into `buf` (replacing its contents); returns its length.
+    ///
+    /// # Errors
+    /// As [`recv`](Self::recv).
     pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, Error> {
         let slot = self.recv()?;
-        buf.resize(slot.len(), 0);
-        slot.read(0, buf)?;
-        Ok(slot.len())
+        slot.copy_into(buf)
+    }
+
+    /// [`recv_into`](Self::recv_into), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`recv_timeout`](Self::recv_timeout).
+    pub fn recv_into_timeout(
+        &mut self,
+        buf: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> Result<usize, Error> {
+        let slot = self.recv_timeout(timeout)?;
+        slot.copy_into(buf)
+    }
+
+    /// The next message, without blocking the thread: a future that completes with the
+    /// message in place (as [`recv`](Self::recv)), or the error that ends the wait. It
+    /// runs the same step as `recv`: it spins for the end's spin time
+    /// (`WaitMode::Block { spin }`, or [`ASYNC_SPIN`] in spin mode), then parks with the
+    /// [`reactor`](crate::reactor), which wakes it when the sender publishes, closes,
+    /// dies or is replaced, and looks at it at least every
+    /// [`SLICE`](crate::wait::SLICE). When a message is already there it completes on its
+    /// first poll without a system call.
+    ///
+    /// # Errors
+    /// As [`recv`](Self::recv).
+    ///
+    /// # Cancel safety
+    /// Cancellation safe: nothing is taken from the ring until the future completes, so
+    /// dropping it (pending, or woken but not polled again) loses no message; the next
+    /// call gets it.
+    pub fn recv_async(&mut self) -> RecvFuture<'_, M> {
+        RecvFuture { rx: Some(self) }
+    }
+
+    /// [`recv_async`](Self::recv_async), copying the message into `buf` (replacing its
+    /// contents); returns its length.
+    ///
+    /// # Errors
+    /// As [`recv`](Self::recv).
+    ///
+    /// # Cancel safety
+    /// As [`recv_async`](Self::recv_async).
+    pub async fn recv_async_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, Error> {
+        let slot = self.recv_async().await?;
+        slot.copy_into(buf)
+    }
+
+    fn poll_message(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(u64, u64), Error>> {
+        let spin = self.wait.async_spin();
+        let (mut step, parked) = self.step();
+        wait::poll_step(&mut step, parked, spin, cx)
+    }
+
+    fn unpark(&mut self) {
+        let (mut step, parked) = self.step();
+        parked.release(&mut step);
     }
 }
 
@@ -883,6 +1092,9 @@ impl<M: SharedMemory> RecvSlot<'_, M> {
     }
 
     /// Copies `buf.len()` bytes at `offset` of the message into `buf`.
+    ///
+    /// # Errors
+    /// [`Error::OutOfBounds`] if the range leaves the message, [`Error::Truncated`].
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
         in_message(offset, buf.len(), self.len)?;
         // SAFETY: the protocol validated that the message lies inside the data area; the
@@ -894,6 +1106,13 @@ impl<M: SharedMemory> RecvSlot<'_, M> {
             )
         };
         self.receiver.chan.seg.intact()
+    }
+
+    /// Copies the whole message into `buf` (replacing its contents); returns its length.
+    fn copy_into(self, buf: &mut Vec<u8>) -> Result<usize, Error> {
+        buf.resize(self.len(), 0);
+        self.read(0, buf)?;
+        Ok(self.len())
     }
 
     /// A copy of the whole message. (On a segment truncated under us the copy holds what
@@ -925,118 +1144,6 @@ impl<M: SharedMemory> Drop for Receiver<M> {
         ring::Futex::wake(&SysFutex, sh.space_seq);
         // Release: as in `Sender::drop`.
         self.ptrs.consumer_holder().store(0, Ordering::Release);
-    }
-}
-
-/// How long an awaiting call spins before it parks when its end is in
-/// [`WaitMode::Spin`] (a future must not spin without end: it holds an executor thread).
-pub const ASYNC_SPIN: Duration = Duration::from_micros(50);
-
-/// An end's parked state while a future waits: its reactor registration, and whether
-/// it set its sleeping flag.
-#[derive(Default)]
-struct Park {
-    registration: Option<crate::reactor::Registration>,
-    sleeping: bool,
-}
-
-impl<M: SharedMemory> Receiver<M> {
-    fn unpark(&mut self) {
-        self.park.registration = None;
-        if std::mem::take(&mut self.park.sleeping) {
-            self.cons.done_sleeping(self.ptrs.shared());
-        }
-    }
-
-    /// The async core: `Ready` with the next message's place or the error that ends the
-    /// wait; `Pending` after parking (sleeping flag set, then registered with the
-    /// reactor, which wakes us when the sender publishes, closes or dies).
-    fn poll_message(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(u64, u64), Error>> {
-        use std::task::Poll;
-        self.unpark();
-        let mut spinner = crate::wait::Spinner::new(self.wait.async_spin());
-        loop {
-            if let Some(e) = self.broken {
-                return Poll::Ready(Err(e));
-            }
-            let sh = self.ptrs.shared();
-            // Acquire: pairs with the Release `fetch_or` in `Sender::drop`.
-            let closed = sh.closed.load(Ordering::Acquire);
-            match self.cons.try_peek(sh, &self.ptrs, &SysFutex) {
-                Ok(Some(m)) => return Poll::Ready(Ok(m)),
-                Ok(None) => {}
-                Err(c) => return Poll::Ready(Err(self.poison(c))),
-            }
-            if closed & PRODUCER_CLOSED != 0 {
-                return Poll::Ready(Err(Error::Closed));
-            }
-            if let Err(e) = self.chan.seg.intact() {
-                return Poll::Ready(Err(e));
-            }
-            if !spinner.again() {
-                break;
-            }
-        }
-        let sh = self.ptrs.shared();
-        if let Some(Error::PeerDied { pid }) =
-            peer_gone(sh.closed, PRODUCER_CLOSED, self.ptrs.producer_holder())
-        {
-            // Messages committed before the crash are still delivered.
-            return match self.cons.try_peek(sh, &self.ptrs, &SysFutex) {
-                Ok(Some(m)) => Poll::Ready(Ok(m)),
-                Ok(None) => Poll::Ready(Err(Error::PeerDied { pid })),
-                Err(c) => Poll::Ready(Err(self.poison(c))),
-            };
-        }
-        match self.cons.prepare_sleep(sh, &self.ptrs) {
-            Err(c) => Poll::Ready(Err(self.poison(c))),
-            Ok(None) => {
-                // A message or a close arrived meanwhile: look again at the next poll.
-                cx.waker().wake_by_ref();
-                Poll::Pending
-            }
-            Ok(Some(seq)) => {
-                self.park.sleeping = true;
-                let peer = self.ptrs.producer_holder().load(Ordering::Relaxed);
-                self.park.registration = Some(crate::reactor::register(
-                    sh.data_seq,
-                    seq,
-                    cx.waker(),
-                    peer,
-                    false,
-                ));
-                Poll::Pending
-            }
-        }
-    }
-
-    /// The next message, without blocking the thread: a future that completes with the
-    /// message in place (as [`recv`](Self::recv)), or the error that ends the wait
-    /// (`Closed`, `PeerDied`, `Corrupt`, `Truncated`).
-    ///
-    /// It spins for the end's spin time (`WaitMode::Block { spin }`, or [`ASYNC_SPIN`] in
-    /// spin mode), then parks: it sets the receiver's sleeping flag and registers with
-    /// the [`reactor`](crate::reactor), so a pending future costs no CPU and the sender
-    /// makes a wake-up call only when it is parked. When a message is already there it
-    /// completes on its first poll without a system call.
-    ///
-    /// **Cancellation safe**: nothing is taken from the ring until the future completes,
-    /// so dropping it (pending, or woken but not polled again) loses no message; the next
-    /// call gets it.
-    pub fn recv_async(&mut self) -> RecvFuture<'_, M> {
-        RecvFuture { rx: Some(self) }
-    }
-
-    /// [`recv_async`](Self::recv_async), copying the message into `buf` (replacing its
-    /// contents); returns its length. Cancellation safe as `recv_async`.
-    pub async fn recv_async_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, Error> {
-        let slot = self.recv_async().await?;
-        buf.resize(slot.len(), 0);
-        slot.read(0, buf)?;
-        Ok(slot.len())
     }
 }
 
@@ -1075,133 +1182,10 @@ impl<M: SharedMemory> Drop for RecvFuture<'_, M> {
     }
 }
 
-impl<M: SharedMemory> Sender<M> {
-    fn unpark(&mut self) {
-        self.park.registration = None;
-        if std::mem::take(&mut self.park.sleeping) {
-            self.prod.done_sleeping(self.ptrs.shared());
-        }
-    }
-
-    /// The async core of `reserve_async`: `Ready` with the payload offset of a reserved
-    /// slot, or an error; `Pending` after parking on `space_seq`. Out of line: inlined
-    /// into a caller's `async` producer loop it made a 64-byte async stream run at 0.45x
-    /// the blocking one; out of line, at 1.0-1.3x (BENCHMARKS.md section 8).
-    #[inline(never)]
-    fn poll_room(
-        &mut self,
-        len: u64,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<u64, Error>> {
-        use std::task::Poll;
-        self.unpark();
-        let mut spinner = crate::wait::Spinner::new(self.wait.async_spin());
-        loop {
-            if let Err(e) = self.check(len as usize) {
-                return Poll::Ready(Err(e));
-            }
-            let sh = self.ptrs.shared();
-            match self.prod.try_reserve(sh, &self.ptrs, &SysFutex, len) {
-                Ok(Some(off)) => return Poll::Ready(Ok(off)),
-                Ok(None) => {}
-                Err(c) => return Poll::Ready(Err(self.poison(c))),
-            }
-            if let Err(e) = self.chan.seg.intact() {
-                return Poll::Ready(Err(e));
-            }
-            if !spinner.again() {
-                break;
-            }
-        }
-        let sh = self.ptrs.shared();
-        if let Some(e) = peer_gone(sh.closed, CONSUMER_CLOSED, self.ptrs.consumer_holder()) {
-            return Poll::Ready(Err(e));
-        }
-        match self.prod.prepare_sleep(sh, len) {
-            Err(c) => Poll::Ready(Err(self.poison(c))),
-            Ok(None) => {
-                cx.waker().wake_by_ref();
-                Poll::Pending
-            }
-            Ok(Some(seq)) => {
-                self.park.sleeping = true;
-                let peer = self.ptrs.consumer_holder().load(Ordering::Relaxed);
-                self.park.registration = Some(crate::reactor::register(
-                    sh.space_seq,
-                    seq,
-                    cx.waker(),
-                    peer,
-                    false,
-                ));
-                Poll::Pending
-            }
-        }
-    }
-
-    /// Room for a `len`-byte message, without blocking the thread: a future that
-    /// completes with the reserved slot (as [`reserve`](Self::reserve)) or the error that
-    /// ends the wait. Spins, then parks, as [`Receiver::recv_async`] does.
-    ///
-    /// **Cancellation safe**: room is taken only when the future completes; dropping it
-    /// pending reserves nothing (a PAD it may have published to wrap the ring is part of
-    /// the ring's normal traffic, read past by the receiver), so no space leaks.
-    pub fn reserve_async(&mut self, len: usize) -> ReserveFuture<'_, M> {
-        ReserveFuture {
-            tx: Some(self),
-            len: len as u64,
-        }
-    }
-
-    /// Sends a copy of `bytes`, without blocking the thread. Cancellation safe up to the
-    /// moment room is found (then the copy and the commit complete in the same poll).
-    pub async fn send_async(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        let slot = self.reserve_async(bytes.len()).await?;
-        slot.write(0, bytes)?;
-        slot.commit();
-        Ok(())
-    }
-}
-
-/// The future of [`Sender::reserve_async`].
-pub struct ReserveFuture<'a, M: SharedMemory> {
-    tx: Option<&'a mut Sender<M>>,
-    len: u64,
-}
-
-impl<'a, M: SharedMemory> std::future::Future for ReserveFuture<'a, M> {
-    type Output = Result<SendSlot<'a, M>, Error>;
-
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        let this = self.get_mut();
-        let len = this.len;
-        let Some(tx) = this.tx.as_mut() else {
-            return std::task::Poll::Ready(Err(Error::Closed));
-        };
-        match tx.poll_room(len, cx) {
-            std::task::Poll::Pending => std::task::Poll::Pending,
-            std::task::Poll::Ready(r) => {
-                let sender = this.tx.take().expect("present above");
-                std::task::Poll::Ready(r.map(|off| SendSlot { sender, off, len }))
-            }
-        }
-    }
-}
-
-impl<M: SharedMemory> Drop for ReserveFuture<'_, M> {
-    fn drop(&mut self) {
-        if let Some(tx) = self.tx.as_mut() {
-            tx.unpark();
-        }
-    }
-}
-
 /// Receivers as a [`Stream`](futures_core::Stream) of owned messages (with the `futures`
 /// feature): `Some(Ok(bytes))` per message, `None` once the sender closed and everything
-/// was read, `Some(Err(..))` for any other end. Polling it is cancellation safe as
-/// [`Receiver::recv_async`].
+/// was read, `Some(Err(..))` for any other end. Polling it runs the same step as
+/// [`Receiver::recv`] and is cancellation safe as [`Receiver::recv_async`].
 #[cfg(feature = "futures")]
 impl<M: SharedMemory> futures_core::Stream for Receiver<M> {
     type Item = Result<Vec<u8>, Error>;
@@ -1216,16 +1200,70 @@ impl<M: SharedMemory> futures_core::Stream for Receiver<M> {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(Error::Closed)) => Poll::Ready(None),
             Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
-            Poll::Ready(Ok((off, len))) => {
-                let slot = RecvSlot {
-                    receiver: this,
-                    off,
-                    len,
-                };
-                let mut v = vec![0u8; slot.len()];
-                let r = slot.read(0, &mut v).map(|()| v);
-                Poll::Ready(Some(r))
+            Poll::Ready(Ok(m)) => {
+                let mut v = Vec::new();
+                Poll::Ready(Some(this.slot(m).copy_into(&mut v).map(|_| v)))
             }
         }
+    }
+}
+
+impl<M: SharedMemory> std::fmt::Debug for Channel<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("rings", &self.rings)
+            .field("capacity", &self.cap)
+            .field("raw", &*self.seg)
+            .finish()
+    }
+}
+
+impl<M: SharedMemory> std::fmt::Debug for Sender<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender")
+            .field("producer", &self.prod)
+            .field("wait", &self.wait)
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: SharedMemory> std::fmt::Debug for Receiver<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("consumer", &self.cons)
+            .field("wait", &self.wait)
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: SharedMemory> std::fmt::Debug for SendSlot<'_, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendSlot")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: SharedMemory> std::fmt::Debug for RecvSlot<'_, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvSlot")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: SharedMemory> std::fmt::Debug for ReserveFuture<'_, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReserveFuture")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: SharedMemory> std::fmt::Debug for RecvFuture<'_, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvFuture").finish_non_exhaustive()
     }
 }

@@ -274,6 +274,11 @@ pub struct Consumer {
 }
 
 impl Consumer {
+    /// The position of the next message (its header word is at `position & (cap - 1)`).
+    pub fn position(&self) -> u64 {
+        self.head
+    }
+
     /// Picks up the ring where the shared positions stand.
     pub fn new(cap: u64, sh: Shared<'_>) -> Result<Self, Corrupt> {
         // Acquire: pairs with the Release store of `head` by a previous consumer.

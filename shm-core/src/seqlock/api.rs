@@ -137,6 +137,7 @@ impl<T: Record, M: SharedMemory> SeqLock<T, M> {
     /// Takes the write lock, waiting (bounded by the writer timeout) for another writer;
     /// takes it over from a writer that died holding it.
     fn lock(&self) -> Result<u64, Error> {
+        self.raw.check_writable("storing a seqlock record")?;
         let me = proc::current_pid();
         let mut w = Waiter::new(Pace::Poll, Some(self.writer_timeout));
         loop {
@@ -164,6 +165,10 @@ impl<T: Record, M: SharedMemory> SeqLock<T, M> {
     }
 
     /// Replaces the record; readers see the old or the new value, never a mix.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`] on a read-only mapping; [`Error::WriterStuck`] when another
+    /// live writer holds the lock past the writer timeout; [`Error::Truncated`].
     pub fn store(&self, value: &T) -> Result<(), Error> {
         let s = self.lock()?;
         self.write_locked(s, value)
