@@ -39,7 +39,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Waker;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::proc::{self, Liveness};
 
@@ -145,6 +145,7 @@ pub(crate) fn register(park: &crate::wait::Park<'_>, waker: &Waker) -> Registrat
             Watched::U64(word, v) => (word.as_ptr() as usize, v, true),
         });
     }
+    ticker();
     let workers = WORKERS.get_or_init(|| Mutex::new(Vec::new()));
     let mut all = workers.lock().unwrap_or_else(|e| e.into_inner());
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
@@ -211,7 +212,6 @@ fn futex_wake_private(word: &AtomicU32) {
 impl Worker {
     fn run(&self) {
         let mut waitv: Vec<FutexWaitv> = Vec::with_capacity(PER_THREAD + 1);
-        let mut last_tick = Instant::now();
         loop {
             // Acquire: pairs with the Release bump in `register`; read before the set is
             // built, so a registration after this makes the wait return at once.
@@ -223,7 +223,7 @@ impl Worker {
                 flags: FUTEX2_SIZE_U32 | FUTEX2_PRIVATE,
                 reserved: 0,
             });
-            let busy = {
+            {
                 let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
                 for e in entries.iter() {
                     if let Some((word, expected)) = e.futex {
@@ -235,30 +235,16 @@ impl Worker {
                         });
                     }
                 }
-                !entries.is_empty()
-            };
-            // A thread with entries ticks every SLICE; an idle one sleeps until a
-            // registration bumps its control word.
-            let deadline = busy.then(|| {
-                let mut ts = libc::timespec {
-                    tv_sec: 0,
-                    tv_nsec: 0,
-                };
-                // SAFETY: `ts` is a valid out-pointer.
-                unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-                let ns = ts.tv_nsec as u64 + crate::wait::SLICE.as_nanos() as u64;
-                libc::timespec {
-                    tv_sec: ts.tv_sec + (ns / 1_000_000_000) as libc::time_t,
-                    tv_nsec: (ns % 1_000_000_000) as libc::c_long,
-                }
-            });
-            let ts_ptr = deadline
-                .as_ref()
-                .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+            }
+            // No timeout: the futex words, the control word (bumped by a registration,
+            // the peer watcher and the ticker) wake this thread. The periodic looks are
+            // the ticker's (one thread for all workers), so an idle future costs no
+            // wake-up of this thread.
+            let ts_ptr: *const libc::timespec = std::ptr::null();
             // SAFETY: `waitv` holds `len` valid entries for the call; the kernel only
             // reads the words (a word on a truncated page makes the call fail with
-            // EFAULT, and the scan below then touches it and trips the guard); the
-            // timeout is absolute CLOCK_MONOTONIC or null.
+            // EFAULT, and the scan below then touches it and trips the guard, which the
+            // ticker sees); no timeout.
             unsafe {
                 libc::syscall(
                     SYS_FUTEX_WAITV,
@@ -269,58 +255,119 @@ impl Worker {
                     libc::CLOCK_MONOTONIC,
                 );
             }
-            let tick = last_tick.elapsed() >= crate::wait::SLICE;
-            if tick {
-                last_tick = Instant::now();
+            self.scan(false);
+        }
+    }
+
+    /// Looks at every entry: wakes those whose words moved or whose peer is known dead;
+    /// with `tick`, also the periodic ones and those whose peer a pidfd cannot watch and
+    /// is found dead. Returns how many it woke.
+    fn scan(&self, tick: bool) -> usize {
+        let known_dead = dead_peers();
+        let mut dead: Vec<u32> = Vec::new();
+        let mut alive: Vec<u32> = Vec::new();
+        let mut fired: Vec<Waker> = Vec::new();
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|e| {
+            let mut fire = e.moved(&known_dead) || (tick && e.periodic);
+            if !fire && tick && e.poll_peer {
+                fire = if dead.contains(&e.peer) {
+                    true
+                } else if alive.contains(&e.peer) {
+                    false
+                } else if proc::liveness(e.peer) == Liveness::Dead {
+                    dead.push(e.peer);
+                    true
+                } else {
+                    alive.push(e.peer);
+                    false
+                };
             }
-            let faults_before = crate::sigbus::faults();
-            let known_dead = dead_peers();
-            let mut dead: Vec<u32> = Vec::new();
-            let mut alive: Vec<u32> = Vec::new();
-            let mut fired: Vec<Waker> = Vec::new();
-            let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-            // Every entry, after every return: the loads below are what provoke a fault
-            // on a truncated mapping (its guard then puts zero pages there).
-            let mut keep: Vec<bool> = entries
-                .iter()
-                .map(|e| {
-                    let mut fire = e.moved(&known_dead) || (tick && e.periodic);
-                    if !fire && tick && e.poll_peer {
-                        fire = if dead.contains(&e.peer) {
-                            true
-                        } else if alive.contains(&e.peer) {
-                            false
-                        } else if proc::liveness(e.peer) == Liveness::Dead {
-                            dead.push(e.peer);
-                            true
-                        } else {
-                            alive.push(e.peer);
-                            false
-                        };
-                    }
-                    !fire
-                })
-                .collect();
-            if crate::sigbus::faults() != faults_before {
-                // A mapping was truncated under one of them: wake them all; each one's
-                // poll asks its own memory.
-                keep.iter_mut().for_each(|k| *k = false);
+            if fire {
+                fired.push(e.waker.clone());
             }
-            let mut i = 0;
-            entries.retain(|e| {
-                let k = keep[i];
-                i += 1;
-                if !k {
-                    fired.push(e.waker.clone());
+            !fire
+        });
+        drop(entries);
+        let n = fired.len();
+        wake_all(fired);
+        n
+    }
+
+    /// Wakes every entry (a fault was caught somewhere: each future asks its own memory).
+    fn fire_all(&self) -> usize {
+        let fired: Vec<Waker> = self
+            .entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .map(|e| e.waker)
+            .collect();
+        let n = fired.len();
+        wake_all(fired);
+        n
+    }
+
+    /// Makes the thread rebuild its wait set (its entries changed).
+    fn kick(&self) {
+        // Release: pairs with the worker's Acquire load of its control word.
+        self.ctl.fetch_add(1, Ordering::Release);
+        futex_wake_private(&self.ctl);
+    }
+}
+
+/// Wakes `fired`, outside any lock (a waker may poll its future at once, and the drop
+/// of its registration takes the lock). A waker that panics must not take the calling
+/// thread (and every future parked on it) down with it.
+fn wake_all(fired: Vec<Waker>) {
+    for w in fired {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.wake()));
+    }
+}
+
+/// The ticker: one thread that, every [`SLICE`](crate::wait::SLICE) while any future is
+/// parked, looks at every entry of every reactor thread (its words, its peer, the
+/// periodic ones) and at the fault counter: the look a blocking wait takes at the end of
+/// each sleep slice. Its loads of the watched words are also what trips the guard of a
+/// mapping truncated under a parked future.
+fn ticker() {
+    static STARTED: OnceLock<bool> = OnceLock::new();
+    STARTED.get_or_init(|| {
+        std::thread::Builder::new()
+            .name("shm-reactor-tick".into())
+            .stack_size(64 * 1024)
+            .spawn(tick_loop)
+            .is_ok()
+    });
+}
+
+fn tick_loop() {
+    let mut faults_seen = crate::sigbus::faults();
+    loop {
+        std::thread::sleep(crate::wait::SLICE);
+        let Some(workers) = WORKERS.get() else {
+            continue;
+        };
+        let all: Vec<Arc<Worker>> = workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(Arc::clone)
+            .collect();
+        for w in &all {
+            if w.scan(true) > 0 {
+                w.kick();
+            }
+        }
+        // Any fault caught since the last tick (by anyone: a worker's wait, the scan
+        // above, a blocking caller): wake every parked future.
+        let faults = crate::sigbus::faults();
+        if faults != faults_seen {
+            faults_seen = faults;
+            for w in &all {
+                if w.fire_all() > 0 {
+                    w.kick();
                 }
-                k
-            });
-            drop(entries);
-            // Outside the lock: a waker may poll the future at once, and its drop of
-            // the registration takes the lock. A waker that panics must not take this
-            // thread (and every future parked on it) down with it.
-            for w in fired {
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.wake()));
             }
         }
     }

@@ -155,6 +155,12 @@ impl Peer {
         let _ = self.child.wait();
     }
 
+    /// Kills the peer (SIGKILL) and does not reap it: it stays a zombie until this
+    /// handle is dropped, as a child of a parent blocked in a wait does.
+    pub fn kill_unreaped(&mut self) {
+        let _ = self.child.kill();
+    }
+
     /// Waits (at most `timeout`) for the peer to exit by itself; its status.
     pub fn wait(&mut self, timeout: std::time::Duration) -> Option<std::process::ExitStatus> {
         crate::wait::poll_until(timeout, || self.child.try_wait().ok().flatten()).ok()
