@@ -9,8 +9,12 @@
 
 use std::time::Duration;
 
-use crate::layout::{self, Header, Kind, HEADER_SIZE, MAGIC, READY};
-use crate::{AttachOptions, Error, Record, Segment, SeqLock, SharedMemory};
+use crate::format::error::Error;
+use crate::format::layout::AttachOptions;
+use crate::format::layout::{self, Header, Kind, HEADER_SIZE, MAGIC, READY};
+use crate::format::memory::SharedMemory;
+use crate::format::record::{Record, Segment};
+use crate::seqlock::SeqLock;
 
 /// What the suite needs from a backend.
 pub trait Backend {
@@ -79,7 +83,7 @@ pub fn poke(mem: &impl SharedMemory, offset: usize, bytes: &[u8]) {
         .checked_add(bytes.len())
         .is_some_and(|e| e <= mem.len()));
     // SAFETY: the range is inside the mapping (asserted above).
-    unsafe { crate::copy::store_bytes(mem.as_ptr().add(offset), bytes) }
+    unsafe { crate::format::copy::store_bytes(mem.as_ptr().add(offset), bytes) }
 }
 
 /// Copies `buf.len()` bytes at `offset` of `mem` into `buf`, as they are now.
@@ -91,14 +95,14 @@ pub fn peek(mem: &impl SharedMemory, offset: usize, buf: &mut [u8]) {
         .checked_add(buf.len())
         .is_some_and(|e| e <= mem.len()));
     // SAFETY: the range is inside the mapping (asserted above).
-    unsafe { crate::copy::load_bytes(mem.as_ptr().add(offset), buf) }
+    unsafe { crate::format::copy::load_bytes(mem.as_ptr().add(offset), buf) }
 }
 
 /// Reads the header bytes of `mem` as they are now.
 pub fn peek_header(mem: &impl SharedMemory) -> Header {
     assert!(mem.len() >= HEADER_SIZE);
     // SAFETY: the mapping holds at least the header (asserted above).
-    unsafe { crate::copy::load_pod(mem.as_ptr(), core::sync::atomic::Ordering::Relaxed) }
+    unsafe { crate::format::copy::load_pod(mem.as_ptr(), core::sync::atomic::Ordering::Relaxed) }
 }
 
 /// The pid of a process that has exited and been reaped.
@@ -174,7 +178,7 @@ pub fn foreign_segments<B: Backend>(b: &mut B) {
     let mem = b.reopen(seg.raw().memory());
     let mut first = [0u8; 40];
     // SAFETY: the memory is 4096 bytes long.
-    unsafe { crate::copy::load_bytes(mem.as_ptr(), &mut first) };
+    unsafe { crate::format::copy::load_bytes(mem.as_ptr(), &mut first) };
     assert_eq!(
         &first[..32],
         bytemuck::bytes_of(&SAMPLE),
@@ -210,7 +214,7 @@ pub fn foreign_segments<B: Backend>(b: &mut B) {
 /// A broadcast created through one handle, published to subscribers attached through
 /// others: reliable delivers everything in order, lossy reports what was missed.
 pub fn broadcast_across_handles<B: Backend>(b: &mut B) {
-    use crate::{Broadcast, BroadcastMode, BroadcastOptions};
+    use crate::broadcast::{Broadcast, BroadcastMode, BroadcastOptions};
     for mode in [BroadcastMode::Reliable, BroadcastMode::Lossy] {
         let opts = BroadcastOptions::new()
             .mode(mode)

@@ -108,52 +108,52 @@
 
 pub use bytemuck;
 
-pub mod sync;
-
-// Under `--cfg loom` only the protocols and the atomics facade are built: loom's atomics
-// cannot be placed in a mapping, and the loom tests exercise the protocols directly.
-pub mod broadcast;
-pub mod channel;
+// The layers, bottom to top (under `--cfg loom` only the protocol cores and the atomics
+// facade are built: loom's atomics cannot be placed in a mapping, and the loom tests
+// exercise the protocols directly):
+//
+// * `os`: raw system calls and what wraps them (mappings, the SIGBUS guard, futexes,
+//   process liveness, the futex reactor);
+// * `format`: the `SharedMemory` trait, the segment header and its validation, typed
+//   records, errors, and the word-wise copies;
+// * `protocol`: the loom-checked synchronisation cores (channel ring, seqlock,
+//   broadcast) over the `sync` facade;
+// * `wait`: the one bounded wait, and the drivers that run each endpoint's one step;
+// * the endpoints: `channel`, `broadcast`, `seqlock`, on top.
 #[cfg(not(loom))]
-mod copy;
+pub mod format;
 #[cfg(not(loom))]
-mod error;
-#[cfg(not(loom))]
-mod futex;
-#[cfg(not(loom))]
-pub mod layout;
-#[cfg(not(loom))]
-pub mod mapping;
-#[cfg(not(loom))]
-mod memory;
-#[cfg(not(loom))]
-pub mod proc;
-#[cfg(not(loom))]
-mod raw;
-#[cfg(not(loom))]
-pub mod reactor;
-#[cfg(not(loom))]
-mod record;
-pub mod seqlock;
-#[cfg(not(loom))]
-pub mod sigbus;
+pub mod os;
+pub mod protocol;
 #[cfg(not(loom))]
 pub mod wait;
+
+pub mod broadcast;
+pub mod channel;
+pub mod seqlock;
 
 #[cfg(all(feature = "conformance", not(loom)))]
 pub mod conformance;
 #[cfg(all(feature = "conformance", not(loom)))]
 pub mod testing;
 
+// The paths users know, kept: `shm_core::sync`, `shm_core::mapping`, `shm_core::proc`, ...
+pub use protocol::sync;
+#[cfg(not(loom))]
+pub use {
+    format::layout,
+    os::{mapping, proc, reactor, sigbus},
+};
+
 #[cfg(not(loom))]
 pub use {
     broadcast::{Broadcast, BroadcastMode, BroadcastOptions, Publisher, Subscriber},
     channel::{Channel, ChannelOptions, Receiver, Sender},
-    error::Error,
-    layout::{AttachOptions, Kind, Schema},
-    memory::{HeapMemory, SharedMemory},
-    raw::RawSegment,
-    record::{Record, Segment},
+    format::error::Error,
+    format::layout::{AttachOptions, Kind, Schema},
+    format::memory::{HeapMemory, SharedMemory},
+    format::raw::RawSegment,
+    format::record::{Record, Segment},
     seqlock::SeqLock,
     wait::WaitMode,
 };

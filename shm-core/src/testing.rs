@@ -22,7 +22,7 @@ pub struct MyData {
     pub col3: u64,
 }
 
-impl crate::Record for MyData {
+impl crate::format::record::Record for MyData {
     const NAME: &'static str = "MyData";
 }
 
@@ -239,13 +239,15 @@ pub fn expected_payload(payload_len: usize, writes: &[(usize, Vec<u8>)]) -> Vec<
 
 /// The child side of the cross-process write tests: reads [`encode_writes`] text from
 /// stdin, applies each write to `seg`, and prints `RESULT ok` or `RESULT oob` for each.
-pub fn apply_writes_from_stdin<M: crate::SharedMemory>(seg: &crate::Segment<MyData, M>) {
+pub fn apply_writes_from_stdin<M: crate::format::memory::SharedMemory>(
+    seg: &crate::format::record::Segment<MyData, M>,
+) {
     let mut input = String::new();
     std::io::Read::read_to_string(&mut std::io::stdin(), &mut input).expect("read stdin");
     for (off, bytes) in decode_writes(&input) {
         match seg.write_at(off, &bytes) {
             Ok(()) => println!("RESULT ok"),
-            Err(crate::Error::OutOfBounds { .. }) => println!("RESULT oob"),
+            Err(crate::format::error::Error::OutOfBounds { .. }) => println!("RESULT oob"),
             Err(e) => panic!("unexpected {e}"),
         }
     }
@@ -288,7 +290,7 @@ pub fn message(i: usize, len: usize) -> Vec<u8> {
 
 /// The child side of the cross-process channel tests: reads one message size per line of
 /// stdin and sends [`message`]`(i, size)` for each on ring 0 of `chan`.
-pub fn send_sizes_from_stdin<M: crate::SharedMemory>(chan: &crate::Channel<M>) {
+pub fn send_sizes_from_stdin<M: crate::format::memory::SharedMemory>(chan: &crate::Channel<M>) {
     let mut input = String::new();
     std::io::Read::read_to_string(&mut std::io::stdin(), &mut input).expect("read stdin");
     let mut tx = chan.sender(0).expect("sending end");
@@ -300,7 +302,7 @@ pub fn send_sizes_from_stdin<M: crate::SharedMemory>(chan: &crate::Channel<M>) {
 
 /// The parent side: receives `sizes.len()` messages on ring 0 and checks each is
 /// [`message`]`(i, size)`, in order, then that the sender closed.
-pub fn receive_sizes<M: crate::SharedMemory>(
+pub fn receive_sizes<M: crate::format::memory::SharedMemory>(
     chan: &crate::Channel<M>,
     sizes: &[usize],
 ) -> Result<(), String> {
@@ -317,7 +319,7 @@ pub fn receive_sizes<M: crate::SharedMemory>(
         }
     }
     let end = match rx.recv_timeout(std::time::Duration::from_secs(60)) {
-        Err(crate::Error::Closed) => Ok(()),
+        Err(crate::format::error::Error::Closed) => Ok(()),
         Err(e) => Err(format!("after the last message: {e}")),
         Ok(m) => Err(format!("an extra message of {} bytes", m.len())),
     };

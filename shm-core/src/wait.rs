@@ -32,7 +32,7 @@
 //! `prepare` (announce a sleep and say what to [`Park`] on) and `done`. Three drivers run
 //! it: `try_once` (one look, then the cheap checks), `block` (a [`Waiter`] loop) and
 //! `poll_step` (a future's poll: spin, then park with the
-//! [`reactor`](crate::reactor)). The parked future is watched by the reactor for
+//! [`reactor`](crate::os::reactor)). The parked future is watched by the reactor for
 //! everything a blocking round would notice: its futex word, the words the step names in
 //! its [`Park`] (the peer's holder word, the close word, the word its condition reads), the
 //! peer's death, and truncation; and at least every [`SLICE`] the reactor looks again,
@@ -42,8 +42,8 @@
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crate::sync::{AtomicU32, AtomicU64};
-use crate::Error;
+use crate::format::error::Error;
+use crate::protocol::sync::{AtomicU32, AtomicU64};
 
 /// Spins between two looks at the clock (deadline and cheap checks).
 pub const CHECK_SPINS: u32 = 64;
@@ -201,7 +201,7 @@ impl<'a> Park<'a> {
     fn sleep(&self, limit: Duration) {
         let limit = self.limit.map_or(limit, |l| l.min(limit));
         match self.futex {
-            Some((word, expected)) => crate::futex::wait(word, expected, Some(limit)),
+            Some((word, expected)) => crate::os::futex::wait(word, expected, Some(limit)),
             None => std::thread::sleep(limit),
         }
     }
@@ -327,7 +327,7 @@ impl Waiter {
                     return Ok(());
                 }
             }
-            crate::sync::spin_hint();
+            crate::protocol::sync::spin_hint();
             return Ok(());
         }
         self.checks(s)?;
@@ -394,7 +394,7 @@ pub(crate) fn block<S: Step + ?Sized>(
 /// the step announced a sleep that [`Sleeper::done`] must take back.
 #[derive(Default)]
 pub(crate) struct Parked {
-    registration: Option<crate::reactor::Registration>,
+    registration: Option<crate::os::reactor::Registration>,
     announced: bool,
 }
 
@@ -439,7 +439,7 @@ pub(crate) fn poll_step<S: Step + ?Sized>(
         } else if spin.is_zero() {
             break;
         } else {
-            crate::sync::spin_hint();
+            crate::protocol::sync::spin_hint();
         }
     }
     if let Err(e) = s.check(true) {
@@ -453,7 +453,7 @@ pub(crate) fn poll_step<S: Step + ?Sized>(
             Poll::Pending
         }
         Ok(Some(park)) => {
-            let reg = crate::reactor::register(&park, cx.waker());
+            let reg = crate::os::reactor::register(&park, cx.waker());
             parked.registration = Some(reg);
             parked.announced = true;
             Poll::Pending

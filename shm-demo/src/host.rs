@@ -242,6 +242,42 @@ impl Peer {
         }
     }
 
+    /// After our side failed with `ours`: the peer's own failure, if it had one, said
+    /// beside ours (it often names the cause: a truncation it saw, say). A peer that
+    /// does not end within `grace` is killed: our failure may leave it waiting.
+    pub fn fail(mut self, ours: Failure, grace: Duration) -> Failure {
+        let end = std::time::Instant::now() + grace;
+        loop {
+            let done = match &mut self {
+                Peer::Spawned(c, _) => c.try_wait().map(|s| s.is_some()).unwrap_or(true),
+                Peer::Forked(c, _) => c.try_wait().map(|s| s.is_some()).unwrap_or(true),
+            };
+            if done || std::time::Instant::now() >= end {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = match &mut self {
+            Peer::Spawned(c, _) => c.kill(),
+            Peer::Forked(c, _) => c.kill(),
+        };
+        let theirs = match self.finish() {
+            Err(f) => Some(f.what),
+            // A consumer's report says `"problem"`; a role's failure says `"error"`.
+            Ok(line) => crate::util::parse_peer_line(&line)
+                .err()
+                .map(|f| f.what)
+                .or_else(|| crate::util::json_str(&line, "problem")),
+        };
+        match theirs {
+            Some(t) => Failure {
+                what: format!("{}; the peer: {t}", ours.what),
+                hint: ours.hint,
+            },
+            None => ours,
+        }
+    }
+
     /// Waits for the peer and returns its report line; a failed peer is an error that
     /// carries what it said on stderr.
     pub fn finish(self) -> Result<String> {

@@ -82,12 +82,15 @@ fn channel_stream(backend: host::Backend, messages: u64, size: u64, wait: Wait) 
     host::pin_to_cpu(0);
     let mut tx = chan.sender(0).map_err(crate::errors::core)?;
     tx.set_wait(wait.mode());
-    if wait == Wait::Async {
-        crate::asyncio::produce_blocking_on(tx, messages, size).map_err(crate::errors::core)?;
-        return peer.finish();
+    let produced = if wait == Wait::Async {
+        crate::asyncio::produce_blocking_on(tx, messages, size).map_err(crate::errors::core)
+    } else {
+        produce(tx, messages, size)
+    };
+    match produced {
+        Ok(()) => peer.finish(),
+        Err(ours) => Err(peer.fail(ours, std::time::Duration::from_secs(2))),
     }
-    produce(tx, messages, size)?;
-    peer.finish()
 }
 
 /// The blocking producer: `messages` numbered, checksummed messages, written in place.

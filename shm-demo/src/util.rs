@@ -290,6 +290,23 @@ pub fn check_interrupted() -> Result<()> {
     }
 }
 
+/// The string value of `key` in a flat JSON line made by [`Json`] (escapes kept as they
+/// are: for messages to people).
+pub fn json_str(line: &str, key: &str) -> Option<String> {
+    let pat = format!("\"{key}\":\"");
+    let rest = &line[line.find(&pat)? + pat.len()..];
+    let mut end = 0;
+    let bytes = rest.as_bytes();
+    while end < bytes.len() {
+        match bytes[end] {
+            b'\\' => end += 2,
+            b'"' => return Some(rest[..end].to_owned()),
+            _ => end += 1,
+        }
+    }
+    None
+}
+
 /// Turns a peer's line into a result, or its error into ours.
 pub fn parse_peer_line(line: &str) -> Result<()> {
     if let Some(i) = line.find("\"error\":\"") {
@@ -333,5 +350,7 @@ mod tests {
             .finish();
         assert_eq!(j, r#"{"backend":"po\"six","n":3,"ok":true}"#);
         assert_eq!(json_num(&j, "n"), Some(3.0));
+        assert_eq!(json_str(&j, "backend").as_deref(), Some("po\\\"six"));
+        assert_eq!(json_str(&j, "missing"), None);
     }
 }

@@ -5,12 +5,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::protocol::{self, Attempt, Control, Slot};
-use crate::layout::{AttachOptions, Expect, Kind, Schema};
-use crate::proc::{self, Liveness};
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::format::copy;
+use crate::format::error::Error;
+use crate::format::layout::{AttachOptions, Expect, Kind, Schema};
+use crate::format::memory::SharedMemory;
+use crate::format::raw::RawSegment;
+use crate::format::record::Record;
+use crate::os::proc::{self, Liveness};
+use crate::protocol::broadcast::{self as protocol, Attempt, Control, Slot};
+use crate::protocol::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::wait::{self, Pace, Park, Parked, Sleeper, Step, WaitMode};
-use crate::{copy, Error, RawSegment, Record, SharedMemory};
 
 const LINE: u64 = 128;
 // Control lines, grouped by who writes them and how often (see the layout table).
@@ -195,7 +199,7 @@ impl BroadcastOptions {
     /// The segment size (header included) these options need: what to ask a backend for.
     pub fn segment_len(&self) -> Result<u64, Error> {
         let p = self.config()?.payload_len().expect("checked by config");
-        p.checked_add(crate::layout::PAYLOAD_OFFSET as u64)
+        p.checked_add(crate::format::layout::PAYLOAD_OFFSET as u64)
             .ok_or(Error::InvalidOption {
                 option: "broadcast max_message",
                 found: self.max_message.unwrap_or(0),
@@ -497,29 +501,11 @@ impl<M: SharedMemory> Broadcast<M> {
         self.seg.check_writable("publishing")?;
         let me = proc::current_pid();
         let holder = self.holder();
-        // Acquire: pairs with the Release store of 0 by the previous publisher's drop.
-        let mut current = holder.load(Ordering::Acquire);
-        let mut won = false;
-        for _ in 0..64 {
-            let free = current == 0 || (current != me && proc::liveness(current) == Liveness::Dead);
-            if !free {
-                break;
-            }
-            // AcqRel: Acquire as above; Release so that subscribers that load the holder
-            // with Acquire see the state we found.
-            match holder.compare_exchange(current, me, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => {
-                    won = true;
-                    break;
-                }
-                Err(now) => current = now,
-            }
-        }
-        if !won {
+        if let Err(pid) = proc::claim_role(holder, me, 64) {
             return Err(Error::RoleTaken {
                 role: "publishing",
                 ring: 0,
-                pid: current,
+                pid,
             });
         }
         // Acquire: pairs with the previous publisher's Release stores of `tail`.
@@ -536,7 +522,7 @@ impl<M: SharedMemory> Broadcast<M> {
         self.closed().store(0, Ordering::Release);
         // Subscribers parked before we existed watch the holder word; wake them at once.
         protocol::bump_data(self.control());
-        crate::futex::wake(self.control().data_seq);
+        crate::os::futex::wake(self.control().data_seq);
         let n = self.cfg.max_subscribers as usize;
         Ok(Publisher {
             b: self.clone(),
@@ -579,7 +565,7 @@ impl<M: SharedMemory> Broadcast<M> {
                     found: next,
                 });
             }
-            return Ok(self.subscriber(None, next, 1, me));
+            return Ok(self.new_subscriber(None, next, 1, me));
         }
         for i in 0..self.cfg.max_subscribers {
             let m = self.member(i);
@@ -612,22 +598,24 @@ impl<M: SharedMemory> Broadcast<M> {
                     found: next,
                 });
             }
-            return Ok(self.subscriber(Some(i), next, (self.cfg.slots / 16).max(1), me));
+            return Ok(self.new_subscriber(Some(i), next, (self.cfg.slots / 16).max(1), me));
         }
         Err(Error::SubscribersFull {
             max: self.cfg.max_subscribers,
         })
     }
 
-    /// The same as [`subscribe`](Self::subscribe), named like [`publisher`](Self::publisher).
+    /// The same as [`subscribe`](Self::subscribe), named like [`publisher`](Self::publisher)
+    /// (and like a channel's [`sender`](crate::Channel::sender) /
+    /// [`receiver`](crate::Channel::receiver)).
     ///
     /// # Errors
     /// As [`subscribe`](Self::subscribe).
-    pub fn subscriber_end(&self) -> Result<Subscriber<M>, Error> {
+    pub fn subscriber(&self) -> Result<Subscriber<M>, Error> {
         self.subscribe()
     }
 
-    fn subscriber(&self, line: Option<u32>, next: u64, batch: u64, me: u32) -> Subscriber<M> {
+    fn new_subscriber(&self, line: Option<u32>, next: u64, batch: u64, me: u32) -> Subscriber<M> {
         Subscriber {
             b: self.clone(),
             line,
@@ -785,7 +773,7 @@ impl<M: SharedMemory> PublishStep<'_, M> {
         self.scan.evicted[i as usize] = pid;
         self.scan.verified[i as usize] = 0;
         protocol::bump_data(self.b.control());
-        crate::futex::wake(self.b.control().data_seq);
+        crate::os::futex::wake(self.b.control().data_seq);
     }
 
     /// Whether the wait for message `next` has lasted the eviction timeout.
@@ -993,7 +981,7 @@ impl<M: SharedMemory> Publisher<M> {
         unsafe { copy::store_bytes_ordered(b.payload_of(n), bytes, Ordering::Release) };
         if protocol::end_write(b.control(), slot, n, bytes.len() as u64) {
             protocol::bump_data(b.control());
-            crate::futex::wake(b.control().data_seq);
+            crate::os::futex::wake(b.control().data_seq);
         }
         self.next = n + 1;
         self.waiting_since = None;
@@ -1003,7 +991,7 @@ impl<M: SharedMemory> Publisher<M> {
     /// Publishes a copy of `bytes` without blocking the thread. It runs the same step as
     /// [`publish`](Self::publish): reliable mode waits for room (evicting the dead, the
     /// corrupt and the overdue), spinning, then parking with the
-    /// [`reactor`](crate::reactor), which looks at it at least every
+    /// [`reactor`](crate::os::reactor), which looks at it at least every
     /// [`SLICE`](crate::wait::SLICE); lossy mode completes at once.
     ///
     /// # Errors
@@ -1046,7 +1034,7 @@ impl<M: SharedMemory> Drop for Publisher<M> {
         // published before is visible before the close is.
         self.b.closed().store(1, Ordering::Release);
         protocol::bump_data(ctl);
-        crate::futex::wake(ctl.data_seq);
+        crate::os::futex::wake(ctl.data_seq);
         // Release: pairs with the Acquire holder loads of the next publisher and of
         // subscribers telling a close from a death.
         self.b.holder().store(0, Ordering::Release);
@@ -1184,7 +1172,7 @@ impl<M: SharedMemory> SubscribeStep<'_, M> {
         let ctl = self.b.control();
         if protocol::release(ctl, self.b.member(i).position, self.next.saturating_sub(1)) {
             protocol::bump_space(ctl);
-            crate::futex::wake(ctl.space_seq);
+            crate::os::futex::wake(ctl.space_seq);
         }
         *self.published = *self.next;
     }
@@ -1416,7 +1404,7 @@ impl<M: SharedMemory> Subscriber<M> {
     /// The next message, copied into `buf`, without blocking the thread; completes with
     /// its number (as [`recv`](Self::recv)) or the error that ends the wait. It runs the
     /// same step as `recv`: it spins for the subscriber's spin time, then parks with the
-    /// [`reactor`](crate::reactor), which wakes it when a message is published, the
+    /// [`reactor`](crate::os::reactor), which wakes it when a message is published, the
     /// publisher closes, dies or is replaced, or it is evicted, and looks at it at least
     /// every [`SLICE`](crate::wait::SLICE) (a read-only subscriber, which nobody wakes,
     /// is found by that look).
@@ -1480,7 +1468,7 @@ impl<M: SharedMemory> Drop for Subscriber<M> {
         let ctl = self.b.control();
         if ctl.publisher_sleeping.load(Ordering::Relaxed) != 0 {
             protocol::bump_space(ctl);
-            crate::futex::wake(ctl.space_seq);
+            crate::os::futex::wake(ctl.space_seq);
         }
     }
 }

@@ -1,7 +1,7 @@
 //! One publisher to many subscriber processes: [`Broadcast`], [`Publisher`],
 //! [`Subscriber`].
 //!
-//! A broadcast segment (kind [`Kind::Broadcast`](crate::layout::Kind::Broadcast)) holds a ring of fixed-size slots, one
+//! A broadcast segment (kind [`Kind::Broadcast`](crate::format::layout::Kind::Broadcast)) holds a ring of fixed-size slots, one
 //! publisher and up to a fixed number of subscribers that join and leave at any time.
 //! Every subscriber gets every message published while it is joined, in order, or is
 //! told what it missed. Two modes, fixed at create:
@@ -10,27 +10,27 @@
 //!   the slowest live subscriber (spin, then futex). A subscriber whose process died, that
 //!   stays behind longer than the eviction timeout, or that writes a position no honest
 //!   subscriber writes, is **evicted** so that the publisher goes on; its next call is
-//!   [`Error::Evicted`](crate::Error::Evicted). Nothing a subscriber writes makes the publisher read or write
+//!   [`Error::Evicted`](crate::format::error::Error::Evicted). Nothing a subscriber writes makes the publisher read or write
 //!   outside the segment or wait past the timeout.
 //! * **Lossy** ([`BroadcastMode::Lossy`]): the publisher never waits. A subscriber that
-//!   falls more than the ring behind gets [`Error::Lagged`](crate::Error::Lagged)`{ missed }` and resumes at the
+//!   falls more than the ring behind gets [`Error::Lagged`](crate::format::error::Error::Lagged)`{ missed }` and resumes at the
 //!   oldest message still there, the way tokio's broadcast channel reports lag. Every
 //!   slot is guarded by its own sequence stamp, so a message overwritten while a
 //!   subscriber copied it out is `Lagged` too, never torn data. A lossy subscriber needs
-//!   no write access: on a read-only mapping ([`SharedMemory::writable`](crate::SharedMemory::writable) is false) it
+//!   no write access: on a read-only mapping ([`SharedMemory::writable`](crate::format::memory::SharedMemory::writable) is false) it
 //!   writes nothing at all and polls instead of sleeping on the futex.
 //!
 //! Messages are copied in by the publisher and out by each subscriber (a slot can be
 //! overwritten, so a subscriber never reads one in place). Typed use: create with
 //! [`BroadcastOptions::record`], publish with [`Publisher::publish_pod`], attach with
 //! [`Broadcast::attach_pod`] (a subscriber expecting another type gets
-//! [`Error::SchemaMismatch`](crate::Error::SchemaMismatch) when it joins) and receive with [`Subscriber::recv_pod`].
+//! [`Error::SchemaMismatch`](crate::format::error::Error::SchemaMismatch) when it joins) and receive with [`Subscriber::recv_pod`].
 //!
 //! Waiting goes through [`crate::wait::Waiter`] like the channel: subscribers spin, then
 //! sleep on a futex word; the publisher makes the wake-up call only when a subscriber
 //! said it sleeps (one wake per publish at most, none when nobody sleeps). The
-//! publisher's death is [`Error::PeerDied`](crate::Error::PeerDied) for every subscriber once it has read what
-//! was published; a clean close is [`Error::Closed`](crate::Error::Closed).
+//! publisher's death is [`Error::PeerDied`](crate::format::error::Error::PeerDied) for every subscriber once it has read what
+//! was published; a clean close is [`Error::Closed`](crate::format::error::Error::Closed).
 //!
 //! ```
 //! use shm_core::{Broadcast, BroadcastOptions, BroadcastMode, HeapMemory};
@@ -71,7 +71,7 @@
 //!
 //! The protocol, with the orderings and why nothing is lost or torn, is in
 //! [`protocol`].
-pub mod protocol;
+pub use crate::protocol::broadcast as protocol;
 
 #[cfg(not(loom))]
 mod api;

@@ -5,13 +5,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::ring::{self, Consumer, Corrupt, Producer, Shared, CONSUMER_CLOSED, PRODUCER_CLOSED};
-use crate::layout::{AttachOptions, Expect, Kind, Schema};
-use crate::proc::{self, Liveness};
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::format::copy;
+use crate::format::error::Error;
+use crate::format::layout::{AttachOptions, Expect, Kind, Schema};
+use crate::format::memory::SharedMemory;
+use crate::format::raw::RawSegment;
+use crate::os::proc::{self, Liveness};
+use crate::protocol::ring::{
+    self, Consumer, Corrupt, Producer, Shared, CONSUMER_CLOSED, PRODUCER_CLOSED,
+};
+use crate::protocol::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::wait::{self, Park, Parked, Sleeper, Step};
 pub use crate::wait::{WaitMode, ASYNC_SPIN};
-use crate::{copy, Error, RawSegment, SharedMemory};
 
 const CHANNEL_HEADER: u64 = 128;
 const LINE: u64 = 128;
@@ -62,7 +67,7 @@ impl ChannelOptions {
     /// 64 bits.
     pub fn segment_len_for(&self, capacity: u64) -> Result<u64, Error> {
         payload_len(self.rings, capacity)
-            .and_then(|p| p.checked_add(crate::layout::PAYLOAD_OFFSET as u64))
+            .and_then(|p| p.checked_add(crate::format::layout::PAYLOAD_OFFSET as u64))
             .ok_or(too_large(capacity))
     }
 }
@@ -124,7 +129,8 @@ impl<M: SharedMemory> Channel<M> {
         if !(1..=2).contains(&rings) {
             return Err(corrupt_header("channel rings", rings.into(), "1 or 2"));
         }
-        let payload = (mem.len() as u64).saturating_sub(crate::layout::PAYLOAD_OFFSET as u64);
+        let payload =
+            (mem.len() as u64).saturating_sub(crate::format::layout::PAYLOAD_OFFSET as u64);
         let cap = match opts.capacity {
             Some(c) if c.is_power_of_two() && c >= MIN_CAPACITY => c,
             Some(c) => {
@@ -252,43 +258,24 @@ impl<M: SharedMemory> Channel<M> {
         let me = proc::current_pid();
         let holder = ptrs.u32_at(holder_line + 8);
         let closed = ptrs.shared().closed;
-        // Acquire (here and on the CAS failure path): pairs with the Release store of 0 by
-        // which a previous holder let the end go, after its last use of the ring.
-        let mut current = holder.load(Ordering::Acquire);
-        for _ in 0..CLAIM_TRIES {
-            let free = current == 0 || (current != me && proc::liveness(current) == Liveness::Dead);
-            if !free {
-                break;
-            }
-            // AcqRel: Acquire as above; Release so that the other end, loading our pid
-            // with Acquire, sees the ring as we found it.
-            match holder.compare_exchange(current, me, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => {
-                    // AcqRel: pairs with the Release `fetch_or` of a previous holder's drop
-                    // (Acquire half) and with the other end's Acquire loads of `closed`
-                    // (Release half).
-                    closed.fetch_and(!closed_bit, Ordering::AcqRel);
-                    // Tell a waiter at the other end that it has a peer now (a parked
-                    // future watches our holder word too; this makes it look at once).
-                    let sh = ptrs.shared();
-                    let other = if closed_bit == PRODUCER_CLOSED {
-                        sh.data_seq
-                    } else {
-                        sh.space_seq
-                    };
-                    // Release: pairs with the Acquire load of the word before a sleep.
-                    other.fetch_add(1, Ordering::Release);
-                    ring::Futex::wake(&SysFutex, other);
-                    return Ok(ptrs);
-                }
-                Err(now) => current = now,
-            }
+        if let Err(pid) = proc::claim_role(holder, me, CLAIM_TRIES) {
+            return Err(Error::RoleTaken { role, ring, pid });
         }
-        Err(Error::RoleTaken {
-            role,
-            ring,
-            pid: current,
-        })
+        // AcqRel: pairs with the Release `fetch_or` of a previous holder's drop (Acquire
+        // half) and with the other end's Acquire loads of `closed` (Release half).
+        closed.fetch_and(!closed_bit, Ordering::AcqRel);
+        // Tell a waiter at the other end that it has a peer now (a parked future watches
+        // our holder word too; this makes it look at once).
+        let sh = ptrs.shared();
+        let other = if closed_bit == PRODUCER_CLOSED {
+            sh.data_seq
+        } else {
+            sh.space_seq
+        };
+        // Release: pairs with the Acquire load of the word before a sleep.
+        other.fetch_add(1, Ordering::Release);
+        ring::Futex::wake(&SysFutex, other);
+        Ok(ptrs)
     }
 
     /// The sending end of `ring` (0: creator → attacher by convention).
@@ -418,15 +405,15 @@ impl ring::Words for RingPtrs {
     }
 }
 
-/// [`crate::futex`] as the ring protocol's [`ring::Futex`].
+/// [`crate::os::futex`] as the ring protocol's [`ring::Futex`].
 struct SysFutex;
 
 impl ring::Futex for SysFutex {
     fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
-        crate::futex::wait(word, expected, timeout);
+        crate::os::futex::wait(word, expected, timeout);
     }
     fn wake(&self, word: &AtomicU32) {
-        crate::futex::wake(word);
+        crate::os::futex::wake(word);
     }
 }
 
@@ -695,7 +682,7 @@ impl<M: SharedMemory> Sender<M> {
     /// completes with the reserved slot (as [`reserve`](Self::reserve)) or the error that
     /// ends the wait. It runs the same step as `reserve`: it spins for the end's spin time
     /// (`WaitMode::Block { spin }`, or [`ASYNC_SPIN`] in spin mode), then parks with the
-    /// [`reactor`](crate::reactor), which wakes it when the receiver frees room, closes,
+    /// [`reactor`](crate::os::reactor), which wakes it when the receiver frees room, closes,
     /// dies or is replaced, and looks at it at least every
     /// [`SLICE`](crate::wait::SLICE).
     ///
@@ -1036,7 +1023,7 @@ impl<M: SharedMemory> Receiver<M> {
     /// message in place (as [`recv`](Self::recv)), or the error that ends the wait. It
     /// runs the same step as `recv`: it spins for the end's spin time
     /// (`WaitMode::Block { spin }`, or [`ASYNC_SPIN`] in spin mode), then parks with the
-    /// [`reactor`](crate::reactor), which wakes it when the sender publishes, closes,
+    /// [`reactor`](crate::os::reactor), which wakes it when the sender publishes, closes,
     /// dies or is replaced, and looks at it at least every
     /// [`SLICE`](crate::wait::SLICE). When a message is already there it completes on its
     /// first poll without a system call.

@@ -1,6 +1,6 @@
-//! A zero-copy message channel between two processes, over any [`SharedMemory`](crate::SharedMemory).
+//! A zero-copy message channel between two processes, over any [`SharedMemory`](crate::format::memory::SharedMemory).
 //!
-//! A channel segment (kind [`Kind::Channel`](crate::layout::Kind::Channel)) holds one or two single-producer
+//! A channel segment (kind [`Kind::Channel`](crate::format::layout::Kind::Channel)) holds one or two single-producer
 //! single-consumer rings. By convention ring 0 carries messages from the creator to the
 //! process that attaches, and ring 1 (when there are two) the other way. Messages are
 //! variable-size byte strings, written in place ([`Sender::reserve`] → [`SendSlot::write`]
@@ -13,13 +13,13 @@
 //! system call. [`WaitMode::Spin`] never sleeps. Every wait goes through the one bounded
 //! waiting primitive, [`crate::wait::Waiter`]: sleeps are cut into slices of at most
 //! 20 ms, and no round of a wait, spinning or sleeping, skips the checks of the deadline,
-//! of a close by the other end ([`Error::Closed`](crate::Error::Closed)), of its process's death
-//! ([`Error::PeerDied`](crate::Error::PeerDied)) and of a truncation under us ([`Error::Truncated`](crate::Error::Truncated)).
+//! of a close by the other end ([`Error::Closed`](crate::format::error::Error::Closed)), of its process's death
+//! ([`Error::PeerDied`](crate::format::error::Error::PeerDied)) and of a truncation under us ([`Error::Truncated`](crate::format::error::Error::Truncated)).
 //!
 //! Each end of a ring is held by one endpoint at a time, across processes and within one:
 //! taking it is a compare-and-swap of the end's holder word from 0 (or from the pid of a
 //! dead process) to our pid, and dropping the end sets the close bit, then clears the word.
-//! A second `sender(r)` in the process that holds the first is [`Error::RoleTaken`](crate::Error::RoleTaken).
+//! A second `sender(r)` in the process that holds the first is [`Error::RoleTaken`](crate::format::error::Error::RoleTaken).
 //!
 //! ## Layout (payload of a kind-3 segment, offsets from `payload_offset`)
 //!
@@ -45,7 +45,7 @@
 //! | 384 | capacity | messages: an 8-byte header (`1 << 63 | len`, or `1 << 63 | 0xFFFF_FFFF` for a PAD to the end of the ring, never at index 0), the payload, padding to 8 bytes; the word after the last message is 0 |
 //!
 //! A hostile peer can write anything into the shared positions and lengths: each is
-//! checked before use, and a bad one is [`Error::Corrupt`](crate::Error::Corrupt), after which the endpoint stays
+//! checked before use, and a bad one is [`Error::Corrupt`](crate::format::error::Error::Corrupt), after which the endpoint stays
 //! broken. No read or write ever leaves the ring.
 //!
 //! ```
@@ -73,7 +73,7 @@
 //! assert_eq!(v, b"world");
 //! # Ok(()) }
 //! ```
-pub mod ring;
+pub use crate::protocol::ring;
 
 #[cfg(not(loom))]
 mod api;

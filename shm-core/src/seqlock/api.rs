@@ -1,17 +1,21 @@
 //! The public half of the seqlock: [`SeqLock`] over any [`SharedMemory`]; the protocol is
-//! in [`super::protocol`].
+//! in [`crate::protocol::seqlock`].
 #![allow(unsafe_code)]
 
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use super::protocol;
-use crate::layout::{AttachOptions, Kind};
-use crate::proc::{self, Liveness};
-use crate::record::expect_for;
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::format::copy;
+use crate::format::error::Error;
+use crate::format::layout::{AttachOptions, Kind};
+use crate::format::memory::SharedMemory;
+use crate::format::raw::RawSegment;
+use crate::format::record::expect_for;
+use crate::format::record::Record;
+use crate::os::proc::{self, Liveness};
+use crate::protocol::seqlock as protocol;
+use crate::protocol::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::wait::{Pace, Sleeper, Waiter};
-use crate::{copy, Error, RawSegment, Record, SharedMemory};
 
 /// Offset of the record within the seqlock payload.
 pub const DATA_OFFSET: usize = 64;
@@ -29,7 +33,7 @@ pub struct SeqLock<T: Record, M: SharedMemory> {
 }
 
 impl<T: Record, M: SharedMemory> SeqLock<T, M> {
-    fn expect() -> Result<crate::layout::Expect, Error> {
+    fn expect() -> Result<crate::format::layout::Expect, Error> {
         expect_for::<T>(Kind::SeqLock, (DATA_OFFSET + data_len::<T>()) as u64)
     }
 

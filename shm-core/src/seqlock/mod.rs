@@ -9,8 +9,8 @@
 //! (see the `copy` module), never a plain racy `memcpy`.
 //!
 //! A sequence that stays odd means a writer is inside. A reader that finds the writer's
-//! process dead (killed in the middle of a write) returns [`Error::WriterDied`](crate::Error::WriterDied) at once;
-//! one still alive past the writer timeout is [`Error::WriterStuck`](crate::Error::WriterStuck). Every wait here goes
+//! process dead (killed in the middle of a write) returns [`Error::WriterDied`](crate::format::error::Error::WriterDied) at once;
+//! one still alive past the writer timeout is [`Error::WriterStuck`](crate::format::error::Error::WriterStuck). Every wait here goes
 //! through [`crate::wait::Waiter`] and ends by the writer timeout. A later [`store`](SeqLock::store) from
 //! any process takes the abandoned lock over and replaces the torn value, so readers
 //! recover without a reset.
@@ -28,7 +28,7 @@
 //! assert_eq!(reader.load()?, [8, 7, 7, 7]);
 //! # Ok(()) }
 //! ```
-pub mod protocol;
+pub use crate::protocol::seqlock as protocol;
 
 #[cfg(not(loom))]
 mod api;

@@ -47,7 +47,7 @@ pub fn fstat(fd: impl AsFd) -> io::Result<libc::stat> {
 pub struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
-    guard: Option<crate::sigbus::Registration>,
+    guard: Option<crate::os::sigbus::Registration>,
 }
 
 // SAFETY: a Mapping is an address range; it is only accessed through raw pointers by users
@@ -142,13 +142,13 @@ impl Mapping {
     }
 
     /// Guards the mapping against `SIGBUS` from a file truncated under it (see
-    /// [`crate::sigbus`]): a fault inside it then puts zero pages in its place and marks
+    /// [`crate::os::sigbus`]): a fault inside it then puts zero pages in its place and marks
     /// it [`tripped`](Self::tripped) instead of killing the process. Installs the process's
     /// `SIGBUS` handler on first use. Returns whether the mapping is guarded (`false` only
     /// if the table of guarded ranges is full or the handler could not be installed).
     pub fn guard_sigbus(&mut self) -> bool {
         if self.guard.is_none() {
-            self.guard = crate::sigbus::register(self.ptr.as_ptr(), self.len);
+            self.guard = crate::os::sigbus::register(self.ptr.as_ptr(), self.len);
         }
         self.guard.is_some()
     }
@@ -199,7 +199,7 @@ unsafe fn resident_pages_raw(ptr: *mut u8, len: usize) -> io::Result<usize> {
 
 /// How many bytes of `mem` are resident in memory (`mincore` over the whole region): a
 /// 4 GiB segment of which two pages were touched reports 8 KiB.
-pub fn resident_bytes<M: crate::SharedMemory + ?Sized>(mem: &M) -> io::Result<u64> {
+pub fn resident_bytes<M: crate::format::memory::SharedMemory + ?Sized>(mem: &M) -> io::Result<u64> {
     if mem.is_empty() {
         return Ok(0);
     }
@@ -243,9 +243,9 @@ mod tests {
         let b = a.alias().unwrap();
         // SAFETY: both mappings are 64 MiB long.
         unsafe {
-            crate::copy::store_bytes(a.as_ptr().add(12345), b"hello");
+            crate::format::copy::store_bytes(a.as_ptr().add(12345), b"hello");
             let mut out = [0u8; 5];
-            crate::copy::load_bytes(b.as_ptr().add(12345), &mut out);
+            crate::format::copy::load_bytes(b.as_ptr().add(12345), &mut out);
             assert_eq!(&out, b"hello");
         }
         assert_eq!(a.resident_pages().unwrap(), 1);
@@ -266,17 +266,17 @@ mod tests {
         let mut map = Mapping::shared(&file, 3 * 4096).unwrap();
         assert!(map.guard_sigbus());
         // SAFETY: in range of the 12 KiB mapping.
-        unsafe { crate::copy::store_bytes(map.as_ptr().add(8192), b"before") };
+        unsafe { crate::format::copy::store_bytes(map.as_ptr().add(8192), b"before") };
         assert!(!map.tripped());
         file.set_len(4096).unwrap();
         let mut out = [0xffu8; 6];
         // SAFETY: in range of the mapping; the page is gone from the file, and the guard
         // turns the fault into zero pages.
-        unsafe { crate::copy::load_bytes(map.as_ptr().add(8192), &mut out) };
+        unsafe { crate::format::copy::load_bytes(map.as_ptr().add(8192), &mut out) };
         assert!(map.tripped(), "the fault was not seen");
         assert_eq!(out, [0; 6]);
         // The whole range is private now: writes work and reach nobody.
         // SAFETY: as above.
-        unsafe { crate::copy::store_bytes(map.as_ptr(), b"after") };
+        unsafe { crate::format::copy::store_bytes(map.as_ptr(), b"after") };
     }
 }

@@ -116,6 +116,32 @@ pub fn liveness(pid: u32) -> Liveness {
     }
 }
 
+/// Takes a role word (a channel end's holder, a broadcast's publisher): a
+/// compare-and-swap from 0 (nobody holds it) or from the pid of a dead process, to `me`,
+/// retried up to `tries` times when it loses to a concurrent change. Our own pid there
+/// means another endpoint of this process holds it: taken. `Err(holder)` when taken.
+///
+/// The one claim every endpoint makes, so that all agree on what "free" means.
+pub fn claim_role(word: &std::sync::atomic::AtomicU32, me: u32, tries: u32) -> Result<(), u32> {
+    use std::sync::atomic::Ordering;
+    // Acquire (here and on the CAS failure path): pairs with the Release store of 0 by
+    // which a previous holder let the role go, after its last use of the shared state.
+    let mut current = word.load(Ordering::Acquire);
+    for _ in 0..tries {
+        let free = current == 0 || (current != me && liveness(current) == Liveness::Dead);
+        if !free {
+            break;
+        }
+        // AcqRel: Acquire as above; Release so that the other side, loading our pid
+        // with Acquire, sees the shared state as we found it.
+        match word.compare_exchange(current, me, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return Ok(()),
+            Err(now) => current = now,
+        }
+    }
+    Err(current)
+}
+
 /// Whether `/proc/PID/stat` says the process has exited (state `Z` or `X`).
 fn is_zombie(pid: u32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {

@@ -1,4 +1,4 @@
-//! The seqlock protocol on its own, over the atomics of [`crate::sync`], so that the
+//! The seqlock protocol on its own, over the atomics of [`crate::protocol::sync`], so that the
 //! same code is model-checked by loom (`tests/loom.rs`) and runs over mappings.
 //!
 //! Two shared words: `seq` (even: stable; odd: a write is in progress) and `owner` (0: the
@@ -22,7 +22,7 @@
 //! * A reader whose first sequence load sees the even value that ended write *k*
 //!   synchronises with that `Release` store, so it sees every word of write *k*.
 
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::protocol::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// One read attempt: `Ok` with what `copy` returned if no write overlapped it,
 /// otherwise `Err` with the sequence value that was seen (odd: a writer is inside).

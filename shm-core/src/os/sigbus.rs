@@ -5,15 +5,15 @@
 //! we mapped it, so on that backend any access could kill the process. Wayland's
 //! compositors face the same attack from their clients and survive it the way done here:
 //!
-//! * A mapping is **registered** ([`Mapping::guard_sigbus`](crate::mapping::Mapping::guard_sigbus))
+//! * A mapping is **registered** ([`Mapping::guard_sigbus`](crate::os::mapping::Mapping::guard_sigbus))
 //!   in a fixed table of address ranges (no allocation, no lock: the handler can read it).
 //! * The first registration **installs a handler** for `SIGBUS` (`sigaction` with
 //!   `SA_SIGINFO | SA_ONSTACK`), once per process, keeping the handler that was there.
 //! * On a fault inside a registered range, the handler maps anonymous zero pages over the
 //!   whole range with `MAP_FIXED` (`mmap` is a plain system call), marks the range
 //!   **tripped**, and returns: the faulting instruction runs again on the zero pages. The
-//!   data path then sees the mark ([`SharedMemory::truncated`](crate::SharedMemory::truncated))
-//!   and reports [`Error::Truncated`](crate::Error::Truncated) on that call and every later
+//!   data path then sees the mark ([`SharedMemory::truncated`](crate::format::memory::SharedMemory::truncated))
+//!   and reports [`Error::Truncated`](crate::format::error::Error::Truncated) on that call and every later
 //!   one.
 //! * A fault **outside** every registered range goes to the handler that was installed
 //!   before ours (Rust's own stack-overflow handler, typically); if there was none, the

@@ -2,7 +2,25 @@
 
 use std::time::Duration;
 
-use crate::layout::{kind_name, Kind, Schema};
+use crate::format::layout::{kind_name, Kind, Schema};
+
+/// Which function gives the size to ask a backend for, per kind.
+fn sized_by(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Channel => " (ChannelOptions::segment_len_for gives the segment size to ask for)",
+        Kind::Broadcast => " (BroadcastOptions::segment_len gives the segment size to ask for)",
+        Kind::Record | Kind::SeqLock => "",
+    }
+}
+
+/// "the publishing end of the broadcast", "the sending end of ring 0", ...
+fn role_name(role: &str, ring: u32) -> String {
+    if role == "publishing" {
+        "the broadcast's publishing end".to_owned()
+    } else {
+        format!("the {role} end of ring {ring}")
+    }
+}
 
 /// What went wrong, with what was expected and what was found.
 ///
@@ -28,7 +46,7 @@ pub enum Error {
         .found.escape_ascii()
     )]
     BadMagic {
-        /// [`crate::layout::MAGIC`].
+        /// [`crate::format::layout::MAGIC`].
         expected: [u8; 8],
         /// What the segment holds.
         found: [u8; 8],
@@ -36,7 +54,7 @@ pub enum Error {
     /// A segment written by another version of the layout.
     #[error("unsupported layout version: expected {expected}, found {found}")]
     UnsupportedVersion {
-        /// [`crate::layout::LAYOUT_VERSION`].
+        /// [`crate::format::layout::LAYOUT_VERSION`].
         expected: u32,
         /// What the segment holds.
         found: u32,
@@ -52,7 +70,7 @@ pub enum Error {
     /// A header field holds a value the layout does not allow.
     #[error("corrupt header: {field} is {found}, expected {expected}")]
     CorruptHeader {
-        /// The field's name, as in [`crate::layout::Header`].
+        /// The field's name, as in [`crate::format::layout::Header`].
         field: &'static str,
         /// Its value.
         found: u64,
@@ -60,7 +78,7 @@ pub enum Error {
         expected: &'static str,
     },
     /// The payload area is smaller than the record or structure it must hold.
-    #[error("payload too small: {kind} needs {needed} bytes, the header gives {found}")]
+    #[error("payload too small: {kind} needs {needed} bytes, the segment gives {found}{}", sized_by(*.kind))]
     PayloadTooSmall {
         /// What the payload holds.
         kind: Kind,
@@ -98,7 +116,7 @@ pub enum Error {
     /// A record name longer than a header can hold.
     #[error("schema name too long: at most {max} bytes, found {found}")]
     SchemaName {
-        /// [`crate::layout::SCHEMA_NAME_MAX`].
+        /// [`crate::format::layout::SCHEMA_NAME_MAX`].
         max: usize,
         /// The name's length.
         found: usize,
@@ -158,8 +176,9 @@ pub enum Error {
         /// Rings in the channel.
         rings: u32,
     },
-    /// Another live process already holds this end of the ring.
-    #[error("the {role} end of ring {ring} is held by live pid {pid}")]
+    /// Another live process already holds this end of the ring (or the broadcast's
+    /// publishing end: `role` "publishing").
+    #[error("{} is held by live pid {pid}", role_name(.role, *.ring))]
     RoleTaken {
         /// `"sending"` or `"receiving"`.
         role: &'static str,
@@ -189,16 +208,16 @@ pub enum Error {
         waited: Duration,
     },
     /// The other end was closed cleanly (and, for a receiver, every message was read).
-    #[error("the other end closed the channel")]
+    #[error("the other side closed cleanly")]
     Closed,
     /// The other end's process died without closing.
-    #[error("the other end (pid {pid}) died without closing the channel")]
+    #[error("the other side's process (pid {pid}) died without closing")]
     PeerDied {
         /// Its pid.
         pid: u32,
     },
     /// The other side wrote a value into the shared ring state that no honest peer writes.
-    #[error("corrupt channel: {what} is {found}")]
+    #[error("corrupt shared state: {what} is {found}")]
     Corrupt {
         /// What was read.
         what: &'static str,

@@ -25,7 +25,7 @@
 //! a `pidfd` (Linux 5.3) per distinct peer process in an `epoll` set. When a peer exits,
 //! its pidfd becomes readable at once (also while it is an unreaped zombie); the watcher
 //! marks the pid dead and wakes the reactor threads. A peer whose pidfd cannot be opened
-//! is checked with [`liveness`](crate::proc::liveness) at every tick instead.
+//! is checked with [`liveness`](crate::os::proc::liveness) at every tick instead.
 //!
 //! A waker that panics is contained: the panic is caught, and the reactor thread goes on
 //! serving its other entries.
@@ -41,7 +41,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Waker;
 use std::time::Duration;
 
-use crate::proc::{self, Liveness};
+use crate::os::proc::{self, Liveness};
 
 /// Futex words one thread waits on, besides its control word (`futex_waitv` takes 128).
 pub const PER_THREAD: usize = 127;
@@ -342,7 +342,7 @@ fn ticker() {
 }
 
 fn tick_loop() {
-    let mut faults_seen = crate::sigbus::faults();
+    let mut faults_seen = crate::os::sigbus::faults();
     loop {
         std::thread::sleep(crate::wait::SLICE);
         let Some(workers) = WORKERS.get() else {
@@ -361,7 +361,7 @@ fn tick_loop() {
         }
         // Any fault caught since the last tick (by anyone: a worker's wait, the scan
         // above, a blocking caller): wake every parked future.
-        let faults = crate::sigbus::faults();
+        let faults = crate::os::sigbus::faults();
         if faults != faults_seen {
             faults_seen = faults;
             for w in &all {
@@ -394,9 +394,10 @@ fn peer_watch() -> Option<&'static PeerWatch> {
     WATCH
         .get_or_init(|| {
             // SAFETY: epoll_create1 returns -1 or a new fd nobody else owns.
-            let epoll =
-                unsafe { crate::mapping::ret_owned_fd(libc::epoll_create1(libc::EPOLL_CLOEXEC)) }
-                    .ok()?;
+            let epoll = unsafe {
+                crate::os::mapping::ret_owned_fd(libc::epoll_create1(libc::EPOLL_CLOEXEC))
+            }
+            .ok()?;
             let started = std::thread::Builder::new()
                 .name("shm-peer-watch".into())
                 .stack_size(64 * 1024)

@@ -17,7 +17,7 @@
 //!   writes and no loop: a store never waits on a peer.
 //!
 //! The containing word of an edge can reach up to 7 bytes before the start or after the
-//! end of the range; the [`SharedMemory`](crate::SharedMemory) contract makes the region
+//! end of the range; the [`SharedMemory`](crate::format::memory::SharedMemory) contract makes the region
 //! accessible in whole 8-byte words (a 64-aligned base, and the length rounded up to 8).
 //!
 //! On x86-64 and aarch64 a relaxed, acquire or release atomic load or store of a word
@@ -312,8 +312,8 @@ mod tests {
     /// wrote), through both paths. (Consistency across bytes is the seqlock's job.)
     #[test]
     fn concurrent_writers_and_a_reader() {
-        let mem = crate::HeapMemory::new(8192);
-        let base = crate::SharedMemory::as_ptr(&mem) as usize;
+        let mem = crate::format::memory::HeapMemory::new(8192);
+        let base = crate::format::memory::SharedMemory::as_ptr(&mem) as usize;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let writers: Vec<_> = [0x1111_1111_1111_1111u64, 0x2222_2222_2222_2222]
             .into_iter()

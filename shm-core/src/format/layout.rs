@@ -51,7 +51,7 @@
 //!
 //! Segments made by programs that do not speak this layout (no header, the record at
 //! offset 0, as the tutorial's writer and Python's `multiprocessing.shared_memory` make
-//! them) are read with [`Segment::attach_foreign`](crate::Segment::attach_foreign).
+//! them) are read with [`Segment::attach_foreign`](crate::format::record::Segment::attach_foreign).
 //!
 //! ## Payload kinds
 //!
@@ -83,7 +83,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::Error;
+use crate::format::error::Error;
 
 /// The first eight bytes of every segment.
 pub const MAGIC: [u8; 8] = *b"SHMCORE\0";
@@ -138,7 +138,7 @@ const _: () = {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub enum Kind {
-    /// A plain record ([`crate::Segment`]).
+    /// A plain record ([`crate::format::record::Segment`]).
     Record = 1,
     /// A record behind a seqlock ([`crate::SeqLock`]).
     SeqLock = 2,
@@ -219,8 +219,8 @@ impl Schema {
         })
     }
 
-    /// The schema of a [`Record`](crate::Record) type.
-    pub fn of<T: crate::Record>() -> Result<Schema, Error> {
+    /// The schema of a [`Record`](crate::format::record::Record) type.
+    pub fn of<T: crate::format::record::Record>() -> Result<Schema, Error> {
         Schema::new(
             T::NAME,
             T::VERSION,

@@ -1,15 +1,18 @@
 //! [`RawSegment`]: validated memory with a header, and bounds-checked byte access to its
-//! payload. The typed layers ([`crate::Segment`], [`crate::SeqLock`], the channel) are
+//! payload. The typed layers ([`crate::format::record::Segment`], [`crate::SeqLock`], the channel) are
 //! built on it.
 #![allow(unsafe_code)]
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::copy;
-use crate::layout::{self, AttachOptions, Expect, Header, HEADER_SIZE, MAGIC, READY, READY_OFFSET};
-use crate::proc::{self, Liveness};
+use crate::format::copy;
+use crate::format::error::Error;
+use crate::format::layout::{
+    self, AttachOptions, Expect, Header, HEADER_SIZE, MAGIC, READY, READY_OFFSET,
+};
+use crate::format::memory::SharedMemory;
+use crate::os::proc::{self, Liveness};
 use crate::wait::{Pace, Sleeper, Waiter};
-use crate::{Error, SharedMemory};
 
 /// Shared memory whose header has been written (by `create`) or validated (by `attach`),
 /// or memory with no header at all ([`foreign`](Self::foreign)).

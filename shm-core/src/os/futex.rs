@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::sync::AtomicU32;
+use crate::protocol::sync::AtomicU32;
 
 /// Sleeps while `word` holds `expected`, at most `timeout` (`None`: no limit; every
 /// caller in this crate passes a bound). Any outcome (woken, `EAGAIN`, `ETIMEDOUT`,

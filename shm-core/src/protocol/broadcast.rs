@@ -1,4 +1,4 @@
-//! The broadcast protocol on its own, over [`crate::sync`] atomics, so that loom can
+//! The broadcast protocol on its own, over [`crate::protocol::sync`] atomics, so that loom can
 //! model-check the code that runs over mappings (`tests/loom.rs`).
 //!
 //! **Slots.** Message `n` lives in slot `n % S`. Each slot has a `stamp`: `2n + 1` while
@@ -31,7 +31,7 @@
 //! `space_seq` with its `publisher_sleeping` flag, against each subscriber's position
 //! store + `fence(SeqCst)` + flag load.
 
-use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
+use crate::protocol::sync::{fence, AtomicU32, AtomicU64, Ordering};
 
 /// The publisher's shared words.
 #[derive(Clone, Copy)]

@@ -1,4 +1,4 @@
-//! The single-producer single-consumer ring protocol, over [`crate::sync`] atomics.
+//! The single-producer single-consumer ring protocol, over [`crate::protocol::sync`] atomics.
 //!
 //! Positions (`tail`, written only by the producer; `head`, written only by the consumer)
 //! are byte counts that only grow; the index into the ring is `pos & (capacity - 1)`. A
@@ -27,7 +27,7 @@
 
 use std::time::Duration;
 
-use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
+use crate::protocol::sync::{fence, AtomicU32, AtomicU64, Ordering};
 
 /// Set in every published header.
 pub const VALID: u64 = 1 << 63;

@@ -17,7 +17,7 @@ use std::sync::Arc;
 /// reads, including in the middle of a read. That is why the trait hands out a raw
 /// pointer and never a `&[u8]`, `&T` or `&mut T`: such a reference promises the compiler
 /// that nobody else writes the memory, a promise no one can keep for shared memory. Access
-/// it with atomic or volatile operations (this crate's [`RawSegment::read_at`](crate::RawSegment::read_at)
+/// it with atomic or volatile operations (this crate's [`RawSegment::read_at`](crate::format::raw::RawSegment::read_at)
 /// and friends do), and only through types valid for every bit pattern.
 ///
 /// # Safety
@@ -48,7 +48,7 @@ pub unsafe trait SharedMemory {
     /// `Some(size the object has now)` once a peer truncated the object under this mapping
     /// and an access faulted on the missing pages: the backend caught the fault and put
     /// zero pages in their place, so the access went on, and every later call through
-    /// shm-core reports [`Error::Truncated`](crate::Error::Truncated). `None` while the
+    /// shm-core reports [`Error::Truncated`](crate::format::error::Error::Truncated). `None` while the
     /// mapping is intact, and always for backends that cannot be truncated.
     ///
     /// Required, with no default: a wrapper that forwards the other methods and forgot
@@ -56,7 +56,7 @@ pub unsafe trait SharedMemory {
     fn truncated(&self) -> Option<u64>;
     /// Whether the region is mapped writable here. A read-only mapping (a lossy broadcast
     /// subscriber's, say) returns `false`, and shm-core never writes through it: every
-    /// operation that would write returns [`Error::ReadOnly`](crate::Error::ReadOnly).
+    /// operation that would write returns [`Error::ReadOnly`](crate::format::error::Error::ReadOnly).
     ///
     /// Required, with no default: a wrapper that forgot it would let safe calls write
     /// through a read-only mapping (a SIGSEGV).
@@ -172,7 +172,7 @@ impl HeapMemory {
     pub fn from_bytes(bytes: &[u8]) -> Self {
         let mem = Self::new(bytes.len());
         // SAFETY: the block is `bytes.len()` bytes long and nothing else refers to it yet.
-        unsafe { crate::copy::store_bytes(mem.as_ptr(), bytes) };
+        unsafe { crate::format::copy::store_bytes(mem.as_ptr(), bytes) };
         mem
     }
 
@@ -230,12 +230,12 @@ mod tests {
         assert!(a.is_owner() && !b.is_owner());
         let mut buf = vec![0xffu8; 10_000];
         // SAFETY: `b` is 10_000 bytes long and alive.
-        unsafe { crate::copy::load_bytes(b.as_ptr(), &mut buf) };
+        unsafe { crate::format::copy::load_bytes(b.as_ptr(), &mut buf) };
         assert!(buf.iter().all(|&x| x == 0));
         // SAFETY: as above.
-        unsafe { crate::copy::store_bytes(a.as_ptr().add(5), &[1, 2, 3]) };
+        unsafe { crate::format::copy::store_bytes(a.as_ptr().add(5), &[1, 2, 3]) };
         // SAFETY: as above.
-        unsafe { crate::copy::load_bytes(b.as_ptr(), &mut buf[..10]) };
+        unsafe { crate::format::copy::load_bytes(b.as_ptr(), &mut buf[..10]) };
         assert_eq!(&buf[..10], &[0, 0, 0, 0, 0, 1, 2, 3, 0, 0]);
     }
 

@@ -3,8 +3,11 @@
 
 use std::marker::PhantomData;
 
-use crate::layout::{AttachOptions, Expect, Kind, Schema};
-use crate::{copy, Error, RawSegment, SharedMemory};
+use crate::format::copy;
+use crate::format::error::Error;
+use crate::format::layout::{AttachOptions, Expect, Kind, Schema};
+use crate::format::memory::SharedMemory;
+use crate::format::raw::RawSegment;
 
 /// A plain-old-data type that may live in shared memory.
 ///

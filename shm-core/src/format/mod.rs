@@ -1,0 +1,16 @@
+//! The format layer: what a segment is, independent of how it is mapped or synchronised.
+//!
+//! * [`memory`]: the [`SharedMemory`](memory::SharedMemory) trait every backend
+//!   implements, and the heap test backend;
+//! * [`layout`]: the versioned header, byte by byte, and its validation;
+//! * [`raw`]: validated memory with bounds-checked access, and the one write gate;
+//! * [`record`]: typed plain-old-data records;
+//! * [`error`]: the crate's error type;
+//! * `copy`: word-wise copies in and out of memory another process writes.
+
+pub(crate) mod copy;
+pub mod error;
+pub mod layout;
+pub mod memory;
+pub mod raw;
+pub mod record;
