@@ -10,8 +10,8 @@ use shm_core::{Receiver, Sender};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::host::{self, Mem};
+use crate::measure::{histogram, payload, report, warmup};
 use crate::msg::{verify, Maker};
-use crate::pingpong::{histogram, payload, warmup};
 use crate::util::{Failure, Result};
 
 /// A current-thread runtime for one side.
@@ -146,7 +146,7 @@ pub fn produce_blocking_on(
 #[inline(never)]
 pub fn consume_blocking_on(rx: Receiver<Mem>, messages: u64, size: u64) -> String {
     let (received, seconds, problem) = runtime().block_on(consume(rx, messages, size));
-    crate::stream::report(received, problem.is_none(), seconds, problem)
+    report(received, problem.is_none(), seconds, problem)
 }
 
 /// The producing side of `stream` over the channel.
@@ -226,7 +226,7 @@ pub fn unix_stream(messages: u64, size: u64) -> Result<String> {
                     None,
                 )
             });
-            let line = crate::stream::report(received, problem.is_none(), seconds, problem);
+            let line = report(received, problem.is_none(), seconds, problem);
             let mut w = report_w;
             i32::from(w.write_all(line.as_bytes()).is_err())
         })
@@ -256,105 +256,4 @@ pub fn unix_stream(messages: u64, size: u64) -> Result<String> {
         return Err(Failure::new(format!("the consumer failed: {status}")));
     }
     Ok(line)
-}
-
-/// Resident memory of this process, in bytes (`/proc/self/statm`).
-fn resident_bytes() -> u64 {
-    let text = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * shm_core::mapping::page_size() as u64
-}
-
-/// What `idle --async` measured.
-pub struct IdleReport {
-    pub receivers: usize,
-    pub seconds: f64,
-    pub cpu_percent: f64,
-    pub bytes_per_receiver: f64,
-    pub reactor_threads: usize,
-}
-
-/// `receivers` channels (anon, 4 KiB rings), their senders held open and silent; one
-/// tokio task per receiver awaiting `recv_async` on a current-thread runtime. Once all are
-/// parked: the CPU the whole process uses over `seconds`, and the memory each parked
-/// receiver adds (task, future, reactor entry and thread share; the channels' own pages
-/// are made before the first count).
-pub fn idle_receivers(receivers: usize, seconds: u64) -> Result<IdleReport> {
-    let opts = shm_core::ChannelOptions::new().capacity(4096);
-    let len = opts.segment_len_for(4096).map_err(crate::errors::core)?;
-    let mut ends = Vec::with_capacity(receivers);
-    for _ in 0..receivers {
-        let mem = host::create(host::Backend::Anon, len)?;
-        let chan = shm_core::Channel::create(mem, &opts).map_err(crate::errors::core)?;
-        let tx = chan.sender(0).map_err(crate::errors::core)?;
-        let rx = chan.receiver(0).map_err(crate::errors::core)?;
-        ends.push((tx, rx));
-    }
-    let rt = runtime();
-    let before = resident_bytes();
-    let (tx_all, rx_all): (Vec<_>, Vec<_>) = ends.into_iter().unzip();
-    let report = rt.block_on(async move {
-        let tasks: Vec<_> = rx_all
-            .into_iter()
-            .map(|mut rx| {
-                rx.set_wait(shm_core::WaitMode::Block {
-                    spin: std::time::Duration::ZERO,
-                });
-                tokio::spawn(async move { rx.recv_async().await.map(|m| m.len()) })
-            })
-            .collect();
-        // Let every task run once and park.
-        for _ in 0..4 {
-            tokio::task::yield_now().await;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        let parked = resident_bytes();
-        let (cpu0, t0) = (crate::pingpong::cpu_time(), Instant::now());
-        tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
-        let (cpu, wall) = (crate::pingpong::cpu_time() - cpu0, t0.elapsed());
-        let threads = shm_core::reactor::threads();
-        drop(tx_all); // closes every channel: the tasks end with Closed
-        for t in tasks {
-            let _ = t.await;
-        }
-        IdleReport {
-            receivers,
-            seconds: wall.as_secs_f64(),
-            cpu_percent: 100.0 * cpu.as_secs_f64() / wall.as_secs_f64(),
-            bytes_per_receiver: parked.saturating_sub(before) as f64 / receivers.max(1) as f64,
-            reactor_threads: threads,
-        }
-    });
-    Ok(report)
-}
-
-/// `idle --async-receivers N`: runs [`idle_receivers`] and prints the report.
-pub fn idle_run(receivers: usize, seconds: u64, json: bool) -> Result<()> {
-    if receivers == 0 || receivers > 100_000 {
-        return Err(Failure::new("--async-receivers must be 1 to 100000"));
-    }
-    let r = idle_receivers(receivers, seconds)?;
-    if json {
-        println!(
-            "{}",
-            crate::util::Json::new()
-                .str("what", "async receivers")
-                .num("receivers", r.receivers as u64)
-                .float("seconds", r.seconds)
-                .float("cpu_percent", r.cpu_percent)
-                .float("bytes_per_receiver", r.bytes_per_receiver)
-                .num("reactor_threads", r.reactor_threads as u64)
-                .finish()
-        );
-    } else {
-        println!(
-            "idle async: {} receivers parked in one tokio runtime for {:.1} s: {:.3}% of one core for the whole process, {:.0} bytes per parked receiver, {} reactor threads",
-            r.receivers, r.seconds, r.cpu_percent, r.bytes_per_receiver, r.reactor_threads
-        );
-    }
-    Ok(())
 }

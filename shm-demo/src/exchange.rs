@@ -1,80 +1,25 @@
 //! The tutorial's exchange: one command on every backend, or writer and reader in two
 //! terminals.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use shm_core::mapping::resident_bytes;
 use shm_core::{Record, Segment, SharedMemory};
 use shm_posix::ShmOptions;
 
-use crate::host::{self, Backend, Endpoint, Mem};
+use crate::errors;
+use crate::host::{self, Backend, Mem};
 use crate::record::{MyData, MyDataV2, TUTORIAL};
 use crate::util::{
-    check_interrupted, fmt_bytes, fmt_duration, interrupted, json_num, Failure, Json, Result,
+    check_interrupted, error_line, fmt_bytes, fmt_duration, interrupted, json_num, Failure, Json,
+    Result,
 };
-use crate::{errors, pingpong};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum SchemaArg {
     V1,
     V2,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Role {
-    Read,
-    Echo,
-    Consume,
-    Idle,
-    IdleSubscriber,
-    Subscribe,
-}
-
-/// Arguments of the hidden `peer` subcommand.
-#[derive(clap::Args, Debug)]
-pub struct PeerArgs {
-    #[arg(long)]
-    name: Option<String>,
-    #[arg(long)]
-    socket: Option<PathBuf>,
-    #[arg(long, value_enum)]
-    role: Role,
-    #[arg(long, default_value_t = 0)]
-    count: u64,
-    #[arg(long, default_value_t = 0)]
-    size: u64,
-    #[arg(long, value_enum, default_value = "spin")]
-    wait: pingpong::Wait,
-}
-
-/// Runs in the peer process: opens what it was pointed at and plays its role, printing
-/// one JSON line.
-pub fn peer(backend: Backend, args: &PeerArgs) -> Result<()> {
-    let endpoint = match (backend, &args.name, &args.socket) {
-        (Backend::Posix, Some(name), _) => Endpoint::Name(name.clone()),
-        (Backend::Memfd, _, Some(socket)) => Endpoint::Socket(socket.clone()),
-        _ => {
-            return Err(Failure::new(
-                "peer: posix needs --name, memfd needs --socket",
-            ))
-        }
-    };
-    let mem = host::open(&endpoint)?;
-    let line = match args.role {
-        Role::Read => read_role(mem),
-        Role::Echo => pingpong::echo_role(mem, args.count, args.size.max(8), args.wait),
-        Role::Consume => crate::stream::consume_role(mem, args.count, args.size, args.wait),
-        Role::Idle => crate::pingpong::idle_role(mem, args.count),
-        Role::Subscribe => crate::broadcast::subscribe_role(mem, args.count, args.size),
-        Role::IdleSubscriber => crate::pingpong::idle_subscriber_role(mem, args.count),
-    };
-    println!("{line}");
-    Ok(())
-}
-
-fn error_line(f: &Failure) -> String {
-    Json::new().str("error", &f.what).finish()
 }
 
 /// Attaches as the tutorial's reader and reports the record and the attach time.

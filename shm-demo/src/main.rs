@@ -7,7 +7,10 @@ mod broadcast;
 mod errors;
 mod exchange;
 mod host;
+mod idle;
+mod measure;
 mod msg;
+mod peer;
 mod pingpong;
 mod record;
 mod stream;
@@ -154,7 +157,7 @@ enum Cmd {
         /// on a futex) or async (both sides tokio tasks awaiting the futures; tokio's
         /// UnixStream for --backend unix). pipe and floor ignore it.
         #[arg(long, value_enum, default_value = "spin")]
-        wait: pingpong::Wait,
+        wait: measure::Wait,
         /// Payload bytes per message, 8 to 16MiB; each side copies it in and out.
         #[arg(long, default_value = "8", value_parser = parse_size)]
         size: u64,
@@ -175,7 +178,7 @@ enum Cmd {
         /// How the sides wait: spin, block (spin 50 µs, then futex) or async (tokio tasks
         /// awaiting the futures; tokio's UnixStream for --backend unix).
         #[arg(long, value_enum, default_value = "block")]
-        wait: pingpong::Wait,
+        wait: measure::Wait,
     },
     /// One publisher to N subscriber processes: each subscriber verifies order and
     /// checksums and reports its rate (reliable: no gap; --lossy: counts what it missed);
@@ -221,7 +224,7 @@ enum Cmd {
     },
     /// Internal: the second process of an exchange.
     #[command(hide = true)]
-    Peer(exchange::PeerArgs),
+    Peer(peer::PeerArgs),
 }
 
 fn usage(msg: &str) -> ExitCode {
@@ -307,16 +310,16 @@ fn main() -> ExitCode {
             seconds,
             async_receivers: Some(n),
             ..
-        }) => asyncio::idle_run(n, seconds, cli.json),
+        }) => idle::idle_run(n, seconds, cli.json),
         Some(Cmd::Idle {
             seconds, broadcast, ..
         }) => match shm_backend {
-            Some(Some(b)) => pingpong::idle(b, seconds, broadcast, cli.json),
+            Some(Some(b)) => idle::idle(b, seconds, broadcast, cli.json),
             _ => return usage("idle needs a shared-memory backend: posix, anon or memfd"),
         },
         Some(Cmd::Cleanup { prefix }) => exchange::cleanup(&prefix, cli.json),
         Some(Cmd::Peer(args)) => match shm_backend {
-            Some(Some(b)) => exchange::peer(b, &args),
+            Some(Some(b)) => peer::peer(b, &args),
             _ => return usage("peer needs a shared-memory backend"),
         },
     };

@@ -5,31 +5,12 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use shm_core::{Channel, ChannelOptions, Segment, WaitMode};
+use shm_core::{Channel, ChannelOptions, Segment};
 
 use crate::host::{self, Mem};
+use crate::measure::{histogram, payload, warmup, Wait};
 use crate::util::{fmt_duration, Failure, Json, Result};
 use crate::BackendArg;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Wait {
-    /// Busy-poll: lowest latency, one core per side.
-    Spin,
-    /// Spin briefly (50 µs), then sleep on a futex until woken.
-    Block,
-    /// Both sides are tokio tasks awaiting the futures (spin 50 µs, then park with the
-    /// reactor); `--backend unix` uses tokio's `UnixStream`.
-    Async,
-}
-
-impl Wait {
-    pub fn mode(self) -> WaitMode {
-        match self {
-            Wait::Spin => WaitMode::Spin,
-            Wait::Block | Wait::Async => WaitMode::default(),
-        }
-    }
-}
 
 /// The floor's segment: one word on one cache line, bounced between the two processes
 /// (odd values from the pinger, even values from the ponger).
@@ -38,10 +19,6 @@ const WORD: usize = 0;
 
 /// How long one side waits for the other before it calls the peer dead.
 const PEER_TIMEOUT: Duration = Duration::from_secs(10);
-
-pub(crate) fn warmup(round_trips: u64) -> u64 {
-    (round_trips / 10).max(1000)
-}
 
 /// Spins until `word` holds `want`; gives up after PEER_TIMEOUT.
 fn spin_until(word: &std::sync::atomic::AtomicU64, want: u64) -> bool {
@@ -133,11 +110,6 @@ pub fn echo_role(mem: Mem, total: u64, size: u64, wait: Wait) -> String {
     }
 }
 
-/// The ping payload number `i` of `size` bytes: `i` in its first 8 bytes.
-pub(crate) fn payload(buf: &mut [u8], i: u64) {
-    buf[..8].copy_from_slice(&i.to_ne_bytes());
-}
-
 /// Ping-pong of `size`-byte messages through a two-ring channel: each side copies the
 /// message in and out.
 fn channel_pingpong(
@@ -200,141 +172,6 @@ fn channel_pingpong(
     drop((tx, rx));
     crate::util::parse_peer_line(&peer.finish()?)?;
     Ok(hist)
-}
-
-/// CPU time (user + system) this process has used.
-#[allow(unsafe_code)]
-pub(crate) fn cpu_time() -> Duration {
-    // SAFETY: getrusage fills the struct we pass.
-    let ru = unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
-        ru
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-/// A broadcast subscriber waiting on an empty broadcast for `ms` milliseconds: how much
-/// CPU it used.
-pub fn idle_subscriber_role(mem: Mem, ms: u64) -> String {
-    let run = || -> std::result::Result<(Duration, Duration), shm_core::Error> {
-        let b = shm_core::Broadcast::attach(mem)?;
-        let mut s = b.subscribe()?;
-        let (cpu0, t0) = (cpu_time(), Instant::now());
-        let mut buf = Vec::new();
-        match s.recv_timeout(&mut buf, Duration::from_millis(ms)) {
-            Err(shm_core::Error::Timeout { .. }) => Ok((cpu_time() - cpu0, t0.elapsed())),
-            Err(e) => Err(e),
-            Ok(_) => Err(shm_core::Error::Corrupt {
-                what: "a message on an idle broadcast",
-                found: 0,
-            }),
-        }
-    };
-    match run() {
-        Ok((cpu, wall)) => Json::new()
-            .num("pid", std::process::id())
-            .num("cpu_us", cpu.as_micros())
-            .num("wall_us", wall.as_micros())
-            .finish(),
-        Err(e) => Json::new().str("error", &e.to_string()).finish(),
-    }
-}
-
-/// A receiver blocked on an empty channel for `ms` milliseconds: how much CPU it used.
-pub fn idle_role(mem: Mem, ms: u64) -> String {
-    let run = || -> std::result::Result<(Duration, Duration), shm_core::Error> {
-        let chan = Channel::attach(mem)?;
-        let mut rx = chan.receiver(0)?;
-        rx.set_wait(WaitMode::default());
-        let (cpu0, t0) = (cpu_time(), Instant::now());
-        let outcome = match rx.recv_timeout(Duration::from_millis(ms)) {
-            Err(shm_core::Error::Timeout { .. }) => Ok((cpu_time() - cpu0, t0.elapsed())),
-            Err(e) => Err(e),
-            Ok(_) => Err(shm_core::Error::Corrupt {
-                what: "a message on an idle channel",
-                found: 0,
-            }),
-        };
-        outcome
-    };
-    match run() {
-        Ok((cpu, wall)) => Json::new()
-            .num("pid", std::process::id())
-            .num("cpu_us", cpu.as_micros())
-            .num("wall_us", wall.as_micros())
-            .finish(),
-        Err(e) => Json::new().str("error", &e.to_string()).finish(),
-    }
-}
-
-/// Measures the CPU an idle blocked receiver (a channel receiver, or with `broadcast` a
-/// broadcast subscriber) uses over `seconds`.
-pub fn idle(backend: host::Backend, seconds: u64, broadcast: bool, json: bool) -> Result<()> {
-    let ms = seconds * 1000;
-    let role = if broadcast { "idle-subscriber" } else { "idle" };
-    let args = [
-        "--role".to_owned(),
-        role.to_owned(),
-        "--count".to_owned(),
-        ms.to_string(),
-    ];
-    let peer;
-    // The live sender or publisher the peer waits on, held until it is done.
-    let keep: Box<dyn std::any::Any>;
-    if broadcast {
-        let opts = shm_core::BroadcastOptions::new();
-        let len = opts.segment_len().map_err(crate::errors::core)?;
-        let mem = host::create(backend, len)?;
-        let b = shm_core::Broadcast::create(mem, &opts).map_err(crate::errors::core)?;
-        peer = host::start_peer(backend, b.raw().memory(), &args, move |m| {
-            idle_subscriber_role(m, ms)
-        })?;
-        keep = Box::new(b.publisher().map_err(crate::errors::core)?);
-    } else {
-        let mem = host::create(backend, 64 * 1024)?;
-        let chan = Channel::create(mem, &ChannelOptions::new()).map_err(crate::errors::core)?;
-        peer = host::start_peer(backend, chan.raw().memory(), &args, move |m| {
-            idle_role(m, ms)
-        })?;
-        keep = Box::new(chan.sender(0).map_err(crate::errors::core)?);
-    }
-    let line = peer.finish()?;
-    drop(keep);
-    crate::util::parse_peer_line(&line)?;
-    let cpu = crate::util::json_num(&line, "cpu_us").unwrap_or(0.0);
-    let wall = crate::util::json_num(&line, "wall_us").unwrap_or(1.0);
-    let pct = 100.0 * cpu / wall;
-    if json {
-        println!(
-            "{}",
-            Json::new()
-                .str("backend", backend.name())
-                .str("what", if broadcast { "broadcast" } else { "channel" })
-                .float("seconds", wall / 1e6)
-                .float("cpu_seconds", cpu / 1e6)
-                .float("cpu_percent", pct)
-                .finish()
-        );
-    } else {
-        println!(
-            "idle {}: a {} blocked for {:.1} s used {:.1} ms of CPU ({pct:.3}% of one core)",
-            backend.name(),
-            if broadcast {
-                "broadcast subscriber"
-            } else {
-                "channel receiver"
-            },
-            wall / 1e6,
-            cpu / 1e3
-        );
-    }
-    Ok(())
-}
-
-pub(crate) fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
 }
 
 /// The hardware floor: a word on a cache line of an anonymous shared mapping, ping and

@@ -7,22 +7,10 @@ use std::time::Instant;
 use shm_core::{Channel, ChannelOptions};
 
 use crate::host::{self, Mem};
+use crate::measure::{report, Wait};
 use crate::msg::{verify, Maker, MIN_SIZE};
-use crate::pingpong::Wait;
 use crate::util::{Failure, Json, Result};
 use crate::BackendArg;
-
-pub(crate) fn report(received: u64, verified: bool, seconds: f64, error: Option<String>) -> String {
-    let mut j = Json::new()
-        .num("pid", std::process::id())
-        .num("received", received)
-        .bool("verified", verified)
-        .float("seconds", seconds);
-    if let Some(e) = error {
-        j = j.str("problem", &e);
-    }
-    j.finish()
-}
 
 /// The consuming side over the channel: receive, copy out, verify.
 pub fn consume_role(mem: Mem, messages: u64, size: u64, wait: Wait) -> String {

@@ -307,6 +307,11 @@ pub fn json_str(line: &str, key: &str) -> Option<String> {
     None
 }
 
+/// The JSON line a peer prints when its role fails.
+pub fn error_line(f: &Failure) -> String {
+    Json::new().str("error", &f.what).finish()
+}
+
 /// Turns a peer's line into a result, or its error into ours.
 pub fn parse_peer_line(line: &str) -> Result<()> {
     if let Some(i) = line.find("\"error\":\"") {
