@@ -132,6 +132,10 @@ pub mod broadcast;
 pub mod channel;
 pub mod seqlock;
 
+// Tools on top: seeing inside a segment without joining it.
+#[cfg(not(loom))]
+pub mod inspect;
+
 #[cfg(all(feature = "conformance", not(loom)))]
 pub mod conformance;
 #[cfg(all(feature = "conformance", not(loom)))]

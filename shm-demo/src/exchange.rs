@@ -378,19 +378,3 @@ pub fn connect(socket: &Path, json: bool) -> Result<()> {
     print_record(&v, &socket.display().to_string(), json);
     Ok(())
 }
-
-/// Removes stale segments of ours.
-pub fn cleanup(prefix: &str, json: bool) -> Result<()> {
-    let removed = shm_posix::remove_stale(prefix).map_err(errors::posix)?;
-    for name in &removed {
-        if json {
-            println!("{}", Json::new().str("removed", name).finish());
-        } else {
-            println!("removed stale segment {name}");
-        }
-    }
-    if !json {
-        println!("{} stale segment(s) removed", removed.len());
-    }
-    Ok(())
-}

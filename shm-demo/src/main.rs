@@ -8,6 +8,7 @@ mod errors;
 mod exchange;
 mod host;
 mod idle;
+mod look;
 mod measure;
 mod msg;
 mod peer;
@@ -37,7 +38,11 @@ Examples:
   shm-demo --backend unix pingpong --round-trips 100000 --json
   shm-demo --backend posix pingpong --wait block
   shm-demo --backend anon stream --messages 10000 --size 1MiB
-  shm-demo --backend memfd broadcast --subscribers 4 --messages 100000 --size 64 --json";
+  shm-demo --backend memfd broadcast --subscribers 4 --messages 100000 --size 64 --json
+  shm-demo ls                                # every segment: kind, state, peers
+  shm-demo inspect /shm-demo-1234-0          # one segment, field by field
+  shm-demo hz /shm-demo-1234-0 --seconds 5   # its rate, without joining it
+  shm-demo cleanup --dry-run                 # what a crash left behind, and why";
 
 /// Shared memory between processes, the tutorial's way: a writer puts
 /// MyData { col1: 100, col2: 876, col3: 8021 } into a 4 GiB segment, a separate reader
@@ -215,12 +220,52 @@ enum Cmd {
         #[arg(long, value_name = "N")]
         async_receivers: Option<usize>,
     },
-    /// Remove segments of ours in /dev/shm whose processes died without removing them.
-    #[command(after_help = "Example:\n  shm-demo cleanup --prefix /shm-demo")]
+    /// Remove segments of ours in /dev/shm that no live process holds (their processes
+    /// died without removing them), saying why for each; never one a live process holds.
+    #[command(
+        after_help = "Example:\n  shm-demo cleanup --dry-run\n  shm-demo cleanup --prefix /shm-demo"
+    )]
     Cleanup {
         /// Only names starting with this.
         #[arg(long, default_value = "/")]
         prefix: String,
+        /// Name what would be removed, and why, without removing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List every segment in /dev/shm (and the memfd servers named with --socket): kind,
+    /// size, record, creator, state (live, stale, foreign, corrupt) and peers. Reads
+    /// only; never waits.
+    #[command(after_help = "Example:\n  shm-demo ls\n  shm-demo ls --json --socket /tmp/shm.sock")]
+    Ls {
+        /// A memfd server's socket to look at too (repeatable).
+        #[arg(long)]
+        socket: Vec<PathBuf>,
+    },
+    /// Show one segment's header field by field and its kind's shared state: a channel's
+    /// positions and ends, a broadcast's tail and subscriber lines, a seqlock's writer.
+    #[command(
+        after_help = "Example:\n  shm-demo inspect /shm-demo-1234-0\n  shm-demo inspect --socket /tmp/shm.sock --json"
+    )]
+    Inspect {
+        /// The POSIX segment's name.
+        name: Option<String>,
+        /// Or a memfd server's socket.
+        #[arg(long, conflicts_with = "name")]
+        socket: Option<PathBuf>,
+    },
+    /// Watch a channel or broadcast without joining it (read-only) and print its rate
+    /// each second (and each subscriber's lag). Ctrl-C ends it.
+    #[command(after_help = "Example:\n  shm-demo hz /cam --seconds 10")]
+    Hz {
+        /// The POSIX segment's name.
+        name: Option<String>,
+        /// Or a memfd server's socket.
+        #[arg(long, conflicts_with = "name")]
+        socket: Option<PathBuf>,
+        /// Stop after this many seconds (0: until Ctrl-C).
+        #[arg(long, default_value_t = 0)]
+        seconds: u64,
     },
     /// Internal: the second process of an exchange.
     #[command(hide = true)]
@@ -317,7 +362,16 @@ fn main() -> ExitCode {
             Some(Some(b)) => idle::idle(b, seconds, broadcast, cli.json),
             _ => return usage("idle needs a shared-memory backend: posix, anon or memfd"),
         },
-        Some(Cmd::Cleanup { prefix }) => exchange::cleanup(&prefix, cli.json),
+        Some(Cmd::Cleanup { prefix, dry_run }) => look::cleanup(&prefix, dry_run, cli.json),
+        Some(Cmd::Ls { socket }) => look::ls(&socket, cli.json),
+        Some(Cmd::Inspect { name, socket }) => {
+            look::inspect(name.as_deref(), socket.as_deref(), cli.json)
+        }
+        Some(Cmd::Hz {
+            name,
+            socket,
+            seconds,
+        }) => look::hz(name.as_deref(), socket.as_deref(), seconds, cli.json),
         Some(Cmd::Peer(args)) => match shm_backend {
             Some(Some(b)) => peer::peer(b, &args),
             _ => return usage("peer needs a shared-memory backend"),

@@ -118,6 +118,21 @@ impl Json {
         }
         self
     }
+    /// A value that is JSON already (`null`, an array, an object).
+    pub fn raw(mut self, k: &str, json: &str) -> Self {
+        self.key(k);
+        self.0.push_str(json);
+        self
+    }
+
+    /// `null` for `None`, else the string.
+    pub fn opt_str(self, k: &str, v: Option<&str>) -> Self {
+        match v {
+            Some(v) => self.str(k, v),
+            None => self.raw(k, "null"),
+        }
+    }
+
     pub fn bool(mut self, k: &str, v: bool) -> Self {
         self.key(k);
         self.0.push_str(if v { "true" } else { "false" });

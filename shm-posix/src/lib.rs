@@ -693,6 +693,203 @@ pub fn remove_stale(prefix: &str) -> Result<Vec<String>, Error> {
     Ok(removed)
 }
 
+/// What [`list`] and [`inspect`] conclude about an entry of `/dev/shm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentState {
+    /// One of ours that a live process holds (or names, or is still creating).
+    Live,
+    /// One of ours that no process holds and whose processes are all dead: what
+    /// [`remove_stale`] removes.
+    Stale,
+    /// Not one of ours: no header, another user's file, not a regular file, unsafe
+    /// permissions.
+    Foreign,
+    /// One of ours that is cut short or holds values no honest peer writes.
+    Corrupt,
+}
+
+impl SegmentState {
+    /// `live`, `stale`, `foreign`, `corrupt`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SegmentState::Live => "live",
+            SegmentState::Stale => "stale",
+            SegmentState::Foreign => "foreign",
+            SegmentState::Corrupt => "corrupt",
+        }
+    }
+}
+
+/// One entry of `/dev/shm`, as [`inspect`] saw it.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    /// The name, with its leading `/`.
+    pub name: String,
+    /// The file's size in bytes (0 if it could not be read).
+    pub size: u64,
+    /// The verdict.
+    pub state: SegmentState,
+    /// Why, for a state other than `Live` (and what is pending for a live segment
+    /// still being created).
+    pub reason: Option<String>,
+    /// Whether some process holds it open through this library (its shared lock).
+    pub held: bool,
+    /// What its header and shared state say, when it could be mapped.
+    pub inspection: Option<shm_core::inspect::Inspection>,
+}
+
+/// Looks at segment `name` without writing it and without waiting: opens it read-only
+/// (never blocking on a lock or a FIFO), asks whether anyone holds it, and reads its
+/// header and shared state ([`shm_core::inspect::inspect`]). A file that is not ours is
+/// reported (`Foreign`, with the reason), never followed.
+///
+/// # Errors
+/// Only [`Error::InvalidName`] and [`Error::NotFound`]; every other failure is a state
+/// with its reason.
+pub fn inspect(name: &str) -> Result<Listing, Error> {
+    use shm_core::inspect::Verdict;
+    validate_name(name)?;
+    let name = normalize_name(name);
+    let size = std::fs::symlink_metadata(format!("/dev/shm{name}"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let mut out = Listing {
+        name: name.clone(),
+        size,
+        state: SegmentState::Foreign,
+        reason: None,
+        held: false,
+        inspection: None,
+    };
+    // Asked before we open it: our own handle holds the shared lock too.
+    let unheld = is_stale(&name);
+    let opened = ShmOptions::new(&name)
+        .read_only(true)
+        .lock_timeout(Duration::ZERO)
+        .open();
+    let shm = match opened {
+        Ok(shm) => shm,
+        Err(e @ Error::NotFound { .. }) => return Err(e),
+        Err(e) => {
+            out.state = match e {
+                Error::Locked { .. } => SegmentState::Live,
+                Error::NotRegularFile { .. }
+                | Error::ForeignOwner { .. }
+                | Error::UnsafeMode { .. }
+                | Error::PermissionDenied { .. } => SegmentState::Foreign,
+                _ => SegmentState::Corrupt,
+            };
+            if out.state == SegmentState::Live {
+                out.held = true;
+            }
+            out.reason = Some(e.to_string());
+            return Ok(out);
+        }
+    };
+    out.held = matches!(unheld, Ok(false));
+    let seen = shm_core::inspect::inspect(shm);
+    out.state = match seen.verdict {
+        Verdict::Foreign => SegmentState::Foreign,
+        Verdict::Corrupt => SegmentState::Corrupt,
+        Verdict::Initialising => SegmentState::Live,
+        Verdict::Ours if out.held || seen.anyone_alive() => SegmentState::Live,
+        Verdict::Ours => SegmentState::Stale,
+    };
+    out.reason = match out.state {
+        SegmentState::Stale => Some(format!(
+            "no process holds it; its creator (pid {}) and every peer it names are dead",
+            seen.creator_pid
+        )),
+        _ => seen.problem.clone(),
+    };
+    out.inspection = Some(seen);
+    Ok(out)
+}
+
+/// Every entry of `/dev/shm` whose name starts with `prefix` (`"/"` for all), as
+/// [`inspect`] sees it, sorted by name. Entries that vanish while listed are left out.
+///
+/// # Errors
+/// [`Error::Io`] if `/dev/shm` cannot be read.
+pub fn list(prefix: &str) -> Result<Vec<Listing>, Error> {
+    let prefix = normalize_name(prefix);
+    let dir = std::fs::read_dir("/dev/shm").map_err(|e| Error::io("read_dir", "/dev/shm", e))?;
+    let mut all = Vec::new();
+    for entry in dir.flatten() {
+        let Some(file) = entry.file_name().to_str().map(|s| format!("/{s}")) else {
+            continue;
+        };
+        if !file.starts_with(&prefix) {
+            continue;
+        }
+        match inspect(&file) {
+            Ok(l) => all.push(l),
+            Err(Error::NotFound { .. }) => {}
+            Err(e) => all.push(Listing {
+                name: file,
+                size: 0,
+                state: SegmentState::Foreign,
+                reason: Some(e.to_string()),
+                held: false,
+                inspection: None,
+            }),
+        }
+    }
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(all)
+}
+
+/// What [`cleanup`] did (or, dry, would do) with one segment.
+#[derive(Debug, Clone)]
+pub struct Removal {
+    /// The segment.
+    pub name: String,
+    /// Why it goes.
+    pub reason: String,
+    /// Whether it was removed (false on a dry run, or if it came back to life or went
+    /// away meanwhile).
+    pub removed: bool,
+}
+
+/// Removes (unless `dry_run`) every segment of ours under `prefix` that no live process
+/// holds: stale ones, and corrupt ones that nobody holds. A segment that a process holds
+/// through this library, or whose creator or peers are alive, is never removed; the
+/// lock is checked again right before each unlink.
+///
+/// # Errors
+/// [`Error::Io`] if `/dev/shm` cannot be read.
+pub fn cleanup(prefix: &str, dry_run: bool) -> Result<Vec<Removal>, Error> {
+    let mut out = Vec::new();
+    for l in list(prefix)? {
+        let ours_unheld = match l.state {
+            SegmentState::Stale => true,
+            SegmentState::Corrupt => {
+                !l.held
+                    && matches!(is_stale(&l.name), Ok(true))
+                    && !l.inspection.as_ref().is_some_and(|i| i.anyone_alive())
+            }
+            _ => false,
+        };
+        if !ours_unheld {
+            continue;
+        }
+        let reason = match l.state {
+            SegmentState::Corrupt => format!(
+                "corrupt ({}) and no process holds it",
+                l.reason.as_deref().unwrap_or("?")
+            ),
+            _ => l.reason.clone().unwrap_or_else(|| "stale".to_owned()),
+        };
+        let removed = !dry_run && matches!(is_stale(&l.name), Ok(true)) && unlink(&l.name).is_ok();
+        out.push(Removal {
+            name: l.name,
+            reason,
+            removed,
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -250,6 +250,47 @@ fn expect(kind_schema: Schema, min_payload: u64, any_schema: bool) -> Expect {
     }
 }
 
+/// A snapshot of a broadcast's shared state ([`Broadcast::state`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BroadcastState {
+    /// Reliable or lossy.
+    pub mode: BroadcastMode,
+    /// Messages the ring holds.
+    pub slots: u64,
+    /// Bytes per slot (16-byte slot header included).
+    pub slot_size: u64,
+    /// The largest message.
+    pub max_message: u64,
+    /// Subscriber lines.
+    pub max_subscribers: u32,
+    /// Reliable mode's eviction timeout.
+    pub evict_timeout: Duration,
+    /// Messages published so far.
+    pub tail: u64,
+    /// The publisher's pid (0: none).
+    pub publisher_pid: u32,
+    /// Whether the last publisher closed.
+    pub closed: bool,
+    /// Subscribers that say they sleep.
+    pub sleepers: u32,
+    /// Every line held by a pid.
+    pub lines: Vec<LineState>,
+}
+
+/// One subscriber line in a [`BroadcastState`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineState {
+    /// The line's index.
+    pub line: u32,
+    /// The pid holding it.
+    pub pid: u32,
+    /// `active`, `left`, `evicted: behind`, `evicted: dead`, `evicted: corrupt`.
+    pub state: &'static str,
+    /// The next message it reads (published by reliable subscribers; lossy ones do not
+    /// publish theirs).
+    pub position: u64,
+}
+
 /// A broadcast segment: hands out the publisher and subscribers.
 pub struct Broadcast<M: SharedMemory> {
     seg: Arc<RawSegment<M>>,
@@ -435,6 +476,50 @@ impl<M: SharedMemory> Broadcast<M> {
                 m.pid.load(Ordering::Acquire) != 0 && m.state.load(Ordering::Acquire) == ACTIVE
             })
             .count() as u32
+    }
+
+    /// A snapshot of the broadcast's shared state, read without writing anything (a
+    /// read-only mapping will do) and without waiting: for inspection tools. The words
+    /// are read one by one while the publisher and subscribers may be moving them.
+    ///
+    /// # Errors
+    /// [`Error::Truncated`].
+    pub fn state(&self) -> Result<BroadcastState, Error> {
+        // Relaxed throughout: a snapshot for people, ordering nothing.
+        let tail = self.control().tail.load(Ordering::Relaxed);
+        let lines = (0..self.cfg.max_subscribers)
+            .filter_map(|i| {
+                let m = self.member(i);
+                let pid = m.pid.load(Ordering::Relaxed);
+                (pid != 0).then(|| LineState {
+                    line: i,
+                    pid,
+                    state: match m.state.load(Ordering::Relaxed) {
+                        ACTIVE => "active",
+                        LEFT => "left",
+                        EVICTED_BEHIND => "evicted: behind",
+                        EVICTED_DEAD => "evicted: dead",
+                        EVICTED_CORRUPT => "evicted: corrupt",
+                        _ => "unknown",
+                    },
+                    position: m.position.load(Ordering::Relaxed),
+                })
+            })
+            .collect();
+        let state = BroadcastState {
+            mode: self.cfg.mode,
+            slots: self.cfg.slots,
+            slot_size: self.cfg.slot_size,
+            max_message: self.cfg.max_message,
+            max_subscribers: self.cfg.max_subscribers,
+            evict_timeout: self.cfg.evict_timeout,
+            tail,
+            publisher_pid: self.holder().load(Ordering::Relaxed),
+            closed: self.closed().load(Ordering::Relaxed) != 0,
+            sleepers: self.control().sleepers.load(Ordering::Relaxed),
+            lines,
+        };
+        self.seg.intact().map(|()| state)
     }
 
     fn u64_at(&self, off: u64) -> &AtomicU64 {

@@ -88,6 +88,35 @@ fn payload_len(rings: u32, cap: u64) -> Option<u64> {
         .checked_add(CHANNEL_HEADER)
 }
 
+/// A snapshot of one ring's shared state ([`Channel::ring_state`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingState {
+    /// The ring.
+    pub ring: u32,
+    /// Bytes of data in the ring.
+    pub capacity: u64,
+    /// Bytes the sender has published since the ring was made.
+    pub tail: u64,
+    /// Bytes the receiver has consumed.
+    pub head: u64,
+    /// `tail - head`: bytes in flight (as read; a hostile peer can make it anything).
+    pub used: u64,
+    /// The pid holding the sending end (0: nobody).
+    pub sender_pid: u32,
+    /// The pid holding the receiving end (0: nobody).
+    pub receiver_pid: u32,
+    /// Whether the sender says it sleeps (waiting for room).
+    pub sender_sleeping: bool,
+    /// Whether the receiver says it sleeps (waiting for a message).
+    pub receiver_sleeping: bool,
+    /// Whether the sender closed its end.
+    pub sender_closed: bool,
+    /// Whether the receiver closed its end.
+    pub receiver_closed: bool,
+    /// The length of the next unread message, if one is there.
+    pub next_len: Option<u64>,
+}
+
 /// A channel segment: hands out the ends of its rings.
 pub struct Channel<M: SharedMemory> {
     seg: Arc<RawSegment<M>>,
@@ -224,6 +253,39 @@ impl<M: SharedMemory> Channel<M> {
     /// The validated segment underneath.
     pub fn raw(&self) -> &RawSegment<M> {
         &self.seg
+    }
+
+    /// A snapshot of ring `ring`'s shared state, read without writing anything (a
+    /// read-only mapping will do) and without waiting: for inspection tools. The words
+    /// are read one by one while the ends may be moving them.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchRing`], [`Error::Truncated`].
+    pub fn ring_state(&self, ring: u32) -> Result<RingState, Error> {
+        let ptrs = self.ring(ring)?;
+        let sh = ptrs.shared();
+        // Relaxed throughout: a snapshot for people, ordering nothing.
+        let tail = sh.tail.load(Ordering::Relaxed);
+        let head = sh.head.load(Ordering::Relaxed);
+        let closed = sh.closed.load(Ordering::Relaxed);
+        let state = RingState {
+            ring,
+            capacity: self.cap,
+            tail,
+            head,
+            used: tail.wrapping_sub(head),
+            sender_pid: ptrs.producer_holder().load(Ordering::Relaxed),
+            receiver_pid: ptrs.consumer_holder().load(Ordering::Relaxed),
+            sender_sleeping: sh.producer_sleeping.load(Ordering::Relaxed) != 0,
+            receiver_sleeping: sh.consumer_sleeping.load(Ordering::Relaxed) != 0,
+            sender_closed: closed & PRODUCER_CLOSED != 0,
+            receiver_closed: closed & CONSUMER_CLOSED != 0,
+            next_len: {
+                let h = ptrs.header_word(head).load(Ordering::Relaxed);
+                (h & ring::VALID != 0 && h & !ring::VALID != ring::PAD).then_some(h & !ring::VALID)
+            },
+        };
+        self.seg.intact().map(|()| state)
     }
 
     fn ring(&self, ring: u32) -> Result<RingPtrs, Error> {

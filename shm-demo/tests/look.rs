@@ -1,0 +1,394 @@
+//! `ls`, `inspect`, `hz` and `cleanup` against real processes: live segments listed with
+//! their kind, pids and positions; what `kill -9` leaves is stale, named by
+//! `cleanup --dry-run` and removed by `cleanup`, never a live one; garbage, a FIFO, a
+//! truncated segment and another user's file are reported without hanging; `hz` reports a
+//! rate within the producer's own count. Every run of the demo is bounded by a watchdog.
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use shm_core::testing::{dev_shm_entries, unique_name};
+
+const BIN: &str = env!("CARGO_BIN_EXE_shm-demo");
+const BOUND: Duration = Duration::from_secs(30);
+
+/// Runs the demo to its end, at most BOUND (a hang fails the test, not the suite).
+fn demo(args: &[&str]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run shm-demo");
+    let end = Instant::now() + BOUND;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("shm-demo {args:?} did not finish within {BOUND:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "shm-demo {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn json_lines(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect()
+}
+
+fn ls() -> Vec<Value> {
+    let all = json_lines(&demo(&["ls", "--json"]));
+    for v in &all {
+        for k in [
+            "name",
+            "kind",
+            "size",
+            "record",
+            "creator_pid",
+            "state",
+            "peers",
+        ] {
+            assert!(v.get(k).is_some(), "ls --json lacks {k}: {v}");
+        }
+        assert!(v["peers"].is_array(), "{v}");
+    }
+    all
+}
+
+fn entry<'a>(all: &'a [Value], name: &str) -> &'a Value {
+    all.iter()
+        .find(|v| v["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not listed"))
+}
+
+fn start(args: &[&str]) -> Child {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// The pids whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        let Some(i) = stat.rfind(')') else { continue };
+        if stat[i + 1..].split_whitespace().nth(1) == Some(&pid.to_string()) {
+            out.push(p);
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + BOUND;
+    while !f() {
+        assert!(Instant::now() < end, "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The segment a running demo made, and its children once they are up.
+fn segment_of(child: &Child, children: usize) -> (String, Vec<u32>) {
+    let prefix = format!("shm-demo-{}-", child.id());
+    eventually("the demo's segment and children", || {
+        !dev_shm_entries(&prefix).is_empty() && children_of(child.id()).len() >= children
+    });
+    (
+        format!("/{}", dev_shm_entries(&prefix)[0]),
+        children_of(child.id()),
+    )
+}
+
+fn pids(v: &Value) -> Vec<u32> {
+    let mut p: Vec<u32> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect();
+    p.sort_unstable();
+    p
+}
+
+#[test]
+fn live_segments_are_listed_then_stale_after_kill_9_and_cleaned_up() {
+    let mut stream = start(&[
+        "--backend",
+        "posix",
+        "stream",
+        "--messages",
+        "4000000000",
+        "--size",
+        "64",
+    ]);
+    let mut bcast = start(&[
+        "--backend",
+        "posix",
+        "broadcast",
+        "--subscribers",
+        "2",
+        "--messages",
+        "4000000000",
+        "--size",
+        "64",
+    ]);
+    let (chan_name, chan_kids) = segment_of(&stream, 1);
+    let (b_name, b_kids) = segment_of(&bcast, 2);
+    std::thread::sleep(Duration::from_millis(300));
+
+    let all = ls();
+    let c = entry(&all, &chan_name);
+    assert_eq!(c["kind"], "channel");
+    assert_eq!(c["state"], "live");
+    assert_eq!(c["record"], Value::Null);
+    assert_eq!(c["creator_pid"], stream.id());
+    let mut want = vec![stream.id()];
+    want.extend(&chan_kids);
+    want.sort_unstable();
+    assert_eq!(pids(&c["peers"]), want, "channel ends");
+    let b = entry(&all, &b_name);
+    assert_eq!(b["kind"], "broadcast");
+    assert_eq!(b["state"], "live");
+    let mut want = vec![bcast.id()];
+    want.extend(&b_kids);
+    want.sort_unstable();
+    assert_eq!(pids(&b["peers"]), want, "publisher and subscribers");
+
+    // inspect: positions and lines.
+    let i = &json_lines(&demo(&["inspect", &b_name, "--json"]))[0];
+    assert_eq!(i["publisher_pid"], bcast.id());
+    assert_eq!(i["publisher_alive"], true);
+    let tail = i["tail"].as_u64().unwrap();
+    assert!(tail > 0, "{i}");
+    let subs = i["subscribers"].as_array().unwrap();
+    assert_eq!(subs.len(), 2, "{i}");
+    for s in subs {
+        assert!(b_kids.contains(&(s["pid"].as_u64().unwrap() as u32)), "{s}");
+        assert_eq!(s["alive"], true);
+        assert_eq!(s["state"], "active");
+        assert!(s["position"].as_u64().unwrap() <= tail, "{s} tail {tail}");
+    }
+    let i = &json_lines(&demo(&["inspect", &chan_name, "--json"]))[0];
+    let r = &i["rings"][0];
+    assert_eq!(r["sender_pid"], stream.id());
+    assert_eq!(r["receiver_pid"], chan_kids[0]);
+    assert!(
+        r["head"].as_u64().unwrap() <= r["tail"].as_u64().unwrap(),
+        "{r}"
+    );
+    let text = String::from_utf8_lossy(&demo(&["inspect", &b_name]).stdout).into_owned();
+    assert!(text.contains("tail") && text.contains("line 0"), "{text}");
+
+    // kill -9 every holder of the channel; the broadcast stays live.
+    stream.kill().unwrap();
+    stream.wait().unwrap();
+    for k in &chan_kids {
+        eventually("the stream's child to die", || {
+            shm_core::proc::liveness(*k) != shm_core::proc::Liveness::Alive
+        });
+    }
+    let all = ls();
+    assert_eq!(entry(&all, &chan_name)["state"], "stale");
+    assert_eq!(entry(&all, &b_name)["state"], "live");
+
+    // Only the demo's own names: other tests of this binary make stale segments on purpose.
+    let dry = json_lines(&demo(&[
+        "cleanup",
+        "--prefix",
+        "/shm-demo-",
+        "--dry-run",
+        "--json",
+    ]));
+    let named: Vec<&str> = dry.iter().map(|v| v["name"].as_str().unwrap()).collect();
+    assert!(named.contains(&chan_name.as_str()), "{dry:?}");
+    assert!(
+        !named.contains(&b_name.as_str()),
+        "a live one named: {dry:?}"
+    );
+    assert!(dry.iter().all(|v| v["removed"] == false), "{dry:?}");
+    assert!(
+        !dev_shm_entries(&chan_name[1..]).is_empty(),
+        "dry run removed it"
+    );
+
+    let done = json_lines(&demo(&["cleanup", "--prefix", "/shm-demo-", "--json"]));
+    let removed: Vec<&str> = done
+        .iter()
+        .filter(|v| v["removed"] == true)
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert!(removed.contains(&chan_name.as_str()), "{done:?}");
+    assert!(
+        !removed.contains(&b_name.as_str()),
+        "removed a live one: {done:?}"
+    );
+    assert!(dev_shm_entries(&chan_name[1..]).is_empty());
+    assert!(
+        !dev_shm_entries(&b_name[1..]).is_empty(),
+        "the live broadcast is gone"
+    );
+
+    // SIGINT ends the broadcast, which removes its own segment.
+    // SAFETY: kill on our own unreaped child.
+    unsafe { libc::kill(bcast.id() as i32, libc::SIGINT) };
+    bcast.wait().unwrap();
+    assert!(dev_shm_entries(&b_name[1..]).is_empty());
+}
+
+#[test]
+fn garbage_fifos_truncated_and_foreign_files_are_reported_without_hanging() {
+    let base = unique_name("shm-look");
+    let garbage = format!("/dev/shm/{base}-garbage");
+    std::fs::write(&garbage, b"not a segment at all, just bytes").unwrap();
+    let fifo = format!("/dev/shm/{base}-fifo");
+    let c = std::ffi::CString::new(fifo.clone()).unwrap();
+    // SAFETY: a valid C path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    // A real segment, cut to 4096 bytes (its header survives; its payload does not), and
+    // one cut inside its header.
+    let cut = format!("/{base}-cut");
+    let short = format!("/{base}-short");
+    for (name, to) in [(&cut, 4096u64), (&short, 64)] {
+        let out = demo(&[
+            "--backend",
+            "posix",
+            "write",
+            "--name",
+            name,
+            "--size",
+            "1MiB",
+        ]);
+        assert!(out.status.success());
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/dev/shm{name}"))
+            .unwrap()
+            .set_len(to)
+            .unwrap();
+    }
+    let other = format!("/dev/shm/{base}-other");
+    std::fs::write(&other, vec![0u8; 4096]).unwrap();
+    let root = shm_core::proc::effective_uid() == 0;
+    if root {
+        let c = std::ffi::CString::new(other.clone()).unwrap();
+        // SAFETY: a valid C path.
+        assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, 65534) }, 0);
+    } else {
+        eprintln!("not root: the other-user file stays ours (listed as foreign: no header)");
+    }
+
+    let all = ls();
+    let state = |n: &str| entry(&all, n)["state"].as_str().unwrap().to_owned();
+    assert_eq!(state(&garbage["/dev/shm".len()..]), "foreign");
+    assert_eq!(state(&fifo["/dev/shm".len()..]), "foreign");
+    assert_eq!(state(&cut), "corrupt");
+    assert_eq!(state(&short), "corrupt");
+    assert_eq!(state(&other["/dev/shm".len()..]), "foreign");
+    assert!(
+        entry(&all, &cut)["reason"]
+            .as_str()
+            .unwrap()
+            .contains("truncated"),
+        "{}",
+        entry(&all, &cut)
+    );
+    // Text mode too, and inspect on each: reported, never followed.
+    let text = String::from_utf8_lossy(&demo(&["ls"]).stdout).into_owned();
+    assert!(text.contains(&cut), "{text}");
+    for n in [
+        &garbage["/dev/shm".len()..],
+        &fifo["/dev/shm".len()..],
+        &cut,
+        &short,
+    ] {
+        demo(&["inspect", n, "--json"]);
+    }
+    // cleanup removes the corrupt segments of ours nobody holds, never foreign files.
+    let done = json_lines(&demo(&[
+        "cleanup",
+        "--prefix",
+        &format!("/{base}"),
+        "--json",
+    ]));
+    let removed: Vec<&str> = done.iter().map(|v| v["name"].as_str().unwrap()).collect();
+    assert!(
+        removed.contains(&cut.as_str()) && removed.contains(&short.as_str()),
+        "{done:?}"
+    );
+    for f in [&garbage, &fifo, &other] {
+        assert!(std::path::Path::new(f).exists(), "{f} was removed");
+        std::fs::remove_file(f).unwrap();
+    }
+    assert!(dev_shm_entries(&base).is_empty());
+}
+
+#[test]
+fn hz_reports_a_rate_within_the_producers_count() {
+    let messages: u64 = 30_000_000;
+    let mut b = start(&[
+        "--backend",
+        "posix",
+        "broadcast",
+        "--subscribers",
+        "1",
+        "--messages",
+        &messages.to_string(),
+        "--size",
+        "64",
+    ]);
+    let (name, _) = segment_of(&b, 1);
+    let out = Command::new(BIN)
+        .args(["hz", &name, "--seconds", "2", "--json"])
+        .output()
+        .unwrap();
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // The run may end before two seconds: every line it printed counts.
+    let total: f64 = lines
+        .iter()
+        .map(|v| v["msgs_per_s"].as_f64().unwrap_or(0.0))
+        .sum();
+    assert!(
+        !lines.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(total > 0.0, "{lines:?}");
+    // Each line covers about a second: the sum is about the messages seen, never more
+    // than were published (10% for the timing of the samples).
+    assert!(
+        total <= messages as f64 * 1.1,
+        "{total} > {messages}: {lines:?}"
+    );
+    for v in &lines {
+        assert_eq!(v["name"], name.as_str());
+        assert!(v["lags"].is_array());
+    }
+    // SAFETY: kill on our own unreaped child.
+    unsafe { libc::kill(b.id() as i32, libc::SIGINT) };
+    b.wait().unwrap();
+}
