@@ -101,15 +101,9 @@ fn shm_broadcast(
     } else {
         BroadcastMode::Reliable
     };
-    // Room for a few hundred messages in flight, at least 64 slots, at most 64 MiB.
-    let slots = ((64u64 << 20) / (size + 16).max(64))
-        .clamp(64, 4096)
-        .next_power_of_two()
-        .min(4096);
-    let opts = BroadcastOptions::new()
+    // The ring the library recommends for this message size on this machine.
+    let opts = BroadcastOptions::for_messages(size)
         .mode(mode)
-        .slots(slots)
-        .max_message(size)
         .max_subscribers(subscribers.max(1))
         .evict_timeout(Duration::from_secs(10));
     let len = opts.segment_len().map_err(crate::errors::core)?;

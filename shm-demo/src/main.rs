@@ -184,6 +184,12 @@ enum Cmd {
         /// awaiting the futures; tokio's UnixStream for --backend unix).
         #[arg(long, value_enum, default_value = "block")]
         wait: measure::Wait,
+        /// Ring bytes (rounded up to a power of two). Default: what the library
+        /// recommends for the message size on this machine (ChannelOptions::for_messages:
+        /// about twice the L2 cache, at least two messages). For `--backend floor`: the
+        /// floor's ring; default: the fastest of 2 to 256 slots, tried in turn.
+        #[arg(long, value_parser = parse_size)]
+        ring: Option<u64>,
     },
     /// One publisher to N subscriber processes: each subscriber verifies order and
     /// checksums and reports its rate (reliable: no gap; --lossy: counts what it missed);
@@ -334,11 +340,12 @@ fn main() -> ExitCode {
             messages,
             size,
             wait,
+            ring,
         }) => match cli.backend {
             None | Some(BackendArg::Pipe) => {
                 return usage("stream needs --backend: posix, anon, memfd, unix or floor")
             }
-            Some(b) => stream::run(b, messages, size, wait, cli.json),
+            Some(b) => stream::run(b, messages, size, wait, ring, cli.json),
         },
         Some(Cmd::Broadcast {
             subscribers,

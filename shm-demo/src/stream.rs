@@ -42,14 +42,19 @@ pub fn consume_role(mem: Mem, messages: u64, size: u64, wait: Wait) -> String {
     report(messages, true, seconds, None)
 }
 
-/// Ring bytes for `size`-byte messages: room for at least 8 in flight, 1 MiB to 256 MiB.
-/// The channel and the floor get the same.
-fn ring_bytes(size: u64) -> u64 {
-    (((size + 8) * 8).next_power_of_two()).clamp(1 << 20, 1 << 28)
-}
-
-fn channel_stream(backend: host::Backend, messages: u64, size: u64, wait: Wait) -> Result<String> {
-    let cap = ring_bytes(size);
+fn channel_stream(
+    backend: host::Backend,
+    messages: u64,
+    size: u64,
+    wait: Wait,
+    ring: Option<u64>,
+) -> Result<String> {
+    // The ring the library recommends for this message size on this machine (sized to
+    // its caches), or the one asked for.
+    let cap = match ring {
+        Some(r) => r.max(64).next_power_of_two(),
+        None => shm_core::os::cpu::stream_ring_bytes(size),
+    };
     let opts = ChannelOptions::new().capacity(cap);
     let len = opts.segment_len_for(cap).map_err(crate::errors::core)?;
     let mem = host::create(backend, len)?;
@@ -76,7 +81,12 @@ fn channel_stream(backend: host::Backend, messages: u64, size: u64, wait: Wait) 
         produce(tx, messages, size)
     };
     match produced {
-        Ok(()) => peer.finish(),
+        Ok(()) => peer.finish().map(|line| {
+            format!(
+                "{},\"ring_bytes\":{cap}}}",
+                line.trim_end().trim_end_matches('}')
+            )
+        }),
         Err(ours) => Err(peer.fail(ours, std::time::Duration::from_secs(2))),
     }
 }
@@ -94,6 +104,143 @@ fn produce(mut tx: shm_core::Sender<Mem>, messages: u64, size: u64) -> Result<()
         slot.commit();
     }
     Ok(())
+}
+
+#[allow(unsafe_code)]
+/// One run of the floor: a plain two-process copy ring of `depth` slots, each slot a
+/// stamp word and the payload on their own cache lines, so that each side touches only
+/// the slot it works on (as the channel's message headers do). The producer copies a
+/// message in and stamps it; the consumer waits for the stamp, copies the message out
+/// and clears the stamp. No checksums, no validation: the least a stream can do.
+/// Returns the consumer's report line.
+fn floor_once(messages: u64, size: u64, depth: usize) -> Result<String> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let size_us = size as usize;
+    let slot_bytes = (8 + size_us).div_ceil(64) * 64;
+    let len = depth * slot_bytes;
+    let mem = shm_anon::AnonShm::create(len).map_err(|e| Failure::new(format!("mmap: {e}")))?;
+    let base = shm_core::SharedMemory::as_ptr(&mem) as usize;
+    // The mapping is `len` bytes, page aligned, alive until both processes are done (the
+    // child has its own copy of the mapping); each slot's first word is only accessed
+    // atomically, and its payload only by the side the stamp gives it to.
+    let slot = move |seq: u64| base + (seq as usize % depth) * slot_bytes;
+    let stamp = move |seq: u64| {
+        // SAFETY: see above; a slot's start is 64-aligned and inside the mapping.
+        unsafe { AtomicU64::from_ptr(slot(seq) as *mut u64) }
+    };
+    let patience = std::time::Duration::from_secs(10);
+    let (mut report_rx, report_tx) =
+        std::io::pipe().map_err(|e| Failure::new(format!("pipe: {e}")))?;
+    let report_w = &report_tx;
+    // SAFETY: the demo has one thread when it forks; the child uses only the mapping, its
+    // own heap and the pipe it inherited.
+    let mut child = unsafe {
+        shm_anon::fork(move || {
+            host::pin_to_cpu(1);
+            let mut buf = vec![0u8; size_us];
+            let mut start = None;
+            let mut line = String::new();
+            for seq in 0..messages {
+                let t = Instant::now();
+                // Acquire: pairs with the producer's Release store of the stamp.
+                while stamp(seq).load(Ordering::Acquire) != seq + 1 {
+                    std::hint::spin_loop();
+                    if t.elapsed() > patience {
+                        line = report(seq, false, 0.0, Some("the producer stopped".into()));
+                        break;
+                    }
+                }
+                if !line.is_empty() {
+                    break;
+                }
+                start.get_or_insert_with(Instant::now);
+                // SAFETY: the slot is inside the mapping and stamped ours; the producer
+                // does not touch it until we clear the stamp.
+                std::ptr::copy_nonoverlapping(
+                    (slot(seq) + 8) as *const u8,
+                    buf.as_mut_ptr(),
+                    size_us,
+                );
+                // Release: pairs with the producer's Acquire load of the stamp.
+                stamp(seq).store(0, Ordering::Release);
+            }
+            if line.is_empty() {
+                std::hint::black_box(&buf);
+                let secs = start.map_or(0.0, |s| s.elapsed().as_secs_f64());
+                line = report(messages, true, secs, None);
+            }
+            let mut w = report_w;
+            i32::from(w.write_all(line.as_bytes()).is_err())
+        })
+    }
+    .map_err(|e| Failure::new(format!("fork: {e}")))?;
+    drop(report_tx);
+    host::pin_to_cpu(0);
+    let mut maker = Maker::new(size_us);
+    for seq in 0..messages {
+        let msg = maker.make(seq);
+        let t = Instant::now();
+        // Acquire: pairs with the consumer's Release store of 0.
+        while stamp(seq).load(Ordering::Acquire) != 0 {
+            std::hint::spin_loop();
+            if t.elapsed() > patience {
+                return Err(Failure::new("the floor's consumer stopped"));
+            }
+        }
+        // SAFETY: the slot is inside the mapping and free (its stamp is 0).
+        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), (slot(seq) + 8) as *mut u8, size_us) };
+        // Release: pairs with the consumer's Acquire load of the stamp.
+        stamp(seq).store(seq + 1, Ordering::Release);
+    }
+    let mut line = String::new();
+    report_rx
+        .read_to_string(&mut line)
+        .map_err(|e| Failure::new(format!("read: {e}")))?;
+    let status = child
+        .wait()
+        .map_err(|e| Failure::new(format!("wait: {e}")))?;
+    drop(mem);
+    if !status.success() {
+        return Err(Failure::new(format!("the consumer failed: {status}")));
+    }
+    Ok(line)
+}
+
+/// The floor for a stream: the best plain copy ring this machine allows. With `ring`
+/// given, one run at that many bytes of slots; otherwise a short trial at every depth
+/// from 2 to 256 slots (while the ring stays under 1 GiB), then the run at the fastest.
+/// The report line gains `depth` (slots) and `ring_bytes`.
+fn floor_stream(messages: u64, size: u64, ring: Option<u64>) -> Result<String> {
+    let slot_bytes = (8 + size).div_ceil(64) * 64;
+    let depths: Vec<usize> = match ring {
+        Some(r) => vec![(r / slot_bytes).max(2) as usize],
+        None => (1..=8)
+            .map(|k| 1usize << k)
+            .filter(|&d| d as u64 * slot_bytes <= 1 << 30)
+            .collect(),
+    };
+    let best = if depths.len() == 1 {
+        depths[0]
+    } else {
+        // About 256 MiB per trial (at least 20,000 messages): long enough to settle.
+        let trial = ((256u64 << 20) / size).max(20_000).min(messages);
+        let mut best = (0.0f64, depths[0]);
+        for &d in &depths {
+            let line = floor_once(trial, size, d)?;
+            let secs = crate::util::json_num(&line, "seconds").unwrap_or(0.0);
+            let rate = if secs > 0.0 { trial as f64 / secs } else { 0.0 };
+            if rate > best.0 {
+                best = (rate, d);
+            }
+        }
+        best.1
+    };
+    let line = floor_once(messages, size, best)?;
+    Ok(format!(
+        "{},\"depth\":{best},\"ring_bytes\":{}}}",
+        line.trim_end().trim_end_matches('}'),
+        best as u64 * slot_bytes
+    ))
 }
 
 fn unix_stream(messages: u64, size: u64) -> Result<String> {
@@ -156,115 +303,14 @@ fn unix_stream(messages: u64, size: u64) -> Result<String> {
     Ok(line)
 }
 
-/// The floor: what moving the bytes costs with nothing else. A ring of fixed-size slots
-/// in `MAP_SHARED | MAP_ANONYMOUS` memory shared with a forked consumer; the producer
-/// stamps and checksums each message exactly as the channel run does, copies it into a
-/// slot with a plain `copy_nonoverlapping` (`memcpy`) and publishes a counter; the consumer
-/// copies it out the same way, frees the slot and verifies it. No validation, no framing,
-/// no wake-ups: both sides spin.
-///
-/// A plain `memcpy` out of memory that the other process may be writing is exactly what
-/// the library refuses to do (see `shm_core`'s copy module); here the counters keep the
-/// two sides off each other's slots, and the number is a reference, not an API.
-#[allow(unsafe_code)]
-fn floor_stream(messages: u64, size: u64) -> Result<String> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    const SLOTS_AT: usize = 256;
-    let slots = (ring_bytes(size) / size).max(8) as usize;
-    let len = SLOTS_AT + slots * size as usize;
-    let mem = shm_anon::AnonShm::create(len).map_err(|e| Failure::new(format!("mmap: {e}")))?;
-    let base = shm_core::SharedMemory::as_ptr(&mem) as usize;
-    let size_us = size as usize;
-    // The mapping is `len` bytes, page aligned, alive until both processes are done (the
-    // child has its own copy of the mapping); the words at 0 and 128 are only accessed
-    // atomically.
-    let head = move || {
-        // SAFETY: see above; offset 0 is 8-aligned and inside the mapping.
-        unsafe { AtomicU64::from_ptr(base as *mut u64) }
-    };
-    let tail = move || {
-        // SAFETY: see above; offset 128 is 8-aligned and inside the mapping.
-        unsafe { AtomicU64::from_ptr((base + 128) as *mut u64) }
-    };
-    let slot = move |seq: u64| (base + SLOTS_AT + (seq as usize % slots) * size_us) as *mut u8;
-    let patience = std::time::Duration::from_secs(10);
-    let (mut report_rx, report_tx) =
-        std::io::pipe().map_err(|e| Failure::new(format!("pipe: {e}")))?;
-    let report_w = &report_tx;
-    // SAFETY: the demo has one thread when it forks; the child uses only the mapping, its
-    // own heap and the pipe it inherited.
-    let mut child = unsafe {
-        shm_anon::fork(move || {
-            host::pin_to_cpu(1);
-            let mut buf = vec![0u8; size_us];
-            let mut start = None;
-            let mut line = String::new();
-            for seq in 0..messages {
-                let t = Instant::now();
-                // Acquire: pairs with the producer's Release store of `tail`.
-                while tail().load(Ordering::Acquire) <= seq {
-                    std::hint::spin_loop();
-                    if t.elapsed() > patience {
-                        line = report(seq, false, 0.0, Some("the producer stopped".into()));
-                        break;
-                    }
-                }
-                if !line.is_empty() {
-                    break;
-                }
-                let t0 = *start.get_or_insert_with(Instant::now);
-                // SAFETY: the slot is inside the mapping and published (tail > seq); the
-                // producer does not touch it until we move `head` past it.
-                std::ptr::copy_nonoverlapping(slot(seq), buf.as_mut_ptr(), size_us);
-                // Release: pairs with the producer's Acquire load of `head`.
-                head().store(seq + 1, Ordering::Release);
-                if let Err(problem) = verify(&buf, seq, size_us) {
-                    line = report(seq, false, t0.elapsed().as_secs_f64(), Some(problem));
-                    break;
-                }
-            }
-            if line.is_empty() {
-                let secs = start.map_or(0.0, |s| s.elapsed().as_secs_f64());
-                line = report(messages, true, secs, None);
-            }
-            let mut w = report_w;
-            i32::from(w.write_all(line.as_bytes()).is_err())
-        })
-    }
-    .map_err(|e| Failure::new(format!("fork: {e}")))?;
-    drop(report_tx);
-    host::pin_to_cpu(0);
-    let mut maker = Maker::new(size_us);
-    for seq in 0..messages {
-        let msg = maker.make(seq);
-        let t = Instant::now();
-        // Acquire: pairs with the consumer's Release store of `head`.
-        while seq - head().load(Ordering::Acquire) >= slots as u64 {
-            std::hint::spin_loop();
-            if t.elapsed() > patience {
-                return Err(Failure::new("the floor's consumer stopped"));
-            }
-        }
-        // SAFETY: the slot is inside the mapping and free (head passed it).
-        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), slot(seq), size_us) };
-        // Release: pairs with the consumer's Acquire load of `tail`.
-        tail().store(seq + 1, Ordering::Release);
-    }
-    let mut line = String::new();
-    report_rx
-        .read_to_string(&mut line)
-        .map_err(|e| Failure::new(format!("read: {e}")))?;
-    let status = child
-        .wait()
-        .map_err(|e| Failure::new(format!("wait: {e}")))?;
-    drop(mem);
-    if !status.success() {
-        return Err(Failure::new(format!("the consumer failed: {status}")));
-    }
-    Ok(line)
-}
-
-pub fn run(backend: BackendArg, messages: u64, size: u64, wait: Wait, json: bool) -> Result<()> {
+pub fn run(
+    backend: BackendArg,
+    messages: u64,
+    size: u64,
+    wait: Wait,
+    ring: Option<u64>,
+    json: bool,
+) -> Result<()> {
     if size < MIN_SIZE {
         return Err(Failure::new(format!("--size {size} is too small")).hint(
             "messages carry an 8-byte sequence number (and from 16 bytes a checksum): use --size 8 or more",
@@ -280,8 +326,8 @@ pub fn run(backend: BackendArg, messages: u64, size: u64, wait: Wait, json: bool
     }
     let name = format!("{backend:?}").to_lowercase();
     let line = match backend.shm() {
-        Some(b) => channel_stream(b, messages, size, wait)?,
-        None if backend == BackendArg::Floor => floor_stream(messages, size)?,
+        Some(b) => channel_stream(b, messages, size, wait, ring)?,
+        None if backend == BackendArg::Floor => floor_stream(messages, size, ring)?,
         None if wait == Wait::Async => crate::asyncio::unix_stream(messages, size)?,
         None => unix_stream(messages, size)?,
     };
@@ -308,6 +354,18 @@ pub fn run(backend: BackendArg, messages: u64, size: u64, wait: Wait, json: bool
                 .float("msgs_per_s", msgs_per_s)
                 .float("gib_per_s", gib_per_s)
                 .bool("verified", verified)
+                .num(
+                    "ring_bytes",
+                    crate::util::json_num(&line, "ring_bytes").unwrap_or(0.0) as u64
+                )
+                .raw(
+                    "depth",
+                    &crate::util::json_num(&line, "depth")
+                        .map_or("null".to_owned(), |d| d.to_string()),
+                )
+                .str("copy", shm_core::format::copy::method())
+                .str("cpu", &shm_core::os::cpu::model())
+                .num("cores", shm_core::os::cpu::cores())
                 .finish()
         );
     } else {

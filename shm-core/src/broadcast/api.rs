@@ -107,6 +107,21 @@ impl BroadcastOptions {
     pub fn new() -> Self {
         Self::default()
     }
+    /// Slots and `max_message` for `size`-byte messages on this machine: as many slots
+    /// as fit in the ring a stream of such messages would use
+    /// ([`stream_ring_bytes`](crate::os::cpu::stream_ring_bytes): about twice the L2
+    /// cache), at least 4 and at most 4096. Subscribers that fall further behind than
+    /// the ring holds lag (lossy) or hold the publisher back (reliable); a deeper ring
+    /// absorbs longer stalls but no longer fits the caches.
+    pub fn for_messages(size: u64) -> Self {
+        let slot = slot_size(size).unwrap_or(u64::MAX);
+        let slots = (crate::os::cpu::stream_ring_bytes(size) / slot)
+            .clamp(4, 4096)
+            .next_power_of_two()
+            .min(4096);
+        Self::new().slots(slots).max_message(size)
+    }
+
     /// Reliable (back-pressure) or lossy.
     pub fn mode(mut self, mode: BroadcastMode) -> Self {
         self.mode = mode;

@@ -64,6 +64,38 @@ const WORD: usize = 8;
 /// is as fast (and `rep movsb` has a start-up cost).
 pub(crate) const BULK: usize = 256;
 
+/// The smallest copy that takes the bulk path: [`BULK`], or `usize::MAX` when the
+/// environment variable `SHM_COPY=words` forces the word loop for every size (for
+/// benchmarks and bisecting; `SHM_COPY=movsb`, or unset, is the default). Read once.
+#[inline]
+fn bulk_from() -> usize {
+    use std::sync::atomic::AtomicUsize;
+    static FROM: AtomicUsize = AtomicUsize::new(0);
+    // Relaxed: a cache of a value computed from the environment; racing computations
+    // store the same value.
+    match FROM.load(Ordering::Relaxed) {
+        0 => {
+            let v = match std::env::var("SHM_COPY").as_deref() {
+                Ok("words") => usize::MAX,
+                _ => BULK,
+            };
+            FROM.store(v, Ordering::Relaxed);
+            v
+        }
+        v => v,
+    }
+}
+
+/// The copy method in force: `"movsb"` (x86-64, copies of 256 bytes or more) or
+/// `"words"` (8-byte atomics; every size elsewhere, or forced with `SHM_COPY=words`).
+pub fn method() -> &'static str {
+    if cfg!(target_arch = "x86_64") && bulk_from() != usize::MAX {
+        "movsb"
+    } else {
+        "words"
+    }
+}
+
 /// `rep movsb`: copies `len` bytes from `src` to `dst` (which do not overlap).
 ///
 /// # Safety
@@ -134,7 +166,7 @@ pub(crate) unsafe fn load_bytes_ordered(src: *const u8, dst: &mut [u8], order: O
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if dst.len() >= BULK {
+    if dst.len() >= bulk_from() {
         // SAFETY: the source range is readable (caller); `dst` is our own buffer, so the
         // two do not overlap.
         unsafe { bulk(dst.as_mut_ptr(), src, dst.len()) };
@@ -184,7 +216,7 @@ pub(crate) unsafe fn store_bytes_ordered(dst: *mut u8, src: &[u8], order: Orderi
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if src.len() >= BULK {
+    if src.len() >= bulk_from() {
         if order != Ordering::Relaxed {
             // Release before the copy: pairs with the reader's Acquire (module docs).
             core::sync::atomic::fence(Ordering::Release);

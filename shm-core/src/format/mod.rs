@@ -6,9 +6,10 @@
 //! * [`raw`]: validated memory with bounds-checked access, and the one write gate;
 //! * [`record`]: typed plain-old-data records;
 //! * [`error`]: the crate's error type;
-//! * `copy`: word-wise copies in and out of memory another process writes.
+//! * [`copy`]: word-wise (and on x86-64 `rep movsb`) copies in and out of memory another
+//!   process writes; only [`copy::method`] is public.
 
-pub(crate) mod copy;
+pub mod copy;
 pub mod error;
 pub mod layout;
 pub mod memory;

@@ -1,12 +1,14 @@
 //! The operating-system layer: every raw system call of the crate's mappings, futexes and
 //! processes lives below here, with the safe wrappers the layers above use.
 //!
+//! * [`cpu`]: the CPU model, cores and cache sizes (rings sized to the caches);
 //! * [`mapping`]: owned `mmap` regions (the backends map through it);
 //! * [`sigbus`]: the guard that turns a truncated file under a mapping into zero pages;
 //! * `futex`: wait and wake on a word in shared memory (every futex call goes through it);
 //! * [`proc`]: process identity and liveness (pidfds), role words;
 //! * [`reactor`]: futex words turned into wakers for the async API.
 
+pub mod cpu;
 pub(crate) mod futex;
 pub mod mapping;
 pub mod proc;

@@ -1,0 +1,57 @@
+//! The copy into and out of shared memory against glibc's `memcpy`, per size class, in one
+//! run: `cargo run --release -p shm-benches --bin copy_classes` (add `SHM_COPY=words` to
+//! force the word loop). Prints one JSON object per size and direction: `ours` and
+//! `memcpy` in GiB/s, `ratio` = ours / memcpy, the copy method, the CPU model.
+//!
+//! Both sides copy between the same two buffers sizes, warm in cache where they fit; each
+//! figure is the median of 7 rounds of at least 20 ms each.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use shm_core::{HeapMemory, Segment};
+
+fn gib_per_s(bytes: usize, mut f: impl FnMut()) -> f64 {
+    // Enough repetitions for ~20 ms.
+    let mut reps = 1usize;
+    loop {
+        let t = Instant::now();
+        for _ in 0..reps {
+            f();
+        }
+        if t.elapsed().as_millis() >= 20 {
+            break;
+        }
+        reps *= 2;
+    }
+    let mut rounds: Vec<f64> = (0..7)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..reps {
+                f();
+            }
+            (bytes * reps) as f64 / t.elapsed().as_secs_f64() / (1u64 << 30) as f64
+        })
+        .collect();
+    rounds.sort_by(|a, b| a.total_cmp(b));
+    rounds[3]
+}
+
+fn main() {
+    let cpu = shm_core::os::cpu::model();
+    let method = shm_core::format::copy::method();
+    for size in [64usize, 256, 1024, 4096, 65536, 1 << 20, 16 << 20] {
+        let src: Vec<u8> = (0..size).map(|i| i as u8).collect();
+        let mut dst = vec![0u8; size];
+        let seg = Segment::create(HeapMemory::new(size + 4096), &0u64).expect("segment");
+        let memcpy = gib_per_s(size, || dst.copy_from_slice(black_box(&src)));
+        let write = gib_per_s(size, || seg.write_at(0, black_box(&src)).expect("write"));
+        let read = gib_per_s(size, || seg.read_at(0, black_box(&mut dst)).expect("read"));
+        for (dir, ours) in [("write", write), ("read", read)] {
+            println!(
+                "{{\"size\":{size},\"direction\":\"{dir}\",\"method\":\"{method}\",\"ours_gib_per_s\":{ours:.2},\"memcpy_gib_per_s\":{memcpy:.2},\"ratio\":{:.3},\"cpu\":\"{cpu}\"}}",
+                ours / memcpy
+            );
+        }
+    }
+}
