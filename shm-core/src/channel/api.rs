@@ -63,10 +63,10 @@ impl ChannelOptions {
     ///
     /// Setting a capacity yourself: what decides a stream's speed is how much is in
     /// flight. A ring that outgrows the caches costs every message a trip to memory (an
-    /// AMD EPYC with 512 KiB of L2 per core ran 1 MiB messages at 2.7x the speed of a
-    /// 16 MiB ring in a 4 MiB one); a ring smaller than two messages makes the two sides
-    /// take turns. Two or three times the L2 cache, and at least two messages, is the
-    /// rule of thumb.
+    /// AMD EPYC with 512 KiB of L2 per core ran 1 MiB messages 1.04x to 1.41x faster in
+    /// a 4 MiB ring than in a 16 MiB one; BENCHMARKS.md section 9); a ring smaller than
+    /// two messages makes the two sides take turns. Two or three times the L2 cache, and
+    /// at least two messages, is the rule of thumb.
     pub fn for_messages(size: u64) -> Self {
         Self::new().capacity(crate::os::cpu::stream_ring_bytes(size))
     }

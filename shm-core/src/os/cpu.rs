@@ -85,8 +85,8 @@ pub fn cores() -> usize {
 /// two cores is how much is in flight: a ring that outgrows the caches makes every
 /// message a trip to L3 or memory for both sides, a ring too small for two messages
 /// makes the sides take turns. Measured on an AMD EPYC (2 vCPU, 512 KiB L2 per core,
-/// 32 MiB L3; BENCHMARKS.md): 1 MiB messages ran at 2.7x the speed of a 16 MiB ring
-/// in a 4 MiB one; 4 KiB and 64-byte messages peak with a ring of 1 to 2 MiB.
+/// 32 MiB L3; BENCHMARKS.md section 9): 1 MiB messages ran 1.04x to 1.41x faster through
+/// the 4 MiB ring this rule gives than through a 16 MiB one, in each of three rounds.
 pub fn stream_ring_bytes(size: u64) -> u64 {
     let target = caches().l2.unwrap_or(1 << 20).saturating_mul(2);
     // Two messages, each with its 8-byte header padded to 8, and the ring's spare word.
