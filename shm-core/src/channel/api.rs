@@ -422,8 +422,11 @@ struct RingPtrs {
 }
 
 // SAFETY: the pointers are into a mapping kept alive by the endpoint's `Channel`, and are
-// only used for atomic accesses.
+// only used for atomic accesses and bounded copies (the `SharedMemory` contract: another
+// process may write the memory at any moment, so another thread may too).
 unsafe impl Send for RingPtrs {}
+// SAFETY: as above; sharing the pointers hands out no reference into the memory.
+unsafe impl Sync for RingPtrs {}
 
 impl RingPtrs {
     #[inline]

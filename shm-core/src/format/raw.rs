@@ -8,7 +8,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use crate::format::copy;
 use crate::format::error::Error;
 use crate::format::layout::{
-    self, AttachOptions, Expect, Header, HEADER_SIZE, MAGIC, READY, READY_OFFSET,
+    self, AttachOptions, Expect, Header, Kind, Schema, HEADER_SIZE, MAGIC, READY, READY_OFFSET,
 };
 use crate::format::memory::SharedMemory;
 use crate::os::proc::{self, Liveness};
@@ -123,6 +123,51 @@ impl<M: SharedMemory> RawSegment<M> {
         };
         layout::validate(&header, mapped, &expect)?;
         Ok(Self::wrap(mem, header))
+    }
+
+    /// A record segment whose type is described at run time (a record defined in another
+    /// language): lays the header for `schema` into fresh, zeroed memory and copies
+    /// `initial` (exactly `schema.size()` bytes) into the payload. The header is the one
+    /// [`Segment::create`](crate::format::record::Segment::create) writes for a Rust type
+    /// of the same name, version, size and alignment, so either side can attach.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] when `initial` is not the schema's size, and as
+    /// [`Segment::create`](crate::format::record::Segment::create).
+    pub fn create_record(mem: M, schema: Schema, initial: &[u8]) -> Result<Self, Error> {
+        if initial.len() as u64 != schema.size() {
+            return Err(Error::InvalidOption {
+                option: "initial record length",
+                found: initial.len() as u64,
+                expected: "exactly the schema's size",
+            });
+        }
+        let expect = Expect {
+            kind: Kind::Record,
+            schema,
+            min_payload: schema.size(),
+            any_schema: false,
+        };
+        Self::create(mem, expect, |raw| {
+            // SAFETY: `check_fits` made room for the record at the payload start; the
+            // segment is not published yet.
+            unsafe { copy::store_bytes(raw.payload_ptr(), initial) }
+        })
+    }
+
+    /// Attaches to a record segment, checking its header against `schema` exactly as
+    /// [`Segment::attach`](crate::format::record::Segment::attach) checks a Rust type's.
+    ///
+    /// # Errors
+    /// As [`Segment::attach`](crate::format::record::Segment::attach).
+    pub fn attach_record(mem: M, schema: Schema) -> Result<Self, Error> {
+        let expect = Expect {
+            kind: Kind::Record,
+            schema,
+            min_payload: schema.size(),
+            any_schema: false,
+        };
+        Self::attach(mem, expect, &AttachOptions::default())
     }
 
     /// Memory with no header: a segment made by a program that does not speak this

@@ -1,0 +1,64 @@
+"""Peer processes for the tests: `python3 helpers.py ROLE ARGS...`, with the package on
+PYTHONPATH. Each prints `ready` once in place."""
+
+import os
+import sys
+import time
+import zlib
+
+import shm
+
+
+def message(i, size):
+    body = (i.to_bytes(8, "little") * (size // 8 + 1))[: size - 4]
+    return body + zlib.crc32(body).to_bytes(4, "little")
+
+
+def check(i, data, size):
+    assert len(data) == size, (i, len(data))
+    body, crc = data[:-4], data[-4:]
+    assert body[:8] == i.to_bytes(8, "little"), (i, body[:8])
+    assert zlib.crc32(body).to_bytes(4, "little") == crc, i
+
+
+def main():
+    role = sys.argv[1]
+    if role == "send-posix":
+        name, n, size = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+        tx = shm.Channel.attach(shm.posix_open(name)).sender()
+        print("ready", flush=True)
+        for i in range(n):
+            tx.send(message(i, size), timeout=30)
+        tx.close()
+    elif role == "recv-memfd":
+        path, n, size = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+        rx = shm.Channel.attach(shm.memfd_connect(path)).receiver()
+        print("ready", flush=True)
+        for i in range(n):
+            check(i, rx.recv(timeout=30), size)
+        print("ok", flush=True)
+    elif role == "claim-sender":
+        tx = shm.Channel.attach(shm.posix_open(sys.argv[2])).sender()
+        print("ready", flush=True)
+        time.sleep(600)
+    elif role == "block-recv":
+        rx = shm.Channel.attach(shm.posix_open(sys.argv[2])).receiver()
+        print("ready", flush=True)
+        rx.recv()
+    elif role == "subscribe":
+        name, n = sys.argv[2], int(sys.argv[3])
+        sub = shm.Broadcast.attach(shm.posix_open(name)).subscribe()
+        print("ready", flush=True)
+        got = []
+        while len(got) < n:
+            k, data = sub.recv(timeout=30)
+            assert int.from_bytes(data[:8], "little") == k
+            got.append(k)
+        assert got == list(range(got[0], got[0] + n)), got[:10]
+        print("ok", flush=True)
+    else:
+        raise SystemExit(f"unknown role {role}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,345 @@
+"""The Python package against real processes: Python <-> Python over every backend, the
+Rust demo <-> Python for records, peers that die, Ctrl-C, leaks, bad arguments.
+
+Run by `cargo test -p shm-python` (tests/python.rs builds the wheel and runs pytest with
+it on PYTHONPATH and SHM_DEMO pointing at the demo binary)."""
+
+import os
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+import shm
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from helpers import check, message  # noqa: E402
+
+DEMO = os.environ.get("SHM_DEMO")
+_counter = [0]
+
+
+def unique(prefix="/shm-py"):
+    _counter[0] += 1
+    return f"{prefix}-{os.getpid()}-{_counter[0]}"
+
+
+def peer(*args):
+    """Starts helpers.py ROLE ARGS in a new process and waits for its `ready` line."""
+    p = subprocess.Popen(
+        [sys.executable, os.path.join(HERE, "helpers.py"), *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+    )
+    line = p.stdout.readline().strip()
+    assert line == "ready", (line, p.stderr.read() if p.poll() is not None else "")
+    return p
+
+
+def finish(p, timeout=60):
+    out, err = p.communicate(timeout=timeout)
+    assert p.returncode == 0, err
+    return out
+
+
+def dev_shm(prefix):
+    return [e for e in os.listdir("/dev/shm") if e.startswith(prefix.lstrip("/"))]
+
+
+def fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_channel_posix_100000_messages_in_order_with_checksums():
+    name = unique()
+    size, n = 64, 100_000
+    ch = shm.Channel.create(shm.posix_create(name, shm.Channel.segment_len(1 << 16)))
+    rx = ch.receiver()
+    p = peer("send-posix", name, n, size)
+    buf = bytearray(size)
+    for i in range(n):
+        got = rx.recv_into(buf, timeout=30)
+        check(i, bytes(buf[:got]), size)
+    with pytest.raises(shm.Closed):
+        rx.recv(timeout=30)
+    finish(p)
+    rx.close()
+    ch.close()
+    assert dev_shm(name) == []
+
+
+def test_channel_memfd_served_to_another_process():
+    path = os.path.join(tempfile.gettempdir(), unique("shm-py").lstrip("/") + ".sock")
+    mem = shm.memfd_create(shm.Channel.segment_len(1 << 16))
+    n, size = 2000, 1000
+    p = subprocess.Popen(
+        [sys.executable, os.path.join(HERE, "helpers.py"), "recv-memfd", path, str(n), str(size)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # The channel is laid out first, then its fd is served (the memory keeps a dup).
+    ch = shm.Channel.create(mem)
+    tx = ch.sender()
+    mem.serve(path, timeout=30)
+    for i in range(n):
+        tx.send(message(i, size), timeout=30)
+    assert "ok" in finish(p)
+    assert not os.path.exists(path)
+
+
+def test_channel_anon_across_fork():
+    mem = shm.anon_create(shm.Channel.segment_len(1 << 16))
+    ch = shm.Channel.create(mem)
+    rx = ch.receiver()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            tx = ch.sender()
+            for i in range(1000):
+                tx.send(message(i, 100), timeout=30)
+            tx.close()
+            code = 0
+        finally:
+            os._exit(code)
+    for i in range(1000):
+        check(i, rx.recv(timeout=30), 100)
+    with pytest.raises(shm.Closed):
+        rx.recv(timeout=30)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_numpy_recv_into_and_frames():
+    np = pytest.importorskip("numpy")
+    name = unique()
+    ch = shm.Channel.create(shm.posix_create(name, shm.Channel.segment_len(1 << 22)))
+    tx, rx = ch.sender(), ch.receiver()
+    frame = np.arange(256 * 256, dtype=np.uint16).reshape(256, 256)
+    out = np.zeros_like(frame)
+    for k in range(5):
+        tx.send(frame + k)
+        n = rx.recv_into(out, timeout=5)
+        assert n == frame.nbytes
+        assert (out == frame + k).all()
+    # A buffer too small keeps the message in the ring.
+    tx.send(frame)
+    small = np.zeros(10, dtype=np.uint8)
+    with pytest.raises(ValueError):
+        rx.recv_into(small, timeout=5)
+    assert rx.recv_into(out, timeout=5) == frame.nbytes
+
+
+def test_broadcast_reliable_to_two_subscriber_processes():
+    name = unique()
+    n = 5000
+    b = shm.Broadcast.create(
+        shm.posix_create(name, shm.Broadcast.segment_len(slots=64, max_message=64)),
+        slots=64,
+        max_message=64,
+    )
+    pub = b.publisher()
+    subs = [peer("subscribe", name, n) for _ in range(2)]
+    assert pub.wait_for_subscribers(2, timeout=30) >= 2
+    for i in range(n):
+        pub.publish(i.to_bytes(8, "little") + bytes(56), timeout=30)
+    for p in subs:
+        assert "ok" in finish(p)
+
+
+def test_broadcast_lossy_lagged_and_read_only_memfd_subscriber():
+    mem = shm.memfd_create(
+        shm.Broadcast.segment_len(slots=8, max_message=16, lossy=True), read_only_peers=True
+    )
+    path = os.path.join(tempfile.gettempdir(), unique("shm-py").lstrip("/") + ".sock")
+    b = shm.Broadcast.create(mem, slots=8, max_message=16, lossy=True)
+    pub = b.publisher()
+    import threading
+
+    t = threading.Thread(target=lambda: mem.serve(path, timeout=30))
+    t.start()
+    ro = shm.Broadcast.attach(shm.memfd_connect(path, read_only=True))
+    t.join()
+    sub = ro.subscribe()
+    with pytest.raises(shm.ReadOnly):
+        ro.publisher()
+    for i in range(20):
+        pub.publish(i.to_bytes(8, "little"))
+    with pytest.raises(shm.Lagged) as e:
+        sub.recv(timeout=5)
+    missed = e.value.args[1]
+    assert missed > 0
+    k, data = sub.recv(timeout=5)
+    assert int.from_bytes(data, "little") == k
+    assert k == missed  # it resumed where the lag said
+
+
+def test_records_cross_with_the_rust_demo():
+    if not DEMO:
+        pytest.skip("SHM_DEMO not set (the Rust demo binary)")
+    name = unique()
+    subprocess.run([DEMO, "--backend", "posix", "write", "--name", name, "--size", "4096"], check=True, capture_output=True)
+    seg = shm.Segment.attach(shm.posix_open(name), name="MyData", format="QQQ")
+    assert seg.read() == (100, 876, 8021)
+    with pytest.raises(shm.SchemaMismatch) as e:
+        shm.Segment.attach(shm.posix_open(name), name="MyData", version=2, format="QQQQ")
+    rust = subprocess.run(
+        [DEMO, "--backend", "posix", "read", "--name", name, "--schema", "v2"],
+        capture_output=True,
+        text=True,
+    )
+    # The same schema-mismatch text from Rust and from Python.
+    assert "schema mismatch" in str(e.value)
+    assert str(e.value).split(":", 1)[1].split(",")[0] in rust.stderr, (str(e.value), rust.stderr)
+    seg.close()
+    subprocess.run([DEMO, "--backend", "posix", "read", "--name", name, "--unlink"], check=True, capture_output=True)
+
+    # Python writes MyData, the Rust demo reads it.
+    name = unique()
+    with shm.Segment.create(shm.posix_create(name, 4096), (1, 2, 3), name="MyData", format="QQQ"):
+        out = subprocess.run([DEMO, "--backend", "posix", "read", "--name", name], capture_output=True, text=True)
+        assert "MyData { col1: 1, col2: 2, col3: 3 }" in out.stdout, out
+    assert dev_shm(name) == []
+
+
+def test_numpy_dtype_record_and_foreign_segment():
+    np = pytest.importorskip("numpy")
+    dt = np.dtype([("col1", "<u8"), ("col2", "<u8"), ("col3", "<u8")])
+    name = unique()
+    w = shm.Segment.create(shm.posix_create(name, 4096), (100, 876, 8021), name="MyData", dtype=dt)
+    r = shm.Segment.attach(shm.posix_open(name), name="MyData", format="QQQ")
+    assert r.read() == (100, 876, 8021)
+    w.write((7, 8, 9))
+    assert tuple(shm.Segment.attach(shm.posix_open(name), name="MyData", dtype=dt).read()) == (7, 8, 9)
+    # Python's own multiprocessing.shared_memory: no header, record at offset 0.
+    from multiprocessing import shared_memory
+
+    sm = shared_memory.SharedMemory(create=True, size=4096, name=unique("shm-mp").lstrip("/"))
+    try:
+        sm.buf[:24] = struct.pack("qqq", 100, 876, 8021)
+        f = shm.Segment.attach_foreign(shm.posix_open("/" + sm.name), format="qqq")
+        assert f.read() == (100, 876, 8021)
+        f.close()
+    finally:
+        sm.close()
+        sm.unlink()
+
+
+def test_a_sigkilled_python_peer_is_peer_died():
+    name = unique()
+    ch = shm.Channel.create(shm.posix_create(name, shm.Channel.segment_len(4096)))
+    rx = ch.receiver()
+    p = peer("claim-sender", name)
+    p.send_signal(signal.SIGKILL)  # not reaped yet: a zombie is dead too
+    with pytest.raises(shm.PeerDied) as e:
+        rx.recv(timeout=30)
+    assert e.value.args[1] == p.pid
+    p.wait()
+
+
+def test_ctrl_c_interrupts_a_blocking_recv():
+    name = unique()
+    ch = shm.Channel.create(shm.posix_create(name, shm.Channel.segment_len(4096)))
+    _tx = ch.sender()
+    p = peer("block-recv", name)
+    time.sleep(0.2)
+    t = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=30)
+    took = time.monotonic() - t
+    assert "KeyboardInterrupt" in err, err
+    assert p.returncode != 0
+    print(f"Ctrl-C ended a blocking recv in {took * 1000:.0f} ms")
+
+
+def test_no_leaks_after_1000_open_close_cycles():
+    name = unique()
+    before_fds = fds()
+    for i in range(1000):
+        n = f"{name}-{i % 3}"
+        with shm.posix_create(n, 4096) as mem:
+            ch = shm.Channel.create(mem)
+            tx, rx = ch.sender(), ch.receiver()
+            tx.send(b"x")
+            assert rx.recv(timeout=5) == b"x"
+            tx.close()
+            rx.close()
+            ch.close()
+        m = shm.memfd_create(4096)
+        m.close()
+    assert dev_shm(name) == []
+    assert fds() <= before_fds + 2, (before_fds, fds())
+
+
+def test_bad_arguments_raise_and_never_crash():
+    with pytest.raises(ValueError):
+        shm.posix_create(unique(), -1)
+    with pytest.raises(ValueError):
+        shm.anon_create(0)
+    with pytest.raises((OverflowError, ValueError)):
+        shm.memfd_create(-(1 << 70))
+    name = unique()
+    ch = shm.Channel.create(shm.posix_create(name, shm.Channel.segment_len(4096)))
+    tx, rx = ch.sender(), ch.receiver()
+    with pytest.raises(TypeError):
+        tx.send("a str is not bytes")
+    with pytest.raises(TypeError):
+        tx.send(12345)
+    tx.send(b"abc")
+    with pytest.raises(TypeError):
+        rx.recv_into(b"read-only bytes")
+    with pytest.raises(TypeError):
+        rx.recv_into(memoryview(b"also read-only"))
+    with pytest.raises(ValueError):
+        rx.recv(timeout=-1)
+    assert rx.recv(timeout=5) == b"abc"
+    with pytest.raises(shm.Error):
+        ch.sender()  # taken: RoleTaken
+    rx.close()
+    with pytest.raises(shm.Error):
+        rx.recv(timeout=0.1)
+    mem = shm.posix_create(unique(), 4096)
+    shm.Channel.create(mem)
+    with pytest.raises(shm.Error):
+        shm.Channel.create(mem)  # already handed over
+    with pytest.raises(shm.Error):
+        shm.Segment.create(shm.posix_create(unique(), 16), (1, 2, 3), name="MyData", format="QQQ")
+    with pytest.raises(TypeError):
+        shm.Segment.create(shm.posix_create(unique(), 4096), (1, 2, 3), name="MyData")
+    # A read-only mapping refuses writes with shm.ReadOnly, never a crash.
+    name = unique()
+    w = shm.Segment.create(shm.posix_create(name, 4096), (1, 2, 3), name="MyData", format="QQQ")
+    r = shm.Segment.attach(shm.posix_open(name, read_only=True), name="MyData", format="QQQ")
+    with pytest.raises(shm.ReadOnly):
+        r.write((4, 5, 6))
+    assert r.read() == (1, 2, 3)
+    w.close()
+
+
+def test_the_bench_prints_its_figures_as_json():
+    import json
+
+    env = os.environ.copy()
+    out = subprocess.run(
+        [sys.executable, "-m", "shm.bench", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    whats = {r["what"] for r in rows}
+    assert "rtt_64B_p50_ns" in whats, rows
+    for r in rows:
+        for k in ("what", "ours", "baseline", "baseline_value", "ratio", "cpu"):
+            assert k in r, (k, r)
+        assert r["ours"] > 0
