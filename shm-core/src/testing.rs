@@ -358,3 +358,27 @@ mod tests {
         assert_ne!(unique_name("x"), unique_name("x"));
     }
 }
+
+/// The pids whose parent is `pid`, sorted (from `/proc/*/stat`): a test's view of the
+/// children a program it started has made.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        // The command name is in parentheses and may hold anything: read after it.
+        let Some(i) = stat.rfind(')') else { continue };
+        if stat[i + 1..].split_whitespace().nth(1) == Some(&pid.to_string()) {
+            out.push(p);
+        }
+    }
+    out.sort_unstable();
+    out
+}

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use shm_core::proc::{liveness, Liveness};
-use shm_core::testing::dev_shm_entries;
+use shm_core::testing::{children_of, dev_shm_entries};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shm-demo");
 const BOUND: Duration = Duration::from_secs(30);
@@ -30,25 +30,6 @@ fn eventually(what: &str, mut pred: impl FnMut() -> bool) {
         assert!(Instant::now() < end, "{what}: not within {BOUND:?}");
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-/// The pids whose parent is `pid` (from /proc).
-fn children_of(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
-            continue;
-        };
-        let Some(i) = stat.rfind(')') else { continue };
-        let ppid = stat[i + 1..].split_whitespace().nth(1);
-        if ppid.and_then(|x| x.parse::<u32>().ok()) == Some(pid) {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// The exit status of `child`, waiting at most BOUND.

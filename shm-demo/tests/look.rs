@@ -8,7 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use shm_core::testing::{dev_shm_entries, unique_name};
+use shm_core::testing::{children_of, dev_shm_entries, unique_name};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shm-demo");
 const BOUND: Duration = Duration::from_secs(30);
@@ -80,25 +80,6 @@ fn start(args: &[&str]) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
-}
-
-/// The pids whose parent is `pid`.
-fn children_of(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
-            continue;
-        };
-        let Some(i) = stat.rfind(')') else { continue };
-        if stat[i + 1..].split_whitespace().nth(1) == Some(&pid.to_string()) {
-            out.push(p);
-        }
-    }
-    out.sort_unstable();
-    out
 }
 
 fn eventually(what: &str, mut f: impl FnMut() -> bool) {

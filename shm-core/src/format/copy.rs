@@ -26,7 +26,7 @@
 //! ## The bulk path: `rep movsb` in inline assembly (x86-64)
 //!
 //! A loop of 8-byte atomics cannot be vectorised, and at large sizes it runs at about 80%
-//! of `memcpy`. On x86-64, copies of [`BULK`] bytes or more are therefore made by one
+//! of `memcpy`. On x86-64, copies of `BULK` (256) bytes or more are therefore made by one
 //! `rep movsb` in inline assembly, which is what glibc's `memcpy` itself uses for large
 //! copies on CPUs with ERMS/FSRM. Why this is sound:
 //!
