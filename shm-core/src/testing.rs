@@ -347,18 +347,6 @@ pub fn dev_shm_entries(prefix: &str) -> Vec<String> {
     v
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn writes_round_trip_through_text() {
-        let w = vec![(0, vec![]), (17, vec![0, 255, 16]), (4096, vec![1; 40])];
-        assert_eq!(decode_writes(&encode_writes(&w)), w);
-        assert_ne!(unique_name("x"), unique_name("x"));
-    }
-}
-
 /// The pids whose parent is `pid`, sorted (from `/proc/*/stat`): a test's view of the
 /// children a program it started has made.
 pub fn children_of(pid: u32) -> Vec<u32> {
@@ -381,4 +369,16 @@ pub fn children_of(pid: u32) -> Vec<u32> {
     }
     out.sort_unstable();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_round_trip_through_text() {
+        let w = vec![(0, vec![]), (17, vec![0, 255, 16]), (4096, vec![1; 40])];
+        assert_eq!(decode_writes(&encode_writes(&w)), w);
+        assert_ne!(unique_name("x"), unique_name("x"));
+    }
 }
