@@ -11,6 +11,7 @@ mod idle;
 mod look;
 mod measure;
 mod msg;
+mod named;
 mod peer;
 mod pingpong;
 mod record;
@@ -226,6 +227,45 @@ enum Cmd {
         #[arg(long, value_name = "N")]
         async_receivers: Option<usize>,
     },
+    /// Create a named broadcast and publish stamped, checksummed messages to it (for a
+    /// subscriber in another terminal or another language); removed at the end or on
+    /// Ctrl-C.
+    #[command(
+        after_help = "Example:\n  shm-demo --backend posix publish --name /cam --messages 1000 --size 64 --rate 100"
+    )]
+    Publish {
+        /// The broadcast's name.
+        #[arg(long)]
+        name: String,
+        /// Messages to publish.
+        #[arg(long, default_value_t = 1000)]
+        messages: u64,
+        /// Bytes per message (at least 8).
+        #[arg(long, default_value = "64", value_parser = parse_size)]
+        size: u64,
+        /// Messages per second (default: as fast as the subscribers allow).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Lossy: never wait for subscribers.
+        #[arg(long)]
+        lossy: bool,
+        /// Wait (at most 60 s) for this many subscribers before publishing.
+        #[arg(long, default_value_t = 0)]
+        wait_subscribers: u32,
+    },
+    /// Subscribe to a named broadcast, verify every message's number and checksum, and
+    /// report what arrived and what was missed.
+    #[command(
+        after_help = "Example:\n  shm-demo --backend posix subscribe --name /cam --count 1000"
+    )]
+    Subscribe {
+        /// The broadcast's name.
+        #[arg(long)]
+        name: String,
+        /// Stop after this many messages (default: until the publisher closes).
+        #[arg(long)]
+        count: Option<u64>,
+    },
     /// Remove segments of ours in /dev/shm that no live process holds (their processes
     /// died without removing them), saying why for each; never one a live process holds.
     #[command(
@@ -371,6 +411,29 @@ fn main() -> ExitCode {
         },
         Some(Cmd::Cleanup { prefix, dry_run }) => look::cleanup(&prefix, dry_run, cli.json),
         Some(Cmd::Ls { socket }) => look::ls(&socket, cli.json),
+        Some(Cmd::Publish {
+            name,
+            messages,
+            size,
+            rate,
+            lossy,
+            wait_subscribers,
+        }) => match shm_backend {
+            Some(Some(Backend::Posix)) => named::publish(
+                &name,
+                messages,
+                size,
+                rate,
+                lossy,
+                wait_subscribers,
+                cli.json,
+            ),
+            _ => return usage("publish and subscribe name a POSIX segment: use --backend posix"),
+        },
+        Some(Cmd::Subscribe { name, count }) => match shm_backend {
+            Some(Some(Backend::Posix)) => named::subscribe(&name, count, cli.json),
+            _ => return usage("publish and subscribe name a POSIX segment: use --backend posix"),
+        },
         Some(Cmd::Inspect { name, socket }) => {
             look::inspect(name.as_deref(), socket.as_deref(), cli.json)
         }

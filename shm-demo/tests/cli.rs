@@ -776,3 +776,44 @@ fn wait_async_on_pingpong_stream_and_unix() {
     assert!(text.contains("\"receivers\":300"), "{text}");
     assert!(text.contains("\"bytes_per_receiver\":"), "{text}");
 }
+
+#[test]
+fn publish_and_subscribe_by_name_in_two_processes() {
+    let name = unique_name("/shm-demo-pub");
+    let mut publisher = Command::new(BIN)
+        .args([
+            "--backend",
+            "posix",
+            "publish",
+            "--name",
+            &name,
+            "--messages",
+            "20000",
+            "--size",
+            "100",
+            "--wait-subscribers",
+            "1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_line(&mut publisher, "publishing");
+    let out = demo(&["--backend", "posix", "subscribe", "--name", &name, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let line = stdout(&out);
+    assert!(line.contains("\"got\":20000"), "{line}");
+    assert!(
+        line.contains("\"missed\":0") && line.contains("\"end\":\"closed\""),
+        "{line}"
+    );
+    let out = publisher.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        dev_shm_entries(&name[1..]).is_empty(),
+        "the publisher removes it"
+    );
+    // Only posix names a segment.
+    let out = demo(&["--backend", "anon", "subscribe", "--name", &name]);
+    assert_fails(&out, 2, "use --backend posix");
+}

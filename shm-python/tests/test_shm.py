@@ -343,3 +343,91 @@ def test_the_bench_prints_its_figures_as_json():
         for k in ("what", "ours", "baseline", "baseline_value", "ratio", "cpu"):
             assert k in r, (k, r)
         assert r["ours"] > 0
+
+
+M64 = (1 << 64) - 1
+
+
+def _rotl(x, r):
+    return ((x << r) | (x >> (64 - r))) & M64
+
+
+def demo_checksum(b):
+    """shm-demo's message checksum (shm-demo/src/msg.rs), in Python."""
+    sums = [0, 0, 0, 0]
+    full = len(b) // 32 * 32
+    for off in range(0, full, 32):
+        for i in range(4):
+            sums[i] = (sums[i] + int.from_bytes(b[off + 8 * i : off + 8 * i + 8], "little")) & M64
+    h = len(b)
+    for s in sums:
+        h = _rotl(h, 17) ^ ((s * 0x9E3779B97F4A7C15) & M64)
+    for x in b[full:]:
+        h = _rotl(h, 5) ^ x
+    return h
+
+
+def demo_message(seq, size):
+    """A message as shm-demo's publisher makes it (size >= 24)."""
+    buf = bytearray((i * 151 + 7) & 0xFF for i in range(size))
+    buf[16:24] = ((seq * 0x2545F4914F6CDD1D) & M64).to_bytes(8, "little")
+    buf[0:8] = seq.to_bytes(8, "little")
+    buf[8:16] = (demo_checksum(bytes(buf[16:])) ^ seq).to_bytes(8, "little")
+    return bytes(buf)
+
+
+def test_broadcast_crosses_with_the_rust_demo_both_ways():
+    if not DEMO:
+        pytest.skip("SHM_DEMO not set (the Rust demo binary)")
+    # Rust publishes, Python subscribes and checks every message (number and checksum).
+    name = unique()
+    n, size = 5000, 64
+    pub = subprocess.Popen(
+        [DEMO, "--backend", "posix", "publish", "--name", name, "--messages", str(n),
+         "--size", str(size), "--wait-subscribers", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            b = shm.Broadcast.attach(shm.posix_open(name))
+            break
+        except shm.Error:
+            assert time.monotonic() < deadline, "the demo's broadcast never appeared"
+            time.sleep(0.01)
+    sub = b.subscribe()
+    got = []
+    while True:
+        try:
+            k, data = sub.recv(timeout=30)
+        except shm.Closed:
+            break
+        assert data == demo_message(k, size), k
+        got.append(k)
+    assert got == list(range(n))
+    out, err = pub.communicate(timeout=30)
+    assert pub.returncode == 0, err
+    sub.close()
+    b.close()
+
+    # Python publishes in the demo's format, the Rust demo subscribes and verifies.
+    name = unique()
+    mem = shm.posix_create(name, shm.Broadcast.segment_len(slots=64, max_message=size))
+    b = shm.Broadcast.create(mem, slots=64, max_message=size)
+    p = b.publisher()
+    rust = subprocess.Popen(
+        [DEMO, "--backend", "posix", "subscribe", "--name", name, "--count", str(n), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    p.wait_for_subscribers(1, timeout=30)
+    for k in range(n):
+        p.publish(demo_message(k, size), timeout=30)
+    out, err = rust.communicate(timeout=60)
+    assert rust.returncode == 0, err
+    import json
+
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["got"] == n and report["verified"] and report["missed"] == 0, report
+    p.close()
+    b.close()
+    assert dev_shm(name) == []
