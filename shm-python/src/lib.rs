@@ -492,6 +492,75 @@ impl RawRecord {
     }
 }
 
+/// A seqlock record whose type Python describes: readers in other processes never see a
+/// half-written value.
+#[pyclass(module = "shm._shm")]
+struct RawSeqLock {
+    lock: Option<shm_core::seqlock::RawSeqLock<Mem>>,
+}
+
+#[pymethods]
+impl RawSeqLock {
+    /// Lays a seqlock segment into fresh memory holding `initial` (exactly `size` bytes).
+    #[staticmethod]
+    fn create(
+        mem: &mut Memory,
+        name: &str,
+        version: u32,
+        size: u64,
+        align: u64,
+        initial: &Bound<'_, PyAny>,
+    ) -> PyResult<RawSeqLock> {
+        let s = schema(name, version, size, align)?;
+        let b = Buf::get(initial, false)?;
+        // SAFETY: the export is held for this call; no Python code runs meanwhile.
+        let bytes = unsafe { b.bytes() }.to_vec();
+        let lock = shm_core::seqlock::RawSeqLock::create(mem.take()?, s, &bytes).map_err(err)?;
+        Ok(RawSeqLock { lock: Some(lock) })
+    }
+
+    /// Attaches to a seqlock segment, checking its schema.
+    #[staticmethod]
+    fn attach(
+        mem: &mut Memory,
+        name: &str,
+        version: u32,
+        size: u64,
+        align: u64,
+    ) -> PyResult<RawSeqLock> {
+        let s = schema(name, version, size, align)?;
+        let lock = shm_core::seqlock::RawSeqLock::attach(
+            mem.take()?,
+            s,
+            &shm_core::AttachOptions::default(),
+        )
+        .map_err(err)?;
+        Ok(RawSeqLock { lock: Some(lock) })
+    }
+
+    /// A consistent snapshot of the record's bytes (the GIL is released while it retries).
+    fn load<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let lock = self.lock.as_ref().ok_or_else(|| closed_handle("seqlock"))?;
+        let mut v = vec![0u8; lock.record_len()];
+        py.allow_threads(|| lock.load_into(&mut v)).map_err(err)?;
+        Ok(PyBytes::new(py, &v))
+    }
+
+    /// Replaces the record; readers see the old or the new value, never a mix.
+    fn store(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let lock = self.lock.as_ref().ok_or_else(|| closed_handle("seqlock"))?;
+        let b = Buf::get(value, false)?;
+        // SAFETY: the export is held for this call; see `Buf::bytes`.
+        let bytes = unsafe { b.bytes() }.to_vec();
+        py.allow_threads(|| lock.store(&bytes)).map_err(err)
+    }
+
+    /// Closes the segment (a posix segment this process created is removed).
+    fn close(&mut self) {
+        self.lock = None;
+    }
+}
+
 // ------------------------------------------------------------------------------------
 // Channel
 
@@ -953,6 +1022,7 @@ fn _shm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<Memory>()?;
     m.add_class::<RawRecord>()?;
+    m.add_class::<RawSeqLock>()?;
     m.add_class::<Channel>()?;
     m.add_class::<Sender>()?;
     m.add_class::<Receiver>()?;

@@ -56,6 +56,13 @@ def main():
             got.append(k)
         assert got == list(range(got[0], got[0] + n)), got[:10]
         print("ok", flush=True)
+    elif role == "seqlock-writer":
+        name, n = sys.argv[2], int(sys.argv[3])
+        lock = shm.SeqLock.attach(shm.posix_open(name), name="Triple", format="QQQ")
+        print("ready", flush=True)
+        for i in range(n):
+            lock.store((i, i * 2, i * 3))
+        print("ok", flush=True)
     else:
         raise SystemExit(f"unknown role {role}")
 

@@ -431,3 +431,23 @@ def test_broadcast_crosses_with_the_rust_demo_both_ways():
     p.close()
     b.close()
     assert dev_shm(name) == []
+
+
+def test_seqlock_snapshots_never_tear_across_processes():
+    name = unique()
+    lock = shm.SeqLock.create(shm.posix_create(name, 4096), (0, 0, 0), name="Triple", format="QQQ")
+    p = peer("seqlock-writer", name, 200_000)
+    seen = 0
+    while p.poll() is None:
+        a, b, c = lock.load()
+        assert (b, c) == (a * 2, a * 3), (a, b, c)  # never a mix of two stores
+        seen += 1
+    assert "ok" in finish(p)
+    assert lock.load() == (199_999, 399_998, 599_997)
+    assert seen > 0
+    with pytest.raises(shm.SchemaMismatch):
+        shm.SeqLock.attach(shm.posix_open(name), name="Triple", format="QQ")
+    with pytest.raises(shm.Error):
+        shm.Segment.attach(shm.posix_open(name), name="Triple", format="QQQ")  # a seqlock, not a record
+    lock.close()
+    assert dev_shm(name) == []

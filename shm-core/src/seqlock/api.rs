@@ -1,4 +1,5 @@
-//! The public half of the seqlock: [`SeqLock`] over any [`SharedMemory`]; the protocol is
+//! The public half of the seqlock: [`SeqLock`] (and [`RawSeqLock`], its record as bytes
+//! for types described at run time) over any [`SharedMemory`]; the protocol is
 //! in [`crate::protocol::seqlock`].
 #![allow(unsafe_code)]
 
@@ -7,10 +8,9 @@ use std::time::Duration;
 
 use crate::format::copy;
 use crate::format::error::Error;
-use crate::format::layout::{AttachOptions, Kind};
+use crate::format::layout::{AttachOptions, Expect, Kind, Schema};
 use crate::format::memory::SharedMemory;
 use crate::format::raw::RawSegment;
-use crate::format::record::expect_for;
 use crate::format::record::Record;
 use crate::os::proc::{self, Liveness};
 use crate::protocol::seqlock as protocol;
@@ -21,55 +21,79 @@ use crate::wait::{Pace, Sleeper, Waiter};
 pub const DATA_OFFSET: usize = 64;
 const OWNER_OFFSET: usize = 8;
 
-fn data_len<T>() -> usize {
-    std::mem::size_of::<T>().div_ceil(8) * 8
-}
-
 /// A record behind a seqlock, in a segment of kind [`Kind::SeqLock`].
 pub struct SeqLock<T: Record, M: SharedMemory> {
-    raw: RawSegment<M>,
-    writer_timeout: Duration,
+    core: RawSeqLock<M>,
     _record: PhantomData<fn() -> T>,
 }
 
-impl<T: Record, M: SharedMemory> SeqLock<T, M> {
-    fn expect() -> Result<crate::format::layout::Expect, Error> {
-        expect_for::<T>(Kind::SeqLock, (DATA_OFFSET + data_len::<T>()) as u64)
-    }
+/// A seqlock record whose type is described at run time (a record defined in another
+/// language): the same segment and protocol as [`SeqLock`], with the record as bytes.
+/// `SeqLock<T>` is this plus the type.
+pub struct RawSeqLock<M: SharedMemory> {
+    raw: RawSegment<M>,
+    writer_timeout: Duration,
+    /// The record's size in bytes.
+    size: usize,
+}
 
-    /// Lays out a new seqlock segment in fresh, zeroed memory holding `initial`.
-    pub fn create(mem: M, initial: &T) -> Result<Self, Error> {
-        let raw = RawSegment::create(mem, Self::expect()?, |raw| {
-            // SAFETY: `check_fits` made room for DATA_OFFSET + the record; the segment is not
-            // published yet, and the sequence (0, zeroed memory) is even.
-            unsafe {
-                copy::store_pod(
-                    raw.payload_ptr().add(DATA_OFFSET),
-                    initial,
-                    Ordering::Relaxed,
-                )
-            }
+fn expect_schema(schema: Schema) -> Expect {
+    Expect {
+        kind: Kind::SeqLock,
+        schema,
+        min_payload: (DATA_OFFSET as u64).saturating_add(schema.size().div_ceil(8) * 8),
+        any_schema: false,
+    }
+}
+
+impl<M: SharedMemory> RawSeqLock<M> {
+    /// Lays out a new seqlock segment for `schema` holding `initial` (exactly
+    /// `schema.size()` bytes).
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] when `initial` is not the schema's size; as
+    /// [`SeqLock::create`].
+    pub fn create(mem: M, schema: Schema, initial: &[u8]) -> Result<Self, Error> {
+        if initial.len() as u64 != schema.size() {
+            return Err(Error::InvalidOption {
+                option: "initial record length",
+                found: initial.len() as u64,
+                expected: "exactly the schema's size",
+            });
+        }
+        let raw = RawSegment::create(mem, expect_schema(schema), |raw| {
+            // SAFETY: `check_fits` made room for DATA_OFFSET + the record; the segment is
+            // not published yet, and the sequence (0, zeroed memory) is even.
+            unsafe { copy::store_bytes(raw.payload_ptr().add(DATA_OFFSET), initial) }
         })?;
-        Ok(Self::wrap(raw, &AttachOptions::default()))
+        Ok(Self::wrap(
+            raw,
+            &AttachOptions::default(),
+            schema.size() as usize,
+        ))
     }
 
-    /// Attaches to a seqlock segment, validating its header.
-    pub fn attach(mem: M) -> Result<Self, Error> {
-        Self::attach_with(mem, &AttachOptions::default())
+    /// Attaches to a seqlock segment, checking its schema against `schema` exactly as
+    /// [`SeqLock::attach`] checks a Rust type's.
+    ///
+    /// # Errors
+    /// As [`SeqLock::attach`].
+    pub fn attach(mem: M, schema: Schema, opts: &AttachOptions) -> Result<Self, Error> {
+        let raw = RawSegment::attach(mem, expect_schema(schema), opts)?;
+        Ok(Self::wrap(raw, opts, schema.size() as usize))
     }
 
-    /// [`attach`](Self::attach) with explicit timeouts.
-    pub fn attach_with(mem: M, opts: &AttachOptions) -> Result<Self, Error> {
-        let raw = RawSegment::attach(mem, Self::expect()?, opts)?;
-        Ok(Self::wrap(raw, opts))
-    }
-
-    fn wrap(raw: RawSegment<M>, opts: &AttachOptions) -> Self {
-        SeqLock {
+    fn wrap(raw: RawSegment<M>, opts: &AttachOptions, size: usize) -> Self {
+        RawSeqLock {
             raw,
             writer_timeout: opts.writer_timeout,
-            _record: PhantomData,
+            size,
         }
+    }
+
+    /// The record's size in bytes.
+    pub fn record_len(&self) -> usize {
+        self.size
     }
 
     fn seq(&self) -> &AtomicU64 {
@@ -88,30 +112,15 @@ impl<T: Record, M: SharedMemory> SeqLock<T, M> {
         unsafe { self.raw.payload_ptr().add(DATA_OFFSET) }
     }
 
-    fn copy_out(&self) -> T {
-        // SAFETY: the record's bytes lie within the validated payload; Acquire as the
-        // protocol requires.
-        unsafe { copy::load_pod(self.data(), Ordering::Acquire) }
-    }
-
-    /// One attempt at a consistent copy: `None` if a write overlapped it.
-    pub fn try_load(&self) -> Option<T> {
-        protocol::read(self.seq(), || self.copy_out()).ok()
-    }
-
-    /// A consistent copy of the record, retrying while writes overlap.
-    pub fn load(&self) -> Result<T, Error> {
-        self.load_counted().map(|(v, _)| v)
-    }
-
-    /// [`load`](Self::load), also returning how many attempts were thrown away because a
-    /// write overlapped them.
-    pub fn load_counted(&self) -> Result<(T, u64), Error> {
+    /// A consistent copy made by `copy_out` (which reads the record's bytes at the
+    /// pointer it is given, with `Acquire` loads), retrying while writes overlap; and how
+    /// many attempts were thrown away.
+    fn load_with<R>(&self, copy_out: impl Fn(*const u8) -> R) -> Result<(R, u64), Error> {
         let mut retries = 0u64;
         // The clock starts at the first failed attempt: an uncontended load reads none.
         let mut w: Option<Waiter> = None;
         loop {
-            match protocol::read(self.seq(), || self.copy_out()) {
+            match protocol::read(self.seq(), || copy_out(self.data())) {
                 Ok(v) => {
                     self.raw.intact()?;
                     return Ok((v, retries));
@@ -125,6 +134,66 @@ impl<T: Record, M: SharedMemory> SeqLock<T, M> {
                 }
             }
         }
+    }
+
+    /// A consistent copy of the record into `buf` (exactly the record's size); returns
+    /// how many attempts were thrown away because a write overlapped them.
+    ///
+    /// # Errors
+    /// [`Error::OutOfBounds`] for a buffer of another size; [`Error::WriterDied`],
+    /// [`Error::WriterStuck`], [`Error::Truncated`].
+    pub fn load_into(&self, buf: &mut [u8]) -> Result<u64, Error> {
+        if buf.len() != self.size {
+            return Err(Error::OutOfBounds {
+                offset: 0,
+                len: buf.len() as u64,
+                payload_len: self.size as u64,
+            });
+        }
+        let p = buf.as_mut_ptr();
+        let n = buf.len();
+        self.load_with(|data| {
+            // SAFETY: `p .. p + n` is `buf`, which we hold exclusively for this call; the
+            // record's `n` bytes lie within the validated payload; Acquire as the
+            // protocol requires.
+            unsafe {
+                copy::load_bytes_ordered(
+                    data,
+                    std::slice::from_raw_parts_mut(p, n),
+                    Ordering::Acquire,
+                )
+            }
+        })
+        .map(|((), r)| r)
+    }
+
+    /// Replaces the record with `value` (exactly the record's size); readers see the old
+    /// or the new value, never a mix.
+    ///
+    /// # Errors
+    /// [`Error::OutOfBounds`] for a value of another size; as [`SeqLock::store`].
+    pub fn store(&self, value: &[u8]) -> Result<(), Error> {
+        if value.len() != self.size {
+            return Err(Error::OutOfBounds {
+                offset: 0,
+                len: value.len() as u64,
+                payload_len: self.size as u64,
+            });
+        }
+        self.store_with(|data| {
+            // SAFETY: the record's bytes lie within the validated payload, the lock is
+            // ours; Release as the protocol requires.
+            unsafe { copy::store_bytes_ordered(data, value, Ordering::Release) }
+        })
+    }
+
+    /// Takes the lock, lets `write` write the record at the pointer it is given (with
+    /// `Release` stores), and unlocks.
+    fn store_with(&self, write: impl FnOnce(*mut u8)) -> Result<(), Error> {
+        let s = self.lock()?;
+        write(self.data());
+        protocol::unlock(self.seq(), self.owner(), s);
+        self.raw.intact()
     }
 
     /// A timeout becomes `WriterStuck` with the holder's pid.
@@ -160,32 +229,6 @@ impl<T: Record, M: SharedMemory> SeqLock<T, M> {
         }
     }
 
-    fn write_locked(&self, s: u64, value: &T) -> Result<(), Error> {
-        // SAFETY: the record's bytes lie within the validated payload; Release as the
-        // protocol requires.
-        unsafe { copy::store_pod(self.data(), value, Ordering::Release) };
-        protocol::unlock(self.seq(), self.owner(), s);
-        self.raw.intact()
-    }
-
-    /// Replaces the record; readers see the old or the new value, never a mix.
-    ///
-    /// # Errors
-    /// [`Error::ReadOnly`] on a read-only mapping; [`Error::WriterStuck`] when another
-    /// live writer holds the lock past the writer timeout; [`Error::Truncated`].
-    pub fn store(&self, value: &T) -> Result<(), Error> {
-        let s = self.lock()?;
-        self.write_locked(s, value)
-    }
-
-    /// Reads, changes and writes the record under the lock.
-    pub fn update(&self, f: impl FnOnce(&mut T)) -> Result<(), Error> {
-        let s = self.lock()?;
-        let mut value = self.copy_out();
-        f(&mut value);
-        self.write_locked(s, &value)
-    }
-
     /// The validated segment underneath.
     pub fn raw(&self) -> &RawSegment<M> {
         &self.raw
@@ -197,13 +240,115 @@ impl<T: Record, M: SharedMemory> SeqLock<T, M> {
     }
 }
 
-/// What ends a reader's wait early: the writer died inside its write, or the segment was
-/// truncated under us.
-struct ReaderChecks<'a, T: Record, M: SharedMemory> {
-    lock: &'a SeqLock<T, M>,
+impl<T: Record, M: SharedMemory> SeqLock<T, M> {
+    fn schema() -> Result<Schema, Error> {
+        Schema::of::<T>()
+    }
+
+    /// Lays out a new seqlock segment in fresh, zeroed memory holding `initial`.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`] for read-only memory, [`Error::TooSmall`],
+    /// [`Error::AlreadyInitialized`].
+    pub fn create(mem: M, initial: &T) -> Result<Self, Error> {
+        Ok(SeqLock {
+            core: RawSeqLock::create(mem, Self::schema()?, bytemuck::bytes_of(initial))?,
+            _record: PhantomData,
+        })
+    }
+
+    /// Attaches to a seqlock segment, validating its header.
+    ///
+    /// # Errors
+    /// As [`Segment::attach`](crate::format::record::Segment::attach).
+    pub fn attach(mem: M) -> Result<Self, Error> {
+        Self::attach_with(mem, &AttachOptions::default())
+    }
+
+    /// [`attach`](Self::attach) with explicit timeouts.
+    ///
+    /// # Errors
+    /// As [`attach`](Self::attach).
+    pub fn attach_with(mem: M, opts: &AttachOptions) -> Result<Self, Error> {
+        Ok(SeqLock {
+            core: RawSeqLock::attach(mem, Self::schema()?, opts)?,
+            _record: PhantomData,
+        })
+    }
+
+    fn copy_out(data: *const u8) -> T {
+        // SAFETY: the record's bytes lie within the validated payload (the core hands us
+        // its data pointer); Acquire as the protocol requires.
+        unsafe { copy::load_pod(data, Ordering::Acquire) }
+    }
+
+    /// One attempt at a consistent copy: `None` if a write overlapped it.
+    pub fn try_load(&self) -> Option<T> {
+        protocol::read(self.core.seq(), || Self::copy_out(self.core.data())).ok()
+    }
+
+    /// A consistent copy of the record, retrying while writes overlap.
+    ///
+    /// # Errors
+    /// [`Error::WriterDied`] when a writer died inside its write; [`Error::WriterStuck`]
+    /// when a live one holds it past the writer timeout; [`Error::Truncated`].
+    pub fn load(&self) -> Result<T, Error> {
+        self.load_counted().map(|(v, _)| v)
+    }
+
+    /// [`load`](Self::load), also returning how many attempts were thrown away because a
+    /// write overlapped them.
+    ///
+    /// # Errors
+    /// As [`load`](Self::load).
+    pub fn load_counted(&self) -> Result<(T, u64), Error> {
+        self.core.load_with(Self::copy_out)
+    }
+
+    /// Replaces the record; readers see the old or the new value, never a mix.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`] on a read-only mapping; [`Error::WriterStuck`] when another
+    /// live writer holds the lock past the writer timeout; [`Error::Truncated`].
+    pub fn store(&self, value: &T) -> Result<(), Error> {
+        self.core.store_with(|data| {
+            // SAFETY: the record's bytes lie within the validated payload and the lock is
+            // ours; Release as the protocol requires.
+            unsafe { copy::store_pod(data, value, Ordering::Release) }
+        })
+    }
+
+    /// Reads, changes and writes the record under the lock.
+    ///
+    /// # Errors
+    /// As [`store`](Self::store).
+    pub fn update(&self, f: impl FnOnce(&mut T)) -> Result<(), Error> {
+        self.core.store_with(|data| {
+            let mut value = Self::copy_out(data);
+            f(&mut value);
+            // SAFETY: as in `store`.
+            unsafe { copy::store_pod(data, &value, Ordering::Release) }
+        })
+    }
+
+    /// The validated segment underneath.
+    pub fn raw(&self) -> &RawSegment<M> {
+        self.core.raw()
+    }
+
+    /// Gives the memory back.
+    pub fn into_memory(self) -> M {
+        self.core.into_memory()
+    }
 }
 
-impl<T: Record, M: SharedMemory> Sleeper for ReaderChecks<'_, T, M> {
+/// What ends a reader's wait early: the writer died inside its write, or the segment was
+/// truncated under us.
+struct ReaderChecks<'a, M: SharedMemory> {
+    lock: &'a RawSeqLock<M>,
+}
+
+impl<M: SharedMemory> Sleeper for ReaderChecks<'_, M> {
     fn check(&mut self, peer: bool) -> Result<(), Error> {
         self.lock.raw.intact()?;
         if !peer {
@@ -220,11 +365,11 @@ impl<T: Record, M: SharedMemory> Sleeper for ReaderChecks<'_, T, M> {
 
 /// What ends a writer's wait for the lock early: the segment was truncated under us. (A
 /// dead holder is not an end: the lock loop takes it over.)
-struct WriterChecks<'a, T: Record, M: SharedMemory> {
-    lock: &'a SeqLock<T, M>,
+struct WriterChecks<'a, M: SharedMemory> {
+    lock: &'a RawSeqLock<M>,
 }
 
-impl<T: Record, M: SharedMemory> Sleeper for WriterChecks<'_, T, M> {
+impl<M: SharedMemory> Sleeper for WriterChecks<'_, M> {
     fn check(&mut self, _peer: bool) -> Result<(), Error> {
         self.lock.raw.intact()
     }
@@ -232,6 +377,17 @@ impl<T: Record, M: SharedMemory> Sleeper for WriterChecks<'_, T, M> {
 
 impl<T: Record, M: SharedMemory> std::fmt::Debug for SeqLock<T, M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SeqLock").field("raw", &self.raw).finish()
+        f.debug_struct("SeqLock")
+            .field("raw", &self.core.raw)
+            .finish()
+    }
+}
+
+impl<M: SharedMemory> std::fmt::Debug for RawSeqLock<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawSeqLock")
+            .field("record_len", &self.size)
+            .field("raw", &self.raw)
+            .finish()
     }
 }

@@ -37,6 +37,7 @@ from ._shm import (  # noqa: F401
     PeerDied,
     Publisher,
     RawRecord,
+    RawSeqLock,
     ReadOnly,
     Receiver,
     SchemaMismatch,
@@ -55,7 +56,7 @@ anon_create = Memory.anon_create
 __all__ = [
     "Broadcast", "Channel", "Closed", "Corrupt", "Empty", "Error", "Evicted", "Full",
     "Lagged", "Memory", "PeerDied", "Publisher", "ReadOnly", "Receiver", "SchemaMismatch",
-    "Segment", "Sender", "Subscriber", "Timeout", "Truncated", "anon_create",
+    "Segment", "SeqLock", "Sender", "Subscriber", "Timeout", "Truncated", "anon_create",
     "memfd_connect", "memfd_create", "posix_create", "posix_open",
 ]
 
@@ -177,3 +178,38 @@ class Segment:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class SeqLock(Segment):
+    """A typed record behind a seqlock: ``load()`` returns a consistent snapshot (never a
+    mix of two stores, whatever the writers do), ``store(value)`` replaces it. A writer
+    killed in the middle of a store is reported (``shm.Error``: the writer died), and the
+    next store repairs it. Described by a ``struct`` format or a numpy dtype, checked
+    against the header like ``Segment``."""
+
+    @classmethod
+    def create(cls, mem, value, *, name, version=1, format=None, dtype=None):
+        c = _codec(format, dtype)
+        return cls(RawSeqLock.create(mem, name, version, c.size, c.align, c.encode(value)), c)
+
+    @classmethod
+    def attach(cls, mem, *, name, version=1, format=None, dtype=None):
+        c = _codec(format, dtype)
+        return cls(RawSeqLock.attach(mem, name, version, c.size, c.align), c)
+
+    @classmethod
+    def attach_foreign(cls, mem, *, format=None, dtype=None):
+        raise Error("a seqlock needs our header: there is no headerless seqlock")
+
+    def load(self):
+        """A consistent snapshot of the record."""
+        return self._codec.decode(self._raw.load())
+
+    read = load
+
+    def store(self, value):
+        """Replaces the record; readers see the old or the new value, never a mix."""
+        self._raw.store(self._codec.encode(value))
+
+    write = store
+
