@@ -608,6 +608,7 @@ impl Channel {
         let c = self.chan.as_ref().ok_or_else(|| closed_handle("channel"))?;
         Ok(Sender {
             tx: Some(c.sender(ring).map_err(err)?),
+            reserved: false,
         })
     }
 
@@ -640,6 +641,149 @@ impl Channel {
 #[pyclass(module = "shm._shm")]
 struct Sender {
     tx: Option<shm_core::Sender<Mem>>,
+    /// A `Reservation` is outstanding: the end may not close under its memoryview.
+    reserved: bool,
+}
+
+/// Room for one message in the ring, writable in place: `memoryview(res)` (or the
+/// `view()` shorthand) is a writable view of exactly the message's bytes, the writer's
+/// own slot, which no reader sees until `commit()`. Release every view before
+/// committing (`with memoryview(res) as v:` does): `commit()` raises `BufferError`
+/// while a view is alive, and after the commit (or `abandon()`) no new view can be
+/// made, so a view never outlives the slot. Used as a context manager it commits on a
+/// clean exit and abandons on an exception.
+#[pyclass(module = "shm._shm")]
+struct Reservation {
+    sender: Py<Sender>,
+    slot: Option<shm_core::channel::DetachedSlot>,
+    ptr: usize,
+    len: usize,
+    exports: usize,
+}
+
+#[pymethods]
+impl Reservation {
+    unsafe fn __getbuffer__(
+        mut slf: PyRefMut<'_, Self>,
+        view: *mut pyo3::ffi::Py_buffer,
+        flags: std::os::raw::c_int,
+    ) -> PyResult<()> {
+        if view.is_null() {
+            return Err(pyo3::exceptions::PyBufferError::new_err("no view to fill"));
+        }
+        if slf.slot.is_none() {
+            return Err(pyo3::exceptions::PyBufferError::new_err(
+                "this reservation was committed or abandoned: its slot is no longer ours",
+            ));
+        }
+        let obj = slf.as_ptr();
+        // SAFETY: `view` is non-null (checked) and the interpreter's to fill; the range is
+        // the reserved slot, mapped for as long as the sender lives, which this object
+        // keeps alive (`sender`), and the sender cannot close while we are outstanding;
+        // FillInfo takes a reference to `obj`, so the view keeps us alive in turn.
+        let rc = unsafe {
+            pyo3::ffi::PyBuffer_FillInfo(
+                view,
+                obj,
+                slf.ptr as *mut std::os::raw::c_void,
+                slf.len as pyo3::ffi::Py_ssize_t,
+                0,
+                flags,
+            )
+        };
+        if rc != 0 {
+            return Err(PyErr::fetch(slf.py()));
+        }
+        slf.exports += 1;
+        Ok(())
+    }
+
+    unsafe fn __releasebuffer__(mut slf: PyRefMut<'_, Self>, _view: *mut pyo3::ffi::Py_buffer) {
+        slf.exports = slf.exports.saturating_sub(1);
+    }
+
+    /// A writable memoryview of the slot (the same as `memoryview(self)`).
+    fn view<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        slf.py()
+            .import("builtins")?
+            .getattr("memoryview")?
+            .call1((slf,))
+    }
+
+    fn __len__(&self) -> usize {
+        self.len
+    }
+
+    /// Publishes the message.
+    fn commit(&mut self, py: Python<'_>) -> PyResult<()> {
+        if self.exports > 0 {
+            return Err(pyo3::exceptions::PyBufferError::new_err(
+                "release the memoryview of this reservation before committing it (view.release(), or `with memoryview(res) as view:`)",
+            ));
+        }
+        let slot = self
+            .slot
+            .take()
+            .ok_or_else(|| Error::new_err("this reservation was already committed or abandoned"))?;
+        let mut s = self.sender.bind(py).borrow_mut();
+        s.reserved = false;
+        let tx = s.tx.as_mut().ok_or_else(|| closed_handle("sender"))?;
+        tx.commit_detached(slot).map_err(err)
+    }
+
+    /// Gives the slot up: nothing is sent.
+    fn abandon(&mut self, py: Python<'_>) -> PyResult<()> {
+        if self.exports > 0 {
+            return Err(pyo3::exceptions::PyBufferError::new_err(
+                "release the memoryview of this reservation first",
+            ));
+        }
+        if let Some(slot) = self.slot.take() {
+            let mut s = self.sender.bind(py).borrow_mut();
+            s.reserved = false;
+            if let Some(tx) = s.tx.as_mut() {
+                tx.abandon_detached(slot);
+            }
+        }
+        Ok(())
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(
+        &mut self,
+        py: Python<'_>,
+        kind: PyObject,
+        _b: PyObject,
+        _c: PyObject,
+    ) -> PyResult<()> {
+        if self.slot.is_none() {
+            return Ok(());
+        }
+        if kind.is_none(py) {
+            self.commit(py)
+        } else {
+            self.abandon(py)
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        // Dropped without a commit: abandon, so the sender can reserve again.
+        if let Some(slot) = self.slot.take() {
+            Python::with_gil(|py| {
+                if let Ok(mut s) = self.sender.bind(py).try_borrow_mut() {
+                    s.reserved = false;
+                    if let Some(tx) = s.tx.as_mut() {
+                        tx.abandon_detached(slot);
+                    }
+                }
+            });
+        }
+    }
 }
 
 #[pymethods]
@@ -665,6 +809,34 @@ impl Sender {
         })
     }
 
+    /// Room for an `n`-byte message, written in place: a `Reservation` whose memoryview
+    /// is the slot (zero-copy), committed with `commit()`. Waits for room at most
+    /// `timeout` seconds. One reservation at a time per sender.
+    #[pyo3(signature = (n, timeout=None))]
+    fn reserve(slf: &Bound<'_, Self>, n: i64, timeout: Option<f64>) -> PyResult<Reservation> {
+        let py = slf.py();
+        let n = usize::try_from(n)
+            .map_err(|_| PyValueError::new_err(format!("n must be >= 0, not {n}")))?;
+        let mut me = slf.borrow_mut();
+        if me.reserved {
+            return Err(Error::new_err(
+                "a reservation of this sender is outstanding: commit or abandon it first",
+            ));
+        }
+        let tx = me.tx.as_mut().ok_or_else(|| closed_handle("sender"))?;
+        let slot = wait(py, timeout, |slice| tx.reserve_detached(n, Some(slice)))?;
+        let ptr = tx.detached_ptr(&slot).map_err(err)? as usize;
+        me.reserved = true;
+        drop(me);
+        Ok(Reservation {
+            sender: slf.clone().unbind(),
+            slot: Some(slot),
+            ptr,
+            len: n,
+            exports: 0,
+        })
+    }
+
     /// Sends if there is room now (`shm.Full` otherwise).
     fn try_send(&mut self, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let tx = self.tx.as_mut().ok_or_else(|| closed_handle("sender"))?;
@@ -684,16 +856,23 @@ impl Sender {
     }
 
     /// Closes the end (the receiver then gets `shm.Closed` once it has read everything).
-    fn close(&mut self) {
+    /// Refused while a reservation is outstanding (its view points into the ring).
+    fn close(&mut self) -> PyResult<()> {
+        if self.reserved {
+            return Err(pyo3::exceptions::PyBufferError::new_err(
+                "a reservation of this sender is outstanding: commit or abandon it first",
+            ));
+        }
         self.tx = None;
+        Ok(())
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
         slf
     }
 
-    fn __exit__(&mut self, _a: PyObject, _b: PyObject, _c: PyObject) {
-        self.close();
+    fn __exit__(&mut self, _a: PyObject, _b: PyObject, _c: PyObject) -> PyResult<()> {
+        self.close()
     }
 }
 
@@ -1025,6 +1204,7 @@ fn _shm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<RawSeqLock>()?;
     m.add_class::<Channel>()?;
     m.add_class::<Sender>()?;
+    m.add_class::<Reservation>()?;
     m.add_class::<Receiver>()?;
     m.add_class::<Broadcast>()?;
     m.add_class::<Publisher>()?;

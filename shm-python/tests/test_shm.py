@@ -451,3 +451,62 @@ def test_seqlock_snapshots_never_tear_across_processes():
         shm.Segment.attach(shm.posix_open(name), name="Triple", format="QQQ")  # a seqlock, not a record
     lock.close()
     assert dev_shm(name) == []
+
+
+def test_reserve_writes_in_place_and_no_view_outlives_the_slot():
+    np = pytest.importorskip("numpy")
+    name = unique()
+    ch = shm.Channel.create(shm.posix_create(name, shm.Channel.segment_len(1 << 16)))
+    tx, rx = ch.sender(), ch.receiver()
+    res = tx.reserve(16)
+    assert len(res) == 16
+    with memoryview(res) as v:
+        v[:] = b"0123456789abcdef"
+    res.commit()
+    assert rx.recv(timeout=5) == b"0123456789abcdef"
+
+    # A live view blocks the commit, and the sender reserves nothing else meanwhile.
+    res = tx.reserve(8)
+    v = res.view()
+    v[:] = b"x" * 8
+    with pytest.raises(BufferError):
+        res.commit()
+    with pytest.raises(shm.Error):
+        tx.send(b"y")
+    with pytest.raises(BufferError):
+        tx.close()
+    v.release()
+    res.commit()
+    assert rx.recv(timeout=5) == b"x" * 8
+    # After the commit the slot is no longer ours: an exception, not a crash.
+    with pytest.raises(BufferError):
+        memoryview(res)
+    with pytest.raises(shm.Error):
+        res.commit()
+
+    # numpy straight into the ring.
+    res = tx.reserve(4 * 100)
+    arr = np.frombuffer(res, dtype=np.float32)
+    arr[:] = np.arange(100, dtype=np.float32)
+    del arr
+    res.commit()
+    got = np.frombuffer(rx.recv(timeout=5), dtype=np.float32)
+    assert (got == np.arange(100, dtype=np.float32)).all()
+
+    # A context manager commits on success and abandons on an exception.
+    with tx.reserve(3) as r:
+        with memoryview(r) as v:
+            v[:] = b"abc"
+    assert rx.recv(timeout=5) == b"abc"
+    with pytest.raises(RuntimeError):
+        with tx.reserve(3) as r:
+            raise RuntimeError("changed my mind")
+    with pytest.raises(shm.Empty):
+        rx.try_recv()
+    # Dropped without a commit: abandoned, the sender reserves again.
+    r = tx.reserve(5)
+    del r
+    tx.send(b"after")
+    assert rx.recv(timeout=5) == b"after"
+    with pytest.raises(ValueError):
+        tx.reserve(-1)

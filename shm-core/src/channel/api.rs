@@ -376,6 +376,8 @@ impl<M: SharedMemory> Channel<M> {
             wait: WaitMode::default(),
             broken: None,
             parked: Parked::default(),
+            detached: None,
+            next_detached: 0,
         })
     }
 
@@ -561,6 +563,41 @@ pub struct Sender<M: SharedMemory> {
     wait: WaitMode,
     broken: Option<Error>,
     parked: Parked,
+    /// The id of the detached slot outstanding, if any (see `reserve_detached`).
+    detached: Option<u64>,
+    next_detached: u64,
+}
+
+/// A slot reserved by [`Sender::reserve_detached`] and not yet committed: for bindings
+/// (the Python package) that cannot hold a [`SendSlot`]'s borrow across calls. Write it
+/// through [`Sender::detached_ptr`], publish it with [`Sender::commit_detached`], or give
+/// it up with [`Sender::abandon_detached`]. While one is outstanding the sender reserves
+/// nothing else.
+#[derive(Debug)]
+pub struct DetachedSlot {
+    off: u64,
+    len: u64,
+    id: u64,
+}
+
+impl DetachedSlot {
+    /// The message's length.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether the message is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+fn detached_outstanding() -> Error {
+    Error::InvalidOption {
+        option: "reserve while a detached slot is outstanding",
+        found: 1,
+        expected: "commit or abandon the detached slot first",
+    }
 }
 
 /// The sender's one step: room for a `len`-byte message.
@@ -655,6 +692,9 @@ impl<M: SharedMemory> Sender<M> {
     /// The step for a `len`-byte message, and the parked state beside it.
     #[inline]
     fn step(&mut self, len: usize) -> Result<(SendStep<'_, M>, &mut Parked), Error> {
+        if self.detached.is_some() {
+            return Err(detached_outstanding());
+        }
         let len = len as u64;
         if len > self.prod.max_message() {
             return Err(Error::MessageTooLarge {
@@ -728,6 +768,74 @@ impl<M: SharedMemory> Sender<M> {
         let (mut step, _) = self.step(len)?;
         let off = wait::block(&mut step, pace, timeout)?;
         Ok(self.slot(off, len))
+    }
+
+    /// [`reserve_timeout`](Self::reserve_timeout) (or [`reserve`](Self::reserve) with
+    /// `None`) for a caller that cannot hold the slot's borrow: the slot stays reserved
+    /// until [`commit_detached`](Self::commit_detached) or
+    /// [`abandon_detached`](Self::abandon_detached), and the sender reserves nothing else
+    /// meanwhile.
+    ///
+    /// # Errors
+    /// As [`reserve_timeout`](Self::reserve_timeout), and [`Error::InvalidOption`] while
+    /// another detached slot is outstanding.
+    pub fn reserve_detached(
+        &mut self,
+        len: usize,
+        timeout: Option<Duration>,
+    ) -> Result<DetachedSlot, Error> {
+        let slot = self.reserve_impl(len, timeout)?;
+        let (off, len) = (slot.off, slot.len);
+        let id = self.next_detached;
+        self.next_detached = id.wrapping_add(1);
+        self.detached = Some(id);
+        Ok(DetachedSlot { off, len, id })
+    }
+
+    /// The address of `slot`'s bytes in the ring (`slot.len()` of them), for the caller
+    /// to write the message into before committing it. Writing through it is the
+    /// caller's `unsafe` business: the range is this sender's alone until the commit (a
+    /// hostile peer may still write it, as it may write any shared byte), and it must not
+    /// be used after the commit or after the sender is dropped.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] for a slot this sender does not hold outstanding.
+    pub fn detached_ptr(&self, slot: &DetachedSlot) -> Result<*mut u8, Error> {
+        self.check_detached(slot)?;
+        // SAFETY: the slot lies in the data area (off + len <= capacity, from the protocol).
+        Ok(unsafe { self.ptrs.data().add(slot.off as usize) })
+    }
+
+    fn check_detached(&self, slot: &DetachedSlot) -> Result<(), Error> {
+        if self.detached == Some(slot.id) {
+            Ok(())
+        } else {
+            Err(Error::InvalidOption {
+                option: "detached slot",
+                found: slot.id,
+                expected: "the slot this sender reserved and has outstanding",
+            })
+        }
+    }
+
+    /// Publishes the detached slot's message.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] for a slot this sender does not hold outstanding (nothing
+    /// is published).
+    pub fn commit_detached(&mut self, slot: DetachedSlot) -> Result<(), Error> {
+        self.check_detached(&slot)?;
+        self.detached = None;
+        let sh = self.ptrs.shared();
+        self.prod.commit(sh, &self.ptrs, &SysFutex, slot.len);
+        self.chan.seg.intact()
+    }
+
+    /// Gives the detached slot up: nothing is sent.
+    pub fn abandon_detached(&mut self, slot: DetachedSlot) {
+        if self.detached == Some(slot.id) {
+            self.detached = None;
+        }
     }
 
     /// Sends a copy of `bytes`, waiting for room.

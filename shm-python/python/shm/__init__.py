@@ -40,6 +40,7 @@ from ._shm import (  # noqa: F401
     RawSeqLock,
     ReadOnly,
     Receiver,
+    Reservation,
     SchemaMismatch,
     Sender,
     Subscriber,
@@ -55,7 +56,7 @@ anon_create = Memory.anon_create
 
 __all__ = [
     "Broadcast", "Channel", "Closed", "Corrupt", "Empty", "Error", "Evicted", "Full",
-    "Lagged", "Memory", "PeerDied", "Publisher", "ReadOnly", "Receiver", "SchemaMismatch",
+    "Lagged", "Memory", "PeerDied", "Publisher", "ReadOnly", "Receiver", "Reservation", "SchemaMismatch",
     "Segment", "SeqLock", "Sender", "Subscriber", "Timeout", "Truncated", "anon_create",
     "memfd_connect", "memfd_create", "posix_create", "posix_open",
 ]
