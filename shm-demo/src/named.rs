@@ -1,4 +1,4 @@
-//! A named broadcast a person can watch by hand, in two terminals:
+//! A named broadcast (and a named channel) a person can watch by hand, in two terminals:
 //! `publish --name /cam` creates it and publishes stamped, checksummed messages (the
 //! format of `msg.rs`: the message number in the first 8 bytes, then a checksum);
 //! `subscribe --name /cam` attaches, verifies and reports. Any program that speaks the
@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use shm_core::{Broadcast, BroadcastMode, BroadcastOptions, Error};
+use shm_core::{Broadcast, BroadcastMode, BroadcastOptions, Channel, ChannelOptions, Error};
 use shm_posix::ShmOptions;
 
 use crate::errors;
@@ -141,6 +141,115 @@ pub fn subscribe(name: &str, count: Option<u64>, json: bool) -> Result<()> {
         println!(
             "received {got} messages (joined at {joined}, missed {missed}), every one in order and checksummed; {end}"
         );
+    }
+    Ok(())
+}
+
+/// `shm-demo --backend posix send --name NAME`: creates a channel, waits (at most 60 s)
+/// for a receiver to take its other end, sends `messages` stamped, checksummed messages
+/// of `size` bytes, closes and removes it. Ctrl-C ends it (and removes it).
+pub fn send(name: &str, messages: u64, size: u64, json: bool) -> Result<()> {
+    if size < MIN_SIZE {
+        return Err(Failure::new(format!("--size {size} is too small"))
+            .hint("at least 8 bytes: the message number"));
+    }
+    let opts = ChannelOptions::for_messages(size);
+    let cap = opts.capacity_bytes().unwrap_or(1 << 20);
+    let len = opts.segment_len_for(cap).map_err(errors::core)?;
+    crate::util::remember_segment(name);
+    let shm = ShmOptions::new(name)
+        .size(len)
+        .create()
+        .map_err(errors::posix)?;
+    let chan = Channel::create(shm, &opts).map_err(errors::core)?;
+    let mut tx = chan.sender(0).map_err(errors::core)?;
+    if !json {
+        println!("sending {messages} messages of {size} B on {name}; receive with: shm-demo --backend posix receive --name {name}");
+    }
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    // The ring holds what it holds; a message that must wait waits for the receiver,
+    // bounded: a receiver that never comes ends the run.
+    let mut maker = Maker::new(size as usize);
+    let start = Instant::now();
+    for seq in 0..messages {
+        tx.send_timeout(maker.make(seq), Duration::from_secs(60))
+            .map_err(errors::core)?;
+    }
+    // Closing waits for nothing: the receiver reads what is left, then sees Closed.
+    let secs = start.elapsed().as_secs_f64();
+    drop(tx);
+    // Keep the segment until the receiver is done with it (its end goes away).
+    let until = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < until && !interrupted() {
+        match chan.ring_state(0) {
+            Ok(r) if r.receiver_pid != 0 && r.head < r.tail => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            _ => break,
+        }
+    }
+    if json {
+        println!(
+            "{}",
+            Json::new()
+                .str("name", name)
+                .num("sent", messages)
+                .num("size", size)
+                .float("seconds", secs)
+                .finish()
+        );
+    } else {
+        println!("sent {messages} messages in {secs:.3} s; removing {name}");
+    }
+    drop(chan);
+    crate::util::forget_segment(name);
+    Ok(())
+}
+
+/// `shm-demo --backend posix receive --name NAME`: takes the receiving end of a named
+/// channel and verifies every message's number and checksum until the sender closes
+/// (or `count` messages, or Ctrl-C).
+pub fn receive(name: &str, count: Option<u64>, json: bool) -> Result<()> {
+    let shm = ShmOptions::new(name).open().map_err(errors::posix)?;
+    let chan = Channel::attach(shm).map_err(errors::core)?;
+    let mut rx = chan.receiver(0).map_err(errors::core)?;
+    let mut buf = Vec::new();
+    let mut got = 0u64;
+    let mut end = "closed";
+    let start = Instant::now();
+    while count.is_none_or(|c| got < c) && !interrupted() {
+        match rx.recv_into_timeout(&mut buf, Duration::from_millis(100)) {
+            Ok(_) => {
+                verify(&buf, got, buf.len()).map_err(Failure::new)?;
+                got += 1;
+            }
+            Err(Error::Timeout { .. }) => {}
+            Err(Error::Closed) => break,
+            Err(Error::PeerDied { .. }) => {
+                end = "sender died";
+                break;
+            }
+            Err(e) => return Err(errors::core(e)),
+        }
+    }
+    if count.is_some_and(|c| got >= c) {
+        end = "count reached";
+    }
+    let secs = start.elapsed().as_secs_f64();
+    if json {
+        println!(
+            "{}",
+            Json::new()
+                .str("name", name)
+                .num("got", got)
+                .bool("verified", true)
+                .str("end", end)
+                .float("seconds", secs)
+                .finish()
+        );
+    } else {
+        println!("received {got} messages, every one in order and checksummed; {end}");
     }
     Ok(())
 }

@@ -817,3 +817,38 @@ fn publish_and_subscribe_by_name_in_two_processes() {
     let out = demo(&["--backend", "anon", "subscribe", "--name", &name]);
     assert_fails(&out, 2, "use --backend posix");
 }
+
+#[test]
+fn send_and_receive_by_name_in_two_processes() {
+    let name = unique_name("/shm-demo-chan");
+    let mut sender = Command::new(BIN)
+        .args([
+            "--backend",
+            "posix",
+            "send",
+            "--name",
+            &name,
+            "--messages",
+            "20000",
+            "--size",
+            "100",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_line(&mut sender, "sending");
+    let out = demo(&["--backend", "posix", "receive", "--name", &name, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let line = stdout(&out);
+    assert!(
+        line.contains("\"got\":20000") && line.contains("\"end\":\"closed\""),
+        "{line}"
+    );
+    let out = sender.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        dev_shm_entries(&name[1..]).is_empty(),
+        "the sender removes it"
+    );
+}

@@ -510,3 +510,52 @@ def test_reserve_writes_in_place_and_no_view_outlives_the_slot():
     assert rx.recv(timeout=5) == b"after"
     with pytest.raises(ValueError):
         tx.reserve(-1)
+
+
+def test_channel_crosses_with_the_rust_demo_both_ways():
+    if not DEMO:
+        pytest.skip("SHM_DEMO not set (the Rust demo binary)")
+    import json
+
+    n, size = 20000, 100
+    # Rust sends, Python receives and checks every message (number and checksum).
+    name = unique()
+    rust = subprocess.Popen(
+        [DEMO, "--backend", "posix", "send", "--name", name, "--messages", str(n), "--size", str(size)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            ch = shm.Channel.attach(shm.posix_open(name))
+            break
+        except shm.Error:
+            assert time.monotonic() < deadline, "the demo's channel never appeared"
+            time.sleep(0.01)
+    rx = ch.receiver()
+    for k in range(n):
+        assert rx.recv(timeout=30) == demo_message(k, size), k
+    with pytest.raises(shm.Closed):
+        rx.recv(timeout=30)
+    rx.close()
+    ch.close()
+    _, err = rust.communicate(timeout=60)
+    assert rust.returncode == 0, err
+
+    # Python sends in the demo's format, Rust receives and verifies.
+    name = unique()
+    ch = shm.Channel.create(shm.posix_create(name, shm.Channel.segment_len(1 << 16)))
+    tx = ch.sender()
+    rust = subprocess.Popen(
+        [DEMO, "--backend", "posix", "receive", "--name", name, "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    for k in range(n):
+        tx.send(demo_message(k, size), timeout=30)
+    tx.close()
+    out, err = rust.communicate(timeout=60)
+    assert rust.returncode == 0, err
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["got"] == n and report["verified"] and report["end"] == "closed", report
+    ch.close()
+    assert dev_shm(name) == []
