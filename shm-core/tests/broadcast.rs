@@ -358,3 +358,26 @@ fn hostile_tails_are_corrupt_not_overflows() {
         );
     }
 }
+
+#[test]
+fn recv_slice_copies_once_and_leaves_a_message_too_large_for_the_slice() {
+    let (b, _) = make(BroadcastOptions::new().slots(4).max_message(64));
+    let mut p = b.publisher().unwrap();
+    let mut s = b.subscribe().unwrap();
+    p.publish(&msg(0, 40)).unwrap();
+    p.publish(&msg(1, 10)).unwrap();
+    let mut small = [0u8; 16];
+    assert_eq!(
+        s.recv_slice(&mut small, Some(Duration::from_secs(5))),
+        Err(Error::MessageTooLarge { len: 40, max: 16 })
+    );
+    let mut big = [0u8; 64];
+    assert_eq!(s.recv_slice(&mut big, None), Ok((0, 40)));
+    check(0, &big[..40]);
+    assert_eq!(s.recv_slice(&mut small, None), Ok((1, 10)));
+    check(1, &small[..10]);
+    assert!(matches!(
+        s.recv_slice(&mut big, Some(Duration::from_millis(20))),
+        Err(Error::Timeout { .. })
+    ));
+}

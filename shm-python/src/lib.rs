@@ -1144,9 +1144,8 @@ impl Subscriber {
         Ok((n, PyBytes::new(py, &self.buf)))
     }
 
-    /// Receives the next message into `buffer`: `(number, length)`. A message longer
-    /// than the buffer raises `ValueError` (it is consumed: a broadcast slot cannot be
-    /// kept for later).
+    /// Receives the next message into `buffer` with one copy: `(number, length)`. A
+    /// message longer than the buffer raises `ValueError` and stays for the next call.
     #[pyo3(signature = (buffer, timeout=None))]
     fn recv_into(
         &mut self,
@@ -1156,19 +1155,24 @@ impl Subscriber {
     ) -> PyResult<(u64, usize)> {
         let s = self.s.as_mut().ok_or_else(|| closed_handle("subscriber"))?;
         let b = Buf::get(buffer, true)?;
-        let buf = &mut self.buf;
-        let n = wait(py, timeout, |slice| s.recv_timeout(buf, slice))?;
-        if self.buf.len() > b.len() {
-            return Err(PyValueError::new_err(format!(
-                "the buffer holds {} bytes, message {n} has {}",
-                b.len(),
-                self.buf.len()
-            )));
-        }
-        // SAFETY: the export is held for this call and writable; no Python code runs.
-        let dst = unsafe { b.bytes_mut() };
-        dst[..self.buf.len()].copy_from_slice(&self.buf);
-        Ok((n, self.buf.len()))
+        // SAFETY: the export `b` lives across the call and is writable; see `Buf`.
+        let p = SendPtr(unsafe { b.bytes_mut() }.as_mut_ptr(), b.len());
+        let got = wait(py, timeout, move |slice| {
+            let p = &p;
+            // SAFETY: as above: alive, writable, unresized for the call.
+            let out = unsafe { std::slice::from_raw_parts_mut(p.0, p.1) };
+            match s.recv_slice(out, Some(slice)) {
+                Ok(v) => Ok(Ok(v)),
+                Err(CoreError::MessageTooLarge { len, .. }) => Ok(Err(len)),
+                Err(e) => Err(e),
+            }
+        })?;
+        got.map_err(|len| {
+            PyValueError::new_err(format!(
+                "the buffer holds {} bytes, the message {len}; it stays for the next call",
+                b.len()
+            ))
+        })
     }
 
     /// The number of the next message it will receive.

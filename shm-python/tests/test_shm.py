@@ -180,6 +180,12 @@ def test_broadcast_lossy_lagged_and_read_only_memfd_subscriber():
     k, data = sub.recv(timeout=5)
     assert int.from_bytes(data, "little") == k
     assert k == missed  # it resumed where the lag said
+    # recv_into: one copy into the caller's buffer; too small, and the message stays.
+    small, buf = bytearray(4), bytearray(16)
+    with pytest.raises(ValueError):
+        sub.recv_into(small, timeout=5)
+    k2, n = sub.recv_into(buf, timeout=5)
+    assert (k2, n) == (k + 1, 8) and int.from_bytes(buf[:8], "little") == k2
 
 
 def test_records_cross_with_the_rust_demo():

@@ -1206,7 +1206,14 @@ pub struct Subscriber<M: SharedMemory> {
     parked: Parked,
 }
 
-/// The subscriber's one step: the next message, copied into `buf`.
+/// Where a received message goes: a buffer that grows to fit, or a caller's slice that
+/// the message must fit (else it is left where it is).
+enum Sink<'a> {
+    Vec(&'a mut Vec<u8>),
+    Slice { buf: &'a mut [u8], len: usize },
+}
+
+/// The subscriber's one step: the next message, copied into its sink.
 struct SubscribeStep<'a, M: SharedMemory> {
     b: &'a Broadcast<M>,
     line: Option<u32>,
@@ -1216,7 +1223,7 @@ struct SubscribeStep<'a, M: SharedMemory> {
     delivered: &'a mut u64,
     published: &'a mut u64,
     broken: &'a mut Option<Error>,
-    buf: &'a mut Vec<u8>,
+    sink: Sink<'a>,
 }
 
 impl<M: SharedMemory> SubscribeStep<'_, M> {
@@ -1289,7 +1296,7 @@ impl<M: SharedMemory> Step for SubscribeStep<'_, M> {
         let b = self.b;
         let p = *self.next;
         let payload = b.payload_of(p);
-        let buf = &mut *self.buf;
+        let sink = &mut self.sink;
         let attempt = protocol::try_read(
             b.control(),
             b.slot(p),
@@ -1297,15 +1304,34 @@ impl<M: SharedMemory> Step for SubscribeStep<'_, M> {
             b.cfg.slots,
             b.cfg.max_message,
             |len| {
-                buf.resize(len as usize, 0);
+                let out: &mut [u8] = match sink {
+                    Sink::Vec(v) => {
+                        v.resize(len as usize, 0);
+                        v
+                    }
+                    Sink::Slice { buf, .. } if len > buf.len() as u64 => return Err(len),
+                    Sink::Slice { buf, len: got } => {
+                        *got = len as usize;
+                        &mut buf[..len as usize]
+                    }
+                };
                 // SAFETY: `len <= max_message` (checked by `try_read`), so the copy stays
                 // inside the slot's payload; Acquire as the protocol requires.
-                unsafe { copy::load_bytes_ordered(payload, buf, Ordering::Acquire) };
+                unsafe { copy::load_bytes_ordered(payload, out, Ordering::Acquire) };
+                Ok(())
             },
         );
         b.seg.intact()?;
         match attempt {
-            Attempt::Got(()) => {
+            Attempt::Got(Err(len)) => {
+                // The caller's slice is too small: the message stays for the next call.
+                let max = match &self.sink {
+                    Sink::Slice { buf, .. } => buf.len() as u64,
+                    Sink::Vec(_) => 0,
+                };
+                Err(Error::MessageTooLarge { len, max })
+            }
+            Attempt::Got(Ok(())) => {
                 *self.next = p.saturating_add(1);
                 *self.delivered = *self.next;
                 if self.next.saturating_sub(*self.published) >= self.batch {
@@ -1417,6 +1443,11 @@ impl<M: SharedMemory> Subscriber<M> {
 
     #[inline]
     fn step<'a>(&'a mut self, buf: &'a mut Vec<u8>) -> (SubscribeStep<'a, M>, &'a mut Parked) {
+        self.step_into(Sink::Vec(buf))
+    }
+
+    #[inline]
+    fn step_into<'a>(&'a mut self, sink: Sink<'a>) -> (SubscribeStep<'a, M>, &'a mut Parked) {
         (
             SubscribeStep {
                 b: &self.b,
@@ -1427,7 +1458,7 @@ impl<M: SharedMemory> Subscriber<M> {
                 delivered: &mut self.delivered,
                 published: &mut self.published,
                 broken: &mut self.broken,
-                buf,
+                sink,
             },
             &mut self.parked,
         )
@@ -1474,6 +1505,27 @@ impl<M: SharedMemory> Subscriber<M> {
     pub fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<u64, Error> {
         let (mut step, _) = self.step(buf);
         wait::try_once(&mut step, Error::Empty)
+    }
+
+    /// The next message, copied once into `buf` (which it must fit), waiting at most
+    /// `timeout` (`None`: as long as it takes); returns its number and length. A message
+    /// longer than `buf` is [`Error::MessageTooLarge`] and stays for the next call.
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`], [`Error::Timeout`], and as [`recv`](Self::recv).
+    pub fn recv_slice(
+        &mut self,
+        buf: &mut [u8],
+        timeout: Option<Duration>,
+    ) -> Result<(u64, usize), Error> {
+        let pace = self.pace();
+        let (mut step, _) = self.step_into(Sink::Slice { buf, len: 0 });
+        let n = wait::block(&mut step, pace, timeout)?;
+        let len = match step.sink {
+            Sink::Slice { len, .. } => len,
+            Sink::Vec(v) => v.len(),
+        };
+        Ok((n, len))
     }
 
     /// The next record, of the broadcast's type.
