@@ -635,6 +635,13 @@ impl Channel {
     fn close(&mut self) {
         self.chan = None;
     }
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(&mut self, _a: PyObject, _b: PyObject, _c: PyObject) {
+        self.close();
+    }
 }
 
 /// The sending end of a ring.
@@ -1067,6 +1074,13 @@ impl Broadcast {
     /// Closes this handle.
     fn close(&mut self) {
         self.b = None;
+    }
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(&mut self, _a: PyObject, _b: PyObject, _c: PyObject) {
+        self.close();
     }
 }
 

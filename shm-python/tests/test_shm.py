@@ -565,3 +565,23 @@ def test_channel_crosses_with_the_rust_demo_both_ways():
     assert report["got"] == n and report["verified"] and report["end"] == "closed", report
     ch.close()
     assert dev_shm(name) == []
+
+
+def test_context_managers_close_and_unlink():
+    name = unique()
+    with shm.Channel.create(shm.posix_create(name, shm.Channel.segment_len(4096))) as ch:
+        with ch.sender() as tx, ch.receiver() as rx:
+            tx.send(b"x")
+            assert rx.recv(timeout=5) == b"x"
+        assert dev_shm(name) != []
+    assert dev_shm(name) == []
+    name = unique()
+    with shm.Broadcast.create(shm.posix_create(name, shm.Broadcast.segment_len(slots=4)), slots=4) as b:
+        with b.publisher() as p, b.subscribe() as s:
+            p.publish(b"y")
+            assert s.recv(timeout=5) == (0, b"y")
+    assert dev_shm(name) == []
+    name = unique()
+    with shm.SeqLock.create(shm.posix_create(name, 4096), (1, 2), name="Pair", format="II") as lock:
+        assert lock.load() == (1, 2)
+    assert dev_shm(name) == []
