@@ -658,6 +658,22 @@ pub fn is_stale(name: &str) -> Result<bool, Error> {
     sys::try_flock_exclusive(fd.as_fd()).map_err(|e| Error::io("flock", &name, e))
 }
 
+/// Whether `name` is a regular file that starts with our layout's magic (judged on the
+/// opened fd, never blocking).
+fn has_our_magic(name: &str) -> bool {
+    let Ok(cname) = validate_name(name) else {
+        return false;
+    };
+    let Ok(fd) = sys::shm_open(&cname, libc::O_RDONLY, 0) else {
+        return false;
+    };
+    let regular = sys::fstat(fd.as_fd()).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG);
+    let mut magic = [0u8; 8];
+    regular
+        && matches!(sys::pread(fd.as_fd(), &mut magic, 0), Ok(8))
+        && magic == shm_core::layout::MAGIC
+}
+
 /// The names of our segments in `/dev/shm` that start with `prefix` (`"/"` for all) and
 /// that no live process holds. Each entry's type is judged on its opened fd by
 /// [`is_stale`], never on the directory entry, which a peer can swap after we read it.
@@ -777,7 +793,9 @@ pub fn inspect(name: &str) -> Result<Listing, Error> {
                 | Error::ForeignOwner { .. }
                 | Error::UnsafeMode { .. }
                 | Error::PermissionDenied { .. } => SegmentState::Foreign,
-                _ => SegmentState::Corrupt,
+                // Only a file that carries our magic is ours to call corrupt.
+                _ if has_our_magic(&name) => SegmentState::Corrupt,
+                _ => SegmentState::Foreign,
             };
             if out.state == SegmentState::Live {
                 out.held = true;
