@@ -32,7 +32,7 @@ use crate::broadcast::{Broadcast, BroadcastState};
 use crate::channel::{Channel, RingState};
 use crate::format::copy;
 use crate::format::layout::{
-    self, AttachOptions, Expect, Header, Kind, Schema, HEADER_SIZE, MAGIC, READY,
+    self, AttachOptions, Expect, Header, Kind, Schema, HEADER_SIZE, MAGIC,
 };
 use crate::format::memory::SharedMemory;
 use crate::format::raw::RawSegment;
@@ -203,18 +203,18 @@ pub fn inspect<M: SharedMemory>(mem: M) -> Inspection {
     seen.kind = kind_of(h.kind);
     seen.schema = Schema::from_header(&h).ok();
     if h.ready == 0 {
-        seen.verdict = Verdict::Initialising;
-        seen.problem = Some(if proc::liveness(h.creator_pid) == Liveness::Dead {
-            format!(
+        (seen.verdict, seen.problem) = if proc::liveness(h.creator_pid) == Liveness::Dead {
+            let why = format!(
                 "never became ready: its creator (pid {}) died",
                 h.creator_pid
-            )
+            );
+            (Verdict::Corrupt, Some(why))
         } else {
-            "still being initialised".to_owned()
-        });
-        if proc::liveness(h.creator_pid) == Liveness::Dead {
-            seen.verdict = Verdict::Corrupt;
-        }
+            (
+                Verdict::Initialising,
+                Some("still being initialised".to_owned()),
+            )
+        };
         return seen;
     }
     let (Some(kind), Some(schema)) = (seen.kind, seen.schema) else {
@@ -268,7 +268,6 @@ pub fn inspect<M: SharedMemory>(mem: M) -> Inspection {
         }
         Err(e) => seen.problem = Some(e.to_string()),
     }
-    debug_assert!(h.ready == READY || seen.verdict != Verdict::Ours);
     seen
 }
 

@@ -347,6 +347,14 @@ pub fn dev_shm_entries(prefix: &str) -> Vec<String> {
     v
 }
 
+/// Waits (at most `bound`, polling) until `pred` holds; panics with `what` if it never
+/// does: how a test waits for another process to get somewhere.
+pub fn eventually(what: &str, bound: std::time::Duration, mut pred: impl FnMut() -> bool) {
+    if let Err(e) = crate::wait::poll_until(bound, || pred().then_some(())) {
+        panic!("{what}: {e}");
+    }
+}
+
 /// The pids whose parent is `pid`, sorted (from `/proc/*/stat`): a test's view of the
 /// children a program it started has made.
 pub fn children_of(pid: u32) -> Vec<u32> {

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use shm_core::proc::{liveness, Liveness};
-use shm_core::testing::{children_of, dev_shm_entries};
+use shm_core::testing::{children_of, dev_shm_entries, eventually};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shm-demo");
 const BOUND: Duration = Duration::from_secs(30);
@@ -21,15 +21,6 @@ fn start(args: &[&str]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run shm-demo")
-}
-
-/// Waits until `pred` holds, at most BOUND.
-fn eventually(what: &str, mut pred: impl FnMut() -> bool) {
-    let end = Instant::now() + BOUND;
-    while !pred() {
-        assert!(Instant::now() < end, "{what}: not within {BOUND:?}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// The exit status of `child`, waiting at most BOUND.
@@ -61,7 +52,7 @@ fn interrupted_run(args: &[&str], sig: i32) {
     let pid = child.id();
     let prefix = format!("shm-demo-{pid}-");
     let posix = args.contains(&"posix");
-    eventually(&format!("{args:?} started"), || {
+    eventually(&format!("{args:?} started"), BOUND, || {
         (!posix || !dev_shm_entries(&prefix).is_empty()) && !children_of(pid).is_empty()
     });
     std::thread::sleep(Duration::from_millis(200)); // well into the run
@@ -81,7 +72,7 @@ fn interrupted_run(args: &[&str], sig: i32) {
         dev_shm_entries(&prefix)
     );
     for k in kids {
-        eventually(&format!("{args:?}: child {k} gone"), || {
+        eventually(&format!("{args:?}: child {k} gone"), BOUND, || {
             liveness(k) != Liveness::Alive
         });
     }
@@ -168,7 +159,7 @@ fn a_stream_whose_segment_is_truncated_ends_with_an_error() {
     ]);
     let pid = child.id();
     let prefix = format!("shm-demo-{pid}-");
-    eventually("the stream's segment", || {
+    eventually("the stream's segment", BOUND, || {
         !dev_shm_entries(&prefix).is_empty()
     });
     std::thread::sleep(Duration::from_millis(300));

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use shm_core::testing::{children_of, dev_shm_entries, unique_name};
+use shm_core::testing::{children_of, dev_shm_entries, eventually, unique_name};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shm-demo");
 const BOUND: Duration = Duration::from_secs(30);
@@ -82,18 +82,10 @@ fn start(args: &[&str]) -> Child {
         .unwrap()
 }
 
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + BOUND;
-    while !f() {
-        assert!(Instant::now() < end, "{what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// The segment a running demo made, and its children once they are up.
 fn segment_of(child: &Child, children: usize) -> (String, Vec<u32>) {
     let prefix = format!("shm-demo-{}-", child.id());
-    eventually("the demo's segment and children", || {
+    eventually("the demo's segment and children", BOUND, || {
         !dev_shm_entries(&prefix).is_empty() && children_of(child.id()).len() >= children
     });
     (
@@ -186,7 +178,7 @@ fn live_segments_are_listed_then_stale_after_kill_9_and_cleaned_up() {
     stream.kill().unwrap();
     stream.wait().unwrap();
     for k in &chan_kids {
-        eventually("the stream's child to die", || {
+        eventually("the stream's child to die", BOUND, || {
             shm_core::proc::liveness(*k) != shm_core::proc::Liveness::Alive
         });
     }

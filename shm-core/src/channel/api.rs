@@ -617,11 +617,10 @@ impl<M: SharedMemory> Step for SendStep<'_, M> {
         if let Some(e) = *self.broken {
             return Err(e);
         }
+        // The receiver's close is looked at when the operation starts (`Sender::start`)
+        // and by every wait round's `check`, not on every spin: its line is written by
+        // sleeping ends, and a reserve that finds room finds it whatever the receiver did.
         let sh = self.ptrs.shared();
-        // Acquire: pairs with the Release `fetch_or` in `Receiver::drop`.
-        if sh.closed.load(Ordering::Acquire) & CONSUMER_CLOSED != 0 {
-            return Err(Error::Closed);
-        }
         match self.prod.try_reserve(sh, self.ptrs, &SysFutex, self.len) {
             Ok(r) => Ok(r),
             Err(c) => Err(poisoned(self.seg, self.broken, corrupt(c))),
@@ -691,7 +690,24 @@ impl<M: SharedMemory> Sender<M> {
 
     /// The step for a `len`-byte message, and the parked state beside it.
     #[inline]
-    fn step(&mut self, len: usize) -> Result<(SendStep<'_, M>, &mut Parked), Error> {
+    fn step(&mut self, len: u64) -> (SendStep<'_, M>, &mut Parked) {
+        (
+            SendStep {
+                seg: &self.chan.seg,
+                ptrs: &self.ptrs,
+                prod: &mut self.prod,
+                broken: &mut self.broken,
+                len,
+            },
+            &mut self.parked,
+        )
+    }
+
+    /// The step for a new operation on a `len`-byte message, after the checks made once
+    /// per call: no detached slot outstanding, a message the ring can carry, the
+    /// receiver not closed.
+    #[inline]
+    fn start(&mut self, len: usize) -> Result<(SendStep<'_, M>, &mut Parked), Error> {
         if self.detached.is_some() {
             return Err(detached_outstanding());
         }
@@ -702,16 +718,11 @@ impl<M: SharedMemory> Sender<M> {
                 max: self.prod.max_message(),
             });
         }
-        Ok((
-            SendStep {
-                seg: &self.chan.seg,
-                ptrs: &self.ptrs,
-                prod: &mut self.prod,
-                broken: &mut self.broken,
-                len,
-            },
-            &mut self.parked,
-        ))
+        // Acquire: pairs with the Release `fetch_or` in `Receiver::drop`.
+        if self.ptrs.shared().closed.load(Ordering::Acquire) & CONSUMER_CLOSED != 0 {
+            return Err(Error::Closed);
+        }
+        Ok(self.step(len))
     }
 
     fn slot(&mut self, off: u64, len: usize) -> SendSlot<'_, M> {
@@ -732,7 +743,7 @@ impl<M: SharedMemory> Sender<M> {
     /// [`Error::Full`] when there is no room now; [`Error::MessageTooLarge`],
     /// [`Error::Closed`] (the receiver closed), [`Error::Corrupt`], [`Error::Truncated`].
     pub fn try_reserve(&mut self, len: usize) -> Result<SendSlot<'_, M>, Error> {
-        let (mut step, _) = self.step(len)?;
+        let (mut step, _) = self.start(len)?;
         let off = wait::try_once(&mut step, Error::Full)?;
         Ok(self.slot(off, len))
     }
@@ -765,7 +776,7 @@ impl<M: SharedMemory> Sender<M> {
         timeout: Option<Duration>,
     ) -> Result<SendSlot<'_, M>, Error> {
         let pace = self.wait.pace();
-        let (mut step, _) = self.step(len)?;
+        let (mut step, _) = self.start(len)?;
         let off = wait::block(&mut step, pace, timeout)?;
         Ok(self.slot(off, len))
     }
@@ -917,16 +928,19 @@ impl<M: SharedMemory> Sender<M> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<u64, Error>> {
         let spin = self.wait.async_spin();
-        match self.step(len) {
-            Err(e) => std::task::Poll::Ready(Err(e)),
+        match self.start(len) {
+            Err(e) => {
+                // A close found at the start of a poll: take back a park of the last one.
+                self.unpark();
+                std::task::Poll::Ready(Err(e))
+            }
             Ok((mut step, parked)) => wait::poll_step(&mut step, parked, spin, cx),
         }
     }
 
     fn unpark(&mut self) {
-        if let Ok((mut step, parked)) = self.step(0) {
-            parked.release(&mut step);
-        }
+        let (mut step, parked) = self.step(0);
+        parked.release(&mut step);
     }
 }
 

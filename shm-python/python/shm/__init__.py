@@ -139,6 +139,9 @@ class Segment:
     (struct) or a numpy record (dtype); ``write(value)`` takes the same.
     """
 
+    # The extension class behind it: RawRecord here, RawSeqLock for SeqLock.
+    _raw_class = RawRecord
+
     def __init__(self, raw, codec):
         self._raw = raw
         self._codec = codec
@@ -147,13 +150,13 @@ class Segment:
     def create(cls, mem, value, *, name, version=1, format=None, dtype=None):
         """Lays a record segment into ``mem`` holding ``value``."""
         c = _codec(format, dtype)
-        return cls(RawRecord.create(mem, name, version, c.size, c.align, c.encode(value)), c)
+        return cls(cls._raw_class.create(mem, name, version, c.size, c.align, c.encode(value)), c)
 
     @classmethod
     def attach(cls, mem, *, name, version=1, format=None, dtype=None):
         """Attaches to a record segment, checking its schema."""
         c = _codec(format, dtype)
-        return cls(RawRecord.attach(mem, name, version, c.size, c.align), c)
+        return cls(cls._raw_class.attach(mem, name, version, c.size, c.align), c)
 
     @classmethod
     def attach_foreign(cls, mem, *, format=None, dtype=None):
@@ -188,15 +191,7 @@ class SeqLock(Segment):
     next store repairs it. Described by a ``struct`` format or a numpy dtype, checked
     against the header like ``Segment``."""
 
-    @classmethod
-    def create(cls, mem, value, *, name, version=1, format=None, dtype=None):
-        c = _codec(format, dtype)
-        return cls(RawSeqLock.create(mem, name, version, c.size, c.align, c.encode(value)), c)
-
-    @classmethod
-    def attach(cls, mem, *, name, version=1, format=None, dtype=None):
-        c = _codec(format, dtype)
-        return cls(RawSeqLock.attach(mem, name, version, c.size, c.align), c)
+    _raw_class = RawSeqLock
 
     @classmethod
     def attach_foreign(cls, mem, *, format=None, dtype=None):
