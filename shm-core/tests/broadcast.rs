@@ -381,3 +381,83 @@ fn recv_slice_copies_once_and_leaves_a_message_too_large_for_the_slice() {
         Err(Error::Timeout { .. })
     ));
 }
+
+/// A relay's notices: a gap is `Lagged { missed }` exactly, an upstream loss is
+/// `UpstreamLost`, each once, in order with the messages, in both modes; the subscriber
+/// goes on after each; the reliable publisher still waits for the notice's slot to be read.
+#[test]
+fn gap_and_upstream_lost_notices_reach_every_subscriber_in_order() {
+    for mode in [BroadcastMode::Reliable, BroadcastMode::Lossy] {
+        let (b, view) = make(BroadcastOptions::new().mode(mode).slots(4).max_message(64));
+        let mut publisher = b.publisher().unwrap();
+        let attached = Broadcast::attach(view).unwrap();
+        let mut subs = [attached.subscribe().unwrap(), attached.subscribe().unwrap()];
+        publisher.publish(b"a").unwrap();
+        publisher.publish_gap(5).unwrap();
+        publisher.publish(b"b").unwrap();
+        publisher.publish_gap(0).unwrap(); // nothing at all
+        publisher.publish_upstream_lost().unwrap();
+        assert_eq!(publisher.next_message(), 4, "{mode:?}");
+        let mut buf = Vec::new();
+        for sub in &mut subs {
+            assert_eq!(sub.recv_timeout(&mut buf, Duration::from_secs(5)), Ok(0));
+            assert_eq!(buf, b"a");
+            assert_eq!(
+                sub.recv_timeout(&mut buf, Duration::from_secs(5)),
+                Err(Error::Lagged { missed: 5 })
+            );
+            assert_eq!(sub.recv_timeout(&mut buf, Duration::from_secs(5)), Ok(2));
+            assert_eq!(buf, b"b");
+            assert_eq!(
+                sub.recv_timeout(&mut buf, Duration::from_secs(5)),
+                Err(Error::UpstreamLost)
+            );
+            assert_eq!(
+                sub.try_recv(&mut buf),
+                Err(Error::Empty),
+                "{mode:?}: nothing after the notices"
+            );
+        }
+        // After the notices the stream goes on: a reliable publisher fills the ring
+        // again only as the subscribers read.
+        for i in 0..10u8 {
+            publisher.publish(&[i]).unwrap();
+            for sub in &mut subs {
+                assert_eq!(
+                    sub.recv_timeout(&mut buf, Duration::from_secs(5)),
+                    Ok(4 + i as u64)
+                );
+                assert_eq!(buf, [i]);
+            }
+        }
+    }
+}
+
+/// A slot length with the notice bit but an unknown kind (or a gap of 0) is corrupt, not
+/// a notice: a forged length cannot pass as one.
+#[test]
+fn malformed_notices_decode_as_nothing() {
+    use shm_core::broadcast::protocol::{Notice, MAX_GAP, NOTICE};
+    assert_eq!(
+        Notice::decode(Notice::Gap(7).encode()),
+        Some(Notice::Gap(7))
+    );
+    assert_eq!(
+        Notice::decode(Notice::Gap(MAX_GAP).encode()),
+        Some(Notice::Gap(MAX_GAP))
+    );
+    assert_eq!(
+        Notice::decode(Notice::UpstreamLost.encode()),
+        Some(Notice::UpstreamLost)
+    );
+    for bad in [
+        NOTICE,
+        NOTICE | (1 << 56),
+        NOTICE | (3 << 56),
+        NOTICE | (2 << 56) | 1,
+        u64::MAX,
+        64,
+    ] {
+        assert_eq!(Notice::decode(bad), None, "{bad:#x}");
+    }
+}

@@ -37,6 +37,12 @@ create_exception!(
 );
 create_exception!(
     _shm,
+    UpstreamLost,
+    Error,
+    "An imported broadcast's exporter is gone for now; messages resume when it returns."
+);
+create_exception!(
+    _shm,
     Evicted,
     Error,
     "The reliable publisher evicted this subscriber."
@@ -72,6 +78,7 @@ fn err(e: CoreError) -> PyErr {
         CoreError::PeerDied { pid } => PeerDied::new_err((msg, pid)),
         CoreError::Lagged { missed } => Lagged::new_err((msg, missed)),
         CoreError::Evicted { .. } => Evicted::new_err(msg),
+        CoreError::UpstreamLost => UpstreamLost::new_err(msg),
         CoreError::SchemaMismatch { .. } => SchemaMismatch::new_err(msg),
         CoreError::ReadOnly { .. } => ReadOnly::new_err(msg),
         CoreError::Truncated { .. } => Truncated::new_err(msg),
@@ -1232,6 +1239,7 @@ fn _shm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("Closed", py.get_type::<Closed>())?;
     m.add("PeerDied", py.get_type::<PeerDied>())?;
     m.add("Lagged", py.get_type::<Lagged>())?;
+    m.add("UpstreamLost", py.get_type::<UpstreamLost>())?;
     m.add("Evicted", py.get_type::<Evicted>())?;
     m.add("SchemaMismatch", py.get_type::<SchemaMismatch>())?;
     m.add("ReadOnly", py.get_type::<ReadOnly>())?;

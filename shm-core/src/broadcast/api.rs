@@ -1069,8 +1069,51 @@ impl<M: SharedMemory> Publisher<M> {
         self.write(bytes)
     }
 
+    /// Tells every subscriber that `missed` messages were lost upstream, before anything
+    /// published after: each subscriber's receive at this point is
+    /// [`Error::Lagged`]`{ missed }`, then it goes on. For relays (the `shm-zenoh`
+    /// importer) that republish a remote stream and must report its gaps exactly. The
+    /// notice takes one message number (one slot, no payload); a gap above
+    /// [`protocol::MAX_GAP`] takes several notices. `missed == 0` publishes nothing.
+    /// Waits for room like [`publish`](Self::publish) (reliable mode).
+    ///
+    /// # Errors
+    /// As [`publish`](Self::publish).
+    pub fn publish_gap(&mut self, missed: u64) -> Result<(), Error> {
+        let mut left = missed;
+        while left > 0 {
+            let part = left.min(protocol::MAX_GAP);
+            self.publish_notice(protocol::Notice::Gap(part))?;
+            left -= part;
+        }
+        Ok(())
+    }
+
+    /// Tells every subscriber that the upstream source is gone for now: each subscriber's
+    /// receive at this point is [`Error::UpstreamLost`], then it goes on waiting for
+    /// messages. Takes one message number, like [`publish_gap`](Self::publish_gap).
+    ///
+    /// # Errors
+    /// As [`publish`](Self::publish).
+    pub fn publish_upstream_lost(&mut self) -> Result<(), Error> {
+        self.publish_notice(protocol::Notice::UpstreamLost)
+    }
+
+    fn publish_notice(&mut self, notice: protocol::Notice) -> Result<(), Error> {
+        let pace = self.wait.pace();
+        let (mut step, _) = self.step();
+        wait::block(&mut step, pace, None)?;
+        self.write_len(&[], notice.encode())
+    }
+
     /// Writes message `next` and publishes it (room was found).
     fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.write_len(bytes, bytes.len() as u64)
+    }
+
+    /// Writes `bytes` as message `next` with slot length `len` (the byte count, or a
+    /// notice with no bytes) and publishes it.
+    fn write_len(&mut self, bytes: &[u8], len: u64) -> Result<(), Error> {
         let n = self.next;
         let b = &self.b;
         let slot = b.slot(n);
@@ -1079,7 +1122,7 @@ impl<M: SharedMemory> Publisher<M> {
         // the validated payload, and the mapping is writable (the write gate in
         // `publisher`); Release as the protocol requires.
         unsafe { copy::store_bytes_ordered(b.payload_of(n), bytes, Ordering::Release) };
-        if protocol::end_write(b.control(), slot, n, bytes.len() as u64) {
+        if protocol::end_write(b.control(), slot, n, len) {
             protocol::bump_data(b.control());
             crate::os::futex::wake(b.control().data_seq);
         }
@@ -1355,6 +1398,20 @@ impl<M: SharedMemory> Step for SubscribeStep<'_, M> {
                 let missed = resume.saturating_sub(p);
                 *self.next = resume.max(*self.delivered);
                 Err(Error::Lagged { missed })
+            }
+            Attempt::Corrupt(len) if protocol::Notice::decode(len).is_some() => {
+                // A notice, read whole (both stamp loads agreed): it takes its message
+                // number like a message and is reported as an error the caller can go
+                // on from.
+                *self.next = p.saturating_add(1);
+                *self.delivered = *self.next;
+                if self.next.saturating_sub(*self.published) >= self.batch {
+                    self.publish_position();
+                }
+                Err(match protocol::Notice::decode(len) {
+                    Some(protocol::Notice::Gap(missed)) => Error::Lagged { missed },
+                    _ => Error::UpstreamLost,
+                })
             }
             Attempt::Corrupt(len) => {
                 let e = Error::Corrupt {

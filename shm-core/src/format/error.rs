@@ -232,6 +232,12 @@ pub enum Error {
         /// How many messages were skipped.
         missed: u64,
     },
+    /// The broadcast's upstream source is gone for now: an imported stream's exporter
+    /// (see `shm-zenoh`) disappeared. Not final: the subscriber stays joined, and when the
+    /// source returns the next receive reports what was lost as [`Error::Lagged`] and
+    /// messages resume.
+    #[error("the broadcast's upstream source is gone (messages resume when it returns)")]
+    UpstreamLost,
     /// The reliable publisher evicted this subscriber, so that the others could go on.
     #[error("evicted by the publisher: {reason}")]
     Evicted {

@@ -74,6 +74,54 @@ pub fn oldest_readable(tail: u64, slots: u64) -> u64 {
 /// a `tail` beyond it was written by a hostile peer.
 pub const MAX_TAIL: u64 = 1 << 62;
 
+/// A slot length with this bit set is a **notice**, not a message: the publisher tells
+/// every subscriber something about the stream at that message number, with no payload.
+/// Honest messages never have it (`max_message` is far below 2^63).
+pub const NOTICE: u64 = 1 << 63;
+/// Notice kind bits (62..56) of a notice length.
+const NOTICE_KIND_SHIFT: u32 = 56;
+/// Notice: `missed` messages (the low 56 bits, at least 1) were lost upstream.
+const NOTICE_GAP: u64 = 1;
+/// Notice: the upstream source is gone for now.
+const NOTICE_UPSTREAM_LOST: u64 = 2;
+/// The largest gap one notice reports (larger gaps take several notices).
+pub const MAX_GAP: u64 = (1 << NOTICE_KIND_SHIFT) - 1;
+
+/// What a notice says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// `missed` messages (1 to [`MAX_GAP`]) were lost upstream.
+    Gap(u64),
+    /// The upstream source is gone for now.
+    UpstreamLost,
+}
+
+impl Notice {
+    /// The slot length that carries this notice.
+    pub fn encode(self) -> u64 {
+        match self {
+            Notice::Gap(missed) => {
+                NOTICE | (NOTICE_GAP << NOTICE_KIND_SHIFT) | missed.clamp(1, MAX_GAP)
+            }
+            Notice::UpstreamLost => NOTICE | (NOTICE_UPSTREAM_LOST << NOTICE_KIND_SHIFT),
+        }
+    }
+
+    /// The notice a slot length carries, if it is a well-formed one.
+    pub fn decode(len: u64) -> Option<Notice> {
+        if len & NOTICE == 0 {
+            return None;
+        }
+        let kind = (len & !NOTICE) >> NOTICE_KIND_SHIFT;
+        let low = len & MAX_GAP;
+        match (kind, low) {
+            (NOTICE_GAP, 1..) => Some(Notice::Gap(low)),
+            (NOTICE_UPSTREAM_LOST, 0) => Some(Notice::UpstreamLost),
+            _ => None,
+        }
+    }
+}
+
 /// Starts writing message `n` into its slot: the stamp goes odd, so readers of the
 /// message that was there stop trusting their copies.
 pub fn begin_write(slot: Slot<'_>, n: u64) {

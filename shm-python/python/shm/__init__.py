@@ -33,6 +33,7 @@ from ._shm import (  # noqa: F401
     Evicted,
     Full,
     Lagged,
+    UpstreamLost,
     Memory,
     PeerDied,
     Publisher,
@@ -57,7 +58,7 @@ anon_create = Memory.anon_create
 __all__ = [
     "Broadcast", "Channel", "Closed", "Corrupt", "Empty", "Error", "Evicted", "Full",
     "Lagged", "Memory", "PeerDied", "Publisher", "ReadOnly", "Receiver", "Reservation", "SchemaMismatch",
-    "Segment", "SeqLock", "Sender", "Subscriber", "Timeout", "Truncated", "anon_create",
+    "Segment", "SeqLock", "Sender", "Subscriber", "Timeout", "Truncated", "UpstreamLost", "anon_create",
     "memfd_connect", "memfd_create", "posix_create", "posix_open",
 ]
 
