@@ -461,3 +461,29 @@ fn malformed_notices_decode_as_nothing() {
         assert_eq!(Notice::decode(bad), None, "{bad:#x}");
     }
 }
+
+/// `relayed` is written at create and read back by every attach (bridges refuse to export
+/// a relayed broadcast); a forged value is a corrupt header, not a guess.
+#[test]
+fn relayed_is_kept_in_the_segment() {
+    for relayed in [false, true] {
+        let (b, view) = make(
+            BroadcastOptions::new()
+                .slots(4)
+                .max_message(8)
+                .relayed(relayed),
+        );
+        assert_eq!(b.relayed(), relayed);
+        assert_eq!(Broadcast::attach(view).unwrap().relayed(), relayed);
+    }
+    let (_b, view) = make(BroadcastOptions::new().slots(4).max_message(8));
+    shm_core::conformance::poke(&view, 128 + 40, &7u32.to_ne_bytes());
+    assert!(matches!(
+        Broadcast::attach(view),
+        Err(Error::CorruptHeader {
+            field: "broadcast relayed",
+            found: 7,
+            ..
+        })
+    ));
+}

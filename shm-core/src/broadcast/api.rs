@@ -83,6 +83,7 @@ pub struct BroadcastOptions {
     max_message: Option<u64>,
     max_subscribers: u32,
     evict_timeout: Duration,
+    relayed: bool,
     /// The record's schema, or the error `Schema::of` gave (a name too long), reported
     /// by `create` and `segment_len` rather than lost.
     schema: Option<Result<Schema, Error>>,
@@ -96,6 +97,7 @@ impl Default for BroadcastOptions {
             max_message: None,
             max_subscribers: 64,
             evict_timeout: Duration::from_secs(1),
+            relayed: false,
             schema: None,
         }
     }
@@ -146,6 +148,13 @@ impl BroadcastOptions {
     /// move before it evicts it.
     pub fn evict_timeout(mut self, timeout: Duration) -> Self {
         self.evict_timeout = timeout;
+        self
+    }
+    /// Marks the broadcast as **relayed**: its publisher republishes a stream that came
+    /// from elsewhere (the `shm-zenoh` importer sets it). Bridges refuse to export a
+    /// relayed broadcast, so an import is never sent back out: no loops, no echo.
+    pub fn relayed(mut self, relayed: bool) -> Self {
+        self.relayed = relayed;
         self
     }
     /// Publish records of type `T`: the segment's header declares `T`'s schema, and
@@ -201,6 +210,7 @@ impl BroadcastOptions {
             max_message,
             max_subscribers: self.max_subscribers,
             evict_timeout: self.evict_timeout,
+            relayed: self.relayed,
             schema,
         };
         cfg.payload_len().ok_or(bad(
@@ -242,6 +252,7 @@ struct Config {
     max_message: u64,
     max_subscribers: u32,
     evict_timeout: Duration,
+    relayed: bool,
     schema: Schema,
 }
 
@@ -342,7 +353,7 @@ impl<M: SharedMemory> Broadcast<M> {
         let cfg = opts.config()?;
         let need = cfg.payload_len().expect("checked by config");
         let seg = RawSegment::create(mem, expect(cfg.schema, need, false), |raw| {
-            let mut head = [0u8; 40];
+            let mut head = [0u8; 44];
             head[0..4].copy_from_slice(&cfg.mode.code().to_ne_bytes());
             head[4..8].copy_from_slice(&cfg.max_subscribers.to_ne_bytes());
             head[8..16].copy_from_slice(&cfg.slots.to_ne_bytes());
@@ -350,7 +361,8 @@ impl<M: SharedMemory> Broadcast<M> {
             head[24..32].copy_from_slice(&cfg.max_message.to_ne_bytes());
             let ns = u64::try_from(cfg.evict_timeout.as_nanos()).unwrap_or(u64::MAX);
             head[32..40].copy_from_slice(&ns.to_ne_bytes());
-            // SAFETY: the payload holds `need` bytes, the 40-byte config line included
+            head[40..44].copy_from_slice(&u32::from(cfg.relayed).to_ne_bytes());
+            // SAFETY: the payload holds `need` bytes, the 44-byte config line included
             // (checked by create); the segment is not published yet.
             unsafe { copy::store_bytes(raw.payload_ptr(), &head) };
         })?;
@@ -384,9 +396,9 @@ impl<M: SharedMemory> Broadcast<M> {
     }
 
     fn attach_impl(mem: M, schema: Option<Schema>, opts: &AttachOptions) -> Result<Self, Error> {
-        let e = expect(schema.unwrap_or_else(bytes_schema), 40, schema.is_none());
+        let e = expect(schema.unwrap_or_else(bytes_schema), 44, schema.is_none());
         let seg = RawSegment::attach(mem, e, opts)?;
-        let mut head = [0u8; 40];
+        let mut head = [0u8; 44];
         seg.read_at(0, &mut head)?;
         let u32_at = |o: usize| u32::from_ne_bytes(head[o..o + 4].try_into().expect("4"));
         let u64_at = |o: usize| u64::from_ne_bytes(head[o..o + 8].try_into().expect("8"));
@@ -433,6 +445,11 @@ impl<M: SharedMemory> Broadcast<M> {
                 "at most one hour",
             ));
         }
+        let relayed = match u32_at(40) {
+            0 => false,
+            1 => true,
+            r => return Err(corrupt("broadcast relayed", r.into(), "0 or 1")),
+        };
         let cfg = Config {
             mode,
             slots,
@@ -440,6 +457,7 @@ impl<M: SharedMemory> Broadcast<M> {
             max_message,
             max_subscribers,
             evict_timeout: Duration::from_nanos(evict_ns),
+            relayed,
             schema: Schema::from_header(seg.header())?,
         };
         match cfg.payload_len() {
@@ -470,6 +488,11 @@ impl<M: SharedMemory> Broadcast<M> {
     /// How many subscribers may be joined at once.
     pub fn max_subscribers(&self) -> u32 {
         self.cfg.max_subscribers
+    }
+    /// Whether the publisher relays a stream from elsewhere
+    /// ([`BroadcastOptions::relayed`]): bridges do not export such a broadcast.
+    pub fn relayed(&self) -> bool {
+        self.cfg.relayed
     }
     /// The record type the broadcast carries (`"bytes"` for untyped messages).
     pub fn schema(&self) -> Schema {

@@ -58,6 +58,7 @@
 //! | 16 | 8 | `slot_size`: `16 + max_message` rounded up to 64 |
 //! | 24 | 8 | `max_message` |
 //! | 32 | 8 | `evict_timeout_ns` (reliable; at most one hour) |
+//! | 40 | 4 | `relayed`: 0 the publisher's own stream, 1 a stream relayed from elsewhere (bridges do not export it) |
 //! | 128 | 8 | `tail`: messages published so far (its own line: written per message) |
 //! | 256 | 4 | publisher holder: its pid, 0 when nobody publishes |
 //! | 260 | 4 | `closed`: 1 once the publisher closed |
@@ -68,6 +69,12 @@
 //! | 516 | 4 | `space_seq`: futex word the reliable publisher sleeps on |
 //! | 640 + 128·i | 128 | subscriber line `i`: holder pid (4; 0 = free), `state` (4; 0 active, 1 left, 2 evicted: behind, 3 evicted: dead, 4 evicted: corrupt), `position` (8; next message it reads) |
 //! | 640 + 128·max_subscribers + slot_size·k | slot_size | slot `k`: `stamp` (8; `2n+1` while message `n` is written, `2n+2` once complete), `len` (8), payload |
+//!
+//! A slot `len` with bit 63 set is a **notice** with no payload
+//! ([`protocol::Notice`]): bits 62..56 its kind, `1` = a gap upstream (bits 55..0: how
+//! many messages were lost, at least 1; a subscriber reads it as `Lagged { missed }`),
+//! `2` = the upstream source is gone for now (low bits 0; read as
+//! [`Error::UpstreamLost`](crate::format::error::Error::UpstreamLost)). Any other value with bit 63 set is corrupt.
 //!
 //! The protocol, with the orderings and why nothing is lost or torn, is in
 //! [`protocol`].
