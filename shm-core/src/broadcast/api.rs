@@ -157,6 +157,16 @@ impl BroadcastOptions {
         self.relayed = relayed;
         self
     }
+    /// Declare `schema` in the header without a Rust type for it (a relay republishing
+    /// records it only carries as bytes); `max_message` defaults to the schema's size
+    /// (or 4080 for a size of 0, untyped messages).
+    pub fn schema(mut self, schema: Schema) -> Self {
+        self.schema = Some(Ok(schema));
+        if self.max_message.is_none() && schema.size() > 0 {
+            self.max_message = Some(schema.size());
+        }
+        self
+    }
     /// Publish records of type `T`: the segment's header declares `T`'s schema, and
     /// `max_message` defaults to `size_of::<T>()`.
     pub fn record<T: Record>(mut self) -> Self {

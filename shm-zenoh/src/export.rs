@@ -1,0 +1,324 @@
+//! The exporter: a subscriber of a local broadcast that puts every message on a Zenoh key.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use shm_core::{Broadcast, BroadcastMode, Error, SharedMemory, Subscriber};
+use zenoh::qos::CongestionControl;
+use zenoh::sample::Locality;
+use zenoh::Wait as _;
+
+use crate::wire::{fingerprint, Descriptor, SampleHeader, FLAG_END};
+use crate::BridgeError;
+
+/// How often a waiting exporter looks at its stop flag.
+const POLL: Duration = Duration::from_millis(20);
+
+/// How an exporter puts messages on the network (builder; ends in
+/// [`Exporter::start`]).
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    key: String,
+    express: bool,
+}
+
+impl ExportOptions {
+    /// Export on the Zenoh key expression `key` (no wildcards: `shm/cam`).
+    pub fn new(key: impl Into<String>) -> Self {
+        ExportOptions {
+            key: key.into(),
+            express: false,
+        }
+    }
+    /// Zenoh's `express`: send each message at once instead of batching (lower latency,
+    /// lower throughput for small messages).
+    pub fn express(mut self, on: bool) -> Self {
+        self.express = on;
+        self
+    }
+}
+
+/// What an exporter did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExportStats {
+    /// Messages put on the network.
+    pub sent: u64,
+    /// Payload bytes put on the network.
+    pub bytes: u64,
+    /// Messages the local lossy broadcast overwrote before the exporter read them.
+    pub lagged: u64,
+    /// Times the local reliable publisher evicted the exporter (it rejoined).
+    pub evicted: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    sent: AtomicU64,
+    bytes: AtomicU64,
+    lagged: AtomicU64,
+    evicted: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> ExportStats {
+        ExportStats {
+            sent: self.sent.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            lagged: self.lagged.load(Ordering::Relaxed),
+            evicted: self.evicted.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A running export: a thread that subscribes to a local broadcast and puts each message
+/// on a Zenoh key, with the [wire format](crate::wire) header, while a liveliness token
+/// announces it.
+///
+/// Reliable broadcasts are put with `CongestionControl::Block`: when the network is
+/// slower than the publisher, the put waits, the exporter stops reading, and the local
+/// publisher is held back by the reliable broadcast's own rules (a stuck exporter is
+/// evicted like any subscriber after the broadcast's eviction timeout; it rejoins and
+/// the importers report the gap exactly). Lossy broadcasts are put with
+/// `CongestionControl::Drop`: the publisher never waits, and what is dropped shows as
+/// gaps in the message numbers, which importers count exactly. Either way the exporter
+/// holds one message at a time (plus what Zenoh queues: its transmission queue is
+/// bounded), so its memory stays bounded however fast the publisher goes.
+///
+/// A [relayed](shm_core::BroadcastOptions::relayed) broadcast (an import) is refused:
+/// an import is never exported again, so bridges make no loops. The Zenoh publisher also
+/// sends to remote sessions only (`Locality::Remote`).
+pub struct Exporter {
+    id: u64,
+    stop: Arc<AtomicBool>,
+    counters: Arc<Counters>,
+    thread: Option<JoinHandle<Result<(), BridgeError>>>,
+}
+
+/// A random 64-bit identity (never 0).
+pub(crate) fn random_id() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: `b` is a valid, writable 8-byte buffer for the call's duration.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    let mut id = u64::from_ne_bytes(b);
+    if n != 8 {
+        // No entropy call: time and pid are unique enough for an identity.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        id = t ^ (u64::from(std::process::id()) << 40);
+    }
+    id.max(1)
+}
+
+impl Exporter {
+    /// Starts exporting `broadcast` on `opts`' key through `session`.
+    ///
+    /// Joins the broadcast at once (as a writable subscriber for a reliable broadcast;
+    /// a lossy one may be read-only), so every message published after `start` returns
+    /// is exported.
+    ///
+    /// # Errors
+    /// [`BridgeError::Relayed`] for an import, [`BridgeError::Shm`] when the broadcast
+    /// cannot be joined (`ReadOnly` for a reliable broadcast mapped read-only,
+    /// `SubscribersFull`), [`BridgeError::Zenoh`] for a bad key.
+    pub fn start<M>(
+        session: &zenoh::Session,
+        broadcast: Broadcast<M>,
+        opts: &ExportOptions,
+    ) -> Result<Exporter, BridgeError>
+    where
+        M: SharedMemory + Send + Sync + 'static,
+    {
+        if broadcast.relayed() {
+            return Err(BridgeError::Relayed);
+        }
+        let key = crate::check_key(&opts.key)?;
+        let mode = broadcast.mode();
+        let id = random_id();
+        let desc = Descriptor {
+            exporter: id,
+            mode,
+            max_message: broadcast.max_message(),
+            schema: broadcast.schema(),
+        };
+        let sub = join(&broadcast)?;
+        let z = |what: &str, e: zenoh::Error| BridgeError::Zenoh(format!("{what}: {e}"));
+        let publisher = session
+            .declare_publisher(key.clone())
+            .congestion_control(match mode {
+                BroadcastMode::Reliable => CongestionControl::Block,
+                BroadcastMode::Lossy => CongestionControl::Drop,
+            })
+            .express(opts.express)
+            .allowed_destination(Locality::Remote)
+            .wait()
+            .map_err(|e| z("declare the publisher", e))?;
+        let token = session
+            .liveliness()
+            .declare_token(desc.token_key(&key))
+            .wait()
+            .map_err(|e| z("declare the liveliness token", e))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let counters = Arc::new(Counters::default());
+        let run = Run {
+            session: session.clone(),
+            broadcast,
+            sub,
+            publisher,
+            header: SampleHeader {
+                mode,
+                flags: 0,
+                exporter: id,
+                number: 0,
+                schema: fingerprint(&desc.schema),
+            },
+            stop: stop.clone(),
+            counters: counters.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("shm-zenoh-export".into())
+            .spawn(move || {
+                let r = run.run();
+                drop(token);
+                r
+            })
+            .map_err(|e| BridgeError::Zenoh(format!("cannot start the export thread: {e}")))?;
+        Ok(Exporter {
+            id,
+            stop,
+            counters,
+            thread: Some(thread),
+        })
+    }
+
+    /// The exporter's identity (in every sample and in its token).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// What it did so far.
+    pub fn stats(&self) -> ExportStats {
+        self.counters.snapshot()
+    }
+
+    /// Whether it has ended (the source closed, or an error).
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Waits until the export ends by itself: the source broadcast closed (then the
+    /// end of stream was put on the network) or failed.
+    ///
+    /// # Errors
+    /// What ended it: [`BridgeError::Shm`] (`PeerDied` when the local publisher died,
+    /// `Truncated`), [`BridgeError::Zenoh`].
+    pub fn join(mut self) -> Result<ExportStats, BridgeError> {
+        self.finish()
+    }
+
+    /// Stops the export (its token goes, importers tell their subscribers) and returns
+    /// what it did.
+    ///
+    /// # Errors
+    /// As [`join`](Self::join), for an export that had already failed.
+    pub fn stop(mut self) -> Result<ExportStats, BridgeError> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.finish()
+    }
+
+    fn finish(&mut self) -> Result<ExportStats, BridgeError> {
+        if let Some(t) = self.thread.take() {
+            t.join()
+                .map_err(|_| BridgeError::Zenoh("the export thread panicked".into()))??;
+        }
+        Ok(self.counters.snapshot())
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.finish();
+    }
+}
+
+impl std::fmt::Debug for Exporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exporter")
+            .field("id", &self.id)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// Joins the broadcast: a line of its own when the mapping is writable (needed for a
+/// reliable broadcast), a read-only lossy subscriber otherwise.
+fn join<M: SharedMemory>(b: &Broadcast<M>) -> Result<Subscriber<M>, BridgeError> {
+    Ok(b.subscribe()?)
+}
+
+struct Run<M: SharedMemory> {
+    session: zenoh::Session,
+    broadcast: Broadcast<M>,
+    sub: Subscriber<M>,
+    publisher: zenoh::pubsub::Publisher<'static>,
+    header: SampleHeader,
+    stop: Arc<AtomicBool>,
+    counters: Arc<Counters>,
+}
+
+impl<M: SharedMemory> Run<M> {
+    fn put(&mut self, number: u64, flags: u8, payload: Vec<u8>) -> Result<(), BridgeError> {
+        let mut h = self.header;
+        h.number = number;
+        h.flags = flags;
+        let len = payload.len() as u64;
+        let att = h.encode().to_vec();
+        let r = if flags & FLAG_END != 0 {
+            // The end of the stream is never dropped, even on a lossy export.
+            self.session
+                .put(self.publisher.key_expr().clone(), payload)
+                .attachment(att)
+                .congestion_control(CongestionControl::Block)
+                .allowed_destination(Locality::Remote)
+                .wait()
+        } else {
+            self.publisher.put(payload).attachment(att).wait()
+        };
+        r.map_err(|e| BridgeError::Zenoh(format!("put: {e}")))?;
+        self.counters.sent.fetch_add(1, Ordering::Relaxed);
+        self.counters.bytes.fetch_add(len, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn run(mut self) -> Result<(), BridgeError> {
+        let cap = usize::try_from(self.broadcast.max_message()).unwrap_or(usize::MAX);
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            // A fresh buffer per message: Zenoh takes it without a copy.
+            let mut buf = Vec::with_capacity(cap.min(1 << 30));
+            match self.sub.recv_timeout(&mut buf, POLL) {
+                Ok(n) => self.put(n, 0, buf)?,
+                Err(Error::Timeout { .. }) => {}
+                Err(Error::Lagged { missed }) => {
+                    self.counters.lagged.fetch_add(missed, Ordering::Relaxed);
+                }
+                Err(Error::Evicted { .. }) => {
+                    // Too slow for the reliable publisher (the network held us back):
+                    // rejoin at the tail; importers see the gap in the numbers.
+                    self.counters.evicted.fetch_add(1, Ordering::Relaxed);
+                    self.sub = join(&self.broadcast)?;
+                }
+                Err(Error::Closed) => {
+                    let end = self.sub.next_message();
+                    return self.put(end, FLAG_END, Vec::new());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}

@@ -1,0 +1,609 @@
+//! The importer: subscribes to a Zenoh key and republishes every valid sample into a local
+//! broadcast that local subscribers attach to as they would to any publisher.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use shm_core::{
+    Broadcast, BroadcastMode, BroadcastOptions, Error, Publisher, Schema, SharedMemory,
+};
+use zenoh::handlers::{FifoChannel, FifoChannelHandler, RingChannel, RingChannelHandler};
+use zenoh::pubsub::Subscriber;
+use zenoh::sample::{Locality, Sample, SampleKind};
+use zenoh::Wait as _;
+
+use crate::wire::{fingerprint, Descriptor, Reject, SampleHeader, FLAG_END, TOKEN_CHUNK};
+use crate::BridgeError;
+
+/// How often the import thread looks at its stop flag and liveliness events while no
+/// sample arrives.
+const POLL: Duration = Duration::from_millis(20);
+/// Liveliness events queued between Zenoh's callback and the import thread (a flood
+/// beyond it makes the thread re-read the tokens instead).
+const EVENTS: usize = 1024;
+
+/// What to import and how to lay the local broadcast out (builder; ends in
+/// [`Importer::start`]).
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    key: String,
+    expect: Option<Schema>,
+    wait_exporter: Duration,
+    queue: usize,
+    slots: Option<u64>,
+    max_subscribers: u32,
+    evict_timeout: Duration,
+}
+
+impl ImportOptions {
+    /// Import the stream exported on the Zenoh key `key`.
+    pub fn new(key: impl Into<String>) -> Self {
+        ImportOptions {
+            key: key.into(),
+            expect: None,
+            wait_exporter: Duration::from_secs(30),
+            queue: 256,
+            slots: None,
+            max_subscribers: 64,
+            evict_timeout: Duration::from_secs(1),
+        }
+    }
+    /// Expect records of type `T`: an exporter of another schema is refused
+    /// ([`BridgeError::Shm`]`(SchemaMismatch)`) before anything is published locally.
+    pub fn record<T: shm_core::Record>(mut self) -> Self {
+        self.expect = Schema::of::<T>().ok();
+        self
+    }
+    /// Expect this schema (as [`record`](Self::record), without a Rust type).
+    pub fn schema(mut self, schema: Schema) -> Self {
+        self.expect = Some(schema);
+        self
+    }
+    /// How long [`Importer::start`] waits for an exporter to appear (default 30 s).
+    pub fn wait_exporter(mut self, wait: Duration) -> Self {
+        self.wait_exporter = wait;
+        self
+    }
+    /// Samples queued between Zenoh and the local publisher (default 256, at least 1).
+    /// The bridge's memory bound is about `queue × (max_message + 100)` bytes on top of
+    /// Zenoh's own buffers. Reliable: a full queue holds Zenoh's delivery (and so, over
+    /// the reliable link, the exporter and the remote publisher) back; lossy: the oldest
+    /// sample is dropped, and the gap reaches the subscribers as `Lagged`.
+    pub fn queue(mut self, samples: usize) -> Self {
+        self.queue = samples.max(1);
+        self
+    }
+    /// Slots of the local broadcast (default: what
+    /// [`BroadcastOptions::for_messages`] recommends for the exporter's `max_message`).
+    pub fn slots(mut self, slots: u64) -> Self {
+        self.slots = Some(slots);
+        self
+    }
+    /// Subscribers the local broadcast takes at once (default 64).
+    pub fn max_subscribers(mut self, n: u32) -> Self {
+        self.max_subscribers = n;
+        self
+    }
+    /// The local reliable broadcast's eviction timeout (default 1 s).
+    pub fn evict_timeout(mut self, t: Duration) -> Self {
+        self.evict_timeout = t;
+        self
+    }
+}
+
+/// What an importer did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImportStats {
+    /// Messages published locally.
+    pub delivered: u64,
+    /// Payload bytes published locally.
+    pub bytes: u64,
+    /// Messages lost on the way (dropped by a lossy exporter or queue, or not sent
+    /// while no exporter ran), reported to the subscribers as `Lagged`.
+    pub missed: u64,
+    /// Times the exporter disappeared (reported as `UpstreamLost`).
+    pub upstream_lost: u64,
+    /// Exporters followed (1 + restarts).
+    pub exporters: u64,
+    /// Samples dropped: no or malformed header.
+    pub rejected_header: u64,
+    /// Samples dropped: wrong magic or version.
+    pub rejected_magic: u64,
+    /// Samples dropped: wrong mode or unknown flags.
+    pub rejected_mode: u64,
+    /// Samples dropped: another schema.
+    pub rejected_schema: u64,
+    /// Samples dropped: longer than the local `max_message`.
+    pub rejected_too_long: u64,
+    /// Samples dropped: a number below the next expected.
+    pub rejected_regressing: u64,
+    /// Samples dropped: from an exporter that is not the one followed.
+    pub rejected_foreign: u64,
+}
+
+impl ImportStats {
+    /// Every sample dropped as invalid.
+    pub fn rejected(&self) -> u64 {
+        self.rejected_header
+            + self.rejected_magic
+            + self.rejected_mode
+            + self.rejected_schema
+            + self.rejected_too_long
+            + self.rejected_regressing
+            + self.rejected_foreign
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    v: [AtomicU64; 12],
+}
+
+impl Counters {
+    fn add(&self, i: usize, n: u64) {
+        self.v[i].fetch_add(n, Ordering::Relaxed);
+    }
+    fn snapshot(&self) -> ImportStats {
+        let g = |i: usize| self.v[i].load(Ordering::Relaxed);
+        ImportStats {
+            delivered: g(0),
+            bytes: g(1),
+            missed: g(2),
+            upstream_lost: g(3),
+            exporters: g(4),
+            rejected_header: g(5),
+            rejected_magic: g(6),
+            rejected_mode: g(7),
+            rejected_schema: g(8),
+            rejected_too_long: g(9),
+            rejected_regressing: g(10),
+            rejected_foreign: g(11),
+        }
+    }
+    fn reject(&self, r: Reject) {
+        self.add(
+            match r {
+                Reject::Header => 5,
+                Reject::Magic => 6,
+                Reject::Mode => 7,
+                Reject::Schema => 8,
+                Reject::TooLong => 9,
+                Reject::Regressing => 10,
+                Reject::Foreign => 11,
+            },
+            1,
+        );
+    }
+}
+
+const DELIVERED: usize = 0;
+const BYTES: usize = 1;
+const MISSED: usize = 2;
+const LOST: usize = 3;
+const EXPORTERS: usize = 4;
+
+/// A liveliness event: an exporter appeared (its descriptor) or went.
+enum Event {
+    Up(Descriptor),
+    Down(u64),
+}
+
+/// The Zenoh subscriber and its queue: a FIFO for reliable streams (full: Zenoh's
+/// delivery waits), a ring for lossy ones (full: the oldest goes).
+enum Queue {
+    Fifo(Subscriber<FifoChannelHandler<Sample>>),
+    Ring(Subscriber<RingChannelHandler<Sample>>),
+}
+
+impl Queue {
+    fn recv_timeout(&self, t: Duration) -> Result<Option<Sample>, BridgeError> {
+        let r = match self {
+            Queue::Fifo(s) => s.handler().recv_timeout(t),
+            Queue::Ring(s) => s.handler().recv_timeout(t),
+        };
+        r.map_err(|e| BridgeError::Zenoh(format!("the subscription ended: {e}")))
+    }
+}
+
+/// A running import: a local broadcast (created by [`start`](Importer::start), marked
+/// [relayed](shm_core::BroadcastOptions::relayed) so that no bridge exports it again) and
+/// a thread that republishes into it every valid sample from the exporter it follows.
+///
+/// What the local subscribers see:
+/// * every message in the exporter's order, each once;
+/// * `Lagged { missed }` with the exact count wherever the source's message numbers
+///   jump (a lossy drop, a reconnect, an exporter restart);
+/// * [`Error::UpstreamLost`] once when the exporter disappears (its liveliness token goes:
+///   at once when its process dies, within the Zenoh lease —
+///   [`BridgeConfig::lease`](crate::BridgeConfig::lease) — when its host or link dies);
+///   then messages resume, after a `Lagged` for what was missed, when an exporter is
+///   back on the key;
+/// * `Closed` once the source broadcast closed and everything before was delivered
+///   (then the import ends).
+///
+/// Invalid samples (see [the wire format](crate::wire)) are counted and dropped, never
+/// published. Samples from a second exporter on the same key, while the first lives, are
+/// dropped as foreign.
+pub struct Importer<M: SharedMemory> {
+    broadcast: Broadcast<M>,
+    descriptor: Descriptor,
+    stop: Arc<AtomicBool>,
+    counters: Arc<Counters>,
+    thread: Option<JoinHandle<Result<(), BridgeError>>>,
+}
+
+impl<M> Importer<M>
+where
+    M: SharedMemory + Send + Sync + 'static,
+{
+    /// Waits (at most [`ImportOptions::wait_exporter`]) for an exporter on the key,
+    /// checks its schema against the expected one, creates the local broadcast in the
+    /// memory `make(len)` returns (`len`: the segment size needed), and starts importing.
+    ///
+    /// # Errors
+    /// [`BridgeError::NoExporter`] when none appeared in time;
+    /// [`BridgeError::Shm`]`(SchemaMismatch)` when it exports another record type
+    /// (nothing was created); [`BridgeError::Memory`] from `make`;
+    /// [`BridgeError::Zenoh`] for a bad key.
+    pub fn start<F>(
+        session: &zenoh::Session,
+        opts: &ImportOptions,
+        make: F,
+    ) -> Result<Importer<M>, BridgeError>
+    where
+        F: FnOnce(u64) -> Result<M, Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let key = crate::check_key(&opts.key)?;
+        let z = |what: &str, e: zenoh::Error| BridgeError::Zenoh(format!("{what}: {e}"));
+        let (tx, events) = std::sync::mpsc::sync_channel::<Event>(EVENTS);
+        let overflow = Arc::new(AtomicBool::new(false));
+        let flag = overflow.clone();
+        let tokens = session
+            .liveliness()
+            .declare_subscriber(format!("{key}/{TOKEN_CHUNK}/*"))
+            .history(true)
+            .callback(move |s: Sample| {
+                // Never blocks: a full queue is flagged and re-read by the thread.
+                if let Some(ev) = event_of(&s) {
+                    if let Err(TrySendError::Full(_)) = tx.try_send(ev) {
+                        flag.store(true, Ordering::Relaxed);
+                    }
+                }
+            })
+            .wait()
+            .map_err(|e| z("declare the liveliness subscriber", e))?;
+        // The first exporter: its descriptor says what to create.
+        let mut alive: HashMap<u64, Descriptor> = HashMap::new();
+        let deadline = Instant::now() + opts.wait_exporter;
+        let first = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match events.recv_timeout(left.min(POLL)) {
+                Ok(Event::Up(d)) => {
+                    alive.insert(d.exporter, d);
+                    break d;
+                }
+                Ok(Event::Down(id)) => {
+                    alive.remove(&id);
+                }
+                Err(_) if left.is_zero() => {
+                    return Err(BridgeError::NoExporter {
+                        key,
+                        waited: opts.wait_exporter,
+                    })
+                }
+                Err(_) => {}
+            }
+        };
+        if let Some(expected) = opts.expect {
+            if expected != first.schema {
+                return Err(Error::SchemaMismatch {
+                    found: first.schema,
+                    expected,
+                }
+                .into());
+            }
+        }
+        let mut bopts = BroadcastOptions::for_messages(first.max_message.max(1))
+            .mode(first.mode)
+            .schema(first.schema)
+            .max_message(first.max_message)
+            .max_subscribers(opts.max_subscribers)
+            .evict_timeout(opts.evict_timeout)
+            .relayed(true);
+        if let Some(s) = opts.slots {
+            bopts = bopts.slots(s);
+        }
+        let len = bopts.segment_len()?;
+        let mem = make(len).map_err(|e| BridgeError::Memory(e.to_string()))?;
+        let broadcast = Broadcast::create(mem, &bopts)?;
+        let publisher = broadcast.publisher()?;
+        let sub = session
+            .declare_subscriber(key.clone())
+            .allowed_origin(Locality::Remote);
+        let queue = match first.mode {
+            BroadcastMode::Reliable => Queue::Fifo(
+                sub.with(FifoChannel::new(opts.queue))
+                    .wait()
+                    .map_err(|e| z("declare the subscriber", e))?,
+            ),
+            BroadcastMode::Lossy => Queue::Ring(
+                sub.with(RingChannel::new(opts.queue))
+                    .wait()
+                    .map_err(|e| z("declare the subscriber", e))?,
+            ),
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let counters = Arc::new(Counters::default());
+        let run = Run {
+            session: session.clone(),
+            key,
+            publisher: Some(publisher),
+            queue,
+            _tokens: tokens,
+            events,
+            overflow,
+            alive,
+            mode: first.mode,
+            schema: fingerprint(&first.schema),
+            max_message: first.max_message,
+            current: None,
+            next: None,
+            lost_pending: false,
+            lost_told: false,
+            stop: stop.clone(),
+            counters: counters.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("shm-zenoh-import".into())
+            .spawn(move || run.run())
+            .map_err(|e| BridgeError::Zenoh(format!("cannot start the import thread: {e}")))?;
+        Ok(Importer {
+            broadcast,
+            descriptor: first,
+            stop,
+            counters,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl<M: SharedMemory> Importer<M> {
+    /// The local broadcast (to serve a memfd's descriptor, or to look at its state).
+    pub fn broadcast(&self) -> &Broadcast<M> {
+        &self.broadcast
+    }
+
+    /// What the first exporter announced.
+    pub fn descriptor(&self) -> Descriptor {
+        self.descriptor
+    }
+
+    /// What it did so far.
+    pub fn stats(&self) -> ImportStats {
+        self.counters.snapshot()
+    }
+
+    /// Whether it has ended (the source closed, or an error).
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Waits until the import ends by itself: the source closed and everything was
+    /// published locally (then the local broadcast is closed too).
+    ///
+    /// # Errors
+    /// What ended it: [`BridgeError::Shm`] (`Truncated`), [`BridgeError::Zenoh`].
+    pub fn join(mut self) -> Result<ImportStats, BridgeError> {
+        self.finish()
+    }
+
+    /// Stops importing (the local broadcast is closed: its subscribers get `Closed`).
+    ///
+    /// # Errors
+    /// As [`join`](Self::join), for an import that had already failed.
+    pub fn stop(mut self) -> Result<ImportStats, BridgeError> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.finish()
+    }
+
+    fn finish(&mut self) -> Result<ImportStats, BridgeError> {
+        if let Some(t) = self.thread.take() {
+            t.join()
+                .map_err(|_| BridgeError::Zenoh("the import thread panicked".into()))??;
+        }
+        Ok(self.counters.snapshot())
+    }
+}
+
+impl<M: SharedMemory> Drop for Importer<M> {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.finish();
+    }
+}
+
+impl<M: SharedMemory> std::fmt::Debug for Importer<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Importer")
+            .field("descriptor", &self.descriptor)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+fn event_of(s: &Sample) -> Option<Event> {
+    let (_, d) = Descriptor::from_token_key(s.key_expr().as_str())?;
+    Some(match s.kind() {
+        SampleKind::Put => Event::Up(d),
+        SampleKind::Delete => Event::Down(d.exporter),
+    })
+}
+
+struct Run<M: SharedMemory> {
+    session: zenoh::Session,
+    key: String,
+    publisher: Option<Publisher<M>>,
+    queue: Queue,
+    _tokens: Subscriber<()>,
+    events: Receiver<Event>,
+    overflow: Arc<AtomicBool>,
+    alive: HashMap<u64, Descriptor>,
+    mode: BroadcastMode,
+    schema: u64,
+    max_message: u64,
+    /// The exporter followed.
+    current: Option<u64>,
+    /// The next source number expected (None before the first message).
+    next: Option<u64>,
+    /// The followed exporter went; tell the subscribers once the queue is drained.
+    lost_pending: bool,
+    /// `UpstreamLost` was published and no message since.
+    lost_told: bool,
+    stop: Arc<AtomicBool>,
+    counters: Arc<Counters>,
+}
+
+impl<M: SharedMemory> Run<M> {
+    fn run(mut self) -> Result<(), BridgeError> {
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            self.events()?;
+            match self.queue.recv_timeout(POLL)? {
+                // The source closed.
+                Some(sample) if self.deliver(&sample)? => return Ok(()),
+                Some(_) => {}
+                None if self.lost_pending => {
+                    // Everything the exporter sent before it went is delivered.
+                    self.lost_pending = false;
+                    if !self.lost_told {
+                        self.lost_told = true;
+                        self.counters.add(LOST, 1);
+                        self.publisher()?.publish_upstream_lost()?;
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+
+    fn publisher(&mut self) -> Result<&mut Publisher<M>, BridgeError> {
+        self.publisher
+            .as_mut()
+            .ok_or_else(|| BridgeError::Zenoh("the import has ended".into()))
+    }
+
+    /// Applies queued liveliness events (or re-reads every token after a flood).
+    fn events(&mut self) -> Result<(), BridgeError> {
+        if self.overflow.swap(false, Ordering::Relaxed) {
+            while self.events.try_recv().is_ok() {}
+            let replies = self
+                .session
+                .liveliness()
+                .get(format!("{}/{TOKEN_CHUNK}/*", self.key))
+                .timeout(Duration::from_secs(2))
+                .wait()
+                .map_err(|e| BridgeError::Zenoh(format!("liveliness get: {e}")))?;
+            self.alive.clear();
+            while let Ok(reply) = replies.recv() {
+                if let Ok(s) = reply.result() {
+                    if let Some(Event::Up(d)) = event_of(s) {
+                        self.alive.insert(d.exporter, d);
+                    }
+                }
+            }
+            if let Some(cur) = self.current {
+                if !self.alive.contains_key(&cur) {
+                    self.lost_pending = true;
+                }
+            }
+            return Ok(());
+        }
+        while let Ok(ev) = self.events.try_recv() {
+            match ev {
+                Event::Up(d) => {
+                    self.alive.insert(d.exporter, d);
+                }
+                Event::Down(id) => {
+                    self.alive.remove(&id);
+                    if self.current == Some(id) {
+                        self.lost_pending = true;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks one sample and publishes it (or the gap before it). Returns whether the
+    /// source closed.
+    fn deliver(&mut self, sample: &Sample) -> Result<bool, BridgeError> {
+        let h = match self.check(sample) {
+            Ok(h) => h,
+            Err(r) => {
+                self.counters.reject(r);
+                return Ok(false);
+            }
+        };
+        if self.current != Some(h.exporter) {
+            self.current = Some(h.exporter);
+            self.counters.add(EXPORTERS, 1);
+        }
+        let gap = match self.next {
+            None => 0, // joined this stream here
+            Some(next) if h.number >= next => h.number - next,
+            // A new exporter on a restarted source: everything before this number.
+            Some(_) => h.number,
+        };
+        self.lost_pending = false;
+        self.lost_told = false;
+        if gap > 0 {
+            self.counters.add(MISSED, gap);
+            self.publisher()?.publish_gap(gap)?;
+        }
+        if h.flags & FLAG_END != 0 {
+            // Closes the local broadcast: subscribers get `Closed` after the rest.
+            self.publisher = None;
+            return Ok(true);
+        }
+        let payload = sample.payload().to_bytes();
+        self.publisher()?.publish(&payload)?;
+        self.next = Some(h.number.saturating_add(1));
+        self.counters.add(DELIVERED, 1);
+        self.counters.add(BYTES, payload.len() as u64);
+        Ok(false)
+    }
+
+    /// Whether a sample may be delivered: its header, mode, schema, length, exporter and
+    /// number.
+    fn check(&self, sample: &Sample) -> Result<SampleHeader, Reject> {
+        let att = sample.attachment().ok_or(Reject::Header)?;
+        let h = SampleHeader::decode(&att.to_bytes())?;
+        if h.mode != self.mode {
+            return Err(Reject::Mode);
+        }
+        if h.schema != self.schema {
+            return Err(Reject::Schema);
+        }
+        let len = sample.payload().len() as u64;
+        if len > self.max_message || (h.flags & FLAG_END != 0 && len > 0) {
+            return Err(Reject::TooLong);
+        }
+        match self.current {
+            Some(cur) if cur == h.exporter && self.next.is_some_and(|next| h.number < next) => {
+                return Err(Reject::Regressing);
+            }
+            Some(cur) if cur == h.exporter => {}
+            // Another exporter while the followed one lives, or one never announced.
+            Some(cur) if self.alive.contains_key(&cur) => return Err(Reject::Foreign),
+            _ if !self.alive.contains_key(&h.exporter) => return Err(Reject::Foreign),
+            _ => {}
+        }
+        Ok(h)
+    }
+}

@@ -1,0 +1,133 @@
+//! Beyond one host: export a local broadcast over [Zenoh](https://zenoh.io) and import it
+//! on another machine, unchanged for its subscribers.
+//!
+//! Shared memory ends at the host; Zenoh carries what crosses hosts (peer to peer, no
+//! broker, its own routing, batching and reliability). This crate writes no network
+//! protocol of its own: an [`Exporter`] subscribes to a local broadcast and puts each
+//! message on a Zenoh key, with a 32-byte header in the sample's attachment (the
+//! source's message number, the exporter's identity, the record schema's fingerprint:
+//! [`wire`] documents it byte by byte); an [`Importer`] subscribes to the key and
+//! republishes into a local broadcast segment (any backend) that local subscribers
+//! attach to exactly as they would to a local publisher.
+//!
+//! * **Order and gaps.** Subscribers of an import get the exporter's messages in order,
+//!   each once; every gap in the source's numbers (a lossy drop, a reconnect, an exporter
+//!   restart) is one `Lagged { missed }` with the exact count.
+//! * **Types.** The exporter's liveliness token carries the schema (name, version, size,
+//!   alignment); an importer that expects another type fails with `SchemaMismatch`
+//!   before it creates anything, and samples of another schema are dropped.
+//! * **Liveness.** One liveliness token per export. When it goes (the exporter stopped,
+//!   its process died, its link or host went quiet past the Zenoh lease), the import's
+//!   subscribers get `UpstreamLost` once; messages resume when an exporter is back.
+//!   [`list`] shows what is exported on the network.
+//! * **No loops.** An import is a [relayed](shm_core::BroadcastOptions::relayed)
+//!   broadcast and exporters refuse relayed broadcasts; exporters send to remote
+//!   sessions only and importers take remote samples only (`Locality::Remote`).
+//! * **Bounded memory.** Reliable: the exporter's put blocks when the network is slow,
+//!   so the local publisher is held back by the broadcast's own rules; the importer's
+//!   queue is bounded and, when full, holds Zenoh's delivery. Lossy: Zenoh drops and the
+//!   importer's ring drops the oldest; the gaps are counted.
+//! * **Hostile input.** Short, malformed, too long, regressing, foreign or mistyped
+//!   samples are counted ([`ImportStats`]) and dropped, never published, never a panic.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use shm_core::{Broadcast, BroadcastOptions};
+//! use shm_zenoh::{BridgeConfig, ExportOptions, Exporter, ImportOptions, Importer};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Host A: a local broadcast, exported on the key `shm/cam`.
+//! let opts = BroadcastOptions::for_messages(64);
+//! let mem = shm_posix::ShmOptions::new("/cam").size(opts.segment_len()?).create()?;
+//! let cam = Broadcast::create(mem, &opts)?;
+//! let a = BridgeConfig::new().listen("tcp/127.0.0.1:7447").open()?;
+//! let exporter = Exporter::start(&a, cam.clone(), &ExportOptions::new("shm/cam"))?;
+//!
+//! // Host B: imported into `/cam_remote`, where local subscribers attach as usual.
+//! let b = BridgeConfig::new().connect("tcp/127.0.0.1:7447").open()?;
+//! let importer = Importer::start(&b, &ImportOptions::new("shm/cam"), |len| {
+//!     Ok(shm_posix::ShmOptions::new("/cam_remote").size(len).create()?)
+//! })?;
+//! let mut sub = Broadcast::attach(shm_posix::ShmOptions::new("/cam_remote").open()?)?.subscribe()?;
+//! cam.publisher()?.publish(b"frame")?;
+//! let mut buf = Vec::new();
+//! sub.recv_timeout(&mut buf, Duration::from_secs(5))?;
+//! # drop((exporter, importer)); Ok(()) }
+//! ```
+
+mod export;
+mod import;
+mod list;
+mod session;
+pub mod wire;
+
+pub use export::{ExportOptions, ExportStats, Exporter};
+pub use import::{ImportOptions, ImportStats, Importer};
+pub use list::{list, Export};
+pub use session::BridgeConfig;
+
+use std::time::Duration;
+
+/// What can go wrong in a bridge.
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    /// The local broadcast (or the memory under it) said no.
+    #[error(transparent)]
+    Shm(#[from] shm_core::Error),
+    /// Zenoh said no: a bad key or endpoint, a session that cannot open.
+    #[error("zenoh: {0}")]
+    Zenoh(String),
+    /// The local memory for an import could not be made.
+    #[error("cannot make the import's memory: {0}")]
+    Memory(String),
+    /// The broadcast is an import (relayed): exporting it again would make a loop.
+    #[error("this broadcast is relayed (an import): bridges never export it again, which would make a loop")]
+    Relayed,
+    /// No exporter appeared on the key in time.
+    #[error("no exporter on key {key:?} within {waited:?}")]
+    NoExporter {
+        /// The key.
+        key: String,
+        /// How long the importer waited.
+        waited: Duration,
+    },
+    /// A key that cannot carry an export.
+    #[error("bad key {key:?}: {why}")]
+    Key {
+        /// The key.
+        key: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+}
+
+/// Checks an export key: a plain key expression (no wildcards, no `@` chunks, no empty
+/// chunks), which Zenoh accepts.
+pub(crate) fn check_key(key: &str) -> Result<String, BridgeError> {
+    let bad = |why| BridgeError::Key {
+        key: key.to_owned(),
+        why,
+    };
+    if key.is_empty() || key.split('/').any(str::is_empty) {
+        return Err(bad("expected chunks separated by single '/', none empty"));
+    }
+    if key.contains(['*', '$', '?', '#', '@']) {
+        return Err(bad(
+            "expected no wildcard or '@' (a plain key such as shm/cam)",
+        ));
+    }
+    zenoh::key_expr::KeyExpr::try_from(key.to_owned())
+        .map_err(|_| bad("Zenoh does not accept it as a key expression"))?;
+    Ok(key.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keys_are_checked() {
+        assert!(super::check_key("shm/cam").is_ok());
+        for bad in ["", "/shm", "shm//cam", "shm/*", "shm/**", "shm/@x", "a/b/"] {
+            assert!(super::check_key(bad).is_err(), "{bad}");
+        }
+    }
+}
