@@ -238,6 +238,7 @@ pub fn run(
     messages: u64,
     size: u64,
     lossy: bool,
+    via_zenoh: bool,
     json: bool,
 ) -> Result<()> {
     if size < MIN_SIZE {
@@ -253,7 +254,17 @@ pub fn run(
         ));
     }
     let name = format!("{backend:?}").to_lowercase();
+    let mut import = None;
     let outcome = match backend.shm() {
+        Some(b @ (host::Backend::Posix | host::Backend::Memfd)) if via_zenoh => {
+            let o = crate::bridge::broadcast_via_zenoh(b, subscribers, messages, size, lossy)?;
+            import = Some(o.import);
+            Outcome {
+                lines: o.lines,
+                publish_seconds: o.publish_seconds,
+            }
+        }
+        _ if via_zenoh => return Err(Failure::new("--via zenoh runs on posix or memfd")),
         Some(b) => shm_broadcast(b, subscribers, messages, size, lossy)?,
         None if backend == BackendArg::Unix && !lossy => {
             unix_broadcast(subscribers, messages, size)?
@@ -292,12 +303,15 @@ pub fn run(
         0.0
     };
     let mode = if lossy { "lossy" } else { "reliable" };
+    let via = if via_zenoh { "zenoh" } else { "local" };
     if json {
+        let mut j = Json::new().str("backend", &name).str("via", via);
+        if let Some(i) = &import {
+            j = j.raw("import", i);
+        }
         println!(
             "{}",
-            Json::new()
-                .str("backend", &name)
-                .str("mode", mode)
+            j.str("mode", mode)
                 .num("subscribers", subscribers)
                 .num("messages", messages)
                 .num("size", size)
@@ -308,8 +322,11 @@ pub fn run(
                 .finish()
         );
     } else {
+        if let Some(i) = &import {
+            println!("importer: {i}");
+        }
         println!(
-            "broadcast {name} ({mode}): {messages} messages of {size} B to {subscribers} subscriber(s): slowest subscriber {slowest:.0} msgs/s, publisher {publisher_rate:.0} msgs/s, missed {missed}, {}",
+            "broadcast {name} ({mode}, via {via}): {messages} messages of {size} B to {subscribers} subscriber(s): slowest subscriber {slowest:.0} msgs/s, publisher {publisher_rate:.0} msgs/s, missed {missed}, {}",
             if verified { "all verified" } else { "NOT verified" }
         );
     }

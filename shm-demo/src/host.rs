@@ -148,6 +148,32 @@ pub fn open(endpoint: &Endpoint) -> Result<Mem> {
     }
 }
 
+/// Starts this executable with `args`, stdin closed, stdout and stderr piped; it dies
+/// with us (Ctrl-C or a crash of the demo leaves no child).
+pub fn spawn_demo(args: &[String]) -> Result<std::process::Child> {
+    let exe = std::env::current_exe()
+        .map_err(|e| Failure::new(format!("cannot find own executable: {e}")))?;
+    let parent = std::process::id();
+    let mut cmd = Command::new(&exe);
+    // SAFETY: the closure runs in the forked child before exec and makes only
+    // async-signal-safe calls (prctl, getppid, _exit).
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if libc::getppid() as u32 != parent {
+                libc::_exit(1); // we died before the line above took effect
+            }
+            Ok(())
+        })
+    };
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Failure::new(format!("cannot start a demo process: {e}")))
+}
+
 /// The second process of an exchange.
 pub enum Peer {
     Spawned(std::process::Child, Option<Server>),
@@ -163,31 +189,14 @@ pub fn start_peer(
     role_args: &[String],
     forked: impl FnOnce(Mem) -> String,
 ) -> Result<Peer> {
-    let exe = std::env::current_exe()
-        .map_err(|e| Failure::new(format!("cannot find own executable: {e}")))?;
-    let parent = std::process::id();
     let spawn = |endpoint: &[&str]| -> Result<std::process::Child> {
-        let mut cmd = Command::new(&exe);
-        // SAFETY: the closure runs in the forked child before exec and makes only
-        // async-signal-safe calls (prctl, getppid, _exit).
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-                // The peer dies with us: Ctrl-C or a crash of the demo leaves no child.
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                if libc::getppid() as u32 != parent {
-                    libc::_exit(1); // we died before the line above took effect
-                }
-                Ok(())
-            })
-        };
-        cmd.args(["--backend", backend.name(), "peer"])
-            .args(endpoint)
-            .args(role_args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| Failure::new(format!("cannot start the peer process: {e}")))
+        let mut args: Vec<String> = ["--backend", backend.name(), "peer"]
+            .iter()
+            .chain(endpoint)
+            .map(|s| (*s).to_owned())
+            .collect();
+        args.extend(role_args.iter().cloned());
+        spawn_demo(&args)
     };
     match backend {
         Backend::Posix => {

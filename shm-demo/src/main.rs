@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 
 mod asyncio;
+mod bridge;
 mod broadcast;
 mod errors;
 mod exchange;
@@ -40,6 +41,10 @@ Examples:
   shm-demo --backend posix pingpong --wait block
   shm-demo --backend anon stream --messages 10000 --size 1MiB
   shm-demo --backend memfd broadcast --subscribers 4 --messages 100000 --size 64 --json
+  shm-demo --backend posix broadcast --via zenoh --subscribers 2 --messages 100000 --json
+  shm-demo --backend posix bridge export --name /cam --key shm/cam --listen tcp/127.0.0.1:7447
+  shm-demo --backend posix bridge import --key shm/cam --name /cam_remote --connect tcp/127.0.0.1:7447
+  shm-demo bridge list --connect tcp/127.0.0.1:7447
   shm-demo ls                                # every segment: kind, state, peers
   shm-demo inspect /shm-demo-1234-0          # one segment, field by field
   shm-demo hz /shm-demo-1234-0 --seconds 5   # its rate, without joining it
@@ -63,6 +68,15 @@ struct Cli {
     json: bool,
     #[command(subcommand)]
     command: Option<Cmd>,
+}
+
+/// How a broadcast reaches its subscribers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Via {
+    /// Straight from the shared segment.
+    Local,
+    /// Through an exporter, Zenoh on loopback and an importer.
+    Zenoh,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -211,7 +225,15 @@ enum Cmd {
         /// The publisher never waits; slow subscribers are told what they missed.
         #[arg(long)]
         lossy: bool,
+        /// `zenoh`: publisher -> exporter process -> Zenoh (127.0.0.1) -> importer
+        /// process -> subscriber processes (posix or memfd).
+        #[arg(long, value_enum, default_value = "local")]
+        via: Via,
     },
+    /// Carry a broadcast to another host over Zenoh: `export` a local broadcast on a
+    /// key, `import` a key into a local broadcast, `list` what the network exports.
+    #[command(subcommand)]
+    Bridge(bridge::BridgeCmd),
     /// CPU used by a receiver blocked on an empty channel (spins 50 µs, then sleeps on a
     /// futex, waking every 20 ms to check its peer).
     #[command(after_help = "Example:\n  shm-demo --backend posix idle --seconds 5")]
@@ -420,10 +442,19 @@ fn main() -> ExitCode {
             messages,
             size,
             lossy,
+            via,
         }) => match cli.backend {
             Some(
                 b @ (BackendArg::Posix | BackendArg::Anon | BackendArg::Memfd | BackendArg::Unix),
-            ) => broadcast::run(b, subscribers, messages, size, lossy, cli.json),
+            ) => broadcast::run(
+                b,
+                subscribers,
+                messages,
+                size,
+                lossy,
+                via == Via::Zenoh,
+                cli.json,
+            ),
             _ => return usage("broadcast needs --backend: posix, anon, memfd or unix"),
         },
         Some(Cmd::Idle {
@@ -437,6 +468,7 @@ fn main() -> ExitCode {
             Some(Some(b)) => idle::idle(b, seconds, broadcast, cli.json),
             _ => return usage("idle needs a shared-memory backend: posix, anon or memfd"),
         },
+        Some(Cmd::Bridge(cmd)) => bridge::run(shm_backend.flatten(), &cmd, cli.json),
         Some(Cmd::Cleanup { prefix, dry_run }) => look::cleanup(&prefix, dry_run, cli.json),
         Some(Cmd::Ls { socket }) => look::ls(&socket, cli.json),
         Some(Cmd::Publish {

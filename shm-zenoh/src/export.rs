@@ -90,6 +90,7 @@ impl Counters {
 /// an import is never exported again, so bridges make no loops. The Zenoh publisher also
 /// sends to remote sessions only (`Locality::Remote`).
 pub struct Exporter {
+    matched: Arc<AtomicBool>,
     id: u64,
     stop: Arc<AtomicBool>,
     counters: Arc<Counters>,
@@ -155,6 +156,15 @@ impl Exporter {
             .allowed_destination(Locality::Remote)
             .wait()
             .map_err(|e| z("declare the publisher", e))?;
+        let matched = Arc::new(AtomicBool::new(false));
+        let m2 = matched.clone();
+        let listener = publisher
+            .matching_listener()
+            .callback(move |st: zenoh::matching::MatchingStatus| {
+                m2.store(st.matching(), Ordering::Relaxed);
+            })
+            .wait()
+            .map_err(|e| z("declare the matching listener", e))?;
         let token = session
             .liveliness()
             .declare_token(desc.token_key(&key))
@@ -181,11 +191,13 @@ impl Exporter {
             .name("shm-zenoh-export".into())
             .spawn(move || {
                 let r = run.run();
+                drop(listener);
                 drop(token);
                 r
             })
             .map_err(|e| BridgeError::Zenoh(format!("cannot start the export thread: {e}")))?;
         Ok(Exporter {
+            matched,
             id,
             stop,
             counters,
@@ -196,6 +208,25 @@ impl Exporter {
     /// The exporter's identity (in every sample and in its token).
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Whether a remote subscriber (an importer) matches the key now.
+    pub fn matched(&self) -> bool {
+        self.matched.load(Ordering::Relaxed)
+    }
+
+    /// Waits at most `timeout` for a remote subscriber on the key; returns whether one
+    /// came. Messages exported while none matches go nowhere (Zenoh drops them at the
+    /// source), so a program that must not lose the first messages waits for this first.
+    pub fn wait_matched(&self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.matched() {
+            if std::time::Instant::now() >= deadline || self.is_finished() {
+                return self.matched();
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
     }
 
     /// What it did so far.

@@ -37,6 +37,7 @@ pub struct ImportOptions {
     slots: Option<u64>,
     max_subscribers: u32,
     evict_timeout: Duration,
+    max_rate: Option<f64>,
 }
 
 impl ImportOptions {
@@ -50,7 +51,15 @@ impl ImportOptions {
             slots: None,
             max_subscribers: 64,
             evict_timeout: Duration::from_secs(1),
+            max_rate: None,
         }
+    }
+    /// Publish at most `hz` messages per second locally (a rate limit for a slow
+    /// consumer side; on a lossy stream the excess is dropped by the queue and reported
+    /// as gaps, on a reliable one it holds the exporter back).
+    pub fn max_rate(mut self, hz: f64) -> Self {
+        self.max_rate = (hz.is_finite() && hz > 0.0).then_some(hz);
+        self
     }
     /// Expect records of type `T`: an exporter of another schema is refused
     /// ([`BridgeError::Shm`]`(SchemaMismatch)`) before anything is published locally.
@@ -354,6 +363,9 @@ where
             next: None,
             lost_pending: false,
             lost_told: false,
+            pace: opts
+                .max_rate
+                .map(|hz| (Duration::from_secs_f64(1.0 / hz), Instant::now())),
             stop: stop.clone(),
             counters: counters.clone(),
         };
@@ -463,6 +475,8 @@ struct Run<M: SharedMemory> {
     lost_pending: bool,
     /// `UpstreamLost` was published and no message since.
     lost_told: bool,
+    /// The rate limit: the interval, and when the next message may go.
+    pace: Option<(Duration, Instant)>,
     stop: Arc<AtomicBool>,
     counters: Arc<Counters>,
 }
@@ -572,6 +586,13 @@ impl<M: SharedMemory> Run<M> {
             return Ok(true);
         }
         let payload = sample.payload().to_bytes();
+        if let Some((every, at)) = &mut self.pace {
+            let now = Instant::now();
+            if *at > now {
+                std::thread::sleep(*at - now);
+            }
+            *at = (*at).max(now) + *every;
+        }
         self.publisher()?.publish(&payload)?;
         self.next = Some(h.number.saturating_add(1));
         self.counters.add(DELIVERED, 1);

@@ -1,0 +1,658 @@
+//! `shm-demo bridge export | import | list`: a broadcast carried to another host over
+//! Zenoh (the `shm-zenoh` crate), each side runnable in its own terminal; and the
+//! one-command `broadcast --via zenoh`.
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shm_core::{Broadcast, BroadcastMode, BroadcastOptions};
+use shm_memfd::{MemfdOptions, Server};
+use shm_posix::ShmOptions;
+use shm_zenoh::{BridgeConfig, ExportOptions, Exporter, ImportOptions, ImportStats, Importer};
+
+use crate::host::{self, Backend, Mem};
+use crate::util::{Failure, Json, Result};
+
+/// Where a bridge joins the Zenoh network.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Net {
+    /// Listen on a Zenoh endpoint (tcp/127.0.0.1:7447); repeatable.
+    #[arg(long)]
+    listen: Vec<String>,
+    /// Connect to a Zenoh endpoint (tcp/HOST:7447); repeatable. Retried until it answers.
+    #[arg(long)]
+    connect: Vec<String>,
+    /// Zenoh link lease in milliseconds: how late a dead link or host is noticed.
+    #[arg(long)]
+    lease_ms: Option<u64>,
+}
+
+impl Net {
+    fn open(&self) -> Result<zenoh::Session> {
+        let mut c = BridgeConfig::new();
+        for e in &self.listen {
+            c = c.listen(e);
+        }
+        for e in &self.connect {
+            c = c.connect(e);
+        }
+        if let Some(ms) = self.lease_ms {
+            c = c.lease(Duration::from_millis(ms));
+        }
+        c.open().map_err(zerr)
+    }
+}
+
+/// The `bridge` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum BridgeCmd {
+    /// Export a local broadcast (a POSIX name, or a memfd server's socket) on a Zenoh key.
+    #[command(
+        after_help = "Example:\n  shm-demo --backend posix bridge export --name /cam --key shm/cam --listen tcp/127.0.0.1:7447"
+    )]
+    Export {
+        /// The local broadcast: a POSIX segment name, or (memfd) the server's socket.
+        #[arg(long)]
+        name: String,
+        /// The Zenoh key to put on.
+        #[arg(long)]
+        key: String,
+        /// Send each message at once (lower latency) instead of batching.
+        #[arg(long)]
+        express: bool,
+        #[command(flatten)]
+        net: Net,
+    },
+    /// Import a Zenoh key into a local broadcast (a POSIX name, or a memfd served on a
+    /// socket) that local subscribers attach to as to any publisher.
+    #[command(
+        after_help = "Example:\n  shm-demo --backend posix bridge import --key shm/cam --name /cam_remote --connect tcp/127.0.0.1:7447"
+    )]
+    Import {
+        /// The Zenoh key.
+        #[arg(long)]
+        key: String,
+        /// The local broadcast to create: a POSIX name, or (memfd) the socket to serve it on.
+        #[arg(long)]
+        name: String,
+        /// Samples queued between Zenoh and the local publisher.
+        #[arg(long, default_value_t = 256)]
+        queue: usize,
+        /// Seconds to wait for an exporter to appear.
+        #[arg(long, default_value_t = 60)]
+        wait_exporter: u64,
+        /// Publish at most this many messages per second locally (a throttled importer,
+        /// for trying lossy streams).
+        #[arg(long)]
+        throttle: Option<f64>,
+        #[command(flatten)]
+        net: Net,
+    },
+    /// List the exports reachable on the network: key, mode, schema, rate.
+    #[command(after_help = "Example:\n  shm-demo bridge list --connect tcp/127.0.0.1:7447")]
+    List {
+        /// Seconds to measure each export's rate.
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
+        #[command(flatten)]
+        net: Net,
+    },
+}
+
+fn zerr(e: shm_zenoh::BridgeError) -> Failure {
+    match e {
+        shm_zenoh::BridgeError::Shm(e) => crate::errors::core(e),
+        e => Failure::new(e.to_string()),
+    }
+}
+
+/// Runs a `bridge` subcommand.
+pub fn run(backend: Option<Backend>, cmd: &BridgeCmd, json: bool) -> Result<()> {
+    match cmd {
+        BridgeCmd::Export {
+            name,
+            key,
+            express,
+            net,
+        } => export(need(backend)?, name, key, *express, net, json),
+        BridgeCmd::Import {
+            key,
+            name,
+            queue,
+            wait_exporter,
+            throttle,
+            net,
+        } => import(
+            need(backend)?,
+            key,
+            name,
+            *queue,
+            Duration::from_secs(*wait_exporter),
+            *throttle,
+            net,
+            json,
+        ),
+        BridgeCmd::List { seconds, net } => list(*seconds, net, json),
+    }
+}
+
+fn need(backend: Option<Backend>) -> Result<Backend> {
+    match backend {
+        Some(b @ (Backend::Posix | Backend::Memfd)) => Ok(b),
+        _ => Err(
+            Failure::new("bridge export and import need --backend posix or memfd")
+                .hint("anon memory has no name another process could find"),
+        ),
+    }
+}
+
+/// Opens the broadcast at `name` (a POSIX name, or a memfd server's socket).
+fn open_local(backend: Backend, name: &str) -> Result<Mem> {
+    host::open(&match backend {
+        Backend::Memfd => host::Endpoint::Socket(PathBuf::from(name)),
+        _ => host::Endpoint::Name(name.to_owned()),
+    })
+}
+
+fn export(
+    backend: Backend,
+    name: &str,
+    key: &str,
+    express: bool,
+    net: &Net,
+    json: bool,
+) -> Result<()> {
+    let b = Broadcast::attach(open_local(backend, name)?).map_err(crate::errors::core)?;
+    let session = net.open()?;
+    let exporter =
+        Exporter::start(&session, b, &ExportOptions::new(key).express(express)).map_err(zerr)?;
+    let say = |line: String| {
+        println!("{line}");
+        let _ = std::io::stdout().flush();
+    };
+    if json {
+        say(Json::new()
+            .str("event", "exporting")
+            .str("key", key)
+            .num("exporter", exporter.id())
+            .finish());
+    } else {
+        say(format!(
+            "exporting {name} on key {key} (exporter {:016x}); import it with: shm-demo --backend posix bridge import --key {key} --name /NAME --connect ENDPOINT",
+            exporter.id()
+        ));
+    }
+    let mut matched = false;
+    let mut last = Instant::now();
+    while !exporter.is_finished() {
+        crate::util::check_interrupted()?;
+        std::thread::sleep(Duration::from_millis(10));
+        if exporter.matched() != matched {
+            matched = !matched;
+            if json {
+                say(Json::new()
+                    .str("event", "matched")
+                    .bool("matched", matched)
+                    .finish());
+            } else {
+                say(format!(
+                    "importer {}",
+                    if matched { "connected" } else { "gone" }
+                ));
+            }
+        }
+        if !json && last.elapsed() >= Duration::from_secs(1) {
+            last = Instant::now();
+            let s = exporter.stats();
+            say(format!("sent {} messages, {} B", s.sent, s.bytes));
+        }
+    }
+    let s = exporter.join().map_err(zerr)?;
+    let line = Json::new()
+        .str("event", "done")
+        .num("sent", s.sent)
+        .num("bytes", s.bytes)
+        .num("lagged", s.lagged)
+        .num("evicted", s.evicted)
+        .finish();
+    if json {
+        say(line);
+    } else {
+        say(format!("the source closed: {line}"));
+    }
+    Ok(())
+}
+
+/// Serves a memfd's descriptor to every process that connects to `path`, until `stop`.
+pub fn serve_memfd(
+    path: &Path,
+    mem: &Mem,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>> {
+    crate::util::remember_path(path);
+    let server = Server::bind(path).map_err(crate::errors::memfd)?;
+    let fd = mem
+        .memfd_fd()
+        .ok_or_else(|| Failure::new("not a memfd"))?
+        .try_clone_to_owned()
+        .map_err(|e| Failure::new(format!("dup: {e}")))?;
+    let path = path.to_owned();
+    std::thread::Builder::new()
+        .name("memfd-server".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if server
+                    .serve_one_timeout(&fd, Duration::from_millis(50))
+                    .is_err()
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            drop(server);
+            crate::util::forget_path(&path);
+        })
+        .map_err(|e| Failure::new(format!("thread: {e}")))
+}
+
+fn stats_json(j: Json, s: &ImportStats) -> Json {
+    j.num("delivered", s.delivered)
+        .num("bytes", s.bytes)
+        .num("missed", s.missed)
+        .num("upstream_lost", s.upstream_lost)
+        .num("exporters", s.exporters)
+        .num("rejected", s.rejected())
+        .num("rejected_header", s.rejected_header)
+        .num("rejected_magic", s.rejected_magic)
+        .num("rejected_schema", s.rejected_schema)
+        .num("rejected_too_long", s.rejected_too_long)
+        .num("rejected_regressing", s.rejected_regressing)
+        .num("rejected_foreign", s.rejected_foreign)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn import(
+    backend: Backend,
+    key: &str,
+    name: &str,
+    queue: usize,
+    wait_exporter: Duration,
+    throttle: Option<f64>,
+    net: &Net,
+    json: bool,
+) -> Result<()> {
+    let session = net.open()?;
+    let mut opts = ImportOptions::new(key)
+        .queue(queue)
+        .wait_exporter(wait_exporter)
+        .evict_timeout(Duration::from_secs(10));
+    if let Some(hz) = throttle {
+        opts = opts.max_rate(hz);
+    }
+    let owned = name.to_owned();
+    let importer = Importer::start(&session, &opts, move |len| {
+        Ok(match backend {
+            Backend::Memfd => {
+                Mem::Memfd(MemfdOptions::new().name("shm-import").size(len).create()?)
+            }
+            _ => {
+                crate::util::remember_segment(&owned);
+                Mem::Posix(ShmOptions::new(&owned).size(len).create()?)
+            }
+        })
+    })
+    .map_err(zerr)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = match backend {
+        Backend::Memfd => Some(serve_memfd(
+            Path::new(name),
+            importer.broadcast().raw().memory(),
+            stop.clone(),
+        )?),
+        _ => None,
+    };
+    let d = importer.descriptor();
+    let say = |line: String| {
+        println!("{line}");
+        let _ = std::io::stdout().flush();
+    };
+    let mode = match d.mode {
+        BroadcastMode::Reliable => "reliable",
+        BroadcastMode::Lossy => "lossy",
+    };
+    if json {
+        say(Json::new()
+            .str("event", "importing")
+            .str("key", key)
+            .str("name", name)
+            .str("mode", mode)
+            .str("schema", d.schema.name())
+            .num("max_message", d.max_message)
+            .finish());
+    } else {
+        let sub = match backend {
+            Backend::Memfd => format!("--backend memfd ... --socket {name}"),
+            _ => format!("--backend posix subscribe --name {name}"),
+        };
+        say(format!(
+            "importing key {key} into {name} ({mode}, {} messages of at most {} B); subscribe with: shm-demo {sub}",
+            d.schema.name(),
+            d.max_message
+        ));
+    }
+    let mut last = Instant::now();
+    let mut lost = 0;
+    let result = loop {
+        if crate::util::interrupted() {
+            break Err(Failure::new("interrupted"));
+        }
+        if importer.is_finished() {
+            break Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        let s = importer.stats();
+        if s.upstream_lost != lost {
+            lost = s.upstream_lost;
+            if json {
+                say(Json::new().str("event", "upstream_lost").finish());
+            } else {
+                say("the exporter is gone; subscribers were told (UpstreamLost); waiting for it to come back".into());
+            }
+        }
+        if !json && last.elapsed() >= Duration::from_secs(1) {
+            last = Instant::now();
+            say(format!(
+                "delivered {} messages, missed {}, rejected {}",
+                s.delivered,
+                s.missed,
+                s.rejected()
+            ));
+        }
+    };
+    let s = match result {
+        Ok(()) => importer.join().map_err(zerr),
+        Err(e) => {
+            let _ = importer.stop();
+            Err(e)
+        }
+    };
+    stop.store(true, Ordering::Relaxed);
+    if let Some(t) = server {
+        let _ = t.join();
+    }
+    if backend == Backend::Posix {
+        crate::util::forget_segment(name);
+    }
+    let s = s?;
+    say(stats_json(Json::new().str("event", "done"), &s).finish());
+    Ok(())
+}
+
+fn list(seconds: f64, net: &Net, json: bool) -> Result<()> {
+    let session = net.open()?;
+    // Let the session meet its peers before asking.
+    std::thread::sleep(Duration::from_millis(500));
+    let window = Duration::from_secs_f64(seconds.clamp(0.0, 3600.0));
+    let exports = shm_zenoh::list(&session, window).map_err(zerr)?;
+    if !json {
+        println!(
+            "{:<30} {:>16} {:<9} {:<12} {:>12} {:>12}",
+            "key", "exporter", "mode", "schema", "max_message", "rate/s"
+        );
+    }
+    for e in &exports {
+        let mode = match e.mode {
+            BroadcastMode::Reliable => "reliable",
+            BroadcastMode::Lossy => "lossy",
+        };
+        if json {
+            println!(
+                "{}",
+                Json::new()
+                    .str("key", &e.key)
+                    .str("exporter", &format!("{:016x}", e.exporter))
+                    .str("mode", mode)
+                    .str("schema", e.schema.name())
+                    .num("schema_version", e.schema.version())
+                    .num("schema_size", e.schema.size())
+                    .num("max_message", e.max_message)
+                    .float("rate", e.rate)
+                    .finish()
+            );
+        } else {
+            println!(
+                "{:<30} {:016x} {:<9} {:<12} {:>12} {:>12.1}",
+                e.key,
+                e.exporter,
+                mode,
+                e.schema.name(),
+                e.max_message,
+                e.rate
+            );
+        }
+    }
+    if !json && exports.is_empty() {
+        println!("(no exports reachable)");
+    }
+    Ok(())
+}
+
+/// A child demo process whose stdout lines we read one at a time.
+struct Proc {
+    child: Child,
+    out: BufReader<ChildStdout>,
+    what: &'static str,
+}
+
+impl Proc {
+    fn start(what: &'static str, args: &[String]) -> Result<Proc> {
+        let mut child = host::spawn_demo(args)?;
+        let out = BufReader::new(child.stdout.take().expect("piped"));
+        Ok(Proc { child, out, what })
+    }
+    /// The next stdout line with `"event":"<event>"` (others are skipped); fails when
+    /// the process ends first. Bounded by the child: it exits on its own deadlines.
+    fn wait_event(&mut self, event: &str) -> Result<String> {
+        let want = format!("\"event\":\"{event}\"");
+        loop {
+            let mut line = String::new();
+            let n = self
+                .out
+                .read_line(&mut line)
+                .map_err(|e| Failure::new(format!("{}: {e}", self.what)))?;
+            if n == 0 {
+                let mut err = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                }
+                let _ = self.child.wait();
+                return Err(Failure::new(format!(
+                    "the {} ended before '{event}': {}",
+                    self.what,
+                    err.trim()
+                )));
+            }
+            if line.contains(&want) {
+                return Ok(line.trim().to_owned());
+            }
+        }
+    }
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| Failure::new(format!("no free port on 127.0.0.1: {e}")))?;
+    Ok(l.local_addr()
+        .map_err(|e| Failure::new(e.to_string()))?
+        .port())
+}
+
+/// What `broadcast --via zenoh` measured.
+pub struct ViaOutcome {
+    pub lines: Vec<String>,
+    pub publish_seconds: f64,
+    pub import: String,
+}
+
+/// `broadcast --via zenoh`: publisher (here) → exporter process → Zenoh on loopback →
+/// importer process → `subscribers` subscriber processes.
+pub fn broadcast_via_zenoh(
+    backend: Backend,
+    subscribers: u32,
+    messages: u64,
+    size: u64,
+    lossy: bool,
+) -> Result<ViaOutcome> {
+    let mode = if lossy {
+        BroadcastMode::Lossy
+    } else {
+        BroadcastMode::Reliable
+    };
+    let opts = BroadcastOptions::for_messages(size)
+        .mode(mode)
+        .evict_timeout(Duration::from_secs(10));
+    let len = opts.segment_len().map_err(crate::errors::core)?;
+    let mem = host::create(backend, len)?;
+    let b = Broadcast::create(mem, &opts).map_err(crate::errors::core)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (src_name, server) = match backend {
+        Backend::Memfd => {
+            let p = host::socket_path();
+            let t = serve_memfd(&p, b.raw().memory(), stop.clone())?;
+            (p.to_string_lossy().into_owned(), Some(t))
+        }
+        _ => (
+            b.raw().memory().posix_name().expect("posix").to_owned(),
+            None,
+        ),
+    };
+    let dst_name = match backend {
+        Backend::Memfd => host::socket_path().to_string_lossy().into_owned(),
+        _ => format!("/shm-demo-import-{}-{}", std::process::id(), free_port()?),
+    };
+    let key = format!("shm-demo/{}/{}", std::process::id(), free_port()?);
+    let endpoint = format!("tcp/127.0.0.1:{}", free_port()?);
+    let s = |v: &str| v.to_owned();
+    let run = || -> Result<ViaOutcome> {
+        let mut publisher = b.publisher().map_err(crate::errors::core)?;
+        let mut exporter = Proc::start(
+            "exporter",
+            &[
+                s("--backend"),
+                s(backend.name()),
+                s("--json"),
+                s("bridge"),
+                s("export"),
+                s("--name"),
+                src_name.clone(),
+                s("--key"),
+                key.clone(),
+                s("--listen"),
+                endpoint.clone(),
+            ],
+        )?;
+        exporter.wait_event("exporting")?;
+        let mut importer = Proc::start(
+            "importer",
+            &[
+                s("--backend"),
+                s(backend.name()),
+                s("--json"),
+                s("bridge"),
+                s("import"),
+                s("--key"),
+                key.clone(),
+                s("--name"),
+                dst_name.clone(),
+                s("--connect"),
+                endpoint.clone(),
+                s("--wait-exporter"),
+                s("30"),
+            ],
+        )?;
+        importer.wait_event("importing")?;
+        exporter.wait_event("matched")?;
+        let mut peers = Vec::new();
+        for _ in 0..subscribers {
+            let at = match backend {
+                Backend::Memfd => [s("--socket"), dst_name.clone()],
+                _ => [s("--name"), dst_name.clone()],
+            };
+            let mut args = vec![s("--backend"), s(backend.name()), s("peer")];
+            args.extend(at);
+            args.extend([
+                s("--role"),
+                s("subscribe"),
+                s("--count"),
+                messages.to_string(),
+                s("--size"),
+                size.to_string(),
+            ]);
+            peers.push(host::spawn_demo(&args)?);
+        }
+        // Every subscriber has joined the import before the first message.
+        let watch =
+            Broadcast::attach(open_local(backend, &dst_name)?).map_err(crate::errors::core)?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while watch.subscriber_count() < subscribers {
+            crate::util::check_interrupted()?;
+            if Instant::now() > deadline {
+                return Err(Failure::new(
+                    "the subscribers did not join the import within 30 s",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut maker = crate::msg::Maker::new(size as usize);
+        let start = Instant::now();
+        for n in 0..messages {
+            crate::util::check_interrupted()?;
+            publisher
+                .publish(maker.make(n))
+                .map_err(crate::errors::core)?;
+        }
+        let publish_seconds = start.elapsed().as_secs_f64();
+        drop(publisher); // the close travels to the importer, which closes the import
+        let mut lines = Vec::new();
+        for p in peers {
+            let out = p
+                .wait_with_output()
+                .map_err(|e| Failure::new(format!("subscriber: {e}")))?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let line = text.lines().last().unwrap_or("").to_owned();
+            if line.is_empty() {
+                return Err(Failure::new(format!(
+                    "a subscriber printed nothing: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+            lines.push(line);
+        }
+        let import = importer.wait_event("done")?;
+        let _ = exporter.wait_event("done");
+        Ok(ViaOutcome {
+            lines,
+            publish_seconds,
+            import,
+        })
+    };
+    let r = run();
+    stop.store(true, Ordering::Relaxed);
+    if let Some(t) = server {
+        let _ = t.join();
+    }
+    r
+}
