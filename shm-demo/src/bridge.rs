@@ -258,6 +258,34 @@ pub fn serve_memfd(
         .map_err(|e| Failure::new(format!("thread: {e}")))
 }
 
+/// Creates the import's POSIX segment; a broadcast already there whose publisher is gone
+/// (an importer that was killed: its subscribers hold the old segment and were told
+/// `PeerDied`) is unlinked and made anew. A live one is left alone (the error says so).
+fn create_replacing_dead(
+    name: &str,
+    len: u64,
+) -> std::result::Result<shm_posix::PosixShm, shm_posix::Error> {
+    let first = match ShmOptions::new(name).size(len).create() {
+        Ok(m) => return Ok(m),
+        Err(e) => e,
+    };
+    let dead = ShmOptions::new(name)
+        .open()
+        .ok()
+        .and_then(|m| Broadcast::attach(m).ok())
+        .and_then(|b| b.state().ok())
+        .is_some_and(|st| {
+            st.publisher_pid == 0
+                || shm_core::os::proc::liveness(st.publisher_pid)
+                    == shm_core::os::proc::Liveness::Dead
+        });
+    if !dead {
+        return Err(first);
+    }
+    shm_posix::unlink(name)?;
+    ShmOptions::new(name).size(len).create()
+}
+
 fn stats_json(j: Json, s: &ImportStats) -> Json {
     j.num("delivered", s.delivered)
         .num("bytes", s.bytes)
@@ -300,7 +328,7 @@ fn import(
             }
             _ => {
                 crate::util::remember_segment(&owned);
-                Mem::Posix(ShmOptions::new(&owned).size(len).create()?)
+                Mem::Posix(create_replacing_dead(&owned, len)?)
             }
         })
     })

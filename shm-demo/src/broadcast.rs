@@ -46,19 +46,32 @@ pub fn subscribe_role(mem: Mem, messages: u64, size: u64) -> String {
         let mut s = b.subscribe()?;
         let mut buf = Vec::with_capacity(size as usize);
         let (mut received, mut missed) = (0u64, 0u64);
+        let mut follow = crate::msg::Follow::default();
         let mut start = None;
         let mut problem = None;
         loop {
             match s.recv(&mut buf) {
                 Ok(n) => {
                     start.get_or_insert_with(Instant::now);
-                    if let Err(p) = verify(&buf, n, size as usize) {
+                    // A local broadcast's number is the one its data carry; an
+                    // import's data carry the source's.
+                    if b.relayed()
+                        || n == u64::from_ne_bytes(buf[..8].try_into().unwrap_or_default())
+                    {
+                        if let Err(p) = follow.message(&buf, size as usize) {
+                            problem = Some(p);
+                            break;
+                        }
+                    } else if let Err(p) = verify(&buf, n, size as usize) {
                         problem = Some(p);
                         break;
                     }
                     received += 1;
                 }
-                Err(shm_core::Error::Lagged { missed: m }) => missed += m,
+                Err(shm_core::Error::Lagged { missed: m }) => {
+                    missed += m;
+                    follow.missed(m);
+                }
                 Err(shm_core::Error::Closed) => break,
                 Err(e) => return Err(e),
             }

@@ -82,6 +82,38 @@ pub fn verify(msg: &[u8], expected_seq: u64, size: usize) -> std::result::Result
     Ok(())
 }
 
+/// Follows a stream by the numbers its messages carry: each message must carry the number
+/// after the previous one plus what `Lagged` said was missed since. The same check holds
+/// for a local broadcast (whose numbers are the publisher's) and for an import (whose
+/// local numbering is its own, while the data keep the source's).
+#[derive(Debug, Default)]
+pub struct Follow {
+    expected: Option<u64>,
+    /// The number the first message carried.
+    pub first: Option<u64>,
+}
+
+impl Follow {
+    /// Checks one message (number and checksum); returns the number it carries.
+    pub fn message(&mut self, msg: &[u8], size: usize) -> std::result::Result<u64, String> {
+        if msg.len() < 8 {
+            return Err(format!("a message of {} bytes, expected {size}", msg.len()));
+        }
+        let seq = u64::from_ne_bytes(msg[..8].try_into().expect("8 bytes"));
+        let want = self.expected.unwrap_or(seq);
+        verify(msg, want, size)?;
+        self.first.get_or_insert(seq);
+        self.expected = Some(seq.wrapping_add(1));
+        Ok(seq)
+    }
+    /// `Lagged { missed }`: the next message carries a number that much further on.
+    pub fn missed(&mut self, missed: u64) {
+        if let Some(e) = &mut self.expected {
+            *e = e.wrapping_add(missed);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +129,15 @@ mod tests {
             bad[i] ^= 1;
             assert!(verify(&bad, 7, 4096).is_err(), "flip at {i}");
         }
+        let mut f = Follow::default();
+        assert_eq!(f.message(m.make(5), 4096), Ok(5));
+        f.missed(2);
+        assert!(
+            f.message(m.make(7), 4096).is_err(),
+            "7 after 5 + 2 missed is 8"
+        );
+        assert_eq!(f.message(m.make(8), 4096), Ok(8));
+        assert_eq!(f.first, Some(5));
         let a = m.make(1).to_vec();
         let b = m.make(2).to_vec();
         assert_ne!(a[16..], b[16..]);

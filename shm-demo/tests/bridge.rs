@@ -1,0 +1,637 @@
+//! Beyond one host, tried with real processes: publisher, exporter, importer and
+//! subscribers are separate `shm-demo` processes (or this test process), meeting over
+//! Zenoh on 127.0.0.1 only, with multicast scouting off. Every wait is bounded; no test
+//! asserts a speed.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use shm_core::testing::dev_shm_entries;
+use shm_core::{Broadcast, Error};
+use shm_posix::{PosixShm, ShmOptions};
+use zenoh::Wait as _;
+
+const BIN: &str = env!("CARGO_BIN_EXE_shm-demo");
+const BOUND: Duration = Duration::from_secs(60);
+
+fn unique(what: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{what}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn json_num(line: &str, key: &str) -> u64 {
+    let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no {key} in {line}"))
+}
+
+/// A demo process whose stdout lines arrive on a channel; killed on drop.
+struct Proc {
+    child: Child,
+    lines: Receiver<String>,
+    what: String,
+}
+
+impl Proc {
+    fn start(what: &str, args: &[&str]) -> Proc {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("run shm-demo");
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc {
+            child,
+            lines,
+            what: what.to_owned(),
+        }
+    }
+
+    /// The next line with `"event":"<event>"`, within BOUND.
+    fn event(&mut self, event: &str) -> String {
+        let want = format!("\"event\":\"{event}\"");
+        let end = Instant::now() + BOUND;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.contains(&want) => return l,
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("{}: no '{event}' within {BOUND:?}", self.what)
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("{}: ended before '{event}'", self.what)
+                }
+            }
+        }
+    }
+
+    /// The last line it printed before exiting, within BOUND, and its exit status.
+    fn finish(mut self) -> (String, bool) {
+        let end = Instant::now() + BOUND;
+        let mut last = String::new();
+        loop {
+            match self
+                .lines
+                .recv_timeout(end.saturating_duration_since(Instant::now()))
+            {
+                Ok(l) => last = l,
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("{} did not end within {BOUND:?}", self.what)
+                }
+            }
+        }
+        let ok = self.child.wait().unwrap().success();
+        (last, ok)
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn term(&mut self) {
+        // SAFETY: kill on our own unreaped child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.term();
+    }
+}
+
+fn attach(name: &str) -> Broadcast<PosixShm> {
+    let end = Instant::now() + BOUND;
+    loop {
+        if let Ok(m) = ShmOptions::new(name).open() {
+            if let Ok(b) = Broadcast::attach(m) {
+                return b;
+            }
+        }
+        assert!(Instant::now() < end, "{name} did not appear");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The number a demo message carries (its first 8 bytes).
+fn seq(buf: &[u8]) -> u64 {
+    u64::from_ne_bytes(buf[..8].try_into().unwrap())
+}
+
+fn via_zenoh(backend: &str, messages: u64, size: &str, subscribers: &str) -> String {
+    let out = Command::new(BIN)
+        .args([
+            "--backend",
+            backend,
+            "broadcast",
+            "--via",
+            "zenoh",
+            "--subscribers",
+            subscribers,
+            "--messages",
+            &messages.to_string(),
+            "--size",
+            size,
+            "--json",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        out.status.success(),
+        "{backend} {size}: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+#[test]
+fn reliable_end_to_end_in_order_on_posix_and_memfd() {
+    for backend in ["posix", "memfd"] {
+        let line = via_zenoh(backend, 100_000, "64", "2");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["via"], "zenoh", "{line}");
+        assert_eq!(v["verified"], true, "{line}");
+        assert_eq!(v["missed"], 0, "{line}");
+        assert_eq!(v["import"]["delivered"], 100_000, "{line}");
+        assert_eq!(v["import"]["rejected"], 0, "{line}");
+    }
+}
+
+#[test]
+fn one_and_sixteen_mebibyte_messages_arrive_whole() {
+    for (size, n) in [("1MiB", 40u64), ("16MiB", 6)] {
+        let line = via_zenoh("posix", n, size, "1");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["verified"], true, "{line}");
+        assert_eq!(v["import"]["delivered"], n, "{line}");
+    }
+}
+
+/// The two-terminal pieces: a named publisher, an exporter, an importer.
+struct Chain {
+    src: String,
+    dst: String,
+    key: String,
+    endpoint: String,
+}
+
+impl Chain {
+    fn new() -> Chain {
+        Chain {
+            src: format!("/{}", unique("zsrc")),
+            dst: format!("/{}", unique("zdst")),
+            key: format!("shm-test/{}", unique("k")),
+            endpoint: format!("tcp/127.0.0.1:{}", free_port()),
+        }
+    }
+    fn publish(&self, extra: &[&str]) -> Proc {
+        let mut args = vec![
+            "--backend",
+            "posix",
+            "--json",
+            "publish",
+            "--name",
+            &self.src,
+        ];
+        args.extend(extra);
+        let p = Proc::start("publisher", &args);
+        attach(&self.src);
+        p
+    }
+    fn export(&self) -> Proc {
+        let mut p = Proc::start(
+            "exporter",
+            &[
+                "--backend",
+                "posix",
+                "--json",
+                "bridge",
+                "export",
+                "--name",
+                &self.src,
+                "--key",
+                &self.key,
+                "--listen",
+                &self.endpoint,
+            ],
+        );
+        p.event("exporting");
+        p
+    }
+    fn import(&self, extra: &[&str]) -> Proc {
+        let mut args = vec![
+            "--backend",
+            "posix",
+            "--json",
+            "bridge",
+            "import",
+            "--key",
+            &self.key,
+            "--name",
+            &self.dst,
+            "--connect",
+            &self.endpoint,
+        ];
+        args.extend(extra);
+        let mut p = Proc::start("importer", &args);
+        p.event("importing");
+        p
+    }
+}
+
+#[test]
+fn lossy_with_a_throttled_importer_counts_every_drop() {
+    let c = Chain::new();
+    let total = 20_000u64;
+    let mut publisher = c.publish(&[
+        "--lossy",
+        "--messages",
+        &total.to_string(),
+        "--rate",
+        "20000",
+        "--wait-subscribers",
+        "2",
+    ]);
+    let mut exporter = c.export();
+    let importer = c.import(&["--throttle", "2000", "--queue", "16"]);
+    exporter.event("matched");
+    let sub = Proc::start(
+        "subscriber",
+        &[
+            "--backend",
+            "posix",
+            "--json",
+            "subscribe",
+            "--name",
+            &c.dst,
+        ],
+    );
+    let imported = attach(&c.dst);
+    let end = Instant::now() + BOUND;
+    while imported.subscriber_count() < 1 {
+        assert!(Instant::now() < end, "the subscriber did not join");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The second subscriber the publisher waits for: this process, which then leaves.
+    let probe = Broadcast::attach(ShmOptions::new(&c.src).open().unwrap())
+        .unwrap()
+        .subscribe()
+        .unwrap();
+    let (line, ok) = sub.finish();
+    drop(probe);
+    assert!(ok, "{line}");
+    let first = json_num(&line, "first");
+    let got = json_num(&line, "got");
+    let missed = json_num(&line, "missed");
+    assert_eq!(first + got + missed, total, "{line}");
+    assert!(missed > 0, "a throttled importer drops: {line}");
+    assert!(got > 0, "{line}");
+    let (iline, _) = importer.finish();
+    assert!(json_num(&iline, "missed") > 0, "{iline}");
+    assert_eq!(json_num(&iline, "rejected"), 0, "{iline}");
+    publisher.term();
+}
+
+/// Reads from `sub` until `pred` says stop (or BOUND), checking every message's number
+/// against the one expected; returns how many messages arrived.
+fn follow(
+    sub: &mut shm_core::Subscriber<PosixShm>,
+    expected: &mut Option<u64>,
+    mut stop: impl FnMut(&Result<u64, Error>, u64) -> bool,
+) -> u64 {
+    let mut buf = Vec::new();
+    let mut got = 0;
+    let end = Instant::now() + BOUND;
+    loop {
+        assert!(
+            Instant::now() < end,
+            "no end within {BOUND:?} ({got} messages)"
+        );
+        let r = sub.recv_timeout(&mut buf, Duration::from_millis(50));
+        match &r {
+            Ok(_) => {
+                let s = seq(&buf);
+                if let Some(e) = *expected {
+                    assert_eq!(s, e, "message numbers are exact");
+                }
+                *expected = Some(s + 1);
+                got += 1;
+            }
+            Err(Error::Lagged { missed }) => {
+                *expected = expected.map(|e| e + missed);
+            }
+            Err(Error::Timeout { .. } | Error::UpstreamLost) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+        if stop(&r, got) {
+            return got;
+        }
+    }
+}
+
+#[test]
+fn a_killed_exporter_is_told_then_resumes_with_exact_numbers() {
+    let c = Chain::new();
+    let _publisher = c.publish(&["--messages", "1000000", "--rate", "2000"]);
+    let mut exporter = c.export();
+    let _importer = c.import(&[]);
+    let imported = attach(&c.dst);
+    let mut sub = imported.subscribe().unwrap();
+    let mut expected = None;
+    follow(&mut sub, &mut expected, |_, got| got >= 300);
+    exporter.kill9();
+    // Told within a bound (the TCP link closes with the process).
+    let told = Instant::now();
+    follow(&mut sub, &mut expected, |r, _| {
+        r == &Err(Error::UpstreamLost)
+    });
+    assert!(told.elapsed() < BOUND);
+    let _exporter = c.export();
+    let mut lagged = None;
+    let mut buf = Vec::new();
+    let end = Instant::now() + BOUND;
+    loop {
+        assert!(Instant::now() < end, "did not resume");
+        match sub.recv_timeout(&mut buf, Duration::from_millis(50)) {
+            Ok(_) => {
+                let e = expected.unwrap() + lagged.unwrap_or(0);
+                assert_eq!(
+                    seq(&buf),
+                    e,
+                    "the first message after the restart: exact gap"
+                );
+                expected = Some(e + 1);
+                break;
+            }
+            Err(Error::Lagged { missed }) => lagged = Some(missed),
+            Err(Error::Timeout { .. }) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert!(
+        lagged.is_some_and(|m| m > 0),
+        "messages published while no exporter ran"
+    );
+    follow(&mut sub, &mut expected, |_, got| got >= 300);
+}
+
+#[test]
+fn a_killed_importer_is_peer_death_and_a_new_one_takes_the_name() {
+    let c = Chain::new();
+    let _publisher = c.publish(&["--messages", "1000000", "--rate", "2000"]);
+    let _exporter = c.export();
+    let mut importer = c.import(&[]);
+    let mut sub = attach(&c.dst).subscribe().unwrap();
+    let mut expected = None;
+    follow(&mut sub, &mut expected, |_, got| got >= 200);
+    importer.kill9();
+    let mut buf = Vec::new();
+    let end = Instant::now() + BOUND;
+    loop {
+        assert!(Instant::now() < end, "no PeerDied");
+        match sub.recv_timeout(&mut buf, Duration::from_millis(50)) {
+            Err(Error::PeerDied { .. }) => break,
+            Ok(_) | Err(Error::Timeout { .. }) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    drop(sub);
+    // The name still names the dead import; a new importer replaces it.
+    let _importer = c.import(&[]);
+    let b = attach(&c.dst);
+    assert!(b.relayed());
+    let mut sub = b.subscribe().unwrap();
+    let mut expected = None;
+    follow(&mut sub, &mut expected, |_, got| got >= 200);
+}
+
+#[test]
+fn a_second_importer_on_another_port_gets_the_same_stream() {
+    let c = Chain::new();
+    let total = 3000u64;
+    let _publisher = c.publish(&[
+        "--messages",
+        &total.to_string(),
+        "--rate",
+        "3000",
+        "--wait-subscribers",
+        "2",
+    ]);
+    let second = format!("tcp/127.0.0.1:{}", free_port());
+    let mut exporter = Proc::start(
+        "exporter",
+        &[
+            "--backend",
+            "posix",
+            "--json",
+            "bridge",
+            "export",
+            "--name",
+            &c.src,
+            "--key",
+            &c.key,
+            "--listen",
+            &c.endpoint,
+            "--listen",
+            &second,
+        ],
+    );
+    exporter.event("exporting");
+    let _i1 = c.import(&[]);
+    let dst2 = format!("/{}", unique("zdst2"));
+    let mut i2 = Proc::start(
+        "importer 2",
+        &[
+            "--backend",
+            "posix",
+            "--json",
+            "bridge",
+            "import",
+            "--key",
+            &c.key,
+            "--name",
+            &dst2,
+            "--connect",
+            &second,
+        ],
+    );
+    i2.event("importing");
+    let subs: Vec<Proc> = [&c.dst, &dst2]
+        .iter()
+        .map(|d| {
+            Proc::start(
+                "subscriber",
+                &["--backend", "posix", "--json", "subscribe", "--name", d],
+            )
+        })
+        .collect();
+    for d in [&c.dst, &dst2] {
+        let b = attach(d);
+        let end = Instant::now() + BOUND;
+        while b.subscriber_count() < 1 {
+            assert!(Instant::now() < end);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    // The second subscriber the publisher waits for: this process (kept until the end;
+    // it reads nothing and is evicted if it ever holds the publisher back).
+    let _probe = Broadcast::attach(ShmOptions::new(&c.src).open().unwrap())
+        .unwrap()
+        .subscribe()
+        .unwrap();
+    for s in subs {
+        let (line, ok) = s.finish();
+        assert!(ok, "{line}");
+        let (first, got, missed) = (
+            json_num(&line, "first"),
+            json_num(&line, "got"),
+            json_num(&line, "missed"),
+        );
+        assert_eq!(first + got + missed, total, "{line}");
+        assert_eq!(missed, 0, "reliable: {line}");
+        assert!(got > 0, "{line}");
+    }
+}
+
+#[test]
+fn garbage_on_the_key_is_counted_and_never_delivered() {
+    let c = Chain::new();
+    let total = 2000u64;
+    let _publisher = c.publish(&[
+        "--messages",
+        &total.to_string(),
+        "--rate",
+        "1000",
+        "--wait-subscribers",
+        "2",
+    ]);
+    let mut exporter = c.export();
+    let junk_at = format!("tcp/127.0.0.1:{}", free_port());
+    let importer = c.import(&["--listen", &junk_at]);
+    exporter.event("matched");
+    let sub = Proc::start(
+        "subscriber",
+        &[
+            "--backend",
+            "posix",
+            "--json",
+            "subscribe",
+            "--name",
+            &c.dst,
+        ],
+    );
+    let b = attach(&c.dst);
+    let end = Instant::now() + BOUND;
+    while b.subscriber_count() < 1 {
+        assert!(Instant::now() < end);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // A plain Zenoh publisher on the same key (this process), reaching the importer.
+    let z = shm_zenoh::BridgeConfig::new()
+        .connect(&junk_at)
+        .open()
+        .unwrap();
+    let junk = z
+        .declare_publisher(c.key.clone())
+        .congestion_control(zenoh::qos::CongestionControl::Block)
+        .wait()
+        .unwrap();
+    let end = Instant::now() + BOUND;
+    while !junk.matching_status().wait().unwrap().matching() {
+        assert!(Instant::now() < end, "the junk publisher never matched");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _probe = Broadcast::attach(ShmOptions::new(&c.src).open().unwrap())
+        .unwrap()
+        .subscribe()
+        .unwrap();
+    let good = shm_zenoh::wire::SampleHeader {
+        mode: shm_core::BroadcastMode::Reliable,
+        flags: 0,
+        exporter: 1, // not the exporter: foreign
+        number: 5,
+        schema: shm_zenoh::wire::fingerprint(&b.schema()),
+    };
+    let mut sent = 0;
+    for i in 0..50u8 {
+        let r = match i % 5 {
+            0 => junk.put(vec![i; 64]).wait(),
+            1 => junk.put(vec![i; 64]).attachment(vec![i; 7]).wait(),
+            2 => junk.put(vec![i; 64]).attachment(vec![0u8; 32]).wait(),
+            3 => junk
+                .put(vec![i; 64])
+                .attachment(good.encode().to_vec())
+                .wait(),
+            _ => junk
+                .put(vec![i; 1 << 20])
+                .attachment(good.encode().to_vec())
+                .wait(),
+        };
+        r.unwrap();
+        sent += 1;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (line, ok) = sub.finish();
+    assert!(ok, "every message delivered was verified: {line}");
+    assert_eq!(
+        json_num(&line, "first") + json_num(&line, "got") + json_num(&line, "missed"),
+        total,
+        "{line}"
+    );
+    let (iline, _) = importer.finish();
+    assert_eq!(json_num(&iline, "rejected"), sent, "{iline}");
+    assert_eq!(
+        json_num(&iline, "delivered"),
+        json_num(&line, "got"),
+        "{iline}"
+    );
+}
+
+#[test]
+fn nothing_is_left_in_dev_shm() {
+    // Runs after the others in this file only by chance; it checks its own prefix.
+    let c = Chain::new();
+    {
+        let _p = c.publish(&["--messages", "1000000", "--rate", "1000"]);
+        let _e = c.export();
+        let _i = c.import(&[]);
+        attach(&c.dst);
+    }
+    let end = Instant::now() + BOUND;
+    while !dev_shm_entries(&c.src[1..]).is_empty() || !dev_shm_entries(&c.dst[1..]).is_empty() {
+        assert!(Instant::now() < end, "left in /dev/shm");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
