@@ -92,6 +92,33 @@ pub enum BridgeCmd {
         #[command(flatten)]
         net: Net,
     },
+    /// Measure plain Zenoh against the bridge in one run (throughput and round trips);
+    /// the bridge's own throughput is `broadcast --via zenoh --subscribers 1`.
+    #[command(
+        after_help = "Example:\n  shm-demo bridge bench --what raw --messages 100000 --size 64\n  shm-demo bridge bench --what rtt-bridge --messages 2000 --size 64"
+    )]
+    Bench {
+        #[arg(long, value_enum)]
+        what: crate::zbench::What,
+        #[arg(long, default_value_t = 100_000)]
+        messages: u64,
+        #[arg(long, default_value = "64", value_parser = crate::util::parse_size)]
+        size: u64,
+    },
+    /// Internal: the second process of `bridge bench`.
+    #[command(hide = true)]
+    BenchPeer {
+        #[arg(long, value_enum)]
+        role: crate::zbench::Role,
+        #[arg(long)]
+        listen: String,
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        messages: u64,
+        #[arg(long)]
+        size: u64,
+    },
     /// List the exports reachable on the network: key, mode, schema, rate.
     #[command(after_help = "Example:\n  shm-demo bridge list --connect tcp/127.0.0.1:7447")]
     List {
@@ -137,6 +164,18 @@ pub fn run(backend: Option<Backend>, cmd: &BridgeCmd, json: bool) -> Result<()> 
             json,
         ),
         BridgeCmd::List { seconds, net } => list(*seconds, net, json),
+        BridgeCmd::Bench {
+            what,
+            messages,
+            size,
+        } => crate::zbench::run(*what, *messages, *size, json),
+        BridgeCmd::BenchPeer {
+            role,
+            listen,
+            key,
+            messages,
+            size,
+        } => crate::zbench::peer(*role, listen, key, *messages, *size),
     }
 }
 
@@ -218,6 +257,7 @@ fn export(
         .num("bytes", s.bytes)
         .num("lagged", s.lagged)
         .num("evicted", s.evicted)
+        .num("peak_rss_kib", peak_rss_kib())
         .finish();
     if json {
         say(line);
@@ -284,6 +324,18 @@ fn create_replacing_dead(
     }
     shm_posix::unlink(name)?;
     ShmOptions::new(name).size(len).create()
+}
+
+/// This process's peak resident memory (VmHWM), in KiB (0 if unknown).
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|st| {
+            st.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn stats_json(j: Json, s: &ImportStats) -> Json {
@@ -415,7 +467,9 @@ fn import(
         crate::util::forget_segment(name);
     }
     let s = s?;
-    say(stats_json(Json::new().str("event", "done"), &s).finish());
+    say(stats_json(Json::new().str("event", "done"), &s)
+        .num("peak_rss_kib", peak_rss_kib())
+        .finish());
     Ok(())
 }
 
@@ -533,6 +587,7 @@ pub struct ViaOutcome {
     pub lines: Vec<String>,
     pub publish_seconds: f64,
     pub import: String,
+    pub export: String,
 }
 
 /// `broadcast --via zenoh`: publisher (here) → exporter process → Zenoh on loopback →
@@ -576,6 +631,11 @@ pub fn broadcast_via_zenoh(
     let s = |v: &str| v.to_owned();
     let run = || -> Result<ViaOutcome> {
         let mut publisher = b.publisher().map_err(crate::errors::core)?;
+        // When the network is the bottleneck the publisher mostly waits for room: let it
+        // sleep instead of spinning, so that the CPU goes to the processes moving data.
+        publisher.set_wait(shm_core::WaitMode::Block {
+            spin: Duration::from_micros(2),
+        });
         let mut exporter = Proc::start(
             "exporter",
             &[
@@ -670,11 +730,12 @@ pub fn broadcast_via_zenoh(
             lines.push(line);
         }
         let import = importer.wait_event("done")?;
-        let _ = exporter.wait_event("done");
+        let export = exporter.wait_event("done")?;
         Ok(ViaOutcome {
             lines,
             publish_seconds,
             import,
+            export,
         })
     };
     let r = run();

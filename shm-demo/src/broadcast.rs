@@ -271,7 +271,7 @@ pub fn run(
     let outcome = match backend.shm() {
         Some(b @ (host::Backend::Posix | host::Backend::Memfd)) if via_zenoh => {
             let o = crate::bridge::broadcast_via_zenoh(b, subscribers, messages, size, lossy)?;
-            import = Some(o.import);
+            import = Some((o.import, o.export));
             Outcome {
                 lines: o.lines,
                 publish_seconds: o.publish_seconds,
@@ -319,8 +319,8 @@ pub fn run(
     let via = if via_zenoh { "zenoh" } else { "local" };
     if json {
         let mut j = Json::new().str("backend", &name).str("via", via);
-        if let Some(i) = &import {
-            j = j.raw("import", i);
+        if let Some((i, e)) = &import {
+            j = j.raw("import", i).raw("export", e);
         }
         println!(
             "{}",
@@ -335,8 +335,8 @@ pub fn run(
                 .finish()
         );
     } else {
-        if let Some(i) = &import {
-            println!("importer: {i}");
+        if let Some((i, e)) = &import {
+            println!("exporter: {e}\nimporter: {i}");
         }
         println!(
             "broadcast {name} ({mode}, via {via}): {messages} messages of {size} B to {subscribers} subscriber(s): slowest subscriber {slowest:.0} msgs/s, publisher {publisher_rate:.0} msgs/s, missed {missed}, {}",

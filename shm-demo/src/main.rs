@@ -18,6 +18,7 @@ mod pingpong;
 mod record;
 mod stream;
 mod util;
+mod zbench;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -287,8 +287,18 @@ impl std::fmt::Debug for Exporter {
 /// Joins the broadcast: a line of its own when the mapping is writable (needed for a
 /// reliable broadcast), a read-only lossy subscriber otherwise.
 fn join<M: SharedMemory>(b: &Broadcast<M>) -> Result<Subscriber<M>, BridgeError> {
-    Ok(b.subscribe()?)
+    let mut s = b.subscribe()?;
+    // Sleep almost at once when the broadcast is idle: the CPU is better spent by
+    // Zenoh's threads than by the exporter spinning (the wake-up costs the publisher one
+    // futex call only while the exporter sleeps).
+    s.set_wait(shm_core::WaitMode::Block {
+        spin: EXPORTER_SPIN,
+    });
+    Ok(s)
 }
+
+/// How long the exporter spins on an empty broadcast before it sleeps.
+const EXPORTER_SPIN: Duration = Duration::from_micros(2);
 
 struct Run<M: SharedMemory> {
     session: zenoh::Session,

@@ -236,7 +236,11 @@ impl Queue {
 ///
 /// Invalid samples (see [the wire format](crate::wire)) are counted and dropped, never
 /// published. Samples from a second exporter on the same key, while the first lives, are
-/// dropped as foreign.
+/// dropped as foreign. What the bridge cannot tell apart is a peer that forges the
+/// followed exporter's identity with well-formed samples: it can make the importer skip
+/// ahead (reported as a gap) but never makes it publish a sample of another schema or
+/// size, panic or block. Where the network is not trusted, authenticate peers with
+/// Zenoh's own access control and TLS.
 pub struct Importer<M: SharedMemory> {
     broadcast: Broadcast<M>,
     descriptor: Descriptor,

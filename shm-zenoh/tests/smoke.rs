@@ -129,6 +129,13 @@ fn reliable_stream_gaps_garbage_and_close() {
         assert_eq!(recv(&mut sub, &mut buf), Ok(i));
         assert_eq!(buf, i.to_le_bytes());
     }
+    // A regressing number from the real exporter's identity: dropped, counted.
+    forged.number = 5;
+    forged.exporter = exporter.id();
+    junk.put(vec![1u8; 8])
+        .attachment(forged.encode().to_vec())
+        .wait()
+        .unwrap();
     // A gap in the source (the exporter evicted, say) is exact for the subscribers: here
     // the source itself reports a gap of 7 and the exporter passes the numbers through.
     publisher.publish_gap(7).unwrap(); // the exporter reads Lagged { 7 }: numbers jump
@@ -148,6 +155,7 @@ fn reliable_stream_gaps_garbage_and_close() {
     assert_eq!(is.rejected_schema, 1, "{is:?}");
     assert_eq!(is.rejected_foreign, 1, "{is:?}");
     assert_eq!(is.rejected_too_long, 1, "{is:?}");
+    assert_eq!(is.rejected_regressing, 1, "{is:?}");
 }
 
 #[test]

@@ -1,0 +1,354 @@
+//! `shm-demo bridge bench`: what the bridge adds to Zenoh, measured in one run.
+//!
+//! * `--what raw`: plain Zenoh pub/sub between two processes (peer mode, TCP on
+//!   127.0.0.1, scouting off, `CongestionControl::Block`, a fresh buffer per put: the
+//!   exporter's settings), the subscriber verifying order and checksums as ours do.
+//! * `--what rtt-raw`: the 64-byte round trip over plain Zenoh: ping on one key, the
+//!   other process answers on another (express).
+//! * `--what rtt-bridge`: the same round trip through the bridge: local broadcast →
+//!   exporter → Zenoh → importer → local broadcast → the echo's subscriber, and back the
+//!   same way; each process runs its exporter and importer as threads.
+//!
+//! The bridge's end-to-end throughput is `broadcast --via zenoh --subscribers 1`.
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::time::{Duration, Instant};
+
+use shm_core::{Broadcast, BroadcastOptions, Error};
+use shm_posix::{PosixShm, ShmOptions};
+use shm_zenoh::{BridgeConfig, ExportOptions, Exporter, ImportOptions, Importer};
+use zenoh::qos::CongestionControl;
+use zenoh::Wait as _;
+
+use crate::msg::{Follow, Maker};
+use crate::util::{Failure, Json, Result};
+
+/// What `bridge bench` measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum What {
+    Raw,
+    RttRaw,
+    RttBridge,
+}
+
+/// The hidden second process's roles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    RawSub,
+    RawEcho,
+    BridgeEcho,
+}
+
+fn z<E: std::fmt::Display>(e: E) -> Failure {
+    Failure::new(format!("zenoh: {e}"))
+}
+
+fn session(listen: Option<&str>, connect: Option<&str>) -> Result<zenoh::Session> {
+    let mut c = BridgeConfig::new();
+    if let Some(l) = listen {
+        c = c.listen(l);
+    }
+    if let Some(k) = connect {
+        c = c.connect(k);
+    }
+    c.open().map_err(|e| Failure::new(e.to_string()))
+}
+
+fn port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| Failure::new(e.to_string()))?;
+    Ok(l.local_addr()
+        .map_err(|e| Failure::new(e.to_string()))?
+        .port())
+}
+
+fn wait_matched(p: &zenoh::pubsub::Publisher<'_>) -> Result<()> {
+    let end = Instant::now() + Duration::from_secs(30);
+    while !p.matching_status().wait().map_err(z)?.matching() {
+        if Instant::now() > end {
+            return Err(Failure::new("no subscriber matched within 30 s"));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(())
+}
+
+fn p50(mut v: Vec<u64>) -> u64 {
+    v.sort_unstable();
+    v.get(v.len() / 2).copied().unwrap_or(0)
+}
+
+/// `shm-demo bridge bench`.
+pub fn run(what: What, messages: u64, size: u64, json: bool) -> Result<()> {
+    let size = size.max(16);
+    let ep = format!("tcp/127.0.0.1:{}", port()?);
+    let pid = std::process::id();
+    let role = match what {
+        What::Raw => "raw-sub",
+        What::RttRaw => "raw-echo",
+        What::RttBridge => "bridge-echo",
+    };
+    let mut child = crate::host::spawn_demo(&[
+        "bridge".into(),
+        "bench-peer".into(),
+        "--role".into(),
+        role.into(),
+        "--listen".into(),
+        ep.clone(),
+        "--key".into(),
+        format!("shm-bench/{pid}"),
+        "--messages".into(),
+        messages.to_string(),
+        "--size".into(),
+        size.to_string(),
+    ])?;
+    let mut out = BufReader::new(child.stdout.take().expect("piped"));
+    let mut ready = String::new();
+    out.read_line(&mut ready)
+        .map_err(|e| Failure::new(e.to_string()))?;
+    if !ready.contains("ready") {
+        let _ = child.kill();
+        return Err(Failure::new(format!(
+            "the bench peer did not start: {ready}"
+        )));
+    }
+    let s = session(None, Some(&ep))?;
+    let key = format!("shm-bench/{pid}");
+    let line = match what {
+        What::Raw => {
+            let p = s
+                .declare_publisher(format!("{key}/data"))
+                .congestion_control(CongestionControl::Block)
+                .wait()
+                .map_err(z)?;
+            wait_matched(&p)?;
+            let mut maker = Maker::new(size as usize);
+            let t = Instant::now();
+            for n in 0..messages {
+                p.put(maker.make(n).to_vec()).wait().map_err(z)?;
+            }
+            let pub_s = t.elapsed().as_secs_f64();
+            let mut l = String::new();
+            out.read_line(&mut l)
+                .map_err(|e| Failure::new(e.to_string()))?;
+            let received = crate::util::json_num(&l, "received").unwrap_or(0.0);
+            let secs = crate::util::json_num(&l, "seconds").unwrap_or(0.0);
+            let rate = if secs > 0.0 { received / secs } else { 0.0 };
+            Json::new()
+                .str("what", "raw")
+                .num("size", size)
+                .num("messages", messages)
+                .float("received", received)
+                .float("msgs_per_s", rate)
+                .float("bytes_per_s", rate * size as f64)
+                .float("publisher_msgs_per_s", messages as f64 / pub_s)
+                .bool("verified", l.contains("\"verified\":true"))
+                .finish()
+        }
+        What::RttRaw => {
+            let p = s
+                .declare_publisher(format!("{key}/ping"))
+                .congestion_control(CongestionControl::Block)
+                .express(true)
+                .wait()
+                .map_err(z)?;
+            let sub = s
+                .declare_subscriber(format!("{key}/pong"))
+                .wait()
+                .map_err(z)?;
+            wait_matched(&p)?;
+            let buf = vec![7u8; size as usize];
+            let mut rtts = Vec::with_capacity(messages as usize);
+            for _ in 0..messages {
+                let t = Instant::now();
+                p.put(buf.clone()).wait().map_err(z)?;
+                sub.recv_timeout(Duration::from_secs(10))
+                    .map_err(z)?
+                    .ok_or_else(|| Failure::new("no pong within 10 s"))?;
+                rtts.push(t.elapsed().as_nanos() as u64);
+            }
+            Json::new()
+                .str("what", "rtt-raw")
+                .num("size", size)
+                .num("round_trips", messages)
+                .num("p50_ns", p50(rtts))
+                .finish()
+        }
+        What::RttBridge => rtt_bridge(&s, &key, messages, size, &mut out)?,
+    };
+    terminate(&mut child);
+    let model = shm_core::os::cpu::model();
+    let line = format!(
+        "{},\"cpu\":\"{}\"}}",
+        line.trim_end_matches('}'),
+        model.replace('"', "'")
+    );
+    let _ = json; // one JSON line either way: these are for scripts
+    println!("{line}");
+    Ok(())
+}
+
+/// Ends a child with SIGTERM (its handler removes the segments it made) and reaps it.
+#[allow(unsafe_code)]
+fn terminate(child: &mut std::process::Child) {
+    // SAFETY: kill(2) on our own child, not yet reaped, so the pid is still its.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+}
+
+/// Local broadcast + exporter (on `out_key`) and importer (of `in_key`) into a second
+/// local broadcast; returns (publisher side, subscriber side, exporter, importer).
+type Ends = (
+    Broadcast<PosixShm>,
+    shm_core::Subscriber<PosixShm>,
+    Exporter,
+    Importer<PosixShm>,
+);
+
+fn bridge_ends(s: &zenoh::Session, out_key: &str, in_key: &str, size: u64) -> Result<Ends> {
+    let opts = BroadcastOptions::new().slots(64).max_message(size);
+    let name = format!(
+        "/shm-demo-zb-{}-{}",
+        std::process::id(),
+        out_key.replace('/', "_")
+    );
+    crate::util::remember_segment(&name);
+    let mem = ShmOptions::new(&name)
+        .size(opts.segment_len().map_err(crate::errors::core)?)
+        .create()
+        .map_err(crate::errors::posix)?;
+    let b = Broadcast::create(mem, &opts).map_err(crate::errors::core)?;
+    let e = Exporter::start(s, b.clone(), &ExportOptions::new(out_key).express(true))
+        .map_err(|e| Failure::new(e.to_string()))?;
+    let dst = format!(
+        "/shm-demo-zbi-{}-{}",
+        std::process::id(),
+        in_key.replace('/', "_")
+    );
+    crate::util::remember_segment(&dst);
+    let d2 = dst.clone();
+    let i = Importer::start(s, &ImportOptions::new(in_key), move |len| {
+        Ok(ShmOptions::new(&d2).size(len).create()?)
+    })
+    .map_err(|e| Failure::new(e.to_string()))?;
+    let sub = Broadcast::attach(ShmOptions::new(&dst).open().map_err(crate::errors::posix)?)
+        .map_err(crate::errors::core)?
+        .subscribe()
+        .map_err(crate::errors::core)?;
+    Ok((b, sub, e, i))
+}
+
+fn rtt_bridge(
+    s: &zenoh::Session,
+    key: &str,
+    messages: u64,
+    size: u64,
+    out: &mut impl BufRead,
+) -> Result<String> {
+    let (b, mut sub, e, _i) = bridge_ends(s, &format!("{key}/ping"), &format!("{key}/pong"), size)?;
+    let mut l = String::new();
+    out.read_line(&mut l)
+        .map_err(|e| Failure::new(e.to_string()))?; // the echo's ends are up
+    if !e.wait_matched(Duration::from_secs(30)) {
+        return Err(Failure::new("the echo's importer never matched"));
+    }
+    let mut p = b.publisher().map_err(crate::errors::core)?;
+    let msg = vec![7u8; size as usize];
+    let mut buf = Vec::new();
+    let mut rtts = Vec::with_capacity(messages as usize);
+    // A few rounds first: the first message through may wait for the echo's import.
+    for round in 0..messages + 100 {
+        let t = Instant::now();
+        p.publish(&msg).map_err(crate::errors::core)?;
+        loop {
+            match sub.recv_timeout(&mut buf, Duration::from_secs(10)) {
+                Ok(_) => break,
+                Err(Error::Lagged { .. }) => {}
+                Err(e) => return Err(crate::errors::core(e)),
+            }
+        }
+        if round >= 100 {
+            rtts.push(t.elapsed().as_nanos() as u64);
+        }
+    }
+    Ok(Json::new()
+        .str("what", "rtt-bridge")
+        .num("size", size)
+        .num("round_trips", messages)
+        .num("p50_ns", p50(rtts))
+        .finish())
+}
+
+/// The hidden second process.
+pub fn peer(role: Role, listen: &str, key: &str, messages: u64, size: u64) -> Result<()> {
+    let s = session(Some(listen), None)?;
+    let say = |l: &str| {
+        println!("{l}");
+        let _ = std::io::stdout().flush();
+    };
+    match role {
+        Role::RawSub => {
+            let sub = s
+                .declare_subscriber(format!("{key}/data"))
+                .wait()
+                .map_err(z)?;
+            say("{\"event\":\"ready\"}");
+            let mut follow = Follow::default();
+            let mut start = None;
+            let mut received = 0u64;
+            let mut verified = true;
+            while received < messages {
+                let Some(sample) = sub.recv_timeout(Duration::from_secs(30)).map_err(z)? else {
+                    break;
+                };
+                start.get_or_insert_with(Instant::now);
+                let bytes = sample.payload().to_bytes();
+                if follow.message(&bytes, size as usize).is_err() {
+                    verified = false;
+                }
+                received += 1;
+            }
+            let secs = start.map_or(0.0, |t| t.elapsed().as_secs_f64());
+            say(&Json::new()
+                .num("received", received)
+                .float("seconds", secs)
+                .bool("verified", verified && received == messages)
+                .finish());
+        }
+        Role::RawEcho => {
+            let sub = s
+                .declare_subscriber(format!("{key}/ping"))
+                .wait()
+                .map_err(z)?;
+            let p = s
+                .declare_publisher(format!("{key}/pong"))
+                .congestion_control(CongestionControl::Block)
+                .express(true)
+                .wait()
+                .map_err(z)?;
+            say("{\"event\":\"ready\"}");
+            while let Some(sample) = sub.recv_timeout(Duration::from_secs(30)).map_err(z)? {
+                p.put(sample.payload().clone()).wait().map_err(z)?;
+            }
+        }
+        Role::BridgeEcho => {
+            say("{\"event\":\"ready\"}");
+            let (b, mut sub, e, _i) =
+                bridge_ends(&s, &format!("{key}/pong"), &format!("{key}/ping"), size)?;
+            if !e.wait_matched(Duration::from_secs(30)) {
+                return Err(Failure::new("the pinger's importer never matched"));
+            }
+            say("{\"event\":\"up\"}");
+            let mut p = b.publisher().map_err(crate::errors::core)?;
+            let mut buf = Vec::new();
+            loop {
+                match sub.recv_timeout(&mut buf, Duration::from_secs(30)) {
+                    Ok(_) => p.publish(&buf).map_err(crate::errors::core)?,
+                    Err(Error::Lagged { .. }) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+    let _ = messages;
+    Ok(())
+}
