@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -130,6 +130,12 @@ pub enum BridgeCmd {
     },
 }
 
+/// Closes a session gracefully (its queued messages go out first), within 10 s.
+fn close(session: zenoh::Session) {
+    use zenoh::Wait as _;
+    let _ = session.close().wait(); // Zenoh bounds it (10 s by default)
+}
+
 fn zerr(e: shm_zenoh::BridgeError) -> Failure {
     match e {
         shm_zenoh::BridgeError::Shm(e) => crate::errors::core(e),
@@ -251,6 +257,9 @@ fn export(
         }
     }
     let s = exporter.join().map_err(zerr)?;
+    // A graceful close sends what Zenoh still queues (the last messages and the end of
+    // the stream) before the process exits.
+    close(session);
     let line = Json::new()
         .str("event", "done")
         .num("sent", s.sent)
@@ -442,14 +451,18 @@ fn import(
                 say("the exporter is gone; subscribers were told (UpstreamLost); waiting for it to come back".into());
             }
         }
-        if !json && last.elapsed() >= Duration::from_secs(1) {
+        if last.elapsed() >= Duration::from_secs(1) {
             last = Instant::now();
-            say(format!(
-                "delivered {} messages, missed {}, rejected {}",
-                s.delivered,
-                s.missed,
-                s.rejected()
-            ));
+            if json {
+                say(stats_json(Json::new().str("event", "progress"), &s).finish());
+            } else {
+                say(format!(
+                    "delivered {} messages, missed {}, rejected {}",
+                    s.delivered,
+                    s.missed,
+                    s.rejected()
+                ));
+            }
         }
     };
     let s = match result {
@@ -522,10 +535,12 @@ fn list(seconds: f64, net: &Net, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// A child demo process whose stdout lines we read one at a time.
+/// A child demo process: its stdout lines arrive on a channel, its stderr is kept for
+/// the error message; ended with SIGTERM (its handler removes what it made) on drop.
 struct Proc {
     child: Child,
-    out: BufReader<ChildStdout>,
+    lines: std::sync::mpsc::Receiver<String>,
+    err: std::sync::Arc<std::sync::Mutex<String>>,
     what: &'static str,
 }
 
@@ -533,44 +548,121 @@ impl Proc {
     fn start(what: &'static str, args: &[String]) -> Result<Proc> {
         let mut child = host::spawn_demo(args)?;
         let out = BufReader::new(child.stdout.take().expect("piped"));
-        Ok(Proc { child, out, what })
-    }
-    /// The next stdout line with `"event":"<event>"` (others are skipped); fails when
-    /// the process ends first. Bounded by the child: it exits on its own deadlines.
-    fn wait_event(&mut self, event: &str) -> Result<String> {
-        let want = format!("\"event\":\"{event}\"");
-        loop {
-            let mut line = String::new();
-            let n = self
-                .out
-                .read_line(&mut line)
-                .map_err(|e| Failure::new(format!("{}: {e}", self.what)))?;
-            if n == 0 {
-                let mut err = String::new();
-                if let Some(mut e) = self.child.stderr.take() {
-                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in out.lines().map_while(std::result::Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
                 }
-                let _ = self.child.wait();
-                return Err(Failure::new(format!(
-                    "the {} ended before '{event}': {}",
-                    self.what,
-                    err.trim()
-                )));
             }
-            if line.contains(&want) {
-                return Ok(line.trim().to_owned());
+        });
+        let err = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let e2 = err.clone();
+        let mut stderr = child.stderr.take().expect("piped");
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
+            *e2.lock().expect("not poisoned") = s;
+        });
+        Ok(Proc {
+            child,
+            lines,
+            err,
+            what,
+        })
+    }
+
+    fn failure(&mut self, what: String) -> Failure {
+        // Its stderr is complete once it has exited (give the reader a moment).
+        std::thread::sleep(Duration::from_millis(50));
+        let err = self.err.lock().expect("not poisoned").trim().to_owned();
+        Failure::new(format!(
+            "{what}{}",
+            if err.is_empty() {
+                String::new()
+            } else {
+                format!(": {err}")
+            }
+        ))
+    }
+
+    /// The next stdout line with `"event":"<event>"` (others are skipped), within
+    /// `timeout`; fails when the process ends first.
+    fn wait_event(&mut self, event: &str, timeout: Duration) -> Result<String> {
+        let want = format!("\"event\":\"{event}\"");
+        let end = Instant::now() + timeout;
+        let mut seen = String::new();
+        loop {
+            crate::util::check_interrupted()?;
+            match self.lines.recv_timeout(Duration::from_millis(100)) {
+                Ok(l) if l.contains(&want) => return Ok(l),
+                Ok(l) => seen = l,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    let _ = self.child.wait();
+                    return Err(self.failure(format!("the {} ended before '{event}'", self.what)));
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if Instant::now() > end => {
+                    return Err(self.failure(format!(
+                        "the {} said no '{event}' within {timeout:?} (last: {seen})",
+                        self.what
+                    )));
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             }
         }
     }
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+
+    /// Whether it has exited (and how).
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Its last stdout line once it exits, within `timeout`.
+    fn last_line(&mut self, timeout: Duration) -> Result<String> {
+        let end = Instant::now() + timeout;
+        let mut last = String::new();
+        loop {
+            crate::util::check_interrupted()?;
+            match self.lines.recv_timeout(Duration::from_millis(100)) {
+                Ok(l) => last = l,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    let _ = self.child.wait();
+                    if last.is_empty() {
+                        return Err(self.failure(format!("the {} printed nothing", self.what)));
+                    }
+                    return Ok(last);
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if Instant::now() > end => {
+                    return Err(
+                        self.failure(format!("the {} did not end within {timeout:?}", self.what))
+                    );
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            }
+        }
+    }
+
+    /// SIGTERM, then SIGKILL if it has not ended within 5 s; reaped.
+    fn end(&mut self) {
+        if self.exited().is_some() {
+            return;
+        }
+        crate::util::terminate(self.child.id());
+        let end = Instant::now() + Duration::from_secs(5);
+        while self.exited().is_none() {
+            if Instant::now() > end {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        self.kill();
+        self.end();
     }
 }
 
@@ -581,6 +673,9 @@ fn free_port() -> Result<u16> {
         .map_err(|e| Failure::new(e.to_string()))?
         .port())
 }
+
+/// How long a bridge process may take to start and meet its peer.
+const START: Duration = Duration::from_secs(30);
 
 /// What `broadcast --via zenoh` measured.
 pub struct ViaOutcome {
@@ -652,7 +747,7 @@ pub fn broadcast_via_zenoh(
                 endpoint.clone(),
             ],
         )?;
-        exporter.wait_event("exporting")?;
+        exporter.wait_event("exporting", START)?;
         let mut importer = Proc::start(
             "importer",
             &[
@@ -671,8 +766,8 @@ pub fn broadcast_via_zenoh(
                 s("30"),
             ],
         )?;
-        importer.wait_event("importing")?;
-        exporter.wait_event("matched")?;
+        importer.wait_event("importing", START)?;
+        exporter.wait_event("matched", START)?;
         let mut peers = Vec::new();
         for _ in 0..subscribers {
             let at = match backend {
@@ -689,7 +784,7 @@ pub fn broadcast_via_zenoh(
                 s("--size"),
                 size.to_string(),
             ]);
-            peers.push(host::spawn_demo(&args)?);
+            peers.push(Proc::start("subscriber", &args)?);
         }
         // Every subscriber has joined the import before the first message.
         let watch =
@@ -714,23 +809,17 @@ pub fn broadcast_via_zenoh(
         }
         let publish_seconds = start.elapsed().as_secs_f64();
         drop(publisher); // the close travels to the importer, which closes the import
+                         // Every wait from here is bounded: the exporter ends once it read everything and
+                         // put the end on the network, the importer once it published that, the
+                         // subscribers once they read it. One that dies says why.
+        let bound = Duration::from_secs(60)
+            .max(Duration::from_secs_f64(messages as f64 * size as f64 / 1e6));
+        let export = exporter.wait_event("done", bound)?;
+        let import = importer.wait_event("done", bound)?;
         let mut lines = Vec::new();
-        for p in peers {
-            let out = p
-                .wait_with_output()
-                .map_err(|e| Failure::new(format!("subscriber: {e}")))?;
-            let text = String::from_utf8_lossy(&out.stdout);
-            let line = text.lines().last().unwrap_or("").to_owned();
-            if line.is_empty() {
-                return Err(Failure::new(format!(
-                    "a subscriber printed nothing: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )));
-            }
-            lines.push(line);
+        for mut p in peers {
+            lines.push(p.last_line(bound)?);
         }
-        let import = importer.wait_event("done")?;
-        let export = exporter.wait_event("done")?;
         Ok(ViaOutcome {
             lines,
             publish_seconds,

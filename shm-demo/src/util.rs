@@ -243,6 +243,14 @@ pub fn forget_segment(name: &str) {
 }
 
 /// Marks this run as one that a signal ends normally (it checks [`interrupted`]).
+/// Sends SIGTERM to `pid` (a child of ours: its handler removes what it made).
+#[allow(unsafe_code)]
+pub fn terminate(pid: u32) {
+    let Ok(pid) = i32::try_from(pid) else { return };
+    // SAFETY: kill(2) has no memory effects on us; the pid is a child we have not reaped.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+}
+
 pub fn hold_until_signal() {
     HOLDING.store(true, Ordering::Release);
 }

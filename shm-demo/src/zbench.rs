@@ -188,10 +188,8 @@ pub fn run(what: What, messages: u64, size: u64, json: bool) -> Result<()> {
 }
 
 /// Ends a child with SIGTERM (its handler removes the segments it made) and reaps it.
-#[allow(unsafe_code)]
 fn terminate(child: &mut std::process::Child) {
-    // SAFETY: kill(2) on our own child, not yet reaped, so the pid is still its.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    crate::util::terminate(child.id());
     let _ = child.wait();
 }
 

@@ -242,6 +242,10 @@ impl Exporter {
     /// Waits until the export ends by itself: the source broadcast closed (then the
     /// end of stream was put on the network) or failed.
     ///
+    /// A put returns once Zenoh has queued the message: close the session gracefully
+    /// (`session.close()`) before the process exits, so that what is still queued (the
+    /// last messages, the end of the stream) goes out.
+    ///
     /// # Errors
     /// What ended it: [`BridgeError::Shm`] (`PeerDied` when the local publisher died,
     /// `Truncated`), [`BridgeError::Zenoh`].
@@ -342,9 +346,14 @@ impl<M: SharedMemory> Run<M> {
             }
             // A fresh buffer per message: Zenoh takes it without a copy.
             let mut buf = Vec::with_capacity(cap.min(1 << 30));
-            match self.sub.recv_timeout(&mut buf, POLL) {
+            // The try first: while messages flow no deadline is computed.
+            let r = match self.sub.try_recv(&mut buf) {
+                Err(Error::Empty) => self.sub.recv_timeout(&mut buf, POLL),
+                r => r,
+            };
+            match r {
                 Ok(n) => self.put(n, 0, buf)?,
-                Err(Error::Timeout { .. }) => {}
+                Err(Error::Timeout { .. } | Error::Empty) => {}
                 Err(Error::Lagged { missed }) => {
                     self.counters.lagged.fetch_add(missed, Ordering::Relaxed);
                 }

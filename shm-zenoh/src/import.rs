@@ -22,6 +22,10 @@ use crate::BridgeError;
 /// How often the import thread looks at its stop flag and liveliness events while no
 /// sample arrives.
 const POLL: Duration = Duration::from_millis(20);
+/// How long the queue must stay empty after the followed exporter's token went before
+/// the subscribers are told `UpstreamLost` (its last data may still be on the way).
+const LOST_GRACE: Duration = Duration::from_millis(100);
+
 /// Liveliness events queued between Zenoh's callback and the import thread (a flood
 /// beyond it makes the thread re-read the tokens instead).
 const EVENTS: usize = 1024;
@@ -210,9 +214,16 @@ enum Queue {
 
 impl Queue {
     fn recv_timeout(&self, t: Duration) -> Result<Option<Sample>, BridgeError> {
+        // The try first: while samples flow no deadline is computed.
         let r = match self {
-            Queue::Fifo(s) => s.handler().recv_timeout(t),
-            Queue::Ring(s) => s.handler().recv_timeout(t),
+            Queue::Fifo(s) => match s.handler().try_recv() {
+                Ok(None) => s.handler().recv_timeout(t),
+                r => r,
+            },
+            Queue::Ring(s) => match s.handler().try_recv() {
+                Ok(None) => s.handler().recv_timeout(t),
+                r => r,
+            },
         };
         r.map_err(|e| BridgeError::Zenoh(format!("the subscription ended: {e}")))
     }
@@ -365,7 +376,7 @@ where
             max_message: first.max_message,
             current: None,
             next: None,
-            lost_pending: false,
+            lost_pending: None,
             lost_told: false,
             pace: opts
                 .max_rate
@@ -475,8 +486,9 @@ struct Run<M: SharedMemory> {
     current: Option<u64>,
     /// The next source number expected (None before the first message).
     next: Option<u64>,
-    /// The followed exporter went; tell the subscribers once the queue is drained.
-    lost_pending: bool,
+    /// The followed exporter went (since when); tell the subscribers once the queue
+    /// stayed drained for [`LOST_GRACE`].
+    lost_pending: Option<Instant>,
     /// `UpstreamLost` was published and no message since.
     lost_told: bool,
     /// The rate limit: the interval, and when the next message may go.
@@ -496,9 +508,15 @@ impl<M: SharedMemory> Run<M> {
                 // The source closed.
                 Some(sample) if self.deliver(&sample)? => return Ok(()),
                 Some(_) => {}
-                None if self.lost_pending => {
-                    // Everything the exporter sent before it went is delivered.
-                    self.lost_pending = false;
+                None if self
+                    .lost_pending
+                    .is_some_and(|since| since.elapsed() >= LOST_GRACE) =>
+                {
+                    // Everything the exporter sent before it went is delivered: its
+                    // token's removal travels ahead of its last data (declarations have
+                    // priority over data in Zenoh), so the queue must stay empty for
+                    // LOST_GRACE first.
+                    self.lost_pending = None;
                     if !self.lost_told {
                         self.lost_told = true;
                         self.counters.add(LOST, 1);
@@ -537,7 +555,7 @@ impl<M: SharedMemory> Run<M> {
             }
             if let Some(cur) = self.current {
                 if !self.alive.contains_key(&cur) {
-                    self.lost_pending = true;
+                    self.lost_pending.get_or_insert_with(Instant::now);
                 }
             }
             return Ok(());
@@ -550,7 +568,7 @@ impl<M: SharedMemory> Run<M> {
                 Event::Down(id) => {
                     self.alive.remove(&id);
                     if self.current == Some(id) {
-                        self.lost_pending = true;
+                        self.lost_pending.get_or_insert_with(Instant::now);
                     }
                 }
             }
@@ -578,7 +596,13 @@ impl<M: SharedMemory> Run<M> {
             // A new exporter on a restarted source: everything before this number.
             Some(_) => h.number,
         };
-        self.lost_pending = false;
+        if self.lost_pending.is_some() {
+            self.lost_pending = if self.alive.contains_key(&h.exporter) {
+                None // a new exporter took over before anyone was told
+            } else {
+                Some(Instant::now()) // the gone exporter's last data: the grace restarts
+            };
+        }
         self.lost_told = false;
         if gap > 0 {
             self.counters.add(MISSED, gap);
