@@ -44,15 +44,6 @@ pub fn subscribe_role(mem: Mem, messages: u64, size: u64) -> String {
     let run = || -> std::result::Result<String, shm_core::Error> {
         let b = Broadcast::attach(mem)?;
         let mut s = b.subscribe()?;
-        if b.relayed() && std::env::var_os("SHM_SUB_SPIN_US").is_some() {
-            let us = std::env::var("SHM_SUB_SPIN_US")
-                .unwrap()
-                .parse()
-                .unwrap_or(50);
-            s.set_wait(shm_core::WaitMode::Block {
-                spin: Duration::from_micros(us),
-            });
-        }
         let mut buf = Vec::with_capacity(size as usize);
         let (mut received, mut missed) = (0u64, 0u64);
         let mut follow = crate::msg::Follow::default();
