@@ -635,3 +635,27 @@ fn nothing_is_left_in_dev_shm() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+#[test]
+fn bridge_list_shows_each_export_with_its_schema_and_rate() {
+    let c = Chain::new();
+    let _publisher = c.publish(&["--messages", "1000000", "--rate", "2000"]);
+    let exporter = c.export();
+    let out = Command::new(BIN)
+        .args(["--json", "bridge", "list", "--connect", &c.endpoint, "--seconds", "2"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.contains(&c.key))
+        .unwrap_or_else(|| panic!("{} not listed: {text}", c.key));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["mode"], "reliable", "{line}");
+    assert_eq!(v["schema"], "bytes", "{line}");
+    assert!(v["max_message"].as_u64().unwrap() >= 64, "{line}");
+    assert!(v["rate"].as_f64().unwrap() > 0.0, "it carries messages: {line}");
+    drop(exporter);
+}
