@@ -642,7 +642,15 @@ fn bridge_list_shows_each_export_with_its_schema_and_rate() {
     let _publisher = c.publish(&["--messages", "1000000", "--rate", "2000"]);
     let exporter = c.export();
     let out = Command::new(BIN)
-        .args(["--json", "bridge", "list", "--connect", &c.endpoint, "--seconds", "2"])
+        .args([
+            "--json",
+            "bridge",
+            "list",
+            "--connect",
+            &c.endpoint,
+            "--seconds",
+            "2",
+        ])
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -656,6 +664,9 @@ fn bridge_list_shows_each_export_with_its_schema_and_rate() {
     assert_eq!(v["mode"], "reliable", "{line}");
     assert_eq!(v["schema"], "bytes", "{line}");
     assert!(v["max_message"].as_u64().unwrap() >= 64, "{line}");
-    assert!(v["rate"].as_f64().unwrap() > 0.0, "it carries messages: {line}");
+    assert!(
+        v["rate"].as_f64().unwrap() > 0.0,
+        "it carries messages: {line}"
+    );
     drop(exporter);
 }

@@ -75,6 +75,10 @@ impl BroadcastMode {
     }
 }
 
+/// How long a subscriber of a [relayed](BroadcastOptions::relayed) broadcast spins before
+/// it sleeps, by default (others spin as [`WaitMode::default`] says).
+pub const RELAYED_SPIN: Duration = Duration::from_micros(2);
+
 /// How a broadcast segment is laid out (builder; ends in [`Broadcast::create`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BroadcastOptions {
@@ -152,7 +156,9 @@ impl BroadcastOptions {
     }
     /// Marks the broadcast as **relayed**: its publisher republishes a stream that came
     /// from elsewhere (the `shm-zenoh` importer sets it). Bridges refuse to export a
-    /// relayed broadcast, so an import is never sent back out: no loops, no echo.
+    /// relayed broadcast, so an import is never sent back out: no loops, no echo. Its
+    /// subscribers spin only [`RELAYED_SPIN`] before they sleep, by default
+    /// ([`Subscriber::set_wait`] changes it).
     pub fn relayed(mut self, relayed: bool) -> Self {
         self.relayed = relayed;
         self
@@ -757,7 +763,13 @@ impl<M: SharedMemory> Broadcast<M> {
             published: next,
             batch,
             me,
-            wait: WaitMode::default(),
+            wait: if self.cfg.relayed {
+                // A relayed stream arrives at the network's pace: spinning for it burns
+                // a core the relay itself needs.
+                WaitMode::Block { spin: RELAYED_SPIN }
+            } else {
+                WaitMode::default()
+            },
             broken: None,
             parked: Parked::default(),
         }
