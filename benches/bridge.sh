@@ -24,6 +24,8 @@ for r in $(seq 1 "$ROUNDS"); do
   done
   echo "{\"round\":$r,\"kind\":\"rtt-raw\",\"size\":\"64\",\"r\":$($D bridge bench --what rtt-raw --messages 2000 --size 64)}" >>"$OUT"
   echo "{\"round\":$r,\"kind\":\"rtt-bridge\",\"size\":\"64\",\"r\":$($D bridge bench --what rtt-bridge --messages 2000 --size 64)}" >>"$OUT"
+  # The latency configuration: exporters and subscribers spin up to 1 ms before they sleep.
+  echo "{\"round\":$r,\"kind\":\"rtt-bridge-spin\",\"size\":\"64\",\"r\":$($D bridge bench --what rtt-bridge --spin-us 1000 --messages 2000 --size 64)}" >>"$OUT"
   echo "round $r done" >&2
 done
 python3 - "$OUT" <<'PY'
@@ -40,5 +42,7 @@ for size in ["64", "4KiB", "1MiB"]:
     print(f"{size:>6} {raw:>16.0f} {br:>14.0f} {br/raw:>10.2f} {lo:>14.0f}  ({' '.join(f'{x:.0f}' for x in rv)} | {' '.join(f'{x:.0f}' for x in bv)})")
 rr, rv = med("rtt-raw", "64", "p50_ns")
 rb, bv = med("rtt-bridge", "64", "p50_ns")
-print(f"64 B round trip p50: raw zenoh {rr/1000:.0f} us, bridge {rb/1000:.0f} us, ratio {rb/rr:.2f}  (rounds: {rv} | {bv})")
+rs, sv = med("rtt-bridge-spin", "64", "p50_ns")
+print(f"64 B round trip p50: raw zenoh {rr/1000:.0f} us, bridge {rb/1000:.0f} us ({rb/rr:.2f}x), bridge spinning 1 ms {rs/1000:.0f} us ({rs/rr:.2f}x)")
+print(f"  rounds: raw {rv} | bridge {bv} | spin {sv}")
 PY

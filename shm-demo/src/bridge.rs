@@ -104,6 +104,10 @@ pub enum BridgeCmd {
         messages: u64,
         #[arg(long, default_value = "64", value_parser = crate::util::parse_size)]
         size: u64,
+        /// rtt-bridge: how long exporters and subscribers spin before they sleep, in µs
+        /// (default: the library's defaults, which leave the CPU to Zenoh).
+        #[arg(long)]
+        spin_us: Option<u64>,
     },
     /// Internal: the second process of `bridge bench`.
     #[command(hide = true)]
@@ -118,6 +122,8 @@ pub enum BridgeCmd {
         messages: u64,
         #[arg(long)]
         size: u64,
+        #[arg(long)]
+        spin_us: String,
     },
     /// List the exports reachable on the network: key, mode, schema, rate.
     #[command(after_help = "Example:\n  shm-demo bridge list --connect tcp/127.0.0.1:7447")]
@@ -174,14 +180,16 @@ pub fn run(backend: Option<Backend>, cmd: &BridgeCmd, json: bool) -> Result<()> 
             what,
             messages,
             size,
-        } => crate::zbench::run(*what, *messages, *size, json),
+            spin_us,
+        } => crate::zbench::run(*what, *messages, *size, *spin_us, json),
         BridgeCmd::BenchPeer {
             role,
             listen,
             key,
             messages,
             size,
-        } => crate::zbench::peer(*role, listen, key, *messages, *size),
+            spin_us,
+        } => crate::zbench::peer(*role, listen, key, *messages, *size, spin_us.parse().ok()),
     }
 }
 

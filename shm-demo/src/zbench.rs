@@ -78,7 +78,10 @@ fn p50(mut v: Vec<u64>) -> u64 {
 }
 
 /// `shm-demo bridge bench`.
-pub fn run(what: What, messages: u64, size: u64, json: bool) -> Result<()> {
+///
+/// `spin`: for `rtt-bridge`, how long the exporters and the subscribers spin before they
+/// sleep, in µs (default: the library's, which leave the CPU to Zenoh).
+pub fn run(what: What, messages: u64, size: u64, spin: Option<u64>, json: bool) -> Result<()> {
     let size = size.max(16);
     let ep = format!("tcp/127.0.0.1:{}", port()?);
     let pid = std::process::id();
@@ -100,6 +103,8 @@ pub fn run(what: What, messages: u64, size: u64, json: bool) -> Result<()> {
         messages.to_string(),
         "--size".into(),
         size.to_string(),
+        "--spin-us".into(),
+        spin.map_or_else(|| "default".into(), |us| us.to_string()),
     ])?;
     let mut out = BufReader::new(child.stdout.take().expect("piped"));
     let mut ready = String::new();
@@ -173,7 +178,7 @@ pub fn run(what: What, messages: u64, size: u64, json: bool) -> Result<()> {
                 .num("p50_ns", p50(rtts))
                 .finish()
         }
-        What::RttBridge => rtt_bridge(&s, &key, messages, size, &mut out)?,
+        What::RttBridge => rtt_bridge(&s, &key, messages, size, spin, &mut out)?,
     };
     terminate(&mut child);
     let model = shm_core::os::cpu::model();
@@ -202,7 +207,13 @@ type Ends = (
     Importer<PosixShm>,
 );
 
-fn bridge_ends(s: &zenoh::Session, out_key: &str, in_key: &str, size: u64) -> Result<Ends> {
+fn bridge_ends(
+    s: &zenoh::Session,
+    out_key: &str,
+    in_key: &str,
+    size: u64,
+    spin: Option<u64>,
+) -> Result<Ends> {
     let opts = BroadcastOptions::new().slots(64).max_message(size);
     let name = format!(
         "/shm-demo-zb-{}-{}",
@@ -215,8 +226,13 @@ fn bridge_ends(s: &zenoh::Session, out_key: &str, in_key: &str, size: u64) -> Re
         .create()
         .map_err(crate::errors::posix)?;
     let b = Broadcast::create(mem, &opts).map_err(crate::errors::core)?;
-    let e = Exporter::start(s, b.clone(), &ExportOptions::new(out_key).express(true))
-        .map_err(|e| Failure::new(e.to_string()))?;
+    let mut eo = ExportOptions::new(out_key).express(true);
+    if let Some(us) = spin {
+        eo = eo.wait(shm_core::WaitMode::Block {
+            spin: Duration::from_micros(us),
+        });
+    }
+    let e = Exporter::start(s, b.clone(), &eo).map_err(|e| Failure::new(e.to_string()))?;
     let dst = format!(
         "/shm-demo-zbi-{}-{}",
         std::process::id(),
@@ -228,10 +244,15 @@ fn bridge_ends(s: &zenoh::Session, out_key: &str, in_key: &str, size: u64) -> Re
         Ok(ShmOptions::new(&d2).size(len).create()?)
     })
     .map_err(|e| Failure::new(e.to_string()))?;
-    let sub = Broadcast::attach(ShmOptions::new(&dst).open().map_err(crate::errors::posix)?)
+    let mut sub = Broadcast::attach(ShmOptions::new(&dst).open().map_err(crate::errors::posix)?)
         .map_err(crate::errors::core)?
         .subscribe()
         .map_err(crate::errors::core)?;
+    if let Some(us) = spin {
+        sub.set_wait(shm_core::WaitMode::Block {
+            spin: Duration::from_micros(us),
+        });
+    }
     Ok((b, sub, e, i))
 }
 
@@ -240,9 +261,16 @@ fn rtt_bridge(
     key: &str,
     messages: u64,
     size: u64,
+    spin: Option<u64>,
     out: &mut impl BufRead,
 ) -> Result<String> {
-    let (b, mut sub, e, _i) = bridge_ends(s, &format!("{key}/ping"), &format!("{key}/pong"), size)?;
+    let (b, mut sub, e, _i) = bridge_ends(
+        s,
+        &format!("{key}/ping"),
+        &format!("{key}/pong"),
+        size,
+        spin,
+    )?;
     let mut l = String::new();
     out.read_line(&mut l)
         .map_err(|e| Failure::new(e.to_string()))?; // the echo's ends are up
@@ -270,6 +298,10 @@ fn rtt_bridge(
     }
     Ok(Json::new()
         .str("what", "rtt-bridge")
+        .str(
+            "spin_us",
+            &spin.map_or_else(|| "default".into(), |us| us.to_string()),
+        )
         .num("size", size)
         .num("round_trips", messages)
         .num("p50_ns", p50(rtts))
@@ -277,7 +309,14 @@ fn rtt_bridge(
 }
 
 /// The hidden second process.
-pub fn peer(role: Role, listen: &str, key: &str, messages: u64, size: u64) -> Result<()> {
+pub fn peer(
+    role: Role,
+    listen: &str,
+    key: &str,
+    messages: u64,
+    size: u64,
+    spin: Option<u64>,
+) -> Result<()> {
     let s = session(Some(listen), None)?;
     let say = |l: &str| {
         println!("{l}");
@@ -330,8 +369,13 @@ pub fn peer(role: Role, listen: &str, key: &str, messages: u64, size: u64) -> Re
         }
         Role::BridgeEcho => {
             say("{\"event\":\"ready\"}");
-            let (b, mut sub, e, _i) =
-                bridge_ends(&s, &format!("{key}/pong"), &format!("{key}/ping"), size)?;
+            let (b, mut sub, e, _i) = bridge_ends(
+                &s,
+                &format!("{key}/pong"),
+                &format!("{key}/ping"),
+                size,
+                spin,
+            )?;
             if !e.wait_matched(Duration::from_secs(30)) {
                 return Err(Failure::new("the pinger's importer never matched"));
             }

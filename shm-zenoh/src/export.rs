@@ -22,6 +22,7 @@ const POLL: Duration = Duration::from_millis(20);
 pub struct ExportOptions {
     key: String,
     express: bool,
+    wait: shm_core::WaitMode,
 }
 
 impl ExportOptions {
@@ -30,12 +31,23 @@ impl ExportOptions {
         ExportOptions {
             key: key.into(),
             express: false,
+            wait: shm_core::WaitMode::Block {
+                spin: EXPORTER_SPIN,
+            },
         }
     }
     /// Zenoh's `express`: send each message at once instead of batching (lower latency,
     /// lower throughput for small messages).
     pub fn express(mut self, on: bool) -> Self {
         self.express = on;
+        self
+    }
+    /// How the exporter waits for the local broadcast's next message. The default
+    /// spins [`EXPORTER_SPIN`] and then sleeps, leaving the CPU to Zenoh; a
+    /// latency-critical export on a machine with cores to spare may spin longer
+    /// (`WaitMode::Spin` holds a core), saving one wake-up per message.
+    pub fn wait(mut self, mode: shm_core::WaitMode) -> Self {
+        self.wait = mode;
         self
     }
 }
@@ -144,7 +156,7 @@ impl Exporter {
             max_message: broadcast.max_message(),
             schema: broadcast.schema(),
         };
-        let sub = join(&broadcast)?;
+        let sub = join(&broadcast, opts.wait)?;
         let z = |what: &str, e: zenoh::Error| BridgeError::Zenoh(format!("{what}: {e}"));
         let publisher = session
             .declare_publisher(key.clone())
@@ -173,6 +185,7 @@ impl Exporter {
         let stop = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(Counters::default());
         let run = Run {
+            wait: opts.wait,
             session: session.clone(),
             broadcast,
             sub,
@@ -290,21 +303,22 @@ impl std::fmt::Debug for Exporter {
 
 /// Joins the broadcast: a line of its own when the mapping is writable (needed for a
 /// reliable broadcast), a read-only lossy subscriber otherwise.
-fn join<M: SharedMemory>(b: &Broadcast<M>) -> Result<Subscriber<M>, BridgeError> {
+fn join<M: SharedMemory>(
+    b: &Broadcast<M>,
+    wait: shm_core::WaitMode,
+) -> Result<Subscriber<M>, BridgeError> {
     let mut s = b.subscribe()?;
-    // Sleep almost at once when the broadcast is idle: the CPU is better spent by
-    // Zenoh's threads than by the exporter spinning (the wake-up costs the publisher one
-    // futex call only while the exporter sleeps).
-    s.set_wait(shm_core::WaitMode::Block {
-        spin: EXPORTER_SPIN,
-    });
+    s.set_wait(wait);
     Ok(s)
 }
 
-/// How long the exporter spins on an empty broadcast before it sleeps.
-const EXPORTER_SPIN: Duration = Duration::from_micros(2);
+/// How long the exporter spins on an empty broadcast before it sleeps, by default: the
+/// CPU is better spent by Zenoh's threads than by the exporter spinning (the wake-up
+/// costs the publisher one futex call only while the exporter sleeps).
+pub const EXPORTER_SPIN: Duration = Duration::from_micros(2);
 
 struct Run<M: SharedMemory> {
+    wait: shm_core::WaitMode,
     session: zenoh::Session,
     broadcast: Broadcast<M>,
     sub: Subscriber<M>,
@@ -361,7 +375,7 @@ impl<M: SharedMemory> Run<M> {
                     // Too slow for the reliable publisher (the network held us back):
                     // rejoin at the tail; importers see the gap in the numbers.
                     self.counters.evicted.fetch_add(1, Ordering::Relaxed);
-                    self.sub = join(&self.broadcast)?;
+                    self.sub = join(&self.broadcast, self.wait)?;
                 }
                 Err(Error::Closed) => {
                     let end = self.sub.next_message();

@@ -61,7 +61,7 @@ mod list;
 mod session;
 pub mod wire;
 
-pub use export::{ExportOptions, ExportStats, Exporter};
+pub use export::{ExportOptions, ExportStats, Exporter, EXPORTER_SPIN};
 pub use import::{ImportOptions, ImportStats, Importer};
 pub use list::{list, Export};
 pub use session::BridgeConfig;
