@@ -382,22 +382,24 @@ fn recv_slice_copies_once_and_leaves_a_message_too_large_for_the_slice() {
     ));
 }
 
-/// A relay's notices: a gap is `Lagged { missed }` exactly, an upstream loss is
-/// `UpstreamLost`, each once, in order with the messages, in both modes; the subscriber
-/// goes on after each; the reliable publisher still waits for the notice's slot to be read.
+/// A relay's notices: a gap of `k` is `Lagged { missed: k }` exactly and moves the
+/// numbering on by `k` (the relay keeps its source's numbers); an upstream outage is
+/// `UpstreamLost` once, after everything published, and takes no number; both modes; the
+/// subscriber goes on after each; the reliable publisher still waits for the notice's slot
+/// to be read.
 #[test]
 fn gap_and_upstream_lost_notices_reach_every_subscriber_in_order() {
     for mode in [BroadcastMode::Reliable, BroadcastMode::Lossy] {
-        let (b, view) = make(BroadcastOptions::new().mode(mode).slots(4).max_message(64));
+        let (b, view) = make(BroadcastOptions::new().mode(mode).slots(8).max_message(64));
         let mut publisher = b.publisher().unwrap();
         let attached = Broadcast::attach(view).unwrap();
         let mut subs = [attached.subscribe().unwrap(), attached.subscribe().unwrap()];
         publisher.publish(b"a").unwrap();
-        publisher.publish_gap(5).unwrap();
-        publisher.publish(b"b").unwrap();
+        publisher.publish_gap(5).unwrap(); // numbers 1..=5 lost
+        publisher.publish(b"b").unwrap(); // number 6
         publisher.publish_gap(0).unwrap(); // nothing at all
         publisher.publish_upstream_lost().unwrap();
-        assert_eq!(publisher.next_message(), 4, "{mode:?}");
+        assert_eq!(publisher.next_message(), 7, "{mode:?}");
         let mut buf = Vec::new();
         for sub in &mut subs {
             assert_eq!(sub.recv_timeout(&mut buf, Duration::from_secs(5)), Ok(0));
@@ -406,7 +408,7 @@ fn gap_and_upstream_lost_notices_reach_every_subscriber_in_order() {
                 sub.recv_timeout(&mut buf, Duration::from_secs(5)),
                 Err(Error::Lagged { missed: 5 })
             );
-            assert_eq!(sub.recv_timeout(&mut buf, Duration::from_secs(5)), Ok(2));
+            assert_eq!(sub.recv_timeout(&mut buf, Duration::from_secs(5)), Ok(6));
             assert_eq!(buf, b"b");
             assert_eq!(
                 sub.recv_timeout(&mut buf, Duration::from_secs(5)),
@@ -415,9 +417,10 @@ fn gap_and_upstream_lost_notices_reach_every_subscriber_in_order() {
             assert_eq!(
                 sub.try_recv(&mut buf),
                 Err(Error::Empty),
-                "{mode:?}: nothing after the notices"
+                "{mode:?}: told once, nothing after"
             );
         }
+        publisher.upstream_restored().unwrap();
         // After the notices the stream goes on: a reliable publisher fills the ring
         // again only as the subscribers read.
         for i in 0..10u8 {
@@ -425,12 +428,121 @@ fn gap_and_upstream_lost_notices_reach_every_subscriber_in_order() {
             for sub in &mut subs {
                 assert_eq!(
                     sub.recv_timeout(&mut buf, Duration::from_secs(5)),
-                    Ok(4 + i as u64)
+                    Ok(7 + u64::from(i))
                 );
                 assert_eq!(buf, [i]);
             }
         }
+        // A gap longer than the ring: the next message lands past the notice's slot
+        // once every subscriber has read the notice (a reliable publisher waits for it).
+        publisher.publish_gap(9).unwrap();
+        for sub in &mut subs {
+            assert_eq!(
+                sub.recv_timeout(&mut buf, Duration::from_secs(5)),
+                Err(Error::Lagged { missed: 9 })
+            );
+        }
+        publisher.publish(b"c").unwrap();
+        for sub in &mut subs {
+            assert_eq!(sub.recv_timeout(&mut buf, Duration::from_secs(5)), Ok(26));
+            assert_eq!(buf, b"c");
+        }
     }
+}
+
+/// A relay starts at its source's number: subscribers that joined before go on from
+/// there with nothing missed; a joiner during an outage is told once; `start_at` after a
+/// publish is refused.
+#[test]
+fn start_at_and_an_outage_under_way_at_join() {
+    for mode in [BroadcastMode::Reliable, BroadcastMode::Lossy] {
+        let (b, view) = make(BroadcastOptions::new().mode(mode).slots(4).max_message(8));
+        let attached = Broadcast::attach(view).unwrap();
+        let mut early = attached.subscribe().unwrap();
+        let mut publisher = b.publisher().unwrap();
+        publisher.start_at(1_000_000).unwrap();
+        let mut buf = Vec::new();
+        for i in 0..6u64 {
+            publisher.publish(&i.to_le_bytes()).unwrap();
+            assert_eq!(
+                early.recv_timeout(&mut buf, Duration::from_secs(5)),
+                Ok(1_000_000 + i),
+                "{mode:?}"
+            );
+        }
+        assert!(matches!(
+            publisher.start_at(5),
+            Err(Error::InvalidOption { .. })
+        ));
+        publisher.publish_upstream_lost().unwrap();
+        let mut late = attached.subscribe().unwrap();
+        assert_eq!(late.try_recv(&mut buf), Err(Error::UpstreamLost));
+        assert_eq!(late.try_recv(&mut buf), Err(Error::Empty));
+        publisher.upstream_restored().unwrap();
+        publisher.publish(b"x").unwrap();
+        assert_eq!(
+            late.recv_timeout(&mut buf, Duration::from_secs(5)),
+            Ok(1_000_006)
+        );
+        // One that did not look while the outage lasted is not told of it afterwards
+        // (what was lost, if anything, comes as `Lagged`).
+        assert_eq!(
+            early.recv_timeout(&mut buf, Duration::from_secs(5)),
+            Ok(1_000_006)
+        );
+    }
+}
+
+/// A lossy subscriber that falls more than the ring behind, over a relay's gap notices,
+/// still counts exactly: every number is either received or missed, once.
+#[test]
+fn a_lagging_lossy_subscriber_counts_exactly_across_gap_notices() {
+    let (b, view) = make(
+        BroadcastOptions::new()
+            .mode(BroadcastMode::Lossy)
+            .slots(4)
+            .max_message(8),
+    );
+    let mut publisher = b.publisher().unwrap();
+    let mut sub = Broadcast::attach(view).unwrap().subscribe().unwrap();
+    let mut buf = Vec::new();
+    let (mut got, mut missed) = (0u64, 0u64);
+    let mut last = None;
+    let mut drain =
+        |sub: &mut shm_core::Subscriber<HeapMemory>, got: &mut u64, missed: &mut u64| loop {
+            match sub.try_recv(&mut buf) {
+                Ok(n) => {
+                    assert_eq!(u64::from_le_bytes(buf[..8].try_into().unwrap()), n);
+                    if let Some(l) = last {
+                        assert!(n > l, "in order");
+                    }
+                    last = Some(n);
+                    *got += 1;
+                }
+                Err(Error::Lagged { missed: m }) => *missed += m,
+                Err(Error::Empty) => break,
+                Err(e) => panic!("{e:?}"),
+            }
+        };
+    // Bursts longer than the ring, with gaps of every size in between.
+    for round in 0..50u64 {
+        for _ in 0..(round % 7) {
+            let n = publisher.next_message();
+            publisher.publish(&n.to_le_bytes()).unwrap();
+        }
+        publisher.publish_gap(round % 5 + (round % 3) * 4).unwrap();
+        if round % 4 == 0 {
+            drain(&mut sub, &mut got, &mut missed);
+        }
+    }
+    let n = publisher.next_message();
+    publisher.publish(&n.to_le_bytes()).unwrap();
+    drain(&mut sub, &mut got, &mut missed);
+    assert_eq!(
+        got + missed,
+        publisher.next_message(),
+        "got {got}, missed {missed}"
+    );
 }
 
 /// A slot length with the notice bit but an unknown kind (or a gap of 0) is corrupt, not
@@ -445,10 +557,6 @@ fn malformed_notices_decode_as_nothing() {
     assert_eq!(
         Notice::decode(Notice::Gap(MAX_GAP).encode()),
         Some(Notice::Gap(MAX_GAP))
-    );
-    assert_eq!(
-        Notice::decode(Notice::UpstreamLost.encode()),
-        Some(Notice::UpstreamLost)
     );
     for bad in [
         NOTICE,

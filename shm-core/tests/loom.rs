@@ -421,7 +421,7 @@ mod broadcast_model {
                 // Release, as `copy::store_bytes_ordered` with Release.
                 w.store(n + 100, Ordering::Release);
             }
-            if protocol::end_write(self.control(), slot, n, 16) {
+            if protocol::end_write(self.control(), slot, n, 16, n + 1) {
                 protocol::bump_data(self.control());
                 self.futex.wake();
             }

@@ -234,7 +234,10 @@ impl Queue {
 /// a thread that republishes into it every valid sample from the exporter it follows.
 ///
 /// What the local subscribers see:
-/// * every message in the exporter's order, each once;
+/// * every message in the exporter's order, each once, numbered as in the source
+///   broadcast (the import starts at the source's number with
+///   [`Publisher::start_at`](shm_core::Publisher::start_at); a source that restarts its
+///   numbering is shifted to go on from where the import was);
 /// * `Lagged { missed }` with the exact count wherever the source's message numbers
 ///   jump (a lossy drop, a reconnect, an exporter restart);
 /// * [`Error::UpstreamLost`] once when the exporter disappears (its liveliness token goes:
@@ -376,6 +379,7 @@ where
             max_message: first.max_message,
             current: None,
             next: None,
+            offset: None,
             lost_pending: None,
             lost_told: false,
             pace: opts
@@ -484,8 +488,11 @@ struct Run<M: SharedMemory> {
     max_message: u64,
     /// The exporter followed.
     current: Option<u64>,
-    /// The next source number expected (None before the first message).
+    /// The next source number expected from the followed exporter (None before the
+    /// first message).
     next: Option<u64>,
+    /// Local number minus source number (None before the first message).
+    offset: Option<u64>,
     /// The followed exporter went (since when); tell the subscribers once the queue
     /// stayed drained for [`LOST_GRACE`].
     lost_pending: Option<Instant>,
@@ -586,16 +593,36 @@ impl<M: SharedMemory> Run<M> {
                 return Ok(false);
             }
         };
-        if self.current != Some(h.exporter) {
+        let switched = self.current != Some(h.exporter);
+        if switched {
             self.current = Some(h.exporter);
             self.counters.add(EXPORTERS, 1);
         }
-        let gap = match self.next {
-            None => 0, // joined this stream here
-            Some(next) if h.number >= next => h.number - next,
-            // A new exporter on a restarted source: everything before this number.
-            Some(_) => h.number,
+        let local_next = self.publisher()?.next_message();
+        // Where this source number lands locally: the import keeps its source's numbers
+        // (`offset` stays 0) unless a restarted source numbers from 0 again.
+        let target = match self.offset {
+            None => {
+                // The first message: the import starts at its source's number, with
+                // nothing reported missed (it joined the stream here).
+                if h.number > 0 && local_next == 0 {
+                    self.publisher()?.start_at(h.number)?;
+                }
+                self.offset = Some(0);
+                h.number.max(local_next)
+            }
+            Some(off) => match h.number.checked_add(off) {
+                Some(t) if t >= local_next => t,
+                _ => {
+                    // A new exporter on a source that restarted its numbering: what it
+                    // published before this message was missed; local numbers go on.
+                    self.offset = Some(local_next);
+                    local_next.saturating_add(h.number)
+                }
+            },
         };
+        // (`start_at` moved the local numbering: read it again.)
+        let gap = target.saturating_sub(self.publisher()?.next_message());
         if self.lost_pending.is_some() {
             self.lost_pending = if self.alive.contains_key(&h.exporter) {
                 None // a new exporter took over before anyone was told
@@ -603,7 +630,10 @@ impl<M: SharedMemory> Run<M> {
                 Some(Instant::now()) // the gone exporter's last data: the grace restarts
             };
         }
-        self.lost_told = false;
+        if self.lost_told {
+            self.lost_told = false;
+            self.publisher()?.upstream_restored()?;
+        }
         if gap > 0 {
             self.counters.add(MISSED, gap);
             self.publisher()?.publish_gap(gap)?;

@@ -11,8 +11,9 @@
 //! attach to exactly as they would to a local publisher.
 //!
 //! * **Order and gaps.** Subscribers of an import get the exporter's messages in order,
-//!   each once; every gap in the source's numbers (a lossy drop, a reconnect, an exporter
-//!   restart) is one `Lagged { missed }` with the exact count.
+//!   each once, under the source's own message numbers; every gap in them (a lossy drop,
+//!   a reconnect, an exporter restart) is one `Lagged { missed }` with the exact count,
+//!   and a local subscriber that falls behind the import's ring still counts exactly.
 //! * **Types.** The exporter's liveliness token carries the schema (name, version, size,
 //!   alignment); an importer that expects another type fails with `SchemaMismatch`
 //!   before it creates anything, and samples of another schema are dropped.

@@ -17,6 +17,11 @@ use crate::protocol::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::wait::{self, Pace, Park, Parked, Sleeper, Step, WaitMode};
 
 const LINE: u64 = 128;
+/// The upstream word in the config line: odd while a relayed stream's source is gone.
+const UPSTREAM: u64 = 44;
+/// The base word in the config line: the first message number ever published (a relay
+/// starts at its source's numbering).
+const BASE: u64 = 48;
 // Control lines, grouped by who writes them and how often (see the layout table).
 /// Written by the publisher on every message; read by subscribers only when they lag.
 const TAIL: u64 = LINE;
@@ -369,7 +374,7 @@ impl<M: SharedMemory> Broadcast<M> {
         let cfg = opts.config()?;
         let need = cfg.payload_len().expect("checked by config");
         let seg = RawSegment::create(mem, expect(cfg.schema, need, false), |raw| {
-            let mut head = [0u8; 44];
+            let mut head = [0u8; 56];
             head[0..4].copy_from_slice(&cfg.mode.code().to_ne_bytes());
             head[4..8].copy_from_slice(&cfg.max_subscribers.to_ne_bytes());
             head[8..16].copy_from_slice(&cfg.slots.to_ne_bytes());
@@ -378,7 +383,7 @@ impl<M: SharedMemory> Broadcast<M> {
             let ns = u64::try_from(cfg.evict_timeout.as_nanos()).unwrap_or(u64::MAX);
             head[32..40].copy_from_slice(&ns.to_ne_bytes());
             head[40..44].copy_from_slice(&u32::from(cfg.relayed).to_ne_bytes());
-            // SAFETY: the payload holds `need` bytes, the 44-byte config line included
+            // SAFETY: the payload holds `need` bytes, the 56-byte config line included
             // (checked by create); the segment is not published yet.
             unsafe { copy::store_bytes(raw.payload_ptr(), &head) };
         })?;
@@ -412,7 +417,7 @@ impl<M: SharedMemory> Broadcast<M> {
     }
 
     fn attach_impl(mem: M, schema: Option<Schema>, opts: &AttachOptions) -> Result<Self, Error> {
-        let e = expect(schema.unwrap_or_else(bytes_schema), 44, schema.is_none());
+        let e = expect(schema.unwrap_or_else(bytes_schema), 56, schema.is_none());
         let seg = RawSegment::attach(mem, e, opts)?;
         let mut head = [0u8; 44];
         seg.read_at(0, &mut head)?;
@@ -625,6 +630,17 @@ impl<M: SharedMemory> Broadcast<M> {
     fn closed(&self) -> &AtomicU32 {
         self.u32_at(CLOSED)
     }
+    fn upstream(&self) -> &AtomicU32 {
+        self.u32_at(UPSTREAM)
+    }
+    /// The first message number (0 unless a relay started at its source's numbering),
+    /// never above `MAX_TAIL`.
+    fn base(&self) -> u64 {
+        // Acquire: pairs with the Release store in `Publisher::start_at`.
+        self.u64_at(BASE)
+            .load(Ordering::Acquire)
+            .min(protocol::MAX_TAIL)
+    }
 
     /// The publishing end. One per broadcast at a time, across processes and within one
     /// (like a channel's ends: [`Error::RoleTaken`] while a live process holds it).
@@ -772,6 +788,12 @@ impl<M: SharedMemory> Broadcast<M> {
             },
             broken: None,
             parked: Parked::default(),
+            track: Track {
+                resynced: false,
+                // Acquire: pairs with the publisher's Release updates; an outage under
+                // way when we join is reported once (the word's even value before it).
+                upstream_seen: self.upstream().load(Ordering::Acquire) & !1,
+            },
         }
     }
 
@@ -885,6 +907,7 @@ impl<M: SharedMemory> PublishStep<'_, M> {
     /// scan per message) but cannot stop it.
     fn rescan(&mut self) {
         let n = self.next;
+        let base = self.b.base();
         let mut min = u64::MAX;
         for i in 0..self.b.cfg.max_subscribers {
             let m = self.b.member(i);
@@ -906,7 +929,9 @@ impl<M: SharedMemory> PublishStep<'_, M> {
                 self.evict(i, pid, EVICTED_CORRUPT);
                 continue;
             }
-            min = min.min(pos);
+            // One that joined before a relay's `start_at` needs nothing below the base
+            // (it moves there at its next look).
+            min = min.min(pos.max(base));
         }
         self.scan.min_position = min;
     }
@@ -1134,31 +1159,86 @@ impl<M: SharedMemory> Publisher<M> {
         Ok(())
     }
 
-    /// Tells every subscriber that the upstream source is gone for now: each subscriber's
-    /// receive at this point is [`Error::UpstreamLost`], then it goes on waiting for
-    /// messages. Takes one message number, like [`publish_gap`](Self::publish_gap).
+    /// Starts the numbering at `n` (a relay republishing a source that is already at
+    /// message `n`, so that its subscribers see the source's numbers). Only before
+    /// anything was published; subscribers that joined already go on from `n`, with
+    /// nothing reported missed.
     ///
     /// # Errors
-    /// As [`publish`](Self::publish).
+    /// [`Error::InvalidOption`] once something was published (or `n` above 2^62).
+    pub fn start_at(&mut self, n: u64) -> Result<(), Error> {
+        let ctl = self.b.control();
+        // Acquire: pairs with any earlier publisher's Release store of `tail`.
+        let tail = ctl.tail.load(Ordering::Acquire);
+        if self.next != 0 || tail != 0 || n > protocol::MAX_TAIL {
+            return Err(Error::InvalidOption {
+                option: "broadcast start_at",
+                found: n,
+                expected: "a broadcast with nothing published yet, and a number up to 2^62",
+            });
+        }
+        self.b.seg.check_writable("Publisher::start_at")?;
+        // Release: pairs with the subscribers' Acquire load in `Broadcast::base`, which
+        // they make before they read a slot; the tail store below publishes it.
+        self.b.u64_at(BASE).store(n, Ordering::Release);
+        // Release: pairs with the Acquire loads of `tail` (joiners start there).
+        ctl.tail.store(n, Ordering::Release);
+        self.next = n;
+        // Subscribers waiting at 0 move to `n` at their next look.
+        protocol::bump_data(ctl);
+        crate::os::futex::wake(ctl.data_seq);
+        self.b.seg.intact()
+    }
+
+    /// Tells the subscribers that the upstream source is gone for now (a relay whose
+    /// source disappeared): each subscriber that has read everything published gets
+    /// [`Error::UpstreamLost`] once, then goes on waiting for messages. Takes no message
+    /// number. [`upstream_restored`](Self::upstream_restored) ends the outage.
+    ///
+    /// # Errors
+    /// [`Error::Truncated`].
     pub fn publish_upstream_lost(&mut self) -> Result<(), Error> {
-        self.publish_notice(protocol::Notice::UpstreamLost)
+        self.set_upstream(true)
+    }
+
+    /// Ends an outage announced by [`publish_upstream_lost`](Self::publish_upstream_lost).
+    ///
+    /// # Errors
+    /// [`Error::Truncated`].
+    pub fn upstream_restored(&mut self) -> Result<(), Error> {
+        self.set_upstream(false)
+    }
+
+    fn set_upstream(&mut self, lost: bool) -> Result<(), Error> {
+        let word = self.b.upstream();
+        // Relaxed: only this publisher writes the word.
+        let now = word.load(Ordering::Relaxed);
+        if (now & 1 == 1) != lost {
+            // Release: pairs with the subscribers' Acquire load in their empty look;
+            // everything published before is visible to one that sees the change.
+            word.store(now.wrapping_add(1), Ordering::Release);
+            let ctl = self.b.control();
+            protocol::bump_data(ctl);
+            crate::os::futex::wake(ctl.data_seq);
+        }
+        self.b.seg.intact()
     }
 
     fn publish_notice(&mut self, notice: protocol::Notice) -> Result<(), Error> {
         let pace = self.wait.pace();
         let (mut step, _) = self.step();
         wait::block(&mut step, pace, None)?;
-        self.write_len(&[], notice.encode())
+        self.write_len(&[], notice.encode(), notice.numbers())
     }
 
     /// Writes message `next` and publishes it (room was found).
     fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        self.write_len(bytes, bytes.len() as u64)
+        self.write_len(bytes, bytes.len() as u64, 1)
     }
 
     /// Writes `bytes` as message `next` with slot length `len` (the byte count, or a
-    /// notice with no bytes) and publishes it.
-    fn write_len(&mut self, bytes: &[u8], len: u64) -> Result<(), Error> {
+    /// notice with no bytes) and publishes it; the next message is `numbers` on.
+    fn write_len(&mut self, bytes: &[u8], len: u64, numbers: u64) -> Result<(), Error> {
         let n = self.next;
         let b = &self.b;
         let slot = b.slot(n);
@@ -1167,11 +1247,12 @@ impl<M: SharedMemory> Publisher<M> {
         // the validated payload, and the mapping is writable (the write gate in
         // `publisher`); Release as the protocol requires.
         unsafe { copy::store_bytes_ordered(b.payload_of(n), bytes, Ordering::Release) };
-        if protocol::end_write(b.control(), slot, n, len) {
+        let next = n.saturating_add(numbers.max(1));
+        if protocol::end_write(b.control(), slot, n, len, next) {
             protocol::bump_data(b.control());
             crate::os::futex::wake(b.control().data_seq);
         }
-        self.next = n + 1;
+        self.next = next;
         self.waiting_since = None;
         b.seg.intact()
     }
@@ -1292,6 +1373,17 @@ pub struct Subscriber<M: SharedMemory> {
     wait: WaitMode,
     broken: Option<Error>,
     parked: Parked,
+    track: Track,
+}
+
+/// What a subscriber remembers between receives besides its position.
+#[derive(Debug, Default, Clone, Copy)]
+struct Track {
+    /// `next` was set by a resync (lossy lag): it may name a number a relay skipped, so an
+    /// empty slot there is checked against `tail`.
+    resynced: bool,
+    /// The upstream word last seen (reported once per change to odd).
+    upstream_seen: u32,
 }
 
 /// Where a received message goes: a buffer that grows to fit, or a caller's slice that
@@ -1311,6 +1403,7 @@ struct SubscribeStep<'a, M: SharedMemory> {
     delivered: &'a mut u64,
     published: &'a mut u64,
     broken: &'a mut Option<Error>,
+    track: &'a mut Track,
     sink: Sink<'a>,
 }
 
@@ -1342,6 +1435,31 @@ impl<M: SharedMemory> SubscribeStep<'_, M> {
         Ok(())
     }
 
+    /// After a resync: whether message `p` was never written because a relay's notice
+    /// moved the numbering past it (the publisher is beyond `p`, yet its slot holds an
+    /// older message). Returns where to resume: the first later number whose slot holds
+    /// it or a newer message, at most a ring on, else the tail.
+    fn skipped(&self, p: u64) -> Option<u64> {
+        let b = self.b;
+        // Acquire: pairs with the publisher's Release store of `tail`.
+        let tail = b.control().tail.load(Ordering::Acquire);
+        if tail <= p || tail > protocol::MAX_TAIL {
+            return None;
+        }
+        // Acquire: had message `p` been written, its stamp store came before the tail
+        // store just seen, so this load would see it.
+        if b.slot(p).stamp.load(Ordering::Acquire) >= protocol::done_stamp(p) {
+            return None;
+        }
+        let end = tail.min(p.saturating_add(b.cfg.slots));
+        let mut q = p.saturating_add(1);
+        // Acquire as above, per slot.
+        while q < end && b.slot(q).stamp.load(Ordering::Acquire) < protocol::done_stamp(q) {
+            q += 1;
+        }
+        Some(q)
+    }
+
     /// Lossy: a position ahead of the tail (moved there by a forged tail) resyncs to the
     /// oldest message held, never below what was delivered, as `Lagged`.
     fn resync_if_ahead(&mut self) -> Result<(), Error> {
@@ -1354,6 +1472,7 @@ impl<M: SharedMemory> SubscribeStep<'_, M> {
             return Ok(());
         }
         *self.next = protocol::oldest_readable(tail, self.b.cfg.slots).max(*self.delivered);
+        self.track.resynced = true;
         Err(Error::Lagged { missed: 0 })
     }
 
@@ -1382,6 +1501,10 @@ impl<M: SharedMemory> Step for SubscribeStep<'_, M> {
         let closed = self.closed();
         self.still_member()?;
         let b = self.b;
+        // A relay that started at its source's numbering: nothing below it exists.
+        if *self.next < b.base() {
+            *self.next = b.base();
+        }
         let p = *self.next;
         let payload = b.payload_of(p);
         let sink = &mut self.sink;
@@ -1422,18 +1545,37 @@ impl<M: SharedMemory> Step for SubscribeStep<'_, M> {
             Attempt::Got(Ok(())) => {
                 *self.next = p.saturating_add(1);
                 *self.delivered = *self.next;
+                self.track.resynced = false;
                 if self.next.saturating_sub(*self.published) >= self.batch {
                     self.publish_position();
                 }
                 Ok(Some(p))
             }
             Attempt::Empty => {
+                if self.track.resynced {
+                    if let Some(resume) = self.skipped(p) {
+                        // A resync landed on numbers a relay's gap notice covers (lost
+                        // upstream): they count as missed, exactly.
+                        *self.next = resume.max(*self.delivered);
+                        return Err(Error::Lagged {
+                            missed: resume.saturating_sub(p),
+                        });
+                    }
+                }
                 // Before waiting: a publisher waiting for us must hear where we are.
                 if *self.published != *self.next {
                     self.publish_position();
                 }
                 if closed {
                     return Err(Error::Closed);
+                }
+                // Acquire: pairs with the publisher's Release store in `set_upstream`.
+                let up = b.upstream().load(Ordering::Acquire);
+                if up != self.track.upstream_seen {
+                    self.track.upstream_seen = up;
+                    if up & 1 == 1 {
+                        return Err(Error::UpstreamLost);
+                    }
                 }
                 Ok(None)
             }
@@ -1442,21 +1584,20 @@ impl<M: SharedMemory> Step for SubscribeStep<'_, M> {
                 self.still_member()?;
                 let missed = resume.saturating_sub(p);
                 *self.next = resume.max(*self.delivered);
+                self.track.resynced = true;
                 Err(Error::Lagged { missed })
             }
             Attempt::Corrupt(len) if protocol::Notice::decode(len).is_some() => {
-                // A notice, read whole (both stamp loads agreed): it takes its message
-                // number like a message and is reported as an error the caller can go
-                // on from.
-                *self.next = p.saturating_add(1);
+                // A notice, read whole (both stamp loads agreed): numbers `p .. p + k`
+                // were lost upstream; the next message is `p + k`.
+                let k = protocol::Notice::decode(len).map_or(1, protocol::Notice::numbers);
+                *self.next = p.saturating_add(k);
                 *self.delivered = *self.next;
+                self.track.resynced = false;
                 if self.next.saturating_sub(*self.published) >= self.batch {
                     self.publish_position();
                 }
-                Err(match protocol::Notice::decode(len) {
-                    Some(protocol::Notice::Gap(missed)) => Error::Lagged { missed },
-                    _ => Error::UpstreamLost,
-                })
+                Err(Error::Lagged { missed: k })
             }
             Attempt::Corrupt(len) => {
                 let e = Error::Corrupt {
@@ -1521,6 +1662,7 @@ impl<M: SharedMemory> Sleeper for SubscribeStep<'_, M> {
             park.watch_u64(stamp, stamp.load(Ordering::Relaxed))
                 .watch_u32(holder, pid)
                 .watch_u32(b.closed(), b.closed().load(Ordering::Relaxed))
+                .watch_u32(b.upstream(), b.upstream().load(Ordering::Relaxed))
                 .peer(pid),
         ))
     }
@@ -1560,6 +1702,7 @@ impl<M: SharedMemory> Subscriber<M> {
                 delivered: &mut self.delivered,
                 published: &mut self.published,
                 broken: &mut self.broken,
+                track: &mut self.track,
                 sink,
             },
             &mut self.parked,

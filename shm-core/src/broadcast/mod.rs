@@ -59,6 +59,8 @@
 //! | 24 | 8 | `max_message` |
 //! | 32 | 8 | `evict_timeout_ns` (reliable; at most one hour) |
 //! | 40 | 4 | `relayed`: 0 the publisher's own stream, 1 a stream relayed from elsewhere (bridges do not export it) |
+//! | 44 | 4 | `upstream`: odd while a relayed stream's source is gone (subscribers that read everything get `UpstreamLost` once per change to odd) |
+//! | 48 | 8 | `base`: the first message number (0, or where a relay started: its source's number) |
 //! | 128 | 8 | `tail`: messages published so far (its own line: written per message) |
 //! | 256 | 4 | publisher holder: its pid, 0 when nobody publishes |
 //! | 260 | 4 | `closed`: 1 once the publisher closed |
@@ -71,10 +73,11 @@
 //! | 640 + 128·max_subscribers + slot_size·k | slot_size | slot `k`: `stamp` (8; `2n+1` while message `n` is written, `2n+2` once complete), `len` (8), payload |
 //!
 //! A slot `len` with bit 63 set is a **notice** with no payload
-//! ([`protocol::Notice`]): bits 62..56 its kind, `1` = a gap upstream (bits 55..0: how
-//! many messages were lost, at least 1; a subscriber reads it as `Lagged { missed }`),
-//! `2` = the upstream source is gone for now (low bits 0; read as
-//! [`Error::UpstreamLost`](crate::format::error::Error::UpstreamLost)). Any other value with bit 63 set is corrupt.
+//! ([`protocol::Notice`]): bits 62..56 its kind, `1` = a gap upstream: bits 55..0 say
+//! how many numbers `k` (at least 1) were lost, this one included; the next message is
+//! number `n + k` and `tail` jumps there (a relay keeps its source's numbers), and a
+//! subscriber reads the notice as `Lagged { missed: k }`. Any other value with bit 63
+//! set is corrupt.
 //!
 //! The protocol, with the orderings and why nothing is lost or torn, is in
 //! [`protocol`].

@@ -80,30 +80,34 @@ pub const MAX_TAIL: u64 = 1 << 62;
 pub const NOTICE: u64 = 1 << 63;
 /// Notice kind bits (62..56) of a notice length.
 const NOTICE_KIND_SHIFT: u32 = 56;
-/// Notice: `missed` messages (the low 56 bits, at least 1) were lost upstream.
+/// Notice: `k` numbers (the low 56 bits, at least 1, this one included) were lost
+/// upstream; the next message is number `n + k`.
 const NOTICE_GAP: u64 = 1;
-/// Notice: the upstream source is gone for now.
-const NOTICE_UPSTREAM_LOST: u64 = 2;
+
 /// The largest gap one notice reports (larger gaps take several notices).
 pub const MAX_GAP: u64 = (1 << NOTICE_KIND_SHIFT) - 1;
 
-/// What a notice says.
+/// What a notice at message number `n` says. Either way the next message is `n + k`:
+/// a notice moves the numbering on, so a relay keeps its source's numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Notice {
-    /// `missed` messages (1 to [`MAX_GAP`]) were lost upstream.
+    /// Numbers `n .. n + k` (`k` from 1 to [`MAX_GAP`]) were lost upstream: read as
+    /// `Lagged { missed: k }`.
     Gap(u64),
-    /// The upstream source is gone for now.
-    UpstreamLost,
 }
 
 impl Notice {
+    /// How many numbers it covers (its own included).
+    pub fn numbers(self) -> u64 {
+        match self {
+            Notice::Gap(k) => k,
+        }
+    }
+
     /// The slot length that carries this notice.
     pub fn encode(self) -> u64 {
         match self {
-            Notice::Gap(missed) => {
-                NOTICE | (NOTICE_GAP << NOTICE_KIND_SHIFT) | missed.clamp(1, MAX_GAP)
-            }
-            Notice::UpstreamLost => NOTICE | (NOTICE_UPSTREAM_LOST << NOTICE_KIND_SHIFT),
+            Notice::Gap(k) => NOTICE | (NOTICE_GAP << NOTICE_KIND_SHIFT) | k.clamp(1, MAX_GAP),
         }
     }
 
@@ -116,7 +120,6 @@ impl Notice {
         let low = len & MAX_GAP;
         match (kind, low) {
             (NOTICE_GAP, 1..) => Some(Notice::Gap(low)),
-            (NOTICE_UPSTREAM_LOST, 0) => Some(Notice::UpstreamLost),
             _ => None,
         }
     }
@@ -132,15 +135,16 @@ pub fn begin_write(slot: Slot<'_>, n: u64) {
         .store(n.wrapping_mul(2).wrapping_add(1), Ordering::Relaxed);
 }
 
-/// Finishes message `n` (its payload was written with `Release` stores) and publishes it.
+/// Finishes message `n` (its payload was written with `Release` stores) and publishes it:
+/// `tail` becomes `next` (`n + 1`, or further for a notice that moves the numbering on).
 /// Returns whether any subscriber sleeps (then the caller wakes them).
-pub fn end_write(c: Control<'_>, slot: Slot<'_>, n: u64, len: u64) -> bool {
+pub fn end_write(c: Control<'_>, slot: Slot<'_>, n: u64, len: u64, next: u64) -> bool {
     // Release: pairs with the reader's Acquire load of the length.
     slot.len.store(len, Ordering::Release);
     // Release: pairs with the reader's Acquire first stamp load.
     slot.stamp.store(done_stamp(n), Ordering::Release);
     // Release: pairs with the subscriber's Acquire load of `tail`.
-    c.tail.store(n.wrapping_add(1), Ordering::Release);
+    c.tail.store(next, Ordering::Release);
     // SeqCst fence: orders the tail store before the sleepers load (and before the
     // `members` load of the next message), against the subscriber's increment, fence and
     // tail load in `prepare_sleep` and `join`.
