@@ -670,3 +670,36 @@ fn bridge_list_shows_each_export_with_its_schema_and_rate() {
     );
     drop(exporter);
 }
+
+#[test]
+fn an_importer_expecting_another_type_is_refused_before_anything_is_made() {
+    let c = Chain::new();
+    let _publisher = c.publish(&["--messages", "1000000", "--rate", "1000"]);
+    let _exporter = c.export(); // exports untyped messages ("bytes")
+    let session = shm_zenoh::BridgeConfig::new()
+        .connect(&c.endpoint)
+        .open()
+        .unwrap();
+    let made = std::cell::Cell::new(false);
+    let r = shm_zenoh::Importer::<PosixShm>::start(
+        &session,
+        &shm_zenoh::ImportOptions::new(&c.key)
+            .record::<u64>()
+            .wait_exporter(BOUND),
+        |_| {
+            made.set(true);
+            Err("must not be called".into())
+        },
+    );
+    match r {
+        Err(shm_zenoh::BridgeError::Shm(Error::SchemaMismatch { found, expected })) => {
+            assert_eq!(found.name(), "bytes");
+            assert_eq!(
+                expected.name(),
+                shm_core::Schema::of::<u64>().unwrap().name()
+            );
+        }
+        other => panic!("expected SchemaMismatch, got {other:?}"),
+    }
+    assert!(!made.get(), "nothing is created for a refused import");
+}
