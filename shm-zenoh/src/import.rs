@@ -42,6 +42,7 @@ pub struct ImportOptions {
     max_subscribers: u32,
     evict_timeout: Duration,
     max_rate: Option<f64>,
+    max_message: u64,
 }
 
 impl ImportOptions {
@@ -56,7 +57,15 @@ impl ImportOptions {
             max_subscribers: 64,
             evict_timeout: Duration::from_secs(1),
             max_rate: None,
+            max_message: 256 << 20,
         }
+    }
+    /// The largest message an exporter may announce (default 256 MiB): the local ring
+    /// is sized from the announcement, so a larger one is refused
+    /// ([`BridgeError::TooLarge`]) rather than trusted.
+    pub fn max_message(mut self, bytes: u64) -> Self {
+        self.max_message = bytes;
+        self
     }
     /// Publish at most `hz` messages per second locally (a rate limit for a slow
     /// consumer side; on a lossy stream the excess is dropped by the queue and reported
@@ -325,6 +334,12 @@ where
                 Err(_) => {}
             }
         };
+        if first.max_message > opts.max_message {
+            return Err(BridgeError::TooLarge {
+                announced: first.max_message,
+                limit: opts.max_message,
+            });
+        }
         if let Some(expected) = opts.expect {
             if expected != first.schema {
                 return Err(Error::SchemaMismatch {

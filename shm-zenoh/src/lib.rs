@@ -84,6 +84,15 @@ pub enum BridgeError {
     /// The broadcast is an import (relayed): exporting it again would make a loop.
     #[error("this broadcast is relayed (an import): bridges never export it again, which would make a loop")]
     Relayed,
+    /// The exporter announced messages larger than the importer takes
+    /// ([`ImportOptions::max_message`]).
+    #[error("the exporter announces messages of up to {announced} bytes; this importer takes at most {limit}")]
+    TooLarge {
+        /// What the exporter announced.
+        announced: u64,
+        /// The importer's limit.
+        limit: u64,
+    },
     /// No exporter appeared on the key in time.
     #[error("no exporter on key {key:?} within {waited:?}")]
     NoExporter {

@@ -195,6 +195,28 @@ fn an_importer_expecting_another_type_creates_nothing() {
         "{r:?}"
     );
     assert!(!made.get());
+    // An announcement above the importer's limit is refused, also before anything is made.
+    let r = Importer::<PosixShm>::start(
+        &b,
+        &ImportOptions::new(&key)
+            .max_message(8)
+            .wait_exporter(Duration::from_secs(10)),
+        |_| {
+            made.set(true);
+            Err("must not be called".into())
+        },
+    );
+    assert!(
+        matches!(
+            r,
+            Err(BridgeError::TooLarge {
+                announced: 16,
+                limit: 8
+            })
+        ),
+        "{r:?}"
+    );
+    assert!(!made.get());
     // The right type imports.
     let dst = format!("/{}", unique("zimport"));
     let d2 = dst.clone();
