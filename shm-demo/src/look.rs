@@ -330,6 +330,13 @@ pub fn inspect(name: Option<&str>, socket: Option<&Path>, json: bool) -> Result<
                 },
                 if b.closed { ", closed" } else { "" }
             ));
+            if b.relayed {
+                text.push(format!(
+                    "            relayed (an import: bridges do not export it), numbering from {}, upstream {}",
+                    b.base,
+                    if b.upstream_lost { "LOST" } else { "present" }
+                ));
+            }
             let reliable = b.mode == shm_core::BroadcastMode::Reliable;
             let mut arr = Vec::new();
             for l in &b.lines {
@@ -361,6 +368,9 @@ pub fn inspect(name: Option<&str>, socket: Option<&Path>, json: bool) -> Result<
                 .num("tail", b.tail)
                 .num("publisher_pid", b.publisher_pid)
                 .bool("publisher_alive", alive(b.publisher_pid))
+                .bool("relayed", b.relayed)
+                .bool("upstream_lost", b.upstream_lost)
+                .num("base", b.base)
                 .raw("subscribers", &format!("[{}]", arr.join(",")));
         }
     }

@@ -378,6 +378,16 @@ fn a_killed_exporter_is_told_then_resumes_with_exact_numbers() {
         r == &Err(Error::UpstreamLost)
     });
     assert!(told.elapsed() < BOUND);
+    // Seen from outside too: `inspect` shows an import whose source is gone.
+    let out = Command::new(BIN)
+        .args(["inspect", &c.dst, "--json"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert_eq!(v["relayed"], true, "{v}");
+    assert_eq!(v["upstream_lost"], true, "{v}");
     let _exporter = c.export();
     let mut lagged = None;
     let mut buf = Vec::new();

@@ -320,6 +320,12 @@ pub struct BroadcastState {
     pub closed: bool,
     /// Subscribers that say they sleep.
     pub sleepers: u32,
+    /// Whether the publisher relays a stream from elsewhere (an import).
+    pub relayed: bool,
+    /// Whether a relayed stream's source is gone now.
+    pub upstream_lost: bool,
+    /// The first message number (where a relay started: its source's number).
+    pub base: u64,
     /// Every line held by a pid.
     pub lines: Vec<LineState>,
 }
@@ -576,6 +582,9 @@ impl<M: SharedMemory> Broadcast<M> {
             publisher_pid: self.holder().load(Ordering::Relaxed),
             closed: self.closed().load(Ordering::Relaxed) != 0,
             sleepers: self.control().sleepers.load(Ordering::Relaxed),
+            relayed: self.cfg.relayed,
+            upstream_lost: self.upstream().load(Ordering::Relaxed) & 1 == 1,
+            base: self.u64_at(BASE).load(Ordering::Relaxed),
             lines,
         };
         self.seg.intact().map(|()| state)
