@@ -799,6 +799,7 @@ impl<M: SharedMemory> Broadcast<M> {
             parked: Parked::default(),
             track: Track {
                 resynced: false,
+                read_any: false,
                 // Acquire: pairs with the publisher's Release updates; an outage under
                 // way when we join is reported once (the word's even value before it).
                 upstream_seen: self.upstream().load(Ordering::Acquire) & !1,
@@ -1391,6 +1392,9 @@ struct Track {
     /// `next` was set by a resync (lossy lag): it may name a number a relay skipped, so an
     /// empty slot there is checked against `tail`.
     resynced: bool,
+    /// A message or notice was read: the base can no longer move (a relay's `start_at`
+    /// comes before anything is published), so `look` stops loading it.
+    read_any: bool,
     /// The upstream word last seen (reported once per change to odd).
     upstream_seen: u32,
 }
@@ -1510,9 +1514,14 @@ impl<M: SharedMemory> Step for SubscribeStep<'_, M> {
         let closed = self.closed();
         self.still_member()?;
         let b = self.b;
-        // A relay that started at its source's numbering: nothing below it exists.
-        if *self.next < b.base() {
-            *self.next = b.base();
+        // A relay that started at its source's numbering: nothing below it exists. Only
+        // before the first read (the base may still move) and after a resync (which may
+        // land below it); not on every message.
+        if !self.track.read_any || self.track.resynced {
+            let base = b.base();
+            if *self.next < base {
+                *self.next = base;
+            }
         }
         let p = *self.next;
         let payload = b.payload_of(p);
@@ -1555,6 +1564,7 @@ impl<M: SharedMemory> Step for SubscribeStep<'_, M> {
                 *self.next = p.saturating_add(1);
                 *self.delivered = *self.next;
                 self.track.resynced = false;
+                self.track.read_any = true;
                 if self.next.saturating_sub(*self.published) >= self.batch {
                     self.publish_position();
                 }
@@ -1603,6 +1613,7 @@ impl<M: SharedMemory> Step for SubscribeStep<'_, M> {
                 *self.next = p.saturating_add(k);
                 *self.delivered = *self.next;
                 self.track.resynced = false;
+                self.track.read_any = true;
                 if self.next.saturating_sub(*self.published) >= self.batch {
                     self.publish_position();
                 }
