@@ -181,7 +181,7 @@ pub fn run(backend: Option<Backend>, cmd: &BridgeCmd, json: bool) -> Result<()> 
             messages,
             size,
             spin_us,
-        } => crate::zbench::run(*what, *messages, *size, *spin_us, json),
+        } => crate::zbench::run(*what, *messages, *size, *spin_us),
         BridgeCmd::BenchPeer {
             role,
             listen,
@@ -674,7 +674,7 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")
         .map_err(|e| Failure::new(format!("no free port on 127.0.0.1: {e}")))?;
     Ok(l.local_addr()

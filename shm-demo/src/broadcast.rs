@@ -53,16 +53,7 @@ pub fn subscribe_role(mem: Mem, messages: u64, size: u64) -> String {
             match s.recv(&mut buf) {
                 Ok(n) => {
                     start.get_or_insert_with(Instant::now);
-                    // A local broadcast's number is the one its data carry; an
-                    // import's data carry the source's.
-                    if b.relayed()
-                        || n == u64::from_ne_bytes(buf[..8].try_into().unwrap_or_default())
-                    {
-                        if let Err(p) = follow.message(&buf, size as usize) {
-                            problem = Some(p);
-                            break;
-                        }
-                    } else if let Err(p) = verify(&buf, n, size as usize) {
+                    if let Err(p) = follow.numbered(&buf, n, size as usize) {
                         problem = Some(p);
                         break;
                     }

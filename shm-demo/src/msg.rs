@@ -84,8 +84,7 @@ pub fn verify(msg: &[u8], expected_seq: u64, size: usize) -> std::result::Result
 
 /// Follows a stream by the numbers its messages carry: each message must carry the number
 /// after the previous one plus what `Lagged` said was missed since. The same check holds
-/// for a local broadcast (whose numbers are the publisher's) and for an import (whose
-/// local numbering is its own, while the data keep the source's).
+/// for a local broadcast and for an import (which keeps its source's numbers).
 #[derive(Debug, Default)]
 pub struct Follow {
     expected: Option<u64>,
@@ -105,6 +104,14 @@ impl Follow {
         self.first.get_or_insert(seq);
         self.expected = Some(seq.wrapping_add(1));
         Ok(seq)
+    }
+    /// [`message`](Self::message) for a message the broadcast delivered as number `n`:
+    /// the number it carries must be `n` too.
+    pub fn numbered(&mut self, msg: &[u8], n: u64, size: usize) -> std::result::Result<(), String> {
+        match self.message(msg, size)? {
+            seq if seq == n => Ok(()),
+            seq => Err(format!("message {seq} was delivered as number {n}")),
+        }
     }
     /// `Lagged { missed }`: the next message carries a number that much further on.
     pub fn missed(&mut self, missed: u64) {

@@ -108,8 +108,7 @@ pub fn subscribe(name: &str, count: Option<u64>, json: bool) -> Result<()> {
         match s.recv_timeout(&mut buf, Duration::from_millis(100)) {
             Ok(n) => {
                 start.get_or_insert_with(Instant::now);
-                let _ = n; // an import numbers locally: the data carry the source's number
-                follow.message(&buf, buf.len()).map_err(Failure::new)?;
+                follow.numbered(&buf, n, buf.len()).map_err(Failure::new)?;
                 got += 1;
             }
             Err(Error::Lagged { missed: m }) => {

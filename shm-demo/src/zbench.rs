@@ -54,13 +54,6 @@ fn session(listen: Option<&str>, connect: Option<&str>) -> Result<zenoh::Session
     c.open().map_err(|e| Failure::new(e.to_string()))
 }
 
-fn port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| Failure::new(e.to_string()))?;
-    Ok(l.local_addr()
-        .map_err(|e| Failure::new(e.to_string()))?
-        .port())
-}
-
 fn wait_matched(p: &zenoh::pubsub::Publisher<'_>) -> Result<()> {
     let end = Instant::now() + Duration::from_secs(30);
     while !p.matching_status().wait().map_err(z)?.matching() {
@@ -81,9 +74,11 @@ fn p50(mut v: Vec<u64>) -> u64 {
 ///
 /// `spin`: for `rtt-bridge`, how long the exporters and the subscribers spin before they
 /// sleep, in µs (default: the library's, which leave the CPU to Zenoh).
-pub fn run(what: What, messages: u64, size: u64, spin: Option<u64>, json: bool) -> Result<()> {
+/// Prints one JSON line (with the CPU model) whatever `--json` says: its output is for
+/// scripts (`benches/bridge.sh`).
+pub fn run(what: What, messages: u64, size: u64, spin: Option<u64>) -> Result<()> {
     let size = size.max(16);
-    let ep = format!("tcp/127.0.0.1:{}", port()?);
+    let ep = format!("tcp/127.0.0.1:{}", crate::bridge::free_port()?);
     let pid = std::process::id();
     let role = match what {
         What::Raw => "raw-sub",
@@ -187,7 +182,6 @@ pub fn run(what: What, messages: u64, size: u64, spin: Option<u64>, json: bool) 
         line.trim_end_matches('}'),
         model.replace('"', "'")
     );
-    let _ = json; // one JSON line either way: these are for scripts
     println!("{line}");
     Ok(())
 }
@@ -391,6 +385,5 @@ pub fn peer(
             }
         }
     }
-    let _ = messages;
     Ok(())
 }

@@ -5,26 +5,16 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use shm_core::testing::dev_shm_entries;
+use shm_core::testing::{dev_shm_entries, eventually, unique_name};
 use shm_core::{Broadcast, Error};
 use shm_posix::{PosixShm, ShmOptions};
 use zenoh::Wait as _;
 
 const BIN: &str = env!("CARGO_BIN_EXE_shm-demo");
 const BOUND: Duration = Duration::from_secs(60);
-
-fn unique(what: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{what}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -143,6 +133,24 @@ fn attach(name: &str) -> Broadcast<PosixShm> {
     }
 }
 
+/// Attaches to `name` once at least one subscriber has joined it.
+fn joined(name: &str) -> Broadcast<PosixShm> {
+    let b = attach(name);
+    eventually(&format!("a subscriber joined {name}"), BOUND, || {
+        b.subscriber_count() >= 1
+    });
+    b
+}
+
+/// A subscriber of `name` held by this process (one more for a publisher that waits for
+/// subscribers; it reads nothing).
+fn probe(name: &str) -> shm_core::Subscriber<PosixShm> {
+    Broadcast::attach(ShmOptions::new(name).open().unwrap())
+        .unwrap()
+        .subscribe()
+        .unwrap()
+}
+
 /// The number a demo message carries (its first 8 bytes).
 fn seq(buf: &[u8]) -> u64 {
     u64::from_ne_bytes(buf[..8].try_into().unwrap())
@@ -210,9 +218,9 @@ struct Chain {
 impl Chain {
     fn new() -> Chain {
         Chain {
-            src: format!("/{}", unique("zsrc")),
-            dst: format!("/{}", unique("zdst")),
-            key: format!("shm-test/{}", unique("k")),
+            src: format!("/{}", unique_name("zsrc")),
+            dst: format!("/{}", unique_name("zdst")),
+            key: format!("shm-test/{}", unique_name("k")),
             endpoint: format!("tcp/127.0.0.1:{}", free_port()),
         }
     }
@@ -298,17 +306,9 @@ fn lossy_with_a_throttled_importer_counts_every_drop() {
             &c.dst,
         ],
     );
-    let imported = attach(&c.dst);
-    let end = Instant::now() + BOUND;
-    while imported.subscriber_count() < 1 {
-        assert!(Instant::now() < end, "the subscriber did not join");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    joined(&c.dst);
     // The second subscriber the publisher waits for: this process, which then leaves.
-    let probe = Broadcast::attach(ShmOptions::new(&c.src).open().unwrap())
-        .unwrap()
-        .subscribe()
-        .unwrap();
+    let probe = probe(&c.src);
     let (line, ok) = sub.finish();
     drop(probe);
     assert!(ok, "{line}");
@@ -480,7 +480,7 @@ fn a_second_importer_on_another_port_gets_the_same_stream() {
     );
     exporter.event("exporting");
     let _i1 = c.import(&[]);
-    let dst2 = format!("/{}", unique("zdst2"));
+    let dst2 = format!("/{}", unique_name("zdst2"));
     let mut i2 = Proc::start(
         "importer 2",
         &[
@@ -508,19 +508,11 @@ fn a_second_importer_on_another_port_gets_the_same_stream() {
         })
         .collect();
     for d in [&c.dst, &dst2] {
-        let b = attach(d);
-        let end = Instant::now() + BOUND;
-        while b.subscriber_count() < 1 {
-            assert!(Instant::now() < end);
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        joined(d);
     }
     // The second subscriber the publisher waits for: this process (kept until the end;
     // it reads nothing and is evicted if it ever holds the publisher back).
-    let _probe = Broadcast::attach(ShmOptions::new(&c.src).open().unwrap())
-        .unwrap()
-        .subscribe()
-        .unwrap();
+    let _probe = probe(&c.src);
     for s in subs {
         let (line, ok) = s.finish();
         assert!(ok, "{line}");
@@ -562,12 +554,7 @@ fn garbage_on_the_key_is_counted_and_never_delivered() {
             &c.dst,
         ],
     );
-    let b = attach(&c.dst);
-    let end = Instant::now() + BOUND;
-    while b.subscriber_count() < 1 {
-        assert!(Instant::now() < end);
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let b = joined(&c.dst);
     // A plain Zenoh publisher on the same key (this process), reaching the importer.
     let z = shm_zenoh::BridgeConfig::new()
         .connect(&junk_at)
@@ -578,15 +565,10 @@ fn garbage_on_the_key_is_counted_and_never_delivered() {
         .congestion_control(zenoh::qos::CongestionControl::Block)
         .wait()
         .unwrap();
-    let end = Instant::now() + BOUND;
-    while !junk.matching_status().wait().unwrap().matching() {
-        assert!(Instant::now() < end, "the junk publisher never matched");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _probe = Broadcast::attach(ShmOptions::new(&c.src).open().unwrap())
-        .unwrap()
-        .subscribe()
-        .unwrap();
+    eventually("the junk publisher matched", BOUND, || {
+        junk.matching_status().wait().unwrap().matching()
+    });
+    let _probe = probe(&c.src);
     let good = shm_zenoh::wire::SampleHeader {
         mode: shm_core::BroadcastMode::Reliable,
         flags: 0,
@@ -639,11 +621,9 @@ fn nothing_is_left_in_dev_shm() {
         let _i = c.import(&[]);
         attach(&c.dst);
     }
-    let end = Instant::now() + BOUND;
-    while !dev_shm_entries(&c.src[1..]).is_empty() || !dev_shm_entries(&c.dst[1..]).is_empty() {
-        assert!(Instant::now() < end, "left in /dev/shm");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    eventually("nothing left in /dev/shm", BOUND, || {
+        dev_shm_entries(&c.src[1..]).is_empty() && dev_shm_entries(&c.dst[1..]).is_empty()
+    });
 }
 
 #[test]

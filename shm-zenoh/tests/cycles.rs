@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use shm_core::testing::fd_count;
 use shm_core::{Broadcast, BroadcastOptions};
 use shm_posix::ShmOptions;
 use shm_zenoh::{BridgeConfig, ExportOptions, Exporter, ImportOptions, Importer};
@@ -76,14 +77,14 @@ fn a_hundred_start_stop_cycles_leak_nothing() {
     for i in 0..3 {
         cycle(i); // Zenoh starts its runtime threads lazily: count after these
     }
-    let (fds, threads) = (count("/proc/self/fd"), count("/proc/self/task"));
+    let (fds, threads) = (fd_count(), count("/proc/self/task"));
     for i in 3..103 {
         cycle(i);
     }
     // Give Zenoh's tasks a moment to close what the last cycle undeclared.
     let mut after = (0, 0);
     for _ in 0..100 {
-        after = (count("/proc/self/fd"), count("/proc/self/task"));
+        after = (fd_count(), count("/proc/self/task"));
         if after.0 <= fds && after.1 <= threads {
             break;
         }

@@ -1,22 +1,13 @@
 //! The bridge's plumbing between two Zenoh sessions on 127.0.0.1 (scouting off) in one
 //! process; the cross-process tests (and kills) are in `shm-demo/tests/bridge.rs`.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use shm_core::testing::unique_name;
 use shm_core::{Broadcast, BroadcastMode, BroadcastOptions, Error, Record};
 use shm_posix::{PosixShm, ShmOptions};
 use shm_zenoh::{BridgeConfig, BridgeError, ExportOptions, Exporter, ImportOptions, Importer};
 use zenoh::Wait as _;
-
-fn unique(what: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{what}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -35,7 +26,7 @@ fn pair() -> (zenoh::Session, zenoh::Session) {
 }
 
 fn posix(len: u64) -> (String, PosixShm) {
-    let name = format!("/{}", unique("zsmoke"));
+    let name = format!("/{}", unique_name("zsmoke"));
     let m = ShmOptions::new(&name).size(len).create().unwrap();
     (name, m)
 }
@@ -63,9 +54,9 @@ fn reliable_stream_gaps_garbage_and_close() {
     let (_src_name, mem) = posix(opts.segment_len().unwrap());
     let src = Broadcast::create(mem, &opts).unwrap();
     let mut publisher = src.publisher().unwrap();
-    let key = format!("shm/test/{}", unique("k"));
+    let key = format!("shm/test/{}", unique_name("k"));
     let exporter = Exporter::start(&a, src.clone(), &ExportOptions::new(&key)).unwrap();
-    let dst_name = format!("/{}", unique("zimport"));
+    let dst_name = format!("/{}", unique_name("zimport"));
     let n2 = dst_name.clone();
     let importer = Importer::start(
         &b,
@@ -177,7 +168,7 @@ fn an_importer_expecting_another_type_creates_nothing() {
     let opts = BroadcastOptions::new().slots(4).record::<Frame>();
     let (_n, mem) = posix(opts.segment_len().unwrap());
     let src = Broadcast::create(mem, &opts).unwrap();
-    let key = format!("shm/test/{}", unique("k"));
+    let key = format!("shm/test/{}", unique_name("k"));
     let _exporter = Exporter::start(&a, src, &ExportOptions::new(&key)).unwrap();
     let made = std::cell::Cell::new(false);
     let r = Importer::<PosixShm>::start(
@@ -218,7 +209,7 @@ fn an_importer_expecting_another_type_creates_nothing() {
     );
     assert!(!made.get());
     // The right type imports.
-    let dst = format!("/{}", unique("zimport"));
+    let dst = format!("/{}", unique_name("zimport"));
     let d2 = dst.clone();
     let imp = Importer::start(
         &b,
