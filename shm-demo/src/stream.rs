@@ -8,7 +8,7 @@ use shm_core::{Channel, ChannelOptions};
 
 use crate::host::{self, Mem};
 use crate::measure::{report, Wait};
-use crate::msg::{verify, Maker, MIN_SIZE};
+use crate::msg::{verify, verify_in_place, Maker, HEADER, MIN_SIZE, PIECE};
 use crate::util::{Failure, Json, Result};
 use crate::BackendArg;
 
@@ -27,14 +27,25 @@ pub fn consume_role(mem: Mem, messages: u64, size: u64, wait: Wait) -> String {
     if wait == Wait::Async {
         return crate::asyncio::consume_blocking_on(rx, messages, size);
     }
-    let mut buf = Vec::with_capacity(size as usize);
+    // Each message is verified where it lies, a piece at a time (`verify_in_place`): one
+    // pass over it, as the floor's copy out makes one.
+    let mut piece = Box::new([0u8; HEADER + PIECE]);
     let mut start = None;
     for seq in 0..messages {
-        if let Err(e) = rx.recv_into(&mut buf) {
-            return report(seq, false, 0.0, Some(e.to_string()));
-        }
+        let slot = match rx.recv() {
+            Ok(s) => s,
+            Err(e) => return report(seq, false, 0.0, Some(e.to_string())),
+        };
         let t0 = *start.get_or_insert_with(Instant::now);
-        if let Err(problem) = verify(&buf, seq, size as usize) {
+        let checked = verify_in_place(
+            slot.len(),
+            &mut piece,
+            |off, b| slot.read(off, b),
+            seq,
+            size as usize,
+        );
+        drop(slot);
+        if let Err(problem) = checked {
             return report(seq, false, t0.elapsed().as_secs_f64(), Some(problem));
         }
     }

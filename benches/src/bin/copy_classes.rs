@@ -1,6 +1,6 @@
 //! The copy into and out of shared memory against glibc's `memcpy`, per size class, in one
-//! run: `cargo run --release -p shm-benches --bin copy_classes` (add `SHM_COPY=words` to
-//! force the word loop). Prints one JSON object per size and direction: `ours` and
+//! run: `cargo run --release -p shm-benches --bin copy_classes` (add `SHM_COPY=words`,
+//! `movsb` or `vector` to force a method). Prints one JSON object per size, skew and direction: `ours` and
 //! `memcpy` in GiB/s, `ratio` = ours / memcpy, the copy method, the CPU model.
 //!
 //! Both sides copy between the same kinds of address (the source buffer, and a destination
@@ -38,28 +38,43 @@ fn gib_per_s(bytes: usize, mut f: impl FnMut()) -> f64 {
     rounds[3]
 }
 
+/// A buffer of `size` bytes starting `offset` bytes into a page.
+fn at_offset(size: usize, offset: usize, fill: impl Fn(usize) -> u8) -> (Vec<u8>, usize) {
+    let mut v = vec![0u8; size + 8192];
+    let at = v.as_ptr().align_offset(4096) + offset;
+    for (i, b) in v[at..at + size].iter_mut().enumerate() {
+        *b = fill(i);
+    }
+    (v, at)
+}
+
 fn main() {
     let cpu = shm_core::os::cpu::model();
     let method = shm_core::format::copy::method();
     for size in [64usize, 256, 1024, 4096, 65536, 1 << 20, 16 << 20] {
-        let src: Vec<u8> = (0..size).map(|i| i as u8).collect();
-        let mut dst = vec![0u8; size];
-        let seg = Segment::create(HeapMemory::new(size + 4096), &0u64).expect("segment");
-        // The baseline copies between the same two kinds of address: `src`, and a
-        // buffer that starts 128 bytes into a page, as the segment's payload does (how
-        // far apart the two are modulo 4096 decides whether some CPUs' `rep movsb`, which
-        // glibc's memcpy uses at some sizes, takes a slow path).
-        let mut page = vec![0u8; size + 8192];
-        let at = page.as_ptr().align_offset(4096) + 128;
-        let twin = &mut page[at..at + size];
-        let memcpy = gib_per_s(size, || twin.copy_from_slice(black_box(&src)));
-        let write = gib_per_s(size, || seg.write_at(0, black_box(&src)).expect("write"));
-        let read = gib_per_s(size, || seg.read_at(0, black_box(&mut dst)).expect("read"));
-        for (dir, ours) in [("write", write), ("read", read)] {
-            println!(
-                "{{\"size\":{size},\"direction\":\"{dir}\",\"method\":\"{method}\",\"ours_gib_per_s\":{ours:.2},\"memcpy_gib_per_s\":{memcpy:.2},\"ratio\":{:.3},\"cpu\":\"{cpu}\"}}",
-                ours / memcpy
-            );
+        // `skew`: how far the private buffer's offset in its page is from the payload's
+        // (128 bytes into a page). 2048 is far; 0 and 16 are the near-aliasing distances
+        // where some CPUs' `rep movsb` (which glibc's memcpy uses at some sizes) takes a
+        // slow path.
+        for skew in [2048usize, 0, 16] {
+            let (src, s) = at_offset(size, 128 + skew, |i| i as u8);
+            let src = &src[s..s + size];
+            let (mut dst, d) = at_offset(size, 128 + skew, |_| 0);
+            let dst = &mut dst[d..d + size];
+            let seg = Segment::create(HeapMemory::new(size + 4096), &0u64).expect("segment");
+            // The baseline copies between the same two kinds of address: `src`, and a
+            // buffer that starts 128 bytes into a page, as the segment's payload does.
+            let (mut page, at) = at_offset(size, 128, |_| 0);
+            let twin = &mut page[at..at + size];
+            let memcpy = gib_per_s(size, || twin.copy_from_slice(black_box(src)));
+            let write = gib_per_s(size, || seg.write_at(0, black_box(src)).expect("write"));
+            let read = gib_per_s(size, || seg.read_at(0, black_box(&mut *dst)).expect("read"));
+            for (dir, ours) in [("write", write), ("read", read)] {
+                println!(
+                    "{{\"size\":{size},\"skew\":{skew},\"direction\":\"{dir}\",\"method\":\"{method}\",\"ours_gib_per_s\":{ours:.2},\"memcpy_gib_per_s\":{memcpy:.2},\"ratio\":{:.3},\"cpu\":\"{cpu}\"}}",
+                    ours / memcpy
+                );
+            }
         }
     }
 }

@@ -23,12 +23,15 @@
 //! On x86-64 and aarch64 a relaxed, acquire or release atomic load or store of a word
 //! compiles to an ordinary load or store.
 //!
-//! ## The bulk path: `rep movsb` in inline assembly (x86-64)
+//! ## The bulk path: `rep movsb` or a vector loop in inline assembly (x86-64)
 //!
 //! A loop of 8-byte atomics cannot be vectorised, and at large sizes it runs at about 80%
 //! of `memcpy`. On x86-64, copies of `BULK` (256) bytes or more are therefore made by one
 //! `rep movsb` in inline assembly, which is what glibc's `memcpy` itself uses for large
-//! copies on CPUs with ERMS/FSRM. Why this is sound:
+//! copies on CPUs with ERMS/FSRM, or, where `rep movsb` is slow (source and destination
+//! at nearly the same offset in their pages: see [`method`]), by a loop of unaligned
+//! vector loads and stores in inline assembly (AVX, or SSE2). Why this is sound (for
+//! either block):
 //!
 //! * The compiler cannot see into an `asm!` block. Rust's rules for data races apply to
 //!   accesses the language makes; the block's loads and stores are made by the hardware
@@ -42,9 +45,10 @@
 //!   "racy" read in a way the optimiser could exploit.
 //! * Ordering: an `Acquire` copy is the block followed by `fence(Acquire)`; a `Release`
 //!   copy is `fence(Release)` followed by the block. Seen as a sequence of relaxed byte
-//!   accesses (which is what `rep movsb` performs), that is the fence-based pairing a
-//!   seqlock needs (the reader's fence after its data loads, the writer's before its data
-//!   stores); on x86-64 both fences compile to nothing, TSO already orders them.
+//!   accesses (which is what `rep movsb` and the vector loop perform), that is the
+//!   fence-based pairing a seqlock needs (the reader's fence after its data loads, the
+//!   writer's before its data stores); on x86-64 both fences compile to nothing, TSO
+//!   already orders them (the vector loop's stores are ordinary, not non-temporal).
 //! * Rust-level accesses made here are still only aligned 8-byte atomics; the block makes
 //!   no Rust-level access at all, so it adds no mixed-size atomics to the program.
 //!
@@ -64,35 +68,138 @@ const WORD: usize = 8;
 /// is as fast (and `rep movsb` has a start-up cost).
 pub(crate) const BULK: usize = 256;
 
-/// The smallest copy that takes the bulk path: [`BULK`], or `usize::MAX` when the
-/// environment variable `SHM_COPY=words` forces the word loop for every size (for
-/// benchmarks and bisecting; `SHM_COPY=movsb`, or unset, is the default). Read once.
+/// Under [`Method::Auto`], bulk copies shorter than this take the vector loop: `rep movsb`
+/// has a start-up cost that a short copy feels (glibc's `memcpy` draws its line at 2 to
+/// 4 KiB too). Measured: BENCHMARKS.md section 9.
+const MOVSB_FROM: usize = 4096;
+
+/// How bulk copies are made (x86-64), chosen once from `SHM_COPY` and the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    /// 8-byte atomics for every size (`SHM_COPY=words`; every size off x86-64).
+    Words,
+    /// `rep movsb` for every bulk copy (`SHM_COPY=movsb`).
+    Movsb,
+    /// A vector loop for every bulk copy (`SHM_COPY=vector`): AVX where the CPU has it,
+    /// else SSE2.
+    Vector,
+    /// The default: `rep movsb` from [`MOVSB_FROM`] bytes, except where source and
+    /// destination sit at nearly the same offset in their pages; the vector loop below
+    /// that size and in that case.
+    Auto,
+}
+
+/// Whether the CPU runs AVX (the 32-byte vector loop); read once with the method.
+static AVX: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// The method in force, read from the environment once.
 #[inline]
-fn bulk_from() -> usize {
-    use std::sync::atomic::AtomicUsize;
-    static FROM: AtomicUsize = AtomicUsize::new(0);
-    // Relaxed: a cache of a value computed from the environment; racing computations
-    // store the same value.
-    match FROM.load(Ordering::Relaxed) {
-        0 => {
-            let v = match std::env::var("SHM_COPY").as_deref() {
-                Ok("words") => usize::MAX,
-                _ => BULK,
+fn chosen() -> Method {
+    use std::sync::atomic::AtomicU8;
+    static METHOD: AtomicU8 = AtomicU8::new(0);
+    // Relaxed: a cache of values computed from the environment and the CPU; racing
+    // computations store the same values, and `AVX` is stored before `METHOD` by the
+    // same thread only to be read after a non-zero `METHOD` by threads that may as well
+    // recompute it (a stale `false` only picks the SSE2 loop).
+    match METHOD.load(Ordering::Relaxed) {
+        1 => Method::Words,
+        2 => Method::Movsb,
+        3 => Method::Vector,
+        4 => Method::Auto,
+        _ => {
+            #[cfg(target_arch = "x86_64")]
+            AVX.store(std::is_x86_feature_detected!("avx"), Ordering::Relaxed);
+            let m = if !cfg!(target_arch = "x86_64") {
+                Method::Words
+            } else {
+                match std::env::var("SHM_COPY").as_deref() {
+                    Ok("words") => Method::Words,
+                    Ok("movsb") => Method::Movsb,
+                    Ok("vector") => Method::Vector,
+                    _ => Method::Auto,
+                }
             };
-            FROM.store(v, Ordering::Relaxed);
-            v
+            METHOD.store(
+                match m {
+                    Method::Words => 1,
+                    Method::Movsb => 2,
+                    Method::Vector => 3,
+                    Method::Auto => 4,
+                },
+                Ordering::Relaxed,
+            );
+            m
         }
-        v => v,
     }
 }
 
-/// The copy method in force: `"movsb"` (x86-64, copies of 256 bytes or more) or
-/// `"words"` (8-byte atomics; every size elsewhere, or forced with `SHM_COPY=words`).
+/// The smallest copy that takes the bulk path: [`BULK`], or `usize::MAX` when the word
+/// loop is in force for every size.
+#[inline]
+fn bulk_from() -> usize {
+    match chosen() {
+        Method::Words => usize::MAX,
+        _ => BULK,
+    }
+}
+
+/// The copy method in force, as the benchmarks report it: `"words"` (8-byte atomics;
+/// every size off x86-64, or forced with `SHM_COPY=words`), `"movsb"` (`SHM_COPY=movsb`),
+/// `"avx"` / `"sse2"` (`SHM_COPY=vector`), or `"auto"` (the default on x86-64: copies of
+/// 256 bytes to 4 KiB take the vector loop, AVX where the CPU has it, else SSE2; longer
+/// ones `rep movsb`, except between addresses less than 64 bytes apart modulo 4 KiB,
+/// which take the vector loop too). Read once.
+///
+/// The evidence (`cargo run --release -p shm-benches --bin copy_classes` with each
+/// `SHM_COPY`; BENCHMARKS.md section 9; AMD EPYC): `rep movsb` reading into a buffer 16
+/// bytes past the source's page offset ran at 0.03-0.05x glibc's `memcpy` from 256 bytes
+/// to 1 MiB (glibc avoids `rep movsb` at such short distances for the same reason), where
+/// the vector loop ran at 0.57-0.93x at 1 KiB and 0.91-1.13x from 4 KiB; at 1 KiB, at any
+/// distance, the vector loop ran at 0.65-0.92x and `rep movsb` at 0.37-0.52x (its
+/// start-up cost). From 4 KiB at other distances the two were within the noise of each
+/// other and of `memcpy`.
 pub fn method() -> &'static str {
-    if cfg!(target_arch = "x86_64") && bulk_from() != usize::MAX {
-        "movsb"
+    match chosen() {
+        Method::Words => "words",
+        Method::Movsb => "movsb",
+        Method::Vector if AVX.load(Ordering::Relaxed) => "avx",
+        Method::Vector => "sse2",
+        Method::Auto => "auto",
+    }
+}
+
+/// Whether two addresses sit within 64 bytes of each other modulo 4 KiB, where
+/// `rep movsb` is slow on some CPUs (see [`method`]).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[inline]
+fn near_alias(dst: *const u8, src: *const u8) -> bool {
+    let d = (dst as usize).wrapping_sub(src as usize) & 4095;
+    !(64..=4096 - 64).contains(&d)
+}
+
+/// A bulk copy of `len` (at least [`BULK`]) bytes from `src` to `dst` (which do not
+/// overlap), by the method in force.
+///
+/// # Safety
+/// As [`movsb`].
+#[cfg(target_arch = "x86_64")]
+#[inline]
+unsafe fn bulk(dst: *mut u8, src: *const u8, len: usize) {
+    let vector = match chosen() {
+        Method::Vector => true,
+        Method::Auto => len < MOVSB_FROM || near_alias(dst, src),
+        Method::Movsb | Method::Words => false,
+    };
+    if !vector {
+        // SAFETY: forwarded to the caller.
+        unsafe { movsb(dst, src, len) }
+    } else if AVX.load(Ordering::Relaxed) {
+        // SAFETY: forwarded to the caller; `len >= BULK >= 32`; the CPU runs AVX
+        // (detected when the method was chosen).
+        unsafe { vector_avx(dst, src, len) }
     } else {
-        "words"
+        // SAFETY: forwarded to the caller; `len >= BULK >= 16`; SSE2 is part of x86-64.
+        unsafe { vector_sse2(dst, src, len) }
     }
 }
 
@@ -104,7 +211,7 @@ pub fn method() -> &'static str {
 /// process writes at the same time (see the module docs).
 #[cfg(target_arch = "x86_64")]
 #[inline]
-unsafe fn bulk(dst: *mut u8, src: *const u8, len: usize) {
+unsafe fn movsb(dst: *mut u8, src: *const u8, len: usize) {
     // SAFETY: the ranges are valid and disjoint (caller). The direction flag is clear, as
     // the ABI guarantees at every asm block; `rep movsb` reads rcx bytes at rsi and writes
     // them at rdi, touching no stack and no flags we rely on. Without `nomem` the compiler
@@ -118,6 +225,86 @@ unsafe fn bulk(dst: *mut u8, src: *const u8, len: usize) {
             options(nostack, preserves_flags)
         );
     }
+}
+
+/// The vector loop, written once for both register widths: `$w`-byte unaligned loads and
+/// stores with `$mov` through four registers of `$class`, four to a round, then one at a time, then the last
+/// `$w` bytes of the range again (overlapping what was copied: the same source bytes to
+/// the same places, so nothing outside the range is touched). `$end` is any instruction
+/// to run on the way out.
+#[cfg(target_arch = "x86_64")]
+macro_rules! vector_loop {
+    ($dst:expr, $src:expr, $len:expr, $mov:literal, $w:literal, $class:ident, $end:literal) => {
+        core::arch::asm!(
+            "test {b}, {b}",
+            "jz 3f",
+            "2:",
+            concat!($mov, " {v0}, [{s}]"),
+            concat!($mov, " ", "{v1}", ", [{s} + ", $w, "]"),
+            concat!($mov, " ", "{v2}", ", [{s} + 2 * ", $w, "]"),
+            concat!($mov, " ", "{v3}", ", [{s} + 3 * ", $w, "]"),
+            concat!($mov, " [{d}], ", "{v0}"),
+            concat!($mov, " [{d} + ", $w, "], ", "{v1}"),
+            concat!($mov, " [{d} + 2 * ", $w, "], ", "{v2}"),
+            concat!($mov, " [{d} + 3 * ", $w, "], ", "{v3}"),
+            concat!("add {s}, 4 * ", $w),
+            concat!("add {d}, 4 * ", $w),
+            "dec {b}",
+            "jnz 2b",
+            "3:",
+            "test {r}, {r}",
+            "jz 5f",
+            "4:",
+            concat!($mov, " {v0}, [{s}]"),
+            concat!($mov, " [{d}], ", "{v0}"),
+            concat!("add {s}, ", $w),
+            concat!("add {d}, ", $w),
+            "dec {r}",
+            "jnz 4b",
+            "5:",
+            concat!($mov, " ", "{v0}", ", [{se}]"),
+            concat!($mov, " [{de}], ", "{v0}"),
+            $end,
+            b = inout(reg) $len / (4 * $w) => _,
+            r = inout(reg) ($len % (4 * $w)) / $w => _,
+            s = inout(reg) $src => _,
+            d = inout(reg) $dst => _,
+            se = in(reg) $src.wrapping_add($len - $w),
+            de = in(reg) $dst.wrapping_add($len - $w),
+            v0 = out($class) _,
+            v1 = out($class) _,
+            v2 = out($class) _,
+            v3 = out($class) _,
+            options(nostack)
+        )
+    };
+}
+
+/// The vector loop with 32-byte AVX registers (see `vector_loop`).
+///
+/// # Safety
+/// As [`movsb`], with `len >= 32`, on a CPU that runs AVX.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn vector_avx(dst: *mut u8, src: *const u8, len: usize) {
+    // SAFETY: the ranges are valid and disjoint (caller) and `len >= 32`, so every access
+    // the loop makes is inside them: `len / 128` rounds of 128 bytes, `(len % 128) / 32`
+    // of 32, then the 32 bytes ending at `len`. The block touches no stack; it clobbers
+    // the flags and the four registers it names, and clears the upper halves on the way
+    // out (`vzeroupper`). As with `rep movsb`, the compiler cannot see the accesses and
+    // treats the block as reading and writing any memory.
+    unsafe { vector_loop!(dst, src, len, "vmovdqu", 32, ymm_reg, "vzeroupper") }
+}
+
+/// The vector loop with 16-byte SSE2 registers (part of every x86-64 CPU).
+///
+/// # Safety
+/// As [`movsb`], with `len >= 16`.
+#[cfg(target_arch = "x86_64")]
+unsafe fn vector_sse2(dst: *mut u8, src: *const u8, len: usize) {
+    // SAFETY: as in `vector_avx`, with 64-byte rounds, then 16 bytes at a time, then the
+    // 16 bytes ending at `len` (`len >= 16`).
+    unsafe { vector_loop!(dst, src, len, "movdqu", 16, xmm_reg, "") }
 }
 
 /// The aligned word containing `p`, and `p`'s byte index in it.
@@ -337,6 +524,50 @@ mod tests {
                 assert_eq!(out, src, "offset {off}, length {len}");
             }
         }
+    }
+
+    /// Each bulk method, called directly (the method in force is chosen once per process),
+    /// copies exactly the range at every length around its round sizes and every
+    /// alignment, and leaves the bytes on either side alone.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn every_bulk_method_copies_exactly_the_range() {
+        type Copy = unsafe fn(*mut u8, *const u8, usize);
+        let mut methods: Vec<(&str, Copy)> = vec![("movsb", movsb), ("sse2", vector_sse2)];
+        if std::is_x86_feature_detected!("avx") {
+            fn avx(d: *mut u8, s: *const u8, n: usize) {
+                // SAFETY: the test passes valid, disjoint ranges of at least 32 bytes,
+                // and the CPU runs AVX (checked above).
+                unsafe { vector_avx(d, s, n) }
+            }
+            methods.push(("avx", avx));
+        }
+        let src: Vec<u8> = (0..4096u32).map(|i| (i * 13 + 5) as u8).collect();
+        for (name, f) in methods {
+            for off in 0..40 {
+                for len in (32..300).chain([511, 512, 513, 1000, 2048, 4000]) {
+                    let mut dst = vec![0xEEu8; len + 128];
+                    // SAFETY: `src[off..off + len]` and `dst[64..64 + len]` are in bounds
+                    // (off + len <= 4040 < 4096) and belong to different vectors.
+                    unsafe { f(dst.as_mut_ptr().add(64), src.as_ptr().add(off), len) };
+                    assert_eq!(
+                        &dst[64..64 + len],
+                        &src[off..off + len],
+                        "{name} {off} {len}"
+                    );
+                    assert!(dst[..64].iter().all(|&b| b == 0xEE), "{name} before {len}");
+                    assert!(
+                        dst[64 + len..].iter().all(|&b| b == 0xEE),
+                        "{name} after {len}"
+                    );
+                }
+            }
+        }
+        assert!(near_alias(4096 as *const u8, 8192 as *const u8));
+        assert!(near_alias((4096 + 63) as *const u8, 8192 as *const u8));
+        assert!(near_alias((4096 - 8) as *const u8, 8192 as *const u8));
+        assert!(!near_alias((4096 + 64) as *const u8, 8192 as *const u8));
+        assert!(!near_alias((4096 + 2048) as *const u8, 8192 as *const u8));
     }
 
     /// Two threads write whole, uniform 4 KiB blocks into the same bytes while a third
