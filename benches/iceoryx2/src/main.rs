@@ -1,0 +1,126 @@
+//! iceoryx2 publish-subscribe fan-out, measured as `shm-demo broadcast` measures ours:
+//! one publisher pinned to CPU 0, N subscriber processes pinned to CPU 1 busy-polling
+//! `receive()`, `[u64; 8]` (64-byte) payloads, reliable delivery
+//! (`BackpressureStrategy::RetryUntilDelivered`, safe overflow off), every subscriber
+//! checks the order. Prints one JSON line: the slowest subscriber's rate (messages/s
+//! from its first message to its last), the publisher's, and the CPU model.
+//!
+//! `icebench MESSAGES SUBSCRIBERS [BUFFER]` (default buffer 65536: the best of 64 to
+//! 65536 on the machine it was tried on; smaller buffers were slower).
+use iceoryx2::port::update_connections::UpdateConnections;
+use iceoryx2::prelude::*;
+use std::io::{BufRead, Write};
+use std::time::Instant;
+
+type Factory =
+    iceoryx2::service::port_factory::publish_subscribe::PortFactory<ipc::Service, [u64; 8], ()>;
+
+fn service(node: &Node<ipc::Service>, name: &str, subs: usize, buf: usize) -> Factory {
+    node.service_builder(&name.try_into().expect("service name"))
+        .publish_subscribe::<[u64; 8]>()
+        .max_subscribers(subs + 1)
+        .subscriber_max_buffer_size(buf)
+        .history_size(0)
+        .enable_safe_overflow(false)
+        .open_or_create()
+        .expect("service")
+}
+
+fn pin(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_setaffinity reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let node = NodeBuilder::new().create::<ipc::Service>().expect("node");
+    if args.get(1).map(String::as_str) == Some("sub") {
+        pin(1);
+        let (name, n, subs, buf): (&str, u64, usize, usize) = (
+            &args[2],
+            args[3].parse().expect("messages"),
+            args[4].parse().expect("subscribers"),
+            args[5].parse().expect("buffer"),
+        );
+        let svc = service(&node, name, subs, buf);
+        let sub = svc.subscriber_builder().buffer_size(buf).create().expect("subscriber");
+        println!("ready");
+        std::io::stdout().flush().expect("stdout");
+        let (mut got, mut expect, mut ok, mut start) = (0u64, 0u64, true, None);
+        while got < n {
+            if let Some(s) = sub.receive().expect("receive") {
+                start.get_or_insert_with(Instant::now);
+                ok &= s.payload()[0] == expect;
+                expect = s.payload()[0] + 1;
+                got += 1;
+            }
+        }
+        let secs = start.map_or(0.0, |s: Instant| s.elapsed().as_secs_f64());
+        println!("{} {} {}", got, got as f64 / secs, ok);
+        return;
+    }
+    let n: u64 = args[1].parse().expect("MESSAGES");
+    let subs: usize = args[2].parse().expect("SUBSCRIBERS");
+    let buf: usize = args.get(3).map_or(65536, |b| b.parse().expect("BUFFER"));
+    let name = format!("shmbench/fanout/{}", std::process::id());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    pin(0);
+    let svc = service(&node, &name, subs, buf);
+    let publisher = svc
+        .publisher_builder()
+        .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
+        .create()
+        .expect("publisher");
+    let exe = std::env::current_exe().expect("exe");
+    let mut kids = Vec::new();
+    for _ in 0..subs {
+        let mut c = std::process::Command::new(&exe)
+            .args(["sub", &name, &n.to_string(), &subs.to_string(), &buf.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut out = std::io::BufReader::new(c.stdout.take().expect("stdout"));
+        let mut l = String::new();
+        out.read_line(&mut l).expect("ready line");
+        kids.push((c, out));
+    }
+    // Let the publisher see every subscriber before the first message.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    publisher.update_connections().expect("connections");
+    let t = Instant::now();
+    for i in 0..n {
+        let s = publisher.loan_uninit().expect("loan");
+        s.write_payload([i, 0, 0, 0, 0, 0, 0, 0]).send().expect("send");
+    }
+    let publisher_rate = n as f64 / t.elapsed().as_secs_f64();
+    let (mut slowest, mut all_ok) = (f64::MAX, true);
+    for (mut c, mut out) in kids {
+        let mut l = String::new();
+        out.read_line(&mut l).expect("report line");
+        c.wait().expect("wait");
+        let f: Vec<&str> = l.split_whitespace().collect();
+        all_ok &= f.get(2) == Some(&"true") && f.first() == Some(&n.to_string().as_str());
+        slowest = slowest.min(f.get(1).and_then(|r| r.parse().ok()).unwrap_or(0.0));
+    }
+    println!(
+        "{{\"what\":\"iceoryx2\",\"subscribers\":{subs},\"messages\":{n},\"size\":64,\"buffer\":{buf},\"msgs_per_s\":{slowest:.0},\"publisher_msgs_per_s\":{publisher_rate:.0},\"verified\":{all_ok},\"cpu\":\"{}\",\"cores\":{}}}",
+        cpu_model(),
+        cores
+    );
+}
