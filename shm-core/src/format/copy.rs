@@ -92,11 +92,12 @@ enum Method {
 /// Whether the CPU runs AVX (the 32-byte vector loop); read once with the method.
 static AVX: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
-/// The method in force, read from the environment once.
-#[inline]
+/// The method in force, read from the environment once (`METHOD`: 0 until then).
+static METHOD: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// The method in force: one relaxed load once chosen (every copy asks).
+#[inline(always)]
 fn chosen() -> Method {
-    use std::sync::atomic::AtomicU8;
-    static METHOD: AtomicU8 = AtomicU8::new(0);
     // Relaxed: a cache of values computed from the environment and the CPU; racing
     // computations store the same values, and `AVX` is stored before `METHOD` by the
     // same thread only to be read after a non-zero `METHOD` by threads that may as well
@@ -106,31 +107,35 @@ fn chosen() -> Method {
         2 => Method::Movsb,
         3 => Method::Vector,
         4 => Method::Auto,
-        _ => {
-            #[cfg(target_arch = "x86_64")]
-            AVX.store(std::is_x86_feature_detected!("avx"), Ordering::Relaxed);
-            let m = if !cfg!(target_arch = "x86_64") {
-                Method::Words
-            } else {
-                match std::env::var("SHM_COPY").as_deref() {
-                    Ok("words") => Method::Words,
-                    Ok("movsb") => Method::Movsb,
-                    Ok("vector") => Method::Vector,
-                    _ => Method::Auto,
-                }
-            };
-            METHOD.store(
-                match m {
-                    Method::Words => 1,
-                    Method::Movsb => 2,
-                    Method::Vector => 3,
-                    Method::Auto => 4,
-                },
-                Ordering::Relaxed,
-            );
-            m
-        }
+        _ => choose(),
     }
+}
+
+/// Reads `SHM_COPY` and the CPU's features, and records the method.
+#[cold]
+#[inline(never)]
+fn choose() -> Method {
+    #[cfg(target_arch = "x86_64")]
+    AVX.store(std::is_x86_feature_detected!("avx"), Ordering::Relaxed);
+    let m = if !cfg!(target_arch = "x86_64") {
+        Method::Words
+    } else {
+        match std::env::var("SHM_COPY").as_deref() {
+            Ok("words") => Method::Words,
+            Ok("movsb") => Method::Movsb,
+            Ok("vector") => Method::Vector,
+            _ => Method::Auto,
+        }
+    };
+    let code = match m {
+        Method::Words => 1,
+        Method::Movsb => 2,
+        Method::Vector => 3,
+        Method::Auto => 4,
+    };
+    // Relaxed: as in `chosen`.
+    METHOD.store(code, Ordering::Relaxed);
+    m
 }
 
 /// The smallest copy that takes the bulk path: [`BULK`], or `usize::MAX` when the word
