@@ -323,6 +323,7 @@ pub fn run(
                 .float("publisher_msgs_per_s", publisher_rate)
                 .num("missed", missed)
                 .bool("verified", verified)
+                .machine()
                 .finish()
         );
     } else {

@@ -348,6 +348,7 @@ pub fn run(backend: BackendArg, round_trips: u64, size: u64, wait: Wait, json: b
                 .num("p9999_ns", q(0.9999))
                 .num("max_ns", hist.max())
                 .float("mean_ns", hist.mean())
+                .machine()
                 .finish()
         );
     } else {

@@ -219,7 +219,8 @@ fn floor_once(messages: u64, size: u64, depth: usize) -> Result<String> {
 
 /// The floor for a stream: the best plain copy ring this machine allows. With `ring`
 /// given, one run at that many bytes of slots; otherwise a short trial at every depth
-/// from 2 to 256 slots (while the ring stays under 1 GiB), then the run at the fastest.
+/// from 2 to 256 slots (while the ring stays under 1 GiB), then the run at the fastest,
+/// reporting whichever of that run and that trial was faster.
 /// The report line gains `depth` (slots) and `ring_bytes`.
 fn floor_stream(messages: u64, size: u64, ring: Option<u64>) -> Result<String> {
     let slot_bytes = (8 + size).div_ceil(64) * 64;
@@ -230,27 +231,41 @@ fn floor_stream(messages: u64, size: u64, ring: Option<u64>) -> Result<String> {
             .filter(|&d| d as u64 * slot_bytes <= 1 << 30)
             .collect(),
     };
-    let best = if depths.len() == 1 {
-        depths[0]
-    } else {
+    let rate = |line: &str, n: u64| {
+        let secs = crate::util::json_num(line, "seconds").unwrap_or(0.0);
+        if secs > 0.0 {
+            n as f64 / secs
+        } else {
+            0.0
+        }
+    };
+    // The fastest trial: (rate, depth, its report line).
+    let mut best: Option<(f64, usize, String)> = None;
+    if depths.len() > 1 {
         // About 256 MiB per trial (at least 20,000 messages): long enough to settle.
         let trial = ((256u64 << 20) / size).max(20_000).min(messages);
-        let mut best = (0.0f64, depths[0]);
         for &d in &depths {
             let line = floor_once(trial, size, d)?;
-            let secs = crate::util::json_num(&line, "seconds").unwrap_or(0.0);
-            let rate = if secs > 0.0 { trial as f64 / secs } else { 0.0 };
-            if rate > best.0 {
-                best = (rate, d);
+            let r = rate(&line, trial);
+            if best.as_ref().is_none_or(|b| r > b.0) {
+                best = Some((r, d, line));
             }
         }
-        best.1
+    }
+    let depth = best.as_ref().map_or(depths[0], |b| b.1);
+    let line = floor_once(messages, size, depth)?;
+    // The floor is the best this machine showed: the full run at the fastest depth, or
+    // that depth's trial if it ran faster (a trial is a whole run of its own, of at least
+    // 20,000 messages or 256 MiB). On a noisy host a single run can land in a slow
+    // moment; a floor that the thing measured beats is no floor.
+    let line = match best {
+        Some((r, _, trial_line)) if r > rate(&line, messages) => trial_line,
+        _ => line,
     };
-    let line = floor_once(messages, size, best)?;
     Ok(format!(
-        "{},\"depth\":{best},\"ring_bytes\":{}}}",
+        "{},\"depth\":{depth},\"ring_bytes\":{}}}",
         line.trim_end().trim_end_matches('}'),
-        best as u64 * slot_bytes
+        depth as u64 * slot_bytes
     ))
 }
 
@@ -375,8 +390,7 @@ pub fn run(
                         .map_or("null".to_owned(), |d| d.to_string()),
                 )
                 .str("copy", shm_core::format::copy::method())
-                .str("cpu", &shm_core::os::cpu::model())
-                .num("cores", shm_core::os::cpu::cores())
+                .machine()
                 .finish()
         );
     } else {

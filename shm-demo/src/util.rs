@@ -118,6 +118,11 @@ impl Json {
         }
         self
     }
+    /// Where it was measured: `cpu` (the model) and `cores` (the CPUs we may run on).
+    pub fn machine(self) -> Self {
+        self.str("cpu", &shm_core::os::cpu::model())
+            .num("cores", shm_core::os::cpu::cores())
+    }
     /// A value that is JSON already (`null`, an array, an object).
     pub fn raw(mut self, k: &str, json: &str) -> Self {
         self.key(k);
