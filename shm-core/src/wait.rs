@@ -65,7 +65,9 @@ pub const ASYNC_SPIN: Duration = Duration::from_micros(50);
 pub enum WaitMode {
     /// Busy-poll; never sleeps. Lowest latency, one core per waiting side.
     Spin,
-    /// Spin for `spin`, then sleep on a futex until woken.
+    /// Spin for `spin`, then sleep on a futex until woken. A broadcast's ends yield the
+    /// CPU now and then while they spin (their peers often share it); a channel's do not
+    /// (on a loaded machine a yield hands the CPU to another process for a whole slice).
     Block {
         /// How long to spin before sleeping.
         spin: Duration,
@@ -82,10 +84,23 @@ impl WaitMode {
         }
     }
 
+    /// The pace of a wait whose one peer runs on another CPU (a channel's ends).
     pub(crate) fn pace(self) -> Pace {
         match self {
             WaitMode::Spin => Pace::Spin,
-            WaitMode::Block { spin } => Pace::Block { spin },
+            WaitMode::Block { spin } => Pace::Block {
+                spin,
+                yields: false,
+            },
+        }
+    }
+
+    /// The pace of a wait whose peers may share our CPU (a broadcast's ends): the spin
+    /// yields (see [`Pace::Block`]).
+    pub(crate) fn pace_shared(self) -> Pace {
+        match self {
+            WaitMode::Spin => Pace::Spin,
+            WaitMode::Block { spin } => Pace::Block { spin, yields: true },
         }
     }
 }
@@ -108,6 +123,14 @@ pub enum Pace {
     Block {
         /// How long to spin first.
         spin: Duration,
+        /// Whether the spin yields the CPU every [`CHECK_SPINS`] rounds: for waits whose
+        /// peers are likely to share our CPU (a broadcast's subscribers, usually more
+        /// processes than cores), where a yield lets a co-subscriber with work to do run.
+        /// A channel's wait does not: its one peer runs elsewhere or gets the CPU when we
+        /// sleep, and a yield on a loaded machine hands the CPU to an unrelated process
+        /// for a whole time slice (measured: 1 MiB streams under two busy-loop processes
+        /// fell to 0.7 GiB/s, below a Unix socket; BENCHMARKS.md section 11).
+        yields: bool,
     },
     /// Spin 64 rounds, yield 64, then sleep from 10 µs doubling up to 1 ms: for conditions
     /// nobody wakes us for.
@@ -301,7 +324,7 @@ impl Waiter {
         let spin = match self.pace {
             Pace::Spin => true,
             Pace::Poll => self.rounds < POLL_SPINS,
-            Pace::Block { spin } => {
+            Pace::Block { spin, .. } => {
                 !self.rounds.is_multiple_of(CHECK_SPINS) || self.elapsed() < spin
             }
         };
@@ -319,7 +342,7 @@ impl Waiter {
         if self.spinning() {
             if self.rounds.is_multiple_of(CHECK_SPINS) {
                 self.checks(s)?;
-                if matches!(self.pace, Pace::Block { .. }) {
+                if matches!(self.pace, Pace::Block { yields: true, .. }) {
                     // Let a peer that shares our core run: with more runnable processes
                     // than cores (a broadcast to several subscribers on two cores), a
                     // spinning waiter would otherwise hold the core the publisher needs.
@@ -527,6 +550,7 @@ mod tests {
             Pace::Poll,
             Pace::Block {
                 spin: Duration::from_micros(50),
+                yields: true,
             },
         ] {
             let mut w = Waiter::new(pace, Some(Duration::from_millis(30)));
@@ -562,6 +586,7 @@ mod tests {
             Pace::Poll,
             Pace::Block {
                 spin: Duration::ZERO,
+                yields: false,
             },
         ] {
             let mut w = Waiter::new(pace, None);
@@ -585,6 +610,7 @@ mod tests {
         let mut w = Waiter::new(
             Pace::Block {
                 spin: Duration::MAX,
+                yields: true,
             },
             Some(Duration::MAX),
         );

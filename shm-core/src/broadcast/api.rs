@@ -1143,7 +1143,7 @@ impl<M: SharedMemory> Publisher<M> {
 
     fn publish_impl(&mut self, bytes: &[u8], timeout: Option<Duration>) -> Result<(), Error> {
         self.check(bytes.len())?;
-        let pace = self.wait.pace();
+        let pace = self.wait.pace_shared();
         let (mut step, _) = self.step();
         wait::block(&mut step, pace, timeout)?;
         self.write(bytes)
@@ -1235,7 +1235,7 @@ impl<M: SharedMemory> Publisher<M> {
     }
 
     fn publish_notice(&mut self, notice: protocol::Notice) -> Result<(), Error> {
-        let pace = self.wait.pace();
+        let pace = self.wait.pace_shared();
         let (mut step, _) = self.step();
         wait::block(&mut step, pace, None)?;
         self.write_len(&[], notice.encode(), notice.numbers())
@@ -1731,7 +1731,7 @@ impl<M: SharedMemory> Subscriber<M> {
 
     fn pace(&self) -> Pace {
         if self.line.is_some() {
-            self.wait.pace()
+            self.wait.pace_shared()
         } else {
             Pace::Poll
         }
