@@ -404,12 +404,17 @@ pub(crate) fn block<S: Step + ?Sized>(
     pace: Pace,
     timeout: Option<Duration>,
 ) -> Result<S::Out, Error> {
+    // The first look before any waiting state exists: the common case, where the
+    // message or the room is there already, costs one look.
+    if let Some(x) = s.look()? {
+        return Ok(x);
+    }
     let mut w = Waiter::new(pace, timeout);
     loop {
+        w.pause(s)?;
         if let Some(x) = s.look()? {
             return Ok(x);
         }
-        w.pause(s)?;
     }
 }
 
