@@ -579,7 +579,18 @@ mod broadcast {
         // SAFETY: the child takes the publisher role and sleeps.
         let mut child = unsafe {
             shm_anon::fork(|| {
-                let Ok(p) = bc.publisher() else { return 2 };
+                // The parent probes for the role by taking it for an instant: retry
+                // while it holds it (bounded), or the probe and the claim can race.
+                let t = Instant::now();
+                let p = loop {
+                    match bc.publisher() {
+                        Ok(p) => break p,
+                        Err(_) if t.elapsed() < BOUND => {
+                            std::thread::sleep(Duration::from_micros(100))
+                        }
+                        Err(_) => return 2,
+                    }
+                };
                 std::mem::forget(p);
                 loop {
                     libc::sleep(100);
