@@ -99,6 +99,8 @@ fn lossy_reader_racing_the_publisher_never_sees_a_torn_message() {
             .max_message(4096),
     );
     let n = 200_000u64;
+    // Joined before the first publish, so every message is delivered or counted missed.
+    let mut s = Broadcast::attach(view).unwrap().subscribe().unwrap();
     let publisher = std::thread::spawn(move || {
         let mut p = b.publisher().unwrap();
         for i in 0..n {
@@ -106,7 +108,6 @@ fn lossy_reader_racing_the_publisher_never_sees_a_torn_message() {
                 .unwrap();
         }
     });
-    let mut s = Broadcast::attach(view).unwrap().subscribe().unwrap();
     let mut buf = Vec::new();
     let (mut got, mut missed, mut last) = (0u64, 0u64, None);
     loop {
