@@ -182,6 +182,12 @@ enum Cmd {
         /// Payload bytes per message, 8 to 16MiB; each side copies it in and out.
         #[arg(long, default_value = "8", value_parser = parse_size)]
         size: u64,
+        /// Measure the floor (one bouncing cache line) and the channel in the same pair of
+        /// processes, alternating blocks of 10,000 round trips, and report both p50s and
+        /// their ratio (`--backend anon`, 8 bytes, spin): on a host whose CPU placement
+        /// changes between runs, the only ratio that means anything.
+        #[arg(long)]
+        paired: bool,
     },
     /// Throughput: a producer process sends N messages of a given size, each with a
     /// sequence number and a checksum, through the channel (or a Unix socket); a consumer
@@ -421,11 +427,12 @@ fn main() -> ExitCode {
             round_trips,
             wait,
             size,
+            paired,
         }) => match cli.backend {
             None => {
                 return usage("pingpong needs --backend: posix, anon, memfd, unix, pipe or floor")
             }
-            Some(b) => pingpong::run(b, round_trips, size, wait, cli.json),
+            Some(b) => pingpong::run(b, round_trips, size, wait, paired, cli.json),
         },
         Some(Cmd::Stream {
             messages,

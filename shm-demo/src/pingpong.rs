@@ -229,6 +229,151 @@ fn floor_pingpong(round_trips: u64, size: u64) -> Result<Histogram<u64>> {
     Ok(hist)
 }
 
+fn run_paired(round_trips: u64, json: bool) -> Result<()> {
+    let (ours, bare) = paired_pingpong(round_trips)?;
+    let (p50, f50) = (ours.value_at_quantile(0.5), bare.value_at_quantile(0.5));
+    let ratio = p50 as f64 / f50.max(1) as f64;
+    if json {
+        println!(
+            "{}",
+            Json::new()
+                .str("backend", "anon")
+                .str("paired", "floor")
+                .num("round_trips", ours.len())
+                .num("size", 8)
+                .num("p50_ns", p50)
+                .num("p99_ns", ours.value_at_quantile(0.99))
+                .num("floor_p50_ns", f50)
+                .num("floor_p99_ns", bare.value_at_quantile(0.99))
+                .float("ratio_p50", ratio)
+                .machine()
+                .finish()
+        );
+    } else {
+        println!(
+            "pingpong anon, paired with the floor in one pair of processes: {} round trips each of 8 B, channel p50 {p50} ns, floor p50 {f50} ns: {ratio:.2}x",
+            ours.len()
+        );
+    }
+    Ok(())
+}
+
+/// Round trips per block of the paired measurement.
+const BLOCK: u64 = 10_000;
+
+/// The floor and the channel measured in the same pair of processes (`pingpong
+/// --paired`): one fork, the two sides pinned to CPUs 0 and 1 once, then alternating
+/// blocks of [`BLOCK`] round trips: one block bouncing the floor's word (one cache line,
+/// as `--backend floor`), one block of 8-byte messages through a two-ring channel in
+/// anonymous shared memory (as `--backend anon`). On a host that places the two virtual
+/// CPUs differently from one run to the next (this project's AMD EPYC guest: the floor's
+/// p50 moves between about 70 and 420 ns across runs), only a ratio taken within one
+/// placement means anything. The first block of each kind is a warm-up. Returns the
+/// channel's and the floor's histograms.
+#[allow(unsafe_code)]
+fn paired_pingpong(round_trips: u64) -> Result<(Histogram<u64>, Histogram<u64>)> {
+    let core = crate::errors::core;
+    let blocks = round_trips.div_ceil(BLOCK) + 1;
+    let floor_mem = host::create(host::Backend::Anon, 4096)?;
+    let floor = Segment::create(floor_mem, &[0u64; 8]).map_err(core)?;
+    let opts = ChannelOptions::new().rings(2).capacity(4096);
+    let len = opts.segment_len_for(4096).map_err(core)?;
+    let chan = Channel::create(
+        host::create(host::Backend::Anon, len.max(64 * 1024))?,
+        &opts,
+    )
+    .map_err(core)?;
+    let word = floor.raw().atomic_u64(WORD).map_err(core)?;
+    let patience = PEER_TIMEOUT;
+    // SAFETY: the demo has one thread when it forks; the child uses the two inherited
+    // mappings (through the inherited handles) and its own heap, and ends by returning.
+    let mut child = unsafe {
+        shm_anon::fork(|| {
+            host::pin_to_cpu(1);
+            let echo = || -> std::result::Result<(), shm_core::Error> {
+                let mut rx = chan.receiver(0)?;
+                let mut tx = chan.sender(1)?;
+                rx.set_wait(shm_core::WaitMode::Spin);
+                tx.set_wait(shm_core::WaitMode::Spin);
+                let mut buf = [0u8; 8];
+                let mut n = 0u64;
+                for _ in 0..blocks {
+                    for _ in 0..BLOCK {
+                        n += 1;
+                        if !spin_until(word, 2 * n - 1) {
+                            return Err(shm_core::Error::Timeout { waited: patience });
+                        }
+                        // Release: pairs with the pinger's Acquire load in `spin_until`.
+                        word.store(2 * n, std::sync::atomic::Ordering::Release);
+                    }
+                    for _ in 0..BLOCK {
+                        rx.recv()?.read(0, &mut buf)?;
+                        let slot = tx.reserve(8)?;
+                        slot.write(0, &buf)?;
+                        slot.commit();
+                    }
+                }
+                Ok(())
+            };
+            i32::from(echo().is_err())
+        })
+    }
+    .map_err(|e| Failure::new(format!("fork: {e}")))?;
+    host::pin_to_cpu(0);
+    let mut tx = chan.sender(0).map_err(core)?;
+    let mut rx = chan.receiver(1).map_err(core)?;
+    tx.set_wait(shm_core::WaitMode::Spin);
+    rx.set_wait(shm_core::WaitMode::Spin);
+    let (mut ours, mut bare) = (histogram(), histogram());
+    let (mut ping, mut pong) = ([0u8; 8], [0u8; 8]);
+    let mut n = 0u64;
+    for b in 0..blocks {
+        for _ in 0..BLOCK {
+            n += 1;
+            let t = Instant::now();
+            // Release: pairs with the ponger's Acquire load in `spin_until`.
+            word.store(2 * n - 1, std::sync::atomic::Ordering::Release);
+            if !spin_until(word, 2 * n) {
+                let _ = child.kill();
+                return Err(Failure::new("the paired peer stopped answering the floor"));
+            }
+            if b > 0 {
+                let _ = bare.record(t.elapsed().as_nanos() as u64);
+            }
+        }
+        for i in 0..BLOCK {
+            let t = Instant::now();
+            payload(&mut ping, b * BLOCK + i);
+            let slot = tx.reserve(8).map_err(core)?;
+            slot.write(0, &ping).map_err(core)?;
+            slot.commit();
+            rx.recv_timeout(patience)
+                .map_err(core)?
+                .read(0, &mut pong)
+                .map_err(core)?;
+            if pong != ping {
+                return Err(Failure::new(format!("echo {pong:?} for ping {ping:?}")));
+            }
+            if b > 0 {
+                let _ = ours.record(t.elapsed().as_nanos() as u64);
+            }
+        }
+    }
+    reap(child, "the paired peer")?;
+    Ok((ours, bare))
+}
+
+/// Waits for a forked peer; its failure is ours.
+fn reap(mut child: shm_anon::Child, what: &str) -> Result<()> {
+    let status = child
+        .wait()
+        .map_err(|e| Failure::new(format!("wait: {e}")))?;
+    if !status.success() {
+        return Err(Failure::new(format!("{what} failed: {status}")));
+    }
+    Ok(())
+}
+
 /// Ping-pong of 8-byte messages over two byte streams (socket pair or two pipes), with a
 /// forked echo process at the other end.
 fn stream_pingpong<S: Read + Write>(
@@ -241,7 +386,7 @@ fn stream_pingpong<S: Read + Write>(
     #[allow(unsafe_code)]
     // SAFETY: the demo has one thread when it forks; the child only reads and writes its
     // inherited fds and exits.
-    let mut child = unsafe {
+    let child = unsafe {
         shm_anon::fork(move || {
             host::pin_to_cpu(1);
             let (mut r, mut w) = theirs();
@@ -271,12 +416,7 @@ fn stream_pingpong<S: Read + Write>(
             let _ = hist.record(t.elapsed().as_nanos() as u64);
         }
     }
-    let status = child
-        .wait()
-        .map_err(|e| Failure::new(format!("wait: {e}")))?;
-    if !status.success() {
-        return Err(Failure::new(format!("the echo process failed: {status}")));
-    }
+    reap(child, "the echo process")?;
     Ok(hist)
 }
 
@@ -298,9 +438,25 @@ impl Write for PipePair {
     }
 }
 
-pub fn run(backend: BackendArg, round_trips: u64, size: u64, wait: Wait, json: bool) -> Result<()> {
+pub fn run(
+    backend: BackendArg,
+    round_trips: u64,
+    size: u64,
+    wait: Wait,
+    paired: bool,
+    json: bool,
+) -> Result<()> {
     if round_trips == 0 {
         return Err(Failure::new("--round-trips must be at least 1"));
+    }
+    if paired {
+        if backend != BackendArg::Anon || size != 8 || wait != Wait::Spin {
+            return Err(Failure::new(
+                "--paired measures 8-byte spinning round trips on anon memory",
+            )
+            .hint("use: shm-demo --backend anon pingpong --paired"));
+        }
+        return run_paired(round_trips, json);
     }
     if !(8..=(16 << 20)).contains(&size) {
         return Err(Failure::new(format!("--size {size} is out of range"))

@@ -642,6 +642,44 @@ fn pingpong_block_mode_and_floor() {
     }
 }
 
+/// `--paired`: the channel and the floor in one pair of processes; both p50s and their
+/// ratio are reported, with the machine; other backends are refused with a hint.
+#[test]
+fn pingpong_paired_with_the_floor() {
+    let out = demo(&[
+        "--backend",
+        "anon",
+        "pingpong",
+        "--paired",
+        "--round-trips",
+        "20000",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let last = stdout(&out).lines().last().unwrap().to_owned();
+    assert_eq!(field(&last, "round_trips"), 20000, "{last}");
+    let (p50, f50) = (field(&last, "p50_ns"), field(&last, "floor_p50_ns"));
+    assert!(p50 > 0 && f50 > 0, "{last}");
+    assert!(field(&last, "floor_p99_ns") >= f50, "{last}");
+    let ratio: f64 = last
+        .split("\"ratio_p50\":")
+        .nth(1)
+        .and_then(|r| r.split([',', '}']).next())
+        .and_then(|r| r.parse().ok())
+        .expect("ratio_p50");
+    assert!((ratio - p50 as f64 / f50 as f64).abs() < 1e-3, "{last}");
+    assert!(
+        last.contains("\"cpu\":") && last.contains("\"cores\":"),
+        "{last}"
+    );
+    let out = demo(&["--backend", "posix", "pingpong", "--paired"]);
+    assert_fails(
+        &out,
+        1,
+        "--paired measures 8-byte spinning round trips on anon memory",
+    );
+}
+
 #[test]
 fn idle_reports_the_cpu_of_a_blocked_receiver() {
     let out = demo(&["--backend", "anon", "idle", "--seconds", "1", "--json"]);
