@@ -70,7 +70,7 @@ pub(crate) const BULK: usize = 256;
 
 /// Under [`Method::Auto`], bulk copies shorter than this take the vector loop: `rep movsb`
 /// has a start-up cost that a short copy feels (glibc's `memcpy` draws its line at 2 to
-/// 4 KiB too). Measured: BENCHMARKS.md section 9.
+/// 4 KiB too). Measured: BENCHMARKS.md section 11.
 const MOVSB_FROM: usize = 4096;
 
 /// How bulk copies are made (x86-64), chosen once from `SHM_COPY` and the CPU.
@@ -156,13 +156,13 @@ fn bulk_from() -> usize {
 /// which take the vector loop too). Read once.
 ///
 /// The evidence (`cargo run --release -p shm-benches --bin copy_classes` with each
-/// `SHM_COPY`; BENCHMARKS.md section 9; AMD EPYC): `rep movsb` reading into a buffer 16
-/// bytes past the source's page offset ran at 0.03-0.05x glibc's `memcpy` from 256 bytes
-/// to 1 MiB (glibc avoids `rep movsb` at such short distances for the same reason), where
-/// the vector loop ran at 0.57-0.93x at 1 KiB and 0.91-1.13x from 4 KiB; at 1 KiB, at any
-/// distance, the vector loop ran at 0.65-0.92x and `rep movsb` at 0.37-0.52x (its
-/// start-up cost). From 4 KiB at other distances the two were within the noise of each
-/// other and of `memcpy`.
+/// `SHM_COPY`; BENCHMARKS.md section 11; AMD EPYC, two runs): `rep movsb` reading into a
+/// buffer 16 bytes past the source's page offset ran at 0.02-0.07x glibc's `memcpy` from
+/// 256 bytes to 1 MiB (glibc avoids `rep movsb` at such short distances for the same
+/// reason), where the vector loop ran at 0.57-0.66x at 1 KiB and 0.86-1.7x from 4 KiB; at
+/// 1 KiB at the other distances the vector loop ran at 0.65-1.05x and `rep movsb` at
+/// 0.36-0.52x (its start-up cost). From 4 KiB at the other distances the two were within
+/// the noise of each other and of `memcpy`.
 pub fn method() -> &'static str {
     match chosen() {
         Method::Words => "words",
