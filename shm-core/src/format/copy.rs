@@ -161,7 +161,7 @@ fn bulk_from() -> usize {
 /// 256 bytes to 1 MiB (glibc avoids `rep movsb` at such short distances for the same
 /// reason), where the vector loop ran at 0.57-0.66x at 1 KiB and 0.86-1.7x from 4 KiB; at
 /// 1 KiB at the other distances the vector loop ran at 0.65-1.05x and `rep movsb` at
-/// 0.36-0.52x (its start-up cost). From 4 KiB at the other distances the two were within
+/// 0.37-0.51x (its start-up cost). From 4 KiB at the other distances the two were within
 /// the noise of each other and of `memcpy`.
 pub fn method() -> &'static str {
     match chosen() {
