@@ -73,30 +73,12 @@ pub fn model() -> String {
         .clone()
 }
 
-/// The CPUs online (`/sys/devices/system/cpu/online`), whatever this thread's affinity
-/// (a benchmark pinned to one CPU still reports the machine's count); the CPUs this
-/// process may run on where sysfs does not say.
+/// The CPUs online, whatever this thread's affinity (a benchmark pinned to one CPU still
+/// reports the machine's count); the CPUs this process may run on where the system does
+/// not say.
 pub fn cores() -> usize {
-    std::fs::read_to_string("/sys/devices/system/cpu/online")
-        .ok()
-        .and_then(|s| count_cpu_list(&s))
+    crate::os::proc::online_cpus()
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
-
-/// Counts a sysfs CPU list (`0-1`, `0,2-5`); `None` if it does not parse.
-fn count_cpu_list(s: &str) -> Option<usize> {
-    let mut n = 0usize;
-    for part in s.trim().split(',') {
-        let (a, b) = match part.split_once('-') {
-            Some((a, b)) => (a.parse::<usize>().ok()?, b.parse::<usize>().ok()?),
-            None => {
-                let a = part.parse::<usize>().ok()?;
-                (a, a)
-            }
-        };
-        n = n.checked_add(b.checked_sub(a)?.checked_add(1)?)?;
-    }
-    (n > 0).then_some(n)
 }
 
 /// The ring a stream of `size`-byte messages should use, in bytes (a power of two).
@@ -135,11 +117,22 @@ mod tests {
             assert!(r >= 2 * (size + 16), "{size}: {r}");
             assert!(r >= 64 << 10);
         }
-        assert_eq!(count_cpu_list("0-1\n"), Some(2));
-        assert_eq!(count_cpu_list("0,2-5"), Some(5));
-        assert_eq!(count_cpu_list("3-1"), None);
-        assert_eq!(count_cpu_list(""), None);
         assert!(!model().is_empty());
+        // A thread pinned to one CPU still counts the machine's.
+        let before = cores();
+        let pinned = std::thread::spawn(|| {
+            crate::os::proc::pin_to_cpu(0);
+            (
+                cores(),
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            )
+        })
+        .join()
+        .unwrap();
+        assert_eq!(pinned.0, before);
+        if before >= 2 {
+            assert_eq!(pinned.1, 1, "the thread was pinned to one CPU");
+        }
         assert!(cores() >= 1);
     }
 }

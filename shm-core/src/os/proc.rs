@@ -33,12 +33,20 @@ pub fn effective_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// The CPUs online (`sysconf(_SC_NPROCESSORS_ONLN)`, which reads
+/// `/sys/devices/system/cpu/online`), whatever the calling thread's affinity; `None` if
+/// the system does not say.
+pub fn online_cpus() -> Option<usize> {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).ok().filter(|&n| n > 0)
+}
+
 /// Pins the calling thread to `cpu` (modulo the online CPUs) when the machine has more
 /// than one; latency tools put the two sides of a ping-pong on different cores.
 #[doc(alias = "sched_setaffinity")]
 pub fn pin_to_cpu(cpu: usize) {
-    // SAFETY: sysconf has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    let n = online_cpus().unwrap_or(1);
     if n < 2 {
         return;
     }
@@ -47,7 +55,7 @@ pub fn pin_to_cpu(cpu: usize) {
     // which only costs the caller accuracy.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu % n as usize, &mut set);
+        libc::CPU_SET(cpu % n, &mut set);
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
     }
 }
