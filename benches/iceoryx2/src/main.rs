@@ -8,6 +8,7 @@
 //! `icebench MESSAGES SUBSCRIBERS [BUFFER]` (default buffer 65536: the best of 64 to
 //! 65536 on the machine it was tried on; smaller buffers were slower).
 use iceoryx2::port::update_connections::UpdateConnections;
+use shm_core::os::{cpu, proc::pin_to_cpu};
 use iceoryx2::prelude::*;
 use std::io::{BufRead, Write};
 use std::time::Instant;
@@ -26,32 +27,11 @@ fn service(node: &Node<ipc::Service>, name: &str, subs: usize, buf: usize) -> Fa
         .expect("service")
 }
 
-fn pin(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_setaffinity reads it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let node = NodeBuilder::new().create::<ipc::Service>().expect("node");
     if args.get(1).map(String::as_str) == Some("sub") {
-        pin(1);
+        pin_to_cpu(1);
         let (name, n, subs, buf): (&str, u64, usize, usize) = (
             &args[2],
             args[3].parse().expect("messages"),
@@ -79,8 +59,7 @@ fn main() {
     let subs: usize = args[2].parse().expect("SUBSCRIBERS");
     let buf: usize = args.get(3).map_or(65536, |b| b.parse().expect("BUFFER"));
     let name = format!("shmbench/fanout/{}", std::process::id());
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    pin(0);
+    pin_to_cpu(0);
     let svc = service(&node, &name, subs, buf);
     let publisher = svc
         .publisher_builder()
@@ -120,7 +99,7 @@ fn main() {
     }
     println!(
         "{{\"what\":\"iceoryx2\",\"subscribers\":{subs},\"messages\":{n},\"size\":64,\"buffer\":{buf},\"msgs_per_s\":{slowest:.0},\"publisher_msgs_per_s\":{publisher_rate:.0},\"verified\":{all_ok},\"cpu\":\"{}\",\"cores\":{}}}",
-        cpu_model(),
-        cores
+        cpu::model(),
+        cpu::cores()
     );
 }
