@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shm_core::{Broadcast, BroadcastMode, BroadcastOptions};
+use shm_core::{Broadcast, BroadcastMode};
 use shm_memfd::{MemfdOptions, Server};
 use shm_posix::ShmOptions;
 use shm_zenoh::{BridgeConfig, ExportOptions, Exporter, ImportOptions, ImportStats, Importer};
@@ -702,17 +702,7 @@ pub fn broadcast_via_zenoh(
     size: u64,
     lossy: bool,
 ) -> Result<ViaOutcome> {
-    let mode = if lossy {
-        BroadcastMode::Lossy
-    } else {
-        BroadcastMode::Reliable
-    };
-    let opts = BroadcastOptions::for_messages(size)
-        .mode(mode)
-        .evict_timeout(Duration::from_secs(10));
-    let len = opts.segment_len().map_err(crate::errors::core)?;
-    let mem = host::create(backend, len)?;
-    let b = Broadcast::create(mem, &opts).map_err(crate::errors::core)?;
+    let b = crate::broadcast::create(backend, &crate::broadcast::options(size, lossy))?;
     let stop = Arc::new(AtomicBool::new(false));
     let (src_name, server) = match backend {
         Backend::Memfd => {

@@ -93,6 +93,26 @@ struct Outcome {
     publish_seconds: f64,
 }
 
+/// The demo's broadcast options for `size`-byte messages: the ring the library recommends
+/// for this message size on this machine, lossy or reliable, a 10 s eviction timeout.
+pub fn options(size: u64, lossy: bool) -> BroadcastOptions {
+    let mode = if lossy {
+        BroadcastMode::Lossy
+    } else {
+        BroadcastMode::Reliable
+    };
+    BroadcastOptions::for_messages(size)
+        .mode(mode)
+        .evict_timeout(Duration::from_secs(10))
+}
+
+/// A broadcast made with `opts` in new memory of `backend`.
+pub fn create(backend: host::Backend, opts: &BroadcastOptions) -> Result<Broadcast<Mem>> {
+    let len = opts.segment_len().map_err(crate::errors::core)?;
+    let mem = host::create(backend, len)?;
+    Broadcast::create(mem, opts).map_err(crate::errors::core)
+}
+
 fn shm_broadcast(
     backend: host::Backend,
     subscribers: u32,
@@ -100,19 +120,10 @@ fn shm_broadcast(
     size: u64,
     lossy: bool,
 ) -> Result<Outcome> {
-    let mode = if lossy {
-        BroadcastMode::Lossy
-    } else {
-        BroadcastMode::Reliable
-    };
-    // The ring the library recommends for this message size on this machine.
-    let opts = BroadcastOptions::for_messages(size)
-        .mode(mode)
-        .max_subscribers(subscribers.max(1))
-        .evict_timeout(Duration::from_secs(10));
-    let len = opts.segment_len().map_err(crate::errors::core)?;
-    let mem = host::create(backend, len)?;
-    let b = Broadcast::create(mem, &opts).map_err(crate::errors::core)?;
+    let b = create(
+        backend,
+        &options(size, lossy).max_subscribers(subscribers.max(1)),
+    )?;
     let args = [
         "--role".to_owned(),
         "subscribe".to_owned(),
