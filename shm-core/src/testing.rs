@@ -355,6 +355,15 @@ pub fn eventually(what: &str, bound: std::time::Duration, mut pred: impl FnMut()
     }
 }
 
+/// A TCP port on 127.0.0.1 that was free a moment ago (bound, then let go): for tests that
+/// must name the port a peer will listen on.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a port on 127.0.0.1")
+        .port()
+}
+
 /// The pids whose parent is `pid`, sorted (from `/proc/*/stat`): a test's view of the
 /// children a program it started has made.
 pub fn children_of(pid: u32) -> Vec<u32> {

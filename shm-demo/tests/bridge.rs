@@ -8,21 +8,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use shm_core::testing::{dev_shm_entries, eventually, unique_name};
+use shm_core::testing::{dev_shm_entries, eventually, free_port, unique_name};
 use shm_core::{Broadcast, Error};
 use shm_posix::{PosixShm, ShmOptions};
 use zenoh::Wait as _;
 
 const BIN: &str = env!("CARGO_BIN_EXE_shm-demo");
 const BOUND: Duration = Duration::from_secs(60);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn json_num(line: &str, key: &str) -> u64 {
     let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
@@ -207,6 +199,14 @@ fn one_and_sixteen_mebibyte_messages_arrive_whole() {
     }
 }
 
+/// A subscriber process of the (posix) broadcast `name`.
+fn subscriber(name: &str) -> Proc {
+    Proc::start(
+        "subscriber",
+        &["--backend", "posix", "--json", "subscribe", "--name", name],
+    )
+}
+
 /// The two-terminal pieces: a named publisher, an exporter, an importer.
 struct Chain {
     src: String,
@@ -295,17 +295,7 @@ fn lossy_with_a_throttled_importer_counts_every_drop() {
     let mut exporter = c.export();
     let importer = c.import(&["--throttle", "2000", "--queue", "16"]);
     exporter.event("matched");
-    let sub = Proc::start(
-        "subscriber",
-        &[
-            "--backend",
-            "posix",
-            "--json",
-            "subscribe",
-            "--name",
-            &c.dst,
-        ],
-    );
+    let sub = subscriber(&c.dst);
     joined(&c.dst);
     // The second subscriber the publisher waits for: this process, which then leaves.
     let probe = probe(&c.src);
@@ -498,15 +488,7 @@ fn a_second_importer_on_another_port_gets_the_same_stream() {
         ],
     );
     i2.event("importing");
-    let subs: Vec<Proc> = [&c.dst, &dst2]
-        .iter()
-        .map(|d| {
-            Proc::start(
-                "subscriber",
-                &["--backend", "posix", "--json", "subscribe", "--name", d],
-            )
-        })
-        .collect();
+    let subs: Vec<Proc> = [&c.dst, &dst2].iter().map(|d| subscriber(d)).collect();
     for d in [&c.dst, &dst2] {
         joined(d);
     }
@@ -543,17 +525,7 @@ fn garbage_on_the_key_is_counted_and_never_delivered() {
     let junk_at = format!("tcp/127.0.0.1:{}", free_port());
     let importer = c.import(&["--listen", &junk_at]);
     exporter.event("matched");
-    let sub = Proc::start(
-        "subscriber",
-        &[
-            "--backend",
-            "posix",
-            "--json",
-            "subscribe",
-            "--name",
-            &c.dst,
-        ],
-    );
+    let sub = subscriber(&c.dst);
     let b = joined(&c.dst);
     // A plain Zenoh publisher on the same key (this process), reaching the importer.
     let z = shm_zenoh::BridgeConfig::new()

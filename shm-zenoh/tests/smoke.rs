@@ -3,19 +3,11 @@
 
 use std::time::Duration;
 
-use shm_core::testing::unique_name;
+use shm_core::testing::{free_port, unique_name};
 use shm_core::{Broadcast, BroadcastMode, BroadcastOptions, Error, Record};
 use shm_posix::{PosixShm, ShmOptions};
 use shm_zenoh::{BridgeConfig, BridgeError, ExportOptions, Exporter, ImportOptions, Importer};
 use zenoh::Wait as _;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Two peers: one listening, one connected to it.
 fn pair() -> (zenoh::Session, zenoh::Session) {
