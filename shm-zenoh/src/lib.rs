@@ -62,7 +62,7 @@ mod list;
 mod session;
 pub mod wire;
 
-pub use export::{ExportOptions, ExportStats, Exporter, EXPORTER_SPIN};
+pub use export::{ExportOptions, ExportStats, Exporter, EXPORTER_SPIN, LINGER};
 pub use import::{ImportOptions, ImportStats, Importer};
 pub use list::{list, Export};
 pub use session::BridgeConfig;
