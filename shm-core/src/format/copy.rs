@@ -138,13 +138,15 @@ fn choose() -> Method {
     m
 }
 
-/// The smallest copy that takes the bulk path: [`BULK`], or `usize::MAX` when the word
-/// loop is in force for every size.
+/// The method a copy of `len` bytes takes the bulk path with, or `None` for the word
+/// loop (copies under [`BULK`], or the word loop forced for every size). The one look at
+/// the method a copy makes.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[inline]
-fn bulk_from() -> usize {
+fn bulk_method(len: usize) -> Option<Method> {
     match chosen() {
-        Method::Words => usize::MAX,
-        _ => BULK,
+        Method::Words => None,
+        m => (len >= BULK).then_some(m),
     }
 }
 
@@ -183,14 +185,14 @@ fn near_alias(dst: *const u8, src: *const u8) -> bool {
 }
 
 /// A bulk copy of `len` (at least [`BULK`]) bytes from `src` to `dst` (which do not
-/// overlap), by the method in force.
+/// overlap), by method `m` (from [`bulk_method`]).
 ///
 /// # Safety
 /// As [`movsb`].
 #[cfg(target_arch = "x86_64")]
 #[inline]
-unsafe fn bulk(dst: *mut u8, src: *const u8, len: usize) {
-    let vector = match chosen() {
+unsafe fn bulk(m: Method, dst: *mut u8, src: *const u8, len: usize) {
+    let vector = match m {
         Method::Vector => true,
         Method::Auto => len < MOVSB_FROM || near_alias(dst, src),
         Method::Movsb | Method::Words => false,
@@ -358,10 +360,10 @@ pub(crate) unsafe fn load_bytes_ordered(src: *const u8, dst: &mut [u8], order: O
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if dst.len() >= bulk_from() {
+    if let Some(m) = bulk_method(dst.len()) {
         // SAFETY: the source range is readable (caller); `dst` is our own buffer, so the
         // two do not overlap.
-        unsafe { bulk(dst.as_mut_ptr(), src, dst.len()) };
+        unsafe { bulk(m, dst.as_mut_ptr(), src, dst.len()) };
         if order != Ordering::Relaxed {
             // Acquire after the copy: pairs with the writer's Release (module docs).
             core::sync::atomic::fence(Ordering::Acquire);
@@ -408,13 +410,13 @@ pub(crate) unsafe fn store_bytes_ordered(dst: *mut u8, src: &[u8], order: Orderi
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if src.len() >= bulk_from() {
+    if let Some(m) = bulk_method(src.len()) {
         if order != Ordering::Relaxed {
             // Release before the copy: pairs with the reader's Acquire (module docs).
             core::sync::atomic::fence(Ordering::Release);
         }
         // SAFETY: the destination range is writable (caller); `src` is our own buffer.
-        unsafe { bulk(dst, src.as_ptr(), src.len()) };
+        unsafe { bulk(m, dst, src.as_ptr(), src.len()) };
         return;
     }
     let (first, skew) = containing(dst);
