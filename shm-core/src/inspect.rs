@@ -156,7 +156,7 @@ impl Inspection {
     pub fn anyone_alive(&self) -> bool {
         std::iter::once(self.creator_pid)
             .chain(self.peers())
-            .any(|p| proc::liveness(p) == Liveness::Alive)
+            .any(proc::is_live)
     }
 }
 

@@ -137,8 +137,11 @@ pub enum Pace {
     Poll,
 }
 
-/// The most words a [`Park`] watches besides its futex word.
-pub const WATCH_MAX: usize = 4;
+/// The most words a [`Park`] watches besides its futex word. A park asked to watch more
+/// is a bug in the step that builds it, caught where the park is built (see
+/// [`Park::watch_u32`]): a word silently not watched would let a parked future miss
+/// what a blocking round notices.
+pub const WATCH_MAX: usize = 6;
 
 /// A word a parked wait watches, with the value it had when the wait announced itself.
 #[derive(Debug, Clone, Copy)]
@@ -182,8 +185,11 @@ impl<'a> Park<'a> {
         }
     }
 
-    /// Also end a parked future's wait when `word` no longer holds `value`. At most
-    /// [`WATCH_MAX`] words; more are ignored (the [`SLICE`] look still covers them).
+    /// Also end a parked future's wait when `word` no longer holds `value`.
+    ///
+    /// # Panics
+    /// On a park already watching [`WATCH_MAX`] words: every step's park is built by
+    /// the tests, so a step that names too many words fails them, never a user.
     pub fn watch_u32(self, word: &'a AtomicU32, value: u32) -> Self {
         self.add(Watched::U32(word, value))
     }
@@ -194,9 +200,10 @@ impl<'a> Park<'a> {
     }
 
     fn add(mut self, w: Watched<'a>) -> Self {
-        if let Some(free) = self.watch.iter_mut().find(|x| x.is_none()) {
-            *free = Some(w);
-        }
+        let Some(free) = self.watch.iter_mut().find(|x| x.is_none()) else {
+            panic!("a park watches at most WATCH_MAX ({WATCH_MAX}) words");
+        };
+        *free = Some(w);
         self
     }
 
@@ -303,14 +310,18 @@ impl Waiter {
     /// The deadline, then the sleeper's checks (the peer's only if one is due).
     fn checks(&mut self, s: &mut (impl Sleeper + ?Sized)) -> Result<(), Error> {
         let now = self.elapsed();
-        if let Some(t) = self.timeout {
-            if now >= t {
-                return Err(Error::Timeout { waited: now });
-            }
-        }
         let peer = now.saturating_sub(self.last_peer_check) >= PEER_CHECK;
         if peer {
             self.last_peer_check = now;
+        }
+        if let Some(t) = self.timeout {
+            if now >= t {
+                // A wait that slept through to its deadline still runs the checks that
+                // are due, so a caller looping on short timeouts is told of a dead peer
+                // (or a broken ring) rather than timing out for ever.
+                s.check(peer)?;
+                return Err(Error::Timeout { waited: now });
+            }
         }
         s.check(peer)
     }

@@ -14,6 +14,9 @@ impl Backend for Heap {
     fn reopen(&mut self, mem: &HeapMemory) -> HeapMemory {
         mem.share()
     }
+    fn shared_across_fork(&self) -> bool {
+        false
+    }
 }
 
 shm_core::conformance_tests!(Heap);

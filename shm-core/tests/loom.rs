@@ -464,7 +464,7 @@ mod broadcast_model {
                         p = resume;
                     }
                     Attempt::Empty => thread::yield_now(),
-                    Attempt::Corrupt(l) => panic!("corrupt {l}"),
+                    Attempt::Corrupt(l) | Attempt::BadTail(l) => panic!("corrupt {l}"),
                 }
             }
             publisher.join().unwrap();

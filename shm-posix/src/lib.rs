@@ -482,6 +482,13 @@ impl ShmOptions {
             reason: "larger than the address space",
         })?;
         self.lock_shared(fd.as_fd())?;
+        // Our lock is proof of use only if the name still names the file we locked:
+        // `cleanup` unlinks a stale segment while it holds the exclusive lock, so a
+        // segment we locked after that is one nobody can open again. Checked after the
+        // lock, so no unlink can slip between the check and our holding.
+        if !names_this_file(name, fd.as_fd()) {
+            return Err(Error::NotFound { name: name.clone() });
+        }
         let map = self.map(fd.as_fd(), size)?;
         Ok(PosixShm {
             map,
@@ -658,20 +665,55 @@ pub fn is_stale(name: &str) -> Result<bool, Error> {
     sys::try_flock_exclusive(fd.as_fd()).map_err(|e| Error::io("flock", &name, e))
 }
 
-/// Whether `name` is a regular file that starts with our layout's magic (judged on the
-/// opened fd, never blocking).
-fn has_our_magic(name: &str) -> bool {
-    let Ok(cname) = validate_name(name) else {
+/// Whether `/dev/shm/NAME` is (still) the file open as `fd`: same device and inode.
+fn names_this_file(name: &str, fd: BorrowedFd<'_>) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(st) = sys::fstat(fd) else {
         return false;
     };
-    let Ok(fd) = sys::shm_open(&cname, libc::O_RDONLY, 0) else {
+    std::fs::symlink_metadata(format!("/dev/shm{}", normalize_name(name)))
+        .is_ok_and(|m| m.dev() == st.st_dev && m.ino() == st.st_ino)
+}
+
+/// Unlinks `name` if it is stale, proved while the proof still holds: the exclusive
+/// `flock` is taken on the opened file, the name is checked to still name that file, the
+/// magic is ours, `still_stale` agrees (the caller's liveness checks), and the unlink
+/// happens before the lock is let go. An opener takes its shared lock and then checks
+/// that the name still names its file (`open`), so no opener can hold a segment whose
+/// name this removes: either it locked first (then the exclusive lock fails here), or it
+/// locks after the unlink and finds the name gone.
+fn unlink_if_stale(name: &str, still_stale: impl FnOnce() -> bool) -> bool {
+    let Some((cname, fd)) = open_ours(name) else {
         return false;
     };
+    if !matches!(sys::try_flock_exclusive(fd.as_fd()), Ok(true)) {
+        return false;
+    }
+    if !names_this_file(name, fd.as_fd()) || !still_stale() {
+        return false;
+    }
+    let removed = sys::shm_unlink(&cname).is_ok();
+    // The lock goes with the fd, after the unlink.
+    drop(fd);
+    removed
+}
+
+/// Opens `name` read-only if it is a regular file that starts with our layout's magic
+/// (judged on the opened fd, never blocking); its C name and the fd.
+fn open_ours(name: &str) -> Option<(CString, OwnedFd)> {
+    let cname = validate_name(name).ok()?;
+    let fd = sys::shm_open(&cname, libc::O_RDONLY, 0).ok()?;
     let regular = sys::fstat(fd.as_fd()).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG);
     let mut magic = [0u8; 8];
-    regular
+    let ours = regular
         && matches!(sys::pread(fd.as_fd(), &mut magic, 0), Ok(8))
-        && magic == shm_core::layout::MAGIC
+        && magic == shm_core::layout::MAGIC;
+    ours.then_some((cname, fd))
+}
+
+/// Whether `name` is a regular file that starts with our layout's magic.
+fn has_our_magic(name: &str) -> bool {
+    open_ours(name).is_some()
 }
 
 /// The names of our segments in `/dev/shm` that start with `prefix` (`"/"` for all) and
@@ -696,17 +738,15 @@ pub fn list_stale(prefix: &str) -> Result<Vec<String>, Error> {
     Ok(stale)
 }
 
-/// Unlinks every stale segment of ours whose name starts with `prefix`; returns their
-/// names. A segment in use is never removed.
+/// Unlinks every stale segment of ours whose name starts with `prefix` (what
+/// [`list_stale`] lists: no process holds it through this crate); returns their names.
+/// A segment in use is never removed: the proof is made again under the exclusive lock,
+/// held across the unlink (an opener that locks after it finds the name gone).
 pub fn remove_stale(prefix: &str) -> Result<Vec<String>, Error> {
-    let mut removed = Vec::new();
-    for name in list_stale(prefix)? {
-        // Check again right before unlinking: a user may have opened it meanwhile.
-        if matches!(is_stale(&name), Ok(true)) && unlink(&name).is_ok() {
-            removed.push(name);
-        }
-    }
-    Ok(removed)
+    Ok(list_stale(prefix)?
+        .into_iter()
+        .filter(|name| unlink_if_stale(name, || true))
+        .collect())
 }
 
 /// What [`list`] and [`inspect`] conclude about an entry of `/dev/shm`.
@@ -898,7 +938,12 @@ pub fn cleanup(prefix: &str, dry_run: bool) -> Result<Vec<Removal>, Error> {
             ),
             _ => l.reason.clone().unwrap_or_else(|| "stale".to_owned()),
         };
-        let removed = !dry_run && matches!(is_stale(&l.name), Ok(true)) && unlink(&l.name).is_ok();
+        // The proof again, under the exclusive lock held across the unlink: nobody
+        // holds it and every process it names is dead.
+        let removed = !dry_run
+            && unlink_if_stale(&l.name, || {
+                !l.inspection.as_ref().is_some_and(|i| i.anyone_alive())
+            });
         out.push(Removal {
             name: l.name,
             reason,

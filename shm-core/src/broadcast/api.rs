@@ -46,6 +46,40 @@ pub const MAX_SLOTS: u64 = 1 << 24;
 /// refused, so a reliable publisher's wait always has an end.
 pub const MAX_EVICT_TIMEOUT: Duration = Duration::from_secs(3600);
 
+use crate::format::words::{Region, Word};
+
+const CREATOR_WORD: &str = "the creator, once, before `ready`";
+const CONFIG_OTHERWISE: &str = "attach refuses the segment (`CorruptHeader`; a valid value that is not the creator's fails the config seal); ends already attached keep what they read at attach";
+
+/// Every word of a broadcast's payload that another process can write: who writes it,
+/// the honest values, and what a reader does with anything else (see
+/// [`crate::format::words`]). The layout docs print it.
+pub const WORDS: &[Word] = &[
+    Word { name: "mode", region: Region::Payload, offset: 0, width: 4, writer: CREATOR_WORD, honest: "1 reliable, 2 lossy", otherwise: CONFIG_OTHERWISE },
+    Word { name: "max_subscribers", region: Region::Payload, offset: 4, width: 4, writer: CREATOR_WORD, honest: "1 to 1024", otherwise: CONFIG_OTHERWISE },
+    Word { name: "slots", region: Region::Payload, offset: 8, width: 8, writer: CREATOR_WORD, honest: "a power of two, 2 to 2^24", otherwise: CONFIG_OTHERWISE },
+    Word { name: "slot_size", region: Region::Payload, offset: 16, width: 8, writer: CREATOR_WORD, honest: "`16 + max_message` rounded up to 64", otherwise: CONFIG_OTHERWISE },
+    Word { name: "max_message", region: Region::Payload, offset: 24, width: 8, writer: CREATOR_WORD, honest: "what the segment's size allows", otherwise: CONFIG_OTHERWISE },
+    Word { name: "evict_timeout_ns", region: Region::Payload, offset: 32, width: 8, writer: CREATOR_WORD, honest: "at most one hour", otherwise: CONFIG_OTHERWISE },
+    Word { name: "relayed", region: Region::Payload, offset: 40, width: 4, writer: CREATOR_WORD, honest: "0 or 1", otherwise: CONFIG_OTHERWISE },
+    Word { name: "upstream", region: Region::Payload, offset: 44, width: 4, writer: "the (relaying) publisher", honest: "any; odd while the source is gone", otherwise: "every value is a state: a subscriber that read everything reports `UpstreamLost` once per change to odd, and goes on receiving" },
+    Word { name: "config seal", region: Region::Payload, offset: 56, width: 8, writer: CREATOR_WORD, honest: "FNV-1a of the config words at offsets 0 to 44", otherwise: CONFIG_OTHERWISE },
+    Word { name: "base", region: Region::Payload, offset: 48, width: 8, writer: "the publisher, in `start_at`, before anything is published", honest: "at most `tail`", otherwise: "above the tail read before it: not taken; read by a subscriber only before its first message and by a publisher when it takes the role (clamped to the tail), so a later change is never seen. A forged value at most the tail can move a subscriber that has read nothing yet up to it" },
+    Word { name: "tail", region: Region::Payload, offset: 128, width: 8, writer: "the publisher, per message", honest: "up to 2^62, growing (by `k` for a gap notice)", otherwise: "above 2^62: `publisher`/`subscribe` refuse with `Corrupt`, a lagging subscriber gets `Corrupt` once (not sticky) and looks again; a subscriber resyncs only to a tail its slots agree with (slot `tail - 1` complete, slot `tail` not), so a forged tail never moves it for good" },
+    Word { name: "holder", region: Region::Payload, offset: 256, width: 4, writer: "the publisher (claim, drop)", honest: "a live pid, or 0", otherwise: "a dead or impossible pid: a new publisher may claim the role; subscribers that read everything get `PeerDied`" },
+    Word { name: "closed", region: Region::Payload, offset: 260, width: 4, writer: "the publisher (1 at drop, 0 at claim)", honest: "0 or 1", otherwise: "counts as a close only with the holder word cleared (an honest drop clears it after the close): with a live holder it is ignored" },
+    Word { name: "members", region: Region::Payload, offset: 264, width: 4, writer: "subscribers (+1 per join)", honest: "any (wraps)", otherwise: "a change makes the reliable publisher rescan the lines before its next message: a peer bumping it slows the publisher (one scan per message), never stops it" },
+    Word { name: "sleepers", region: Region::Payload, offset: 384, width: 4, writer: "subscribers about to sleep", honest: "at most the subscribers joined", otherwise: "0 while one sleeps: the publisher skips the wake and the sleeper wakes at its slice (20 ms); large: a wake call per message (cost only)" },
+    Word { name: "data_seq", region: Region::Payload, offset: 388, width: 4, writer: "the publisher (+1 per wake)", honest: "any (wraps)", otherwise: "a futex word, only compared for change: a change wakes sleepers early, who look and sleep again" },
+    Word { name: "publisher_sleeping", region: Region::Payload, offset: 512, width: 4, writer: "the reliable publisher", honest: "0 or 1", otherwise: "non-zero: subscribers make wake calls (cost only); 0 while it sleeps: it wakes at its slice" },
+    Word { name: "space_seq", region: Region::Payload, offset: 516, width: 4, writer: "subscribers (+1 per wake)", honest: "any (wraps)", otherwise: "a futex word, only compared for change" },
+    Word { name: "line pid", region: Region::Line, offset: 0, width: 4, writer: "the subscriber that claims the line (0 when it leaves)", honest: "a live pid, or 0", otherwise: "a dead or impossible pid is a free line and is not counted (`subscriber_count`); a reliable subscriber that finds another pid on its line is `Evicted`, a lossy one goes on receiving" },
+    Word { name: "line state", region: Region::Line, offset: 4, width: 4, writer: "the subscriber (active, left), the reliable publisher (evicted)", honest: "0 to 4", otherwise: "not counted; a reliable subscriber reads anything but active as `Evicted`, a lossy one ignores it; `inspect` says `Corrupt`" },
+    Word { name: "line position", region: Region::Line, offset: 8, width: 8, writer: "the reliable subscriber", honest: "at most `tail`", otherwise: "above the publisher's next message: evicted as corrupt; below: holds the publisher back until the eviction timeout, then evicted as behind" },
+    Word { name: "slot stamp", region: Region::Slot, offset: 0, width: 8, writer: "the publisher", honest: "`2n + 1` while message `n` is written, `2n + 2` once complete", otherwise: "message `p` is taken only when both stamp loads are `2p + 2`; a larger stamp is a lag (resync from a verified tail), a smaller one an empty slot (wait)" },
+    Word { name: "slot len", region: Region::Slot, offset: 8, width: 8, writer: "the publisher", honest: "at most `max_message`, or a gap notice (bit 63, kind 1, `k` from 1 to 2^56 - 1)", otherwise: "`Corrupt` for that message, which is passed over (not sticky); a notice is taken only once the tail covers it (`p + k <= tail`), so a forged one is waited out like an empty slot" },
+];
+
 const ACTIVE: u32 = 0;
 const LEFT: u32 = 1;
 const EVICTED_BEHIND: u32 = 2;
@@ -380,7 +414,7 @@ impl<M: SharedMemory> Broadcast<M> {
         let cfg = opts.config()?;
         let need = cfg.payload_len().expect("checked by config");
         let seg = RawSegment::create(mem, expect(cfg.schema, need, false), |raw| {
-            let mut head = [0u8; 56];
+            let mut head = [0u8; 64];
             head[0..4].copy_from_slice(&cfg.mode.code().to_ne_bytes());
             head[4..8].copy_from_slice(&cfg.max_subscribers.to_ne_bytes());
             head[8..16].copy_from_slice(&cfg.slots.to_ne_bytes());
@@ -389,7 +423,9 @@ impl<M: SharedMemory> Broadcast<M> {
             let ns = u64::try_from(cfg.evict_timeout.as_nanos()).unwrap_or(u64::MAX);
             head[32..40].copy_from_slice(&ns.to_ne_bytes());
             head[40..44].copy_from_slice(&u32::from(cfg.relayed).to_ne_bytes());
-            // SAFETY: the payload holds `need` bytes, the 56-byte config line included
+            let seal = crate::format::words::seal(&head[..44]);
+            head[56..64].copy_from_slice(&seal.to_ne_bytes());
+            // SAFETY: the payload holds `need` bytes, the 64-byte config line included
             // (checked by create); the segment is not published yet.
             unsafe { copy::store_bytes(raw.payload_ptr(), &head) };
         })?;
@@ -423,9 +459,9 @@ impl<M: SharedMemory> Broadcast<M> {
     }
 
     fn attach_impl(mem: M, schema: Option<Schema>, opts: &AttachOptions) -> Result<Self, Error> {
-        let e = expect(schema.unwrap_or_else(bytes_schema), 56, schema.is_none());
+        let e = expect(schema.unwrap_or_else(bytes_schema), 64, schema.is_none());
         let seg = RawSegment::attach(mem, e, opts)?;
-        let mut head = [0u8; 44];
+        let mut head = [0u8; 64];
         seg.read_at(0, &mut head)?;
         let u32_at = |o: usize| u32::from_ne_bytes(head[o..o + 4].try_into().expect("4"));
         let u64_at = |o: usize| u64::from_ne_bytes(head[o..o + 8].try_into().expect("8"));
@@ -477,6 +513,17 @@ impl<M: SharedMemory> Broadcast<M> {
             1 => true,
             r => return Err(corrupt("broadcast relayed", r.into(), "0 or 1")),
         };
+        // One forged config word can still be a valid value (fewer subscriber lines, a
+        // smaller ring) and would put this end's view of the layout off: the seal over
+        // the words, written by the creator, catches any one of them changed.
+        let seal = u64_at(56);
+        if seal != crate::format::words::seal(&head[..44]) {
+            return Err(corrupt(
+                "broadcast config seal",
+                seal,
+                "the hash of the config words (one was changed after create)",
+            ));
+        }
         let cfg = Config {
             mode,
             slots,
@@ -530,15 +577,17 @@ impl<M: SharedMemory> Broadcast<M> {
         &self.seg
     }
 
-    /// How many subscribers are joined now (lines held and active; read-only
-    /// subscribers, which hold no line, are not counted). A snapshot: it may change the
-    /// moment it is read.
+    /// How many subscribers are joined now: lines held, active, by a live process
+    /// ([`proc::is_live`]: a dead, unreaped or impossible pid is not counted); read-only
+    /// subscribers, which hold no line, are not counted either. A snapshot: it may change
+    /// the moment it is read.
     pub fn subscriber_count(&self) -> u32 {
         (0..self.cfg.max_subscribers)
             .filter(|&i| {
                 let m = self.member(i);
                 // Acquire: pairs with the subscriber's Release stores of its claim and state.
-                m.pid.load(Ordering::Acquire) != 0 && m.state.load(Ordering::Acquire) == ACTIVE
+                let pid = m.pid.load(Ordering::Acquire);
+                m.state.load(Ordering::Acquire) == ACTIVE && proc::is_live(pid)
             })
             .count() as u32
     }
@@ -550,9 +599,10 @@ impl<M: SharedMemory> Broadcast<M> {
     /// # Errors
     /// [`Error::Truncated`].
     pub fn state(&self) -> Result<BroadcastState, Error> {
-        // Relaxed throughout: a snapshot for people, ordering nothing.
-        let tail = self.control().tail.load(Ordering::Relaxed);
-        let lines = (0..self.cfg.max_subscribers)
+        // Relaxed throughout: a snapshot for people, ordering nothing. The lines and the
+        // base are read before the tail, so every honest value is at most the tail read
+        // after them (they never pass the tail at any instant, and the tail only grows).
+        let lines: Vec<LineState> = (0..self.cfg.max_subscribers)
             .filter_map(|i| {
                 let m = self.member(i);
                 let pid = m.pid.load(Ordering::Relaxed);
@@ -571,7 +621,39 @@ impl<M: SharedMemory> Broadcast<M> {
                 })
             })
             .collect();
-        let state = BroadcastState {
+        let base = self.u64_at(BASE).load(Ordering::Relaxed);
+        let tail = self.control().tail.load(Ordering::Relaxed);
+        let publisher_pid = self.holder().load(Ordering::Relaxed);
+        self.seg.intact()?;
+        // The word table's honest ranges (module docs): anything else is named.
+        let bad = |what, found| Err(Error::Corrupt { what, found });
+        if tail > protocol::MAX_TAIL {
+            return bad("the broadcast's message count (tail)", tail);
+        }
+        if base > tail {
+            return bad("the broadcast's base word (above the tail)", base);
+        }
+        if publisher_pid > proc::PID_MAX {
+            return bad("the broadcast's publisher pid", u64::from(publisher_pid));
+        }
+        for l in &lines {
+            if l.state == "unknown" {
+                return bad(
+                    "a subscriber line's state",
+                    u64::from(self.member(l.line).state.load(Ordering::Relaxed)),
+                );
+            }
+            if l.pid > proc::PID_MAX {
+                return bad("a subscriber line's pid", u64::from(l.pid));
+            }
+            if l.state == "active" && l.position > tail {
+                return bad(
+                    "a subscriber line's position (ahead of the tail)",
+                    l.position,
+                );
+            }
+        }
+        Ok(BroadcastState {
             mode: self.cfg.mode,
             slots: self.cfg.slots,
             slot_size: self.cfg.slot_size,
@@ -579,15 +661,14 @@ impl<M: SharedMemory> Broadcast<M> {
             max_subscribers: self.cfg.max_subscribers,
             evict_timeout: self.cfg.evict_timeout,
             tail,
-            publisher_pid: self.holder().load(Ordering::Relaxed),
+            publisher_pid,
             closed: self.closed().load(Ordering::Relaxed) != 0,
             sleepers: self.control().sleepers.load(Ordering::Relaxed),
             relayed: self.cfg.relayed,
             upstream_lost: self.upstream().load(Ordering::Relaxed) & 1 == 1,
-            base: self.u64_at(BASE).load(Ordering::Relaxed),
+            base,
             lines,
-        };
-        self.seg.intact().map(|()| state)
+        })
     }
 
     fn u64_at(&self, off: u64) -> &AtomicU64 {
@@ -691,6 +772,10 @@ impl<M: SharedMemory> Broadcast<M> {
         Ok(Publisher {
             b: self.clone(),
             next,
+            // An honest base is never above the tail (`start_at` stores it first).
+            base: self.base().min(next),
+            me,
+            fork: proc::fork_generation(),
             wait: WaitMode::default(),
             parked: Parked::default(),
             waiting_since: None,
@@ -788,6 +873,7 @@ impl<M: SharedMemory> Broadcast<M> {
             published: next,
             batch,
             me,
+            fork: proc::fork_generation(),
             wait: if self.cfg.relayed {
                 // A relayed stream arrives at the network's pace: spinning for it burns
                 // a core the relay itself needs.
@@ -803,6 +889,7 @@ impl<M: SharedMemory> Broadcast<M> {
                 // Acquire: pairs with the publisher's Release updates; an outage under
                 // way when we join is reported once (the word's even value before it).
                 upstream_seen: self.upstream().load(Ordering::Acquire) & !1,
+                base: 0,
             },
         }
     }
@@ -872,6 +959,12 @@ impl Scan {
 pub struct Publisher<M: SharedMemory> {
     b: Broadcast<M>,
     next: u64,
+    /// The first message number (the base word as this publisher found or set it): a
+    /// later change of the shared word is a peer's scribble, not ours to trust.
+    base: u64,
+    /// Our pid and the fork generation we were made under (see [`Error::Forked`]).
+    me: u32,
+    fork: u64,
     wait: WaitMode,
     scan: Scan,
     parked: Parked,
@@ -885,6 +978,9 @@ pub struct Publisher<M: SharedMemory> {
 struct PublishStep<'a, M: SharedMemory> {
     b: &'a Broadcast<M>,
     next: u64,
+    base: u64,
+    me: u32,
+    fork: u64,
     scan: &'a mut Scan,
     since: &'a mut Option<Instant>,
 }
@@ -917,7 +1013,7 @@ impl<M: SharedMemory> PublishStep<'_, M> {
     /// scan per message) but cannot stop it.
     fn rescan(&mut self) {
         let n = self.next;
-        let base = self.b.base();
+        let base = self.base;
         let mut min = u64::MAX;
         for i in 0..self.b.cfg.max_subscribers {
             let m = self.b.member(i);
@@ -1002,6 +1098,9 @@ impl<M: SharedMemory> Step for PublishStep<'_, M> {
 
     #[inline]
     fn look(&mut self) -> Result<Option<()>, Error> {
+        if proc::forked_since(self.fork) {
+            return Err(Error::Forked { parent: self.me });
+        }
         if self.b.cfg.mode == BroadcastMode::Lossy || self.room() {
             return Ok(Some(()));
         }
@@ -1070,6 +1169,9 @@ impl<M: SharedMemory> Publisher<M> {
             PublishStep {
                 b: &self.b,
                 next: self.next,
+                base: self.base,
+                me: self.me,
+                fork: self.fork,
                 scan: &mut self.scan,
                 since: &mut self.waiting_since,
             },
@@ -1131,6 +1233,7 @@ impl<M: SharedMemory> Publisher<M> {
     }
 
     fn check(&self, len: usize) -> Result<(), Error> {
+        self.numbers_left(1)?;
         let len = len as u64;
         if len > self.b.cfg.max_message {
             return Err(Error::MessageTooLarge {
@@ -1139,6 +1242,18 @@ impl<M: SharedMemory> Publisher<M> {
             });
         }
         Ok(())
+    }
+
+    /// Refuses to number past [`protocol::MAX_TAIL`]: `numbers` more must still fit.
+    fn numbers_left(&self, numbers: u64) -> Result<(), Error> {
+        match self.next.checked_add(numbers) {
+            Some(end) if end <= protocol::MAX_TAIL => Ok(()),
+            _ => Err(Error::InvalidOption {
+                option: "broadcast message number",
+                found: self.next.saturating_add(numbers),
+                expected: "at most 2^62 message numbers in a broadcast's life",
+            }),
+        }
     }
 
     fn publish_impl(&mut self, bytes: &[u8], timeout: Option<Duration>) -> Result<(), Error> {
@@ -1158,8 +1273,10 @@ impl<M: SharedMemory> Publisher<M> {
     /// Waits for room like [`publish`](Self::publish) (reliable mode).
     ///
     /// # Errors
-    /// As [`publish`](Self::publish).
+    /// [`Error::InvalidOption`] when the gap would number past 2^62 (nothing is
+    /// published then), and as [`publish`](Self::publish).
     pub fn publish_gap(&mut self, missed: u64) -> Result<(), Error> {
+        self.numbers_left(missed)?;
         let mut left = missed;
         while left > 0 {
             let part = left.min(protocol::MAX_GAP);
@@ -1188,12 +1305,16 @@ impl<M: SharedMemory> Publisher<M> {
             });
         }
         self.b.seg.check_writable("Publisher::start_at")?;
+        if proc::forked_since(self.fork) {
+            return Err(Error::Forked { parent: self.me });
+        }
         // Release: pairs with the subscribers' Acquire load in `Broadcast::base`, which
         // they make before they read a slot; the tail store below publishes it.
         self.b.u64_at(BASE).store(n, Ordering::Release);
         // Release: pairs with the Acquire loads of `tail` (joiners start there).
         ctl.tail.store(n, Ordering::Release);
         self.next = n;
+        self.base = n;
         // Subscribers waiting at 0 move to `n` at their next look.
         protocol::bump_data(ctl);
         crate::os::futex::wake(ctl.data_seq);
@@ -1220,6 +1341,9 @@ impl<M: SharedMemory> Publisher<M> {
     }
 
     fn set_upstream(&mut self, lost: bool) -> Result<(), Error> {
+        if proc::forked_since(self.fork) {
+            return Err(Error::Forked { parent: self.me });
+        }
         let word = self.b.upstream();
         // Relaxed: only this publisher writes the word.
         let now = word.load(Ordering::Relaxed);
@@ -1300,6 +1424,9 @@ impl<M: SharedMemory> Publisher<M> {
     }
 
     fn unpark(&mut self) {
+        if proc::forked_since(self.fork) {
+            return; // the reactor and its registrations are the parent's
+        }
         let (mut step, parked) = self.step();
         parked.release(&mut step);
     }
@@ -1307,6 +1434,11 @@ impl<M: SharedMemory> Publisher<M> {
 
 impl<M: SharedMemory> Drop for Publisher<M> {
     fn drop(&mut self) {
+        if proc::forked_since(self.fork) {
+            // A forked child's copy: the role, the close word and the reactor are the
+            // parent's; dropping the copy changes nothing shared.
+            return;
+        }
         self.unpark();
         let ctl = self.b.control();
         // Release: pairs with the subscribers' Acquire loads of `closed`; every message
@@ -1380,6 +1512,8 @@ pub struct Subscriber<M: SharedMemory> {
     batch: u64,
     /// Our pid, read once (a `getpid` per receive showed in profiles).
     me: u32,
+    /// The fork generation this end was made under (see [`Error::Forked`]).
+    fork: u64,
     wait: WaitMode,
     broken: Option<Error>,
     parked: Parked,
@@ -1397,6 +1531,9 @@ struct Track {
     read_any: bool,
     /// The upstream word last seen (reported once per change to odd).
     upstream_seen: u32,
+    /// The first message number as read before the first message (clamped to the tail
+    /// then); fixed once anything was read, whatever the shared word says later.
+    base: u64,
 }
 
 /// Where a received message goes: a buffer that grows to fit, or a caller's slice that
@@ -1411,6 +1548,7 @@ struct SubscribeStep<'a, M: SharedMemory> {
     b: &'a Broadcast<M>,
     line: Option<u32>,
     me: u32,
+    fork: u64,
     batch: u64,
     next: &'a mut u64,
     delivered: &'a mut u64,
@@ -1421,9 +1559,16 @@ struct SubscribeStep<'a, M: SharedMemory> {
 }
 
 impl<M: SharedMemory> SubscribeStep<'_, M> {
+    /// Whether the publisher closed: the close word is set and the holder word is
+    /// cleared (`Publisher::drop` sets the one, then clears the other). A close word
+    /// alone, with a holder, is a scribble or a new publisher taking over: not a close.
     fn closed(&self) -> bool {
-        // Acquire: pairs with the Release store in `Publisher::drop`.
-        self.b.closed().load(Ordering::Acquire) != 0
+        // Acquire: pairs with the Release store of 0 in `Publisher::drop`, which follows
+        // its close store, so a cleared holder comes with a visible close and with every
+        // message published before it.
+        self.b.holder().load(Ordering::Acquire) == 0
+            // Acquire: pairs with the Release store in `Publisher::drop`.
+            && self.b.closed().load(Ordering::Acquire) != 0
     }
 
     /// Our line's state: `Err(Evicted)` once the publisher evicted us (or `Truncated`
@@ -1433,6 +1578,11 @@ impl<M: SharedMemory> SubscribeStep<'_, M> {
             return Err(e);
         }
         let Some(i) = self.line else { return Ok(()) };
+        if self.b.cfg.mode == BroadcastMode::Lossy {
+            // Only a reliable publisher evicts; a lossy line is bookkeeping (counts and
+            // sleepers), so a scribbled one changes nothing about receiving.
+            return Ok(());
+        }
         let m = self.b.member(i);
         // Acquire: pairs with the publisher's Release store in `evict`.
         let state = m.state.load(Ordering::Acquire);
@@ -1473,18 +1623,50 @@ impl<M: SharedMemory> SubscribeStep<'_, M> {
         Some(q)
     }
 
-    /// Lossy: a position ahead of the tail (moved there by a forged tail) resyncs to the
-    /// oldest message held, never below what was delivered, as `Lagged`.
+    /// The tail, if the slots agree with it: message `tail - 1` (or a later one) is
+    /// complete in its slot and message `tail` is not. A tail word a peer scribbled (too
+    /// high or too low) fails one of the two, so a reader never moves its own position
+    /// on that word alone. `None` also while the publisher is mid-message; the caller
+    /// asks again on a later round.
+    fn verified_tail(&self) -> Option<u64> {
+        let b = self.b;
+        // Acquire: pairs with the publisher's Release store of `tail`; the stamp stores
+        // of every message below it came before.
+        let tail = b.control().tail.load(Ordering::Acquire);
+        if tail > protocol::MAX_TAIL {
+            return None;
+        }
+        let before_done = tail == 0
+            // Acquire: pairs with the Release stamp store in `end_write`.
+            || b.slot(tail - 1).stamp.load(Ordering::Acquire) >= protocol::done_stamp(tail - 1);
+        // Acquire as above.
+        let at_not_done = b.slot(tail).stamp.load(Ordering::Acquire) < protocol::done_stamp(tail);
+        (before_done && at_not_done).then_some(tail)
+    }
+
+    /// Lossy: a position ahead of the stream (moved there by a forged tail, stamp, gap
+    /// notice or join) resyncs to the oldest message held below the verified tail, never
+    /// below what was delivered (clamped to that tail: an honest subscriber never
+    /// delivered past it), reported once as `Lagged`; then it receives again.
     fn resync_if_ahead(&mut self) -> Result<(), Error> {
         if self.b.cfg.mode != BroadcastMode::Lossy {
             return Ok(());
         }
-        // Acquire: pairs with the publisher's Release store of `tail`.
-        let tail = self.b.control().tail.load(Ordering::Acquire);
-        if tail > protocol::MAX_TAIL || *self.next <= tail.saturating_add(1) {
+        let Some(tail) = self.verified_tail() else {
+            return Ok(());
+        };
+        if *self.next <= tail {
             return Ok(());
         }
-        *self.next = protocol::oldest_readable(tail, self.b.cfg.slots).max(*self.delivered);
+        // The floor is what was really delivered (one that delivered nothing yet, say a
+        // subscriber that joined at a forged tail, has none).
+        let floor = if self.track.read_any {
+            (*self.delivered).min(tail)
+        } else {
+            0
+        };
+        *self.next = protocol::oldest_readable(tail, self.b.cfg.slots).max(floor);
+        *self.delivered = floor;
         self.track.resynced = true;
         Err(Error::Lagged { missed: 0 })
     }
@@ -1509,6 +1691,9 @@ impl<M: SharedMemory> Step for SubscribeStep<'_, M> {
     type Out = u64;
 
     fn look(&mut self) -> Result<Option<u64>, Error> {
+        if proc::forked_since(self.fork) {
+            return Err(Error::Forked { parent: self.me });
+        }
         // Read `closed` before looking: a close seen here came after every message
         // published before it.
         let closed = self.closed();
@@ -1517,11 +1702,18 @@ impl<M: SharedMemory> Step for SubscribeStep<'_, M> {
         // A relay that started at its source's numbering: nothing below it exists. Only
         // before the first read (the base may still move) and after a resync (which may
         // land below it); not on every message.
-        if !self.track.read_any || self.track.resynced {
+        if !self.track.read_any {
+            // Acquire: pairs with the Release store of `tail` in `start_at`, which
+            // follows its base store, so the base below is at least as new. An honest
+            // base is never above the tail: a larger word is not taken.
+            let tail = b.control().tail.load(Ordering::Acquire);
             let base = b.base();
-            if *self.next < base {
-                *self.next = base;
+            if base <= tail {
+                self.track.base = base;
             }
+        }
+        if (!self.track.read_any || self.track.resynced) && *self.next < self.track.base {
+            *self.next = self.track.base;
         }
         let p = *self.next;
         let payload = b.payload_of(p);
@@ -1570,34 +1762,7 @@ impl<M: SharedMemory> Step for SubscribeStep<'_, M> {
                 }
                 Ok(Some(p))
             }
-            Attempt::Empty => {
-                if self.track.resynced {
-                    if let Some(resume) = self.skipped(p) {
-                        // A resync landed on numbers a relay's gap notice covers (lost
-                        // upstream): they count as missed, exactly.
-                        *self.next = resume.max(*self.delivered);
-                        return Err(Error::Lagged {
-                            missed: resume.saturating_sub(p),
-                        });
-                    }
-                }
-                // Before waiting: a publisher waiting for us must hear where we are.
-                if *self.published != *self.next {
-                    self.publish_position();
-                }
-                if closed {
-                    return Err(Error::Closed);
-                }
-                // Acquire: pairs with the publisher's Release store in `set_upstream`.
-                let up = b.upstream().load(Ordering::Acquire);
-                if up != self.track.upstream_seen {
-                    self.track.upstream_seen = up;
-                    if up & 1 == 1 {
-                        return Err(Error::UpstreamLost);
-                    }
-                }
-                Ok(None)
-            }
+            Attempt::Empty => self.empty(p, closed),
             Attempt::Lagged { resume } => {
                 // Reliable: a member is never overwritten unless it was evicted.
                 self.still_member()?;
@@ -1606,12 +1771,85 @@ impl<M: SharedMemory> Step for SubscribeStep<'_, M> {
                 self.track.resynced = true;
                 Err(Error::Lagged { missed })
             }
-            Attempt::Corrupt(len) if protocol::Notice::decode(len).is_some() => {
-                // A notice, read whole (both stamp loads agreed): numbers `p .. p + k`
-                // were lost upstream; the next message is `p + k`.
-                let k = protocol::Notice::decode(len).map_or(1, protocol::Notice::numbers);
-                *self.next = p.saturating_add(k);
-                *self.delivered = *self.next;
+            Attempt::BadTail(tail) => {
+                // Not sticky: the position did not move, and the publisher's next message
+                // rewrites the word. A resync needs a tail the slots agree with.
+                b.seg.intact()?;
+                Err(Error::Corrupt {
+                    what: "the broadcast's message count (tail)",
+                    found: tail,
+                })
+            }
+            Attempt::Corrupt(len) => match protocol::Notice::decode(len) {
+                Some(notice) => self.notice(p, notice, closed),
+                None => {
+                    // A length no honest publisher writes: this message is unreadable. It
+                    // is reported and passed over, not sticky: a scribbled slot must not
+                    // silence the subscriber for good.
+                    *self.next = p.saturating_add(1);
+                    *self.delivered = *self.next;
+                    self.track.resynced = false;
+                    self.track.read_any = true;
+                    Err(Error::Corrupt {
+                        what: "a broadcast message length",
+                        found: len,
+                    })
+                }
+            },
+        }
+    }
+}
+
+impl<M: SharedMemory> SubscribeStep<'_, M> {
+    /// Message `p` is not there yet: first the exact gap after a resync onto numbers a
+    /// relay skipped, then (before waiting) the position, the close and the upstream word.
+    fn empty(&mut self, p: u64, closed: bool) -> Result<Option<u64>, Error> {
+        if self.track.resynced {
+            if let Some(resume) = self.skipped(p) {
+                // A resync landed on numbers a relay's gap notice covers (lost
+                // upstream): they count as missed, exactly.
+                *self.next = resume.max(*self.delivered);
+                return Err(Error::Lagged {
+                    missed: resume.saturating_sub(p),
+                });
+            }
+        }
+        // Before waiting: a publisher waiting for us must hear where we are.
+        if *self.published != *self.next {
+            self.publish_position();
+        }
+        if closed {
+            return Err(Error::Closed);
+        }
+        // Acquire: pairs with the publisher's Release store in `set_upstream`.
+        let up = self.b.upstream().load(Ordering::Acquire);
+        if up != self.track.upstream_seen {
+            self.track.upstream_seen = up;
+            if up & 1 == 1 {
+                return Err(Error::UpstreamLost);
+            }
+        }
+        Ok(None)
+    }
+
+    /// A gap notice at `p`, read whole (both stamp loads agreed): numbers `p .. p + k`
+    /// were lost upstream and the next message is `p + k`. The publisher stores the tail
+    /// `p + k` after the notice, so a notice the tail does not cover yet is not taken
+    /// (a forged one never is): the subscriber waits as for an empty slot, and an honest
+    /// one is taken on a later look.
+    fn notice(
+        &mut self,
+        p: u64,
+        notice: protocol::Notice,
+        closed: bool,
+    ) -> Result<Option<u64>, Error> {
+        let k = notice.numbers();
+        // Acquire: pairs with the publisher's Release store of `tail` after the notice.
+        let tail = self.b.control().tail.load(Ordering::Acquire);
+        match p.checked_add(k) {
+            Some(end) if end <= tail && tail <= protocol::MAX_TAIL => {
+                *self.next = end;
+                *self.delivered = end;
                 self.track.resynced = false;
                 self.track.read_any = true;
                 if self.next.saturating_sub(*self.published) >= self.batch {
@@ -1619,14 +1857,7 @@ impl<M: SharedMemory> Step for SubscribeStep<'_, M> {
                 }
                 Err(Error::Lagged { missed: k })
             }
-            Attempt::Corrupt(len) => {
-                let e = Error::Corrupt {
-                    what: "a broadcast message length",
-                    found: len,
-                };
-                *self.broken = Some(e);
-                Err(e)
-            }
+            _ => self.empty(p, closed),
         }
     }
 }
@@ -1717,6 +1948,7 @@ impl<M: SharedMemory> Subscriber<M> {
                 b: &self.b,
                 line: self.line,
                 me: self.me,
+                fork: self.fork,
                 batch: self.batch,
                 next: &mut self.next,
                 delivered: &mut self.delivered,
@@ -1851,6 +2083,9 @@ impl<M: SharedMemory> Subscriber<M> {
     }
 
     fn unpark(&mut self) {
+        if proc::forked_since(self.fork) {
+            return; // the reactor and its registrations are the parent's
+        }
         let mut none = Vec::new();
         let (mut step, parked) = self.step(&mut none);
         parked.release(&mut step);
@@ -1870,6 +2105,10 @@ fn pod_of<T: Record>(buf: &[u8]) -> Result<T, Error> {
 
 impl<M: SharedMemory> Drop for Subscriber<M> {
     fn drop(&mut self) {
+        if proc::forked_since(self.fork) {
+            // A forked child's copy: the line is the parent's.
+            return;
+        }
         self.unpark();
         let Some(i) = self.line else { return };
         let m = self.b.member(i);

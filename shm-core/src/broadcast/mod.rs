@@ -61,6 +61,7 @@
 //! | 40 | 4 | `relayed`: 0 the publisher's own stream, 1 a stream relayed from elsewhere (bridges do not export it) |
 //! | 44 | 4 | `upstream`: odd while a relayed stream's source is gone (subscribers that read everything get `UpstreamLost` once per change to odd) |
 //! | 48 | 8 | `base`: the first message number (0, or where a relay started: its source's number) |
+//! | 56 | 8 | config seal: FNV-1a of bytes 0 to 44, checked by every attach |
 //! | 128 | 8 | `tail`: messages published so far (its own line: written per message) |
 //! | 256 | 4 | publisher holder: its pid, 0 when nobody publishes |
 //! | 260 | 4 | `closed`: 1 once the publisher closed |
@@ -81,6 +82,10 @@
 //!
 //! The protocol, with the orderings and why nothing is lost or torn, is in
 //! [`protocol`].
+//!
+//! ## Who writes each word, and what a reader does with any other value ([`WORDS`])
+//!
+#![doc = include_str!("words.md")]
 pub use crate::protocol::broadcast as protocol;
 
 #[cfg(not(loom))]

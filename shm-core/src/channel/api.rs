@@ -22,6 +22,29 @@ const CHANNEL_HEADER: u64 = 128;
 const LINE: u64 = 128;
 const RING_CONTROL: u64 = 3 * LINE;
 const MIN_CAPACITY: u64 = 64;
+
+use crate::format::words::{Region, Word};
+
+const CHANNEL_CONFIG: &str = "attach refuses the segment (`CorruptHeader`; a valid value that is not the creator's fails the config seal); ends already attached keep what they read at attach";
+
+/// Every word of a channel's payload that another process can write: who writes it, the
+/// honest values, and what a reader does with anything else (see
+/// [`crate::format::words`]). The layout docs print it.
+pub const WORDS: &[Word] = &[
+    Word { name: "rings", region: Region::Payload, offset: 0, width: 4, writer: "the creator, once, before `ready`", honest: "1 or 2", otherwise: CHANNEL_CONFIG },
+    Word { name: "capacity", region: Region::Payload, offset: 8, width: 8, writer: "the creator, once, before `ready`", honest: "a power of two, at least 64, that fits the segment", otherwise: CHANNEL_CONFIG },
+    Word { name: "config seal", region: Region::Payload, offset: 16, width: 8, writer: "the creator, once, before `ready`", honest: "FNV-1a of the bytes 0 to 16", otherwise: CHANNEL_CONFIG },
+    Word { name: "tail", region: Region::Ring, offset: 0, width: 8, writer: "the sender, per message", honest: "from `head` to `head + capacity`, growing", otherwise: "read by a receiver only when it takes the end (a pair outside the honest range is `Corrupt`) and while it waits: past its position with no frame there at two checks 1 ms apart, `Corrupt` (final for that end); the sender writes its own value again at every message and at drop; `inspect` says `Corrupt`" },
+    Word { name: "sender holder", region: Region::Ring, offset: 8, width: 4, writer: "the sender (claim, drop)", honest: "a live pid, or 0", otherwise: "a dead or impossible pid: a new sender may claim the end; the receiver gets `PeerDied` once the ring is drained" },
+    Word { name: "head", region: Region::Ring, offset: 128, width: 8, writer: "the receiver, per message", honest: "at most `tail`, growing", otherwise: "outside the honest range: `Corrupt` for the sender (final for that end); the receiver writes its own value again before it sleeps and at drop; a value inside the range can let the sender overwrite unread bytes (as a peer writing the data could); `inspect` says `Corrupt`" },
+    Word { name: "receiver holder", region: Region::Ring, offset: 136, width: 4, writer: "the receiver (claim, drop)", honest: "a live pid, or 0", otherwise: "a dead or impossible pid: a new receiver may claim the end; the sender gets `PeerDied`" },
+    Word { name: "data_seq", region: Region::Ring, offset: 256, width: 4, writer: "the sender (+1 per wake)", honest: "any (wraps)", otherwise: "a futex word, only compared for change" },
+    Word { name: "space_seq", region: Region::Ring, offset: 260, width: 4, writer: "the receiver (+1 per wake)", honest: "any (wraps)", otherwise: "a futex word, only compared for change" },
+    Word { name: "receiver sleeping", region: Region::Ring, offset: 264, width: 4, writer: "the receiver", honest: "0 or 1", otherwise: "0 while it sleeps: the wake is skipped and it wakes at its slice (20 ms); non-zero: extra wake calls (cost only)" },
+    Word { name: "sender sleeping", region: Region::Ring, offset: 268, width: 4, writer: "the sender", honest: "0 or 1", otherwise: "as the receiver's flag" },
+    Word { name: "closed", region: Region::Ring, offset: 272, width: 4, writer: "each end at drop (its bit), and at claim (clears it)", honest: "bits 1 (sender closed) and 2 (receiver closed)", otherwise: "a bit counts as a close only with that end's holder word cleared (an honest drop clears it after the bit); other bits are ignored" },
+    Word { name: "message header", region: Region::RingData, offset: 0, width: 8, writer: "the sender", honest: "`1 << 63 | len` with the message inside the ring, a PAD (`1 << 63 | 0xFFFF_FFFF`, never at index 0), or 0 after the last message", otherwise: "`Corrupt` (final for that end), also for a frame zeroed where the sender wrote one (seen at two checks while the receiver waits: the ring cannot be read past it, and every receiver taken on it says so); never used to address memory outside the ring. A well-formed forged length delivers bytes the sender did not frame: a peer with write access writes data too" },
+];
 /// How many times `claim` retries a compare-and-swap that lost to a concurrent change
 /// before it gives up with `RoleTaken`.
 const CLAIM_TRIES: u32 = 64;
@@ -201,12 +224,14 @@ impl<M: SharedMemory> Channel<M> {
         };
         let need = payload_len(rings, cap).ok_or(too_large(cap))?;
         let seg = RawSegment::create(mem, expect(need), |raw| {
-            // SAFETY: the payload holds `need` bytes (checked by create), the channel header
-            // at its start included; the segment is not published yet.
-            unsafe {
-                copy::store_bytes(raw.payload_ptr(), &rings.to_ne_bytes());
-                copy::store_bytes(raw.payload_ptr().add(8), &cap.to_ne_bytes());
-            }
+            let mut head = [0u8; 24];
+            head[..4].copy_from_slice(&rings.to_ne_bytes());
+            head[8..16].copy_from_slice(&cap.to_ne_bytes());
+            let seal = crate::format::words::seal(&head[..16]);
+            head[16..].copy_from_slice(&seal.to_ne_bytes());
+            // SAFETY: the payload holds `need` bytes (checked by create), the 128-byte
+            // channel header at its start included; the segment is not published yet.
+            unsafe { copy::store_bytes(raw.payload_ptr(), &head) };
         })?;
         Ok(Channel {
             seg: Arc::new(seg),
@@ -223,10 +248,19 @@ impl<M: SharedMemory> Channel<M> {
     /// [`attach`](Self::attach) with explicit timeouts.
     pub fn attach_with(mem: M, opts: &AttachOptions) -> Result<Self, Error> {
         let seg = RawSegment::attach(mem, expect(CHANNEL_HEADER), opts)?;
-        let mut head = [0u8; 16];
+        let mut head = [0u8; 24];
         seg.read_at(0, &mut head)?;
         let rings = u32::from_ne_bytes(head[..4].try_into().expect("4 bytes"));
-        let cap = u64::from_ne_bytes(head[8..].try_into().expect("8 bytes"));
+        let cap = u64::from_ne_bytes(head[8..16].try_into().expect("8 bytes"));
+        let seal = u64::from_ne_bytes(head[16..].try_into().expect("8 bytes"));
+        // As a broadcast's: one forged config word, even a valid one, is caught.
+        if seal != crate::format::words::seal(&head[..16]) {
+            return Err(corrupt_header(
+                "channel config seal",
+                seal,
+                "the hash of the config words (one was changed after create)",
+            ));
+        }
         if !(1..=2).contains(&rings) {
             return Err(corrupt_header("channel rings", rings.into(), "1 or 2"));
         }
@@ -284,9 +318,27 @@ impl<M: SharedMemory> Channel<M> {
     pub fn ring_state(&self, ring: u32) -> Result<RingState, Error> {
         let ptrs = self.ring(ring)?;
         let sh = ptrs.shared();
-        // Relaxed throughout: a snapshot for people, ordering nothing.
-        let tail = sh.tail.load(Ordering::Relaxed);
+        // Relaxed throughout: a snapshot for people, ordering nothing. The head is read
+        // before and after the tail: honest ends keep `head <= tail <= head + capacity`
+        // at every instant, and both only grow, so `head_before <= tail <= head_after +
+        // capacity` holds for every honest snapshot, however the ends move meanwhile.
         let head = sh.head.load(Ordering::Relaxed);
+        let tail = sh.tail.load(Ordering::Relaxed);
+        let head_after = sh.head.load(Ordering::Relaxed);
+        if head > tail {
+            self.seg.intact()?;
+            return Err(Error::Corrupt {
+                what: "the receiver's position (ahead of the sender's)",
+                found: head,
+            });
+        }
+        if tail > head_after.saturating_add(self.cap) {
+            self.seg.intact()?;
+            return Err(Error::Corrupt {
+                what: "the sender's position (more than the ring ahead of the receiver's)",
+                found: tail,
+            });
+        }
         let closed = sh.closed.load(Ordering::Relaxed);
         let state = RingState {
             ring,
@@ -376,6 +428,8 @@ impl<M: SharedMemory> Channel<M> {
             wait: WaitMode::default(),
             broken: None,
             parked: Parked::default(),
+            me: proc::current_pid(),
+            fork: proc::fork_generation(),
             detached: None,
             next_detached: 0,
         })
@@ -395,6 +449,9 @@ impl<M: SharedMemory> Channel<M> {
             wait: WaitMode::default(),
             broken: None,
             parked: Parked::default(),
+            me: proc::current_pid(),
+            fork: proc::fork_generation(),
+            stalled_at: None,
         })
     }
 }
@@ -513,14 +570,26 @@ fn peer_gone(closed: &AtomicU32, closed_bit: u32, holder: &AtomicU32) -> Option<
     // Acquire: pairs with the Release store of 0 in the other end's drop, which follows
     // its close bit.
     let pid = holder.load(Ordering::Acquire);
-    // Acquire: pairs with the Release `fetch_or` in the other end's drop.
-    if closed.load(Ordering::Acquire) & closed_bit != 0 {
+    // Acquire: pairs with the Release `fetch_or` in the other end's drop. A close bit
+    // counts only once the holder word is cleared too (an honest close sets the bit, then
+    // clears the holder; a live holder with the bit set is a scribble, or a new end
+    // taking over).
+    if pid == 0 && closed.load(Ordering::Acquire) & closed_bit != 0 {
         return Some(Error::Closed);
     }
     if proc::liveness(pid) == Liveness::Dead {
         return Some(Error::PeerDied { pid });
     }
     None
+}
+
+/// Whether the other end closed: its close bit is set (Acquire: pairs with the Release
+/// `fetch_or` in its drop) and, loaded only then, its holder word is cleared (Acquire:
+/// pairs with the Release store of 0 that follows the bit). A bit alone, with a live
+/// holder, is a scribble or a new end taking over: not a close.
+#[inline]
+fn closed_by(closed: &AtomicU32, closed_bit: u32, holder: &AtomicU32) -> bool {
+    closed.load(Ordering::Acquire) & closed_bit != 0 && holder.load(Ordering::Acquire) == 0
 }
 
 /// A corrupt ring breaks this end for good; other errors pass through. On a segment
@@ -563,6 +632,9 @@ pub struct Sender<M: SharedMemory> {
     wait: WaitMode,
     broken: Option<Error>,
     parked: Parked,
+    /// The pid and fork generation this end was made under (see [`Error::Forked`]).
+    me: u32,
+    fork: u64,
     /// The id of the detached slot outstanding, if any (see `reserve_detached`).
     detached: Option<u64>,
     next_detached: u64,
@@ -607,6 +679,8 @@ struct SendStep<'a, M: SharedMemory> {
     prod: &'a mut Producer,
     broken: &'a mut Option<Error>,
     len: u64,
+    me: u32,
+    fork: u64,
 }
 
 impl<M: SharedMemory> Step for SendStep<'_, M> {
@@ -616,6 +690,9 @@ impl<M: SharedMemory> Step for SendStep<'_, M> {
     fn look(&mut self) -> Result<Option<u64>, Error> {
         if let Some(e) = *self.broken {
             return Err(e);
+        }
+        if proc::forked_since(self.fork) {
+            return Err(Error::Forked { parent: self.me });
         }
         // The receiver's close is looked at when the operation starts (`Sender::start`)
         // and by every wait round's `check`, not on every spin: its line is written by
@@ -632,8 +709,7 @@ impl<M: SharedMemory> Sleeper for SendStep<'_, M> {
     fn check(&mut self, peer: bool) -> Result<(), Error> {
         self.seg.intact()?;
         let sh = self.ptrs.shared();
-        // Acquire: pairs with the Release `fetch_or` in `Receiver::drop`.
-        if sh.closed.load(Ordering::Acquire) & CONSUMER_CLOSED != 0 {
+        if closed_by(sh.closed, CONSUMER_CLOSED, self.ptrs.consumer_holder()) {
             return Err(Error::Closed);
         }
         if peer {
@@ -698,6 +774,8 @@ impl<M: SharedMemory> Sender<M> {
                 prod: &mut self.prod,
                 broken: &mut self.broken,
                 len,
+                me: self.me,
+                fork: self.fork,
             },
             &mut self.parked,
         )
@@ -718,8 +796,11 @@ impl<M: SharedMemory> Sender<M> {
                 max: self.prod.max_message(),
             });
         }
-        // Acquire: pairs with the Release `fetch_or` in `Receiver::drop`.
-        if self.ptrs.shared().closed.load(Ordering::Acquire) & CONSUMER_CLOSED != 0 {
+        if closed_by(
+            self.ptrs.shared().closed,
+            CONSUMER_CLOSED,
+            self.ptrs.consumer_holder(),
+        ) {
             return Err(Error::Closed);
         }
         Ok(self.step(len))
@@ -939,6 +1020,9 @@ impl<M: SharedMemory> Sender<M> {
     }
 
     fn unpark(&mut self) {
+        if proc::forked_since(self.fork) {
+            return; // the reactor and its registrations are the parent's
+        }
         let (mut step, parked) = self.step(0);
         parked.release(&mut step);
     }
@@ -983,8 +1067,16 @@ impl<M: SharedMemory> SendSlot<'_, M> {
 
 impl<M: SharedMemory> Drop for Sender<M> {
     fn drop(&mut self) {
+        if proc::forked_since(self.fork) {
+            // A forked child's copy: the end is the parent's; closing it here would close
+            // the parent's stream.
+            return;
+        }
         self.unpark();
         let sh = self.ptrs.shared();
+        // Our own position, whatever a peer wrote over the shared word: the next sender
+        // resumes exactly after our last message.
+        self.prod.republish(sh);
         // Release: pairs with the receiver's Acquire load of `closed`; messages committed
         // before are visible before the close is.
         sh.closed.fetch_or(PRODUCER_CLOSED, Ordering::Release);
@@ -1052,6 +1144,12 @@ pub struct Receiver<M: SharedMemory> {
     wait: WaitMode,
     broken: Option<Error>,
     parked: Parked,
+    /// The pid and fork generation this end was made under (see [`Error::Forked`]).
+    me: u32,
+    fork: u64,
+    /// The position at which the last peer check found the ring stalled (see
+    /// `Consumer::stalled`), if it did.
+    stalled_at: Option<u64>,
 }
 
 /// The receiver's one step: the next message's place.
@@ -1060,6 +1158,9 @@ struct RecvStep<'a, M: SharedMemory> {
     ptrs: &'a RingPtrs,
     cons: &'a mut Consumer,
     broken: &'a mut Option<Error>,
+    me: u32,
+    fork: u64,
+    stalled_at: &'a mut Option<u64>,
 }
 
 impl<M: SharedMemory> Step for RecvStep<'_, M> {
@@ -1070,6 +1171,9 @@ impl<M: SharedMemory> Step for RecvStep<'_, M> {
         if let Some(e) = *self.broken {
             return Err(e);
         }
+        if proc::forked_since(self.fork) {
+            return Err(Error::Forked { parent: self.me });
+        }
         let sh = self.ptrs.shared();
         // Load `closed` before looking for data: a close seen here came after every
         // message committed before it (Release in `Sender::drop`).
@@ -1077,7 +1181,12 @@ impl<M: SharedMemory> Step for RecvStep<'_, M> {
         let closed = sh.closed.load(Ordering::Acquire);
         match self.cons.try_peek(sh, self.ptrs, &SysFutex) {
             Ok(Some(m)) => Ok(Some(m)),
-            Ok(None) if closed & PRODUCER_CLOSED != 0 => {
+            // Acquire: pairs with the Release store of 0 in `Sender::drop`, after its
+            // close bit (read before the look, so every message before it was seen).
+            Ok(None)
+                if closed & PRODUCER_CLOSED != 0
+                    && self.ptrs.producer_holder().load(Ordering::Acquire) == 0 =>
+            {
                 self.seg.intact()?;
                 Err(Error::Closed)
             }
@@ -1095,6 +1204,22 @@ impl<M: SharedMemory> Sleeper for RecvStep<'_, M> {
             return Ok(());
         }
         let sh = self.ptrs.shared();
+        // A frame a peer scribbled away (a zeroed header where the sender wrote one)
+        // would hold both ends for ever: seen at two peer checks (at least `PEER_CHECK`
+        // apart) at the same position, it is reported.
+        let at = self.cons.position();
+        if self.cons.stalled(sh, self.ptrs) {
+            if *self.stalled_at == Some(at) {
+                let e = Error::Corrupt {
+                    what: "a message header (none where the sender wrote one, or frames read past the sender's position)",
+                    found: at,
+                };
+                return Err(poisoned(self.seg, self.broken, e));
+            }
+            *self.stalled_at = Some(at);
+        } else {
+            *self.stalled_at = None;
+        }
         match peer_gone(sh.closed, PRODUCER_CLOSED, self.ptrs.producer_holder()) {
             // Messages committed before the close or the crash are still delivered:
             // `look` reports the close once the ring is drained.
@@ -1154,6 +1279,9 @@ impl<M: SharedMemory> Receiver<M> {
                 ptrs: &self.ptrs,
                 cons: &mut self.cons,
                 broken: &mut self.broken,
+                me: self.me,
+                fork: self.fork,
+                stalled_at: &mut self.stalled_at,
             },
             &mut self.parked,
         )
@@ -1269,6 +1397,9 @@ impl<M: SharedMemory> Receiver<M> {
     }
 
     fn unpark(&mut self) {
+        if proc::forked_since(self.fork) {
+            return; // the reactor and its registrations are the parent's
+        }
         let (mut step, parked) = self.step();
         parked.release(&mut step);
     }
@@ -1330,8 +1461,14 @@ impl<M: SharedMemory> Drop for RecvSlot<'_, M> {
 
 impl<M: SharedMemory> Drop for Receiver<M> {
     fn drop(&mut self) {
+        if proc::forked_since(self.fork) {
+            // As in `Sender::drop`.
+            return;
+        }
         self.unpark();
         let sh = self.ptrs.shared();
+        // As in `Sender::drop`: the next receiver resumes exactly where we stopped.
+        self.cons.republish(sh);
         // Release: pairs with the sender's Acquire load of `closed`.
         sh.closed.fetch_or(CONSUMER_CLOSED, Ordering::Release);
         sh.space_seq.fetch_add(1, Ordering::Release);

@@ -27,6 +27,7 @@
 //! |---:|---:|---|
 //! | 0 | 4 | `rings`: 1 or 2 |
 //! | 8 | 8 | `capacity`: bytes of data per ring, a power of two ≥ 64 |
+//! | 16 | 8 | config seal: FNV-1a of bytes 0 to 16, checked by every attach |
 //! | 128 + r·(384 + capacity) | 384 + capacity | ring `r` |
 //!
 //! Each ring: three 128-byte lines, then the data.
@@ -73,6 +74,10 @@
 //! assert_eq!(v, b"world");
 //! # Ok(()) }
 //! ```
+//!
+//! ## Who writes each word, and what a reader does with any other value ([`WORDS`])
+//!
+#![doc = include_str!("words.md")]
 pub use crate::protocol::ring;
 
 #[cfg(not(loom))]

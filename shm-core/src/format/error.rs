@@ -238,6 +238,14 @@ pub enum Error {
     /// messages resume.
     #[error("the broadcast's upstream source is gone (messages resume when it returns)")]
     UpstreamLost,
+    /// This end was made in another process, which forked the caller: the parent still
+    /// holds it, and an end driven by two processes would corrupt the stream. A forked
+    /// child takes ends of its own (`Channel::sender`, `Broadcast::subscribe`, ...).
+    #[error("this end belongs to the process that forked this one (pid {parent}); take a new end in the child")]
+    Forked {
+        /// The pid the end was made in.
+        parent: u32,
+    },
     /// The reliable publisher evicted this subscriber, so that the others could go on.
     #[error("evicted by the publisher: {reason}")]
     Evicted {

@@ -13,7 +13,7 @@
 //! |     24 |    8 | `payload_offset` | `128` (a multiple of 64: the payload starts on a cache line)  |
 //! |     32 |    8 | `payload_len`    | exactly `segment_size - payload_offset`                        |
 //! |     40 |    4 | `kind`           | `1` record, `2` seqlock record, `3` channel, `4` broadcast     |
-//! |     44 |    4 | `kind_version`   | version of that kind's payload layout: record `1`, seqlock `2`, channel `2`, broadcast `1` |
+//! |     44 |    4 | `kind_version`   | version of that kind's payload layout: record `1`, seqlock `2`, channel `3`, broadcast `2` |
 //! |     48 |    8 | `schema_size`    | `size_of` the record type (0 for a channel)                    |
 //! |     56 |    8 | `schema_align`   | `align_of` the record type: a power of two, at most 64         |
 //! |     64 |    4 | `schema_version` | the version the program gives its record type                  |
@@ -79,6 +79,10 @@
 //! [`Error::NotReady`] or, if the creator's pid is gone, [`Error::CreatorDied`]. Once it
 //! is ready, the opener copies the 128 header bytes once and validates that copy with
 //! checked arithmetic; later changes to the header by a peer are never looked at again.
+//!
+//! ## Who writes each header word, and what a reader does with any other value ([`HEADER_WORDS`])
+//!
+#![doc = include_str!("header_words.md")]
 
 use std::fmt;
 use std::time::Duration;
@@ -101,6 +105,35 @@ pub const SCHEMA_NAME_MAX: usize = 40;
 pub const READY: u32 = 0x5245_4459;
 /// Offset of the `ready` word within the header.
 pub const READY_OFFSET: usize = 120;
+
+const ATTACH_REFUSES: &str = "attach refuses the segment with a typed error (`BadMagic`, `UnsupportedVersion`, `CorruptHeader`, `Truncated`, `KindMismatch`, `SchemaMismatch`, ...); ends already attached keep what they read and validated at attach";
+
+/// Every header word another process can write (the whole header: see
+/// [`crate::format::words`]). The creator writes it once, before `ready`; every attach
+/// validates it.
+pub const HEADER_WORDS: &[crate::format::words::Word] = {
+    use crate::format::words::{Region::Header as H, Word};
+    const C: &str = "the creator, once, before `ready`";
+    &[
+        Word { name: "magic", region: H, offset: 0, width: 8, writer: C, honest: "`SHMCORE\\0`", otherwise: ATTACH_REFUSES },
+        Word { name: "layout_version", region: H, offset: 8, width: 4, writer: C, honest: "1", otherwise: ATTACH_REFUSES },
+        Word { name: "header_size", region: H, offset: 12, width: 4, writer: C, honest: "128", otherwise: ATTACH_REFUSES },
+        Word { name: "segment_size", region: H, offset: 16, width: 8, writer: C, honest: "at most the mapping's length", otherwise: ATTACH_REFUSES },
+        Word { name: "payload_offset", region: H, offset: 24, width: 8, writer: C, honest: "128", otherwise: ATTACH_REFUSES },
+        Word { name: "payload_len", region: H, offset: 32, width: 8, writer: C, honest: "`segment_size - payload_offset`", otherwise: ATTACH_REFUSES },
+        Word { name: "kind", region: H, offset: 40, width: 4, writer: C, honest: "1 to 4", otherwise: ATTACH_REFUSES },
+        Word { name: "kind_version", region: H, offset: 44, width: 4, writer: C, honest: "the kind's version", otherwise: ATTACH_REFUSES },
+        Word { name: "schema_size", region: H, offset: 48, width: 8, writer: C, honest: "the record's size", otherwise: ATTACH_REFUSES },
+        Word { name: "schema_align", region: H, offset: 56, width: 8, writer: C, honest: "a power of two, at most 64", otherwise: ATTACH_REFUSES },
+        Word { name: "schema_version", region: H, offset: 64, width: 4, writer: C, honest: "the program's version of its record", otherwise: ATTACH_REFUSES },
+        Word { name: "schema_name_len", region: H, offset: 68, width: 4, writer: C, honest: "at most 40", otherwise: ATTACH_REFUSES },
+        Word { name: "schema_name", region: H, offset: 72, width: 40, writer: C, honest: "UTF-8, zero-padded", otherwise: ATTACH_REFUSES },
+        Word { name: "creator_pid", region: H, offset: 112, width: 4, writer: C, honest: "the creator's pid", otherwise: "only read while `ready` is 0: a dead or impossible pid is `CreatorDied`, anything else `NotReady` at the ready timeout" },
+        Word { name: "flags", region: H, offset: 116, width: 4, writer: C, honest: "0", otherwise: ATTACH_REFUSES },
+        Word { name: "ready", region: H, offset: 120, width: 4, writer: C, honest: "0 while initialising, then `0x5245_4459`", otherwise: "0: attach waits its ready timeout (`NotReady` / `CreatorDied`); any other value: `CorruptHeader`" },
+        Word { name: "reserved", region: H, offset: 124, width: 4, writer: C, honest: "0", otherwise: ATTACH_REFUSES },
+    ]
+};
 
 /// The header, as copied out of a segment. See the [module docs](self) for the layout.
 #[repr(C)]
@@ -154,8 +187,8 @@ impl Kind {
         match self {
             Kind::Record => 1,
             Kind::SeqLock => 2,
-            Kind::Channel => 2,
-            Kind::Broadcast => 1,
+            Kind::Channel => 3,
+            Kind::Broadcast => 2,
         }
     }
     fn from_u32(raw: u32) -> Option<Kind> {

@@ -6,6 +6,8 @@
 //! * [`raw`]: validated memory with bounds-checked access, and the one write gate;
 //! * [`record`]: typed plain-old-data records;
 //! * [`error`]: the crate's error type;
+//! * [`words`]: the word tables, every peer-writable word of every layout and how far
+//!   it is trusted;
 //! * [`copy`]: word-wise (and on x86-64 `rep movsb`) copies in and out of memory another
 //!   process writes; only [`copy::method`] is public.
 
@@ -15,3 +17,4 @@ pub mod layout;
 pub mod memory;
 pub mod raw;
 pub mod record;
+pub mod words;

@@ -150,6 +150,79 @@ pub fn claim_role(word: &std::sync::atomic::AtomicU32, me: u32, tries: u32) -> R
     Err(current)
 }
 
+/// Whether `pid`, read from shared memory, names a live peer: the one test every count
+/// of peers and every staleness proof asks (the waits ask [`liveness`] the same way).
+/// 0, impossible pids (above [`PID_MAX`]), exited processes and unreaped zombies are not
+/// live.
+pub fn is_live(pid: u32) -> bool {
+    liveness(pid) == Liveness::Alive
+}
+
+/// How many times this process was forked into the caller (0 in the original process;
+/// the child of a `fork` sees one more than its parent had at the fork). Endpoints
+/// remember the value they were made under and refuse to act in a forked child with
+/// [`Error::Forked`](crate::format::error::Error::Forked): the parent still holds them,
+/// and two processes driving one end would corrupt the stream.
+///
+/// The first call registers a `pthread_atfork` child handler (once per process); an
+/// endpoint calls it when it is made, so every fork after that is counted. Reading it is
+/// one relaxed load.
+#[inline]
+pub fn fork_generation() -> u64 {
+    use std::sync::atomic::Ordering;
+    // Relaxed: a flag that only says whether to try registering; the registration itself
+    // is ordered by `pthread_atfork`'s own lock.
+    if FORK_HOOK.load(Ordering::Relaxed) != HOOKED {
+        register_fork_hook();
+    }
+    // Relaxed: the child handler ran in this very thread before `fork` returned in the
+    // child, so program order makes the increment visible; nothing else is ordered by it.
+    FORK_GENERATION.load(Ordering::Relaxed)
+}
+
+/// Registers the `pthread_atfork` child handler once. Never waits: a `Once` would, and a
+/// process forked while another thread was inside it would wait for ever in the child
+/// (the thread does not exist there). A thread that finds the registration under way
+/// goes on; a child forked meanwhile counts forks from its own start.
+#[cold]
+fn register_fork_hook() {
+    use std::sync::atomic::Ordering;
+    // Relaxed: only one thread may go from UNHOOKED to REGISTERING; nothing else is
+    // published through the flag.
+    if FORK_HOOK
+        .compare_exchange(UNHOOKED, REGISTERING, Ordering::Relaxed, Ordering::Relaxed)
+        .is_err()
+    {
+        return;
+    }
+    // SAFETY: `pthread_atfork` only records the function pointers; `forked_child` is
+    // async-signal-safe (one atomic add), as a child handler must be.
+    unsafe { libc::pthread_atfork(None, None, Some(forked_child)) };
+    // Relaxed: as above.
+    FORK_HOOK.store(HOOKED, Ordering::Relaxed);
+}
+
+const UNHOOKED: u8 = 0;
+const REGISTERING: u8 = 1;
+const HOOKED: u8 = 2;
+
+/// Whether this process is a forked child of the one in which `generation` was read by
+/// [`fork_generation`]. One relaxed load.
+#[inline]
+pub fn forked_since(generation: u64) -> bool {
+    // Relaxed: see `fork_generation`.
+    FORK_GENERATION.load(std::sync::atomic::Ordering::Relaxed) != generation
+}
+
+static FORK_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static FORK_HOOK: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(UNHOOKED);
+
+extern "C" fn forked_child() {
+    // Relaxed: only this (single-threaded, freshly forked) process reads it, later in
+    // program order.
+    FORK_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Whether `/proc/PID/stat` says the process has exited (state `Z` or `X`).
 fn is_zombie(pid: u32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {

@@ -170,8 +170,11 @@ pub enum Attempt<R> {
         /// The first message still readable.
         resume: u64,
     },
-    /// A length no honest publisher writes (its raw value).
+    /// A length no honest publisher writes (its raw value): message `p` is unreadable.
     Corrupt(u64),
+    /// Message `p` is gone, and the tail that says where to resume is one no honest
+    /// publisher writes (its raw value): nothing moved; look again later.
+    BadTail(u64),
 }
 
 /// One attempt at reading message `p` from `slot`: `copy(len)` copies the payload out with
@@ -201,7 +204,7 @@ pub fn try_read<R>(
         // Acquire: pairs with the Release store of `tail` in `end_write`.
         let tail = c.tail.load(Ordering::Acquire);
         if tail > MAX_TAIL {
-            return Attempt::Corrupt(tail);
+            return Attempt::BadTail(tail);
         }
         let resume = if tail.saturating_sub(p) > slots {
             oldest_readable(tail, slots)
@@ -219,7 +222,7 @@ pub fn try_read<R>(
         // Acquire as above.
         let tail = c.tail.load(Ordering::Acquire);
         if tail > MAX_TAIL {
-            return Attempt::Corrupt(tail);
+            return Attempt::BadTail(tail);
         }
         return Attempt::Lagged {
             resume: oldest_readable(tail, slots).max(p.saturating_add(1)),

@@ -129,6 +129,14 @@ impl Producer {
         self.cap
     }
 
+    /// Stores our own position again (a peer may have scribbled the shared word): the
+    /// next producer resumes exactly where we stopped.
+    pub fn republish(&self, sh: Shared<'_>) {
+        // Release: pairs with the Acquire load of `tail` by the next producer, which
+        // resumes after every byte we wrote.
+        sh.tail.store(self.tail, Ordering::Release);
+    }
+
     fn free(&self) -> u64 {
         self.cap - self.tail.wrapping_sub(self.cached_head)
     }
@@ -279,6 +287,14 @@ impl Consumer {
         self.head
     }
 
+    /// Stores our own position again (a peer may have scribbled the shared word): the
+    /// next consumer resumes exactly where we stopped.
+    pub fn republish(&self, sh: Shared<'_>) {
+        // Release: pairs with the Acquire load of `head` by the producer and the next
+        // consumer: our reads of the space are done.
+        sh.head.store(self.head, Ordering::Release);
+    }
+
     /// Picks up the ring where the shared positions stand.
     pub fn new(cap: u64, sh: Shared<'_>) -> Result<Self, Corrupt> {
         // Acquire: pairs with the Release store of `head` by a previous consumer.
@@ -291,6 +307,20 @@ impl Consumer {
     }
 
     /// Whether a published header (message or PAD) waits at our position.
+    /// Whether the ring looks stalled by a scribbled frame: no message header at our
+    /// position although the producer's position is past it (an honest producer stores
+    /// the header before its position). Asked by a waiting consumer now and then; two
+    /// answers of `true` at the same position, apart in time, are not honest: the frame
+    /// or the producer's position was scribbled, and the ring cannot go on.
+    ///
+    /// Also `true` when our position is past the producer's: a forged frame made us read
+    /// beyond what was written (into frames of an earlier lap).
+    pub fn stalled(&self, sh: Shared<'_>, words: &impl Words) -> bool {
+        // Relaxed: compared only; the header load below is Acquire.
+        let tail = sh.tail.load(Ordering::Relaxed);
+        (tail > self.head && !self.has_data(words)) || self.head > tail
+    }
+
     fn has_data(&self, words: &impl Words) -> bool {
         // Acquire: pairs with the Release header store in `Producer::publish_header`.
         words.load(self.head & (self.cap - 1), Ordering::Acquire) != 0
@@ -360,6 +390,11 @@ impl Consumer {
         sh: Shared<'_>,
         words: &impl Words,
     ) -> Result<Option<u32>, Corrupt> {
+        // A scribbled shared position is put right before we wait (only we write it).
+        // Relaxed: our own word; the Release store in `republish` publishes it.
+        if sh.head.load(Ordering::Relaxed) != self.head {
+            self.republish(sh);
+        }
         // Acquire: pairs with the producer's Release bump in `Producer::publish_header`.
         let seq = sh.data_seq.load(Ordering::Acquire);
         sh.consumer_sleeping.store(1, Ordering::Relaxed);

@@ -21,6 +21,16 @@ use crate::wait::{Pace, Sleeper, Waiter};
 pub const DATA_OFFSET: usize = 64;
 const OWNER_OFFSET: usize = 8;
 
+use crate::format::words::{Region, Word};
+
+/// Every word of a seqlock's payload that another process can write (see
+/// [`crate::format::words`]); the record's bytes after them are data, any bit pattern
+/// of which is a valid record.
+pub const WORDS: &[Word] = &[
+    Word { name: "sequence", region: Region::Payload, offset: 0, width: 8, writer: "the writer holding the lock", honest: "even when idle, odd while a write is under way; grows by 2 per store", otherwise: "a reader keeps a copy only when both loads of the sequence are equal and even; a sequence that stays odd is `WriterDied` (owner dead or impossible) or `WriterStuck` (past the writer timeout), and the next store takes the lock over and repairs it" },
+    Word { name: "owner", region: Region::Payload, offset: 8, width: 4, writer: "the writer (its pid while it holds the lock, 0 after)", honest: "a live pid, or 0", otherwise: "a dead or impossible pid is a free lock: the next store takes it over; a live pid with no write under way (the sequence even and still for half the writer timeout) is taken over too; a live pid with the sequence odd past the writer timeout is `WriterStuck`" },
+];
+
 /// A record behind a seqlock, in a segment of kind [`Kind::SeqLock`].
 pub struct SeqLock<T: Record, M: SharedMemory> {
     core: RawSeqLock<M>,
@@ -213,6 +223,8 @@ impl<M: SharedMemory> RawSeqLock<M> {
         self.raw.check_writable("storing a seqlock record")?;
         let me = proc::current_pid();
         let mut w = Waiter::new(Pace::Poll, Some(self.writer_timeout));
+        // A holder with no write under way: (its pid, the even sequence it left).
+        let mut idle: Option<(u32, u64)> = None;
         loop {
             self.raw.intact()?;
             match protocol::try_lock(self.seq(), self.owner(), me) {
@@ -222,7 +234,24 @@ impl<M: SharedMemory> RawSeqLock<M> {
                         return Ok(s);
                     }
                 }
-                Err(_) => {}
+                Err(holder) => {
+                    // A lock held with the sequence even and still for half the writer
+                    // timeout has no write under way (an honest writer makes the sequence
+                    // odd right after taking the owner word): an owner word a peer left
+                    // behind. It is taken over, so one scribble cannot stop every store
+                    // for good.
+                    // Relaxed: compared only; `steal` orders what follows.
+                    let seq = self.seq().load(Ordering::Relaxed);
+                    if seq & 1 == 1 || idle.is_some_and(|i| i != (holder, seq)) {
+                        idle = None;
+                    } else if idle.is_none() {
+                        idle = Some((holder, seq));
+                    } else if w.elapsed() >= self.writer_timeout / 2 {
+                        if let Ok(s) = protocol::steal(self.seq(), self.owner(), holder, me) {
+                            return Ok(s);
+                        }
+                    }
+                }
             }
             w.pause(&mut WriterChecks { lock: self })
                 .map_err(|e| self.waited(e))?;

@@ -28,6 +28,10 @@
 //! assert_eq!(reader.load()?, [8, 7, 7, 7]);
 //! # Ok(()) }
 //! ```
+//!
+//! ## Who writes each word, and what a reader does with any other value ([`WORDS`])
+//!
+#![doc = include_str!("words.md")]
 pub use crate::protocol::seqlock as protocol;
 
 #[cfg(not(loom))]

@@ -16,6 +16,9 @@ use crate::format::memory::SharedMemory;
 use crate::format::record::{Record, Segment};
 use crate::seqlock::SeqLock;
 
+mod hostile;
+pub use hostile::{hostile_broadcast_words, hostile_channel_words, hostile_seqlock_words};
+
 /// What the suite needs from a backend.
 pub trait Backend {
     /// The backend's memory handle.
@@ -25,6 +28,12 @@ pub trait Backend {
     /// A second, independent handle onto the memory behind `mem`, made the way a second
     /// process would make it (open the name again, receive the fd, map it again).
     fn reopen(&mut self, mem: &Self::Mem) -> Self::Mem;
+    /// Whether a forked child shares the memory (true for every real backend: their
+    /// mappings are `MAP_SHARED`). The hostile-word test's peer is then a forked process;
+    /// for process-private memory (the heap backend) it is a thread.
+    fn shared_across_fork(&self) -> bool {
+        true
+    }
 }
 
 /// Instantiates every conformance test for a backend: `$backend` is an expression that
@@ -37,7 +46,8 @@ macro_rules! conformance_tests {
             mismatched_types_are_rejected, too_small_memory, already_initialized,
             never_ready_segment_times_out, creator_died_during_init, seqlock_snapshots,
             seqlock_writer_died, four_gib_segment_is_lazy, foreign_segments,
-            broadcast_across_handles);
+            broadcast_across_handles, hostile_broadcast_words, hostile_channel_words,
+            hostile_seqlock_words);
     };
     (@each $backend:expr; $($name:ident),*) => {$(
         #[test]
