@@ -126,14 +126,9 @@ fn receiver_blocked_on_a_killed_sender_gets_peer_died() {
         child.kill().unwrap();
         child.wait().unwrap();
     });
-    let t = Instant::now();
+    // Bounded by its own timeout: a Timeout here would fail as the wrong error.
     let err = rx.recv_timeout(Duration::from_secs(30)).err().unwrap();
     assert_eq!(err, Error::PeerDied { pid });
-    assert!(
-        t.elapsed() < Duration::from_secs(20),
-        "took {:?}",
-        t.elapsed()
-    );
 }
 
 #[test]
@@ -213,7 +208,7 @@ fn a_scribbling_peer_process_never_crashes_or_hangs_the_receiver() {
         })
     }
     .unwrap();
-    let (mut ok, mut corrupt, mut other) = (0u64, 0u64, 0u64);
+    let (mut ok, mut corrupt, mut quiet) = (0u64, 0u64, 0u64);
     // Taking the end reads the positions too: Corrupt is a fine answer there as well.
     let mut rx = match chan.receiver(0) {
         Ok(rx) => Some(rx),
@@ -223,27 +218,47 @@ fn a_scribbling_peer_process_never_crashes_or_hangs_the_receiver() {
         }
         Err(e) => panic!("unexpected {e:?}"),
     };
+    // Until the scribbler is done (bounded: a watchdog far above its run time), every
+    // call returns (bounded by its timeout) a message within the ring, `Corrupt` (final:
+    // then the end stays broken), or a quiet `Timeout` (or what a scribbled holder word
+    // reads as); nothing else.
     let start = Instant::now();
-    while let Some(rx) = rx
-        .as_mut()
-        .filter(|_| start.elapsed() < Duration::from_secs(3))
-    {
-        match rx.recv_timeout(Duration::from_millis(5)) {
-            Ok(m) => {
-                let _ = m.to_vec();
+    while child.wait_timeout(Duration::ZERO).unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the scribbler hung"
+        );
+        let Some(r) = rx.as_mut() else {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        };
+        let got = r.recv_timeout(Duration::from_millis(5)).map(|m| m.len());
+        match got {
+            Ok(len) => {
+                assert!(len <= 1024, "a message longer than the ring: {len}");
                 ok += 1;
             }
-            Err(Error::Corrupt { .. }) => {
+            Err(e @ Error::Corrupt { .. }) => {
                 corrupt += 1;
-                break;
+                assert_eq!(r.try_recv().err(), Some(e), "Corrupt is final for the end");
+                rx = None;
             }
-            Err(_) => other += 1,
+            // A scribbled holder word reads as a dead or closed sender (the word table).
+            Err(Error::Timeout { .. } | Error::PeerDied { .. } | Error::Closed) => quiet += 1,
+            Err(e) => panic!("unexpected {e:?}"),
         }
     }
-    let _ = child.wait();
-    println!("valid messages {ok}, corrupt {corrupt}, other errors {other}");
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "the scribbler did not run its 2,000,000 writes"
+    );
+    println!("valid messages {ok}, corrupt {corrupt}, quiet {quiet}");
+    // Forty messages were queued and the ring's control lines were scribbled: the
+    // receiver either read messages or said the ring is corrupt.
     assert!(
         corrupt == 1 || ok > 0,
-        "the receiver must return messages or Corrupt"
+        "ok {ok}, corrupt {corrupt}, quiet {quiet}"
     );
 }

@@ -27,6 +27,8 @@ fn check(n: u64, buf: &[u8]) {
     assert_eq!(buf, msg(n, buf.len()), "message {n} torn or wrong");
 }
 
+/// A call that takes longer than this hung (a watchdog, not a speed).
+const HUNG: Duration = Duration::from_secs(60);
 #[test]
 fn reliable_every_subscriber_gets_every_message_in_order() {
     let (b, view) = make(
@@ -151,10 +153,8 @@ fn reliable_stuck_subscriber_is_evicted_and_told() {
     for i in 0..20u64 {
         p.publish(&i.to_ne_bytes()).unwrap();
     }
-    assert!(
-        t.elapsed() < Duration::from_secs(10),
-        "publisher waited too long"
-    );
+    // A hang watchdog only: the eviction timeout is what the publisher waits.
+    assert!(t.elapsed() < HUNG, "the publisher hung");
     assert_eq!(reader.join().unwrap(), (0..20).collect::<Vec<_>>());
     let mut buf = Vec::new();
     let e = stuck.recv(&mut buf).unwrap_err();
@@ -185,16 +185,16 @@ fn hostile_positions_are_evicted_not_trusted() {
         for _ in 0..12u64 {
             p.publish(&[1u8; 8]).unwrap();
         }
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "{value}: waited past the timeout"
-        );
+        // A hang watchdog, far above the 200 ms eviction timeout (no speed is asserted).
+        assert!(t.elapsed() < HUNG, "{value}: the publisher hung");
         let mut buf = Vec::new();
         let r = s.recv(&mut buf);
-        assert!(
-            matches!(r, Err(Error::Evicted { .. }) | Err(Error::Lagged { .. })),
-            "{value}: {r:?}"
-        );
+        let why = if value > 12 * 4 {
+            "it wrote a position no honest subscriber writes"
+        } else {
+            "it stayed behind longer than the eviction timeout"
+        };
+        assert_eq!(r, Err(Error::Evicted { reason: why }), "{value}");
         drop(s);
     }
     // Scribbled state words and pids on a line nobody holds change nothing either.
@@ -350,12 +350,13 @@ fn hostile_tails_are_corrupt_not_overflows() {
         shm_core::conformance::poke(&view, 128 + 640 + 128 * 64, &u64::MAX.to_ne_bytes());
         let mut buf = Vec::new();
         let r = s.try_recv(&mut buf);
-        assert!(
-            matches!(
-                r,
-                Err(Error::Corrupt { .. }) | Err(Error::Lagged { .. }) | Ok(_)
-            ),
-            "{tail}: {r:?}"
+        assert_eq!(
+            r,
+            Err(Error::Corrupt {
+                what: "the broadcast's message count (tail)",
+                found: tail
+            }),
+            "{tail}"
         );
     }
 }

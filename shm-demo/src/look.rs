@@ -447,6 +447,10 @@ pub fn hz(name: Option<&str>, socket: Option<&Path>, seconds: u64, json: bool) -
         };
         let dt = t_last.elapsed().as_secs_f64();
         t_last = Instant::now();
+        let counted = match (s.messages, last.messages) {
+            (Some(a), Some(b)) => Some(a.saturating_sub(b)),
+            _ => None,
+        };
         let (msgs, bytes, estimated) = match (s.messages, last.messages) {
             (Some(a), Some(b)) => {
                 let m = a.saturating_sub(b) as f64 / dt;
@@ -475,6 +479,10 @@ pub fn hz(name: Option<&str>, socket: Option<&Path>, seconds: u64, json: bool) -
                 .bool("msgs_estimated", estimated);
             if estimated {
                 j = j.float("bytes_per_s", bytes);
+            }
+            if let Some(c) = counted {
+                // The messages published in this interval, counted (not a rate).
+                j = j.num("messages", c);
             }
             println!(
                 "{}",

@@ -362,12 +362,11 @@ fn a_killed_exporter_is_told_then_resumes_with_exact_numbers() {
     let mut expected = None;
     follow(&mut sub, &mut expected, |_, got| got >= 300);
     exporter.kill9();
-    // Told within a bound (the TCP link closes with the process).
-    let told = Instant::now();
+    // Told (`follow` fails as hung past its own bound): the TCP link closes with the
+    // process.
     follow(&mut sub, &mut expected, |r, _| {
         r == &Err(Error::UpstreamLost)
     });
-    assert!(told.elapsed() < BOUND);
     // Seen from outside too: `inspect` shows an import whose source is gone.
     let out = Command::new(BIN)
         .args(["inspect", &c.dst, "--json"])

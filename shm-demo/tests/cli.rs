@@ -89,6 +89,26 @@ fn one_command_runs_every_backend_and_prints_a_table() {
         .skip_while(|l| !l.starts_with("backend"))
         .collect();
     assert_eq!(table.len(), 4, "{text}");
+    // Each backend's reader is another process than its writer (spawned or forked).
+    let pid_of = |who: &str, backend: &str| -> u32 {
+        let section = text
+            .split(&format!("== {backend}"))
+            .nth(1)
+            .unwrap_or_default();
+        let line = section
+            .lines()
+            .find(|l| l.starts_with(who))
+            .unwrap_or_else(|| panic!("no {who} line for {backend}: {text}"));
+        line.split_whitespace()
+            .nth(2)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no pid in {line:?}"))
+    };
+    for b in ["posix", "anon", "memfd"] {
+        let (w, r) = (pid_of("writer", b), pid_of("reader", b));
+        assert_eq!(w, pid, "{b}: the writer is the demo process");
+        assert_ne!(r, w, "{b}: the reader ran in the writer's process");
+    }
     for row in &table[1..] {
         assert!(
             row.contains("4.00 GiB") && row.contains("100 876 8021") && row.ends_with("yes"),

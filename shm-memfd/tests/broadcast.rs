@@ -123,7 +123,11 @@ fn read_only_subscriber_receives_and_cannot_write() {
     let ro = b.raw().memory().try_clone().unwrap();
     assert!(!ro.writable());
     let rel = Broadcast::attach(ro).unwrap();
-    assert!(rel.publisher().is_err());
+    assert!(
+        matches!(rel.publisher(), Err(shm_core::Error::ReadOnly { .. })),
+        "{:?}",
+        rel.publisher().err()
+    );
 
     let sock = std::env::temp_dir().join(unique_name("shm-bcast-ro") + ".sock");
     let server = Server::bind(&sock).unwrap();

@@ -47,6 +47,17 @@ fn peer() {
                 let f = mfd.as_file();
                 f.set_len(1 << 20).unwrap();
                 f.write_all_at(&header, 0).unwrap();
+                if i % 2 == 0 {
+                    // Every other trial is sealed before it is sent: the receiver must
+                    // accept it and map it as the sealed (shrunk) size, never the header's.
+                    f.set_len(4096).unwrap();
+                    mfd.add_seals(&[memfd::FileSeal::SealShrink, memfd::FileSeal::SealGrow])
+                        .unwrap();
+                    if shm_memfd::send_fds(&stream, &[f.as_fd()]).is_err() {
+                        break;
+                    }
+                    continue;
+                }
                 if shm_memfd::send_fds(&stream, &[f.as_fd()]).is_err() {
                     break;
                 }
@@ -99,6 +110,7 @@ fn case5_size_is_read_after_the_seals() {
     let (mut accepted, mut unsealed) = (0, 0);
     for trial in 0..TRIALS {
         let fd = shm_memfd::recv_fd(&stream).unwrap();
+        let sealed_first = trial % 2 == 0;
         match shm_memfd::MemfdShm::from_fd(fd) {
             Ok(shm) => {
                 accepted += 1;
@@ -112,12 +124,16 @@ fn case5_size_is_read_after_the_seals() {
                 let r = Segment::<shm_core::testing::MyData, _>::attach(shm);
                 assert!(matches!(r, Err(shm_core::Error::Truncated { .. })), "{r:?}");
             }
-            Err(Error::Unsealed { .. }) => unsealed += 1,
+            Err(Error::Unsealed { .. }) if !sealed_first => unsealed += 1,
             Err(e) => panic!("trial {trial}: {e}"),
         }
     }
-    assert_eq!(accepted + unsealed, TRIALS);
-    println!("accepted {accepted}, refused unsealed {unsealed}");
+    // The sealed half is accepted every time (so the size check above ran on each of
+    // them); the racing half may land either way.
+    assert!(
+        accepted >= TRIALS / 2,
+        "accepted {accepted}, refused unsealed {unsealed}"
+    );
 }
 
 /// Case 8: a server that accepts and never sends, or never accepts, cannot hang `connect`.

@@ -9,6 +9,8 @@ use shm_core::{Broadcast, BroadcastMode, BroadcastOptions, Error};
 use shm_posix::{PosixShm, ShmOptions};
 
 const BOUND: Duration = Duration::from_secs(20);
+/// A call that takes longer than this hung (a watchdog, not a speed).
+const HUNG: Duration = Duration::from_secs(20);
 
 /// Message `n`: `n` in its first 8 bytes, then bytes derived from `n`.
 fn msg(n: u64, len: usize) -> Vec<u8> {
@@ -179,7 +181,11 @@ fn killed_subscriber_is_evicted_and_the_others_lose_nothing() {
         p.publish(&msg(i, 200)).unwrap();
     }
     drop(p);
-    assert!(t.elapsed() < BOUND, "the publisher was held back");
+    // A hang watchdog (no speed): a dead subscriber is evicted, never waited on for good.
+    assert!(
+        t.elapsed() < HUNG,
+        "the publisher hung on the killed subscriber"
+    );
     let r = report(&mut good);
     assert_eq!((r.first, r.got, r.missed, r.contiguous), (0, n, 0, true));
     assert_eq!(r.end, "Closed");
@@ -243,11 +249,10 @@ fn scribbling_subscriber_cannot_stall_or_derail_the_publisher() {
         worst = worst.max(t1.elapsed());
     }
     drop(p);
-    assert!(t.elapsed() < BOUND);
-    assert!(
-        worst < Duration::from_secs(2),
-        "one publish waited {worst:?}"
-    );
+    // Hang watchdogs only (no speed): one publish waits about the eviction timeout
+    // (100 ms) at most; 200 times it means hung.
+    assert!(t.elapsed() < HUNG, "the publisher hung");
+    assert!(worst < HUNG, "one publish hung ({worst:?})");
     let r = report(&mut good);
     assert_eq!((r.first, r.got, r.contiguous), (0, n, true));
 }
@@ -266,25 +271,27 @@ fn joining_while_messages_flow_at_full_rate() {
     for _ in 0..200 {
         let mut s = b.subscribe().unwrap();
         let joined = s.next_message();
-        let (mut last, mut got, mut missed) = (None::<u64>, 0u64, 0u64);
+        // What the numbers skipped, and what the library said it skipped (`Lagged`).
+        let (mut last, mut got, mut skipped, mut reported) = (None::<u64>, 0u64, 0u64, 0u64);
         while got < 50 {
             match s.recv_timeout(&mut buf, BOUND) {
                 Ok(n) => {
                     assert_eq!(buf, msg(n, 64));
                     assert!(n >= joined);
                     assert!(last.is_none_or(|l| n > l));
-                    missed += match last {
+                    skipped += match last {
                         None => n - joined,
                         Some(l) => n - l - 1,
                     };
                     last = Some(n);
                     got += 1;
                 }
-                Err(Error::Lagged { .. }) => {}
+                Err(Error::Lagged { missed }) => reported += missed,
                 Err(e) => panic!("{e}"),
             }
         }
-        assert_eq!(joined + got + missed, last.unwrap() + 1);
+        // Every message it did not get was reported missed, exactly.
+        assert_eq!(reported, skipped, "joined at {joined}, last {last:?}");
     }
 }
 

@@ -177,6 +177,14 @@ fn peer() {
             println!("RESULT held {held} violations {violations}");
             forever();
         }
+        // Takes both ends of ring 0 and holds them until killed.
+        "claim" => {
+            let chan = Channel::attach(open(&name)).unwrap();
+            let _tx = chan.sender(0).unwrap();
+            let _rx = chan.receiver(0).unwrap();
+            println!("RESULT ready");
+            forever();
+        }
         // Subscribes and prints the numbers it receives until `Closed`.
         "numbers" => {
             let b = Broadcast::attach(open(&name)).unwrap();
@@ -641,4 +649,38 @@ fn case9_an_inherited_end_refuses_to_work_in_a_forked_child() {
         1,
         "the child's copy left the line alone"
     );
+}
+
+/// Issue 34: a channel end is exclusive to one live process, shown with a second
+/// process: while another process holds both ends, this one gets `RoleTaken` naming
+/// that process; once it is killed (and even unreaped), the ends can be taken here.
+#[test]
+fn channel_ends_are_exclusive_to_one_live_process() {
+    let name = unique_name("/shm-excl");
+    let opts = ChannelOptions::new().capacity(1024);
+    let len = opts.segment_len_for(1024).unwrap();
+    let c = Channel::create(ShmOptions::new(&name).size(len).create().unwrap(), &opts).unwrap();
+    let mut holder = Peer::start(ENTRY, "claim", &[("SHM_NAME", &name)]);
+    let pid = holder.pid();
+    assert_eq!(
+        c.sender(0).err(),
+        Some(Error::RoleTaken {
+            role: "sending",
+            ring: 0,
+            pid
+        })
+    );
+    assert_eq!(
+        c.receiver(0).err(),
+        Some(Error::RoleTaken {
+            role: "receiving",
+            ring: 0,
+            pid
+        })
+    );
+    holder.kill_unreaped();
+    shm_core::testing::eventually("the dead holder's ends are free", BOUND, || {
+        c.sender(0).is_ok()
+    });
+    assert!(c.receiver(0).is_ok());
 }

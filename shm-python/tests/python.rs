@@ -1,8 +1,11 @@
 //! Builds the Python package with maturin (into `target/python`, so it never waits on
 //! this build's lock) and runs its pytest suite (`tests/test_shm.py`) against the wheel,
-//! with the Rust demo at hand for the tests that cross languages. Skips, saying why,
-//! where `python3`, maturin or pytest is missing (`.ci/run` installs them:
-//! `pip install maturin pytest numpy`).
+//! with the Rust demo at hand for the tests that cross languages.
+//!
+//! Under `CI=true` nothing may be skipped: a missing `python3`, maturin, pytest or numpy,
+//! a missing demo binary, or any pytest skip fails this test (`.ci/run` installs the
+//! tools). Elsewhere a missing tool is a skip that says why. Either way the pytest
+//! summary line is written to `target/python-summary.txt`, which `.ci/run` prints.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,18 +17,26 @@ fn python_has(module: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// A missing tool: a failure in CI, a skip (said on stderr) elsewhere.
+fn missing(what: &str) {
+    assert!(!in_ci(), "CI=true and {what}: the Python suite cannot run");
+    eprintln!("skipped: {what}");
+}
+
 #[test]
 fn the_python_package_passes_its_tests() {
     if Command::new("python3").arg("--version").output().is_err() {
-        eprintln!("skipped: python3 is not installed");
-        return;
+        return missing("python3 is not installed");
     }
-    for m in ["maturin", "pytest"] {
+    for m in ["maturin", "pytest", "numpy"] {
         if !python_has(m) {
-            eprintln!(
-                "skipped: the Python module {m} is missing (pip install maturin pytest numpy)"
-            );
-            return;
+            return missing(&format!(
+                "the Python module {m} is missing (pip install maturin pytest numpy)"
+            ));
         }
     }
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -66,16 +77,21 @@ fn the_python_package_passes_its_tests() {
     assert!(unzip.success());
     let mut pytest = Command::new("python3");
     pytest
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+        .args(["-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider"])
         .arg(crate_dir.join("tests"))
         .env("PYTHONPATH", &site)
         .env("PYTHONDONTWRITEBYTECODE", "1");
-    for profile in ["debug", "release"] {
-        let demo = target.join(profile).join("shm-demo");
-        if demo.exists() {
+    // The demo binary, for the tests that cross languages: `cargo test --workspace` has
+    // built it beside this test.
+    match ["debug", "release"]
+        .iter()
+        .map(|p| target.join(p).join("shm-demo"))
+        .find(|d| d.exists())
+    {
+        Some(demo) => {
             pytest.env("SHM_DEMO", demo);
-            break;
         }
+        None => missing("the shm-demo binary is not built (cargo build -p shm-demo)"),
     }
     let out = pytest.output().expect("run pytest");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -85,5 +101,22 @@ fn the_python_package_passes_its_tests() {
         "pytest failed:\n{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // pytest's closing line: "N passed[, M skipped] in T s".
+    let summary = text
+        .lines()
+        .rev()
+        .find(|l| l.contains(" passed"))
+        .unwrap_or("no pytest summary line")
+        .trim()
+        .to_owned();
+    let _ = std::fs::write(
+        target.join("python-summary.txt"),
+        format!("pytest (shm-python/tests): {summary}\n"),
+    );
+    assert!(
+        !(in_ci() && summary.contains("skipped")),
+        "CI=true and pytest skipped tests: {summary}\n{text}"
+    );
+    assert!(summary.contains(" passed"), "pytest ran no test: {text}");
     let _ = std::fs::remove_dir_all(&work);
 }

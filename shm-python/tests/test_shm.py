@@ -119,7 +119,7 @@ def test_channel_anon_across_fork():
 
 
 def test_numpy_recv_into_and_frames():
-    np = pytest.importorskip("numpy")
+    import numpy as np
     name = unique()
     ch = shm.Channel.create(shm.posix_create(name, shm.Channel.segment_len(1 << 22)))
     tx, rx = ch.sender(), ch.receiver()
@@ -217,7 +217,7 @@ def test_records_cross_with_the_rust_demo():
 
 
 def test_numpy_dtype_record_and_foreign_segment():
-    np = pytest.importorskip("numpy")
+    import numpy as np
     dt = np.dtype([("col1", "<u8"), ("col2", "<u8"), ("col3", "<u8")])
     name = unique()
     w = shm.Segment.create(shm.posix_create(name, 4096), (100, 876, 8021), name="MyData", dtype=dt)
@@ -307,11 +307,12 @@ def test_bad_arguments_raise_and_never_crash():
     with pytest.raises(ValueError):
         rx.recv(timeout=-1)
     assert rx.recv(timeout=5) == b"abc"
-    with pytest.raises(shm.Error):
+    with pytest.raises(shm.Error, match="held by live pid"):
         ch.sender()  # taken: RoleTaken
     rx.close()
-    with pytest.raises(shm.Error):
+    with pytest.raises(shm.Error, match="receiver was closed") as closed:
         rx.recv(timeout=0.1)
+    assert type(closed.value) is shm.Error  # not a Timeout: the handle is closed
     mem = shm.posix_create(unique(), 4096)
     shm.Channel.create(mem)
     with pytest.raises(shm.Error):
@@ -460,7 +461,7 @@ def test_seqlock_snapshots_never_tear_across_processes():
 
 
 def test_reserve_writes_in_place_and_no_view_outlives_the_slot():
-    np = pytest.importorskip("numpy")
+    import numpy as np
     name = unique()
     ch = shm.Channel.create(shm.posix_create(name, shm.Channel.segment_len(1 << 16)))
     tx, rx = ch.sender(), ch.receiver()

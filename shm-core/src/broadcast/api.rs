@@ -783,6 +783,7 @@ impl<M: SharedMemory> Broadcast<M> {
                 members_seen: self.control().members.load(Ordering::SeqCst),
                 min_position: 0,
                 evicted: vec![0; n],
+                evicted_members: vec![0; n],
                 verified: vec![0; n],
             },
         })
@@ -925,6 +926,9 @@ struct Scan {
     /// process takes it: a pid word that a hostile peer keeps rewriting (`pid = k++`) does
     /// not make the line count again.
     evicted: Vec<u32>,
+    /// Per line, the `members` count when we evicted there: a join since (the same
+    /// process joining again takes the same pid) makes the line count again.
+    evicted_members: Vec<u32>,
     /// Per line, a pid seen alive after an eviction there (so it is checked only once).
     verified: Vec<u32>,
 }
@@ -938,7 +942,14 @@ impl Scan {
             return true;
         }
         if evicted == pid {
-            return false;
+            if self.members_seen == self.evicted_members[i] {
+                return false;
+            }
+            // Someone joined since: the same process (same pid) may have taken the line
+            // again. It counts; if it is the evicted one rewriting its state, it is
+            // evicted again, each time after a join at most.
+            self.evicted[i] = 0;
+            return true;
         }
         if self.verified[i] == pid {
             return true;
@@ -1047,6 +1058,7 @@ impl<M: SharedMemory> PublishStep<'_, M> {
         // Release: pairs with the subscriber's Acquire load of its state.
         self.b.member(i).state.store(why, Ordering::Release);
         self.scan.evicted[i as usize] = pid;
+        self.scan.evicted_members[i as usize] = self.scan.members_seen;
         self.scan.verified[i as usize] = 0;
         protocol::bump_data(self.b.control());
         crate::os::futex::wake(self.b.control().data_seq);
