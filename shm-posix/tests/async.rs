@@ -41,25 +41,7 @@ fn forked_sender(
     // SAFETY: the tests fork before any runtime or other thread of theirs exists... not
     // so in a multi-threaded test harness: the child only does atomic accesses, sleeps and
     // allocates nothing until it exits (messages are built on the stack).
-    unsafe {
-        shm_anon::fork(|| {
-            let Ok(mut tx) = chan.sender(0) else { return 2 };
-            let mut buf = [0u8; 4096];
-            for i in 0..n {
-                for (j, b) in buf[..len].iter_mut().enumerate() {
-                    *b = (i * 131 + j * 7 + len) as u8;
-                }
-                if tx.send(&buf[..len]).is_err() {
-                    return 3;
-                }
-                if pause_every > 0 && i % pause_every == pause_every - 1 {
-                    libc::usleep(2000);
-                }
-            }
-            0
-        })
-    }
-    .unwrap()
+    unsafe { shm_anon::fork(|| send_messages(chan, n, len, pause_every)) }.unwrap()
 }
 
 fn runtime(multi: bool) -> tokio::runtime::Runtime {
@@ -77,15 +59,102 @@ fn runtime(multi: bool) -> tokio::runtime::Runtime {
     }
 }
 
+/// Sends `n` messages of `len` bytes on ring 0 of `chan` (blocking API) with a pause
+/// every `pause_every` messages: the body of every sending child.
+fn send_messages<M: SharedMemory>(
+    chan: &Channel<M>,
+    n: usize,
+    len: usize,
+    pause_every: usize,
+) -> i32 {
+    let Ok(mut tx) = chan.sender(0) else { return 2 };
+    let mut buf = [0u8; 4096];
+    for i in 0..n {
+        for (j, b) in buf[..len].iter_mut().enumerate() {
+            *b = (i * 131 + j * 7 + len) as u8;
+        }
+        if tx.send(&buf[..len]).is_err() {
+            return 3;
+        }
+        if pause_every > 0 && i % pause_every == pause_every - 1 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    0
+}
+
+/// The other process of `tokio_task_receives_from_another_process_on_every_backend`, made
+/// the way a real peer is: posix and memfd spawn this test binary, which opens the name or
+/// receives the fd over a Unix socket; anon can only fork (the mapping is inherited).
+enum Sending {
+    Spawned(shm_core::testing::Peer),
+    Forked(shm_anon::Child),
+}
+
+impl Sending {
+    fn succeeded(self) -> bool {
+        match self {
+            Sending::Spawned(mut p) => p.wait(BOUND).is_some_and(|s| s.success()),
+            Sending::Forked(mut c) => c.wait().unwrap().success(),
+        }
+    }
+}
+
 /// A tokio task receives from another process on each backend, on current-thread and
-/// multi-thread runtimes; the sender pauses so that the receiver really parks.
+/// multi-thread runtimes; the sender pauses so that the receiver really parks. The posix
+/// sender opens the segment by name and the memfd one receives its fd over a socket, in
+/// processes of their own; the anon one is forked.
 #[test]
 fn tokio_task_receives_from_another_process_on_every_backend() {
     for b in ["posix", "anon", "memfd"] {
         for multi in [false, true] {
-            let chan = channel(b, 4096);
+            let opts = ChannelOptions::new().capacity(4096);
+            let len = opts.segment_len_for(4096).unwrap();
+            let (chan, child) = match b {
+                "posix" => {
+                    let name = unique_name("/shm-async-spawned");
+                    let shm = shm_posix::ShmOptions::new(&name)
+                        .size(len)
+                        .create()
+                        .unwrap();
+                    let chan = Channel::create(
+                        Box::new(shm) as Box<dyn SharedMemory + Send + Sync>,
+                        &opts,
+                    )
+                    .unwrap();
+                    let peer = shm_core::testing::Peer::start(
+                        "child",
+                        "send-posix",
+                        &[("SHM_NAME", &name)],
+                    );
+                    (chan, Sending::Spawned(peer))
+                }
+                "memfd" => {
+                    let shm = shm_memfd::MemfdOptions::new().size(len).create().unwrap();
+                    let sock = std::env::temp_dir().join(unique_name("shm-async") + ".sock");
+                    let server = shm_memfd::Server::bind(&sock).unwrap();
+                    let peer = shm_core::testing::Peer::start(
+                        "child",
+                        "send-memfd",
+                        &[("SHM_SOCKET", sock.to_str().unwrap())],
+                    );
+                    server.serve_one_timeout(&shm, BOUND).unwrap();
+                    drop(server);
+                    let _ = std::fs::remove_file(&sock);
+                    let chan = Channel::create(
+                        Box::new(shm) as Box<dyn SharedMemory + Send + Sync>,
+                        &opts,
+                    )
+                    .unwrap();
+                    (chan, Sending::Spawned(peer))
+                }
+                _ => {
+                    let chan = channel(b, 4096);
+                    let child = forked_sender(&chan, 300, 100, 50);
+                    (chan, Sending::Forked(child))
+                }
+            };
             let mut rx = chan.receiver(0).unwrap();
-            let mut child = forked_sender(&chan, 300, 100, 50);
             let rt = runtime(multi);
             let got = rt.block_on(async move {
                 tokio::spawn(async move {
@@ -107,7 +176,7 @@ fn tokio_task_receives_from_another_process_on_every_backend() {
                 .unwrap()
             });
             assert_eq!(got, 300, "{b} multi={multi}");
-            assert!(child.wait().unwrap().success());
+            assert!(child.succeeded(), "{b} multi={multi}: the sender failed");
         }
     }
 }
@@ -290,10 +359,21 @@ fn ten_thousand_await_cycles_leak_nothing() {
 #[test]
 #[ignore = "entry point for child processes spawned by the other tests"]
 fn child() {
-    assert_eq!(
-        std::env::var(shm_core::testing::ROLE_VAR).as_deref(),
-        Ok("await-cycles")
-    );
+    let role = std::env::var(shm_core::testing::ROLE_VAR).unwrap_or_default();
+    // Senders in processes of their own: they attach (waiting for the creator) and send.
+    if role == "send-posix" || role == "send-memfd" {
+        println!("RESULT ready");
+        let mem: Box<dyn SharedMemory + Send + Sync> = if role == "send-posix" {
+            let name = std::env::var("SHM_NAME").unwrap();
+            Box::new(shm_posix::ShmOptions::new(&name).open().unwrap())
+        } else {
+            let sock = std::env::var("SHM_SOCKET").unwrap();
+            Box::new(shm_memfd::connect_timeout(&sock, BOUND).unwrap())
+        };
+        let chan = Channel::attach(mem).unwrap();
+        std::process::exit(send_messages(&chan, 300, 100, 50));
+    }
+    assert_eq!(role, "await-cycles");
     let rt = runtime(false);
     let cycle = || {
         let chan = channel("posix", 1024);

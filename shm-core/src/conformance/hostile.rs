@@ -418,6 +418,8 @@ fn hostile_broadcast_row<B: Backend>(
             }
         }
     }
+    // Reported, not asserted (no test asserts a speed): how long recovery took.
+    println!("{name}: recovered {:?} after the peer stopped", t.elapsed());
     stop.store(true, Ordering::Relaxed);
     publisher.join().expect("the publisher thread panicked");
 }
@@ -558,8 +560,10 @@ where
     stop.store(true, Ordering::Relaxed);
     sender.join().expect("the sender thread panicked");
     if recovered {
+        println!("{name}: recovered {:?} after the peer stopped", t.elapsed());
         return;
     }
+    println!("{name}: an end said Corrupt; taking the ends anew");
     // An end reported `Corrupt` (final for that end): both ends are taken anew (each
     // drop stores its own position back) and carry a message end to end, after whatever
     // was still queued.
@@ -683,6 +687,7 @@ pub fn hostile_seqlock_words<B: Backend>(b: &mut B) {
                 "{name}: no store went through after the burst"
             );
             if bounded(&name, "store", || writer.store(&[u64::MAX - 1; 8])).is_ok() {
+                println!("{name}: recovered {:?} after the peer stopped", t.elapsed());
                 break;
             }
         }
