@@ -525,8 +525,13 @@ fn case8_inspect_calls_impossible_values_corrupt() {
     let name = unique_name("/shm-w8");
     let b = broadcast(&name, &lossy());
     let _p = b.publisher().unwrap();
+    let me = u64::from(std::process::id());
     for (at, value, word) in [
         (TAIL, u64::MAX, "tail"),
+        // The holder word (ours) and a close word no publisher writes.
+        (256, me | (7 << 32), "closed"),
+        // More sleepers than subscriber lines (and `data_seq` 0).
+        (384, 5000, "sleepers"),
         // Line 0: its pid (ours: the subscriber below) and a state no one writes.
         (LINES, u64::from(std::process::id()) | (77 << 32), "state"),
     ] {
@@ -534,6 +539,8 @@ fn case8_inspect_calls_impossible_values_corrupt() {
         if word == "state" {
             s = Some(b.subscribe().unwrap());
         }
+        let mut orig = [0u8; 8];
+        shm_core::conformance::peek(b.raw().memory(), 128 + at, &mut orig);
         let _scribbler = Peer::start(
             ENTRY,
             "scribble",
@@ -550,12 +557,10 @@ fn case8_inspect_calls_impossible_values_corrupt() {
             "{word}: {:?}",
             l.reason
         );
-        drop(s);
         drop(_scribbler);
-        // Put the word back for the next round.
-        if word == "tail" {
-            shm_core::conformance::poke(b.raw().memory(), 128 + TAIL, &0u64.to_ne_bytes());
-        }
+        // Put the words back for the next round.
+        shm_core::conformance::poke(b.raw().memory(), 128 + at, &orig);
+        drop(s);
     }
     // A channel whose receiver position is far past the sender's.
     let name = unique_name("/shm-w8c");
@@ -577,6 +582,28 @@ fn case8_inspect_calls_impossible_values_corrupt() {
     assert_eq!(l.state, SegmentState::Corrupt, "{l:?}");
     assert!(
         l.reason.as_deref().is_some_and(|r| r.contains("position")),
+        "{:?}",
+        l.reason
+    );
+    drop(_scribbler);
+    // Close bits no end writes (the ring's closed word, at ring offset 272).
+    shm_core::conformance::poke(c.raw().memory(), 128 + RING_HEAD, &0u64.to_ne_bytes());
+    let _scribbler = Peer::start(
+        ENTRY,
+        "scribble",
+        &[
+            ("SHM_NAME", &name),
+            ("KIND", "channel"),
+            ("AT", &(128 + 272).to_string()),
+            ("VALUE", "8"),
+        ],
+    );
+    let l = shm_posix::inspect(&name).unwrap();
+    assert_eq!(l.state, SegmentState::Corrupt, "{l:?}");
+    assert!(
+        l.reason
+            .as_deref()
+            .is_some_and(|r| r.contains("close bits")),
         "{:?}",
         l.reason
     );

@@ -66,12 +66,12 @@ pub const WORDS: &[Word] = &[
     Word { name: "base", region: Region::Payload, offset: 48, width: 8, writer: "the publisher, in `start_at`, before anything is published", honest: "at most `tail`", otherwise: "above the tail read before it: not taken; read by a subscriber only before its first message and by a publisher when it takes the role (clamped to the tail), so a later change is never seen. A forged value at most the tail can move a subscriber that has read nothing yet up to it" },
     Word { name: "config seal", region: Region::Payload, offset: 56, width: 8, writer: CREATOR_WORD, honest: "FNV-1a of the config words at offsets 0 to 44", otherwise: CONFIG_OTHERWISE },
     Word { name: "tail", region: Region::Payload, offset: 128, width: 8, writer: "the publisher, per message", honest: "up to 2^62, growing (by `k` for a gap notice)", otherwise: "above 2^62: `publisher`/`subscribe` refuse with `Corrupt`, a lagging subscriber gets `Corrupt` once (not sticky) and looks again; a subscriber resyncs only to a tail its slots agree with (slot `tail - 1` complete, slot `tail` not), so a forged tail never moves it for good" },
-    Word { name: "holder", region: Region::Payload, offset: 256, width: 4, writer: "the publisher (claim, drop)", honest: "a live pid, or 0", otherwise: "a dead or impossible pid: a new publisher may claim the role; subscribers that read everything get `PeerDied`" },
-    Word { name: "closed", region: Region::Payload, offset: 260, width: 4, writer: "the publisher (1 at drop, 0 at claim)", honest: "0 or 1", otherwise: "counts as a close only with the holder word cleared (an honest drop clears it after the close): with a live holder it is ignored" },
+    Word { name: "holder", region: Region::Payload, offset: 256, width: 4, writer: "the publisher (claim, drop)", honest: "a live pid, or 0", otherwise: "a dead or impossible pid: a new publisher may claim the role; subscribers that read everything get `PeerDied`; `inspect` says `Corrupt` above the largest pid" },
+    Word { name: "closed", region: Region::Payload, offset: 260, width: 4, writer: "the publisher (1 at drop, 0 at claim)", honest: "0 or 1", otherwise: "counts as a close only with the holder word cleared (an honest drop clears it after the close): with a live holder it is ignored; `inspect` says `Corrupt` for anything but 0 or 1" },
     Word { name: "members", region: Region::Payload, offset: 264, width: 4, writer: "subscribers (+1 per join)", honest: "any (wraps)", otherwise: "a change makes the reliable publisher rescan the lines before its next message: a peer bumping it slows the publisher (one scan per message), never stops it" },
-    Word { name: "sleepers", region: Region::Payload, offset: 384, width: 4, writer: "subscribers about to sleep", honest: "at most the subscribers joined", otherwise: "0 while one sleeps: the publisher skips the wake and the sleeper wakes at its slice (20 ms); large: a wake call per message (cost only)" },
+    Word { name: "sleepers", region: Region::Payload, offset: 384, width: 4, writer: "subscribers about to sleep", honest: "at most the subscribers joined", otherwise: "0 while one sleeps: the publisher skips the wake and the sleeper wakes at its slice (20 ms); large: a wake call per message (cost only); `inspect` says `Corrupt` above `max_subscribers`" },
     Word { name: "data_seq", region: Region::Payload, offset: 388, width: 4, writer: "the publisher (+1 per wake)", honest: "any (wraps)", otherwise: "a futex word, only compared for change: a change wakes sleepers early, who look and sleep again" },
-    Word { name: "publisher_sleeping", region: Region::Payload, offset: 512, width: 4, writer: "the reliable publisher", honest: "0 or 1", otherwise: "non-zero: subscribers make wake calls (cost only); 0 while it sleeps: it wakes at its slice" },
+    Word { name: "publisher_sleeping", region: Region::Payload, offset: 512, width: 4, writer: "the reliable publisher", honest: "0 or 1", otherwise: "non-zero: subscribers make wake calls (cost only); 0 while it sleeps: it wakes at its slice; `inspect` says `Corrupt` above 1" },
     Word { name: "space_seq", region: Region::Payload, offset: 516, width: 4, writer: "subscribers (+1 per wake)", honest: "any (wraps)", otherwise: "a futex word, only compared for change" },
     Word { name: "line pid", region: Region::Line, offset: 0, width: 4, writer: "the subscriber that claims the line (0 when it leaves)", honest: "a live pid, or 0", otherwise: "a dead or impossible pid is a free line and is not counted (`subscriber_count`); a reliable subscriber that finds another pid on its line is `Evicted`, a lossy one goes on receiving" },
     Word { name: "line state", region: Region::Line, offset: 4, width: 4, writer: "the subscriber (active, left), the reliable publisher (evicted)", honest: "0 to 4", otherwise: "not counted; a reliable subscriber reads anything but active as `Evicted`, a lossy one ignores it; `inspect` says `Corrupt`" },
@@ -636,6 +636,21 @@ impl<M: SharedMemory> Broadcast<M> {
         if publisher_pid > proc::PID_MAX {
             return bad("the broadcast's publisher pid", u64::from(publisher_pid));
         }
+        let closed = self.closed().load(Ordering::Relaxed);
+        let sleepers = self.control().sleepers.load(Ordering::Relaxed);
+        let publisher_sleeping = self.control().publisher_sleeping.load(Ordering::Relaxed);
+        if closed > 1 {
+            return bad("the broadcast's closed word", u64::from(closed));
+        }
+        if sleepers > self.cfg.max_subscribers {
+            return bad("the broadcast's sleepers count", u64::from(sleepers));
+        }
+        if publisher_sleeping > 1 {
+            return bad(
+                "the broadcast's publisher sleeping flag",
+                u64::from(publisher_sleeping),
+            );
+        }
         for l in &lines {
             if l.state == "unknown" {
                 return bad(
@@ -662,8 +677,8 @@ impl<M: SharedMemory> Broadcast<M> {
             evict_timeout: self.cfg.evict_timeout,
             tail,
             publisher_pid,
-            closed: self.closed().load(Ordering::Relaxed) != 0,
-            sleepers: self.control().sleepers.load(Ordering::Relaxed),
+            closed: closed != 0,
+            sleepers,
             relayed: self.cfg.relayed,
             upstream_lost: self.upstream().load(Ordering::Relaxed) & 1 == 1,
             base,
