@@ -103,6 +103,23 @@
 //! struct State { mode: u32 }
 //! impl Record for State { const NAME: &'static str = "State"; }
 //! ```
+//!
+//! ## Peers are not trusted
+//!
+//! Every word of a segment that another process can write has a row in its layout's
+//! word table ([`format::words`]): who writes it, the values an honest writer produces,
+//! and what a reader does with anything else. A peer can delay an end, never strand,
+//! fool or crash it; once it stops, honest ends recover by themselves.
+//!
+//! ## Ends and `fork`
+//!
+//! A channel's [`Sender`] and [`Receiver`] and a broadcast's [`Publisher`] and
+//! [`Subscriber`] belong to the process that made them. In a child made by `fork` they
+//! refuse every operation with [`Error::Forked`] (before touching shared memory), and
+//! dropping the child's copy changes nothing shared, so the parent's stream goes on
+//! untouched. A child takes ends of its own (the parent's still hold their roles while
+//! the parent lives). Segments, seqlocks and inspection have no ends and work in a child
+//! as in any process.
 #![deny(unsafe_code)]
 #![warn(missing_docs, rustdoc::broken_intra_doc_links)]
 
