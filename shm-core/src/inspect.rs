@@ -31,11 +31,10 @@ use std::time::Duration;
 use crate::broadcast::{Broadcast, BroadcastState};
 use crate::channel::{Channel, RingState};
 use crate::format::copy;
-use crate::format::layout::{
-    self, AttachOptions, Expect, Header, Kind, Schema, HEADER_SIZE, MAGIC,
-};
+use crate::format::layout::{self, AttachOptions, Expect, Header, HEADER_SIZE, MAGIC};
 use crate::format::memory::SharedMemory;
 use crate::format::raw::RawSegment;
+use crate::format::schema::{Kind, Schema};
 use crate::os::proc::{self, Liveness};
 use crate::protocol::sync::Ordering;
 

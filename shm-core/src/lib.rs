@@ -171,10 +171,11 @@ pub use {
     broadcast::{Broadcast, BroadcastMode, BroadcastOptions, Publisher, Subscriber},
     channel::{Channel, ChannelOptions, Receiver, Sender},
     format::error::Error,
-    format::layout::{AttachOptions, Kind, Schema},
+    format::layout::AttachOptions,
     format::memory::{HeapMemory, SharedMemory},
     format::raw::RawSegment,
     format::record::{Record, Segment},
+    format::schema::{Kind, Schema},
     seqlock::SeqLock,
     wait::WaitMode,
 };

@@ -14,7 +14,7 @@ use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use shm_core::format::layout::Schema;
+use shm_core::format::schema::Schema;
 use shm_core::{Error as CoreError, RawSegment, SharedMemory};
 
 /// Memory of any backend, as the channel, broadcast and records hold it.

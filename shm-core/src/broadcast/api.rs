@@ -7,14 +7,16 @@ use std::time::{Duration, Instant};
 
 use crate::format::copy;
 use crate::format::error::Error;
-use crate::format::layout::{AttachOptions, Expect, Kind, Schema};
+use crate::format::layout::{AttachOptions, Expect};
 use crate::format::memory::SharedMemory;
 use crate::format::raw::RawSegment;
 use crate::format::record::Record;
+use crate::format::schema::{Kind, Schema};
+use crate::os::park::Park;
 use crate::os::proc::{self, Liveness};
 use crate::protocol::broadcast::{self as protocol, Attempt, Control, Slot};
 use crate::protocol::sync::{AtomicU32, AtomicU64, Ordering};
-use crate::wait::{self, Pace, Park, Parked, Sleeper, Step, WaitMode};
+use crate::wait::{self, Pace, Parked, Sleeper, Step, WaitMode};
 
 const LINE: u64 = 128;
 /// The upstream word in the config line: odd while a relayed stream's source is gone.
@@ -1422,7 +1424,7 @@ impl<M: SharedMemory> Publisher<M> {
     /// [`publish`](Self::publish): reliable mode waits for room (evicting the dead, the
     /// corrupt and the overdue), spinning, then parking with the
     /// [`reactor`](crate::os::reactor), which looks at it at least every
-    /// [`SLICE`](crate::wait::SLICE); lossy mode completes at once.
+    /// [`SLICE`](crate::os::park::SLICE); lossy mode completes at once.
     ///
     /// # Errors
     /// As [`publish`](Self::publish).
@@ -2082,7 +2084,7 @@ impl<M: SharedMemory> Subscriber<M> {
     /// same step as `recv`: it spins for the subscriber's spin time, then parks with the
     /// [`reactor`](crate::os::reactor), which wakes it when a message is published, the
     /// publisher closes, dies or is replaced, or it is evicted, and looks at it at least
-    /// every [`SLICE`](crate::wait::SLICE) (a read-only subscriber, which nobody wakes,
+    /// every [`SLICE`](crate::os::park::SLICE) (a read-only subscriber, which nobody wakes,
     /// is found by that look).
     ///
     /// # Errors

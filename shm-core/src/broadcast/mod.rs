@@ -1,7 +1,7 @@
 //! One publisher to many subscriber processes: [`Broadcast`], [`Publisher`],
 //! [`Subscriber`].
 //!
-//! A broadcast segment (kind [`Kind::Broadcast`](crate::format::layout::Kind::Broadcast)) holds a ring of fixed-size slots, one
+//! A broadcast segment (kind [`Kind::Broadcast`](crate::format::schema::Kind::Broadcast)) holds a ring of fixed-size slots, one
 //! publisher and up to a fixed number of subscribers that join and leave at any time.
 //! Every subscriber gets every message published while it is joined, in order, or is
 //! told what it missed. Two modes, fixed at create:

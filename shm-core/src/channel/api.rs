@@ -7,15 +7,17 @@ use std::time::Duration;
 
 use crate::format::copy;
 use crate::format::error::Error;
-use crate::format::layout::{AttachOptions, Expect, Kind, Schema};
+use crate::format::layout::{AttachOptions, Expect};
 use crate::format::memory::SharedMemory;
 use crate::format::raw::RawSegment;
+use crate::format::schema::{Kind, Schema};
+use crate::os::park::Park;
 use crate::os::proc::{self, Liveness};
 use crate::protocol::ring::{
     self, Consumer, Corrupt, Producer, Shared, CONSUMER_CLOSED, PRODUCER_CLOSED,
 };
 use crate::protocol::sync::{AtomicU32, AtomicU64, Ordering};
-use crate::wait::{self, Park, Parked, Sleeper, Step};
+use crate::wait::{self, Parked, Sleeper, Step};
 pub use crate::wait::{WaitMode, ASYNC_SPIN};
 
 const CHANNEL_HEADER: u64 = 128;
@@ -1009,7 +1011,7 @@ impl<M: SharedMemory> Sender<M> {
     /// (`WaitMode::Block { spin }`, or [`ASYNC_SPIN`] in spin mode), then parks with the
     /// [`reactor`](crate::os::reactor), which wakes it when the receiver frees room, closes,
     /// dies or is replaced, and looks at it at least every
-    /// [`SLICE`](crate::wait::SLICE).
+    /// [`SLICE`](crate::os::park::SLICE).
     ///
     /// # Errors
     /// As [`reserve`](Self::reserve).
@@ -1400,7 +1402,7 @@ impl<M: SharedMemory> Receiver<M> {
     /// (`WaitMode::Block { spin }`, or [`ASYNC_SPIN`] in spin mode), then parks with the
     /// [`reactor`](crate::os::reactor), which wakes it when the sender publishes, closes,
     /// dies or is replaced, and looks at it at least every
-    /// [`SLICE`](crate::wait::SLICE). When a message is already there it completes on its
+    /// [`SLICE`](crate::os::park::SLICE). When a message is already there it completes on its
     /// first poll without a system call.
     ///
     /// # Errors

@@ -1,6 +1,6 @@
 //! A zero-copy message channel between two processes, over any [`SharedMemory`](crate::format::memory::SharedMemory).
 //!
-//! A channel segment (kind [`Kind::Channel`](crate::format::layout::Kind::Channel)) holds one or two single-producer
+//! A channel segment (kind [`Kind::Channel`](crate::format::schema::Kind::Channel)) holds one or two single-producer
 //! single-consumer rings. By convention ring 0 carries messages from the creator to the
 //! process that attaches, and ring 1 (when there are two) the other way. Messages are
 //! variable-size byte strings, written in place ([`Sender::reserve`] → [`SendSlot::write`]

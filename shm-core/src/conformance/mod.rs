@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use crate::format::error::Error;
 use crate::format::layout::AttachOptions;
-use crate::format::layout::{self, Header, Kind, HEADER_SIZE, MAGIC, READY};
+use crate::format::layout::{self, Header, HEADER_SIZE, MAGIC, READY};
 use crate::format::memory::SharedMemory;
 use crate::format::record::{Record, Segment};
+use crate::format::schema::Kind;
 use crate::seqlock::SeqLock;
 
 mod hostile;

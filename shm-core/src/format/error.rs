@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::format::layout::{kind_name, Kind, Schema};
+use crate::format::schema::{kind_name, Kind, Schema};
 
 /// Which function gives the size to ask a backend for, per kind.
 fn sized_by(kind: Kind) -> &'static str {
@@ -116,7 +116,7 @@ pub enum Error {
     /// A record name longer than a header can hold.
     #[error("schema name too long: at most {max} bytes, found {found}")]
     SchemaName {
-        /// [`crate::format::layout::SCHEMA_NAME_MAX`].
+        /// [`crate::format::schema::SCHEMA_NAME_MAX`].
         max: usize,
         /// The name's length.
         found: usize,

@@ -84,10 +84,10 @@
 //!
 #![doc = include_str!("header_words.md")]
 
-use std::fmt;
 use std::time::Duration;
 
 use crate::format::error::Error;
+use crate::format::schema::{Kind, Schema, SCHEMA_NAME_MAX};
 
 /// The first eight bytes of every segment.
 pub const MAGIC: [u8; 8] = *b"SHMCORE\0";
@@ -99,8 +99,6 @@ pub const HEADER_SIZE: usize = 128;
 pub const PAYLOAD_OFFSET: usize = 128;
 /// The payload's alignment (a cache line), and the largest record alignment allowed.
 pub const PAYLOAD_ALIGN: usize = 64;
-/// Longest record name a header holds.
-pub const SCHEMA_NAME_MAX: usize = 40;
 /// The value of `ready` once the segment is fully initialised.
 pub const READY: u32 = 0x5245_4459;
 /// Offset of the `ready` word within the header.
@@ -167,72 +165,11 @@ const _: () = {
     assert!(PAYLOAD_OFFSET.is_multiple_of(PAYLOAD_ALIGN) && PAYLOAD_OFFSET >= HEADER_SIZE);
 };
 
-/// What a segment's payload holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u32)]
-pub enum Kind {
-    /// A plain record ([`crate::format::record::Segment`]).
-    Record = 1,
-    /// A record behind a seqlock ([`crate::SeqLock`]).
-    SeqLock = 2,
-    /// A message channel.
-    Channel = 3,
-    /// A one-to-many broadcast ([`crate::Broadcast`]).
-    Broadcast = 4,
-}
-
-impl Kind {
-    /// The payload layout version of this kind that this build writes and accepts.
-    pub const fn version(self) -> u32 {
-        match self {
-            Kind::Record => 1,
-            Kind::SeqLock => 2,
-            Kind::Channel => 3,
-            Kind::Broadcast => 2,
-        }
-    }
-    fn from_u32(raw: u32) -> Option<Kind> {
-        match raw {
-            1 => Some(Kind::Record),
-            2 => Some(Kind::SeqLock),
-            3 => Some(Kind::Channel),
-            4 => Some(Kind::Broadcast),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Kind::Record => "a record",
-            Kind::SeqLock => "a seqlock record",
-            Kind::Channel => "a channel",
-            Kind::Broadcast => "a broadcast",
-        })
-    }
-}
-
-pub(crate) fn kind_name(raw: u32) -> String {
-    match Kind::from_u32(raw) {
-        Some(k) => k.to_string(),
-        None => format!("unknown kind {raw}"),
-    }
-}
-
-/// What a record type is called, its version, size and alignment: what a writer and a
-/// reader compiled as separate programs compare to agree on the type.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Schema {
-    name: [u8; SCHEMA_NAME_MAX],
-    name_len: u8,
-    version: u32,
-    size: u64,
-    align: u64,
-}
-
 impl Schema {
     /// A schema; fails if `name` is longer than [`SCHEMA_NAME_MAX`] bytes.
+    ///
+    /// # Errors
+    /// [`Error::SchemaName`].
     pub fn new(name: &str, version: u32, size: u64, align: u64) -> Result<Schema, Error> {
         let bytes = name.as_bytes();
         if bytes.len() > SCHEMA_NAME_MAX {
@@ -241,42 +178,7 @@ impl Schema {
                 found: bytes.len(),
             });
         }
-        let mut buf = [0u8; SCHEMA_NAME_MAX];
-        buf[..bytes.len()].copy_from_slice(bytes);
-        Ok(Schema {
-            name: buf,
-            name_len: bytes.len() as u8,
-            version,
-            size,
-            align,
-        })
-    }
-
-    /// The schema of a [`Record`](crate::format::record::Record) type.
-    pub fn of<T: crate::format::record::Record>() -> Result<Schema, Error> {
-        Schema::new(
-            T::NAME,
-            T::VERSION,
-            std::mem::size_of::<T>() as u64,
-            std::mem::align_of::<T>() as u64,
-        )
-    }
-
-    /// The record type's name.
-    pub fn name(&self) -> &str {
-        std::str::from_utf8(&self.name[..self.name_len as usize]).unwrap_or("<invalid utf-8>")
-    }
-    /// The record type's version.
-    pub fn version(&self) -> u32 {
-        self.version
-    }
-    /// `size_of` the record type.
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-    /// `align_of` the record type.
-    pub fn align(&self) -> u64 {
-        self.align
+        Ok(Schema::from_parts(bytes, version, size, align))
     }
 
     pub(crate) fn from_header(h: &Header) -> Result<Schema, Error> {
@@ -298,25 +200,6 @@ impl Schema {
             ));
         }
         Schema::new(name, h.schema_version, h.schema_size, h.schema_align)
-    }
-}
-
-impl fmt::Display for Schema {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "\"{}\" v{} ({} bytes, align {})",
-            self.name(),
-            self.version,
-            self.size,
-            self.align
-        )
-    }
-}
-
-impl fmt::Debug for Schema {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
     }
 }
 
@@ -378,7 +261,8 @@ fn corrupt(field: &'static str, found: u64, expected: &'static str) -> Error {
 pub(crate) fn build_header(segment_size: u64, expect: &Expect, creator_pid: u32) -> Header {
     let s = &expect.schema;
     let mut name = [0u8; SCHEMA_NAME_MAX];
-    name.copy_from_slice(&s.name);
+    let len = s.name().len();
+    name[..len].copy_from_slice(s.name().as_bytes());
     Header {
         magic: MAGIC,
         layout_version: LAYOUT_VERSION,
@@ -388,10 +272,10 @@ pub(crate) fn build_header(segment_size: u64, expect: &Expect, creator_pid: u32)
         payload_len: segment_size - PAYLOAD_OFFSET as u64,
         kind: expect.kind as u32,
         kind_version: expect.kind.version(),
-        schema_size: s.size,
-        schema_align: s.align,
-        schema_version: s.version,
-        schema_name_len: s.name_len.into(),
+        schema_size: s.size(),
+        schema_align: s.align(),
+        schema_version: s.version(),
+        schema_name_len: len as u32,
         schema_name: name,
         creator_pid,
         flags: 0,
@@ -402,10 +286,10 @@ pub(crate) fn build_header(segment_size: u64, expect: &Expect, creator_pid: u32)
 
 /// Checks that the creator can lay `expect` into `mem_len` bytes.
 pub(crate) fn check_fits(mem_len: u64, expect: &Expect) -> Result<(), Error> {
-    if expect.schema.align > PAYLOAD_ALIGN as u64 {
+    if expect.schema.align() > PAYLOAD_ALIGN as u64 {
         return Err(Error::Alignment {
             max: PAYLOAD_ALIGN as u64,
-            found: expect.schema.align,
+            found: expect.schema.align(),
         });
     }
     let needed = (PAYLOAD_OFFSET as u64).saturating_add(expect.min_payload);

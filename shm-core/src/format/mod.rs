@@ -4,6 +4,8 @@
 //!   implements, and the heap test backend;
 //! * [`layout`]: the versioned header, byte by byte, and its validation;
 //! * [`raw`]: validated memory with bounds-checked access, and the one write gate;
+//! * [`schema`]: what a segment holds ([`Kind`](schema::Kind)) and the record type it
+//!   declares ([`Schema`](schema::Schema)), a leaf;
 //! * [`record`]: typed plain-old-data records;
 //! * [`error`]: the crate's error type;
 //! * [`words`]: the word tables, every peer-writable word of every layout and how far
@@ -17,4 +19,5 @@ pub mod layout;
 pub mod memory;
 pub mod raw;
 pub mod record;
+pub mod schema;
 pub mod words;

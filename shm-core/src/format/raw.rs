@@ -8,9 +8,10 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use crate::format::copy;
 use crate::format::error::Error;
 use crate::format::layout::{
-    self, AttachOptions, Expect, Header, Kind, Schema, HEADER_SIZE, MAGIC, READY, READY_OFFSET,
+    self, AttachOptions, Expect, Header, HEADER_SIZE, MAGIC, READY, READY_OFFSET,
 };
 use crate::format::memory::SharedMemory;
+use crate::format::schema::{Kind, Schema};
 use crate::os::proc::{self, Liveness};
 use crate::wait::{Pace, Sleeper, Waiter};
 

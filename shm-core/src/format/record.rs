@@ -5,9 +5,25 @@ use std::marker::PhantomData;
 
 use crate::format::copy;
 use crate::format::error::Error;
-use crate::format::layout::{AttachOptions, Expect, Kind, Schema};
+use crate::format::layout::{AttachOptions, Expect};
 use crate::format::memory::SharedMemory;
 use crate::format::raw::RawSegment;
+use crate::format::schema::{Kind, Schema};
+
+impl Schema {
+    /// The schema of a [`Record`] type.
+    ///
+    /// # Errors
+    /// [`Error::SchemaName`] for a name longer than the header holds.
+    pub fn of<T: Record>() -> Result<Schema, Error> {
+        Schema::new(
+            T::NAME,
+            T::VERSION,
+            std::mem::size_of::<T>() as u64,
+            std::mem::align_of::<T>() as u64,
+        )
+    }
+}
 
 /// A plain-old-data type that may live in shared memory.
 ///

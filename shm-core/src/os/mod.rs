@@ -6,11 +6,13 @@
 //! * [`sigbus`]: the guard that turns a truncated file under a mapping into zero pages;
 //! * `futex`: wait and wake on a word in shared memory (every futex call goes through it);
 //! * [`proc`]: process identity and liveness (pidfds), role words;
+//! * [`park`]: what a parked wait sleeps on and watches;
 //! * [`reactor`]: futex words turned into wakers for the async API.
 
 pub mod cpu;
 pub(crate) mod futex;
 pub mod mapping;
+pub mod park;
 pub mod proc;
 pub mod reactor;
 pub mod sigbus;

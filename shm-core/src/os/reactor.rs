@@ -4,7 +4,7 @@
 //! endpoint's sleeping flag, issues the fence and looks once more (so the other side,
 //! which makes the wake-up call only when that flag is set, cannot miss it). Then,
 //! instead of `futex_wait` on its own thread, it **registers** its
-//! [`Park`](crate::wait::Park) here and returns `Pending`: the futex word and the value
+//! [`Park`](crate::os::park::Park) here and returns `Pending`: the futex word and the value
 //! it expects, the words whose change must end the wait (the peer's holder word, the
 //! close word, the word its condition reads), and the peer's pid.
 //!
@@ -13,7 +13,7 @@
 //! control word that a new registration bumps, and wakes the future whose word changed.
 //!
 //! A parked future must notice everything a blocking wait round notices, and a blocking
-//! round runs its checks at least every [`SLICE`](crate::wait::SLICE). So a reactor
+//! round runs its checks at least every [`SLICE`](crate::os::park::SLICE). So a reactor
 //! thread with registrations also wakes every `SLICE` (a **tick**) and, after every
 //! return from its wait, looks at every entry: a futex word or a watched word that moved
 //! (a peer that claimed the other end after we parked, a close, a message that arrived
@@ -65,7 +65,7 @@ struct Entry {
     /// entry exists (see `Registration`). `None` for a polling wait.
     futex: Option<(usize, u32)>,
     /// Words whose change wakes the future: (address, value, 8 bytes wide).
-    watch: [Option<(usize, u64, bool)>; crate::wait::WATCH_MAX],
+    watch: [Option<(usize, u64, bool)>; crate::os::park::WATCH_MAX],
     waker: Waker,
     peer: u32,
     periodic: bool,
@@ -134,11 +134,11 @@ impl Drop for Registration {
 /// value, once its peer is found dead, once a fault is caught in any guarded mapping, or
 /// (periodic parks) at the next tick in any case. The words must stay mapped until the
 /// returned registration is dropped.
-pub(crate) fn register(park: &crate::wait::Park<'_>, waker: &Waker) -> Registration {
-    use crate::wait::Watched;
+pub(crate) fn register(park: &crate::os::park::Park<'_>, waker: &Waker) -> Registration {
+    use crate::os::park::Watched;
     let peer = park.peer;
     let poll_peer = peer != 0 && !watch_peer(peer);
-    let mut watch = [None; crate::wait::WATCH_MAX];
+    let mut watch = [None; crate::os::park::WATCH_MAX];
     for (slot, w) in watch.iter_mut().zip(park.watch.iter()) {
         *slot = w.map(|w| match w {
             Watched::U32(word, v) => (word.as_ptr() as usize, u64::from(v), false),
@@ -325,7 +325,7 @@ fn wake_all(fired: Vec<Waker>) {
     }
 }
 
-/// The ticker: one thread that, every [`SLICE`](crate::wait::SLICE) while any future is
+/// The ticker: one thread that, every [`SLICE`](crate::os::park::SLICE) while any future is
 /// parked, looks at every entry of every reactor thread (its words, its peer, the
 /// periodic ones) and at the fault counter: the look a blocking wait takes at the end of
 /// each sleep slice. Its loads of the watched words are also what trips the guard of a
@@ -344,7 +344,7 @@ fn ticker() {
 fn tick_loop() {
     let mut faults_seen = crate::os::sigbus::faults();
     loop {
-        std::thread::sleep(crate::wait::SLICE);
+        std::thread::sleep(crate::os::park::SLICE);
         let Some(workers) = WORKERS.get() else {
             continue;
         };

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use crate::format::copy;
 use crate::format::error::Error;
-use crate::format::layout::{AttachOptions, Expect, Kind, Schema};
+use crate::format::layout::{AttachOptions, Expect};
 use crate::format::memory::SharedMemory;
 use crate::format::raw::RawSegment;
 use crate::format::record::Record;
+use crate::format::schema::{Kind, Schema};
 use crate::os::proc::{self, Liveness};
 use crate::protocol::seqlock as protocol;
 use crate::protocol::sync::{AtomicU32, AtomicU64, Ordering};
