@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use shm_benches::{create, reopen, Backend, Peer};
-use shm_core::mapping::Mapping;
+use shm_core::os::mapping::Mapping;
 use shm_core::{Channel, ChannelOptions, Segment, WaitMode};
 
 /// Bounces `word` between odd (ours) and even (theirs) values; `n` round trips.

@@ -196,7 +196,7 @@ fn child_dies_with_its_parent() {
     let pid: u32 = results(&out)[0].parse().unwrap();
     // The orphan-maker exited without killing its child: PDEATHSIG must.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while shm_core::proc::liveness(pid) == shm_core::proc::Liveness::Alive {
+    while shm_core::os::proc::liveness(pid) == shm_core::os::proc::Liveness::Alive {
         // The orphan is reparented to init (or a subreaper), which reaps it; a zombie
         // entry may linger briefly.
         let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();

@@ -5,7 +5,7 @@
 //! * [`SharedMemory`]: what every backend (`shm-posix`, `shm-anon`, `shm-memfd`) hands
 //!   out: a base pointer, a length, a name and an ownership flag. Never a reference:
 //!   another process may write the memory at any moment.
-//! * [`layout`]: the fixed, versioned segment header (layout version 1) that is written
+//! * [`layout`](format::layout): the fixed, versioned segment header (layout version 1) that is written
 //!   once by the creator and validated, from one copied snapshot, on every attach.
 //! * [`Segment`]: a typed plain-old-data record over any [`SharedMemory`], accessed by copy.
 //! * [`SeqLock`]: a record with consistent snapshots: readers in other processes never see
@@ -157,14 +157,6 @@ pub mod inspect;
 pub mod conformance;
 #[cfg(all(feature = "conformance", not(loom)))]
 pub mod testing;
-
-// The paths users know, kept: `shm_core::sync`, `shm_core::mapping`, `shm_core::proc`, ...
-pub use protocol::sync;
-#[cfg(not(loom))]
-pub use {
-    format::layout,
-    os::{mapping, proc, reactor, sigbus},
-};
 
 #[cfg(not(loom))]
 pub use {

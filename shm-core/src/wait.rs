@@ -397,35 +397,6 @@ pub(crate) fn poll_step<S: Step + ?Sized>(
     }
 }
 
-/// A point in time after which a wait gives up.
-#[derive(Debug, Clone, Copy)]
-pub struct Deadline {
-    start: Instant,
-    limit: Duration,
-}
-
-impl Deadline {
-    /// A deadline `limit` from now.
-    pub fn after(limit: Duration) -> Self {
-        Deadline {
-            start: Instant::now(),
-            limit,
-        }
-    }
-    /// Whether the limit has passed.
-    pub fn expired(&self) -> bool {
-        self.start.elapsed() >= self.limit
-    }
-    /// How long since the deadline was set.
-    pub fn elapsed(&self) -> Duration {
-        self.start.elapsed()
-    }
-    /// What is left, zero once expired.
-    pub fn remaining(&self) -> Duration {
-        self.limit.saturating_sub(self.start.elapsed())
-    }
-}
-
 /// Polls `ready` until it returns `Some`, at [`Pace::Poll`], for at most `timeout`:
 /// [`Error::Timeout`] after that. For waits whose only bound is time (a child to exit, a
 /// lock a peer holds for a moment).

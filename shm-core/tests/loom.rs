@@ -5,8 +5,8 @@
 
 use loom::sync::Arc;
 use loom::thread;
+use shm_core::protocol::sync::{AtomicU32, AtomicU64, Ordering};
 use shm_core::seqlock::protocol as seqlock;
-use shm_core::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// The pid the models use for a writer that died holding the lock.
 const DEAD: u32 = 99;
@@ -177,7 +177,7 @@ mod ring_model {
     use loom::sync::{Arc, Condvar, Mutex};
     use loom::thread;
     use shm_core::channel::ring::{Consumer, Futex, Producer, Shared, Words, PRODUCER_CLOSED};
-    use shm_core::sync::{AtomicU32, AtomicU64, Ordering};
+    use shm_core::protocol::sync::{AtomicU32, AtomicU64, Ordering};
     use std::time::Duration;
 
     /// A futex as the kernel gives it: the value check and the sleep are atomic with
@@ -338,7 +338,7 @@ mod broadcast_model {
     use loom::sync::{Arc, Condvar, Mutex};
     use loom::thread;
     use shm_core::broadcast::protocol::{self, Attempt, Control, Slot};
-    use shm_core::sync::{AtomicU32, AtomicU64, Ordering};
+    use shm_core::protocol::sync::{AtomicU32, AtomicU64, Ordering};
 
     const SLOTS: u64 = 2;
 
@@ -531,7 +531,7 @@ mod broadcast_model {
 mod old_seqlock_protocol {
     use loom::sync::Arc;
     use loom::thread;
-    use shm_core::sync::{AtomicU32, AtomicU64, Ordering};
+    use shm_core::protocol::sync::{AtomicU32, AtomicU64, Ordering};
 
     const DEAD: u32 = 99;
 
@@ -615,7 +615,7 @@ mod async_park_model {
     use loom::sync::{Arc, Condvar, Mutex};
     use loom::thread;
     use shm_core::channel::ring::{Consumer, Futex, Producer, Words};
-    use shm_core::sync::{AtomicU32, Ordering};
+    use shm_core::protocol::sync::{AtomicU32, Ordering};
     use std::time::Duration;
 
     /// The reactor: a registration is (expected value, fired); `wake` fires it when the

@@ -136,7 +136,7 @@ fn resident_bytes() -> u64 {
         .nth(1)
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
-    pages * shm_core::mapping::page_size() as u64
+    pages * shm_core::os::mapping::page_size() as u64
 }
 
 /// What `idle --async` measured.
@@ -186,7 +186,7 @@ pub fn idle_receivers(receivers: usize, seconds: u64) -> Result<IdleReport> {
         let (cpu0, t0) = (cpu_time(), Instant::now());
         tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
         let (cpu, wall) = (cpu_time() - cpu0, t0.elapsed());
-        let threads = shm_core::reactor::threads();
+        let threads = shm_core::os::reactor::threads();
         drop(tx_all); // closes every channel: the tasks end with Closed
         for t in tasks {
             let _ = t.await;

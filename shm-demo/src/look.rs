@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use shm_core::inspect::{Detail, Inspection};
-use shm_core::proc::{liveness, Liveness};
+use shm_core::os::proc::{liveness, Liveness};
 use shm_posix::{Listing, SegmentState};
 
 use crate::errors;

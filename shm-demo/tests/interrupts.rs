@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use shm_core::proc::{liveness, Liveness};
+use shm_core::os::proc::{liveness, Liveness};
 use shm_core::testing::{children_of, dev_shm_entries, eventually};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shm-demo");

@@ -179,7 +179,7 @@ fn live_segments_are_listed_then_stale_after_kill_9_and_cleaned_up() {
     stream.wait().unwrap();
     for k in &chan_kids {
         eventually("the stream's child to die", BOUND, || {
-            shm_core::proc::liveness(*k) != shm_core::proc::Liveness::Alive
+            shm_core::os::proc::liveness(*k) != shm_core::os::proc::Liveness::Alive
         });
     }
     let all = ls();
@@ -263,7 +263,7 @@ fn garbage_fifos_truncated_and_foreign_files_are_reported_without_hanging() {
     }
     let other = format!("/dev/shm/{base}-other");
     std::fs::write(&other, vec![0u8; 4096]).unwrap();
-    let root = shm_core::proc::effective_uid() == 0;
+    let root = shm_core::os::proc::effective_uid() == 0;
     if root {
         let c = std::ffi::CString::new(other.clone()).unwrap();
         // SAFETY: a valid C path.

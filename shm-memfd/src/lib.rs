@@ -49,7 +49,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use memfd::FileSeal;
-use shm_core::mapping::Mapping;
+use shm_core::os::mapping::Mapping;
 use shm_core::SharedMemory;
 
 pub use sys::{recv_fd, send_fds};

@@ -45,7 +45,7 @@
 //! and refuses segments that another user owns or that are group- or world-writable
 //! (unless [`ShmOptions::allow_foreign`] says otherwise), so only processes of our own
 //! user can do that. Against such a peer, every mapping this crate makes is **guarded**
-//! ([`shm_core::sigbus`]): the first mapping installs a process-wide `SIGBUS` handler
+//! ([`shm_core::os::sigbus`]): the first mapping installs a process-wide `SIGBUS` handler
 //! (keeping, and chaining to, the one that was there) that turns a fault inside one of
 //! our mappings into zero pages mapped over it; the call that touched it, and every later
 //! call through shm-core, returns [`shm_core::Error::Truncated`]. Faults elsewhere in the
@@ -79,7 +79,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
-use shm_core::mapping::Mapping;
+use shm_core::os::mapping::Mapping;
 use shm_core::wait::{DeadlineOnly, Pace, Waiter};
 use shm_core::SharedMemory;
 
@@ -659,7 +659,7 @@ pub fn is_stale(name: &str) -> Result<bool, Error> {
     }
     let mut magic = [0u8; 8];
     let n = sys::pread(fd.as_fd(), &mut magic, 0).map_err(|e| Error::io("pread", &name, e))?;
-    if n != 8 || magic != shm_core::layout::MAGIC {
+    if n != 8 || magic != shm_core::format::layout::MAGIC {
         return Ok(false);
     }
     sys::try_flock_exclusive(fd.as_fd()).map_err(|e| Error::io("flock", &name, e))
@@ -707,7 +707,7 @@ fn open_ours(name: &str) -> Option<(CString, OwnedFd)> {
     let mut magic = [0u8; 8];
     let ours = regular
         && matches!(sys::pread(fd.as_fd(), &mut magic, 0), Ok(8))
-        && magic == shm_core::layout::MAGIC;
+        && magic == shm_core::format::layout::MAGIC;
     ours.then_some((cname, fd))
 }
 

@@ -394,14 +394,14 @@ fn child() {
     let shm =
         || shm_core::testing::dev_shm_entries(&format!("shm-async-{}-", std::process::id())).len();
     cycle();
-    let (fds, threads, t0, s0) = (fd_count(), shm_core::reactor::threads(), tasks(), shm());
+    let (fds, threads, t0, s0) = (fd_count(), shm_core::os::reactor::threads(), tasks(), shm());
     for _ in 0..10_000 {
         cycle();
     }
     println!(
         "RESULT {fds} {} {threads} {} {t0} {} {s0} {}",
         fd_count(),
-        shm_core::reactor::threads(),
+        shm_core::os::reactor::threads(),
         tasks(),
         shm()
     );

@@ -61,7 +61,7 @@ fn child() {
             let seg = Segment::create(shm, &TUTORIAL).unwrap();
             shm_core::conformance::poke(
                 seg.raw().memory(),
-                shm_core::layout::READY_OFFSET,
+                shm_core::format::layout::READY_OFFSET,
                 &0u32.to_ne_bytes(),
             );
             die();

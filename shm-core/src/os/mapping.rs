@@ -1,7 +1,7 @@
 //! [`Mapping`]: an owned `mmap` region, the raw layer every backend maps through.
 //!
 //! ```
-//! use shm_core::mapping::Mapping;
+//! use shm_core::os::mapping::Mapping;
 //! # fn main() -> std::io::Result<()> {
 //! let map = Mapping::anonymous_shared(1 << 20)?; // MAP_SHARED | MAP_ANONYMOUS
 //! assert_eq!(map.len(), 1 << 20);
