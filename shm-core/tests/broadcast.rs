@@ -551,7 +551,7 @@ fn a_lagging_lossy_subscriber_counts_exactly_across_gap_notices() {
 /// a notice: a forged length cannot pass as one.
 #[test]
 fn malformed_notices_decode_as_nothing() {
-    use shm_core::broadcast::protocol::{Notice, MAX_GAP, NOTICE};
+    use shm_core::protocol::broadcast::{Notice, MAX_GAP, NOTICE};
     assert_eq!(
         Notice::decode(Notice::Gap(7).encode()),
         Some(Notice::Gap(7))

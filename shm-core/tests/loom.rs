@@ -5,8 +5,8 @@
 
 use loom::sync::Arc;
 use loom::thread;
+use shm_core::protocol::seqlock;
 use shm_core::protocol::sync::{AtomicU32, AtomicU64, Ordering};
-use shm_core::seqlock::protocol as seqlock;
 
 /// The pid the models use for a writer that died holding the lock.
 const DEAD: u32 = 99;
@@ -176,7 +176,7 @@ fn seqlock_two_thieves_and_a_reader() {
 mod ring_model {
     use loom::sync::{Arc, Condvar, Mutex};
     use loom::thread;
-    use shm_core::channel::ring::{Consumer, Futex, Producer, Shared, Words, PRODUCER_CLOSED};
+    use shm_core::protocol::ring::{Consumer, Futex, Producer, Shared, Words, PRODUCER_CLOSED};
     use shm_core::protocol::sync::{AtomicU32, AtomicU64, Ordering};
     use std::time::Duration;
 
@@ -337,7 +337,7 @@ mod ring_model {
 mod broadcast_model {
     use loom::sync::{Arc, Condvar, Mutex};
     use loom::thread;
-    use shm_core::broadcast::protocol::{self, Attempt, Control, Slot};
+    use shm_core::protocol::broadcast::{self as protocol, Attempt, Control, Slot};
     use shm_core::protocol::sync::{AtomicU32, AtomicU64, Ordering};
 
     const SLOTS: u64 = 2;
@@ -614,7 +614,7 @@ mod old_seqlock_protocol {
 mod async_park_model {
     use loom::sync::{Arc, Condvar, Mutex};
     use loom::thread;
-    use shm_core::channel::ring::{Consumer, Futex, Producer, Words};
+    use shm_core::protocol::ring::{Consumer, Futex, Producer, Words};
     use shm_core::protocol::sync::{AtomicU32, Ordering};
     use std::time::Duration;
 

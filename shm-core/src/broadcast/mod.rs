@@ -74,19 +74,18 @@
 //! | 640 + 128·max_subscribers + slot_size·k | slot_size | slot `k`: `stamp` (8; `2n+1` while message `n` is written, `2n+2` once complete), `len` (8), payload |
 //!
 //! A slot `len` with bit 63 set is a **notice** with no payload
-//! ([`protocol::Notice`]): bits 62..56 its kind, `1` = a gap upstream: bits 55..0 say
+//! ([`Notice`](crate::protocol::broadcast::Notice)): bits 62..56 its kind, `1` = a gap upstream: bits 55..0 say
 //! how many numbers `k` (at least 1) were lost, this one included; the next message is
 //! number `n + k` and `tail` jumps there (a relay keeps its source's numbers), and a
 //! subscriber reads the notice as `Lagged { missed: k }`. Any other value with bit 63
 //! set is corrupt.
 //!
 //! The protocol, with the orderings and why nothing is lost or torn, is in
-//! [`protocol`].
+//! [`protocol::broadcast`](crate::protocol::broadcast).
 //!
 //! ## Who writes each word, and what a reader does with any other value ([`WORDS`])
 //!
 #![doc = include_str!("words.md")]
-pub use crate::protocol::broadcast as protocol;
 
 #[cfg(not(loom))]
 mod api;

@@ -78,7 +78,6 @@
 //! ## Who writes each word, and what a reader does with any other value ([`WORDS`])
 //!
 #![doc = include_str!("words.md")]
-pub use crate::protocol::ring;
 
 #[cfg(not(loom))]
 mod api;

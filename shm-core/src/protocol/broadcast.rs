@@ -8,7 +8,7 @@
 //! the stamp (`Acquire`), the length and the payload (`Acquire`), and the stamp again: it
 //! keeps the copy only if both loads saw `2p + 2`. So a reader never delivers a message
 //! that was overwritten while it copied it out (the seqlock argument of
-//! [`crate::seqlock::protocol`], per slot).
+//! [`crate::protocol::seqlock`], per slot).
 //!
 //! **Lossy.** The publisher never waits. While it writes message `t` (`tail == t`) it
 //! destroys message `t - S`, so the messages a reader can still get are `t - S + 1 .. t`.

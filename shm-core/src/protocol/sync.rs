@@ -1,8 +1,8 @@
 //! The atomics that the synchronisation algorithms use, behind a facade that switches to
 //! [`loom`](https://docs.rs/loom)'s model-checked atomics under `--cfg loom`.
 //!
-//! Only the algorithm halves (each protocol's core: `channel::ring`, `seqlock::protocol`,
-//! `broadcast::protocol`) go through this facade; they take `&AtomicU64` and never see a
+//! Only the algorithm halves (each protocol's core: `protocol::ring`, `protocol::seqlock`,
+//! `protocol::broadcast`) go through this facade; they take `&AtomicU64` and never see a
 //! raw pointer, so the same code runs over loom atomics in the model and over atomics in
 //! a mapping in production.
 

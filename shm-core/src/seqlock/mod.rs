@@ -5,7 +5,7 @@
 //! the sequence odd, writes the record, makes it even again and frees the owner word; a
 //! reader copies the sequence, the record, and the sequence again, and keeps the copy only
 //! if the two sequences are equal and even. The protocol, and why a writer that takes over
-//! a dead writer's lock can never rob a live one, is in [`protocol`]. The record is copied with atomic word accesses
+//! a dead writer's lock can never rob a live one, is in [`protocol::seqlock`](crate::protocol::seqlock). The record is copied with atomic word accesses
 //! (see the `copy` module), never a plain racy `memcpy`.
 //!
 //! A sequence that stays odd means a writer is inside. A reader that finds the writer's
@@ -32,7 +32,6 @@
 //! ## Who writes each word, and what a reader does with any other value ([`WORDS`])
 //!
 #![doc = include_str!("words.md")]
-pub use crate::protocol::seqlock as protocol;
 
 #[cfg(not(loom))]
 mod api;
