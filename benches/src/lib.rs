@@ -114,7 +114,7 @@ pub fn reopen(mem: &Mem) -> Mem {
     }
 }
 
-pub use shm_core::os::proc::pin_to_cpu;
+pub use shm_core::os::cpu::pin_to_cpu;
 
 /// A forked peer that lives for a whole benchmark and is killed and reaped on drop.
 pub struct Peer(Option<shm_anon::Child>);

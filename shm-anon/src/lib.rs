@@ -25,7 +25,8 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use shm_core::os::mapping::{cvt, Mapping};
+use shm_core::os::mapping::Mapping;
+use shm_core::os::sys::cvt;
 use shm_core::wait::{DeadlineOnly, Pace, Waiter};
 use shm_core::SharedMemory;
 

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use shm_core::os::mapping::resident_bytes;
+use shm_core::format::memory::resident_bytes;
 use shm_core::{Record, Segment, SharedMemory};
 use shm_posix::ShmOptions;
 

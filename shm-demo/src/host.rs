@@ -322,4 +322,4 @@ impl Peer {
     }
 }
 
-pub use shm_core::os::proc::pin_to_cpu;
+pub use shm_core::os::cpu::pin_to_cpu;

@@ -13,9 +13,9 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use sendfd::SendWithFd;
-use shm_core::os::mapping::cvt;
-pub use shm_core::os::mapping::fstat;
 pub use shm_core::os::proc::effective_uid as geteuid;
+use shm_core::os::sys::cvt;
+pub use shm_core::os::sys::fstat;
 
 use crate::Error;
 
@@ -152,7 +152,7 @@ pub fn connect_unix(addr: &[u8], abstract_name: bool, timeout: Duration) -> io::
     let len = std::mem::offset_of!(libc::sockaddr_un, sun_path) + start + addr.len();
     // SAFETY: socket returns -1 or a new fd that nothing else owns.
     let fd = unsafe {
-        shm_core::os::mapping::ret_owned_fd(libc::socket(
+        shm_core::os::sys::ret_owned_fd(libc::socket(
             libc::AF_UNIX,
             libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
             0,

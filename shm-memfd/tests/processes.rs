@@ -223,10 +223,7 @@ fn hostile_fds() {
         let c = std::ffi::CString::new("/tmp").unwrap();
         // SAFETY: open with a valid C string; the result is a fresh fd (or -1).
         unsafe {
-            shm_core::os::mapping::ret_owned_fd(libc::open(
-                c.as_ptr(),
-                libc::O_PATH | libc::O_CLOEXEC,
-            ))
+            shm_core::os::sys::ret_owned_fd(libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC))
         }
         .unwrap()
     };

@@ -114,7 +114,7 @@ fn case5_size_is_read_after_the_seals() {
         match shm_memfd::MemfdShm::from_fd(fd) {
             Ok(shm) => {
                 accepted += 1;
-                let size = shm_core::os::mapping::fstat(shm.as_fd()).unwrap().st_size as u64;
+                let size = shm_core::os::sys::fstat(shm.as_fd()).unwrap().st_size as u64;
                 assert!(
                     shm.len() as u64 <= size,
                     "trial {trial}: a {} byte mapping of a {size} byte file",

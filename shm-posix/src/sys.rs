@@ -5,9 +5,9 @@ use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
-pub use shm_core::os::mapping::fstat;
-use shm_core::os::mapping::{cvt, ret_owned_fd};
 pub use shm_core::os::proc::effective_uid as geteuid;
+pub use shm_core::os::sys::fstat;
+use shm_core::os::sys::{cvt, ret_owned_fd};
 
 /// `shm_open(name, flags | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, mode)`.
 ///

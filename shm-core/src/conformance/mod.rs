@@ -722,7 +722,7 @@ pub fn four_gib_segment_is_lazy<B: Backend>(b: &mut B) {
     // Only the pages touched (the header's, the record's, the last one's) are resident,
     // through either handle: far below a megabyte of the 4 GiB.
     for mem in [seg.raw().memory(), att.raw().memory()] {
-        let resident = crate::os::mapping::resident_bytes(mem).expect("mincore");
+        let resident = crate::format::memory::resident_bytes(mem).expect("mincore");
         assert!(resident < 1 << 20, "{resident} bytes resident of 4 GiB");
     }
 }

@@ -217,6 +217,20 @@ impl std::fmt::Debug for HeapMemory {
     }
 }
 
+/// How many bytes of `mem` are resident in memory (`mincore` over the whole region): a
+/// 4 GiB segment of which two pages were touched reports 8 KiB.
+pub fn resident_bytes<M: SharedMemory + ?Sized>(mem: &M) -> std::io::Result<u64> {
+    if mem.is_empty() {
+        return Ok(0);
+    }
+    // SAFETY: the SharedMemory contract makes `as_ptr .. + len` live, mapped memory. The
+    // contract promises 64-byte alignment, not page alignment: an unaligned base makes
+    // mincore fail with EINVAL, which comes back as an error (all our backends, heap
+    // included, are page aligned).
+    let pages = unsafe { crate::os::mapping::resident_pages_raw(mem.as_ptr(), mem.len()) }?;
+    Ok((pages * crate::os::mapping::page_size()) as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

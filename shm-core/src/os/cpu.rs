@@ -101,6 +101,25 @@ pub fn stream_ring_bytes(size: u64) -> u64 {
         .unwrap_or(1 << 40)
 }
 
+/// Pins the calling thread to `cpu` (modulo the online CPUs) when the machine has more
+/// than one; latency tools put the two sides of a ping-pong on different cores.
+#[doc(alias = "sched_setaffinity")]
+#[allow(unsafe_code)]
+pub fn pin_to_cpu(cpu: usize) {
+    let n = crate::os::proc::online_cpus().unwrap_or(1);
+    if n < 2 {
+        return;
+    }
+    // SAFETY: cpu_set_t is plain data, CPU_SET writes inside it, and sched_setaffinity
+    // only reads the set we pass with its size. Failure leaves the affinity unchanged,
+    // which only costs the caller accuracy.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu % n, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,7 +140,7 @@ mod tests {
         // A thread pinned to one CPU still counts the machine's.
         let before = cores();
         let pinned = std::thread::spawn(|| {
-            crate::os::proc::pin_to_cpu(0);
+            crate::os::cpu::pin_to_cpu(0);
             (
                 cores(),
                 std::thread::available_parallelism().map_or(1, |n| n.get()),

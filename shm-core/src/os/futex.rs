@@ -1,5 +1,6 @@
 //! `futex(2)` on a word in shared memory, without `FUTEX_PRIVATE_FLAG`: the sleepers and
-//! the wakers are in different processes.
+//! the wakers are in different processes; and `futex_waitv(2)` over many words, for the
+//! reactor. Every futex call of the crate is here.
 #![allow(unsafe_code)]
 
 use std::time::Duration;
@@ -44,6 +45,77 @@ pub(crate) fn wake(word: &AtomicU32) {
             0usize,
             0usize,
             0u32,
+        );
+    }
+}
+
+const SYS_FUTEX_WAITV: libc::c_long = 449;
+const FUTEX2_SIZE_U32: u32 = 0x02;
+const FUTEX2_PRIVATE: u32 = 128;
+
+/// One word of a [`wait_any`]: `struct futex_waitv` (include/uapi/linux/futex.h).
+#[repr(C)]
+pub(crate) struct FutexWaitv {
+    val: u64,
+    uaddr: u64,
+    flags: u32,
+    reserved: u32,
+}
+
+impl FutexWaitv {
+    /// A word of this process only (the reactor's control word).
+    pub(crate) fn private(word: &AtomicU32, expected: u32) -> Self {
+        FutexWaitv {
+            val: u64::from(expected),
+            uaddr: word.as_ptr() as u64,
+            flags: FUTEX2_SIZE_U32 | FUTEX2_PRIVATE,
+            reserved: 0,
+        }
+    }
+
+    /// A word in shared memory at `addr` (4-aligned), woken from other processes.
+    pub(crate) fn shared(addr: usize, expected: u32) -> Self {
+        FutexWaitv {
+            val: u64::from(expected),
+            uaddr: addr as u64,
+            flags: FUTEX2_SIZE_U32,
+            reserved: 0,
+        }
+    }
+}
+
+/// Sleeps until one of `words` no longer holds its value or is woken (no timeout: the
+/// caller's words include one it can always bump). Any outcome is fine: the caller looks
+/// at its words again.
+///
+/// # Safety
+/// Every address in `words` must be a live, 4-aligned `u32` for the call (a word on a
+/// truncated page makes the call fail with `EFAULT`, which is harmless here).
+pub(crate) unsafe fn wait_any(words: &[FutexWaitv]) {
+    let ts_ptr: *const libc::timespec = std::ptr::null();
+    // SAFETY: `words` holds `len` valid entries for the call (the caller's contract for
+    // the addresses); the kernel only reads the words; no timeout.
+    unsafe {
+        libc::syscall(
+            SYS_FUTEX_WAITV,
+            words.as_ptr(),
+            words.len() as libc::c_uint,
+            0u32,
+            ts_ptr,
+            libc::CLOCK_MONOTONIC,
+        );
+    }
+}
+
+/// Wakes every sleeper on a word of this process only.
+pub(crate) fn wake_private(word: &AtomicU32) {
+    // SAFETY: FUTEX_WAKE on a live, 4-aligned word of ours; only the address is used.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            i32::MAX,
         );
     }
 }

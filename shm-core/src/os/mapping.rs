@@ -12,36 +12,10 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::ptr::NonNull;
 
-/// Turns a `-1`-on-error return value into an `io::Result`.
-pub fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
-
-/// Turns the return value of a call that returns a new fd into an `OwnedFd`.
-///
-/// # Safety
-/// `ret` must be either `-1` or a freshly opened fd that nothing else owns.
-pub unsafe fn ret_owned_fd(ret: libc::c_int) -> io::Result<OwnedFd> {
-    let fd = cvt(ret)?;
-    // SAFETY: the caller guarantees `fd` is fresh and unowned.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// `fstat(fd)`.
-pub fn fstat(fd: impl AsFd) -> io::Result<libc::stat> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: `fd` is live for the call and `st` is a writable stat buffer.
-    cvt(unsafe { libc::fstat(fd.as_fd().as_raw_fd(), st.as_mut_ptr()) })?;
-    // SAFETY: fstat succeeded, so it filled the buffer.
-    Ok(unsafe { st.assume_init() })
-}
+use crate::os::sys::cvt;
 
 /// An owned, readable and writable `MAP_SHARED` mapping, unmapped on drop.
 pub struct Mapping {
@@ -190,25 +164,11 @@ pub fn page_size() -> usize {
 
 /// # Safety
 /// `ptr .. ptr + len` must be mapped (an unaligned `ptr` is an EINVAL error, not UB).
-unsafe fn resident_pages_raw(ptr: *mut u8, len: usize) -> io::Result<usize> {
+pub(crate) unsafe fn resident_pages_raw(ptr: *mut u8, len: usize) -> io::Result<usize> {
     let mut vec = vec![0u8; len.div_ceil(page_size())];
     // SAFETY: the range is mapped (caller) and `vec` has one byte per page of it.
     cvt(unsafe { libc::mincore(ptr.cast(), len, vec.as_mut_ptr()) })?;
     Ok(vec.iter().filter(|&&b| b & 1 == 1).count())
-}
-
-/// How many bytes of `mem` are resident in memory (`mincore` over the whole region): a
-/// 4 GiB segment of which two pages were touched reports 8 KiB.
-pub fn resident_bytes<M: crate::format::memory::SharedMemory + ?Sized>(mem: &M) -> io::Result<u64> {
-    if mem.is_empty() {
-        return Ok(0);
-    }
-    // SAFETY: the SharedMemory contract makes `as_ptr .. + len` live, mapped memory. The
-    // contract promises 64-byte alignment, not page alignment: an unaligned base makes
-    // mincore fail with EINVAL, which comes back as an error (all our backends, heap
-    // included, are page aligned).
-    let pages = unsafe { resident_pages_raw(mem.as_ptr(), mem.len()) }?;
-    Ok((pages * page_size()) as u64)
 }
 
 impl Drop for Mapping {

@@ -1,7 +1,8 @@
 //! The operating-system layer: every raw system call of the crate's mappings, futexes and
 //! processes lives below here, with the safe wrappers the layers above use.
 //!
-//! * [`cpu`]: the CPU model, cores and cache sizes (rings sized to the caches);
+//! * [`sys`]: errno and fd plumbing for raw calls (`cvt`, `ret_owned_fd`, `fstat`);
+//! * [`cpu`]: the CPU model, cores and cache sizes (rings sized to the caches), pinning;
 //! * [`mapping`]: owned `mmap` regions (the backends map through it);
 //! * [`sigbus`]: the guard that turns a truncated file under a mapping into zero pages;
 //! * `futex`: wait and wake on a word in shared memory (every futex call goes through it);
@@ -16,3 +17,4 @@ pub mod park;
 pub mod proc;
 pub mod reactor;
 pub mod sigbus;
+pub mod sys;

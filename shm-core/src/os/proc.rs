@@ -42,24 +42,6 @@ pub fn online_cpus() -> Option<usize> {
     usize::try_from(n).ok().filter(|&n| n > 0)
 }
 
-/// Pins the calling thread to `cpu` (modulo the online CPUs) when the machine has more
-/// than one; latency tools put the two sides of a ping-pong on different cores.
-#[doc(alias = "sched_setaffinity")]
-pub fn pin_to_cpu(cpu: usize) {
-    let n = online_cpus().unwrap_or(1);
-    if n < 2 {
-        return;
-    }
-    // SAFETY: cpu_set_t is plain data, CPU_SET writes inside it, and sched_setaffinity
-    // only reads the set we pass with its size. Failure leaves the affinity unchanged,
-    // which only costs the caller accuracy.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu % n, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
-
 /// The largest pid Linux can hand out (`PID_MAX_LIMIT` on 64-bit: 2^22). A pid word
 /// above it names no process, whatever wrote it.
 pub const PID_MAX: u32 = 1 << 22;

@@ -46,18 +46,7 @@ use crate::os::proc::{self, Liveness};
 /// Futex words one thread waits on, besides its control word (`futex_waitv` takes 128).
 pub const PER_THREAD: usize = 127;
 
-const SYS_FUTEX_WAITV: libc::c_long = 449;
-const FUTEX2_SIZE_U32: u32 = 0x02;
-const FUTEX2_PRIVATE: u32 = 128;
-
-/// `struct futex_waitv` (include/uapi/linux/futex.h).
-#[repr(C)]
-struct FutexWaitv {
-    val: u64,
-    uaddr: u64,
-    flags: u32,
-    reserved: u32,
-}
+use crate::os::futex::{self, FutexWaitv};
 
 struct Entry {
     id: u64,
@@ -193,20 +182,8 @@ pub(crate) fn register(park: &crate::os::park::Park<'_>, waker: &Waker) -> Regis
         .push(entry);
     // Release: pairs with the worker's Acquire load when it rebuilds its set.
     worker.ctl.fetch_add(1, Ordering::Release);
-    futex_wake_private(&worker.ctl);
+    futex::wake_private(&worker.ctl);
     Registration { worker, id }
-}
-
-fn futex_wake_private(word: &AtomicU32) {
-    // SAFETY: FUTEX_WAKE on a live, 4-aligned word of ours; only the address is used.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-            i32::MAX,
-        );
-    }
 }
 
 impl Worker {
@@ -217,22 +194,12 @@ impl Worker {
             // built, so a registration after this makes the wait return at once.
             let ctl = self.ctl.load(Ordering::Acquire);
             waitv.clear();
-            waitv.push(FutexWaitv {
-                val: u64::from(ctl),
-                uaddr: self.ctl.as_ptr() as u64,
-                flags: FUTEX2_SIZE_U32 | FUTEX2_PRIVATE,
-                reserved: 0,
-            });
+            waitv.push(FutexWaitv::private(&self.ctl, ctl));
             {
                 let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
                 for e in entries.iter() {
                     if let Some((word, expected)) = e.futex {
-                        waitv.push(FutexWaitv {
-                            val: u64::from(expected),
-                            uaddr: word as u64,
-                            flags: FUTEX2_SIZE_U32,
-                            reserved: 0,
-                        });
+                        waitv.push(FutexWaitv::shared(word, expected));
                     }
                 }
             }
@@ -240,21 +207,11 @@ impl Worker {
             // the peer watcher and the ticker) wake this thread. The periodic looks are
             // the ticker's (one thread for all workers), so an idle future costs no
             // wake-up of this thread.
-            let ts_ptr: *const libc::timespec = std::ptr::null();
-            // SAFETY: `waitv` holds `len` valid entries for the call; the kernel only
-            // reads the words (a word on a truncated page makes the call fail with
-            // EFAULT, and the scan below then touches it and trips the guard, which the
-            // ticker sees); no timeout.
-            unsafe {
-                libc::syscall(
-                    SYS_FUTEX_WAITV,
-                    waitv.as_ptr(),
-                    waitv.len() as libc::c_uint,
-                    0u32,
-                    ts_ptr,
-                    libc::CLOCK_MONOTONIC,
-                );
-            }
+            // SAFETY: the control word is ours, and every registered word stays mapped
+            // while its entry exists (the registration's contract); a word on a truncated
+            // page makes the call fail with EFAULT, and the scan below then touches it and
+            // trips the guard, which the ticker sees.
+            unsafe { futex::wait_any(&waitv) };
             self.scan(false);
         }
     }
@@ -312,7 +269,7 @@ impl Worker {
     fn kick(&self) {
         // Release: pairs with the worker's Acquire load of its control word.
         self.ctl.fetch_add(1, Ordering::Release);
-        futex_wake_private(&self.ctl);
+        futex::wake_private(&self.ctl);
     }
 }
 
@@ -394,10 +351,9 @@ fn peer_watch() -> Option<&'static PeerWatch> {
     WATCH
         .get_or_init(|| {
             // SAFETY: epoll_create1 returns -1 or a new fd nobody else owns.
-            let epoll = unsafe {
-                crate::os::mapping::ret_owned_fd(libc::epoll_create1(libc::EPOLL_CLOEXEC))
-            }
-            .ok()?;
+            let epoll =
+                unsafe { crate::os::sys::ret_owned_fd(libc::epoll_create1(libc::EPOLL_CLOEXEC)) }
+                    .ok()?;
             let started = std::thread::Builder::new()
                 .name("shm-peer-watch".into())
                 .stack_size(64 * 1024)
@@ -514,7 +470,7 @@ fn watch_loop() {
             for worker in workers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
                 // Release: pairs with the worker's Acquire load of its control word.
                 worker.ctl.fetch_add(1, Ordering::Release);
-                futex_wake_private(&worker.ctl);
+                futex::wake_private(&worker.ctl);
             }
         }
     }
