@@ -10,7 +10,43 @@
 //! * [`Segment`]: a typed plain-old-data record over any [`SharedMemory`], accessed by copy.
 //! * [`SeqLock`]: a record with consistent snapshots: readers in other processes never see
 //!   a half-written value, and a writer that died mid-write is reported, not waited on.
+//! * [`Channel`]: a zero-copy message channel between two processes ([`Sender`],
+//!   [`Receiver`]), blocking, non-blocking (`try_`) and async.
+//! * [`Broadcast`]: one [`Publisher`] to many [`Subscriber`]s, reliable (back-pressure)
+//!   or lossy (`Lagged` says what was missed).
 //! * [`HeapMemory`]: a heap-backed [`SharedMemory`] for tests without syscalls.
+//!
+//! A channel, in five lines (the second handle stands for another process's mapping):
+//!
+//! ```
+//! # use shm_core::{Channel, ChannelOptions, HeapMemory};
+//! # fn main() -> Result<(), shm_core::Error> {
+//! let mem = HeapMemory::new(1 << 16);
+//! let view = mem.share();
+//! let mut tx = Channel::create(mem, &ChannelOptions::new())?.sender(0)?;
+//! let mut rx = Channel::attach(view)?.receiver(0)?;
+//! tx.send(b"hello")?;
+//! assert_eq!(rx.recv()?.to_vec(), b"hello");
+//! # Ok(()) }
+//! ```
+//!
+//! A broadcast, likewise:
+//!
+//! ```
+//! # use shm_core::{Broadcast, BroadcastOptions, HeapMemory};
+//! # fn main() -> Result<(), shm_core::Error> {
+//! let opts = BroadcastOptions::new().slots(8).max_message(64);
+//! let mem = HeapMemory::new(opts.segment_len()? as usize);
+//! let view = mem.share();
+//! let mut publisher = Broadcast::create(mem, &opts)?.publisher()?;
+//! let mut sub = Broadcast::attach(view)?.subscribe()?;
+//! publisher.publish(b"tick")?;
+//! let mut buf = Vec::new();
+//! assert_eq!((sub.recv(&mut buf)?, buf.as_slice()), (0, &b"tick"[..]));
+//! # Ok(()) }
+//! ```
+//!
+//! A record:
 //!
 //! ```
 //! use shm_core::{bytemuck, HeapMemory, Record, Segment};
