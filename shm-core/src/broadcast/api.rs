@@ -40,6 +40,18 @@ const SPACE_SEQ: u64 = 4 * LINE + 4;
 const MEMBERS_AT: u64 = 5 * LINE;
 const SLOT_HEADER: u64 = 16;
 
+/// Wakes every sleeping subscriber: bump `data_seq`, then the futex call.
+fn wake_subscribers(ctl: Control<'_>) {
+    protocol::bump_data(ctl);
+    crate::os::futex::wake(ctl.data_seq);
+}
+
+/// Wakes the sleeping reliable publisher: bump `space_seq`, then the futex call.
+fn wake_publisher(ctl: Control<'_>) {
+    protocol::bump_space(ctl);
+    crate::os::futex::wake(ctl.space_seq);
+}
+
 /// The most subscribers a broadcast can be created for.
 pub const MAX_SUBSCRIBERS: u32 = 1024;
 /// The most slots a broadcast can be created with.
@@ -783,8 +795,7 @@ impl<M: SharedMemory> Broadcast<M> {
         // Release: pairs with the subscribers' Acquire loads of `closed`.
         self.closed().store(0, Ordering::Release);
         // Subscribers parked before we existed watch the holder word; wake them at once.
-        protocol::bump_data(self.control());
-        crate::os::futex::wake(self.control().data_seq);
+        wake_subscribers(self.control());
         let n = self.cfg.max_subscribers as usize;
         Ok(Publisher {
             b: self.clone(),
@@ -836,18 +847,10 @@ impl<M: SharedMemory> Broadcast<M> {
         }
         for i in 0..self.cfg.max_subscribers {
             let m = self.member(i);
-            // Acquire: pairs with the Release store of 0 in a previous subscriber's drop.
-            let pid = m.pid.load(Ordering::Acquire);
-            let free = pid == 0 || (pid != me && proc::liveness(pid) == Liveness::Dead);
-            if !free {
-                continue;
-            }
-            // AcqRel: one winner per line; Release so the publisher sees our claim with
-            // the line as we set it below.
-            if m.pid
-                .compare_exchange(pid, me, Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
-            {
+            // The one claim every role makes: free (0) or held by a dead process, one
+            // winner per line (its orderings pair with a previous subscriber's release of
+            // the line and with the publisher's loads of the line set below).
+            if proc::claim_role(m.pid, me, 1).is_err() {
                 continue;
             }
             // Acquire: pairs with the publisher's Release store of `tail`.
@@ -1077,8 +1080,7 @@ impl<M: SharedMemory> PublishStep<'_, M> {
         self.scan.evicted[i as usize] = pid;
         self.scan.evicted_members[i as usize] = self.scan.members_seen;
         self.scan.verified[i as usize] = 0;
-        protocol::bump_data(self.b.control());
-        crate::os::futex::wake(self.b.control().data_seq);
+        wake_subscribers(self.b.control());
     }
 
     /// Whether the wait for message `next` has lasted the eviction timeout.
@@ -1345,8 +1347,7 @@ impl<M: SharedMemory> Publisher<M> {
         self.next = n;
         self.base = n;
         // Subscribers waiting at 0 move to `n` at their next look.
-        protocol::bump_data(ctl);
-        crate::os::futex::wake(ctl.data_seq);
+        wake_subscribers(ctl);
         self.b.seg.intact()
     }
 
@@ -1381,8 +1382,7 @@ impl<M: SharedMemory> Publisher<M> {
             // everything published before is visible to one that sees the change.
             word.store(now.wrapping_add(1), Ordering::Release);
             let ctl = self.b.control();
-            protocol::bump_data(ctl);
-            crate::os::futex::wake(ctl.data_seq);
+            wake_subscribers(ctl);
         }
         self.b.seg.intact()
     }
@@ -1412,8 +1412,7 @@ impl<M: SharedMemory> Publisher<M> {
         unsafe { copy::store_bytes_ordered(b.payload_of(n), bytes, Ordering::Release) };
         let next = n.saturating_add(numbers.max(1));
         if protocol::end_write(b.control(), slot, n, len, next) {
-            protocol::bump_data(b.control());
-            crate::os::futex::wake(b.control().data_seq);
+            wake_subscribers(b.control());
         }
         self.next = next;
         self.waiting_since = None;
@@ -1473,8 +1472,7 @@ impl<M: SharedMemory> Drop for Publisher<M> {
         // Release: pairs with the subscribers' Acquire loads of `closed`; every message
         // published before is visible before the close is.
         self.b.closed().store(1, Ordering::Release);
-        protocol::bump_data(ctl);
-        crate::os::futex::wake(ctl.data_seq);
+        wake_subscribers(ctl);
         // Release: pairs with the Acquire holder loads of the next publisher and of
         // subscribers telling a close from a death.
         self.b.holder().store(0, Ordering::Release);
@@ -1709,8 +1707,7 @@ impl<M: SharedMemory> SubscribeStep<'_, M> {
         }
         let ctl = self.b.control();
         if protocol::release(ctl, self.b.member(i).position, self.next.saturating_sub(1)) {
-            protocol::bump_space(ctl);
-            crate::os::futex::wake(ctl.space_seq);
+            wake_publisher(ctl);
         }
         *self.published = *self.next;
     }
@@ -2152,8 +2149,7 @@ impl<M: SharedMemory> Drop for Subscriber<M> {
         // The publisher may be waiting on us: let it look again.
         let ctl = self.b.control();
         if ctl.publisher_sleeping.load(Ordering::Relaxed) != 0 {
-            protocol::bump_space(ctl);
-            crate::os::futex::wake(ctl.space_seq);
+            wake_publisher(ctl);
         }
     }
 }
