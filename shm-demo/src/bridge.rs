@@ -15,7 +15,7 @@ use shm_posix::ShmOptions;
 use shm_zenoh::{BridgeConfig, ExportOptions, Exporter, ImportOptions, ImportStats, Importer};
 
 use crate::host::{self, Backend, Mem};
-use crate::util::{Failure, Json, Result};
+use crate::util::{free_port, Failure, Json, Result};
 
 /// Where a bridge joins the Zenoh network.
 #[derive(clap::Args, Debug, Clone)]
@@ -674,14 +674,6 @@ impl Drop for Proc {
     }
 }
 
-pub(crate) fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| Failure::new(format!("no free port on 127.0.0.1: {e}")))?;
-    Ok(l.local_addr()
-        .map_err(|e| Failure::new(e.to_string()))?
-        .port())
-}
-
 /// How long a bridge process may take to start and meet its peer.
 const START: Duration = Duration::from_secs(30);
 
@@ -697,12 +689,11 @@ pub struct ViaOutcome {
 /// importer process → `subscribers` subscriber processes.
 pub fn broadcast_via_zenoh(
     backend: Backend,
+    b: shm_core::Broadcast<Mem>,
     subscribers: u32,
     messages: u64,
     size: u64,
-    lossy: bool,
 ) -> Result<ViaOutcome> {
-    let b = crate::broadcast::create(backend, &crate::broadcast::options(size, lossy))?;
     let stop = Arc::new(AtomicBool::new(false));
     let (src_name, server) = match backend {
         Backend::Memfd => {

@@ -272,7 +272,8 @@ pub fn run(
     let mut import = None;
     let outcome = match backend.shm() {
         Some(b @ (host::Backend::Posix | host::Backend::Memfd)) if via_zenoh => {
-            let o = crate::bridge::broadcast_via_zenoh(b, subscribers, messages, size, lossy)?;
+            let bc = create(b, &options(size, lossy))?;
+            let o = crate::bridge::broadcast_via_zenoh(b, bc, subscribers, messages, size)?;
             import = Some((o.import, o.export));
             Outcome {
                 lines: o.lines,

@@ -357,6 +357,15 @@ pub fn parse_peer_line(line: &str) -> Result<()> {
     Ok(())
 }
 
+/// A free TCP port on 127.0.0.1 (the bridge's endpoints and the Zenoh measurements).
+pub fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| Failure::new(format!("no free port on 127.0.0.1: {e}")))?;
+    Ok(l.local_addr()
+        .map_err(|e| Failure::new(e.to_string()))?
+        .port())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -78,7 +78,7 @@ fn p50(mut v: Vec<u64>) -> u64 {
 /// scripts (`benches/bridge.sh`).
 pub fn run(what: What, messages: u64, size: u64, spin: Option<u64>) -> Result<()> {
     let size = size.max(16);
-    let ep = format!("tcp/127.0.0.1:{}", crate::bridge::free_port()?);
+    let ep = format!("tcp/127.0.0.1:{}", crate::util::free_port()?);
     let pid = std::process::id();
     let role = match what {
         What::Raw => "raw-sub",
