@@ -153,6 +153,45 @@ pub trait Sleeper {
     fn done(&mut self) {}
 }
 
+/// The process an endpoint belongs to: its pid and the fork generation it was made
+/// under. In a forked child every operation of the end is [`Error::Forked`] and its drop
+/// changes nothing shared (see [`crate::os::proc::fork_generation`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Owner {
+    pid: u32,
+    fork: u64,
+}
+
+impl Owner {
+    /// The calling process, now.
+    pub(crate) fn current() -> Self {
+        Owner {
+            pid: crate::os::proc::current_pid(),
+            fork: crate::os::proc::fork_generation(),
+        }
+    }
+
+    /// The owner's pid (read once: a `getpid` per operation showed in profiles).
+    pub(crate) fn pid(self) -> u32 {
+        self.pid
+    }
+
+    /// Whether this is a forked child of the owner. One relaxed load.
+    #[inline]
+    pub(crate) fn forked(self) -> bool {
+        crate::os::proc::forked_since(self.fork)
+    }
+
+    /// [`Error::Forked`] in a forked child of the owner.
+    #[inline]
+    pub(crate) fn check(self) -> Result<(), Error> {
+        if self.forked() {
+            return Err(Error::Forked { parent: self.pid });
+        }
+        Ok(())
+    }
+}
+
 /// A sleeper with no checks of its own, for waits bounded by their deadline alone.
 #[derive(Debug, Default)]
 pub struct DeadlineOnly;

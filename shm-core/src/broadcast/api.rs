@@ -16,7 +16,7 @@ use crate::os::park::Park;
 use crate::os::proc::{self, Liveness};
 use crate::protocol::broadcast::{self as protocol, Attempt, Control, Slot};
 use crate::protocol::sync::{AtomicU32, AtomicU64, Ordering};
-use crate::wait::{self, Pace, Parked, Sleeper, Step, WaitMode};
+use crate::wait::{self, Owner, Pace, Parked, Sleeper, Step, WaitMode};
 
 const LINE: u64 = 128;
 /// The upstream word in the config line: odd while a relayed stream's source is gone.
@@ -802,8 +802,7 @@ impl<M: SharedMemory> Broadcast<M> {
             next,
             // An honest base is never above the tail (`start_at` stores it first).
             base: self.base().min(next),
-            me,
-            fork: proc::fork_generation(),
+            owner: Owner::current(),
             wait: WaitMode::default(),
             parked: Parked::default(),
             waiting_since: None,
@@ -843,7 +842,7 @@ impl<M: SharedMemory> Broadcast<M> {
                     found: next,
                 });
             }
-            return Ok(self.new_subscriber(None, next, 1, me));
+            return Ok(self.new_subscriber(None, next, 1));
         }
         for i in 0..self.cfg.max_subscribers {
             let m = self.member(i);
@@ -868,7 +867,7 @@ impl<M: SharedMemory> Broadcast<M> {
                     found: next,
                 });
             }
-            return Ok(self.new_subscriber(Some(i), next, (self.cfg.slots / 16).max(1), me));
+            return Ok(self.new_subscriber(Some(i), next, (self.cfg.slots / 16).max(1)));
         }
         Err(Error::SubscribersFull {
             max: self.cfg.max_subscribers,
@@ -885,7 +884,7 @@ impl<M: SharedMemory> Broadcast<M> {
         self.subscribe()
     }
 
-    fn new_subscriber(&self, line: Option<u32>, next: u64, batch: u64, me: u32) -> Subscriber<M> {
+    fn new_subscriber(&self, line: Option<u32>, next: u64, batch: u64) -> Subscriber<M> {
         Subscriber {
             b: self.clone(),
             line,
@@ -893,8 +892,7 @@ impl<M: SharedMemory> Broadcast<M> {
             delivered: next,
             published: next,
             batch,
-            me,
-            fork: proc::fork_generation(),
+            owner: Owner::current(),
             wait: if self.cfg.relayed {
                 // A relayed stream arrives at the network's pace: spinning for it burns
                 // a core the relay itself needs.
@@ -993,9 +991,8 @@ pub struct Publisher<M: SharedMemory> {
     /// The first message number (the base word as this publisher found or set it): a
     /// later change of the shared word is a peer's scribble, not ours to trust.
     base: u64,
-    /// Our pid and the fork generation we were made under (see [`Error::Forked`]).
-    me: u32,
-    fork: u64,
+    /// The process this end belongs to (see [`Error::Forked`]).
+    owner: Owner,
     wait: WaitMode,
     scan: Scan,
     parked: Parked,
@@ -1010,8 +1007,8 @@ struct PublishStep<'a, M: SharedMemory> {
     b: &'a Broadcast<M>,
     next: u64,
     base: u64,
-    me: u32,
-    fork: u64,
+    /// The process this end belongs to (see [`Error::Forked`]).
+    owner: Owner,
     scan: &'a mut Scan,
     since: &'a mut Option<Instant>,
 }
@@ -1129,9 +1126,7 @@ impl<M: SharedMemory> Step for PublishStep<'_, M> {
 
     #[inline]
     fn look(&mut self) -> Result<Option<()>, Error> {
-        if proc::forked_since(self.fork) {
-            return Err(Error::Forked { parent: self.me });
-        }
+        self.owner.check()?;
         if self.b.cfg.mode == BroadcastMode::Lossy || self.room() {
             return Ok(Some(()));
         }
@@ -1201,8 +1196,7 @@ impl<M: SharedMemory> Publisher<M> {
                 b: &self.b,
                 next: self.next,
                 base: self.base,
-                me: self.me,
-                fork: self.fork,
+                owner: self.owner,
                 scan: &mut self.scan,
                 since: &mut self.waiting_since,
             },
@@ -1336,9 +1330,7 @@ impl<M: SharedMemory> Publisher<M> {
             });
         }
         self.b.seg.check_writable("Publisher::start_at")?;
-        if proc::forked_since(self.fork) {
-            return Err(Error::Forked { parent: self.me });
-        }
+        self.owner.check()?;
         // Release: pairs with the subscribers' Acquire load in `Broadcast::base`, which
         // they make before they read a slot; the tail store below publishes it.
         self.b.u64_at(BASE).store(n, Ordering::Release);
@@ -1371,9 +1363,7 @@ impl<M: SharedMemory> Publisher<M> {
     }
 
     fn set_upstream(&mut self, lost: bool) -> Result<(), Error> {
-        if proc::forked_since(self.fork) {
-            return Err(Error::Forked { parent: self.me });
-        }
+        self.owner.check()?;
         let word = self.b.upstream();
         // Relaxed: only this publisher writes the word.
         let now = word.load(Ordering::Relaxed);
@@ -1452,7 +1442,7 @@ impl<M: SharedMemory> Publisher<M> {
     }
 
     fn unpark(&mut self) {
-        if proc::forked_since(self.fork) {
+        if self.owner.forked() {
             return; // the reactor and its registrations are the parent's
         }
         let (mut step, parked) = self.step();
@@ -1462,7 +1452,7 @@ impl<M: SharedMemory> Publisher<M> {
 
 impl<M: SharedMemory> Drop for Publisher<M> {
     fn drop(&mut self) {
-        if proc::forked_since(self.fork) {
+        if self.owner.forked() {
             // A forked child's copy: the role, the close word and the reactor are the
             // parent's; dropping the copy changes nothing shared.
             return;
@@ -1537,10 +1527,8 @@ pub struct Subscriber<M: SharedMemory> {
     /// publisher always hears of progress before the subscriber waits.
     published: u64,
     batch: u64,
-    /// Our pid, read once (a `getpid` per receive showed in profiles).
-    me: u32,
-    /// The fork generation this end was made under (see [`Error::Forked`]).
-    fork: u64,
+    /// The process this end belongs to (see [`Error::Forked`]).
+    owner: Owner,
     wait: WaitMode,
     broken: Option<Error>,
     parked: Parked,
@@ -1574,8 +1562,8 @@ enum Sink<'a> {
 struct SubscribeStep<'a, M: SharedMemory> {
     b: &'a Broadcast<M>,
     line: Option<u32>,
-    me: u32,
-    fork: u64,
+    /// The process this end belongs to (see [`Error::Forked`]).
+    owner: Owner,
     batch: u64,
     next: &'a mut u64,
     delivered: &'a mut u64,
@@ -1614,7 +1602,7 @@ impl<M: SharedMemory> SubscribeStep<'_, M> {
         // Acquire: pairs with the publisher's Release store in `evict`.
         let state = m.state.load(Ordering::Acquire);
         let pid = m.pid.load(Ordering::Relaxed);
-        if state != ACTIVE || pid != self.me {
+        if state != ACTIVE || pid != self.owner.pid() {
             self.b.seg.intact()?;
             let e = Error::Evicted {
                 reason: eviction_reason(state),
@@ -1679,6 +1667,12 @@ impl<M: SharedMemory> SubscribeStep<'_, M> {
         if self.b.cfg.mode != BroadcastMode::Lossy {
             return Ok(());
         }
+        // The common case costs one load: not ahead of the tail word as it reads. Only a
+        // position past it is checked against the slots.
+        // Acquire: pairs with the publisher's Release store of `tail`.
+        if *self.next <= self.b.control().tail.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let Some(tail) = self.verified_tail() else {
             return Ok(());
         };
@@ -1717,9 +1711,7 @@ impl<M: SharedMemory> Step for SubscribeStep<'_, M> {
     type Out = u64;
 
     fn look(&mut self) -> Result<Option<u64>, Error> {
-        if proc::forked_since(self.fork) {
-            return Err(Error::Forked { parent: self.me });
-        }
+        self.owner.check()?;
         // Read `closed` before looking: a close seen here came after every message
         // published before it.
         let closed = self.closed();
@@ -1973,8 +1965,7 @@ impl<M: SharedMemory> Subscriber<M> {
             SubscribeStep {
                 b: &self.b,
                 line: self.line,
-                me: self.me,
-                fork: self.fork,
+                owner: self.owner,
                 batch: self.batch,
                 next: &mut self.next,
                 delivered: &mut self.delivered,
@@ -2109,7 +2100,7 @@ impl<M: SharedMemory> Subscriber<M> {
     }
 
     fn unpark(&mut self) {
-        if proc::forked_since(self.fork) {
+        if self.owner.forked() {
             return; // the reactor and its registrations are the parent's
         }
         let mut none = Vec::new();
@@ -2131,7 +2122,7 @@ fn pod_of<T: Record>(buf: &[u8]) -> Result<T, Error> {
 
 impl<M: SharedMemory> Drop for Subscriber<M> {
     fn drop(&mut self) {
-        if proc::forked_since(self.fork) {
+        if self.owner.forked() {
             // A forked child's copy: the line is the parent's.
             return;
         }
@@ -2139,7 +2130,7 @@ impl<M: SharedMemory> Drop for Subscriber<M> {
         let Some(i) = self.line else { return };
         let m = self.b.member(i);
         // Leave only a line that is still ours (an evicted line we keep until now).
-        if m.pid.load(Ordering::Relaxed) != self.me {
+        if m.pid.load(Ordering::Relaxed) != self.owner.pid() {
             return;
         }
         // Release: pairs with the publisher's Acquire state load in `rescan`.

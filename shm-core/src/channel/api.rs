@@ -17,7 +17,7 @@ use crate::protocol::ring::{
     self, Consumer, Corrupt, Producer, Shared, CONSUMER_CLOSED, PRODUCER_CLOSED,
 };
 use crate::protocol::sync::{AtomicU32, AtomicU64, Ordering};
-use crate::wait::{self, Parked, Sleeper, Step};
+use crate::wait::{self, Owner, Parked, Sleeper, Step};
 pub use crate::wait::{WaitMode, ASYNC_SPIN};
 
 const CHANNEL_HEADER: u64 = 128;
@@ -470,8 +470,7 @@ impl<M: SharedMemory> Channel<M> {
             wait: WaitMode::default(),
             broken: None,
             parked: Parked::default(),
-            me: proc::current_pid(),
-            fork: proc::fork_generation(),
+            owner: Owner::current(),
             detached: None,
             next_detached: 0,
         })
@@ -491,8 +490,7 @@ impl<M: SharedMemory> Channel<M> {
             wait: WaitMode::default(),
             broken: None,
             parked: Parked::default(),
-            me: proc::current_pid(),
-            fork: proc::fork_generation(),
+            owner: Owner::current(),
             stalled_at: None,
         })
     }
@@ -609,16 +607,11 @@ impl ring::Futex for SysFutex {
 /// The holder is read afresh every time: a peer that claimed the end after the wait
 /// began, and died, is seen.
 fn peer_gone(closed: &AtomicU32, closed_bit: u32, holder: &AtomicU32) -> Option<Error> {
-    // Acquire: pairs with the Release store of 0 in the other end's drop, which follows
-    // its close bit.
-    let pid = holder.load(Ordering::Acquire);
-    // Acquire: pairs with the Release `fetch_or` in the other end's drop. A close bit
-    // counts only once the holder word is cleared too (an honest close sets the bit, then
-    // clears the holder; a live holder with the bit set is a scribble, or a new end
-    // taking over).
-    if pid == 0 && closed.load(Ordering::Acquire) & closed_bit != 0 {
+    if closed_by(closed, closed_bit, holder) {
         return Some(Error::Closed);
     }
+    // Acquire: pairs with the Release store of 0 in the other end's drop.
+    let pid = holder.load(Ordering::Acquire);
     if proc::liveness(pid) == Liveness::Dead {
         return Some(Error::PeerDied { pid });
     }
@@ -674,9 +667,8 @@ pub struct Sender<M: SharedMemory> {
     wait: WaitMode,
     broken: Option<Error>,
     parked: Parked,
-    /// The pid and fork generation this end was made under (see [`Error::Forked`]).
-    me: u32,
-    fork: u64,
+    /// The process this end belongs to (see [`Error::Forked`]).
+    owner: Owner,
     /// The id of the detached slot outstanding, if any (see `reserve_detached`).
     detached: Option<u64>,
     next_detached: u64,
@@ -721,8 +713,8 @@ struct SendStep<'a, M: SharedMemory> {
     prod: &'a mut Producer,
     broken: &'a mut Option<Error>,
     len: u64,
-    me: u32,
-    fork: u64,
+    /// The process this end belongs to (see [`Error::Forked`]).
+    owner: Owner,
 }
 
 impl<M: SharedMemory> Step for SendStep<'_, M> {
@@ -733,9 +725,7 @@ impl<M: SharedMemory> Step for SendStep<'_, M> {
         if let Some(e) = *self.broken {
             return Err(e);
         }
-        if proc::forked_since(self.fork) {
-            return Err(Error::Forked { parent: self.me });
-        }
+        self.owner.check()?;
         // The receiver's close is looked at when the operation starts (`Sender::start`)
         // and by every wait round's `check`, not on every spin: its line is written by
         // sleeping ends, and a reserve that finds room finds it whatever the receiver did.
@@ -816,8 +806,7 @@ impl<M: SharedMemory> Sender<M> {
                 prod: &mut self.prod,
                 broken: &mut self.broken,
                 len,
-                me: self.me,
-                fork: self.fork,
+                owner: self.owner,
             },
             &mut self.parked,
         )
@@ -1062,7 +1051,7 @@ impl<M: SharedMemory> Sender<M> {
     }
 
     fn unpark(&mut self) {
-        if proc::forked_since(self.fork) {
+        if self.owner.forked() {
             return; // the reactor and its registrations are the parent's
         }
         let (mut step, parked) = self.step(0);
@@ -1109,7 +1098,7 @@ impl<M: SharedMemory> SendSlot<'_, M> {
 
 impl<M: SharedMemory> Drop for Sender<M> {
     fn drop(&mut self) {
-        if proc::forked_since(self.fork) {
+        if self.owner.forked() {
             // A forked child's copy: the end is the parent's; closing it here would close
             // the parent's stream.
             return;
@@ -1186,9 +1175,8 @@ pub struct Receiver<M: SharedMemory> {
     wait: WaitMode,
     broken: Option<Error>,
     parked: Parked,
-    /// The pid and fork generation this end was made under (see [`Error::Forked`]).
-    me: u32,
-    fork: u64,
+    /// The process this end belongs to (see [`Error::Forked`]).
+    owner: Owner,
     /// The position at which the last peer check found the ring stalled (see
     /// `Consumer::stalled`), if it did.
     stalled_at: Option<u64>,
@@ -1200,8 +1188,8 @@ struct RecvStep<'a, M: SharedMemory> {
     ptrs: &'a RingPtrs,
     cons: &'a mut Consumer,
     broken: &'a mut Option<Error>,
-    me: u32,
-    fork: u64,
+    /// The process this end belongs to (see [`Error::Forked`]).
+    owner: Owner,
     stalled_at: &'a mut Option<u64>,
 }
 
@@ -1213,9 +1201,7 @@ impl<M: SharedMemory> Step for RecvStep<'_, M> {
         if let Some(e) = *self.broken {
             return Err(e);
         }
-        if proc::forked_since(self.fork) {
-            return Err(Error::Forked { parent: self.me });
-        }
+        self.owner.check()?;
         let sh = self.ptrs.shared();
         // Load `closed` before looking for data: a close seen here came after every
         // message committed before it (Release in `Sender::drop`).
@@ -1321,8 +1307,7 @@ impl<M: SharedMemory> Receiver<M> {
                 ptrs: &self.ptrs,
                 cons: &mut self.cons,
                 broken: &mut self.broken,
-                me: self.me,
-                fork: self.fork,
+                owner: self.owner,
                 stalled_at: &mut self.stalled_at,
             },
             &mut self.parked,
@@ -1439,7 +1424,7 @@ impl<M: SharedMemory> Receiver<M> {
     }
 
     fn unpark(&mut self) {
-        if proc::forked_since(self.fork) {
+        if self.owner.forked() {
             return; // the reactor and its registrations are the parent's
         }
         let (mut step, parked) = self.step();
@@ -1503,7 +1488,7 @@ impl<M: SharedMemory> Drop for RecvSlot<'_, M> {
 
 impl<M: SharedMemory> Drop for Receiver<M> {
     fn drop(&mut self) {
-        if proc::forked_since(self.fork) {
+        if self.owner.forked() {
             // As in `Sender::drop`.
             return;
         }
