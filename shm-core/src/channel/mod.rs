@@ -80,7 +80,22 @@
 #![doc = include_str!("words.md")]
 
 #[cfg(not(loom))]
-mod api;
-
+mod options;
 #[cfg(not(loom))]
-pub use api::*;
+mod receiver;
+#[cfg(not(loom))]
+mod ring;
+#[cfg(not(loom))]
+mod segment;
+#[cfg(not(loom))]
+mod sender;
+
+pub use crate::wait::{WaitMode, ASYNC_SPIN};
+#[cfg(not(loom))]
+pub use options::ChannelOptions;
+#[cfg(not(loom))]
+pub use receiver::{Receiver, RecvFuture, RecvSlot};
+#[cfg(not(loom))]
+pub use segment::{Channel, RingState, WORDS};
+#[cfg(not(loom))]
+pub use sender::{DetachedSlot, ReserveFuture, SendSlot, Sender};

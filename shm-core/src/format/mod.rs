@@ -20,4 +20,5 @@ pub mod memory;
 pub mod raw;
 pub mod record;
 pub mod schema;
+pub(crate) mod view;
 pub mod words;

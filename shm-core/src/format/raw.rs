@@ -12,6 +12,7 @@ use crate::format::layout::{
 };
 use crate::format::memory::SharedMemory;
 use crate::format::schema::{Kind, Schema};
+use crate::format::view::View;
 use crate::os::proc::{self, Liveness};
 use crate::wait::{Pace, Sleeper, Waiter};
 
@@ -253,6 +254,13 @@ impl<M: SharedMemory> RawSegment<M> {
     pub fn payload_ptr(&self) -> *mut u8 {
         // SAFETY: the validated payload offset lies within the mapping.
         unsafe { self.mem.as_ptr().add(self.header.payload_offset as usize) }
+    }
+
+    /// The payload as a checked [`View`]: how the families reach their words and bytes.
+    pub(crate) fn view(&self) -> View {
+        // SAFETY: the payload lies within the mapping (validated), is 64-aligned, and the
+        // mapping lives as long as `self`; the views' holders keep `self` alive.
+        unsafe { View::new(self.payload_ptr(), self.payload_len()) }
     }
 
     /// The memory behind the segment.

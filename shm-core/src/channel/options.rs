@@ -1,0 +1,87 @@
+//! How a channel segment is laid out: [`ChannelOptions`].
+
+use super::segment::*;
+use crate::format::error::Error;
+use crate::format::schema::Schema;
+
+pub(super) fn channel_schema() -> Schema {
+    Schema::new("channel", 1, 0, 8).expect("short name")
+}
+
+/// How a channel segment is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelOptions {
+    pub(super) rings: u32,
+    pub(super) capacity: Option<u64>,
+}
+
+impl Default for ChannelOptions {
+    fn default() -> Self {
+        ChannelOptions {
+            rings: 1,
+            capacity: None,
+        }
+    }
+}
+
+impl ChannelOptions {
+    /// One ring, as large as the segment allows.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// One ring, or two (one per direction).
+    pub fn rings(mut self, rings: u32) -> Self {
+        self.rings = rings;
+        self
+    }
+    /// One ring sized for a stream of `size`-byte messages on this machine
+    /// ([`stream_ring_bytes`](crate::os::cpu::stream_ring_bytes): about twice the L2
+    /// cache, and at least two messages). Get the segment size with
+    /// [`segment_len_for`](Self::segment_len_for)`(opts.capacity_bytes())`.
+    ///
+    /// Setting a capacity yourself: what decides a stream's speed is how much is in
+    /// flight. A ring that outgrows the caches costs every message a trip to memory (an
+    /// AMD EPYC with 512 KiB of L2 per core ran 1 MiB messages 1.04x to 1.41x faster in
+    /// a 4 MiB ring than in a 16 MiB one; BENCHMARKS.md section 9); a ring smaller than
+    /// two messages makes the two sides take turns. Two or three times the L2 cache, and
+    /// at least two messages, is the rule of thumb.
+    pub fn for_messages(size: u64) -> Self {
+        Self::new().capacity(crate::os::cpu::stream_ring_bytes(size))
+    }
+
+    /// The capacity set (`None`: the largest that fits the segment).
+    pub fn capacity_bytes(&self) -> Option<u64> {
+        self.capacity
+    }
+
+    /// Bytes per ring: a power of two, at least 64. Default: the largest that fits.
+    pub fn capacity(mut self, capacity: u64) -> Self {
+        self.capacity = Some(capacity);
+        self
+    }
+
+    /// The segment size (header included) that holds these rings at `capacity` bytes
+    /// each: what to ask a backend for. [`Error::InvalidOption`] if it does not fit in
+    /// 64 bits.
+    pub fn segment_len_for(&self, capacity: u64) -> Result<u64, Error> {
+        payload_len(self.rings, capacity)
+            .and_then(|p| p.checked_add(crate::format::layout::PAYLOAD_OFFSET as u64))
+            .ok_or(too_large(capacity))
+    }
+}
+
+pub(super) fn too_large(capacity: u64) -> Error {
+    Error::InvalidOption {
+        option: "channel capacity",
+        found: capacity,
+        expected: "a size whose rings fit in a segment of at most 2^64 bytes",
+    }
+}
+
+/// Payload bytes a channel of `rings` rings of `cap` bytes needs, if that fits in a u64.
+pub(super) fn payload_len(rings: u32, cap: u64) -> Option<u64> {
+    RING_CONTROL
+        .checked_add(cap)?
+        .checked_mul(u64::from(rings))?
+        .checked_add(CHANNEL_HEADER)
+}

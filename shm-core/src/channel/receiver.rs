@@ -1,0 +1,464 @@
+//! The receiving end of a ring: [`Receiver`], its slots, its future and its `Stream`.
+
+use std::time::Duration;
+
+use super::{ring::*, segment::*};
+use crate::format::error::Error;
+use crate::format::memory::SharedMemory;
+use crate::format::raw::RawSegment;
+use crate::os::park::Park;
+use crate::protocol::ring::{self, Consumer, CONSUMER_CLOSED, PRODUCER_CLOSED};
+use crate::protocol::sync::Ordering;
+use crate::wait::WaitMode;
+use crate::wait::{self, Owner, Parked, Sleeper, Step};
+
+impl<M: SharedMemory> Channel<M> {
+    /// The receiving end of `ring`.
+    ///
+    /// # Errors
+    /// As [`sender`](Self::sender).
+    pub fn receiver(&self, ring: u32) -> Result<Receiver<M>, Error> {
+        let ptrs = self.claim(ring, LINE, CONSUMER_CLOSED, "receiving")?;
+        let cons = Consumer::new(self.cap, ptrs.shared()).map_err(corrupt)?;
+        Ok(Receiver {
+            chan: self.clone(),
+            ptrs,
+            cons,
+            wait: WaitMode::default(),
+            broken: None,
+            parked: Parked::default(),
+            owner: Owner::current(),
+            stalled_at: None,
+        })
+    }
+}
+
+// The receiver
+
+/// The receiving end of a ring.
+///
+/// Every way of receiving (`try_recv`, `recv`, `recv_timeout`, `recv_async`, the `Stream`
+/// and the `_into` forms over them) runs the same step (`RecvStep`): one code path, the
+/// same checks.
+pub struct Receiver<M: SharedMemory> {
+    pub(super) chan: Channel<M>,
+    pub(super) ptrs: RingPtrs,
+    pub(super) cons: Consumer,
+    pub(super) wait: WaitMode,
+    pub(super) broken: Option<Error>,
+    pub(super) parked: Parked,
+    /// The process this end belongs to (see [`Error::Forked`]).
+    pub(super) owner: Owner,
+    /// The position at which the last peer check found the ring stalled (see
+    /// `Consumer::stalled`), if it did.
+    pub(super) stalled_at: Option<u64>,
+}
+
+/// The receiver's one step: the next message's place.
+pub(super) struct RecvStep<'a, M: SharedMemory> {
+    pub(super) seg: &'a RawSegment<M>,
+    pub(super) ptrs: &'a RingPtrs,
+    pub(super) cons: &'a mut Consumer,
+    pub(super) broken: &'a mut Option<Error>,
+    /// The process this end belongs to (see [`Error::Forked`]).
+    pub(super) owner: Owner,
+    pub(super) stalled_at: &'a mut Option<u64>,
+}
+
+impl<M: SharedMemory> Step for RecvStep<'_, M> {
+    type Out = (u64, u64);
+
+    #[inline]
+    fn look(&mut self) -> Result<Option<(u64, u64)>, Error> {
+        if let Some(e) = *self.broken {
+            return Err(e);
+        }
+        self.owner.check()?;
+        let sh = self.ptrs.shared();
+        // Load `closed` before looking for data: a close seen here came after every
+        // message committed before it (Release in `Sender::drop`).
+        // Acquire: pairs with the Release `fetch_or` in the other end's drop.
+        let closed = sh.closed.load(Ordering::Acquire);
+        match self.cons.try_peek(sh, self.ptrs, &SysFutex) {
+            Ok(Some(m)) => Ok(Some(m)),
+            // Acquire: pairs with the Release store of 0 in `Sender::drop`, after its
+            // close bit (read before the look, so every message before it was seen).
+            Ok(None)
+                if closed & PRODUCER_CLOSED != 0
+                    && self.ptrs.producer_holder().load(Ordering::Acquire) == 0 =>
+            {
+                self.seg.intact()?;
+                Err(Error::Closed)
+            }
+            Ok(None) => Ok(None),
+            Err(c) => Err(poisoned(self.seg, self.broken, corrupt(c))),
+        }
+    }
+}
+
+impl<M: SharedMemory> Sleeper for RecvStep<'_, M> {
+    fn check(&mut self, peer: bool) -> Result<(), Error> {
+        self.seg.intact()?;
+        if !peer {
+            // A close needs no check here: `look` reads the close bit every time.
+            return Ok(());
+        }
+        let sh = self.ptrs.shared();
+        // A frame a peer scribbled away (a zeroed header where the sender wrote one)
+        // would hold both ends for ever: seen at two peer checks (at least `PEER_CHECK`
+        // apart) at the same position, it is reported.
+        let at = self.cons.position();
+        if self.cons.stalled(sh, self.ptrs) {
+            if *self.stalled_at == Some(at) {
+                let e = Error::Corrupt {
+                    what: "a message header (none where the sender wrote one, or frames read past the sender's position)",
+                    found: at,
+                };
+                return Err(poisoned(self.seg, self.broken, e));
+            }
+            *self.stalled_at = Some(at);
+        } else {
+            *self.stalled_at = None;
+        }
+        match peer_gone(sh.closed, PRODUCER_CLOSED, self.ptrs.producer_holder()) {
+            // Messages committed before the close or the crash are still delivered:
+            // `look` reports the close once the ring is drained.
+            Some(Error::Closed) | None => Ok(()),
+            Some(e) => match self.cons.try_peek(sh, self.ptrs, &SysFutex) {
+                Ok(Some(_)) => Ok(()),
+                Ok(None) => Err(e),
+                Err(c) => Err(poisoned(self.seg, self.broken, corrupt(c))),
+            },
+        }
+    }
+
+    fn prepare(&mut self) -> Result<Option<Park<'_>>, Error> {
+        let ptrs: &RingPtrs = self.ptrs;
+        let sh = ptrs.shared();
+        let seq = match self.cons.prepare_sleep(sh, ptrs) {
+            Ok(Some(seq)) => seq,
+            Ok(None) => return Ok(None),
+            Err(c) => return Err(poisoned(self.seg, self.broken, corrupt(c))),
+        };
+        // Relaxed: only compared for change by a parked future's reactor.
+        let holder = ptrs.producer_holder();
+        let pid = holder.load(Ordering::Relaxed);
+        Ok(Some(
+            Park::futex(sh.data_seq, seq)
+                .watch_u32(holder, pid)
+                .watch_u32(sh.closed, sh.closed.load(Ordering::Relaxed))
+                .watch_u64(ptrs.header_word(self.cons.position()), 0)
+                .peer(pid),
+        ))
+    }
+
+    fn done(&mut self) {
+        self.cons.done_sleeping(self.ptrs.shared());
+    }
+}
+
+/// A received message, in place. Read it with [`read`](Self::read); dropping it frees its
+/// space for the sender.
+pub struct RecvSlot<'a, M: SharedMemory> {
+    pub(super) receiver: &'a mut Receiver<M>,
+    pub(super) off: u64,
+    pub(super) len: u64,
+}
+
+impl<M: SharedMemory> Receiver<M> {
+    /// How this end waits.
+    pub fn set_wait(&mut self, mode: WaitMode) {
+        self.wait = mode;
+    }
+
+    #[inline]
+    pub(super) fn step(&mut self) -> (RecvStep<'_, M>, &mut Parked) {
+        (
+            RecvStep {
+                seg: &self.chan.seg,
+                ptrs: &self.ptrs,
+                cons: &mut self.cons,
+                broken: &mut self.broken,
+                owner: self.owner,
+                stalled_at: &mut self.stalled_at,
+            },
+            &mut self.parked,
+        )
+    }
+
+    pub(super) fn slot(&mut self, (off, len): (u64, u64)) -> RecvSlot<'_, M> {
+        RecvSlot {
+            receiver: self,
+            off,
+            len,
+        }
+    }
+
+    /// The next message if there is one now.
+    ///
+    /// # Errors
+    /// [`Error::Empty`] when there is none now; [`Error::Closed`] once the sender closed
+    /// and everything was read; [`Error::Corrupt`], [`Error::Truncated`].
+    pub fn try_recv(&mut self) -> Result<RecvSlot<'_, M>, Error> {
+        let (mut step, _) = self.step();
+        let m = wait::try_once(&mut step, Error::Empty)?;
+        Ok(self.slot(m))
+    }
+
+    /// The next message, waiting as long as it takes.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] once the sender closed and everything was read;
+    /// [`Error::PeerDied`] once the sender's process died (also one that claimed the end
+    /// after the wait began, and one not yet reaped) and everything it committed was
+    /// read; [`Error::Truncated`], [`Error::Corrupt`].
+    pub fn recv(&mut self) -> Result<RecvSlot<'_, M>, Error> {
+        self.recv_impl(None)
+    }
+
+    /// [`recv`](Self::recv), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`recv`](Self::recv), and [`Error::Timeout`].
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<RecvSlot<'_, M>, Error> {
+        self.recv_impl(Some(timeout))
+    }
+
+    pub(super) fn recv_impl(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> Result<RecvSlot<'_, M>, Error> {
+        let pace = self.wait.pace();
+        let (mut step, _) = self.step();
+        let m = wait::block(&mut step, pace, timeout)?;
+        Ok(self.slot(m))
+    }
+
+    /// Receives the next message into `buf` (replacing its contents); returns its length.
+    ///
+    /// # Errors
+    /// As [`recv`](Self::recv).
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, Error> {
+        let slot = self.recv()?;
+        slot.copy_into(buf)
+    }
+
+    /// [`recv_into`](Self::recv_into), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`recv_timeout`](Self::recv_timeout).
+    pub fn recv_into_timeout(
+        &mut self,
+        buf: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> Result<usize, Error> {
+        let slot = self.recv_timeout(timeout)?;
+        slot.copy_into(buf)
+    }
+
+    /// The next message, without blocking the thread: a future that completes with the
+    /// message in place (as [`recv`](Self::recv)), or the error that ends the wait. It
+    /// runs the same step as `recv`: it spins for the end's spin time
+    /// (`WaitMode::Block { spin }`, or [`ASYNC_SPIN`] in spin mode), then parks with the
+    /// [`reactor`](crate::os::reactor), which wakes it when the sender publishes, closes,
+    /// dies or is replaced, and looks at it at least every
+    /// [`SLICE`](crate::os::park::SLICE). When a message is already there it completes on its
+    /// first poll without a system call.
+    ///
+    /// # Errors
+    /// As [`recv`](Self::recv).
+    ///
+    /// # Cancel safety
+    /// Cancellation safe: nothing is taken from the ring until the future completes, so
+    /// dropping it (pending, or woken but not polled again) loses no message; the next
+    /// call gets it.
+    pub fn recv_async(&mut self) -> RecvFuture<'_, M> {
+        RecvFuture { rx: Some(self) }
+    }
+
+    /// [`recv_async`](Self::recv_async), copying the message into `buf` (replacing its
+    /// contents); returns its length.
+    ///
+    /// # Errors
+    /// As [`recv`](Self::recv).
+    ///
+    /// # Cancel safety
+    /// As [`recv_async`](Self::recv_async).
+    pub async fn recv_async_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, Error> {
+        let slot = self.recv_async().await?;
+        slot.copy_into(buf)
+    }
+
+    pub(super) fn poll_message(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(u64, u64), Error>> {
+        let spin = self.wait.async_spin();
+        let (mut step, parked) = self.step();
+        wait::poll_step(&mut step, parked, spin, cx)
+    }
+
+    pub(super) fn unpark(&mut self) {
+        if self.owner.forked() {
+            return; // the reactor and its registrations are the parent's
+        }
+        let (mut step, parked) = self.step();
+        parked.release(&mut step);
+    }
+}
+
+impl<M: SharedMemory> RecvSlot<'_, M> {
+    /// The message's length.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether the message is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copies `buf.len()` bytes at `offset` of the message into `buf`.
+    ///
+    /// # Errors
+    /// [`Error::OutOfBounds`] if the range leaves the message, [`Error::Truncated`].
+    pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
+        in_message(offset, buf.len(), self.len)?;
+        // The protocol validated that the message lies inside the data area; the range is
+        // inside the message (checked above).
+        self.receiver
+            .ptrs
+            .data()
+            .load(self.off as usize + offset, buf);
+        self.receiver.chan.seg.intact()
+    }
+
+    /// Copies the whole message into `buf` (replacing its contents); returns its length.
+    pub(super) fn copy_into(self, buf: &mut Vec<u8>) -> Result<usize, Error> {
+        buf.resize(self.len(), 0);
+        self.read(0, buf)?;
+        Ok(self.len())
+    }
+
+    /// A copy of the whole message. (On a segment truncated under us the copy holds what
+    /// the zero pages put in place hold; [`read`](Self::read) reports the truncation.)
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = vec![0u8; self.len()];
+        // The range is the whole message, so only `Truncated` can come back, and the
+        // docs above say what the copy then holds.
+        let _ = self.read(0, &mut v);
+        v
+    }
+}
+
+impl<M: SharedMemory> Drop for RecvSlot<'_, M> {
+    fn drop(&mut self) {
+        let r = &mut *self.receiver;
+        let sh = r.ptrs.shared();
+        r.cons.release(sh, &SysFutex, self.len);
+    }
+}
+
+impl<M: SharedMemory> Drop for Receiver<M> {
+    fn drop(&mut self) {
+        if self.owner.forked() {
+            // As in `Sender::drop`.
+            return;
+        }
+        self.unpark();
+        let sh = self.ptrs.shared();
+        // As in `Sender::drop`: the next receiver resumes exactly where we stopped.
+        self.cons.republish(sh);
+        // Release: pairs with the sender's Acquire load of `closed`.
+        sh.closed.fetch_or(CONSUMER_CLOSED, Ordering::Release);
+        sh.space_seq.fetch_add(1, Ordering::Release);
+        ring::Futex::wake(&SysFutex, sh.space_seq);
+        // Release: as in `Sender::drop`.
+        self.ptrs.consumer_holder().store(0, Ordering::Release);
+    }
+}
+
+/// The future of [`Receiver::recv_async`].
+pub struct RecvFuture<'a, M: SharedMemory> {
+    pub(super) rx: Option<&'a mut Receiver<M>>,
+}
+
+impl<'a, M: SharedMemory> std::future::Future for RecvFuture<'a, M> {
+    type Output = Result<RecvSlot<'a, M>, Error>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.get_mut();
+        let Some(rx) = this.rx.as_mut() else {
+            return std::task::Poll::Ready(Err(Error::Closed));
+        };
+        match rx.poll_message(cx) {
+            std::task::Poll::Pending => std::task::Poll::Pending,
+            std::task::Poll::Ready(r) => {
+                let receiver = this.rx.take().expect("present above");
+                std::task::Poll::Ready(r.map(|(off, len)| RecvSlot { receiver, off, len }))
+            }
+        }
+    }
+}
+
+impl<M: SharedMemory> Drop for RecvFuture<'_, M> {
+    fn drop(&mut self) {
+        // Dropped while pending: take the registration and the sleeping flag back.
+        if let Some(rx) = self.rx.as_mut() {
+            rx.unpark();
+        }
+    }
+}
+
+/// Receivers as a [`Stream`](futures_core::Stream) of owned messages (with the `futures`
+/// feature): `Some(Ok(bytes))` per message, `None` once the sender closed and everything
+/// was read, `Some(Err(..))` for any other end. Polling it runs the same step as
+/// [`Receiver::recv`] and is cancellation safe as [`Receiver::recv_async`].
+#[cfg(feature = "futures")]
+impl<M: SharedMemory> futures_core::Stream for Receiver<M> {
+    type Item = Result<Vec<u8>, Error>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        match this.poll_message(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(Error::Closed)) => Poll::Ready(None),
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(Ok(m)) => {
+                let mut v = Vec::new();
+                Poll::Ready(Some(this.slot(m).copy_into(&mut v).map(|_| v)))
+            }
+        }
+    }
+}
+
+impl<M: SharedMemory> std::fmt::Debug for Receiver<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("consumer", &self.cons)
+            .field("wait", &self.wait)
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: SharedMemory> std::fmt::Debug for RecvSlot<'_, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvSlot")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: SharedMemory> std::fmt::Debug for RecvFuture<'_, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvFuture").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,370 @@
+//! A channel segment: create, attach, inspect, and the claim every end makes.
+
+use std::sync::Arc;
+
+use super::{options::*, ring::*};
+use crate::format::error::Error;
+use crate::format::layout::{AttachOptions, Expect};
+use crate::format::memory::SharedMemory;
+use crate::format::raw::RawSegment;
+use crate::format::schema::Kind;
+use crate::os::proc::{self};
+use crate::protocol::ring::{self, CONSUMER_CLOSED, PRODUCER_CLOSED};
+use crate::protocol::sync::Ordering;
+
+pub(super) const CHANNEL_HEADER: u64 = 128;
+pub(super) const LINE: u64 = 128;
+pub(super) const RING_CONTROL: u64 = 3 * LINE;
+pub(super) const MIN_CAPACITY: u64 = 64;
+
+use crate::format::words::{Region, Word};
+
+pub(super) const CHANNEL_CONFIG: &str = "attach refuses the segment (`CorruptHeader`; a valid value that is not the creator's fails the config seal); ends already attached keep what they read at attach";
+
+/// Every word of a channel's payload that another process can write: who writes it, the
+/// honest values, and what a reader does with anything else (see
+/// [`crate::format::words`]). The layout docs print it.
+pub const WORDS: &[Word] = &[
+    Word { name: "rings", region: Region::Payload, offset: 0, width: 4, writer: "the creator, once, before `ready`", honest: "1 or 2", otherwise: CHANNEL_CONFIG },
+    Word { name: "capacity", region: Region::Payload, offset: 8, width: 8, writer: "the creator, once, before `ready`", honest: "a power of two, at least 64, that fits the segment", otherwise: CHANNEL_CONFIG },
+    Word { name: "config seal", region: Region::Payload, offset: 16, width: 8, writer: "the creator, once, before `ready`", honest: "FNV-1a of the bytes 0 to 16", otherwise: CHANNEL_CONFIG },
+    Word { name: "tail", region: Region::Ring, offset: 0, width: 8, writer: "the sender, per message", honest: "from `head` to `head + capacity`, growing", otherwise: "read by a receiver only when it takes the end (a pair outside the honest range is `Corrupt`) and while it waits: past its position with no frame there at two checks 1 ms apart, `Corrupt` (final for that end); the sender writes its own value again at every message and at drop; `inspect` says `Corrupt`" },
+    Word { name: "sender holder", region: Region::Ring, offset: 8, width: 4, writer: "the sender (claim, drop)", honest: "a live pid, or 0", otherwise: "a dead or impossible pid: a new sender may claim the end; the receiver gets `PeerDied` once the ring is drained; `inspect` says `Corrupt` above the largest pid" },
+    Word { name: "head", region: Region::Ring, offset: 128, width: 8, writer: "the receiver, per message", honest: "at most `tail`, growing", otherwise: "outside the honest range: `Corrupt` for the sender (final for that end); the receiver writes its own value again before it sleeps and at drop; a value inside the range can let the sender overwrite unread bytes (as a peer writing the data could); `inspect` says `Corrupt`" },
+    Word { name: "receiver holder", region: Region::Ring, offset: 136, width: 4, writer: "the receiver (claim, drop)", honest: "a live pid, or 0", otherwise: "a dead or impossible pid: a new receiver may claim the end; the sender gets `PeerDied`; `inspect` says `Corrupt` above the largest pid" },
+    Word { name: "data_seq", region: Region::Ring, offset: 256, width: 4, writer: "the sender (+1 per wake)", honest: "any (wraps)", otherwise: "a futex word, only compared for change" },
+    Word { name: "space_seq", region: Region::Ring, offset: 260, width: 4, writer: "the receiver (+1 per wake)", honest: "any (wraps)", otherwise: "a futex word, only compared for change" },
+    Word { name: "receiver sleeping", region: Region::Ring, offset: 264, width: 4, writer: "the receiver", honest: "0 or 1", otherwise: "0 while it sleeps: the wake is skipped and it wakes at its slice (20 ms); non-zero: extra wake calls (cost only); `inspect` says `Corrupt` above 1" },
+    Word { name: "sender sleeping", region: Region::Ring, offset: 268, width: 4, writer: "the sender", honest: "0 or 1", otherwise: "as the receiver's flag" },
+    Word { name: "closed", region: Region::Ring, offset: 272, width: 4, writer: "each end at drop (its bit), and at claim (clears it)", honest: "bits 1 (sender closed) and 2 (receiver closed)", otherwise: "a bit counts as a close only with that end's holder word cleared (an honest drop clears it after the bit); other bits are ignored by the ends, and `inspect` says `Corrupt`" },
+    Word { name: "message header", region: Region::RingData, offset: 0, width: 8, writer: "the sender", honest: "`1 << 63 | len` with the message inside the ring, a PAD (`1 << 63 | 0xFFFF_FFFF`, never at index 0), or 0 after the last message", otherwise: "`Corrupt` (final for that end), also for a frame zeroed where the sender wrote one (seen at two checks while the receiver waits: the ring cannot be read past it, and every receiver taken on it says so); never used to address memory outside the ring. A well-formed forged length delivers bytes the sender did not frame: a peer with write access writes data too" },
+];
+/// How many times `claim` retries a compare-and-swap that lost to a concurrent change
+/// before it gives up with `RoleTaken`.
+pub(super) const CLAIM_TRIES: u32 = 64;
+
+/// A snapshot of one ring's shared state ([`Channel::ring_state`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingState {
+    /// The ring.
+    pub ring: u32,
+    /// Bytes of data in the ring.
+    pub capacity: u64,
+    /// Bytes the sender has published since the ring was made.
+    pub tail: u64,
+    /// Bytes the receiver has consumed.
+    pub head: u64,
+    /// `tail - head`: bytes in flight (as read; a hostile peer can make it anything).
+    pub used: u64,
+    /// The pid holding the sending end (0: nobody).
+    pub sender_pid: u32,
+    /// The pid holding the receiving end (0: nobody).
+    pub receiver_pid: u32,
+    /// Whether the sender says it sleeps (waiting for room).
+    pub sender_sleeping: bool,
+    /// Whether the receiver says it sleeps (waiting for a message).
+    pub receiver_sleeping: bool,
+    /// Whether the sender closed its end.
+    pub sender_closed: bool,
+    /// Whether the receiver closed its end.
+    pub receiver_closed: bool,
+    /// The length of the next unread message, if one is there.
+    pub next_len: Option<u64>,
+}
+
+/// A channel segment: hands out the ends of its rings.
+pub struct Channel<M: SharedMemory> {
+    pub(super) seg: Arc<RawSegment<M>>,
+    pub(super) rings: u32,
+    pub(super) cap: u64,
+}
+
+impl<M: SharedMemory> Clone for Channel<M> {
+    fn clone(&self) -> Self {
+        Channel {
+            seg: Arc::clone(&self.seg),
+            rings: self.rings,
+            cap: self.cap,
+        }
+    }
+}
+
+pub(super) fn expect(min_payload: u64) -> Expect {
+    Expect {
+        kind: Kind::Channel,
+        schema: channel_schema(),
+        min_payload,
+        any_schema: false,
+    }
+}
+
+pub(super) fn corrupt_header(field: &'static str, found: u64, expected: &'static str) -> Error {
+    Error::CorruptHeader {
+        field,
+        found,
+        expected,
+    }
+}
+
+impl<M: SharedMemory> Channel<M> {
+    /// Lays a channel into fresh, zeroed memory.
+    pub fn create(mem: M, opts: &ChannelOptions) -> Result<Self, Error> {
+        let rings = opts.rings;
+        if !(1..=2).contains(&rings) {
+            return Err(corrupt_header("channel rings", rings.into(), "1 or 2"));
+        }
+        let payload =
+            (mem.len() as u64).saturating_sub(crate::format::layout::PAYLOAD_OFFSET as u64);
+        let cap = match opts.capacity {
+            Some(c) if c.is_power_of_two() && c >= MIN_CAPACITY => c,
+            Some(c) => {
+                return Err(corrupt_header(
+                    "channel capacity",
+                    c,
+                    "a power of two, at least 64",
+                ))
+            }
+            None => {
+                let per_ring = payload.saturating_sub(CHANNEL_HEADER) / u64::from(rings);
+                let room = per_ring.saturating_sub(RING_CONTROL);
+                if room < MIN_CAPACITY {
+                    MIN_CAPACITY // too small: `create` below reports TooSmall
+                } else {
+                    1 << (63 - room.leading_zeros())
+                }
+            }
+        };
+        let need = payload_len(rings, cap).ok_or(too_large(cap))?;
+        let seg = RawSegment::create(mem, expect(need), |raw| {
+            let mut head = [0u8; 24];
+            head[..4].copy_from_slice(&rings.to_ne_bytes());
+            head[8..16].copy_from_slice(&cap.to_ne_bytes());
+            let seal = crate::format::words::seal(&head[..16]);
+            head[16..].copy_from_slice(&seal.to_ne_bytes());
+            // The payload holds `need` bytes (checked by create), the 128-byte channel
+            // header at its start included; the segment is not published yet.
+            raw.view().store(0, &head);
+        })?;
+        Ok(Channel {
+            seg: Arc::new(seg),
+            rings,
+            cap,
+        })
+    }
+
+    /// Attaches to a channel segment, validating the header and the channel's layout.
+    pub fn attach(mem: M) -> Result<Self, Error> {
+        Self::attach_with(mem, &AttachOptions::default())
+    }
+
+    /// [`attach`](Self::attach) with explicit timeouts.
+    pub fn attach_with(mem: M, opts: &AttachOptions) -> Result<Self, Error> {
+        let seg = RawSegment::attach(mem, expect(CHANNEL_HEADER), opts)?;
+        let mut head = [0u8; 24];
+        seg.read_at(0, &mut head)?;
+        let rings = u32::from_ne_bytes(head[..4].try_into().expect("4 bytes"));
+        let cap = u64::from_ne_bytes(head[8..16].try_into().expect("8 bytes"));
+        let seal = u64::from_ne_bytes(head[16..].try_into().expect("8 bytes"));
+        // As a broadcast's: one forged config word, even a valid one, is caught.
+        if seal != crate::format::words::seal(&head[..16]) {
+            return Err(corrupt_header(
+                "channel config seal",
+                seal,
+                "the hash of the config words (one was changed after create)",
+            ));
+        }
+        if !(1..=2).contains(&rings) {
+            return Err(corrupt_header("channel rings", rings.into(), "1 or 2"));
+        }
+        if !cap.is_power_of_two() || cap < MIN_CAPACITY {
+            return Err(corrupt_header(
+                "channel capacity",
+                cap,
+                "a power of two, at least 64",
+            ));
+        }
+        let need = payload_len(rings, cap);
+        match need {
+            Some(n) if n <= seg.payload_len() as u64 => {}
+            _ => {
+                return Err(Error::PayloadTooSmall {
+                    kind: Kind::Channel,
+                    needed: need.unwrap_or(u64::MAX),
+                    found: seg.payload_len() as u64,
+                })
+            }
+        }
+        Ok(Channel {
+            seg: Arc::new(seg),
+            rings,
+            cap,
+        })
+    }
+
+    /// Bytes per ring.
+    pub fn capacity(&self) -> u64 {
+        self.cap
+    }
+
+    /// The largest message a ring carries.
+    pub fn max_message(&self) -> u64 {
+        self.cap - ring::MSG_HEADER - ring::TERMINATOR
+    }
+
+    /// The number of rings.
+    pub fn rings(&self) -> u32 {
+        self.rings
+    }
+
+    /// The validated segment underneath.
+    pub fn raw(&self) -> &RawSegment<M> {
+        &self.seg
+    }
+
+    /// A snapshot of ring `ring`'s shared state, read without writing anything (a
+    /// read-only mapping will do) and without waiting: for inspection tools. The words
+    /// are read one by one while the ends may be moving them.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchRing`], [`Error::Truncated`].
+    pub fn ring_state(&self, ring: u32) -> Result<RingState, Error> {
+        let ptrs = self.ring(ring)?;
+        let sh = ptrs.shared();
+        // Relaxed throughout: a snapshot for people, ordering nothing. The head is read
+        // before and after the tail: honest ends keep `head <= tail <= head + capacity`
+        // at every instant, and both only grow, so `head_before <= tail <= head_after +
+        // capacity` holds for every honest snapshot, however the ends move meanwhile.
+        let head = sh.head.load(Ordering::Relaxed);
+        let tail = sh.tail.load(Ordering::Relaxed);
+        let head_after = sh.head.load(Ordering::Relaxed);
+        if head > tail {
+            self.seg.intact()?;
+            return Err(Error::Corrupt {
+                what: "the receiver's position (ahead of the sender's)",
+                found: head,
+            });
+        }
+        if tail > head_after.saturating_add(self.cap) {
+            self.seg.intact()?;
+            return Err(Error::Corrupt {
+                what: "the sender's position (more than the ring ahead of the receiver's)",
+                found: tail,
+            });
+        }
+        let closed = sh.closed.load(Ordering::Relaxed);
+        let sender_pid = ptrs.producer_holder().load(Ordering::Relaxed);
+        let receiver_pid = ptrs.consumer_holder().load(Ordering::Relaxed);
+        let sender_sleeping = sh.producer_sleeping.load(Ordering::Relaxed);
+        let receiver_sleeping = sh.consumer_sleeping.load(Ordering::Relaxed);
+        // The rest of the word table's honest ranges (`WORDS`).
+        for (what, value, honest) in [
+            (
+                "the ring's close bits",
+                closed,
+                closed & !(PRODUCER_CLOSED | CONSUMER_CLOSED) == 0,
+            ),
+            (
+                "the sender holder's pid",
+                sender_pid,
+                sender_pid <= proc::PID_MAX,
+            ),
+            (
+                "the receiver holder's pid",
+                receiver_pid,
+                receiver_pid <= proc::PID_MAX,
+            ),
+            (
+                "the sender's sleeping flag",
+                sender_sleeping,
+                sender_sleeping <= 1,
+            ),
+            (
+                "the receiver's sleeping flag",
+                receiver_sleeping,
+                receiver_sleeping <= 1,
+            ),
+        ] {
+            if !honest {
+                self.seg.intact()?;
+                return Err(Error::Corrupt {
+                    what,
+                    found: value.into(),
+                });
+            }
+        }
+        let state = RingState {
+            ring,
+            capacity: self.cap,
+            tail,
+            head,
+            used: tail.wrapping_sub(head),
+            sender_pid,
+            receiver_pid,
+            sender_sleeping: sender_sleeping != 0,
+            receiver_sleeping: receiver_sleeping != 0,
+            sender_closed: closed & PRODUCER_CLOSED != 0,
+            receiver_closed: closed & CONSUMER_CLOSED != 0,
+            next_len: {
+                let h = ptrs.header_word(head).load(Ordering::Relaxed);
+                (h & ring::VALID != 0 && h & !ring::VALID != ring::PAD).then_some(h & !ring::VALID)
+            },
+        };
+        self.seg.intact().map(|()| state)
+    }
+
+    pub(super) fn ring(&self, ring: u32) -> Result<RingPtrs, Error> {
+        if ring >= self.rings {
+            return Err(Error::NoSuchRing {
+                ring,
+                rings: self.rings,
+            });
+        }
+        Ok(RingPtrs::of(self.seg.view(), ring, self.cap)
+            .expect("attach and create proved the payload holds every ring"))
+    }
+
+    /// Takes the end of `ring` whose holder word sits at `holder_line + 8`: a
+    /// compare-and-swap from 0 (nobody holds it) or from the pid of a dead process, to
+    /// ours. Our own pid there means another endpoint of this process holds it: taken.
+    pub(super) fn claim(
+        &self,
+        ring: u32,
+        holder_line: u64,
+        closed_bit: u32,
+        role: &'static str,
+    ) -> Result<RingPtrs, Error> {
+        self.seg.check_writable("taking a channel end")?;
+        let ptrs = self.ring(ring)?;
+        let me = proc::current_pid();
+        let holder = ptrs.u32_at(holder_line + 8);
+        let closed = ptrs.shared().closed;
+        if let Err(pid) = proc::claim_role(holder, me, CLAIM_TRIES) {
+            return Err(Error::RoleTaken { role, ring, pid });
+        }
+        // AcqRel: pairs with the Release `fetch_or` of a previous holder's drop (Acquire
+        // half) and with the other end's Acquire loads of `closed` (Release half).
+        closed.fetch_and(!closed_bit, Ordering::AcqRel);
+        // Tell a waiter at the other end that it has a peer now (a parked future watches
+        // our holder word too; this makes it look at once).
+        let sh = ptrs.shared();
+        let other = if closed_bit == PRODUCER_CLOSED {
+            sh.data_seq
+        } else {
+            sh.space_seq
+        };
+        // Release: pairs with the Acquire load of the word before a sleep.
+        other.fetch_add(1, Ordering::Release);
+        ring::Futex::wake(&SysFutex, other);
+        Ok(ptrs)
+    }
+}
+
+impl<M: SharedMemory> std::fmt::Debug for Channel<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("rings", &self.rings)
+            .field("capacity", &self.cap)
+            .field("raw", &*self.seg)
+            .finish()
+    }
+}
