@@ -494,28 +494,40 @@ fn case7_cleanup_never_unlinks_a_held_segment() {
         // Its creator is dead as far as the header says: stale once nobody holds it.
         shm_core::conformance::poke(seg.raw().memory(), 112, &dead.to_ne_bytes());
     };
-    make_stale();
-    let opener = Peer::start(ENTRY, "opener", &[("SHM_NAME", &name), ("FOR_MS", "3000")]);
-    let end = Instant::now() + Duration::from_millis(3000);
-    let mut removed = 0;
-    while Instant::now() < end {
-        for r in shm_posix::cleanup(&name, false).unwrap() {
-            if r.removed {
-                removed += 1;
-            }
-        }
+    // The race needs both sides to hit it inside the window; on a loaded machine a window
+    // can pass without one, so it runs again (up to four windows) until it did. Every
+    // window's violations count.
+    let mut ran = Vec::new();
+    for _ in 0..4 {
         make_stale();
+        let opener = Peer::start(ENTRY, "opener", &[("SHM_NAME", &name), ("FOR_MS", "3000")]);
+        let end = Instant::now() + Duration::from_millis(3000);
+        let mut removed = 0;
+        while Instant::now() < end {
+            for r in shm_posix::cleanup(&name, false).unwrap() {
+                if r.removed {
+                    removed += 1;
+                }
+            }
+            make_stale();
+        }
+        let line = opener.next_result(BOUND).expect("the opener's counts");
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let held: u64 = words[1].parse().unwrap();
+        let violations: u64 = words[3].parse().unwrap();
+        assert_eq!(violations, 0, "{line}");
+        ran.push(format!("{line}, removed {removed}"));
+        eprintln!("window: {line}, removed {removed}");
+        if held > 0 && removed > 0 {
+            break;
+        }
     }
-    let line = opener.next_result(BOUND).expect("the opener's counts");
     let _ = shm_posix::unlink(&name);
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let held: u64 = words[1].parse().unwrap();
-    let violations: u64 = words[3].parse().unwrap();
+    let last = ran.last().expect("one window ran");
     assert!(
-        held > 0 && removed > 0,
-        "the race never ran: {line}, removed {removed}"
+        last.split_whitespace().nth(1) != Some("0") && !last.ends_with("removed 0"),
+        "the race never ran: {ran:?}"
     );
-    assert_eq!(violations, 0, "{line}");
 }
 
 /// Case 8: `inspect` runs the checks an attach runs: impossible values in a broadcast's

@@ -88,7 +88,23 @@
 #![doc = include_str!("words.md")]
 
 #[cfg(not(loom))]
-mod api;
+mod options;
+#[cfg(not(loom))]
+mod publisher;
+#[cfg(not(loom))]
+mod receive;
+#[cfg(not(loom))]
+mod relay;
+#[cfg(not(loom))]
+mod segment;
+#[cfg(not(loom))]
+mod subscriber;
 
 #[cfg(not(loom))]
-pub use api::*;
+pub use options::{BroadcastMode, BroadcastOptions, MAX_EVICT_TIMEOUT, MAX_SLOTS, MAX_SUBSCRIBERS};
+#[cfg(not(loom))]
+pub use publisher::{PublishFuture, Publisher};
+#[cfg(not(loom))]
+pub use segment::{Broadcast, BroadcastState, LineState, WORDS};
+#[cfg(not(loom))]
+pub use subscriber::{Subscriber, SubscriberRecv};

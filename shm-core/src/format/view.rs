@@ -16,7 +16,7 @@
 #![allow(unsafe_code)]
 
 use crate::format::copy;
-use crate::protocol::sync::{AtomicU32, AtomicU64};
+use crate::protocol::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// A checked window onto shared memory (see the module docs).
 #[derive(Clone, Copy)]
@@ -43,12 +43,6 @@ impl View {
         View { base, len }
     }
 
-    /// The length in bytes.
-    #[inline]
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
     /// The `len` bytes at `off`, as a view of their own (`None` if they do not fit or
     /// `off` is not 8-aligned).
     #[inline]
@@ -58,10 +52,8 @@ impl View {
             return None;
         }
         // SAFETY: `off + len <= self.len` (checked): inside this view's mapping.
-        Some(View {
-            base: unsafe { self.base.add(off) },
-            len,
-        })
+        let base = unsafe { self.base.add(off) };
+        Some(View { base, len })
     }
 
     #[inline]
@@ -99,6 +91,32 @@ impl View {
         self.check(off, 4, 4);
         // SAFETY: as in `u64_at`, 4-aligned.
         unsafe { &*self.base.add(off).cast::<AtomicU32>() }
+    }
+
+    /// Copies `buf.len()` bytes at `off` into `buf`, with `order` (see
+    /// [`copy`](crate::format::copy)'s ordered copies).
+    ///
+    /// # Panics
+    /// If the range is not inside the view.
+    #[inline]
+    #[track_caller]
+    pub(crate) fn load_ordered(&self, off: usize, buf: &mut [u8], order: Ordering) {
+        self.check(off, buf.len(), 1);
+        // SAFETY: the range lies inside the view (checked).
+        unsafe { copy::load_bytes_ordered(self.base.add(off), buf, order) }
+    }
+
+    /// Copies `bytes` to `off` with `order`; the mapping is writable (checked by the
+    /// caller).
+    ///
+    /// # Panics
+    /// If the range is not inside the view.
+    #[inline]
+    #[track_caller]
+    pub(crate) fn store_ordered(&self, off: usize, bytes: &[u8], order: Ordering) {
+        self.check(off, bytes.len(), 1);
+        // SAFETY: the range lies inside the view (checked).
+        unsafe { copy::store_bytes_ordered(self.base.add(off), bytes, order) }
     }
 
     /// Copies `buf.len()` bytes at `off` into `buf`.
