@@ -101,7 +101,9 @@ mod segment;
 mod subscriber;
 
 #[cfg(not(loom))]
-pub use options::{BroadcastMode, BroadcastOptions, MAX_EVICT_TIMEOUT, MAX_SLOTS, MAX_SUBSCRIBERS};
+pub use options::{
+    BroadcastMode, BroadcastOptions, MAX_EVICT_TIMEOUT, MAX_SLOTS, MAX_SUBSCRIBERS, RELAYED_SPIN,
+};
 #[cfg(not(loom))]
 pub use publisher::{PublishFuture, Publisher};
 #[cfg(not(loom))]

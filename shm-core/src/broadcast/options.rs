@@ -119,7 +119,7 @@ impl BroadcastOptions {
     /// from elsewhere (the `shm-zenoh` importer sets it). Bridges refuse to export a
     /// relayed broadcast, so an import is never sent back out: no loops, no echo. Its
     /// subscribers spin only [`RELAYED_SPIN`] before they sleep, by default
-    /// ([`Subscriber::set_wait`] changes it).
+    /// ([`Subscriber::set_wait`](crate::broadcast::Subscriber::set_wait) changes it).
     pub fn relayed(mut self, relayed: bool) -> Self {
         self.relayed = relayed;
         self

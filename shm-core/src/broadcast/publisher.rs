@@ -18,7 +18,7 @@ impl<M: SharedMemory> Broadcast<M> {
     ///
     /// A new publisher may take over from one that closed or died: it goes on from the
     /// message count the last one reached, and subscribers that did not stop at
-    /// [`Error::Closed`] receive its messages (see [`Subscriber::recv`]).
+    /// [`Error::Closed`] receive its messages (see [`Subscriber::recv`](crate::broadcast::Subscriber::recv)).
     ///
     /// # Errors
     /// [`Error::ReadOnly`] on a read-only mapping, [`Error::RoleTaken`],

@@ -259,7 +259,7 @@ impl<M: SharedMemory> Receiver<M> {
     /// The next message, without blocking the thread: a future that completes with the
     /// message in place (as [`recv`](Self::recv)), or the error that ends the wait. It
     /// runs the same step as `recv`: it spins for the end's spin time
-    /// (`WaitMode::Block { spin }`, or [`ASYNC_SPIN`] in spin mode), then parks with the
+    /// (`WaitMode::Block { spin }`, or [`ASYNC_SPIN`](crate::wait::ASYNC_SPIN) in spin mode), then parks with the
     /// [`reactor`](crate::os::reactor), which wakes it when the sender publishes, closes,
     /// dies or is replaced, and looks at it at least every
     /// [`SLICE`](crate::os::park::SLICE). When a message is already there it completes on its

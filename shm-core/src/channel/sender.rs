@@ -380,7 +380,7 @@ impl<M: SharedMemory> Sender<M> {
     /// Room for a `len`-byte message, without blocking the thread: a future that
     /// completes with the reserved slot (as [`reserve`](Self::reserve)) or the error that
     /// ends the wait. It runs the same step as `reserve`: it spins for the end's spin time
-    /// (`WaitMode::Block { spin }`, or [`ASYNC_SPIN`] in spin mode), then parks with the
+    /// (`WaitMode::Block { spin }`, or [`ASYNC_SPIN`](crate::wait::ASYNC_SPIN) in spin mode), then parks with the
     /// [`reactor`](crate::os::reactor), which wakes it when the receiver frees room, closes,
     /// dies or is replaced, and looks at it at least every
     /// [`SLICE`](crate::os::park::SLICE).
