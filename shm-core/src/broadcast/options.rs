@@ -37,7 +37,7 @@ impl BroadcastMode {
 }
 
 /// How long a subscriber of a [relayed](BroadcastOptions::relayed) broadcast spins before
-/// it sleeps, by default (others spin as [`WaitMode::default`] says).
+/// it sleeps, by default (others spin as [`WaitMode::default`](crate::wait::WaitMode::default) says).
 pub const RELAYED_SPIN: Duration = Duration::from_micros(2);
 
 /// How a broadcast segment is laid out (builder; ends in [`Broadcast::create`]).
