@@ -88,6 +88,8 @@
 #![doc = include_str!("words.md")]
 
 #[cfg(not(loom))]
+mod layout;
+#[cfg(not(loom))]
 mod options;
 #[cfg(not(loom))]
 mod publisher;
@@ -101,12 +103,14 @@ mod segment;
 mod subscriber;
 
 #[cfg(not(loom))]
+pub use layout::WORDS;
+#[cfg(not(loom))]
 pub use options::{
     BroadcastMode, BroadcastOptions, MAX_EVICT_TIMEOUT, MAX_SLOTS, MAX_SUBSCRIBERS, RELAYED_SPIN,
 };
 #[cfg(not(loom))]
 pub use publisher::{PublishFuture, Publisher};
 #[cfg(not(loom))]
-pub use segment::{Broadcast, BroadcastState, LineState, WORDS};
+pub use segment::{Broadcast, BroadcastState, LineState};
 #[cfg(not(loom))]
 pub use subscriber::{Subscriber, SubscriberRecv};

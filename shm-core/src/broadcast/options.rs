@@ -7,7 +7,7 @@ use crate::format::layout::Expect;
 use crate::format::record::Record;
 use crate::format::schema::{Kind, Schema};
 
-use super::segment::*;
+use super::layout::*;
 
 /// The most subscribers a broadcast can be created for.
 pub const MAX_SUBSCRIBERS: u32 = 1024;

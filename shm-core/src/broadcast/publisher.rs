@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::layout::*;
 use super::{options::*, segment::*};
 use crate::format::error::Error;
 use crate::format::memory::SharedMemory;
@@ -9,7 +10,7 @@ use crate::format::record::Record;
 use crate::os::park::Park;
 use crate::os::proc::{self, Liveness};
 use crate::protocol::broadcast::{self as protocol};
-use crate::protocol::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::protocol::sync::Ordering;
 use crate::wait::{self, Owner, Parked, Sleeper, Step, WaitMode};
 
 impl<M: SharedMemory> Broadcast<M> {
@@ -67,14 +68,6 @@ impl<M: SharedMemory> Broadcast<M> {
             },
         })
     }
-}
-
-/// One subscriber line.
-#[derive(Clone, Copy)]
-pub(super) struct Member<'a> {
-    pub(super) pid: &'a AtomicU32,
-    pub(super) state: &'a AtomicU32,
-    pub(super) position: &'a AtomicU64,
 }
 
 /// The publisher's private view of the subscribers (reliable mode).

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::layout::*;
 use super::{options::*, segment::*};
 use crate::format::error::Error;
 use crate::format::memory::SharedMemory;

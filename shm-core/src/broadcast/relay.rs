@@ -1,7 +1,8 @@
 //! What a relay (the `shm-zenoh` importer) adds to a publisher: gap notices, its
 //! source's numbering, and the upstream flag.
 
-use super::{publisher::*, segment::*};
+use super::layout::*;
+use super::publisher::*;
 use crate::format::error::Error;
 use crate::format::memory::SharedMemory;
 use crate::protocol::broadcast::{self as protocol};

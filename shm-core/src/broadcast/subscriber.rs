@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::layout::*;
 use super::{options::*, receive::*, segment::*};
 use crate::format::error::Error;
 use crate::format::memory::SharedMemory;
@@ -12,6 +13,35 @@ use crate::protocol::sync::Ordering;
 use crate::wait::{self, Owner, Pace, Parked, WaitMode};
 
 impl<M: SharedMemory> Broadcast<M> {
+    pub(super) fn new_subscriber(&self, line: Option<u32>, next: u64, batch: u64) -> Subscriber<M> {
+        Subscriber {
+            b: self.clone(),
+            line,
+            next,
+            delivered: next,
+            published: next,
+            batch,
+            owner: Owner::current(),
+            wait: if self.cfg.relayed {
+                // A relayed stream arrives at the network's pace: spinning for it burns
+                // a core the relay itself needs.
+                WaitMode::Block { spin: RELAYED_SPIN }
+            } else {
+                WaitMode::default()
+            },
+            broken: None,
+            parked: Parked::default(),
+            track: Track {
+                resynced: false,
+                read_any: false,
+                // Acquire: pairs with the publisher's Release updates; an outage under
+                // way when we join is reported once (the word's even value before it).
+                upstream_seen: self.upstream().load(Ordering::Acquire) & !1,
+                base: 0,
+            },
+        }
+    }
+
     /// Joins as a subscriber: the first message it receives is the next one published.
     ///
     /// On a writable mapping it takes a subscriber line ([`Error::SubscribersFull`] when

@@ -80,6 +80,8 @@
 #![doc = include_str!("words.md")]
 
 #[cfg(not(loom))]
+mod layout;
+#[cfg(not(loom))]
 mod options;
 #[cfg(not(loom))]
 mod receiver;
@@ -92,10 +94,12 @@ mod sender;
 
 pub use crate::wait::{WaitMode, ASYNC_SPIN};
 #[cfg(not(loom))]
+pub use layout::WORDS;
+#[cfg(not(loom))]
 pub use options::ChannelOptions;
 #[cfg(not(loom))]
 pub use receiver::{Receiver, RecvFuture, RecvSlot};
 #[cfg(not(loom))]
-pub use segment::{Channel, RingState, WORDS};
+pub use segment::{Channel, RingState};
 #[cfg(not(loom))]
 pub use sender::{DetachedSlot, ReserveFuture, SendSlot, Sender};

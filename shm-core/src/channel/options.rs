@@ -1,6 +1,6 @@
 //! How a channel segment is laid out: [`ChannelOptions`].
 
-use super::segment::*;
+use super::layout::*;
 use crate::format::error::Error;
 use crate::format::schema::Schema;
 

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::layout::*;
 use super::{ring::*, segment::*};
 use crate::format::error::Error;
 use crate::format::memory::SharedMemory;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::segment::*;
+use super::layout::*;
 use crate::format::error::Error;
 use crate::format::memory::SharedMemory;
 use crate::format::raw::RawSegment;

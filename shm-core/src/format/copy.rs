@@ -582,8 +582,12 @@ mod tests {
     /// wrote), through both paths. (Consistency across bytes is the seqlock's job.)
     #[test]
     fn concurrent_writers_and_a_reader() {
-        let mem = crate::format::memory::HeapMemory::new(8192);
-        let base = crate::format::memory::SharedMemory::as_ptr(&mem) as usize;
+        // 8 KiB, 64-aligned, written only through raw pointers below (never a reference
+        // while the threads run).
+        #[repr(C, align(64))]
+        struct Block([u8; 8192]);
+        let mem = Box::into_raw(Box::new(Block([0; 8192])));
+        let base = mem as usize;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let writers: Vec<_> = [0x1111_1111_1111_1111u64, 0x2222_2222_2222_2222]
             .into_iter()
@@ -613,7 +617,8 @@ mod tests {
         for w in writers {
             w.join().unwrap();
         }
-        drop(mem);
+        // SAFETY: from `Box::into_raw` above; the threads that wrote through it are joined.
+        drop(unsafe { Box::from_raw(mem) });
     }
 
     #[test]

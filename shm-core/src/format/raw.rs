@@ -4,6 +4,7 @@
 #![allow(unsafe_code)]
 
 use core::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::format::copy;
 use crate::format::error::Error;
@@ -14,7 +15,6 @@ use crate::format::memory::SharedMemory;
 use crate::format::schema::{Kind, Schema};
 use crate::format::view::View;
 use crate::os::proc::{self, Liveness};
-use crate::wait::{Pace, Sleeper, Waiter};
 
 /// Shared memory whose header has been written (by `create`) or validated (by `attach`),
 /// or memory with no header at all ([`foreign`](Self::foreign)).
@@ -79,8 +79,7 @@ impl<M: SharedMemory> RawSegment<M> {
                 found: mapped,
             });
         }
-        let mut w = Waiter::new(Pace::Poll, Some(opts.ready_timeout));
-        let mut creator = CreatorAlive { mem: &mem, pid: 0 };
+        let mut wait = ReadyWait::new(opts.ready_timeout);
         let header = loop {
             // SAFETY: the mapping holds at least the header (checked above), and READY_OFFSET
             // is 8-aligned within the 64-aligned base.
@@ -111,17 +110,7 @@ impl<M: SharedMemory> RawSegment<M> {
                     expected: "0 (initialising) or 0x52454459 (ready)",
                 });
             }
-            creator.pid = snap.creator_pid;
-            match w.pause(&mut creator) {
-                Ok(()) => {}
-                Err(Error::Timeout { waited }) => {
-                    return Err(Error::NotReady {
-                        waited,
-                        creator_pid: snap.creator_pid,
-                    })
-                }
-                Err(e) => return Err(e),
-            }
+            wait.pause(snap.creator_pid)?;
         };
         layout::validate(&header, mapped, &expect)?;
         Ok(Self::wrap(mem, header))
@@ -358,24 +347,49 @@ fn ready_of(word: u64) -> u32 {
     u32::from_ne_bytes(word.to_ne_bytes()[..4].try_into().expect("4 bytes"))
 }
 
-/// What ends attach's wait for `ready` early: the creator died, or the segment was
-/// truncated under us.
-struct CreatorAlive<'a, M: SharedMemory> {
-    mem: &'a M,
-    pid: u32,
+/// Attach's wait for `ready`: a bounded poll (nobody wakes an attacher), with naps from
+/// 10 µs doubling up to 1 ms, that ends early when the creator is dead. The segment's
+/// truncation is checked by the loop around it, at every look. (The endpoint waits run on
+/// [`crate::wait::Waiter`]; this one sits below that layer and needs none of its pacing.)
+struct ReadyWait {
+    start: Instant,
+    timeout: Duration,
+    nap: Duration,
+    last_check: Duration,
 }
 
-impl<M: SharedMemory> Sleeper for CreatorAlive<'_, M> {
-    fn check(&mut self, peer: bool) -> Result<(), Error> {
-        if let Some(now) = self.mem.truncated() {
-            return Err(Error::Truncated {
-                claimed: self.mem.len() as u64,
-                mapped: now,
+impl ReadyWait {
+    fn new(timeout: Duration) -> Self {
+        ReadyWait {
+            start: Instant::now(),
+            timeout,
+            nap: Duration::from_micros(10),
+            last_check: Duration::ZERO,
+        }
+    }
+
+    /// Naps once, or ends the wait: [`Error::CreatorDied`] when `creator_pid` (read from
+    /// the header's latest snapshot; 0 while not yet recorded) is a dead process,
+    /// [`Error::NotReady`] at the deadline.
+    fn pause(&mut self, creator_pid: u32) -> Result<(), Error> {
+        let waited = self.start.elapsed();
+        // The liveness system call once a millisecond, and at the deadline.
+        if waited >= self.timeout
+            || waited.saturating_sub(self.last_check) >= Duration::from_millis(1)
+        {
+            self.last_check = waited;
+            if proc::liveness(creator_pid) == Liveness::Dead {
+                return Err(Error::CreatorDied { pid: creator_pid });
+            }
+        }
+        if waited >= self.timeout {
+            return Err(Error::NotReady {
+                waited,
+                creator_pid,
             });
         }
-        if peer && proc::liveness(self.pid) == Liveness::Dead {
-            return Err(Error::CreatorDied { pid: self.pid });
-        }
+        std::thread::sleep(self.nap.min(self.timeout - waited));
+        self.nap = (self.nap * 2).min(Duration::from_millis(1));
         Ok(())
     }
 }

@@ -196,6 +196,20 @@ impl std::fmt::Debug for Mapping {
 mod tests {
     use super::*;
 
+    // Volatile byte copies: the tests sit below the format layer and its `copy` module.
+    unsafe fn store(dst: *mut u8, src: &[u8]) {
+        for (i, b) in src.iter().enumerate() {
+            // SAFETY: forwarded to the caller: `dst..dst + src.len()` is mapped.
+            unsafe { dst.add(i).write_volatile(*b) };
+        }
+    }
+    unsafe fn load(src: *const u8, dst: &mut [u8]) {
+        for (i, b) in dst.iter_mut().enumerate() {
+            // SAFETY: forwarded to the caller: `src..src + dst.len()` is mapped.
+            *b = unsafe { src.add(i).read_volatile() };
+        }
+    }
+
     #[test]
     fn alias_sees_writes_and_untouched_pages_cost_nothing() {
         let a = Mapping::anonymous_shared(64 << 20).unwrap();
@@ -203,9 +217,9 @@ mod tests {
         let b = a.alias().unwrap();
         // SAFETY: both mappings are 64 MiB long.
         unsafe {
-            crate::format::copy::store_bytes(a.as_ptr().add(12345), b"hello");
+            store(a.as_ptr().add(12345), b"hello");
             let mut out = [0u8; 5];
-            crate::format::copy::load_bytes(b.as_ptr().add(12345), &mut out);
+            load(b.as_ptr().add(12345), &mut out);
             assert_eq!(&out, b"hello");
         }
         assert_eq!(a.resident_pages().unwrap(), 1);
@@ -226,17 +240,17 @@ mod tests {
         let mut map = Mapping::shared(&file, 3 * 4096).unwrap();
         assert!(map.guard_sigbus());
         // SAFETY: in range of the 12 KiB mapping.
-        unsafe { crate::format::copy::store_bytes(map.as_ptr().add(8192), b"before") };
+        unsafe { store(map.as_ptr().add(8192), b"before") };
         assert!(!map.tripped());
         file.set_len(4096).unwrap();
         let mut out = [0xffu8; 6];
         // SAFETY: in range of the mapping; the page is gone from the file, and the guard
         // turns the fault into zero pages.
-        unsafe { crate::format::copy::load_bytes(map.as_ptr().add(8192), &mut out) };
+        unsafe { load(map.as_ptr().add(8192), &mut out) };
         assert!(map.tripped(), "the fault was not seen");
         assert_eq!(out, [0; 6]);
         // The whole range is private now: writes work and reach nobody.
         // SAFETY: as above.
-        unsafe { crate::format::copy::store_bytes(map.as_ptr(), b"after") };
+        unsafe { store(map.as_ptr(), b"after") };
     }
 }
