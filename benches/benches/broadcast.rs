@@ -8,12 +8,13 @@
 //! every subscriber must read before a slot is reused, so once the ring is full it is
 //! the slowest subscriber's rate. Lossy: the publisher's own rate (it never waits).
 
+use shm_core::RecvError;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use shm_benches::{create, reopen, size_label, Backend, Peer, KIB, MIB};
-use shm_core::{Broadcast, BroadcastMode, BroadcastOptions, Error};
+use shm_core::{Broadcast, BroadcastMode, BroadcastOptions};
 
 fn label(size: u64) -> String {
     if size < KIB {
@@ -48,12 +49,12 @@ fn broadcast(c: &mut Criterion) {
                         let b = &b;
                         Peer::fork(move || {
                             let view = Broadcast::attach(reopen(b.raw().memory())).expect("attach");
-                            let mut s = view.subscribe().expect("subscribe");
+                            let mut s = view.subscriber().expect("subscribe");
                             let mut buf = Vec::new();
                             loop {
-                                match s.recv(&mut buf) {
-                                    Ok(_) | Err(Error::Lagged { .. }) => {}
-                                    Err(Error::Closed) => return 0,
+                                match s.recv_into(&mut buf) {
+                                    Ok(_) | Err(RecvError::Lagged { .. }) => {}
+                                    Err(RecvError::Closed) => return 0,
                                     Err(_) => return 1,
                                 }
                             }

@@ -32,7 +32,7 @@ fn messages(c: &mut Criterion) {
             let cap = ((size + 8) * 16).next_power_of_two().max(1 << 16);
             let opts = ChannelOptions::new().rings(2).capacity(cap);
             let chan = Channel::create(
-                create(be, opts.segment_len_for(cap).expect("capacity fits")),
+                create(be, opts.segment_len().expect("capacity fits")),
                 &opts,
             )
             .expect("channel");

@@ -14,7 +14,7 @@
 //! // SAFETY: the closure only does atomic stores into the region and returns.
 //! let mut child = unsafe { shm_anon::fork(|| { let _ = seg.write(&[100, 876, 8021]); 0 }) }?;
 //! assert!(child.wait()?.success());
-//! assert_eq!(seg.read(), [100, 876, 8021]);
+//! assert_eq!(seg.read()?, [100, 876, 8021]);
 //! # Ok(()) }
 //! ```
 #![deny(unsafe_code)]

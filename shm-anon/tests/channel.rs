@@ -1,5 +1,6 @@
 //! The channel between a parent and a forked child over anonymous shared memory.
 
+use shm_core::{RecvError, RecvTimeoutError, SendTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
@@ -52,7 +53,7 @@ proptest! {
             prop_assert_eq!(&buf, m, "message {}", i);
         }
         prop_assert_eq!(child.wait().unwrap().code(), Some(0));
-        prop_assert_eq!(rx.recv().err(), Some(Error::Closed));
+        prop_assert_eq!(rx.recv().err(), Some(RecvError::Closed));
     }
 }
 
@@ -94,7 +95,7 @@ fn a_million_small_messages_with_both_sides_blocking() {
         assert_eq!(u64::from_ne_bytes(word), i, "lost, duplicated or reordered");
     }
     assert_eq!(child.wait().unwrap().code(), Some(0));
-    assert_eq!(rx.recv().err(), Some(Error::Closed));
+    assert_eq!(rx.recv().err(), Some(RecvError::Closed));
 }
 
 #[test]
@@ -128,7 +129,7 @@ fn receiver_blocked_on_a_killed_sender_gets_peer_died() {
     });
     // Bounded by its own timeout: a Timeout here would fail as the wrong error.
     let err = rx.recv_timeout(Duration::from_secs(30)).err().unwrap();
-    assert_eq!(err, Error::PeerDied { pid });
+    assert_eq!(err, RecvTimeoutError::PeerDied { pid });
 }
 
 #[test]
@@ -175,7 +176,7 @@ fn sender_blocked_on_a_full_ring_of_a_killed_receiver_gets_peer_died() {
         .send_timeout(&[0; 64], Duration::from_secs(30))
         .err()
         .unwrap();
-    assert_eq!(err, Error::PeerDied { pid });
+    assert_eq!(err, SendTimeoutError::PeerDied { pid });
 }
 
 #[test]
@@ -238,13 +239,21 @@ fn a_scribbling_peer_process_never_crashes_or_hangs_the_receiver() {
                 assert!(len <= 1024, "a message longer than the ring: {len}");
                 ok += 1;
             }
-            Err(e @ Error::Corrupt { .. }) => {
+            Err(RecvTimeoutError::Failed(e @ Error::Corrupt { .. })) => {
                 corrupt += 1;
-                assert_eq!(r.try_recv().err(), Some(e), "Corrupt is final for the end");
+                assert_eq!(
+                    r.try_recv().err(),
+                    Some(TryRecvError::Failed(e)),
+                    "Corrupt is final for the end"
+                );
                 rx = None;
             }
             // A scribbled holder word reads as a dead or closed sender (the word table).
-            Err(Error::Timeout { .. } | Error::PeerDied { .. } | Error::Closed) => quiet += 1,
+            Err(
+                RecvTimeoutError::Timeout { .. }
+                | RecvTimeoutError::PeerDied { .. }
+                | RecvTimeoutError::Closed,
+            ) => quiet += 1,
             Err(e) => panic!("unexpected {e:?}"),
         }
     }

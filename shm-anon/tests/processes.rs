@@ -28,7 +28,7 @@ fn child() {
                 let seg = Segment::create(AnonShm::create(8192).unwrap(), &TUTORIAL).unwrap();
                 let alias =
                     Segment::<MyData, _>::attach(seg.raw().memory().alias().unwrap()).unwrap();
-                assert_eq!(alias.read(), TUTORIAL);
+                assert_eq!(alias.read().unwrap(), TUTORIAL);
             }
             println!("RESULT {fds} {} {maps} {}", fd_count(), maps_count());
         }
@@ -69,7 +69,7 @@ fn tutorial_record_crosses_fork() {
             let Ok(view) = Segment::<MyData, _>::attach(alias) else {
                 return 3;
             };
-            if view.read() != TUTORIAL {
+            if view.read().unwrap() != TUTORIAL {
                 return 4;
             }
             if view
@@ -88,7 +88,7 @@ fn tutorial_record_crosses_fork() {
     .unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(0));
     assert_eq!(
-        seg.read(),
+        seg.read().unwrap(),
         MyData {
             col1: 1,
             col2: 2,

@@ -39,10 +39,11 @@
 //! let mem = HeapMemory::new(opts.segment_len()? as usize);
 //! let view = mem.share();
 //! let mut publisher = Broadcast::create(mem, &opts)?.publisher()?;
-//! let mut sub = Broadcast::attach(view)?.subscribe()?;
+//! let mut sub = Broadcast::attach(view)?.subscriber()?;
 //! publisher.publish(b"tick")?;
 //! let mut buf = Vec::new();
-//! assert_eq!((sub.recv(&mut buf)?, buf.as_slice()), (0, &b"tick"[..]));
+//! assert_eq!(sub.recv_into(&mut buf)?, 4);
+//! assert_eq!((sub.last_number(), buf.as_slice()), (Some(0), &b"tick"[..]));
 //! # Ok(()) }
 //! ```
 //!
@@ -62,7 +63,7 @@
 //! let other_view = mem.share();
 //! let writer = Segment::create(mem, &MyData { col1: 100, col2: 876, col3: 8021 })?;
 //! let reader = Segment::<MyData, _>::attach(other_view)?;
-//! assert_eq!(reader.read(), MyData { col1: 100, col2: 876, col3: 8021 });
+//! assert_eq!(reader.read()?, MyData { col1: 100, col2: 876, col3: 8021 });
 //! # drop(writer);
 //! # Ok(()) }
 //! ```
@@ -140,6 +141,47 @@
 //! impl Record for State { const NAME: &'static str = "State"; }
 //! ```
 //!
+//! ## One naming scheme
+//!
+//! Every family names its operations the same way, and the families added later
+//! (request/response, the wait set) follow it from their first line:
+//!
+//! | form | meaning | channel | broadcast |
+//! |---|---|---|---|
+//! | `try_op` | never waits: done now or `Full` / `Empty` | [`Sender::try_send`], [`Sender::try_reserve`], [`Receiver::try_recv`] | [`Publisher::try_publish`], [`Subscriber::try_recv_into`] |
+//! | `op` | waits as long as it takes (every round still checks close, peer death and truncation) | [`Sender::send`], [`Receiver::recv`] | [`Publisher::publish`], [`Subscriber::recv_into`] |
+//! | `op_timeout` | waits at most a [`Duration`](std::time::Duration), then `Timeout` | [`Sender::send_timeout`], [`Receiver::recv_timeout`] | [`Publisher::publish_timeout`], [`Subscriber::recv_into_timeout`] |
+//! | `op_async` | a future (`OpFuture`), cancellation safe | [`Sender::send_async`], [`Receiver::recv_async`] | [`Publisher::publish_async`], [`Subscriber::recv_into_async`] |
+//!
+//! * **One name per end**: `sender`/`receiver`, `publisher`/`subscriber`.
+//! * **Typed use is `record`**: [`BroadcastOptions::record`],
+//!   [`Broadcast::attach_record`], [`Publisher::publish_record`],
+//!   [`Subscriber::recv_record`]; a [`Segment`] or [`SeqLock`] is typed by its `T`.
+//! * **Sizing**: every options builder has `for_messages(size)` and `segment_len()`.
+//! * **Copying out** is `recv_into(&mut Vec<u8>)` (the vector grows to fit) and
+//!   `recv_into_slice(&mut [u8])` (a message larger than the slice is
+//!   `MessageTooLarge` and stays queued) on both families; both return the length.
+//! * **Errors per operation**: [`TrySendError`], [`SendError`], [`SendTimeoutError`],
+//!   [`TryRecvError`], [`RecvError`], [`RecvTimeoutError`] hold only what that form can
+//!   return (`Full` only in `TrySendError`, `Empty` only in `TryRecvError`, `Timeout`
+//!   only in the `_timeout` forms, plus `Failed(Error)` for what no caller handles
+//!   apart: corruption, truncation, a forked end). Each converts into the umbrella
+//!   [`Error`], so `?` works in a function returning `Result<_, Error>`.
+//!
+//! ```
+//! # use shm_core::{Channel, ChannelOptions, HeapMemory, TryRecvError, TrySendError};
+//! # fn main() -> Result<(), shm_core::Error> {
+//! let opts = ChannelOptions::new().capacity(64);
+//! let mem = HeapMemory::new(opts.segment_len()? as usize);
+//! let view = mem.share();
+//! let mut tx = Channel::create(mem, &opts)?.sender(0)?;
+//! let mut rx = Channel::attach(view)?.receiver(0)?;
+//! assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
+//! while tx.try_send(&[7; 8]).is_ok() {}
+//! assert!(matches!(tx.try_send(&[7; 8]), Err(TrySendError::Full)));
+//! # Ok(()) }
+//! ```
+//!
 //! ## Peers are not trusted
 //!
 //! Every word of a segment that another process can write has a row in its layout's
@@ -161,18 +203,21 @@
 
 pub use bytemuck;
 
-// The layers, bottom to top (under `--cfg loom` only the protocol cores and the atomics
-// facade are built: loom's atomics cannot be placed in a mapping, and the loom tests
-// exercise the protocols directly):
+// The layers, bottom to top; a module imports only from its own layer and those below
+// (`tests/layers.rs` checks it, and that no files import each other in a circle). Under
+// `--cfg loom` only the protocol cores and the atomics facade are built: loom's atomics
+// cannot be placed in a mapping, and the loom tests exercise the protocols directly.
 //
-// * `os`: raw system calls and what wraps them (mappings, the SIGBUS guard, futexes,
-//   process liveness, the futex reactor);
-// * `format`: the `SharedMemory` trait, the segment header and its validation, typed
-//   records, errors, and the word-wise copies;
 // * `protocol`: the loom-checked synchronisation cores (channel ring, seqlock,
-//   broadcast) over the `sync` facade;
+//   broadcast) over the `sync` atomics facade;
+// * `os`: raw system calls and what wraps them (errno and fds, mappings, the SIGBUS
+//   guard, futexes, process liveness, the futex reactor and its park types);
+// * `format`: errors and schemas (leaves), the `SharedMemory` trait, the segment header
+//   and its validation, typed records, the word tables, checked views and the word-wise
+//   copies;
 // * `wait`: the one bounded wait, and the drivers that run each endpoint's one step;
-// * the endpoints: `channel`, `broadcast`, `seqlock`, on top.
+// * the families: `channel`, `broadcast`, `seqlock` (none imports another);
+// * `inspect`, then the test kits `conformance` and `testing`.
 #[cfg(not(loom))]
 pub mod format;
 #[cfg(not(loom))]
@@ -198,7 +243,9 @@ pub mod testing;
 pub use {
     broadcast::{Broadcast, BroadcastMode, BroadcastOptions, Publisher, Subscriber},
     channel::{Channel, ChannelOptions, Receiver, Sender},
-    format::error::Error,
+    format::error::{
+        Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+    },
     format::layout::AttachOptions,
     format::memory::{HeapMemory, SharedMemory},
     format::raw::RawSegment,

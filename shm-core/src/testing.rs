@@ -319,7 +319,7 @@ pub fn receive_sizes<M: crate::format::memory::SharedMemory>(
         }
     }
     let end = match rx.recv_timeout(std::time::Duration::from_secs(60)) {
-        Err(crate::format::error::Error::Closed) => Ok(()),
+        Err(crate::RecvTimeoutError::Closed) => Ok(()),
         Err(e) => Err(format!("after the last message: {e}")),
         Ok(m) => Err(format!("an extra message of {} bytes", m.len())),
     };
@@ -386,6 +386,41 @@ pub fn children_of(pid: u32) -> Vec<u32> {
     }
     out.sort_unstable();
     out
+}
+
+/// A subscriber's copy-out (`recv_into`, `try_recv_into`, `recv_into_timeout`, ...) as
+/// the number of the message it received, with the umbrella [`Error`](crate::Error): what
+/// the tests compare (`numbered(&mut sub, |s| s.recv_into(&mut buf)) == Ok(7)`).
+///
+/// # Errors
+/// The operation's error, as [`Error`](crate::Error).
+pub fn numbered<M: crate::format::memory::SharedMemory, E: Into<crate::Error>>(
+    sub: &mut crate::Subscriber<M>,
+    op: impl FnOnce(&mut crate::Subscriber<M>) -> Result<usize, E>,
+) -> Result<u64, crate::Error> {
+    op(sub).map_err(Into::into)?;
+    Ok(sub.last_number().expect("a message was received"))
+}
+
+/// A tiny executor with no runtime, for tests of the `_async` forms: polls `f`, parks
+/// the thread until its waker fires (or 50 ms pass), and polls again. The futures work
+/// with any executor's `Waker`; this one needs no dependency.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park_timeout(std::time::Duration::from_millis(50));
+    }
 }
 
 #[cfg(test)]

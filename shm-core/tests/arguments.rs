@@ -5,6 +5,7 @@
 //! wait where a message or room can never come, so they must end by the timeout... or
 //! else by the other end being absent, which is asserted).
 
+use shm_core::{RecvTimeoutError, SendTimeoutError, TrySendError};
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -55,7 +56,7 @@ proptest! {
     #[test]
     fn channel_options_and_create(rings in any::<u32>(), cap in any_capacity(), mem in 0usize..20_000) {
         let opts = ChannelOptions::new().rings(rings).capacity(cap);
-        match opts.segment_len_for(cap) {
+        match opts.segment_len() {
             Ok(len) => prop_assert!(len > cap),
             Err(e) => prop_assert!(matches!(e, Error::InvalidOption { .. }), "{e:?}"),
         }
@@ -94,7 +95,7 @@ proptest! {
             rx.set_wait(mode);
             // An empty ring with a live sender: the wait ends by its timeout.
             match rx.recv_timeout(short(t)) {
-                Err(Error::Timeout { .. }) => {}
+                Err(RecvTimeoutError::Timeout { .. }) => {}
                 other => prop_assert!(false, "{:?}", other.map(|m| m.len())),
             }
             match tx.try_reserve(len) {
@@ -104,14 +105,14 @@ proptest! {
                     prop_assert_eq!(r.is_ok(), off.checked_add(3).is_some_and(|e| e <= len));
                     let _abandoned = slot;
                 }
-                Err(e) => prop_assert!(matches!(e, Error::MessageTooLarge { .. }), "{e:?}"),
+                Err(e) => prop_assert!(matches!(e, TrySendError::MessageTooLarge { .. }), "{e:?}"),
             }
             // Fill the ring; the next send of any size waits out its timeout, or is too large.
             // (Empty messages last: after them not even 16 bytes are free.)
             while tx.try_send(&[9u8; 64]).is_ok() {}
             while tx.try_send(&[]).is_ok() {}
             match tx.send_timeout(&vec![0u8; len.min(1 << 16)], short(t)) {
-                Err(Error::Timeout { .. } | Error::MessageTooLarge { .. }) => {}
+                Err(SendTimeoutError::Timeout { .. } | SendTimeoutError::MessageTooLarge { .. }) => {}
                 other => prop_assert!(false, "{other:?}"),
             }
             while let Ok(m) = rx.try_recv() {
@@ -126,7 +127,7 @@ proptest! {
         // A receiver with no sender at all (dropped): Closed at once, whatever the timeout.
         drop(tx);
         let r = rx.recv_timeout(t).map(|m| m.len());
-        prop_assert_eq!(r, Err(Error::Closed));
+        prop_assert_eq!(r, Err(RecvTimeoutError::Closed));
     }
 
     #[test]
@@ -174,7 +175,7 @@ fn the_case_that_overflowed() {
     // bounds.
     let opts = ChannelOptions::new().rings(2).capacity(1 << 63);
     assert!(matches!(
-        opts.segment_len_for(1 << 63),
+        opts.segment_len(),
         Err(Error::InvalidOption { .. })
     ));
     let e = Channel::create(HeapMemory::new(8192), &opts).err().unwrap();

@@ -1,6 +1,8 @@
 //! Broadcast within one process (threads over `HeapMemory`): delivery, lag, eviction,
 //! hostile subscriber lines, typed use. The cross-process tests are in the backends.
 
+use shm_core::testing::numbered;
+use shm_core::{RecvError, RecvTimeoutError, SendError, TryRecvError};
 use std::time::{Duration, Instant};
 
 use shm_core::testing::{MyData, TUTORIAL};
@@ -42,7 +44,7 @@ fn reliable_every_subscriber_gets_every_message_in_order() {
         .map(|_| {
             Broadcast::attach(view.share())
                 .unwrap()
-                .subscribe()
+                .subscriber()
                 .unwrap()
         })
         .collect();
@@ -52,10 +54,10 @@ fn reliable_every_subscriber_gets_every_message_in_order() {
             std::thread::spawn(move || {
                 let mut buf = Vec::new();
                 for i in 0..n {
-                    assert_eq!(s.recv(&mut buf).unwrap(), i);
+                    assert_eq!(numbered(&mut s, |s| s.recv_into(&mut buf)).unwrap(), i);
                     check(i, &buf);
                 }
-                s.recv(&mut buf).err()
+                numbered(&mut s, |s| s.recv_into(&mut buf)).err()
             })
         })
         .collect();
@@ -77,19 +79,25 @@ fn lossy_slow_subscriber_is_told_how_many_it_missed() {
             .slots(8)
             .max_message(64),
     );
-    let mut s = Broadcast::attach(view).unwrap().subscribe().unwrap();
+    let mut s = Broadcast::attach(view).unwrap().subscriber().unwrap();
     let mut p = b.publisher().unwrap();
     for i in 0..20 {
         p.publish(&msg(i, 64)).unwrap();
     }
     let mut buf = Vec::new();
     // 20 published into 8 slots: 0..12 are gone (12 is being... no: 13..19 are safe).
-    assert_eq!(s.recv(&mut buf), Err(Error::Lagged { missed: 13 }));
+    assert_eq!(
+        numbered(&mut s, |s| s.recv_into(&mut buf)),
+        Err(Error::Lagged { missed: 13 })
+    );
     for i in 13..20 {
-        assert_eq!(s.recv(&mut buf).unwrap(), i);
+        assert_eq!(numbered(&mut s, |s| s.recv_into(&mut buf)).unwrap(), i);
         check(i, &buf);
     }
-    assert_eq!(s.try_recv(&mut buf), Err(Error::Empty));
+    assert_eq!(
+        numbered(&mut s, |s| s.try_recv_into(&mut buf)),
+        Err(Error::Empty)
+    );
 }
 
 #[test]
@@ -102,7 +110,7 @@ fn lossy_reader_racing_the_publisher_never_sees_a_torn_message() {
     );
     let n = 200_000u64;
     // Joined before the first publish, so every message is delivered or counted missed.
-    let mut s = Broadcast::attach(view).unwrap().subscribe().unwrap();
+    let mut s = Broadcast::attach(view).unwrap().subscriber().unwrap();
     let publisher = std::thread::spawn(move || {
         let mut p = b.publisher().unwrap();
         for i in 0..n {
@@ -113,7 +121,9 @@ fn lossy_reader_racing_the_publisher_never_sees_a_torn_message() {
     let mut buf = Vec::new();
     let (mut got, mut missed, mut last) = (0u64, 0u64, None);
     loop {
-        match s.recv_timeout(&mut buf, Duration::from_secs(10)) {
+        match numbered(&mut s, |s| {
+            s.recv_into_timeout(&mut buf, Duration::from_secs(10))
+        }) {
             Ok(i) => {
                 check(i, &buf);
                 assert!(last.is_none_or(|l| i > l), "out of order");
@@ -139,14 +149,14 @@ fn reliable_stuck_subscriber_is_evicted_and_told() {
     );
     let mut stuck = Broadcast::attach(view.share())
         .unwrap()
-        .subscribe()
+        .subscriber()
         .unwrap();
-    let mut good = Broadcast::attach(view).unwrap().subscribe().unwrap();
+    let mut good = Broadcast::attach(view).unwrap().subscriber().unwrap();
     let mut p = b.publisher().unwrap();
     let reader = std::thread::spawn(move || {
         let mut buf = Vec::new();
         (0..20)
-            .map(|_| good.recv(&mut buf).unwrap())
+            .map(|_| numbered(&mut good, |s| s.recv_into(&mut buf)).unwrap())
             .collect::<Vec<_>>()
     });
     let t = Instant::now();
@@ -157,10 +167,14 @@ fn reliable_stuck_subscriber_is_evicted_and_told() {
     assert!(t.elapsed() < HUNG, "the publisher hung");
     assert_eq!(reader.join().unwrap(), (0..20).collect::<Vec<_>>());
     let mut buf = Vec::new();
-    let e = stuck.recv(&mut buf).unwrap_err();
+    let e = numbered(&mut stuck, |s| s.recv_into(&mut buf)).unwrap_err();
     assert!(matches!(e, Error::Evicted { .. }), "{e}");
     assert!(e.to_string().contains("behind"), "{e}");
-    assert_eq!(stuck.recv(&mut buf).unwrap_err(), e, "and stays evicted");
+    assert_eq!(
+        numbered(&mut stuck, |s| s.recv_into(&mut buf)).unwrap_err(),
+        e,
+        "and stays evicted"
+    );
     // try_publish with room: fine; a full ring with no one behind: never Full.
     p.try_publish(b"x").unwrap();
 }
@@ -177,7 +191,7 @@ fn hostile_positions_are_evicted_not_trusted() {
     for value in [u64::MAX, 1 << 40, 3, 0] {
         let mut s = Broadcast::attach(view.share())
             .unwrap()
-            .subscribe()
+            .subscriber()
             .unwrap();
         // Subscriber line 0 is at payload offset 640; position at +8. Scribble it.
         shm_core::conformance::poke(&view, 128 + 640 + 8, &value.to_ne_bytes());
@@ -188,7 +202,7 @@ fn hostile_positions_are_evicted_not_trusted() {
         // A hang watchdog, far above the 200 ms eviction timeout (no speed is asserted).
         assert!(t.elapsed() < HUNG, "{value}: the publisher hung");
         let mut buf = Vec::new();
-        let r = s.recv(&mut buf);
+        let r = numbered(&mut s, |s| s.recv_into(&mut buf));
         let why = if value > 12 * 4 {
             "it wrote a position no honest subscriber writes"
         } else {
@@ -217,46 +231,52 @@ fn typed_records_and_schema_checked_at_join() {
     let opts = BroadcastOptions::new().record::<MyData>().slots(4);
     let (b, view) = make(opts);
     assert_eq!(b.max_message(), 24);
-    let e = Broadcast::<HeapMemory>::attach_pod::<Other>(view.share()).err();
+    let e = Broadcast::<HeapMemory>::attach_record::<Other>(view.share()).err();
     assert!(matches!(e, Some(Error::SchemaMismatch { .. })), "{e:?}");
-    let mut s = Broadcast::attach_pod::<MyData>(view.share())
+    let mut s = Broadcast::attach_record::<MyData>(view.share())
         .unwrap()
-        .subscribe()
+        .subscriber()
         .unwrap();
     let mut p = b.publisher().unwrap();
     assert!(matches!(
-        p.publish_pod(&Other { a: 1 }),
-        Err(Error::SchemaMismatch { .. })
+        p.publish_record(&Other { a: 1 }),
+        Err(SendError::Failed(Error::SchemaMismatch { .. }))
     ));
-    p.publish_pod(&TUTORIAL).unwrap();
-    assert_eq!(s.recv_pod::<MyData>().unwrap(), TUTORIAL);
+    p.publish_record(&TUTORIAL).unwrap();
+    assert_eq!(s.recv_record::<MyData>().unwrap(), TUTORIAL);
     assert!(matches!(
-        s.recv_pod::<Other>(),
-        Err(Error::SchemaMismatch { .. })
+        s.recv_record::<Other>(),
+        Err(RecvError::Failed(Error::SchemaMismatch { .. }))
     ));
     // A bytes subscriber may read a typed broadcast.
-    let mut raw = Broadcast::attach(view).unwrap().subscribe().unwrap();
-    p.publish_pod(&TUTORIAL).unwrap();
+    let mut raw = Broadcast::attach(view).unwrap().subscriber().unwrap();
+    p.publish_record(&TUTORIAL).unwrap();
     let mut buf = Vec::new();
-    raw.recv(&mut buf).unwrap();
+    numbered(&mut raw, |s| s.recv_into(&mut buf)).unwrap();
     assert_eq!(buf, bytemuck::bytes_of(&TUTORIAL));
 }
 
 #[test]
 fn capacity_roles_and_close() {
     let (b, view) = make(BroadcastOptions::new().max_subscribers(2).slots(2));
-    let s1 = b.subscribe().unwrap();
-    let _s2 = b.subscribe().unwrap();
-    assert_eq!(b.subscribe().err(), Some(Error::SubscribersFull { max: 2 }));
+    let s1 = b.subscriber().unwrap();
+    let _s2 = b.subscriber().unwrap();
+    assert_eq!(
+        b.subscriber().err(),
+        Some(Error::SubscribersFull { max: 2 })
+    );
     drop(s1);
-    let mut s3 = b.subscribe().unwrap();
+    let mut s3 = b.subscriber().unwrap();
     let p = b.publisher().unwrap();
     assert!(matches!(b.publisher(), Err(Error::RoleTaken { .. })));
     let other = Broadcast::attach(view).unwrap();
     assert!(matches!(other.publisher(), Err(Error::RoleTaken { .. })));
     drop(p);
     let mut buf = Vec::new();
-    assert_eq!(s3.recv(&mut buf), Err(Error::Closed));
+    assert_eq!(
+        numbered(&mut s3, |s| s.recv_into(&mut buf)),
+        Err(Error::Closed)
+    );
     assert!(
         other.publisher().is_ok(),
         "a closed publisher's role is free"
@@ -293,13 +313,13 @@ fn bad_options_and_sizes_are_typed_errors() {
     let mut p = b.publisher().unwrap();
     assert!(matches!(
         p.publish(&[0; 11]),
-        Err(Error::MessageTooLarge { len: 11, max: 10 })
+        Err(SendError::MessageTooLarge { len: 11, max: 10 })
     ));
     assert!(p.publish(&[]).is_ok());
-    let mut s = b.subscribe().unwrap();
+    let mut s = b.subscriber().unwrap();
     p.publish(b"").unwrap();
     let mut buf = vec![1, 2, 3];
-    s.recv(&mut buf).unwrap();
+    numbered(&mut s, |s| s.recv_into(&mut buf)).unwrap();
     assert!(buf.is_empty());
 }
 
@@ -330,7 +350,7 @@ fn corrupt_broadcast_headers_are_refused() {
 #[test]
 fn hostile_tails_are_corrupt_not_overflows() {
     let (b, view) = make(BroadcastOptions::new().slots(4).max_message(8));
-    let mut s = b.subscribe().unwrap();
+    let mut s = b.subscriber().unwrap();
     {
         let mut p = b.publisher().unwrap();
         p.publish(&[1; 8]).unwrap();
@@ -343,13 +363,13 @@ fn hostile_tails_are_corrupt_not_overflows() {
             "{tail}"
         );
         assert!(
-            matches!(b.subscribe(), Err(Error::Corrupt { .. })),
+            matches!(b.subscriber(), Err(Error::Corrupt { .. })),
             "{tail}"
         );
         // A subscriber whose slot shows a newer stamp reads the tail to resume: corrupt.
         shm_core::conformance::poke(&view, 128 + 640 + 128 * 64, &u64::MAX.to_ne_bytes());
         let mut buf = Vec::new();
-        let r = s.try_recv(&mut buf);
+        let r = numbered(&mut s, |s| s.try_recv_into(&mut buf));
         assert_eq!(
             r,
             Err(Error::Corrupt {
@@ -365,23 +385,30 @@ fn hostile_tails_are_corrupt_not_overflows() {
 fn recv_slice_copies_once_and_leaves_a_message_too_large_for_the_slice() {
     let (b, _) = make(BroadcastOptions::new().slots(4).max_message(64));
     let mut p = b.publisher().unwrap();
-    let mut s = b.subscribe().unwrap();
+    let mut s = b.subscriber().unwrap();
     p.publish(&msg(0, 40)).unwrap();
     p.publish(&msg(1, 10)).unwrap();
     let mut small = [0u8; 16];
     assert_eq!(
-        s.recv_slice(&mut small, Some(Duration::from_secs(5))),
-        Err(Error::MessageTooLarge { len: 40, max: 16 })
+        s.recv_into_slice_timeout(&mut small, Duration::from_secs(5)),
+        Err(RecvTimeoutError::MessageTooLarge { len: 40, max: 16 })
+    );
+    assert_eq!(
+        s.try_recv_into_slice(&mut small),
+        Err(TryRecvError::MessageTooLarge { len: 40, max: 16 })
     );
     let mut big = [0u8; 64];
-    assert_eq!(s.recv_slice(&mut big, None), Ok((0, 40)));
+    assert_eq!(s.recv_into_slice(&mut big), Ok(40));
+    assert_eq!(s.last_number(), Some(0));
     check(0, &big[..40]);
-    assert_eq!(s.recv_slice(&mut small, None), Ok((1, 10)));
+    assert_eq!(s.recv_into_slice(&mut small), Ok(10));
+    assert_eq!(s.last_number(), Some(1));
     check(1, &small[..10]);
     assert!(matches!(
-        s.recv_slice(&mut big, Some(Duration::from_millis(20))),
-        Err(Error::Timeout { .. })
+        s.recv_into_slice_timeout(&mut big, Duration::from_millis(20)),
+        Err(RecvTimeoutError::Timeout { .. })
     ));
+    assert_eq!(s.try_recv_into_slice(&mut big), Err(TryRecvError::Empty));
 }
 
 /// A relay's notices: a gap of `k` is `Lagged { missed: k }` exactly and moves the
@@ -395,7 +422,10 @@ fn gap_and_upstream_lost_notices_reach_every_subscriber_in_order() {
         let (b, view) = make(BroadcastOptions::new().mode(mode).slots(8).max_message(64));
         let mut publisher = b.publisher().unwrap();
         let attached = Broadcast::attach(view).unwrap();
-        let mut subs = [attached.subscribe().unwrap(), attached.subscribe().unwrap()];
+        let mut subs = [
+            attached.subscriber().unwrap(),
+            attached.subscriber().unwrap(),
+        ];
         publisher.publish(b"a").unwrap();
         publisher.publish_gap(5).unwrap(); // numbers 1..=5 lost
         publisher.publish(b"b").unwrap(); // number 6
@@ -404,20 +434,30 @@ fn gap_and_upstream_lost_notices_reach_every_subscriber_in_order() {
         assert_eq!(publisher.next_message(), 7, "{mode:?}");
         let mut buf = Vec::new();
         for sub in &mut subs {
-            assert_eq!(sub.recv_timeout(&mut buf, Duration::from_secs(5)), Ok(0));
+            assert_eq!(
+                numbered(sub, |s| s
+                    .recv_into_timeout(&mut buf, Duration::from_secs(5))),
+                Ok(0)
+            );
             assert_eq!(buf, b"a");
             assert_eq!(
-                sub.recv_timeout(&mut buf, Duration::from_secs(5)),
+                numbered(sub, |s| s
+                    .recv_into_timeout(&mut buf, Duration::from_secs(5))),
                 Err(Error::Lagged { missed: 5 })
             );
-            assert_eq!(sub.recv_timeout(&mut buf, Duration::from_secs(5)), Ok(6));
+            assert_eq!(
+                numbered(sub, |s| s
+                    .recv_into_timeout(&mut buf, Duration::from_secs(5))),
+                Ok(6)
+            );
             assert_eq!(buf, b"b");
             assert_eq!(
-                sub.recv_timeout(&mut buf, Duration::from_secs(5)),
+                numbered(sub, |s| s
+                    .recv_into_timeout(&mut buf, Duration::from_secs(5))),
                 Err(Error::UpstreamLost)
             );
             assert_eq!(
-                sub.try_recv(&mut buf),
+                numbered(sub, |s| s.try_recv_into(&mut buf)),
                 Err(Error::Empty),
                 "{mode:?}: told once, nothing after"
             );
@@ -429,7 +469,8 @@ fn gap_and_upstream_lost_notices_reach_every_subscriber_in_order() {
             publisher.publish(&[i]).unwrap();
             for sub in &mut subs {
                 assert_eq!(
-                    sub.recv_timeout(&mut buf, Duration::from_secs(5)),
+                    numbered(sub, |s| s
+                        .recv_into_timeout(&mut buf, Duration::from_secs(5))),
                     Ok(7 + u64::from(i))
                 );
                 assert_eq!(buf, [i]);
@@ -440,13 +481,18 @@ fn gap_and_upstream_lost_notices_reach_every_subscriber_in_order() {
         publisher.publish_gap(9).unwrap();
         for sub in &mut subs {
             assert_eq!(
-                sub.recv_timeout(&mut buf, Duration::from_secs(5)),
+                numbered(sub, |s| s
+                    .recv_into_timeout(&mut buf, Duration::from_secs(5))),
                 Err(Error::Lagged { missed: 9 })
             );
         }
         publisher.publish(b"c").unwrap();
         for sub in &mut subs {
-            assert_eq!(sub.recv_timeout(&mut buf, Duration::from_secs(5)), Ok(26));
+            assert_eq!(
+                numbered(sub, |s| s
+                    .recv_into_timeout(&mut buf, Duration::from_secs(5))),
+                Ok(26)
+            );
             assert_eq!(buf, b"c");
         }
     }
@@ -460,14 +506,15 @@ fn start_at_and_an_outage_under_way_at_join() {
     for mode in [BroadcastMode::Reliable, BroadcastMode::Lossy] {
         let (b, view) = make(BroadcastOptions::new().mode(mode).slots(4).max_message(8));
         let attached = Broadcast::attach(view).unwrap();
-        let mut early = attached.subscribe().unwrap();
+        let mut early = attached.subscriber().unwrap();
         let mut publisher = b.publisher().unwrap();
         publisher.start_at(1_000_000).unwrap();
         let mut buf = Vec::new();
         for i in 0..6u64 {
             publisher.publish(&i.to_le_bytes()).unwrap();
             assert_eq!(
-                early.recv_timeout(&mut buf, Duration::from_secs(5)),
+                numbered(&mut early, |s| s
+                    .recv_into_timeout(&mut buf, Duration::from_secs(5))),
                 Ok(1_000_000 + i),
                 "{mode:?}"
             );
@@ -477,19 +524,27 @@ fn start_at_and_an_outage_under_way_at_join() {
             Err(Error::InvalidOption { .. })
         ));
         publisher.publish_upstream_lost().unwrap();
-        let mut late = attached.subscribe().unwrap();
-        assert_eq!(late.try_recv(&mut buf), Err(Error::UpstreamLost));
-        assert_eq!(late.try_recv(&mut buf), Err(Error::Empty));
+        let mut late = attached.subscriber().unwrap();
+        assert_eq!(
+            numbered(&mut late, |s| s.try_recv_into(&mut buf)),
+            Err(Error::UpstreamLost)
+        );
+        assert_eq!(
+            numbered(&mut late, |s| s.try_recv_into(&mut buf)),
+            Err(Error::Empty)
+        );
         publisher.upstream_restored().unwrap();
         publisher.publish(b"x").unwrap();
         assert_eq!(
-            late.recv_timeout(&mut buf, Duration::from_secs(5)),
+            numbered(&mut late, |s| s
+                .recv_into_timeout(&mut buf, Duration::from_secs(5))),
             Ok(1_000_006)
         );
         // One that did not look while the outage lasted is not told of it afterwards
         // (what was lost, if anything, comes as `Lagged`).
         assert_eq!(
-            early.recv_timeout(&mut buf, Duration::from_secs(5)),
+            numbered(&mut early, |s| s
+                .recv_into_timeout(&mut buf, Duration::from_secs(5))),
             Ok(1_000_006)
         );
     }
@@ -506,13 +561,13 @@ fn a_lagging_lossy_subscriber_counts_exactly_across_gap_notices() {
             .max_message(8),
     );
     let mut publisher = b.publisher().unwrap();
-    let mut sub = Broadcast::attach(view).unwrap().subscribe().unwrap();
+    let mut sub = Broadcast::attach(view).unwrap().subscriber().unwrap();
     let mut buf = Vec::new();
     let (mut got, mut missed) = (0u64, 0u64);
     let mut last = None;
     let mut drain =
         |sub: &mut shm_core::Subscriber<HeapMemory>, got: &mut u64, missed: &mut u64| loop {
-            match sub.try_recv(&mut buf) {
+            match numbered(sub, |s| s.try_recv_into(&mut buf)) {
                 Ok(n) => {
                     assert_eq!(u64::from_le_bytes(buf[..8].try_into().unwrap()), n);
                     if let Some(l) = last {

@@ -1,6 +1,11 @@
 //! The channel on heap memory: wrap-around, sizes, errors, hostile indices.
 #![cfg(not(loom))]
 
+use shm_core::testing::block_on;
+
+use shm_core::{
+    RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+};
 use std::future::Future;
 use std::time::Duration;
 
@@ -29,9 +34,9 @@ fn layout_and_capacity() {
     assert_eq!(a.capacity(), 32768);
     assert_eq!(b.capacity(), 32768);
     assert_eq!(a.max_message(), 32752);
-    // segment_len_for is exactly what create lays out: one byte less is too small.
+    // segment_len is exactly what create lays out: one byte less is too small.
     let opts = ChannelOptions::new().rings(2).capacity(4096);
-    let len = opts.segment_len_for(4096).unwrap();
+    let len = opts.segment_len().unwrap();
     assert_eq!(len, 128 + 128 + 2 * (384 + 4096));
     assert!(Channel::create(HeapMemory::new(len as usize), &opts).is_ok());
     let e = Channel::create(HeapMemory::new(len as usize - 1), &opts)
@@ -90,7 +95,7 @@ fn messages_cross_the_wrap_point_in_order() {
         assert_eq!(rx.recv_into(&mut buf).unwrap(), len);
         assert_eq!(buf, msg(i, len), "message {i}");
     }
-    assert!(matches!(rx.try_recv(), Err(Error::Empty)));
+    assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
 }
 
 #[test]
@@ -98,17 +103,17 @@ fn full_empty_too_large_and_zero_length() {
     let (a, b, _) = pair(4096, ChannelOptions::new().capacity(128));
     let mut tx = a.sender(0).unwrap();
     let mut rx = b.receiver(0).unwrap();
-    assert!(matches!(rx.try_recv(), Err(Error::Empty)));
+    assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
     assert_eq!(tx.max_message(), 112);
     assert_eq!(
         tx.try_send(&[0; 113]),
-        Err(Error::MessageTooLarge { len: 113, max: 112 })
+        Err(TrySendError::MessageTooLarge { len: 113, max: 112 })
     );
     tx.try_send(&[1; 112]).unwrap();
-    assert_eq!(tx.try_send(&[]), Err(Error::Full));
+    assert_eq!(tx.try_send(&[]), Err(TrySendError::Full));
     assert!(matches!(
         tx.send_timeout(&[2], Duration::from_millis(30)),
-        Err(Error::Timeout { .. })
+        Err(SendTimeoutError::Timeout { .. })
     ));
     assert_eq!(rx.recv().unwrap().to_vec(), vec![1; 112]);
     tx.try_send(&[]).unwrap();
@@ -117,7 +122,7 @@ fn full_empty_too_large_and_zero_length() {
     drop(m);
     assert!(matches!(
         rx.recv_timeout(Duration::from_millis(30)),
-        Err(Error::Timeout { .. })
+        Err(RecvTimeoutError::Timeout { .. })
     ));
 }
 
@@ -155,7 +160,7 @@ fn zero_copy_slots_are_bounds_checked() {
     ));
     drop(m);
     assert_eq!(rx.recv().unwrap().to_vec(), b"after");
-    assert!(matches!(rx.try_recv(), Err(Error::Empty)));
+    assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
 }
 
 #[test]
@@ -166,14 +171,14 @@ fn close_is_told_apart_and_delivered_after_pending_messages() {
     tx.send(b"last words").unwrap();
     drop(tx);
     assert_eq!(rx.recv().unwrap().to_vec(), b"last words");
-    assert_eq!(rx.recv().err(), Some(Error::Closed));
-    assert_eq!(rx.try_recv().err(), Some(Error::Closed));
+    assert_eq!(rx.recv().err(), Some(RecvError::Closed));
+    assert_eq!(rx.try_recv().err(), Some(TryRecvError::Closed));
     // The sending end can be taken again, and the close is forgotten.
     let mut tx = a.sender(0).unwrap();
     tx.send(b"again").unwrap();
     assert_eq!(rx.recv().unwrap().to_vec(), b"again");
     drop(rx);
-    assert_eq!(tx.send(b"x"), Err(Error::Closed));
+    assert_eq!(tx.send(b"x"), Err(SendError::Closed));
 }
 
 #[test]
@@ -237,7 +242,7 @@ fn threads_block_and_wake_across_handles() {
         assert_eq!(u64::from_ne_bytes(buf[..8].try_into().unwrap()), i);
     }
     producer.join().unwrap();
-    assert_eq!(rx.recv().err(), Some(Error::Closed));
+    assert_eq!(rx.recv().err(), Some(RecvError::Closed));
 }
 
 /// Offsets of ring 0's words, from the start of the memory.
@@ -265,7 +270,7 @@ fn hostile_indices_and_lengths_are_corrupt_not_crashes() {
         let _tx = a.sender(0).unwrap();
         let mut rx = b.receiver(0).unwrap();
         shm_core::conformance::poke(&spy, DATA, &bad.to_ne_bytes());
-        let e = rx.try_recv().err().unwrap();
+        let e = Error::from(rx.try_recv().err().unwrap());
         assert_eq!(
             e,
             Error::Corrupt {
@@ -273,7 +278,11 @@ fn hostile_indices_and_lengths_are_corrupt_not_crashes() {
                 found: bad
             }
         );
-        assert_eq!(rx.recv().err(), Some(e), "the endpoint stays broken");
+        assert_eq!(
+            rx.recv().err(),
+            Some(RecvError::Failed(e)),
+            "the endpoint stays broken"
+        );
     }
     // Head moved backwards by the receiver side: the sender notices.
     let (a, b, spy) = pair(4096, ChannelOptions::new().capacity(256));
@@ -285,7 +294,7 @@ fn hostile_indices_and_lengths_are_corrupt_not_crashes() {
         if let Err(e) = tx.try_send(&[0; 8]) {
             assert!(
                 matches!(
-                    e,
+                    Error::from(e),
                     Error::Corrupt {
                         what: "the receiver's position",
                         ..
@@ -321,14 +330,14 @@ proptest! {
         for _ in 0..64 {
             match rx.try_recv() {
                 Ok(m) => { let _ = m.to_vec(); }
-                Err(Error::Empty | Error::Closed | Error::Corrupt { .. }) => break,
+                Err(TryRecvError::Empty | TryRecvError::Closed | TryRecvError::Failed(Error::Corrupt { .. })) => break,
                 Err(e) => prop_assert!(false, "unexpected {:?}", e),
             }
         }
         for _ in 0..64 {
             match tx.try_send(&[9; 40]) {
                 Ok(()) => {}
-                Err(Error::Full | Error::Closed | Error::Corrupt { .. } | Error::MessageTooLarge { .. }) => break,
+                Err(TrySendError::Full | TrySendError::Closed | TrySendError::Failed(Error::Corrupt { .. }) | TrySendError::MessageTooLarge { .. }) => break,
                 Err(e) => prop_assert!(false, "unexpected {:?}", e),
             }
         }
@@ -346,34 +355,14 @@ proptest! {
             // passes it: then try_send says Full, and a receive attempt skips the PAD.
             let mut tries = 0;
             while let Err(e) = tx.try_send(&msg(i as u64, *len)) {
-                prop_assert_eq!(e, Error::Full);
-                prop_assert!(matches!(rx.try_recv(), Err(Error::Empty)));
+                prop_assert_eq!(e, TrySendError::Full);
+                prop_assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
                 tries += 1;
                 prop_assert!(tries < 2, "one skipped PAD must make room");
             }
             prop_assert_eq!(rx.recv_into(&mut buf).unwrap(), *len);
             prop_assert_eq!(&buf, &msg(i as u64, *len));
         }
-    }
-}
-
-/// A tiny executor with no runtime: park the thread until woken. The futures work with
-/// any executor's `Waker`.
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl std::task::Wake for Unpark {
-        fn wake(self: std::sync::Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
-    let mut cx = std::task::Context::from_waker(&waker);
-    let mut f = std::pin::pin!(f);
-    loop {
-        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park_timeout(Duration::from_secs(1));
     }
 }
 
@@ -389,11 +378,14 @@ fn futures_run_on_a_plain_block_on() {
     let mut rx = b.receiver(0).unwrap();
     let mut buf = Vec::new();
     for i in 0..20_000u64 {
-        block_on(rx.recv_async_into(&mut buf)).unwrap();
+        block_on(rx.recv_into_async(&mut buf)).unwrap();
         assert_eq!(buf, i.to_ne_bytes());
     }
     producer.join().unwrap();
-    assert_eq!(block_on(rx.recv_async_into(&mut buf)), Err(Error::Closed));
+    assert_eq!(
+        block_on(rx.recv_into_async(&mut buf)),
+        Err(RecvError::Closed)
+    );
 }
 
 /// A future woken by a message but dropped before it is polled again loses nothing: the

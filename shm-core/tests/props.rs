@@ -157,7 +157,7 @@ proptest! {
             prop_assert_eq!(r.raw().header(), w.raw().header());
             prop_assert_eq!(r.raw().header().segment_size, len as u64);
             prop_assert_eq!(r.payload_len(), len - 128);
-            prop_assert_eq!(r.read(), v);
+            prop_assert_eq!(r.read(), Ok(v));
             prop_assert!(oracle_valid(&dump(&mem)));
         }
     }

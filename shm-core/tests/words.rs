@@ -3,6 +3,7 @@
 //! (a word added to a layout without a row fails here).
 #![cfg(not(loom))]
 
+use shm_core::testing::numbered;
 use std::time::Duration;
 
 use shm_core::broadcast::{self, Broadcast, BroadcastMode, BroadcastOptions};
@@ -81,15 +82,17 @@ fn every_broadcast_word_an_honest_run_writes_has_a_row() {
         {
             let mut p = b.publisher().unwrap();
             p.start_at(5).unwrap();
-            let mut s1 = b.subscribe().unwrap();
-            let mut stuck = b.subscribe().unwrap();
+            let mut s1 = b.subscriber().unwrap();
+            let mut stuck = b.subscriber().unwrap();
             let mut buf = Vec::new();
             // A sleeping subscriber, woken by a publish (sleepers, data_seq).
-            let mut s2 = b.subscribe().unwrap();
+            let mut s2 = b.subscriber().unwrap();
             let t = std::thread::spawn(move || {
                 let mut buf = Vec::new();
                 // Lossy: the publisher may lap it before it runs.
-                match s2.recv_timeout(&mut buf, Duration::from_secs(10)) {
+                match numbered(&mut s2, |s| {
+                    s.recv_into_timeout(&mut buf, Duration::from_secs(10))
+                }) {
                     Ok(_) | Err(shm_core::Error::Lagged { .. }) => {}
                     Err(e) => panic!("{e}"),
                 }
@@ -98,12 +101,12 @@ fn every_broadcast_word_an_honest_run_writes_has_a_row() {
             std::thread::sleep(Duration::from_millis(100));
             for i in 0..12u64 {
                 p.publish(&i.to_ne_bytes()).unwrap();
-                let _ = s1.try_recv(&mut buf);
+                let _ = numbered(&mut s1, |s| s.try_recv_into(&mut buf));
             }
             p.publish_gap(3).unwrap();
             p.publish_upstream_lost().unwrap();
             p.upstream_restored().unwrap();
-            let _ = stuck.try_recv(&mut buf);
+            let _ = numbered(&mut stuck, |s| s.try_recv_into(&mut buf));
             drop(t.join().unwrap());
         }
         let after = snapshot(&spy);
@@ -136,7 +139,7 @@ fn every_broadcast_word_an_honest_run_writes_has_a_row() {
 #[test]
 fn every_channel_word_an_honest_run_writes_has_a_row() {
     let opts = ChannelOptions::new().rings(2).capacity(256);
-    let len = opts.segment_len_for(256).unwrap() as usize;
+    let len = opts.segment_len().unwrap() as usize;
     let mem = HeapMemory::new(len);
     let spy = mem.share();
     let before = snapshot(&spy);

@@ -174,7 +174,7 @@ pub async fn consume(
     let mut buf = Vec::with_capacity(size as usize);
     let mut start = None;
     for seq in 0..messages {
-        if let Err(e) = rx.recv_async_into(&mut buf).await {
+        if let Err(e) = rx.recv_into_async(&mut buf).await {
             return (seq, 0.0, Some(e.to_string()));
         }
         let t0 = *start.get_or_insert_with(Instant::now);

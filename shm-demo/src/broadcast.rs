@@ -43,15 +43,16 @@ pub fn subscribe_role(mem: Mem, messages: u64, size: u64) -> String {
     host::pin_to_cpu(1);
     let run = || -> std::result::Result<String, shm_core::Error> {
         let b = Broadcast::attach(mem)?;
-        let mut s = b.subscribe()?;
+        let mut s = b.subscriber()?;
         let mut buf = Vec::with_capacity(size as usize);
         let (mut received, mut missed) = (0u64, 0u64);
         let mut follow = crate::msg::Follow::default();
         let mut start = None;
         let mut problem = None;
         loop {
-            match s.recv(&mut buf) {
-                Ok(n) => {
+            match s.recv_into(&mut buf) {
+                Ok(_) => {
+                    let n = s.last_number().unwrap_or_default();
                     start.get_or_insert_with(Instant::now);
                     if let Err(p) = follow.numbered(&buf, n, size as usize) {
                         problem = Some(p);
@@ -59,12 +60,12 @@ pub fn subscribe_role(mem: Mem, messages: u64, size: u64) -> String {
                     }
                     received += 1;
                 }
-                Err(shm_core::Error::Lagged { missed: m }) => {
+                Err(shm_core::RecvError::Lagged { missed: m }) => {
                     missed += m;
                     follow.missed(m);
                 }
-                Err(shm_core::Error::Closed) => break,
-                Err(e) => return Err(e),
+                Err(shm_core::RecvError::Closed) => break,
+                Err(e) => return Err(e.into()),
             }
         }
         let seconds = start.map_or(0.0, |t| t.elapsed().as_secs_f64());

@@ -47,8 +47,9 @@ pub fn memfd(e: shm_memfd::Error) -> Failure {
     with_hint(Failure::new(e), hint)
 }
 
-pub fn core(e: shm_core::Error) -> Failure {
+pub fn core(e: impl Into<shm_core::Error>) -> Failure {
     use shm_core::Error as E;
+    let e: shm_core::Error = e.into();
     let hint = match &e {
         E::BadMagic { .. } => Some(
             "this is not a segment written by shm-demo; if a program without our header made \

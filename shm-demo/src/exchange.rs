@@ -28,7 +28,10 @@ pub fn read_role(mem: Mem) -> String {
     match Segment::<MyData, _>::attach(mem) {
         Ok(seg) => {
             let attach = t.elapsed();
-            let v = seg.read();
+            let v = match seg.read() {
+                Ok(v) => v,
+                Err(e) => return error_line(&errors::core(e)),
+            };
             Json::new()
                 .num("pid", std::process::id())
                 .num("attach_ns", attach.as_nanos())
@@ -276,6 +279,7 @@ fn attach_and_read<M: shm_core::SharedMemory>(mem: M, schema: SchemaArg) -> Resu
         Ok(Segment::<T, _>::attach(mem)
             .map_err(errors::core)?
             .read()
+            .map_err(errors::core)?
             .into())
     }
     match schema {
@@ -300,7 +304,7 @@ pub fn read(name: &str, unlink: bool, schema: SchemaArg, raw: bool, json: bool) 
     let name = shm.name().to_owned();
     let v = if raw {
         Segment::<MyData, _>::attach_foreign(shm)
-            .and_then(|seg| seg.try_read())
+            .and_then(|seg| seg.read())
             .map_err(|e| match e {
                 shm_core::Error::TooSmall { .. } => crate::util::Failure::new(e).hint(
                     "a segment without a header must hold MyData (three 64-bit integers) at offset 0",

@@ -15,12 +15,14 @@ use crate::util::{Failure, Json, Result};
 pub fn idle_subscriber_role(mem: Mem, ms: u64) -> String {
     let run = || -> std::result::Result<(Duration, Duration), shm_core::Error> {
         let b = shm_core::Broadcast::attach(mem)?;
-        let mut s = b.subscribe()?;
+        let mut s = b.subscriber()?;
         let (cpu0, t0) = (cpu_time(), Instant::now());
         let mut buf = Vec::new();
-        match s.recv_timeout(&mut buf, Duration::from_millis(ms)) {
-            Err(shm_core::Error::Timeout { .. }) => Ok((cpu_time() - cpu0, t0.elapsed())),
-            Err(e) => Err(e),
+        match s.recv_into_timeout(&mut buf, Duration::from_millis(ms)) {
+            Err(shm_core::RecvTimeoutError::Timeout { .. }) => {
+                Ok((cpu_time() - cpu0, t0.elapsed()))
+            }
+            Err(e) => Err(e.into()),
             Ok(_) => Err(shm_core::Error::Corrupt {
                 what: "a message on an idle broadcast",
                 found: 0,
@@ -45,8 +47,10 @@ pub fn idle_role(mem: Mem, ms: u64) -> String {
         rx.set_wait(WaitMode::default());
         let (cpu0, t0) = (cpu_time(), Instant::now());
         let outcome = match rx.recv_timeout(Duration::from_millis(ms)) {
-            Err(shm_core::Error::Timeout { .. }) => Ok((cpu_time() - cpu0, t0.elapsed())),
-            Err(e) => Err(e),
+            Err(shm_core::RecvTimeoutError::Timeout { .. }) => {
+                Ok((cpu_time() - cpu0, t0.elapsed()))
+            }
+            Err(e) => Err(e.into()),
             Ok(_) => Err(shm_core::Error::Corrupt {
                 what: "a message on an idle channel",
                 found: 0,
@@ -155,7 +159,7 @@ pub struct IdleReport {
 /// are made before the first count).
 pub fn idle_receivers(receivers: usize, seconds: u64) -> Result<IdleReport> {
     let opts = shm_core::ChannelOptions::new().capacity(4096);
-    let len = opts.segment_len_for(4096).map_err(crate::errors::core)?;
+    let len = opts.segment_len().map_err(crate::errors::core)?;
     let mut ends = Vec::with_capacity(receivers);
     for _ in 0..receivers {
         let mem = host::create(host::Backend::Anon, len)?;

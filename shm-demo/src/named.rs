@@ -6,7 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use shm_core::{Broadcast, BroadcastMode, BroadcastOptions, Channel, ChannelOptions, Error};
+use shm_core::{
+    Broadcast, BroadcastMode, BroadcastOptions, Channel, ChannelOptions, RecvTimeoutError,
+};
 use shm_posix::ShmOptions;
 
 use crate::errors;
@@ -94,7 +96,7 @@ pub fn publish(
 pub fn subscribe(name: &str, count: Option<u64>, json: bool) -> Result<()> {
     let shm = ShmOptions::new(name).open().map_err(errors::posix)?;
     let b = Broadcast::attach(shm).map_err(errors::core)?;
-    let mut s = b.subscribe().map_err(errors::core)?;
+    let mut s = b.subscriber().map_err(errors::core)?;
     if !json {
         println!("subscribed to {name} at message {}", s.next_message());
     }
@@ -105,25 +107,26 @@ pub fn subscribe(name: &str, count: Option<u64>, json: bool) -> Result<()> {
     let mut start = None;
     let mut end = "closed";
     while count.is_none_or(|c| got < c) && !interrupted() {
-        match s.recv_timeout(&mut buf, Duration::from_millis(100)) {
-            Ok(n) => {
+        match s.recv_into_timeout(&mut buf, Duration::from_millis(100)) {
+            Ok(_) => {
+                let n = s.last_number().unwrap_or_default();
                 start.get_or_insert_with(Instant::now);
                 follow.numbered(&buf, n, buf.len()).map_err(Failure::new)?;
                 got += 1;
             }
-            Err(Error::Lagged { missed: m }) => {
+            Err(RecvTimeoutError::Lagged { missed: m }) => {
                 missed += m;
                 follow.missed(m);
             }
-            Err(Error::UpstreamLost) => {
+            Err(RecvTimeoutError::UpstreamLost) => {
                 upstream_lost += 1;
                 if !json {
                     println!("the upstream exporter is gone; waiting for it to come back");
                 }
             }
-            Err(Error::Timeout { .. }) => {}
-            Err(Error::Closed) => break,
-            Err(Error::PeerDied { .. }) => {
+            Err(RecvTimeoutError::Timeout { .. }) => {}
+            Err(RecvTimeoutError::Closed) => break,
+            Err(RecvTimeoutError::PeerDied { .. }) => {
                 end = "publisher died";
                 break;
             }
@@ -166,8 +169,7 @@ pub fn send(name: &str, messages: u64, size: u64, json: bool) -> Result<()> {
             .hint("at least 8 bytes: the message number"));
     }
     let opts = ChannelOptions::for_messages(size);
-    let cap = opts.capacity_bytes().unwrap_or(1 << 20);
-    let len = opts.segment_len_for(cap).map_err(errors::core)?;
+    let len = opts.segment_len().map_err(errors::core)?;
     crate::util::remember_segment(name);
     let shm = ShmOptions::new(name)
         .size(len)
@@ -236,9 +238,9 @@ pub fn receive(name: &str, count: Option<u64>, json: bool) -> Result<()> {
                 verify(&buf, got, buf.len()).map_err(Failure::new)?;
                 got += 1;
             }
-            Err(Error::Timeout { .. }) => {}
-            Err(Error::Closed) => break,
-            Err(Error::PeerDied { .. }) => {
+            Err(RecvTimeoutError::Timeout { .. }) => {}
+            Err(RecvTimeoutError::Closed) => break,
+            Err(RecvTimeoutError::PeerDied { .. }) => {
                 end = "sender died";
                 break;
             }

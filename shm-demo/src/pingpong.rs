@@ -121,7 +121,7 @@ fn channel_pingpong(
     let total = warmup(round_trips) + round_trips;
     let cap = ((size + 16) * 4).next_power_of_two().max(4096);
     let opts = ChannelOptions::new().rings(2).capacity(cap);
-    let len = opts.segment_len_for(cap).map_err(crate::errors::core)?;
+    let len = opts.segment_len().map_err(crate::errors::core)?;
     let mem = host::create(backend, len.max(64 * 1024))?;
     let chan = Channel::create(mem, &opts).map_err(crate::errors::core)?;
     let args = [
@@ -138,7 +138,7 @@ fn channel_pingpong(
         echo_role(m, total, size, wait)
     })?;
     host::pin_to_cpu(0);
-    let core = crate::errors::core;
+    use crate::errors::core;
     let mut tx = chan.sender(0).map_err(core)?;
     let mut rx = chan.receiver(1).map_err(core)?;
     tx.set_wait(wait.mode());
@@ -272,12 +272,12 @@ const BLOCK: u64 = 10_000;
 /// channel's and the floor's histograms.
 #[allow(unsafe_code)]
 fn paired_pingpong(round_trips: u64) -> Result<(Histogram<u64>, Histogram<u64>)> {
-    let core = crate::errors::core;
+    use crate::errors::core;
     let blocks = round_trips.div_ceil(BLOCK) + 1;
     let floor_mem = host::create(host::Backend::Anon, 4096)?;
     let floor = Segment::create(floor_mem, &[0u64; 8]).map_err(core)?;
     let opts = ChannelOptions::new().rings(2).capacity(4096);
-    let len = opts.segment_len_for(4096).map_err(core)?;
+    let len = opts.segment_len().map_err(core)?;
     let chan = Channel::create(
         host::create(host::Backend::Anon, len.max(64 * 1024))?,
         &opts,

@@ -67,7 +67,7 @@ fn channel_stream(
         None => shm_core::os::cpu::stream_ring_bytes(size),
     };
     let opts = ChannelOptions::new().capacity(cap);
-    let len = opts.segment_len_for(cap).map_err(crate::errors::core)?;
+    let len = opts.segment_len().map_err(crate::errors::core)?;
     let mem = host::create(backend, len)?;
     let chan = Channel::create(mem, &opts).map_err(crate::errors::core)?;
     let args = [

@@ -14,7 +14,7 @@
 use std::io::{BufRead, BufReader, Write as _};
 use std::time::{Duration, Instant};
 
-use shm_core::{Broadcast, BroadcastOptions, Error};
+use shm_core::{Broadcast, BroadcastOptions, RecvTimeoutError};
 use shm_posix::{PosixShm, ShmOptions};
 use shm_zenoh::{BridgeConfig, ExportOptions, Exporter, ImportOptions, Importer};
 use zenoh::qos::CongestionControl;
@@ -240,7 +240,7 @@ fn bridge_ends(
     .map_err(|e| Failure::new(e.to_string()))?;
     let mut sub = Broadcast::attach(ShmOptions::new(&dst).open().map_err(crate::errors::posix)?)
         .map_err(crate::errors::core)?
-        .subscribe()
+        .subscriber()
         .map_err(crate::errors::core)?;
     if let Some(us) = spin {
         sub.set_wait(shm_core::WaitMode::Block {
@@ -280,9 +280,9 @@ fn rtt_bridge(
         let t = Instant::now();
         p.publish(&msg).map_err(crate::errors::core)?;
         loop {
-            match sub.recv_timeout(&mut buf, Duration::from_secs(10)) {
+            match sub.recv_into_timeout(&mut buf, Duration::from_secs(10)) {
                 Ok(_) => break,
-                Err(Error::Lagged { .. }) => {}
+                Err(RecvTimeoutError::Lagged { .. }) => {}
                 Err(e) => return Err(crate::errors::core(e)),
             }
         }
@@ -377,9 +377,9 @@ pub fn peer(
             let mut p = b.publisher().map_err(crate::errors::core)?;
             let mut buf = Vec::new();
             loop {
-                match sub.recv_timeout(&mut buf, Duration::from_secs(30)) {
+                match sub.recv_into_timeout(&mut buf, Duration::from_secs(30)) {
                     Ok(_) => p.publish(&buf).map_err(crate::errors::core)?,
-                    Err(Error::Lagged { .. }) => {}
+                    Err(RecvTimeoutError::Lagged { .. }) => {}
                     Err(_) => break,
                 }
             }

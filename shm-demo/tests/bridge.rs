@@ -3,6 +3,7 @@
 //! Zenoh on 127.0.0.1 only, with multicast scouting off. Every wait is bounded; no test
 //! asserts a speed.
 
+use shm_core::testing::numbered;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -139,7 +140,7 @@ fn joined(name: &str) -> Broadcast<PosixShm> {
 fn probe(name: &str) -> shm_core::Subscriber<PosixShm> {
     Broadcast::attach(ShmOptions::new(name).open().unwrap())
         .unwrap()
-        .subscribe()
+        .subscriber()
         .unwrap()
 }
 
@@ -329,7 +330,9 @@ fn follow(
             Instant::now() < end,
             "no end within {BOUND:?} ({got} messages)"
         );
-        let r = sub.recv_timeout(&mut buf, Duration::from_millis(50));
+        let r = numbered(sub, |s| {
+            s.recv_into_timeout(&mut buf, Duration::from_millis(50))
+        });
         match &r {
             Ok(_) => {
                 let s = seq(&buf);
@@ -358,7 +361,7 @@ fn a_killed_exporter_is_told_then_resumes_with_exact_numbers() {
     let mut exporter = c.export();
     let _importer = c.import(&[]);
     let imported = attach(&c.dst);
-    let mut sub = imported.subscribe().unwrap();
+    let mut sub = imported.subscriber().unwrap();
     let mut expected = None;
     follow(&mut sub, &mut expected, |_, got| got >= 300);
     exporter.kill9();
@@ -383,7 +386,9 @@ fn a_killed_exporter_is_told_then_resumes_with_exact_numbers() {
     let end = Instant::now() + BOUND;
     loop {
         assert!(Instant::now() < end, "did not resume");
-        match sub.recv_timeout(&mut buf, Duration::from_millis(50)) {
+        match numbered(&mut sub, |s| {
+            s.recv_into_timeout(&mut buf, Duration::from_millis(50))
+        }) {
             Ok(_) => {
                 let e = expected.unwrap() + lagged.unwrap_or(0);
                 assert_eq!(
@@ -412,7 +417,7 @@ fn a_killed_importer_is_peer_death_and_a_new_one_takes_the_name() {
     let _publisher = c.publish(&["--messages", "1000000", "--rate", "2000"]);
     let _exporter = c.export();
     let mut importer = c.import(&[]);
-    let mut sub = attach(&c.dst).subscribe().unwrap();
+    let mut sub = attach(&c.dst).subscriber().unwrap();
     let mut expected = None;
     follow(&mut sub, &mut expected, |_, got| got >= 200);
     importer.kill9();
@@ -420,7 +425,9 @@ fn a_killed_importer_is_peer_death_and_a_new_one_takes_the_name() {
     let end = Instant::now() + BOUND;
     loop {
         assert!(Instant::now() < end, "no PeerDied");
-        match sub.recv_timeout(&mut buf, Duration::from_millis(50)) {
+        match numbered(&mut sub, |s| {
+            s.recv_into_timeout(&mut buf, Duration::from_millis(50))
+        }) {
             Err(Error::PeerDied { .. }) => break,
             Ok(_) | Err(Error::Timeout { .. }) => {}
             Err(e) => panic!("unexpected {e:?}"),
@@ -431,7 +438,7 @@ fn a_killed_importer_is_peer_death_and_a_new_one_takes_the_name() {
     let _importer = c.import(&[]);
     let b = attach(&c.dst);
     assert!(b.relayed());
-    let mut sub = b.subscribe().unwrap();
+    let mut sub = b.subscriber().unwrap();
     let mut expected = None;
     follow(&mut sub, &mut expected, |_, got| got >= 200);
 }

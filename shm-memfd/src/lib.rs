@@ -33,7 +33,7 @@
 //! });
 //! server.serve_one(seg.raw().memory())?;
 //! let reader = Segment::<[u64; 3], _>::attach(client.join().unwrap()?)?;
-//! assert_eq!(reader.read(), [100, 876, 8021]);
+//! assert_eq!(reader.read()?, [100, 876, 8021]);
 //! # Ok(()) }
 //! ```
 #![deny(unsafe_code)]

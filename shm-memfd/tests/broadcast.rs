@@ -1,6 +1,7 @@
 //! A lossy broadcast over a memfd whose subscribers get a descriptor they cannot write
 //! through (`read_only_peers`: `F_SEAL_FUTURE_WRITE` after the publisher's mapping).
 
+use shm_core::testing::numbered;
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
@@ -31,7 +32,7 @@ fn peer() {
     let shm = shm_memfd::connect_read_only(&sock, Duration::from_secs(10)).unwrap();
     assert!(!shm.writable());
     let b = Broadcast::attach(shm.try_clone().unwrap()).unwrap();
-    let mut s = b.subscribe().unwrap();
+    let mut s = b.subscriber().unwrap();
     // Every way to write, each must fail.
     let fd = shm.as_fd().as_raw_fd();
     let len = shm.len();
@@ -93,7 +94,9 @@ fn peer() {
     println!("RESULT {attempts} {writable_map}");
     let (mut got, mut buf) = (0u64, Vec::new());
     let end = loop {
-        match s.recv_timeout(&mut buf, Duration::from_secs(30)) {
+        match numbered(&mut s, |s| {
+            s.recv_into_timeout(&mut buf, Duration::from_secs(30))
+        }) {
             Ok(n) => {
                 assert_eq!(buf, n.to_ne_bytes());
                 got += 1;

@@ -55,7 +55,7 @@ fn a_peer_process_cannot_shrink_or_grow_the_segment() {
     );
     // Every page is still there: touch the last one.
     seg.write_at(seg.payload_len() - 8, b"stillok!").unwrap();
-    assert_eq!(seg.read(), TUTORIAL);
+    assert_eq!(seg.read().unwrap(), TUTORIAL);
 }
 
 /// Runs in a child: with RLIMIT_NOFILE lowered so that no fd can be installed, receiving

@@ -48,7 +48,7 @@ fn child() {
     let seg = Segment::<MyData, _>::attach(shm).expect("child: attach");
     match role.as_str() {
         "read" | "read-abstract" => {
-            let v = seg.read();
+            let v = seg.read().unwrap();
             println!("RESULT {} {} {}", v.col1, v.col2, v.col3);
             seg.write(&MyData {
                 col1: 1,
@@ -91,7 +91,7 @@ fn tutorial_record_crosses_two_processes_over_a_socket_path() {
     assert_success(&out);
     assert_eq!(results(&out), ["100 876 8021"]);
     assert_eq!(
-        seg.read(),
+        seg.read().unwrap(),
         MyData {
             col1: 1,
             col2: 2,
@@ -354,7 +354,7 @@ fn leak_cycles() {
         let (a, b) = UnixStream::pair().unwrap();
         shm_memfd::send_fds(&a, &[seg.raw().memory().as_fd()]).unwrap();
         let other = Segment::<MyData, _>::attach(shm_memfd::receive(&b, false).unwrap()).unwrap();
-        assert_eq!(other.read(), TUTORIAL);
+        assert_eq!(other.read().unwrap(), TUTORIAL);
         assert!(!other.raw().memory().is_owner());
     }
     println!("RESULT {fds} {}", fd_count());

@@ -14,7 +14,7 @@
 //!
 //! // In another process (here the same one, for the example):
 //! let reader = Segment::<[u64; 3], _>::attach(ShmOptions::new(&name).open()?)?;
-//! assert_eq!(reader.read(), [100, 876, 8021]);
+//! assert_eq!(reader.read()?, [100, 876, 8021]);
 //! # drop(reader); drop(writer); // the creator unlinks the name
 //! # assert!(ShmOptions::new(&name).open().is_err());
 //! # Ok(()) }

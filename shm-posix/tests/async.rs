@@ -2,11 +2,13 @@
 //! runtimes, against real peer processes (forked children that inherit the mapping) on
 //! every backend: posix, anon and memfd.
 
+use shm_core::testing::numbered;
+use shm_core::RecvError;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use shm_core::testing::{fd_count, message, unique_name};
-use shm_core::{Channel, ChannelOptions, Error, SharedMemory};
+use shm_core::{Channel, ChannelOptions, SharedMemory};
 
 const BOUND: Duration = Duration::from_secs(20);
 
@@ -27,7 +29,7 @@ fn segment(b: &str, len: u64) -> Box<dyn SharedMemory + Send + Sync> {
 
 fn channel(b: &str, cap: u64) -> Channel<Box<dyn SharedMemory + Send + Sync>> {
     let opts = ChannelOptions::new().capacity(cap);
-    Channel::create(segment(b, opts.segment_len_for(cap).unwrap()), &opts).unwrap()
+    Channel::create(segment(b, opts.segment_len().unwrap()), &opts).unwrap()
 }
 
 /// Forks a child that sends `n` messages of `len` bytes on ring 0 (blocking API) with a
@@ -109,7 +111,7 @@ fn tokio_task_receives_from_another_process_on_every_backend() {
     for b in ["posix", "anon", "memfd"] {
         for multi in [false, true] {
             let opts = ChannelOptions::new().capacity(4096);
-            let len = opts.segment_len_for(4096).unwrap();
+            let len = opts.segment_len().unwrap();
             let (chan, child) = match b {
                 "posix" => {
                     let name = unique_name("/shm-async-spawned");
@@ -161,12 +163,12 @@ fn tokio_task_receives_from_another_process_on_every_backend() {
                     let mut buf = Vec::new();
                     let mut got = 0;
                     loop {
-                        match tokio::time::timeout(BOUND, rx.recv_async_into(&mut buf)).await {
+                        match tokio::time::timeout(BOUND, rx.recv_into_async(&mut buf)).await {
                             Ok(Ok(_)) => {
                                 assert_eq!(buf, message(got, 100), "message {got}");
                                 got += 1;
                             }
-                            Ok(Err(Error::Closed)) => return got,
+                            Ok(Err(RecvError::Closed)) => return got,
                             Ok(Err(e)) => panic!("{e}"),
                             Err(_) => panic!("recv_async did not end within {BOUND:?}"),
                         }
@@ -203,9 +205,9 @@ fn select_over_several_receivers() {
         while open.iter().any(|o| *o) {
             let (k, r) = tokio::time::timeout(BOUND, async {
                 tokio::select! {
-                    r = a.recv_async_into(&mut ba), if open[0] => (0, r),
-                    r = b.recv_async_into(&mut bb), if open[1] => (1, r),
-                    r = c.recv_async_into(&mut bc), if open[2] => (2, r),
+                    r = a.recv_into_async(&mut ba), if open[0] => (0, r),
+                    r = b.recv_into_async(&mut bb), if open[1] => (1, r),
+                    r = c.recv_into_async(&mut bc), if open[2] => (2, r),
                 }
             })
             .await
@@ -216,7 +218,7 @@ fn select_over_several_receivers() {
                     assert_eq!(*buf, message(counts[k], 64));
                     counts[k] += 1;
                 }
-                Err(Error::Closed) => open[k] = false,
+                Err(RecvError::Closed) => open[k] = false,
                 Err(e) => panic!("{e}"),
             }
             let _ = (&mut a, &mut b, &mut c);
@@ -261,13 +263,13 @@ fn both_sides_async_a_million_messages() {
             let mut rng = 0x2545_F491_4F6C_DD1Du64;
             let mut buf = Vec::new();
             for i in 0..n {
-                rx.recv_async_into(&mut buf).await.unwrap();
+                rx.recv_into_async(&mut buf).await.unwrap();
                 assert_eq!(buf, i.to_ne_bytes());
                 if coin(&mut rng) {
                     tokio::task::yield_now().await;
                 }
             }
-            assert_eq!(rx.recv_async_into(&mut buf).await, Err(Error::Closed));
+            assert_eq!(rx.recv_into_async(&mut buf).await, Err(RecvError::Closed));
         });
         tokio::time::timeout(Duration::from_secs(120), async {
             producer.await.unwrap();
@@ -318,7 +320,7 @@ fn peer_killed_while_pending_is_peer_died() {
             killer.await.unwrap();
             r
         });
-        assert_eq!(r, Ok(Err(Error::PeerDied { pid })), "{b}");
+        assert_eq!(r, Ok(Err(RecvError::PeerDied { pid })), "{b}");
     }
 }
 
@@ -433,7 +435,7 @@ proptest! {
                 }
                 let end = rx.recv().map(|m| m.len());
                 match end {
-                    Err(Error::Closed) => 0,
+                    Err(RecvError::Closed) => 0,
                     _ => 4,
                 }
             })
@@ -482,16 +484,16 @@ proptest! {
                     // A recv that may be dropped while pending (or after being woken).
                     let d = drops[k];
                     k += 1;
-                    match tokio::time::timeout(d, rx.recv_async_into(&mut buf)).await {
+                    match tokio::time::timeout(d, rx.recv_into_async(&mut buf)).await {
                         Err(_) => continue,
                         Ok(Ok(_)) => {}
-                        Ok(Err(Error::Closed)) => return got,
+                        Ok(Err(RecvError::Closed)) => return got,
                         Ok(Err(e)) => panic!("{e}"),
                     }
                 } else {
-                    match rx.recv_async_into(&mut buf).await {
+                    match rx.recv_into_async(&mut buf).await {
                         Ok(_) => {}
-                        Err(Error::Closed) => return got,
+                        Err(RecvError::Closed) => return got,
                         Err(e) => panic!("{e}"),
                     }
                 }
@@ -525,7 +527,7 @@ mod broadcast {
         for b in ["posix", "anon", "memfd"] {
             for mode in [BroadcastMode::Reliable, BroadcastMode::Lossy] {
                 let bc = broadcast(b, mode, 64);
-                let subs: Vec<_> = (0..3).map(|_| bc.subscribe().unwrap()).collect();
+                let subs: Vec<_> = (0..3).map(|_| bc.subscriber().unwrap()).collect();
                 // SAFETY: the child publishes (atomics, copies, sleeps) and exits.
                 let mut child = unsafe {
                     shm_anon::fork(|| {
@@ -550,14 +552,17 @@ mod broadcast {
                                 let mut buf = Vec::new();
                                 let mut got = Vec::new();
                                 loop {
-                                    match tokio::time::timeout(BOUND, s.recv_async(&mut buf)).await
+                                    match tokio::time::timeout(BOUND, s.recv_into_async(&mut buf))
+                                        .await
                                     {
-                                        Ok(Ok(n)) => {
+                                        Ok(Ok(len)) => {
+                                            let n = s.last_number().expect("received");
+                                            assert_eq!(len, 8);
                                             assert_eq!(buf, n.to_ne_bytes());
                                             got.push(n);
                                         }
-                                        Ok(Err(Error::Closed)) => return got,
-                                        Ok(Err(Error::Lagged { .. })) => {}
+                                        Ok(Err(RecvError::Closed)) => return got,
+                                        Ok(Err(RecvError::Lagged { .. })) => {}
                                         Ok(Err(e)) => panic!("{e}"),
                                         Err(_) => panic!("recv_async did not end"),
                                     }
@@ -590,11 +595,11 @@ mod broadcast {
         // SAFETY: the child subscribes, reads slowly (sleeps between messages) and exits.
         let mut child = unsafe {
             shm_anon::fork(|| {
-                let Ok(mut s) = bc.subscribe() else { return 2 };
+                let Ok(mut s) = bc.subscriber() else { return 2 };
                 let mut buf = Vec::new();
                 for i in 0..40u64 {
                     libc::usleep(1000);
-                    match s.recv(&mut buf) {
+                    match numbered(&mut s, |s| s.recv_into(&mut buf)) {
                         Ok(n) if n == i => {}
                         _ => return 3,
                     }
@@ -631,12 +636,13 @@ mod broadcast {
         let ro = shm.try_clone().unwrap();
         let bc = Broadcast::create(shm, &opts).unwrap();
         let mut p = bc.publisher().unwrap();
-        let mut s = Broadcast::attach(ro).unwrap().subscribe().unwrap();
+        let mut s = Broadcast::attach(ro).unwrap().subscriber().unwrap();
         let got = runtime(true).block_on(async move {
             let reader = tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut n = 0;
-                while let Ok(Ok(_)) = tokio::time::timeout(BOUND, s.recv_async(&mut buf)).await {
+                while let Ok(Ok(_)) = tokio::time::timeout(BOUND, s.recv_into_async(&mut buf)).await
+                {
                     n += 1;
                 }
                 n
@@ -655,7 +661,7 @@ mod broadcast {
     #[test]
     fn publisher_killed_while_pending_is_peer_died() {
         let bc = broadcast("posix", BroadcastMode::Reliable, 8);
-        let mut s = bc.subscribe().unwrap();
+        let mut s = bc.subscriber().unwrap();
         // SAFETY: the child takes the publisher role and sleeps.
         let mut child = unsafe {
             shm_anon::fork(|| {
@@ -694,10 +700,10 @@ mod broadcast {
                 child.wait().unwrap();
             });
             let mut buf = Vec::new();
-            let r = tokio::time::timeout(BOUND, s.recv_async(&mut buf)).await;
+            let r = tokio::time::timeout(BOUND, s.recv_into_async(&mut buf)).await;
             killer.await.unwrap();
             r
         });
-        assert_eq!(r, Ok(Err(Error::PeerDied { pid })));
+        assert_eq!(r, Ok(Err(RecvError::PeerDied { pid })));
     }
 }

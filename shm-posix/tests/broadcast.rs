@@ -1,11 +1,12 @@
 //! Broadcast across real processes on named POSIX segments: crashes, hostile subscribers,
 //! joins at full rate, leaks, and random schedules checked against a model.
 
+use shm_core::testing::numbered;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use shm_core::testing::{dev_shm_entries, fd_count, unique_name, within, Peer, ROLE_VAR};
-use shm_core::{Broadcast, BroadcastMode, BroadcastOptions, Error};
+use shm_core::{Broadcast, BroadcastMode, BroadcastOptions, Error, RecvError};
 use shm_posix::{PosixShm, ShmOptions};
 
 const BOUND: Duration = Duration::from_secs(20);
@@ -41,7 +42,7 @@ fn peer() {
         // DELAY_US between them; checks each; prints what it saw.
         "subscriber" => {
             let b = open(&name);
-            let mut s = b.subscribe().unwrap();
+            let mut s = b.subscriber().unwrap();
             let first = s.next_message();
             println!("RESULT ready");
             let count: u64 = env("COUNT", u64::MAX);
@@ -52,7 +53,9 @@ fn peer() {
                 if got.len() as u64 >= count {
                     break "left".to_owned();
                 }
-                match s.recv_timeout(&mut buf, Duration::from_secs(30)) {
+                match numbered(&mut s, |s| {
+                    s.recv_into_timeout(&mut buf, Duration::from_secs(30))
+                }) {
                     Ok(n) => {
                         assert_eq!(buf, msg(n, buf.len()), "message {n} torn");
                         assert!(last.is_none_or(|l| n > l), "out of order");
@@ -101,7 +104,7 @@ fn peer() {
         // Subscribes, then keeps writing adversarial values into its own line.
         "scribbler" => {
             let b = open(&name);
-            let _s = b.subscribe().unwrap();
+            let _s = b.subscriber().unwrap();
             let shm = ShmOptions::new(&name).open().unwrap();
             println!("RESULT ready");
             let line = 128 + 640; // payload + first subscriber line (this one's, see test)
@@ -197,7 +200,7 @@ fn killed_subscriber_is_evicted_and_the_others_lose_nothing() {
 fn publisher_killed_is_peer_died_for_every_subscriber() {
     let opts = BroadcastOptions::new().slots(16).max_message(64);
     let (name, b) = create(&opts);
-    let mut subs: Vec<_> = (0..3).map(|_| b.subscribe().unwrap()).collect();
+    let mut subs: Vec<_> = (0..3).map(|_| b.subscriber().unwrap()).collect();
     let mut publisher = Peer::start(
         "peer",
         "publisher-dies",
@@ -208,7 +211,7 @@ fn publisher_killed_is_peer_died_for_every_subscriber() {
     for s in subs.iter_mut() {
         let mut buf = Vec::new();
         for i in 0..10 {
-            assert_eq!(s.recv_timeout(&mut buf, BOUND), Ok(i));
+            assert_eq!(numbered(s, |s| s.recv_into_timeout(&mut buf, BOUND)), Ok(i));
         }
     }
     let results = within(
@@ -216,12 +219,12 @@ fn publisher_killed_is_peer_died_for_every_subscriber() {
         "subscribers waiting on a dead publisher",
         move || {
             subs.iter_mut()
-                .map(|s| s.recv(&mut Vec::new()).err())
+                .map(|s| s.recv_into(&mut Vec::new()).err())
                 .collect::<Vec<_>>()
         },
     );
     for r in results {
-        assert_eq!(r, Some(Error::PeerDied { pid }));
+        assert_eq!(r, Some(RecvError::PeerDied { pid }));
     }
 }
 
@@ -269,12 +272,12 @@ fn joining_while_messages_flow_at_full_rate() {
     let _flood = Peer::start("peer", "flood", &[("SHM_NAME", &name)]);
     let mut buf = Vec::new();
     for _ in 0..200 {
-        let mut s = b.subscribe().unwrap();
+        let mut s = b.subscriber().unwrap();
         let joined = s.next_message();
         // What the numbers skipped, and what the library said it skipped (`Lagged`).
         let (mut last, mut got, mut skipped, mut reported) = (None::<u64>, 0u64, 0u64, 0u64);
         while got < 50 {
-            match s.recv_timeout(&mut buf, BOUND) {
+            match numbered(&mut s, |s| s.recv_into_timeout(&mut buf, BOUND)) {
                 Ok(n) => {
                     assert_eq!(buf, msg(n, 64));
                     assert!(n >= joined);
@@ -320,9 +323,9 @@ fn join_leave_cycles() {
     let mut buf = Vec::new();
     for i in 0..10_000u64 {
         let other = open(&name);
-        let mut s = other.subscribe().unwrap();
+        let mut s = other.subscriber().unwrap();
         p.publish(&msg(i, 16)).unwrap();
-        assert_eq!(s.recv(&mut buf), Ok(i));
+        assert_eq!(numbered(&mut s, |s| s.recv_into(&mut buf)), Ok(i));
     }
     println!(
         "RESULT {fds} {} {mapped} {} {entries} {}",

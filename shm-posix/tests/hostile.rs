@@ -92,7 +92,7 @@ fn child() {
                 .unwrap();
                 let other =
                     Segment::<MyData, _>::attach(ShmOptions::new(&name).open().unwrap()).unwrap();
-                assert_eq!(other.read(), TUTORIAL);
+                assert_eq!(other.read().unwrap(), TUTORIAL);
                 drop(seg);
             }
             println!(
@@ -147,7 +147,7 @@ fn crash_at_every_lifecycle_step_gives_errors_not_hangs() {
     );
     // After ready: the data is whole.
     let seg = Segment::<MyData, _>::attach(ShmOptions::new(&names[3]).open().unwrap()).unwrap();
-    assert_eq!(seg.read(), TUTORIAL);
+    assert_eq!(seg.read().unwrap(), TUTORIAL);
     // The cleaner removes the three dead ones of ours, leaves the one we hold, and never
     // touches the empty or unsized object it cannot recognise as ours (no magic).
     let removed = shm_posix::remove_stale(&prefix).unwrap();
@@ -192,7 +192,7 @@ fn segment_truncated_by_another_process_is_refused_at_open() {
     );
     // Our own mapping of the first page is still good; past it is what the docs warn of
     // (POSIX segments need a trusted peer; memfd seals make this impossible).
-    assert_eq!(seg.read(), TUTORIAL);
+    assert_eq!(seg.read().unwrap(), TUTORIAL);
 }
 
 #[test]

@@ -3,6 +3,8 @@
 //! word or race the cleaner. Every call is bounded; no test asserts a speed (a bound that
 //! fails is a hang watchdog, far above any honest time).
 
+use shm_core::testing::numbered;
+use shm_core::{RecvError, SendError, TryRecvError, TrySendError};
 use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -64,7 +66,7 @@ fn peer() {
         // Holds a subscriber line until killed.
         "subscriber" => {
             let b = Broadcast::attach(open(&name)).unwrap();
-            let _s = b.subscribe().unwrap();
+            let _s = b.subscriber().unwrap();
             println!("RESULT ready");
             forever();
         }
@@ -188,11 +190,11 @@ fn peer() {
         // Subscribes and prints the numbers it receives until `Closed`.
         "numbers" => {
             let b = Broadcast::attach(open(&name)).unwrap();
-            let mut s = b.subscribe().unwrap();
+            let mut s = b.subscriber().unwrap();
             println!("RESULT ready");
             let mut buf = Vec::new();
             loop {
-                match s.recv_timeout(&mut buf, BOUND) {
+                match numbered(&mut s, |s| s.recv_into_timeout(&mut buf, BOUND)) {
                     Ok(n) => println!("RESULT got {n}"),
                     Err(Error::Closed) => break,
                     Err(e) => println!("RESULT error {e:?}"),
@@ -256,13 +258,16 @@ fn case2_a_forged_gap_notice_does_not_stop_a_subscriber() {
         let name = unique_name("/shm-w2");
         let b = broadcast(&name, &lossy().mode(mode));
         let mut p = b.publisher().unwrap();
-        let mut s = b.subscribe().unwrap();
+        let mut s = b.subscriber().unwrap();
         for i in 0..3u64 {
             p.publish(&i.to_ne_bytes()).unwrap();
         }
         let mut buf = Vec::new();
         for i in 0..3u64 {
-            assert_eq!(s.recv_timeout(&mut buf, BOUND), Ok(i));
+            assert_eq!(
+                numbered(&mut s, |s| s.recv_into_timeout(&mut buf, BOUND)),
+                Ok(i)
+            );
         }
         let forger = Peer::start(
             ENTRY,
@@ -273,14 +278,14 @@ fn case2_a_forged_gap_notice_does_not_stop_a_subscriber() {
         // The subscriber looked while the notice stood: it is not taken (the tail does not
         // cover it), so nothing moved.
         assert!(matches!(
-            s.try_recv(&mut buf),
+            numbered(&mut s, |s| s.try_recv_into(&mut buf)),
             Err(Error::Empty) | Err(Error::Lagged { .. })
         ));
         p.publish(&3u64.to_ne_bytes()).unwrap();
         let got = within(BOUND, "the next message", move || {
             let mut buf = Vec::new();
             loop {
-                match s.recv_timeout(&mut buf, BOUND) {
+                match numbered(&mut s, |s| s.recv_into_timeout(&mut buf, BOUND)) {
                     Ok(n) => return (n, buf),
                     Err(Error::Lagged { .. }) => {}
                     Err(e) => panic!("{mode:?} k={k}: {e}"),
@@ -299,23 +304,26 @@ fn case3_a_forged_base_word_strands_nobody() {
         let name = unique_name("/shm-w3");
         let b = broadcast(&name, &lossy());
         let mut p = b.publisher().unwrap();
-        let mut early = b.subscribe().unwrap();
+        let mut early = b.subscriber().unwrap();
         p.publish(&0u64.to_ne_bytes()).unwrap();
         let mut buf = Vec::new();
-        assert_eq!(early.recv_timeout(&mut buf, BOUND), Ok(0));
+        assert_eq!(
+            numbered(&mut early, |s| s.recv_into_timeout(&mut buf, BOUND)),
+            Ok(0)
+        );
         let _forger = Peer::start(
             ENTRY,
             "forge-base",
             &[("SHM_NAME", &name), ("VALUE", value)],
         );
-        let mut late = b.subscribe().unwrap();
+        let mut late = b.subscriber().unwrap();
         // The early one lags (the ring goes round twice), then receives again.
         for i in 1..20u64 {
             p.publish(&i.to_ne_bytes()).unwrap();
         }
         let mut got_early = None;
         for _ in 0..20 {
-            match early.recv_timeout(&mut buf, BOUND) {
+            match numbered(&mut early, |s| s.recv_into_timeout(&mut buf, BOUND)) {
                 Ok(n) => {
                     got_early = Some(n);
                     break;
@@ -328,7 +336,7 @@ fn case3_a_forged_base_word_strands_nobody() {
         // The late one got the messages after its join.
         let mut got_late = Vec::new();
         loop {
-            match late.try_recv(&mut buf) {
+            match numbered(&mut late, |s| s.try_recv_into(&mut buf)) {
                 Ok(n) => got_late.push(n),
                 Err(Error::Lagged { .. }) => {}
                 Err(Error::Empty) => break,
@@ -340,7 +348,11 @@ fn case3_a_forged_base_word_strands_nobody() {
             "{value}: the late subscriber got nothing"
         );
         p.publish(&20u64.to_ne_bytes()).unwrap();
-        assert_eq!(late.recv_timeout(&mut buf, BOUND), Ok(20), "{value}");
+        assert_eq!(
+            numbered(&mut late, |s| s.recv_into_timeout(&mut buf, BOUND)),
+            Ok(20),
+            "{value}"
+        );
     }
 }
 
@@ -365,12 +377,12 @@ fn case4_joining_during_a_forged_tail_strands_nobody() {
         let mut joined = Vec::new();
         let ro = || {
             Broadcast::attach(ShmOptions::new(&name).read_only(true).open().unwrap())
-                .and_then(|b| b.subscribe())
+                .and_then(|b| b.subscriber())
         };
         let t = Instant::now();
         while joined.len() < 16 && t.elapsed() < BOUND {
             let r = if joined.len() % 2 == 0 {
-                Broadcast::attach(open(&name)).and_then(|b| b.subscribe())
+                Broadcast::attach(open(&name)).and_then(|b| b.subscriber())
             } else {
                 ro()
             };
@@ -390,7 +402,7 @@ fn case4_joining_during_a_forged_tail_strands_nobody() {
                 let mut s = s;
                 let mut buf = Vec::new();
                 loop {
-                    match s.recv_timeout(&mut buf, BOUND) {
+                    match numbered(&mut s, |s| s.recv_into_timeout(&mut buf, BOUND)) {
                         Ok(n) => return n,
                         Err(Error::Lagged { .. }) => {}
                         Err(e) => panic!("{e}"),
@@ -409,7 +421,7 @@ fn case5_a_parked_future_sees_the_upstream_word() {
     let name = unique_name("/shm-w5");
     let b = broadcast(&name, &lossy());
     let _p = b.publisher().unwrap();
-    let mut s = b.subscribe().unwrap();
+    let mut s = b.subscriber().unwrap();
     let _forger = Peer::start(ENTRY, "forge-upstream", &[("SHM_NAME", &name)]);
     let r = within(BOUND, "the parked future wakes", move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -418,10 +430,10 @@ fn case5_a_parked_future_sees_the_upstream_word() {
             .unwrap();
         rt.block_on(async move {
             let mut buf = Vec::new();
-            s.recv_async(&mut buf).await
+            s.recv_into_async(&mut buf).await
         })
     });
-    assert_eq!(r, Err(Error::UpstreamLost));
+    assert_eq!(r, Err(RecvError::UpstreamLost));
 }
 
 /// Case 6: numbering cannot run off the end through the honest API: `start_at` near 2^62
@@ -438,7 +450,7 @@ fn case6_numbering_is_refused_before_it_runs_off_the_end() {
     for i in 0..100u64 {
         match p.publish(&i.to_ne_bytes()) {
             Ok(()) => ok += 1,
-            Err(Error::InvalidOption { option, .. }) => {
+            Err(SendError::Failed(Error::InvalidOption { option, .. })) => {
                 assert_eq!(option, "broadcast message number");
                 break;
             }
@@ -549,7 +561,7 @@ fn case8_inspect_calls_impossible_values_corrupt() {
     ] {
         let mut s = None;
         if word == "state" {
-            s = Some(b.subscribe().unwrap());
+            s = Some(b.subscriber().unwrap());
         }
         let mut orig = [0u8; 8];
         shm_core::conformance::peek(b.raw().memory(), 128 + at, &mut orig);
@@ -577,7 +589,7 @@ fn case8_inspect_calls_impossible_values_corrupt() {
     // A channel whose receiver position is far past the sender's.
     let name = unique_name("/shm-w8c");
     let opts = ChannelOptions::new().capacity(1024);
-    let len = opts.segment_len_for(1024).unwrap();
+    let len = opts.segment_len().unwrap();
     let c = Channel::create(ShmOptions::new(&name).size(len).create().unwrap(), &opts).unwrap();
     let _tx = c.sender(0).unwrap();
     let _scribbler = Peer::start(
@@ -627,7 +639,7 @@ fn case8_inspect_calls_impossible_values_corrupt() {
 fn case9_an_inherited_end_refuses_to_work_in_a_forked_child() {
     let name = unique_name("/shm-w9");
     let opts = ChannelOptions::new().capacity(1 << 16);
-    let len = opts.segment_len_for(1 << 16).unwrap();
+    let len = opts.segment_len().unwrap();
     let c = Channel::create(ShmOptions::new(&name).size(len).create().unwrap(), &opts).unwrap();
     let mut tx = c.sender(0).unwrap();
     let mut rx = Channel::attach(open(&name)).unwrap().receiver(0).unwrap();
@@ -639,7 +651,7 @@ fn case9_an_inherited_end_refuses_to_work_in_a_forked_child() {
         shm_anon::fork(|| {
             let r = (*inherited).try_send(b"from the child");
             let code = match r {
-                Err(Error::Forked { .. }) => 0,
+                Err(TrySendError::Failed(Error::Forked { .. })) => 0,
                 _ => 1,
             };
             std::ptr::drop_in_place(inherited);
@@ -664,18 +676,18 @@ fn case9_an_inherited_end_refuses_to_work_in_a_forked_child() {
         );
     }
     assert!(
-        matches!(rx.try_recv(), Err(Error::Empty)),
+        matches!(rx.try_recv(), Err(TryRecvError::Empty)),
         "the child's drop closed nothing"
     );
     // And a broadcast subscriber likewise.
     let bname = unique_name("/shm-w9b");
     let b = broadcast(&bname, &lossy());
-    let mut s = b.subscribe().unwrap();
+    let mut s = b.subscriber().unwrap();
     // SAFETY: as above.
     let mut child = unsafe {
         shm_anon::fork(|| {
             let mut buf = Vec::new();
-            match s.try_recv(&mut buf) {
+            match numbered(&mut s, |s| s.try_recv_into(&mut buf)) {
                 Err(Error::Forked { .. }) => 0,
                 _ => 1,
             }
@@ -697,7 +709,7 @@ fn case9_an_inherited_end_refuses_to_work_in_a_forked_child() {
 fn channel_ends_are_exclusive_to_one_live_process() {
     let name = unique_name("/shm-excl");
     let opts = ChannelOptions::new().capacity(1024);
-    let len = opts.segment_len_for(1024).unwrap();
+    let len = opts.segment_len().unwrap();
     let c = Channel::create(ShmOptions::new(&name).size(len).create().unwrap(), &opts).unwrap();
     let mut holder = Peer::start(ENTRY, "claim", &[("SHM_NAME", &name)]);
     let pid = holder.pid();

@@ -27,7 +27,7 @@ fn child() {
     let seg = Segment::<MyData, _>::attach(shm).expect("child: attach");
     match role.as_str() {
         "read" => {
-            let v = seg.read();
+            let v = seg.read().unwrap();
             println!("RESULT {} {} {}", v.col1, v.col2, v.col3);
         }
         "write" => seg
@@ -61,7 +61,7 @@ fn tutorial_record_crosses_two_processes() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(
-        seg.read(),
+        seg.read().unwrap(),
         MyData {
             col1: 1,
             col2: 2,
@@ -128,7 +128,11 @@ fn exclusive_create_never_reuses_a_name() {
     let err = ShmOptions::new(&name).size(8192).create().unwrap_err();
     assert!(matches!(err, Error::AlreadyExists { .. }), "{err:?}");
     assert!(err.to_string().contains("already exists"), "{err}");
-    assert_eq!(seg.read(), TUTORIAL, "the existing segment was not touched");
+    assert_eq!(
+        seg.read().unwrap(),
+        TUTORIAL,
+        "the existing segment was not touched"
+    );
     let (again, created) = ShmOptions::new(&name).open_or_create().unwrap();
     assert!(!created && !shm_core::SharedMemory::is_owner(&again));
 }
@@ -314,7 +318,7 @@ fn stale_segments_are_found_and_only_they_are_removed() {
     assert_eq!(removed, [format!("{prefix}-dead")]);
     let left = dev_shm_entries(&prefix[1..]);
     assert_eq!(left.len(), 2, "{left:?}");
-    assert_eq!(live.read(), TUTORIAL);
+    assert_eq!(live.read().unwrap(), TUTORIAL);
 }
 
 /// Unlinks names when a test ends, also when it fails.
@@ -341,7 +345,7 @@ fn leak_cycles() {
         let other =
             Segment::<MyData, _>::attach(ShmOptions::new(format!("{prefix}-{i}")).open().unwrap())
                 .unwrap();
-        assert_eq!(other.read().col3, 8021);
+        assert_eq!(other.read().unwrap().col3, 8021);
         drop(seg);
         // The name is gone as soon as the owner drops, even while `other` maps it.
         assert!(matches!(

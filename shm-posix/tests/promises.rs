@@ -5,6 +5,8 @@
 //! Hostile and dying peers are real processes (this test binary, run as a role). Every
 //! call is bounded by `within` (generous bounds; no test asserts a speed).
 
+use shm_core::testing::numbered;
+use shm_core::{RecvError, SendError};
 use std::time::Duration;
 
 use shm_core::testing::{unique_name, within, MyData, Peer, ROLE_VAR, TUTORIAL};
@@ -75,7 +77,7 @@ fn peer() {
         }
         "idle-subscriber" => {
             let b = Broadcast::attach(open(&name)).unwrap();
-            let _s = b.subscribe().unwrap();
+            let _s = b.subscriber().unwrap();
             println!("RESULT ready");
             forever();
         }
@@ -204,7 +206,7 @@ fn start(role: &str, name: &str, envs: &[(&str, &str)]) -> Peer {
 
 fn channel(name: &str, cap: u64) -> Channel<PosixShm> {
     let opts = ChannelOptions::new().capacity(cap);
-    let len = opts.segment_len_for(cap).unwrap();
+    let len = opts.segment_len().unwrap();
     Channel::create(ShmOptions::new(name).size(len).create().unwrap(), &opts).unwrap()
 }
 
@@ -239,9 +241,8 @@ fn every_write_path_on_a_read_only_posix_handle_is_read_only() {
     )
     .unwrap();
     let seg = Segment::<MyData, _>::attach(read_only(&name)).unwrap();
-    assert_eq!(seg.read(), TUTORIAL);
+    assert_eq!(seg.read().unwrap(), TUTORIAL);
     is_read_only(seg.write(&TUTORIAL), "Segment::write");
-    is_read_only(seg.try_write(&TUTORIAL), "Segment::try_write");
     is_read_only(seg.write_at(0, &[1, 2, 3]), "Segment::write_at");
     is_read_only(seg.raw().write_at(64, &[1]), "RawSegment::write_at");
     is_read_only(seg.raw().atomic_u64(0), "RawSegment::atomic_u64");
@@ -297,9 +298,9 @@ fn every_write_path_on_a_read_only_posix_handle_is_read_only() {
         let b = Broadcast::attach(read_only(&b_name)).unwrap();
         is_read_only(b.publisher(), "Broadcast::publisher");
         if mode == BroadcastMode::Reliable {
-            is_read_only(b.subscribe(), "reliable Broadcast::subscribe");
+            is_read_only(b.subscriber(), "reliable Broadcast::subscribe");
         } else {
-            assert!(b.subscribe().is_ok(), "a lossy read-only subscriber reads");
+            assert!(b.subscriber().is_ok(), "a lossy read-only subscriber reads");
         }
     }
 }
@@ -319,7 +320,7 @@ fn every_write_path_on_a_read_only_memfd_handle_is_read_only() {
     let (m, ro) = pair();
     let _w = Segment::create(m, &TUTORIAL).unwrap();
     let seg = Segment::<MyData, _>::attach(ro).unwrap();
-    assert_eq!(seg.read(), TUTORIAL);
+    assert_eq!(seg.read().unwrap(), TUTORIAL);
     is_read_only(seg.write(&TUTORIAL), "Segment::write");
     is_read_only(seg.write_at(0, &[1]), "Segment::write_at");
     is_read_only(seg.raw().atomic_u64(0), "RawSegment::atomic_u64");
@@ -354,7 +355,7 @@ fn every_write_path_on_a_read_only_memfd_handle_is_read_only() {
         .serve_one_timeout(seg.raw().memory(), Duration::from_secs(10))
         .unwrap();
     let ro = Segment::<MyData, _>::attach(client.join().unwrap()).unwrap();
-    assert_eq!(ro.read(), TUTORIAL);
+    assert_eq!(ro.read().unwrap(), TUTORIAL);
     is_read_only(ro.write(&TUTORIAL), "connect_read_only + write");
 }
 
@@ -370,9 +371,14 @@ fn a_wait_that_began_before_its_peer_existed_sees_it_die_unreaped() {
         let chan = channel(&name, 4096);
         let mut rx = chan.receiver(0).unwrap();
         let waiting = std::thread::spawn(move || match how {
-            "async" => block_on(async { rx.recv_async().await.map(|m| m.len()) }),
-            "block" => rx.recv().map(|m| m.len()),
-            _ => rx.recv_timeout(Duration::from_secs(3600)).map(|m| m.len()),
+            "async" => {
+                block_on(async { rx.recv_async().await.map(|m| m.len()) }).map_err(Error::from)
+            }
+            "block" => rx.recv().map(|m| m.len()).map_err(Error::from),
+            _ => rx
+                .recv_timeout(Duration::from_secs(3600))
+                .map(|m| m.len())
+                .map_err(Error::from),
         });
         std::thread::sleep(Duration::from_millis(100)); // parked, no sender yet
         let mut sender = start("claim-sender", &name, &[]);
@@ -394,15 +400,15 @@ fn a_wait_that_began_before_its_peer_existed_sees_it_die_unreaped() {
     let pid = receiver.pid();
     receiver.kill_unreaped();
     let r = within(BOUND, "reserve_async", move || waiting.join().unwrap());
-    assert_eq!(r, Err(Error::PeerDied { pid }));
+    assert_eq!(r, Err(SendError::PeerDied { pid }));
 
     // Broadcast subscriber: no publisher yet.
     let name = unique_name("/shm-promise-peer");
     let b = broadcast(&name, &BroadcastOptions::new().slots(4).max_message(64));
-    let mut sub = b.subscribe().unwrap();
+    let mut sub = b.subscriber().unwrap();
     let waiting = std::thread::spawn(move || {
         let mut buf = Vec::new();
-        block_on(async { sub.recv_async(&mut buf).await })
+        block_on(async { sub.recv_into_async(&mut buf).await })
     });
     std::thread::sleep(Duration::from_millis(100));
     let mut publisher = start("claim-publisher", &name, &[]);
@@ -411,7 +417,7 @@ fn a_wait_that_began_before_its_peer_existed_sees_it_die_unreaped() {
     let r = within(BOUND, "broadcast recv_async", move || {
         waiting.join().unwrap()
     });
-    assert_eq!(r, Err(Error::PeerDied { pid }));
+    assert_eq!(r, Err(RecvError::PeerDied { pid }));
 }
 
 /// A reliable publisher held back by a subscriber whose process died unreaped evicts it
@@ -451,19 +457,27 @@ fn a_parked_future_learns_of_a_truncation() {
     std::thread::sleep(Duration::from_millis(100));
     let _t = start("truncate", &name, &[("TRUNCATE_TO", "0")]);
     let r = within(BOUND, "channel recv_async", move || waiting.join().unwrap());
-    assert!(matches!(r, Err(Error::Truncated { .. })), "{r:?}");
+    assert!(
+        matches!(r, Err(RecvError::Failed(Error::Truncated { .. }))),
+        "{r:?}"
+    );
 
     for parked in [true, false] {
         let name = unique_name("/shm-promise-trunc");
         let b = broadcast(&name, &BroadcastOptions::new().slots(4).max_message(64));
         let _p = b.publisher().unwrap();
-        let mut sub = Broadcast::attach(open(&name)).unwrap().subscribe().unwrap();
+        let mut sub = Broadcast::attach(open(&name))
+            .unwrap()
+            .subscriber()
+            .unwrap();
         let waiting = std::thread::spawn(move || {
             let mut buf = Vec::new();
             if parked {
-                block_on(async { sub.recv_async(&mut buf).await })
+                block_on(async { sub.recv_into_async(&mut buf).await })
+                    .map(|_| sub.last_number().expect("received"))
+                    .map_err(Error::from)
             } else {
-                sub.recv(&mut buf)
+                numbered(&mut sub, |s| s.recv_into(&mut buf))
             }
         });
         std::thread::sleep(Duration::from_millis(100));
@@ -486,7 +500,8 @@ fn async_receiver(
             let mut got = Vec::new();
             let mut buf = Vec::new();
             while got.len() < n {
-                got.push(sub.recv_async(&mut buf).await?);
+                sub.recv_into_async(&mut buf).await?;
+                got.push(sub.last_number().expect("received"));
             }
             Ok(got)
         })
@@ -502,7 +517,7 @@ fn a_co_subscriber_cannot_silence_an_async_subscriber() {
         let name = unique_name("/shm-promise-silence");
         let b = broadcast(&name, &BroadcastOptions::new().slots(64).max_message(8));
         let mut p = b.publisher().unwrap();
-        let sub = b.subscribe().unwrap();
+        let sub = b.subscriber().unwrap();
         let rx = async_receiver(sub, 10);
         std::thread::sleep(Duration::from_millis(100)); // parked
         let _hostile = start(role, &name, &[("FOR_MS", "3000")]);
@@ -529,7 +544,7 @@ fn forged_stamps_or_tail_do_not_strand_a_lossy_subscriber() {
                 .max_message(8),
         );
         let mut p = b.publisher().unwrap();
-        let mut sub = b.subscribe().unwrap();
+        let mut sub = b.subscriber().unwrap();
         // Lagging: the publisher has gone round the ring.
         for i in 0..20u64 {
             p.publish(&i.to_ne_bytes()).unwrap();
@@ -539,7 +554,9 @@ fn forged_stamps_or_tail_do_not_strand_a_lossy_subscriber() {
         // Receive (and lag) while the forgery runs.
         let end = std::time::Instant::now() + Duration::from_millis(500);
         while std::time::Instant::now() < end {
-            let _ = sub.recv_timeout(&mut buf, Duration::from_millis(5));
+            let _ = numbered(&mut sub, |s| {
+                s.recv_into_timeout(&mut buf, Duration::from_millis(5))
+            });
         }
         assert_eq!(
             hostile.next_result(BOUND).as_deref(),
@@ -553,7 +570,9 @@ fn forged_stamps_or_tail_do_not_strand_a_lossy_subscriber() {
         let got = within(BOUND, role, move || {
             let mut last = None;
             for _ in 0..1000 {
-                match sub.recv_timeout(&mut buf, Duration::from_millis(100)) {
+                match numbered(&mut sub, |s| {
+                    s.recv_into_timeout(&mut buf, Duration::from_millis(100))
+                }) {
                     Ok(n) => {
                         last = Some(n);
                         if n == 59 {
@@ -635,7 +654,7 @@ fn impossible_pid_words_and_long_record_names() {
     let name = unique_name("/shm-promise-misc");
     let b = broadcast(&name, &BroadcastOptions::new().slots(2).max_subscribers(1));
     shm_core::conformance::poke(b.raw().memory(), PAYLOAD + LINES, &u32::MAX.to_ne_bytes());
-    assert!(b.subscribe().is_ok(), "a line held by pid u32::MAX");
+    assert!(b.subscriber().is_ok(), "a line held by pid u32::MAX");
 
     #[derive(Clone, Copy, shm_core::bytemuck::Pod, shm_core::bytemuck::Zeroable)]
     #[bytemuck(crate = "shm_core::bytemuck")]

@@ -15,7 +15,7 @@ use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use shm_core::format::schema::Schema;
-use shm_core::{Error as CoreError, RawSegment, SharedMemory};
+use shm_core::{Error as CoreError, RawSegment, RecvTimeoutError, SharedMemory, TryRecvError};
 
 /// Memory of any backend, as the channel, broadcast and records hold it.
 type Mem = Box<dyn SharedMemory + Send + Sync>;
@@ -70,7 +70,8 @@ create_exception!(_shm, Full, Error, "No room now (a try call).");
 create_exception!(_shm, Empty, Error, "No message now (a try call).");
 
 /// The Python exception for a library error (its text is the library's).
-fn err(e: CoreError) -> PyErr {
+fn err(e: impl Into<CoreError>) -> PyErr {
+    let e: CoreError = e.into();
     let msg = e.to_string();
     match e {
         CoreError::Timeout { .. } => Timeout::new_err(msg),
@@ -95,13 +96,14 @@ fn closed_handle(what: &str) -> PyErr {
 
 /// Runs a bounded library wait in slices of at most 50 ms with the GIL released,
 /// checking for signals (Ctrl-C) between slices; `timeout` in seconds (None: no limit).
-fn wait<T>(
+fn wait<T, E>(
     py: Python<'_>,
     timeout: Option<f64>,
-    mut f: impl FnMut(Duration) -> Result<T, CoreError> + Send,
+    mut f: impl FnMut(Duration) -> Result<T, E> + Send,
 ) -> PyResult<T>
 where
     T: Send,
+    E: Into<CoreError>,
 {
     let deadline = match timeout {
         Some(t) if !(t >= 0.0 && t.is_finite()) => {
@@ -116,7 +118,7 @@ where
     loop {
         let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let this = left.map_or(slice, |l| l.min(slice));
-        match py.allow_threads(|| f(this)) {
+        match py.allow_threads(|| f(this).map_err(Into::into)) {
             Err(CoreError::Timeout { .. }) => {
                 py.check_signals()?;
                 if left.is_some_and(|l| l <= slice) {
@@ -598,7 +600,8 @@ impl Channel {
     fn segment_len(capacity: u64, rings: u32) -> PyResult<u64> {
         shm_core::ChannelOptions::new()
             .rings(rings)
-            .segment_len_for(capacity)
+            .capacity(capacity)
+            .segment_len()
             .map_err(err)
     }
 
@@ -932,17 +935,14 @@ impl Receiver {
         let p = SendPtr(unsafe { b.bytes_mut() }.as_mut_ptr(), b.len());
         let got = wait(py, timeout, move |slice| {
             let p = &p;
-            let slot = rx.recv_timeout(slice)?;
-            let n = slot.len();
-            if n > p.1 {
-                // Keep the message: a slot not dropped is not released.
-                std::mem::forget(slot);
-                return Ok(Err(n));
-            }
             // SAFETY: as above: alive, writable, unresized for the call.
-            let out = unsafe { std::slice::from_raw_parts_mut(p.0, n) };
-            slot.read(0, out)?;
-            Ok(Ok(n))
+            let out = unsafe { std::slice::from_raw_parts_mut(p.0, p.1) };
+            // A message longer than the buffer stays in the ring for the next call.
+            match rx.recv_into_slice_timeout(out, slice) {
+                Ok(n) => Ok(Ok(n)),
+                Err(RecvTimeoutError::MessageTooLarge { len, .. }) => Ok(Err(len as usize)),
+                Err(e) => Err(e),
+            }
         })?;
         got.map_err(|n| {
             PyValueError::new_err(format!(
@@ -950,6 +950,25 @@ impl Receiver {
                 b.len()
             ))
         })
+    }
+
+    /// The next message if there is one now, copied into `buffer`; returns its length
+    /// (`shm.Empty` otherwise). A message longer than the buffer raises `ValueError` and
+    /// stays in the ring.
+    fn try_recv_into(&mut self, buffer: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let rx = self.rx.as_mut().ok_or_else(|| closed_handle("receiver"))?;
+        let b = Buf::get(buffer, true)?;
+        // SAFETY: the export is held for this call and is writable; no Python code runs
+        // meanwhile.
+        let out = unsafe { b.bytes_mut() };
+        match rx.try_recv_into_slice(out) {
+            Ok(n) => Ok(n),
+            Err(TryRecvError::MessageTooLarge { len, .. }) => Err(PyValueError::new_err(format!(
+                "the buffer holds {} bytes, the message {len}; it stays in the ring",
+                b.len()
+            ))),
+            Err(e) => Err(err(e)),
+        }
     }
 
     /// The next message if there is one now (`shm.Empty` otherwise).
@@ -1061,12 +1080,23 @@ impl Broadcast {
     }
 
     /// Joins as a subscriber: the first message it receives is the next one published.
-    fn subscribe(&self) -> PyResult<Subscriber> {
+    fn subscriber(&self) -> PyResult<Subscriber> {
         let b = self.b.as_ref().ok_or_else(|| closed_handle("broadcast"))?;
         Ok(Subscriber {
-            s: Some(b.subscribe().map_err(err)?),
+            s: Some(b.subscriber().map_err(err)?),
             buf: Vec::new(),
         })
+    }
+
+    /// Deprecated name of `subscriber()` (one name per end); warns `DeprecationWarning`.
+    fn subscribe(&self, py: Python<'_>) -> PyResult<Subscriber> {
+        PyErr::warn(
+            py,
+            &py.get_type::<pyo3::exceptions::PyDeprecationWarning>(),
+            c"Broadcast.subscribe() is deprecated: use Broadcast.subscriber()",
+            1,
+        )?;
+        self.subscriber()
     }
 
     /// Subscribers holding a line now.
@@ -1120,6 +1150,15 @@ impl Publisher {
         })
     }
 
+    /// Publishes a copy of `data` if it can now: `shm.Full` when a reliable ring has no
+    /// room without waiting (lossy never waits).
+    fn try_publish(&mut self, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let p = self.p.as_mut().ok_or_else(|| closed_handle("publisher"))?;
+        let b = Buf::get(data, false)?;
+        // SAFETY: the export is held for this call; no Python code runs meanwhile.
+        p.try_publish(unsafe { b.bytes() }).map_err(err)
+    }
+
     /// Waits until `n` subscribers hold a line, at most `timeout` seconds.
     #[pyo3(signature = (n, timeout=10.0))]
     fn wait_for_subscribers(&self, py: Python<'_>, n: u32, timeout: f64) -> PyResult<u32> {
@@ -1161,7 +1200,10 @@ impl Subscriber {
     ) -> PyResult<(u64, Bound<'py, PyBytes>)> {
         let s = self.s.as_mut().ok_or_else(|| closed_handle("subscriber"))?;
         let buf = &mut self.buf;
-        let n = wait(py, timeout, |slice| s.recv_timeout(buf, slice))?;
+        let n = wait(py, timeout, |slice| {
+            s.recv_into_timeout(buf, slice)?;
+            Ok::<_, RecvTimeoutError>(s.last_number().expect("a message was received"))
+        })?;
         Ok((n, PyBytes::new(py, &self.buf)))
     }
 
@@ -1182,9 +1224,9 @@ impl Subscriber {
             let p = &p;
             // SAFETY: as above: alive, writable, unresized for the call.
             let out = unsafe { std::slice::from_raw_parts_mut(p.0, p.1) };
-            match s.recv_slice(out, Some(slice)) {
-                Ok(v) => Ok(Ok(v)),
-                Err(CoreError::MessageTooLarge { len, .. }) => Ok(Err(len)),
+            match s.recv_into_slice_timeout(out, slice) {
+                Ok(len) => Ok(Ok((s.last_number().expect("a message was received"), len))),
+                Err(RecvTimeoutError::MessageTooLarge { len, .. }) => Ok(Err(len)),
                 Err(e) => Err(e),
             }
         })?;
@@ -1194,6 +1236,33 @@ impl Subscriber {
                 b.len()
             ))
         })
+    }
+
+    /// The next message if there is one now: `(number, bytes)`; `shm.Empty` otherwise.
+    fn try_recv<'py>(&mut self, py: Python<'py>) -> PyResult<(u64, Bound<'py, PyBytes>)> {
+        let s = self.s.as_mut().ok_or_else(|| closed_handle("subscriber"))?;
+        s.try_recv_into(&mut self.buf).map_err(err)?;
+        let n = s.last_number().expect("a message was received");
+        Ok((n, PyBytes::new(py, &self.buf)))
+    }
+
+    /// The next message if there is one now, copied into `buffer`: `(number, length)`;
+    /// `shm.Empty` otherwise. A message longer than the buffer raises `ValueError` and
+    /// stays for the next call.
+    fn try_recv_into(&mut self, buffer: &Bound<'_, PyAny>) -> PyResult<(u64, usize)> {
+        let s = self.s.as_mut().ok_or_else(|| closed_handle("subscriber"))?;
+        let b = Buf::get(buffer, true)?;
+        // SAFETY: the export is held for this call and is writable; no Python code runs
+        // meanwhile.
+        let out = unsafe { b.bytes_mut() };
+        match s.try_recv_into_slice(out) {
+            Ok(len) => Ok((s.last_number().expect("a message was received"), len)),
+            Err(TryRecvError::MessageTooLarge { len, .. }) => Err(PyValueError::new_err(format!(
+                "the buffer holds {} bytes, the message {len}; it stays for the next call",
+                b.len()
+            ))),
+            Err(e) => Err(err(e)),
+        }
     }
 
     /// The number of the next message it will receive.

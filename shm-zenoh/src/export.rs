@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use shm_core::{Broadcast, BroadcastMode, Error, SharedMemory, Subscriber};
+use shm_core::{Broadcast, BroadcastMode, Error, SharedMemory, Subscriber, TryRecvError};
 use zenoh::qos::CongestionControl;
 use zenoh::sample::Locality;
 use zenoh::Wait as _;
@@ -312,7 +312,7 @@ fn join<M: SharedMemory>(
     b: &Broadcast<M>,
     wait: shm_core::WaitMode,
 ) -> Result<Subscriber<M>, BridgeError> {
-    let mut s = b.subscribe()?;
+    let mut s = b.subscriber()?;
     s.set_wait(wait);
     Ok(s)
 }
@@ -385,12 +385,18 @@ impl<M: SharedMemory> Run<M> {
             // A fresh buffer per message: Zenoh takes it without a copy.
             let mut buf = Vec::with_capacity(cap.min(1 << 30));
             // The try first: while messages flow no deadline is computed.
-            let r = match self.sub.try_recv(&mut buf) {
-                Err(Error::Empty) => self.sub.recv_timeout(&mut buf, POLL),
-                r => r,
+            let r = match self.sub.try_recv_into(&mut buf) {
+                Err(TryRecvError::Empty) => self
+                    .sub
+                    .recv_into_timeout(&mut buf, POLL)
+                    .map_err(Error::from),
+                r => r.map_err(Error::from),
             };
             match r {
-                Ok(n) => self.put(n, 0, buf)?,
+                Ok(_) => {
+                    let n = self.sub.last_number().expect("a message was received");
+                    self.put(n, 0, buf)?
+                }
                 Err(Error::Timeout { .. } | Error::Empty) => {}
                 Err(Error::Lagged { missed }) => {
                     self.counters.lagged.fetch_add(missed, Ordering::Relaxed);

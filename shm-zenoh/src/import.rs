@@ -666,7 +666,9 @@ impl<M: SharedMemory> Run<M> {
             }
             *at = (*at).max(now) + *every;
         }
-        self.publisher()?.publish(&payload)?;
+        self.publisher()?
+            .publish(&payload)
+            .map_err(shm_core::Error::from)?;
         self.next = Some(h.number.saturating_add(1));
         self.counters.add(DELIVERED, 1);
         self.counters.add(BYTES, payload.len() as u64);

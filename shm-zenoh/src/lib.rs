@@ -49,10 +49,10 @@
 //! let importer = Importer::start(&b, &ImportOptions::new("shm/cam"), |len| {
 //!     Ok(shm_posix::ShmOptions::new("/cam_remote").size(len).create()?)
 //! })?;
-//! let mut sub = Broadcast::attach(shm_posix::ShmOptions::new("/cam_remote").open()?)?.subscribe()?;
+//! let mut sub = Broadcast::attach(shm_posix::ShmOptions::new("/cam_remote").open()?)?.subscriber()?;
 //! cam.publisher()?.publish(b"frame")?;
 //! let mut buf = Vec::new();
-//! sub.recv_timeout(&mut buf, Duration::from_secs(5))?;
+//! sub.recv_into_timeout(&mut buf, Duration::from_secs(5))?;
 //! # drop((exporter, importer)); Ok(()) }
 //! ```
 

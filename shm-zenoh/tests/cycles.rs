@@ -1,6 +1,7 @@
 //! 100 export/import start-stop cycles leave no fd, thread or `/dev/shm` entry behind.
 //! Its own test binary: the counts are of this process, with nothing else running in it.
 
+use shm_core::testing::numbered;
 use std::time::Duration;
 
 use shm_core::testing::fd_count;
@@ -44,7 +45,7 @@ fn a_hundred_start_stop_cycles_leak_nothing() {
         .unwrap();
         let mut sub = Broadcast::attach(ShmOptions::new(&dst).open().unwrap())
             .unwrap()
-            .subscribe()
+            .subscriber()
             .unwrap();
         assert!(
             exporter.wait_matched(Duration::from_secs(20)),
@@ -55,7 +56,9 @@ fn a_hundred_start_stop_cycles_leak_nothing() {
         let mut got = false;
         for _ in 0..100 {
             publisher.publish(&u64::from(i).to_le_bytes()).unwrap();
-            match sub.recv_timeout(&mut buf, Duration::from_millis(200)) {
+            match numbered(&mut sub, |s| {
+                s.recv_into_timeout(&mut buf, Duration::from_millis(200))
+            }) {
                 Ok(_) => {
                     assert_eq!(buf, u64::from(i).to_le_bytes());
                     got = true;

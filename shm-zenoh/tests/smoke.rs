@@ -24,7 +24,7 @@ fn posix(len: u64) -> (String, PosixShm) {
 }
 
 fn recv(sub: &mut shm_core::Subscriber<PosixShm>, buf: &mut Vec<u8>) -> Result<u64, Error> {
-    sub.recv_timeout(buf, Duration::from_secs(10))
+    shm_core::testing::numbered(sub, |s| s.recv_into_timeout(buf, Duration::from_secs(10)))
 }
 
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
@@ -68,7 +68,7 @@ fn reliable_stream_gaps_garbage_and_close() {
     ));
     let mut sub = Broadcast::attach(ShmOptions::new(&dst_name).open().unwrap())
         .unwrap()
-        .subscribe()
+        .subscriber()
         .unwrap();
     // Garbage on the key from a plain Zenoh publisher: dropped, counted.
     let junk = a

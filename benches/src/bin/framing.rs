@@ -29,7 +29,7 @@ fn ns_per(mut f: impl FnMut()) -> f64 {
 fn main() {
     let cpu = shm_core::os::cpu::model();
     let opts = ChannelOptions::new().capacity(4096);
-    let len = opts.segment_len_for(4096).expect("len") as usize;
+    let len = opts.segment_len().expect("len") as usize;
     let chan = Channel::create(HeapMemory::new(len), &opts).expect("channel");
     let mut tx = chan.sender(0).expect("sender");
     let mut rx = chan.receiver(0).expect("receiver");

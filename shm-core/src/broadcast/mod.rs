@@ -22,15 +22,15 @@
 //!
 //! Messages are copied in by the publisher and out by each subscriber (a slot can be
 //! overwritten, so a subscriber never reads one in place). Typed use: create with
-//! [`BroadcastOptions::record`], publish with [`Publisher::publish_pod`], attach with
-//! [`Broadcast::attach_pod`] (a subscriber expecting another type gets
-//! [`Error::SchemaMismatch`](crate::format::error::Error::SchemaMismatch) when it joins) and receive with [`Subscriber::recv_pod`].
+//! [`BroadcastOptions::record`], publish with [`Publisher::publish_record`], attach with
+//! [`Broadcast::attach_record`] (a subscriber expecting another type gets
+//! [`Error::SchemaMismatch`](crate::format::error::Error::SchemaMismatch) when it joins) and receive with [`Subscriber::recv_record`].
 //!
 //! Waiting goes through [`crate::wait::Waiter`] like the channel: subscribers spin, then
 //! sleep on a futex word; the publisher makes the wake-up call only when a subscriber
 //! said it sleeps (one wake per publish at most, none when nobody sleeps). The
-//! publisher's death is [`Error::PeerDied`](crate::format::error::Error::PeerDied) for every subscriber once it has read what
-//! was published; a clean close is [`Error::Closed`](crate::format::error::Error::Closed).
+//! publisher's death is [`RecvError::PeerDied`](crate::RecvError::PeerDied) for every subscriber once it has read what
+//! was published; a clean close is [`RecvError::Closed`](crate::RecvError::Closed).
 //!
 //! ```
 //! use shm_core::{Broadcast, BroadcastOptions, BroadcastMode, HeapMemory};
@@ -40,10 +40,11 @@
 //! let view = mem.share();                      // another process would map the segment
 //! let bcast = Broadcast::create(mem, &opts)?;
 //! let mut publisher = bcast.publisher()?;
-//! let mut sub = Broadcast::attach(view)?.subscribe()?;
+//! let mut sub = Broadcast::attach(view)?.subscriber()?;
 //! publisher.publish(b"hello")?;
 //! let mut buf = Vec::new();
-//! assert_eq!(sub.recv(&mut buf)?, 0);          // message number 0
+//! assert_eq!(sub.recv_into(&mut buf)?, 5);     // its length
+//! assert_eq!(sub.last_number(), Some(0));      // message number 0
 //! assert_eq!(buf, b"hello");
 //! # Ok(()) }
 //! ```
@@ -88,6 +89,8 @@
 #![doc = include_str!("words.md")]
 
 #[cfg(not(loom))]
+mod compat;
+#[cfg(not(loom))]
 mod layout;
 #[cfg(not(loom))]
 mod options;
@@ -113,4 +116,4 @@ pub use publisher::{PublishFuture, Publisher};
 #[cfg(not(loom))]
 pub use segment::{Broadcast, BroadcastState, LineState};
 #[cfg(not(loom))]
-pub use subscriber::{Subscriber, SubscriberRecv};
+pub use subscriber::{RecvFuture, RecvRecordFuture, Subscriber};

@@ -40,7 +40,7 @@ impl BroadcastMode {
 /// it sleeps, by default (others spin as [`WaitMode::default`](crate::wait::WaitMode::default) says).
 pub const RELAYED_SPIN: Duration = Duration::from_micros(2);
 
-/// How a broadcast segment is laid out (builder; ends in [`Broadcast::create`]).
+/// How a broadcast segment is laid out (builder; ends in [`Broadcast::create`](crate::Broadcast::create)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BroadcastOptions {
     pub(super) mode: BroadcastMode,

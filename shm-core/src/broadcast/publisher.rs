@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use super::layout::*;
 use super::{options::*, segment::*};
-use crate::format::error::Error;
+use crate::format::error::{Error, SendError, SendTimeoutError, TrySendError};
 use crate::format::memory::SharedMemory;
 use crate::format::record::Record;
 use crate::os::park::Park;
@@ -19,7 +19,7 @@ impl<M: SharedMemory> Broadcast<M> {
     ///
     /// A new publisher may take over from one that closed or died: it goes on from the
     /// message count the last one reached, and subscribers that did not stop at
-    /// [`Error::Closed`] receive its messages (see [`Subscriber::recv`](crate::broadcast::Subscriber::recv)).
+    /// [`Error::Closed`] receive its messages (see [`Subscriber::recv_into`](crate::broadcast::Subscriber::recv_into)).
     ///
     /// # Errors
     /// [`Error::ReadOnly`] on a read-only mapping, [`Error::RoleTaken`],
@@ -346,37 +346,87 @@ impl<M: SharedMemory> Publisher<M> {
     /// that timeout however the subscriber lines churn. Lossy: never waits.
     ///
     /// # Errors
-    /// [`Error::MessageTooLarge`], [`Error::Truncated`].
-    pub fn publish(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        self.publish_impl(bytes, None)
+    /// [`SendError::MessageTooLarge`]; `Failed` with [`Error::Truncated`].
+    ///
+    /// # Examples
+    /// ```
+    /// # use shm_core::{Broadcast, BroadcastOptions, HeapMemory};
+    /// # fn main() -> Result<(), shm_core::Error> {
+    /// let opts = BroadcastOptions::new().slots(8).max_message(64);
+    /// let mem = HeapMemory::new(opts.segment_len()? as usize);
+    /// let b = Broadcast::create(mem, &opts)?;
+    /// let (mut publisher, mut sub) = (b.publisher()?, b.subscriber()?);
+    /// publisher.publish(b"tick")?;
+    /// let mut buf = Vec::new();
+    /// assert_eq!(sub.recv_into(&mut buf)?, 4);
+    /// assert_eq!((buf.as_slice(), sub.last_number()), (&b"tick"[..], Some(0)));
+    /// # Ok(()) }
+    /// ```
+    pub fn publish(&mut self, bytes: &[u8]) -> Result<(), SendError> {
+        self.publish_impl(bytes, None).map_err(Into::into)
     }
 
     /// [`publish`](Self::publish), waiting at most `timeout` for room (reliable mode).
     ///
     /// # Errors
-    /// As [`publish`](Self::publish), and [`Error::Timeout`].
-    pub fn publish_timeout(&mut self, bytes: &[u8], timeout: Duration) -> Result<(), Error> {
-        self.publish_impl(bytes, Some(timeout))
+    /// As [`publish`](Self::publish), and [`SendTimeoutError::Timeout`].
+    pub fn publish_timeout(
+        &mut self,
+        bytes: &[u8],
+        timeout: Duration,
+    ) -> Result<(), SendTimeoutError> {
+        self.publish_impl(bytes, Some(timeout)).map_err(Into::into)
     }
 
     /// Publishes if there is room now (always, in lossy mode).
     ///
     /// # Errors
-    /// [`Error::Full`] when there is no room now, and as [`publish`](Self::publish).
-    pub fn try_publish(&mut self, bytes: &[u8]) -> Result<(), Error> {
+    /// [`TrySendError::Full`] when there is no room now, and as
+    /// [`publish`](Self::publish).
+    pub fn try_publish(&mut self, bytes: &[u8]) -> Result<(), TrySendError> {
+        self.try_publish_impl(bytes).map_err(Into::into)
+    }
+
+    fn try_publish_impl(&mut self, bytes: &[u8]) -> Result<(), Error> {
         self.check(bytes.len())?;
         let (mut step, _) = self.step();
         wait::try_once(&mut step, Error::Full)?;
         self.write(bytes)
     }
 
-    /// Publishes a record of the broadcast's type.
+    /// Publishes a record of the broadcast's type ([`publish`](Self::publish) of its
+    /// bytes).
     ///
     /// # Errors
-    /// [`Error::SchemaMismatch`] for another type, and as [`publish`](Self::publish).
-    pub fn publish_pod<T: Record>(&mut self, value: &T) -> Result<(), Error> {
+    /// `Failed` with [`Error::SchemaMismatch`] for another type, and as
+    /// [`publish`](Self::publish).
+    pub fn publish_record<T: Record>(&mut self, value: &T) -> Result<(), SendError> {
         self.b.check_schema::<T>()?;
         self.publish(bytemuck::bytes_of(value))
+    }
+
+    /// [`publish_record`](Self::publish_record) if there is room now.
+    ///
+    /// # Errors
+    /// As [`try_publish`](Self::try_publish), and `Failed` with
+    /// [`Error::SchemaMismatch`].
+    pub fn try_publish_record<T: Record>(&mut self, value: &T) -> Result<(), TrySendError> {
+        self.b.check_schema::<T>()?;
+        self.try_publish(bytemuck::bytes_of(value))
+    }
+
+    /// [`publish_record`](Self::publish_record), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`publish_timeout`](Self::publish_timeout), and `Failed` with
+    /// [`Error::SchemaMismatch`].
+    pub fn publish_record_timeout<T: Record>(
+        &mut self,
+        value: &T,
+        timeout: Duration,
+    ) -> Result<(), SendTimeoutError> {
+        self.b.check_schema::<T>()?;
+        self.publish_timeout(bytemuck::bytes_of(value), timeout)
     }
 
     /// Waits until at least `n` subscribers hold a line (read-only subscribers hold none
@@ -472,19 +522,25 @@ impl<M: SharedMemory> Publisher<M> {
             publisher: self,
             bytes,
             done: false,
+            refused: None,
         }
     }
 
-    /// [`publish_pod`](Self::publish_pod) without blocking the thread.
+    /// [`publish_record`](Self::publish_record) without blocking the thread.
     ///
     /// # Errors
-    /// As [`publish_pod`](Self::publish_pod).
+    /// As [`publish_record`](Self::publish_record).
     ///
     /// # Cancel safety
     /// As [`publish_async`](Self::publish_async).
-    pub async fn publish_pod_async<T: Record>(&mut self, value: &T) -> Result<(), Error> {
-        self.b.check_schema::<T>()?;
-        self.publish_async(bytemuck::bytes_of(value)).await
+    pub fn publish_record_async<'a, T: Record>(&'a mut self, value: &'a T) -> PublishFuture<'a, M> {
+        let refused = self.b.check_schema::<T>().err();
+        PublishFuture {
+            publisher: self,
+            bytes: bytemuck::bytes_of(value),
+            done: false,
+            refused,
+        }
     }
 
     pub(super) fn unpark(&mut self) {
@@ -520,10 +576,12 @@ pub struct PublishFuture<'a, M: SharedMemory> {
     pub(super) publisher: &'a mut Publisher<M>,
     pub(super) bytes: &'a [u8],
     pub(super) done: bool,
+    /// An error found before the first poll (a record of another type).
+    pub(super) refused: Option<Error>,
 }
 
 impl<M: SharedMemory> std::future::Future for PublishFuture<'_, M> {
-    type Output = Result<(), Error>;
+    type Output = Result<(), SendError>;
 
     fn poll(
         self: std::pin::Pin<&mut Self>,
@@ -532,11 +590,15 @@ impl<M: SharedMemory> std::future::Future for PublishFuture<'_, M> {
         use std::task::Poll;
         let this = self.get_mut();
         if this.done {
-            return Poll::Ready(Err(Error::Closed));
+            return Poll::Ready(Err(SendError::Closed));
+        }
+        if let Some(e) = this.refused.take() {
+            this.done = true;
+            return Poll::Ready(Err(e.into()));
         }
         if let Err(e) = this.publisher.check(this.bytes.len()) {
             this.done = true;
-            return Poll::Ready(Err(e));
+            return Poll::Ready(Err(e.into()));
         }
         let spin = this.publisher.wait.async_spin();
         let (mut step, parked) = this.publisher.step();
@@ -544,7 +606,8 @@ impl<M: SharedMemory> std::future::Future for PublishFuture<'_, M> {
             Poll::Pending => Poll::Pending,
             Poll::Ready(r) => {
                 this.done = true;
-                Poll::Ready(r.and_then(|()| this.publisher.write(this.bytes)))
+                let r = r.and_then(|()| this.publisher.write(this.bytes));
+                Poll::Ready(r.map_err(Into::into))
             }
         }
     }

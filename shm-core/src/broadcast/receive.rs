@@ -36,6 +36,24 @@ pub(super) enum Sink<'a> {
     Slice { buf: &'a mut [u8], len: usize },
 }
 
+impl Sink<'_> {
+    /// The same place, borrowed again (a future hands it to one step per poll).
+    pub(super) fn reborrow(&mut self) -> Sink<'_> {
+        match self {
+            Sink::Vec(v) => Sink::Vec(v),
+            Sink::Slice { buf, .. } => Sink::Slice { buf, len: 0 },
+        }
+    }
+
+    /// The length of the message copied in.
+    pub(super) fn len(&self) -> usize {
+        match self {
+            Sink::Vec(v) => v.len(),
+            Sink::Slice { len, .. } => *len,
+        }
+    }
+}
+
 /// The subscriber's one step: the next message, copied into its sink.
 pub(super) struct SubscribeStep<'a, M: SharedMemory> {
     pub(super) b: &'a Broadcast<M>,

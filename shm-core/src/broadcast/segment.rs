@@ -123,7 +123,7 @@ impl<M: SharedMemory> Broadcast<M> {
 
     /// Attaches to a broadcast of records of type `T`: a broadcast of any other type is
     /// [`Error::SchemaMismatch`].
-    pub fn attach_pod<T: Record>(mem: M) -> Result<Self, Error> {
+    pub fn attach_record<T: Record>(mem: M) -> Result<Self, Error> {
         Self::attach_impl(mem, Some(Schema::of::<T>()?), &AttachOptions::default())
     }
 

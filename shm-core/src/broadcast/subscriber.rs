@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::layout::*;
 use super::{options::*, receive::*, segment::*};
-use crate::format::error::Error;
+use crate::format::error::{Error, RecvError, RecvTimeoutError, TryRecvError};
 use crate::format::memory::SharedMemory;
 use crate::format::record::Record;
 use crate::os::proc::{self};
@@ -31,6 +31,7 @@ impl<M: SharedMemory> Broadcast<M> {
             },
             broken: None,
             parked: Parked::default(),
+            last: None,
             track: Track {
                 resynced: false,
                 read_any: false,
@@ -51,7 +52,7 @@ impl<M: SharedMemory> Broadcast<M> {
     ///
     /// # Errors
     /// As above, and [`Error::Corrupt`] for an impossible message count.
-    pub fn subscribe(&self) -> Result<Subscriber<M>, Error> {
+    pub fn subscriber(&self) -> Result<Subscriber<M>, Error> {
         let ctl = self.control();
         let me = proc::current_pid();
         if !self.seg.is_writable() {
@@ -99,16 +100,6 @@ impl<M: SharedMemory> Broadcast<M> {
             max: self.cfg.max_subscribers,
         })
     }
-
-    /// The same as [`subscribe`](Self::subscribe), named like [`publisher`](Self::publisher)
-    /// (and like a channel's [`sender`](crate::Channel::sender) /
-    /// [`receiver`](crate::Channel::receiver)).
-    ///
-    /// # Errors
-    /// As [`subscribe`](Self::subscribe).
-    pub fn subscriber(&self) -> Result<Subscriber<M>, Error> {
-        self.subscribe()
-    }
 }
 
 /// A subscriber of a broadcast.
@@ -134,6 +125,8 @@ pub struct Subscriber<M: SharedMemory> {
     pub(super) broken: Option<Error>,
     pub(super) parked: Parked,
     pub(super) track: Track,
+    /// The number of the last message received.
+    pub(super) last: Option<u64>,
 }
 
 impl<M: SharedMemory> Subscriber<M> {
@@ -185,121 +178,205 @@ impl<M: SharedMemory> Subscriber<M> {
         }
     }
 
-    /// The next message, copied into `buf` (resized to fit); returns its number.
-    /// Waits as long as it takes.
-    ///
-    /// [`Error::Lagged`] says how many messages were missed; the next call goes on from
-    /// the oldest message still there. [`Error::Closed`] means the publisher closed and
-    /// everything it published was read; the subscriber stays joined, and if a new
-    /// publisher takes over, the next call receives its messages (so a subscriber that
-    /// should follow publishers across restarts calls `recv` again after `Closed`).
+    /// The number of the last message received (`None` before the first): with
+    /// [`next_message`](Self::next_message), what a caller needs to see gaps.
+    pub fn last_number(&self) -> Option<u64> {
+        self.last
+    }
+
+    /// The one way every copying receive runs: one step into `sink`, tried once
+    /// (`wait == None`) or waited for (`Some(timeout)`); returns the message's length.
+    fn receive(&mut self, sink: Sink<'_>, wait: Option<Option<Duration>>) -> Result<usize, Error> {
+        let pace = self.pace();
+        let (mut step, _) = self.step_into(sink);
+        let n = match wait {
+            None => wait::try_once(&mut step, Error::Empty)?,
+            Some(timeout) => wait::block(&mut step, pace, timeout)?,
+        };
+        let len = step.sink.len();
+        self.last = Some(n);
+        Ok(len)
+    }
+
+    /// The next message if there is one now, copied into `buf` (resized to fit);
+    /// returns its length.
     ///
     /// # Errors
-    /// [`Error::Lagged`], [`Error::Closed`], [`Error::PeerDied`] (the publisher's process
-    /// died, also an unreaped one or one that appeared after the wait began, and
-    /// everything it published was read), [`Error::Evicted`], [`Error::Truncated`],
+    /// [`TryRecvError::Empty`] when there is none now, and as
+    /// [`recv_into`](Self::recv_into).
+    pub fn try_recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, TryRecvError> {
+        Ok(self.receive(Sink::Vec(buf), None)?)
+    }
+
+    /// The next message, copied into `buf` (resized to fit); returns its length (its
+    /// number is [`last_number`](Self::last_number)). Waits as long as it takes.
+    ///
+    /// [`RecvError::Lagged`] says how many messages were missed; the next call goes on
+    /// from the oldest message still there. [`RecvError::Closed`] means the publisher
+    /// closed and everything it published was read; the subscriber stays joined, and if
+    /// a new publisher takes over, the next call receives its messages (so a subscriber
+    /// that should follow publishers across restarts calls again after `Closed`).
+    ///
+    /// # Errors
+    /// [`RecvError::Lagged`], [`RecvError::Closed`], [`RecvError::PeerDied`] (the
+    /// publisher's process died, also an unreaped one or one that appeared after the wait
+    /// began, and everything it published was read), [`RecvError::Evicted`],
+    /// [`RecvError::UpstreamLost`]; `Failed` with [`Error::Truncated`] or
     /// [`Error::Corrupt`].
-    pub fn recv(&mut self, buf: &mut Vec<u8>) -> Result<u64, Error> {
-        self.recv_impl(buf, None)
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
+        Ok(self.receive(Sink::Vec(buf), Some(None))?)
     }
 
-    /// [`recv`](Self::recv), waiting at most `timeout`.
+    /// [`recv_into`](Self::recv_into), waiting at most `timeout`.
     ///
     /// # Errors
-    /// As [`recv`](Self::recv), and [`Error::Timeout`].
-    pub fn recv_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<u64, Error> {
-        self.recv_impl(buf, Some(timeout))
+    /// As [`recv_into`](Self::recv_into), and [`RecvTimeoutError::Timeout`].
+    pub fn recv_into_timeout(
+        &mut self,
+        buf: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> Result<usize, RecvTimeoutError> {
+        Ok(self.receive(Sink::Vec(buf), Some(Some(timeout)))?)
     }
 
-    /// The next message if there is one now.
+    /// The next message, copied into `buf`, without blocking the thread; completes with
+    /// its length (as [`recv_into`](Self::recv_into)) or the error that ends the wait. It
+    /// runs the same step as `recv_into`: it spins for the subscriber's spin time, then
+    /// parks with the [`reactor`](crate::os::reactor), which wakes it when a message is
+    /// published, the publisher closes, dies or is replaced, or it is evicted, and looks
+    /// at it at least every [`SLICE`](crate::os::park::SLICE) (a read-only subscriber,
+    /// which nobody wakes, is found by that look).
     ///
     /// # Errors
-    /// [`Error::Empty`] when there is none now, and as [`recv`](Self::recv).
-    pub fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<u64, Error> {
-        let (mut step, _) = self.step(buf);
-        wait::try_once(&mut step, Error::Empty)
+    /// As [`recv_into`](Self::recv_into).
+    ///
+    /// # Cancel safety
+    /// Cancellation safe: a message is taken only when the future completes; dropping it
+    /// pending, or woken but not polled again, loses nothing.
+    pub fn recv_into_async<'a>(&'a mut self, buf: &'a mut Vec<u8>) -> RecvFuture<'a, M> {
+        RecvFuture {
+            sub: self,
+            sink: Sink::Vec(buf),
+        }
     }
 
-    /// The next message, copied once into `buf` (which it must fit), waiting at most
-    /// `timeout` (`None`: as long as it takes); returns its number and length. A message
-    /// longer than `buf` is [`Error::MessageTooLarge`] and stays for the next call.
+    /// The next message if there is one now, copied once into `buf` (which it must fit);
+    /// returns its length. A longer message is [`TryRecvError::MessageTooLarge`] and
+    /// stays for the next call.
     ///
     /// # Errors
-    /// [`Error::MessageTooLarge`], [`Error::Timeout`], and as [`recv`](Self::recv).
-    pub fn recv_slice(
+    /// [`TryRecvError::Empty`], [`TryRecvError::MessageTooLarge`], and as
+    /// [`recv_into`](Self::recv_into).
+    pub fn try_recv_into_slice(&mut self, buf: &mut [u8]) -> Result<usize, TryRecvError> {
+        Ok(self.receive(Sink::Slice { buf, len: 0 }, None)?)
+    }
+
+    /// The next message, copied once into `buf` (which it must fit); returns its length.
+    /// A longer message is [`RecvError::MessageTooLarge`] and stays for the next call.
+    ///
+    /// # Errors
+    /// [`RecvError::MessageTooLarge`], and as [`recv_into`](Self::recv_into).
+    pub fn recv_into_slice(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        Ok(self.receive(Sink::Slice { buf, len: 0 }, Some(None))?)
+    }
+
+    /// [`recv_into_slice`](Self::recv_into_slice), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`recv_into_slice`](Self::recv_into_slice), and [`RecvTimeoutError::Timeout`].
+    pub fn recv_into_slice_timeout(
         &mut self,
         buf: &mut [u8],
-        timeout: Option<Duration>,
-    ) -> Result<(u64, usize), Error> {
-        let pace = self.pace();
-        let (mut step, _) = self.step_into(Sink::Slice { buf, len: 0 });
-        let n = wait::block(&mut step, pace, timeout)?;
-        let len = match step.sink {
-            Sink::Slice { len, .. } => len,
-            Sink::Vec(v) => v.len(),
-        };
-        Ok((n, len))
+        timeout: Duration,
+    ) -> Result<usize, RecvTimeoutError> {
+        Ok(self.receive(Sink::Slice { buf, len: 0 }, Some(Some(timeout)))?)
+    }
+
+    /// [`recv_into_slice`](Self::recv_into_slice) without blocking the thread.
+    ///
+    /// # Errors
+    /// As [`recv_into_slice`](Self::recv_into_slice).
+    ///
+    /// # Cancel safety
+    /// As [`recv_into_async`](Self::recv_into_async).
+    pub fn recv_into_slice_async<'a>(&'a mut self, buf: &'a mut [u8]) -> RecvFuture<'a, M> {
+        RecvFuture {
+            sub: self,
+            sink: Sink::Slice { buf, len: 0 },
+        }
+    }
+
+    /// A record of the broadcast's type, if one is there now.
+    ///
+    /// # Errors
+    /// As [`try_recv_into`](Self::try_recv_into), and `Failed` with
+    /// [`Error::SchemaMismatch`] for another type.
+    pub fn try_recv_record<T: Record>(&mut self) -> Result<T, TryRecvError> {
+        self.record_with(None).map_err(Into::into)
     }
 
     /// The next record, of the broadcast's type.
     ///
     /// # Errors
-    /// [`Error::SchemaMismatch`] for another type, and as [`recv`](Self::recv).
-    pub fn recv_pod<T: Record>(&mut self) -> Result<T, Error> {
-        self.recv_pod_numbered().map(|(_, v)| v)
+    /// As [`recv_into`](Self::recv_into), and `Failed` with [`Error::SchemaMismatch`]
+    /// for another type or [`Error::Corrupt`] for a message of another length (which is
+    /// passed over).
+    pub fn recv_record<T: Record>(&mut self) -> Result<T, RecvError> {
+        self.record_with(Some(None)).map_err(Into::into)
     }
 
-    /// [`recv_pod`](Self::recv_pod), with the message's number.
+    /// [`recv_record`](Self::recv_record), waiting at most `timeout`.
     ///
     /// # Errors
-    /// As [`recv_pod`](Self::recv_pod).
-    pub fn recv_pod_numbered<T: Record>(&mut self) -> Result<(u64, T), Error> {
-        self.b.check_schema::<T>()?;
-        let mut buf = Vec::with_capacity(std::mem::size_of::<T>());
-        let n = self.recv(&mut buf)?;
-        pod_of(&buf).map(|v| (n, v))
-    }
-
-    pub(super) fn recv_impl(
+    /// As [`recv_record`](Self::recv_record), and [`RecvTimeoutError::Timeout`].
+    pub fn recv_record_timeout<T: Record>(
         &mut self,
-        buf: &mut Vec<u8>,
-        timeout: Option<Duration>,
-    ) -> Result<u64, Error> {
-        let pace = self.pace();
-        let (mut step, _) = self.step(buf);
-        wait::block(&mut step, pace, timeout)
+        timeout: Duration,
+    ) -> Result<T, RecvTimeoutError> {
+        self.record_with(Some(Some(timeout))).map_err(Into::into)
     }
 
-    /// The next message, copied into `buf`, without blocking the thread; completes with
-    /// its number (as [`recv`](Self::recv)) or the error that ends the wait. It runs the
-    /// same step as `recv`: it spins for the subscriber's spin time, then parks with the
-    /// [`reactor`](crate::os::reactor), which wakes it when a message is published, the
-    /// publisher closes, dies or is replaced, or it is evicted, and looks at it at least
-    /// every [`SLICE`](crate::os::park::SLICE) (a read-only subscriber, which nobody wakes,
-    /// is found by that look).
-    ///
-    /// # Errors
-    /// As [`recv`](Self::recv).
-    ///
-    /// # Cancel safety
-    /// Cancellation safe: a message is taken only when the future completes; dropping it
-    /// pending, or woken but not polled again, loses nothing.
-    pub fn recv_async<'a>(&'a mut self, buf: &'a mut Vec<u8>) -> SubscriberRecv<'a, M> {
-        SubscriberRecv { sub: self, buf }
-    }
-
-    /// The next record, without blocking the thread ([`recv_pod`](Self::recv_pod)).
-    ///
-    /// # Errors
-    /// As [`recv_pod`](Self::recv_pod).
-    ///
-    /// # Cancel safety
-    /// As [`recv_async`](Self::recv_async).
-    pub async fn recv_pod_async<T: Record>(&mut self) -> Result<T, Error> {
+    fn record_with<T: Record>(&mut self, wait: Option<Option<Duration>>) -> Result<T, Error> {
         self.b.check_schema::<T>()?;
         let mut buf = Vec::with_capacity(std::mem::size_of::<T>());
-        self.recv_async(&mut buf).await?;
+        self.receive(Sink::Vec(&mut buf), wait)?;
         pod_of(&buf)
+    }
+
+    /// [`recv_record`](Self::recv_record) without blocking the thread.
+    ///
+    /// # Errors
+    /// As [`recv_record`](Self::recv_record).
+    ///
+    /// # Cancel safety
+    /// As [`recv_into_async`](Self::recv_into_async).
+    pub fn recv_record_async<T: Record>(&mut self) -> RecvRecordFuture<'_, M, T> {
+        let refused = self.b.check_schema::<T>().err();
+        RecvRecordFuture {
+            sub: self,
+            buf: Vec::with_capacity(std::mem::size_of::<T>()),
+            refused,
+            record: std::marker::PhantomData,
+        }
+    }
+
+    /// One poll of the step into `sink`: the async forms' core.
+    fn poll_into(
+        &mut self,
+        sink: Sink<'_>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<usize, Error>> {
+        let spin = self.wait.async_spin();
+        let (mut step, parked) = self.step_into(sink);
+        match wait::poll_step(&mut step, parked, spin, cx) {
+            std::task::Poll::Pending => std::task::Poll::Pending,
+            std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
+            std::task::Poll::Ready(Ok(n)) => {
+                let len = step.sink.len();
+                self.last = Some(n);
+                std::task::Poll::Ready(Ok(len))
+            }
+        }
     }
 
     pub(super) fn unpark(&mut self) {
@@ -348,29 +425,89 @@ impl<M: SharedMemory> Drop for Subscriber<M> {
     }
 }
 
-/// The future of [`Subscriber::recv_async`].
-pub struct SubscriberRecv<'a, M: SharedMemory> {
-    pub(super) sub: &'a mut Subscriber<M>,
-    pub(super) buf: &'a mut Vec<u8>,
+/// The future of [`Subscriber::recv_into_async`] and
+/// [`Subscriber::recv_into_slice_async`]: completes with the message's length.
+pub struct RecvFuture<'a, M: SharedMemory> {
+    sub: &'a mut Subscriber<M>,
+    sink: Sink<'a>,
 }
 
-impl<M: SharedMemory> std::future::Future for SubscriberRecv<'_, M> {
-    type Output = Result<u64, Error>;
+impl<M: SharedMemory> std::future::Future for RecvFuture<'_, M> {
+    type Output = Result<usize, RecvError>;
 
     fn poll(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
         let this = self.get_mut();
-        let spin = this.sub.wait.async_spin();
-        let (mut step, parked) = this.sub.step(this.buf);
-        wait::poll_step(&mut step, parked, spin, cx)
+        this.sub
+            .poll_into(this.sink.reborrow(), cx)
+            .map_err(Into::into)
     }
 }
 
-impl<M: SharedMemory> Drop for SubscriberRecv<'_, M> {
+impl<M: SharedMemory> Drop for RecvFuture<'_, M> {
     fn drop(&mut self) {
         self.sub.unpark();
+    }
+}
+
+/// The future of [`Subscriber::recv_record_async`].
+pub struct RecvRecordFuture<'a, M: SharedMemory, T: Record> {
+    sub: &'a mut Subscriber<M>,
+    buf: Vec<u8>,
+    /// An error found before the first poll (a record of another type).
+    refused: Option<Error>,
+    record: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<M: SharedMemory, T: Record> std::future::Future for RecvRecordFuture<'_, M, T> {
+    type Output = Result<T, RecvError>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Some(e) = this.refused {
+            return std::task::Poll::Ready(Err(e.into()));
+        }
+        this.sub
+            .poll_into(Sink::Vec(&mut this.buf), cx)
+            .map(|r| r.and_then(|_| pod_of(&this.buf)).map_err(Into::into))
+    }
+}
+
+impl<M: SharedMemory, T: Record> Drop for RecvRecordFuture<'_, M, T> {
+    fn drop(&mut self) {
+        self.sub.unpark();
+    }
+}
+
+/// Subscribers as a [`Stream`](futures_core::Stream) of owned messages (with the
+/// `futures` feature), as a channel's [`Receiver`](crate::channel::Receiver):
+/// `Some(Ok(bytes))` per message, `None` once the publisher closed and everything was
+/// read, `Some(Err(..))` for a lag, an eviction and any other end. Polling it runs the
+/// same step as [`Subscriber::recv_into`] and is cancellation safe as
+/// [`Subscriber::recv_into_async`]. (A broadcast's `Closed` is not final: a new publisher
+/// may take over; polling the stream again after `None` receives its messages.)
+#[cfg(feature = "futures")]
+impl<M: SharedMemory> futures_core::Stream for Subscriber<M> {
+    type Item = Result<Vec<u8>, RecvError>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        let mut v = Vec::new();
+        match this.poll_into(Sink::Vec(&mut v), cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(Error::Closed)) => Poll::Ready(None),
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Ok(_)) => Poll::Ready(Some(Ok(v))),
+        }
     }
 }
 
@@ -385,8 +522,14 @@ impl<M: SharedMemory> std::fmt::Debug for Subscriber<M> {
     }
 }
 
-impl<M: SharedMemory> std::fmt::Debug for SubscriberRecv<'_, M> {
+impl<M: SharedMemory> std::fmt::Debug for RecvFuture<'_, M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SubscriberRecv").finish_non_exhaustive()
+        f.debug_struct("RecvFuture").finish_non_exhaustive()
+    }
+}
+
+impl<M: SharedMemory, T: Record> std::fmt::Debug for RecvRecordFuture<'_, M, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvRecordFuture").finish_non_exhaustive()
     }
 }

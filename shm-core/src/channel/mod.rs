@@ -80,6 +80,8 @@
 #![doc = include_str!("words.md")]
 
 #[cfg(not(loom))]
+mod compat;
+#[cfg(not(loom))]
 mod layout;
 #[cfg(not(loom))]
 mod options;
@@ -98,8 +100,8 @@ pub use layout::WORDS;
 #[cfg(not(loom))]
 pub use options::ChannelOptions;
 #[cfg(not(loom))]
-pub use receiver::{Receiver, RecvFuture, RecvSlot};
+pub use receiver::{Receiver, RecvFuture, RecvIntoFuture, RecvSlot};
 #[cfg(not(loom))]
 pub use segment::{Channel, RingState};
 #[cfg(not(loom))]
-pub use sender::{DetachedSlot, ReserveFuture, SendSlot, Sender};
+pub use sender::{DetachedSlot, ReserveFuture, SendFuture, SendSlot, Sender};

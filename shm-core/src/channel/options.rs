@@ -37,7 +37,7 @@ impl ChannelOptions {
     /// One ring sized for a stream of `size`-byte messages on this machine
     /// ([`stream_ring_bytes`](crate::os::cpu::stream_ring_bytes): about twice the L2
     /// cache, and at least two messages). Get the segment size with
-    /// [`segment_len_for`](Self::segment_len_for)`(opts.capacity_bytes())`.
+    /// [`segment_len`](Self::segment_len).
     ///
     /// Setting a capacity yourself: what decides a stream's speed is how much is in
     /// flight. A ring that outgrows the caches costs every message a trip to memory (an
@@ -60,10 +60,33 @@ impl ChannelOptions {
         self
     }
 
-    /// The segment size (header included) that holds these rings at `capacity` bytes
-    /// each: what to ask a backend for. [`Error::InvalidOption`] if it does not fit in
-    /// 64 bits.
-    pub fn segment_len_for(&self, capacity: u64) -> Result<u64, Error> {
+    /// The segment size (header included) that holds these rings at the capacity set
+    /// ([`capacity`](Self::capacity) or [`for_messages`](Self::for_messages)): what to
+    /// ask a backend for.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] when no capacity is set (the default sizes the rings to
+    /// the segment it is given, so there is nothing to compute) or the size does not fit
+    /// in 64 bits.
+    ///
+    /// # Examples
+    /// ```
+    /// # use shm_core::{Channel, ChannelOptions, HeapMemory};
+    /// # fn main() -> Result<(), shm_core::Error> {
+    /// let opts = ChannelOptions::new().rings(2).capacity(4096);
+    /// let mem = HeapMemory::new(opts.segment_len()? as usize);
+    /// let chan = Channel::create(mem, &opts)?;
+    /// assert_eq!((chan.rings(), chan.capacity()), (2, 4096));
+    /// # Ok(()) }
+    /// ```
+    pub fn segment_len(&self) -> Result<u64, Error> {
+        let Some(capacity) = self.capacity else {
+            return Err(Error::InvalidOption {
+                option: "channel capacity",
+                found: 0,
+                expected: "a capacity set (ChannelOptions::capacity or for_messages) to size the segment for",
+            });
+        };
         payload_len(self.rings, capacity)
             .and_then(|p| p.checked_add(crate::format::layout::PAYLOAD_OFFSET as u64))
             .ok_or(too_large(capacity))

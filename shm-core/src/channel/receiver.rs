@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::layout::*;
 use super::{ring::*, segment::*};
-use crate::format::error::Error;
+use crate::format::error::{Error, RecvError, RecvTimeoutError, TryRecvError};
 use crate::format::memory::SharedMemory;
 use crate::format::raw::RawSegment;
 use crate::os::park::Park;
@@ -195,34 +195,51 @@ impl<M: SharedMemory> Receiver<M> {
         }
     }
 
-    /// The next message if there is one now.
+    /// The next message if there is one now, in place.
     ///
     /// # Errors
-    /// [`Error::Empty`] when there is none now; [`Error::Closed`] once the sender closed
-    /// and everything was read; [`Error::Corrupt`], [`Error::Truncated`].
-    pub fn try_recv(&mut self) -> Result<RecvSlot<'_, M>, Error> {
+    /// [`TryRecvError::Empty`] when there is none now; [`TryRecvError::Closed`] once the
+    /// sender closed and everything was read; [`TryRecvError::PeerDied`]; `Failed` with
+    /// [`Error::Corrupt`] or [`Error::Truncated`].
+    pub fn try_recv(&mut self) -> Result<RecvSlot<'_, M>, TryRecvError> {
         let (mut step, _) = self.step();
         let m = wait::try_once(&mut step, Error::Empty)?;
         Ok(self.slot(m))
     }
 
-    /// The next message, waiting as long as it takes.
+    /// The next message, in place, waiting as long as it takes.
     ///
     /// # Errors
-    /// [`Error::Closed`] once the sender closed and everything was read;
-    /// [`Error::PeerDied`] once the sender's process died (also one that claimed the end
-    /// after the wait began, and one not yet reaped) and everything it committed was
-    /// read; [`Error::Truncated`], [`Error::Corrupt`].
-    pub fn recv(&mut self) -> Result<RecvSlot<'_, M>, Error> {
-        self.recv_impl(None)
+    /// [`RecvError::Closed`] once the sender closed and everything was read;
+    /// [`RecvError::PeerDied`] once the sender's process died (also one that claimed the
+    /// end after the wait began, and one not yet reaped) and everything it committed was
+    /// read; `Failed` with [`Error::Truncated`] or [`Error::Corrupt`].
+    ///
+    /// # Examples
+    /// ```
+    /// # use shm_core::{Channel, ChannelOptions, HeapMemory};
+    /// # fn main() -> Result<(), shm_core::Error> {
+    /// let mem = HeapMemory::new(1 << 16);
+    /// let chan = Channel::create(mem.share(), &ChannelOptions::new())?;
+    /// let (mut tx, mut rx) = (chan.sender(0)?, chan.receiver(0)?);
+    /// tx.send(b"hello")?;
+    /// let msg = rx.recv()?; // the message where it lies in the ring
+    /// let mut first = [0u8; 2];
+    /// msg.read(0, &mut first)?;
+    /// assert_eq!(&first, b"he");
+    /// drop(msg); // frees its room for the sender
+    /// # Ok(()) }
+    /// ```
+    pub fn recv(&mut self) -> Result<RecvSlot<'_, M>, RecvError> {
+        self.recv_impl(None).map_err(Into::into)
     }
 
     /// [`recv`](Self::recv), waiting at most `timeout`.
     ///
     /// # Errors
-    /// As [`recv`](Self::recv), and [`Error::Timeout`].
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<RecvSlot<'_, M>, Error> {
-        self.recv_impl(Some(timeout))
+    /// As [`recv`](Self::recv), and [`RecvTimeoutError::Timeout`].
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<RecvSlot<'_, M>, RecvTimeoutError> {
+        self.recv_impl(Some(timeout)).map_err(Into::into)
     }
 
     pub(super) fn recv_impl(
@@ -235,13 +252,22 @@ impl<M: SharedMemory> Receiver<M> {
         Ok(self.slot(m))
     }
 
-    /// Receives the next message into `buf` (replacing its contents); returns its length.
+    /// [`try_recv`](Self::try_recv), copying the message into `buf` (replacing its
+    /// contents); returns its length.
+    ///
+    /// # Errors
+    /// As [`try_recv`](Self::try_recv).
+    pub fn try_recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, TryRecvError> {
+        Ok(self.try_recv()?.copy_into(Target::Vec(buf))?)
+    }
+
+    /// [`recv`](Self::recv), copying the message into `buf` (replacing its contents);
+    /// returns its length.
     ///
     /// # Errors
     /// As [`recv`](Self::recv).
-    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, Error> {
-        let slot = self.recv()?;
-        slot.copy_into(buf)
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
+        Ok(self.recv()?.copy_into(Target::Vec(buf))?)
     }
 
     /// [`recv_into`](Self::recv_into), waiting at most `timeout`.
@@ -252,9 +278,69 @@ impl<M: SharedMemory> Receiver<M> {
         &mut self,
         buf: &mut Vec<u8>,
         timeout: Duration,
-    ) -> Result<usize, Error> {
-        let slot = self.recv_timeout(timeout)?;
-        slot.copy_into(buf)
+    ) -> Result<usize, RecvTimeoutError> {
+        Ok(self.recv_timeout(timeout)?.copy_into(Target::Vec(buf))?)
+    }
+
+    /// [`recv_into`](Self::recv_into), without blocking the thread.
+    ///
+    /// # Errors
+    /// As [`recv`](Self::recv).
+    ///
+    /// # Cancel safety
+    /// As [`recv_async`](Self::recv_async).
+    pub fn recv_into_async<'a>(&'a mut self, buf: &'a mut Vec<u8>) -> RecvIntoFuture<'a, M> {
+        RecvIntoFuture {
+            recv: self.recv_async(),
+            target: Some(Target::Vec(buf)),
+        }
+    }
+
+    /// [`try_recv`](Self::try_recv), copying the message into `buf`, which it must fit;
+    /// returns its length. A longer message is [`TryRecvError::MessageTooLarge`] and
+    /// stays for the next call.
+    ///
+    /// # Errors
+    /// As [`try_recv`](Self::try_recv), and [`TryRecvError::MessageTooLarge`].
+    pub fn try_recv_into_slice(&mut self, buf: &mut [u8]) -> Result<usize, TryRecvError> {
+        Ok(self.try_recv()?.copy_into(Target::Slice(buf))?)
+    }
+
+    /// [`recv`](Self::recv), copying the message into `buf`, which it must fit; returns
+    /// its length. A longer message is [`RecvError::MessageTooLarge`] and stays for the
+    /// next call.
+    ///
+    /// # Errors
+    /// As [`recv`](Self::recv), and [`RecvError::MessageTooLarge`].
+    pub fn recv_into_slice(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        Ok(self.recv()?.copy_into(Target::Slice(buf))?)
+    }
+
+    /// [`recv_into_slice`](Self::recv_into_slice), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`recv_timeout`](Self::recv_timeout), and
+    /// [`RecvTimeoutError::MessageTooLarge`].
+    pub fn recv_into_slice_timeout(
+        &mut self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> Result<usize, RecvTimeoutError> {
+        Ok(self.recv_timeout(timeout)?.copy_into(Target::Slice(buf))?)
+    }
+
+    /// [`recv_into_slice`](Self::recv_into_slice), without blocking the thread.
+    ///
+    /// # Errors
+    /// As [`recv_into_slice`](Self::recv_into_slice).
+    ///
+    /// # Cancel safety
+    /// As [`recv_async`](Self::recv_async).
+    pub fn recv_into_slice_async<'a>(&'a mut self, buf: &'a mut [u8]) -> RecvIntoFuture<'a, M> {
+        RecvIntoFuture {
+            recv: self.recv_async(),
+            target: Some(Target::Slice(buf)),
+        }
     }
 
     /// The next message, without blocking the thread: a future that completes with the
@@ -275,19 +361,6 @@ impl<M: SharedMemory> Receiver<M> {
     /// call gets it.
     pub fn recv_async(&mut self) -> RecvFuture<'_, M> {
         RecvFuture { rx: Some(self) }
-    }
-
-    /// [`recv_async`](Self::recv_async), copying the message into `buf` (replacing its
-    /// contents); returns its length.
-    ///
-    /// # Errors
-    /// As [`recv`](Self::recv).
-    ///
-    /// # Cancel safety
-    /// As [`recv_async`](Self::recv_async).
-    pub async fn recv_async_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, Error> {
-        let slot = self.recv_async().await?;
-        slot.copy_into(buf)
     }
 
     pub(super) fn poll_message(
@@ -334,11 +407,33 @@ impl<M: SharedMemory> RecvSlot<'_, M> {
         self.receiver.chan.seg.intact()
     }
 
-    /// Copies the whole message into `buf` (replacing its contents); returns its length.
-    pub(super) fn copy_into(self, buf: &mut Vec<u8>) -> Result<usize, Error> {
-        buf.resize(self.len(), 0);
-        self.read(0, buf)?;
-        Ok(self.len())
+    /// Copies the whole message into `target`; returns its length. A message longer
+    /// than a slice target is `MessageTooLarge` and stays in the ring.
+    pub(super) fn copy_into(self, target: Target<'_>) -> Result<usize, Error> {
+        let len = self.len();
+        match target {
+            Target::Vec(v) => {
+                v.resize(len, 0);
+                self.read(0, v)?;
+            }
+            Target::Slice(s) if s.len() < len => {
+                let max = s.len() as u64;
+                self.keep();
+                return Err(Error::MessageTooLarge {
+                    len: len as u64,
+                    max,
+                });
+            }
+            Target::Slice(s) => self.read(0, &mut s[..len])?,
+        }
+        Ok(len)
+    }
+
+    /// Leaves the message in the ring, for the next receive.
+    fn keep(self) {
+        // The ring's head moves only in `Drop` (`release`); the peek that found the
+        // message changed nothing another receive would not redo.
+        std::mem::forget(self);
     }
 
     /// A copy of the whole message. (On a segment truncated under us the copy holds what
@@ -385,7 +480,7 @@ pub struct RecvFuture<'a, M: SharedMemory> {
 }
 
 impl<'a, M: SharedMemory> std::future::Future for RecvFuture<'a, M> {
-    type Output = Result<RecvSlot<'a, M>, Error>;
+    type Output = Result<RecvSlot<'a, M>, RecvError>;
 
     fn poll(
         self: std::pin::Pin<&mut Self>,
@@ -393,15 +488,61 @@ impl<'a, M: SharedMemory> std::future::Future for RecvFuture<'a, M> {
     ) -> std::task::Poll<Self::Output> {
         let this = self.get_mut();
         let Some(rx) = this.rx.as_mut() else {
-            return std::task::Poll::Ready(Err(Error::Closed));
+            return std::task::Poll::Ready(Err(RecvError::Closed));
         };
         match rx.poll_message(cx) {
             std::task::Poll::Pending => std::task::Poll::Pending,
             std::task::Poll::Ready(r) => {
                 let receiver = this.rx.take().expect("present above");
-                std::task::Poll::Ready(r.map(|(off, len)| RecvSlot { receiver, off, len }))
+                std::task::Poll::Ready(
+                    r.map(|(off, len)| RecvSlot { receiver, off, len })
+                        .map_err(Into::into),
+                )
             }
         }
+    }
+}
+
+/// Where a copying receive puts the message.
+#[derive(Debug)]
+pub(super) enum Target<'a> {
+    /// A buffer resized to the message.
+    Vec(&'a mut Vec<u8>),
+    /// A slice the message must fit.
+    Slice(&'a mut [u8]),
+}
+
+/// The future of [`Receiver::recv_into_async`] and [`Receiver::recv_into_slice_async`]:
+/// the message as [`RecvFuture`], copied out in the same poll; completes with its length.
+pub struct RecvIntoFuture<'a, M: SharedMemory> {
+    recv: RecvFuture<'a, M>,
+    target: Option<Target<'a>>,
+}
+
+impl<M: SharedMemory> std::future::Future for RecvIntoFuture<'_, M> {
+    type Output = Result<usize, RecvError>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.get_mut();
+        match std::pin::Pin::new(&mut this.recv).poll(cx) {
+            std::task::Poll::Pending => std::task::Poll::Pending,
+            std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
+            std::task::Poll::Ready(Ok(slot)) => {
+                let Some(target) = this.target.take() else {
+                    return std::task::Poll::Ready(Err(RecvError::Closed));
+                };
+                std::task::Poll::Ready(slot.copy_into(target).map_err(Into::into))
+            }
+        }
+    }
+}
+
+impl<M: SharedMemory> std::fmt::Debug for RecvIntoFuture<'_, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvIntoFuture").finish_non_exhaustive()
     }
 }
 
@@ -420,7 +561,7 @@ impl<M: SharedMemory> Drop for RecvFuture<'_, M> {
 /// [`Receiver::recv`] and is cancellation safe as [`Receiver::recv_async`].
 #[cfg(feature = "futures")]
 impl<M: SharedMemory> futures_core::Stream for Receiver<M> {
-    type Item = Result<Vec<u8>, Error>;
+    type Item = Result<Vec<u8>, RecvError>;
 
     fn poll_next(
         self: std::pin::Pin<&mut Self>,
@@ -431,10 +572,11 @@ impl<M: SharedMemory> futures_core::Stream for Receiver<M> {
         match this.poll_message(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(Error::Closed)) => Poll::Ready(None),
-            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(Ok(m)) => {
                 let mut v = Vec::new();
-                Poll::Ready(Some(this.slot(m).copy_into(&mut v).map(|_| v)))
+                let copied = this.slot(m).copy_into(Target::Vec(&mut v));
+                Poll::Ready(Some(copied.map(|_| v).map_err(Into::into)))
             }
         }
     }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::{ring::*, segment::*};
-use crate::format::error::Error;
+use crate::format::error::{Error, SendError, SendTimeoutError, TrySendError};
 use crate::format::memory::SharedMemory;
 use crate::format::raw::RawSegment;
 use crate::os::park::Park;
@@ -235,9 +235,11 @@ impl<M: SharedMemory> Sender<M> {
     /// message can see `Full` in a ring the receiver has not looked at since.
     ///
     /// # Errors
-    /// [`Error::Full`] when there is no room now; [`Error::MessageTooLarge`],
-    /// [`Error::Closed`] (the receiver closed), [`Error::Corrupt`], [`Error::Truncated`].
-    pub fn try_reserve(&mut self, len: usize) -> Result<SendSlot<'_, M>, Error> {
+    /// [`TrySendError::Full`] when there is no room now;
+    /// [`TrySendError::MessageTooLarge`], [`TrySendError::Closed`] (the receiver closed),
+    /// [`TrySendError::PeerDied`]; `Failed` with [`Error::Corrupt`] or
+    /// [`Error::Truncated`].
+    pub fn try_reserve(&mut self, len: usize) -> Result<SendSlot<'_, M>, TrySendError> {
         let (mut step, _) = self.start(len)?;
         let off = wait::try_once(&mut step, Error::Full)?;
         Ok(self.slot(off, len))
@@ -246,23 +248,38 @@ impl<M: SharedMemory> Sender<M> {
     /// Reserves room for a `len`-byte message, waiting as long as it takes.
     ///
     /// # Errors
-    /// [`Error::Closed`] when the receiver closes, [`Error::PeerDied`] when its process
-    /// dies (also one that claimed the end after the wait began, and an unreaped one),
-    /// [`Error::Truncated`], [`Error::Corrupt`], [`Error::MessageTooLarge`].
-    pub fn reserve(&mut self, len: usize) -> Result<SendSlot<'_, M>, Error> {
-        self.reserve_impl(len, None)
+    /// [`SendError::Closed`] when the receiver closes, [`SendError::PeerDied`] when its
+    /// process dies (also one that claimed the end after the wait began, and an unreaped
+    /// one), [`SendError::MessageTooLarge`]; `Failed` with [`Error::Truncated`] or
+    /// [`Error::Corrupt`].
+    ///
+    /// # Examples
+    /// ```
+    /// # use shm_core::{Channel, ChannelOptions, HeapMemory};
+    /// # fn main() -> Result<(), shm_core::Error> {
+    /// let mem = HeapMemory::new(1 << 16);
+    /// let chan = Channel::create(mem.share(), &ChannelOptions::new())?;
+    /// let (mut tx, mut rx) = (chan.sender(0)?, chan.receiver(0)?);
+    /// let slot = tx.reserve(5)?; // room for 5 bytes, in the ring itself
+    /// slot.write(0, b"hello")?;
+    /// slot.commit();
+    /// assert_eq!(rx.recv()?.to_vec(), b"hello");
+    /// # Ok(()) }
+    /// ```
+    pub fn reserve(&mut self, len: usize) -> Result<SendSlot<'_, M>, SendError> {
+        self.reserve_impl(len, None).map_err(Into::into)
     }
 
     /// [`reserve`](Self::reserve), waiting at most `timeout`.
     ///
     /// # Errors
-    /// As [`reserve`](Self::reserve), and [`Error::Timeout`].
+    /// As [`reserve`](Self::reserve), and [`SendTimeoutError::Timeout`].
     pub fn reserve_timeout(
         &mut self,
         len: usize,
         timeout: Duration,
-    ) -> Result<SendSlot<'_, M>, Error> {
-        self.reserve_impl(len, Some(timeout))
+    ) -> Result<SendSlot<'_, M>, SendTimeoutError> {
+        self.reserve_impl(len, Some(timeout)).map_err(Into::into)
     }
 
     pub(super) fn reserve_impl(
@@ -348,7 +365,7 @@ impl<M: SharedMemory> Sender<M> {
     ///
     /// # Errors
     /// As [`reserve`](Self::reserve).
-    pub fn send(&mut self, bytes: &[u8]) -> Result<(), Error> {
+    pub fn send(&mut self, bytes: &[u8]) -> Result<(), SendError> {
         let slot = self.reserve(bytes.len())?;
         slot.write(0, bytes)?;
         slot.commit();
@@ -359,7 +376,7 @@ impl<M: SharedMemory> Sender<M> {
     ///
     /// # Errors
     /// As [`try_reserve`](Self::try_reserve).
-    pub fn try_send(&mut self, bytes: &[u8]) -> Result<(), Error> {
+    pub fn try_send(&mut self, bytes: &[u8]) -> Result<(), TrySendError> {
         let slot = self.try_reserve(bytes.len())?;
         slot.write(0, bytes)?;
         slot.commit();
@@ -370,7 +387,11 @@ impl<M: SharedMemory> Sender<M> {
     ///
     /// # Errors
     /// As [`reserve_timeout`](Self::reserve_timeout).
-    pub fn send_timeout(&mut self, bytes: &[u8], timeout: Duration) -> Result<(), Error> {
+    pub fn send_timeout(
+        &mut self,
+        bytes: &[u8],
+        timeout: Duration,
+    ) -> Result<(), SendTimeoutError> {
         let slot = self.reserve_timeout(bytes.len(), timeout)?;
         slot.write(0, bytes)?;
         slot.commit();
@@ -407,11 +428,11 @@ impl<M: SharedMemory> Sender<M> {
     /// # Cancel safety
     /// Cancellation safe up to the moment room is found (then the copy and the commit
     /// complete in the same poll).
-    pub async fn send_async(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        let slot = self.reserve_async(bytes.len()).await?;
-        slot.write(0, bytes)?;
-        slot.commit();
-        Ok(())
+    pub fn send_async<'a>(&'a mut self, bytes: &'a [u8]) -> SendFuture<'a, M> {
+        SendFuture {
+            reserve: self.reserve_async(bytes.len()),
+            bytes,
+        }
     }
 
     /// The async core: out of line (inlined into a caller's `async` producer loop it made a
@@ -508,7 +529,7 @@ pub struct ReserveFuture<'a, M: SharedMemory> {
 }
 
 impl<'a, M: SharedMemory> std::future::Future for ReserveFuture<'a, M> {
-    type Output = Result<SendSlot<'a, M>, Error>;
+    type Output = Result<SendSlot<'a, M>, SendError>;
 
     fn poll(
         self: std::pin::Pin<&mut Self>,
@@ -517,19 +538,57 @@ impl<'a, M: SharedMemory> std::future::Future for ReserveFuture<'a, M> {
         let this = self.get_mut();
         let len = this.len;
         let Some(tx) = this.tx.as_mut() else {
-            return std::task::Poll::Ready(Err(Error::Closed));
+            return std::task::Poll::Ready(Err(SendError::Closed));
         };
         match tx.poll_room(len, cx) {
             std::task::Poll::Pending => std::task::Poll::Pending,
             std::task::Poll::Ready(r) => {
                 let sender = this.tx.take().expect("present above");
-                std::task::Poll::Ready(r.map(|off| SendSlot {
-                    sender,
-                    off,
-                    len: len as u64,
-                }))
+                std::task::Poll::Ready(
+                    r.map(|off| SendSlot {
+                        sender,
+                        off,
+                        len: len as u64,
+                    })
+                    .map_err(Into::into),
+                )
             }
         }
+    }
+}
+
+/// The future of [`Sender::send_async`]: room as [`ReserveFuture`], then the copy and
+/// the commit in the same poll.
+pub struct SendFuture<'a, M: SharedMemory> {
+    reserve: ReserveFuture<'a, M>,
+    bytes: &'a [u8],
+}
+
+impl<M: SharedMemory> std::future::Future for SendFuture<'_, M> {
+    type Output = Result<(), SendError>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.get_mut();
+        match std::pin::Pin::new(&mut this.reserve).poll(cx) {
+            std::task::Poll::Pending => std::task::Poll::Pending,
+            std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
+            std::task::Poll::Ready(Ok(slot)) => std::task::Poll::Ready(
+                slot.write(0, this.bytes)
+                    .map_err(Into::into)
+                    .map(|()| slot.commit()),
+            ),
+        }
+    }
+}
+
+impl<M: SharedMemory> std::fmt::Debug for SendFuture<'_, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendFuture")
+            .field("len", &self.bytes.len())
+            .finish_non_exhaustive()
     }
 }
 

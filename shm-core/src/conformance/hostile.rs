@@ -349,7 +349,7 @@ fn hostile_broadcast_row<B: Backend>(
     let target = target_of(&view, place, row.width);
     let first = Broadcast::attach(b.reopen(&view))
         .expect("attach")
-        .subscribe()
+        .subscriber()
         .expect("subscribe");
     let stop = Arc::new(AtomicBool::new(false));
     let published = Arc::new(AtomicU64::new(0));
@@ -377,7 +377,7 @@ fn hostile_broadcast_row<B: Backend>(
     let joined = {
         let t = Instant::now();
         loop {
-            match Broadcast::attach(b.reopen(&view)).and_then(|x| x.subscribe()) {
+            match Broadcast::attach(b.reopen(&view)).and_then(|x| x.subscriber()) {
                 Ok(s) => break s,
                 Err(e) => {
                     assert!(
@@ -435,7 +435,7 @@ fn receive_one<M: SharedMemory>(
     last: &mut Option<u64>,
 ) -> Option<Result<u64, Error>> {
     let r = bounded(name, "recv", || {
-        s.recv_timeout(buf, Duration::from_millis(2))
+        crate::testing::numbered(s, |s| s.recv_into_timeout(buf, Duration::from_millis(2)))
     });
     match r {
         Ok(n) => {
@@ -490,7 +490,7 @@ where
 {
     let cap = 1024u64;
     let opts = ChannelOptions::new().capacity(cap);
-    let mem = b.create(opts.segment_len_for(cap).expect("segment_len") as usize);
+    let mem = b.create(opts.segment_len().expect("segment_len") as usize);
     let view = b.reopen(&mem);
     let chan = Channel::create(mem, &opts).expect("create");
     let ring = P + 128;
@@ -515,6 +515,7 @@ where
             while !stop.load(Ordering::Relaxed) {
                 match bounded(&name, "send", || {
                     tx.send_timeout(&msg(i), Duration::from_millis(2))
+                        .map_err(Error::from)
                 }) {
                     Ok(()) => i += 1,
                     Err(Error::Timeout { .. } | Error::Closed | Error::PeerDied { .. }) => {}
@@ -582,6 +583,7 @@ where
                 match bounded(&name, "recv", || {
                     rx.recv_timeout(Duration::from_millis(10))
                         .map(|m| m.to_vec())
+                        .map_err(Error::from)
                 }) {
                     Ok(v) if v == b"again" => return Ok(()),
                     Ok(_) | Err(Error::Timeout { .. }) => {}
@@ -610,6 +612,7 @@ fn channel_receive<M: SharedMemory>(
     let r = bounded(name, "recv", || {
         rx.recv_timeout(Duration::from_millis(2))
             .map(|m| m.to_vec())
+            .map_err(Error::from)
     });
     match r {
         Ok(v) => {

@@ -7,6 +7,7 @@
 //! ```
 #![allow(unsafe_code)]
 
+use crate::testing::numbered;
 use std::time::Duration;
 
 use crate::format::error::Error;
@@ -158,7 +159,7 @@ pub fn layout_round_trip<B: Backend>(b: &mut B) {
         (h.schema_size, h.schema_align, h.schema_version),
         (32, 8, 3)
     );
-    assert_eq!(att.read(), SAMPLE);
+    assert_eq!(att.read(), Ok(SAMPLE));
 }
 
 /// Records written through one handle read back through the other, both ways.
@@ -174,10 +175,10 @@ pub fn record_read_write<B: Backend>(b: &mut B) {
         };
         if i % 2 == 0 {
             seg.write(&v).expect("write");
-            assert_eq!(att.read(), v);
+            assert_eq!(att.read(), Ok(v));
         } else {
             att.write(&v).expect("write");
-            assert_eq!(seg.read(), v);
+            assert_eq!(seg.read(), Ok(v));
         }
     }
 }
@@ -201,7 +202,7 @@ pub fn foreign_segments<B: Backend>(b: &mut B) {
     assert!(Segment::<Sample, _>::attach_with(b.reopen(&mem), &quick).is_err());
     let att = Segment::<Sample, _>::attach_foreign(mem).expect("attach_foreign");
     assert!(att.raw().is_foreign());
-    assert_eq!(att.read(), SAMPLE);
+    assert_eq!(att.read(), Ok(SAMPLE));
     assert_eq!(att.payload_len(), 4096);
     att.write_at(4090, &[1; 6])
         .expect("the whole mapping is the payload");
@@ -238,12 +239,12 @@ pub fn broadcast_across_handles<B: Backend>(b: &mut B) {
             .map(|_| {
                 Broadcast::attach(b.reopen(bc.raw().memory()))
                     .expect("attach")
-                    .subscribe()
+                    .subscriber()
                     .expect("subscribe")
             })
             .collect();
         assert!(matches!(
-            bc.subscribe(),
+            bc.subscriber(),
             Err(Error::SubscribersFull { max: 3 })
         ));
         let mut p = bc.publisher().expect("publisher");
@@ -253,7 +254,7 @@ pub fn broadcast_across_handles<B: Backend>(b: &mut B) {
         }
         for s in &mut subs {
             for i in 0..8u64 {
-                assert_eq!(s.recv(&mut buf), Ok(i));
+                assert_eq!(numbered(s, |s| s.recv_into(&mut buf)), Ok(i));
                 assert_eq!(buf, i.to_ne_bytes());
             }
         }
@@ -261,20 +262,26 @@ pub fn broadcast_across_handles<B: Backend>(b: &mut B) {
             for i in 8..30u64 {
                 p.publish(&i.to_ne_bytes()).expect("lossy never waits");
             }
-            assert_eq!(subs[0].recv(&mut buf), Err(Error::Lagged { missed: 15 }));
-            assert_eq!(subs[0].recv(&mut buf), Ok(23));
+            assert_eq!(
+                numbered(&mut subs[0], |s| s.recv_into(&mut buf)),
+                Err(Error::Lagged { missed: 15 })
+            );
+            assert_eq!(numbered(&mut subs[0], |s| s.recv_into(&mut buf)), Ok(23));
         }
         drop(p);
         if mode == BroadcastMode::Lossy {
             assert_eq!(
-                subs[1].try_recv(&mut buf),
+                numbered(&mut subs[1], |s| s.try_recv_into(&mut buf)),
                 Err(Error::Lagged { missed: 15 })
             );
             for i in 23..30u64 {
-                assert_eq!(subs[1].try_recv(&mut buf), Ok(i));
+                assert_eq!(numbered(&mut subs[1], |s| s.try_recv_into(&mut buf)), Ok(i));
             }
         }
-        assert_eq!(subs[1].try_recv(&mut buf), Err(Error::Closed));
+        assert_eq!(
+            numbered(&mut subs[1], |s| s.try_recv_into(&mut buf)),
+            Err(Error::Closed)
+        );
     }
 }
 
@@ -616,7 +623,7 @@ pub fn already_initialized<B: Backend>(b: &mut B) {
         Segment::<Sample, _>::attach(b.reopen(seg.raw().memory()))
             .unwrap()
             .read(),
-        SAMPLE
+        Ok(SAMPLE)
     );
 }
 
@@ -718,7 +725,7 @@ pub fn four_gib_segment_is_lazy<B: Backend>(b: &mut B) {
     let mut back = [0u8; 8];
     att.read_at(last, &mut back).expect("read at the end");
     assert_eq!(&back, b"lastbyte");
-    assert_eq!(att.read(), SAMPLE);
+    assert_eq!(att.read(), Ok(SAMPLE));
     // Only the pages touched (the header's, the record's, the last one's) are resident,
     // through either handle: far below a megabyte of the 4 GiB.
     for mem in [seg.raw().memory(), att.raw().memory()] {

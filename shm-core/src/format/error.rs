@@ -7,7 +7,7 @@ use crate::format::schema::{kind_name, Kind, Schema};
 /// Which function gives the size to ask a backend for, per kind.
 fn sized_by(kind: Kind) -> &'static str {
     match kind {
-        Kind::Channel => " (ChannelOptions::segment_len_for gives the segment size to ask for)",
+        Kind::Channel => " (ChannelOptions::segment_len gives the segment size to ask for)",
         Kind::Broadcast => " (BroadcastOptions::segment_len gives the segment size to ask for)",
         Kind::Record | Kind::SeqLock => "",
     }
@@ -288,4 +288,237 @@ pub enum Error {
         /// The dead writer's pid.
         pid: u32,
     },
+}
+
+// ---------------------------------------------------------------------------------------
+// Errors per operation
+//
+// Each endpoint operation returns an error with the variants that operation can meet, and
+// one `Failed` arm for the rest (a segment truncated under us, corrupt shared state, a
+// fork: this end cannot go on, and the umbrella `Error` inside says why). A caller of
+// `try_recv` matches `Empty`, `Closed`, ... and never an attach error. Every one converts
+// into [`Error`] (for `?` in code that mixes operations) and from it (the endpoints'
+// internals speak `Error`; the conversion sorts a value into its arm).
+
+/// Writes one per-operation error enum: its variants are named and shaped as the
+/// [`Error`] variants they stand for, so the two conversions are written once, here.
+macro_rules! op_error {
+    (
+        $(#[$m:meta])*
+        pub enum $name:ident {
+            $( $(#[$vm:meta])* $var:ident $({ $($(#[$fm:meta])* $f:ident: $t:ty),* $(,)? })? ),* $(,)?
+        }
+    ) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub enum $name {
+            $( $(#[$vm])* $var $({ $($(#[$fm])* $f: $t),* })?, )*
+            /// Anything else ends this end: a segment truncated under us, corrupt shared
+            /// state, a fork, a read-only mapping, ... The [`Error`] inside says which.
+            Failed(Error),
+        }
+
+        impl From<Error> for $name {
+            fn from(e: Error) -> Self {
+                match e {
+                    $( Error::$var $({ $($f),* })? => $name::$var $({ $($f),* })?, )*
+                    e => $name::Failed(e),
+                }
+            }
+        }
+
+        impl From<$name> for Error {
+            fn from(e: $name) -> Self {
+                match e {
+                    $( $name::$var $({ $($f),* })? => Error::$var $({ $($f),* })?, )*
+                    $name::Failed(e) => e,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                std::fmt::Display::fmt(&Error::from(*self), f)
+            }
+        }
+
+        impl std::error::Error for $name {}
+    };
+}
+
+op_error! {
+    /// Why a send that waits (`send`, `reserve`, `publish` and their `_async` forms)
+    /// failed.
+    pub enum SendError {
+        /// The receiving end closed cleanly.
+        Closed,
+        /// The receiving end's process died without closing.
+        PeerDied {
+            /// Its pid.
+            pid: u32,
+        },
+        /// The message is larger than the channel or broadcast carries.
+        MessageTooLarge {
+            /// Its length.
+            len: u64,
+            /// The most that fits.
+            max: u64,
+        },
+    }
+}
+
+op_error! {
+    /// Why a send that never waits (`try_send`, `try_reserve`, `try_publish`) failed.
+    pub enum TrySendError {
+        /// No room now; the same call later may succeed.
+        Full,
+        /// As [`SendError::Closed`].
+        Closed,
+        /// As [`SendError::PeerDied`].
+        PeerDied {
+            /// Its pid.
+            pid: u32,
+        },
+        /// As [`SendError::MessageTooLarge`].
+        MessageTooLarge {
+            /// Its length.
+            len: u64,
+            /// The most that fits.
+            max: u64,
+        },
+    }
+}
+
+op_error! {
+    /// Why a send that waits at most a while (`send_timeout`, `reserve_timeout`,
+    /// `publish_timeout`) failed.
+    pub enum SendTimeoutError {
+        /// No room came before the timeout.
+        Timeout {
+            /// How long it waited.
+            waited: Duration,
+        },
+        /// As [`SendError::Closed`].
+        Closed,
+        /// As [`SendError::PeerDied`].
+        PeerDied {
+            /// Its pid.
+            pid: u32,
+        },
+        /// As [`SendError::MessageTooLarge`].
+        MessageTooLarge {
+            /// Its length.
+            len: u64,
+            /// The most that fits.
+            max: u64,
+        },
+    }
+}
+
+op_error! {
+    /// Why a receive that waits (`recv`, `recv_into`, `recv_record` and their `_async`
+    /// forms) failed.
+    pub enum RecvError {
+        /// The sending end closed cleanly and everything it sent was read.
+        Closed,
+        /// The sending end's process died without closing (everything it sent was read).
+        PeerDied {
+            /// Its pid.
+            pid: u32,
+        },
+        /// Lossy broadcast: `missed` messages were overwritten before this subscriber
+        /// read them; the next receive gets the oldest one still held.
+        Lagged {
+            /// How many.
+            missed: u64,
+        },
+        /// Relayed broadcast: the upstream source is gone for now (not final).
+        UpstreamLost,
+        /// Reliable broadcast: the publisher evicted this subscriber.
+        Evicted {
+            /// Why.
+            reason: &'static str,
+        },
+        /// The message does not fit the caller's slice (`recv_into_slice`); it stays for
+        /// the next call.
+        MessageTooLarge {
+            /// Its length.
+            len: u64,
+            /// The slice's length.
+            max: u64,
+        },
+    }
+}
+
+op_error! {
+    /// Why a receive that never waits (`try_recv`, `try_recv_into`, ...) failed.
+    pub enum TryRecvError {
+        /// Nothing to receive now; the same call later may succeed.
+        Empty,
+        /// As [`RecvError::Closed`].
+        Closed,
+        /// As [`RecvError::PeerDied`].
+        PeerDied {
+            /// Its pid.
+            pid: u32,
+        },
+        /// As [`RecvError::Lagged`].
+        Lagged {
+            /// How many.
+            missed: u64,
+        },
+        /// As [`RecvError::UpstreamLost`].
+        UpstreamLost,
+        /// As [`RecvError::Evicted`].
+        Evicted {
+            /// Why.
+            reason: &'static str,
+        },
+        /// As [`RecvError::MessageTooLarge`].
+        MessageTooLarge {
+            /// Its length.
+            len: u64,
+            /// The slice's length.
+            max: u64,
+        },
+    }
+}
+
+op_error! {
+    /// Why a receive that waits at most a while (`recv_timeout`, `recv_into_timeout`, ...)
+    /// failed.
+    pub enum RecvTimeoutError {
+        /// Nothing came before the timeout.
+        Timeout {
+            /// How long it waited.
+            waited: Duration,
+        },
+        /// As [`RecvError::Closed`].
+        Closed,
+        /// As [`RecvError::PeerDied`].
+        PeerDied {
+            /// Its pid.
+            pid: u32,
+        },
+        /// As [`RecvError::Lagged`].
+        Lagged {
+            /// How many.
+            missed: u64,
+        },
+        /// As [`RecvError::UpstreamLost`].
+        UpstreamLost,
+        /// As [`RecvError::Evicted`].
+        Evicted {
+            /// Why.
+            reason: &'static str,
+        },
+        /// As [`RecvError::MessageTooLarge`].
+        MessageTooLarge {
+            /// Its length.
+            len: u64,
+            /// The slice's length.
+            max: u64,
+        },
+    }
 }

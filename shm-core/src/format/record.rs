@@ -127,7 +127,7 @@ impl<T: Record, M: SharedMemory> Segment<T, M> {
     /// # fn main() -> Result<(), shm_core::Error> {
     /// let mem = HeapMemory::from_bytes(&[100u64, 876, 8021].map(u64::to_ne_bytes).concat());
     /// let seg = Segment::<[u64; 3], _>::attach_foreign(mem)?;
-    /// assert_eq!(seg.read(), [100, 876, 8021]);
+    /// assert_eq!(seg.read()?, [100, 876, 8021]);
     /// # Ok(()) }
     /// ```
     pub fn attach_foreign(mem: M) -> Result<Self, Error> {
@@ -146,34 +146,25 @@ impl<T: Record, M: SharedMemory> Segment<T, M> {
     /// offset 0 and nothing else. [`Error::TooSmall`] if the mapping cannot hold it.
     pub fn create_foreign(mem: M, value: &T) -> Result<Self, Error> {
         let seg = Self::attach_foreign(mem)?;
-        seg.try_write(value)?;
+        seg.write(value)?;
         Ok(seg)
     }
 
-    /// A copy of the record.
+    /// A copy of the record (bytes copied one by one while a writer may be writing: for
+    /// a consistent snapshot of a record that changes, use a [`SeqLock`](crate::SeqLock)).
     ///
-    /// Never fails: on a posix segment that a peer truncated under us it returns what the
-    /// zero pages put in place of the missing ones hold; [`try_read`](Self::try_read) says
-    /// so instead.
-    pub fn read(&self) -> T {
+    /// # Errors
+    /// [`Error::Truncated`] if a peer truncated the segment under us (what was read came
+    /// from the zero pages put in place of the missing ones).
+    pub fn read(&self) -> Result<T, Error> {
         // SAFETY: validation guaranteed the payload holds at least size_of::<T>() bytes.
-        unsafe {
+        let v = unsafe {
             copy::load_pod(
                 self.raw.payload_ptr(),
                 core::sync::atomic::Ordering::Relaxed,
             )
-        }
-    }
-
-    /// [`read`](Self::read), or [`Error::Truncated`] if the segment was truncated under us.
-    pub fn try_read(&self) -> Result<T, Error> {
-        let v = self.read();
+        };
         self.raw.intact().map(|()| v)
-    }
-
-    /// The same as [`write`](Self::write) (kept for the name: both are fallible).
-    pub fn try_write(&self, value: &T) -> Result<(), Error> {
-        self.write(value)
     }
 
     /// Overwrites the record with a copy of `value`.
@@ -194,6 +185,24 @@ impl<T: Record, M: SharedMemory> Segment<T, M> {
             )
         }
         self.raw.intact()
+    }
+
+    /// Deprecated name of [`read`](Self::read).
+    ///
+    /// # Errors
+    /// As [`read`](Self::read).
+    #[deprecated(note = "use `read()`, which returns a Result now")]
+    pub fn try_read(&self) -> Result<T, Error> {
+        self.read()
+    }
+
+    /// Deprecated name of [`write`](Self::write).
+    ///
+    /// # Errors
+    /// As [`write`](Self::write).
+    #[deprecated(note = "use `write()`")]
+    pub fn try_write(&self, value: &T) -> Result<(), Error> {
+        self.write(value)
     }
 
     /// Copies payload bytes at `offset` into `buf`; an error if the range leaves the payload.
