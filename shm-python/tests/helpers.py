@@ -47,7 +47,7 @@ def main():
         rx.recv()
     elif role == "subscribe":
         name, n = sys.argv[2], int(sys.argv[3])
-        sub = shm.Broadcast.attach(shm.posix_open(name)).subscribe()
+        sub = shm.Broadcast.attach(shm.posix_open(name)).subscriber()
         print("ready", flush=True)
         got = []
         while len(got) < n:

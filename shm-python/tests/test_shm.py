@@ -168,7 +168,7 @@ def test_broadcast_lossy_lagged_and_read_only_memfd_subscriber():
     t.start()
     ro = shm.Broadcast.attach(shm.memfd_connect(path, read_only=True))
     t.join()
-    sub = ro.subscribe()
+    sub = ro.subscriber()
     with pytest.raises(shm.ReadOnly):
         ro.publisher()
     for i in range(20):
@@ -402,7 +402,7 @@ def test_broadcast_crosses_with_the_rust_demo_both_ways():
         except shm.Error:
             assert time.monotonic() < deadline, "the demo's broadcast never appeared"
             time.sleep(0.01)
-    sub = b.subscribe()
+    sub = b.subscriber()
     got = []
     while True:
         try:
@@ -578,11 +578,61 @@ def test_context_managers_close_and_unlink():
     assert dev_shm(name) == []
     name = unique()
     with shm.Broadcast.create(shm.posix_create(name, shm.Broadcast.segment_len(slots=4)), slots=4) as b:
-        with b.publisher() as p, b.subscribe() as s:
+        with b.publisher() as p, b.subscriber() as s:
             p.publish(b"y")
             assert s.recv(timeout=5) == (0, b"y")
     assert dev_shm(name) == []
     name = unique()
     with shm.SeqLock.create(shm.posix_create(name, 4096), (1, 2), name="Pair", format="II") as lock:
         assert lock.load() == (1, 2)
+    assert dev_shm(name) == []
+
+
+def test_try_forms_follow_the_naming_scheme():
+    """try_ never waits: Full / Empty now; the buffer forms keep a too-large message."""
+    import warnings
+
+    name = unique()
+    with shm.Channel.create(shm.posix_create(name, shm.Channel.segment_len(256))) as ch:
+        with ch.sender() as tx, ch.receiver() as rx:
+            with pytest.raises(shm.Empty):
+                rx.try_recv()
+            with pytest.raises(shm.Empty):
+                rx.try_recv_into(bytearray(16))
+            sent = 0
+            with pytest.raises(shm.Full):
+                while True:
+                    tx.try_send(bytes([sent % 256]) * 40)
+                    sent += 1
+            assert sent >= 2
+            small = bytearray(8)
+            with pytest.raises(ValueError):
+                rx.try_recv_into(small)  # 40 bytes do not fit: it stays
+            big = bytearray(64)
+            assert rx.try_recv_into(big) == 40 and big[:40] == bytes([0]) * 40
+    assert dev_shm(name) == []
+
+    name = unique()
+    mem = shm.posix_create(name, shm.Broadcast.segment_len(slots=2, max_message=16))
+    with shm.Broadcast.create(mem, slots=2, max_message=16) as b:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            old = b.subscribe()
+        assert [w.category for w in caught] == [DeprecationWarning]
+        old.close()
+        with b.publisher() as p, b.subscriber() as s:
+            with pytest.raises(shm.Empty):
+                s.try_recv()
+            p.try_publish(b"a")
+            p.try_publish(b"bb")
+            with pytest.raises(shm.Full):
+                p.try_publish(b"ccc")  # reliable, two slots, the subscriber read none
+            assert s.try_recv() == (0, b"a")
+            buf = bytearray(1)
+            with pytest.raises(ValueError):
+                s.try_recv_into(buf)
+            buf = bytearray(4)
+            assert s.try_recv_into(buf) == (1, 2) and buf[:2] == b"bb"
+            with pytest.raises(shm.Empty):
+                s.try_recv_into(buf)
     assert dev_shm(name) == []
