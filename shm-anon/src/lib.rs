@@ -18,7 +18,7 @@
 //! # Ok(()) }
 //! ```
 #![deny(unsafe_code)]
-#![warn(missing_docs)]
+#![deny(missing_docs, missing_debug_implementations)]
 
 use std::io;
 use std::os::unix::process::ExitStatusExt;

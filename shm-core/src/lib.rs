@@ -199,7 +199,11 @@
 //! the parent lives). Segments, seqlocks and inspection have no ends and work in a child
 //! as in any process.
 #![deny(unsafe_code)]
-#![warn(missing_docs, rustdoc::broken_intra_doc_links)]
+#![deny(
+    missing_docs,
+    missing_debug_implementations,
+    rustdoc::broken_intra_doc_links
+)]
 
 pub use bytemuck;
 

@@ -108,6 +108,14 @@ pub struct Peer {
     lines: std::sync::mpsc::Receiver<String>,
 }
 
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("pid", &self.child.id())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Peer {
     /// Starts `entry` with `role` and `envs` and waits (at most 30 s) until it prints
     /// `RESULT ready`.

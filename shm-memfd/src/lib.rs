@@ -37,7 +37,7 @@
 //! # Ok(()) }
 //! ```
 #![deny(unsafe_code)]
-#![warn(missing_docs)]
+#![deny(missing_docs, missing_debug_implementations)]
 
 mod sys;
 

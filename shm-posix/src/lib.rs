@@ -70,7 +70,7 @@
 //! `exec` shares its parent's open file descriptions, and so the lock, for that moment; a
 //! segment then looks in use a little longer.)
 #![deny(unsafe_code)]
-#![warn(missing_docs)]
+#![deny(missing_docs, missing_debug_implementations)]
 
 mod sys;
 

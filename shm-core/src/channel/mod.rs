@@ -7,10 +7,10 @@
 //! → [`SendSlot::commit`]) and read in place ([`Receiver::recv`] → [`RecvSlot::read`],
 //! released when the slot is dropped).
 //!
-//! Waiting: a side that must wait spins for a while ([`WaitMode::Block`], 50 µs by
+//! Waiting: a side that must wait spins for a while ([`WaitMode::Block`](crate::wait::WaitMode::Block), 50 µs by
 //! default), then sleeps on a futex word in the segment; the other side makes the wake-up
 //! system call only when a sleeper has said it sleeps, so the uncontended path makes no
-//! system call. [`WaitMode::Spin`] never sleeps. Every wait goes through the one bounded
+//! system call. [`WaitMode::Spin`](crate::wait::WaitMode::Spin) never sleeps. Every wait goes through the one bounded
 //! waiting primitive, [`crate::wait::Waiter`]: sleeps are cut into slices of at most
 //! 20 ms, and no round of a wait, spinning or sleeping, skips the checks of the deadline,
 //! of a close by the other end ([`Error::Closed`](crate::format::error::Error::Closed)), of its process's death
@@ -94,7 +94,6 @@ mod segment;
 #[cfg(not(loom))]
 mod sender;
 
-pub use crate::wait::{WaitMode, ASYNC_SPIN};
 #[cfg(not(loom))]
 pub use layout::WORDS;
 #[cfg(not(loom))]

@@ -50,6 +50,13 @@ pub struct Control<'a> {
     pub members: &'a AtomicU32,
 }
 
+impl std::fmt::Debug for Control<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The words are another process's to write: a debug print does not read them.
+        f.debug_struct("Control").finish_non_exhaustive()
+    }
+}
+
 /// One slot's guard words.
 #[derive(Clone, Copy)]
 pub struct Slot<'a> {
@@ -57,6 +64,13 @@ pub struct Slot<'a> {
     pub stamp: &'a AtomicU64,
     /// The message's length.
     pub len: &'a AtomicU64,
+}
+
+impl std::fmt::Debug for Slot<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The words are another process's to write: a debug print does not read them.
+        f.debug_struct("Slot").finish_non_exhaustive()
+    }
 }
 
 /// The stamp of message `n` once complete.

@@ -85,6 +85,13 @@ pub struct Shared<'a> {
     pub closed: &'a AtomicU32,
 }
 
+impl std::fmt::Debug for Shared<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The words are another process's to write: a debug print does not read them.
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
 /// Set in `closed` when the producer has dropped its end.
 pub const PRODUCER_CLOSED: u32 = 1;
 /// Set in `closed` when the consumer has dropped its end.
