@@ -7,7 +7,6 @@
 //! ```
 #![allow(unsafe_code)]
 
-use crate::testing::numbered;
 use std::time::Duration;
 
 use crate::format::error::Error;
@@ -18,7 +17,12 @@ use crate::format::record::{Record, Segment};
 use crate::format::schema::Kind;
 use crate::seqlock::SeqLock;
 
+mod families;
 mod hostile;
+pub use families::{
+    broadcast_across_handles, broadcast_across_processes, channel_across_processes,
+    channel_peer_death_across_processes,
+};
 pub use hostile::{hostile_broadcast_words, hostile_channel_words, hostile_seqlock_words};
 
 /// What the suite needs from a backend.
@@ -48,8 +52,9 @@ macro_rules! conformance_tests {
             mismatched_types_are_rejected, too_small_memory, already_initialized,
             never_ready_segment_times_out, creator_died_during_init, seqlock_snapshots,
             seqlock_writer_died, four_gib_segment_is_lazy, foreign_segments,
-            broadcast_across_handles, hostile_broadcast_words, hostile_channel_words,
-            hostile_seqlock_words);
+            broadcast_across_handles, broadcast_across_processes, channel_across_processes,
+            channel_peer_death_across_processes, hostile_broadcast_words,
+            hostile_channel_words, hostile_seqlock_words);
     };
     (@each $backend:expr; $($name:ident),*) => {$(
         #[test]
@@ -221,68 +226,6 @@ pub fn foreign_segments<B: Backend>(b: &mut B) {
         })
     );
     assert!(Segment::create_foreign(small, &SAMPLE).is_err());
-}
-
-/// A broadcast created through one handle, published to subscribers attached through
-/// others: reliable delivers everything in order, lossy reports what was missed.
-pub fn broadcast_across_handles<B: Backend>(b: &mut B) {
-    use crate::broadcast::{Broadcast, BroadcastMode, BroadcastOptions};
-    for mode in [BroadcastMode::Reliable, BroadcastMode::Lossy] {
-        let opts = BroadcastOptions::new()
-            .mode(mode)
-            .slots(8)
-            .max_message(100)
-            .max_subscribers(3);
-        let mem = b.create(opts.segment_len().expect("fits") as usize);
-        let bc = Broadcast::create(mem, &opts).expect("create");
-        let mut subs: Vec<_> = (0..3)
-            .map(|_| {
-                Broadcast::attach(b.reopen(bc.raw().memory()))
-                    .expect("attach")
-                    .subscriber()
-                    .expect("subscribe")
-            })
-            .collect();
-        assert!(matches!(
-            bc.subscriber(),
-            Err(Error::SubscribersFull { max: 3 })
-        ));
-        let mut p = bc.publisher().expect("publisher");
-        let mut buf = Vec::new();
-        for i in 0..8u64 {
-            p.publish(&i.to_ne_bytes()).expect("publish");
-        }
-        for s in &mut subs {
-            for i in 0..8u64 {
-                assert_eq!(numbered(s, |s| s.recv_into(&mut buf)), Ok(i));
-                assert_eq!(buf, i.to_ne_bytes());
-            }
-        }
-        if mode == BroadcastMode::Lossy {
-            for i in 8..30u64 {
-                p.publish(&i.to_ne_bytes()).expect("lossy never waits");
-            }
-            assert_eq!(
-                numbered(&mut subs[0], |s| s.recv_into(&mut buf)),
-                Err(Error::Lagged { missed: 15 })
-            );
-            assert_eq!(numbered(&mut subs[0], |s| s.recv_into(&mut buf)), Ok(23));
-        }
-        drop(p);
-        if mode == BroadcastMode::Lossy {
-            assert_eq!(
-                numbered(&mut subs[1], |s| s.try_recv_into(&mut buf)),
-                Err(Error::Lagged { missed: 15 })
-            );
-            for i in 23..30u64 {
-                assert_eq!(numbered(&mut subs[1], |s| s.try_recv_into(&mut buf)), Ok(i));
-            }
-        }
-        assert_eq!(
-            numbered(&mut subs[1], |s| s.try_recv_into(&mut buf)),
-            Err(Error::Closed)
-        );
-    }
 }
 
 /// Byte ranges in the payload round-trip; ranges that leave it are errors.
