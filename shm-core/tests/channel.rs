@@ -442,3 +442,59 @@ fn a_woken_future_dropped_before_its_next_poll_loses_nothing() {
     }
     assert_eq!(again, n, "the dropped reserve took no space");
 }
+
+/// A sender descheduled between its two stores (the frame's header, then its position)
+/// leaves its stored position one frame behind the receiver, which has already read the
+/// frame: for as long as it stays descheduled that is a delay, never `Corrupt` (a loaded
+/// two-core machine showed it in a ping-pong as "a message header ... is 97920"). One
+/// frame further behind than that is a forged frame, and is reported.
+#[test]
+fn a_sender_paused_between_its_two_stores_is_a_delay_not_corruption() {
+    let (a, b, spy) = pair(4096, ChannelOptions::new().capacity(256));
+    let mut tx = a.sender(0).unwrap();
+    let mut rx = b.receiver(0).unwrap();
+    let mut buf = Vec::new();
+    tx.send(&[1u8; 8]).unwrap();
+    assert_eq!(rx.recv_into(&mut buf), Ok(8));
+    tx.send(&[2u8; 24]).unwrap(); // a frame of 8 + 24 bytes, at position 16
+    let mut tail = [0u8; 8];
+    shm_core::conformance::peek(&spy, TAIL, &mut tail);
+    let tail = u64::from_ne_bytes(tail);
+    assert_eq!(tail, 16 + 32);
+    // The sender's position as it stands before its second store: one frame back.
+    shm_core::conformance::poke(&spy, TAIL, &16u64.to_ne_bytes());
+    assert_eq!(
+        rx.recv_into(&mut buf),
+        Ok(24),
+        "the header is there: read it"
+    );
+    // Waited through many peer checks (1 ms apart): a timeout, not Corrupt.
+    let e = rx.recv_into_timeout(&mut buf, Duration::from_millis(60));
+    assert!(matches!(e, Err(RecvTimeoutError::Timeout { .. })), "{e:?}");
+    // The sender's second store lands: the stream goes on.
+    shm_core::conformance::poke(&spy, TAIL, &tail.to_ne_bytes());
+    tx.send(&[3u8; 8]).unwrap();
+    assert_eq!(rx.recv_into(&mut buf), Ok(8));
+    assert_eq!(buf, [3u8; 8]);
+
+    // Two frames behind is not a paused sender: reported, at the second look.
+    let (a, b, spy) = pair(4096, ChannelOptions::new().capacity(256));
+    let mut tx = a.sender(0).unwrap();
+    let mut rx = b.receiver(0).unwrap();
+    tx.send(&[1u8; 8]).unwrap();
+    tx.send(&[2u8; 8]).unwrap();
+    assert_eq!(rx.recv_into(&mut buf), Ok(8));
+    assert_eq!(rx.recv_into(&mut buf), Ok(8));
+    shm_core::conformance::poke(&spy, TAIL, &0u64.to_ne_bytes());
+    let e = rx.recv_into_timeout(&mut buf, Duration::from_secs(5));
+    assert!(
+        matches!(
+            e,
+            Err(RecvTimeoutError::Failed(Error::Corrupt {
+                what: "a message header (none where the sender wrote one, or frames read past the sender's position)",
+                found: 32
+            }))
+        ),
+        "{e:?}"
+    );
+}

@@ -286,6 +286,11 @@ impl Producer {
 pub struct Consumer {
     cap: u64,
     head: u64,
+    /// The span of the last frame (message or PAD) we moved past: how far an honest
+    /// producer's stored position may trail ours (it stores its position just after the
+    /// frame's header, and may be descheduled in between for as long as the scheduler
+    /// likes).
+    last_span: u64,
 }
 
 impl Consumer {
@@ -310,7 +315,11 @@ impl Consumer {
         if !position_pair_ok(head, tail, cap) {
             return Err(Corrupt::Tail(tail));
         }
-        Ok(Consumer { cap, head })
+        Ok(Consumer {
+            cap,
+            head,
+            last_span: 0,
+        })
     }
 
     /// Whether a published header (message or PAD) waits at our position.
@@ -320,12 +329,18 @@ impl Consumer {
     /// answers of `true` at the same position, apart in time, are not honest: the frame
     /// or the producer's position was scribbled, and the ring cannot go on.
     ///
-    /// Also `true` when our position is past the producer's: a forged frame made us read
-    /// beyond what was written (into frames of an earlier lap).
+    /// Also `true` when our position is past the producer's by more than the last frame
+    /// we read: a forged frame made us read beyond what was written (into frames of an
+    /// earlier lap). Past it by at most that frame is honest: the producer stores its
+    /// position after the frame's header, and a producer descheduled between the two
+    /// stores (for any time at all) leaves its position one frame behind ours.
     pub fn stalled(&self, sh: Shared<'_>, words: &impl Words) -> bool {
-        // Relaxed: compared only; the header load below is Acquire.
-        let tail = sh.tail.load(Ordering::Relaxed);
-        (tail > self.head && !self.has_data(words)) || self.head > tail
+        // Acquire: keeps the header load below after this one (on a weakly ordered CPU a
+        // header read older than the position would look like a scribbled frame); the
+        // producer's position store it reads is Relaxed, so it pairs with nothing.
+        let tail = sh.tail.load(Ordering::Acquire);
+        (tail > self.head && !self.has_data(words))
+            || (self.head > tail && self.head - tail > self.last_span)
     }
 
     fn has_data(&self, words: &impl Words) -> bool {
@@ -361,6 +376,7 @@ impl Consumer {
                     return Err(Corrupt::Length(header));
                 }
                 self.head = self.head.wrapping_add(self.cap - idx);
+                self.last_span = self.cap - idx;
                 self.publish(sh, futex);
                 continue;
             }
@@ -375,6 +391,7 @@ impl Consumer {
     /// Frees the message of `len` bytes returned by the last `try_peek`.
     pub fn release(&mut self, sh: Shared<'_>, futex: &impl Futex, len: u64) {
         self.head = self.head.wrapping_add(footprint(len));
+        self.last_span = footprint(len);
         self.publish(sh, futex);
     }
 
