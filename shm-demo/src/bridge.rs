@@ -219,7 +219,7 @@ fn export(
     net: &Net,
     json: bool,
 ) -> Result<()> {
-    let b = Broadcast::attach(open_local(backend, name)?).map_err(crate::errors::core)?;
+    let b = Broadcast::attach(open_local(backend, name)?)?;
     let session = net.open()?;
     let exporter =
         Exporter::start(&session, b, &ExportOptions::new(key).express(express)).map_err(zerr)?;
@@ -291,7 +291,7 @@ pub fn serve_memfd(
     stop: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>> {
     crate::util::remember_path(path);
-    let server = Server::bind(path).map_err(crate::errors::memfd)?;
+    let server = Server::bind(path)?;
     let fd = mem
         .memfd_fd()
         .ok_or_else(|| Failure::new("not a memfd"))?
@@ -714,7 +714,7 @@ pub fn broadcast_via_zenoh(
     let endpoint = format!("tcp/127.0.0.1:{}", free_port()?);
     let s = |v: &str| v.to_owned();
     let run = || -> Result<ViaOutcome> {
-        let mut publisher = b.publisher().map_err(crate::errors::core)?;
+        let mut publisher = b.publisher()?;
         // When the network is the bottleneck the publisher mostly waits for room: let it
         // sleep instead of spinning, so that the CPU goes to the processes moving data.
         publisher.set_wait(shm_core::WaitMode::Block {
@@ -776,8 +776,7 @@ pub fn broadcast_via_zenoh(
             peers.push(Proc::start("subscriber", &args)?);
         }
         // Every subscriber has joined the import before the first message.
-        let watch =
-            Broadcast::attach(open_local(backend, &dst_name)?).map_err(crate::errors::core)?;
+        let watch = Broadcast::attach(open_local(backend, &dst_name)?)?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while watch.subscriber_count() < subscribers {
             crate::util::check_interrupted()?;
@@ -792,9 +791,7 @@ pub fn broadcast_via_zenoh(
         let start = Instant::now();
         for n in 0..messages {
             crate::util::check_interrupted()?;
-            publisher
-                .publish(maker.make(n))
-                .map_err(crate::errors::core)?;
+            publisher.publish(maker.make(n))?;
         }
         let publish_seconds = start.elapsed().as_secs_f64();
         drop(publisher); // the close travels to the importer, which closes the import

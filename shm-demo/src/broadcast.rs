@@ -109,7 +109,7 @@ pub fn options(size: u64, lossy: bool) -> BroadcastOptions {
 
 /// A broadcast made with `opts` in new memory of `backend`.
 pub fn create(backend: host::Backend, opts: &BroadcastOptions) -> Result<Broadcast<Mem>> {
-    let len = opts.segment_len().map_err(crate::errors::core)?;
+    let len = opts.segment_len()?;
     let mem = host::create(backend, len)?;
     Broadcast::create(mem, opts).map_err(crate::errors::core)
 }
@@ -153,11 +153,11 @@ fn shm_broadcast(
         std::thread::sleep(Duration::from_millis(1));
     }
     host::pin_to_cpu(0);
-    let mut p = b.publisher().map_err(crate::errors::core)?;
+    let mut p = b.publisher()?;
     let mut maker = Maker::new(size as usize);
     let t = Instant::now();
     for n in 0..messages {
-        p.publish(maker.make(n)).map_err(crate::errors::core)?;
+        p.publish(maker.make(n))?;
     }
     let publish_seconds = t.elapsed().as_secs_f64();
     drop(p);

@@ -78,3 +78,43 @@ fn with_hint(f: Failure, hint: Option<String>) -> Failure {
         None => f,
     }
 }
+
+/// `?` on a shm-core call gives the failure with its hint.
+impl From<shm_core::Error> for Failure {
+    fn from(e: shm_core::Error) -> Self {
+        core(e)
+    }
+}
+
+/// The per-operation errors, through the umbrella error's hint.
+macro_rules! from_op_errors {
+    ($($t:ident),*) => {$(
+        impl From<shm_core::$t> for Failure {
+            fn from(e: shm_core::$t) -> Self {
+                core(e)
+            }
+        }
+    )*};
+}
+from_op_errors!(
+    TrySendError,
+    SendError,
+    SendTimeoutError,
+    TryRecvError,
+    RecvError,
+    RecvTimeoutError
+);
+
+/// `?` on a posix call gives the failure with its hint.
+impl From<shm_posix::Error> for Failure {
+    fn from(e: shm_posix::Error) -> Self {
+        posix(e)
+    }
+}
+
+/// `?` on a memfd call gives the failure with its hint.
+impl From<shm_memfd::Error> for Failure {
+    fn from(e: shm_memfd::Error) -> Self {
+        memfd(e)
+    }
+}

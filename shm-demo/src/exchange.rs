@@ -61,7 +61,7 @@ fn exchange_one(backend: Backend, size: u64) -> Result<Row> {
     let mem = host::create(backend, size)?;
     let create = t.elapsed();
     let t = Instant::now();
-    let seg = Segment::create(mem, &TUTORIAL).map_err(errors::core)?;
+    let seg = Segment::create(mem, &TUTORIAL)?;
     let write = t.elapsed();
     check_interrupted()?;
     let peer = host::start_peer(
@@ -198,8 +198,7 @@ pub fn write(name: &str, size: u64, hold: bool, raw: bool, json: bool) -> Result
     let shm = ShmOptions::new(name)
         .size(size)
         .mode(if raw { 0o644 } else { 0o600 })
-        .create()
-        .map_err(errors::posix)?;
+        .create()?;
     // The normalised name (`my_shm` is `/my_shm`), in everything we print.
     let name = shm.name().to_owned();
     let name = name.as_str();
@@ -207,8 +206,7 @@ pub fn write(name: &str, size: u64, hold: bool, raw: bool, json: bool) -> Result
         Segment::create_foreign(shm, &TUTORIAL)
     } else {
         Segment::create(shm, &TUTORIAL)
-    }
-    .map_err(errors::core)?;
+    }?;
     let raw_flag = if raw { " --raw" } else { "" };
     if json {
         println!(
@@ -276,11 +274,7 @@ fn print_record(v: &MyData, source: &str, json: bool) {
 
 fn attach_and_read<M: shm_core::SharedMemory>(mem: M, schema: SchemaArg) -> Result<MyData> {
     fn read_as<T: Record + Into<MyData>, M: shm_core::SharedMemory>(mem: M) -> Result<MyData> {
-        Ok(Segment::<T, _>::attach(mem)
-            .map_err(errors::core)?
-            .read()
-            .map_err(errors::core)?
-            .into())
+        Ok(Segment::<T, _>::attach(mem)?.read()?.into())
     }
     match schema {
         SchemaArg::V1 => read_as::<MyData, M>(mem),
@@ -300,7 +294,7 @@ impl From<MyDataV2> for MyData {
 
 /// The tutorial's reader.
 pub fn read(name: &str, unlink: bool, schema: SchemaArg, raw: bool, json: bool) -> Result<()> {
-    let shm = ShmOptions::new(name).open().map_err(errors::posix)?;
+    let shm = ShmOptions::new(name).open()?;
     let name = shm.name().to_owned();
     let v = if raw {
         Segment::<MyData, _>::attach_foreign(shm)
@@ -316,7 +310,7 @@ pub fn read(name: &str, unlink: bool, schema: SchemaArg, raw: bool, json: bool) 
     };
     print_record(&v, &name, json);
     if unlink {
-        shm_posix::unlink(&name).map_err(errors::posix)?;
+        shm_posix::unlink(&name)?;
         if !json {
             println!("removed {name}");
         }
@@ -330,10 +324,9 @@ pub fn serve(socket: &Path, size: u64, once: bool, json: bool) -> Result<()> {
     let shm = shm_memfd::MemfdOptions::new()
         .name("shm-demo")
         .size(size)
-        .create()
-        .map_err(errors::memfd)?;
-    let seg = Segment::create(shm, &TUTORIAL).map_err(errors::core)?;
-    let server = shm_memfd::Server::bind(socket).map_err(errors::memfd)?;
+        .create()?;
+    let seg = Segment::create(shm, &TUTORIAL)?;
+    let server = shm_memfd::Server::bind(socket)?;
     if !json {
         println!(
             "serving a sealed {} memfd holding {TUTORIAL} on {}; connect with: shm-demo --backend memfd connect --socket {}",
@@ -377,7 +370,7 @@ pub fn serve(socket: &Path, size: u64, once: bool, json: bool) -> Result<()> {
 
 /// Receives the memfd and prints the record.
 pub fn connect(socket: &Path, json: bool) -> Result<()> {
-    let shm = shm_memfd::connect(socket).map_err(errors::memfd)?;
+    let shm = shm_memfd::connect(socket)?;
     let v = attach_and_read(shm, SchemaArg::V1)?;
     print_record(&v, &socket.display().to_string(), json);
     Ok(())

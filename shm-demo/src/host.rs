@@ -95,25 +95,14 @@ pub fn create(backend: Backend, size: u64) -> Result<Mem> {
             // Removed by the signal handler if Ctrl-C ends the run (and by the owner's
             // drop on every other way out).
             crate::util::remember_segment(&name);
-            Mem::Posix(
-                ShmOptions::new(name)
-                    .size(size)
-                    .create()
-                    .map_err(errors::posix)?,
-            )
+            Mem::Posix(ShmOptions::new(name).size(size).create()?)
         }
         Backend::Anon => {
             let len = usize::try_from(size)
                 .map_err(|_| Failure::new("size too large for this machine"))?;
             Mem::Anon(AnonShm::create(len).map_err(|e| Failure::new(format!("mmap failed: {e}")))?)
         }
-        Backend::Memfd => Mem::Memfd(
-            MemfdOptions::new()
-                .name("shm-demo")
-                .size(size)
-                .create()
-                .map_err(errors::memfd)?,
-        ),
+        Backend::Memfd => Mem::Memfd(MemfdOptions::new().name("shm-demo").size(size).create()?),
     })
 }
 
@@ -141,10 +130,8 @@ pub enum Endpoint {
 /// Opens the memory a peer was pointed at.
 pub fn open(endpoint: &Endpoint) -> Result<Mem> {
     match endpoint {
-        Endpoint::Name(name) => Ok(Mem::Posix(
-            ShmOptions::new(name).open().map_err(errors::posix)?,
-        )),
-        Endpoint::Socket(path) => Ok(Mem::Memfd(shm_memfd::connect(path).map_err(errors::memfd)?)),
+        Endpoint::Name(name) => Ok(Mem::Posix(ShmOptions::new(name).open()?)),
+        Endpoint::Socket(path) => Ok(Mem::Memfd(shm_memfd::connect(path)?)),
     }
 }
 
@@ -206,7 +193,7 @@ pub fn start_peer(
         Backend::Memfd => {
             let path = socket_path();
             crate::util::remember_path(&path);
-            let server = Server::bind(&path).map_err(errors::memfd)?;
+            let server = Server::bind(&path)?;
             let mut child = spawn(&["--socket", path.to_str().expect("utf-8 temp path")])?;
             let fd = mem.memfd_fd().expect("memfd memory");
             if let Err(e) = server.serve_one_timeout(&fd, Duration::from_secs(10)) {

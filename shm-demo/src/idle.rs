@@ -84,20 +84,20 @@ pub fn idle(backend: host::Backend, seconds: u64, broadcast: bool, json: bool) -
     let keep: Box<dyn std::any::Any>;
     if broadcast {
         let opts = shm_core::BroadcastOptions::new();
-        let len = opts.segment_len().map_err(crate::errors::core)?;
+        let len = opts.segment_len()?;
         let mem = host::create(backend, len)?;
-        let b = shm_core::Broadcast::create(mem, &opts).map_err(crate::errors::core)?;
+        let b = shm_core::Broadcast::create(mem, &opts)?;
         peer = host::start_peer(backend, b.raw().memory(), &args, move |m| {
             idle_subscriber_role(m, ms)
         })?;
-        keep = Box::new(b.publisher().map_err(crate::errors::core)?);
+        keep = Box::new(b.publisher()?);
     } else {
         let mem = host::create(backend, 64 * 1024)?;
-        let chan = Channel::create(mem, &ChannelOptions::new()).map_err(crate::errors::core)?;
+        let chan = Channel::create(mem, &ChannelOptions::new())?;
         peer = host::start_peer(backend, chan.raw().memory(), &args, move |m| {
             idle_role(m, ms)
         })?;
-        keep = Box::new(chan.sender(0).map_err(crate::errors::core)?);
+        keep = Box::new(chan.sender(0)?);
     }
     let line = peer.finish()?;
     drop(keep);
@@ -159,13 +159,13 @@ pub struct IdleReport {
 /// are made before the first count).
 pub fn idle_receivers(receivers: usize, seconds: u64) -> Result<IdleReport> {
     let opts = shm_core::ChannelOptions::new().capacity(4096);
-    let len = opts.segment_len().map_err(crate::errors::core)?;
+    let len = opts.segment_len()?;
     let mut ends = Vec::with_capacity(receivers);
     for _ in 0..receivers {
         let mem = host::create(host::Backend::Anon, len)?;
-        let chan = shm_core::Channel::create(mem, &opts).map_err(crate::errors::core)?;
-        let tx = chan.sender(0).map_err(crate::errors::core)?;
-        let rx = chan.receiver(0).map_err(crate::errors::core)?;
+        let chan = shm_core::Channel::create(mem, &opts)?;
+        let tx = chan.sender(0)?;
+        let rx = chan.receiver(0)?;
         ends.push((tx, rx));
     }
     let rt = runtime();

@@ -132,7 +132,7 @@ fn listing_json(l: &Listing) -> String {
 
 /// `shm-demo ls`: every entry of /dev/shm, and the memfd servers named.
 pub fn ls(sockets: &[PathBuf], json: bool) -> Result<()> {
-    let mut all = shm_posix::list("/").map_err(errors::posix)?;
+    let mut all = shm_posix::list("/")?;
     all.extend(sockets.iter().map(|p| listing_of_socket(p)));
     if json {
         for l in &all {
@@ -537,7 +537,7 @@ pub fn hz(name: Option<&str>, socket: Option<&Path>, seconds: u64, json: bool) -
 /// `shm-demo cleanup`: removes (or, `dry_run`, names) the segments of ours that no live
 /// process holds, saying why for each.
 pub fn cleanup(prefix: &str, dry_run: bool, json: bool) -> Result<()> {
-    let done = shm_posix::cleanup(prefix, dry_run).map_err(errors::posix)?;
+    let done = shm_posix::cleanup(prefix, dry_run)?;
     for r in &done {
         if json {
             println!(

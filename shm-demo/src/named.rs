@@ -38,14 +38,11 @@ pub fn publish(
     } else {
         BroadcastMode::Reliable
     });
-    let len = opts.segment_len().map_err(errors::core)?;
+    let len = opts.segment_len()?;
     crate::util::remember_segment(name);
-    let shm = ShmOptions::new(name)
-        .size(len)
-        .create()
-        .map_err(errors::posix)?;
-    let b = Broadcast::create(shm, &opts).map_err(errors::core)?;
-    let mut p = b.publisher().map_err(errors::core)?;
+    let shm = ShmOptions::new(name).size(len).create()?;
+    let b = Broadcast::create(shm, &opts)?;
+    let mut p = b.publisher()?;
     if !json {
         println!(
             "publishing {messages} messages of {size} B on {name} ({}); subscribe with: shm-demo --backend posix subscribe --name {name}",
@@ -55,8 +52,7 @@ pub fn publish(
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
     if wait_subscribers > 0 {
-        p.wait_for_subscribers(wait_subscribers, Duration::from_secs(60))
-            .map_err(errors::core)?;
+        p.wait_for_subscribers(wait_subscribers, Duration::from_secs(60))?;
     }
     let mut maker = Maker::new(size as usize);
     let start = Instant::now();
@@ -67,7 +63,7 @@ pub fn publish(
                 std::thread::sleep(wait);
             }
         }
-        p.publish(maker.make(seq)).map_err(errors::core)?;
+        p.publish(maker.make(seq))?;
     }
     let secs = start.elapsed().as_secs_f64();
     if json {
@@ -94,9 +90,9 @@ pub fn publish(
 /// (or until the publisher closes or dies, or Ctrl-C), verifying each one's number and
 /// checksum; reports what it got and what it missed.
 pub fn subscribe(name: &str, count: Option<u64>, json: bool) -> Result<()> {
-    let shm = ShmOptions::new(name).open().map_err(errors::posix)?;
-    let b = Broadcast::attach(shm).map_err(errors::core)?;
-    let mut s = b.subscriber().map_err(errors::core)?;
+    let shm = ShmOptions::new(name).open()?;
+    let b = Broadcast::attach(shm)?;
+    let mut s = b.subscriber()?;
     if !json {
         println!("subscribed to {name} at message {}", s.next_message());
     }
@@ -169,14 +165,11 @@ pub fn send(name: &str, messages: u64, size: u64, json: bool) -> Result<()> {
             .hint("at least 8 bytes: the message number"));
     }
     let opts = ChannelOptions::for_messages(size);
-    let len = opts.segment_len().map_err(errors::core)?;
+    let len = opts.segment_len()?;
     crate::util::remember_segment(name);
-    let shm = ShmOptions::new(name)
-        .size(len)
-        .create()
-        .map_err(errors::posix)?;
-    let chan = Channel::create(shm, &opts).map_err(errors::core)?;
-    let mut tx = chan.sender(0).map_err(errors::core)?;
+    let shm = ShmOptions::new(name).size(len).create()?;
+    let chan = Channel::create(shm, &opts)?;
+    let mut tx = chan.sender(0)?;
     if !json {
         println!("sending {messages} messages of {size} B on {name}; receive with: shm-demo --backend posix receive --name {name}");
     }
@@ -187,8 +180,7 @@ pub fn send(name: &str, messages: u64, size: u64, json: bool) -> Result<()> {
     let mut maker = Maker::new(size as usize);
     let start = Instant::now();
     for seq in 0..messages {
-        tx.send_timeout(maker.make(seq), Duration::from_secs(60))
-            .map_err(errors::core)?;
+        tx.send_timeout(maker.make(seq), Duration::from_secs(60))?;
     }
     // Closing waits for nothing: the receiver reads what is left, then sees Closed.
     let secs = start.elapsed().as_secs_f64();
@@ -225,9 +217,9 @@ pub fn send(name: &str, messages: u64, size: u64, json: bool) -> Result<()> {
 /// channel and verifies every message's number and checksum until the sender closes
 /// (or `count` messages, or Ctrl-C).
 pub fn receive(name: &str, count: Option<u64>, json: bool) -> Result<()> {
-    let shm = ShmOptions::new(name).open().map_err(errors::posix)?;
-    let chan = Channel::attach(shm).map_err(errors::core)?;
-    let mut rx = chan.receiver(0).map_err(errors::core)?;
+    let shm = ShmOptions::new(name).open()?;
+    let chan = Channel::attach(shm)?;
+    let mut rx = chan.receiver(0)?;
     let mut buf = Vec::new();
     let mut got = 0u64;
     let mut end = "closed";

@@ -121,9 +121,9 @@ fn channel_pingpong(
     let total = warmup(round_trips) + round_trips;
     let cap = ((size + 16) * 4).next_power_of_two().max(4096);
     let opts = ChannelOptions::new().rings(2).capacity(cap);
-    let len = opts.segment_len().map_err(crate::errors::core)?;
+    let len = opts.segment_len()?;
     let mem = host::create(backend, len.max(64 * 1024))?;
-    let chan = Channel::create(mem, &opts).map_err(crate::errors::core)?;
+    let chan = Channel::create(mem, &opts)?;
     let args = [
         "--role".to_owned(),
         "echo".to_owned(),
@@ -138,15 +138,18 @@ fn channel_pingpong(
         echo_role(m, total, size, wait)
     })?;
     host::pin_to_cpu(0);
-    use crate::errors::core;
-    let mut tx = chan.sender(0).map_err(core)?;
-    let mut rx = chan.receiver(1).map_err(core)?;
+    let mut tx = chan.sender(0)?;
+    let mut rx = chan.receiver(1)?;
     tx.set_wait(wait.mode());
     rx.set_wait(wait.mode());
     if wait == Wait::Async {
-        let hist = crate::asyncio::runtime()
-            .block_on(crate::asyncio::ping(tx, rx, total, round_trips, size))
-            .map_err(core)?;
+        let hist = crate::asyncio::runtime().block_on(crate::asyncio::ping(
+            tx,
+            rx,
+            total,
+            round_trips,
+            size,
+        ))?;
         crate::util::parse_peer_line(&peer.finish()?)?;
         return Ok(hist);
     }
@@ -156,11 +159,11 @@ fn channel_pingpong(
     for i in 1..=total {
         let t = Instant::now();
         payload(&mut ping, i);
-        let slot = tx.reserve(ping.len()).map_err(core)?;
-        slot.write(0, &ping).map_err(core)?;
+        let slot = tx.reserve(ping.len())?;
+        slot.write(0, &ping)?;
         slot.commit();
-        let msg = rx.recv().map_err(core)?;
-        msg.read(0, &mut pong).map_err(core)?;
+        let msg = rx.recv()?;
+        msg.read(0, &mut pong)?;
         drop(msg);
         if pong[..8] != ping[..8] {
             return Err(Failure::new(format!("echo {:?} for ping {i}", &pong[..8])));
@@ -183,12 +186,12 @@ fn floor_pingpong(round_trips: u64, size: u64) -> Result<Histogram<u64>> {
     let total = warmup(round_trips) + round_trips;
     let len = (128 + PAYLOAD_AT as u64 + 2 * size).max(4096);
     let mem = host::create(backend, len)?;
-    let seg = Segment::create(mem, &[0u64; 8]).map_err(crate::errors::core)?;
+    let seg = Segment::create(mem, &[0u64; 8])?;
     let peer = host::start_peer(backend, seg.raw().memory(), &[], move |m| {
         floor_pong(m, total, size)
     })?;
     host::pin_to_cpu(0);
-    let word = seg.raw().atomic_u64(WORD).map_err(crate::errors::core)?;
+    let word = seg.raw().atomic_u64(WORD)?;
     let size = size as usize;
     let base = seg.raw().payload_ptr();
     let mut ping = vec![7u8; size];
@@ -272,18 +275,16 @@ const BLOCK: u64 = 10_000;
 /// channel's and the floor's histograms.
 #[allow(unsafe_code)]
 fn paired_pingpong(round_trips: u64) -> Result<(Histogram<u64>, Histogram<u64>)> {
-    use crate::errors::core;
     let blocks = round_trips.div_ceil(BLOCK) + 1;
     let floor_mem = host::create(host::Backend::Anon, 4096)?;
-    let floor = Segment::create(floor_mem, &[0u64; 8]).map_err(core)?;
+    let floor = Segment::create(floor_mem, &[0u64; 8])?;
     let opts = ChannelOptions::new().rings(2).capacity(4096);
-    let len = opts.segment_len().map_err(core)?;
+    let len = opts.segment_len()?;
     let chan = Channel::create(
         host::create(host::Backend::Anon, len.max(64 * 1024))?,
         &opts,
-    )
-    .map_err(core)?;
-    let word = floor.raw().atomic_u64(WORD).map_err(core)?;
+    )?;
+    let word = floor.raw().atomic_u64(WORD)?;
     let patience = PEER_TIMEOUT;
     // SAFETY: the demo has one thread when it forks; the child uses the two inherited
     // mappings (through the inherited handles) and its own heap, and ends by returning.
@@ -320,8 +321,8 @@ fn paired_pingpong(round_trips: u64) -> Result<(Histogram<u64>, Histogram<u64>)>
     }
     .map_err(|e| Failure::new(format!("fork: {e}")))?;
     host::pin_to_cpu(0);
-    let mut tx = chan.sender(0).map_err(core)?;
-    let mut rx = chan.receiver(1).map_err(core)?;
+    let mut tx = chan.sender(0)?;
+    let mut rx = chan.receiver(1)?;
     tx.set_wait(shm_core::WaitMode::Spin);
     rx.set_wait(shm_core::WaitMode::Spin);
     let (mut ours, mut bare) = (histogram(), histogram());
@@ -344,13 +345,10 @@ fn paired_pingpong(round_trips: u64) -> Result<(Histogram<u64>, Histogram<u64>)>
         for i in 0..BLOCK {
             let t = Instant::now();
             payload(&mut ping, b * BLOCK + i);
-            let slot = tx.reserve(8).map_err(core)?;
-            slot.write(0, &ping).map_err(core)?;
+            let slot = tx.reserve(8)?;
+            slot.write(0, &ping)?;
             slot.commit();
-            rx.recv_timeout(patience)
-                .map_err(core)?
-                .read(0, &mut pong)
-                .map_err(core)?;
+            rx.recv_timeout(patience)?.read(0, &mut pong)?;
             if pong != ping {
                 return Err(Failure::new(format!("echo {pong:?} for ping {ping:?}")));
             }

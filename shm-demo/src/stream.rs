@@ -67,9 +67,9 @@ fn channel_stream(
         None => shm_core::os::cpu::stream_ring_bytes(size),
     };
     let opts = ChannelOptions::new().capacity(cap);
-    let len = opts.segment_len().map_err(crate::errors::core)?;
+    let len = opts.segment_len()?;
     let mem = host::create(backend, len)?;
-    let chan = Channel::create(mem, &opts).map_err(crate::errors::core)?;
+    let chan = Channel::create(mem, &opts)?;
     let args = [
         "--role".to_owned(),
         "consume".to_owned(),
@@ -84,7 +84,7 @@ fn channel_stream(
         consume_role(m, messages, size, wait)
     })?;
     host::pin_to_cpu(0);
-    let mut tx = chan.sender(0).map_err(crate::errors::core)?;
+    let mut tx = chan.sender(0)?;
     tx.set_wait(wait.mode());
     let produced = if wait == Wait::Async {
         crate::asyncio::produce_blocking_on(tx, messages, size).map_err(crate::errors::core)
@@ -110,8 +110,8 @@ fn produce(mut tx: shm_core::Sender<Mem>, messages: u64, size: u64) -> Result<()
     for seq in 0..messages {
         let msg = maker.make(seq);
         // Zero-copy: reserve in the ring, write in place, commit.
-        let slot = tx.reserve(msg.len()).map_err(crate::errors::core)?;
-        slot.write(0, msg).map_err(crate::errors::core)?;
+        let slot = tx.reserve(msg.len())?;
+        slot.write(0, msg)?;
         slot.commit();
     }
     Ok(())

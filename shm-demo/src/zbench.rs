@@ -215,11 +215,8 @@ fn bridge_ends(
         out_key.replace('/', "_")
     );
     crate::util::remember_segment(&name);
-    let mem = ShmOptions::new(&name)
-        .size(opts.segment_len().map_err(crate::errors::core)?)
-        .create()
-        .map_err(crate::errors::posix)?;
-    let b = Broadcast::create(mem, &opts).map_err(crate::errors::core)?;
+    let mem = ShmOptions::new(&name).size(opts.segment_len()?).create()?;
+    let b = Broadcast::create(mem, &opts)?;
     let mut eo = ExportOptions::new(out_key).express(true);
     if let Some(us) = spin {
         eo = eo.wait(shm_core::WaitMode::Block {
@@ -238,10 +235,7 @@ fn bridge_ends(
         Ok(ShmOptions::new(&d2).size(len).create()?)
     })
     .map_err(|e| Failure::new(e.to_string()))?;
-    let mut sub = Broadcast::attach(ShmOptions::new(&dst).open().map_err(crate::errors::posix)?)
-        .map_err(crate::errors::core)?
-        .subscriber()
-        .map_err(crate::errors::core)?;
+    let mut sub = Broadcast::attach(ShmOptions::new(&dst).open()?)?.subscriber()?;
     if let Some(us) = spin {
         sub.set_wait(shm_core::WaitMode::Block {
             spin: Duration::from_micros(us),
@@ -271,14 +265,14 @@ fn rtt_bridge(
     if !e.wait_matched(Duration::from_secs(30)) {
         return Err(Failure::new("the echo's importer never matched"));
     }
-    let mut p = b.publisher().map_err(crate::errors::core)?;
+    let mut p = b.publisher()?;
     let msg = vec![7u8; size as usize];
     let mut buf = Vec::new();
     let mut rtts = Vec::with_capacity(messages as usize);
     // A few rounds first: the first message through may wait for the echo's import.
     for round in 0..messages + 100 {
         let t = Instant::now();
-        p.publish(&msg).map_err(crate::errors::core)?;
+        p.publish(&msg)?;
         loop {
             match sub.recv_into_timeout(&mut buf, Duration::from_secs(10)) {
                 Ok(_) => break,
@@ -374,11 +368,11 @@ pub fn peer(
                 return Err(Failure::new("the pinger's importer never matched"));
             }
             say("{\"event\":\"up\"}");
-            let mut p = b.publisher().map_err(crate::errors::core)?;
+            let mut p = b.publisher()?;
             let mut buf = Vec::new();
             loop {
                 match sub.recv_into_timeout(&mut buf, Duration::from_secs(30)) {
-                    Ok(_) => p.publish(&buf).map_err(crate::errors::core)?,
+                    Ok(_) => p.publish(&buf)?,
                     Err(RecvTimeoutError::Lagged { .. }) => {}
                     Err(_) => break,
                 }
