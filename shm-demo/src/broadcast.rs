@@ -3,16 +3,17 @@
 //! Unix sockets (what users would otherwise write). The publisher is pinned to CPU 0 and
 //! the subscribers share CPU 1 (on a machine with two cores, N + 1 processes share two).
 
+use crate::cli::Ctx;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use shm_core::{Broadcast, BroadcastMode, BroadcastOptions};
 
+use crate::cli::BackendArg;
 use crate::host::{self, Mem};
 use crate::msg::{verify, Maker, MIN_SIZE};
 use crate::util::{Failure, Json, Result};
-use crate::BackendArg;
 
 /// How long the publisher waits for its subscribers to join.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -355,4 +356,58 @@ pub fn run(
         )));
     }
     Ok(())
+}
+
+/// How a broadcast reaches its subscribers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Via {
+    /// Straight from the shared segment.
+    Local,
+    /// Through an exporter, Zenoh on loopback and an importer.
+    Zenoh,
+}
+
+/// One publisher to N subscriber processes: each subscriber verifies order and
+/// checksums and reports its rate (reliable: no gap; --lossy: counts what it missed);
+/// --backend unix writes every message to N Unix sockets instead.
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Example:\n  shm-demo --backend posix broadcast --subscribers 4 --messages 100000 --size 64 --json"
+)]
+pub struct Args {
+    /// Subscriber processes (1 to 64).
+    #[arg(long, default_value_t = 2)]
+    subscribers: u32,
+    /// Messages to publish.
+    #[arg(long, default_value_t = 100_000)]
+    messages: u64,
+    /// Bytes per message (at least 8).
+    #[arg(long, default_value = "64", value_parser = crate::util::parse_size)]
+    size: u64,
+    /// The publisher never waits; slow subscribers are told what they missed.
+    #[arg(long)]
+    lossy: bool,
+    /// `zenoh`: publisher -> exporter process -> Zenoh (127.0.0.1) -> importer
+    /// process -> subscriber processes (posix or memfd).
+    #[arg(long, value_enum, default_value = "local")]
+    via: Via,
+}
+
+impl Args {
+    pub fn run(self, ctx: Ctx) -> Result<()> {
+        use BackendArg::*;
+        let b = ctx.require_one_of(
+            &[Posix, Anon, Memfd, Unix],
+            "broadcast needs --backend: posix, anon, memfd or unix",
+        )?;
+        run(
+            b,
+            self.subscribers,
+            self.messages,
+            self.size,
+            self.lossy,
+            self.via == Via::Zenoh,
+            ctx.json,
+        )
+    }
 }

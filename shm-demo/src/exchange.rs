@@ -1,6 +1,7 @@
 //! The tutorial's exchange: one command on every backend, or writer and reader in two
 //! terminals.
 
+use crate::cli::Ctx;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -375,3 +376,114 @@ pub fn connect(socket: &Path, json: bool) -> Result<()> {
     print_record(&v, &socket.display().to_string(), json);
     Ok(())
 }
+
+/// The tutorial's writer: create a named segment and write MyData into it.
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Example:\n  shm-demo --backend posix write --name /my_shm --size 4GiB --hold"
+)]
+pub struct WriteArgs {
+    /// Segment name, like /my_shm (my_shm means the same, as in glibc's shm_open).
+    #[arg(long)]
+    name: String,
+    /// Segment size: 4GiB, 64MiB, 4096, ...
+    #[arg(long, default_value = "4GiB", value_parser = crate::util::parse_size)]
+    size: u64,
+    /// Keep the segment until Ctrl-C or SIGTERM, then remove it. Without --hold the
+    /// segment is left for a reader, who removes it with `read --unlink`.
+    #[arg(long)]
+    hold: bool,
+    /// Write the record the tutorial's way: at offset 0, no header, for programs that
+    /// do not speak our layout (the tutorial's Go or C reader, Python's
+    /// multiprocessing.shared_memory).
+    #[arg(long)]
+    raw: bool,
+}
+
+impl WriteArgs {
+    pub fn run(self, ctx: Ctx) -> Result<()> {
+        ctx.require(Backend::Posix, POSIX_ONLY, true)?;
+        write(&self.name, self.size, self.hold, self.raw, ctx.json)
+    }
+}
+
+/// The tutorial's reader: attach to a named segment and print MyData.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Example:\n  shm-demo --backend posix read --name /my_shm --unlink")]
+pub struct ReadArgs {
+    /// Segment name, like /my_shm (my_shm means the same, as in glibc's shm_open).
+    #[arg(long)]
+    name: String,
+    /// Remove the segment after reading it (as the tutorial's reader does).
+    #[arg(long)]
+    unlink: bool,
+    /// The record version to expect: v1 (what `write` writes) or v2 (shows a schema
+    /// mismatch).
+    #[arg(long, default_value = "v1")]
+    schema: SchemaArg,
+    /// Read a segment with no header (made the tutorial's way, or by Python or C):
+    /// MyData at offset 0. Only the size can be checked; the type is taken on trust.
+    #[arg(long, conflicts_with = "schema")]
+    raw: bool,
+}
+
+impl ReadArgs {
+    pub fn run(self, ctx: Ctx) -> Result<()> {
+        ctx.require(Backend::Posix, POSIX_ONLY, true)?;
+        read(&self.name, self.unlink, self.schema, self.raw, ctx.json)
+    }
+}
+
+/// Create a sealed memfd with MyData and hand it to every client of a Unix socket.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Example:\n  shm-demo --backend memfd serve --socket /tmp/shm.sock")]
+pub struct ServeArgs {
+    /// Socket path.
+    #[arg(long)]
+    socket: std::path::PathBuf,
+    /// Segment size.
+    #[arg(long, default_value = "4GiB", value_parser = crate::util::parse_size)]
+    size: u64,
+    /// Serve one client, then exit (default: until Ctrl-C or SIGTERM).
+    #[arg(long)]
+    once: bool,
+}
+
+impl ServeArgs {
+    pub fn run(self, ctx: Ctx) -> Result<()> {
+        ctx.require(Backend::Memfd, MEMFD_ONLY, true)?;
+        serve(&self.socket, self.size, self.once, ctx.json)
+    }
+}
+
+/// Receive the memfd from a server, verify it, attach and print MyData.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Example:\n  shm-demo --backend memfd connect --socket /tmp/shm.sock")]
+pub struct ConnectArgs {
+    /// Socket path.
+    #[arg(long)]
+    socket: std::path::PathBuf,
+}
+
+impl ConnectArgs {
+    pub fn run(self, ctx: Ctx) -> Result<()> {
+        ctx.require(Backend::Memfd, MEMFD_ONLY, true)?;
+        connect(&self.socket, ctx.json)
+    }
+}
+
+/// The exchange with no subcommand: on the backend named, or on all three.
+pub fn run_default(ctx: Ctx, size: u64) -> Result<()> {
+    match ctx.backend {
+        None => run(&Backend::ALL, size, ctx.json),
+        Some(_) => run(
+            &[ctx
+                .require_shm("the exchange needs a shared-memory backend: posix, anon or memfd")?],
+            size,
+            ctx.json,
+        ),
+    }
+}
+
+const POSIX_ONLY: &str = "write and read name a POSIX segment: use --backend posix";
+const MEMFD_ONLY: &str = "serve and connect pass a memfd: use --backend memfd";

@@ -268,7 +268,7 @@ impl Peer {
         match theirs {
             Some(t) => Failure {
                 what: format!("{}; the peer: {t}", ours.what),
-                hint: ours.hint,
+                ..ours
             },
             None => ours,
         }

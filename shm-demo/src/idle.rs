@@ -1,6 +1,7 @@
 //! `shm-demo idle`: what a waiting side costs. A blocked receiver or subscriber in
 //! another process (CPU time over a sleep), and parked async receivers in one runtime.
 
+use crate::cli::Ctx;
 use std::time::{Duration, Instant};
 
 use shm_core::{Channel, ChannelOptions, WaitMode};
@@ -231,4 +232,31 @@ pub fn idle_run(receivers: usize, seconds: u64, json: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// CPU used by a receiver blocked on an empty channel (spins 50 µs, then sleeps on a
+/// futex, waking every 20 ms to check its peer).
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Example:\n  shm-demo --backend posix idle --seconds 5")]
+pub struct Args {
+    /// How long the receiver waits.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Measure a broadcast subscriber instead of a channel receiver.
+    #[arg(long)]
+    broadcast: bool,
+    /// Measure N receivers parked as tokio tasks awaiting `recv_async` in one
+    /// runtime (this process; anon channels): CPU, and memory per parked receiver.
+    #[arg(long, value_name = "N")]
+    async_receivers: Option<usize>,
+}
+
+impl Args {
+    pub fn run(self, ctx: Ctx) -> Result<()> {
+        if let Some(n) = self.async_receivers {
+            return idle_run(n, self.seconds, ctx.json);
+        }
+        let b = ctx.require_shm("idle needs a shared-memory backend: posix, anon or memfd")?;
+        idle(b, self.seconds, self.broadcast, ctx.json)
+    }
 }

@@ -2,6 +2,7 @@
 //! maps segments read-only, writes nothing and waits for nothing (but `hz`, which watches
 //! on purpose until its time is up or Ctrl-C).
 
+use crate::cli::Ctx;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -566,4 +567,88 @@ pub fn cleanup(prefix: &str, dry_run: bool, json: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Remove segments of ours in /dev/shm that no live process holds (their processes
+/// died without removing them), saying why for each; never one a live process holds.
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Example:\n  shm-demo cleanup --dry-run\n  shm-demo cleanup --prefix /shm-demo"
+)]
+pub struct CleanupArgs {
+    /// Only names starting with this.
+    #[arg(long, default_value = "/")]
+    prefix: String,
+    /// Name what would be removed, and why, without removing anything.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+impl CleanupArgs {
+    pub fn run(self, ctx: Ctx) -> Result<()> {
+        cleanup(&self.prefix, self.dry_run, ctx.json)
+    }
+}
+
+/// List every segment in /dev/shm (and the memfd servers named with --socket): kind,
+/// size, record, creator, state (live, stale, foreign, corrupt) and peers. Reads
+/// only; never waits.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Example:\n  shm-demo ls\n  shm-demo ls --json --socket /tmp/shm.sock")]
+pub struct LsArgs {
+    /// A memfd server's socket to look at too (repeatable).
+    #[arg(long)]
+    socket: Vec<PathBuf>,
+}
+
+impl LsArgs {
+    pub fn run(self, ctx: Ctx) -> Result<()> {
+        ls(&self.socket, ctx.json)
+    }
+}
+
+/// Show one segment's header field by field and its kind's shared state: a channel's
+/// positions and ends, a broadcast's tail and subscriber lines, a seqlock's writer.
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Example:\n  shm-demo inspect /shm-demo-1234-0\n  shm-demo inspect --socket /tmp/shm.sock --json"
+)]
+pub struct InspectArgs {
+    /// The POSIX segment's name.
+    name: Option<String>,
+    /// Or a memfd server's socket.
+    #[arg(long, conflicts_with = "name")]
+    socket: Option<PathBuf>,
+}
+
+impl InspectArgs {
+    pub fn run(self, ctx: Ctx) -> Result<()> {
+        inspect(self.name.as_deref(), self.socket.as_deref(), ctx.json)
+    }
+}
+
+/// Watch a channel or broadcast without joining it (read-only) and print its rate
+/// each second (and each subscriber's lag). Ctrl-C ends it.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Example:\n  shm-demo hz /cam --seconds 10")]
+pub struct HzArgs {
+    /// The POSIX segment's name.
+    name: Option<String>,
+    /// Or a memfd server's socket.
+    #[arg(long, conflicts_with = "name")]
+    socket: Option<PathBuf>,
+    /// Stop after this many seconds (0: until Ctrl-C).
+    #[arg(long, default_value_t = 0)]
+    seconds: u64,
+}
+
+impl HzArgs {
+    pub fn run(self, ctx: Ctx) -> Result<()> {
+        hz(
+            self.name.as_deref(),
+            self.socket.as_deref(),
+            self.seconds,
+            ctx.json,
+        )
+    }
 }

@@ -4,6 +4,8 @@
 //! `subscribe --name /cam` attaches, verifies and reports. Any program that speaks the
 //! broadcast (the Python package, another Rust program) can take either side.
 
+use crate::cli::Ctx;
+use crate::host::Backend;
 use std::time::{Duration, Instant};
 
 use shm_core::{
@@ -258,4 +260,116 @@ pub fn receive(name: &str, count: Option<u64>, json: bool) -> Result<()> {
         println!("received {got} messages, every one in order and checksummed; {end}");
     }
     Ok(())
+}
+
+const PUBSUB_POSIX: &str = "publish and subscribe name a POSIX segment: use --backend posix";
+const SENDRECV_POSIX: &str = "send and receive name a POSIX segment: use --backend posix";
+
+/// Create a named broadcast and publish stamped, checksummed messages to it (for a
+/// subscriber in another terminal or another language); removed at the end or on
+/// Ctrl-C.
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Example:\n  shm-demo --backend posix publish --name /cam --messages 1000 --size 64 --rate 100"
+)]
+pub struct PublishArgs {
+    /// The broadcast's name.
+    #[arg(long)]
+    name: String,
+    /// Messages to publish.
+    #[arg(long, default_value_t = 1000)]
+    messages: u64,
+    /// Bytes per message (at least 8).
+    #[arg(long, default_value = "64", value_parser = crate::util::parse_size)]
+    size: u64,
+    /// Messages per second (default: as fast as the subscribers allow).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Lossy: never wait for subscribers.
+    #[arg(long)]
+    lossy: bool,
+    /// Wait (at most 60 s) for this many subscribers before publishing.
+    #[arg(long, default_value_t = 0)]
+    wait_subscribers: u32,
+}
+
+impl PublishArgs {
+    pub fn run(self, ctx: Ctx) -> Result<()> {
+        ctx.require(Backend::Posix, PUBSUB_POSIX, false)?;
+        publish(
+            &self.name,
+            self.messages,
+            self.size,
+            self.rate,
+            self.lossy,
+            self.wait_subscribers,
+            ctx.json,
+        )
+    }
+}
+
+/// Subscribe to a named broadcast, verify every message's number and checksum, and
+/// report what arrived and what was missed.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Example:\n  shm-demo --backend posix subscribe --name /cam --count 1000")]
+pub struct SubscribeArgs {
+    /// The broadcast's name.
+    #[arg(long)]
+    name: String,
+    /// Stop after this many messages (default: until the publisher closes).
+    #[arg(long)]
+    count: Option<u64>,
+}
+
+impl SubscribeArgs {
+    pub fn run(self, ctx: Ctx) -> Result<()> {
+        ctx.require(Backend::Posix, PUBSUB_POSIX, false)?;
+        subscribe(&self.name, self.count, ctx.json)
+    }
+}
+
+/// Create a named channel and send stamped, checksummed messages on it (to a
+/// receiver in another terminal or another language); removed at the end or on
+/// Ctrl-C.
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Example:\n  shm-demo --backend posix send --name /q --messages 1000 --size 64"
+)]
+pub struct SendArgs {
+    /// The channel's name.
+    #[arg(long)]
+    name: String,
+    /// Messages to send.
+    #[arg(long, default_value_t = 1000)]
+    messages: u64,
+    /// Bytes per message (at least 8).
+    #[arg(long, default_value = "64", value_parser = crate::util::parse_size)]
+    size: u64,
+}
+
+impl SendArgs {
+    pub fn run(self, ctx: Ctx) -> Result<()> {
+        ctx.require(Backend::Posix, SENDRECV_POSIX, false)?;
+        send(&self.name, self.messages, self.size, ctx.json)
+    }
+}
+
+/// Take the receiving end of a named channel and verify every message's number and
+/// checksum until the sender closes.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Example:\n  shm-demo --backend posix receive --name /q")]
+pub struct ReceiveArgs {
+    /// The channel's name.
+    #[arg(long)]
+    name: String,
+    /// Stop after this many messages.
+    #[arg(long)]
+    count: Option<u64>,
+}
+
+impl ReceiveArgs {
+    pub fn run(self, ctx: Ctx) -> Result<()> {
+        ctx.require(Backend::Posix, SENDRECV_POSIX, false)?;
+        receive(&self.name, self.count, ctx.json)
+    }
 }

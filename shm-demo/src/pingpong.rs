@@ -1,5 +1,6 @@
 //! Round-trip latency between two processes: shared memory against Unix sockets and pipes.
 
+use crate::cli::Ctx;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
@@ -7,10 +8,10 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use shm_core::{Channel, ChannelOptions, Segment};
 
+use crate::cli::BackendArg;
 use crate::host::{self, Mem};
 use crate::measure::{histogram, payload, warmup, Wait};
 use crate::util::{fmt_duration, Failure, Json, Result};
-use crate::BackendArg;
 
 /// The floor's segment: one word on one cache line, bounced between the two processes
 /// (odd values from the pinger, even values from the ponger).
@@ -517,4 +518,46 @@ pub fn run(
         );
     }
     Ok(())
+}
+
+/// Round-trip latency between two processes, pinned to different CPUs: p50, p99,
+/// p99.9 and max, from an HdrHistogram of every round trip. posix, anon and memfd send
+/// 8-byte messages through the channel; unix and pipe through the kernel; floor
+/// bounces two bare words between two cache lines (the hardware floor).
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Example:\n  shm-demo --backend posix pingpong --round-trips 100000 --json")]
+pub struct Args {
+    /// Round trips to measure (after a warm-up of a tenth as many, at least 1000).
+    #[arg(long, default_value_t = 100_000)]
+    round_trips: u64,
+    /// How a side waits for the other: spin (busy-poll), block (spin 50 µs, then sleep
+    /// on a futex) or async (both sides tokio tasks awaiting the futures; tokio's
+    /// UnixStream for --backend unix). pipe and floor ignore it.
+    #[arg(long, value_enum, default_value = "spin")]
+    wait: Wait,
+    /// Payload bytes per message, 8 to 16MiB; each side copies it in and out.
+    #[arg(long, default_value = "8", value_parser = crate::util::parse_size)]
+    size: u64,
+    /// Measure the floor (one bouncing cache line) and the channel in the same pair of
+    /// processes, alternating blocks of 10,000 round trips, and report both p50s and
+    /// their ratio (`--backend anon`, 8 bytes, spin): on a host whose CPU placement
+    /// changes between runs, the only ratio that means anything.
+    #[arg(long)]
+    paired: bool,
+}
+
+impl Args {
+    pub fn run(self, ctx: Ctx) -> Result<()> {
+        let b = ctx.backend.ok_or_else(|| {
+            Failure::usage("pingpong needs --backend: posix, anon, memfd, unix, pipe or floor")
+        })?;
+        run(
+            b,
+            self.round_trips,
+            self.size,
+            self.wait,
+            self.paired,
+            ctx.json,
+        )
+    }
 }

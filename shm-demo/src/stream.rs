@@ -1,16 +1,17 @@
 //! Throughput: a producer streams checksummed, numbered messages to a consumer process.
 
+use crate::cli::Ctx;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
 use shm_core::{Channel, ChannelOptions};
 
+use crate::cli::BackendArg;
 use crate::host::{self, Mem};
 use crate::measure::{report, Wait};
 use crate::msg::{verify, verify_in_place, Maker, HEADER, MIN_SIZE, PIECE};
 use crate::util::{Failure, Json, Result};
-use crate::BackendArg;
 
 /// The consuming side over the channel: receive, copy out, verify.
 pub fn consume_role(mem: Mem, messages: u64, size: u64, wait: Wait) -> String {
@@ -408,4 +409,41 @@ pub fn run(
         return Err(Failure::new(format!("stream {name}: {problem}")));
     }
     Ok(())
+}
+
+/// Throughput: a producer process sends N messages of a given size, each with a
+/// sequence number and a checksum, through the channel (or a Unix socket); a consumer
+/// process verifies order and content and reports messages/s and GiB/s.
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Example:\n  shm-demo --backend memfd stream --messages 100000 --size 4096 --json"
+)]
+pub struct Args {
+    /// Messages to send.
+    #[arg(long, default_value_t = 100_000)]
+    messages: u64,
+    /// Bytes per message (at least 8: a sequence number; from 16 also a checksum).
+    #[arg(long, default_value = "4096", value_parser = crate::util::parse_size)]
+    size: u64,
+    /// How the sides wait: spin, block (spin 50 µs, then futex) or async (tokio tasks
+    /// awaiting the futures; tokio's UnixStream for --backend unix).
+    #[arg(long, value_enum, default_value = "block")]
+    wait: Wait,
+    /// Ring bytes (rounded up to a power of two). Default: what the library
+    /// recommends for the message size on this machine (ChannelOptions::for_messages:
+    /// about twice the L2 cache, at least two messages). For `--backend floor`: the
+    /// floor's ring; default: the fastest of 2 to 256 slots, tried in turn.
+    #[arg(long, value_parser = crate::util::parse_size)]
+    ring: Option<u64>,
+}
+
+impl Args {
+    pub fn run(self, ctx: Ctx) -> Result<()> {
+        use BackendArg::*;
+        let b = ctx.require_one_of(
+            &[Posix, Anon, Memfd, Unix, Floor],
+            "stream needs --backend: posix, anon, memfd, unix or floor",
+        )?;
+        run(b, self.messages, self.size, self.wait, self.ring, ctx.json)
+    }
 }

@@ -9,6 +9,8 @@ use std::time::Duration;
 pub struct Failure {
     pub what: String,
     pub hint: Option<String>,
+    /// A command line the demo cannot run (exit status 2), not a run that failed (1).
+    pub usage: bool,
 }
 
 impl Failure {
@@ -16,6 +18,14 @@ impl Failure {
         Failure {
             what: what.to_string(),
             hint: None,
+            usage: false,
+        }
+    }
+    /// A command line the demo cannot run.
+    pub fn usage(what: impl std::fmt::Display) -> Self {
+        Failure {
+            usage: true,
+            ..Failure::new(what)
         }
     }
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
