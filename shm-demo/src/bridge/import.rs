@@ -1,0 +1,127 @@
+//! `bridge import`: a Zenoh key carried into a local broadcast.
+
+use super::*;
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn run(
+    backend: Backend,
+    key: &str,
+    name: &str,
+    queue: usize,
+    wait_exporter: Duration,
+    throttle: Option<f64>,
+    net: &Net,
+    json: bool,
+) -> Result<()> {
+    let session = net.open()?;
+    let mut opts = ImportOptions::new(key)
+        .queue(queue)
+        .wait_exporter(wait_exporter)
+        .evict_timeout(Duration::from_secs(10));
+    if let Some(hz) = throttle {
+        opts = opts.max_rate(hz);
+    }
+    let owned = name.to_owned();
+    let importer = Importer::start(&session, &opts, move |len| {
+        Ok(match backend {
+            Backend::Memfd => {
+                Mem::Memfd(MemfdOptions::new().name("shm-import").size(len).create()?)
+            }
+            _ => {
+                crate::util::remember_segment(&owned);
+                Mem::Posix(create_replacing_dead(&owned, len)?)
+            }
+        })
+    })
+    .map_err(zerr)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = match backend {
+        Backend::Memfd => Some(serve_memfd(
+            Path::new(name),
+            importer.broadcast().raw().memory(),
+            stop.clone(),
+        )?),
+        _ => None,
+    };
+    let d = importer.descriptor();
+    let say = |line: String| {
+        println!("{line}");
+        let _ = std::io::stdout().flush();
+    };
+    let mode = match d.mode {
+        BroadcastMode::Reliable => "reliable",
+        BroadcastMode::Lossy => "lossy",
+    };
+    if json {
+        say(Json::new()
+            .str("event", "importing")
+            .str("key", key)
+            .str("name", name)
+            .str("mode", mode)
+            .str("schema", d.schema.name())
+            .num("max_message", d.max_message)
+            .finish());
+    } else {
+        let sub = match backend {
+            Backend::Memfd => format!("--backend memfd ... --socket {name}"),
+            _ => format!("--backend posix subscribe --name {name}"),
+        };
+        say(format!(
+            "importing key {key} into {name} ({mode}, {} messages of at most {} B); subscribe with: shm-demo {sub}",
+            d.schema.name(),
+            d.max_message
+        ));
+    }
+    let mut last = Instant::now();
+    let mut lost = 0;
+    let result = loop {
+        if crate::util::interrupted() {
+            break Err(Failure::new("interrupted"));
+        }
+        if importer.is_finished() {
+            break Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        let s = importer.stats();
+        if s.upstream_lost != lost {
+            lost = s.upstream_lost;
+            if json {
+                say(Json::new().str("event", "upstream_lost").finish());
+            } else {
+                say("the exporter is gone; subscribers were told (UpstreamLost); waiting for it to come back".into());
+            }
+        }
+        if last.elapsed() >= Duration::from_secs(1) {
+            last = Instant::now();
+            if json {
+                say(stats_json(Json::new().str("event", "progress"), &s).finish());
+            } else {
+                say(format!(
+                    "delivered {} messages, missed {}, rejected {}",
+                    s.delivered,
+                    s.missed,
+                    s.rejected()
+                ));
+            }
+        }
+    };
+    let s = match result {
+        Ok(()) => importer.join().map_err(zerr),
+        Err(e) => {
+            let _ = importer.stop();
+            Err(e)
+        }
+    };
+    stop.store(true, Ordering::Relaxed);
+    if let Some(t) = server {
+        let _ = t.join();
+    }
+    if backend == Backend::Posix {
+        crate::util::forget_segment(name);
+    }
+    let s = s?;
+    say(stats_json(Json::new().str("event", "done"), &s)
+        .num("peak_rss_kib", peak_rss_kib())
+        .finish());
+    Ok(())
+}

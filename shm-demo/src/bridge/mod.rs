@@ -1,0 +1,305 @@
+//! `shm-demo bridge export | import | list`: a broadcast carried to another host over
+//! Zenoh (the `shm-zenoh` crate), each side runnable in its own terminal; and the
+//! one-command `broadcast --via zenoh`.
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shm_core::{Broadcast, BroadcastMode};
+use shm_memfd::{MemfdOptions, Server};
+use shm_posix::ShmOptions;
+use shm_zenoh::{BridgeConfig, ExportOptions, Exporter, ImportOptions, ImportStats, Importer};
+
+use crate::host::{self, Backend, Mem};
+use crate::util::{free_port, Failure, Json, Result};
+
+mod export;
+mod import;
+mod list;
+mod via;
+
+pub use via::broadcast_via_zenoh;
+
+/// Where a bridge joins the Zenoh network.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Net {
+    /// Listen on a Zenoh endpoint (tcp/127.0.0.1:7447); repeatable.
+    #[arg(long)]
+    listen: Vec<String>,
+    /// Connect to a Zenoh endpoint (tcp/HOST:7447); repeatable. Retried until it answers.
+    #[arg(long)]
+    connect: Vec<String>,
+    /// Zenoh link lease in milliseconds: how late a dead link or host is noticed.
+    #[arg(long)]
+    lease_ms: Option<u64>,
+}
+
+impl Net {
+    fn open(&self) -> Result<zenoh::Session> {
+        let mut c = BridgeConfig::new();
+        for e in &self.listen {
+            c = c.listen(e);
+        }
+        for e in &self.connect {
+            c = c.connect(e);
+        }
+        if let Some(ms) = self.lease_ms {
+            c = c.lease(Duration::from_millis(ms));
+        }
+        c.open().map_err(zerr)
+    }
+}
+
+/// The `bridge` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum BridgeCmd {
+    /// Export a local broadcast (a POSIX name, or a memfd server's socket) on a Zenoh key.
+    #[command(
+        after_help = "Example:\n  shm-demo --backend posix bridge export --name /cam --key shm/cam --listen tcp/127.0.0.1:7447"
+    )]
+    Export {
+        /// The local broadcast: a POSIX segment name, or (memfd) the server's socket.
+        #[arg(long)]
+        name: String,
+        /// The Zenoh key to put on.
+        #[arg(long)]
+        key: String,
+        /// Send each message at once (lower latency) instead of batching.
+        #[arg(long)]
+        express: bool,
+        #[command(flatten)]
+        net: Net,
+    },
+    /// Import a Zenoh key into a local broadcast (a POSIX name, or a memfd served on a
+    /// socket) that local subscribers attach to as to any publisher.
+    #[command(
+        after_help = "Example:\n  shm-demo --backend posix bridge import --key shm/cam --name /cam_remote --connect tcp/127.0.0.1:7447"
+    )]
+    Import {
+        /// The Zenoh key.
+        #[arg(long)]
+        key: String,
+        /// The local broadcast to create: a POSIX name, or (memfd) the socket to serve it on.
+        #[arg(long)]
+        name: String,
+        /// Samples queued between Zenoh and the local publisher.
+        #[arg(long, default_value_t = 256)]
+        queue: usize,
+        /// Seconds to wait for an exporter to appear.
+        #[arg(long, default_value_t = 60)]
+        wait_exporter: u64,
+        /// Publish at most this many messages per second locally (a throttled importer,
+        /// for trying lossy streams).
+        #[arg(long)]
+        throttle: Option<f64>,
+        #[command(flatten)]
+        net: Net,
+    },
+    /// Measure plain Zenoh against the bridge in one run (throughput and round trips);
+    /// the bridge's own throughput is `broadcast --via zenoh --subscribers 1`.
+    #[command(
+        after_help = "Example:\n  shm-demo bridge bench --what raw --messages 100000 --size 64\n  shm-demo bridge bench --what rtt-bridge --messages 2000 --size 64"
+    )]
+    Bench {
+        #[arg(long, value_enum)]
+        what: crate::zbench::What,
+        #[arg(long, default_value_t = 100_000)]
+        messages: u64,
+        #[arg(long, default_value = "64", value_parser = crate::util::parse_size)]
+        size: u64,
+        /// rtt-bridge: how long exporters and subscribers spin before they sleep, in µs
+        /// (default: the library's defaults, which leave the CPU to Zenoh).
+        #[arg(long)]
+        spin_us: Option<u64>,
+    },
+    /// Internal: the second process of `bridge bench`.
+    #[command(hide = true)]
+    BenchPeer {
+        #[arg(long, value_enum)]
+        role: crate::zbench::Role,
+        #[arg(long)]
+        listen: String,
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        messages: u64,
+        #[arg(long)]
+        size: u64,
+        #[arg(long)]
+        spin_us: String,
+    },
+    /// List the exports reachable on the network: key, mode, schema, rate.
+    #[command(after_help = "Example:\n  shm-demo bridge list --connect tcp/127.0.0.1:7447")]
+    List {
+        /// Seconds to measure each export's rate.
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
+        #[command(flatten)]
+        net: Net,
+    },
+}
+
+/// Closes a session gracefully (its queued messages go out first), within 10 s.
+fn close(session: zenoh::Session) {
+    use zenoh::Wait as _;
+    let _ = session.close().wait(); // Zenoh bounds it (10 s by default)
+}
+
+fn zerr(e: shm_zenoh::BridgeError) -> Failure {
+    match e {
+        shm_zenoh::BridgeError::Shm(e) => crate::errors::core(e),
+        e => Failure::new(e.to_string()),
+    }
+}
+
+/// Runs a `bridge` subcommand.
+pub fn run(backend: Option<Backend>, cmd: &BridgeCmd, json: bool) -> Result<()> {
+    match cmd {
+        BridgeCmd::Export {
+            name,
+            key,
+            express,
+            net,
+        } => export::run(need(backend)?, name, key, *express, net, json),
+        BridgeCmd::Import {
+            key,
+            name,
+            queue,
+            wait_exporter,
+            throttle,
+            net,
+        } => import::run(
+            need(backend)?,
+            key,
+            name,
+            *queue,
+            Duration::from_secs(*wait_exporter),
+            *throttle,
+            net,
+            json,
+        ),
+        BridgeCmd::List { seconds, net } => list::run(*seconds, net, json),
+        BridgeCmd::Bench {
+            what,
+            messages,
+            size,
+            spin_us,
+        } => crate::zbench::run(*what, *messages, *size, *spin_us),
+        BridgeCmd::BenchPeer {
+            role,
+            listen,
+            key,
+            messages,
+            size,
+            spin_us,
+        } => crate::zbench::peer(*role, listen, key, *messages, *size, spin_us.parse().ok()),
+    }
+}
+
+fn need(backend: Option<Backend>) -> Result<Backend> {
+    match backend {
+        Some(b @ (Backend::Posix | Backend::Memfd)) => Ok(b),
+        _ => Err(
+            Failure::new("bridge export and import need --backend posix or memfd")
+                .hint("anon memory has no name another process could find"),
+        ),
+    }
+}
+
+/// Opens the broadcast at `name` (a POSIX name, or a memfd server's socket).
+fn open_local(backend: Backend, name: &str) -> Result<Mem> {
+    host::open(&match backend {
+        Backend::Memfd => host::Endpoint::Socket(PathBuf::from(name)),
+        _ => host::Endpoint::Name(name.to_owned()),
+    })
+}
+
+/// Serves a memfd's descriptor to every process that connects to `path`, until `stop`.
+pub fn serve_memfd(
+    path: &Path,
+    mem: &Mem,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>> {
+    crate::util::remember_path(path);
+    let server = Server::bind(path)?;
+    let fd = mem
+        .memfd_fd()
+        .ok_or_else(|| Failure::new("not a memfd"))?
+        .try_clone_to_owned()
+        .map_err(|e| Failure::new(format!("dup: {e}")))?;
+    let path = path.to_owned();
+    std::thread::Builder::new()
+        .name("memfd-server".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if server
+                    .serve_one_timeout(&fd, Duration::from_millis(50))
+                    .is_err()
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            drop(server);
+            crate::util::forget_path(&path);
+        })
+        .map_err(|e| Failure::new(format!("thread: {e}")))
+}
+
+/// Creates the import's POSIX segment; a broadcast already there whose publisher is gone
+/// (an importer that was killed: its subscribers hold the old segment and were told
+/// `PeerDied`) is unlinked and made anew. A live one is left alone (the error says so).
+fn create_replacing_dead(
+    name: &str,
+    len: u64,
+) -> std::result::Result<shm_posix::PosixShm, shm_posix::Error> {
+    let first = match ShmOptions::new(name).size(len).create() {
+        Ok(m) => return Ok(m),
+        Err(e) => e,
+    };
+    let dead = ShmOptions::new(name)
+        .open()
+        .ok()
+        .and_then(|m| Broadcast::attach(m).ok())
+        .and_then(|b| b.state().ok())
+        .is_some_and(|st| {
+            st.publisher_pid == 0
+                || shm_core::os::proc::liveness(st.publisher_pid)
+                    == shm_core::os::proc::Liveness::Dead
+        });
+    if !dead {
+        return Err(first);
+    }
+    shm_posix::unlink(name)?;
+    ShmOptions::new(name).size(len).create()
+}
+
+/// This process's peak resident memory (VmHWM), in KiB (0 if unknown).
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|st| {
+            st.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn stats_json(j: Json, s: &ImportStats) -> Json {
+    j.num("delivered", s.delivered)
+        .num("bytes", s.bytes)
+        .num("missed", s.missed)
+        .num("upstream_lost", s.upstream_lost)
+        .num("exporters", s.exporters)
+        .num("rejected", s.rejected())
+        .num("rejected_header", s.rejected_header)
+        .num("rejected_magic", s.rejected_magic)
+        .num("rejected_schema", s.rejected_schema)
+        .num("rejected_too_long", s.rejected_too_long)
+        .num("rejected_regressing", s.rejected_regressing)
+        .num("rejected_foreign", s.rejected_foreign)
+}

@@ -1,0 +1,282 @@
+//! `broadcast --via zenoh`: publisher, exporter, Zenoh on loopback, importer and
+//! subscriber processes in one command, each a child demo process.
+
+use super::*;
+
+/// A child demo process: its stdout lines arrive on a channel, its stderr is kept for
+/// the error message; ended with SIGTERM (its handler removes what it made) on drop.
+struct Proc {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    err: std::sync::Arc<std::sync::Mutex<String>>,
+    what: &'static str,
+}
+
+impl Proc {
+    fn start(what: &'static str, args: &[String]) -> Result<Proc> {
+        let mut child = host::spawn_demo(args)?;
+        let out = BufReader::new(child.stdout.take().expect("piped"));
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in out.lines().map_while(std::result::Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let err = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let e2 = err.clone();
+        let mut stderr = child.stderr.take().expect("piped");
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
+            *e2.lock().expect("not poisoned") = s;
+        });
+        Ok(Proc {
+            child,
+            lines,
+            err,
+            what,
+        })
+    }
+
+    fn failure(&mut self, what: String) -> Failure {
+        // Its stderr is complete once it has exited (give the reader a moment).
+        std::thread::sleep(Duration::from_millis(50));
+        let err = self.err.lock().expect("not poisoned").trim().to_owned();
+        Failure::new(format!(
+            "{what}{}",
+            if err.is_empty() {
+                String::new()
+            } else {
+                format!(": {err}")
+            }
+        ))
+    }
+
+    /// The next stdout line with `"event":"<event>"` (others are skipped), within
+    /// `timeout`; fails when the process ends first.
+    fn wait_event(&mut self, event: &str, timeout: Duration) -> Result<String> {
+        let want = format!("\"event\":\"{event}\"");
+        let end = Instant::now() + timeout;
+        let mut seen = String::new();
+        loop {
+            crate::util::check_interrupted()?;
+            match self.lines.recv_timeout(Duration::from_millis(100)) {
+                Ok(l) if l.contains(&want) => return Ok(l),
+                Ok(l) => seen = l,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    let _ = self.child.wait();
+                    return Err(self.failure(format!("the {} ended before '{event}'", self.what)));
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if Instant::now() > end => {
+                    return Err(self.failure(format!(
+                        "the {} said no '{event}' within {timeout:?} (last: {seen})",
+                        self.what
+                    )));
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            }
+        }
+    }
+
+    /// Whether it has exited (and how).
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Its last stdout line once it exits, within `timeout`.
+    fn last_line(&mut self, timeout: Duration) -> Result<String> {
+        let end = Instant::now() + timeout;
+        let mut last = String::new();
+        loop {
+            crate::util::check_interrupted()?;
+            match self.lines.recv_timeout(Duration::from_millis(100)) {
+                Ok(l) => last = l,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    let _ = self.child.wait();
+                    if last.is_empty() {
+                        return Err(self.failure(format!("the {} printed nothing", self.what)));
+                    }
+                    return Ok(last);
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if Instant::now() > end => {
+                    return Err(
+                        self.failure(format!("the {} did not end within {timeout:?}", self.what))
+                    );
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            }
+        }
+    }
+
+    /// SIGTERM, then SIGKILL if it has not ended within 5 s; reaped.
+    fn end(&mut self) {
+        if self.exited().is_some() {
+            return;
+        }
+        crate::util::terminate(self.child.id());
+        let end = Instant::now() + Duration::from_secs(5);
+        while self.exited().is_none() {
+            if Instant::now() > end {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+/// How long a bridge process may take to start and meet its peer.
+const START: Duration = Duration::from_secs(30);
+
+/// What `broadcast --via zenoh` measured.
+pub struct ViaOutcome {
+    pub lines: Vec<String>,
+    pub publish_seconds: f64,
+    pub import: String,
+    pub export: String,
+}
+
+/// `broadcast --via zenoh`: publisher (here) → exporter process → Zenoh on loopback →
+/// importer process → `subscribers` subscriber processes.
+pub fn broadcast_via_zenoh(
+    backend: Backend,
+    b: shm_core::Broadcast<Mem>,
+    subscribers: u32,
+    messages: u64,
+    size: u64,
+) -> Result<ViaOutcome> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (src_name, server) = match backend {
+        Backend::Memfd => {
+            let p = host::socket_path();
+            let t = serve_memfd(&p, b.raw().memory(), stop.clone())?;
+            (p.to_string_lossy().into_owned(), Some(t))
+        }
+        _ => (
+            b.raw().memory().posix_name().expect("posix").to_owned(),
+            None,
+        ),
+    };
+    let dst_name = match backend {
+        Backend::Memfd => host::socket_path().to_string_lossy().into_owned(),
+        _ => format!("/shm-demo-import-{}-{}", std::process::id(), free_port()?),
+    };
+    let key = format!("shm-demo/{}/{}", std::process::id(), free_port()?);
+    let endpoint = format!("tcp/127.0.0.1:{}", free_port()?);
+    let s = |v: &str| v.to_owned();
+    let run = || -> Result<ViaOutcome> {
+        let mut publisher = b.publisher()?;
+        // When the network is the bottleneck the publisher mostly waits for room: let it
+        // sleep instead of spinning, so that the CPU goes to the processes moving data.
+        publisher.set_wait(shm_core::WaitMode::Block {
+            spin: Duration::from_micros(2),
+        });
+        let mut exporter = Proc::start(
+            "exporter",
+            &[
+                s("--backend"),
+                s(backend.name()),
+                s("--json"),
+                s("bridge"),
+                s("export"),
+                s("--name"),
+                src_name.clone(),
+                s("--key"),
+                key.clone(),
+                s("--listen"),
+                endpoint.clone(),
+            ],
+        )?;
+        exporter.wait_event("exporting", START)?;
+        let mut importer = Proc::start(
+            "importer",
+            &[
+                s("--backend"),
+                s(backend.name()),
+                s("--json"),
+                s("bridge"),
+                s("import"),
+                s("--key"),
+                key.clone(),
+                s("--name"),
+                dst_name.clone(),
+                s("--connect"),
+                endpoint.clone(),
+                s("--wait-exporter"),
+                s("30"),
+            ],
+        )?;
+        importer.wait_event("importing", START)?;
+        exporter.wait_event("matched", START)?;
+        let mut peers = Vec::new();
+        for _ in 0..subscribers {
+            let at = match backend {
+                Backend::Memfd => [s("--socket"), dst_name.clone()],
+                _ => [s("--name"), dst_name.clone()],
+            };
+            let mut args = vec![s("--backend"), s(backend.name()), s("peer")];
+            args.extend(at);
+            args.extend([
+                s("--role"),
+                s("subscribe"),
+                s("--count"),
+                messages.to_string(),
+                s("--size"),
+                size.to_string(),
+            ]);
+            peers.push(Proc::start("subscriber", &args)?);
+        }
+        // Every subscriber has joined the import before the first message.
+        let watch = Broadcast::attach(open_local(backend, &dst_name)?)?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while watch.subscriber_count() < subscribers {
+            crate::util::check_interrupted()?;
+            if Instant::now() > deadline {
+                return Err(Failure::new(
+                    "the subscribers did not join the import within 30 s",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut maker = crate::msg::Maker::new(size as usize);
+        let start = Instant::now();
+        for n in 0..messages {
+            crate::util::check_interrupted()?;
+            publisher.publish(maker.make(n))?;
+        }
+        let publish_seconds = start.elapsed().as_secs_f64();
+        drop(publisher); // the close travels to the importer, which closes the import
+                         // Every wait from here is bounded: the exporter ends once it read everything and
+                         // put the end on the network, the importer once it published that, the
+                         // subscribers once they read it. One that dies says why.
+        let bound = Duration::from_secs(60)
+            .max(Duration::from_secs_f64(messages as f64 * size as f64 / 1e6));
+        let export = exporter.wait_event("done", bound)?;
+        let import = importer.wait_event("done", bound)?;
+        let mut lines = Vec::new();
+        for mut p in peers {
+            lines.push(p.last_line(bound)?);
+        }
+        Ok(ViaOutcome {
+            lines,
+            publish_seconds,
+            import,
+            export,
+        })
+    };
+    let r = run();
+    stop.store(true, Ordering::Relaxed);
+    if let Some(t) = server {
+        let _ = t.join();
+    }
+    r
+}
