@@ -636,3 +636,23 @@ def test_try_forms_follow_the_naming_scheme():
             with pytest.raises(shm.Empty):
                 s.try_recv_into(buf)
     assert dev_shm(name) == []
+
+
+def test_backend_errors_are_typed_exceptions():
+    """A caller tells a missing segment from a taken name without reading the text."""
+    name = unique()
+    with pytest.raises(shm.NotFound):
+        shm.posix_open(name)
+    mem = shm.posix_create(name, 4096)
+    try:
+        with pytest.raises(shm.AlreadyExists) as e:
+            shm.posix_create(name, 4096)
+        assert isinstance(e.value, shm.Error) and name in str(e.value)
+    finally:
+        mem.close()
+    assert dev_shm(name) == []
+    with pytest.raises(ValueError):
+        shm.posix_create("no/slash/allowed/inside", 4096)
+    path = os.path.join(tempfile.mkdtemp(), "none.sock")
+    with pytest.raises(shm.NotFound):
+        shm.memfd_connect(path, timeout=0.5)

@@ -18,12 +18,15 @@ Receiving copies once, into a new ``bytes`` or into your buffer (``recv_into``: 
 bytearray, a numpy array): Python never holds a view of memory another process can
 write. Every wait releases the GIL and Ctrl-C interrupts it. Errors are ``shm.Error``
 and its subclasses (``Timeout``, ``Closed``, ``PeerDied``, ``Lagged``, ``Evicted``,
-``SchemaMismatch``, ``ReadOnly``, ``Truncated``, ``Corrupt``, ``Full``, ``Empty``).
+``SchemaMismatch``, ``ReadOnly``, ``Truncated``, ``Corrupt``, ``Full``, ``Empty``, and
+for the backends ``NotFound``, ``AlreadyExists``, ``PermissionDenied``, ``NoSpace``);
+a bad argument is ``ValueError``.
 """
 
 import struct as _struct
 
 from ._shm import (  # noqa: F401
+    AlreadyExists,
     Broadcast,
     Channel,
     Closed,
@@ -35,7 +38,10 @@ from ._shm import (  # noqa: F401
     Lagged,
     UpstreamLost,
     Memory,
+    NoSpace,
+    NotFound,
     PeerDied,
+    PermissionDenied,
     Publisher,
     RawRecord,
     RawSeqLock,
@@ -56,6 +62,7 @@ memfd_connect = Memory.memfd_connect
 anon_create = Memory.anon_create
 
 __all__ = [
+    "AlreadyExists", "NoSpace", "NotFound", "PermissionDenied",
     "Broadcast", "Channel", "Closed", "Corrupt", "Empty", "Error", "Evicted", "Full",
     "Lagged", "Memory", "PeerDied", "Publisher", "ReadOnly", "Receiver", "Reservation", "SchemaMismatch",
     "Segment", "SeqLock", "Sender", "Subscriber", "Timeout", "Truncated", "UpstreamLost", "anon_create",

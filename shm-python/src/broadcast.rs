@@ -1,0 +1,272 @@
+//! The broadcast: `Broadcast`, `Publisher` and `Subscriber`.
+
+use crate::*;
+
+/// A broadcast segment: one publisher, many subscribers.
+#[pyclass(module = "shm._shm")]
+pub(crate) struct Broadcast {
+    b: Option<shm_core::Broadcast<Mem>>,
+}
+
+open_handle!(Broadcast, b: shm_core::Broadcast<Mem>, "broadcast");
+context_manager!(Broadcast);
+
+pub(crate) fn bopts(
+    slots: u64,
+    max_message: u64,
+    lossy: bool,
+    max_subscribers: u32,
+    evict_timeout: f64,
+) -> PyResult<shm_core::BroadcastOptions> {
+    if !(evict_timeout >= 0.0 && evict_timeout.is_finite()) {
+        return Err(PyValueError::new_err(
+            "evict_timeout must be a finite number >= 0",
+        ));
+    }
+    Ok(shm_core::BroadcastOptions::new()
+        .mode(if lossy {
+            shm_core::BroadcastMode::Lossy
+        } else {
+            shm_core::BroadcastMode::Reliable
+        })
+        .slots(slots)
+        .max_message(max_message)
+        .max_subscribers(max_subscribers)
+        .evict_timeout(Duration::from_secs_f64(evict_timeout)))
+}
+
+#[pymethods]
+impl Broadcast {
+    /// Lays a broadcast into fresh memory (size it with `Broadcast.segment_len`).
+    #[staticmethod]
+    #[pyo3(signature = (mem, slots=64, max_message=4080, lossy=false, max_subscribers=64, evict_timeout=1.0))]
+    fn create(
+        mem: &mut Memory,
+        slots: u64,
+        max_message: u64,
+        lossy: bool,
+        max_subscribers: u32,
+        evict_timeout: f64,
+    ) -> PyResult<Broadcast> {
+        let o = bopts(slots, max_message, lossy, max_subscribers, evict_timeout)?;
+        Ok(Broadcast {
+            b: Some(shm_core::Broadcast::create(mem.take()?, &o).map_err(err)?),
+        })
+    }
+
+    /// The memory a broadcast with these options needs.
+    #[staticmethod]
+    #[pyo3(signature = (slots=64, max_message=4080, lossy=false, max_subscribers=64, evict_timeout=1.0))]
+    fn segment_len(
+        slots: u64,
+        max_message: u64,
+        lossy: bool,
+        max_subscribers: u32,
+        evict_timeout: f64,
+    ) -> PyResult<u64> {
+        bopts(slots, max_message, lossy, max_subscribers, evict_timeout)?
+            .segment_len()
+            .map_err(err)
+    }
+
+    /// Attaches to a broadcast segment (read-only memory makes a lossy read-only
+    /// subscriber possible).
+    #[staticmethod]
+    fn attach(mem: &mut Memory) -> PyResult<Broadcast> {
+        Ok(Broadcast {
+            b: Some(shm_core::Broadcast::attach(mem.take()?).map_err(err)?),
+        })
+    }
+
+    /// The publishing end.
+    fn publisher(&self) -> PyResult<Publisher> {
+        let b = self.handle()?;
+        Ok(Publisher {
+            p: Some(b.publisher().map_err(err)?),
+        })
+    }
+
+    /// Joins as a subscriber: the first message it receives is the next one published.
+    fn subscriber(&self) -> PyResult<Subscriber> {
+        let b = self.handle()?;
+        Ok(Subscriber {
+            s: Some(b.subscriber().map_err(err)?),
+            buf: Vec::new(),
+        })
+    }
+
+    /// Deprecated name of `subscriber()` (one name per end); warns `DeprecationWarning`.
+    fn subscribe(&self, py: Python<'_>) -> PyResult<Subscriber> {
+        PyErr::warn(
+            py,
+            &py.get_type::<pyo3::exceptions::PyDeprecationWarning>(),
+            c"Broadcast.subscribe() is deprecated: use Broadcast.subscriber()",
+            1,
+        )?;
+        self.subscriber()
+    }
+
+    /// Subscribers holding a line now.
+    fn subscriber_count(&self) -> PyResult<u32> {
+        Ok(self.handle()?.subscriber_count())
+    }
+
+    /// Closes this handle.
+    fn close(&mut self) {
+        self.b = None;
+    }
+}
+
+/// The publishing end of a broadcast.
+#[pyclass(module = "shm._shm")]
+pub(crate) struct Publisher {
+    p: Option<shm_core::Publisher<Mem>>,
+}
+
+open_handle!(Publisher, p: shm_core::Publisher<Mem>, "publisher");
+context_manager!(Publisher);
+
+#[pymethods]
+impl Publisher {
+    /// Publishes a copy of `data`. Reliable: waits for room (evicting the dead and the
+    /// stuck), at most `timeout` seconds. Lossy: never waits.
+    #[pyo3(signature = (data, timeout=None))]
+    fn publish(
+        &mut self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        let p = self.handle_mut()?;
+        let b = Buf::get(data, false)?;
+        // SAFETY: the export `b` lives across the call; see `Buf::bytes`.
+        let ptr = SendPtr(unsafe { b.bytes() }.as_ptr().cast_mut(), b.len());
+        wait(py, timeout, move |slice| {
+            let ptr = &ptr;
+            // SAFETY: as above.
+            let bytes = unsafe { std::slice::from_raw_parts(ptr.0, ptr.1) };
+            p.publish_timeout(bytes, slice)
+        })
+    }
+
+    /// Publishes a copy of `data` if it can now: `shm.Full` when a reliable ring has no
+    /// room without waiting (lossy never waits).
+    fn try_publish(&mut self, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let p = self.handle_mut()?;
+        let b = Buf::get(data, false)?;
+        // SAFETY: the export is held for this call; no Python code runs meanwhile.
+        p.try_publish(unsafe { b.bytes() }).map_err(err)
+    }
+
+    /// Waits until `n` subscribers hold a line, at most `timeout` seconds.
+    #[pyo3(signature = (n, timeout=10.0))]
+    fn wait_for_subscribers(&self, py: Python<'_>, n: u32, timeout: f64) -> PyResult<u32> {
+        let p = self.handle()?;
+        wait(py, Some(timeout), |slice| p.wait_for_subscribers(n, slice))
+    }
+
+    /// Closes the end (subscribers get `shm.Closed` once they read everything).
+    fn close(&mut self) {
+        self.p = None;
+    }
+}
+
+/// A subscriber of a broadcast.
+#[pyclass(module = "shm._shm")]
+pub(crate) struct Subscriber {
+    s: Option<shm_core::Subscriber<Mem>>,
+    buf: Vec<u8>,
+}
+
+open_handle!(Subscriber, s: shm_core::Subscriber<Mem>, "subscriber");
+context_manager!(Subscriber);
+
+#[pymethods]
+impl Subscriber {
+    /// The next message: `(number, bytes)`. `shm.Lagged` (args[1]: how many were
+    /// missed) when it fell behind a lossy ring; `shm.Closed`, `shm.PeerDied`,
+    /// `shm.Evicted`.
+    #[pyo3(signature = (timeout=None))]
+    fn recv<'py>(
+        &mut self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+    ) -> PyResult<(u64, Bound<'py, PyBytes>)> {
+        let s = self.s.as_mut().ok_or_else(|| closed_handle("subscriber"))?;
+        let buf = &mut self.buf;
+        let n = wait(py, timeout, |slice| {
+            s.recv_into_timeout(buf, slice)?;
+            Ok::<_, RecvTimeoutError>(s.last_number().expect("a message was received"))
+        })?;
+        Ok((n, PyBytes::new(py, &self.buf)))
+    }
+
+    /// Receives the next message into `buffer` with one copy: `(number, length)`. A
+    /// message longer than the buffer raises `ValueError` and stays for the next call.
+    #[pyo3(signature = (buffer, timeout=None))]
+    fn recv_into(
+        &mut self,
+        py: Python<'_>,
+        buffer: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<(u64, usize)> {
+        let s = self.handle_mut()?;
+        let b = Buf::get(buffer, true)?;
+        // SAFETY: the export `b` lives across the call and is writable; see `Buf`.
+        let p = SendPtr(unsafe { b.bytes_mut() }.as_mut_ptr(), b.len());
+        let got = wait(py, timeout, move |slice| {
+            let p = &p;
+            // SAFETY: as above: alive, writable, unresized for the call.
+            let out = unsafe { std::slice::from_raw_parts_mut(p.0, p.1) };
+            match s.recv_into_slice_timeout(out, slice) {
+                Ok(len) => Ok(Ok((s.last_number().expect("a message was received"), len))),
+                Err(RecvTimeoutError::MessageTooLarge { len, .. }) => Ok(Err(len)),
+                Err(e) => Err(e),
+            }
+        })?;
+        got.map_err(|len| {
+            PyValueError::new_err(format!(
+                "the buffer holds {} bytes, the message {len}; it stays for the next call",
+                b.len()
+            ))
+        })
+    }
+
+    /// The next message if there is one now: `(number, bytes)`; `shm.Empty` otherwise.
+    fn try_recv<'py>(&mut self, py: Python<'py>) -> PyResult<(u64, Bound<'py, PyBytes>)> {
+        let s = self.s.as_mut().ok_or_else(|| closed_handle("subscriber"))?;
+        s.try_recv_into(&mut self.buf).map_err(err)?;
+        let n = s.last_number().expect("a message was received");
+        Ok((n, PyBytes::new(py, &self.buf)))
+    }
+
+    /// The next message if there is one now, copied into `buffer`: `(number, length)`;
+    /// `shm.Empty` otherwise. A message longer than the buffer raises `ValueError` and
+    /// stays for the next call.
+    fn try_recv_into(&mut self, buffer: &Bound<'_, PyAny>) -> PyResult<(u64, usize)> {
+        let s = self.handle_mut()?;
+        let b = Buf::get(buffer, true)?;
+        // SAFETY: the export is held for this call and is writable; no Python code runs
+        // meanwhile.
+        let out = unsafe { b.bytes_mut() };
+        match s.try_recv_into_slice(out) {
+            Ok(len) => Ok((s.last_number().expect("a message was received"), len)),
+            Err(TryRecvError::MessageTooLarge { len, .. }) => Err(PyValueError::new_err(format!(
+                "the buffer holds {} bytes, the message {len}; it stays for the next call",
+                b.len()
+            ))),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    /// The number of the next message it will receive.
+    #[getter]
+    fn next_message(&self) -> PyResult<u64> {
+        Ok(self.handle()?.next_message())
+    }
+
+    /// Leaves the broadcast.
+    fn close(&mut self) {
+        self.s = None;
+    }
+}

@@ -1,0 +1,178 @@
+//! `Memory`: shared memory of one backend, before a layout takes it over.
+
+use crate::*;
+
+/// Shared memory of one backend, not yet laid out: hand it to `Channel.create`,
+/// `Broadcast.create` or `Segment.create` (which take it over), or their `attach`.
+#[pyclass(module = "shm._shm")]
+pub(crate) struct Memory {
+    mem: Option<Mem>,
+    backend: &'static str,
+    name: Option<String>,
+    len: usize,
+    /// A memfd's descriptor (duplicated), to serve it after the layout took the mapping.
+    fd: Option<OwnedFd>,
+}
+
+context_manager!(Memory);
+
+pub(crate) fn memory(mem: Mem, name: Option<String>, fd: Option<OwnedFd>) -> Memory {
+    Memory {
+        backend: mem.backend(),
+        len: mem.len(),
+        mem: Some(mem),
+        name,
+        fd,
+    }
+}
+
+pub(crate) fn size_arg(size: i64) -> PyResult<u64> {
+    u64::try_from(size).ok().filter(|&s| s > 0).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "size must be a positive number of bytes, not {size}"
+        ))
+    })
+}
+
+#[pymethods]
+impl Memory {
+    /// Creates a named POSIX segment of `size` bytes (`/dev/shm/NAME`); it is removed
+    /// when what is laid out in it is closed (or this memory is dropped unused).
+    #[staticmethod]
+    fn posix_create(name: &str, size: i64) -> PyResult<Memory> {
+        let size = size_arg(size)?;
+        let m = shm_posix::ShmOptions::new(name)
+            .size(size)
+            .create()
+            .map_err(posix_err)?;
+        Ok(memory(Box::new(m), Some(name.to_owned()), None))
+    }
+
+    /// Opens an existing named POSIX segment (read-only with `read_only=True`).
+    #[staticmethod]
+    #[pyo3(signature = (name, read_only=false))]
+    fn posix_open(name: &str, read_only: bool) -> PyResult<Memory> {
+        let m = shm_posix::ShmOptions::new(name)
+            .read_only(read_only)
+            .open()
+            .map_err(posix_err)?;
+        Ok(memory(Box::new(m), Some(name.to_owned()), None))
+    }
+
+    /// Creates a sealed memfd of `size` bytes; `serve(path)` passes it to a client.
+    /// `read_only_peers=True` seals it against writes by the clients.
+    #[staticmethod]
+    #[pyo3(signature = (size, read_only_peers=false))]
+    fn memfd_create(size: i64, read_only_peers: bool) -> PyResult<Memory> {
+        let size = size_arg(size)?;
+        let m = shm_memfd::MemfdOptions::new()
+            .name("shm-python")
+            .size(size)
+            .read_only_peers(read_only_peers)
+            .create()
+            .map_err(memfd_err)?;
+        let fd = m
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| Error::new_err(format!("dup: {e}")))?;
+        Ok(memory(Box::new(m), None, Some(fd)))
+    }
+
+    /// Connects to a memfd server's socket and maps what it passes (read-only with
+    /// `read_only=True`), waiting at most `timeout` seconds.
+    #[staticmethod]
+    #[pyo3(signature = (path, timeout=10.0, read_only=false))]
+    fn memfd_connect(
+        py: Python<'_>,
+        path: &str,
+        timeout: f64,
+        read_only: bool,
+    ) -> PyResult<Memory> {
+        if !(timeout >= 0.0 && timeout.is_finite()) {
+            return Err(PyValueError::new_err(
+                "timeout must be a finite number >= 0",
+            ));
+        }
+        let t = Duration::from_secs_f64(timeout);
+        let m = py
+            .allow_threads(|| {
+                if read_only {
+                    shm_memfd::connect_read_only(path, t)
+                } else {
+                    shm_memfd::connect_timeout(path, t)
+                }
+            })
+            .map_err(memfd_err)?;
+        Ok(memory(Box::new(m), None, None))
+    }
+
+    /// Anonymous shared memory of `size` bytes: shared with children made by
+    /// `os.fork()` after this call.
+    #[staticmethod]
+    fn anon_create(size: i64) -> PyResult<Memory> {
+        let size = usize::try_from(size_arg(size)?)
+            .map_err(|_| PyValueError::new_err("size larger than the address space"))?;
+        let m = shm_anon::AnonShm::create(size).map_err(PyErr::from)?;
+        Ok(memory(Box::new(m), None, None))
+    }
+
+    /// Serves this memfd on a Unix socket at `path` to one client, waiting at most
+    /// `timeout` seconds for it; returns the client's pid.
+    #[pyo3(signature = (path, timeout=10.0))]
+    fn serve(&self, py: Python<'_>, path: &str, timeout: f64) -> PyResult<u32> {
+        let Some(fd) = self.fd.as_ref() else {
+            return Err(Error::new_err(
+                "only memory made by memfd_create can be served",
+            ));
+        };
+        if !(timeout >= 0.0 && timeout.is_finite()) {
+            return Err(PyValueError::new_err(
+                "timeout must be a finite number >= 0",
+            ));
+        }
+        let server = shm_memfd::Server::bind(path).map_err(memfd_err)?;
+        let t = Duration::from_secs_f64(timeout);
+        py.allow_threads(|| server.serve_one_timeout(fd, t))
+            .map_err(memfd_err)
+    }
+
+    /// `posix`, `memfd` or `anon`.
+    #[getter]
+    fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// The segment's name (posix), or None.
+    #[getter]
+    fn name(&self) -> Option<String> {
+        self.name.clone()
+    }
+
+    fn __len__(&self) -> usize {
+        self.len
+    }
+
+    /// Unmaps (and, for a segment this memory created, removes) it now, unless it was
+    /// handed to a layout.
+    fn close(&mut self) {
+        self.mem = None;
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Memory(backend={:?}, len={}, name={:?}{})",
+            self.backend,
+            self.len,
+            self.name,
+            if self.mem.is_none() { ", taken" } else { "" }
+        )
+    }
+}
+
+impl Memory {
+    pub(crate) fn take(&mut self) -> PyResult<Mem> {
+        self.mem
+            .take()
+            .ok_or_else(|| Error::new_err("this memory was already handed to a layout or closed"))
+    }
+}
