@@ -8,9 +8,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use shm_anon::AnonShm;
-use shm_core::SharedMemory;
-use shm_memfd::{MemfdOptions, MemfdShm};
-use shm_posix::{PosixShm, Reserve, ShmOptions};
+use shm_memfd::MemfdOptions;
+use shm_posix::{Reserve, ShmOptions};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -30,44 +29,8 @@ impl Backend {
     }
 }
 
-pub enum Mem {
-    Posix(PosixShm),
-    Anon(AnonShm),
-    Memfd(MemfdShm),
-}
-
-impl Mem {
-    fn inner(&self) -> &dyn SharedMemory {
-        match self {
-            Mem::Posix(m) => m,
-            Mem::Anon(m) => m,
-            Mem::Memfd(m) => m,
-        }
-    }
-}
-
-// SAFETY: forwarded to the backends, each of which upholds the contract.
-#[allow(unsafe_code)]
-unsafe impl SharedMemory for Mem {
-    fn as_ptr(&self) -> *mut u8 {
-        self.inner().as_ptr()
-    }
-    fn len(&self) -> usize {
-        self.inner().len()
-    }
-    fn backend(&self) -> &'static str {
-        self.inner().backend()
-    }
-    fn is_owner(&self) -> bool {
-        self.inner().is_owner()
-    }
-    fn truncated(&self) -> Option<u64> {
-        self.inner().truncated()
-    }
-    fn writable(&self) -> bool {
-        self.inner().writable()
-    }
-}
+/// Memory of the backend a benchmark picked: posix, anon or memfd.
+pub type Mem = shm_any::AnyShm;
 
 /// A posix name unique to this process and call.
 pub fn unique_name() -> String {

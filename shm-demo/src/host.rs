@@ -1,17 +1,16 @@
-//! The three backends behind one type, and peers: the second process of every exchange,
+//! The backend a run picked (memory of any backend is `shm_any::AnyShm`), and peers: the second process of every exchange,
 //! spawned (posix, memfd) or forked (anon), reporting one JSON line back.
 #![allow(unsafe_code)]
 
 use std::io::Read as _;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use shm_anon::AnonShm;
-use shm_core::SharedMemory;
-use shm_memfd::{MemfdOptions, MemfdShm, Server};
-use shm_posix::{PosixShm, ShmOptions};
+use shm_memfd::{MemfdOptions, Server};
+use shm_posix::ShmOptions;
 
 use crate::errors;
 use crate::util::{Failure, Result};
@@ -35,57 +34,8 @@ impl Backend {
     }
 }
 
-/// Memory from any of the three backends.
-#[derive(Debug)]
-pub enum Mem {
-    Posix(PosixShm),
-    Anon(AnonShm),
-    Memfd(MemfdShm),
-}
-
-impl Mem {
-    fn inner(&self) -> &dyn SharedMemory {
-        match self {
-            Mem::Posix(m) => m,
-            Mem::Anon(m) => m,
-            Mem::Memfd(m) => m,
-        }
-    }
-    pub fn memfd_fd(&self) -> Option<BorrowedFd<'_>> {
-        match self {
-            Mem::Memfd(m) => Some(m.as_fd()),
-            _ => None,
-        }
-    }
-    pub fn posix_name(&self) -> Option<&str> {
-        match self {
-            Mem::Posix(m) => Some(m.name()),
-            _ => None,
-        }
-    }
-}
-
-// SAFETY: forwarded to the backend, each of which upholds the contract.
-unsafe impl SharedMemory for Mem {
-    fn as_ptr(&self) -> *mut u8 {
-        self.inner().as_ptr()
-    }
-    fn len(&self) -> usize {
-        self.inner().len()
-    }
-    fn backend(&self) -> &'static str {
-        self.inner().backend()
-    }
-    fn is_owner(&self) -> bool {
-        self.inner().is_owner()
-    }
-    fn truncated(&self) -> Option<u64> {
-        self.inner().truncated()
-    }
-    fn writable(&self) -> bool {
-        self.inner().writable()
-    }
-}
+/// Memory of the backend a run picked: posix, anon or memfd.
+pub type Mem = shm_any::AnyShm;
 
 /// Creates fresh memory of `size` bytes; a posix segment gets a unique name.
 pub fn create(backend: Backend, size: u64) -> Result<Mem> {
