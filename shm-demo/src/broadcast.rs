@@ -4,6 +4,7 @@
 //! the subscribers share CPU 1 (on a machine with two cores, N + 1 processes share two).
 
 use crate::cli::Ctx;
+use crate::peer::{Role, RoleArgs};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
@@ -126,22 +127,10 @@ fn shm_broadcast(
         backend,
         &options(size, lossy).max_subscribers(subscribers.max(1)),
     )?;
-    let args = [
-        "--role".to_owned(),
-        "subscribe".to_owned(),
-        "--count".to_owned(),
-        messages.to_string(),
-        "--size".to_owned(),
-        size.to_string(),
-    ];
+    let role = RoleArgs::new(Role::Subscribe).count(messages).size(size);
     let mut peers = Vec::new();
     for _ in 0..subscribers {
-        peers.push(host::start_peer(
-            backend,
-            b.raw().memory(),
-            &args,
-            move |m| subscribe_role(m, messages, size),
-        )?);
+        peers.push(host::start_peer(backend, b.raw().memory(), role)?);
     }
     let t = Instant::now();
     while b.subscriber_count() < subscribers {

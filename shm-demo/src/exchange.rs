@@ -2,6 +2,7 @@
 //! terminals.
 
 use crate::cli::Ctx;
+use crate::peer::{Role, RoleArgs};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -65,12 +66,7 @@ fn exchange_one(backend: Backend, size: u64) -> Result<Row> {
     let seg = Segment::create(mem, &TUTORIAL)?;
     let write = t.elapsed();
     check_interrupted()?;
-    let peer = host::start_peer(
-        backend,
-        seg.raw().memory(),
-        &["--role".into(), "read".into()],
-        read_role,
-    )?;
+    let peer = host::start_peer(backend, seg.raw().memory(), RoleArgs::new(Role::Read))?;
     let reader_pid = peer.pid();
     let line = peer.finish()?;
     crate::util::parse_peer_line(&line)?;

@@ -120,12 +120,8 @@ pub enum Peer {
 /// Starts a peer that runs `role_args` (the hidden `peer` subcommand's arguments) against
 /// `mem`. For anon, `forked` runs in a forked child instead and its line is sent back
 /// through a pipe.
-pub fn start_peer(
-    backend: Backend,
-    mem: &Mem,
-    role_args: &[String],
-    forked: impl FnOnce(Mem) -> String,
-) -> Result<Peer> {
+pub fn start_peer(backend: Backend, mem: &Mem, role: crate::peer::RoleArgs) -> Result<Peer> {
+    let role_args = role.to_args();
     let spawn = |endpoint: &[&str]| -> Result<std::process::Child> {
         let mut args: Vec<String> = ["--backend", backend.name(), "peer"]
             .iter()
@@ -166,7 +162,7 @@ pub fn start_peer(
             // state can be held by a thread that does not exist in the child.
             let child = unsafe {
                 shm_anon::fork(move || {
-                    let line = forked(Mem::Anon(alias)) + "\n";
+                    let line = role.play(Mem::Anon(alias)) + "\n";
                     let mut file = std::fs::File::from(tx);
                     match std::io::Write::write_all(&mut file, line.as_bytes()) {
                         Ok(()) => 0,

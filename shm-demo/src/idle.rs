@@ -2,6 +2,7 @@
 //! another process (CPU time over a sleep), and parked async receivers in one runtime.
 
 use crate::cli::Ctx;
+use crate::peer::{Role, RoleArgs};
 use std::time::{Duration, Instant};
 
 use shm_core::{Channel, ChannelOptions, WaitMode};
@@ -73,13 +74,12 @@ pub fn idle_role(mem: Mem, ms: u64) -> String {
 /// broadcast subscriber) uses over `seconds`.
 pub fn idle(backend: host::Backend, seconds: u64, broadcast: bool, json: bool) -> Result<()> {
     let ms = seconds * 1000;
-    let role = if broadcast { "idle-subscriber" } else { "idle" };
-    let args = [
-        "--role".to_owned(),
-        role.to_owned(),
-        "--count".to_owned(),
-        ms.to_string(),
-    ];
+    let role = RoleArgs::new(if broadcast {
+        Role::IdleSubscriber
+    } else {
+        Role::Idle
+    })
+    .count(ms);
     let peer;
     // The live sender or publisher the peer waits on, held until it is done.
     let keep: Box<dyn std::any::Any>;
@@ -88,16 +88,12 @@ pub fn idle(backend: host::Backend, seconds: u64, broadcast: bool, json: bool) -
         let len = opts.segment_len()?;
         let mem = host::create(backend, len)?;
         let b = shm_core::Broadcast::create(mem, &opts)?;
-        peer = host::start_peer(backend, b.raw().memory(), &args, move |m| {
-            idle_subscriber_role(m, ms)
-        })?;
+        peer = host::start_peer(backend, b.raw().memory(), role)?;
         keep = Box::new(b.publisher()?);
     } else {
         let mem = host::create(backend, 64 * 1024)?;
         let chan = Channel::create(mem, &ChannelOptions::new())?;
-        peer = host::start_peer(backend, chan.raw().memory(), &args, move |m| {
-            idle_role(m, ms)
-        })?;
+        peer = host::start_peer(backend, chan.raw().memory(), role)?;
         keep = Box::new(chan.sender(0)?);
     }
     let line = peer.finish()?;

@@ -1,6 +1,7 @@
 //! Round-trip latency between two processes: shared memory against Unix sockets and pipes.
 
 use crate::cli::Ctx;
+use crate::peer::{Role, RoleArgs};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
@@ -46,7 +47,7 @@ const PAYLOAD_AT: usize = 128;
 /// The floor's answering side: for each ping `2i - 1`, copy the ping payload out and the
 /// pong payload in (plain `memcpy`, when `size > 8`), then answer `2i`.
 #[allow(unsafe_code)]
-fn floor_pong(mem: Mem, total: u64, size: u64) -> String {
+pub fn floor_pong(mem: Mem, total: u64, size: u64) -> String {
     host::pin_to_cpu(1);
     let seg = match Segment::<Lines, _>::attach(mem) {
         Ok(s) => s,
@@ -125,19 +126,8 @@ fn channel_pingpong(
     let len = opts.segment_len()?;
     let mem = host::create(backend, len.max(64 * 1024))?;
     let chan = Channel::create(mem, &opts)?;
-    let args = [
-        "--role".to_owned(),
-        "echo".to_owned(),
-        "--count".to_owned(),
-        total.to_string(),
-        "--size".to_owned(),
-        size.to_string(),
-        "--wait".to_owned(),
-        format!("{wait:?}").to_lowercase(),
-    ];
-    let peer = host::start_peer(backend, chan.raw().memory(), &args, move |m| {
-        echo_role(m, total, size, wait)
-    })?;
+    let role = RoleArgs::new(Role::Echo).count(total).size(size).wait(wait);
+    let peer = host::start_peer(backend, chan.raw().memory(), role)?;
     host::pin_to_cpu(0);
     let mut tx = chan.sender(0)?;
     let mut rx = chan.receiver(1)?;
@@ -188,9 +178,11 @@ fn floor_pingpong(round_trips: u64, size: u64) -> Result<Histogram<u64>> {
     let len = (128 + PAYLOAD_AT as u64 + 2 * size).max(4096);
     let mem = host::create(backend, len)?;
     let seg = Segment::create(mem, &[0u64; 8])?;
-    let peer = host::start_peer(backend, seg.raw().memory(), &[], move |m| {
-        floor_pong(m, total, size)
-    })?;
+    let peer = host::start_peer(
+        backend,
+        seg.raw().memory(),
+        RoleArgs::new(Role::Floor).count(total).size(size),
+    )?;
     host::pin_to_cpu(0);
     let word = seg.raw().atomic_u64(WORD)?;
     let size = size as usize;

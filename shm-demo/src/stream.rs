@@ -1,6 +1,7 @@
 //! Throughput: a producer streams checksummed, numbered messages to a consumer process.
 
 use crate::cli::Ctx;
+use crate::peer::{Role, RoleArgs};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Instant;
@@ -71,19 +72,11 @@ fn channel_stream(
     let len = opts.segment_len()?;
     let mem = host::create(backend, len)?;
     let chan = Channel::create(mem, &opts)?;
-    let args = [
-        "--role".to_owned(),
-        "consume".to_owned(),
-        "--count".to_owned(),
-        messages.to_string(),
-        "--size".to_owned(),
-        size.to_string(),
-        "--wait".to_owned(),
-        format!("{wait:?}").to_lowercase(),
-    ];
-    let peer = host::start_peer(backend, chan.raw().memory(), &args, move |m| {
-        consume_role(m, messages, size, wait)
-    })?;
+    let role = RoleArgs::new(Role::Consume)
+        .count(messages)
+        .size(size)
+        .wait(wait);
+    let peer = host::start_peer(backend, chan.raw().memory(), role)?;
     host::pin_to_cpu(0);
     let mut tx = chan.sender(0)?;
     tx.set_wait(wait.mode());
