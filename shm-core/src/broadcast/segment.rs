@@ -84,6 +84,26 @@ impl<M: SharedMemory> Clone for Broadcast<M> {
 
 impl<M: SharedMemory> Broadcast<M> {
     /// Lays a broadcast into fresh, zeroed memory.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] for options out of range, [`Error::ReadOnly`],
+    /// [`Error::TooSmall`], [`Error::AlreadyInitialized`].
+    ///
+    /// # Examples
+    /// ```
+    /// # use shm_core::{Broadcast, BroadcastMode, BroadcastOptions, HeapMemory};
+    /// # fn main() -> Result<(), shm_core::Error> {
+    /// let opts = BroadcastOptions::new().mode(BroadcastMode::Lossy).slots(16).max_message(64);
+    /// let mem = HeapMemory::new(opts.segment_len()? as usize);
+    /// let view = mem.share(); // stands for a subscriber process's mapping
+    /// let mut publisher = Broadcast::create(mem, &opts)?.publisher()?;
+    /// let mut sub = Broadcast::attach(view)?.subscriber()?;
+    /// publisher.publish(b"frame 0")?;
+    /// let mut buf = Vec::new();
+    /// sub.recv_into(&mut buf)?;
+    /// assert_eq!(buf, b"frame 0");
+    /// # Ok(()) }
+    /// ```
     pub fn create(mem: M, opts: &BroadcastOptions) -> Result<Self, Error> {
         let cfg = opts.config()?;
         let need = cfg.payload_len().expect("checked by config");

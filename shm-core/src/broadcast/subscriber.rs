@@ -223,6 +223,26 @@ impl<M: SharedMemory> Subscriber<M> {
     /// began, and everything it published was read), [`RecvError::Evicted`],
     /// [`RecvError::UpstreamLost`]; `Failed` with [`Error::Truncated`] or
     /// [`Error::Corrupt`].
+    ///
+    /// # Examples
+    /// A lossy subscriber that fell behind is told how many it missed, then goes on:
+    /// ```
+    /// # use shm_core::{Broadcast, BroadcastMode, BroadcastOptions, HeapMemory, RecvError};
+    /// # fn main() -> Result<(), shm_core::Error> {
+    /// let opts = BroadcastOptions::new().mode(BroadcastMode::Lossy).slots(4).max_message(8);
+    /// let mem = HeapMemory::new(opts.segment_len()? as usize);
+    /// let view = mem.share();
+    /// let mut publisher = Broadcast::create(mem, &opts)?.publisher()?;
+    /// let mut sub = Broadcast::attach(view)?.subscriber()?;
+    /// for i in 0u64..10 {
+    ///     publisher.publish(&i.to_le_bytes())?; // lossy: never waits
+    /// }
+    /// let mut buf = Vec::new();
+    /// assert_eq!(sub.recv_into(&mut buf), Err(RecvError::Lagged { missed: 7 }));
+    /// assert_eq!(sub.recv_into(&mut buf), Ok(8));
+    /// assert_eq!((sub.last_number(), buf.as_slice()), (Some(7), &7u64.to_le_bytes()[..]));
+    /// # Ok(()) }
+    /// ```
     pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
         Ok(self.receive(Sink::Vec(buf), Some(None))?)
     }

@@ -78,6 +78,26 @@ pub(super) fn corrupt_header(field: &'static str, found: u64, expected: &'static
 
 impl<M: SharedMemory> Channel<M> {
     /// Lays a channel into fresh, zeroed memory.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] for a capacity that is not a power of two of at least 64
+    /// or does not fit the memory, [`Error::ReadOnly`], [`Error::TooSmall`],
+    /// [`Error::AlreadyInitialized`].
+    ///
+    /// # Examples
+    /// ```
+    /// # use shm_core::{Channel, ChannelOptions, HeapMemory};
+    /// # fn main() -> Result<(), shm_core::Error> {
+    /// let opts = ChannelOptions::new().capacity(4096);
+    /// let mem = HeapMemory::new(opts.segment_len()? as usize); // any backend's memory
+    /// let view = mem.share(); // stands for another process's mapping
+    /// let chan = Channel::create(mem, &opts)?;
+    /// let mut tx = chan.sender(0)?;
+    /// let mut rx = Channel::attach(view)?.receiver(0)?;
+    /// tx.send(b"ping")?;
+    /// assert_eq!(rx.recv()?.to_vec(), b"ping");
+    /// # Ok(()) }
+    /// ```
     pub fn create(mem: M, opts: &ChannelOptions) -> Result<Self, Error> {
         let rings = opts.rings;
         if !(1..=2).contains(&rings) {

@@ -83,6 +83,20 @@ impl<T: Record, M: SharedMemory> Segment<T, M> {
     /// # Errors
     /// [`Error::ReadOnly`] for read-only memory, [`Error::TooSmall`] when the record does
     /// not fit, [`Error::AlreadyInitialized`] for memory that holds a header already.
+    ///
+    /// # Examples
+    /// ```
+    /// # use shm_core::{HeapMemory, Segment};
+    /// # fn main() -> Result<(), shm_core::Error> {
+    /// let mem = HeapMemory::new(4096);
+    /// let view = mem.share(); // stands for a reader process's mapping
+    /// let writer = Segment::create(mem, &[100u64, 876, 8021])?;
+    /// let reader = Segment::<[u64; 3], _>::attach(view)?; // the header is validated
+    /// assert_eq!(reader.read()?, [100, 876, 8021]);
+    /// writer.write(&[1, 2, 3])?;
+    /// assert_eq!(reader.read()?, [1, 2, 3]);
+    /// # Ok(()) }
+    /// ```
     pub fn create(mem: M, initial: &T) -> Result<Self, Error> {
         let raw = RawSegment::create(mem, Self::expect()?, |raw| {
             // SAFETY: `check_fits` made room for a T at the payload start.

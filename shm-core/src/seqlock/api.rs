@@ -280,6 +280,19 @@ impl<T: Record, M: SharedMemory> SeqLock<T, M> {
     /// # Errors
     /// [`Error::ReadOnly`] for read-only memory, [`Error::TooSmall`],
     /// [`Error::AlreadyInitialized`].
+    ///
+    /// # Examples
+    /// ```
+    /// # use shm_core::{HeapMemory, SeqLock};
+    /// # fn main() -> Result<(), shm_core::Error> {
+    /// let mem = HeapMemory::new(4096);
+    /// let view = mem.share(); // stands for a reader process's mapping
+    /// let writer = SeqLock::create(mem, &[0u64; 4])?;
+    /// let reader = SeqLock::<[u64; 4], _>::attach(view)?;
+    /// writer.store(&[1, 2, 3, 4])?;
+    /// assert_eq!(reader.load()?, [1, 2, 3, 4]); // never half old, half new
+    /// # Ok(()) }
+    /// ```
     pub fn create(mem: M, initial: &T) -> Result<Self, Error> {
         Ok(SeqLock {
             core: RawSeqLock::create(mem, Self::schema()?, bytemuck::bytes_of(initial))?,
