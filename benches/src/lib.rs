@@ -11,23 +11,7 @@ use shm_anon::AnonShm;
 use shm_memfd::MemfdOptions;
 use shm_posix::{Reserve, ShmOptions};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    Posix,
-    Anon,
-    Memfd,
-}
-
-impl Backend {
-    pub const ALL: [Backend; 3] = [Backend::Posix, Backend::Anon, Backend::Memfd];
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Posix => "posix",
-            Backend::Anon => "anon",
-            Backend::Memfd => "memfd",
-        }
-    }
-}
+pub use shm_any::Backend;
 
 /// Memory of the backend a benchmark picked: posix, anon or memfd.
 pub type Mem = shm_any::AnyShm;

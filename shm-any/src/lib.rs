@@ -25,6 +25,31 @@ use shm_core::SharedMemory;
 use shm_memfd::MemfdShm;
 use shm_posix::PosixShm;
 
+/// One of the three backends, by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// Named POSIX shared memory (`shm-posix`).
+    Posix,
+    /// Anonymous shared memory for forked children (`shm-anon`).
+    Anon,
+    /// A sealed memfd passed over a Unix socket (`shm-memfd`).
+    Memfd,
+}
+
+impl Backend {
+    /// All three, in this order.
+    pub const ALL: [Backend; 3] = [Backend::Posix, Backend::Anon, Backend::Memfd];
+
+    /// `posix`, `anon` or `memfd` (what [`SharedMemory::backend`] says of its memory).
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Posix => "posix",
+            Backend::Anon => "anon",
+            Backend::Memfd => "memfd",
+        }
+    }
+}
+
 /// Memory of one of the three backends.
 #[derive(Debug)]
 pub enum AnyShm {
@@ -42,6 +67,15 @@ impl AnyShm {
             AnyShm::Posix(m) => m,
             AnyShm::Anon(m) => m,
             AnyShm::Memfd(m) => m,
+        }
+    }
+
+    /// Which backend it is.
+    pub fn kind(&self) -> Backend {
+        match self {
+            AnyShm::Posix(_) => Backend::Posix,
+            AnyShm::Anon(_) => Backend::Anon,
+            AnyShm::Memfd(_) => Backend::Memfd,
         }
     }
 

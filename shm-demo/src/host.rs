@@ -15,24 +15,7 @@ use shm_posix::ShmOptions;
 use crate::errors;
 use crate::util::{Failure, Result};
 
-/// A shared-memory backend.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Backend {
-    Posix,
-    Anon,
-    Memfd,
-}
-
-impl Backend {
-    pub const ALL: [Backend; 3] = [Backend::Posix, Backend::Anon, Backend::Memfd];
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Posix => "posix",
-            Backend::Anon => "anon",
-            Backend::Memfd => "memfd",
-        }
-    }
-}
+pub use shm_any::Backend;
 
 /// Memory of the backend a run picked: posix, anon or memfd.
 pub type Mem = shm_any::AnyShm;
