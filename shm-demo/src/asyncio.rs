@@ -2,7 +2,6 @@
 //! current-thread runtimes, awaiting the channel's futures; and, for `--backend unix`,
 //! tokio's `UnixStream`, which is what an async user would otherwise write.
 
-use std::io::{Read, Write};
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
@@ -84,8 +83,8 @@ pub fn unix_pingpong(round_trips: u64, size: u64) -> Result<Histogram<u64>> {
     #[allow(unsafe_code)]
     // SAFETY: the demo has one thread when it forks (no runtime exists yet); the child
     // builds its own runtime and only uses its socket.
-    let mut child = unsafe {
-        shm_anon::fork(move || {
+    let peer = unsafe {
+        host::fork_peer(move || {
             host::pin_to_cpu(1);
             let r: std::io::Result<()> = runtime().block_on(async move {
                 b.set_nonblocking(true)?;
@@ -97,10 +96,9 @@ pub fn unix_pingpong(round_trips: u64, size: u64) -> Result<Histogram<u64>> {
                 }
                 Ok(())
             });
-            i32::from(r.is_err())
+            crate::util::outcome_line(r)
         })
-    }
-    .map_err(|e| Failure::new(format!("fork: {e}")))?;
+    }?;
     host::pin_to_cpu(0);
     let hist = runtime()
         .block_on(async move {
@@ -121,12 +119,7 @@ pub fn unix_pingpong(round_trips: u64, size: u64) -> Result<Histogram<u64>> {
             Ok::<_, std::io::Error>(hist)
         })
         .map_err(|e| Failure::new(format!("tokio unix socket: {e}")))?;
-    let status = child
-        .wait()
-        .map_err(|e| Failure::new(format!("wait: {e}")))?;
-    if !status.success() {
-        return Err(Failure::new(format!("the echo process failed: {status}")));
-    }
+    crate::util::parse_peer_line(&peer.finish()?)?;
     Ok(hist)
 }
 
@@ -193,14 +186,11 @@ pub async fn consume(
 pub fn unix_stream(messages: u64, size: u64) -> Result<String> {
     let (a, b) = std::os::unix::net::UnixStream::pair()
         .map_err(|e| Failure::new(format!("socketpair: {e}")))?;
-    let (mut report_rx, report_tx) =
-        std::io::pipe().map_err(|e| Failure::new(format!("pipe: {e}")))?;
-    let report_w = &report_tx;
     #[allow(unsafe_code)]
     // SAFETY: the demo has one thread when it forks; the child builds its own runtime and
     // uses its socket and its pipe.
-    let mut child = unsafe {
-        shm_anon::fork(move || {
+    let peer = unsafe {
+        host::fork_peer(move || {
             host::pin_to_cpu(1);
             let (received, seconds, problem) = runtime().block_on(async move {
                 if b.set_nonblocking(true).is_err() {
@@ -226,13 +216,9 @@ pub fn unix_stream(messages: u64, size: u64) -> Result<String> {
                     None,
                 )
             });
-            let line = report(received, problem.is_none(), seconds, problem);
-            let mut w = report_w;
-            i32::from(w.write_all(line.as_bytes()).is_err())
+            report(received, problem.is_none(), seconds, problem)
         })
-    }
-    .map_err(|e| Failure::new(format!("fork: {e}")))?;
-    drop(report_tx);
+    }?;
     host::pin_to_cpu(0);
     runtime()
         .block_on(async move {
@@ -245,15 +231,6 @@ pub fn unix_stream(messages: u64, size: u64) -> Result<String> {
             s.shutdown().await
         })
         .map_err(|e| Failure::new(format!("tokio unix socket: {e}")))?;
-    let mut line = String::new();
-    report_rx
-        .read_to_string(&mut line)
-        .map_err(|e| Failure::new(format!("read: {e}")))?;
-    let status = child
-        .wait()
-        .map_err(|e| Failure::new(format!("wait: {e}")))?;
-    if !status.success() {
-        return Err(Failure::new(format!("the consumer failed: {status}")));
-    }
+    let line = peer.finish()?;
     Ok(line)
 }

@@ -169,14 +169,11 @@ fn unix_broadcast(subscribers: u32, messages: u64, size: u64) -> Result<Outcome>
     for _ in 0..subscribers {
         let (ours, theirs) =
             UnixStream::pair().map_err(|e| Failure::new(format!("socketpair: {e}")))?;
-        let (report_rx, report_tx) =
-            std::io::pipe().map_err(|e| Failure::new(format!("pipe: {e}")))?;
-        let report_w = &report_tx;
         #[allow(unsafe_code)]
         // SAFETY: the demo has one thread when it forks; the child only reads its socket,
-        // uses its own heap and writes its pipe.
-        let child = unsafe {
-            shm_anon::fork(|| {
+        // uses its own heap and writes its report.
+        let peer = unsafe {
+            host::fork_peer(|| {
                 host::pin_to_cpu(1);
                 let mut theirs = &theirs;
                 let mut buf = vec![0u8; size as usize];
@@ -197,15 +194,12 @@ fn unix_broadcast(subscribers: u32, messages: u64, size: u64) -> Result<Outcome>
                     let secs = start.map_or(0.0, |t: Instant| t.elapsed().as_secs_f64());
                     out = line(messages, 0, true, secs, None);
                 }
-                let mut w = report_w;
-                i32::from(w.write_all(out.as_bytes()).is_err())
+                out
             })
-        }
-        .map_err(|e| Failure::new(format!("fork: {e}")))?;
+        }?;
         drop(theirs);
-        drop(report_tx);
         socks.push(ours);
-        children.push((child, report_rx));
+        children.push(peer);
     }
     host::pin_to_cpu(0);
     let mut maker = Maker::new(size as usize);
@@ -220,17 +214,8 @@ fn unix_broadcast(subscribers: u32, messages: u64, size: u64) -> Result<Outcome>
     let publish_seconds = t.elapsed().as_secs_f64();
     drop(socks);
     let mut lines = Vec::new();
-    for (mut child, mut rx) in children {
-        let mut text = String::new();
-        rx.read_to_string(&mut text)
-            .map_err(|e| Failure::new(format!("read: {e}")))?;
-        let status = child
-            .wait()
-            .map_err(|e| Failure::new(format!("wait: {e}")))?;
-        if !status.success() {
-            return Err(Failure::new(format!("a subscriber failed: {status}")));
-        }
-        lines.push(text);
+    for peer in children {
+        lines.push(peer.finish()?);
     }
     Ok(Outcome {
         lines,

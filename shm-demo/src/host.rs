@@ -136,27 +136,41 @@ pub fn start_peer(backend: Backend, mem: &Mem, role: crate::peer::RoleArgs) -> R
             let Mem::Anon(anon) = mem else {
                 unreachable!("anon memory")
             };
-            let (rx, tx) = std::io::pipe().map_err(|e| Failure::new(format!("pipe: {e}")))?;
             let alias = anon
                 .alias()
                 .map_err(|e| Failure::new(format!("mremap: {e}")))?;
-            let tx: OwnedFd = tx.into();
             // SAFETY: the demo runs a single thread when it forks, so no lock or allocator
             // state can be held by a thread that does not exist in the child.
-            let child = unsafe {
-                shm_anon::fork(move || {
-                    let line = role.play(Mem::Anon(alias)) + "\n";
-                    let mut file = std::fs::File::from(tx);
-                    match std::io::Write::write_all(&mut file, line.as_bytes()) {
-                        Ok(()) => 0,
-                        Err(_) => 1,
-                    }
-                })
-            }
-            .map_err(|e| Failure::new(format!("fork: {e}")))?;
-            Ok(Peer::Forked(child, rx.into()))
+            unsafe { fork_peer(move || role.play(Mem::Anon(alias))) }
         }
     }
+}
+
+/// Forks a child that runs `body` and reports the line it returns through a pipe: the
+/// one way every forked second process (an anon peer, a baseline's consumer or echo)
+/// starts, reports and is waited for ([`Peer::finish`] returns the line; a child that
+/// could not write it fails).
+///
+/// # Safety
+/// As [`shm_anon::fork`]: the calling process has one thread, so the child inherits no
+/// lock or allocator state held by a thread that does not exist in it.
+pub unsafe fn fork_peer(body: impl FnOnce() -> String) -> Result<Peer> {
+    let (rx, tx) = std::io::pipe().map_err(|e| Failure::new(format!("pipe: {e}")))?;
+    let tx: OwnedFd = tx.into();
+    // SAFETY: the caller's promise above; the child runs `body`, writes to its end of
+    // the pipe and returns (shm_anon::fork then `_exit`s with the code).
+    let child = unsafe {
+        shm_anon::fork(move || {
+            let line = body() + "\n";
+            let mut file = std::fs::File::from(tx);
+            match std::io::Write::write_all(&mut file, line.as_bytes()) {
+                Ok(()) => 0,
+                Err(_) => 1,
+            }
+        })
+    }
+    .map_err(|e| Failure::new(format!("fork: {e}")))?;
+    Ok(Peer::Forked(child, rx.into()))
 }
 
 impl Peer {
@@ -230,7 +244,13 @@ impl Peer {
                     .map_err(|e| Failure::new(format!("waiting for the child: {e}")))?;
                 read.map_err(|e| Failure::new(format!("reading from the child: {e}")))?;
                 if !status.success() {
-                    return Err(Failure::new(format!("the forked child failed ({status})")));
+                    return Err(Failure::new(format!(
+                        "the forked child failed ({status}){}",
+                        match text.trim() {
+                            "" => String::new(),
+                            said => format!(": {said}"),
+                        }
+                    )));
                 }
                 Ok(text.lines().last().unwrap_or("").to_owned())
             }

@@ -281,8 +281,8 @@ fn paired_pingpong(round_trips: u64) -> Result<(Histogram<u64>, Histogram<u64>)>
     let patience = PEER_TIMEOUT;
     // SAFETY: the demo has one thread when it forks; the child uses the two inherited
     // mappings (through the inherited handles) and its own heap, and ends by returning.
-    let mut child = unsafe {
-        shm_anon::fork(|| {
+    let peer = unsafe {
+        host::fork_peer(|| {
             host::pin_to_cpu(1);
             let echo = || -> std::result::Result<(), shm_core::Error> {
                 let mut rx = chan.receiver(0)?;
@@ -309,10 +309,9 @@ fn paired_pingpong(round_trips: u64) -> Result<(Histogram<u64>, Histogram<u64>)>
                 }
                 Ok(())
             };
-            i32::from(echo().is_err())
+            crate::util::outcome_line(echo())
         })
-    }
-    .map_err(|e| Failure::new(format!("fork: {e}")))?;
+    }?;
     host::pin_to_cpu(0);
     let mut tx = chan.sender(0)?;
     let mut rx = chan.receiver(1)?;
@@ -328,8 +327,10 @@ fn paired_pingpong(round_trips: u64) -> Result<(Histogram<u64>, Histogram<u64>)>
             // Release: pairs with the ponger's Acquire load in `spin_until`.
             word.store(2 * n - 1, std::sync::atomic::Ordering::Release);
             if !spin_until(word, 2 * n) {
-                let _ = child.kill();
-                return Err(Failure::new("the paired peer stopped answering the floor"));
+                return Err(peer.fail(
+                    Failure::new("the paired peer stopped answering the floor"),
+                    Duration::ZERO,
+                ));
             }
             if b > 0 {
                 let _ = bare.record(t.elapsed().as_nanos() as u64);
@@ -350,19 +351,8 @@ fn paired_pingpong(round_trips: u64) -> Result<(Histogram<u64>, Histogram<u64>)>
             }
         }
     }
-    reap(child, "the paired peer")?;
+    crate::util::parse_peer_line(&peer.finish()?)?;
     Ok((ours, bare))
-}
-
-/// Waits for a forked peer; its failure is ours.
-fn reap(mut child: shm_anon::Child, what: &str) -> Result<()> {
-    let status = child
-        .wait()
-        .map_err(|e| Failure::new(format!("wait: {e}")))?;
-    if !status.success() {
-        return Err(Failure::new(format!("{what} failed: {status}")));
-    }
-    Ok(())
 }
 
 /// Ping-pong of 8-byte messages over two byte streams (socket pair or two pipes), with a
@@ -377,20 +367,21 @@ fn stream_pingpong<S: Read + Write>(
     #[allow(unsafe_code)]
     // SAFETY: the demo has one thread when it forks; the child only reads and writes its
     // inherited fds and exits.
-    let child = unsafe {
-        shm_anon::fork(move || {
+    let peer = unsafe {
+        host::fork_peer(move || {
             host::pin_to_cpu(1);
             let (mut r, mut w) = theirs();
             let mut buf = vec![0u8; size as usize];
-            for _ in 0..total {
-                if r.read_exact(&mut buf).is_err() || w.write_all(&buf).is_err() {
-                    return 1;
+            let mut echo = || -> std::io::Result<()> {
+                for _ in 0..total {
+                    r.read_exact(&mut buf)?;
+                    w.write_all(&buf)?;
                 }
-            }
-            0
+                Ok(())
+            };
+            crate::util::outcome_line(echo())
         })
-    }
-    .map_err(|e| Failure::new(format!("fork: {e}")))?;
+    }?;
     host::pin_to_cpu(0);
     let mut s = mine;
     let mut hist = histogram();
@@ -407,7 +398,7 @@ fn stream_pingpong<S: Read + Write>(
             let _ = hist.record(t.elapsed().as_nanos() as u64);
         }
     }
-    reap(child, "the echo process")?;
+    crate::util::parse_peer_line(&peer.finish()?)?;
     Ok(hist)
 }
 

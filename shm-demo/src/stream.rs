@@ -134,13 +134,10 @@ fn floor_once(messages: u64, size: u64, depth: usize) -> Result<String> {
         unsafe { AtomicU64::from_ptr(slot(seq) as *mut u64) }
     };
     let patience = std::time::Duration::from_secs(10);
-    let (mut report_rx, report_tx) =
-        std::io::pipe().map_err(|e| Failure::new(format!("pipe: {e}")))?;
-    let report_w = &report_tx;
     // SAFETY: the demo has one thread when it forks; the child uses only the mapping, its
     // own heap and the pipe it inherited.
-    let mut child = unsafe {
-        shm_anon::fork(move || {
+    let peer = unsafe {
+        host::fork_peer(move || {
             host::pin_to_cpu(1);
             let mut buf = vec![0u8; size_us];
             let mut start = None;
@@ -174,12 +171,9 @@ fn floor_once(messages: u64, size: u64, depth: usize) -> Result<String> {
                 let secs = start.map_or(0.0, |s| s.elapsed().as_secs_f64());
                 line = report(messages, true, secs, None);
             }
-            let mut w = report_w;
-            i32::from(w.write_all(line.as_bytes()).is_err())
+            line
         })
-    }
-    .map_err(|e| Failure::new(format!("fork: {e}")))?;
-    drop(report_tx);
+    }?;
     host::pin_to_cpu(0);
     let mut maker = Maker::new(size_us);
     for seq in 0..messages {
@@ -197,17 +191,8 @@ fn floor_once(messages: u64, size: u64, depth: usize) -> Result<String> {
         // Release: pairs with the consumer's Acquire load of the stamp.
         stamp(seq).store(seq + 1, Ordering::Release);
     }
-    let mut line = String::new();
-    report_rx
-        .read_to_string(&mut line)
-        .map_err(|e| Failure::new(format!("read: {e}")))?;
-    let status = child
-        .wait()
-        .map_err(|e| Failure::new(format!("wait: {e}")))?;
+    let line = peer.finish()?;
     drop(mem);
-    if !status.success() {
-        return Err(Failure::new(format!("the consumer failed: {status}")));
-    }
     Ok(line)
 }
 
@@ -266,12 +251,10 @@ fn floor_stream(messages: u64, size: u64, ring: Option<u64>) -> Result<String> {
 fn unix_stream(messages: u64, size: u64) -> Result<String> {
     let (mut ours, theirs) =
         UnixStream::pair().map_err(|e| Failure::new(format!("socketpair: {e}")))?;
-    let (mut report_rx, report_tx) =
-        std::io::pipe().map_err(|e| Failure::new(format!("pipe: {e}")))?;
     #[allow(unsafe_code)]
     // SAFETY: the demo has one thread when it forks.
-    let mut child = unsafe {
-        shm_anon::fork(|| {
+    let peer = unsafe {
+        host::fork_peer(|| {
             host::pin_to_cpu(1);
             let mut theirs = &theirs;
             let mut buf = vec![0u8; size as usize];
@@ -296,13 +279,10 @@ fn unix_stream(messages: u64, size: u64) -> Result<String> {
                     None,
                 );
             }
-            let mut w = &report_tx;
-            i32::from(w.write_all(line.as_bytes()).is_err())
+            line
         })
-    }
-    .map_err(|e| Failure::new(format!("fork: {e}")))?;
+    }?;
     drop(theirs);
-    drop(report_tx);
     host::pin_to_cpu(0);
     let mut maker = Maker::new(size as usize);
     for seq in 0..messages {
@@ -310,16 +290,7 @@ fn unix_stream(messages: u64, size: u64) -> Result<String> {
             .map_err(|e| Failure::new(format!("write: {e}")))?;
     }
     drop(ours);
-    let mut line = String::new();
-    report_rx
-        .read_to_string(&mut line)
-        .map_err(|e| Failure::new(format!("read: {e}")))?;
-    let status = child
-        .wait()
-        .map_err(|e| Failure::new(format!("wait: {e}")))?;
-    if !status.success() {
-        return Err(Failure::new(format!("the consumer failed: {status}")));
-    }
+    let line = peer.finish()?;
     Ok(line)
 }
 

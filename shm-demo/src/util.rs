@@ -350,6 +350,15 @@ pub fn error_line(f: &Failure) -> String {
     Json::new().str("error", &f.what).finish()
 }
 
+/// The report line of a second process whose only result is whether it finished:
+/// `{"pid":N}`, or `{"error":"..."}` ([`parse_peer_line`] reads either).
+pub fn outcome_line<E: std::fmt::Display>(r: std::result::Result<(), E>) -> String {
+    match r {
+        Ok(()) => Json::new().num("pid", std::process::id()).finish(),
+        Err(e) => Json::new().str("error", &e.to_string()).finish(),
+    }
+}
+
 /// Turns a peer's line into a result, or its error into ours.
 pub fn parse_peer_line(line: &str) -> Result<()> {
     if let Some(i) = line.find("\"error\":\"") {
