@@ -68,6 +68,21 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A seqlock, for a record that changes while others read it (every read is a whole
+//! snapshot, never half old and half new):
+//!
+//! ```
+//! # use shm_core::{HeapMemory, SeqLock};
+//! # fn main() -> Result<(), shm_core::Error> {
+//! let mem = HeapMemory::new(4096);
+//! let view = mem.share();
+//! let writer = SeqLock::create(mem, &[0u64; 3])?;
+//! let reader = SeqLock::<[u64; 3], _>::attach(view)?;
+//! writer.store(&[100, 876, 8021])?;
+//! assert_eq!(reader.load()?, [100, 876, 8021]);
+//! # Ok(()) }
+//! ```
+//!
 //! A reader whose type does not match what the writer declared gets a typed error that
 //! says both sides:
 //!

@@ -495,7 +495,8 @@ impl<M: SharedMemory> Publisher<M> {
         // The slot's payload holds max_message >= bytes.len() bytes (checked), and the
         // mapping is writable (the write gate in `publisher`); Release as the protocol
         // requires.
-        b.payload_of(n).store_ordered(0, bytes, Ordering::Release);
+        b.slot_view(n)
+            .store_ordered(SLOT_HEADER as usize, bytes, Ordering::Release);
         let next = n.saturating_add(numbers.max(1));
         if protocol::end_write(b.control(), slot, n, len, next) {
             wake_subscribers(b.control());

@@ -230,7 +230,7 @@ impl<M: SharedMemory> Step for SubscribeStep<'_, M> {
             *self.next = self.track.base;
         }
         let p = *self.next;
-        let payload = b.payload_of(p);
+        let slot_view = b.slot_view(p);
         let sink = &mut self.sink;
         let attempt = protocol::try_read(
             b.control(),
@@ -252,7 +252,7 @@ impl<M: SharedMemory> Step for SubscribeStep<'_, M> {
                 };
                 // `len <= max_message` (checked by `try_read`), so the copy stays inside the
                 // slot's payload; Acquire as the protocol requires.
-                payload.load_ordered(0, out, Ordering::Acquire);
+                slot_view.load_ordered(SLOT_HEADER as usize, out, Ordering::Acquire);
                 Ok(())
             },
         );

@@ -11,7 +11,7 @@ use crate::format::memory::SharedMemory;
 use crate::format::raw::RawSegment;
 use crate::format::record::Record;
 use crate::format::schema::{Kind, Schema};
-use crate::format::view::View;
+use crate::format::view::{Lines, Table, View, Word32, Word64};
 use crate::os::proc::{self};
 use crate::protocol::broadcast::{self as protocol, Control, Slot};
 use crate::protocol::sync::{AtomicU32, AtomicU64, Ordering};
@@ -70,6 +70,46 @@ pub struct Broadcast<M: SharedMemory> {
     /// The payload, read once: the `SharedMemory` contract makes it the same for the
     /// mapping's life, and every access to a shared word goes through it.
     pub(super) base: View,
+    /// The control words every message touches, checked once.
+    pub(super) words: CtlWords,
+    /// The slots, checked once.
+    pub(super) slots: Table,
+    /// The subscriber lines, checked once.
+    pub(super) lines: Lines,
+}
+
+/// The control words of [`Control`] and the ones beside them that every publish or
+/// receive reads, cut from the payload once ([`View::word64`]).
+#[derive(Clone, Copy)]
+pub(super) struct CtlWords {
+    tail: Word64,
+    data_seq: Word32,
+    sleepers: Word32,
+    space_seq: Word32,
+    publisher_sleeping: Word32,
+    members: Word32,
+    holder: Word32,
+    closed: Word32,
+    upstream: Word32,
+    base: Word64,
+}
+
+impl CtlWords {
+    fn of(v: &View) -> CtlWords {
+        let (w64, w32) = (|o: u64| v.word64(o as usize), |o: u64| v.word32(o as usize));
+        CtlWords {
+            tail: w64(TAIL),
+            data_seq: w32(DATA_SEQ),
+            sleepers: w32(SLEEPERS),
+            space_seq: w32(SPACE_SEQ),
+            publisher_sleeping: w32(PUB_SLEEPING),
+            members: w32(MEMBERS),
+            holder: w32(HOLDER),
+            closed: w32(CLOSED),
+            upstream: w32(UPSTREAM),
+            base: w64(BASE),
+        }
+    }
 }
 
 impl<M: SharedMemory> Clone for Broadcast<M> {
@@ -78,6 +118,9 @@ impl<M: SharedMemory> Clone for Broadcast<M> {
             seg: Arc::clone(&self.seg),
             cfg: self.cfg,
             base: self.base,
+            words: self.words,
+            slots: self.slots,
+            lines: self.lines,
         }
     }
 }
@@ -126,12 +169,32 @@ impl<M: SharedMemory> Broadcast<M> {
         Ok(Self::wrap(seg, cfg))
     }
 
+    /// The broadcast over a segment whose payload holds `cfg`'s layout (create and
+    /// attach checked `cfg.payload_len()` against it).
     pub(super) fn wrap(seg: RawSegment<M>, cfg: Config) -> Self {
         let base = seg.view();
+        let slots = Table::new(
+            &base,
+            cfg.slots_at() as usize,
+            cfg.slot_size as usize,
+            cfg.slots,
+            cfg.slot_size as usize,
+        )
+        .expect("create/attach proved the slots fit the payload");
+        let lines = Lines::new(
+            &base,
+            MEMBERS_AT as usize,
+            LINE as usize,
+            cfg.max_subscribers as usize,
+        )
+        .expect("the lines lie before the slots");
         Broadcast {
             seg: Arc::new(seg),
             cfg,
+            words: CtlWords::of(&base),
             base,
+            slots,
+            lines,
         }
     }
 
@@ -389,60 +452,57 @@ impl<M: SharedMemory> Broadcast<M> {
         // `payload_len()`, validated at create/attach; the view checks it again.
         self.base.u64_at(off as usize)
     }
-    pub(super) fn u32_at(&self, off: u64) -> &AtomicU32 {
-        self.base.u32_at(off as usize)
-    }
+    #[inline(always)]
     pub(super) fn control(&self) -> Control<'_> {
+        let w = &self.words;
         Control {
-            tail: self.u64_at(TAIL),
-            data_seq: self.u32_at(DATA_SEQ),
-            sleepers: self.u32_at(SLEEPERS),
-            space_seq: self.u32_at(SPACE_SEQ),
-            publisher_sleeping: self.u32_at(PUB_SLEEPING),
-            members: self.u32_at(MEMBERS),
+            tail: w.tail.get(),
+            data_seq: w.data_seq.get(),
+            sleepers: w.sleepers.get(),
+            space_seq: w.space_seq.get(),
+            publisher_sleeping: w.publisher_sleeping.get(),
+            members: w.members.get(),
         }
     }
-    pub(super) fn slot_off(&self, n: u64) -> u64 {
-        self.cfg.slots_at() + (n & (self.cfg.slots - 1)) * self.cfg.slot_size
-    }
+    #[inline(always)]
     pub(super) fn slot(&self, n: u64) -> Slot<'_> {
-        let off = self.slot_off(n);
-        Slot {
-            stamp: self.u64_at(off),
-            len: self.u64_at(off + 8),
-        }
+        let (stamp, len) = self.slots.head_words(n);
+        Slot { stamp, len }
     }
-    /// The payload bytes of message `n`'s slot (`max_message` bytes after its header).
-    pub(super) fn payload_of(&self, n: u64) -> View {
-        self.base
-            .sub(
-                (self.slot_off(n) + SLOT_HEADER) as usize,
-                self.cfg.max_message as usize,
-            )
-            .expect("create/attach proved every slot lies inside the payload")
+    /// Message `n`'s whole slot: its 16-byte header, then `max_message` payload bytes
+    /// from [`SLOT_HEADER`] on (`slot_size` holds both: create and attach checked it).
+    #[inline(always)]
+    pub(super) fn slot_view(&self, n: u64) -> View {
+        self.slots.entry(n)
     }
+    #[inline(always)]
     pub(super) fn member(&self, i: u32) -> Member<'_> {
-        let off = MEMBERS_AT + LINE * u64::from(i);
+        let (pid, state, position) = self.lines.head_words(i as usize);
         Member {
-            pid: self.u32_at(off),
-            state: self.u32_at(off + 4),
-            position: self.u64_at(off + 8),
+            pid,
+            state,
+            position,
         }
     }
+    #[inline(always)]
     pub(super) fn holder(&self) -> &AtomicU32 {
-        self.u32_at(HOLDER)
+        self.words.holder.get()
     }
+    #[inline(always)]
     pub(super) fn closed(&self) -> &AtomicU32 {
-        self.u32_at(CLOSED)
+        self.words.closed.get()
     }
+    #[inline(always)]
     pub(super) fn upstream(&self) -> &AtomicU32 {
-        self.u32_at(UPSTREAM)
+        self.words.upstream.get()
     }
     /// The first message number (0 unless a relay started at its source's numbering),
     /// never above `MAX_TAIL`.
     pub(super) fn base(&self) -> u64 {
         // Acquire: pairs with the Release store in `Publisher::start_at`.
-        self.u64_at(BASE)
+        self.words
+            .base
+            .get()
             .load(Ordering::Acquire)
             .min(protocol::MAX_TAIL)
     }

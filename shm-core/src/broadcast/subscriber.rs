@@ -186,8 +186,12 @@ impl<M: SharedMemory> Subscriber<M> {
 
     /// The one way every copying receive runs: one step into `sink`, tried once
     /// (`wait == None`) or waited for (`Some(timeout)`); returns the message's length.
+    #[inline]
     fn receive(&mut self, sink: Sink<'_>, wait: Option<Option<Duration>>) -> Result<usize, Error> {
-        let pace = self.pace();
+        let pace = match wait {
+            None => Pace::Poll, // unused: a try never waits
+            Some(_) => self.pace(),
+        };
         let (mut step, _) = self.step_into(sink);
         let n = match wait {
             None => wait::try_once(&mut step, Error::Empty)?,

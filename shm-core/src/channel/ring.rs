@@ -6,7 +6,7 @@ use super::layout::*;
 use crate::format::error::Error;
 use crate::format::memory::SharedMemory;
 use crate::format::raw::RawSegment;
-use crate::format::view::View;
+use crate::format::view::{RingView, View, Word32, Word64};
 use crate::os::proc::{self, Liveness};
 use crate::protocol::ring::{self, Corrupt, Shared};
 use crate::protocol::sync::{AtomicU32, AtomicU64, Ordering};
@@ -28,76 +28,99 @@ pub(super) fn corrupt(c: Corrupt) -> Error {
     }
 }
 
-/// One ring: its three 128-byte control lines and its data, as checked views.
+/// One ring: its three 128-byte control lines and its data, as checked views, and the
+/// control words every message touches, checked once when the ring was cut.
 #[derive(Clone, Copy)]
 pub(super) struct RingPtrs {
     ctl: View,
-    data: View,
-    pub(super) cap: u64,
+    data: RingView,
+    words: Words,
+}
+
+/// The control words of [`Shared`], and the two holder words.
+#[derive(Clone, Copy)]
+struct Words {
+    tail: Word64,
+    head: Word64,
+    data_seq: Word32,
+    space_seq: Word32,
+    consumer_sleeping: Word32,
+    producer_sleeping: Word32,
+    closed: Word32,
+    producer_holder: Word32,
+    consumer_holder: Word32,
 }
 
 impl RingPtrs {
     /// Ring `ring` of a channel whose rings hold `cap` data bytes each, in `payload`
-    /// (`None` if it does not fit: `attach` and `create` proved it does).
+    /// (`None` if it does not fit, or `cap` is not a power of two: `attach` and `create`
+    /// proved both).
     pub(super) fn of(payload: View, ring: u32, cap: u64) -> Option<RingPtrs> {
         let off = CHANNEL_HEADER
             .checked_add(u64::from(ring).checked_mul(RING_CONTROL.checked_add(cap)?)?)?;
         let off = usize::try_from(off).ok()?;
-        Some(RingPtrs {
-            ctl: payload.sub(off, RING_CONTROL as usize)?,
-            data: payload.sub(
-                off.checked_add(RING_CONTROL as usize)?,
-                usize::try_from(cap).ok()?,
-            )?,
-            cap,
-        })
-    }
-    #[inline]
-    pub(super) fn u64_at(&self, off: u64) -> &AtomicU64 {
-        self.ctl.u64_at(off as usize)
+        let ctl = payload.sub(off, RING_CONTROL as usize)?;
+        let data = RingView::new(payload.sub(
+            off.checked_add(RING_CONTROL as usize)?,
+            usize::try_from(cap).ok()?,
+        )?)?;
+        let line = LINE as usize;
+        let words = Words {
+            tail: ctl.word64(0),
+            head: ctl.word64(line),
+            data_seq: ctl.word32(2 * line),
+            space_seq: ctl.word32(2 * line + 4),
+            consumer_sleeping: ctl.word32(2 * line + 8),
+            producer_sleeping: ctl.word32(2 * line + 12),
+            closed: ctl.word32(2 * line + 16),
+            producer_holder: ctl.word32(8),
+            consumer_holder: ctl.word32(line + 8),
+        };
+        Some(RingPtrs { ctl, data, words })
     }
     #[inline]
     pub(super) fn u32_at(&self, off: u64) -> &AtomicU32 {
         self.ctl.u32_at(off as usize)
     }
-    #[inline]
+    #[inline(always)]
     pub(super) fn shared(&self) -> Shared<'_> {
+        let w = &self.words;
         Shared {
-            tail: self.u64_at(0),
-            head: self.u64_at(LINE),
-            data_seq: self.u32_at(2 * LINE),
-            space_seq: self.u32_at(2 * LINE + 4),
-            consumer_sleeping: self.u32_at(2 * LINE + 8),
-            producer_sleeping: self.u32_at(2 * LINE + 12),
-            closed: self.u32_at(2 * LINE + 16),
+            tail: w.tail.get(),
+            head: w.head.get(),
+            data_seq: w.data_seq.get(),
+            space_seq: w.space_seq.get(),
+            consumer_sleeping: w.consumer_sleeping.get(),
+            producer_sleeping: w.producer_sleeping.get(),
+            closed: w.closed.get(),
         }
     }
-    #[inline]
+    #[inline(always)]
     pub(super) fn producer_holder(&self) -> &AtomicU32 {
-        self.u32_at(8)
+        self.words.producer_holder.get()
     }
-    #[inline]
+    #[inline(always)]
     pub(super) fn consumer_holder(&self) -> &AtomicU32 {
-        self.u32_at(LINE + 8)
+        self.words.consumer_holder.get()
     }
     /// The data word that holds the header of the message at position `pos`.
-    #[inline]
+    #[inline(always)]
     pub(super) fn header_word(&self, pos: u64) -> &AtomicU64 {
-        self.data.u64_at((pos & (self.cap - 1) & !7) as usize)
+        self.data.word_at_position(pos)
     }
     /// The ring's data bytes.
     #[inline]
     pub(super) fn data(&self) -> View {
-        self.data
+        self.data.view()
     }
 }
 
 impl ring::Words for RingPtrs {
-    #[inline]
+    #[inline(always)]
     fn load(&self, off: u64, order: Ordering) -> u64 {
         self.header_word(off).load(order)
     }
-    #[inline]
+    #[inline(always)]
     fn store(&self, off: u64, value: u64, order: Ordering) {
         self.header_word(off).store(value, order)
     }

@@ -15,6 +15,8 @@
 //! too (an `Arc<RawSegment>`), for at least as long as the view.
 #![allow(unsafe_code)]
 
+use std::ptr::NonNull;
+
 use crate::format::copy;
 use crate::protocol::sync::{AtomicU32, AtomicU64, Ordering};
 
@@ -31,6 +33,192 @@ pub(crate) struct View {
 unsafe impl Send for View {}
 // SAFETY: as above; sharing a view hands out no plain reference into the memory.
 unsafe impl Sync for View {}
+
+/// One word of a view, checked once when it was cut ([`View::word64`]): read any number
+/// of times after without a check. What an endpoint keeps for the control words it
+/// touches on every message (a bounds check per access there costs a stream a third of
+/// its rate).
+#[derive(Clone, Copy)]
+pub(crate) struct Word64(NonNull<AtomicU64>);
+
+/// As [`Word64`], a 4-byte word ([`View::word32`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Word32(NonNull<AtomicU32>);
+
+// SAFETY: as for `View`: an address into a mapping its holder keeps alive, used only for
+// atomic accesses.
+unsafe impl Send for Word64 {}
+// SAFETY: as above.
+unsafe impl Sync for Word64 {}
+// SAFETY: as above.
+unsafe impl Send for Word32 {}
+// SAFETY: as above.
+unsafe impl Sync for Word32 {}
+
+impl Word64 {
+    /// The word.
+    #[inline(always)]
+    pub(crate) fn get(&self) -> &AtomicU64 {
+        // SAFETY: checked inside its view and 8-aligned when it was cut (`View::word64`);
+        // the view's mapping outlives the handle (the View contract); atomics may alias
+        // memory other processes write.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl Word32 {
+    /// The word.
+    #[inline(always)]
+    pub(crate) fn get(&self) -> &AtomicU32 {
+        // SAFETY: as in `Word64::get`, 4-aligned.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+/// A view whose length is a power of two (at least 8): a ring's data. A position of any
+/// size wraps into it by a mask, so its words are reached without a check
+/// ([`word_at_position`](Self::word_at_position)).
+#[derive(Clone, Copy)]
+pub(crate) struct RingView {
+    view: View,
+    mask: usize,
+}
+
+impl RingView {
+    /// `view` as a ring (`None` unless its length is a power of two of at least 8).
+    pub(crate) fn new(view: View) -> Option<RingView> {
+        (view.len >= 8 && view.len.is_power_of_two()).then_some(RingView {
+            view,
+            mask: view.len - 1,
+        })
+    }
+
+    /// The ring's bytes as a plain (checked) view.
+    #[inline(always)]
+    pub(crate) fn view(&self) -> View {
+        self.view
+    }
+
+    /// The 8-byte word that holds position `pos` (wrapped into the ring, rounded down to
+    /// a multiple of 8).
+    #[inline(always)]
+    pub(crate) fn word_at_position(&self, pos: u64) -> &AtomicU64 {
+        // Truncating `pos` keeps its low bits, which are all the mask keeps.
+        let off = (pos as usize) & self.mask & !7;
+        // SAFETY: `off <= len - 8` (masked below a power-of-two length of at least 8,
+        // rounded down to a multiple of 8) and 8-aligned (the base is); inside the view's
+        // mapping, which outlives it.
+        unsafe { &*self.view.base.add(off).cast::<AtomicU64>() }
+    }
+}
+
+/// A power of two of equal entries laid end to end in a view (a broadcast's slots),
+/// checked once when it was cut: entry `n` (wrapped by a mask) is then reached without a
+/// check, and its first two words too ([`head_words`](Self::head_words)).
+#[derive(Clone, Copy)]
+pub(crate) struct Table {
+    first: View,
+    stride: usize,
+    mask: usize,
+    item: usize,
+}
+
+impl Table {
+    /// `count` entries of `item` bytes every `stride` bytes from `start` in `view`
+    /// (`None` unless `count` is a power of two, `start` and `stride` are multiples of 8,
+    /// `16 <= item <= stride`, and they all fit in the view).
+    pub(crate) fn new(
+        view: &View,
+        start: usize,
+        stride: usize,
+        count: u64,
+        item: usize,
+    ) -> Option<Table> {
+        let n = usize::try_from(count).ok()?;
+        let ok = n.is_power_of_two()
+            && start.is_multiple_of(8)
+            && stride.is_multiple_of(8)
+            && (16..=stride).contains(&item);
+        let first = view.sub(start, n.checked_mul(stride)?)?;
+        ok.then_some(Table {
+            first,
+            stride,
+            mask: n - 1,
+            item,
+        })
+    }
+
+    /// Entry `n` (wrapped into the table) as a view of its `item` bytes.
+    #[inline(always)]
+    pub(crate) fn entry(&self, n: u64) -> View {
+        let off = (n as usize & self.mask) * self.stride;
+        // SAFETY: `off + item <= count * stride <= first.len` (checked in `new`: the
+        // masked index is below `count`, `item <= stride`), 8-aligned (base and stride
+        // are); inside the mapping.
+        let base = unsafe { self.first.base.add(off) };
+        View {
+            base,
+            len: self.item,
+        }
+    }
+
+    /// The two 8-byte words at the start of entry `n`.
+    #[inline(always)]
+    pub(crate) fn head_words(&self, n: u64) -> (&AtomicU64, &AtomicU64) {
+        let e = self.entry(n);
+        // SAFETY: an entry is at least 16 bytes (checked in `new`) and 8-aligned; inside
+        // the mapping, which outlives the table.
+        unsafe {
+            (
+                &*e.base.cast::<AtomicU64>(),
+                &*e.base.add(8).cast::<AtomicU64>(),
+            )
+        }
+    }
+}
+
+/// `count` equal entries laid end to end in a view (a broadcast's subscriber lines),
+/// checked once when it was cut; entry `i` then costs one compare of `i` with `count`.
+#[derive(Clone, Copy)]
+pub(crate) struct Lines {
+    first: View,
+    stride: usize,
+    count: usize,
+}
+
+impl Lines {
+    /// `count` entries of `stride` bytes from `start` in `view` (`None` unless `start`
+    /// and `stride` are multiples of 8, `stride >= 16`, and they fit in the view).
+    pub(crate) fn new(view: &View, start: usize, stride: usize, count: usize) -> Option<Lines> {
+        let ok = start.is_multiple_of(8) && stride.is_multiple_of(8) && stride >= 16;
+        let first = view.sub(start, count.checked_mul(stride)?)?;
+        ok.then_some(Lines {
+            first,
+            stride,
+            count,
+        })
+    }
+
+    /// The words at offsets 0 (4 bytes), 4 (4 bytes) and 8 (8 bytes) of entry `i`.
+    ///
+    /// # Panics
+    /// If `i` is not below `count` (an index is the caller's own, never a peer's value).
+    #[inline(always)]
+    #[track_caller]
+    pub(crate) fn head_words(&self, i: usize) -> (&AtomicU32, &AtomicU32, &AtomicU64) {
+        assert!(i < self.count, "line {i} of {}", self.count);
+        // SAFETY: `i < count` (checked), so the entry's 16 head bytes lie inside `first`
+        // (`count * stride` bytes, `stride >= 16`), 8-aligned; inside the mapping.
+        unsafe {
+            let e = self.first.base.add(i * self.stride);
+            (
+                &*e.cast::<AtomicU32>(),
+                &*e.add(4).cast::<AtomicU32>(),
+                &*e.add(8).cast::<AtomicU64>(),
+            )
+        }
+    }
+}
 
 impl View {
     /// A view of `len` bytes at `base`.
@@ -91,6 +279,24 @@ impl View {
         self.check(off, 4, 4);
         // SAFETY: as in `u64_at`, 4-aligned.
         unsafe { &*self.base.add(off).cast::<AtomicU32>() }
+    }
+
+    /// The 8-byte word at `off`, checked now, as a handle to keep ([`Word64`]).
+    ///
+    /// # Panics
+    /// As [`u64_at`](Self::u64_at).
+    #[track_caller]
+    pub(crate) fn word64(&self, off: usize) -> Word64 {
+        Word64(NonNull::from(self.u64_at(off)))
+    }
+
+    /// The 4-byte word at `off`, checked now, as a handle to keep ([`Word32`]).
+    ///
+    /// # Panics
+    /// As [`u64_at`](Self::u64_at).
+    #[track_caller]
+    pub(crate) fn word32(&self, off: usize) -> Word32 {
+        Word32(NonNull::from(self.u32_at(off)))
     }
 
     /// Copies `buf.len()` bytes at `off` into `buf`, with `order` (see
