@@ -62,6 +62,7 @@ pub enum AnyShm {
 }
 
 impl AnyShm {
+    #[inline]
     fn inner(&self) -> &dyn SharedMemory {
         match self {
             AnyShm::Posix(m) => m,
@@ -126,21 +127,27 @@ impl From<MemfdShm> for AnyShm {
 // contract (a stable, page-aligned mapping of `len` bytes that lives as long as it does).
 #[allow(unsafe_code)]
 unsafe impl SharedMemory for AnyShm {
+    #[inline]
     fn as_ptr(&self) -> *mut u8 {
         self.inner().as_ptr()
     }
+    #[inline]
     fn len(&self) -> usize {
         self.inner().len()
     }
+    #[inline]
     fn backend(&self) -> &'static str {
         self.inner().backend()
     }
+    #[inline]
     fn is_owner(&self) -> bool {
         self.inner().is_owner()
     }
+    #[inline]
     fn truncated(&self) -> Option<u64> {
         self.inner().truncated()
     }
+    #[inline]
     fn writable(&self) -> bool {
         self.inner().writable()
     }
