@@ -93,7 +93,7 @@ pub struct Inspection {
     pub problem: Option<String>,
     /// The payload kind from the header, when the header could be read.
     pub kind: Option<Kind>,
-    /// The record schema from the header (`"channel"` for a channel, `"bytes"` for an
+    /// The record schema from the header (`"channel"` for an untyped channel, `"bytes"` for an
     /// untyped broadcast).
     pub schema: Option<Schema>,
     /// The creator's pid from the header (0 when unknown).
@@ -116,11 +116,11 @@ impl Inspection {
     }
 
     /// The record's name for people: the schema's name for records, seqlocks and typed
-    /// broadcasts; `None` for channels and untyped broadcasts.
+    /// channels and broadcasts; `None` for untyped ones.
     pub fn record_name(&self) -> Option<&str> {
         let s = self.schema.as_ref()?;
         match (self.kind, s.name()) {
-            (Some(Kind::Channel), _) | (Some(Kind::Broadcast), "bytes") => None,
+            (Some(Kind::Channel), "channel") | (Some(Kind::Broadcast), "bytes") => None,
             (_, name) => Some(name),
         }
     }

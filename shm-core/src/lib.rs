@@ -169,9 +169,11 @@
 //! | `op_async` | a future (`OpFuture`), cancellation safe | [`Sender::send_async`], [`Receiver::recv_async`] | [`Publisher::publish_async`], [`Subscriber::recv_into_async`] |
 //!
 //! * **One name per end**: `sender`/`receiver`, `publisher`/`subscriber`.
-//! * **Typed use is `record`**: [`BroadcastOptions::record`],
+//! * **Typed use is `record`**: [`ChannelOptions::record`], [`Channel::attach_record`],
+//!   [`Sender::send_record`], [`Receiver::recv_record`]; [`BroadcastOptions::record`],
 //!   [`Broadcast::attach_record`], [`Publisher::publish_record`],
-//!   [`Subscriber::recv_record`]; a [`Segment`] or [`SeqLock`] is typed by its `T`.
+//!   [`Subscriber::recv_record`] (each in the four forms); a [`Segment`] or [`SeqLock`] is
+//!   typed by its `T`.
 //! * **Sizing**: every options builder has `for_messages(size)` and `segment_len()`.
 //! * **Copying out** is `recv_into(&mut Vec<u8>)` (the vector grows to fit) and
 //!   `recv_into_slice(&mut [u8])` (a message larger than the slice is

@@ -339,3 +339,66 @@ fn old_names_are_deprecated_aliases() {
         ChannelOptions::new().capacity(4096).segment_len()
     );
 }
+
+#[test]
+fn channel_records_have_the_four_forms_and_are_checked() {
+    let opts = ChannelOptions::new().capacity(256).record::<Tick>();
+    let mem = HeapMemory::new(opts.segment_len().unwrap() as usize);
+    let (view, raw) = (mem.share(), mem.share());
+    let chan = Channel::create(mem, &opts).unwrap();
+    assert_eq!(chan.schema(), shm_core::Schema::of::<Tick>().unwrap());
+    let mut tx = chan.sender(0).unwrap();
+    assert!(matches!(
+        Channel::attach_record::<Other>(view.share()),
+        Err(Error::SchemaMismatch { .. })
+    ));
+    let typed = Channel::attach_record::<Tick>(view).unwrap();
+    let mut rx = typed.receiver(0).unwrap();
+    assert_eq!(rx.try_recv_record::<Tick>(), Err(TryRecvError::Empty));
+    assert!(matches!(
+        rx.recv_record_timeout::<Tick>(SHORT),
+        Err(RecvTimeoutError::Timeout { .. })
+    ));
+    let t = |n| Tick { n, v: n * 10 };
+    tx.try_send_record(&t(0)).unwrap();
+    tx.send_record(&t(1)).unwrap();
+    tx.send_record_timeout(&t(2), SHORT).unwrap();
+    block_on(tx.send_record_async(&t(3))).unwrap();
+    assert!(matches!(
+        tx.try_send_record(&Other { a: 1, b: 2 }),
+        Err(TrySendError::Failed(Error::SchemaMismatch { .. }))
+    ));
+    assert!(matches!(
+        rx.recv_record::<Other>(),
+        Err(RecvError::Failed(Error::SchemaMismatch { .. }))
+    ));
+    assert_eq!(rx.try_recv_record::<Tick>(), Ok(t(0)));
+    assert_eq!(rx.recv_record::<Tick>(), Ok(t(1)));
+    assert_eq!(rx.recv_record_timeout::<Tick>(SHORT), Ok(t(2)));
+    assert_eq!(block_on(rx.recv_record_async::<Tick>()), Ok(t(3)));
+    // A message of another length (bytes sent through the untyped path) is Corrupt and
+    // passed over; the next record comes through.
+    tx.send(&[1, 2, 3]).unwrap();
+    tx.send_record(&t(4)).unwrap();
+    assert_eq!(
+        rx.recv_record::<Tick>(),
+        Err(RecvError::Failed(Error::Corrupt {
+            what: "a record message's length",
+            found: 3
+        }))
+    );
+    assert_eq!(rx.recv_record::<Tick>(), Ok(t(4)));
+    // An untyped attach reads a channel of records as bytes.
+    drop(rx);
+    let mut bytes = Channel::attach(raw).unwrap().receiver(0).unwrap();
+    tx.send_record(&t(5)).unwrap();
+    let mut v = Vec::new();
+    assert_eq!(bytes.recv_into(&mut v), Ok(16));
+    assert_eq!(v, shm_core::bytemuck::bytes_of(&t(5)));
+    // A channel of plain bytes carries no records.
+    let (mut plain_tx, _rx) = channel(256);
+    assert!(matches!(
+        plain_tx.try_send_record(&t(6)),
+        Err(TrySendError::Failed(Error::SchemaMismatch { .. }))
+    ));
+}

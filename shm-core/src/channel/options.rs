@@ -13,6 +13,9 @@ pub(super) fn channel_schema() -> Schema {
 pub struct ChannelOptions {
     pub(super) rings: u32,
     pub(super) capacity: Option<u64>,
+    /// The record schema the header declares (`None`: messages of any bytes), or the
+    /// error `Schema::of` gave (a name too long), reported by `create`.
+    pub(super) schema: Option<Result<Schema, Error>>,
 }
 
 impl Default for ChannelOptions {
@@ -20,6 +23,7 @@ impl Default for ChannelOptions {
         ChannelOptions {
             rings: 1,
             capacity: None,
+            schema: None,
         }
     }
 }
@@ -47,6 +51,35 @@ impl ChannelOptions {
     /// at least two messages, is the rule of thumb.
     pub fn for_messages(size: u64) -> Self {
         Self::new().capacity(crate::os::cpu::stream_ring_bytes(size))
+    }
+
+    /// Carry records of type `T`: the header declares `T`'s schema, typed ends
+    /// ([`Channel::attach_record`](crate::Channel::attach_record),
+    /// [`Sender::send_record`](crate::Sender::send_record),
+    /// [`Receiver::recv_record`](crate::Receiver::recv_record)) check it, and a message is
+    /// exactly one `T`.
+    ///
+    /// # Examples
+    /// ```
+    /// # use shm_core::{bytemuck, Channel, ChannelOptions, HeapMemory, Record};
+    /// # #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+    /// # #[bytemuck(crate = "shm_core::bytemuck")]
+    /// # #[repr(C)]
+    /// # struct Tick { n: u64, price: u64 }
+    /// # impl Record for Tick { const NAME: &'static str = "Tick"; }
+    /// # fn main() -> Result<(), shm_core::Error> {
+    /// let opts = ChannelOptions::new().capacity(4096).record::<Tick>();
+    /// let mem = HeapMemory::new(opts.segment_len()? as usize);
+    /// let view = mem.share();
+    /// let mut tx = Channel::create(mem, &opts)?.sender(0)?;
+    /// let mut rx = Channel::attach_record::<Tick>(view)?.receiver(0)?;
+    /// tx.send_record(&Tick { n: 1, price: 100 })?;
+    /// assert_eq!(rx.recv_record::<Tick>()?, Tick { n: 1, price: 100 });
+    /// # Ok(()) }
+    /// ```
+    pub fn record<T: crate::format::record::Record>(mut self) -> Self {
+        self.schema = Some(Schema::of::<T>());
+        self
     }
 
     /// The capacity set (`None`: the largest that fits the segment).

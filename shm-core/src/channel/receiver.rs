@@ -7,6 +7,7 @@ use super::{ring::*, segment::*};
 use crate::format::error::{Error, RecvError, RecvTimeoutError, TryRecvError};
 use crate::format::memory::SharedMemory;
 use crate::format::raw::RawSegment;
+use crate::format::record::Record;
 use crate::os::park::Park;
 use crate::protocol::ring::{self, Consumer, CONSUMER_CLOSED, PRODUCER_CLOSED};
 use crate::protocol::sync::Ordering;
@@ -603,5 +604,69 @@ impl<M: SharedMemory> std::fmt::Debug for RecvSlot<'_, M> {
 impl<M: SharedMemory> std::fmt::Debug for RecvFuture<'_, M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RecvFuture").finish_non_exhaustive()
+    }
+}
+
+/// A record out of a received message, which must be exactly one `T` long: another
+/// length is `Corrupt`, and the message is passed over (dropping the slot frees it).
+fn record_of<T: Record, M: SharedMemory>(slot: RecvSlot<'_, M>) -> Result<T, Error> {
+    if slot.len() != std::mem::size_of::<T>() {
+        return Err(Error::Corrupt {
+            what: "a record message's length",
+            found: slot.len() as u64,
+        });
+    }
+    let mut value = T::zeroed();
+    slot.read(0, bytemuck::bytes_of_mut(&mut value))?;
+    Ok(value)
+}
+
+/// Typed use: a channel made with [`ChannelOptions::record`](crate::ChannelOptions::record)
+/// carries one record per message, in the four forms of every receive.
+impl<M: SharedMemory> Receiver<M> {
+    /// The next record, if one is there now.
+    ///
+    /// # Errors
+    /// As [`try_recv`](Self::try_recv); `Failed` with [`Error::SchemaMismatch`] when the
+    /// channel does not carry `T`, or [`Error::Corrupt`] for a message of another length
+    /// (which is passed over).
+    pub fn try_recv_record<T: Record>(&mut self) -> Result<T, TryRecvError> {
+        self.chan.check_schema::<T>()?;
+        Ok(record_of(self.try_recv()?)?)
+    }
+
+    /// The next record, waiting as long as it takes.
+    ///
+    /// # Errors
+    /// As [`recv`](Self::recv), and as [`try_recv_record`](Self::try_recv_record).
+    pub fn recv_record<T: Record>(&mut self) -> Result<T, RecvError> {
+        self.chan.check_schema::<T>()?;
+        Ok(record_of(self.recv()?)?)
+    }
+
+    /// The next record, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`recv_timeout`](Self::recv_timeout), and as
+    /// [`try_recv_record`](Self::try_recv_record).
+    pub fn recv_record_timeout<T: Record>(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<T, RecvTimeoutError> {
+        self.chan.check_schema::<T>()?;
+        Ok(record_of(self.recv_timeout(timeout)?)?)
+    }
+
+    /// [`recv_record`](Self::recv_record) without blocking the thread.
+    ///
+    /// # Errors
+    /// As [`recv_record`](Self::recv_record).
+    ///
+    /// # Cancel safety
+    /// As [`recv_async`](Self::recv_async): a message is taken only when it completes.
+    pub async fn recv_record_async<T: Record>(&mut self) -> Result<T, RecvError> {
+        self.chan.check_schema::<T>()?;
+        let slot = self.recv_async().await?;
+        Ok(record_of(slot)?)
     }
 }

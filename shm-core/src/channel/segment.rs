@@ -8,7 +8,7 @@ use crate::format::error::Error;
 use crate::format::layout::{AttachOptions, Expect};
 use crate::format::memory::SharedMemory;
 use crate::format::raw::RawSegment;
-use crate::format::schema::Kind;
+use crate::format::schema::{Kind, Schema};
 use crate::os::proc::{self};
 use crate::protocol::ring::{self, CONSUMER_CLOSED, PRODUCER_CLOSED};
 use crate::protocol::sync::Ordering;
@@ -47,6 +47,8 @@ pub struct Channel<M: SharedMemory> {
     pub(super) seg: Arc<RawSegment<M>>,
     pub(super) rings: u32,
     pub(super) cap: u64,
+    /// The record schema the header declares ("channel" for messages of any bytes).
+    pub(super) schema: Schema,
 }
 
 impl<M: SharedMemory> Clone for Channel<M> {
@@ -55,16 +57,19 @@ impl<M: SharedMemory> Clone for Channel<M> {
             seg: Arc::clone(&self.seg),
             rings: self.rings,
             cap: self.cap,
+            schema: self.schema,
         }
     }
 }
 
-pub(super) fn expect(min_payload: u64) -> Expect {
+/// What a channel's header must say: kind channel, and `schema` (any schema when
+/// `any_schema`: an untyped attach reads a channel of records as bytes).
+pub(super) fn expect(schema: Schema, min_payload: u64, any_schema: bool) -> Expect {
     Expect {
         kind: Kind::Channel,
-        schema: channel_schema(),
+        schema,
         min_payload,
-        any_schema: false,
+        any_schema,
     }
 }
 
@@ -125,7 +130,11 @@ impl<M: SharedMemory> Channel<M> {
             }
         };
         let need = payload_len(rings, cap).ok_or(too_large(cap))?;
-        let seg = RawSegment::create(mem, expect(need), |raw| {
+        let schema = match opts.schema {
+            Some(s) => s?,
+            None => channel_schema(),
+        };
+        let seg = RawSegment::create(mem, expect(schema, need, false), |raw| {
             let mut head = [0u8; 24];
             head[..4].copy_from_slice(&rings.to_ne_bytes());
             head[8..16].copy_from_slice(&cap.to_ne_bytes());
@@ -139,17 +148,40 @@ impl<M: SharedMemory> Channel<M> {
             seg: Arc::new(seg),
             rings,
             cap,
+            schema,
         })
     }
 
     /// Attaches to a channel segment, validating the header and the channel's layout.
+    /// A channel of records is read as bytes here; [`attach_record`](Self::attach_record)
+    /// checks the type.
+    ///
+    /// # Errors
+    /// What header validation finds ([`Error::BadMagic`], [`Error::KindMismatch`],
+    /// [`Error::CorruptHeader`], [`Error::NotReady`], ...).
     pub fn attach(mem: M) -> Result<Self, Error> {
         Self::attach_with(mem, &AttachOptions::default())
     }
 
+    /// Attaches to a channel of records of type `T` (made with
+    /// [`ChannelOptions::record`]): a channel of any other type, or of plain bytes, is
+    /// [`Error::SchemaMismatch`].
+    ///
+    /// # Errors
+    /// As [`attach`](Self::attach), and [`Error::SchemaMismatch`].
+    pub fn attach_record<T: crate::format::record::Record>(mem: M) -> Result<Self, Error> {
+        let chan = Self::attach(mem)?;
+        chan.check_schema::<T>()?;
+        Ok(chan)
+    }
+
     /// [`attach`](Self::attach) with explicit timeouts.
+    ///
+    /// # Errors
+    /// As [`attach`](Self::attach).
     pub fn attach_with(mem: M, opts: &AttachOptions) -> Result<Self, Error> {
-        let seg = RawSegment::attach(mem, expect(CHANNEL_HEADER), opts)?;
+        let seg = RawSegment::attach(mem, expect(channel_schema(), CHANNEL_HEADER, true), opts)?;
+        let schema = Schema::from_header(seg.header())?;
         let mut head = [0u8; 24];
         seg.read_at(0, &mut head)?;
         let rings = u32::from_ne_bytes(head[..4].try_into().expect("4 bytes"));
@@ -188,7 +220,25 @@ impl<M: SharedMemory> Channel<M> {
             seg: Arc::new(seg),
             rings,
             cap,
+            schema,
         })
+    }
+
+    /// The record schema the header declares (`"channel"` for messages of any bytes).
+    pub fn schema(&self) -> Schema {
+        self.schema
+    }
+
+    /// `T` is the channel's record type, or [`Error::SchemaMismatch`].
+    pub(super) fn check_schema<T: crate::format::record::Record>(&self) -> Result<(), Error> {
+        let mine = Schema::of::<T>()?;
+        if mine != self.schema {
+            return Err(Error::SchemaMismatch {
+                found: self.schema,
+                expected: mine,
+            });
+        }
+        Ok(())
     }
 
     /// Bytes per ring.

@@ -6,6 +6,7 @@ use super::{ring::*, segment::*};
 use crate::format::error::{Error, SendError, SendTimeoutError, TrySendError};
 use crate::format::memory::SharedMemory;
 use crate::format::raw::RawSegment;
+use crate::format::record::Record;
 use crate::os::park::Park;
 use crate::protocol::ring::{self, Producer, CONSUMER_CLOSED, PRODUCER_CLOSED};
 use crate::protocol::sync::Ordering;
@@ -623,5 +624,54 @@ impl<M: SharedMemory> std::fmt::Debug for ReserveFuture<'_, M> {
         f.debug_struct("ReserveFuture")
             .field("len", &self.len)
             .finish_non_exhaustive()
+    }
+}
+
+/// Typed use: a channel made with [`ChannelOptions::record`](crate::ChannelOptions::record)
+/// carries one record per message, in the four forms of every send.
+impl<M: SharedMemory> Sender<M> {
+    /// Sends `value` if there is room now.
+    ///
+    /// # Errors
+    /// As [`try_send`](Self::try_send); `Failed` with [`Error::SchemaMismatch`] when the
+    /// channel does not carry `T`.
+    pub fn try_send_record<T: Record>(&mut self, value: &T) -> Result<(), TrySendError> {
+        self.chan.check_schema::<T>()?;
+        self.try_send(bytemuck::bytes_of(value))
+    }
+
+    /// Sends `value`, waiting for room as long as it takes.
+    ///
+    /// # Errors
+    /// As [`send`](Self::send), and as [`try_send_record`](Self::try_send_record).
+    pub fn send_record<T: Record>(&mut self, value: &T) -> Result<(), SendError> {
+        self.chan.check_schema::<T>()?;
+        self.send(bytemuck::bytes_of(value))
+    }
+
+    /// Sends `value`, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// As [`send_timeout`](Self::send_timeout), and as
+    /// [`try_send_record`](Self::try_send_record).
+    pub fn send_record_timeout<T: Record>(
+        &mut self,
+        value: &T,
+        timeout: Duration,
+    ) -> Result<(), SendTimeoutError> {
+        self.chan.check_schema::<T>()?;
+        self.send_timeout(bytemuck::bytes_of(value), timeout)
+    }
+
+    /// [`send_record`](Self::send_record) without blocking the thread.
+    ///
+    /// # Errors
+    /// As [`send_record`](Self::send_record).
+    ///
+    /// # Cancel safety
+    /// As [`send_async`](Self::send_async): nothing is sent unless it completes.
+    pub async fn send_record_async<T: Record>(&mut self, value: &T) -> Result<(), SendError> {
+        self.chan.check_schema::<T>()?;
+        self.send_async(bytemuck::bytes_of(value)).await
     }
 }
