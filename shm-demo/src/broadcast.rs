@@ -4,7 +4,7 @@
 //! the subscribers share CPU 1 (on a machine with two cores, N + 1 processes share two).
 
 use crate::cli::Ctx;
-use crate::peer::{Role, RoleArgs};
+use crate::role::{Role, RoleArgs};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
@@ -130,7 +130,12 @@ fn shm_broadcast(
     let role = RoleArgs::new(Role::Subscribe).count(messages).size(size);
     let mut peers = Vec::new();
     for _ in 0..subscribers {
-        peers.push(host::start_peer(backend, b.raw().memory(), role)?);
+        peers.push(host::start_peer(
+            backend,
+            b.raw().memory(),
+            role,
+            |r, m| subscribe_role(m, r.count, r.size),
+        )?);
     }
     let t = Instant::now();
     while b.subscriber_count() < subscribers {

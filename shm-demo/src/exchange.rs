@@ -2,7 +2,7 @@
 //! terminals.
 
 use crate::cli::Ctx;
-use crate::peer::{Role, RoleArgs};
+use crate::role::{Role, RoleArgs};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -66,7 +66,12 @@ fn exchange_one(backend: Backend, size: u64) -> Result<Row> {
     let seg = Segment::create(mem, &TUTORIAL)?;
     let write = t.elapsed();
     check_interrupted()?;
-    let peer = host::start_peer(backend, seg.raw().memory(), RoleArgs::new(Role::Read))?;
+    let peer = host::start_peer(
+        backend,
+        seg.raw().memory(),
+        RoleArgs::new(Role::Read),
+        |_, m| read_role(m),
+    )?;
     let reader_pid = peer.pid();
     let line = peer.finish()?;
     crate::util::parse_peer_line(&line)?;

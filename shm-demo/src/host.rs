@@ -13,6 +13,7 @@ use shm_memfd::{MemfdOptions, Server};
 use shm_posix::ShmOptions;
 
 use crate::errors;
+use crate::role::RoleArgs;
 use crate::util::{Failure, Result};
 
 pub use shm_any::Backend;
@@ -103,7 +104,12 @@ pub enum Peer {
 /// Starts a peer that runs `role_args` (the hidden `peer` subcommand's arguments) against
 /// `mem`. For anon, `forked` runs in a forked child instead and its line is sent back
 /// through a pipe.
-pub fn start_peer(backend: Backend, mem: &Mem, role: crate::peer::RoleArgs) -> Result<Peer> {
+pub fn start_peer(
+    backend: Backend,
+    mem: &Mem,
+    role: RoleArgs,
+    forked: fn(RoleArgs, Mem) -> String,
+) -> Result<Peer> {
     let role_args = role.to_args();
     let spawn = |endpoint: &[&str]| -> Result<std::process::Child> {
         let mut args: Vec<String> = ["--backend", backend.name(), "peer"]
@@ -141,7 +147,7 @@ pub fn start_peer(backend: Backend, mem: &Mem, role: crate::peer::RoleArgs) -> R
                 .map_err(|e| Failure::new(format!("mremap: {e}")))?;
             // SAFETY: the demo runs a single thread when it forks, so no lock or allocator
             // state can be held by a thread that does not exist in the child.
-            unsafe { fork_peer(move || role.play(Mem::Anon(alias))) }
+            unsafe { fork_peer(move || forked(role, Mem::Anon(alias))) }
         }
     }
 }

@@ -2,7 +2,7 @@
 //! another process (CPU time over a sleep), and parked async receivers in one runtime.
 
 use crate::cli::Ctx;
-use crate::peer::{Role, RoleArgs};
+use crate::role::{Role, RoleArgs};
 use std::time::{Duration, Instant};
 
 use shm_core::{Channel, ChannelOptions, WaitMode};
@@ -88,12 +88,16 @@ pub fn idle(backend: host::Backend, seconds: u64, broadcast: bool, json: bool) -
         let len = opts.segment_len()?;
         let mem = host::create(backend, len)?;
         let b = shm_core::Broadcast::create(mem, &opts)?;
-        peer = host::start_peer(backend, b.raw().memory(), role)?;
+        peer = host::start_peer(backend, b.raw().memory(), role, |r, m| {
+            idle_subscriber_role(m, r.count)
+        })?;
         keep = Box::new(b.publisher()?);
     } else {
         let mem = host::create(backend, 64 * 1024)?;
         let chan = Channel::create(mem, &ChannelOptions::new())?;
-        peer = host::start_peer(backend, chan.raw().memory(), role)?;
+        peer = host::start_peer(backend, chan.raw().memory(), role, |r, m| {
+            idle_role(m, r.count)
+        })?;
         keep = Box::new(chan.sender(0)?);
     }
     let line = peer.finish()?;

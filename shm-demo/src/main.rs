@@ -17,6 +17,7 @@ mod named;
 mod peer;
 mod pingpong;
 mod record;
+mod role;
 mod stream;
 mod util;
 mod zbench;

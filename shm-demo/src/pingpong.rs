@@ -1,7 +1,7 @@
 //! Round-trip latency between two processes: shared memory against Unix sockets and pipes.
 
 use crate::cli::Ctx;
-use crate::peer::{Role, RoleArgs};
+use crate::role::{Role, RoleArgs};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
@@ -127,7 +127,9 @@ fn channel_pingpong(
     let mem = host::create(backend, len.max(64 * 1024))?;
     let chan = Channel::create(mem, &opts)?;
     let role = RoleArgs::new(Role::Echo).count(total).size(size).wait(wait);
-    let peer = host::start_peer(backend, chan.raw().memory(), role)?;
+    let peer = host::start_peer(backend, chan.raw().memory(), role, |r, m| {
+        echo_role(m, r.count, r.size.max(8), r.wait)
+    })?;
     host::pin_to_cpu(0);
     let mut tx = chan.sender(0)?;
     let mut rx = chan.receiver(1)?;
@@ -182,6 +184,7 @@ fn floor_pingpong(round_trips: u64, size: u64) -> Result<Histogram<u64>> {
         backend,
         seg.raw().memory(),
         RoleArgs::new(Role::Floor).count(total).size(size),
+        |r, m| floor_pong(m, r.count, r.size),
     )?;
     host::pin_to_cpu(0);
     let word = seg.raw().atomic_u64(WORD)?;

@@ -1,7 +1,7 @@
 //! Throughput: a producer streams checksummed, numbered messages to a consumer process.
 
 use crate::cli::Ctx;
-use crate::peer::{Role, RoleArgs};
+use crate::role::{Role, RoleArgs};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Instant;
@@ -76,7 +76,9 @@ fn channel_stream(
         .count(messages)
         .size(size)
         .wait(wait);
-    let peer = host::start_peer(backend, chan.raw().memory(), role)?;
+    let peer = host::start_peer(backend, chan.raw().memory(), role, |r, m| {
+        consume_role(m, r.count, r.size, r.wait)
+    })?;
     host::pin_to_cpu(0);
     let mut tx = chan.sender(0)?;
     tx.set_wait(wait.mode());
