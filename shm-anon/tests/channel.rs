@@ -271,3 +271,39 @@ fn a_scribbling_peer_process_never_crashes_or_hangs_the_receiver() {
         "ok {ok}, corrupt {corrupt}, quiet {quiet}"
     );
 }
+
+/// A sender that closes and then exits at once, while the receiver waits: the receiver
+/// checks its peer every millisecond, and a close that lands between its look at the
+/// close bit and its liveness check (the process then already gone) was reported as
+/// `PeerDied`. A clean close is `Closed`, whenever it lands: 1,000 children close at
+/// random points of the receiver's check cycle (0 to 3 ms after it starts waiting).
+#[test]
+fn a_sender_that_closes_and_exits_at_once_is_closed_not_peer_died() {
+    for i in 0..1000u64 {
+        let chan = channel(1 << 14, ChannelOptions::new().capacity(4096));
+        let mut rx = chan.receiver(0).unwrap();
+        rx.set_wait(WaitMode::default());
+        let delay_us = (i * 7919) % 3000;
+        // SAFETY: the child only uses the inherited mapping, sleeps, and exits.
+        let mut child = unsafe {
+            fork(|| {
+                let Some(view) = child_view(&chan) else {
+                    return 2;
+                };
+                let Ok(tx) = view.sender(0) else { return 3 };
+                std::thread::sleep(Duration::from_micros(delay_us));
+                drop(tx); // close
+                0 // and exit at once
+            })
+        }
+        .unwrap();
+        let mut buf = Vec::new();
+        let r = rx.recv_into_timeout(&mut buf, Duration::from_secs(10));
+        assert_eq!(
+            r,
+            Err(RecvTimeoutError::Closed),
+            "child {i} (delay {delay_us} us)"
+        );
+        assert!(child.wait().unwrap().success());
+    }
+}

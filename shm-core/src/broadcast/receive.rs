@@ -392,6 +392,12 @@ impl<M: SharedMemory> Sleeper for SubscribeStep<'_, M> {
             return Ok(()); // `look` reports it once everything was read
         }
         if proc::liveness(pid) == Liveness::Dead {
+            // A publisher that closed and then exited set its close before its process
+            // ended, possibly after the look above: look again (a dead process's stores
+            // are all visible now), so a clean close is never reported as a crash.
+            if self.closed() {
+                return Ok(()); // `look` reports it once everything was read
+            }
             // Messages published before the crash are still delivered.
             // Acquire: pairs with the publisher's Release store of `tail`.
             if self.b.control().tail.load(Ordering::Acquire) > *self.next {

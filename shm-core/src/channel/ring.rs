@@ -150,6 +150,13 @@ pub(super) fn peer_gone(closed: &AtomicU32, closed_bit: u32, holder: &AtomicU32)
     // Acquire: pairs with the Release store of 0 in the other end's drop.
     let pid = holder.load(Ordering::Acquire);
     if proc::liveness(pid) == Liveness::Dead {
+        // An end that closed and then exited sets its close bit (and clears its holder
+        // word) before its process ends: it may have done both, and died, between the
+        // look above and the liveness check. A dead process's stores are all visible
+        // now, so a look again tells a clean close from a crash.
+        if closed_by(closed, closed_bit, holder) {
+            return Some(Error::Closed);
+        }
         return Some(Error::PeerDied { pid });
     }
     None
