@@ -80,6 +80,8 @@ pub enum Detail {
     Channel(Vec<RingState>),
     /// A broadcast's state.
     Broadcast(BroadcastState),
+    /// An event's state.
+    Event(crate::event::EventState),
 }
 
 /// What [`inspect`] saw.
@@ -120,7 +122,9 @@ impl Inspection {
     pub fn record_name(&self) -> Option<&str> {
         let s = self.schema.as_ref()?;
         match (self.kind, s.name()) {
-            (Some(Kind::Channel), "channel") | (Some(Kind::Broadcast), "bytes") => None,
+            (Some(Kind::Channel), "channel")
+            | (Some(Kind::Broadcast), "bytes")
+            | (Some(Kind::Event), "event") => None,
             (_, name) => Some(name),
         }
     }
@@ -143,6 +147,9 @@ impl Inspection {
                         .filter(|l| l.state == "active")
                         .map(|l| l.pid),
                 )
+                .collect(),
+            Detail::Event(e) => std::iter::once(e.listener_pid)
+                .chain(e.notifier_pids.iter().copied())
                 .collect(),
         };
         v.retain(|&p| p != 0);
@@ -259,6 +266,9 @@ pub fn inspect<M: SharedMemory>(mem: M) -> Inspection {
         Kind::Broadcast => Broadcast::attach_with(mem, &no_wait)
             .and_then(|b| b.state())
             .map(Detail::Broadcast),
+        Kind::Event => crate::event::Event::attach_with(mem, &no_wait)
+            .and_then(|e| e.state())
+            .map(Detail::Event),
     };
     match detail {
         Ok(d) => {
@@ -271,7 +281,13 @@ pub fn inspect<M: SharedMemory>(mem: M) -> Inspection {
 }
 
 fn kind_of(code: u32) -> Option<Kind> {
-    [Kind::Record, Kind::SeqLock, Kind::Channel, Kind::Broadcast]
-        .into_iter()
-        .find(|k| *k as u32 == code)
+    [
+        Kind::Record,
+        Kind::SeqLock,
+        Kind::Channel,
+        Kind::Broadcast,
+        Kind::Event,
+    ]
+    .into_iter()
+    .find(|k| *k as u32 == code)
 }

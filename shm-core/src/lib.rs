@@ -14,6 +14,8 @@
 //!   [`Receiver`]), blocking, non-blocking (`try_`) and async.
 //! * [`Broadcast`]: one [`Publisher`] to many [`Subscriber`]s, reliable (back-pressure)
 //!   or lossy (`Lagged` says what was missed).
+//! * [`Event`]: payload-free notifications by id from many [`Notifier`]s to one
+//!   [`Listener`] (a burst is one wake-up, none is lost).
 //! * [`HeapMemory`]: a heap-backed [`SharedMemory`] for tests without syscalls.
 //!
 //! A channel, in five lines (the second handle stands for another process's mapping):
@@ -237,8 +239,9 @@ pub use bytemuck;
 //   and its validation, typed records, the word tables, checked views and the word-wise
 //   copies;
 // * `wait`: the one bounded wait, and the drivers that run each endpoint's one step;
-// * the families: `channel`, `broadcast`, `seqlock` (none imports another);
-// * `inspect`, then the test kits `conformance` and `testing`.
+// * the families: `channel`, `broadcast`, `seqlock`, `event` (none imports another);
+// * `inspect` and `waitset` (above the families), then the test kits `conformance` and
+//   `testing`.
 #[cfg(not(loom))]
 pub mod format;
 #[cfg(not(loom))]
@@ -249,11 +252,15 @@ pub mod wait;
 
 pub mod broadcast;
 pub mod channel;
+#[cfg(not(loom))]
+pub mod event;
 pub mod seqlock;
 
-// Tools on top: seeing inside a segment without joining it.
+// Tools on top: seeing inside a segment without joining it, and waiting on many ends.
 #[cfg(not(loom))]
 pub mod inspect;
+#[cfg(not(loom))]
+pub mod waitset;
 
 #[cfg(all(feature = "conformance", not(loom)))]
 pub mod conformance;
@@ -264,8 +271,10 @@ pub mod testing;
 pub use {
     broadcast::{Broadcast, BroadcastMode, BroadcastOptions, Publisher, Subscriber},
     channel::{Channel, ChannelOptions, Receiver, Sender},
+    event::{Event, EventIds, EventOptions, Listener, Notifier},
     format::error::{
-        Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+        Error, NotifyError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
+        TrySendError, TryWaitError, WaitError, WaitTimeoutError,
     },
     format::layout::AttachOptions,
     format::memory::{HeapMemory, SharedMemory},
@@ -273,7 +282,8 @@ pub use {
     format::record::{Record, Segment},
     format::schema::{Kind, Schema},
     seqlock::SeqLock,
-    wait::WaitMode,
+    wait::{WaitMode, Waitable},
+    waitset::WaitSet,
 };
 
 /// The result type of this crate.

@@ -334,13 +334,22 @@ pub(crate) trait Step: Sleeper {
     fn look(&mut self) -> Result<Option<Self::Out>, Error>;
 }
 
-/// The try call: one look; if it must wait, the round's cheap checks, then `would_wait`
-/// (`Empty` or `Full`).
-pub(crate) fn try_once<S: Step + ?Sized>(s: &mut S, would_wait: Error) -> Result<S::Out, Error> {
+/// The try call: one look; if it must wait, the round's checks, then `would_wait`
+/// (`Empty` or `Full`). The cheap checks run every time; the peer's liveness (a system
+/// call) when [`PEER_CHECK`] has passed since the last one, read off the clock every
+/// [`CHECK_SPINS`] tries that would wait: a caller polling a try sees its peer's death as
+/// a blocking wait would, and a wait set that reports an end ready with its peer's death
+/// is matched by the end's own try.
+pub(crate) fn try_once<S: Step + ?Sized>(
+    s: &mut S,
+    parked: &mut Parked,
+    would_wait: Error,
+) -> Result<S::Out, Error> {
     if let Some(x) = s.look()? {
         return Ok(x);
     }
-    s.check(false)?;
+    let peer = parked.peer_check_due();
+    s.check(peer)?;
     Err(would_wait)
 }
 
@@ -371,9 +380,28 @@ pub(crate) fn block<S: Step + ?Sized>(
 pub(crate) struct Parked {
     registration: Option<crate::os::reactor::Registration>,
     announced: bool,
+    /// Tries that would have waited since the clock was last read.
+    tries: u32,
+    /// When the try calls' next liveness check is due (`None`: at the next try).
+    next_peer_check: Option<Instant>,
 }
 
 impl Parked {
+    /// Whether a try that would wait runs the peer's liveness check now (see
+    /// [`try_once`]).
+    fn peer_check_due(&mut self) -> bool {
+        self.tries = self.tries.wrapping_add(1);
+        if self.next_peer_check.is_some() && !self.tries.is_multiple_of(CHECK_SPINS) {
+            return false;
+        }
+        let now = Instant::now();
+        if self.next_peer_check.is_some_and(|t| now < t) {
+            return false;
+        }
+        self.next_peer_check = Some(now + PEER_CHECK);
+        true
+    }
+
     /// Leaves the reactor and takes back the announcement: at every poll, and when the
     /// future or the endpoint is dropped.
     pub(crate) fn release(&mut self, s: &mut (impl Sleeper + ?Sized)) {
@@ -433,6 +461,47 @@ pub(crate) fn poll_step<S: Step + ?Sized>(
             parked.announced = true;
             Poll::Pending
         }
+    }
+}
+
+/// What a [`WaitSet`](crate::waitset::WaitSet) watches of one end: made by the end's
+/// [`Waitable::wait_source`], it shares the end's segment (so it keeps the mapping alive)
+/// and reads the end's position through a process-local copy the end keeps up to date.
+pub struct WaitSource(pub(crate) Box<dyn Source>);
+
+impl std::fmt::Debug for WaitSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WaitSource")
+    }
+}
+
+/// An end a [`WaitSet`](crate::waitset::WaitSet) can wait on: a channel
+/// [`Receiver`](crate::Receiver), a broadcast [`Subscriber`](crate::Subscriber), an event
+/// [`Listener`](crate::Listener).
+pub trait Waitable {
+    /// What a wait set watches of this end.
+    fn wait_source(&self) -> WaitSource;
+}
+
+/// One end as a wait set sees it. Every method only reads shared words (and the end's
+/// local position), except `arm`/`disarm`, which announce a sleep the way the end's own
+/// wait does.
+pub(crate) trait Source: Send {
+    /// Whether the end's try operation would get something now: `Ok(true)` for data (or
+    /// ids), `Err(e)` when it would end with `e` (a close, a peer's death, a truncation:
+    /// the set reports the end ready with it). `dead` says whether a pid is a dead
+    /// process (the set watches pidfds). Changes nothing.
+    fn ready(&self, dead: &dyn Fn(u32) -> bool) -> Result<bool, Error>;
+    /// Announces a sleep as the end's own wait does: `Some((word, value))` to sleep on,
+    /// or `None` when the end is ready now (nothing announced).
+    fn arm(&self) -> Option<(crate::format::view::Word32, u32)>;
+    /// Takes back what `arm` announced.
+    fn disarm(&self);
+    /// The processes whose death ends the end's wait.
+    fn peers(&self, out: &mut Vec<u32>);
+    /// The longest sleep (an end no one wakes, such as a read-only subscriber, polls).
+    fn limit(&self) -> Option<Duration> {
+        None
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use shm_core::broadcast::{self, Broadcast, BroadcastMode, BroadcastOptions};
 use shm_core::channel::{self, Channel, ChannelOptions};
+use shm_core::event::{self, Event, EventOptions};
 use shm_core::format::layout::HEADER_WORDS;
 use shm_core::format::memory::SharedMemory;
 use shm_core::format::words::{self, Region, Word};
@@ -21,6 +22,7 @@ fn the_docs_print_the_tables() {
         (broadcast::WORDS, "src/broadcast/words.md"),
         (channel::WORDS, "src/channel/words.md"),
         (seqlock::WORDS, "src/seqlock/words.md"),
+        (event::WORDS, "src/event/words.md"),
         (HEADER_WORDS, "src/format/header_words.md"),
     ] {
         let path = format!("{dir}/{file}");
@@ -201,4 +203,46 @@ fn every_seqlock_word_an_honest_run_writes_has_a_row() {
         // The record itself (from DATA_OFFSET) is data: any bit pattern is valid.
         (o < seqlock::DATA_OFFSET as u64).then_some((Region::Payload, o))
     });
+}
+
+#[test]
+fn every_event_word_an_honest_run_writes_has_a_row() {
+    // 100 ids: two bitmap words; the notifier lines start at 128 + 16 rounded up to 64.
+    let opts = EventOptions::new().max_ids(100).max_notifiers(3);
+    let mem = HeapMemory::new(opts.segment_len().unwrap() as usize);
+    let spy = mem.share();
+    let before = snapshot(&spy);
+    let ev = Event::create(mem, &opts).unwrap();
+    let mut listener = ev.listener().unwrap();
+    let mut a = ev.notifier().unwrap();
+    let mut b = ev.notifier().unwrap();
+    // A sleeping listener (woken by a notify) changes its sleeping and futex words.
+    let t = {
+        let ev2 = Event::attach(spy.share()).unwrap();
+        std::thread::spawn(move || {
+            let mut n = ev2.notifier().unwrap();
+            std::thread::sleep(Duration::from_millis(30));
+            n.notify(99).unwrap();
+        })
+    };
+    assert!(listener.wait().unwrap().contains(99));
+    t.join().unwrap();
+    a.notify(1).unwrap();
+    b.notify(70).unwrap();
+    let after = snapshot(&spy);
+    drop((a, b, listener));
+    let dropped = snapshot(&spy);
+    for after in [after, dropped] {
+        assert_covered("event", event::WORDS, &before, &after, |i| {
+            if i < P {
+                return Some((Region::Header, i));
+            }
+            let o = i - P;
+            Some(match o {
+                0..128 => (Region::Payload, o),
+                128..144 => (Region::Bitmap, (o - 128) % 8),
+                _ => (Region::Line, (o - 192) % 4),
+            })
+        });
+    }
 }

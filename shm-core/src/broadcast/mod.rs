@@ -104,6 +104,8 @@ mod relay;
 mod segment;
 #[cfg(not(loom))]
 mod subscriber;
+#[cfg(not(loom))]
+mod waitable;
 
 #[cfg(not(loom))]
 pub use layout::WORDS;

@@ -389,8 +389,8 @@ impl<M: SharedMemory> Publisher<M> {
 
     fn try_publish_impl(&mut self, bytes: &[u8]) -> Result<(), Error> {
         self.check(bytes.len())?;
-        let (mut step, _) = self.step();
-        wait::try_once(&mut step, Error::Full)?;
+        let (mut step, parked) = self.step();
+        wait::try_once(&mut step, parked, Error::Full)?;
         self.write(bytes)
     }
 

@@ -67,6 +67,15 @@ pub(super) struct SubscribeStep<'a, M: SharedMemory> {
     pub(super) broken: &'a mut Option<Error>,
     pub(super) track: &'a mut Track,
     pub(super) sink: Sink<'a>,
+    pub(super) at: &'a std::sync::atomic::AtomicU64,
+}
+
+impl<M: SharedMemory> Drop for SubscribeStep<'_, M> {
+    fn drop(&mut self) {
+        // Relaxed: a process-local copy for a wait set's look.
+        self.at
+            .store(*self.next, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl<M: SharedMemory> SubscribeStep<'_, M> {

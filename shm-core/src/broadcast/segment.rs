@@ -488,6 +488,10 @@ impl<M: SharedMemory> Broadcast<M> {
     pub(super) fn holder(&self) -> &AtomicU32 {
         self.words.holder.get()
     }
+    /// The futex word subscribers sleep on, as a checked handle.
+    pub(super) fn data_seq_word(&self) -> Word32 {
+        self.words.data_seq
+    }
     #[inline(always)]
     pub(super) fn closed(&self) -> &AtomicU32 {
         self.words.closed.get()

@@ -20,6 +20,7 @@ impl<M: SharedMemory> Broadcast<M> {
             next,
             delivered: next,
             published: next,
+            at: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(next)),
             batch,
             owner: Owner::current(),
             wait: if self.cfg.relayed {
@@ -127,6 +128,9 @@ pub struct Subscriber<M: SharedMemory> {
     pub(super) track: Track,
     /// The number of the last message received.
     pub(super) last: Option<u64>,
+    /// `next`, for a wait set watching it (see `waitable.rs`): stored when each
+    /// operation's step ends.
+    pub(super) at: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl<M: SharedMemory> Subscriber<M> {
@@ -165,6 +169,7 @@ impl<M: SharedMemory> Subscriber<M> {
                 broken: &mut self.broken,
                 track: &mut self.track,
                 sink,
+                at: &self.at,
             },
             &mut self.parked,
         )
@@ -192,12 +197,13 @@ impl<M: SharedMemory> Subscriber<M> {
             None => Pace::Poll, // unused: a try never waits
             Some(_) => self.pace(),
         };
-        let (mut step, _) = self.step_into(sink);
+        let (mut step, parked) = self.step_into(sink);
         let n = match wait {
-            None => wait::try_once(&mut step, Error::Empty)?,
+            None => wait::try_once(&mut step, parked, Error::Empty)?,
             Some(timeout) => wait::block(&mut step, pace, timeout)?,
         };
         let len = step.sink.len();
+        drop(step);
         self.last = Some(n);
         Ok(len)
     }
@@ -397,6 +403,7 @@ impl<M: SharedMemory> Subscriber<M> {
             std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
             std::task::Poll::Ready(Ok(n)) => {
                 let len = step.sink.len();
+                drop(step);
                 self.last = Some(n);
                 std::task::Poll::Ready(Ok(len))
             }

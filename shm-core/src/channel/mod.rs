@@ -93,6 +93,8 @@ mod ring;
 mod segment;
 #[cfg(not(loom))]
 mod sender;
+#[cfg(not(loom))]
+mod waitable;
 
 #[cfg(not(loom))]
 pub use layout::WORDS;

@@ -22,6 +22,7 @@ impl<M: SharedMemory> Channel<M> {
     pub fn receiver(&self, ring: u32) -> Result<Receiver<M>, Error> {
         let ptrs = self.claim(ring, LINE, CONSUMER_CLOSED, "receiving")?;
         let cons = Consumer::new(self.cap, ptrs.shared()).map_err(corrupt)?;
+        let cons_at = cons.position();
         Ok(Receiver {
             chan: self.clone(),
             ptrs,
@@ -31,6 +32,7 @@ impl<M: SharedMemory> Channel<M> {
             parked: Parked::default(),
             owner: Owner::current(),
             stalled_at: None,
+            at: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(cons_at)),
         })
     }
 }
@@ -54,6 +56,9 @@ pub struct Receiver<M: SharedMemory> {
     /// The position at which the last peer check found the ring stalled (see
     /// `Consumer::stalled`), if it did.
     pub(super) stalled_at: Option<u64>,
+    /// Its position, for a wait set watching it (see `waitable.rs`): stored when a
+    /// message is released and when a look finds the ring empty.
+    pub(super) at: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The receiver's one step: the next message's place.
@@ -65,6 +70,7 @@ pub(super) struct RecvStep<'a, M: SharedMemory> {
     /// The process this end belongs to (see [`Error::Forked`]).
     pub(super) owner: Owner,
     pub(super) stalled_at: &'a mut Option<u64>,
+    pub(super) at: &'a std::sync::atomic::AtomicU64,
 }
 
 impl<M: SharedMemory> Step for RecvStep<'_, M> {
@@ -92,7 +98,12 @@ impl<M: SharedMemory> Step for RecvStep<'_, M> {
                 self.seg.intact()?;
                 Err(Error::Closed)
             }
-            Ok(None) => Ok(None),
+            Ok(None) => {
+                // Relaxed: a process-local copy for a wait set's look (PADs passed).
+                self.at
+                    .store(self.cons.position(), std::sync::atomic::Ordering::Relaxed);
+                Ok(None)
+            }
             Err(c) => Err(poisoned(self.seg, self.broken, corrupt(c))),
         }
     }
@@ -183,6 +194,7 @@ impl<M: SharedMemory> Receiver<M> {
                 broken: &mut self.broken,
                 owner: self.owner,
                 stalled_at: &mut self.stalled_at,
+                at: &self.at,
             },
             &mut self.parked,
         )
@@ -203,8 +215,8 @@ impl<M: SharedMemory> Receiver<M> {
     /// sender closed and everything was read; [`TryRecvError::PeerDied`]; `Failed` with
     /// [`Error::Corrupt`] or [`Error::Truncated`].
     pub fn try_recv(&mut self) -> Result<RecvSlot<'_, M>, TryRecvError> {
-        let (mut step, _) = self.step();
-        let m = wait::try_once(&mut step, Error::Empty)?;
+        let (mut step, parked) = self.step();
+        let m = wait::try_once(&mut step, parked, Error::Empty)?;
         Ok(self.slot(m))
     }
 
@@ -453,6 +465,8 @@ impl<M: SharedMemory> Drop for RecvSlot<'_, M> {
         let r = &mut *self.receiver;
         let sh = r.ptrs.shared();
         r.cons.release(sh, &SysFutex, self.len);
+        // Relaxed: a process-local copy for a wait set's look.
+        r.at.store(r.cons.position(), std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -95,6 +95,10 @@ impl RingPtrs {
             closed: w.closed.get(),
         }
     }
+    /// The futex word the receiver sleeps on, as a checked handle.
+    pub(super) fn data_seq_word(&self) -> Word32 {
+        self.words.data_seq
+    }
     #[inline(always)]
     pub(super) fn producer_holder(&self) -> &AtomicU32 {
         self.words.producer_holder.get()

@@ -241,8 +241,8 @@ impl<M: SharedMemory> Sender<M> {
     /// [`TrySendError::PeerDied`]; `Failed` with [`Error::Corrupt`] or
     /// [`Error::Truncated`].
     pub fn try_reserve(&mut self, len: usize) -> Result<SendSlot<'_, M>, TrySendError> {
-        let (mut step, _) = self.start(len)?;
-        let off = wait::try_once(&mut step, Error::Full)?;
+        let (mut step, parked) = self.start(len)?;
+        let off = wait::try_once(&mut step, parked, Error::Full)?;
         Ok(self.slot(off, len))
     }
 

@@ -331,3 +331,257 @@ pub fn broadcast_across_handles<B: Backend>(b: &mut B) {
         );
     }
 }
+
+/// Events between two processes, both sides sleeping: 500 rounds of ping-pong over two
+/// events (the other process notifies id `r % 64` on one and waits for our answer on the
+/// other), every id arrives, and no wake-up is lost (a lost one would stall a round
+/// until its bound). Then the other process notifies id 7 and dies by SIGKILL without
+/// dropping its notifier: the listener gets {7}, then `PeerDied` with its pid, then
+/// waits on (the line was freed). On the heap backend the other side is a thread.
+pub fn event_across_processes<B: Backend>(b: &mut B) {
+    use crate::event::{Event, EventOptions};
+    use crate::format::error::WaitTimeoutError;
+    use crate::wait::WaitMode;
+    const ROUNDS: u64 = 500;
+    let opts = EventOptions::new().max_ids(64);
+    let len = opts.segment_len().expect("fits") as usize;
+    let up = Event::create(b.create(len), &opts).expect("create");
+    let down = Event::create(b.create(len), &opts).expect("create");
+    let (up_view, down_view) = (b.reopen(up.raw().memory()), b.reopen(down.raw().memory()));
+    let mut listener = up.listener().expect("listener");
+    listener.set_wait(WaitMode::Block {
+        spin: Duration::ZERO,
+    });
+    let mut answer = down.notifier().expect("notifier");
+    let forked = b.shared_across_fork();
+    let other = Other::start(forked, move || {
+        let (Ok(up), Ok(down)) = (Event::attach(up_view), Event::attach(down_view)) else {
+            return 2;
+        };
+        let (Ok(mut n), Ok(mut l)) = (up.notifier(), down.listener()) else {
+            return 3;
+        };
+        l.set_wait(WaitMode::Block {
+            spin: Duration::ZERO,
+        });
+        for r in 0..ROUNDS {
+            if n.notify(r % 64).is_err() {
+                return 4;
+            }
+            match l.wait_timeout(BOUND) {
+                Ok(ids) if ids.iter().eq([r % 64]) => {}
+                _ => return 5,
+            }
+        }
+        if n.notify(7).is_err() {
+            return 6;
+        }
+        if forked {
+            // SAFETY: kill on our own pid; the process ends here, the notifier unclosed.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        }
+        0
+    });
+    for r in 0..ROUNDS {
+        let ids = listener.wait_timeout(BOUND).expect("a round's id");
+        assert_eq!(ids.iter().collect::<Vec<_>>(), [r % 64], "round {r}");
+        answer
+            .notify(r % 64)
+            .unwrap_or_else(|e| panic!("answer {r}: {e}"));
+    }
+    assert_eq!(
+        listener
+            .wait_timeout(BOUND)
+            .map(|ids| ids.iter().collect::<Vec<_>>()),
+        Ok(vec![7])
+    );
+    if let Some(pid) = other.pid() {
+        assert_eq!(
+            listener.wait_timeout(BOUND),
+            Err(WaitTimeoutError::PeerDied { pid })
+        );
+    }
+    // Reported once: the next wait just waits.
+    assert!(matches!(
+        listener.wait_timeout(Duration::from_millis(30)),
+        Err(WaitTimeoutError::Timeout { .. })
+    ));
+    let status = other.join();
+    assert_eq!(status, if forked { -libc::SIGKILL } else { 0 });
+}
+
+/// A wait set over a channel receiver, a broadcast subscriber and an event listener
+/// whose other ends are another process: 300 rounds, each end in turn woken from the
+/// set's sleep (the other process waits for our answer on a second event before the next
+/// round), each reported alone and its message or id taken. Then the other process dies
+/// by SIGKILL while the set sleeps: every end is reported ready with `PeerDied` and its
+/// pid; the channel and the broadcast stay so (level-triggered), the listener's goes
+/// once its own `try_wait` reported the death. On the heap backend the other side is a thread and ends by closing:
+/// the channel and the broadcast are reported `Closed`.
+pub fn waitset_across_processes<B: Backend>(b: &mut B)
+where
+    B::Mem: Sync,
+{
+    use crate::broadcast::{Broadcast, BroadcastOptions};
+    use crate::event::{Event, EventOptions};
+    use crate::wait::WaitMode;
+    use crate::waitset::{Ready, WaitSet};
+    const ROUNDS: u64 = 300;
+    let copts = ChannelOptions::new().capacity(4096);
+    let chan = Channel::create(
+        b.create(copts.segment_len().expect("fits") as usize),
+        &copts,
+    )
+    .expect("channel");
+    let bopts = BroadcastOptions::new().slots(8).max_message(16);
+    let bc = Broadcast::create(
+        b.create(bopts.segment_len().expect("fits") as usize),
+        &bopts,
+    )
+    .expect("broadcast");
+    let eopts = EventOptions::new().max_ids(64);
+    let elen = eopts.segment_len().expect("fits") as usize;
+    let ev = Event::create(b.create(elen), &eopts).expect("event");
+    let down = Event::create(b.create(elen), &eopts).expect("event");
+    let views = (
+        b.reopen(chan.raw().memory()),
+        b.reopen(bc.raw().memory()),
+        b.reopen(ev.raw().memory()),
+        b.reopen(down.raw().memory()),
+    );
+    let mut rx = chan.receiver(0).expect("receiver");
+    let mut sub = bc.subscriber().expect("subscriber");
+    let mut listener = ev.listener().expect("listener");
+    let mut answer = down.notifier().expect("notifier");
+    let forked = b.shared_across_fork();
+    let other = Other::start(forked, move || {
+        let (cv, bv, ev, dv) = views;
+        let Ok(mut tx) = Channel::attach(cv).and_then(|c| c.sender(0)) else {
+            return 2;
+        };
+        let Ok(mut publisher) = Broadcast::attach(bv).and_then(|x| x.publisher()) else {
+            return 3;
+        };
+        let Ok(mut n) = Event::attach(ev).and_then(|e| e.notifier()) else {
+            return 4;
+        };
+        let Ok(mut acks) = Event::attach(dv).and_then(|e| e.listener()) else {
+            return 5;
+        };
+        for r in 0..ROUNDS {
+            // Let the set go to sleep first, some rounds.
+            if r % 2 == 0 {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            let ok = match r % 3 {
+                0 => tx.send(&r.to_le_bytes()).is_ok(),
+                1 => publisher.publish(&r.to_le_bytes()).is_ok(),
+                _ => n.notify(r % 64).is_ok(),
+            };
+            if !ok {
+                return 6;
+            }
+            if acks.wait_timeout(BOUND).is_err() {
+                return 7;
+            }
+        }
+        if forked {
+            std::thread::sleep(Duration::from_millis(50));
+            // SAFETY: kill on our own pid; the process ends here, every end unclosed.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        }
+        0
+    });
+    let mut set = WaitSet::new();
+    set.set_wait(WaitMode::Block {
+        spin: Duration::ZERO,
+    });
+    let keys = [
+        set.attach(&rx).expect("attach"),
+        set.attach(&sub).expect("attach"),
+        set.attach(&listener).expect("attach"),
+    ];
+    let mut buf = Vec::new();
+    for r in 0..ROUNDS {
+        let ready = set.wait_timeout(BOUND).expect("a round");
+        let want = keys[(r % 3) as usize];
+        assert_eq!(
+            ready,
+            [Ready {
+                key: want,
+                error: None
+            }],
+            "round {r}"
+        );
+        match r % 3 {
+            0 => assert_eq!(
+                rx.recv_timeout(BOUND).expect("msg").to_vec(),
+                r.to_le_bytes()
+            ),
+            1 => {
+                sub.recv_into_timeout(&mut buf, BOUND).expect("msg");
+                assert_eq!(buf, r.to_le_bytes());
+            }
+            _ => assert!(listener.try_wait().expect("ids").contains(r % 64)),
+        }
+        answer.notify(0).expect("answer");
+    }
+    let end = |set: &mut WaitSet| {
+        let mut seen = Vec::new();
+        let start = std::time::Instant::now();
+        while seen.len() < set.len() && start.elapsed() < BOUND {
+            if let Ok(r) = set.wait_timeout(Duration::from_millis(100)) {
+                for x in r {
+                    if !seen.iter().any(|s: &Ready| s.key == x.key) {
+                        seen.push(x);
+                    }
+                }
+            }
+        }
+        seen.sort_by_key(|r| r.key);
+        seen
+    };
+    match other.pid() {
+        Some(pid) => {
+            let died = Some(Error::PeerDied { pid });
+            let seen = end(&mut set);
+            assert_eq!(
+                seen,
+                keys.map(|key| Ready { key, error: died }),
+                "every end reported with the death"
+            );
+            // The ends' own tries say so too; the listener's is then forgotten.
+            assert_eq!(
+                rx.try_recv().err(),
+                Some(crate::TryRecvError::PeerDied { pid })
+            );
+            assert_eq!(
+                listener.try_wait(),
+                Err(crate::TryWaitError::PeerDied { pid })
+            );
+            let again = set.wait_timeout(Duration::from_millis(50)).expect("level");
+            let stay = [keys[0], keys[1]].map(|key| Ready { key, error: died });
+            assert_eq!(again, stay, "the listener's death was taken by its try");
+        }
+        None => {
+            let closed = Some(Error::Closed);
+            set.detach(keys[2]); // a closed notifier is no event: nothing to report
+            let seen = end(&mut set);
+            assert_eq!(
+                seen,
+                [
+                    Ready {
+                        key: keys[0],
+                        error: closed
+                    },
+                    Ready {
+                        key: keys[1],
+                        error: closed
+                    }
+                ]
+            );
+        }
+    }
+    let status = other.join();
+    assert_eq!(status, if forked { -libc::SIGKILL } else { 0 });
+}

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use super::Backend;
 use crate::broadcast::{self, Broadcast, BroadcastMode, BroadcastOptions};
 use crate::channel::{self, Channel, ChannelOptions};
+use crate::event::{self, Event, EventOptions};
 use crate::format::error::Error;
 use crate::format::layout::HEADER_WORDS;
 use crate::format::memory::SharedMemory;
@@ -344,7 +345,7 @@ fn hostile_broadcast_row<B: Backend>(
             slots,
             word: row.offset,
         },
-        Region::Ring | Region::RingData => unreachable!("not a broadcast region"),
+        Region::Ring | Region::RingData | Region::Bitmap => unreachable!("not a broadcast region"),
     };
     let target = target_of(&view, place, row.width);
     let first = Broadcast::attach(b.reopen(&view))
@@ -499,7 +500,7 @@ where
         Region::Payload => Place::Fixed(P + row.offset),
         Region::Ring => Place::Fixed(ring + row.offset),
         Region::RingData => Place::RingHead { ring, cap },
-        Region::Line | Region::Slot => unreachable!("not a channel region"),
+        Region::Line | Region::Slot | Region::Bitmap => unreachable!("not a channel region"),
     };
     let target = target_of(&view, place, row.width);
     let stop = Arc::new(AtomicBool::new(false));
@@ -695,5 +696,106 @@ pub fn hostile_seqlock_words<B: Backend>(b: &mut B) {
             }
         }
         assert_eq!(reader.load(), Ok([u64::MAX - 1; 8]), "{name}: read back");
+    }
+}
+
+/// Every row of the event's table (and the header's), attacked by itself, while a
+/// notifier thread notifies ids in turn and the listener waits. Every call is bounded and
+/// typed, nothing panics, no id at or above `max_ids` is delivered, and once the peer
+/// stopped an id notified after the burst reaches the listener.
+pub fn hostile_event_words<B: Backend>(b: &mut B)
+where
+    B::Mem: Sync,
+{
+    let dead = super::dead_pid();
+    let rows: Vec<Word> = HEADER_WORDS.iter().chain(event::WORDS).copied().collect();
+    // 100 ids: two bitmap words, the lines at 192 (128 + 16 rounded up to 64).
+    let opts = EventOptions::new().max_ids(100).max_notifiers(4);
+    for row in &rows {
+        let name = format!("event `{}`", row.name);
+        let mem = b.create(opts.segment_len().expect("segment_len") as usize);
+        let view = b.reopen(&mem);
+        let ev = Event::create(mem, &opts).expect("create");
+        let mut listener = ev.listener().expect("listener");
+        let place = match row.region {
+            Region::Header => Place::Fixed(row.offset),
+            Region::Payload => Place::Fixed(P + row.offset),
+            // The second bitmap word (ids 64 to 99; bits above are not ids).
+            Region::Bitmap => Place::Fixed(P + 136 + row.offset),
+            // Line 0: the notifier thread's own line.
+            Region::Line => Place::Fixed(P + 192 + row.offset),
+            _ => unreachable!("not an event region"),
+        };
+        let target = target_of(&view, place, row.width);
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let notifier = {
+            let ev = Event::attach(b.reopen(&view)).expect("attach");
+            let (stop, sent, name) = (Arc::clone(&stop), Arc::clone(&sent), name.clone());
+            std::thread::spawn(move || {
+                let mut n = ev.notifier().expect("notifier");
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    match bounded(&name, "notify", || n.notify(i % 100)) {
+                        Ok(()) => {
+                            sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(crate::NotifyError::Closed | crate::NotifyError::PeerDied { .. }) => {}
+                        Err(e) => panic!("{name}: notify: unexpected {e:?}"),
+                    }
+                    i += 1;
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+            })
+        };
+        std::thread::sleep(WARM);
+        let peer = Peer::start(
+            b.shared_across_fork(),
+            target,
+            values(target.load(), target.width, 100, dead),
+        );
+        let mut listen = |name: &str| -> Option<crate::EventIds> {
+            match bounded(name, "wait", || {
+                listener.wait_timeout(Duration::from_millis(2))
+            }) {
+                Ok(ids) => {
+                    assert!(
+                        ids.iter().all(|id| id < 100),
+                        "{name}: an id past max_ids: {ids:?}"
+                    );
+                    Some(ids)
+                }
+                Err(
+                    crate::WaitTimeoutError::Timeout { .. }
+                    | crate::WaitTimeoutError::PeerDied { .. },
+                ) => None,
+                Err(e) => panic!("{name}: wait: unexpected {e:?}"),
+            }
+        };
+        during(peer, &name, || {
+            listen(&name);
+        });
+        stop.store(true, Ordering::Relaxed);
+        notifier.join().expect("the notifier thread panicked");
+        assert!(
+            sent.load(Ordering::Relaxed) > 0,
+            "{name}: no notify went through"
+        );
+        // Recovery: a fresh notifier's id reaches the listener.
+        let mut n = Event::attach(b.reopen(&view))
+            .and_then(|e| e.notifier())
+            .expect("a notifier after the burst");
+        let t = Instant::now();
+        loop {
+            assert!(
+                t.elapsed() < RECOVER,
+                "{name}: the listener did not recover"
+            );
+            assert_eq!(n.notify(42), Ok(()), "{name}: notify after the burst");
+            if listen(&name).is_some_and(|ids| ids.contains(42)) {
+                break;
+            }
+        }
+        println!("{name}: recovered {:?} after the peer stopped", t.elapsed());
     }
 }

@@ -21,9 +21,11 @@ mod families;
 mod hostile;
 pub use families::{
     broadcast_across_handles, broadcast_across_processes, channel_across_processes,
-    channel_peer_death_across_processes,
+    channel_peer_death_across_processes, event_across_processes, waitset_across_processes,
 };
-pub use hostile::{hostile_broadcast_words, hostile_channel_words, hostile_seqlock_words};
+pub use hostile::{
+    hostile_broadcast_words, hostile_channel_words, hostile_event_words, hostile_seqlock_words,
+};
 
 /// What the suite needs from a backend.
 pub trait Backend {
@@ -54,7 +56,8 @@ macro_rules! conformance_tests {
             seqlock_writer_died, four_gib_segment_is_lazy, foreign_segments,
             broadcast_across_handles, broadcast_across_processes, channel_across_processes,
             channel_peer_death_across_processes, hostile_broadcast_words,
-            hostile_channel_words, hostile_seqlock_words);
+            hostile_channel_words, hostile_seqlock_words, hostile_event_words,
+            event_across_processes, waitset_across_processes);
     };
     (@each $backend:expr; $($name:ident),*) => {$(
         #[test]

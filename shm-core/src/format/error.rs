@@ -9,6 +9,7 @@ fn sized_by(kind: Kind) -> &'static str {
     match kind {
         Kind::Channel => " (ChannelOptions::segment_len gives the segment size to ask for)",
         Kind::Broadcast => " (BroadcastOptions::segment_len gives the segment size to ask for)",
+        Kind::Event => " (EventOptions::segment_len gives the segment size to ask for)",
         Kind::Record | Kind::SeqLock => "",
     }
 }
@@ -17,6 +18,8 @@ fn sized_by(kind: Kind) -> &'static str {
 fn role_name(role: &str, ring: u32) -> String {
     if role == "publishing" {
         "the broadcast's publishing end".to_owned()
+    } else if role == "listening" {
+        "the event's listening end".to_owned()
     } else {
         format!("the {role} end of ring {ring}")
     }
@@ -176,6 +179,14 @@ pub enum Error {
         /// Rings in the channel.
         rings: u32,
     },
+    /// An event id at or above the event's limit ([`crate::event::Notifier::notify`]).
+    #[error("no event id {id}: the event carries ids below {limit}")]
+    NoSuchEvent {
+        /// The id asked for.
+        id: u64,
+        /// The event's `max_ids`.
+        limit: u64,
+    },
     /// Another live process already holds this end of the ring (or the broadcast's
     /// publishing end: `role` "publishing").
     #[error("{} is held by live pid {pid}", role_name(.role, *.ring))]
@@ -256,6 +267,20 @@ pub enum Error {
     /// Every subscriber line of the broadcast is taken.
     #[error("all {max} subscriber places of the broadcast are taken")]
     SubscribersFull {
+        /// The capacity fixed at create.
+        max: u32,
+    },
+    /// A system call the operation needs failed (an eventfd, a thread).
+    #[error("{call} failed: errno {errno}")]
+    System {
+        /// The call.
+        call: &'static str,
+        /// Its errno (0 when it gave none).
+        errno: i32,
+    },
+    /// Every notifier line of the event is taken.
+    #[error("all {max} notifier places of the event are taken")]
+    NotifiersFull {
         /// The capacity fixed at create.
         max: u32,
     },
@@ -519,6 +544,69 @@ op_error! {
             len: u64,
             /// The slice's length.
             max: u64,
+        },
+    }
+}
+
+op_error! {
+    /// Why a notify failed ([`crate::event::Notifier::notify`]; it never waits).
+    pub enum NotifyError {
+        /// The listener closed its end (nothing was set).
+        Closed,
+        /// The listener's process died without closing (nothing was set).
+        PeerDied {
+            /// Its pid.
+            pid: u32,
+        },
+        /// The id is at or above the event's `max_ids`.
+        NoSuchEvent {
+            /// The id asked for.
+            id: u64,
+            /// The event's limit.
+            limit: u64,
+        },
+    }
+}
+
+op_error! {
+    /// Why a wait for events that never waits ([`crate::event::Listener::try_wait`])
+    /// failed.
+    pub enum TryWaitError {
+        /// No id was notified since the last look.
+        Empty,
+        /// A notifier's process died without closing (reported once per notifier; every
+        /// id it notified before was delivered first).
+        PeerDied {
+            /// Its pid.
+            pid: u32,
+        },
+    }
+}
+
+op_error! {
+    /// Why a wait for events ([`crate::event::Listener::wait`], `wait_async`) failed.
+    pub enum WaitError {
+        /// As [`TryWaitError::PeerDied`].
+        PeerDied {
+            /// Its pid.
+            pid: u32,
+        },
+    }
+}
+
+op_error! {
+    /// Why a wait for events that waits at most a while
+    /// ([`crate::event::Listener::wait_timeout`]) failed.
+    pub enum WaitTimeoutError {
+        /// No id was notified before the timeout.
+        Timeout {
+            /// How long it waited.
+            waited: Duration,
+        },
+        /// As [`TryWaitError::PeerDied`].
+        PeerDied {
+            /// Its pid.
+            pid: u32,
         },
     }
 }

@@ -21,6 +21,8 @@ pub enum Kind {
     Channel = 3,
     /// A one-to-many broadcast ([`crate::Broadcast`]).
     Broadcast = 4,
+    /// Payload-free notifications by id ([`crate::event::Event`]).
+    Event = 5,
 }
 
 impl Kind {
@@ -31,6 +33,7 @@ impl Kind {
             Kind::SeqLock => 2,
             Kind::Channel => 3,
             Kind::Broadcast => 2,
+            Kind::Event => 1,
         }
     }
     fn from_u32(raw: u32) -> Option<Kind> {
@@ -39,6 +42,7 @@ impl Kind {
             2 => Some(Kind::SeqLock),
             3 => Some(Kind::Channel),
             4 => Some(Kind::Broadcast),
+            5 => Some(Kind::Event),
             _ => None,
         }
     }
@@ -51,6 +55,7 @@ impl fmt::Display for Kind {
             Kind::SeqLock => "a seqlock record",
             Kind::Channel => "a channel",
             Kind::Broadcast => "a broadcast",
+            Kind::Event => "an event",
         })
     }
 }

@@ -6,7 +6,7 @@
 //! is peer-writable: the tables are the one place where the library decides how far it
 //! trusts each of them. Each layout has its table next to its code
 //! ([`layout::HEADER_WORDS`](crate::format::layout::HEADER_WORDS),
-//! `seqlock::WORDS`, `channel::WORDS`, `broadcast::WORDS`); the layout docs print it
+//! `seqlock::WORDS`, `channel::WORDS`, `broadcast::WORDS`, `event::WORDS`); the layout docs print it
 //! (each module's `words.md`, checked against the table by a test), and the test suite
 //! uses it twice:
 //!
@@ -40,6 +40,8 @@ pub enum Region {
     Slot,
     /// The message headers inside a channel ring's data (any 8-aligned offset of it).
     RingData,
+    /// Each 8-byte word of an event's bitmap of notified ids.
+    Bitmap,
 }
 
 impl Region {
@@ -52,6 +54,7 @@ impl Region {
             Region::Line => "line",
             Region::Slot => "slot",
             Region::RingData => "ring data",
+            Region::Bitmap => "bitmap word",
         }
     }
 }

@@ -107,6 +107,62 @@ pub(crate) unsafe fn wait_any(words: &[FutexWaitv]) {
     }
 }
 
+/// [`wait_any`] for at most `timeout` (cut to a day: the caller loops). Returns whether
+/// the wait ran to its timeout (no word moved, nobody woke it).
+///
+/// # Safety
+/// As [`wait_any`].
+pub(crate) unsafe fn wait_any_for(words: &[FutexWaitv], timeout: Duration) -> bool {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes one timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    let t = timeout.min(Duration::from_secs(86_400));
+    let mut sec = now.tv_sec + t.as_secs() as libc::time_t;
+    let mut nsec = now.tv_nsec + t.subsec_nanos() as libc::c_long;
+    if nsec >= 1_000_000_000 {
+        sec += 1;
+        nsec -= 1_000_000_000;
+    }
+    let at = libc::timespec {
+        tv_sec: sec,
+        tv_nsec: nsec,
+    };
+    // SAFETY: `words` holds `len` valid entries for the call (the caller's contract);
+    // the kernel only reads them and the absolute timeout, which outlives the call.
+    let rc = unsafe {
+        libc::syscall(
+            SYS_FUTEX_WAITV,
+            words.as_ptr(),
+            words.len() as libc::c_uint,
+            0u32,
+            &at as *const libc::timespec,
+            libc::CLOCK_MONOTONIC,
+        )
+    };
+    rc == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT)
+}
+
+/// Sleeps while a word of this process holds `expected`, at most `timeout`.
+pub(crate) fn wait_private(word: &AtomicU32, expected: u32, timeout: Duration) {
+    let ts = libc::timespec {
+        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: a live, 4-aligned word of ours; the timespec outlives the call.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            &ts as *const libc::timespec,
+        );
+    }
+}
+
 /// Wakes every sleeper on a word of this process only.
 pub(crate) fn wake_private(word: &AtomicU32) {
     // SAFETY: FUTEX_WAKE on a live, 4-aligned word of ours; only the address is used.
