@@ -174,7 +174,7 @@ impl Publisher {
 /// A subscriber of a broadcast.
 #[pyclass(module = "shm._shm")]
 pub(crate) struct Subscriber {
-    s: Option<shm_core::Subscriber<Mem>>,
+    pub(crate) s: Option<shm_core::Subscriber<Mem>>,
     buf: Vec<u8>,
 }
 

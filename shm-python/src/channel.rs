@@ -309,7 +309,7 @@ impl Sender {
 /// The receiving end of a ring.
 #[pyclass(module = "shm._shm")]
 pub(crate) struct Receiver {
-    rx: Option<shm_core::Receiver<Mem>>,
+    pub(crate) rx: Option<shm_core::Receiver<Mem>>,
 }
 
 open_handle!(Receiver, rx: shm_core::Receiver<Mem>, "receiver");

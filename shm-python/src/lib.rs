@@ -24,16 +24,20 @@ mod broadcast;
 mod buffer;
 mod channel;
 mod errors;
+mod event;
 mod memory;
 mod record;
 mod wait;
+mod waitset;
 use broadcast::*;
 use buffer::*;
 use channel::*;
 use errors::*;
+use event::*;
 use memory::*;
 use record::*;
 use wait::*;
+use waitset::*;
 
 /// The extension module.
 #[pymodule]
@@ -49,6 +53,10 @@ fn _shm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Broadcast>()?;
     m.add_class::<Publisher>()?;
     m.add_class::<Subscriber>()?;
+    m.add_class::<Event>()?;
+    m.add_class::<Notifier>()?;
+    m.add_class::<Listener>()?;
+    m.add_class::<WaitSet>()?;
     m.add("Error", py.get_type::<Error>())?;
     m.add("Timeout", py.get_type::<Timeout>())?;
     m.add("Closed", py.get_type::<Closed>())?;

@@ -63,6 +63,34 @@ def main():
         for i in range(n):
             lock.store((i, i * 2, i * 3))
         print("ok", flush=True)
+    elif role == "notify":
+        # notify NAME N ACK_NAME DIE: notifies id i % 64 for i < N, each after the test's
+        # answer on the event ACK_NAME (so every notify finds the listener asleep or
+        # busy, never merged); then, if DIE, notifies 63 and dies by SIGKILL.
+        name, n, ack, die = sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5] == "1"
+        notifier = shm.Event.attach(shm.posix_open(name)).notifier()
+        acks = shm.Event.attach(shm.posix_open(ack)).listener()
+        print("ready", flush=True)
+        for i in range(n):
+            notifier.notify(i % 64)
+            assert acks.wait(timeout=30) == {i % 64}, i
+        if die:
+            notifier.notify(63)
+            os.kill(os.getpid(), 9)
+        print("ok", flush=True)
+    elif role == "feed":
+        # feed CHANNEL EVENT N: sends N messages on the channel and notifies id 1 on the
+        # event after each, with a pause, for a wait set in the test.
+        chan, ev, n = sys.argv[2], sys.argv[3], int(sys.argv[4])
+        tx = shm.Channel.attach(shm.posix_open(chan)).sender()
+        notifier = shm.Event.attach(shm.posix_open(ev)).notifier()
+        print("ready", flush=True)
+        for i in range(n):
+            tx.send(message(i, 64), timeout=30)
+            notifier.notify(1)
+            time.sleep(0.002)
+        tx.close()
+        print("ok", flush=True)
     else:
         raise SystemExit(f"unknown role {role}")
 

@@ -656,3 +656,124 @@ def test_backend_errors_are_typed_exceptions():
     path = os.path.join(tempfile.mkdtemp(), "none.sock")
     with pytest.raises(shm.NotFound):
         shm.memfd_connect(path, timeout=0.5)
+
+
+def test_events_between_python_processes_and_a_killed_notifier():
+    name, ack = unique("/shm-py-ev"), unique("/shm-py-ack")
+    size = shm.Event.segment_len(max_ids=64)
+    with shm.posix_create(name, size) as m1, shm.posix_create(ack, size) as m2:
+        listener = shm.Event.create(m1, max_ids=64).listener()
+        answer = shm.Event.create(m2).notifier()
+        assert listener.wait(timeout=0.01) == set()  # a timeout is an empty set
+        assert listener.try_wait() == set()
+        p = peer("notify", name, 300, ack, 1)
+        for i in range(300):
+            assert listener.wait(timeout=30) == {i % 64}, i
+            answer.notify(i % 64)
+        assert listener.wait(timeout=30) == {63}
+        with pytest.raises(shm.PeerDied) as e:
+            listener.wait(timeout=30)
+        assert e.value.args[1] == p.pid
+        p.wait(timeout=30)
+        assert p.returncode == -signal.SIGKILL
+        assert listener.wait(timeout=0.05) == set()  # reported once
+        with pytest.raises(ValueError):
+            answer.notify(64)
+
+
+def test_waitset_wait_returns_the_ready_objects():
+    chan, ev = unique("/shm-py-wsc"), unique("/shm-py-wse")
+    with shm.posix_create(chan, shm.Channel.segment_len(1 << 14)) as mc, \
+            shm.posix_create(ev, shm.Event.segment_len()) as me:
+        rx = shm.Channel.create(mc, capacity=1 << 14).receiver()
+        listener = shm.Event.create(me).listener()
+        ws = shm.WaitSet()
+        ws.attach(rx)
+        ws.attach(listener)
+        assert len(ws) == 2
+        assert ws.wait(timeout=0.02) == []
+        with pytest.raises(TypeError):
+            ws.attach(object())
+        p = peer("feed", chan, ev, 200)
+        got, seen_listener = 0, False
+        while got < 200:
+            ready = ws.wait(timeout=30)
+            assert ready, "nothing ready within 30 s"
+            for obj in ready:
+                if obj is rx:
+                    check(got, rx.try_recv(), 64)
+                    got += 1
+                else:
+                    assert obj is listener
+                    assert listener.try_wait() <= {1}
+                    seen_listener = True
+        assert seen_listener
+        finish(p)
+        # The sender closed: the receiver is ready, and its own call says why.
+        assert ws.wait(timeout=30) == [rx]
+        with pytest.raises(shm.Closed):
+            rx.try_recv()
+        ws.detach(rx)
+        assert len(ws) == 1
+
+
+def test_waitset_fileno_with_selectors_and_asyncio():
+    import asyncio
+    import selectors
+
+    chan, ev = unique("/shm-py-wfc"), unique("/shm-py-wfe")
+    with shm.posix_create(chan, shm.Channel.segment_len(1 << 14)) as mc, \
+            shm.posix_create(ev, shm.Event.segment_len()) as me:
+        rx = shm.Channel.create(mc, capacity=1 << 14).receiver()
+        event = shm.Event.create(me)  # kept: the creator's handle owns the name
+        ws = shm.WaitSet()
+        ws.attach(rx)
+        fd = ws.fileno()
+        assert ws.fileno() == fd
+        sel = selectors.DefaultSelector()
+        sel.register(fd, selectors.EVENT_READ)
+        assert sel.select(timeout=0.02) == []  # nothing ready: not readable
+        p = peer("feed", chan, ev, 100)
+        got = 0
+        # Half the stream through selectors ...
+        while got < 50:
+            assert sel.select(timeout=30), "the fd never became readable"
+            for obj in ws.try_wait():
+                assert obj is rx
+                while True:
+                    try:
+                        check(got, rx.try_recv(), 64)
+                        got += 1
+                    except shm.Empty:
+                        break
+        sel.close()
+
+        # ... the rest through asyncio's add_reader.
+        async def rest():
+            nonlocal got
+            loop = asyncio.get_running_loop()
+            woke = asyncio.Event()
+            loop.add_reader(fd, woke.set)
+            try:
+                while got < 100:
+                    await asyncio.wait_for(woke.wait(), 30)
+                    woke.clear()
+                    for obj in ws.try_wait():
+                        while True:
+                            try:
+                                check(got, obj.try_recv(), 64)
+                                got += 1
+                            except shm.Empty:
+                                break
+            finally:
+                loop.remove_reader(fd)
+
+        asyncio.run(rest())
+        assert got == 100
+        finish(p)
+        threads = len(os.listdir("/proc/self/task"))
+        del ws  # its watcher thread ends and the fd closes
+        assert len(os.listdir("/proc/self/task")) == threads - 1
+        with pytest.raises(OSError):
+            os.fstat(fd)
+        event.close()

@@ -7,12 +7,17 @@ The Rust library ``shm`` from Python. Memory comes from one of three backends::
     mem = shm.memfd_connect(path)
     mem = shm.anon_create(size)                 # shared with children of os.fork()
 
-and is then laid out as a channel, a broadcast or a record::
+and is then laid out as a channel, a broadcast, an event or a record::
 
     ch = shm.Channel.create(mem)                 # the layout takes the memory over
     tx = ch.sender(); tx.send(b"hello")
     rx = shm.Channel.attach(shm.posix_open("/cam")).receiver()
     rx.recv(timeout=1.0)                         # -> b"hello"
+
+Waiting on many at once: ``ws = shm.WaitSet(); ws.attach(rx); ws.attach(listener)``,
+then ``ws.wait(timeout=)`` returns the ready objects; ``ws.fileno()`` is readable while
+one is (for ``selectors`` and asyncio's ``loop.add_reader``). Events carry no payload:
+``ev = shm.Event.create(mem); ev.notifier().notify(3); ev.listener().wait()`` -> ``{3}``.
 
 Receiving copies once, into a new ``bytes`` or into your buffer (``recv_into``: a
 bytearray, a numpy array): Python never holds a view of memory another process can
@@ -33,9 +38,12 @@ from ._shm import (  # noqa: F401
     Corrupt,
     Empty,
     Error,
+    Event,
     Evicted,
     Full,
     Lagged,
+    Listener,
+    Notifier,
     UpstreamLost,
     Memory,
     NoSpace,
@@ -53,6 +61,7 @@ from ._shm import (  # noqa: F401
     Subscriber,
     Timeout,
     Truncated,
+    WaitSet,
 )
 
 posix_create = Memory.posix_create
