@@ -17,12 +17,22 @@ fn alive(pid: u32) -> bool {
     liveness(pid) == Liveness::Alive
 }
 
+/// A holder's pid for people: "nobody", or the pid and whether it lives.
+fn who(p: u32) -> String {
+    if p == 0 {
+        "nobody".to_owned()
+    } else {
+        format!("pid {p} ({})", if alive(p) { "alive" } else { "dead" })
+    }
+}
+
 fn kind_name(i: Option<&Inspection>) -> &'static str {
     match i.and_then(|i| i.kind) {
         Some(shm_core::Kind::Record) => "record",
         Some(shm_core::Kind::SeqLock) => "seqlock",
         Some(shm_core::Kind::Channel) => "channel",
         Some(shm_core::Kind::Broadcast) => "broadcast",
+        Some(shm_core::Kind::Event) => "event",
         None => "-",
     }
 }
@@ -238,6 +248,47 @@ pub fn inspect(name: Option<&str>, socket: Option<&Path>, json: bool) -> Result<
     ];
     match &i.detail {
         Detail::None => {}
+        Detail::Event(e) => {
+            text.push(format!(
+                "event       ids below {}, {} notifier lines; listener {}{}{}",
+                e.max_ids,
+                e.max_notifiers,
+                who(e.listener_pid),
+                if e.sleepers > 0 { ", sleeping" } else { "" },
+                if e.listener_closed { ", closed" } else { "" },
+            ));
+            text.push(format!(
+                "            notifiers {}; pending ids {:?}",
+                if e.notifier_pids.is_empty() {
+                    "none".to_owned()
+                } else {
+                    e.notifier_pids
+                        .iter()
+                        .map(|&p| who(p))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+                e.pending
+            ));
+            let list = |v: &mut dyn Iterator<Item = String>| {
+                format!("[{}]", v.collect::<Vec<_>>().join(","))
+            };
+            j = j
+                .num("max_ids", e.max_ids)
+                .num("max_notifiers", e.max_notifiers)
+                .num("listener_pid", e.listener_pid)
+                .bool("listener_alive", alive(e.listener_pid))
+                .bool("listener_closed", e.listener_closed)
+                .num("sleepers", e.sleepers)
+                .raw(
+                    "notifier_pids",
+                    &list(&mut e.notifier_pids.iter().map(|p| p.to_string())),
+                )
+                .raw(
+                    "pending",
+                    &list(&mut e.pending.iter().map(|p| p.to_string())),
+                );
+        }
         Detail::SeqLock {
             sequence,
             writer_pid,
@@ -260,13 +311,6 @@ pub fn inspect(name: Option<&str>, socket: Option<&Path>, json: bool) -> Result<
         Detail::Channel(rings) => {
             let mut arr = Vec::new();
             for r in rings {
-                let who = |p: u32| {
-                    if p == 0 {
-                        "nobody".to_owned()
-                    } else {
-                        format!("pid {p} ({})", if alive(p) { "alive" } else { "dead" })
-                    }
-                };
                 text.push(format!(
                     "ring {}      capacity {}, tail {}, head {}, in flight {} bytes, free {} bytes",
                     r.ring,

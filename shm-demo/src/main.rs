@@ -7,6 +7,7 @@ mod bridge;
 mod broadcast;
 mod cli;
 mod errors;
+mod event;
 mod exchange;
 mod host;
 mod idle;
@@ -20,6 +21,7 @@ mod record;
 mod role;
 mod stream;
 mod util;
+mod waitset;
 mod zbench;
 
 use std::process::ExitCode;
@@ -43,6 +45,8 @@ Examples:
   shm-demo --backend posix pingpong --wait block
   shm-demo --backend anon stream --messages 10000 --size 1MiB
   shm-demo --backend memfd broadcast --subscribers 4 --messages 100000 --size 64 --json
+  shm-demo --backend posix event --notifiers 2 --events 10000 --json
+  shm-demo --backend memfd waitset --subscribers 4 --messages 10000
   shm-demo --backend posix broadcast --via zenoh --subscribers 2 --messages 100000 --json
   shm-demo --backend posix bridge export --name /cam --key shm/cam --listen tcp/127.0.0.1:7447
   shm-demo --backend posix bridge import --key shm/cam --name /cam_remote --connect tcp/127.0.0.1:7447
@@ -81,6 +85,10 @@ enum Cmd {
     Pingpong(pingpong::Args),
     Stream(stream::Args),
     Broadcast(broadcast::Args),
+    /// Events: notifier processes and a sleeping listener, every notify accounted for.
+    Event(event::Args),
+    /// One thread, one wait set over N subscribers and an event.
+    Waitset(waitset::Args),
     /// Carry a broadcast to another host over Zenoh: `export` a local broadcast on a
     /// key, `import` a key into a local broadcast, `list` what the network exports.
     #[command(subcommand)]
@@ -109,6 +117,8 @@ impl Cmd {
             Cmd::Pingpong(a) => a.run(ctx),
             Cmd::Stream(a) => a.run(ctx),
             Cmd::Broadcast(a) => a.run(ctx),
+            Cmd::Event(a) => a.run(ctx),
+            Cmd::Waitset(a) => a.run(ctx),
             Cmd::Bridge(cmd) => bridge::run(ctx.shm(), &cmd, ctx.json),
             Cmd::Idle(a) => a.run(ctx),
             Cmd::Publish(a) => a.run(ctx),

@@ -48,5 +48,7 @@ pub fn play(role: RoleArgs, mem: Mem) -> String {
         Role::Subscribe => crate::broadcast::subscribe_role(mem, n, size),
         Role::IdleSubscriber => crate::idle::idle_subscriber_role(mem, n),
         Role::Floor => crate::pingpong::floor_pong(mem, n, size),
+        Role::Notify => crate::event::notify_role(mem, n, size, role.gap_us),
+        Role::Publish => crate::waitset::publish_role(mem, n, size),
     }
 }

@@ -12,6 +12,8 @@ pub enum Role {
     IdleSubscriber,
     Subscribe,
     Floor,
+    Notify,
+    Publish,
 }
 
 /// What the second process does: its role and the role's numbers. The first process
@@ -30,6 +32,9 @@ pub struct RoleArgs {
     pub size: u64,
     #[arg(long, value_enum, default_value = "spin")]
     pub wait: Wait,
+    /// A pause between two steps of the role, in µs (the event notifier's gap).
+    #[arg(long, default_value_t = 0)]
+    pub gap_us: u64,
 }
 
 impl RoleArgs {
@@ -39,7 +44,12 @@ impl RoleArgs {
             count: 0,
             size: 0,
             wait: Wait::Spin,
+            gap_us: 0,
         }
+    }
+    pub fn gap_us(mut self, gap_us: u64) -> Self {
+        self.gap_us = gap_us;
+        self
     }
     pub fn count(mut self, count: u64) -> Self {
         self.count = count;
@@ -71,6 +81,8 @@ impl RoleArgs {
             self.size.to_string(),
             "--wait".to_owned(),
             name(self.wait),
+            "--gap-us".to_owned(),
+            self.gap_us.to_string(),
         ]
     }
 }
@@ -90,7 +102,11 @@ mod tests {
         }
         for role in Role::value_variants() {
             for wait in Wait::value_variants() {
-                let r = RoleArgs::new(*role).count(7).size(4096).wait(*wait);
+                let r = RoleArgs::new(*role)
+                    .count(7)
+                    .size(4096)
+                    .wait(*wait)
+                    .gap_us(250);
                 let argv = std::iter::once("peer".to_owned()).chain(r.to_args());
                 let back = P::try_parse_from(argv).expect("parses").r;
                 assert_eq!(format!("{back:?}"), format!("{r:?}"));

@@ -385,6 +385,34 @@ pub fn free_port() -> Result<u16> {
         .port())
 }
 
+/// Ends a verifying command: prints its JSON line (with the machine and, if any, the
+/// problem) or its text line (given the verdict, "ok" or "NOT VERIFIED: why"), then
+/// fails with the problem if there was one.
+pub fn conclude(
+    json: bool,
+    line: Json,
+    text: impl FnOnce(&str) -> String,
+    problem: Option<String>,
+) -> Result<()> {
+    if json {
+        let mut j = line.bool("verified", problem.is_none()).machine();
+        if let Some(p) = &problem {
+            j = j.str("problem", p);
+        }
+        println!("{}", j.finish());
+    } else {
+        let verdict = match &problem {
+            None => "all accounted for".to_owned(),
+            Some(p) => format!("NOT VERIFIED: {p}"),
+        };
+        println!("{}", text(&verdict));
+    }
+    match problem {
+        None => Ok(()),
+        Some(p) => Err(Failure::new(p)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -910,3 +910,54 @@ fn send_and_receive_by_name_in_two_processes() {
         "the sender removes it"
     );
 }
+
+#[test]
+fn event_and_waitset_json_on_every_backend() {
+    for b in ["posix", "anon", "memfd"] {
+        let out = demo(&[
+            "--backend",
+            b,
+            "event",
+            "--notifiers",
+            "2",
+            "--events",
+            "3000",
+            "--gap-us",
+            "20",
+            "--json",
+        ]);
+        assert!(out.status.success(), "{b}: {}", stderr(&out));
+        let text = stdout(&out);
+        for key in [
+            format!("\"backend\":\"{b}\""),
+            "\"verified\":true".to_owned(),
+            "\"events\":3000".to_owned(),
+            "\"notifiers\":2".to_owned(),
+            "\"p50_ns\":".to_owned(),
+            "\"p99_ns\":".to_owned(),
+            "\"cpu\":".to_owned(),
+        ] {
+            assert!(text.contains(&key), "{b}: {key} in {text}");
+        }
+        let out = demo(&[
+            "--backend",
+            b,
+            "waitset",
+            "--subscribers",
+            "3",
+            "--messages",
+            "3000",
+            "--json",
+        ]);
+        assert!(out.status.success(), "{b}: {}", stderr(&out));
+        let text = stdout(&out);
+        for key in [
+            "\"verified\":true",
+            "\"subscribers\":3",
+            "\"messages\":9000",
+            "\"events\":100",
+        ] {
+            assert!(text.contains(key), "{b}: {key} in {text}");
+        }
+    }
+}
