@@ -66,7 +66,7 @@ pub enum WaitMode {
     /// CPU now and then while they spin (their peers often share it); a channel's do not
     /// (on a loaded machine a yield hands the CPU to another process for a whole slice).
     Block {
-        /// How long to spin before sleeping.
+        /// How long to spin before sleeping (zero: sleep at the first wait).
         spin: Duration,
     },
 }
@@ -271,8 +271,10 @@ impl Waiter {
         let spin = match self.pace {
             Pace::Spin => true,
             Pace::Poll => self.rounds < POLL_SPINS,
+            // A zero spin sleeps at once (the caller asked for no spin at all).
             Pace::Block { spin, .. } => {
-                !self.rounds.is_multiple_of(CHECK_SPINS) || self.elapsed() < spin
+                !spin.is_zero()
+                    && (!self.rounds.is_multiple_of(CHECK_SPINS) || self.elapsed() < spin)
             }
         };
         self.sleeping = !spin;
@@ -492,6 +494,9 @@ pub(crate) trait Source: Send {
     /// the set reports the end ready with it). `dead` says whether a pid is a dead
     /// process (the set watches pidfds). Changes nothing.
     fn ready(&self, dead: &dyn Fn(u32) -> bool) -> Result<bool, Error>;
+    /// Whether the end has data (or ids) now: `ready`'s first question alone, a load or
+    /// two, for a spinning set's rounds between full looks.
+    fn has_data(&self) -> bool;
     /// Announces a sleep as the end's own wait does: `Some((word, value))` to sleep on,
     /// or `None` when the end is ready now (nothing announced).
     fn arm(&self) -> Option<(crate::format::view::Word32, u32)>;

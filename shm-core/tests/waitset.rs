@@ -107,11 +107,14 @@ fn every_kind_of_end_wakes_a_sleeping_set() {
         }
     }
     // Every round slept (no spin) and was woken by its end's word: a lost wake-up would
-    // run each sleep to its 20 ms slice. A few may, on a loaded machine (a thread
-    // descheduled for a slice); not most.
+    // leave the sleep to the looker's 20 ms look (`late`) or to its bound (`timeouts`).
+    // A few may, on a loaded machine (a thread descheduled for a slice); not most.
     let st = set.stats();
     assert!(st.sleeps >= 100, "the set did not sleep: {st:?}");
-    assert!(st.timeouts <= st.sleeps / 10, "wake-ups lost: {st:?}");
+    assert!(
+        st.timeouts + st.late <= st.sleeps / 10,
+        "wake-ups lost: {st:?}"
+    );
 }
 
 #[test]

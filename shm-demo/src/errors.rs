@@ -102,7 +102,11 @@ from_op_errors!(
     SendTimeoutError,
     TryRecvError,
     RecvError,
-    RecvTimeoutError
+    RecvTimeoutError,
+    NotifyError,
+    TryWaitError,
+    WaitError,
+    WaitTimeoutError
 );
 
 /// `?` on a posix call gives the failure with its hint.

@@ -71,10 +71,25 @@ pub struct Args {
     /// spin, the listener is asleep when each notify comes (a futex wake-up each time).
     #[arg(long, default_value_t = 0)]
     gap_us: u64,
+    /// Instead: this many round trips between two processes over two events (each side
+    /// notifies, then waits for the other's notify; `--spin-us` for both). With
+    /// `--backend floor`, the same over a bare futex word (each side sleeping in
+    /// FUTEX_WAIT at every turn): the kernel's wake-up round trip. Forked, on anon memory.
+    #[arg(long)]
+    round_trips: Option<u64>,
 }
 
 impl Args {
     pub fn run(self, ctx: Ctx) -> Result<()> {
+        if let Some(n) = self.round_trips {
+            let floor = ctx.backend == Some(crate::cli::BackendArg::Floor);
+            if !floor && ctx.shm().is_none() {
+                return Err(Failure::usage(
+                    "event --round-trips needs --backend: posix, anon, memfd (all run forked on anon memory) or floor",
+                ));
+            }
+            return round_trips(ctx, n, self.spin_us, floor);
+        }
         let backend = ctx.require_shm("event needs --backend: posix, anon or memfd")?;
         if !(1..=64).contains(&self.notifiers) {
             return Err(Failure::usage("--notifiers must be 1 to 64"));
@@ -176,5 +191,179 @@ impl Args {
             )
         };
         crate::util::conclude(ctx.json, line, text, problem)
+    }
+}
+
+/// Round trips between two forked processes: over two events (`floor`: a bare futex
+/// word), each side sleeping (or spinning `spin_us` first). Prints p50/p99.
+fn round_trips(ctx: Ctx, n: u64, spin_us: u64, floor: bool) -> Result<()> {
+    let total = crate::measure::warmup(n) + n;
+    let hist = if floor {
+        futex_round_trips(total, n)?
+    } else {
+        event_round_trips(total, n, spin_us)?
+    };
+    let (p50, p99) = (hist.value_at_quantile(0.5), hist.value_at_quantile(0.99));
+    let what = if floor {
+        "a bare futex word, both sides in FUTEX_WAIT".to_owned()
+    } else {
+        format!("two events, each side spinning {spin_us} µs then sleeping")
+    };
+    let line = Json::new()
+        .str("backend", if floor { "floor" } else { "anon" })
+        .str("mode", "round_trip")
+        .num("round_trips", n)
+        .num("spin_us", spin_us)
+        .num("p50_ns", p50)
+        .num("p99_ns", p99);
+    let text = |verdict: &str| {
+        format!(
+            "event round trip ({what}): {n} round trips, p50 {:.1} µs, p99 {:.1} µs; {verdict}",
+            p50 as f64 / 1000.0,
+            p99 as f64 / 1000.0
+        )
+    };
+    crate::util::conclude(ctx.json, line, text, None)
+}
+
+fn event_round_trips(total: u64, n: u64, spin_us: u64) -> Result<hdrhistogram::Histogram<u64>> {
+    let opts = EventOptions::new().max_ids(1).max_notifiers(1);
+    let len = opts.segment_len()?;
+    let ping = Event::create(host::create(host::Backend::Anon, len)?, &opts)?;
+    let pong = Event::create(host::create(host::Backend::Anon, len)?, &opts)?;
+    let mode = WaitMode::Block {
+        spin: Duration::from_micros(spin_us),
+    };
+    let mut back = pong.listener()?;
+    back.set_wait(mode);
+    let (ping2, pong2) = (ping.clone(), pong.clone());
+    #[allow(unsafe_code)]
+    // SAFETY: the demo has one thread when it forks; the child uses the inherited
+    // mappings through its own ends and its own heap, then reports.
+    let peer = unsafe {
+        host::fork_peer(move || {
+            let run = || -> std::result::Result<(), shm_core::Error> {
+                let mut l = ping2.listener()?;
+                l.set_wait(mode);
+                let mut answer = pong2.notifier()?;
+                for _ in 0..total {
+                    l.wait_timeout(TAKE_TIMEOUT)?;
+                    answer.notify(0)?;
+                }
+                Ok(())
+            };
+            crate::util::outcome_line(run())
+        })
+    }?;
+    let mut go = ping.notifier()?;
+    let mut hist = histogram();
+    for i in 0..total {
+        let t = Instant::now();
+        go.notify(0)?;
+        back.wait_timeout(TAKE_TIMEOUT)?;
+        if i >= total - n {
+            let _ = hist.record(t.elapsed().as_nanos() as u64);
+        }
+    }
+    crate::util::parse_peer_line(&peer.finish()?)?;
+    Ok(hist)
+}
+
+/// The kernel's floor: one word, each side FUTEX_WAITs for its turn and FUTEX_WAKEs the
+/// other (no spin, no library).
+fn futex_round_trips(total: u64, n: u64) -> Result<hdrhistogram::Histogram<u64>> {
+    let mem = host::create(host::Backend::Anon, 4096)?;
+    let seg = shm_core::Segment::create(mem, &[0u64; 8])?;
+    let word = seg.raw().atomic_u64(0)?;
+    let addr = word as *const std::sync::atomic::AtomicU64 as usize;
+    #[allow(unsafe_code)]
+    // SAFETY: as in `event_round_trips`; the child only touches the inherited word.
+    let peer = unsafe {
+        host::fork_peer(move || {
+            for i in 0..total {
+                if !turn(addr, 2 * i + 1) {
+                    return Json::new().str("error", "the other side stopped").finish();
+                }
+                set(addr, 2 * i + 2);
+            }
+            Json::new().num("pid", std::process::id()).finish()
+        })
+    }?;
+    let mut hist = histogram();
+    for i in 0..total {
+        let t = Instant::now();
+        set(addr, 2 * i + 1);
+        if !turn(addr, 2 * i + 2) {
+            return Err(Failure::new("the futex peer stopped"));
+        }
+        if i >= total - n {
+            let _ = hist.record(t.elapsed().as_nanos() as u64);
+        }
+    }
+    crate::util::parse_peer_line(&peer.finish()?)?;
+    drop(seg);
+    Ok(hist)
+}
+
+/// The low 4 bytes of the 8-byte word at `addr` (little-endian: the futex word).
+#[allow(unsafe_code)]
+fn low(addr: usize) -> &'static std::sync::atomic::AtomicU32 {
+    // SAFETY: `addr` is an 8-aligned word of a mapping that lives until the process's
+    // round trips are over (the segment is dropped after them); its first 4 bytes are
+    // a 4-aligned u32 on this little-endian machine.
+    unsafe { &*(addr as *const std::sync::atomic::AtomicU32) }
+}
+
+/// Stores `v` and wakes the other side.
+#[allow(unsafe_code)]
+fn set(addr: usize, v: u64) {
+    let w = low(addr);
+    // Release: pairs with the other side's Acquire load in `turn`.
+    w.store(v as u32, std::sync::atomic::Ordering::Release);
+    // SAFETY: FUTEX_WAKE on a live, 4-aligned shared word; only the address is used.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            w.as_ptr(),
+            libc::FUTEX_WAKE,
+            1,
+            0usize,
+            0usize,
+            0u32,
+        )
+    };
+}
+
+/// Sleeps in FUTEX_WAIT until the word holds `want` (false after `TAKE_TIMEOUT`).
+#[allow(unsafe_code)]
+fn turn(addr: usize, want: u64) -> bool {
+    let w = low(addr);
+    let want = want as u32;
+    let start = Instant::now();
+    let ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 20_000_000,
+    };
+    loop {
+        // Acquire: pairs with the other side's Release store in `set`.
+        let now = w.load(std::sync::atomic::Ordering::Acquire);
+        if now == want {
+            return true;
+        }
+        if start.elapsed() > TAKE_TIMEOUT {
+            return false;
+        }
+        // SAFETY: FUTEX_WAIT on a live, 4-aligned shared word with a bounded timeout.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                w.as_ptr(),
+                libc::FUTEX_WAIT,
+                now,
+                &ts as *const libc::timespec,
+                0usize,
+                0u32,
+            )
+        };
     }
 }

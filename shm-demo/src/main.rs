@@ -29,6 +29,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::cli::{BackendArg, Ctx};
+
+/// The most ends a wait set holds.
+const MAX_SET_ENDS: u32 = shm_core::waitset::MAX_ENDS as u32;
 use crate::util::{parse_size, Failure};
 
 const EXAMPLES: &str = "\

@@ -8,7 +8,7 @@
 //! `icebench MESSAGES SUBSCRIBERS [BUFFER]` (default buffer 65536: the best of 64 to
 //! 65536 on the machine it was tried on; smaller buffers were slower).
 use iceoryx2::port::update_connections::UpdateConnections;
-use shm_core::os::{cpu, proc::pin_to_cpu};
+use shm_core::os::cpu::{self, pin_to_cpu};
 use iceoryx2::prelude::*;
 use std::io::{BufRead, Write};
 use std::time::Instant;
@@ -27,9 +27,75 @@ fn service(node: &Node<ipc::Service>, name: &str, subs: usize, buf: usize) -> Fa
         .expect("service")
 }
 
+/// The event service's round trip (`icebench event ROUND_TRIPS`): two processes, two
+/// event services; each side notifies, then blocks in `blocking_wait_one` for the other's
+/// notify. Prints p50/p99 of the last ROUND_TRIPS (after as many warm-up rounds, at
+/// least 1,000) as one JSON line.
+fn event_round_trips(node: &Node<ipc::Service>, args: &[String]) {
+    let event = |name: &str| {
+        node.service_builder(&name.try_into().expect("service name"))
+            .event()
+            .open_or_create()
+            .expect("event service")
+    };
+    if args[1] == "event-child" {
+        let (name, total): (&str, u64) = (&args[2], args[3].parse().expect("rounds"));
+        let ping = event(&format!("{name}/ping"));
+        let pong = event(&format!("{name}/pong"));
+        let listener = ping.listener_builder().create().expect("listener");
+        let notifier = pong.notifier_builder().create().expect("notifier");
+        println!("ready");
+        std::io::stdout().flush().expect("stdout");
+        for _ in 0..total {
+            while listener.blocking_wait(|_| {}).expect("wait") == 0 {}
+            notifier.notify().expect("notify");
+        }
+        return;
+    }
+    let n: u64 = args[2].parse().expect("ROUND_TRIPS");
+    let total = (n / 10).max(1000) + n;
+    let name = format!("shmbench/event/{}", std::process::id());
+    let ping = event(&format!("{name}/ping"));
+    let pong = event(&format!("{name}/pong"));
+    let listener = pong.listener_builder().create().expect("listener");
+    let exe = std::env::current_exe().expect("exe");
+    let mut c = std::process::Command::new(&exe)
+        .args(["event-child", &name, &total.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut out = std::io::BufReader::new(c.stdout.take().expect("stdout"));
+    let mut l = String::new();
+    out.read_line(&mut l).expect("ready line");
+    let notifier = ping.notifier_builder().create().expect("notifier");
+    let mut times = Vec::with_capacity(n as usize);
+    for i in 0..total {
+        let t = Instant::now();
+        notifier.notify().expect("notify");
+        while listener.blocking_wait(|_| {}).expect("wait") == 0 {}
+        if i >= total - n {
+            times.push(t.elapsed().as_nanos() as u64);
+        }
+    }
+    c.wait().expect("child");
+    times.sort_unstable();
+    let q = |f: f64| times[((times.len() - 1) as f64 * f) as usize];
+    println!(
+        "{{\"what\":\"iceoryx2-event\",\"mode\":\"round_trip\",\"round_trips\":{n},\"p50_ns\":{},\"p99_ns\":{},\"cpu\":\"{}\",\"cores\":{}}}",
+        q(0.5),
+        q(0.99),
+        cpu::model(),
+        cpu::cores()
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let node = NodeBuilder::new().create::<ipc::Service>().expect("node");
+    if matches!(args.get(1).map(String::as_str), Some("event" | "event-child")) {
+        event_round_trips(&node, &args);
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("sub") {
         pin_to_cpu(1);
         let (name, n, subs, buf): (&str, u64, usize, usize) = (

@@ -52,6 +52,10 @@ impl<M: SharedMemory> SubSource<M> {
 }
 
 impl<M: SharedMemory + Send + Sync> Source for SubSource<M> {
+    fn has_data(&self) -> bool {
+        self.published()
+    }
+
     fn ready(&self, dead: &dyn Fn(u32) -> bool) -> Result<bool, Error> {
         self.b.seg.intact()?;
         if self.published() {

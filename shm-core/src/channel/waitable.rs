@@ -41,6 +41,10 @@ impl<M: SharedMemory> RecvSource<M> {
 }
 
 impl<M: SharedMemory + Send + Sync> Source for RecvSource<M> {
+    fn has_data(&self) -> bool {
+        self.has_frame()
+    }
+
     fn ready(&self, dead: &dyn Fn(u32) -> bool) -> Result<bool, Error> {
         self.seg.intact()?;
         if self.has_frame() {

@@ -391,6 +391,10 @@ impl<M: SharedMemory + Send + Sync + 'static> Waitable for Listener<M> {
 }
 
 impl<M: SharedMemory + Send + Sync> Source for ListenSource<M> {
+    fn has_data(&self) -> bool {
+        self.ev.any_pending()
+    }
+
     fn ready(&self, dead: &dyn Fn(u32) -> bool) -> Result<bool, Error> {
         let ev = &self.ev;
         ev.seg.intact()?;

@@ -51,6 +51,15 @@ pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
 
 /// Which of `fds` are readable now (one `poll` call, zero timeout: never blocks).
 pub fn readable_now(fds: &[std::os::fd::BorrowedFd<'_>]) -> Vec<bool> {
+    readable_within(fds, std::time::Duration::ZERO)
+}
+
+/// Which of `fds` are readable, waiting at most `timeout` (cut to `i32::MAX` ms) for one
+/// to be (one `poll` call; an interrupted or failed poll says none is).
+pub fn readable_within(
+    fds: &[std::os::fd::BorrowedFd<'_>],
+    timeout: std::time::Duration,
+) -> Vec<bool> {
     let mut p: Vec<libc::pollfd> = fds
         .iter()
         .map(|fd| libc::pollfd {
@@ -59,9 +68,9 @@ pub fn readable_now(fds: &[std::os::fd::BorrowedFd<'_>]) -> Vec<bool> {
             revents: 0,
         })
         .collect();
-    // SAFETY: `p` holds `len` valid pollfds whose fds are live (borrowed) for the call;
-    // zero timeout.
-    let n = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, 0) };
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `p` holds `len` valid pollfds whose fds are live (borrowed) for the call.
+    let n = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, ms) };
     if n <= 0 {
         return vec![false; fds.len()];
     }

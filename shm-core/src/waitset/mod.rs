@@ -9,12 +9,16 @@
 //! How it waits: for a while (50 µs by default, [`WaitSet::set_wait`]) it looks at every
 //! end in turn; then it announces a sleep on each end exactly as the end's own blocking
 //! wait would (so the peer makes its wake-up call), and sleeps with one `futex_waitv`
-//! (Linux 5.16) on every end's futex word at once, in slices of at most 20 ms. Every
-//! round runs the checks every wait of the crate runs: the segment's truncation, a close,
-//! and the death of each end's peer (through a pidfd per peer process, polled in one
-//! system call): an end whose peer closed or died is reported ready **with its error**
-//! ([`Ready::error`]). An idle set wakes 50 times a second and does a few system calls
-//! then (no busy wait).
+//! (Linux 5.16) on every end's futex word at once. It runs the checks every wait of the
+//! crate runs: the segment's truncation, a close, and the death of each end's peer
+//! (through a pidfd per peer process, polled in one system call); an end whose peer
+//! closed or died is reported ready **with its error** ([`Ready::error`]). While the set
+//! sleeps, its **looker** thread runs the checks in its place and wakes it only for what
+//! it finds, so the sleep is not set up again at every check (that costs the kernel a
+//! page lookup per end, and each wake-up a context switch; see `looker.rs`): a peer's
+//! death wakes the looker at once (its pidfd), and it looks at every end at least every
+//! 200 ms (a truncation, a silenced wake-up). No busy wait: an idle set costs five short
+//! looks a second.
 //!
 //! Limits: `futex_waitv` takes 128 words, one of which is the set's own: a set holds at
 //! most [`MAX_ENDS`] ends ([`Error::InvalidOption`](crate::Error::InvalidOption) at the attach past it; intervals and
@@ -56,6 +60,7 @@
 //! # Ok(()) }
 //! ```
 
+mod looker;
 mod set;
 mod state;
 mod watcher;

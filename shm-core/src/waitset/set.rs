@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use super::state::{sleep, Entry, Inner, Key, Ready, Shared, Stats};
 use crate::format::error::{Error, TryWaitError, WaitError, WaitTimeoutError};
-use crate::os::park::SLICE;
 use crate::wait::{WaitMode, WaitSource, Waitable, CHECK_SPINS};
 
 /// The most ends one set holds: `futex_waitv` takes 128 words, one is the set's own.
@@ -19,6 +18,7 @@ pub const MAX_ENDS: usize = 127;
 pub struct WaitSet {
     pub(super) shared: Arc<Shared>,
     pub(super) watcher: Option<super::watcher::Watcher>,
+    looker: Option<super::looker::Looker>,
 }
 
 impl Default for WaitSet {
@@ -37,6 +37,7 @@ impl WaitSet {
                     ends: 0,
                     pids: HashMap::new(),
                     stats: Stats::default(),
+                    last_peers: None,
                     spin: match WaitMode::default() {
                         WaitMode::Block { spin } => spin,
                         WaitMode::Spin => Duration::ZERO,
@@ -44,8 +45,10 @@ impl WaitSet {
                 }),
                 ctl: AtomicU32::new(0),
                 stop: AtomicBool::new(false),
+                sleepers: AtomicU32::new(0),
             }),
             watcher: None,
+            looker: None,
         }
     }
 
@@ -176,11 +179,15 @@ impl WaitSet {
         Ok(out)
     }
 
+    /// What is ready now; `peers`: run the liveness checks if they are due.
     fn look(&mut self, peers: bool) -> Vec<Ready> {
         if let Some(w) = &self.watcher {
             w.clear();
         }
-        let out = self.shared.lock().collect(true, peers);
+        let mut g = self.shared.lock();
+        let peers = peers && g.peers_due();
+        let out = g.collect(true, peers);
+        drop(g);
         if self.watcher.is_some() {
             self.shared.poke();
         }
@@ -215,10 +222,17 @@ impl WaitSet {
     fn wait_impl(&mut self, timeout: Option<Duration>) -> Result<Vec<Ready>, Error> {
         let start = Instant::now();
         let spin = self.shared.lock().spin;
-        // The spin: look (without the liveness checks) until `spin` has passed.
+        // The spin: look (the liveness checks only when due) until `spin` has passed.
+        // Between two full looks (every `CHECK_SPINS` rounds: closes, truncation, the
+        // timers) a round only asks each end whether it has data, one load each.
         let mut rounds = 0u32;
         loop {
-            let out = self.look(rounds == 0);
+            let out = if rounds.is_multiple_of(CHECK_SPINS) {
+                self.look(rounds == 0)
+            } else {
+                // Ends with an error wait for the next full look (at most 64 rounds).
+                self.shared.lock().with_data()
+            };
             if !out.is_empty() {
                 return Ok(out);
             }
@@ -240,8 +254,9 @@ impl WaitSet {
                     }
                     t - waited
                 }
-                None => SLICE,
+                None => super::state::IDLE,
             };
+            self.start_looker()?;
             // Acquire: pairs with `poke`'s Release bump.
             let ctl = self.shared.ctl.load(Ordering::Acquire);
             let g = self.shared.lock();
@@ -268,6 +283,13 @@ impl WaitSet {
         }
     }
 
+    fn start_looker(&mut self) -> Result<(), Error> {
+        if self.looker.is_none() {
+            self.looker = Some(super::looker::Looker::start(Arc::clone(&self.shared))?);
+        }
+        Ok(())
+    }
+
     /// A file descriptor readable while anything in the set is ready, for event loops
     /// (see the [module docs](crate::waitset)); the first call starts its watcher
     /// thread. Call [`try_wait`](Self::try_wait) when it is readable.
@@ -276,6 +298,7 @@ impl WaitSet {
     /// [`Error::System`] if the eventfd or the thread cannot be made.
     pub fn as_fd(&mut self) -> Result<BorrowedFd<'_>, Error> {
         if self.watcher.is_none() {
+            self.start_looker()?;
             self.watcher = Some(super::watcher::Watcher::start(Arc::clone(&self.shared))?);
         }
         Ok(self.watcher.as_ref().expect("started above").fd())
@@ -284,10 +307,14 @@ impl WaitSet {
 
 impl Drop for WaitSet {
     fn drop(&mut self) {
+        // Release: pairs with the threads' Acquire loads of `stop`.
+        self.shared.stop.store(true, Ordering::Release);
         if let Some(w) = self.watcher.take() {
-            self.shared.stop.store(true, Ordering::Release);
             self.shared.poke();
             w.join();
+        }
+        if let Some(l) = self.looker.take() {
+            l.join(&self.shared);
         }
         self.shared.lock().disarm();
     }

@@ -9,9 +9,12 @@ use std::time::{Duration, Instant};
 
 use crate::format::error::Error;
 use crate::os::futex::{self, FutexWaitv};
-use crate::os::park::SLICE;
 use crate::os::sys;
-use crate::wait::Source;
+use crate::wait::{Source, PEER_CHECK};
+
+/// The longest sleep of a set: the looker does the 20 ms look while it sleeps (and wakes
+/// it for what it finds), so a sleep only needs an end in case the looker could not run.
+pub(super) const IDLE: Duration = Duration::from_secs(5);
 
 /// What [`WaitSet::attach`](super::WaitSet::attach) (and the interval and deadline attaches) return: names the
 /// attachment in what [`WaitSet::wait`](super::WaitSet::wait) returns.
@@ -44,6 +47,9 @@ pub(super) struct Shared {
     /// an attach or detach, the drop.
     pub(super) ctl: AtomicU32,
     pub(super) stop: AtomicBool,
+    /// Threads asleep on the set now (the owner's wait, the fd's watcher): the looker
+    /// sleeps on this word while it is 0.
+    pub(super) sleepers: AtomicU32,
 }
 
 pub(super) struct Inner {
@@ -53,6 +59,8 @@ pub(super) struct Inner {
     pub(super) pids: HashMap<u32, Option<OwnedFd>>,
     pub(super) spin: Duration,
     pub(super) stats: Stats,
+    /// When the liveness checks last ran (they are due every `PEER_CHECK`).
+    pub(super) last_peers: Option<Instant>,
 }
 
 /// How a set has slept so far ([`WaitSet::stats`](super::WaitSet::stats)): what an operator (or a test) reads to
@@ -61,9 +69,13 @@ pub(super) struct Inner {
 pub struct Stats {
     /// Sleeps (one `futex_waitv` each), the fd's watcher thread's included.
     pub sleeps: u64,
-    /// Sleeps that ran to their end (a slice, a timer, the caller's timeout) with no word
-    /// moved: an idle set's, or a wake-up that never came.
+    /// Sleeps that ran to their end (the idle bound, a timer, the caller's timeout) with
+    /// no word moved.
     pub timeouts: u64,
+    /// Times the looker (see the module docs) found an end ready while the set slept and
+    /// woke it: a peer's death or a truncation (neither makes a futex call), or a wake-up
+    /// that never came (a hostile peer's, or a bug).
+    pub late: u64,
 }
 
 impl Shared {
@@ -83,13 +95,7 @@ impl Inner {
     /// The dead among the peers of every end (opens pidfds for new peers, drops those
     /// no end names any more, and polls them all in one call).
     fn dead_peers(&mut self) -> Vec<u32> {
-        let mut peers = Vec::new();
-        for e in self.entries.iter().flatten() {
-            if let Entry::End { src, .. } = e {
-                src.peers(&mut peers);
-            }
-        }
-        peers.retain(|&p| p != 0);
+        let peers = self.peer_pids();
         self.pids.retain(|p, _| peers.contains(p));
         for &p in &peers {
             self.pids
@@ -110,6 +116,34 @@ impl Inner {
                 .map(|((&p, _), _)| p),
         );
         out
+    }
+
+    /// The ends with data now (one load or two each): the spin's look between full ones.
+    pub(super) fn with_data(&self) -> Vec<Ready> {
+        let mut out = Vec::new();
+        for (i, e) in self.entries.iter().enumerate() {
+            if let Some(Entry::End { src, .. }) = e {
+                if src.has_data() {
+                    out.push(Ready {
+                        key: Key(i),
+                        error: None,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// The peer processes the ends name now (0s left out; repeats possible).
+    pub(super) fn peer_pids(&self) -> Vec<u32> {
+        let mut peers = Vec::new();
+        for e in self.entries.iter().flatten() {
+            if let Entry::End { src, .. } = e {
+                src.peers(&mut peers);
+            }
+        }
+        peers.retain(|&p| p != 0);
+        peers
     }
 
     /// Every ready attachment now. `consume`: the caller takes them (an interval moves to
@@ -153,10 +187,24 @@ impl Inner {
         out
     }
 
-    /// How long a sleep may last: a slice, and no later than the next timer.
+    /// Whether the liveness checks are due (every `PEER_CHECK`): the spin and the wake-ups
+    /// skip them in between (the looker runs them every slice while the set sleeps).
+    pub(super) fn peers_due(&mut self) -> bool {
+        let now = Instant::now();
+        if self
+            .last_peers
+            .is_some_and(|t| now.duration_since(t) < PEER_CHECK)
+        {
+            return false;
+        }
+        self.last_peers = Some(now);
+        true
+    }
+
+    /// How long a sleep may last: the idle bound, and no later than the next timer.
     fn limit(&self, cap: Duration) -> Duration {
         let now = Instant::now();
-        let mut limit = cap.min(SLICE);
+        let mut limit = cap.min(IDLE);
         for e in self.entries.iter().flatten() {
             let due = match e {
                 Entry::End { src, .. } => src.limit(),
@@ -224,11 +272,17 @@ pub(super) fn sleep<'a>(
     let Some(mut words) = g.arm() else { return g };
     words.push(FutexWaitv::private(&shared.ctl, ctl));
     drop(g);
+    // Relaxed: a count the looker reads to know whether to look; the wake makes a parked
+    // looker read it again.
+    if shared.sleepers.fetch_add(1, Ordering::Relaxed) == 0 {
+        futex::wake_private(&shared.sleepers);
+    }
     // SAFETY: every shared word lies in the mapping of a source the set holds; a source
     // detached meanwhile was disarmed and dropped, and a word of memory unmapped under a
     // sleeping futex_waitv only ends or prolongs that sleep (the kernel keyed the wait
     // when it began); the private word lives in `shared`, which outlives the call.
     let timed_out = unsafe { futex::wait_any_for(&words, limit) };
+    shared.sleepers.fetch_sub(1, Ordering::Relaxed);
     let mut g = shared.lock();
     g.disarm();
     g.stats.sleeps += 1;

@@ -64,13 +64,14 @@ fn run(shared: &Shared, fd: &OwnedFd) {
             return;
         }
         let mut g = shared.lock();
-        if !g.collect(false, true).is_empty() {
+        let peers = g.peers_due();
+        if !g.collect(false, peers).is_empty() {
             drop(g);
             sys::eventfd_signal(fd.as_fd());
             futex::wait_private(&shared.ctl, ctl, SLICE);
             continue;
         }
-        g = sleep(shared, g, SLICE, ctl);
+        g = sleep(shared, g, super::state::IDLE, ctl);
         drop(g);
     }
 }
