@@ -1,44 +1,30 @@
 #!/usr/bin/env bash
 # Issue 33's figures in one run, rounds interleaved, every line with the CPU model:
 #  * the event round trip between two processes: ours with both sides sleeping
-#    (`--spin-us 0`), ours with the default spin-then-sleep, a bare futex word (both
-#    sides in FUTEX_WAIT: the kernel's floor), and iceoryx2 0.10's event service
-#    (`benches/iceoryx2`, built here on demand: the workspace never builds iceoryx2);
+#    (`--spin-us 0`), a bare futex word (both sides in FUTEX_WAIT: the kernel's floor)
+#    and iceoryx2 0.10's event service (`benches/iceoryx2`, built here on demand: the
+#    workspace never builds iceoryx2), each with an untimed 300 µs pause before every
+#    round so the answering side is asleep when it begins; and ours with the default
+#    spin-then-sleep, back to back;
 #  * a wait set over 64 subscribers, one publishing at a time, against waiting on that
 #    one subscriber alone and against the set's fd in epoll (busy-poll spin 50 µs, and
 #    sleeping with an untimed 300 µs pause before each round);
 #  * the CPU an idle wait set over 100 ends uses in 10 s (once).
 # Prints one JSON object per run, then medians and same-run ratios.
 #
-#   bash benches/events.sh [ROUNDS]      (default 5; ROUND_TRIPS=5000)
+#   bash benches/events.sh [ROUNDS]      (default 5; ROUND_TRIPS=3000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-5}
-n=${ROUND_TRIPS:-5000}
-cargo build --release -q -p shm-demo
-(cd benches/iceoryx2 && CARGO_TARGET_DIR=../../target/iceoryx2 cargo build --release -q)
-demo=target/release/shm-demo
-ice=target/iceoryx2/release/icebench
-out=$(mktemp)
-# iceoryx2 keeps a node-management file in /dev/shm and state in /tmp/iceoryx2: remove
-# what this run added, so a benchmark leaves nothing behind.
-shm_before=$(ls /dev/shm)
-had_tmp=$([ -e /tmp/iceoryx2 ] && echo yes || echo no)
-cleanup() {
-    rm -f "$out"
-    for f in /dev/shm/iox2_*; do
-        if [ -e "$f" ] && ! grep -qxF "$(basename "$f")" <<<"$shm_before"; then rm -f "$f"; fi
-    done
-    if [ "$had_tmp" = no ]; then rm -rf /tmp/iceoryx2; fi
-}
-trap cleanup EXIT
+n=${ROUND_TRIPS:-3000}
+source benches/iceoryx2/prepare.sh
 for round in $(seq 1 "$rounds"); do
     for run in ours_sleep ours_spin floor iceoryx2 set_spin set_sleep; do
         case $run in
-            ours_sleep) line=$("$demo" --backend anon event --round-trips "$n" --spin-us 0 --json) ;;
+            ours_sleep) line=$("$demo" --backend anon event --round-trips "$n" --spin-us 0 --gap-us 300 --json) ;;
             ours_spin) line=$("$demo" --backend anon event --round-trips "$n" --json) ;;
-            floor) line=$("$demo" --backend floor event --round-trips "$n" --json) ;;
-            iceoryx2) line=$(IOX2_LOG_LEVEL=error "$ice" event "$n" 2>/dev/null | tail -1) ;;
+            floor) line=$("$demo" --backend floor event --round-trips "$n" --gap-us 300 --json) ;;
+            iceoryx2) line=$(IOX2_LOG_LEVEL=error "$ice" event "$n" 300 2>/dev/null | tail -1) ;;
             set_spin) line=$("$demo" --backend anon waitset --round-trips "$n" --subscribers 64 --json) ;;
             set_sleep) line=$("$demo" --backend anon waitset --round-trips $((n / 2)) --subscribers 64 --spin-us 0 --json) ;;
         esac

@@ -13,23 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-5}
 n=${MESSAGES:-4000000}
-cargo build --release -q -p shm-demo
-(cd benches/iceoryx2 && CARGO_TARGET_DIR=../../target/iceoryx2 cargo build --release -q)
-demo=target/release/shm-demo
-ice=target/iceoryx2/release/icebench
-out=$(mktemp)
-# iceoryx2 keeps a node-management file in /dev/shm and state in /tmp/iceoryx2: remove
-# what this run added, so a benchmark leaves nothing behind.
-shm_before=$(ls /dev/shm)
-had_tmp=$([ -e /tmp/iceoryx2 ] && echo yes || echo no)
-cleanup() {
-    rm -f "$out"
-    for f in /dev/shm/iox2_*; do
-        if [ -e "$f" ] && ! grep -qxF "$(basename "$f")" <<<"$shm_before"; then rm -f "$f"; fi
-    done
-    if [ "$had_tmp" = no ]; then rm -rf /tmp/iceoryx2; fi
-}
-trap cleanup EXIT
+source benches/iceoryx2/prepare.sh
 for round in $(seq 1 "$rounds"); do
     for run in ours iceoryx2 lossy1 lossy4; do
         case $run in

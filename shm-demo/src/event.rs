@@ -67,8 +67,9 @@ pub struct Args {
     /// How long the listener spins before it sleeps, in µs (default 50, as every end).
     #[arg(long, default_value_t = 50)]
     spin_us: u64,
-    /// A pause in each notifier between two notifies, in µs: with a gap longer than the
-    /// spin, the listener is asleep when each notify comes (a futex wake-up each time).
+    /// A pause in each notifier between two notifies (with `--round-trips`: before each
+    /// round, untimed), in µs: with a gap longer than the spin, the listener is asleep
+    /// when each notify comes (a futex wake-up each time).
     #[arg(long, default_value_t = 0)]
     gap_us: u64,
     /// Instead: this many round trips between two processes over two events (each side
@@ -88,7 +89,7 @@ impl Args {
                     "event --round-trips needs --backend: posix, anon, memfd (all run forked on anon memory) or floor",
                 ));
             }
-            return round_trips(ctx, n, self.spin_us, floor);
+            return round_trips(ctx, n, self.spin_us, self.gap_us, floor);
         }
         let backend = ctx.require_shm("event needs --backend: posix, anon or memfd")?;
         if !(1..=64).contains(&self.notifiers) {
@@ -196,12 +197,13 @@ impl Args {
 
 /// Round trips between two forked processes: over two events (`floor`: a bare futex
 /// word), each side sleeping (or spinning `spin_us` first). Prints p50/p99.
-fn round_trips(ctx: Ctx, n: u64, spin_us: u64, floor: bool) -> Result<()> {
+fn round_trips(ctx: Ctx, n: u64, spin_us: u64, gap_us: u64, floor: bool) -> Result<()> {
     let total = crate::measure::warmup(n) + n;
+    let gap = Duration::from_micros(gap_us);
     let hist = if floor {
-        futex_round_trips(total, n)?
+        futex_round_trips(total, n, gap)?
     } else {
-        event_round_trips(total, n, spin_us)?
+        event_round_trips(total, n, spin_us, gap)?
     };
     let (p50, p99) = (hist.value_at_quantile(0.5), hist.value_at_quantile(0.99));
     let what = if floor {
@@ -213,7 +215,8 @@ fn round_trips(ctx: Ctx, n: u64, spin_us: u64, floor: bool) -> Result<()> {
         .str("backend", if floor { "floor" } else { "anon" })
         .str("mode", "round_trip")
         .num("round_trips", n)
-        .num("spin_us", spin_us)
+        .num("spin_us", if floor { 0 } else { spin_us })
+        .num("gap_us", gap_us)
         .num("p50_ns", p50)
         .num("p99_ns", p99);
     let text = |verdict: &str| {
@@ -226,7 +229,12 @@ fn round_trips(ctx: Ctx, n: u64, spin_us: u64, floor: bool) -> Result<()> {
     crate::util::conclude(ctx.json, line, text, None)
 }
 
-fn event_round_trips(total: u64, n: u64, spin_us: u64) -> Result<hdrhistogram::Histogram<u64>> {
+fn event_round_trips(
+    total: u64,
+    n: u64,
+    spin_us: u64,
+    gap: Duration,
+) -> Result<hdrhistogram::Histogram<u64>> {
     let opts = EventOptions::new().max_ids(1).max_notifiers(1);
     let len = opts.segment_len()?;
     let ping = Event::create(host::create(host::Backend::Anon, len)?, &opts)?;
@@ -258,6 +266,7 @@ fn event_round_trips(total: u64, n: u64, spin_us: u64) -> Result<hdrhistogram::H
     let mut go = ping.notifier()?;
     let mut hist = histogram();
     for i in 0..total {
+        pause(gap);
         let t = Instant::now();
         go.notify(0)?;
         back.wait_timeout(TAKE_TIMEOUT)?;
@@ -271,7 +280,7 @@ fn event_round_trips(total: u64, n: u64, spin_us: u64) -> Result<hdrhistogram::H
 
 /// The kernel's floor: one word, each side FUTEX_WAITs for its turn and FUTEX_WAKEs the
 /// other (no spin, no library).
-fn futex_round_trips(total: u64, n: u64) -> Result<hdrhistogram::Histogram<u64>> {
+fn futex_round_trips(total: u64, n: u64, gap: Duration) -> Result<hdrhistogram::Histogram<u64>> {
     let mem = host::create(host::Backend::Anon, 4096)?;
     let seg = shm_core::Segment::create(mem, &[0u64; 8])?;
     let word = seg.raw().atomic_u64(0)?;
@@ -291,6 +300,7 @@ fn futex_round_trips(total: u64, n: u64) -> Result<hdrhistogram::Histogram<u64>>
     }?;
     let mut hist = histogram();
     for i in 0..total {
+        pause(gap);
         let t = Instant::now();
         set(addr, 2 * i + 1);
         if !turn(addr, 2 * i + 2) {
@@ -303,6 +313,14 @@ fn futex_round_trips(total: u64, n: u64) -> Result<hdrhistogram::Histogram<u64>>
     crate::util::parse_peer_line(&peer.finish()?)?;
     drop(seg);
     Ok(hist)
+}
+
+/// The untimed pause before a round (`--gap-us`): long enough, the other side is asleep
+/// when the round begins.
+fn pause(gap: Duration) {
+    if !gap.is_zero() {
+        std::thread::sleep(gap);
+    }
 }
 
 /// The low 4 bytes of the 8-byte word at `addr` (little-endian: the futex word).

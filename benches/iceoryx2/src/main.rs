@@ -27,9 +27,9 @@ fn service(node: &Node<ipc::Service>, name: &str, subs: usize, buf: usize) -> Fa
         .expect("service")
 }
 
-/// The event service's round trip (`icebench event ROUND_TRIPS`): two processes, two
-/// event services; each side notifies, then blocks in `blocking_wait_one` for the other's
-/// notify. Prints p50/p99 of the last ROUND_TRIPS (after as many warm-up rounds, at
+/// The event service's round trip (`icebench event ROUND_TRIPS [GAP_US]`): two
+/// processes, two event services; each side notifies, then blocks in `blocking_wait` for
+/// the other's notify (GAP_US: an untimed pause before each round). Prints p50/p99 of the last ROUND_TRIPS (after as many warm-up rounds, at
 /// least 1,000) as one JSON line.
 fn event_round_trips(node: &Node<ipc::Service>, args: &[String]) {
     let event = |name: &str| {
@@ -53,6 +53,8 @@ fn event_round_trips(node: &Node<ipc::Service>, args: &[String]) {
         return;
     }
     let n: u64 = args[2].parse().expect("ROUND_TRIPS");
+    // An untimed pause before each round (so the other side is asleep when it begins).
+    let gap = std::time::Duration::from_micros(args.get(3).map_or(0, |g| g.parse().expect("GAP_US")));
     let total = (n / 10).max(1000) + n;
     let name = format!("shmbench/event/{}", std::process::id());
     let ping = event(&format!("{name}/ping"));
@@ -70,6 +72,9 @@ fn event_round_trips(node: &Node<ipc::Service>, args: &[String]) {
     let notifier = ping.notifier_builder().create().expect("notifier");
     let mut times = Vec::with_capacity(n as usize);
     for i in 0..total {
+        if !gap.is_zero() {
+            std::thread::sleep(gap);
+        }
         let t = Instant::now();
         notifier.notify().expect("notify");
         while listener.blocking_wait(|_| {}).expect("wait") == 0 {}

@@ -7,6 +7,7 @@ use super::segment::Event;
 use crate::format::error::{Error, NotifyError};
 use crate::format::memory::SharedMemory;
 use crate::os::proc::{self, Liveness};
+use crate::os::sys;
 use crate::protocol::sync::{fence, Ordering};
 use crate::wait::{Owner, PEER_CHECK};
 
@@ -28,6 +29,7 @@ impl<M: SharedMemory> Event<M> {
                     line: i,
                     owner: Owner::current(),
                     next_check: None,
+                    watched: None,
                 });
             }
         }
@@ -48,6 +50,9 @@ pub struct Notifier<M: SharedMemory> {
     owner: Owner,
     /// When the listener's liveness is due to be checked again.
     next_check: Option<Instant>,
+    /// The listener pid last checked and its pidfd (a check is then one `poll`, not the
+    /// three calls of opening one each time).
+    watched: Option<(u32, std::os::fd::OwnedFd)>,
 }
 
 impl<M: SharedMemory> Notifier<M> {
@@ -126,7 +131,22 @@ impl<M: SharedMemory> Notifier<M> {
         self.next_check = Some(now + PEER_CHECK);
         // Acquire: as above.
         let pid = w.holder.get().load(Ordering::Acquire);
-        if proc::liveness(pid) == Liveness::Dead {
+        if pid == 0 || pid == self.owner.pid() {
+            return Ok(());
+        }
+        if self.watched.as_ref().is_none_or(|(p, _)| *p != pid) {
+            self.watched = match sys::pidfd_open(pid) {
+                Ok(fd) => Some((pid, fd)),
+                // No such process, or no pidfds: the slow check says which.
+                Err(_) => None,
+            };
+        }
+        let dead = match &self.watched {
+            // A pidfd is readable once its process has exited (zombie included).
+            Some((_, fd)) => sys::readable_now(&[std::os::fd::AsFd::as_fd(fd)])[0],
+            None => proc::liveness(pid) == Liveness::Dead,
+        };
+        if dead {
             // A listener that closed and exited at once: its stores are all visible now.
             if closed() {
                 return Err(Error::Closed);

@@ -261,8 +261,18 @@ impl WaitSet {
             let ctl = self.shared.ctl.load(Ordering::Acquire);
             let g = self.shared.lock();
             drop(sleep(&self.shared, g, left, ctl));
-            let out = self.look(true);
+            // Woken: the ends with data first (a load or two each); the full look (timers,
+            // closes, deaths, truncation) when none has any. An end with an error is
+            // reported at the next full look, at the latest the next wait's first.
+            let mut out = self.shared.lock().with_data();
+            if out.is_empty() {
+                out = self.look(true);
+            }
             if !out.is_empty() {
+                if let Some(w) = &self.watcher {
+                    w.clear();
+                    self.shared.poke();
+                }
                 return Ok(out);
             }
         }

@@ -95,7 +95,7 @@ impl Inner {
     /// The dead among the peers of every end (opens pidfds for new peers, drops those
     /// no end names any more, and polls them all in one call).
     fn dead_peers(&mut self) -> Vec<u32> {
-        let peers = self.peer_pids();
+        let peers: std::collections::HashSet<u32> = self.peer_pids().into_iter().collect();
         self.pids.retain(|p, _| peers.contains(p));
         for &p in &peers {
             self.pids
