@@ -585,3 +585,110 @@ where
     let status = other.join();
     assert_eq!(status, if forked { -libc::SIGKILL } else { 0 });
 }
+
+/// A hostile notifier process floods a listener that a wait set watches, beside a
+/// channel carrying honest traffic: for 300 ms it notifies ids as fast as it can and
+/// scribbles the event's words (every bit of the bitmap set, the sleepers count zeroed so
+/// notifies skip the wake, the futex word bumped). Every wait stays bounded, no id at or
+/// above `max_ids` is delivered, the channel's 2,000 messages all arrive in order, and
+/// once the flood stops a fresh notifier's id reaches the listener through the set.
+pub fn event_flood_across_processes<B: Backend>(b: &mut B)
+where
+    B::Mem: Sync,
+{
+    use crate::event::{Event, EventOptions};
+    use crate::waitset::WaitSet;
+    use std::time::Instant;
+    const P: usize = crate::format::layout::PAYLOAD_OFFSET;
+    const N: u64 = 2000;
+    let eopts = EventOptions::new().max_ids(40).max_notifiers(4);
+    let ev = Event::create(
+        b.create(eopts.segment_len().expect("fits") as usize),
+        &eopts,
+    )
+    .expect("event");
+    let copts = ChannelOptions::new().capacity(4096);
+    let chan = Channel::create(
+        b.create(copts.segment_len().expect("fits") as usize),
+        &copts,
+    )
+    .expect("channel");
+    let (ev_view, chan_view) = (b.reopen(ev.raw().memory()), b.reopen(chan.raw().memory()));
+    let mut listener = ev.listener().expect("listener");
+    let mut rx = chan.receiver(0).expect("receiver");
+    let mut set = WaitSet::new();
+    let (kl, kc) = (
+        set.attach(&listener).expect("attach"),
+        set.attach(&rx).expect("attach"),
+    );
+    let forked = b.shared_across_fork();
+    let flood = Other::start(forked, move || {
+        let Ok(event) = Event::attach_with(ev_view, &super::quick()) else {
+            return 2;
+        };
+        let Ok(mut n) = event.notifier() else {
+            return 3;
+        };
+        let mem = event.raw().memory();
+        let start = Instant::now();
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        while start.elapsed() < Duration::from_millis(300) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let _ = n.notify(x % 40);
+            super::poke(mem, P + 128, &u64::MAX.to_ne_bytes()); // every bit, past max_ids too
+            super::poke(mem, P + 68, &0u32.to_ne_bytes()); // sleepers: notifies skip the wake
+            super::poke(mem, P + 72, &((x >> 32) as u32).to_ne_bytes()); // the futex word
+        }
+        0
+    });
+    let sender = std::thread::spawn(move || {
+        let mut tx = Channel::attach(chan_view)
+            .and_then(|c| c.sender(0))
+            .expect("sender");
+        for i in 0..N {
+            tx.send_timeout(&i.to_le_bytes(), BOUND).expect("send");
+            if i % 100 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    });
+    let (mut got, mut buf) = (0u64, Vec::new());
+    let start = Instant::now();
+    while got < N {
+        assert!(
+            start.elapsed() < BOUND,
+            "the channel stalled at {got} under the flood"
+        );
+        let ready = set.wait_timeout(BOUND).expect("bounded");
+        for r in ready {
+            if r.key == kl {
+                if let Ok(ids) = listener.try_wait() {
+                    assert!(ids.iter().all(|id| id < 40), "an id past max_ids: {ids:?}");
+                }
+            } else {
+                assert_eq!(r.key, kc);
+                while let Ok(n) = rx.try_recv_into(&mut buf) {
+                    assert_eq!(buf[..n], got.to_le_bytes(), "message {got}");
+                    got += 1;
+                }
+            }
+        }
+    }
+    sender.join().expect("the sender thread panicked");
+    assert_eq!(flood.join(), 0);
+    // The flood is over: drain what it left, then an honest notify gets through.
+    while listener.try_wait().is_ok() {}
+    let mut n = ev.notifier().expect("a notifier after the flood");
+    n.notify(7).expect("notify");
+    let start = Instant::now();
+    loop {
+        assert!(start.elapsed() < BOUND, "the listener did not recover");
+        let ready = set.wait_timeout(BOUND).expect("bounded");
+        if ready.iter().any(|r| r.key == kl) && listener.try_wait().is_ok_and(|ids| ids.contains(7))
+        {
+            break;
+        }
+    }
+}

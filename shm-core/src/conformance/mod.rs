@@ -21,7 +21,8 @@ mod families;
 mod hostile;
 pub use families::{
     broadcast_across_handles, broadcast_across_processes, channel_across_processes,
-    channel_peer_death_across_processes, event_across_processes, waitset_across_processes,
+    channel_peer_death_across_processes, event_across_processes, event_flood_across_processes,
+    waitset_across_processes,
 };
 pub use hostile::{
     hostile_broadcast_words, hostile_channel_words, hostile_event_words, hostile_seqlock_words,
@@ -57,7 +58,7 @@ macro_rules! conformance_tests {
             broadcast_across_handles, broadcast_across_processes, channel_across_processes,
             channel_peer_death_across_processes, hostile_broadcast_words,
             hostile_channel_words, hostile_seqlock_words, hostile_event_words,
-            event_across_processes, waitset_across_processes);
+            event_across_processes, waitset_across_processes, event_flood_across_processes);
     };
     (@each $backend:expr; $($name:ident),*) => {$(
         #[test]
