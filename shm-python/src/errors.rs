@@ -2,78 +2,85 @@
 
 use crate::*;
 
-create_exception!(_shm, Error, PyException, "Every error of the shm package.");
-create_exception!(_shm, Timeout, Error, "A wait ran out of time.");
-create_exception!(_shm, Closed, Error, "The other side closed cleanly.");
+create_exception!(shm, Error, PyException, "Every error of the shm package.");
+create_exception!(shm, Timeout, Error, "A wait ran out of time.");
+create_exception!(shm, Closed, Error, "The other side closed cleanly.");
 create_exception!(
-    _shm,
+    shm,
     PeerDied,
     Error,
-    "The other side's process died without closing."
+    "The other side's process died without closing (`pid`: its pid)."
 );
 create_exception!(
-    _shm,
+    shm,
     Lagged,
     Error,
-    "A broadcast subscriber fell behind: args[1] messages are gone."
+    "A broadcast subscriber fell behind: `missed` messages are gone."
 );
 create_exception!(
-    _shm,
+    shm,
     UpstreamLost,
     Error,
     "An imported broadcast's exporter is gone for now; messages resume when it returns."
 );
 create_exception!(
-    _shm,
+    shm,
     Evicted,
     Error,
     "The reliable publisher evicted this subscriber."
 );
 create_exception!(
-    _shm,
+    shm,
     SchemaMismatch,
     Error,
     "The segment holds another record type."
 );
-create_exception!(_shm, ReadOnly, Error, "The mapping is read-only.");
+create_exception!(shm, ReadOnly, Error, "The mapping is read-only.");
+create_exception!(shm, Truncated, Error, "The segment was truncated under us.");
 create_exception!(
-    _shm,
-    Truncated,
-    Error,
-    "The segment was truncated under us."
-);
-create_exception!(
-    _shm,
+    shm,
     Corrupt,
     Error,
     "A peer wrote a value no honest peer writes."
 );
-create_exception!(_shm, Full, Error, "No room now (a try call).");
+create_exception!(shm, Full, Error, "No room now (a try call).");
 create_exception!(
-    _shm,
+    shm,
     NotFound,
     Error,
     "No segment or server by that name or path."
 );
 create_exception!(
-    _shm,
+    shm,
     AlreadyExists,
     Error,
     "A segment by that name exists already."
 );
 create_exception!(
-    _shm,
+    shm,
     PermissionDenied,
     Error,
     "Not ours to open: another user's, a mode other than 0600, or a peer of another user."
 );
 create_exception!(
-    _shm,
+    shm,
     NoSpace,
     Error,
     "No room for the segment in /dev/shm (a tmpfs)."
 );
-create_exception!(_shm, Empty, Error, "No message now (a try call).");
+create_exception!(shm, Empty, Error, "No message now (a try call).");
+
+/// An exception of type `T` whose one argument is `msg` (so `str()` is the message and
+/// it pickles as any exception), with the named attribute `key` set to `value` (kept
+/// through a pickle round trip: `BaseException.__reduce__` carries the instance dict).
+fn with_attr<T: pyo3::PyTypeInfo>(msg: String, key: &str, value: u64) -> PyErr {
+    Python::with_gil(|py| {
+        let e = PyErr::from_type(py.get_type::<T>(), (msg,));
+        // Setting an attribute on a fresh exception instance cannot fail but for memory.
+        let _ = e.value(py).setattr(key, value);
+        e
+    })
+}
 
 /// The Python exception for a library error (its text is the library's).
 pub(crate) fn err(e: impl Into<CoreError>) -> PyErr {
@@ -82,8 +89,8 @@ pub(crate) fn err(e: impl Into<CoreError>) -> PyErr {
     match e {
         CoreError::Timeout { .. } => Timeout::new_err(msg),
         CoreError::Closed => Closed::new_err(msg),
-        CoreError::PeerDied { pid } => PeerDied::new_err((msg, pid)),
-        CoreError::Lagged { missed } => Lagged::new_err((msg, missed)),
+        CoreError::PeerDied { pid } => with_attr::<PeerDied>(msg, "pid", pid.into()),
+        CoreError::Lagged { missed } => with_attr::<Lagged>(msg, "missed", missed),
         CoreError::Evicted { .. } => Evicted::new_err(msg),
         CoreError::UpstreamLost => UpstreamLost::new_err(msg),
         CoreError::SchemaMismatch { .. } => SchemaMismatch::new_err(msg),

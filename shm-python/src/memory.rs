@@ -159,11 +159,15 @@ impl Memory {
     }
 
     fn __repr__(&self) -> String {
+        // As Python writes its values: a quoted name or None.
+        let name = match &self.name {
+            Some(n) => format!("'{}'", n.replace('\\', "\\\\").replace('\'', "\\'")),
+            None => "None".to_owned(),
+        };
         format!(
-            "Memory(backend={:?}, len={}, name={:?}{})",
+            "Memory(backend='{}', len={}, name={name}{})",
             self.backend,
             self.len,
-            self.name,
             if self.mem.is_none() { ", taken" } else { "" }
         )
     }

@@ -175,7 +175,7 @@ def test_broadcast_lossy_lagged_and_read_only_memfd_subscriber():
         pub.publish(i.to_bytes(8, "little"))
     with pytest.raises(shm.Lagged) as e:
         sub.recv(timeout=5)
-    missed = e.value.args[1]
+    missed = e.value.missed
     assert missed > 0
     k, data = sub.recv(timeout=5)
     assert int.from_bytes(data, "little") == k
@@ -247,7 +247,7 @@ def test_a_sigkilled_python_peer_is_peer_died():
     p.send_signal(signal.SIGKILL)  # not reaped yet: a zombie is dead too
     with pytest.raises(shm.PeerDied) as e:
         rx.recv(timeout=30)
-    assert e.value.args[1] == p.pid
+    assert e.value.pid == p.pid
     p.wait()
 
 
@@ -673,7 +673,7 @@ def test_events_between_python_processes_and_a_killed_notifier():
         assert listener.wait(timeout=30) == {63}
         with pytest.raises(shm.PeerDied) as e:
             listener.wait(timeout=30)
-        assert e.value.args[1] == p.pid
+        assert e.value.pid == p.pid
         p.wait(timeout=30)
         assert p.returncode == -signal.SIGKILL
         assert listener.wait(timeout=0.05) == set()  # reported once
@@ -787,3 +787,51 @@ def test_waitset_fileno_with_selectors_and_asyncio():
         with pytest.raises(OSError):
             os.fstat(fd)
         event.close()
+
+
+def _raise_timeout(_):
+    raise shm.Timeout("timed out after 0.100 s")
+
+
+def test_exceptions_live_in_shm_pickle_and_say_their_message():
+    import multiprocessing
+    import pickle
+
+    for name in ["Error", "Timeout", "Closed", "PeerDied", "Lagged", "UpstreamLost",
+                 "Evicted", "SchemaMismatch", "ReadOnly", "Truncated", "Corrupt", "Full",
+                 "Empty", "NotFound", "AlreadyExists", "PermissionDenied", "NoSpace"]:
+        cls = getattr(shm, name)
+        assert cls.__module__ == "shm", (name, cls.__module__)
+        e = pickle.loads(pickle.dumps(cls("why")))
+        assert type(e) is cls and str(e) == "why", name
+    # A real PeerDied: its message is its str(), its pid a named attribute that a pickle
+    # round trip keeps.
+    mem = shm.anon_create(shm.Channel.segment_len(4096))
+    ch = shm.Channel.create(mem, capacity=4096)
+    rx = ch.receiver()
+    pid = os.fork()
+    if pid == 0:
+        tx = ch.sender()  # held: the process dies with the end open
+        os.kill(os.getpid(), signal.SIGKILL)
+        print(tx)
+    os.waitpid(pid, 0)
+    with pytest.raises(shm.PeerDied) as e:
+        rx.recv(timeout=10)
+    assert e.value.pid == pid
+    assert str(e.value) == e.value.args[0] and str(pid) in str(e.value)
+    back = pickle.loads(pickle.dumps(e.value))
+    assert (type(back), back.pid, str(back)) == (shm.PeerDied, pid, str(e.value))
+    # Raised in a Pool worker, it reaches the parent as itself.
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        with pytest.raises(shm.Timeout, match="timed out"):
+            pool.map(_raise_timeout, [1])
+    # Tracebacks name it shm.Timeout.
+    assert f"{shm.Timeout.__module__}.{shm.Timeout.__qualname__}" == "shm.Timeout"
+
+
+def test_memory_repr_reads_as_python():
+    name = unique("/shm-py-repr")
+    with shm.posix_create(name, 4096) as m:
+        assert repr(m) == f"Memory(backend='posix', len=4096, name='{name}')"
+    a = shm.anon_create(4096)
+    assert repr(a) == "Memory(backend='anon', len=4096, name=None)"

@@ -72,9 +72,9 @@ anon_create = Memory.anon_create
 
 __all__ = [
     "AlreadyExists", "NoSpace", "NotFound", "PermissionDenied",
-    "Broadcast", "Channel", "Closed", "Corrupt", "Empty", "Error", "Evicted", "Full",
-    "Lagged", "Memory", "PeerDied", "Publisher", "ReadOnly", "Receiver", "Reservation", "SchemaMismatch",
-    "Segment", "SeqLock", "Sender", "Subscriber", "Timeout", "Truncated", "UpstreamLost", "anon_create",
+    "Broadcast", "Channel", "Closed", "Corrupt", "Empty", "Error", "Event", "Evicted", "Full",
+    "Lagged", "Listener", "Memory", "Notifier", "PeerDied", "Publisher", "ReadOnly", "Receiver", "Reservation", "SchemaMismatch",
+    "Segment", "SeqLock", "Sender", "Subscriber", "Timeout", "Truncated", "UpstreamLost", "WaitSet", "anon_create",
     "memfd_connect", "memfd_create", "posix_create", "posix_open",
 ]
 
