@@ -150,7 +150,15 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure { what, hint, usage }) => {
+        Err(f) => {
+            if ctx.json && !f.reported {
+                // A script reading one JSON object per line gets the failure as one too
+                // (the text still goes to stderr, and the exit status says it failed).
+                println!("{}", util::error_line(&f));
+            }
+            let Failure {
+                what, hint, usage, ..
+            } = f;
             eprintln!("error: {what}");
             if let Some(hint) = hint {
                 eprintln!("hint: {hint}");

@@ -11,6 +11,9 @@ pub struct Failure {
     pub hint: Option<String>,
     /// A command line the demo cannot run (exit status 2), not a run that failed (1).
     pub usage: bool,
+    /// Its JSON line was printed already (a verifying command's result with its
+    /// `problem`): `main` does not print an `{"error": ...}` line after it.
+    pub reported: bool,
 }
 
 impl Failure {
@@ -19,6 +22,7 @@ impl Failure {
             what: what.to_string(),
             hint: None,
             usage: false,
+            reported: false,
         }
     }
     /// A command line the demo cannot run.
@@ -409,7 +413,10 @@ pub fn conclude(
     }
     match problem {
         None => Ok(()),
-        Some(p) => Err(Failure::new(p)),
+        Some(p) => Err(Failure {
+            reported: json,
+            ..Failure::new(p)
+        }),
     }
 }
 

@@ -961,3 +961,26 @@ fn event_and_waitset_json_on_every_backend() {
         }
     }
 }
+
+/// With `--json`, a failure is a JSON object on stdout too (a script reading one object
+/// per line never gets plain text), besides the text on stderr and the exit status.
+#[test]
+fn json_failures_are_json() {
+    let missing = unique_name("/shm-demo-nosuch");
+    for args in [
+        vec!["inspect", missing.as_str(), "--json"],
+        vec!["--json", "hz", missing.as_str(), "--seconds", "1"],
+        vec!["--backend", "unix", "event", "--json"],
+    ] {
+        let out = demo(&args);
+        assert!(!out.status.success(), "{args:?}");
+        let text = stdout(&out);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {text}");
+        assert!(
+            lines[0].starts_with("{\"error\":\"") && lines[0].ends_with("\"}"),
+            "{args:?}: {text}"
+        );
+        assert!(stderr(&out).contains("error:"), "{args:?}");
+    }
+}

@@ -66,7 +66,7 @@ impl Broadcast {
     ) -> PyResult<u64> {
         bopts(slots, max_message, lossy, max_subscribers, evict_timeout)?
             .segment_len()
-            .map_err(err)
+            .map_err(size_err)
     }
 
     /// Attaches to a broadcast segment (read-only memory makes a lossy read-only

@@ -35,7 +35,7 @@ impl Channel {
             .rings(rings)
             .capacity(capacity)
             .segment_len()
-            .map_err(err)
+            .map_err(size_err)
     }
 
     /// Attaches to a channel segment, validating it.

@@ -103,6 +103,15 @@ pub(crate) fn err(e: impl Into<CoreError>) -> PyErr {
     }
 }
 
+/// [`err`] for a call whose only arguments are sizes and options (`segment_len`): an
+/// option the layout cannot have is a `ValueError`, as Python says a bad argument.
+pub(crate) fn size_err(e: impl Into<CoreError>) -> PyErr {
+    match e.into() {
+        e @ CoreError::InvalidOption { .. } => PyValueError::new_err(e.to_string()),
+        e => err(e),
+    }
+}
+
 pub(crate) fn closed_handle(what: &str) -> PyErr {
     Error::new_err(format!("this {what} was closed"))
 }

@@ -35,7 +35,9 @@ impl Event {
     #[staticmethod]
     #[pyo3(signature = (max_ids=64, max_notifiers=16))]
     fn segment_len(max_ids: u32, max_notifiers: u32) -> PyResult<u64> {
-        eopts(max_ids, max_notifiers).segment_len().map_err(err)
+        eopts(max_ids, max_notifiers)
+            .segment_len()
+            .map_err(size_err)
     }
 
     /// Attaches to an event segment, validating it.

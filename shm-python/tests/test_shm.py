@@ -709,6 +709,7 @@ def test_waitset_wait_returns_the_ready_objects():
                     seen_listener = True
         assert seen_listener
         finish(p)
+        listener.try_wait()  # the feeder's last notify, if it came after its last message
         # The sender closed: the receiver is ready, and its own call says why.
         assert ws.wait(timeout=30) == [rx]
         with pytest.raises(shm.Closed):
@@ -717,9 +718,23 @@ def test_waitset_wait_returns_the_ready_objects():
         assert len(ws) == 1
 
 
+def _set_threads():
+    """The names of this process's wait set threads (watcher, looker) now."""
+    names = []
+    for t in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{t}/comm") as f:
+                names.append(f.read().strip())
+        except FileNotFoundError:
+            pass
+    return sorted(n for n in names if n.startswith("shm-waitset"))
+
+
 def test_waitset_fileno_with_selectors_and_asyncio():
     import asyncio
     import selectors
+
+    before = _set_threads()
 
     chan, ev = unique("/shm-py-wfc"), unique("/shm-py-wfe")
     with shm.posix_create(chan, shm.Channel.segment_len(1 << 14)) as mc, \
@@ -771,19 +786,14 @@ def test_waitset_fileno_with_selectors_and_asyncio():
         asyncio.run(rest())
         assert got == 100
         finish(p)
-        def set_threads():
-            names = []
-            for t in os.listdir("/proc/self/task"):
-                try:
-                    with open(f"/proc/self/task/{t}/comm") as f:
-                        names.append(f.read().strip())
-                except FileNotFoundError:
-                    pass
-            return [n for n in names if n.startswith("shm-waitset")]
-
-        assert set_threads(), "the fd's watcher thread is not running"
-        del ws  # its threads end and the fd closes
-        assert set_threads() == []
+        threads = _set_threads()
+        assert len(threads) >= len(before) + 2, "the fd's watcher and looker are not running"
+        del ws  # its threads end (joined) and the fd closes
+        # A joined thread can linger in /proc for a moment after its join returned.
+        deadline = time.monotonic() + 5
+        while len(_set_threads()) > len(before) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _set_threads() == before
         with pytest.raises(OSError):
             os.fstat(fd)
         event.close()
@@ -835,3 +845,18 @@ def test_memory_repr_reads_as_python():
         assert repr(m) == f"Memory(backend='posix', len=4096, name='{name}')"
     a = shm.anon_create(4096)
     assert repr(a) == "Memory(backend='anon', len=4096, name=None)"
+
+
+def test_sizes_that_cannot_be_laid_out_are_value_errors():
+    # A capacity that is not a power of two used to be sized for, and Channel.create
+    # then quietly laid a 512-byte ring into the 1,000-byte request's memory.
+    for bad in [1000, 63, 0]:
+        with pytest.raises(ValueError, match="power of two"):
+            shm.Channel.segment_len(bad)
+    with pytest.raises(ValueError, match="1 or 2"):
+        shm.Channel.segment_len(4096, rings=3)
+    with pytest.raises(ValueError):
+        shm.Event.segment_len(max_ids=0)
+    with pytest.raises(ValueError):
+        shm.Event.segment_len(max_ids=4097)
+    assert shm.Channel.segment_len(1024) > 1024

@@ -99,8 +99,9 @@ impl ChannelOptions {
     ///
     /// # Errors
     /// [`Error::InvalidOption`] when no capacity is set (the default sizes the rings to
-    /// the segment it is given, so there is nothing to compute) or the size does not fit
-    /// in 64 bits.
+    /// the segment it is given, so there is nothing to compute), for a capacity that is
+    /// not a power of two of at least 64 or a ring count other than 1 or 2, or when the
+    /// size does not fit in 64 bits.
     ///
     /// # Examples
     /// ```
@@ -120,6 +121,22 @@ impl ChannelOptions {
                 expected: "a capacity set (ChannelOptions::capacity or for_messages) to size the segment for",
             });
         };
+        if !capacity.is_power_of_two() || capacity < MIN_CAPACITY {
+            // `create` refuses it too: sizing a segment for it would make `create` with
+            // no capacity quietly lay a smaller ring into the memory.
+            return Err(Error::InvalidOption {
+                option: "channel capacity",
+                found: capacity,
+                expected: "a power of two, at least 64",
+            });
+        }
+        if !(1..=2).contains(&self.rings) {
+            return Err(Error::InvalidOption {
+                option: "channel rings",
+                found: self.rings.into(),
+                expected: "1 or 2",
+            });
+        }
         payload_len(self.rings, capacity)
             .and_then(|p| p.checked_add(crate::format::layout::PAYLOAD_OFFSET as u64))
             .ok_or(too_large(capacity))
