@@ -70,7 +70,17 @@ fn listing_of_socket(path: &Path) -> Listing {
     }
 }
 
-/// "sender 12, receiver 13" / "publisher 12, 3 subscribers (4, 5, 6)".
+/// A peer's pid for the listing: as it is, or marked "(dead)".
+fn pid_mark(p: u32) -> String {
+    if alive(p) {
+        p.to_string()
+    } else {
+        format!("{p} (dead)")
+    }
+}
+
+/// "sender 12, receiver 13" / "publisher 12, 3 subscribers (4, 5, 6)"; a dead peer is
+/// marked "(dead)".
 fn peers_text(i: &Inspection) -> String {
     match &i.detail {
         Detail::Channel(rings) => rings
@@ -80,7 +90,7 @@ fn peers_text(i: &Inspection) -> String {
                     if p == 0 {
                         "-".to_owned()
                     } else {
-                        p.to_string()
+                        pid_mark(p)
                     }
                 };
                 format!(
@@ -97,14 +107,14 @@ fn peers_text(i: &Inspection) -> String {
                 .lines
                 .iter()
                 .filter(|l| l.state == "active")
-                .map(|l| l.pid.to_string())
+                .map(|l| pid_mark(l.pid))
                 .collect();
             format!(
                 "publisher {}, {} subscriber(s){}",
                 if b.publisher_pid == 0 {
                     "-".to_owned()
                 } else {
-                    b.publisher_pid.to_string()
+                    pid_mark(b.publisher_pid)
                 },
                 subs.len(),
                 if subs.is_empty() {
@@ -115,7 +125,7 @@ fn peers_text(i: &Inspection) -> String {
             )
         }
         Detail::SeqLock { writer_pid, .. } if *writer_pid != 0 => {
-            format!("writer {writer_pid}")
+            format!("writer {}", pid_mark(*writer_pid))
         }
         _ => String::new(),
     }
@@ -125,6 +135,16 @@ fn listing_json(l: &Listing) -> String {
     let i = l.inspection.as_ref();
     let peers: Vec<String> = i
         .map(|i| i.peers().iter().map(u32::to_string).collect())
+        .unwrap_or_default();
+    // Of those, the ones whose process is gone (zombies included).
+    let dead_peers: Vec<String> = i
+        .map(|i| {
+            i.peers()
+                .into_iter()
+                .filter(|&p| p != 0 && !alive(p))
+                .map(|p| p.to_string())
+                .collect()
+        })
         .unwrap_or_default();
     let creator = i.map_or(0, |i| i.creator_pid);
     Json::new()
@@ -138,6 +158,7 @@ fn listing_json(l: &Listing) -> String {
         .opt_str("reason", l.reason.as_deref())
         .bool("held", l.held)
         .raw("peers", &format!("[{}]", peers.join(",")))
+        .raw("dead_peers", &format!("[{}]", dead_peers.join(",")))
         .finish()
 }
 
@@ -236,15 +257,20 @@ pub fn inspect(name: Option<&str>, socket: Option<&Path>, json: bool) -> Result<
                 .unwrap_or_default()
         ),
         format!("schema      {}", schema.as_deref().unwrap_or("-")),
-        format!(
-            "creator     pid {} ({})",
-            i.creator_pid,
-            if alive(i.creator_pid) {
-                "alive"
-            } else {
-                "dead"
-            }
-        ),
+        if i.creator_pid == 0 {
+            // A foreign file, or a header not written yet: no creator recorded.
+            "creator     unknown (none recorded)".to_owned()
+        } else {
+            format!(
+                "creator     pid {} ({})",
+                i.creator_pid,
+                if alive(i.creator_pid) {
+                    "alive"
+                } else {
+                    "dead"
+                }
+            )
+        },
     ];
     match &i.detail {
         Detail::None => {}

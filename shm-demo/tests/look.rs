@@ -362,3 +362,52 @@ fn hz_counts_no_more_messages_than_the_producer_published() {
     unsafe { libc::kill(b.id() as i32, libc::SIGINT) };
     b.wait().unwrap();
 }
+
+/// A subscriber process killed with -9 is a dead peer: `ls` marks it "(dead)" and
+/// `ls --json` names it in `dead_peers` (a lossy publisher never evicts: its line stays
+/// until a new subscriber takes it); a file with no header has no creator, and `inspect` says so instead of "pid 0
+/// (dead)".
+#[test]
+fn dead_peers_are_marked_and_a_foreign_file_has_no_creator() {
+    let mut bcast = start(&[
+        "--backend",
+        "posix",
+        "broadcast",
+        "--subscribers",
+        "2",
+        "--messages",
+        "4000000000",
+        "--size",
+        "64",
+        "--lossy",
+    ]);
+    let (b_name, b_kids) = segment_of(&bcast, 2);
+    let victim = b_kids[0];
+    // Both subscribers joined (the publisher is publishing): only then is a death theirs
+    // to report, not a join that never came.
+    eventually("both subscribers joined", BOUND, || {
+        pids(&entry(&ls(), &b_name)["peers"]).len() == 3
+    });
+    // SAFETY: kill on a pid our child made; it is not reaped by us (the demo reaps it).
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    eventually("the dead subscriber in dead_peers", BOUND, || {
+        let all = ls();
+        let b = entry(&all, &b_name);
+        pids(&b["dead_peers"]).contains(&victim) && !pids(&b["dead_peers"]).contains(&bcast.id())
+    });
+    let text = String::from_utf8_lossy(&demo(&["ls"]).stdout).into_owned();
+    assert!(text.contains(&format!("{victim} (dead)")), "{text}");
+    // SAFETY: kill on our own unreaped child.
+    unsafe { libc::kill(bcast.id() as i32, libc::SIGINT) };
+    bcast.wait().unwrap();
+
+    let foreign = format!(
+        "/dev/shm/{}-foreign",
+        unique_name("shm-look").trim_start_matches('/')
+    );
+    std::fs::write(&foreign, vec![7u8; 4096]).unwrap();
+    let out = demo(&["inspect", &foreign["/dev/shm".len()..]]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    std::fs::remove_file(&foreign).unwrap();
+    assert!(!text.contains("pid 0 (dead)"), "{text}");
+}
