@@ -51,6 +51,7 @@ pub struct ShmOptions {
     populate: bool,
     lock_timeout: Duration,
     read_only: bool,
+    wait: Duration,
 }
 
 impl ShmOptions {
@@ -66,7 +67,37 @@ impl ShmOptions {
             populate: false,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             read_only: false,
+            wait: Duration::ZERO,
         }
+    }
+
+    /// How long [`open`](Self::open) waits for the segment to appear (default: not at
+    /// all): a name that does not exist yet, or a segment its creator has not sized yet,
+    /// is tried again (polling: spins, then sleeps from 10 µs up to 1 ms) until `wait` has
+    /// passed, then the last error ([`Error::NotFound`], [`Error::Empty`]). What the
+    /// segment holds is the layout's to wait for: an attach waits for the creator's
+    /// `ready` ([`AttachOptions`](shm_core::AttachOptions)).
+    ///
+    /// # Examples
+    /// ```
+    /// # use std::time::Duration;
+    /// # use shm_posix::{Error, ShmOptions};
+    /// let name = format!("/doc-wait-{}", std::process::id());
+    /// let t = std::thread::spawn({
+    ///     let name = name.clone();
+    ///     move || {
+    ///         std::thread::sleep(Duration::from_millis(50));
+    ///         ShmOptions::new(&name).size(4096).create().unwrap()
+    ///     }
+    /// });
+    /// let mem = ShmOptions::new(&name).wait(Duration::from_secs(10)).open().unwrap();
+    /// drop((mem, t.join().unwrap()));
+    /// let gone = ShmOptions::new(&name).wait(Duration::from_millis(20)).open();
+    /// assert!(matches!(gone, Err(Error::NotFound { .. })));
+    /// ```
+    pub fn wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
     }
 
     /// How long to retry the shared `flock` while another process holds an exclusive one
@@ -124,9 +155,27 @@ impl ShmOptions {
         self.open_impl(Creation::Exclusive).map(|(shm, _)| shm)
     }
 
-    /// Opens an existing segment; its size is the file's size.
+    /// Opens an existing segment; its size is the file's size. With [`wait`](Self::wait),
+    /// waits that long for it to appear.
     pub fn open(&self) -> Result<PosixShm, Error> {
-        self.open_impl(Creation::OpenExisting).map(|(shm, _)| shm)
+        let once = || self.open_impl(Creation::OpenExisting).map(|(shm, _)| shm);
+        if self.wait.is_zero() {
+            return once();
+        }
+        let mut last = None;
+        let r = shm_core::wait::poll_until(self.wait, || match once() {
+            Err(e @ (Error::NotFound { .. } | Error::Empty { .. })) => {
+                last = Some(e);
+                None
+            }
+            other => Some(other),
+        });
+        match r {
+            Ok(r) => r,
+            Err(_) => Err(last.unwrap_or_else(|| Error::NotFound {
+                name: self.name.clone(),
+            })),
+        }
     }
 
     /// Opens the segment, creating it if it does not exist. Returns whether it was created

@@ -48,14 +48,45 @@ impl Memory {
         Ok(memory(Box::new(m), Some(name.to_owned()), None))
     }
 
-    /// Opens an existing named POSIX segment (read-only with `read_only=True`).
+    /// Opens an existing named POSIX segment (read-only with `read_only=True`). With
+    /// `wait=` seconds, waits that long for it to appear (a name not created yet, or a
+    /// segment its creator has not sized yet), releasing the GIL; Ctrl-C interrupts it;
+    /// then `shm.NotFound`. A layout's attach then waits for the creator to finish
+    /// laying it out.
     #[staticmethod]
-    #[pyo3(signature = (name, read_only=false))]
-    fn posix_open(name: &str, read_only: bool) -> PyResult<Memory> {
-        let m = shm_posix::ShmOptions::new(name)
-            .read_only(read_only)
-            .open()
-            .map_err(posix_err)?;
+    #[pyo3(signature = (name, read_only=false, wait=None))]
+    fn posix_open(
+        py: Python<'_>,
+        name: &str,
+        read_only: bool,
+        wait: Option<f64>,
+    ) -> PyResult<Memory> {
+        let opts = shm_posix::ShmOptions::new(name).read_only(read_only);
+        let m =
+            match wait {
+                None => opts.open().map_err(posix_err)?,
+                Some(t) => {
+                    if !(t >= 0.0 && t.is_finite()) {
+                        return Err(PyValueError::new_err(format!(
+                            "wait must be a finite number of seconds >= 0, not {t}"
+                        )));
+                    }
+                    let deadline = Instant::now() + Duration::from_secs_f64(t);
+                    let slice = Duration::from_millis(50);
+                    loop {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        let this = left.min(slice);
+                        let o = opts.clone().wait(this);
+                        match py.allow_threads(|| o.open()) {
+                            Ok(m) => break m,
+                            Err(
+                                shm_posix::Error::NotFound { .. } | shm_posix::Error::Empty { .. },
+                            ) if left > slice => py.check_signals()?,
+                            Err(e) => return Err(posix_err(e)),
+                        }
+                    }
+                }
+            };
         Ok(memory(Box::new(m), Some(name.to_owned()), None))
     }
 
@@ -131,9 +162,19 @@ impl Memory {
             ));
         }
         let server = shm_memfd::Server::bind(path).map_err(memfd_err)?;
-        let t = Duration::from_secs_f64(timeout);
-        py.allow_threads(|| server.serve_one_timeout(fd, t))
-            .map_err(memfd_err)
+        // In slices of at most 50 ms with the GIL released, Ctrl-C checked between them
+        // (one bound server: a connection that comes between two slices waits in its
+        // backlog for the next).
+        let deadline = Instant::now() + Duration::from_secs_f64(timeout);
+        let slice = Duration::from_millis(50);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let this = left.min(slice);
+            match py.allow_threads(|| server.serve_one_timeout(fd, this)) {
+                Err(shm_memfd::Error::Timeout(_)) if left > slice => py.check_signals()?,
+                r => return r.map_err(memfd_err),
+            }
+        }
     }
 
     /// `posix`, `memfd` or `anon`.

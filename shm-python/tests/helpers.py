@@ -63,6 +63,15 @@ def main():
         for i in range(n):
             lock.store((i, i * 2, i * 3))
         print("ok", flush=True)
+    elif role == "wait-open":
+        # wait-open NAME: waits (for ever, in effect) for a segment that never comes.
+        print("ready", flush=True)
+        shm.posix_open(sys.argv[2], wait=3600)
+    elif role == "serve-forever":
+        # serve-forever PATH: serves a memfd to a client that never comes.
+        mem = shm.memfd_create(4096)
+        print("ready", flush=True)
+        mem.serve(sys.argv[2], timeout=3600)
     elif role == "notify":
         # notify NAME N ACK_NAME DIE: notifies id i % 64 for i < N, each after the test's
         # answer on the event ACK_NAME (so every notify finds the listener asleep or

@@ -860,3 +860,41 @@ def test_sizes_that_cannot_be_laid_out_are_value_errors():
     with pytest.raises(ValueError):
         shm.Event.segment_len(max_ids=4097)
     assert shm.Channel.segment_len(1024) > 1024
+
+
+def test_posix_open_waits_for_a_name_and_ctrl_c_ends_long_waits():
+    name = unique("/shm-py-later")
+    made = []
+
+    def later():
+        time.sleep(0.3)
+        made.append(shm.posix_create(name, 4096))
+
+    import threading
+
+    t = threading.Thread(target=later)
+    t.start()
+    start = time.monotonic()
+    mem = shm.posix_open(name, wait=30)
+    assert time.monotonic() - start >= 0.25
+    assert len(mem) == 4096
+    t.join()
+    # A name that never comes: NotFound once the wait is over, not before.
+    start = time.monotonic()
+    with pytest.raises(shm.NotFound):
+        shm.posix_open(unique("/shm-py-never"), wait=0.2)
+    assert time.monotonic() - start >= 0.2
+    with pytest.raises(ValueError):
+        shm.posix_open(name, wait=-1)
+    del mem
+    made.clear()
+    # Ctrl-C ends an hour-long wait for a name, and an hour-long serve(), at once.
+    sock = os.path.join(tempfile.mkdtemp(), "serve.sock")
+    for args in [("wait-open", unique("/shm-py-never")), ("serve-forever", sock)]:
+        p = peer(*args)
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=30)
+        assert "KeyboardInterrupt" in err, (args, err)
+        assert time.monotonic() - t0 < 10, args
