@@ -232,25 +232,34 @@ impl Subscriber {
         })
     }
 
-    /// The next message if there is one now: `(number, bytes)`; `shm.Empty` otherwise.
-    fn try_recv<'py>(&mut self, py: Python<'py>) -> PyResult<(u64, Bound<'py, PyBytes>)> {
+    /// The next message if there is one now: `(number, bytes)`; None when there is none
+    /// (a poll raises nothing).
+    fn try_recv<'py>(&mut self, py: Python<'py>) -> PyResult<Option<(u64, Bound<'py, PyBytes>)>> {
         let s = self.s.as_mut().ok_or_else(|| closed_handle("subscriber"))?;
-        s.try_recv_into(&mut self.buf).map_err(err)?;
+        match s.try_recv_into(&mut self.buf) {
+            Ok(_) => {}
+            Err(TryRecvError::Empty) => return Ok(None),
+            Err(e) => return Err(err(e)),
+        }
         let n = s.last_number().expect("a message was received");
-        Ok((n, PyBytes::new(py, &self.buf)))
+        Ok(Some((n, PyBytes::new(py, &self.buf))))
     }
 
     /// The next message if there is one now, copied into `buffer`: `(number, length)`;
-    /// `shm.Empty` otherwise. A message longer than the buffer raises `ValueError` and
+    /// None when there is none (a poll raises nothing). A message longer than the buffer raises `ValueError` and
     /// stays for the next call.
-    fn try_recv_into(&mut self, buffer: &Bound<'_, PyAny>) -> PyResult<(u64, usize)> {
+    fn try_recv_into(&mut self, buffer: &Bound<'_, PyAny>) -> PyResult<Option<(u64, usize)>> {
         let s = self.handle_mut()?;
         let b = Buf::get(buffer, true)?;
         // SAFETY: the export is held for this call and is writable; no Python code runs
         // meanwhile.
         let out = unsafe { b.bytes_mut() };
         match s.try_recv_into_slice(out) {
-            Ok(len) => Ok((s.last_number().expect("a message was received"), len)),
+            Ok(len) => Ok(Some((
+                s.last_number().expect("a message was received"),
+                len,
+            ))),
+            Err(TryRecvError::Empty) => Ok(None),
             Err(TryRecvError::MessageTooLarge { len, .. }) => Err(PyValueError::new_err(format!(
                 "the buffer holds {} bytes, the message {len}; it stays for the next call",
                 b.len()

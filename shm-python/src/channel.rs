@@ -369,16 +369,17 @@ impl Receiver {
     }
 
     /// The next message if there is one now, copied into `buffer`; returns its length
-    /// (`shm.Empty` otherwise). A message longer than the buffer raises `ValueError` and
-    /// stays in the ring.
-    fn try_recv_into(&mut self, buffer: &Bound<'_, PyAny>) -> PyResult<usize> {
+    /// (None when there is none: a poll raises nothing). A message longer than the buffer
+    /// raises `ValueError` and stays in the ring.
+    fn try_recv_into(&mut self, buffer: &Bound<'_, PyAny>) -> PyResult<Option<usize>> {
         let rx = self.handle_mut()?;
         let b = Buf::get(buffer, true)?;
         // SAFETY: the export is held for this call and is writable; no Python code runs
         // meanwhile.
         let out = unsafe { b.bytes_mut() };
         match rx.try_recv_into_slice(out) {
-            Ok(n) => Ok(n),
+            Ok(n) => Ok(Some(n)),
+            Err(TryRecvError::Empty) => Ok(None),
             Err(TryRecvError::MessageTooLarge { len, .. }) => Err(PyValueError::new_err(format!(
                 "the buffer holds {} bytes, the message {len}; it stays in the ring",
                 b.len()
@@ -387,14 +388,19 @@ impl Receiver {
         }
     }
 
-    /// The next message if there is one now (`shm.Empty` otherwise).
-    fn try_recv<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+    /// The next message if there is one now; None when there is none (a poll raises
+    /// nothing; `shm.Closed` / `shm.PeerDied` once the sender is gone and all was read).
+    fn try_recv<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let rx = self.handle_mut()?;
-        let slot = rx.try_recv().map_err(err)?;
+        let slot = match rx.try_recv() {
+            Ok(slot) => slot,
+            Err(TryRecvError::Empty) => return Ok(None),
+            Err(e) => return Err(err(e)),
+        };
         let mut v = vec![0u8; slot.len()];
         slot.read(0, &mut v).map_err(err)?;
         drop(slot);
-        Ok(PyBytes::new(py, &v))
+        Ok(Some(PyBytes::new(py, &v)))
     }
 
     /// Closes the end.
