@@ -18,11 +18,7 @@ pub(crate) fn bopts(
     max_subscribers: u32,
     evict_timeout: f64,
 ) -> PyResult<shm_core::BroadcastOptions> {
-    if !(evict_timeout >= 0.0 && evict_timeout.is_finite()) {
-        return Err(PyValueError::new_err(
-            "evict_timeout must be a finite number >= 0",
-        ));
-    }
+    let evict = bounded_seconds("evict_timeout", evict_timeout)?;
     Ok(shm_core::BroadcastOptions::new()
         .mode(if lossy {
             shm_core::BroadcastMode::Lossy
@@ -32,7 +28,7 @@ pub(crate) fn bopts(
         .slots(slots)
         .max_message(max_message)
         .max_subscribers(max_subscribers)
-        .evict_timeout(Duration::from_secs_f64(evict_timeout)))
+        .evict_timeout(evict))
 }
 
 #[pymethods]
@@ -50,7 +46,7 @@ impl Broadcast {
     ) -> PyResult<Broadcast> {
         let o = bopts(slots, max_message, lossy, max_subscribers, evict_timeout)?;
         Ok(Broadcast {
-            b: Some(shm_core::Broadcast::create(mem.take()?, &o).map_err(err)?),
+            b: Some(shm_core::Broadcast::create(mem.take()?, &o).map_err(size_err)?),
         })
     }
 
@@ -183,7 +179,7 @@ context_manager!(Subscriber);
 
 #[pymethods]
 impl Subscriber {
-    /// The next message: `(number, bytes)`. `shm.Lagged` (args[1]: how many were
+    /// The next message: `(number, bytes)`. `shm.Lagged` (`.missed`: how many were
     /// missed) when it fell behind a lossy ring; `shm.Closed`, `shm.PeerDied`,
     /// `shm.Evicted`.
     #[pyo3(signature = (timeout=None))]

@@ -103,8 +103,9 @@ pub(crate) fn err(e: impl Into<CoreError>) -> PyErr {
     }
 }
 
-/// [`err`] for a call whose only arguments are sizes and options (`segment_len`): an
-/// option the layout cannot have is a `ValueError`, as Python says a bad argument.
+/// [`err`] for a call whose arguments are sizes and options (`segment_len`, a layout's
+/// `create`): an option the layout cannot have is a `ValueError`, as Python says a bad
+/// argument.
 pub(crate) fn size_err(e: impl Into<CoreError>) -> PyErr {
     match e.into() {
         e @ CoreError::InvalidOption { .. } => PyValueError::new_err(e.to_string()),

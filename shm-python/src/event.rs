@@ -27,7 +27,7 @@ impl Event {
     #[pyo3(signature = (mem, max_ids=64, max_notifiers=16))]
     fn create(mem: &mut Memory, max_ids: u32, max_notifiers: u32) -> PyResult<Event> {
         let o = eopts(max_ids, max_notifiers);
-        let ev = shm_core::Event::create(mem.take()?, &o).map_err(err)?;
+        let ev = shm_core::Event::create(mem.take()?, &o).map_err(size_err)?;
         Ok(Event { ev: Some(ev) })
     }
 

@@ -66,15 +66,11 @@ impl Memory {
             match wait {
                 None => opts.open().map_err(posix_err)?,
                 Some(t) => {
-                    if !(t >= 0.0 && t.is_finite()) {
-                        return Err(PyValueError::new_err(format!(
-                            "wait must be a finite number of seconds >= 0, not {t}"
-                        )));
-                    }
-                    let deadline = Instant::now() + Duration::from_secs_f64(t);
+                    let deadline = deadline_in(seconds("wait", t)?);
                     let slice = Duration::from_millis(50);
                     loop {
-                        let left = deadline.saturating_duration_since(Instant::now());
+                        let left = deadline
+                            .map_or(FOREVER, |d| d.saturating_duration_since(Instant::now()));
                         let this = left.min(slice);
                         let o = opts.clone().wait(this);
                         match py.allow_threads(|| o.open()) {
@@ -119,12 +115,7 @@ impl Memory {
         timeout: f64,
         read_only: bool,
     ) -> PyResult<Memory> {
-        if !(timeout >= 0.0 && timeout.is_finite()) {
-            return Err(PyValueError::new_err(
-                "timeout must be a finite number >= 0",
-            ));
-        }
-        let t = Duration::from_secs_f64(timeout);
+        let t = bounded_seconds("timeout", timeout)?;
         let m = py
             .allow_threads(|| {
                 if read_only {
@@ -156,19 +147,14 @@ impl Memory {
                 "only memory made by memfd_create can be served",
             ));
         };
-        if !(timeout >= 0.0 && timeout.is_finite()) {
-            return Err(PyValueError::new_err(
-                "timeout must be a finite number >= 0",
-            ));
-        }
+        let deadline = deadline_in(seconds("timeout", timeout)?);
         let server = shm_memfd::Server::bind(path).map_err(memfd_err)?;
         // In slices of at most 50 ms with the GIL released, Ctrl-C checked between them
         // (one bound server: a connection that comes between two slices waits in its
         // backlog for the next).
-        let deadline = Instant::now() + Duration::from_secs_f64(timeout);
         let slice = Duration::from_millis(50);
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.map_or(FOREVER, |d| d.saturating_duration_since(Instant::now()));
             let this = left.min(slice);
             match py.allow_threads(|| server.serve_one_timeout(fd, this)) {
                 Err(shm_memfd::Error::Timeout(_)) if left > slice => py.check_signals()?,

@@ -3,6 +3,35 @@
 
 use crate::*;
 
+/// The longest wait the library is handed: a century. A longer one (or `inf`) is "no
+/// limit" to the caller, and is cut to this where a call needs a number.
+pub(crate) const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Seconds from Python: any number >= 0, `inf` included; `None` when it is past what a
+/// deadline can hold (no limit, in effect). NaN and negatives are `ValueError`: no
+/// input reaches a Rust panic (`Duration::from_secs_f64` panics past 2^64 s, and an
+/// `Instant` plus a huge duration overflows).
+pub(crate) fn seconds(what: &str, t: f64) -> PyResult<Option<Duration>> {
+    if t.is_nan() || t < 0.0 {
+        return Err(PyValueError::new_err(format!(
+            "{what} must be a number of seconds >= 0, not {t}"
+        )));
+    }
+    Ok(Duration::try_from_secs_f64(t)
+        .ok()
+        .filter(|d| *d <= FOREVER))
+}
+
+/// [`seconds`], cut to [`FOREVER`]: for calls that need a number.
+pub(crate) fn bounded_seconds(what: &str, t: f64) -> PyResult<Duration> {
+    Ok(seconds(what, t)?.unwrap_or(FOREVER))
+}
+
+/// The instant `d` from now, if the clock can hold it (else no deadline).
+pub(crate) fn deadline_in(d: Option<Duration>) -> Option<Instant> {
+    d.and_then(|d| Instant::now().checked_add(d))
+}
+
 /// Runs a bounded library wait in slices of at most 50 ms with the GIL released,
 /// checking for signals (Ctrl-C) between slices; `timeout` in seconds (None: no limit).
 pub(crate) fn wait<T, E>(
@@ -15,12 +44,7 @@ where
     E: Into<CoreError>,
 {
     let deadline = match timeout {
-        Some(t) if !(t >= 0.0 && t.is_finite()) => {
-            return Err(PyValueError::new_err(format!(
-                "timeout must be a finite number of seconds >= 0, not {t}"
-            )))
-        }
-        Some(t) => Some(Instant::now() + Duration::from_secs_f64(t)),
+        Some(t) => deadline_in(seconds("timeout", t)?),
         None => None,
     };
     let slice = Duration::from_millis(50);

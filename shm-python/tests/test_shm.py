@@ -888,3 +888,44 @@ def test_posix_open_waits_for_a_name_and_ctrl_c_ends_long_waits():
         _, err = p.communicate(timeout=30)
         assert "KeyboardInterrupt" in err, (args, err)
         assert time.monotonic() - t0 < 10, args
+
+
+def test_huge_and_bad_timeouts_never_panic():
+    # Past what the clock can hold (or inf): no limit, never a PanicException; NaN and
+    # negatives are ValueError. The calls below end at once for another reason (a closed
+    # sender, room in the ring, subscribers already there, no such path).
+    huge = [1e19, 1e30, float("inf")]
+    name = unique()
+    with shm.Channel.create(shm.posix_create(name, shm.Channel.segment_len(4096))) as ch:
+        rx = ch.receiver()
+        with ch.sender() as tx:
+            for t in huge:
+                tx.send(b"x", timeout=t)
+                assert rx.recv(timeout=t) == b"x"
+            for bad in [float("nan"), -1.0, float("-inf")]:
+                with pytest.raises(ValueError):
+                    rx.recv(timeout=bad)
+                with pytest.raises(ValueError):
+                    tx.send(b"x", timeout=bad)
+        for t in huge:
+            with pytest.raises(shm.Closed):
+                rx.recv(timeout=t)
+    for t in huge:
+        mem = shm.anon_create(shm.Broadcast.segment_len(slots=4, max_message=16))
+        with pytest.raises(ValueError, match="at most one hour"):
+            shm.Broadcast.create(mem, slots=4, max_message=16, evict_timeout=t)
+        mem = shm.anon_create(shm.Broadcast.segment_len(slots=4, max_message=16))
+        b = shm.Broadcast.create(mem, slots=4, max_message=16)
+        assert b.publisher().wait_for_subscribers(0, timeout=t) == 0
+        with pytest.raises(shm.NotFound):
+            shm.memfd_connect(os.path.join(tempfile.mkdtemp(), "nobody.sock"), timeout=t)
+        ev = shm.Event.create(shm.anon_create(shm.Event.segment_len()))
+        listener = ev.listener()
+        ev.notifier().notify(1)
+        assert listener.wait(timeout=t) == {1}
+    with pytest.raises(ValueError):
+        shm.Broadcast.create(shm.anon_create(4096), evict_timeout=float("nan"))
+    with pytest.raises(ValueError):
+        shm.posix_open(name, wait=float("nan"))
+    with pytest.raises(ValueError):
+        shm.memfd_create(4096).serve("/nonexistent/x.sock", timeout=-1)
