@@ -135,6 +135,24 @@ fn ctrl_c_and_sigterm_end_every_run_and_clean_up() {
             "--wait",
             "async",
         ],
+        &[
+            "--backend",
+            "posix",
+            "event",
+            "--notifiers",
+            "2",
+            "--events",
+            "4000000000",
+        ],
+        &[
+            "--backend",
+            "posix",
+            "waitset",
+            "--subscribers",
+            "2",
+            "--messages",
+            "4000000000",
+        ],
     ];
     for args in runs {
         interrupted_run(args, libc::SIGINT);
