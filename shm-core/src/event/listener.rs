@@ -198,11 +198,8 @@ fn disarm<M: SharedMemory>(ev: &Event<M>) {
 /// once and can be taken again.
 fn dead_notifier<M: SharedMemory>(ev: &Event<M>) -> Result<(), Error> {
     let me = proc::current_pid();
-    for i in 0..ev.max_notifiers as usize {
-        let line = ev.line(i);
-        // Acquire: pairs with the Release of the notifier's claim.
-        let pid = line.load(Ordering::Acquire);
-        if pid == 0 || pid == me || proc::liveness(pid) != Liveness::Dead {
+    for (line, pid) in ev.held_lines(me) {
+        if proc::liveness(pid) != Liveness::Dead {
             continue;
         }
         if ev.any_pending() {
@@ -401,14 +398,10 @@ impl<M: SharedMemory + Send + Sync> Source for ListenSource<M> {
         if ev.any_pending() {
             return Ok(true);
         }
-        for i in 0..ev.max_notifiers as usize {
-            // Acquire: as in `dead_notifier`.
-            let pid = ev.line(i).load(Ordering::Acquire);
-            if pid != 0 && pid != self.me && dead(pid) {
-                return Err(Error::PeerDied { pid });
-            }
+        match ev.held_lines(self.me).find(|&(_, pid)| dead(pid)) {
+            Some((_, pid)) => Err(Error::PeerDied { pid }),
+            None => Ok(false),
         }
-        Ok(false)
     }
 
     fn arm(&self) -> Option<(crate::format::view::Word32, u32)> {
@@ -420,12 +413,6 @@ impl<M: SharedMemory + Send + Sync> Source for ListenSource<M> {
     }
 
     fn peers(&self, out: &mut Vec<u32>) {
-        let ev = &self.ev;
-        // Relaxed: which processes to watch; `ready` reads the lines again.
-        out.extend(
-            (0..ev.max_notifiers as usize)
-                .map(|i| ev.line(i).load(Ordering::Relaxed))
-                .filter(|&p| p != 0 && p != self.me),
-        );
+        out.extend(self.ev.held_lines(self.me).map(|(_, pid)| pid));
     }
 }

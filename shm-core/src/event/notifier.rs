@@ -81,12 +81,9 @@ impl<M: SharedMemory> Notifier<M> {
     /// ```
     pub fn notify(&mut self, id: u64) -> Result<(), NotifyError> {
         self.owner.check()?;
-        let ev = &self.ev;
-        if id >= u64::from(ev.max_ids) {
-            return Err(NotifyError::NoSuchEvent {
-                id,
-                limit: ev.max_ids.into(),
-            });
+        let limit = u64::from(self.ev.max_ids);
+        if id >= limit {
+            return Err(NotifyError::NoSuchEvent { id, limit });
         }
         // Before the bit: a listener that takes the id and closes at once must not turn
         // a delivered notify into `Closed`.

@@ -214,6 +214,16 @@ impl<M: SharedMemory> Event<M> {
         self.view_ref().u32_at(lines_at(self.max_ids) + 4 * i)
     }
 
+    /// The notifier lines held now, but by `me`: each line and the pid in it.
+    pub(super) fn held_lines(&self, me: u32) -> impl Iterator<Item = (&AtomicU32, u32)> {
+        (0..self.max_notifiers as usize).filter_map(move |i| {
+            let line = self.line(i);
+            // Acquire: pairs with the Release of the notifier's claim.
+            let pid = line.load(Ordering::Acquire);
+            (pid != 0 && pid != me).then_some((line, pid))
+        })
+    }
+
     fn view_ref(&self) -> &View {
         &self.view
     }
@@ -263,10 +273,7 @@ impl<M: SharedMemory> Event<M> {
         let listener_pid = w.holder.get().load(Ordering::Relaxed);
         let closed = w.closed.get().load(Ordering::Relaxed);
         let sleepers = w.sleepers.get().load(Ordering::Relaxed);
-        let notifier_pids: Vec<u32> = (0..self.max_notifiers as usize)
-            .map(|i| self.line(i).load(Ordering::Relaxed))
-            .filter(|&p| p != 0)
-            .collect();
+        let notifier_pids: Vec<u32> = self.held_lines(0).map(|(_, p)| p).collect();
         let mut pending = Vec::new();
         for i in 0..self.bitmap_len() {
             // Relaxed: as above.

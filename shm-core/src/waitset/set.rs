@@ -181,13 +181,19 @@ impl WaitSet {
 
     /// What is ready now; `peers`: run the liveness checks if they are due.
     fn look(&mut self, peers: bool) -> Vec<Ready> {
+        self.taking(|g| {
+            let peers = peers && g.peers_due();
+            g.collect(true, peers)
+        })
+    }
+
+    /// Runs a look the owner takes from: empties the fd first and hands its watcher the
+    /// turn after (it makes the fd readable again if something still is).
+    fn taking(&mut self, look: impl FnOnce(&mut Inner) -> Vec<Ready>) -> Vec<Ready> {
         if let Some(w) = &self.watcher {
             w.clear();
         }
-        let mut g = self.shared.lock();
-        let peers = peers && g.peers_due();
-        let out = g.collect(true, peers);
-        drop(g);
+        let out = look(&mut self.shared.lock());
         if self.watcher.is_some() {
             self.shared.poke();
         }
@@ -264,15 +270,14 @@ impl WaitSet {
             // Woken: the ends with data first (a load or two each); the full look (timers,
             // closes, deaths, truncation) when none has any. An end with an error is
             // reported at the next full look, at the latest the next wait's first.
-            let mut out = self.shared.lock().with_data();
-            if out.is_empty() {
-                out = self.look(true);
-            }
-            if !out.is_empty() {
-                if let Some(w) = &self.watcher {
-                    w.clear();
-                    self.shared.poke();
+            let out = self.taking(|g| match g.with_data() {
+                d if d.is_empty() => {
+                    let peers = g.peers_due();
+                    g.collect(true, peers)
                 }
+                d => d,
+            });
+            if !out.is_empty() {
                 return Ok(out);
             }
         }
