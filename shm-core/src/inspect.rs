@@ -82,6 +82,8 @@ pub enum Detail {
     Broadcast(BroadcastState),
     /// An event's state.
     Event(crate::event::EventState),
+    /// A service's state.
+    Service(crate::service::ServiceState),
 }
 
 /// What [`inspect`] saw.
@@ -124,7 +126,8 @@ impl Inspection {
         match (self.kind, s.name()) {
             (Some(Kind::Channel), "channel")
             | (Some(Kind::Broadcast), "bytes")
-            | (Some(Kind::Event), "event") => None,
+            | (Some(Kind::Event), "event")
+            | (Some(Kind::Service), "service") => None,
             (_, name) => Some(name),
         }
     }
@@ -150,6 +153,12 @@ impl Inspection {
                 .collect(),
             Detail::Event(e) => std::iter::once(e.listener_pid)
                 .chain(e.notifier_pids.iter().copied())
+                .collect(),
+            Detail::Service(s) => s
+                .client_pids
+                .iter()
+                .chain(&s.server_pids)
+                .copied()
                 .collect(),
         };
         v.retain(|&p| p != 0);
@@ -269,6 +278,9 @@ pub fn inspect<M: SharedMemory>(mem: M) -> Inspection {
         Kind::Event => crate::event::Event::attach_with(mem, &no_wait)
             .and_then(|e| e.state())
             .map(Detail::Event),
+        Kind::Service => crate::service::Service::attach_with(mem, &no_wait)
+            .and_then(|s| s.state())
+            .map(Detail::Service),
     };
     match detail {
         Ok(d) => {
@@ -287,6 +299,7 @@ fn kind_of(code: u32) -> Option<Kind> {
         Kind::Channel,
         Kind::Broadcast,
         Kind::Event,
+        Kind::Service,
     ]
     .into_iter()
     .find(|k| *k as u32 == code)

@@ -16,6 +16,9 @@
 //!   or lossy (`Lagged` says what was missed).
 //! * [`Event`]: payload-free notifications by id from many [`Notifier`]s to one
 //!   [`Listener`] (a burst is one wake-up, none is lost).
+//! * [`Service`]: request/response: many clients, many servers, each request taken by
+//!   one server, deadlines carried with the request, streams of responses, and nothing
+//!   lost when either side dies.
 //! * [`HeapMemory`]: a heap-backed [`SharedMemory`] for tests without syscalls.
 //!
 //! A channel, in five lines (the second handle stands for another process's mapping):
@@ -239,7 +242,8 @@ pub use bytemuck;
 //   and its validation, typed records, the word tables, checked views and the word-wise
 //   copies;
 // * `wait`: the one bounded wait, and the drivers that run each endpoint's one step;
-// * the families: `channel`, `broadcast`, `seqlock`, `event` (none imports another);
+// * the families: `channel`, `broadcast`, `seqlock`, `event`, `service` (none imports
+//   another);
 // * `inspect` and `waitset` (above the families), then the test kits `conformance` and
 //   `testing`.
 #[cfg(not(loom))]
@@ -255,6 +259,8 @@ pub mod channel;
 #[cfg(not(loom))]
 pub mod event;
 pub mod seqlock;
+#[cfg(not(loom))]
+pub mod service;
 
 // Tools on top: seeing inside a segment without joining it, and waiting on many ends.
 #[cfg(not(loom))]
@@ -273,8 +279,9 @@ pub use {
     channel::{Channel, ChannelOptions, Receiver, Sender},
     event::{Event, EventIds, EventOptions, Listener, Notifier},
     format::error::{
-        Error, NotifyError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
-        TrySendError, TryWaitError, WaitError, WaitTimeoutError,
+        CallError, CallTimeoutError, Error, NotifyError, RecvError, RecvTimeoutError, RespondError,
+        SendError, SendTimeoutError, TryCallError, TryRecvError, TryResponseError, TrySendError,
+        TryWaitError, WaitError, WaitTimeoutError,
     },
     format::layout::AttachOptions,
     format::memory::{HeapMemory, SharedMemory},
@@ -282,6 +289,7 @@ pub use {
     format::record::{Record, Segment},
     format::schema::{Kind, Schema},
     seqlock::SeqLock,
+    service::{Service, ServiceOptions},
     wait::{WaitMode, Waitable},
     waitset::WaitSet,
 };

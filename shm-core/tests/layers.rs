@@ -5,7 +5,8 @@
 //!
 //! Layers, bottom to top: `protocol` (atomics and the loom-checked cores), `os` (system
 //! calls), `format` (errors, schema, layout, records, memory, views), `wait` (the one step
-//! core), the families (`channel`, `broadcast`, `seqlock`, `event`), `inspect` and `waitset`, then the test
+//! core), the families (`channel`, `broadcast`, `seqlock`, `event`, `service`), `inspect` and
+//! `waitset`, then the test
 //! kits (`conformance`, `testing`) and `lib.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,7 +19,7 @@ fn layer(module: &str) -> (u32, &str) {
         "os" => 1,
         "format" => 2,
         "wait" => 3,
-        "channel" | "broadcast" | "seqlock" | "event" => 4,
+        "channel" | "broadcast" | "seqlock" | "event" | "service" => 4,
         "inspect" | "waitset" => 5,
         "conformance" | "testing" => 6,
         "" => 7,

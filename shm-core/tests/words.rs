@@ -23,6 +23,7 @@ fn the_docs_print_the_tables() {
         (channel::WORDS, "src/channel/words.md"),
         (seqlock::WORDS, "src/seqlock/words.md"),
         (event::WORDS, "src/event/words.md"),
+        (shm_core::service::WORDS, "src/service/words.md"),
         (HEADER_WORDS, "src/format/header_words.md"),
     ] {
         let path = format!("{dir}/{file}");

@@ -345,7 +345,9 @@ fn hostile_broadcast_row<B: Backend>(
             slots,
             word: row.offset,
         },
-        Region::Ring | Region::RingData | Region::Bitmap => unreachable!("not a broadcast region"),
+        Region::Ring | Region::RingData | Region::Bitmap | Region::Entry => {
+            unreachable!("not a broadcast region")
+        }
     };
     let target = target_of(&view, place, row.width);
     let first = Broadcast::attach(b.reopen(&view))
@@ -500,7 +502,9 @@ where
         Region::Payload => Place::Fixed(P + row.offset),
         Region::Ring => Place::Fixed(ring + row.offset),
         Region::RingData => Place::RingHead { ring, cap },
-        Region::Line | Region::Slot | Region::Bitmap => unreachable!("not a channel region"),
+        Region::Line | Region::Slot | Region::Bitmap | Region::Entry => {
+            unreachable!("not a channel region")
+        }
     };
     let target = target_of(&view, place, row.width);
     let stop = Arc::new(AtomicBool::new(false));

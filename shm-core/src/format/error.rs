@@ -10,6 +10,7 @@ fn sized_by(kind: Kind) -> &'static str {
         Kind::Channel => " (ChannelOptions::segment_len gives the segment size to ask for)",
         Kind::Broadcast => " (BroadcastOptions::segment_len gives the segment size to ask for)",
         Kind::Event => " (EventOptions::segment_len gives the segment size to ask for)",
+        Kind::Service => " (ServiceOptions::segment_len gives the segment size to ask for)",
         Kind::Record | Kind::SeqLock => "",
     }
 }
@@ -283,6 +284,29 @@ pub enum Error {
     NotifiersFull {
         /// The capacity fixed at create.
         max: u32,
+    },
+    /// Every client line of the service is taken.
+    #[error("all {max} client places of the service are taken")]
+    ClientsFull {
+        /// The capacity fixed at create.
+        max: u32,
+    },
+    /// Every server line of the service is taken.
+    #[error("all {max} server places of the service are taken")]
+    ServersFull {
+        /// The capacity fixed at create.
+        max: u32,
+    },
+    /// A server's answer to a request that its client cancelled (dropped the pending
+    /// response, or its process died): nothing more reaches the client.
+    #[error("the request was cancelled: its client dropped it or died")]
+    Cancelled,
+    /// The server answered the request with an error code
+    /// ([`ActiveRequest::respond_error`](crate::service::ActiveRequest::respond_error)).
+    #[error("the server answered with error code {code}")]
+    ServerError {
+        /// The server's code.
+        code: u32,
     },
     /// The operation needs to write to memory that is mapped read-only here.
     #[error("{what} needs write access, and this mapping is read-only")]
@@ -607,6 +631,131 @@ op_error! {
         PeerDied {
             /// Its pid.
             pid: u32,
+        },
+    }
+}
+
+op_error! {
+    /// Why a request that never waits ([`crate::service::Client::try_call`]) was not
+    /// sent.
+    pub enum TryCallError {
+        /// Every request slot is in use now; the same call later may succeed.
+        Full,
+        /// The request is larger than the service carries.
+        MessageTooLarge {
+            /// Its length.
+            len: u64,
+            /// The most that fits.
+            max: u64,
+        },
+    }
+}
+
+op_error! {
+    /// Why a call, or a wait for a response, failed (`call`, `send_request`,
+    /// `receive` and their `_async` forms).
+    pub enum CallError {
+        /// The server finished the request without (another) response: after the last
+        /// response of a stream, or a server that dropped the request unanswered.
+        Closed,
+        /// The server's process died while it held the request (and the request was not
+        /// idempotent, or was already sent back once).
+        PeerDied {
+            /// Its pid.
+            pid: u32,
+        },
+        /// The server answered with an error code.
+        ServerError {
+            /// The server's code.
+            code: u32,
+        },
+        /// The request is larger than the service carries.
+        MessageTooLarge {
+            /// Its length.
+            len: u64,
+            /// The most that fits.
+            max: u64,
+        },
+    }
+}
+
+op_error! {
+    /// Why a call, or a wait for a response, that waits at most a while failed
+    /// (`call_timeout`, `send_request_timeout`, `receive_timeout`).
+    pub enum CallTimeoutError {
+        /// The timeout, or the request's deadline, passed first.
+        Timeout {
+            /// How long it waited.
+            waited: Duration,
+        },
+        /// As [`CallError::Closed`].
+        Closed,
+        /// As [`CallError::PeerDied`].
+        PeerDied {
+            /// Its pid.
+            pid: u32,
+        },
+        /// As [`CallError::ServerError`].
+        ServerError {
+            /// The server's code.
+            code: u32,
+        },
+        /// As [`CallError::MessageTooLarge`].
+        MessageTooLarge {
+            /// Its length.
+            len: u64,
+            /// The most that fits.
+            max: u64,
+        },
+    }
+}
+
+op_error! {
+    /// Why a look for a response that never waits
+    /// ([`crate::service::PendingResponse::try_receive`]) failed.
+    pub enum TryResponseError {
+        /// No response now; the same call later may succeed.
+        Empty,
+        /// The request's deadline passed.
+        Timeout {
+            /// How long since the request was sent.
+            waited: Duration,
+        },
+        /// As [`CallError::Closed`].
+        Closed,
+        /// As [`CallError::PeerDied`].
+        PeerDied {
+            /// Its pid.
+            pid: u32,
+        },
+        /// As [`CallError::ServerError`].
+        ServerError {
+            /// The server's code.
+            code: u32,
+        },
+    }
+}
+
+op_error! {
+    /// Why a server's response was not sent ([`crate::service::ActiveRequest::respond`],
+    /// `respond_last`, `respond_error`).
+    pub enum RespondError {
+        /// The client cancelled the request or died: nothing more reaches it.
+        Cancelled,
+        /// The request's deadline passed while the response waited for room (the client
+        /// stopped reading).
+        Timeout {
+            /// How long it waited.
+            waited: Duration,
+        },
+        /// The request was already finished (after `respond_last`).
+        Closed,
+        /// The response is larger than the service carries.
+        MessageTooLarge {
+            /// Its length.
+            len: u64,
+            /// The most that fits.
+            max: u64,
         },
     }
 }

@@ -23,6 +23,8 @@ pub enum Kind {
     Broadcast = 4,
     /// Payload-free notifications by id ([`crate::event::Event`]).
     Event = 5,
+    /// Request/response between clients and servers ([`crate::service::Service`]).
+    Service = 6,
 }
 
 impl Kind {
@@ -34,6 +36,7 @@ impl Kind {
             Kind::Channel => 3,
             Kind::Broadcast => 2,
             Kind::Event => 1,
+            Kind::Service => 1,
         }
     }
     fn from_u32(raw: u32) -> Option<Kind> {
@@ -43,6 +46,7 @@ impl Kind {
             3 => Some(Kind::Channel),
             4 => Some(Kind::Broadcast),
             5 => Some(Kind::Event),
+            6 => Some(Kind::Service),
             _ => None,
         }
     }
@@ -56,6 +60,7 @@ impl fmt::Display for Kind {
             Kind::Channel => "a channel",
             Kind::Broadcast => "a broadcast",
             Kind::Event => "an event",
+            Kind::Service => "a service",
         })
     }
 }

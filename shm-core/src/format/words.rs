@@ -6,7 +6,8 @@
 //! is peer-writable: the tables are the one place where the library decides how far it
 //! trusts each of them. Each layout has its table next to its code
 //! ([`layout::HEADER_WORDS`](crate::format::layout::HEADER_WORDS),
-//! `seqlock::WORDS`, `channel::WORDS`, `broadcast::WORDS`, `event::WORDS`); the layout docs print it
+//! `seqlock::WORDS`, `channel::WORDS`, `broadcast::WORDS`, `event::WORDS`,
+//! `service::WORDS`); the layout docs print it
 //! (each module's `words.md`, checked against the table by a test), and the test suite
 //! uses it twice:
 //!
@@ -42,6 +43,8 @@ pub enum Region {
     RingData,
     /// Each 8-byte word of an event's bitmap of notified ids.
     Bitmap,
+    /// Each response entry of a service's slot (offset from the entry's start).
+    Entry,
 }
 
 impl Region {
@@ -55,6 +58,7 @@ impl Region {
             Region::Slot => "slot",
             Region::RingData => "ring data",
             Region::Bitmap => "bitmap word",
+            Region::Entry => "response entry",
         }
     }
 }

@@ -97,3 +97,18 @@ pub fn eventfd_clear(fd: std::os::fd::BorrowedFd<'_>) {
     // SAFETY: reads at most 8 bytes into a live u64 from a live non-blocking fd.
     unsafe { libc::read(fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
 }
+
+/// `CLOCK_MONOTONIC` now, in nanoseconds: the clock every process of the machine shares
+/// (what `Instant` reads on Linux), so a deadline written by one process means the same
+/// moment to another.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out-pointer to a timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}

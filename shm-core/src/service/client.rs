@@ -1,0 +1,770 @@
+//! The calling end: [`Client`], the [`PendingResponse`] of each request, and the
+//! [`Response`]s it receives.
+
+use std::time::{Duration, Instant};
+
+use super::layout::*;
+use super::segment::Service;
+use crate::format::error::{CallError, CallTimeoutError, Error, TryCallError, TryResponseError};
+use crate::format::memory::SharedMemory;
+use crate::format::view::View;
+use crate::os::park::Park;
+use crate::os::proc::{self, Liveness};
+use crate::protocol::sync::{fence, Ordering};
+use crate::wait::{self, Owner as End, Pace, Parked, Sleeper, Step, WaitMode};
+
+impl<M: SharedMemory> Service<M> {
+    /// A calling end: takes a client line (or one whose holder died).
+    ///
+    /// # Errors
+    /// [`Error::ClientsFull`] when every line is held by a live process,
+    /// [`Error::ReadOnly`], [`Error::Truncated`].
+    pub fn client(&self) -> Result<Client<M>, Error> {
+        self.seg.check_writable("taking a client line")?;
+        self.seg.intact()?;
+        let Some(line) = self.claim_line(self.cfg.max_clients, |s, i| s.client_line(i)) else {
+            return Err(Error::ClientsFull {
+                max: self.cfg.max_clients,
+            });
+        };
+        Ok(Client {
+            svc: self.clone(),
+            line,
+            end: End::current(),
+            wait: WaitMode::default(),
+            idempotent: false,
+            next_slot: (proc::current_pid() as usize) % self.cfg.slots as usize,
+        })
+    }
+}
+
+/// One response of a request's stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// Its bytes.
+    pub data: Vec<u8>,
+    /// Whether the server said it is the last of the stream.
+    pub last: bool,
+}
+
+/// The calling end of a [`Service`]: sends requests, each taken by exactly one server,
+/// and waits for their responses.
+///
+/// Every request holds one of the service's slots from the send until its
+/// [`PendingResponse`] is dropped (or, after a cancel, until its server lets go), so a
+/// client that keeps many requests in flight uses many slots.
+pub struct Client<M: SharedMemory> {
+    svc: Service<M>,
+    line: usize,
+    end: End,
+    wait: WaitMode,
+    idempotent: bool,
+    next_slot: usize,
+}
+
+/// A request sent and not yet finished: receives its response (or stream of responses),
+/// and cancels the request when dropped.
+///
+/// Every response is checked to be this request's (its slot still names this client and
+/// the id the library chose, and each response entry carries that id): a response for
+/// another request, another client or a stale id is never delivered.
+pub struct PendingResponse<M: SharedMemory> {
+    svc: Service<M>,
+    slot: usize,
+    id: u64,
+    end: End,
+    wait: WaitMode,
+    sent: Instant,
+    deadline: Option<Instant>,
+    /// Responses taken: the client's own count (the shared `read` word is only written).
+    read: u32,
+    finished: bool,
+    parked: Parked,
+}
+
+/// A client's one step for a slot: claim a free one, fill it, queue it.
+struct SendStep<'a, M: SharedMemory> {
+    client: &'a mut Client<M>,
+    req: &'a [u8],
+    deadline_ns: u64,
+    deadline: Option<Instant>,
+}
+
+impl<M: SharedMemory> SendStep<'_, M> {
+    fn fill(&mut self, i: usize) -> Result<PendingResponse<M>, Error> {
+        let c = &*self.client;
+        let me = c.end.pid();
+        let slot = c.svc.slot(i);
+        // Relaxed: the id only correlates; the owner CAS below publishes the slot.
+        let id = c.svc.next_id().fetch_add(1, Ordering::Relaxed);
+        // Relaxed (all): published by the Release CAS to queued below.
+        slot.u64_at(S_ID).store(id, Ordering::Relaxed);
+        slot.u64_at(S_DEADLINE)
+            .store(self.deadline_ns, Ordering::Relaxed);
+        slot.u32_at(S_LEN)
+            .store(self.req.len() as u32, Ordering::Relaxed);
+        let flags = if c.idempotent { IDEMPOTENT } else { 0 };
+        slot.u32_at(S_FLAGS).store(flags, Ordering::Relaxed);
+        slot.u32_at(S_WRITTEN).store(0, Ordering::Relaxed);
+        slot.u32_at(S_READ).store(0, Ordering::Relaxed);
+        slot.u32_at(S_CLIENT_SLEEPS).store(0, Ordering::Relaxed);
+        slot.u32_at(S_SERVER_SLEEPS).store(0, Ordering::Relaxed);
+        slot.u64_at(S_QUEUED_AT)
+            .store(crate::os::sys::monotonic_ns(), Ordering::Relaxed);
+        slot.store(SLOT_HEAD, self.req);
+        let filling = Owner::word(Phase::Filling, me, 0, false);
+        let queued = Owner::word(Phase::Queued, me, 0, false);
+        // Release: pairs with the server's Acquire CAS that takes the slot: the request's
+        // words and bytes above are visible to it.
+        if let Err(found) = slot.u64_at(S_OWNER).compare_exchange(
+            filling,
+            queued,
+            Ordering::Release,
+            Ordering::Relaxed,
+        ) {
+            c.svc.seg.intact()?;
+            return Err(Error::Corrupt {
+                what: "a service slot's owner word (changed while the client filled it)",
+                found,
+            });
+        }
+        c.svc.wake_servers();
+        c.svc.seg.intact()?;
+        Ok(PendingResponse {
+            svc: c.svc.clone(),
+            slot: i,
+            id,
+            end: c.end,
+            wait: c.wait,
+            sent: Instant::now(),
+            deadline: self.deadline,
+            read: 0,
+            finished: false,
+            parked: Parked::default(),
+        })
+    }
+}
+
+impl<M: SharedMemory> Step for SendStep<'_, M> {
+    type Out = PendingResponse<M>;
+
+    fn look(&mut self) -> Result<Option<PendingResponse<M>>, Error> {
+        let c = &mut *self.client;
+        c.end.check()?;
+        c.svc.seg.intact()?;
+        let me = c.end.pid();
+        let n = c.svc.cfg.slots as usize;
+        let filling = Owner::word(Phase::Filling, me, 0, false);
+        for k in 0..n {
+            let i = (c.next_slot + k) % n;
+            let owner = c.svc.slot_u64(i, S_OWNER);
+            // Relaxed: a look; the CAS below decides.
+            if owner.load(Ordering::Relaxed) != Owner::FREE {
+                continue;
+            }
+            // Acquire: pairs with the Release CAS by which the last holder freed it,
+            // after its last use of the slot.
+            if owner
+                .compare_exchange(Owner::FREE, filling, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                c.next_slot = (i + 1) % n;
+                return self.fill(i).map(Some);
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl<M: SharedMemory> Sleeper for SendStep<'_, M> {
+    fn check(&mut self, peer: bool) -> Result<(), Error> {
+        self.client.svc.seg.intact()?;
+        if peer {
+            // Every slot held: free those whose ends are all dead.
+            self.client.svc.sweep();
+        }
+        Ok(())
+    }
+}
+
+impl<M: SharedMemory> Client<M> {
+    /// How this end's requests wait for their responses (default: 50 µs of spin, then
+    /// sleep).
+    pub fn set_wait(&mut self, mode: WaitMode) {
+        self.wait = mode;
+    }
+
+    /// Whether the next requests are idempotent: if the server holding one dies before
+    /// its first response, the request goes back to the queue for another server (once)
+    /// instead of ending with `PeerDied`. Default: no.
+    pub fn set_idempotent(&mut self, idempotent: bool) {
+        self.idempotent = idempotent;
+    }
+
+    /// The service this end calls.
+    pub fn service(&self) -> &Service<M> {
+        &self.svc
+    }
+
+    fn check_len(&self, req: &[u8]) -> Result<(), Error> {
+        let max = self.svc.cfg.request_max;
+        if req.len() as u64 > u64::from(max) {
+            return Err(Error::MessageTooLarge {
+                len: req.len() as u64,
+                max: max.into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn send(
+        &mut self,
+        req: &[u8],
+        timeout: Option<Duration>,
+        wait: bool,
+    ) -> Result<PendingResponse<M>, Error> {
+        self.check_len(req)?;
+        let (deadline, deadline_ns) = match timeout {
+            Some(t) => {
+                let at = Instant::now().checked_add(t);
+                let ns = crate::os::sys::monotonic_ns()
+                    .saturating_add(u64::try_from(t.as_nanos()).unwrap_or(u64::MAX));
+                (at, if at.is_some() { ns } else { 0 })
+            }
+            None => (None, 0),
+        };
+        let mut step = SendStep {
+            client: self,
+            req,
+            deadline_ns,
+            deadline,
+        };
+        if !wait {
+            let mut parked = Parked::default();
+            return wait::try_once(&mut step, &mut parked, Error::Full);
+        }
+        wait::block(&mut step, Pace::Poll, timeout)
+    }
+
+    /// Sends `req` if a slot is free now, without waiting: the try form of
+    /// [`send_request`](Self::send_request). The request has no deadline.
+    ///
+    /// # Errors
+    /// [`TryCallError::Full`] when every slot is in use now,
+    /// [`TryCallError::MessageTooLarge`]; `Failed` with [`Error::Truncated`],
+    /// [`Error::Forked`], [`Error::Corrupt`].
+    pub fn try_call(&mut self, req: &[u8]) -> Result<PendingResponse<M>, TryCallError> {
+        Ok(self.send(req, None, false)?)
+    }
+
+    /// Sends `req`, waiting for a free slot, and returns its pending response. The
+    /// request has no deadline (see [`send_request_timeout`](Self::send_request_timeout)).
+    ///
+    /// # Errors
+    /// [`CallError::MessageTooLarge`]; `Failed` with [`Error::Truncated`],
+    /// [`Error::Forked`], [`Error::Corrupt`].
+    pub fn send_request(&mut self, req: &[u8]) -> Result<PendingResponse<M>, CallError> {
+        Ok(self.send(req, None, true)?)
+    }
+
+    /// Sends `req` with a deadline `timeout` from now, which travels with it: a server
+    /// sees the remaining time, a request still queued at its deadline is never handed to
+    /// a server, and every wait for its responses ends at the deadline.
+    ///
+    /// # Errors
+    /// [`CallTimeoutError::Timeout`] when no slot came free in time; as
+    /// [`send_request`](Self::send_request).
+    pub fn send_request_timeout(
+        &mut self,
+        req: &[u8],
+        timeout: Duration,
+    ) -> Result<PendingResponse<M>, CallTimeoutError> {
+        Ok(self.send(req, Some(timeout), true)?)
+    }
+
+    /// Sends `req` and waits for its (first) response. Dropping the pending request
+    /// afterwards cancels whatever of a stream is left.
+    ///
+    /// # Errors
+    /// [`CallError::PeerDied`] when the server holding the request died,
+    /// [`CallError::ServerError`] for an error response, [`CallError::Closed`] when the
+    /// server dropped the request unanswered; as [`send_request`](Self::send_request).
+    ///
+    /// # Examples
+    /// See [`Service::create`].
+    pub fn call(&mut self, req: &[u8]) -> Result<Response, CallError> {
+        let mut pending = self.send_request(req)?;
+        pending.receive()
+    }
+
+    /// [`call`](Self::call) with a deadline `timeout` from now, carried by the request
+    /// (see [`send_request_timeout`](Self::send_request_timeout)); the whole call ends by
+    /// then.
+    ///
+    /// # Errors
+    /// [`CallTimeoutError::Timeout`]; as [`call`](Self::call).
+    pub fn call_timeout(
+        &mut self,
+        req: &[u8],
+        timeout: Duration,
+    ) -> Result<Response, CallTimeoutError> {
+        let mut pending = self.send_request_timeout(req, timeout)?;
+        pending.receive_timeout(timeout)
+    }
+
+    /// [`call`](Self::call), as a future: the slot wait polls, the response wait parks
+    /// with the [`reactor`](crate::os::reactor).
+    ///
+    /// # Errors
+    /// As [`call`](Self::call).
+    ///
+    /// # Cancel safety
+    /// Dropping the future before a slot was free sends nothing; dropping it after
+    /// cancels the request (the server sees
+    /// [`is_cancelled`](crate::service::ActiveRequest::is_cancelled)).
+    pub async fn call_async(&mut self, req: &[u8]) -> Result<Response, CallError> {
+        let mut pending = self.send_request_async(req).await?;
+        pending.receive_async().await
+    }
+
+    /// [`send_request`](Self::send_request), as a future.
+    ///
+    /// # Errors
+    /// As [`send_request`](Self::send_request).
+    ///
+    /// # Cancel safety
+    /// Nothing is sent until the future completes.
+    pub async fn send_request_async(
+        &mut self,
+        req: &[u8],
+    ) -> Result<PendingResponse<M>, CallError> {
+        self.check_len(req)?;
+        let mut parked = Parked::default();
+        let mut step = SendStep {
+            client: self,
+            req,
+            deadline_ns: 0,
+            deadline: None,
+        };
+        // The slot wait has no futex word: the step's park polls (every reactor tick).
+        std::future::poll_fn(|cx| wait::poll_step(&mut step, &mut parked, Duration::ZERO, cx))
+            .await
+            .map_err(Into::into)
+    }
+}
+
+impl<M: SharedMemory> Drop for Client<M> {
+    fn drop(&mut self) {
+        if self.end.forked() {
+            return;
+        }
+        // Release: pairs with the Acquire of the next claim. Only our own pid.
+        let _ = self.svc.client_line(self.line).compare_exchange(
+            self.end.pid(),
+            0,
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
+    }
+}
+
+impl<M: SharedMemory> std::fmt::Debug for Client<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("line", &self.line).finish()
+    }
+}
+
+/// The pending response's one step: take the next response of the stream.
+struct ReceiveStep<'a, M: SharedMemory> {
+    p: &'a mut PendingResponse<M>,
+}
+
+impl<M: SharedMemory> ReceiveStep<'_, M> {
+    fn slot(&self) -> View {
+        self.p.svc.slot(self.p.slot)
+    }
+
+    /// The owner word, checked to still be this request's: `Corrupt` otherwise.
+    fn owner(&mut self) -> Result<(u64, Owner), Error> {
+        let slot = self.slot();
+        // Acquire: pairs with the server's Release CAS (take, done).
+        let w = slot.u64_at(S_OWNER).load(Ordering::Acquire);
+        let o = Owner::decode(w);
+        // Relaxed: written by us before the slot was queued.
+        let id = slot.u64_at(S_ID).load(Ordering::Relaxed);
+        if !Owner::honest(w) || o.client != self.p.end.pid() || id != self.p.id {
+            self.p.svc.seg.intact()?;
+            self.p.finished = true;
+            return Err(Error::Corrupt {
+                what: "the request's slot (its owner word or id no longer name this request)",
+                found: w,
+            });
+        }
+        Ok((w, o))
+    }
+
+    /// Takes entry `read % depth`, which the server's `written` vouches for.
+    fn take(&mut self, slot: View) -> Result<Response, Error> {
+        let p = &mut *self.p;
+        let cfg = p.svc.cfg;
+        let at = cfg.entries_at + (p.read % cfg.depth) as usize * cfg.entry_stride;
+        // Relaxed (all three): ordered after the Acquire load of `written`.
+        let id = slot.u64_at(at).load(Ordering::Relaxed);
+        let len = slot.u32_at(at + 8).load(Ordering::Relaxed);
+        let kind = slot.u32_at(at + 12).load(Ordering::Relaxed);
+        let corrupt = |what, found: u64| {
+            p.svc.seg.intact()?;
+            Err(Error::Corrupt { what, found })
+        };
+        if id != p.id {
+            p.finished = true;
+            return corrupt("a response entry's id (not this request's)", id);
+        }
+        let out = match kind {
+            KIND_DATA | KIND_LAST => {
+                if len > cfg.response_max {
+                    p.finished = true;
+                    return corrupt("a response entry's length", len.into());
+                }
+                let mut data = vec![0u8; len as usize];
+                slot.load(at + ENTRY_HEAD, &mut data);
+                Ok(Response {
+                    data,
+                    last: kind == KIND_LAST,
+                })
+            }
+            KIND_ERROR => Err(Error::ServerError { code: len }),
+            _ => {
+                p.finished = true;
+                return corrupt("a response entry's kind", kind.into());
+            }
+        };
+        p.read = p.read.wrapping_add(1);
+        // Release: pairs with the server's Acquire load of `read`: the entry is free
+        // once it sees the count (our copy above is done).
+        slot.u32_at(S_READ).store(p.read, Ordering::Release);
+        // SeqCst fence: pairs with the server's (between its sleeps count and its room
+        // check): either it sees the room, or we see it sleep.
+        fence(Ordering::SeqCst);
+        if slot.u32_at(S_SERVER_SLEEPS).load(Ordering::Relaxed) != 0 {
+            crate::os::futex::wake(slot.u32_at(S_READ));
+        }
+        if !matches!(out, Ok(Response { last: false, .. })) {
+            p.finished = true;
+        }
+        p.svc.seg.intact()?;
+        out
+    }
+
+    /// Whether an entry is there, or the phase says the wait is over (a look).
+    fn something(&self) -> bool {
+        let slot = self.slot();
+        // Acquire: pairs with the server's Release stores.
+        let w = slot.u64_at(S_OWNER).load(Ordering::Acquire);
+        let o = Owner::decode(w);
+        !(o.is(Phase::Queued) || o.is(Phase::Taken))
+            || slot.u32_at(S_WRITTEN).load(Ordering::Acquire) != self.p.read
+    }
+}
+
+impl<M: SharedMemory> Step for ReceiveStep<'_, M> {
+    type Out = Response;
+
+    fn look(&mut self) -> Result<Option<Response>, Error> {
+        self.p.end.check()?;
+        if self.p.finished {
+            return Err(Error::Closed);
+        }
+        let (_, o) = self.owner()?;
+        let slot = self.slot();
+        if o.is(Phase::Queued) || o.is(Phase::Filling) {
+            return Ok(None);
+        }
+        if o.is(Phase::Expired) {
+            self.p.finished = true;
+            return Err(Error::Timeout {
+                waited: self.p.sent.elapsed(),
+            });
+        }
+        if !(o.is(Phase::Taken) || o.is(Phase::Done)) {
+            self.p.svc.seg.intact()?;
+            self.p.finished = true;
+            return Err(Error::Corrupt {
+                what: "the request's slot phase",
+                found: o.phase.into(),
+            });
+        }
+        // Acquire: pairs with the server's Release store of `written` after an entry.
+        let written = slot.u32_at(S_WRITTEN).load(Ordering::Acquire);
+        let ready = written.wrapping_sub(self.p.read);
+        if ready > self.p.svc.cfg.depth {
+            self.p.svc.seg.intact()?;
+            self.p.finished = true;
+            return Err(Error::Corrupt {
+                what: "a request's response count",
+                found: written.into(),
+            });
+        }
+        if ready > 0 {
+            return self.take(slot).map(Some);
+        }
+        if o.is(Phase::Done) {
+            self.p.finished = true;
+            return Err(Error::Closed);
+        }
+        Ok(None)
+    }
+}
+
+impl<M: SharedMemory> Sleeper for ReceiveStep<'_, M> {
+    fn check(&mut self, peer: bool) -> Result<(), Error> {
+        self.p.svc.seg.intact()?;
+        if !peer {
+            return Ok(());
+        }
+        let (w, o) = self.owner()?;
+        if !o.is(Phase::Taken) || proc::liveness(o.server) != Liveness::Dead {
+            return Ok(());
+        }
+        let slot = self.slot();
+        // Relaxed: written by us at fill.
+        let flags = slot.u32_at(S_FLAGS).load(Ordering::Relaxed);
+        // Acquire: pairs with the server's Release store after an entry.
+        let answered = slot.u32_at(S_WRITTEN).load(Ordering::Acquire) != 0;
+        if flags & IDEMPOTENT != 0 && !o.retried && !answered {
+            let me = self.p.end.pid();
+            let requeued = Owner::word(Phase::Queued, me, 0, true);
+            // AcqRel: Release so the next server's Acquire take sees the slot as we
+            // left it; fails if the slot moved (then the next look says how).
+            if slot
+                .u64_at(S_OWNER)
+                .compare_exchange(w, requeued, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                self.p.svc.wake_servers();
+                return Ok(());
+            }
+        }
+        self.p.finished = true;
+        Err(Error::PeerDied { pid: o.server })
+    }
+
+    fn prepare(&mut self) -> Result<Option<Park<'_>>, Error> {
+        let slot = self.slot();
+        let seq_word = slot.u32_at(S_CLIENT_SEQ);
+        // Acquire: pairs with the server's Release bump of `client_seq`.
+        let seq = seq_word.load(Ordering::Acquire);
+        slot.u32_at(S_CLIENT_SLEEPS).fetch_add(1, Ordering::Relaxed);
+        // SeqCst fence: pairs with the server's (between its entry or done and its
+        // sleeps load): either it sees us sleep, or we see its entry.
+        fence(Ordering::SeqCst);
+        if self.something() {
+            slot.u32_at(S_CLIENT_SLEEPS).fetch_sub(1, Ordering::Relaxed);
+            return Ok(None);
+        }
+        let p = &*self.p;
+        let owner = p.svc.slot_u64(p.slot, S_OWNER);
+        // Relaxed: compared for change by the reactor.
+        let w = owner.load(Ordering::Relaxed);
+        Ok(Some(
+            Park::futex(p.svc.slot_u32(p.slot, S_CLIENT_SEQ), seq)
+                .watch_u64(owner, w)
+                .peer(Owner::decode(w).server),
+        ))
+    }
+
+    fn done(&mut self) {
+        self.slot()
+            .u32_at(S_CLIENT_SLEEPS)
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl<M: SharedMemory> PendingResponse<M> {
+    /// The request's id (chosen by the library; every response is checked against it).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Whether the stream is over: the last response, an error response, or an end
+    /// (`Closed`, `PeerDied`, `Timeout` at the deadline, `Corrupt`) was returned.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// The request's deadline, if it was sent with one.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// How this request waits (default: the client's mode when it was sent).
+    pub fn set_wait(&mut self, mode: WaitMode) {
+        self.wait = mode;
+    }
+
+    fn step(&mut self) -> ReceiveStep<'_, M> {
+        ReceiveStep { p: self }
+    }
+
+    /// The time left to the deadline (`None`: no deadline).
+    fn left(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// The next response, if there is one now.
+    ///
+    /// # Errors
+    /// [`TryResponseError::Empty`] when none yet; [`TryResponseError::Timeout`] once the
+    /// request's deadline passed; `Closed` after the last response (or a server that
+    /// dropped the request unanswered); `PeerDied` when its server died holding it
+    /// (checked at most every millisecond); `ServerError` for an error response; `Failed`
+    /// with [`Error::Corrupt`] when the slot no longer holds this request.
+    pub fn try_receive(&mut self) -> Result<Response, TryResponseError> {
+        if self.left().is_some_and(|l| l.is_zero()) && !self.finished {
+            let mut s = self.step();
+            if let Some(r) = s.look()? {
+                return Ok(r);
+            }
+            self.finished = true;
+            return Err(TryResponseError::Timeout {
+                waited: self.sent.elapsed(),
+            });
+        }
+        let mut parked = std::mem::take(&mut self.parked);
+        let r = wait::try_once(&mut self.step(), &mut parked, Error::Empty);
+        self.parked = parked;
+        Ok(r?)
+    }
+
+    /// The next response, waiting for it (until the request's deadline, if it has one).
+    ///
+    /// # Errors
+    /// As [`try_receive`](Self::try_receive), but never `Empty`; a deadline that passes
+    /// is `Failed(Timeout)` here (use [`receive_timeout`](Self::receive_timeout) to have
+    /// it as its own arm).
+    pub fn receive(&mut self) -> Result<Response, CallError> {
+        self.receive_impl(None).map_err(Into::into)
+    }
+
+    /// [`receive`](Self::receive), at most `timeout` (and never past the deadline).
+    ///
+    /// # Errors
+    /// [`CallTimeoutError::Timeout`]; as [`receive`](Self::receive).
+    pub fn receive_timeout(&mut self, timeout: Duration) -> Result<Response, CallTimeoutError> {
+        self.receive_impl(Some(timeout)).map_err(Into::into)
+    }
+
+    fn receive_impl(&mut self, timeout: Option<Duration>) -> Result<Response, Error> {
+        let bound = match (timeout, self.left()) {
+            (Some(t), Some(l)) => Some(t.min(l)),
+            (t, l) => t.or(l),
+        };
+        let pace = self.wait.pace();
+        let r = wait::block(&mut self.step(), pace, bound);
+        if matches!(r, Err(Error::Timeout { .. })) && self.left().is_some_and(|l| l.is_zero()) {
+            self.finished = true;
+        }
+        r
+    }
+
+    /// [`receive`](Self::receive), as a future (parked with the
+    /// [`reactor`](crate::os::reactor), woken by the server's response or its death).
+    /// The request's deadline, if any, is not a timer here: wrap the future in your
+    /// runtime's timeout.
+    ///
+    /// # Errors
+    /// As [`receive`](Self::receive).
+    ///
+    /// # Cancel safety
+    /// Cancellation safe: a response is taken only in the poll that completes the
+    /// future; a dropped future loses none.
+    pub async fn receive_async(&mut self) -> Result<Response, CallError> {
+        let spin = self.wait.async_spin();
+        let guard = ParkGuard { p: self };
+        std::future::poll_fn(|cx| {
+            let p = &mut *guard.p;
+            let mut parked = std::mem::take(&mut p.parked);
+            let r = wait::poll_step(&mut p.step(), &mut parked, spin, cx);
+            p.parked = parked;
+            r
+        })
+        .await
+        .map_err(Into::into)
+    }
+
+    fn unpark(&mut self) {
+        if self.end.forked() {
+            return;
+        }
+        let mut parked = std::mem::take(&mut self.parked);
+        parked.release(&mut self.step());
+    }
+}
+
+/// Takes back a parked receive's announcement when its future ends or is dropped.
+struct ParkGuard<'a, M: SharedMemory> {
+    p: &'a mut PendingResponse<M>,
+}
+
+impl<M: SharedMemory> Drop for ParkGuard<'_, M> {
+    fn drop(&mut self) {
+        self.p.unpark();
+    }
+}
+
+impl<M: SharedMemory> Drop for PendingResponse<M> {
+    fn drop(&mut self) {
+        if self.end.forked() {
+            return; // the parent still holds the request
+        }
+        self.unpark();
+        cancel(&self.svc, self.slot, self.end.pid(), self.id);
+    }
+}
+
+/// Lets a request's slot go: free it if no server holds it (or its server is dead),
+/// else mark it cancelled for the server to free. Only a slot that still names this
+/// client and id is touched.
+fn cancel<M: SharedMemory>(svc: &Service<M>, i: usize, me: u32, id: u64) {
+    let slot = svc.slot(i);
+    let owner = slot.u64_at(S_OWNER);
+    for _ in 0..CLAIM_TRIES {
+        // Acquire: pairs with the server's Release CAS (take, done).
+        let w = owner.load(Ordering::Acquire);
+        let o = Owner::decode(w);
+        // Relaxed: our own write at fill.
+        if !Owner::honest(w) || o.client != me || slot.u64_at(S_ID).load(Ordering::Relaxed) != id {
+            return; // not ours any more: a sweep or the server deals with it
+        }
+        let next = if o.is(Phase::Taken) && proc::liveness(o.server) != Liveness::Dead {
+            Owner::word(Phase::Cancelled, me, o.server, o.retried)
+        } else if o.is(Phase::Cancelled) {
+            return;
+        } else {
+            Owner::FREE
+        };
+        // Release: pairs with the Acquire of the next claim (after our last read of the
+        // slot) and of the server's respond (which then sees the cancel).
+        if owner
+            .compare_exchange(w, next, Ordering::Release, Ordering::Relaxed)
+            .is_ok()
+        {
+            if next != Owner::FREE {
+                // A server waiting for room wakes and sees the cancel.
+                crate::os::futex::wake(slot.u32_at(S_READ));
+            }
+            return;
+        }
+    }
+}
+
+impl<M: SharedMemory> std::fmt::Debug for PendingResponse<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingResponse")
+            .field("id", &self.id)
+            .field("slot", &self.slot)
+            .field("finished", &self.finished)
+            .finish()
+    }
+}
