@@ -247,3 +247,97 @@ fn every_event_word_an_honest_run_writes_has_a_row() {
         });
     }
 }
+
+#[test]
+fn every_service_word_an_honest_run_writes_has_a_row() {
+    use shm_core::service::{Service, ServiceOptions};
+    // 4 client and 4 server lines: the server lines at 256, the slots at 320; requests
+    // of 16 bytes (entries at 80 in a slot), entries of 16 + 16 bytes, 2 of them: a
+    // stride of 144 rounded to 192.
+    let opts = ServiceOptions::new()
+        .max_clients(4)
+        .max_servers(4)
+        .max_request(16)
+        .max_response(16)
+        .response_depth(2)
+        .slots(3);
+    let mem = HeapMemory::new(opts.segment_len().unwrap() as usize);
+    let spy = mem.share();
+    let before = snapshot(&spy);
+    let svc = Service::create(mem, &opts).unwrap();
+    let mut client = svc.client().unwrap();
+    let mut server = svc.server().unwrap();
+    // A sleeping client woken by a stream; a sleeping server woken by a request.
+    client.set_wait(shm_core::WaitMode::Block {
+        spin: Duration::ZERO,
+    });
+    let t = {
+        let svc = Service::attach(spy.share()).unwrap();
+        let spy = spy.share();
+        std::thread::spawn(move || {
+            let mut s = svc.server().unwrap();
+            s.set_wait(shm_core::WaitMode::Block {
+                spin: Duration::ZERO,
+            });
+            let mut req = s.receive_timeout(Duration::from_secs(20)).unwrap();
+            // Snapshots all along the client's sleep (it wakes at each 20 ms slice).
+            let client_asleep: Vec<Vec<u8>> = (0..30)
+                .map(|_| {
+                    std::thread::sleep(Duration::from_millis(1));
+                    snapshot(&spy)
+                })
+                .collect();
+            for i in 0..5u8 {
+                req.respond(&[i; 16]).unwrap();
+            }
+            req.respond_last(b"end").unwrap();
+            client_asleep
+        })
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    let server_asleep = snapshot(&spy);
+    let mut p = client
+        .send_request_timeout(b"stream", Duration::from_secs(20))
+        .unwrap();
+    while !p.receive().unwrap().last {}
+    let client_asleep = t.join().unwrap();
+    drop(p);
+    // An error, a cancel while taken, an unanswered request, an idempotent one.
+    client.set_idempotent(true);
+    let mut p = client.send_request(b"e").unwrap();
+    server.try_receive().unwrap().respond_error(3).unwrap();
+    assert!(p.receive().is_err());
+    let p2 = client.send_request(b"c").unwrap();
+    let req = server.try_receive().unwrap();
+    drop(p2);
+    assert!(req.is_cancelled());
+    drop(req);
+    let after = snapshot(&spy);
+    drop((client, server, p));
+    let dropped = snapshot(&spy);
+    let mut all = client_asleep;
+    all.extend([server_asleep, after, dropped]);
+    for after in all {
+        assert_covered("service", shm_core::service::WORDS, &before, &after, |i| {
+            if i < P {
+                return Some((Region::Header, i));
+            }
+            let o = i - P;
+            match o {
+                0..192 => Some((Region::Payload, o)),
+                192..320 => Some((Region::Line, (o - 192) % 4)),
+                _ => {
+                    let s = (o - 320) % 192;
+                    match s {
+                        0..64 => Some((Region::Slot, s)),
+                        64..80 => None, // request bytes: data
+                        _ => {
+                            let e = (s - 80) % 32;
+                            (e < 16).then_some((Region::Entry, e))
+                        }
+                    }
+                }
+            }
+        });
+    }
+}

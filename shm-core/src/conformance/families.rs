@@ -24,13 +24,13 @@ fn message(i: u64, buf: &mut Vec<u8>) {
 /// its status (or dies by the signal `work` sends itself); killed and reaped when dropped,
 /// so a failing case leaves no process behind. On memory a fork does not share (the heap
 /// backend) it is a thread.
-enum Other {
+pub(super) enum Other {
     Child(libc::pid_t),
     Thread(Option<std::thread::JoinHandle<i32>>),
 }
 
 impl Other {
-    fn start<F: FnOnce() -> i32 + Send + 'static>(forked: bool, work: F) -> Other {
+    pub(super) fn start<F: FnOnce() -> i32 + Send + 'static>(forked: bool, work: F) -> Other {
         if !forked {
             return Other::Thread(Some(std::thread::spawn(work)));
         }
@@ -49,7 +49,7 @@ impl Other {
         Other::Child(pid)
     }
 
-    fn pid(&self) -> Option<u32> {
+    pub(super) fn pid(&self) -> Option<u32> {
         match self {
             Other::Child(pid) => Some(*pid as u32),
             Other::Thread(_) => None,
@@ -57,7 +57,7 @@ impl Other {
     }
 
     /// Waits for the other side to end: its exit status (`-signal` if a signal ended it).
-    fn join(mut self) -> i32 {
+    pub(super) fn join(mut self) -> i32 {
         match &mut self {
             Other::Thread(t) => t.take().expect("joined once").join().unwrap_or(101),
             Other::Child(pid) => {

@@ -19,6 +19,7 @@ use crate::seqlock::SeqLock;
 
 mod families;
 mod hostile;
+mod service;
 pub use families::{
     broadcast_across_handles, broadcast_across_processes, channel_across_processes,
     channel_peer_death_across_processes, event_across_processes, event_flood_across_processes,
@@ -27,6 +28,7 @@ pub use families::{
 pub use hostile::{
     hostile_broadcast_words, hostile_channel_words, hostile_event_words, hostile_seqlock_words,
 };
+pub use service::{service_across_processes, service_kills_across_processes};
 
 /// What the suite needs from a backend.
 pub trait Backend {
@@ -58,7 +60,8 @@ macro_rules! conformance_tests {
             broadcast_across_handles, broadcast_across_processes, channel_across_processes,
             channel_peer_death_across_processes, hostile_broadcast_words,
             hostile_channel_words, hostile_seqlock_words, hostile_event_words,
-            event_across_processes, waitset_across_processes, event_flood_across_processes);
+            event_across_processes, waitset_across_processes, event_flood_across_processes,
+            service_across_processes, service_kills_across_processes);
     };
     (@each $backend:expr; $($name:ident),*) => {$(
         #[test]

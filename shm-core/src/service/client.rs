@@ -95,8 +95,7 @@ impl<M: SharedMemory> SendStep<'_, M> {
         let c = &*self.client;
         let me = c.end.pid();
         let slot = c.svc.slot(i);
-        // Relaxed: the id only correlates; the owner CAS below publishes the slot.
-        let id = c.svc.next_id().fetch_add(1, Ordering::Relaxed);
+        let id = super::segment::next_id(me);
         // Relaxed (all): published by the Release CAS to queued below.
         slot.u64_at(S_ID).store(id, Ordering::Relaxed);
         slot.u64_at(S_DEADLINE)
@@ -162,15 +161,19 @@ impl<M: SharedMemory> Step for SendStep<'_, M> {
             if owner.load(Ordering::Relaxed) != Owner::FREE {
                 continue;
             }
-            // Acquire: pairs with the Release CAS by which the last holder freed it,
-            // after its last use of the slot.
+            // Recorded before the claim: a sweep that sees the claim sees the record.
+            super::segment::hold(c.svc.nonce, i, false);
+            // AcqRel: Acquire pairs with the Release CAS by which the last holder freed
+            // it, after its last use of the slot; Release publishes the record above to a
+            // sweep's Acquire load.
             if owner
-                .compare_exchange(Owner::FREE, filling, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange(Owner::FREE, filling, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
                 c.next_slot = (i + 1) % n;
                 return self.fill(i).map(Some);
             }
+            super::segment::let_go(c.svc.nonce, i, false);
         }
         Ok(None)
     }
@@ -720,6 +723,7 @@ impl<M: SharedMemory> Drop for PendingResponse<M> {
         }
         self.unpark();
         cancel(&self.svc, self.slot, self.end.pid(), self.id);
+        super::segment::let_go(self.svc.nonce, self.slot, false);
     }
 }
 

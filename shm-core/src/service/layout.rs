@@ -3,16 +3,19 @@
 
 use crate::format::words::{Region, Word};
 
-/// The config words: six sizes (24 bytes), then the response schema (64 bytes at 32).
+/// The config words: six sizes (24 bytes), the service's nonce (8 bytes at 24), then the
+/// response schema (64 bytes at 32).
 pub(super) const CONFIG_WORDS: usize = 96;
 /// The seal over the config words, after them.
 pub(super) const SEAL: usize = 96;
 /// Config words and seal.
 pub(super) const CONFIG: usize = 104;
+/// Where the nonce lies: a random number the creator chose, which names the service to
+/// the process-local registry of the slots each process holds.
+pub(super) const NONCE: usize = 24;
 /// Where the response schema lies in the config (zero bytes: responses of any bytes).
 pub(super) const RESPONSE_SCHEMA: usize = 32;
 /// The shared control line.
-pub(super) const NEXT_ID: usize = 128;
 pub(super) const REQ_SEQ: usize = 136;
 pub(super) const SERVER_SLEEPERS: usize = 140;
 /// Where the client lines start (4 bytes a line: the holder's pid).
@@ -167,14 +170,14 @@ pub const WORDS: &[Word] = &[
     Word { name: "response_depth", region: Region::Payload, offset: 12, width: 4, writer: "the creator, once, before `ready`", honest: "1 to 256", otherwise: SERVICE_CONFIG },
     Word { name: "max_clients", region: Region::Payload, offset: 16, width: 4, writer: "the creator, once, before `ready`", honest: "1 to 1024", otherwise: SERVICE_CONFIG },
     Word { name: "max_servers", region: Region::Payload, offset: 20, width: 4, writer: "the creator, once, before `ready`", honest: "1 to 1024", otherwise: SERVICE_CONFIG },
+    Word { name: "nonce", region: Region::Payload, offset: 24, width: 8, writer: "the creator, once, before `ready`", honest: "any", otherwise: SERVICE_CONFIG },
     Word { name: "response schema", region: Region::Payload, offset: 32, width: 64, writer: "the creator, once, before `ready`", honest: "zero, or a record schema (name, version, size, align)", otherwise: SERVICE_CONFIG },
     Word { name: "config seal", region: Region::Payload, offset: 96, width: 8, writer: "the creator, once, before `ready`", honest: "FNV-1a of the bytes 0 to 96", otherwise: SERVICE_CONFIG },
-    Word { name: "next_id", region: Region::Payload, offset: 128, width: 8, writer: "clients (`fetch_add` 1 per request)", honest: "any (wraps)", otherwise: "only a request's correlation id: a client checks that its slot still carries the id it wrote and every response entry carries it too; two requests with one id live in two slots, which their owner words keep apart" },
     Word { name: "req_seq", region: Region::Payload, offset: 136, width: 4, writer: "clients (+1 when a server sleeps)", honest: "any (wraps)", otherwise: "a futex word, only compared for change: a change wakes the servers early, which look and sleep again" },
     Word { name: "server_sleepers", region: Region::Payload, offset: 140, width: 4, writer: "servers' waits (+1 before a sleep, -1 after)", honest: "a small count", otherwise: "0 while one sleeps: no wake call, the server wakes at its slice (20 ms); non-zero: a wake call per request (cost only); `inspect` says `Corrupt` above 1024" },
     Word { name: "end line", region: Region::Line, offset: 0, width: 4, writer: "a client or a server (claim, drop): the client lines, then the server lines", honest: "a live pid, or 0", otherwise: PID_LINE },
     Word { name: "owner", region: Region::Slot, offset: 0, width: 8, writer: "the client (claim, queue, free, cancel) and the server (take, done) by compare-and-swap", honest: "phase 0 to 6 in bits 48 to 55, the client's pid in bits 24 to 47, the server's in bits 0 to 23, bit 56 (sent back once)", otherwise: "an end acts only on the exact word it expects (its own pid in its field, the phase it left): any other value means the slot is no longer its request: the client's wait ends with `Corrupt`, the server's respond with `Cancelled`; a slot whose client and server are both dead (or 0, or impossible) is freed by the next sweep; stray bits or an unknown phase count as not ours; `inspect` says `Corrupt`" },
-    Word { name: "id", region: Region::Slot, offset: 8, width: 8, writer: "the client, while it fills the slot", honest: "the id the client chose", otherwise: "the client compares it with the id it wrote on every look: a change ends its wait with `Corrupt`, no response is delivered; the server copies it into each response entry" },
+    Word { name: "id", region: Region::Slot, offset: 8, width: 8, writer: "the client, while it fills the slot", honest: "the client's pid in bits 40 to 63, a count of its process's requests below", otherwise: "the client compares it with the id it wrote on every look: a change ends its wait with `Corrupt`, no response is delivered; the server copies it into each response entry; the process-local registry of held slots finds a slot by it" },
     Word { name: "deadline", region: Region::Slot, offset: 16, width: 8, writer: "the client, while it fills the slot", honest: "0 (none) or CLOCK_MONOTONIC nanoseconds", otherwise: "a past deadline: no server takes the request (it is marked expired, the client gets `Timeout`); a far one: the server's `remaining` is long; never waited on past the client's own deadline" },
     Word { name: "request length", region: Region::Slot, offset: 24, width: 4, writer: "the client, while it fills the slot", honest: "0 to request_max", otherwise: "above request_max: the server does not hand the request out; it marks the slot done with an error response (`ServerError` code 0xffff_ffff)" },
     Word { name: "flags", region: Region::Slot, offset: 28, width: 4, writer: "the client, while it fills the slot", honest: "bit 0 (idempotent)", otherwise: "other bits ignored; a forged idempotent bit sends a request back to the queue at most once (the owner word's bit 56 says it was)" },
@@ -183,8 +186,8 @@ pub const WORDS: &[Word] = &[
     Word { name: "client_seq", region: Region::Slot, offset: 40, width: 4, writer: "the server (+1 per response and at done), the client at claim", honest: "any (wraps)", otherwise: "a futex word, only compared for change: the client wakes early, looks and sleeps again" },
     Word { name: "client_sleeps", region: Region::Slot, offset: 44, width: 4, writer: "the client's waits (+1 before a sleep, -1 after)", honest: "0 or a small count", otherwise: "0 while it sleeps: the client wakes at its slice (20 ms); non-zero: a wake call per response (cost only)" },
     Word { name: "server_sleeps", region: Region::Slot, offset: 48, width: 4, writer: "the server's respond (+1 before it sleeps for room, -1 after)", honest: "0 or 1", otherwise: "0 while it sleeps: the server wakes at its slice; non-zero: a wake call per response taken (cost only)" },
+    Word { name: "queued_at", region: Region::Slot, offset: 56, width: 8, writer: "the client, while it fills the slot", honest: "CLOCK_MONOTONIC nanoseconds, in the past", otherwise: "orders the queue (servers take the oldest first: a forged time moves a request ahead or back, a delay only), decides whether a server asks the client's liveness before taking it, and is shown (`inspect`'s oldest request age; a time in the future shows as 0)" },
     Word { name: "entry id", region: Region::Entry, offset: 0, width: 8, writer: "the server, per response entry", honest: "the request's id", otherwise: "another id: the client's wait ends with `Corrupt`; the response is not delivered" },
     Word { name: "entry length", region: Region::Entry, offset: 8, width: 4, writer: "the server, per response entry", honest: "0 to response_max", otherwise: "above response_max: the client's wait ends with `Corrupt`; nothing is copied" },
     Word { name: "entry kind", region: Region::Entry, offset: 12, width: 4, writer: "the server, per response entry", honest: "0 (data), 1 (last), 2 (error: the code in the length)", otherwise: "another value: the client's wait ends with `Corrupt`" },
-    Word { name: "queued_at", region: Region::Slot, offset: 56, width: 8, writer: "the client, while it fills the slot", honest: "CLOCK_MONOTONIC nanoseconds, in the past", otherwise: "only shown (`inspect`'s oldest request age; a time in the future shows as 0)" },
 ];

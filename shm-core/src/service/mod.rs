@@ -12,7 +12,8 @@
 //!
 //! The promises:
 //!
-//! * **Correlation.** The library chooses each request's id. A client checks, on every
+//! * **Correlation.** The library chooses each request's id (the client's pid and a count
+//!   of its process's requests, so it names one request of one client). A client checks, on every
 //!   look, that its slot still names it and that id, and every response entry carries
 //!   the id: a response for another request, another client or a stale id is never
 //!   delivered (the wait ends with `Corrupt` instead).
@@ -79,9 +80,9 @@
 //! | offset | size | field |
 //! |---:|---:|---|
 //! | 0 | 24 | `request_max`, `response_max`, `slots`, `response_depth`, `max_clients`, `max_servers` (4 bytes each) |
+//! | 24 | 8 | `nonce`: the creator's random number (names the service to each process's registry of held slots) |
 //! | 32 | 64 | the response record's schema (zero: bytes) |
 //! | 96 | 8 | config seal: FNV-1a of bytes 0 to 96, checked by every attach |
-//! | 128 | 8 | `next_id`: the id counter |
 //! | 136 | 4 | `req_seq`: the futex word servers sleep on |
 //! | 140 | 4 | `server_sleepers` |
 //! | 192 | 4 · max_clients | client lines: each holder's pid |

@@ -60,6 +60,46 @@ fn schema_from(b: &[u8]) -> Option<Schema> {
     ))
 }
 
+/// The slots this process holds, per service (its nonce) and slot, as a client (`false`)
+/// or a server (`true`), with how many ends hold each: what tells a slot whose owner word
+/// names this process but that no end of it holds (a word a peer wrote back from an old
+/// value) from a live request, so that the sweep frees it. Keyed by the nonce, not the
+/// mapping, so that two attaches of one service in a process agree.
+static HELD: std::sync::Mutex<std::collections::BTreeMap<(u64, u32, bool), u32>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+fn held() -> std::sync::MutexGuard<'static, std::collections::BTreeMap<(u64, u32, bool), u32>> {
+    // A panic while the lock is held cannot leave the map half-changed: take it anyway.
+    HELD.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Records that an end of this process holds slot `slot` (before its claim).
+pub(super) fn hold(nonce: u64, slot: usize, server: bool) {
+    *held().entry((nonce, slot as u32, server)).or_insert(0) += 1;
+}
+
+/// Takes back one [`hold`].
+pub(super) fn let_go(nonce: u64, slot: usize, server: bool) {
+    let mut h = held();
+    let key = (nonce, slot as u32, server);
+    if let Some(n) = h.get_mut(&key) {
+        *n -= 1;
+        if *n == 0 {
+            h.remove(&key);
+        }
+    }
+}
+
+/// The ids this process gives its requests: its pid in bits 40 to 63, a count below, so
+/// that an id names one request of one client among every process's.
+pub(super) fn next_id(pid: u32) -> u64 {
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    // Relaxed: only uniqueness matters.
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    (u64::from(pid) << 40) | (n & ((1 << 40) - 1))
+}
+
 /// The layout as attach read (and checked) it: sizes and the offsets they give.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Config {
@@ -158,6 +198,8 @@ pub struct Service<M: SharedMemory> {
     pub(super) server_sleepers: Word32,
     pub(super) request_schema: Option<Schema>,
     pub(super) response_schema: Option<Schema>,
+    /// The creator's random number, naming the service to the registry of held slots.
+    pub(super) nonce: u64,
 }
 
 impl<M: SharedMemory> Clone for Service<M> {
@@ -170,6 +212,7 @@ impl<M: SharedMemory> Clone for Service<M> {
             server_sleepers: self.server_sleepers,
             request_schema: self.request_schema,
             response_schema: self.response_schema,
+            nonce: self.nonce,
         }
     }
 }
@@ -215,6 +258,16 @@ impl<M: SharedMemory> Service<M> {
         };
         let need = opts.payload_len();
         let schema = request_schema.unwrap_or_else(service_schema);
+        // Random enough to tell services apart within a process: the clock, the pid and
+        // an address, mixed.
+        let nonce = crate::format::words::seal(
+            &[
+                crate::os::sys::monotonic_ns().to_ne_bytes(),
+                u64::from(proc::current_pid()).to_ne_bytes(),
+                (&need as *const u64 as u64).to_ne_bytes(),
+            ]
+            .concat(),
+        );
         let seg = RawSegment::create(mem, expect(schema, need, false), |raw| {
             let mut head = [0u8; CONFIG];
             for (i, v) in [
@@ -230,6 +283,7 @@ impl<M: SharedMemory> Service<M> {
             {
                 head[4 * i..4 * i + 4].copy_from_slice(&v.to_ne_bytes());
             }
+            head[NONCE..NONCE + 8].copy_from_slice(&nonce.to_ne_bytes());
             head[RESPONSE_SCHEMA..RESPONSE_SCHEMA + 64]
                 .copy_from_slice(&schema_bytes(response_schema));
             let seal = crate::format::words::seal(&head[..CONFIG_WORDS]);
@@ -240,16 +294,16 @@ impl<M: SharedMemory> Service<M> {
         Ok(Self::with(
             Arc::new(seg),
             Config::of(opts),
-            request_schema,
-            response_schema,
+            (request_schema, response_schema),
+            nonce,
         ))
     }
 
     fn with(
         seg: Arc<RawSegment<M>>,
         cfg: Config,
-        request_schema: Option<Schema>,
-        response_schema: Option<Schema>,
+        (request_schema, response_schema): (Option<Schema>, Option<Schema>),
+        nonce: u64,
     ) -> Self {
         let view = seg.view();
         Service {
@@ -260,6 +314,7 @@ impl<M: SharedMemory> Service<M> {
             view,
             request_schema,
             response_schema,
+            nonce,
         }
     }
 
@@ -358,11 +413,12 @@ impl<M: SharedMemory> Service<M> {
                 found: seg.payload_len() as u64,
             });
         }
+        let nonce = u64::from_ne_bytes(head[NONCE..NONCE + 8].try_into().expect("8 bytes"));
         Ok(Self::with(
             Arc::new(seg),
             Config::of(&o),
-            request_schema,
-            response_schema,
+            (request_schema, response_schema),
+            nonce,
         ))
     }
 
@@ -435,11 +491,6 @@ impl<M: SharedMemory> Service<M> {
             .u64_at(self.cfg.slots_at + i * self.cfg.stride + off)
     }
 
-    /// The shared id counter.
-    pub(super) fn next_id(&self) -> &AtomicU64 {
-        self.view.u64_at(NEXT_ID)
-    }
-
     /// Takes a line among `lines` for `me`: its index, or `None` when every one is held.
     pub(super) fn claim_line<'a>(
         &'a self,
@@ -451,9 +502,12 @@ impl<M: SharedMemory> Service<M> {
     }
 
     /// Frees every slot whose client and server are both gone (dead, 0 or impossible
-    /// pids): what a client does when it finds no free slot, and servers at their peer
-    /// checks. Liveness is asked once per pid per sweep. Returns how many it freed.
-    pub(super) fn sweep(&self) -> usize {
+    /// pids), every cancelled slot whose server is gone, and every slot whose owner word no honest end writes: what a client does
+    /// when it finds no free slot, and servers at their peer checks, so calling it is
+    /// never needed; an operator's tool may. Liveness is asked once per pid per sweep.
+    /// Returns how many slots it freed.
+    pub fn sweep(&self) -> usize {
+        let me = proc::current_pid();
         let mut seen: Vec<(u32, bool)> = Vec::new();
         let mut live = |pid: u32| -> bool {
             if pid == 0 {
@@ -475,14 +529,49 @@ impl<M: SharedMemory> Service<M> {
                 continue;
             }
             let o = Owner::decode(w);
-            let stray = !Owner::honest(w);
-            if stray || (!live(o.client) && !live(o.server)) {
-                // AcqRel: as a client's free; fails harmlessly if an end moved it.
-                if owner
-                    .compare_exchange(w, Owner::FREE, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    freed += 1;
+            // An end of this process named in the word but holding nothing there: a word
+            // written back by a peer, as good as dead. Asked after the load: an end
+            // records its hold before its claim, whose Release our Acquire load saw.
+            let ours = |server: bool| held().contains_key(&(self.nonce, i as u32, server));
+            let client_on = o.client != 0
+                && (if o.client == me {
+                    ours(false)
+                } else {
+                    live(o.client)
+                });
+            let server_on = o.server != 0
+                && (if o.server == me {
+                    ours(true)
+                } else {
+                    live(o.server)
+                });
+            let next = if !Owner::honest(w) {
+                Owner::FREE
+            } else if o.is(Phase::Cancelled) {
+                // Its client has let go: only its server holds it.
+                if server_on {
+                    continue;
+                }
+                Owner::FREE
+            } else if !client_on && !server_on {
+                Owner::FREE
+            } else if o.is(Phase::Taken) && o.server == me && !server_on {
+                // Our server holds nothing here: finish it as an unanswered request, for
+                // a live client (which cannot tell, since our process lives).
+                Owner::word(Phase::Done, o.client, 0, o.retried)
+            } else {
+                continue;
+            };
+            // AcqRel: as a client's free; fails harmlessly if an end moved it.
+            if owner
+                .compare_exchange(w, next, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                freed += 1;
+                if next != Owner::FREE {
+                    self.slot_u32(i, S_CLIENT_SEQ)
+                        .fetch_add(1, Ordering::Release);
+                    crate::os::futex::wake(self.slot_u32(i, S_CLIENT_SEQ));
                 }
             }
         }

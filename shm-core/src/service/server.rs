@@ -78,13 +78,17 @@ impl<M: SharedMemory> TakeStep<'_, M> {
         let me = s.end.pid();
         let o = Owner::decode(w);
         let taken = Owner::word(Phase::Taken, o.client, me, o.retried);
+        // Recorded before the take: a sweep that sees the take sees the record.
+        super::segment::hold(s.svc.nonce, i, true);
         // AcqRel: Acquire pairs with the client's Release CAS to queued (its request is
-        // visible); Release with the client's Acquire owner loads.
+        // visible); Release with the client's Acquire owner loads (and publishes the
+        // record above to a sweep).
         if s.svc
             .slot_u64(i, S_OWNER)
             .compare_exchange(w, taken, Ordering::AcqRel, Ordering::Relaxed)
             .is_err()
         {
+            super::segment::let_go(s.svc.nonce, i, true);
             return Ok(None); // another server took it, or its client cancelled
         }
         let slot = s.svc.slot(i);
@@ -140,7 +144,7 @@ impl<M: SharedMemory> Step for TakeStep<'_, M> {
         s.end.check()?;
         s.svc.seg.intact()?;
         loop {
-            // The oldest queued request (lowest id, wrapping): a scan of the owner words.
+            // The oldest queued request (earliest `queued_at`): a scan of the owner words.
             let mut best: Option<(usize, u64, u64)> = None;
             for i in 0..s.svc.cfg.slots as usize {
                 // Acquire: pairs with the client's Release CAS to queued.
@@ -149,11 +153,10 @@ impl<M: SharedMemory> Step for TakeStep<'_, M> {
                 if !(o.is(Phase::Queued) && o.server == 0 && Owner::honest(w)) {
                     continue;
                 }
-                // Relaxed: only orders the queue; the take re-reads it.
-                let id = s.svc.slot_u64(i, S_ID).load(Ordering::Relaxed);
-                let older = best.is_none_or(|(_, _, b)| (id.wrapping_sub(b) as i64) < 0);
-                if older {
-                    best = Some((i, w, id));
+                // Relaxed: only orders the queue.
+                let at = s.svc.slot_u64(i, S_QUEUED_AT).load(Ordering::Relaxed);
+                if best.is_none_or(|(_, _, b)| at < b) {
+                    best = Some((i, w, at));
                 }
             }
             let Some((i, w, _)) = best else {
@@ -488,6 +491,11 @@ impl<M: SharedMemory> ActiveRequest<M> {
         if std::mem::replace(&mut self.finished, true) || self.end.forked() {
             return;
         }
+        self.move_on(to);
+        super::segment::let_go(self.svc.nonce, self.slot, true);
+    }
+
+    fn move_on(&mut self, to: Phase) {
         let owner = self.svc.slot_u64(self.slot, S_OWNER);
         let me = self.end.pid();
         for _ in 0..CLAIM_TRIES {
