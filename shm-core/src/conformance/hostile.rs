@@ -812,3 +812,131 @@ where
         println!("{name}: recovered {:?} after the peer stopped", t.elapsed());
     }
 }
+
+/// The rows of the service's table whose forgery amounts to writing the data itself (a
+/// request's or a response's length, the count that vouches for an entry): for these the
+/// test asks for bounded calls, typed errors and recovery, not for the bytes.
+const SERVICE_DATA_GUARDS: &[&str] = &["request length", "entry length", "written"];
+
+/// Every row of the service's table (and the header's), attacked by itself, while a
+/// server thread answers and this thread calls (one slot, so every call uses the
+/// attacked words). Every call is bounded and typed, nothing panics, a response is the
+/// answer to its own request (but for the data rows), and once the peer stopped a call
+/// is answered again.
+pub fn hostile_service_words<B: Backend>(b: &mut B)
+where
+    B::Mem: Sync,
+{
+    use crate::format::error::{CallTimeoutError, RecvTimeoutError};
+    use crate::service::{self, Service, ServiceOptions};
+    let dead = super::dead_pid();
+    let rows: Vec<Word> = HEADER_WORDS.iter().chain(service::WORDS).copied().collect();
+    // 2 client and 2 server lines: the client lines at 192, the server lines at 256, the
+    // slots at 320 (lines of 4 bytes, each group rounded to 64); requests of 32 bytes:
+    // entries at 96 in the slot.
+    let opts = ServiceOptions::new()
+        .slots(1)
+        .max_clients(2)
+        .max_servers(2)
+        .max_request(32)
+        .max_response(32)
+        .response_depth(2);
+    let answer = |req: &[u8]| -> Vec<u8> { req.iter().rev().map(|b| b ^ 0x5a).collect() };
+    for row in &rows {
+        let name = format!("service `{}`", row.name);
+        let guards = SERVICE_DATA_GUARDS.contains(&row.name);
+        let mem = b.create(opts.segment_len().expect("segment_len") as usize);
+        let view = b.reopen(&mem);
+        let svc = Service::create(mem, &opts).expect("create");
+        let place = match row.region {
+            Region::Header => Place::Fixed(row.offset),
+            Region::Payload => Place::Fixed(P + row.offset),
+            Region::Line => Place::Fixed(P + 192 + row.offset),
+            Region::Slot => Place::Fixed(P + 320 + row.offset),
+            Region::Entry => Place::Fixed(P + 320 + 96 + row.offset),
+            _ => unreachable!("not a service region"),
+        };
+        let target = target_of(&view, place, row.width);
+        let stop = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicU64::new(0));
+        let server = {
+            let svc = Service::attach(b.reopen(&view)).expect("attach");
+            let (stop, answered, name) = (Arc::clone(&stop), Arc::clone(&answered), name.clone());
+            std::thread::spawn(move || {
+                let mut server = svc.server().expect("server");
+                while !stop.load(Ordering::Relaxed) {
+                    match bounded(&name, "receive", || {
+                        server.receive_timeout(Duration::from_millis(2))
+                    }) {
+                        Ok(mut req) => {
+                            let a = answer(&req.take_data());
+                            if bounded(&name, "respond", || req.respond_last(&a)).is_ok() {
+                                answered.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Err(RecvTimeoutError::Timeout { .. }) => {}
+                        Err(e) => panic!("{name}: receive: unexpected {e:?}"),
+                    }
+                }
+            })
+        };
+        let mut client = svc.client().expect("client");
+        let mut n = 0u64;
+        let mut call = |name: &str| -> bool {
+            n += 1;
+            let req = n.to_le_bytes();
+            // Every other call leaves its answer in the slot a while before it reads it,
+            // so that the peer's writes land between the server's and the client's.
+            let slow = n % 2 == 1;
+            match bounded(name, "call", || {
+                if slow {
+                    let mut p = client.send_request_timeout(&req, Duration::from_millis(50))?;
+                    std::thread::sleep(Duration::from_micros(200));
+                    p.receive_timeout(Duration::from_millis(50))
+                } else {
+                    client.call_timeout(&req, Duration::from_millis(50))
+                }
+            }) {
+                Ok(r) => {
+                    if !guards {
+                        assert_eq!(
+                            r.data,
+                            answer(&req),
+                            "{name}: the answer to another request"
+                        );
+                    }
+                    true
+                }
+                Err(
+                    CallTimeoutError::Timeout { .. }
+                    | CallTimeoutError::PeerDied { .. }
+                    | CallTimeoutError::Closed
+                    | CallTimeoutError::ServerError { .. }
+                    | CallTimeoutError::Failed(Error::Corrupt { .. }),
+                ) => false,
+                Err(e) => panic!("{name}: call: unexpected {e:?}"),
+            }
+        };
+        std::thread::sleep(WARM);
+        let peer = Peer::start(
+            b.shared_across_fork(),
+            target,
+            values(target.load(), target.width, 1, dead),
+        );
+        during(peer, &name, || {
+            call(&name);
+        });
+        // Recovery: a call is answered again.
+        let t = Instant::now();
+        while !call(&name) {
+            assert!(t.elapsed() < RECOVER, "{name}: the service did not recover");
+        }
+        println!("{name}: recovered {:?} after the peer stopped", t.elapsed());
+        stop.store(true, Ordering::Relaxed);
+        server.join().expect("the server thread panicked");
+        assert!(
+            answered.load(Ordering::Relaxed) > 0,
+            "{name}: no request was answered"
+        );
+    }
+}
