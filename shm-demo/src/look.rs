@@ -33,6 +33,7 @@ fn kind_name(i: Option<&Inspection>) -> &'static str {
         Some(shm_core::Kind::Channel) => "channel",
         Some(shm_core::Kind::Broadcast) => "broadcast",
         Some(shm_core::Kind::Event) => "event",
+        Some(shm_core::Kind::Service) => "service",
         None => "-",
     }
 }
@@ -126,6 +127,22 @@ fn peers_text(i: &Inspection) -> String {
         }
         Detail::SeqLock { writer_pid, .. } if *writer_pid != 0 => {
             format!("writer {}", pid_mark(*writer_pid))
+        }
+        Detail::Service(s) => {
+            let list = |v: &[u32]| {
+                v.iter()
+                    .map(|&p| pid_mark(p))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            format!(
+                "{} client(s) ({}), {} server(s) ({}), {} request(s) in flight",
+                s.client_pids.len(),
+                list(&s.client_pids),
+                s.server_pids.len(),
+                list(&s.server_pids),
+                s.requests.len()
+            )
         }
         _ => String::new(),
     }
@@ -274,6 +291,86 @@ pub fn inspect(name: Option<&str>, socket: Option<&Path>, json: bool) -> Result<
     ];
     match &i.detail {
         Detail::None => {}
+        Detail::Service(s) => {
+            text.push(format!(
+                "service     requests up to {}, responses up to {}, {} slots, streams of {}; {} served",
+                fmt_bytes(s.request_max.into()),
+                fmt_bytes(s.response_max.into()),
+                s.slots,
+                s.response_depth,
+                s.served
+            ));
+            let who_all = |v: &[u32]| {
+                if v.is_empty() {
+                    "none".to_owned()
+                } else {
+                    v.iter().map(|&p| who(p)).collect::<Vec<_>>().join(", ")
+                }
+            };
+            text.push(format!("            clients {}", who_all(&s.client_pids)));
+            let servers: Vec<String> = s
+                .server_pids
+                .iter()
+                .map(|&p| format!("{} holding {}", who(p), s.in_flight(p)))
+                .collect();
+            text.push(format!(
+                "            servers {}",
+                if servers.is_empty() {
+                    "none".to_owned()
+                } else {
+                    servers.join(", ")
+                }
+            ));
+            text.push(format!(
+                "            {} request(s) in slots{}",
+                s.requests.len(),
+                match s.oldest_queued() {
+                    Some(age) =>
+                        format!(", the oldest queued for {}", crate::util::fmt_duration(age)),
+                    None => String::new(),
+                }
+            ));
+            let list = |v: &mut dyn Iterator<Item = String>| {
+                format!("[{}]", v.collect::<Vec<_>>().join(","))
+            };
+            j = j
+                .num("request_max", s.request_max)
+                .num("response_max", s.response_max)
+                .num("slots", s.slots)
+                .num("response_depth", s.response_depth)
+                .num("served", s.served)
+                .raw(
+                    "client_pids",
+                    &list(&mut s.client_pids.iter().map(|p| p.to_string())),
+                )
+                .raw(
+                    "servers",
+                    &list(&mut s.server_pids.iter().map(|&p| {
+                        Json::new()
+                            .num("pid", p)
+                            .bool("alive", alive(p))
+                            .num("in_flight", s.in_flight(p))
+                            .finish()
+                    })),
+                )
+                .raw(
+                    "requests",
+                    &list(&mut s.requests.iter().map(|r| {
+                        Json::new()
+                            .num("slot", r.slot)
+                            .str("phase", r.phase)
+                            .num("client_pid", r.client_pid)
+                            .num("server_pid", r.server_pid)
+                            .num("age_ns", r.age.as_nanos())
+                            .finish()
+                    })),
+                )
+                .raw(
+                    "oldest_queued_ns",
+                    &s.oldest_queued()
+                        .map_or("null".to_owned(), |a| a.as_nanos().to_string()),
+                );
+        }
         Detail::Event(e) => {
             text.push(format!(
                 "event       ids below {}, {} notifier lines; listener {}{}{}",
@@ -486,6 +583,13 @@ fn sample(l: &Listing) -> Option<Sample> {
                 .collect(),
             tail: b.tail,
         }),
+        Detail::Service(s) => Some(Sample {
+            messages: Some(s.served),
+            bytes: 0,
+            msg_len: None,
+            lines: Vec::new(),
+            tail: 0,
+        }),
         _ => None,
     }
 }
@@ -497,7 +601,7 @@ pub fn hz(name: Option<&str>, socket: Option<&Path>, seconds: u64, json: bool) -
     let label = first.name.clone();
     let Some(mut last) = sample(&first) else {
         return Err(Failure::new(format!(
-            "{label} is a {} ({}): hz watches channels and broadcasts",
+            "{label} is a {} ({}): hz watches channels, broadcasts and services",
             kind_name(first.inspection.as_ref()),
             first.state.name()
         )));

@@ -19,6 +19,7 @@ mod peer;
 mod pingpong;
 mod record;
 mod role;
+mod service;
 mod stream;
 mod util;
 mod waitset;
@@ -50,6 +51,9 @@ Examples:
   shm-demo --backend memfd broadcast --subscribers 4 --messages 100000 --size 64 --json
   shm-demo --backend posix event --notifiers 2 --events 10000 --json
   shm-demo --backend memfd waitset --subscribers 4 --messages 10000
+  shm-demo --backend posix service run --clients 4 --servers 2 --calls 10000 --size 64 --json
+  shm-demo --backend posix service serve --name /calc               # terminal 1 (and 2, ...)
+  shm-demo --backend posix service call --name /calc --calls 1000   # terminal 3
   shm-demo --backend posix broadcast --via zenoh --subscribers 2 --messages 100000 --json
   shm-demo --backend posix bridge export --name /cam --key shm/cam --listen tcp/127.0.0.1:7447
   shm-demo --backend posix bridge import --key shm/cam --name /cam_remote --connect tcp/127.0.0.1:7447
@@ -92,6 +96,10 @@ enum Cmd {
     Event(event::Args),
     /// One thread, one wait set over N subscribers and an event.
     Waitset(waitset::Args),
+    /// Request/response: `run` server and client processes (every response checked),
+    /// or `serve` / `call` a named service from two terminals.
+    #[command(subcommand)]
+    Service(service::ServiceCmd),
     /// Carry a broadcast to another host over Zenoh: `export` a local broadcast on a
     /// key, `import` a key into a local broadcast, `list` what the network exports.
     #[command(subcommand)]
@@ -122,6 +130,7 @@ impl Cmd {
             Cmd::Broadcast(a) => a.run(ctx),
             Cmd::Event(a) => a.run(ctx),
             Cmd::Waitset(a) => a.run(ctx),
+            Cmd::Service(cmd) => cmd.run(ctx),
             Cmd::Bridge(cmd) => bridge::run(ctx.shm(), &cmd, ctx.json),
             Cmd::Idle(a) => a.run(ctx),
             Cmd::Publish(a) => a.run(ctx),

@@ -14,6 +14,8 @@ pub enum Role {
     Floor,
     Notify,
     Publish,
+    Serve,
+    Call,
 }
 
 /// What the second process does: its role and the role's numbers. The first process

@@ -344,6 +344,9 @@ fn help_on_every_subcommand_has_an_example() {
         &["connect"],
         &["pingpong"],
         &["cleanup"],
+        &["service", "run"],
+        &["service", "serve"],
+        &["service", "call"],
     ] {
         let mut args: Vec<&str> = sub.to_vec();
         args.push("--help");

@@ -153,6 +153,18 @@ fn ctrl_c_and_sigterm_end_every_run_and_clean_up() {
             "--messages",
             "4000000000",
         ],
+        &[
+            "--backend",
+            "posix",
+            "service",
+            "run",
+            "--clients",
+            "2",
+            "--servers",
+            "2",
+            "--calls",
+            "4000000000",
+        ],
     ];
     for args in runs {
         interrupted_run(args, libc::SIGINT);

@@ -15,7 +15,8 @@ pub(super) const CONFIG: usize = 104;
 pub(super) const NONCE: usize = 24;
 /// Where the response schema lies in the config (zero bytes: responses of any bytes).
 pub(super) const RESPONSE_SCHEMA: usize = 32;
-/// The shared control line.
+/// The shared control line: requests answered (servers add 1 each), for `hz`.
+pub(super) const SERVED: usize = 128;
 pub(super) const REQ_SEQ: usize = 136;
 pub(super) const SERVER_SLEEPERS: usize = 140;
 /// Where the client lines start (4 bytes a line: the holder's pid).
@@ -173,6 +174,7 @@ pub const WORDS: &[Word] = &[
     Word { name: "nonce", region: Region::Payload, offset: 24, width: 8, writer: "the creator, once, before `ready`", honest: "any", otherwise: SERVICE_CONFIG },
     Word { name: "response schema", region: Region::Payload, offset: 32, width: 64, writer: "the creator, once, before `ready`", honest: "zero, or a record schema (name, version, size, align)", otherwise: SERVICE_CONFIG },
     Word { name: "config seal", region: Region::Payload, offset: 96, width: 8, writer: "the creator, once, before `ready`", honest: "FNV-1a of the bytes 0 to 96", otherwise: SERVICE_CONFIG },
+    Word { name: "served", region: Region::Payload, offset: 128, width: 8, writer: "servers (+1 per request finished with a response or unanswered)", honest: "any (wraps)", otherwise: "only shown (`hz`'s rate, `inspect`): a forged value is a jump in the count, nothing else reads it" },
     Word { name: "req_seq", region: Region::Payload, offset: 136, width: 4, writer: "clients (+1 when a server sleeps)", honest: "any (wraps)", otherwise: "a futex word, only compared for change: a change wakes the servers early, which look and sleep again" },
     Word { name: "server_sleepers", region: Region::Payload, offset: 140, width: 4, writer: "servers' waits (+1 before a sleep, -1 after)", honest: "a small count", otherwise: "0 while one sleeps: no wake call, the server wakes at its slice (20 ms); non-zero: a wake call per request (cost only); `inspect` says `Corrupt` above 1024" },
     Word { name: "end line", region: Region::Line, offset: 0, width: 4, writer: "a client or a server (claim, drop): the client lines, then the server lines", honest: "a live pid, or 0", otherwise: PID_LINE },

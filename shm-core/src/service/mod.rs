@@ -83,6 +83,7 @@
 //! | 24 | 8 | `nonce`: the creator's random number (names the service to each process's registry of held slots) |
 //! | 32 | 64 | the response record's schema (zero: bytes) |
 //! | 96 | 8 | config seal: FNV-1a of bytes 0 to 96, checked by every attach |
+//! | 128 | 8 | `served`: requests finished (for `hz`) |
 //! | 136 | 4 | `req_seq`: the futex word servers sleep on |
 //! | 140 | 4 | `server_sleepers` |
 //! | 192 | 4 · max_clients | client lines: each holder's pid |

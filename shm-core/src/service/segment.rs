@@ -166,6 +166,8 @@ pub struct ServiceState {
     pub server_pids: Vec<u32>,
     /// Every slot in use.
     pub requests: Vec<SlotState>,
+    /// Requests the servers finished so far (a count that wraps).
+    pub served: u64,
 }
 
 impl ServiceState {
@@ -681,6 +683,8 @@ impl<M: SharedMemory> Service<M> {
             client_pids,
             server_pids,
             requests,
+            // Relaxed: a snapshot for display.
+            served: self.view.u64_at(SERVED).load(Ordering::Relaxed),
         })
     }
 }

@@ -520,6 +520,10 @@ impl<M: SharedMemory> ActiveRequest<M> {
                 .compare_exchange(w, next, Ordering::Release, Ordering::Relaxed)
                 .is_ok()
             {
+                if to == Phase::Done {
+                    // Relaxed: a count for display only.
+                    self.svc.view.u64_at(SERVED).fetch_add(1, Ordering::Relaxed);
+                }
                 if next != Owner::FREE {
                     self.wake_client();
                 }
