@@ -29,7 +29,7 @@ fn num(line: &str, key: &str) -> f64 {
     let pat = format!("\"{key}\":");
     let i = line.find(&pat).unwrap_or_else(|| panic!("{key} in {line}")) + pat.len();
     line[i..]
-        .split(|c: char| c == ',' || c == '}')
+        .split([',', '}'])
         .next()
         .unwrap()
         .parse()
