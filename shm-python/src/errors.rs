@@ -69,6 +69,18 @@ create_exception!(
     "No room for the segment in /dev/shm (a tmpfs)."
 );
 create_exception!(shm, Empty, Error, "No message now (a try call).");
+create_exception!(
+    shm,
+    Cancelled,
+    Error,
+    "The request's client cancelled it or died: nothing more reaches it."
+);
+create_exception!(
+    shm,
+    ServerError,
+    Error,
+    "The server answered the request with an error code (`code`)."
+);
 
 /// An exception of type `T` whose one argument is `msg` (so `str()` is the message and
 /// it pickles as any exception), with the named attribute `key` set to `value` (kept
@@ -99,6 +111,8 @@ pub(crate) fn err(e: impl Into<CoreError>) -> PyErr {
         CoreError::Corrupt { .. } => Corrupt::new_err(msg),
         CoreError::Full => Full::new_err(msg),
         CoreError::Empty => Empty::new_err(msg),
+        CoreError::Cancelled => Cancelled::new_err(msg),
+        CoreError::ServerError { code } => with_attr::<ServerError>(msg, "code", code.into()),
         _ => Error::new_err(msg),
     }
 }

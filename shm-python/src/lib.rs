@@ -27,6 +27,7 @@ mod errors;
 mod event;
 mod memory;
 mod record;
+mod service;
 mod wait;
 mod waitset;
 use broadcast::*;
@@ -36,6 +37,7 @@ use errors::*;
 use event::*;
 use memory::*;
 use record::*;
+use service::*;
 use wait::*;
 use waitset::*;
 
@@ -57,6 +59,11 @@ fn _shm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Notifier>()?;
     m.add_class::<Listener>()?;
     m.add_class::<WaitSet>()?;
+    m.add_class::<Service>()?;
+    m.add_class::<Client>()?;
+    m.add_class::<PendingResponse>()?;
+    m.add_class::<Server>()?;
+    m.add_class::<Request>()?;
     m.add("Error", py.get_type::<Error>())?;
     m.add("Timeout", py.get_type::<Timeout>())?;
     m.add("Closed", py.get_type::<Closed>())?;
@@ -70,6 +77,8 @@ fn _shm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("Corrupt", py.get_type::<Corrupt>())?;
     m.add("Full", py.get_type::<Full>())?;
     m.add("Empty", py.get_type::<Empty>())?;
+    m.add("Cancelled", py.get_type::<Cancelled>())?;
+    m.add("ServerError", py.get_type::<ServerError>())?;
     m.add("NotFound", py.get_type::<NotFound>())?;
     m.add("AlreadyExists", py.get_type::<AlreadyExists>())?;
     m.add("PermissionDenied", py.get_type::<PermissionDenied>())?;

@@ -72,6 +72,27 @@ def main():
         mem = shm.memfd_create(4096)
         print("ready", flush=True)
         mem.serve(sys.argv[2], timeout=3600)
+    elif role == "serve":
+        # serve NAME: answers requests (the request reversed) until it takes b"stop";
+        # b"die" kills it by SIGKILL while it holds the request; b"stream N" answers
+        # with N responses and a last one.
+        server = shm.Service.attach(shm.posix_open(sys.argv[2])).server()
+        print("ready", flush=True)
+        while True:
+            req = server.receive(timeout=60)
+            data = req.data
+            if data == b"stop":
+                req.respond_last(b"")
+                break
+            if data == b"die":
+                os.kill(os.getpid(), 9)
+            if data.startswith(b"stream "):
+                for i in range(int(data[7:])):
+                    req.respond(i.to_bytes(4, "little"))
+                req.respond_last(b"end")
+                continue
+            req.respond_last(data[::-1])
+        print("ok", flush=True)
     elif role == "notify":
         # notify NAME N ACK_NAME DIE: notifies id i % 64 for i < N, each after the test's
         # answer on the event ACK_NAME (so every notify finds the listener asleep or

@@ -929,3 +929,71 @@ def test_huge_and_bad_timeouts_never_panic():
         shm.posix_open(name, wait=float("nan"))
     with pytest.raises(ValueError):
         shm.memfd_create(4096).serve("/nonexistent/x.sock", timeout=-1)
+
+
+def test_services_between_python_processes():
+    name = unique("/shm-py-svc")
+    size = shm.Service.segment_len(max_request=256, max_response=256, slots=8)
+    with shm.posix_create(name, size) as mem:
+        svc = shm.Service.create(mem, max_request=256, max_response=256, slots=8)
+        client = svc.client()
+        servers = [peer("serve", name), peer("serve", name)]
+        for i in range(2000):
+            req = f"call {i}".encode()
+            assert client.call(req, timeout=30) == req[::-1], i
+        # A stream, iterated.
+        assert list(client.send_request(b"stream 5", timeout=30)) == [
+            i.to_bytes(4, "little") for i in range(5)
+        ] + [b"end"]
+        # A server killed holding the request: PeerDied with its pid.
+        with pytest.raises(shm.PeerDied) as e:
+            client.call(b"die", timeout=30)
+        dead = [p for p in servers if p.pid == e.value.pid]
+        assert len(dead) == 1
+        dead[0].wait(timeout=30)
+        assert dead[0].returncode == -signal.SIGKILL
+        # The other server goes on; then it stops.
+        assert client.call(b"abc", timeout=30) == b"cba"
+        alive = [p for p in servers if p is not dead[0]][0]
+        assert client.call(b"stop", timeout=30) == b""
+        assert "ok" in finish(alive)
+        # No server now: the deadline ends the call; no slot stays held.
+        t = time.monotonic()
+        with pytest.raises(shm.Timeout):
+            client.call(b"nobody", timeout=0.1)
+        assert 0.1 <= time.monotonic() - t < 5
+
+
+def test_service_server_in_python_deadline_errors_and_cancel():
+    size = shm.Service.segment_len()
+    mem = shm.anon_create(size)
+    svc = shm.Service.create(mem)
+    client, server = svc.client(), svc.server()
+    assert server.try_receive() is None
+    pending = client.send_request(b"x", timeout=5.0)
+    req = server.receive(timeout=5)
+    assert req.data == b"x" and req.client_pid == os.getpid()
+    assert 3.0 < req.remaining <= 5.0
+    assert abs(req.deadline - (time.monotonic() + req.remaining)) < 0.5
+    req.respond_error(42)
+    with pytest.raises(shm.ServerError) as e:
+        pending.receive()
+    assert e.value.code == 42
+    # Cancelled: the client closes its pending response.
+    pending = client.send_request(b"y")
+    req = server.receive(timeout=5)
+    pending.close()
+    assert req.is_cancelled()
+    with pytest.raises(shm.Cancelled):
+        req.respond(b"too late")
+    # Unanswered: the client's call is Closed.
+    pending = client.send_request(b"z")
+    server.receive(timeout=5).close()
+    with pytest.raises(shm.Closed):
+        pending.receive(timeout=5)
+    with pytest.raises(shm.Timeout):
+        server.receive(timeout=0.01)
+    with pytest.raises(ValueError):
+        shm.Service.segment_len(slots=0)
+    with pytest.raises(ValueError):
+        client.call(b"q", timeout=-1)

@@ -229,27 +229,61 @@ impl<M: SharedMemory> Client<M> {
         timeout: Option<Duration>,
         wait: bool,
     ) -> Result<PendingResponse<M>, Error> {
-        self.check_len(req)?;
-        let (deadline, deadline_ns) = match timeout {
-            Some(t) => {
-                let at = Instant::now().checked_add(t);
-                let ns = crate::os::sys::monotonic_ns()
-                    .saturating_add(u64::try_from(t.as_nanos()).unwrap_or(u64::MAX));
-                (at, if at.is_some() { ns } else { 0 })
-            }
-            None => (None, 0),
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let slot_wait = if wait {
+            timeout.or(Some(Duration::MAX))
+        } else {
+            None
         };
+        self.send_until(req, deadline, slot_wait)
+    }
+
+    /// Sends with the deadline `deadline` (absolute), waiting for a slot at most
+    /// `slot_wait` (`None`: not at all; `Duration::MAX`: without limit).
+    fn send_until(
+        &mut self,
+        req: &[u8],
+        deadline: Option<Instant>,
+        slot_wait: Option<Duration>,
+    ) -> Result<PendingResponse<M>, Error> {
+        self.check_len(req)?;
+        let deadline_ns = deadline.map_or(0, |d| {
+            let left = d.saturating_duration_since(Instant::now());
+            crate::os::sys::monotonic_ns()
+                .saturating_add(u64::try_from(left.as_nanos()).unwrap_or(u64::MAX))
+                .max(1)
+        });
         let mut step = SendStep {
             client: self,
             req,
             deadline_ns,
             deadline,
         };
-        if !wait {
-            let mut parked = Parked::default();
-            return wait::try_once(&mut step, &mut parked, Error::Full);
+        match slot_wait {
+            None => {
+                let mut parked = Parked::default();
+                wait::try_once(&mut step, &mut parked, Error::Full)
+            }
+            Some(Duration::MAX) => wait::block(&mut step, Pace::Poll, None),
+            Some(w) => wait::block(&mut step, Pace::Poll, Some(w)),
         }
-        wait::block(&mut step, Pace::Poll, timeout)
+    }
+
+    /// Sends `req` with an absolute `deadline` (`None`: none), waiting at most
+    /// `slot_wait` for a free slot: for a caller that keeps one deadline across several
+    /// waits (a binding that waits in slices, a bridge forwarding a remote request's
+    /// remaining time).
+    ///
+    /// # Errors
+    /// [`CallTimeoutError::Timeout`] when no slot came free within `slot_wait`; as
+    /// [`send_request`](Self::send_request).
+    pub fn send_request_until(
+        &mut self,
+        req: &[u8],
+        deadline: Option<Instant>,
+        slot_wait: Duration,
+    ) -> Result<PendingResponse<M>, CallTimeoutError> {
+        Ok(self.send_until(req, deadline, Some(slot_wait))?)
     }
 
     /// Sends `req` if a slot is free now, without waiting: the try form of

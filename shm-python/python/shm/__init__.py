@@ -14,6 +14,11 @@ and is then laid out as a channel, a broadcast, an event or a record::
     rx = shm.Channel.attach(shm.posix_open("/cam")).receiver()
     rx.recv(timeout=1.0)                         # -> b"hello"
 
+Request/response: ``svc = shm.Service.create(mem)``; a server process takes requests
+(``req = svc.server().receive()``, then ``req.respond_last(answer)``), a client calls
+(``shm.Service.attach(mem).client().call(b"ping", timeout=1.0)`` -> the answer's bytes);
+each request goes to exactly one server, and its deadline travels with it.
+
 Waiting on many at once: ``ws = shm.WaitSet(); ws.attach(rx); ws.attach(listener)``,
 then ``ws.wait(timeout=)`` returns the ready objects; ``ws.fileno()`` is readable while
 one is (for ``selectors`` and asyncio's ``loop.add_reader``). Events carry no payload:
@@ -23,7 +28,8 @@ Receiving copies once, into a new ``bytes`` or into your buffer (``recv_into``: 
 bytearray, a numpy array): Python never holds a view of memory another process can
 write. Every wait releases the GIL and Ctrl-C interrupts it. Errors are ``shm.Error``
 and its subclasses (``Timeout``, ``Closed``, ``PeerDied``, ``Lagged``, ``Evicted``,
-``SchemaMismatch``, ``ReadOnly``, ``Truncated``, ``Corrupt``, ``Full``, ``Empty``, and
+``SchemaMismatch``, ``ReadOnly``, ``Truncated``, ``Corrupt``, ``Full``, ``Empty``,
+``Cancelled``, ``ServerError``, and
 for the backends ``NotFound``, ``AlreadyExists``, ``PermissionDenied``, ``NoSpace``);
 a bad argument is ``ValueError``.
 """
@@ -33,7 +39,9 @@ import struct as _struct
 from ._shm import (  # noqa: F401
     AlreadyExists,
     Broadcast,
+    Cancelled,
     Channel,
+    Client,
     Closed,
     Corrupt,
     Empty,
@@ -49,15 +57,20 @@ from ._shm import (  # noqa: F401
     NoSpace,
     NotFound,
     PeerDied,
+    PendingResponse,
     PermissionDenied,
     Publisher,
     RawRecord,
     RawSeqLock,
     ReadOnly,
     Receiver,
+    Request,
     Reservation,
     SchemaMismatch,
     Sender,
+    Server,
+    ServerError,
+    Service,
     Subscriber,
     Timeout,
     Truncated,
@@ -72,9 +85,9 @@ anon_create = Memory.anon_create
 
 __all__ = [
     "AlreadyExists", "NoSpace", "NotFound", "PermissionDenied",
-    "Broadcast", "Channel", "Closed", "Corrupt", "Empty", "Error", "Event", "Evicted", "Full",
-    "Lagged", "Listener", "Memory", "Notifier", "PeerDied", "Publisher", "ReadOnly", "Receiver", "Reservation", "SchemaMismatch",
-    "Segment", "SeqLock", "Sender", "Subscriber", "Timeout", "Truncated", "UpstreamLost", "WaitSet", "anon_create",
+    "Broadcast", "Cancelled", "Channel", "Client", "Closed", "Corrupt", "Empty", "Error", "Event", "Evicted", "Full",
+    "Lagged", "Listener", "Memory", "Notifier", "PeerDied", "PendingResponse", "Publisher", "ReadOnly", "Receiver", "Request", "Reservation", "SchemaMismatch",
+    "Segment", "SeqLock", "Sender", "Server", "ServerError", "Service", "Subscriber", "Timeout", "Truncated", "UpstreamLost", "WaitSet", "anon_create",
     "memfd_connect", "memfd_create", "posix_create", "posix_open",
 ]
 
