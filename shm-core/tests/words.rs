@@ -251,9 +251,9 @@ fn every_event_word_an_honest_run_writes_has_a_row() {
 #[test]
 fn every_service_word_an_honest_run_writes_has_a_row() {
     use shm_core::service::{Service, ServiceOptions};
-    // 4 client and 4 server lines: the server lines at 256, the slots at 320; requests
-    // of 16 bytes (entries at 80 in a slot), entries of 16 + 16 bytes, 2 of them: a
-    // stride of 144 rounded to 192.
+    // 4 client and 4 server lines: the server lines at 256, the slots at 320; a
+    // 128-byte head, requests of 16 bytes (entries at 144 in a slot), entries of 16 + 16
+    // bytes, 2 of them: a stride of 208 rounded to 256.
     let opts = ServiceOptions::new()
         .max_clients(4)
         .max_servers(4)
@@ -327,12 +327,12 @@ fn every_service_word_an_honest_run_writes_has_a_row() {
                 0..192 => Some((Region::Payload, o)),
                 192..320 => Some((Region::Line, (o - 192) % 4)),
                 _ => {
-                    let s = (o - 320) % 192;
+                    let s = (o - 320) % 256;
                     match s {
-                        0..64 => Some((Region::Slot, s)),
-                        64..80 => None, // request bytes: data
+                        0..128 => Some((Region::Slot, s)),
+                        128..144 => None, // request bytes: data
                         _ => {
-                            let e = (s - 80) % 32;
+                            let e = (s - 144) % 32;
                             (e < 16).then_some((Region::Entry, e))
                         }
                     }

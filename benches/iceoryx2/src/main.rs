@@ -94,9 +94,82 @@ fn event_round_trips(node: &Node<ipc::Service>, args: &[String]) {
     );
 }
 
+/// Request/response round trips (`icebench reqres ROUND_TRIPS`): a server process
+/// busy-polls `receive()` and answers each `[u64; 8]` request with a copy of it; this
+/// process sends a request and busy-polls its pending response. Prints p50/p99 of the
+/// last ROUND_TRIPS (after as many warm-up rounds, at least 1,000) as one JSON line.
+fn reqres_round_trips(node: &Node<ipc::Service>, args: &[String]) {
+    let svc = |name: &str| {
+        node.service_builder(&name.try_into().expect("service name"))
+            .request_response::<[u64; 8], [u64; 8]>()
+            .open_or_create()
+            .expect("request-response service")
+    };
+    if args[1] == "reqres-child" {
+        let (name, total): (&str, u64) = (&args[2], args[3].parse().expect("rounds"));
+        let svc = svc(name);
+        let server = svc.server_builder().create().expect("server");
+        println!("ready");
+        std::io::stdout().flush().expect("stdout");
+        let mut served = 0;
+        while served < total {
+            if let Some(req) = server.receive().expect("receive") {
+                let p = *req.payload();
+                req.send_copy(p).expect("respond");
+                served += 1;
+            }
+        }
+        return;
+    }
+    let n: u64 = args[2].parse().expect("ROUND_TRIPS");
+    let total = (n / 10).max(1000) + n;
+    let name = format!("shmbench/reqres/{}", std::process::id());
+    let service = svc(&name);
+    let client = service.client_builder().create().expect("client");
+    let exe = std::env::current_exe().expect("exe");
+    let mut c = std::process::Command::new(&exe)
+        .args(["reqres-child", &name, &total.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut out = std::io::BufReader::new(c.stdout.take().expect("stdout"));
+    let mut l = String::new();
+    out.read_line(&mut l).expect("ready line");
+    // Let the client see the server before the first request.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut times = Vec::with_capacity(n as usize);
+    for i in 0..total {
+        let t = Instant::now();
+        let pending = client.send_copy([i, 0, 0, 0, 0, 0, 0, 0]).expect("request");
+        loop {
+            if let Some(r) = pending.receive().expect("response") {
+                assert_eq!(r.payload()[0], i, "a response to another request");
+                break;
+            }
+        }
+        if i >= total - n {
+            times.push(t.elapsed().as_nanos() as u64);
+        }
+    }
+    c.wait().expect("child");
+    times.sort_unstable();
+    let q = |f: f64| times[((times.len() - 1) as f64 * f) as usize];
+    println!(
+        "{{\"what\":\"iceoryx2-reqres\",\"mode\":\"round_trip\",\"round_trips\":{n},\"size\":64,\"p50_ns\":{},\"p99_ns\":{},\"cpu\":\"{}\",\"cores\":{}}}",
+        q(0.5),
+        q(0.99),
+        cpu::model(),
+        cpu::cores()
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let node = NodeBuilder::new().create::<ipc::Service>().expect("node");
+    if matches!(args.get(1).map(String::as_str), Some("reqres" | "reqres-child")) {
+        reqres_round_trips(&node, &args);
+        return;
+    }
     if matches!(args.get(1).map(String::as_str), Some("event" | "event-child")) {
         event_round_trips(&node, &args);
         return;

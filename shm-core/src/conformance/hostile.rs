@@ -832,8 +832,8 @@ where
     let dead = super::dead_pid();
     let rows: Vec<Word> = HEADER_WORDS.iter().chain(service::WORDS).copied().collect();
     // 2 client and 2 server lines: the client lines at 192, the server lines at 256, the
-    // slots at 320 (lines of 4 bytes, each group rounded to 64); requests of 32 bytes:
-    // entries at 96 in the slot.
+    // slots at 320 (lines of 4 bytes, each group rounded to 64); a 128-byte head and
+    // requests of 32 bytes: entries at 160 in the slot.
     let opts = ServiceOptions::new()
         .slots(1)
         .max_clients(2)
@@ -853,7 +853,7 @@ where
             Region::Payload => Place::Fixed(P + row.offset),
             Region::Line => Place::Fixed(P + 192 + row.offset),
             Region::Slot => Place::Fixed(P + 320 + row.offset),
-            Region::Entry => Place::Fixed(P + 320 + 96 + row.offset),
+            Region::Entry => Place::Fixed(P + 320 + 160 + row.offset),
             _ => unreachable!("not a service region"),
         };
         let target = target_of(&view, place, row.width);

@@ -28,14 +28,16 @@ pub(super) const S_ID: usize = 8;
 pub(super) const S_DEADLINE: usize = 16;
 pub(super) const S_LEN: usize = 24;
 pub(super) const S_FLAGS: usize = 28;
-pub(super) const S_WRITTEN: usize = 32;
-pub(super) const S_READ: usize = 36;
-pub(super) const S_CLIENT_SEQ: usize = 40;
-pub(super) const S_CLIENT_SLEEPS: usize = 44;
-pub(super) const S_SERVER_SLEEPS: usize = 48;
-pub(super) const S_QUEUED_AT: usize = 56;
-/// The slot head's size; the request bytes follow it.
-pub(super) const SLOT_HEAD: usize = 64;
+pub(super) const S_READ: usize = 32;
+pub(super) const S_CLIENT_SLEEPS: usize = 36;
+pub(super) const S_QUEUED_AT: usize = 40;
+/// The server's line of the head (the client's words are in the first line, so that a
+/// client waiting on `written` does not pull the line the server moves its slot in).
+pub(super) const S_WRITTEN: usize = 64;
+pub(super) const S_CLIENT_SEQ: usize = 68;
+pub(super) const S_SERVER_SLEEPS: usize = 72;
+/// The slot head's size (two cache lines); the request bytes follow it.
+pub(super) const SLOT_HEAD: usize = 128;
 /// A response entry's head: the request id (8), the length (4), the kind (4).
 pub(super) const ENTRY_HEAD: usize = 16;
 
@@ -183,12 +185,12 @@ pub const WORDS: &[Word] = &[
     Word { name: "deadline", region: Region::Slot, offset: 16, width: 8, writer: "the client, while it fills the slot", honest: "0 (none) or CLOCK_MONOTONIC nanoseconds", otherwise: "a past deadline: no server takes the request (it is marked expired, the client gets `Timeout`); a far one: the server's `remaining` is long; never waited on past the client's own deadline" },
     Word { name: "request length", region: Region::Slot, offset: 24, width: 4, writer: "the client, while it fills the slot", honest: "0 to request_max", otherwise: "above request_max: the server does not hand the request out; it marks the slot done with an error response (`ServerError` code 0xffff_ffff)" },
     Word { name: "flags", region: Region::Slot, offset: 28, width: 4, writer: "the client, while it fills the slot", honest: "bit 0 (idempotent)", otherwise: "other bits ignored; a forged idempotent bit sends a request back to the queue at most once (the owner word's bit 56 says it was)" },
-    Word { name: "written", region: Region::Slot, offset: 32, width: 4, writer: "the server (+1 per response entry)", honest: "read to read + response_depth", otherwise: "outside it: the client's wait ends with `Corrupt` (nothing is read from an entry the count does not vouch for); a client-side count is kept, so the word cannot move the client back" },
-    Word { name: "read", region: Region::Slot, offset: 36, width: 4, writer: "the client (+1 per response taken)", honest: "written - response_depth to written", otherwise: "outside it: the server's respond ends with `Cancelled` (a client that writes it so is not one it can answer)" },
-    Word { name: "client_seq", region: Region::Slot, offset: 40, width: 4, writer: "the server (+1 per response and at done), the client at claim", honest: "any (wraps)", otherwise: "a futex word, only compared for change: the client wakes early, looks and sleeps again" },
-    Word { name: "client_sleeps", region: Region::Slot, offset: 44, width: 4, writer: "the client's waits (+1 before a sleep, -1 after)", honest: "0 or a small count", otherwise: "0 while it sleeps: the client wakes at its slice (20 ms); non-zero: a wake call per response (cost only)" },
-    Word { name: "server_sleeps", region: Region::Slot, offset: 48, width: 4, writer: "the server's respond (+1 before it sleeps for room, -1 after)", honest: "0 or 1", otherwise: "0 while it sleeps: the server wakes at its slice; non-zero: a wake call per response taken (cost only)" },
-    Word { name: "queued_at", region: Region::Slot, offset: 56, width: 8, writer: "the client, while it fills the slot", honest: "CLOCK_MONOTONIC nanoseconds, in the past", otherwise: "orders the queue (servers take the oldest first: a forged time moves a request ahead or back, a delay only), decides whether a server asks the client's liveness before taking it, and is shown (`inspect`'s oldest request age; a time in the future shows as 0)" },
+    Word { name: "read", region: Region::Slot, offset: 32, width: 4, writer: "the client (+1 per response taken)", honest: "written - response_depth to written", otherwise: "outside it: the server's respond ends with `Cancelled` (a client that writes it so is not one it can answer)" },
+    Word { name: "client_sleeps", region: Region::Slot, offset: 36, width: 4, writer: "the client's waits (+1 before a sleep, -1 after)", honest: "0 or a small count", otherwise: "0 while it sleeps: the client wakes at its slice (20 ms); non-zero: a wake call per response (cost only)" },
+    Word { name: "queued_at", region: Region::Slot, offset: 40, width: 8, writer: "the client, while it fills the slot", honest: "CLOCK_MONOTONIC nanoseconds, in the past", otherwise: "orders the queue (servers take the oldest first: a forged time moves a request ahead or back, a delay only), decides whether a server asks the client's liveness before taking it, and is shown (`inspect`'s oldest request age; a time in the future shows as 0)" },
+    Word { name: "written", region: Region::Slot, offset: 64, width: 4, writer: "the server (+1 per response entry)", honest: "read to read + response_depth", otherwise: "outside it: the client's wait ends with `Corrupt` (nothing is read from an entry the count does not vouch for); a client-side count is kept, so the word cannot move the client back" },
+    Word { name: "client_seq", region: Region::Slot, offset: 68, width: 4, writer: "the server (+1 per response and at done), the client at claim", honest: "any (wraps)", otherwise: "a futex word, only compared for change: the client wakes early, looks and sleeps again" },
+    Word { name: "server_sleeps", region: Region::Slot, offset: 72, width: 4, writer: "the server's respond (+1 before it sleeps for room, -1 after)", honest: "0 or 1", otherwise: "0 while it sleeps: the server wakes at its slice; non-zero: a wake call per response taken (cost only)" },
     Word { name: "entry id", region: Region::Entry, offset: 0, width: 8, writer: "the server, per response entry", honest: "the request's id", otherwise: "another id: the client's wait ends with `Corrupt`; the response is not delivered" },
     Word { name: "entry length", region: Region::Entry, offset: 8, width: 4, writer: "the server, per response entry", honest: "0 to response_max", otherwise: "above response_max: the client's wait ends with `Corrupt`; nothing is copied" },
     Word { name: "entry kind", region: Region::Entry, offset: 12, width: 4, writer: "the server, per response entry", honest: "0 (data), 1 (last), 2 (error: the code in the length)", otherwise: "another value: the client's wait ends with `Corrupt`" },

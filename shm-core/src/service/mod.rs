@@ -90,11 +90,11 @@
 //! | next multiple of 64 | 4 · max_servers | server lines |
 //! | next multiple of 64 | slots · stride | the slots |
 //!
-//! Each slot: a 64-byte head (`owner` 8, `id` 8, `deadline` 8, request length 4,
-//! `flags` 4, `written` 4, `read` 4, `client_seq` 4, `client_sleeps` 4, `server_sleeps`
-//! 4, `queued_at` 8), the request bytes (rounded to 8), then `response_depth` entries of
-//! a 16-byte head (`id` 8, length 4, kind 4) and the response bytes (rounded to 8); the
-//! stride is rounded to 64.
+//! Each slot: a 128-byte head of two cache lines, the client's (`owner` 8, `id` 8,
+//! `deadline` 8, request length 4, `flags` 4, `read` 4, `client_sleeps` 4, `queued_at`
+//! 8) and the server's (`written` 4, `client_seq` 4, `server_sleeps` 4), the request
+//! bytes (rounded to 8), then `response_depth` entries of a 16-byte head (`id` 8,
+//! length 4, kind 4) and the response bytes (rounded to 8); the stride is rounded to 64.
 //!
 //! ## Who writes each word, and what a reader does with any other value ([`WORDS`])
 //!

@@ -60,34 +60,68 @@ fn schema_from(b: &[u8]) -> Option<Schema> {
     ))
 }
 
-/// The slots this process holds, per service (its nonce) and slot, as a client (`false`)
-/// or a server (`true`), with how many ends hold each: what tells a slot whose owner word
-/// names this process but that no end of it holds (a word a peer wrote back from an old
-/// value) from a live request, so that the sweep frees it. Keyed by the nonce, not the
-/// mapping, so that two attaches of one service in a process agree.
-static HELD: std::sync::Mutex<std::collections::BTreeMap<(u64, u32, bool), u32>> =
-    std::sync::Mutex::new(std::collections::BTreeMap::new());
-
-fn held() -> std::sync::MutexGuard<'static, std::collections::BTreeMap<(u64, u32, bool), u32>> {
-    // A panic while the lock is held cannot leave the map half-changed: take it anyway.
-    HELD.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+/// The slots this process holds of one service, as a client and as a server: a count
+/// per slot and role (two threads may both record a hold before one of them wins the
+/// claim). What tells a slot whose owner word names this process but that no end of it
+/// holds (a word a peer wrote back from an old value) from a live request, so that the
+/// sweep frees it. One per service and process, found by the service's nonce, so that
+/// two attaches of one service in a process share it; after that, a hold is one atomic
+/// add, no lock.
+pub(super) struct Held {
+    counts: Box<[std::sync::atomic::AtomicU32]>,
 }
 
-/// Records that an end of this process holds slot `slot` (before its claim).
-pub(super) fn hold(nonce: u64, slot: usize, server: bool) {
-    *held().entry((nonce, slot as u32, server)).or_insert(0) += 1;
-}
-
-/// Takes back one [`hold`].
-pub(super) fn let_go(nonce: u64, slot: usize, server: bool) {
-    let mut h = held();
-    let key = (nonce, slot as u32, server);
-    if let Some(n) = h.get_mut(&key) {
-        *n -= 1;
-        if *n == 0 {
-            h.remove(&key);
+impl Held {
+    /// The one `Held` of the service `nonce` (of `slots` slots) in this process.
+    fn of(nonce: u64, slots: u32) -> Arc<Held> {
+        type Table = Vec<(u64, u32, std::sync::Weak<Held>)>;
+        static TABLE: std::sync::Mutex<Table> = std::sync::Mutex::new(Vec::new());
+        // A panic while the lock is held cannot leave the table half-changed.
+        let mut t = TABLE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        t.retain(|(_, _, w)| w.strong_count() > 0);
+        if let Some(h) = t
+            .iter()
+            .find(|(n, s, _)| *n == nonce && *s == slots)
+            .and_then(|(_, _, w)| w.upgrade())
+        {
+            return h;
         }
+        let h = Arc::new(Held {
+            counts: (0..2 * slots as usize)
+                .map(|_| std::sync::atomic::AtomicU32::new(0))
+                .collect(),
+        });
+        t.push((nonce, slots, Arc::downgrade(&h)));
+        h
+    }
+
+    fn count(&self, slot: usize, server: bool) -> &std::sync::atomic::AtomicU32 {
+        &self.counts[2 * slot + usize::from(server)]
+    }
+
+    /// Records that an end of this process holds `slot` (before its claim, whose Release
+    /// publishes it to a sweep's Acquire load of the owner word).
+    pub(super) fn hold(&self, slot: usize, server: bool) {
+        // Relaxed: published by the claim's Release compare-and-swap that follows.
+        self.count(slot, server)
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Takes back one [`hold`](Self::hold).
+    pub(super) fn let_go(&self, slot: usize, server: bool) {
+        // Relaxed: a sweep that still sees the hold leaves the slot alone (harmless).
+        self.count(slot, server)
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether an end of this process holds `slot` in that role.
+    pub(super) fn holds(&self, slot: usize, server: bool) -> bool {
+        // Relaxed: ordered after the sweep's Acquire load of the owner word.
+        self.count(slot, server)
+            .load(std::sync::atomic::Ordering::Relaxed)
+            != 0
     }
 }
 
@@ -202,6 +236,8 @@ pub struct Service<M: SharedMemory> {
     pub(super) response_schema: Option<Schema>,
     /// The creator's random number, naming the service to the registry of held slots.
     pub(super) nonce: u64,
+    /// The slots this process holds.
+    pub(super) held: Arc<Held>,
 }
 
 impl<M: SharedMemory> Clone for Service<M> {
@@ -215,6 +251,7 @@ impl<M: SharedMemory> Clone for Service<M> {
             request_schema: self.request_schema,
             response_schema: self.response_schema,
             nonce: self.nonce,
+            held: Arc::clone(&self.held),
         }
     }
 }
@@ -317,6 +354,7 @@ impl<M: SharedMemory> Service<M> {
             request_schema,
             response_schema,
             nonce,
+            held: Held::of(nonce, cfg.slots),
         }
     }
 
@@ -534,7 +572,7 @@ impl<M: SharedMemory> Service<M> {
             // An end of this process named in the word but holding nothing there: a word
             // written back by a peer, as good as dead. Asked after the load: an end
             // records its hold before its claim, whose Release our Acquire load saw.
-            let ours = |server: bool| held().contains_key(&(self.nonce, i as u32, server));
+            let ours = |server: bool| self.held.holds(i, server);
             let client_on = o.client != 0
                 && (if o.client == me {
                     ours(false)

@@ -79,7 +79,7 @@ impl<M: SharedMemory> TakeStep<'_, M> {
         let o = Owner::decode(w);
         let taken = Owner::word(Phase::Taken, o.client, me, o.retried);
         // Recorded before the take: a sweep that sees the take sees the record.
-        super::segment::hold(s.svc.nonce, i, true);
+        s.svc.held.hold(i, true);
         // AcqRel: Acquire pairs with the client's Release CAS to queued (its request is
         // visible); Release with the client's Acquire owner loads (and publishes the
         // record above to a sweep).
@@ -88,7 +88,7 @@ impl<M: SharedMemory> TakeStep<'_, M> {
             .compare_exchange(w, taken, Ordering::AcqRel, Ordering::Relaxed)
             .is_err()
         {
-            super::segment::let_go(s.svc.nonce, i, true);
+            s.svc.held.let_go(i, true);
             return Ok(None); // another server took it, or its client cancelled
         }
         let slot = s.svc.slot(i);
@@ -463,7 +463,10 @@ impl<M: SharedMemory> ActiveRequest<M> {
         // Release: pairs with the client's Acquire load of `written`.
         slot.u32_at(S_WRITTEN)
             .store(self.written, Ordering::Release);
-        self.wake_client();
+        if kind == KIND_DATA {
+            // A last or error entry: `finish`, which follows, wakes the client once.
+            self.wake_client();
+        }
         self.svc.seg.intact()
     }
 
@@ -492,7 +495,7 @@ impl<M: SharedMemory> ActiveRequest<M> {
             return;
         }
         self.move_on(to);
-        super::segment::let_go(self.svc.nonce, self.slot, true);
+        self.svc.held.let_go(self.slot, true);
     }
 
     fn move_on(&mut self, to: Phase) {
