@@ -51,7 +51,7 @@ pub fn play(role: RoleArgs, mem: Mem) -> String {
         Role::Floor => crate::pingpong::floor_pong(mem, n, size),
         Role::Notify => crate::event::notify_role(mem, n, size, role.gap_us),
         Role::Publish => crate::waitset::publish_role(mem, n, size),
-        Role::Serve => crate::service::serve_role(mem, role.gap_us, wait == Wait::Spin),
+        Role::Serve => crate::service::serve_role(mem, role.gap_us, wait == Wait::Spin, size == 1),
         Role::Call => crate::service::call_role(mem, role.gap_us, n, size, wait == Wait::Spin),
     }
 }

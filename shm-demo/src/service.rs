@@ -97,8 +97,11 @@ fn serve_loop(svc: &Service<Mem>, work_us: u64, spin: bool) -> std::result::Resu
     }
 }
 
-/// A `run`'s server process.
-pub fn serve_role(mem: Mem, work_us: u64, spin: bool) -> String {
+/// A `run`'s server process (`pin`: on CPU 1, as a ping-pong's echo).
+pub fn serve_role(mem: Mem, work_us: u64, spin: bool, pin: bool) -> String {
+    if pin {
+        host::pin_to_cpu(1);
+    }
     let run = || -> std::result::Result<String, String> {
         let svc = Service::attach(mem).map_err(|e| e.to_string())?;
         let served = serve_loop(&svc, work_us, spin)?;
@@ -111,9 +114,13 @@ pub fn serve_role(mem: Mem, work_us: u64, spin: bool) -> String {
 }
 
 /// A `run`'s client process: `count` calls of `size` bytes, each answer checked, timed.
-/// `who` is the client's number (high 32 bits) and its spin in µs (low 32).
+/// `who` is the client's number (bits 32 to 62), its spin in µs (low 32) and whether it
+/// is pinned to CPU 0 (bit 63).
 pub fn call_role(mem: Mem, who: u64, count: u64, size: u64, spin: bool) -> String {
-    let (client, spin_us) = (who >> 32, who & u64::from(u32::MAX));
+    let (client, spin_us) = ((who >> 32) & 0x7fff_ffff, who & u64::from(u32::MAX));
+    if who >> 63 == 1 {
+        host::pin_to_cpu(0);
+    }
     let run = || -> std::result::Result<String, String> {
         let svc = Service::attach(mem).map_err(|e| e.to_string())?;
         let mut c = svc.client().map_err(|e| e.to_string())?;
@@ -237,13 +244,26 @@ impl RunArgs {
             crate::measure::Wait::Block
         };
         let mut servers = Vec::new();
+        // One client and one server: pinned to CPUs 0 and 1, as `pingpong` pins its two
+        // sides, so that the round trip compares with the channel's.
+        let pin = self.clients == 1 && self.servers == 1;
         for _ in 0..self.servers {
-            let role = RoleArgs::new(Role::Serve).gap_us(self.work_us).wait(wait);
+            let role = RoleArgs::new(Role::Serve)
+                .gap_us(self.work_us)
+                .size(u64::from(pin))
+                .wait(wait);
             servers.push(host::start_peer(
                 backend,
                 svc.raw().memory(),
                 role,
-                |r, m| serve_role(m, r.gap_us, r.wait == crate::measure::Wait::Spin),
+                |r, m| {
+                    serve_role(
+                        m,
+                        r.gap_us,
+                        r.wait == crate::measure::Wait::Spin,
+                        r.size == 1,
+                    )
+                },
             )?);
         }
         let n = u64::from(self.clients);
@@ -255,7 +275,11 @@ impl RunArgs {
             let role = RoleArgs::new(Role::Call)
                 .count(share(j))
                 .size(self.size)
-                .gap_us((j << 32) | self.client_spin_us.min(u64::from(u32::MAX)))
+                .gap_us(
+                    (u64::from(pin) << 63)
+                        | (j << 32)
+                        | self.client_spin_us.min(u64::from(u32::MAX)),
+                )
                 .wait(wait);
             clients.push(host::start_peer(
                 backend,

@@ -75,7 +75,8 @@ pub struct PendingResponse<M: SharedMemory> {
     end: End,
     wait: WaitMode,
     sent: Instant,
-    deadline: Option<Instant>,
+    /// The deadline on the shared clock (CLOCK_MONOTONIC ns; 0: none).
+    deadline_ns: u64,
     /// Responses taken: the client's own count (the shared `read` word is only written).
     read: u32,
     finished: bool,
@@ -92,7 +93,6 @@ struct SendStep<'a, M: SharedMemory> {
     client: &'a mut Client<M>,
     req: &'a [u8],
     deadline_ns: u64,
-    deadline: Option<Instant>,
     /// The shared clock when the send began (the request's place in the queue).
     now_ns: u64,
 }
@@ -147,7 +147,7 @@ impl<M: SharedMemory> SendStep<'_, M> {
             end: c.end,
             wait: c.wait,
             sent: Instant::now(),
-            deadline: self.deadline,
+            deadline_ns: self.deadline_ns,
             read: 0,
             finished: false,
             retried: false,
@@ -185,7 +185,7 @@ impl<M: SharedMemory> Step for SendStep<'_, M> {
                 .compare_exchange(Owner::FREE, filling, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
-                c.next_slot = (i + 1) % n;
+                c.next_slot = i; // the slot used last: its lines are warm
                 return self.fill(i).map(Some);
             }
             c.svc.held.let_go(i, false);
@@ -241,37 +241,31 @@ impl<M: SharedMemory> Client<M> {
         timeout: Option<Duration>,
         wait: bool,
     ) -> Result<PendingResponse<M>, Error> {
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        // One read of the shared clock: the deadline's and the queue's.
+        let now_ns = crate::os::sys::monotonic_ns();
+        let deadline_ns = timeout.map_or(0, |t| deadline_after(now_ns, t));
         let slot_wait = if wait {
             timeout.or(Some(Duration::MAX))
         } else {
             None
         };
-        self.send_until(req, deadline, slot_wait)
+        self.send_at(req, deadline_ns, now_ns, slot_wait)
     }
 
-    /// Sends with the deadline `deadline` (absolute), waiting for a slot at most
-    /// `slot_wait` (`None`: not at all; `Duration::MAX`: without limit).
-    fn send_until(
+    /// Sends with the deadline `deadline_ns` (shared clock; 0: none), waiting for a slot
+    /// at most `slot_wait` (`None`: not at all; `Duration::MAX`: without limit).
+    fn send_at(
         &mut self,
         req: &[u8],
-        deadline: Option<Instant>,
+        deadline_ns: u64,
+        now_ns: u64,
         slot_wait: Option<Duration>,
     ) -> Result<PendingResponse<M>, Error> {
         self.check_len(req)?;
-        // One read of the shared clock: the deadline's and the queue's.
-        let now_ns = crate::os::sys::monotonic_ns();
-        let deadline_ns = deadline.map_or(0, |d| {
-            let left = d.saturating_duration_since(Instant::now());
-            now_ns
-                .saturating_add(u64::try_from(left.as_nanos()).unwrap_or(u64::MAX))
-                .max(1)
-        });
         let mut step = SendStep {
             client: self,
             req,
             deadline_ns,
-            deadline,
             now_ns,
         };
         match slot_wait {
@@ -298,7 +292,11 @@ impl<M: SharedMemory> Client<M> {
         deadline: Option<Instant>,
         slot_wait: Duration,
     ) -> Result<PendingResponse<M>, CallTimeoutError> {
-        Ok(self.send_until(req, deadline, Some(slot_wait))?)
+        let now_ns = crate::os::sys::monotonic_ns();
+        let deadline_ns = deadline.map_or(0, |d| {
+            deadline_after(now_ns, d.saturating_duration_since(Instant::now()))
+        });
+        Ok(self.send_at(req, deadline_ns, now_ns, Some(slot_wait))?)
     }
 
     /// Sends `req` if a slot is free now, without waiting: the try form of
@@ -399,7 +397,6 @@ impl<M: SharedMemory> Client<M> {
             client: self,
             req,
             deadline_ns: 0,
-            deadline: None,
             now_ns: crate::os::sys::monotonic_ns(),
         };
         // The slot wait has no futex word: the step's park polls (every reactor tick).
@@ -667,7 +664,7 @@ impl<M: SharedMemory> PendingResponse<M> {
 
     /// The request's deadline, if it was sent with one.
     pub fn deadline(&self) -> Option<Instant> {
-        self.deadline
+        self.left().and_then(|l| Instant::now().checked_add(l))
     }
 
     /// How this request waits (default: the client's mode when it was sent).
@@ -679,10 +676,14 @@ impl<M: SharedMemory> PendingResponse<M> {
         ReceiveStep { p: self }
     }
 
-    /// The time left to the deadline (`None`: no deadline).
+    /// The time left to the deadline (`None`: no deadline; zero: passed).
     fn left(&self) -> Option<Duration> {
-        self.deadline
-            .map(|d| d.saturating_duration_since(Instant::now()))
+        (self.deadline_ns != 0).then(|| {
+            Duration::from_nanos(
+                self.deadline_ns
+                    .saturating_sub(crate::os::sys::monotonic_ns()),
+            )
+        })
     }
 
     /// The next response, if there is one now.
@@ -729,6 +730,10 @@ impl<M: SharedMemory> PendingResponse<M> {
     }
 
     fn receive_impl(&mut self, timeout: Option<Duration>) -> Result<Response, Error> {
+        // A response already there costs no read of the clock.
+        if let Some(r) = self.step().look()? {
+            return Ok(r);
+        }
         let bound = match (timeout, self.left()) {
             (Some(t), Some(l)) => Some(t.min(l)),
             (t, l) => t.or(l),
@@ -856,4 +861,11 @@ impl<M: SharedMemory> std::fmt::Debug for PendingResponse<M> {
             .field("finished", &self.finished)
             .finish()
     }
+}
+
+/// The deadline `t` after `now_ns` on the shared clock (never 0, which means none).
+fn deadline_after(now_ns: u64, t: Duration) -> u64 {
+    now_ns
+        .saturating_add(u64::try_from(t.as_nanos()).unwrap_or(u64::MAX))
+        .max(1)
 }
