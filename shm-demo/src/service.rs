@@ -20,31 +20,48 @@ const CALL_BOUND: Duration = Duration::from_secs(10);
 /// What a `run`'s servers are told to stop with (each takes one and leaves).
 const STOP: &[u8] = b"stop";
 
-/// FNV-1a over `bytes`.
-fn fnv(bytes: &[u8]) -> u64 {
-    shm_core::format::words::seal(bytes)
+/// A checksum of `bytes`, a word at a time (FNV-1a's constants over 8-byte words, with a
+/// rotation): fast enough that a 64 KiB call measures the service, not the check.
+fn sum(bytes: &[u8]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+        h = (h ^ w).wrapping_mul(0x0100_0000_01b3).rotate_left(29);
+    }
+    for &b in words.remainder() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 /// Request `i` of client `c`, `size` bytes: the numbers, the checksum of the rest, the
-/// rest derived from the numbers.
+/// rest derived from the numbers (a word at a time).
 fn request(buf: &mut Vec<u8>, c: u64, i: u64, size: u64) {
     buf.clear();
     buf.extend_from_slice(&i.to_le_bytes());
     buf.extend_from_slice(&c.to_le_bytes());
     buf.extend_from_slice(&[0; 8]);
     let seed = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ c;
-    buf.extend((HEAD..size).map(|j| (seed.wrapping_add(j.wrapping_mul(31)) >> 7) as u8));
-    let sum = fnv(&buf[HEAD as usize..]);
-    buf[16..24].copy_from_slice(&sum.to_le_bytes());
+    let body = (size - HEAD) as usize;
+    let mut j = 0u64;
+    while buf.len() < HEAD as usize + body {
+        let w = (seed ^ j.wrapping_mul(0xD6E8_FEB8_6659_FD93)).to_le_bytes();
+        let take = (HEAD as usize + body - buf.len()).min(8);
+        buf.extend_from_slice(&w[..take]);
+        j += 1;
+    }
+    let s = sum(&buf[HEAD as usize..]);
+    buf[16..24].copy_from_slice(&s.to_le_bytes());
 }
 
 /// A server's answer to `req`: its numbers, the checksum of its whole bytes, then the
-/// request's body reversed (so the response depends on every byte).
+/// request's body (so the response depends on every byte of the request).
 fn answer(req: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(req.len());
     out.extend_from_slice(&req[..16.min(req.len())]);
-    out.extend_from_slice(&fnv(req).to_le_bytes());
-    out.extend(req.iter().skip(HEAD as usize).rev());
+    out.extend_from_slice(&sum(req).to_le_bytes());
+    out.extend_from_slice(req.get(HEAD as usize..).unwrap_or_default());
     out
 }
 
