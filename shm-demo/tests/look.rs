@@ -415,9 +415,19 @@ fn dead_peers_are_marked_and_a_foreign_file_has_no_creator() {
 /// A running `service run` seen from outside: `ls` lists it as a service with its client
 /// and server processes as peers, `inspect --json` names the servers and what each holds,
 /// and `hz` turns its served count into a rate.
+/// A child killed (and reaped) when dropped, so that a failing test leaves no run going.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn a_service_is_listed_inspected_and_its_rate_measured() {
-    let mut run = start(&[
+    let mut run = Reaped(start(&[
         "--backend",
         "posix",
         "service",
@@ -430,8 +440,8 @@ fn a_service_is_listed_inspected_and_its_rate_measured() {
         "4000000000",
         "--work-us",
         "20",
-    ]);
-    let (name, kids) = segment_of(&run, 4);
+    ]));
+    let (name, kids) = segment_of(&run.0, 4);
     eventually("the service's four processes joined", BOUND, || {
         pids(&entry(&ls(), &name)["peers"]).len() >= 4
     });
@@ -447,15 +457,21 @@ fn a_service_is_listed_inspected_and_its_rate_measured() {
     let servers = v["servers"].as_array().expect("servers");
     assert_eq!(servers.len(), 2, "{v}");
     for s in servers {
-        assert!(s["alive"].as_bool().unwrap() && s["in_flight"].as_u64().is_some(), "{v}");
+        assert!(
+            s["alive"].as_bool().unwrap() && s["in_flight"].as_u64().is_some(),
+            "{v}"
+        );
     }
     assert_eq!(v["client_pids"].as_array().unwrap().len(), 2, "{v}");
     assert!(v["served"].as_u64().unwrap() > 0, "{v}");
     let hz = json_lines(&demo(&["hz", &name, "--seconds", "1", "--json"]));
-    let rate = hz.last().and_then(|l| l["msgs_per_s"].as_f64()).unwrap_or(0.0);
+    let rate = hz
+        .last()
+        .and_then(|l| l["msgs_per_s"].as_f64())
+        .unwrap_or(0.0);
     assert!(rate > 0.0, "{hz:?}");
     // SAFETY: kill on our own unreaped child.
-    unsafe { libc::kill(run.id() as i32, libc::SIGINT) };
-    run.wait().unwrap();
+    unsafe { libc::kill(run.0.id() as i32, libc::SIGINT) };
+    run.0.wait().unwrap();
     assert!(dev_shm_entries(&name[1..]).is_empty(), "{name} was left");
 }

@@ -91,7 +91,40 @@ fn run_checks_every_call_on_every_backend() {
     assert!(!ok && err.contains("--size must be"), "{err}");
 }
 
-fn serve(name: &str) -> Child {
+/// A child process killed (and reaped) when dropped: a failing test leaves no server
+/// running and, with the creator gone, no segment behind (the test removes the name).
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Reaped {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+/// Removes a segment's name when dropped (a test that failed before its creator's Ctrl-C).
+struct Unlink(String);
+
+impl Drop for Unlink {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(format!("/dev/shm{}", self.0));
+    }
+}
+
+fn serve(name: &str) -> Reaped {
     let mut child = Command::new(BIN)
         .args([
             "--backend",
@@ -114,7 +147,7 @@ fn serve(name: &str) -> Child {
         .read_line(&mut line)
         .unwrap();
     assert!(line.starts_with("serving"), "{line}");
-    child
+    Reaped(child)
 }
 
 fn caller(name: &str, idempotent: bool) -> Child {
@@ -147,7 +180,10 @@ fn caller(name: &str, idempotent: bool) -> Child {
 /// SIGKILLed holding a request: the callers report it (`peer_died`, or `retried` for
 /// idempotent requests, answered by the other server) and finish their calls.
 fn kill_one_server_under(name: &str, victim: &mut Child, idempotent: bool) -> (f64, f64, f64) {
-    let callers = [caller(name, idempotent), caller(name, idempotent)];
+    let callers = [
+        Reaped(caller(name, idempotent)),
+        Reaped(caller(name, idempotent)),
+    ];
     // Kill it while it holds a request (looked at from outside, as `inspect` does).
     let mem = shm_posix::ShmOptions::new(name).open().expect("open");
     let svc = shm_core::Service::attach(mem).expect("attach");
@@ -164,14 +200,13 @@ fn kill_one_server_under(name: &str, victim: &mut Child, idempotent: bool) -> (f
     victim.wait().unwrap();
     let t = Instant::now();
     let (mut ok, mut dead, mut retried) = (0.0, 0.0, 0.0);
-    for c in callers {
-        let out = c.wait_with_output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{text} {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    for mut c in callers {
+        let mut text = String::new();
+        std::io::Read::read_to_string(c.stdout.as_mut().unwrap(), &mut text).unwrap();
+        let status = c.wait().unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(c.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert!(status.success(), "{text} {err}");
         let line = text.lines().last().unwrap_or_default();
         assert!(line.contains("\"verified\":true"), "{line}");
         assert_eq!(num(line, "timeouts") + num(line, "other"), 0.0, "{line}");
@@ -187,6 +222,7 @@ fn kill_one_server_under(name: &str, victim: &mut Child, idempotent: bool) -> (f
 #[test]
 fn serve_and_call_from_separate_terminals_survive_a_killed_server() {
     let name = format!("/{}", unique_name("svc"));
+    let _unlink = Unlink(name.clone());
     let mut first = serve(&name);
     let mut second = serve(&name);
     let (ok, dead, retried) = kill_one_server_under(&name, &mut second, false);

@@ -26,6 +26,66 @@ pub(crate) fn memory(mem: Mem, name: Option<String>, fd: Option<OwnedFd>) -> Mem
     }
 }
 
+/// The names of the POSIX segments this process created and still holds: removed from
+/// `/dev/shm` by [`unlink_created`] when the interpreter exits (`_at_exit`, which the
+/// package registers with `atexit`), so that a segment whose last holder is a daemon thread still blocked in
+/// a wait, which Python never frees, does not outlive the process.
+static CREATED: std::sync::Mutex<Vec<(String, u32)>> = std::sync::Mutex::new(Vec::new());
+
+fn created() -> std::sync::MutexGuard<'static, Vec<(String, u32)>> {
+    // A panic while the lock is held cannot leave the list half-changed.
+    CREATED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A POSIX segment this process created, tracked in [`CREATED`] until it is dropped.
+struct Created(shm_posix::PosixShm, String);
+
+impl Drop for Created {
+    fn drop(&mut self) {
+        let mut c = created();
+        if let Some(i) = c.iter().position(|(n, _)| *n == self.1) {
+            c.swap_remove(i);
+        }
+    }
+}
+
+// SAFETY: every method forwards to the POSIX segment, which keeps its mapping for as long
+// as this wrapper lives and makes no references into it.
+unsafe impl SharedMemory for Created {
+    fn as_ptr(&self) -> *mut u8 {
+        self.0.as_ptr()
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn backend(&self) -> &'static str {
+        self.0.backend()
+    }
+    fn is_owner(&self) -> bool {
+        self.0.is_owner()
+    }
+    fn truncated(&self) -> Option<u64> {
+        self.0.truncated()
+    }
+    fn writable(&self) -> bool {
+        self.0.writable()
+    }
+}
+
+/// Removes the names of the POSIX segments this process created and still holds (the
+/// mappings stay valid for whoever holds them): run at interpreter exit. A forked child
+/// that exits through `atexit` leaves its parent's names alone.
+pub(crate) fn unlink_created() {
+    let me = std::process::id();
+    for (name, pid) in std::mem::take(&mut *created()) {
+        if pid == me {
+            let _ = shm_posix::unlink(&name);
+        }
+    }
+}
+
 pub(crate) fn size_arg(size: i64) -> PyResult<u64> {
     u64::try_from(size).ok().filter(|&s| s > 0).ok_or_else(|| {
         PyValueError::new_err(format!(
@@ -45,7 +105,13 @@ impl Memory {
             .size(size)
             .create()
             .map_err(posix_err)?;
-        Ok(memory(Box::new(m), Some(name.to_owned()), None))
+        let full = m.name().to_owned();
+        created().push((full.clone(), std::process::id()));
+        Ok(memory(
+            Box::new(Created(m, full)),
+            Some(name.to_owned()),
+            None,
+        ))
     }
 
     /// Opens an existing named POSIX segment (read-only with `read_only=True`). With
@@ -73,7 +139,7 @@ impl Memory {
                             .map_or(FOREVER, |d| d.saturating_duration_since(Instant::now()));
                         let this = left.min(slice);
                         let o = opts.clone().wait(this);
-                        match py.allow_threads(|| o.open()) {
+                        match unlocked(py, || o.open()) {
                             Ok(m) => break m,
                             Err(
                                 shm_posix::Error::NotFound { .. } | shm_posix::Error::Empty { .. },
@@ -116,15 +182,14 @@ impl Memory {
         read_only: bool,
     ) -> PyResult<Memory> {
         let t = bounded_seconds("timeout", timeout)?;
-        let m = py
-            .allow_threads(|| {
-                if read_only {
-                    shm_memfd::connect_read_only(path, t)
-                } else {
-                    shm_memfd::connect_timeout(path, t)
-                }
-            })
-            .map_err(memfd_err)?;
+        let m = unlocked(py, || {
+            if read_only {
+                shm_memfd::connect_read_only(path, t)
+            } else {
+                shm_memfd::connect_timeout(path, t)
+            }
+        })
+        .map_err(memfd_err)?;
         Ok(memory(Box::new(m), None, None))
     }
 
@@ -156,7 +221,7 @@ impl Memory {
         loop {
             let left = deadline.map_or(FOREVER, |d| d.saturating_duration_since(Instant::now()));
             let this = left.min(slice);
-            match py.allow_threads(|| server.serve_one_timeout(fd, this)) {
+            match unlocked(py, || server.serve_one_timeout(fd, this)) {
                 Err(shm_memfd::Error::Timeout(_)) if left > slice => py.check_signals()?,
                 r => return r.map_err(memfd_err),
             }

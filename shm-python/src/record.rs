@@ -165,7 +165,7 @@ impl RawSeqLock {
     fn load<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let lock = self.handle()?;
         let mut v = vec![0u8; lock.record_len()];
-        py.allow_threads(|| lock.load_into(&mut v)).map_err(err)?;
+        unlocked(py, || lock.load_into(&mut v)).map_err(err)?;
         Ok(PyBytes::new(py, &v))
     }
 
@@ -175,7 +175,7 @@ impl RawSeqLock {
         let b = Buf::get(value, false)?;
         // SAFETY: the export is held for this call; see `Buf::bytes`.
         let bytes = unsafe { b.bytes() }.to_vec();
-        py.allow_threads(|| lock.store(&bytes)).map_err(err)
+        unlocked(py, || lock.store(&bytes)).map_err(err)
     }
 
     /// Closes the segment (a posix segment this process created is removed).

@@ -349,7 +349,7 @@ impl Request {
         let r = match how {
             0 => {
                 let r = self.handle_mut()?;
-                py.allow_threads(move || {
+                unlocked(py, move || {
                     let p = &p;
                     // SAFETY: as above: alive and unresized for the call.
                     r.respond(unsafe { std::slice::from_raw_parts(p.0, p.1) })
@@ -357,7 +357,7 @@ impl Request {
             }
             _ => {
                 let r = self.r.take().ok_or_else(|| closed_handle("request"))?;
-                py.allow_threads(move || {
+                unlocked(py, move || {
                     let p = &p;
                     // SAFETY: as above.
                     let bytes = unsafe { std::slice::from_raw_parts(p.0, p.1) };

@@ -997,3 +997,58 @@ def test_service_server_in_python_deadline_errors_and_cancel():
         shm.Service.segment_len(slots=0)
     with pytest.raises(ValueError):
         client.call(b"q", timeout=-1)
+
+
+def _run_python(code, timeout=60):
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_a_thread_blocked_at_exit_neither_aborts_nor_leaks():
+    # A daemon thread blocked in a wait when the interpreter exits (issue 29, item 1):
+    # the process used to abort (SIGABRT, "FATAL: exception not rethrown") and leave the
+    # segment; now it exits as Python does, and removes what it created.
+    for what in ["rx.recv()", "sub.recv()", "rx.recv(timeout=0.05) or True", "server.receive()"]:
+        name, bname, sname = unique("/shm-py-exit"), unique("/shm-py-exitb"), unique("/shm-py-exits")
+        code = f"""
+import shm, threading, time
+rx = shm.Channel.create(shm.posix_create({name!r}, 1 << 16)).receiver()
+b = shm.Broadcast.create(shm.posix_create({bname!r}, shm.Broadcast.segment_len(slots=8, max_message=64)), slots=8, max_message=64)
+sub = b.subscriber()
+server = shm.Service.create(shm.posix_create({sname!r}, shm.Service.segment_len())).server()
+def loop():
+    while {what}:
+        pass
+threading.Thread(target=loop, daemon=True).start()
+time.sleep(0.2)
+print("exiting", flush=True)
+"""
+        for _ in range(3):
+            r = _run_python(code)
+            assert r.returncode == 0, (what, r.returncode, r.stderr)
+            assert "FATAL" not in r.stderr and "exiting" in r.stdout, (what, r.stderr)
+            for n in (name, bname, sname):
+                assert dev_shm(n) == [], (what, n)
+
+
+def test_ctrl_c_while_a_worker_thread_waits_is_keyboard_interrupt_not_abort():
+    name = unique("/shm-py-cc")
+    code = f"""
+import shm, threading
+rx = shm.Channel.create(shm.posix_create({name!r}, 1 << 16)).receiver()
+t = threading.Thread(target=rx.recv, daemon=True)
+t.start()
+print("ready", flush=True)
+t.join()
+"""
+    p = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert p.stdout.readline().strip() == "ready"
+    time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode in (1, -signal.SIGINT), (p.returncode, err)
+    assert "KeyboardInterrupt" in err and "FATAL" not in err, err
+    assert dev_shm(name) == []

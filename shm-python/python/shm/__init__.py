@@ -34,6 +34,7 @@ for the backends ``NotFound``, ``AlreadyExists``, ``PermissionDenied``, ``NoSpac
 a bad argument is ``ValueError``.
 """
 
+import atexit as _atexit
 import struct as _struct
 
 from ._shm import (  # noqa: F401
@@ -76,6 +77,14 @@ from ._shm import (  # noqa: F401
     Truncated,
     WaitSet,
 )
+
+# At interpreter exit: threads blocked in a wait park for good instead of taking the GIL
+# back during finalisation (which aborts the process), and the names of the segments
+# this process created and still holds (a daemon thread's, which Python never frees) are
+# removed.
+from ._shm import _at_exit  # noqa: E402
+
+_atexit.register(_at_exit)
 
 posix_create = Memory.posix_create
 posix_open = Memory.posix_open
