@@ -124,6 +124,12 @@ context_manager!(Publisher);
 
 #[pymethods]
 impl Publisher {
+    /// `publish`, awaited (asyncio): a reliable publisher waiting for its slowest
+    /// subscriber polls (from 50 µs up to 2 ms apart) while the loop runs other tasks.
+    fn publish_async(slf: Py<Self>, py: Python<'_>, data: PyObject) -> PyResult<PyObject> {
+        crate::service::aio(py, "publish_async", (slf, data))
+    }
+
     /// Publishes a copy of `data`. Reliable: waits for room (evicting the dead and the
     /// stuck), at most `timeout` seconds. Lossy: never waits.
     #[pyo3(signature = (data, timeout=None))]
@@ -179,6 +185,12 @@ context_manager!(Subscriber);
 
 #[pymethods]
 impl Subscriber {
+    /// `recv`, awaited (asyncio): `(number, bytes)` of the next message. Watched by the
+    /// running loop's wait set; cancellation safe.
+    fn recv_async(slf: Py<Self>, py: Python<'_>) -> PyResult<PyObject> {
+        crate::service::aio(py, "recv_async", (slf,))
+    }
+
     /// The next message: `(number, bytes)`. `shm.Lagged` (`.missed`: how many were
     /// missed) when it fell behind a lossy ring; `shm.Closed`, `shm.PeerDied`,
     /// `shm.Evicted`.

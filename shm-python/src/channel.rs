@@ -230,6 +230,13 @@ impl Drop for Reservation {
 
 #[pymethods]
 impl Sender {
+    /// `send`, awaited (asyncio): a full ring is polled (from 50 µs up to 2 ms apart)
+    /// while the loop runs other tasks. Cancellation safe: nothing is sent unless the
+    /// await completes.
+    fn send_async(slf: Py<Self>, py: Python<'_>, data: PyObject) -> PyResult<PyObject> {
+        crate::service::aio(py, "send_async", (slf, data))
+    }
+
     /// Sends a copy of `data` (any bytes-like object), waiting for room at most
     /// `timeout` seconds (None: as long as it takes). The GIL is released meanwhile.
     #[pyo3(signature = (data, timeout=None))]
@@ -317,6 +324,18 @@ context_manager!(Receiver);
 
 #[pymethods]
 impl Receiver {
+    /// `recv`, awaited (asyncio): the next message's bytes. No thread per call: the
+    /// receiver is watched by the running loop's wait set (one per loop, through its
+    /// `fileno()`). Cancellation safe: a message is taken only when the await completes.
+    fn recv_async(slf: Py<Self>, py: Python<'_>) -> PyResult<PyObject> {
+        crate::service::aio(py, "recv_async", (slf,))
+    }
+
+    /// `recv_into`, awaited (asyncio): the next message into `buffer`; its length.
+    fn recv_into_async(slf: Py<Self>, py: Python<'_>, buffer: PyObject) -> PyResult<PyObject> {
+        crate::service::aio(py, "recv_into_async", (slf, buffer))
+    }
+
     /// The next message as `bytes`, waiting at most `timeout` seconds (None: as long as
     /// it takes). `shm.Closed` once the sender closed and everything was read;
     /// `shm.PeerDied` if its process died. The GIL is released meanwhile; Ctrl-C raises

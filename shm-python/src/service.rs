@@ -2,6 +2,15 @@
 
 use crate::*;
 
+/// Calls `shm._aio.NAME(*args)`: the coroutine an `_async` method returns.
+pub(crate) fn aio<'py>(
+    py: Python<'py>,
+    name: &str,
+    args: impl IntoPyObject<'py, Target = pyo3::types::PyTuple>,
+) -> PyResult<PyObject> {
+    Ok(py.import("shm._aio")?.getattr(name)?.call1(args)?.unbind())
+}
+
 /// A service segment: clients send requests, each taken by exactly one server.
 #[pyclass(module = "shm._shm")]
 pub(crate) struct Service {
@@ -178,6 +187,19 @@ impl Client {
         Ok(PyBytes::new(py, &r.data))
     }
 
+    /// `call`, awaited (asyncio): the answer's bytes. No thread per call: the pending
+    /// response is watched by the event loop's wait set (one per loop, through its
+    /// `fileno()`); cancelling the await cancels the request.
+    #[pyo3(signature = (data, timeout=None))]
+    fn call_async(
+        slf: Py<Self>,
+        py: Python<'_>,
+        data: PyObject,
+        timeout: Option<f64>,
+    ) -> PyResult<PyObject> {
+        aio(py, "call_async", (slf, data, timeout))
+    }
+
     /// Sends `data` and returns its `PendingResponse`: iterate it for the stream of
     /// responses (the iteration ends after the server's last). `timeout` as for `call`.
     #[pyo3(signature = (data, timeout=None))]
@@ -240,6 +262,22 @@ impl PendingResponse {
         Ok(PyBytes::new(py, &v))
     }
 
+    /// The next response's bytes if there is one now, else None (a poll raises
+    /// nothing); `shm.Closed` once the stream is over, `shm.Timeout` past the deadline.
+    fn try_receive<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        match self.handle_mut()?.try_receive() {
+            Ok(r) => Ok(Some(PyBytes::new(py, &r.data))),
+            Err(shm_core::TryResponseError::Empty) => Ok(None),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    /// The next response, awaited (asyncio; see `Client.call_async`).
+    #[pyo3(signature = (timeout=None))]
+    fn receive_async(slf: Py<Self>, py: Python<'_>, timeout: Option<f64>) -> PyResult<PyObject> {
+        aio(py, "receive_async", (slf, timeout))
+    }
+
     fn __iter__(slf: Py<Self>) -> Py<Self> {
         slf
     }
@@ -298,6 +336,12 @@ impl Server {
         let s = self.handle_mut()?;
         let r = wait(py, timeout, |slice| s.receive_timeout(slice))?;
         Ok(Request::new(py, r))
+    }
+
+    /// `receive`, awaited (asyncio): the next request.
+    #[pyo3(signature = (timeout=None))]
+    fn receive_async(slf: Py<Self>, py: Python<'_>, timeout: Option<f64>) -> PyResult<PyObject> {
+        aio(py, "server_receive_async", (slf, timeout))
     }
 
     /// The oldest queued request now, or None.

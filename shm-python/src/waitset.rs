@@ -36,7 +36,8 @@ impl WaitSet {
         }
     }
 
-    /// Attaches a `Receiver`, `Subscriber` or `Listener` (at most 127). An end whose
+    /// Attaches a `Receiver`, `Subscriber`, `Listener`, `Server` or `PendingResponse`
+    /// (at most 127). An end whose
     /// peer closed or died is reported ready; its own `try_*` call raises the error.
     fn attach(&mut self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
         let source = if let Ok(r) = obj.downcast::<Receiver>() {
@@ -45,9 +46,13 @@ impl WaitSet {
             s.borrow().handle()?.wait_source()
         } else if let Ok(l) = obj.downcast::<Listener>() {
             l.borrow().handle()?.wait_source()
+        } else if let Ok(s) = obj.downcast::<Server>() {
+            s.borrow().handle()?.wait_source()
+        } else if let Ok(p) = obj.downcast::<PendingResponse>() {
+            p.borrow().handle()?.wait_source()
         } else {
             return Err(PyTypeError::new_err(
-                "a WaitSet watches a Receiver, a Subscriber or a Listener",
+                "a WaitSet watches a Receiver, a Subscriber, a Listener, a Server or a PendingResponse",
             ));
         };
         let key = self.set.attach_source(source).map_err(err)?;

@@ -86,6 +86,16 @@ def main():
                 break
             if data == b"die":
                 os.kill(os.getpid(), 9)
+            if data == b"slow":
+                # Answers after 0.5 s, if its client still wants it.
+                time.sleep(0.5)
+                cancelled = req.is_cancelled()
+                try:
+                    req.respond_last(b"late")
+                except shm.Cancelled:
+                    cancelled = True
+                print("cancelled" if cancelled else "answered", file=sys.stderr, flush=True)
+                continue
             if data.startswith(b"stream "):
                 for i in range(int(data[7:])):
                     req.respond(i.to_bytes(4, "little"))

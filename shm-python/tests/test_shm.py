@@ -1052,3 +1052,115 @@ t.join()
     assert p.returncode in (1, -signal.SIGINT), (p.returncode, err)
     assert "KeyboardInterrupt" in err and "FATAL" not in err, err
     assert dev_shm(name) == []
+
+
+def test_asyncio_recv_send_and_cancellation_lose_nothing():
+    import asyncio
+
+    name = unique("/shm-py-aio")
+    with shm.posix_create(name, 1 << 16) as mem:
+        ch = shm.Channel.create(mem, capacity=4096)
+        rx = ch.receiver()
+
+        async def cancelled():
+            # Cancelled while waiting (nothing sent yet): nothing is consumed.
+            t = asyncio.ensure_future(rx.recv_async())
+            await asyncio.sleep(0.01)
+            t.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await t
+
+        asyncio.run(cancelled())
+        p = peer("send-posix", name, 2000, 100)
+
+        async def main():
+            got = 0
+            buf = bytearray(100)
+            while got < 2000:
+                if got % 2:
+                    n = await asyncio.wait_for(rx.recv_into_async(buf), 30)
+                    check(got, bytes(buf[:n]), 100)
+                else:
+                    check(got, await asyncio.wait_for(rx.recv_async(), 30), 100)
+                got += 1
+            with pytest.raises(shm.Closed):
+                await asyncio.wait_for(rx.recv_async(), 30)
+
+        asyncio.run(main())
+        finish(p)
+
+
+def test_asyncio_send_and_publish_wait_for_room():
+    import asyncio
+
+    mem = shm.anon_create(1 << 16)
+    ch = shm.Channel.create(mem, capacity=512)
+    tx = ch.sender()
+    rx = ch.receiver()
+
+    async def main():
+        async def drain():
+            got = []
+            while len(got) < 200:
+                got.append(await rx.recv_async())
+            return got
+
+        d = asyncio.ensure_future(drain())
+        for i in range(200):
+            await tx.send_async(i.to_bytes(4, "little") * 16)  # the ring holds a few
+        got = await asyncio.wait_for(d, 30)
+        assert [int.from_bytes(g[:4], "little") for g in got] == list(range(200))
+
+    asyncio.run(main())
+
+
+def test_asyncio_calls_to_a_server_process():
+    import asyncio
+
+    name = unique("/shm-py-aiosvc")
+    size = shm.Service.segment_len(slots=16)
+    with shm.posix_create(name, size) as mem:
+        svc = shm.Service.create(mem, slots=16)
+        server = peer("serve", name)
+        client = svc.client()
+
+        async def main():
+            async def one(i):
+                req = f"call {i}".encode()
+                assert await client.call_async(req, timeout=30) == req[::-1]
+
+            # Ten calls at once from one thread, then more, in turn.
+            await asyncio.gather(*(one(i) for i in range(10)))
+            for i in range(300):
+                await one(i)
+            # Cancelled: the request is cancelled, the next call is fine.
+            t = asyncio.ensure_future(client.call_async(b"slow", timeout=30))
+            await asyncio.sleep(0.01)
+            t.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await t
+            await one(7)
+            assert await client.call_async(b"stop", timeout=30) == b""
+
+        asyncio.run(main())
+        out, err = server.communicate(timeout=60)
+        assert server.returncode == 0 and "ok" in out, err
+        assert "cancelled" in err, err  # the server saw the cancel
+
+
+def test_asyncio_server_receive_and_its_timeout():
+    import asyncio
+
+    svc = shm.Service.create(shm.anon_create(shm.Service.segment_len()))
+    server, client = svc.server(), svc.client()
+
+    async def main():
+        with pytest.raises(shm.Timeout):
+            await server.receive_async(timeout=0.05)
+        pending = client.send_request(b"hi", timeout=10)
+        req = await server.receive_async(timeout=10)
+        assert req.data == b"hi"
+        req.respond_last(b"yo")
+        assert await pending.receive_async(timeout=10) == b"yo"
+
+    asyncio.run(main())

@@ -11,7 +11,9 @@ use crate::format::view::View;
 use crate::os::park::Park;
 use crate::os::proc::{self, Liveness};
 use crate::protocol::sync::{fence, Ordering};
-use crate::wait::{self, Owner as End, Pace, Parked, Sleeper, Step, WaitMode};
+use crate::wait::{
+    self, Owner as End, Pace, Parked, Sleeper, Source, Step, WaitMode, WaitSource, Waitable,
+};
 
 impl<M: SharedMemory> Service<M> {
     /// A calling end: takes a client line (or one whose holder died).
@@ -79,6 +81,8 @@ pub struct PendingResponse<M: SharedMemory> {
     deadline_ns: u64,
     /// Responses taken: the client's own count (the shared `read` word is only written).
     read: u32,
+    /// A copy of `read` a wait set's source reads (process-local: a peer cannot change it).
+    read_mirror: std::sync::Arc<std::sync::atomic::AtomicU32>,
     finished: bool,
     /// Whether a server's death sent the request back to the queue.
     retried: bool,
@@ -149,6 +153,7 @@ impl<M: SharedMemory> SendStep<'_, M> {
             sent: Instant::now(),
             deadline_ns: self.deadline_ns,
             read: 0,
+            read_mirror: Default::default(),
             finished: false,
             retried: false,
             dead_server: 0,
@@ -493,6 +498,9 @@ impl<M: SharedMemory> ReceiveStep<'_, M> {
             }
         };
         p.read = p.read.wrapping_add(1);
+        // Relaxed: process-local; the wait set only compares it with `written`.
+        p.read_mirror
+            .store(p.read, std::sync::atomic::Ordering::Relaxed);
         // Release: pairs with the server's Acquire load of `read`: the entry is free
         // once it sees the count (our copy above is done).
         slot.u32_at(S_READ).store(p.read, Ordering::Release);
@@ -868,4 +876,102 @@ fn deadline_after(now_ns: u64, t: Duration) -> u64 {
     now_ns
         .saturating_add(u64::try_from(t.as_nanos()).unwrap_or(u64::MAX))
         .max(1)
+}
+
+/// A pending response as a [`WaitSet`](crate::waitset::WaitSet) sees it: ready when a
+/// response came, or the request ended (done, expired, not this request's any more), or
+/// its server died.
+struct PendingSource<M: SharedMemory> {
+    svc: Service<M>,
+    slot: usize,
+    id: u64,
+    me: u32,
+    read: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl<M: SharedMemory + Send + Sync + 'static> Waitable for PendingResponse<M> {
+    fn wait_source(&self) -> WaitSource {
+        WaitSource(Box::new(PendingSource {
+            svc: self.svc.clone(),
+            slot: self.slot,
+            id: self.id,
+            me: self.end.pid(),
+            read: std::sync::Arc::clone(&self.read_mirror),
+        }))
+    }
+}
+
+impl<M: SharedMemory> PendingSource<M> {
+    /// The owner word, if it still names this request.
+    fn owner(&self) -> Option<Owner> {
+        // Acquire: pairs with the server's Release CAS (take, done).
+        let w = self
+            .svc
+            .slot_u64(self.slot, S_OWNER)
+            .load(Ordering::Acquire);
+        let o = Owner::decode(w);
+        // Relaxed: written by the client before the slot was queued.
+        let id = self.svc.slot_u64(self.slot, S_ID).load(Ordering::Relaxed);
+        (Owner::honest(w) && o.client == self.me && id == self.id).then_some(o)
+    }
+}
+
+impl<M: SharedMemory + Send + Sync> Source for PendingSource<M> {
+    fn has_data(&self) -> bool {
+        // Acquire: pairs with the server's Release store of `written`.
+        let written = self
+            .svc
+            .slot_u32(self.slot, S_WRITTEN)
+            .load(Ordering::Acquire);
+        // Relaxed: process-local.
+        written != self.read.load(std::sync::atomic::Ordering::Relaxed)
+            || self
+                .owner()
+                .is_none_or(|o| !(o.is(Phase::Queued) || o.is(Phase::Taken)))
+    }
+
+    fn ready(&self, dead: &dyn Fn(u32) -> bool) -> Result<bool, Error> {
+        self.svc.seg.intact()?;
+        if self.has_data() {
+            return Ok(true);
+        }
+        match self.owner() {
+            Some(o) if o.is(Phase::Taken) && dead(o.server) => {
+                Err(Error::PeerDied { pid: o.server })
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn arm(&self) -> Option<(crate::format::view::Word32, u32)> {
+        let view = self.svc.slot(self.slot);
+        let seq_word = view.word32(S_CLIENT_SEQ);
+        // Acquire: pairs with the server's Release bump of `client_seq`.
+        let seq = seq_word.get().load(Ordering::Acquire);
+        view.u32_at(S_CLIENT_SLEEPS).fetch_add(1, Ordering::Relaxed);
+        // SeqCst fence: pairs with the server's, as the client's own wait.
+        fence(Ordering::SeqCst);
+        if self.has_data() {
+            view.u32_at(S_CLIENT_SLEEPS).fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some((seq_word, seq))
+    }
+
+    fn disarm(&self) {
+        self.svc
+            .slot_u32(self.slot, S_CLIENT_SLEEPS)
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn peers(&self, out: &mut Vec<u32>) {
+        if let Some(o) = self.owner().filter(|o| o.is(Phase::Taken)) {
+            out.push(o.server);
+        }
+    }
+
+    fn limit(&self) -> Option<Duration> {
+        // A deadline passing changes no word: look again every slice.
+        Some(crate::os::park::SLICE)
+    }
 }

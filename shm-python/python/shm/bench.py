@@ -7,6 +7,10 @@ Prints one JSON object per figure (with --json), with `what`, `ours`, `baseline`
 
 * ``rtt_64B_p50_ns``: a 64-byte round trip between two Python processes over a channel
   (two rings), against ``multiprocessing.Pipe`` and ``multiprocessing.Queue``;
+* ``aio_rtt_64B_p50_ns``: the same round trip with the initiating side in asyncio
+  (``await tx.send_async``, ``await rx.recv_into_async``; the echo blocks as before),
+  against the blocking one (``rtt_64B_p50_ns``'s ours) and against asyncio streams over
+  a Unix socket (both sides asyncio);
 * ``stream_1MiB_gib_per_s``: numpy frames of 1 MiB from one Python process to another
   (``send`` / ``recv_into``), against the Rust demo's stream on the same backend
   (``shm-demo --backend posix stream --size 1MiB``; give its path with --demo or
@@ -67,6 +71,102 @@ def rtt_shm():
         if i >= 1000:
             samples.append(time.perf_counter_ns() - t)
     os.waitpid(pid, 0)
+    return _p50(samples)
+
+
+def _echo_fork(ch):
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            rx, tx = ch.receiver(0), ch.sender(1)
+            buf = bytearray(64)
+            for _ in range(ROUND_TRIPS + 1000):
+                n = rx.recv_into(buf, timeout=30)
+                tx.send(memoryview(buf)[:n], timeout=30)
+            code = 0
+        finally:
+            os._exit(code)
+    return pid
+
+
+def rtt_shm_asyncio():
+    import asyncio
+
+    mem = shm.anon_create(shm.Channel.segment_len(1 << 16, rings=2))
+    ch = shm.Channel.create(mem, rings=2)
+    pid = _echo_fork(ch)
+    tx, rx = ch.sender(0), ch.receiver(1)
+
+    async def run():
+        msg = bytes(64)
+        buf = bytearray(64)
+        samples = []
+        for i in range(ROUND_TRIPS + 1000):
+            t = time.perf_counter_ns()
+            await tx.send_async(msg)
+            await rx.recv_into_async(buf)
+            if i >= 1000:
+                samples.append(time.perf_counter_ns() - t)
+        return samples
+
+    samples = asyncio.run(run())
+    os.waitpid(pid, 0)
+    return _p50(samples)
+
+
+def rtt_unix_asyncio():
+    import asyncio
+    import socket
+    import tempfile
+
+    path = os.path.join(tempfile.mkdtemp(), "s")
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            async def echo(reader, writer):
+                for _ in range(ROUND_TRIPS + 1000):
+                    writer.write(await reader.readexactly(64))
+                    await writer.drain()
+                writer.close()
+                stop.set()
+
+            async def serve():
+                global stop
+                stop = asyncio.Event()
+                srv = await asyncio.start_unix_server(echo, path)
+                async with srv:
+                    await stop.wait()
+
+            asyncio.run(serve())
+            code = 0
+        finally:
+            os._exit(code)
+
+    async def run():
+        for _ in range(1000):
+            if os.path.exists(path):
+                break
+            await asyncio.sleep(0.01)
+        reader, writer = await asyncio.open_unix_connection(path)
+        msg = bytes(64)
+        samples = []
+        for i in range(ROUND_TRIPS + 1000):
+            t = time.perf_counter_ns()
+            writer.write(msg)
+            await writer.drain()
+            await reader.readexactly(64)
+            if i >= 1000:
+                samples.append(time.perf_counter_ns() - t)
+        writer.close()
+        return samples
+
+    samples = asyncio.run(run())
+    os.waitpid(pid, 0)
+    os.unlink(path)
+    os.rmdir(os.path.dirname(path))
+    del socket
     return _p50(samples)
 
 
@@ -163,6 +263,9 @@ def main():
     for name, fn in [("multiprocessing.Pipe", rtt_pipe), ("multiprocessing.Queue", rtt_queue)]:
         base = fn()
         rows.append(("rtt_64B_p50_ns", ours, name, base))
+    aio = rtt_shm_asyncio()
+    rows.append(("aio_rtt_64B_p50_ns", aio, "blocking (rtt_64B_p50_ns)", ours))
+    rows.append(("aio_rtt_64B_p50_ns", aio, "asyncio streams over a Unix socket", rtt_unix_asyncio()))
     try:
         py = stream_numpy()
         if args.demo:
