@@ -181,7 +181,7 @@ pub(crate) struct Subscriber {
 }
 
 open_handle!(Subscriber, s: shm_core::Subscriber<Mem>, "subscriber");
-context_manager!(Subscriber);
+context_manager!(Subscriber, any_thread);
 
 #[pymethods]
 impl Subscriber {
@@ -196,33 +196,36 @@ impl Subscriber {
     /// `shm.Evicted`.
     #[pyo3(signature = (timeout=None))]
     fn recv<'py>(
-        &mut self,
+        mut slf: PyRefMut<'py, Self>,
         py: Python<'py>,
         timeout: Option<f64>,
     ) -> PyResult<(u64, Bound<'py, PyBytes>)> {
-        let s = self.s.as_mut().ok_or_else(|| closed_handle("subscriber"))?;
-        let buf = &mut self.buf;
-        let n = wait(py, timeout, |slice| {
+        let key = slf.as_ptr() as usize;
+        let this = &mut *slf;
+        let s = this.s.as_mut().ok_or_else(|| closed_handle("subscriber"))?;
+        let buf = &mut this.buf;
+        let n = wait_keyed(py, key, timeout, |slice| {
             s.recv_into_timeout(buf, slice)?;
             Ok::<_, RecvTimeoutError>(s.last_number().expect("a message was received"))
         })?;
-        Ok((n, PyBytes::new(py, &self.buf)))
+        Ok((n, PyBytes::new(py, &this.buf)))
     }
 
     /// Receives the next message into `buffer` with one copy: `(number, length)`. A
     /// message longer than the buffer raises `ValueError` and stays for the next call.
     #[pyo3(signature = (buffer, timeout=None))]
     fn recv_into(
-        &mut self,
+        mut slf: PyRefMut<'_, Self>,
         py: Python<'_>,
         buffer: &Bound<'_, PyAny>,
         timeout: Option<f64>,
     ) -> PyResult<(u64, usize)> {
-        let s = self.handle_mut()?;
+        let key = slf.as_ptr() as usize;
+        let s = slf.handle_mut()?;
         let b = Buf::get(buffer, true)?;
         // SAFETY: the export `b` lives across the call and is writable; see `Buf`.
         let p = SendPtr(unsafe { b.bytes_mut() }.as_mut_ptr(), b.len());
-        let got = wait(py, timeout, move |slice| {
+        let got = wait_keyed(py, key, timeout, move |slice| {
             let p = &p;
             // SAFETY: as above: alive, writable, unresized for the call.
             let out = unsafe { std::slice::from_raw_parts_mut(p.0, p.1) };
@@ -282,8 +285,9 @@ impl Subscriber {
         Ok(self.handle()?.next_message())
     }
 
-    /// Leaves the broadcast.
-    fn close(&mut self) {
-        self.s = None;
+    /// Leaves the broadcast; from another thread too: a `recv` waiting on it raises
+    /// `shm.Closed` within 50 ms.
+    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
+        close_from_any_thread(slf, |s| s.s = None)
     }
 }

@@ -320,7 +320,7 @@ pub(crate) struct Receiver {
 }
 
 open_handle!(Receiver, rx: shm_core::Receiver<Mem>, "receiver");
-context_manager!(Receiver);
+context_manager!(Receiver, any_thread);
 
 #[pymethods]
 impl Receiver {
@@ -342,12 +342,13 @@ impl Receiver {
     /// `KeyboardInterrupt` within 50 ms.
     #[pyo3(signature = (timeout=None))]
     fn recv<'py>(
-        &mut self,
+        mut slf: PyRefMut<'py, Self>,
         py: Python<'py>,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let rx = self.handle_mut()?;
-        let v = wait(py, timeout, |slice| {
+        let key = slf.as_ptr() as usize;
+        let rx = slf.handle_mut()?;
+        let v = wait_keyed(py, key, timeout, |slice| {
             let mut v = Vec::new();
             rx.recv_into_timeout(&mut v, slice).map(|_| v)
         })?;
@@ -359,16 +360,17 @@ impl Receiver {
     /// A message longer than the buffer raises `ValueError` and stays in the ring.
     #[pyo3(signature = (buffer, timeout=None))]
     fn recv_into(
-        &mut self,
+        mut slf: PyRefMut<'_, Self>,
         py: Python<'_>,
         buffer: &Bound<'_, PyAny>,
         timeout: Option<f64>,
     ) -> PyResult<usize> {
-        let rx = self.handle_mut()?;
+        let key = slf.as_ptr() as usize;
+        let rx = slf.handle_mut()?;
         let b = Buf::get(buffer, true)?;
         // SAFETY: the export `b` lives across the call and is writable; see `Buf`.
         let p = SendPtr(unsafe { b.bytes_mut() }.as_mut_ptr(), b.len());
-        let got = wait(py, timeout, move |slice| {
+        let got = wait_keyed(py, key, timeout, move |slice| {
             let p = &p;
             // SAFETY: as above: alive, writable, unresized for the call.
             let out = unsafe { std::slice::from_raw_parts_mut(p.0, p.1) };
@@ -422,8 +424,9 @@ impl Receiver {
         Ok(Some(PyBytes::new(py, &v)))
     }
 
-    /// Closes the end.
-    fn close(&mut self) {
-        self.rx = None;
+    /// Closes the end; from another thread too: a `recv` waiting on it raises
+    /// `shm.Closed` within 50 ms.
+    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
+        close_from_any_thread(slf, |r| r.rx = None)
     }
 }

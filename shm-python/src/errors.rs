@@ -166,6 +166,22 @@ macro_rules! context_manager {
             }
         }
     };
+    ($t:ident, any_thread) => {
+        #[pymethods]
+        impl $t {
+            fn __enter__(slf: Py<Self>) -> Py<Self> {
+                slf
+            }
+            fn __exit__(
+                slf: &Bound<'_, Self>,
+                _a: PyObject,
+                _b: PyObject,
+                _c: PyObject,
+            ) -> PyResult<()> {
+                Self::close(slf)
+            }
+        }
+    };
     ($t:ident, fallible) => {
         #[pymethods]
         impl $t {

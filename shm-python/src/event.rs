@@ -110,7 +110,7 @@ pub(crate) struct Listener {
 }
 
 open_handle!(Listener, l: shm_core::Listener<Mem>, "listener");
-context_manager!(Listener);
+context_manager!(Listener, any_thread);
 
 fn ids(set: &shm_core::EventIds) -> BTreeSet<u64> {
     set.iter().collect()
@@ -123,9 +123,14 @@ impl Listener {
     /// error). `shm.PeerDied` once per notifier whose process died. The GIL is released
     /// meanwhile; Ctrl-C raises `KeyboardInterrupt` within 50 ms.
     #[pyo3(signature = (timeout=None))]
-    fn wait(&mut self, py: Python<'_>, timeout: Option<f64>) -> PyResult<BTreeSet<u64>> {
-        let l = self.handle_mut()?;
-        match wait(py, timeout, |slice| l.wait_timeout(slice)) {
+    fn wait(
+        mut slf: PyRefMut<'_, Self>,
+        py: Python<'_>,
+        timeout: Option<f64>,
+    ) -> PyResult<BTreeSet<u64>> {
+        let key = slf.as_ptr() as usize;
+        let l = slf.handle_mut()?;
+        match wait_keyed(py, key, timeout, |slice| l.wait_timeout(slice)) {
             Ok(set) => Ok(ids(&set)),
             Err(e) if e.is_instance_of::<Timeout>(py) => Ok(BTreeSet::new()),
             Err(e) => Err(e),
@@ -141,8 +146,9 @@ impl Listener {
         }
     }
 
-    /// Closes the end.
-    fn close(&mut self) {
-        self.l = None;
+    /// Closes the end; from another thread too: a `wait` on it raises `shm.Closed`
+    /// within 50 ms.
+    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
+        close_from_any_thread(slf, |l| l.l = None)
     }
 }

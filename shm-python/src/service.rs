@@ -324,7 +324,7 @@ pub(crate) struct Server {
 }
 
 open_handle!(Server, s: shm_core::service::Server<Mem>, "server");
-context_manager!(Server);
+context_manager!(Server, any_thread);
 
 #[pymethods]
 impl Server {
@@ -332,9 +332,14 @@ impl Server {
     /// takes; `shm.Timeout` after). The GIL is released; Ctrl-C raises
     /// `KeyboardInterrupt` within 50 ms.
     #[pyo3(signature = (timeout=None))]
-    fn receive(&mut self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Request> {
-        let s = self.handle_mut()?;
-        let r = wait(py, timeout, |slice| s.receive_timeout(slice))?;
+    fn receive(
+        mut slf: PyRefMut<'_, Self>,
+        py: Python<'_>,
+        timeout: Option<f64>,
+    ) -> PyResult<Request> {
+        let key = slf.as_ptr() as usize;
+        let s = slf.handle_mut()?;
+        let r = wait_keyed(py, key, timeout, |slice| s.receive_timeout(slice))?;
         Ok(Request::new(py, r))
     }
 
@@ -353,9 +358,10 @@ impl Server {
         }
     }
 
-    /// Closes the end (frees its line).
-    fn close(&mut self) {
-        self.s = None;
+    /// Closes the end (frees its line); from another thread too: a `receive` waiting
+    /// on it raises `shm.Closed` within 50 ms.
+    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
+        close_from_any_thread(slf, |s| s.s = None)
     }
 }
 

@@ -139,12 +139,98 @@ pub(crate) fn _at_exit(py: Python<'_>) {
     crate::memory::unlink_created();
 }
 
+/// The cancel flags of the waits in progress, by the Python object waiting (its
+/// pointer): what `close()` from another thread sets, so that the wait ends with
+/// `shm.Closed` at its next slice and lets the object go.
+static CANCEL: std::sync::Mutex<Vec<(usize, std::sync::Arc<AtomicBool>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn cancels() -> std::sync::MutexGuard<'static, Vec<(usize, std::sync::Arc<AtomicBool>)>> {
+    // A panic while the lock is held cannot leave the list half-changed.
+    CANCEL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Asks the wait in progress on object `key` (if any) to end.
+fn cancel(key: usize) {
+    for (k, flag) in cancels().iter() {
+        if *k == key {
+            // Release: pairs with the Acquire load between the wait's slices.
+            flag.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// Closes `slf` with `close` (which drops its end), also while another thread waits on
+/// it: that wait is asked to end (`shm.Closed` at its next slice, at most 50 ms), and
+/// this call waits for it, the GIL released, at most 5 s.
+pub(crate) fn close_from_any_thread<
+    T: pyo3::PyClass<Frozen = pyo3::pyclass::boolean_struct::False>,
+>(
+    slf: &Bound<'_, T>,
+    close: impl FnOnce(&mut T),
+) -> PyResult<()> {
+    let key = slf.as_ptr() as usize;
+    let t = Instant::now();
+    loop {
+        if let Ok(mut b) = slf.try_borrow_mut() {
+            close(&mut b);
+            return Ok(());
+        }
+        cancel(key);
+        if t.elapsed() > Duration::from_secs(5) {
+            return Err(Error::new_err(
+                "close(): another thread's call on this end did not end within 5 s",
+            ));
+        }
+        unlocked(slf.py(), || std::thread::sleep(Duration::from_millis(1)));
+    }
+}
+
+/// [`wait`] for a call on the Python object `key`, which `close()` from another thread
+/// can end ([`close_from_any_thread`]).
+pub(crate) fn wait_keyed<T, E>(
+    py: Python<'_>,
+    key: usize,
+    timeout: Option<f64>,
+    f: impl FnMut(Duration) -> Result<T, E> + Send,
+) -> PyResult<T>
+where
+    T: Send,
+    E: Into<CoreError>,
+{
+    let flag = std::sync::Arc::new(AtomicBool::new(false));
+    cancels().push((key, std::sync::Arc::clone(&flag)));
+    struct Unregister(std::sync::Arc<AtomicBool>);
+    impl Drop for Unregister {
+        fn drop(&mut self) {
+            cancels().retain(|(_, f)| !std::sync::Arc::ptr_eq(f, &self.0));
+        }
+    }
+    let _unregister = Unregister(std::sync::Arc::clone(&flag));
+    wait_until(py, timeout, f, &flag)
+}
+
 /// Runs a bounded library wait in slices of at most 50 ms with the GIL released,
 /// checking for signals (Ctrl-C) between slices; `timeout` in seconds (None: no limit).
 pub(crate) fn wait<T, E>(
     py: Python<'_>,
     timeout: Option<f64>,
+    f: impl FnMut(Duration) -> Result<T, E> + Send,
+) -> PyResult<T>
+where
+    T: Send,
+    E: Into<CoreError>,
+{
+    wait_until(py, timeout, f, &AtomicBool::new(false))
+}
+
+fn wait_until<T, E>(
+    py: Python<'_>,
+    timeout: Option<f64>,
     mut f: impl FnMut(Duration) -> Result<T, E> + Send,
+    cancelled: &AtomicBool,
 ) -> PyResult<T>
 where
     T: Send,
@@ -161,6 +247,10 @@ where
         match unlocked(py, || f(this).map_err(Into::into)) {
             Err(CoreError::Timeout { .. }) => {
                 py.check_signals()?;
+                // Acquire: pairs with the Release store in `cancel`.
+                if cancelled.load(Ordering::Acquire) {
+                    return Err(Closed::new_err("closed by another thread"));
+                }
                 if left.is_some_and(|l| l <= slice) {
                     return Err(Timeout::new_err(format!(
                         "timed out after {:.3} s",

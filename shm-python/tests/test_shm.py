@@ -1164,3 +1164,51 @@ def test_asyncio_server_receive_and_its_timeout():
         assert await pending.receive_async(timeout=10) == b"yo"
 
     asyncio.run(main())
+
+
+def test_close_from_another_thread_wakes_a_blocked_wait():
+    import threading
+
+    mem = shm.anon_create(1 << 16)
+    rx = shm.Channel.create(mem).receiver()
+    b = shm.Broadcast.create(shm.anon_create(shm.Broadcast.segment_len(slots=8, max_message=64)), slots=8, max_message=64)
+    sub = b.subscriber()
+    listener = shm.Event.create(shm.anon_create(shm.Event.segment_len())).listener()
+    server = shm.Service.create(shm.anon_create(shm.Service.segment_len())).server()
+    for end, call in [
+        (rx, lambda: rx.recv()),
+        (rx, None),
+        (sub, lambda: sub.recv()),
+        (listener, lambda: listener.wait()),
+        (server, lambda: server.receive()),
+    ]:
+        if call is None:
+            continue
+        got = []
+
+        def run():
+            try:
+                call()
+                got.append("returned")
+            except shm.Closed as e:
+                got.append(e)
+
+        t = threading.Thread(target=run)
+        t.start()
+        time.sleep(0.1)
+        t0 = time.monotonic()
+        end.close()  # used to raise RuntimeError('Already borrowed')
+        t.join(timeout=5)
+        assert not t.is_alive() and len(got) == 1 and isinstance(got[0], shm.Closed), got
+        assert time.monotonic() - t0 < 2
+        with pytest.raises(shm.Error):
+            call()  # the end is closed now
+    # recv_into too, and close() on an idle end as before.
+    rx2 = shm.Channel.create(shm.anon_create(1 << 16)).receiver()
+    buf = bytearray(8)
+    t = threading.Thread(target=lambda: pytest.raises(shm.Closed, rx2.recv_into, buf))
+    t.start()
+    time.sleep(0.1)
+    rx2.close()
+    t.join(timeout=5)
+    assert not t.is_alive()
