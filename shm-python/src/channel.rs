@@ -101,6 +101,10 @@ pub(crate) struct Reservation {
     ptr: usize,
     len: usize,
     exports: usize,
+    /// A `with` block ended while a view was still alive: the slot is given up as soon
+    /// as the last view is released (so the sender does not stay wedged until the
+    /// garbage collector frees this object).
+    abandon_on_release: bool,
 }
 
 #[pymethods]
@@ -142,6 +146,11 @@ impl Reservation {
 
     unsafe fn __releasebuffer__(mut slf: PyRefMut<'_, Self>, _view: *mut pyo3::ffi::Py_buffer) {
         slf.exports = slf.exports.saturating_sub(1);
+        if slf.exports == 0 && slf.abandon_on_release {
+            let py = slf.py();
+            // Nothing can fail here (no view is left); the slot goes, the sender is free.
+            let _ = slf.abandon(py);
+        }
     }
 
     /// A writable memoryview of the slot (the same as `memoryview(self)`).
@@ -204,11 +213,17 @@ impl Reservation {
         if self.slot.is_none() {
             return Ok(());
         }
-        if kind.is_none(py) {
+        let r = if kind.is_none(py) {
             self.commit(py)
         } else {
             self.abandon(py)
+        };
+        if r.is_err() && self.exports > 0 {
+            // A view outlived the block: nothing is sent, and the slot is given up when
+            // the last view is released.
+            self.abandon_on_release = true;
         }
+        r
     }
 }
 
@@ -283,6 +298,7 @@ impl Sender {
             ptr,
             len: n,
             exports: 0,
+            abandon_on_release: false,
         })
     }
 

@@ -1212,3 +1212,16 @@ def test_close_from_another_thread_wakes_a_blocked_wait():
     rx2.close()
     t.join(timeout=5)
     assert not t.is_alive()
+
+
+def test_a_view_kept_past_a_reserve_block_does_not_wedge_the_sender():
+    ch = shm.Channel.create(shm.anon_create(1 << 16))
+    tx, rx = ch.sender(), ch.receiver()
+    with pytest.raises(BufferError):
+        with tx.reserve(8) as slot:
+            mv = memoryview(slot)
+            mv[:] = b"x" * 8
+    del mv  # the last view: the slot is given up now, not at garbage collection
+    tx.send(b"after", timeout=1)
+    assert rx.recv(timeout=1) == b"after"  # the abandoned slot sent nothing
+    assert slot is not None  # the reservation object itself is still alive
