@@ -489,6 +489,85 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Serves `fd` to every client that connects, from a thread of its own, until the
+    /// returned [`Serving`] is dropped (or [`Serving::stop`]): an operator's read-only
+    /// look (`shm-demo ls --socket`) and any number of consumers each get the memfd,
+    /// none takes another's place. A client of another uid (unless
+    /// [`allow_any_uid`](Self::allow_any_uid)) or one that fails is skipped and counted.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the thread cannot be started.
+    pub fn serve_background(self, fd: OwnedFd) -> Result<Serving, Error> {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let counts = std::sync::Arc::new([
+            std::sync::atomic::AtomicU64::new(0),
+            std::sync::atomic::AtomicU64::new(0),
+        ]);
+        let (s2, c2) = (std::sync::Arc::clone(&stop), std::sync::Arc::clone(&counts));
+        let thread = std::thread::Builder::new()
+            .name("shm-memfd-serve".into())
+            .spawn(move || {
+                use std::sync::atomic::Ordering;
+                // Relaxed: a flag polled every 50 ms; nothing is published through it.
+                while !s2.load(Ordering::Relaxed) {
+                    match self.serve_one_timeout(&fd, Duration::from_millis(50)) {
+                        // Relaxed (both): counts for display.
+                        Ok(_) => c2[0].fetch_add(1, Ordering::Relaxed),
+                        Err(Error::Timeout(_)) => continue,
+                        Err(_) => c2[1].fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+                // The server drops here, with the thread: its socket file goes.
+            })
+            .map_err(io_err("spawn"))?;
+        Ok(Serving {
+            stop,
+            counts,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// A [`Server`] serving every client from a thread of its own
+/// ([`Server::serve_background`]); dropping it stops the thread (within 50 ms) and
+/// removes the socket file.
+#[derive(Debug)]
+pub struct Serving {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    counts: std::sync::Arc<[std::sync::atomic::AtomicU64; 2]>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Serving {
+    /// Clients served so far.
+    pub fn served(&self) -> u64 {
+        // Relaxed: a count for display.
+        self.counts[0].load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Clients refused or failed so far (another uid, a client that hung up).
+    pub fn refused(&self) -> u64 {
+        // Relaxed: as above.
+        self.counts[1].load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stops serving and waits for the thread (within 50 ms; the socket file goes).
+    pub fn stop(&mut self) {
+        // Relaxed: polled by the thread every 50 ms.
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 impl AsFd for Server {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.listener.as_fd()

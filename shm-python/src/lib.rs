@@ -46,6 +46,7 @@ use waitset::*;
 fn _shm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<Memory>()?;
+    m.add_class::<Serving>()?;
     m.add_function(wrap_pyfunction!(_at_exit, m)?)?;
     m.add_class::<RawRecord>()?;
     m.add_class::<RawSeqLock>()?;

@@ -182,15 +182,35 @@ impl Memory {
         read_only: bool,
     ) -> PyResult<Memory> {
         let t = bounded_seconds("timeout", timeout)?;
-        let m = unlocked(py, || {
-            if read_only {
-                shm_memfd::connect_read_only(path, t)
-            } else {
-                shm_memfd::connect_timeout(path, t)
+        let deadline = deadline_in(Some(t));
+        // While no server listens (no socket yet, or refused), try again in slices of
+        // 50 ms with Ctrl-C checked between them; once connected, the receive is bounded
+        // by what is left.
+        let slice = Duration::from_millis(50);
+        loop {
+            let left = deadline.map_or(t, |d| d.saturating_duration_since(Instant::now()));
+            let r = unlocked(py, || {
+                if read_only {
+                    shm_memfd::connect_read_only(path, left)
+                } else {
+                    shm_memfd::connect_timeout(path, left)
+                }
+            });
+            match r {
+                Ok(m) => return Ok(memory(Box::new(m), None, None)),
+                Err(shm_memfd::Error::Io { ref source, .. })
+                    if left > slice
+                        && matches!(
+                            source.kind(),
+                            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                        ) =>
+                {
+                    py.check_signals()?;
+                    unlocked(py, || std::thread::sleep(slice));
+                }
+                Err(e) => return Err(memfd_err(e)),
             }
-        })
-        .map_err(memfd_err)?;
-        Ok(memory(Box::new(m), None, None))
+        }
     }
 
     /// Anonymous shared memory of `size` bytes: shared with children made by
@@ -226,6 +246,24 @@ impl Memory {
                 r => return r.map_err(memfd_err),
             }
         }
+    }
+
+    /// Serves this memfd on a Unix socket at `path` to every client that connects, from
+    /// a thread of its own, until the returned `Serving` is closed (or dropped): any
+    /// number of consumers, and an operator's `shm-demo ls --socket` look, each get it.
+    fn serve_background(&self, path: &str) -> PyResult<Serving> {
+        let Some(fd) = self.fd.as_ref() else {
+            return Err(Error::new_err(
+                "only memory made by memfd_create can be served",
+            ));
+        };
+        let fd = fd
+            .try_clone()
+            .map_err(|e| Error::new_err(format!("dup: {e}")))?;
+        let server = shm_memfd::Server::bind(path).map_err(memfd_err)?;
+        Ok(Serving {
+            s: Some(server.serve_background(fd).map_err(memfd_err)?),
+        })
     }
 
     /// `posix`, `memfd` or `anon`.
@@ -270,5 +308,29 @@ impl Memory {
         self.mem
             .take()
             .ok_or_else(|| Error::new_err("this memory was already handed to a layout or closed"))
+    }
+}
+
+/// A memfd served to every client from a background thread (`Memory.serve_background`).
+#[pyclass(module = "shm._shm")]
+pub(crate) struct Serving {
+    s: Option<shm_memfd::Serving>,
+}
+
+context_manager!(Serving);
+
+#[pymethods]
+impl Serving {
+    /// Clients served so far.
+    #[getter]
+    fn served(&self) -> u64 {
+        self.s.as_ref().map_or(0, |s| s.served())
+    }
+
+    /// Stops serving (within 50 ms) and removes the socket file.
+    fn close(&mut self) {
+        if let Some(mut s) = self.s.take() {
+            Python::with_gil(|py| unlocked(py, move || s.stop()));
+        }
     }
 }

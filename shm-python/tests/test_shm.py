@@ -1225,3 +1225,56 @@ def test_a_view_kept_past_a_reserve_block_does_not_wedge_the_sender():
     tx.send(b"after", timeout=1)
     assert rx.recv(timeout=1) == b"after"  # the abandoned slot sent nothing
     assert slot is not None  # the reservation object itself is still alive
+
+
+def test_a_memfd_served_in_the_background_reaches_every_client():
+    path = os.path.join(tempfile.mkdtemp(), "bg.sock")
+    mem = shm.memfd_create(1 << 16)
+    ch = shm.Channel.create(mem)
+    with mem.serve_background(path) as serving:
+        # An operator's look first (read-only), then the real consumer: both served.
+        look = shm.memfd_connect(path, timeout=10, read_only=True)
+        assert len(look) == 1 << 16
+        p = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "helpers.py"), "recv-memfd", path, "100", "64"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        assert p.stdout.readline().strip() == "ready"
+        tx = ch.sender()
+        for i in range(100):
+            tx.send(message(i, 64), timeout=30)
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0 and "ok" in out, err
+        assert serving.served == 2
+    assert not os.path.exists(path)  # closed: the socket file is gone
+
+
+def test_memfd_connect_waits_for_a_server_and_ctrl_c_ends_it():
+    path = os.path.join(tempfile.mkdtemp(), "late.sock")
+    code = f"""
+import shm
+print("ready", flush=True)
+shm.memfd_connect({path!r}, timeout=3600)
+"""
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "ready"
+    time.sleep(0.3)
+    t = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=30)
+    assert time.monotonic() - t < 5 and "KeyboardInterrupt" in err, err
+    # And a server that comes late is found.
+    mem = shm.memfd_create(4096)
+
+    def late():
+        time.sleep(0.3)
+        return mem.serve_background(path)
+
+    import threading
+    holder = []
+    th = threading.Thread(target=lambda: holder.append(late()))
+    th.start()
+    got = shm.memfd_connect(path, timeout=10)
+    assert len(got) == 4096
+    th.join()
+    holder[0].close()
