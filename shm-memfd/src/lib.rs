@@ -646,6 +646,32 @@ pub fn receive_timeout(
     MemfdShm::from_fd(receive_fd(stream, allow_any_uid, timeout)?)
 }
 
+/// [`receive_timeout`] for a read-only mapping ([`MemfdShm::from_fd_read_only`]).
+///
+/// # Errors
+/// As [`receive_timeout`].
+pub fn receive_read_only_timeout(
+    stream: &UnixStream,
+    allow_any_uid: bool,
+    timeout: Duration,
+) -> Result<MemfdShm, Error> {
+    MemfdShm::from_fd_read_only(receive_fd(stream, allow_any_uid, timeout)?)
+}
+
+/// Connects to the socket file `path` (bounded by `timeout` if the server's backlog is
+/// full), for a caller that receives with [`receive_timeout`] itself: a binding that
+/// waits in slices, say.
+///
+/// # Errors
+/// [`Error::Io`] (no such socket, refused), [`Error::Timeout`].
+pub fn connect_stream_timeout(
+    path: impl AsRef<Path>,
+    timeout: Duration,
+) -> Result<UnixStream, Error> {
+    use std::os::unix::ffi::OsStrExt;
+    connect_stream(path.as_ref().as_os_str().as_bytes(), false, timeout)
+}
+
 /// The checks and the receive that every `receive*` shares: timeouts, the peer's uid, one
 /// fd.
 fn receive_fd(

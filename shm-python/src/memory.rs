@@ -183,31 +183,25 @@ impl Memory {
     ) -> PyResult<Memory> {
         let t = bounded_seconds("timeout", timeout)?;
         let deadline = deadline_in(Some(t));
-        // While no server listens (no socket yet, or refused), try again in slices of
-        // 50 ms with Ctrl-C checked between them; once connected, the receive is bounded
-        // by what is left.
+        let left = || deadline.map_or(t, |d| d.saturating_duration_since(Instant::now()));
+        let stream =
+            unlocked(py, || shm_memfd::connect_stream_timeout(path, left())).map_err(memfd_err)?;
+        // The receive in slices of 50 ms with Ctrl-C checked between them (a server that
+        // accepted and never sends used to hold the call for its whole timeout).
         let slice = Duration::from_millis(50);
         loop {
-            let left = deadline.map_or(t, |d| d.saturating_duration_since(Instant::now()));
+            let l = left();
+            let this = l.min(slice);
             let r = unlocked(py, || {
                 if read_only {
-                    shm_memfd::connect_read_only(path, left)
+                    shm_memfd::receive_read_only_timeout(&stream, false, this)
                 } else {
-                    shm_memfd::connect_timeout(path, left)
+                    shm_memfd::receive_timeout(&stream, false, this)
                 }
             });
             match r {
                 Ok(m) => return Ok(memory(Box::new(m), None, None)),
-                Err(shm_memfd::Error::Io { ref source, .. })
-                    if left > slice
-                        && matches!(
-                            source.kind(),
-                            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-                        ) =>
-                {
-                    py.check_signals()?;
-                    unlocked(py, || std::thread::sleep(slice));
-                }
+                Err(shm_memfd::Error::Timeout(_)) if l > slice => py.check_signals()?,
                 Err(e) => return Err(memfd_err(e)),
             }
         }
