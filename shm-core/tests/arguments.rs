@@ -78,7 +78,7 @@ proptest! {
         // Without a capacity: the largest that fits, or TooSmall.
         let opts = ChannelOptions::new().rings(rings);
         if let Err(e) = Channel::create(HeapMemory::new(mem), &opts) {
-            prop_assert!(matches!(e, Error::CorruptHeader { .. } | Error::TooSmall { .. }), "{e:?}");
+            prop_assert!(matches!(e, Error::InvalidOption { .. } | Error::TooSmall { .. }), "{e:?}");
         }
     }
 

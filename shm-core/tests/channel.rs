@@ -54,8 +54,8 @@ fn layout_and_capacity() {
         .unwrap();
     assert!(matches!(
         e,
-        Error::CorruptHeader {
-            field: "channel capacity",
+        Error::InvalidOption {
+            option: "channel capacity",
             ..
         }
     ));

@@ -509,13 +509,18 @@ pub fn inspect(name: Option<&str>, socket: Option<&Path>, json: bool) -> Result<
             let mut arr = Vec::new();
             for l in &b.lines {
                 let lag = reliable.then(|| b.tail.saturating_sub(l.position));
+                // A lossy subscriber keeps its position to itself (the line's word stays
+                // as it joined): shown as such, not as a position 0 beside a tail of
+                // thousands.
+                let position = reliable.then_some(l.position);
                 text.push(format!(
                     "line {:<6} pid {} ({}), {}, position {}, lag {}",
                     l.line,
                     l.pid,
                     if alive(l.pid) { "alive" } else { "dead" },
                     l.state,
-                    l.position,
+                    position.map_or("n/a (lossy: the subscriber's own)".to_owned(), |p| p
+                        .to_string()),
                     lag.map_or("n/a (lossy)".to_owned(), |x| x.to_string())
                 ));
                 arr.push(
@@ -524,7 +529,10 @@ pub fn inspect(name: Option<&str>, socket: Option<&Path>, json: bool) -> Result<
                         .num("pid", l.pid)
                         .bool("alive", alive(l.pid))
                         .str("state", l.state)
-                        .num("position", l.position)
+                        .raw(
+                            "position",
+                            &position.map_or("null".to_owned(), |p| p.to_string()),
+                        )
                         .raw("lag", &lag.map_or("null".to_owned(), |x| x.to_string()))
                         .finish(),
                 );
@@ -600,10 +608,23 @@ pub fn hz(name: Option<&str>, socket: Option<&Path>, seconds: u64, json: bool) -
     let first = look_at(name, socket)?;
     let label = first.name.clone();
     let Some(mut last) = sample(&first) else {
+        let what = match first.inspection.as_ref().and_then(|i| i.kind) {
+            Some(_) => format!(
+                "is a {} ({})",
+                kind_name(first.inspection.as_ref()),
+                first.state.name()
+            ),
+            None => format!(
+                "is not a segment of ours ({}{})",
+                first.state.name(),
+                first
+                    .reason
+                    .as_deref()
+                    .map_or(String::new(), |r| format!(": {r}"))
+            ),
+        };
         return Err(Failure::new(format!(
-            "{label} is a {} ({}): hz watches channels, broadcasts and services",
-            kind_name(first.inspection.as_ref()),
-            first.state.name()
+            "{label} {what}: hz watches channels, broadcasts and services"
         )));
     };
     let start = Instant::now();
@@ -632,13 +653,20 @@ pub fn hz(name: Option<&str>, socket: Option<&Path>, seconds: u64, json: bool) -
                 (m, f64::NAN, false)
             }
             _ => {
-                let b = s.bytes.saturating_sub(last.bytes) as f64 / dt;
+                let moved = s.bytes.saturating_sub(last.bytes);
+                let b = moved as f64 / dt;
                 // Each message takes an 8-byte header and its payload padded to 8.
                 let per = s
                     .msg_len
                     .or(last.msg_len)
                     .map(|len| 8 + len.div_ceil(8) * 8);
-                (per.map_or(f64::NAN, |p| b / p as f64), b, true)
+                // Nothing moved: a quiet channel is 0 msg/s, not unknown.
+                let m = if moved == 0 {
+                    0.0
+                } else {
+                    per.map_or(f64::NAN, |p| b / p as f64)
+                };
+                (m, b, true)
             }
         };
         let lags: Vec<String> = s

@@ -275,6 +275,8 @@ fn garbage_fifos_truncated_and_foreign_files_are_reported_without_hanging() {
     let all = ls();
     let state = |n: &str| entry(&all, n)["state"].as_str().unwrap().to_owned();
     assert_eq!(state(&garbage["/dev/shm".len()..]), "foreign");
+    // A foreign file nobody maps is not "held" (it was: "not stale" read as "held").
+    assert_eq!(entry(&all, &garbage["/dev/shm".len()..])["held"], false);
     assert_eq!(state(&fifo["/dev/shm".len()..]), "foreign");
     assert_eq!(state(&cut), "corrupt");
     assert_eq!(state(&short), "corrupt");
@@ -420,8 +422,22 @@ struct Reaped(Child);
 
 impl Drop for Reaped {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        // Already reaped (a test killed and waited for it): its pid may be another's.
+        if self.0.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        // Ctrl-C first (the demo removes what it made), SIGKILL if it does not end.
+        // SAFETY: kill(2) on our own child, not reaped yet (checked just above).
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
+        let t = std::time::Instant::now();
+        while self.0.try_wait().ok().flatten().is_none() {
+            if t.elapsed() > std::time::Duration::from_secs(5) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 }
 
@@ -474,4 +490,56 @@ fn a_service_is_listed_inspected_and_its_rate_measured() {
     unsafe { libc::kill(run.0.id() as i32, libc::SIGINT) };
     run.0.wait().unwrap();
     assert!(dev_shm_entries(&name[1..]).is_empty(), "{name} was left");
+}
+
+/// What the tools say reads truthfully: a lossy subscriber's line has no position (it
+/// keeps its own), `hz` on a quiet channel is 0 msg/s (it printed `?`), and `hz` on a
+/// foreign file says it is not ours (it said `is a - (foreign)`).
+#[test]
+fn lossy_lines_quiet_channels_and_foreign_files_read_truthfully() {
+    let lossy = Reaped(start(&[
+        "--backend",
+        "posix",
+        "broadcast",
+        "--subscribers",
+        "1",
+        "--messages",
+        "4000000000",
+        "--size",
+        "64",
+        "--lossy",
+    ]));
+    let (b_name, _) = segment_of(&lossy.0, 1);
+    eventually("the subscriber joined", BOUND, || {
+        pids(&entry(&ls(), &b_name)["peers"]).len() == 2
+    });
+    let v = &json_lines(&demo(&["inspect", &b_name, "--json"]))[0];
+    let lines = v["subscribers"].as_array().expect("subscribers");
+    assert!(!lines.is_empty(), "{v}");
+    for l in lines {
+        assert!(l["position"].is_null(), "a lossy line's position: {l}");
+    }
+    drop(lossy);
+
+    let idle = Reaped(start(&["--backend", "posix", "idle", "--seconds", "30"]));
+    let (c_name, _) = segment_of(&idle.0, 1);
+    let hz = json_lines(&demo(&["hz", &c_name, "--seconds", "1", "--json"]));
+    assert_eq!(hz.last().unwrap()["msgs_per_s"], 0.0, "{hz:?}");
+    drop(idle);
+
+    let foreign = format!(
+        "/dev/shm/{}-hz",
+        unique_name("shm-look").trim_start_matches('/')
+    );
+    std::fs::write(&foreign, vec![7u8; 4096]).unwrap();
+    let out = Command::new(BIN)
+        .args(["hz", &foreign["/dev/shm".len()..], "--seconds", "1"])
+        .output()
+        .unwrap();
+    std::fs::remove_file(&foreign).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("is not a segment of ours"),
+        "{err}"
+    );
 }

@@ -97,8 +97,22 @@ struct Reaped(Child);
 
 impl Drop for Reaped {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        // Already reaped (a test killed and waited for it): its pid may be another's.
+        if self.0.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        // Ctrl-C first (the demo removes what it made), SIGKILL if it does not end.
+        // SAFETY: kill(2) on our own child, not reaped yet (checked just above).
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
+        let t = std::time::Instant::now();
+        while self.0.try_wait().ok().flatten().is_none() {
+            if t.elapsed() > std::time::Duration::from_secs(5) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 }
 

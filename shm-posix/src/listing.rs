@@ -187,8 +187,13 @@ pub fn inspect(name: &str) -> Result<Listing, Error> {
         held: false,
         inspection: None,
     };
-    // Asked before we open it: our own handle holds the shared lock too.
-    let unheld = is_stale(&name);
+    // Asked before we open it: our own handle holds the shared lock too. Only a file of
+    // ours can be held through this library: a foreign file (no magic) never is (it was
+    // reported held because "not stale" was read as "held").
+    let held = match open_checked(&name) {
+        Ok(Some((_, fd))) => matches!(sys::try_flock_exclusive(fd.as_fd()), Ok(false)),
+        _ => false,
+    };
     let opened = ShmOptions::new(&name)
         .read_only(true)
         .lock_timeout(Duration::ZERO)
@@ -214,7 +219,7 @@ pub fn inspect(name: &str) -> Result<Listing, Error> {
             return Ok(out);
         }
     };
-    out.held = matches!(unheld, Ok(false));
+    out.held = held;
     let seen = shm_core::inspect::inspect(shm);
     out.state = match seen.verdict {
         Verdict::Foreign => SegmentState::Foreign,

@@ -23,7 +23,7 @@ impl Channel {
         if let Some(c) = capacity {
             opts = opts.capacity(c);
         }
-        let chan = shm_core::Channel::create(mem.take()?, &opts).map_err(err)?;
+        let chan = shm_core::Channel::create(mem.take()?, &opts).map_err(size_err)?;
         Ok(Channel { chan: Some(chan) })
     }
 

@@ -1275,3 +1275,82 @@ shm.memfd_connect({path!r}, timeout=3600)
     # No socket at all: NotFound at once, as before.
     with pytest.raises(shm.NotFound):
         shm.memfd_connect(path, timeout=1e30)
+
+
+def test_the_wheel_is_a_stripped_release_build():
+    import shm._shm as ext
+
+    size = os.path.getsize(ext.__file__)
+    assert size < 4 << 20, f"{ext.__file__} is {size} bytes: built with debug info?"
+
+
+def test_a_channel_capacity_that_is_not_a_power_of_two_is_refused():
+    # It used to be accepted, and create quietly laid a 512-byte ring.
+    with pytest.raises(ValueError):
+        shm.Channel.segment_len(1000)
+    with pytest.raises(ValueError):
+        shm.Channel.create(shm.anon_create(1 << 16), capacity=1000)
+
+
+class _Stuck(Exception):
+    pass
+
+
+def test_every_public_callable_survives_hostile_arguments():
+    # Every method of every class, with hostile arguments: a typed exception or a result,
+    # never a PanicException (a BaseException that `except Exception` misses) or a crash.
+    # A call that waits is ended by an alarm (every wait checks signals every 50 ms).
+    import itertools
+
+    panic = None
+    try:
+        import pyo3_runtime  # noqa: F401
+    except ImportError:
+        pass
+    hostile = [None, -1, 0, 2**64, -(2**63), float("nan"), float("inf"), 1e30, "", "x" * 5000,
+               b"", b"\xff" * 70000, bytearray(3), object()]
+
+    def objects():
+        chm = shm.Channel.create(shm.anon_create(1 << 16), capacity=4096)
+        b = shm.Broadcast.create(shm.anon_create(shm.Broadcast.segment_len(slots=4, max_message=64)),
+                                 slots=4, max_message=64)
+        ev = shm.Event.create(shm.anon_create(shm.Event.segment_len()))
+        svc = shm.Service.create(shm.anon_create(shm.Service.segment_len(max_request=64, max_response=64)),
+                                 max_request=64, max_response=64)
+        client = svc.client()
+        return [chm, chm.sender(), chm.receiver(), b, b.publisher(), b.subscriber(), ev,
+                ev.notifier(), ev.listener(), svc, client, svc.server(),
+                client.send_request(b"x", timeout=0.5), shm.WaitSet(), shm.anon_create(4096),
+                shm.memfd_create(4096)]
+
+    def on_alarm(*_):
+        raise _Stuck()
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    calls = 0
+    try:
+        for obj in objects():
+            for name in dir(obj):
+                if name.startswith("_") or name in ("close", "fileno"):
+                    continue
+                attr = getattr(obj, name, None)
+                if not callable(attr):
+                    continue
+                for n in range(0, 3):
+                    for args in itertools.islice(itertools.product(hostile, repeat=n), 40):
+                        calls += 1
+                        signal.setitimer(signal.ITIMER_REAL, 0.2)
+                        try:
+                            attr(*args)
+                        except _Stuck:
+                            pass
+                        except Exception:
+                            pass
+                        except BaseException as e:  # a PanicException lands here
+                            panic = panic or f"{type(obj).__name__}.{name}{args!r}: {type(e).__name__}: {e}"
+                        finally:
+                            signal.setitimer(signal.ITIMER_REAL, 0)
+    finally:
+        signal.signal(signal.SIGALRM, old)
+    assert panic is None, panic
+    assert calls > 1000

@@ -105,19 +105,25 @@ impl<M: SharedMemory> Channel<M> {
     /// ```
     pub fn create(mem: M, opts: &ChannelOptions) -> Result<Self, Error> {
         let rings = opts.rings;
+        // The caller's options: `InvalidOption`, as `segment_len` says (not a header's
+        // `CorruptHeader`: nothing was read from a segment).
         if !(1..=2).contains(&rings) {
-            return Err(corrupt_header("channel rings", rings.into(), "1 or 2"));
+            return Err(Error::InvalidOption {
+                option: "channel rings",
+                found: rings.into(),
+                expected: "1 or 2",
+            });
         }
         let payload =
             (mem.len() as u64).saturating_sub(crate::format::layout::PAYLOAD_OFFSET as u64);
         let cap = match opts.capacity {
             Some(c) if c.is_power_of_two() && c >= MIN_CAPACITY => c,
             Some(c) => {
-                return Err(corrupt_header(
-                    "channel capacity",
-                    c,
-                    "a power of two, at least 64",
-                ))
+                return Err(Error::InvalidOption {
+                    option: "channel capacity",
+                    found: c,
+                    expected: "a power of two, at least 64",
+                })
             }
             None => {
                 let per_ring = payload.saturating_sub(CHANNEL_HEADER) / u64::from(rings);
