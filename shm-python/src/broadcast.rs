@@ -74,19 +74,29 @@ impl Broadcast {
         })
     }
 
-    /// The publishing end.
-    fn publisher(&self) -> PyResult<Publisher> {
-        let b = self.handle()?;
-        Ok(Publisher {
-            p: Some(b.publisher().map_err(err)?),
-        })
+    /// The publishing end (`spin=` as for a channel's ends).
+    #[pyo3(signature = (spin=None))]
+    fn publisher(&self, spin: Option<f64>) -> PyResult<Publisher> {
+        let mode = spin_mode(spin)?;
+        let mut p = self.handle()?.publisher().map_err(err)?;
+        if let Some(m) = mode {
+            p.set_wait(m);
+        }
+        Ok(Publisher { p: Some(p) })
     }
 
     /// Joins as a subscriber: the first message it receives is the next one published.
-    fn subscriber(&self) -> PyResult<Subscriber> {
-        let b = self.handle()?;
+    /// `spin=` seconds it spins before it sleeps (default 50 µs; 0: sleep at once;
+    /// `inf`: busy-poll).
+    #[pyo3(signature = (spin=None))]
+    fn subscriber(&self, spin: Option<f64>) -> PyResult<Subscriber> {
+        let mode = spin_mode(spin)?;
+        let mut s = self.handle()?.subscriber().map_err(err)?;
+        if let Some(m) = mode {
+            s.set_wait(m);
+        }
         Ok(Subscriber {
-            s: Some(b.subscriber().map_err(err)?),
+            s: Some(s),
             buf: Vec::new(),
         })
     }
@@ -99,7 +109,7 @@ impl Broadcast {
             c"Broadcast.subscribe() is deprecated: use Broadcast.subscriber()",
             1,
         )?;
-        self.subscriber()
+        self.subscriber(None)
     }
 
     /// Subscribers holding a line now.

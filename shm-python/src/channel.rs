@@ -45,23 +45,31 @@ impl Channel {
         Ok(Channel { chan: Some(chan) })
     }
 
-    /// The sending end of `ring`.
-    #[pyo3(signature = (ring=0))]
-    fn sender(&self, ring: u32) -> PyResult<Sender> {
-        let c = self.handle()?;
+    /// The sending end of `ring`. `spin=` seconds a full ring is spun on before the
+    /// sender sleeps (default 50 µs; 0: sleep at once; `inf`: busy-poll).
+    #[pyo3(signature = (ring=0, spin=None))]
+    fn sender(&self, ring: u32, spin: Option<f64>) -> PyResult<Sender> {
+        let mode = spin_mode(spin)?;
+        let mut tx = self.handle()?.sender(ring).map_err(err)?;
+        if let Some(m) = mode {
+            tx.set_wait(m);
+        }
         Ok(Sender {
-            tx: Some(c.sender(ring).map_err(err)?),
+            tx: Some(tx),
             reserved: false,
         })
     }
 
-    /// The receiving end of `ring`.
-    #[pyo3(signature = (ring=0))]
-    fn receiver(&self, ring: u32) -> PyResult<Receiver> {
-        let c = self.handle()?;
-        Ok(Receiver {
-            rx: Some(c.receiver(ring).map_err(err)?),
-        })
+    /// The receiving end of `ring`. `spin=` seconds an empty ring is spun on before the
+    /// receiver sleeps (default 50 µs; 0: sleep at once; `inf`: busy-poll).
+    #[pyo3(signature = (ring=0, spin=None))]
+    fn receiver(&self, ring: u32, spin: Option<f64>) -> PyResult<Receiver> {
+        let mode = spin_mode(spin)?;
+        let mut rx = self.handle()?.receiver(ring).map_err(err)?;
+        if let Some(m) = mode {
+            rx.set_wait(m);
+        }
+        Ok(Receiver { rx: Some(rx) })
     }
 
     /// The largest message a ring carries.

@@ -54,11 +54,15 @@ impl Event {
         })
     }
 
-    /// The listening end (one per event).
-    fn listener(&self) -> PyResult<Listener> {
-        Ok(Listener {
-            l: Some(self.handle()?.listener().map_err(err)?),
-        })
+    /// The listening end (one per event; `spin=` as for a channel's receiver).
+    #[pyo3(signature = (spin=None))]
+    fn listener(&self, spin: Option<f64>) -> PyResult<Listener> {
+        let mode = spin_mode(spin)?;
+        let mut l = self.handle()?.listener().map_err(err)?;
+        if let Some(m) = mode {
+            l.set_wait(m);
+        }
+        Ok(Listener { l: Some(l) })
     }
 
     /// Ids `0 .. max_ids` can be notified.

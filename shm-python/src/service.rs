@@ -97,19 +97,29 @@ impl Service {
         Ok(Service { svc: Some(svc) })
     }
 
-    /// A calling end (takes a client line).
-    #[pyo3(signature = (idempotent=false))]
-    fn client(&self, idempotent: bool) -> PyResult<Client> {
+    /// A calling end (takes a client line). `idempotent=True`: a request whose server
+    /// dies before answering goes back to the queue once. `spin=` seconds a call spins
+    /// before it sleeps (default 50 µs; 0: sleep at once; `inf`: busy-poll).
+    #[pyo3(signature = (idempotent=false, spin=None))]
+    fn client(&self, idempotent: bool, spin: Option<f64>) -> PyResult<Client> {
+        let mode = spin_mode(spin)?;
         let mut c = self.handle()?.client().map_err(err)?;
         c.set_idempotent(idempotent);
+        if let Some(m) = mode {
+            c.set_wait(m);
+        }
         Ok(Client { c: Some(c) })
     }
 
-    /// An answering end (takes a server line).
-    fn server(&self) -> PyResult<Server> {
-        Ok(Server {
-            s: Some(self.handle()?.server().map_err(err)?),
-        })
+    /// An answering end (takes a server line; `spin=` as for a client).
+    #[pyo3(signature = (spin=None))]
+    fn server(&self, spin: Option<f64>) -> PyResult<Server> {
+        let mode = spin_mode(spin)?;
+        let mut s = self.handle()?.server().map_err(err)?;
+        if let Some(m) = mode {
+            s.set_wait(m);
+        }
+        Ok(Server { s: Some(s) })
     }
 
     /// The largest request, in bytes.

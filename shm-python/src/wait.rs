@@ -29,6 +29,16 @@ pub(crate) fn bounded_seconds(what: &str, t: f64) -> PyResult<Duration> {
     Ok(seconds(what, t)?.unwrap_or(FOREVER))
 }
 
+/// The wait mode of an end made with `spin=` seconds (None: the library's default, 50 µs
+/// of spin before sleeping; 0: sleep at once; `inf`: busy-poll, never sleep).
+pub(crate) fn spin_mode(spin: Option<f64>) -> PyResult<Option<shm_core::WaitMode>> {
+    let Some(s) = spin else { return Ok(None) };
+    Ok(Some(match seconds("spin", s)? {
+        None => shm_core::WaitMode::Spin,
+        Some(d) => shm_core::WaitMode::Block { spin: d },
+    }))
+}
+
 /// The instant `d` from now, if the clock can hold it (else no deadline).
 pub(crate) fn deadline_in(d: Option<Duration>) -> Option<Instant> {
     d.and_then(|d| Instant::now().checked_add(d))

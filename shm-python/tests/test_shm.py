@@ -1354,3 +1354,25 @@ def test_every_public_callable_survives_hostile_arguments():
         signal.signal(signal.SIGALRM, old)
     assert panic is None, panic
     assert calls > 1000
+
+
+def test_the_spin_time_is_set_on_ends():
+    # spin=0: sleep at once; inf: busy-poll; bad values are ValueError.
+    ch = shm.Channel.create(shm.anon_create(1 << 16), rings=2)
+    tx, rx = ch.sender(0, spin=0.0), ch.receiver(0, spin=float("inf"))
+    tx.send(b"a")
+    assert rx.recv(timeout=1) == b"a"
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError):
+            ch.receiver(1, spin=bad)
+    b = shm.Broadcast.create(shm.anon_create(shm.Broadcast.segment_len(slots=4, max_message=8)),
+                             slots=4, max_message=8)
+    b.publisher(spin=0.0001).publish(b"x")
+    assert b.subscriber(spin=0.0) is not None
+    ev = shm.Event.create(shm.anon_create(shm.Event.segment_len()))
+    assert ev.listener(spin=0.0).wait(timeout=0.01) == set()
+    svc = shm.Service.create(shm.anon_create(shm.Service.segment_len()))
+    server, client = svc.server(spin=0.0), svc.client(spin=0.0)
+    pending = client.send_request(b"q", timeout=5)
+    server.receive(timeout=5).respond_last(b"r")
+    assert pending.receive(timeout=5) == b"r"
