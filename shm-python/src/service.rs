@@ -227,6 +227,41 @@ impl Client {
         })
     }
 
+    /// Fan-out: sends a copy of `data` to every server process live now and returns
+    /// their pending responses (a list; empty when no server is live). `timeout` as
+    /// for `call`. Not the default: `send_request` goes to one server.
+    #[pyo3(signature = (data, timeout=None))]
+    fn send_request_to_all(
+        &mut self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<Vec<PendingResponse>> {
+        let t = match timeout {
+            Some(t) => seconds("timeout", t)?,
+            None => None,
+        };
+        let deadline = deadline_in(t);
+        let b = Buf::get(data, false)?;
+        // SAFETY: the export `b` lives across the call; see `Buf::bytes`.
+        let p = SendPtr(unsafe { b.bytes() }.as_ptr().cast_mut(), b.len());
+        let c = self.handle_mut()?;
+        let all = unlocked(py, move || {
+            let p = &p;
+            // SAFETY: as above: alive and unresized for the call.
+            let bytes = unsafe { std::slice::from_raw_parts(p.0, p.1) };
+            c.send_request_to_all(bytes, t)
+        })
+        .map_err(err)?;
+        Ok(all
+            .into_iter()
+            .map(|p| PendingResponse {
+                p: Some(p),
+                deadline,
+            })
+            .collect())
+    }
+
     /// Closes the end (frees its line; pending responses stay usable).
     fn close(&mut self) {
         self.c = None;

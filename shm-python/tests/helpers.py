@@ -86,6 +86,9 @@ def main():
                 break
             if data == b"die":
                 os.kill(os.getpid(), 9)
+            if data == b"who":
+                req.respond_last(str(os.getpid()).encode())
+                continue
             if data == b"slow":
                 # Answers after 0.5 s, if its client still wants it.
                 time.sleep(0.5)

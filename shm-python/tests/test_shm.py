@@ -1376,3 +1376,20 @@ def test_the_spin_time_is_set_on_ends():
     pending = client.send_request(b"q", timeout=5)
     server.receive(timeout=5).respond_last(b"r")
     assert pending.receive(timeout=5) == b"r"
+
+
+def test_fan_out_reaches_every_server_process():
+    name = unique("/shm-py-fan")
+    size = shm.Service.segment_len(slots=8)
+    with shm.posix_create(name, size) as mem:
+        svc = shm.Service.create(mem, slots=8)
+        servers = [peer("serve", name), peer("serve", name)]
+        client = svc.client()
+        for _ in range(20):
+            got = sorted(int(p.receive(timeout=30)) for p in client.send_request_to_all(b"who", timeout=30))
+            assert got == sorted(s.pid for s in servers)
+        for _ in servers:
+            assert client.call(b"stop", timeout=30) == b""
+        for s in servers:
+            assert "ok" in finish(s)
+        assert client.send_request_to_all(b"who", timeout=1) == []  # nobody serves now

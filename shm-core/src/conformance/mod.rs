@@ -29,7 +29,9 @@ pub use hostile::{
     hostile_broadcast_words, hostile_channel_words, hostile_event_words, hostile_seqlock_words,
     hostile_service_words,
 };
-pub use service::{service_across_processes, service_kills_across_processes};
+pub use service::{
+    service_across_processes, service_fan_out_across_processes, service_kills_across_processes,
+};
 
 /// What the suite needs from a backend.
 pub trait Backend {
@@ -62,7 +64,8 @@ macro_rules! conformance_tests {
             channel_peer_death_across_processes, hostile_broadcast_words,
             hostile_channel_words, hostile_seqlock_words, hostile_event_words,
             event_across_processes, waitset_across_processes, event_flood_across_processes,
-            service_across_processes, service_kills_across_processes, hostile_service_words);
+            service_across_processes, service_kills_across_processes, hostile_service_words,
+            service_fan_out_across_processes);
     };
     (@each $backend:expr; $($name:ident),*) => {$(
         #[test]

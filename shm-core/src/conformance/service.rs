@@ -55,6 +55,10 @@ fn serve<M: SharedMemory>(mem: M, forked: bool) -> i32 {
             }
             continue;
         }
+        if data == b"who" {
+            let _ = req.respond_last(&std::process::id().to_le_bytes());
+            continue;
+        }
         if data.starts_with(b"slow ") {
             // Long enough to be killed in, even on a loaded machine.
             std::thread::sleep(Duration::from_millis(20));
@@ -303,4 +307,77 @@ where
     println!(
         "{CALLS} calls: {ok} answered ({retried} after a retry), {died} PeerDied, {kills} kills"
     );
+}
+
+/// Fan-out across processes: with two server processes live, `send_request_to_all`
+/// sends one copy to each and each answers its own (two distinct pids come back); a
+/// plain request goes to one of them; with one of them SIGKILLed, a fan-out copy sent to
+/// it before its death ends with `PeerDied` and the other copy is answered.
+pub fn service_fan_out_across_processes<B: Backend>(b: &mut B)
+where
+    B::Mem: Sync,
+{
+    if !b.shared_across_fork() {
+        return; // copies go to server processes
+    }
+    let opts = ServiceOptions::new()
+        .slots(8)
+        .max_request(64)
+        .max_response(64);
+    let mem = b.create(opts.segment_len().expect("fits") as usize);
+    let svc = Service::create(mem, &opts).expect("create");
+    let start = |b: &mut B| {
+        let view = b.reopen(svc.raw().memory());
+        Other::start(true, move || serve(view, true))
+    };
+    let (s1, s2) = (start(b), start(b));
+    let pids = [s1.pid().expect("forked"), s2.pid().expect("forked")];
+    let mut client = svc.client().expect("client");
+    // Both servers hold their lines before the fan-out looks.
+    crate::wait::poll_until(BOUND, || {
+        (svc.state().ok()?.server_pids.len() == 2).then_some(())
+    })
+    .expect("two servers");
+    for round in 0..50 {
+        let copies = client
+            .send_request_to_all(b"who", Some(BOUND))
+            .expect("fan-out");
+        assert_eq!(copies.len(), 2, "round {round}");
+        let mut got: Vec<u32> = copies
+            .into_iter()
+            .map(|mut p| {
+                let r = p.receive_timeout(BOUND).expect("an answer");
+                u32::from_le_bytes(r.data[..4].try_into().expect("a pid"))
+            })
+            .collect();
+        got.sort_unstable();
+        let mut want = pids;
+        want.sort_unstable();
+        assert_eq!(got, want, "round {round}: each server answers its own copy");
+    }
+    let one = client.call_timeout(b"who", BOUND).expect("a plain call");
+    assert!(pids.contains(&u32::from_le_bytes(one.data[..4].try_into().unwrap())));
+    // A copy for a server that dies before taking it: PeerDied with its pid.
+    let mut copies = client
+        .send_request_to_all(b"slow who", Some(BOUND))
+        .expect("fan-out");
+    drop(s2); // SIGKILL and reap, perhaps before it took its copy
+    let mut ends = Vec::new();
+    for p in &mut copies {
+        ends.push(p.receive_timeout(BOUND));
+    }
+    let answered = ends.iter().filter(|r| r.is_ok()).count();
+    let died: Vec<_> = ends
+        .iter()
+        .filter_map(|r| match r {
+            Err(CallTimeoutError::PeerDied { pid }) => Some(*pid),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answered + died.len(), 2, "{ends:?}");
+    assert!(died.iter().all(|p| *p == pids[1]), "{ends:?}");
+    drop(copies);
+    drop(s1);
+    svc.sweep();
+    assert!(svc.state().expect("state").requests.is_empty());
 }

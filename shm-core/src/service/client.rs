@@ -99,6 +99,8 @@ struct SendStep<'a, M: SharedMemory> {
     deadline_ns: u64,
     /// The shared clock when the send began (the request's place in the queue).
     now_ns: u64,
+    /// The server process the request is for (0: any; a fan-out copy names one).
+    target: u32,
 }
 
 impl<M: SharedMemory> SendStep<'_, M> {
@@ -115,6 +117,7 @@ impl<M: SharedMemory> SendStep<'_, M> {
             .store(self.req.len() as u32, Ordering::Relaxed);
         let flags = if c.idempotent { IDEMPOTENT } else { 0 };
         slot.u32_at(S_FLAGS).store(flags, Ordering::Relaxed);
+        slot.u32_at(S_TARGET).store(self.target, Ordering::Relaxed);
         slot.u32_at(S_WRITTEN).store(0, Ordering::Relaxed);
         slot.u32_at(S_READ).store(0, Ordering::Relaxed);
         slot.u32_at(S_CLIENT_SLEEPS).store(0, Ordering::Relaxed);
@@ -254,7 +257,7 @@ impl<M: SharedMemory> Client<M> {
         } else {
             None
         };
-        self.send_at(req, deadline_ns, now_ns, slot_wait)
+        self.send_at(req, deadline_ns, now_ns, slot_wait, 0)
     }
 
     /// Sends with the deadline `deadline_ns` (shared clock; 0: none), waiting for a slot
@@ -265,6 +268,7 @@ impl<M: SharedMemory> Client<M> {
         deadline_ns: u64,
         now_ns: u64,
         slot_wait: Option<Duration>,
+        target: u32,
     ) -> Result<PendingResponse<M>, Error> {
         self.check_len(req)?;
         let mut step = SendStep {
@@ -272,6 +276,7 @@ impl<M: SharedMemory> Client<M> {
             req,
             deadline_ns,
             now_ns,
+            target,
         };
         match slot_wait {
             None => {
@@ -301,7 +306,39 @@ impl<M: SharedMemory> Client<M> {
         let deadline_ns = deadline.map_or(0, |d| {
             deadline_after(now_ns, d.saturating_duration_since(Instant::now()))
         });
-        Ok(self.send_at(req, deadline_ns, now_ns, Some(slot_wait))?)
+        Ok(self.send_at(req, deadline_ns, now_ns, Some(slot_wait), 0)?)
+    }
+
+    /// Fan-out: sends a copy of `req` to every server process live now (one slot each,
+    /// each copy taken only by the server it names), with a deadline `timeout` from now
+    /// (`None`: none), and returns their pending responses (empty when no server is
+    /// live). Not the default: [`send_request`](Self::send_request) goes to one server.
+    /// A copy whose server dies before taking it ends with `PeerDied`.
+    ///
+    /// # Errors
+    /// [`CallTimeoutError::Timeout`] when a slot did not come free by the deadline (the
+    /// copies already sent are cancelled); as [`send_request`](Self::send_request).
+    pub fn send_request_to_all(
+        &mut self,
+        req: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<Vec<PendingResponse<M>>, CallTimeoutError> {
+        let now_ns = crate::os::sys::monotonic_ns();
+        let deadline_ns = timeout.map_or(0, |t| deadline_after(now_ns, t));
+        let slot_wait = timeout.unwrap_or(Duration::MAX);
+        let mut servers: Vec<u32> = (0..self.svc.cfg.max_servers as usize)
+            // Acquire: pairs with the Release of a server's claim.
+            .map(|i| self.svc.server_line(i).load(Ordering::Acquire))
+            .filter(|&p| p != 0 && proc::is_live(p))
+            .collect();
+        servers.sort_unstable();
+        servers.dedup();
+        let mut out = Vec::with_capacity(servers.len());
+        for pid in servers {
+            // Dropped on an error: every copy sent so far is cancelled.
+            out.push(self.send_at(req, deadline_ns, now_ns, Some(slot_wait), pid)?);
+        }
+        Ok(out)
     }
 
     /// Sends `req` if a slot is free now, without waiting: the try form of
@@ -403,6 +440,7 @@ impl<M: SharedMemory> Client<M> {
             req,
             deadline_ns: 0,
             now_ns: crate::os::sys::monotonic_ns(),
+            target: 0,
         };
         // The slot wait has no futex word: the step's park polls (every reactor tick).
         std::future::poll_fn(|cx| wait::poll_step(&mut step, &mut parked, Duration::ZERO, cx))
@@ -593,6 +631,17 @@ impl<M: SharedMemory> Sleeper for ReceiveStep<'_, M> {
             return Ok(());
         }
         let (w, o) = self.owner()?;
+        if o.is(Phase::Queued) {
+            // A fan-out copy waits for one server: its death ends the wait.
+            // Relaxed: written by us at fill.
+            let target = self.slot().u32_at(S_TARGET).load(Ordering::Relaxed);
+            if target != 0 && proc::liveness(target) == Liveness::Dead {
+                self.p.finished = true;
+                self.p.dead_server = target;
+                return Err(Error::PeerDied { pid: target });
+            }
+            return Ok(());
+        }
         if !o.is(Phase::Taken) || proc::liveness(o.server) != Liveness::Dead {
             return Ok(());
         }

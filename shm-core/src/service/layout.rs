@@ -31,6 +31,8 @@ pub(super) const S_FLAGS: usize = 28;
 pub(super) const S_READ: usize = 32;
 pub(super) const S_CLIENT_SLEEPS: usize = 36;
 pub(super) const S_QUEUED_AT: usize = 40;
+/// The one server process a fan-out request is for (0: any server).
+pub(super) const S_TARGET: usize = 48;
 /// The server's line of the head (the client's words are in the first line, so that a
 /// client waiting on `written` does not pull the line the server moves its slot in).
 pub(super) const S_WRITTEN: usize = 64;
@@ -188,6 +190,7 @@ pub const WORDS: &[Word] = &[
     Word { name: "read", region: Region::Slot, offset: 32, width: 4, writer: "the client (+1 per response taken)", honest: "written - response_depth to written", otherwise: "outside it: the server's respond ends with `Cancelled` (a client that writes it so is not one it can answer)" },
     Word { name: "client_sleeps", region: Region::Slot, offset: 36, width: 4, writer: "the client's waits (+1 before a sleep, -1 after)", honest: "0 or a small count", otherwise: "0 while it sleeps: the client wakes at its slice (20 ms); non-zero: a wake call per response (cost only)" },
     Word { name: "queued_at", region: Region::Slot, offset: 40, width: 8, writer: "the client, while it fills the slot", honest: "CLOCK_MONOTONIC nanoseconds, in the past", otherwise: "orders the queue (servers take the oldest first: a forged time moves a request ahead or back, a delay only), decides whether a server asks the client's liveness before taking it, and is shown (`inspect`'s oldest request age; a time in the future shows as 0)" },
+    Word { name: "target", region: Region::Slot, offset: 48, width: 4, writer: "the client, while it fills the slot", honest: "0 (any server), or the pid of the server a fan-out copy is for", otherwise: "a server takes the request only if it is 0 or its own pid: a forged value hands the request to another server or to none (then the client's wait ends at its deadline, or with PeerDied once that pid is dead); never used to address memory" },
     Word { name: "written", region: Region::Slot, offset: 64, width: 4, writer: "the server (+1 per response entry)", honest: "read to read + response_depth", otherwise: "outside it: the client's wait ends with `Corrupt` (nothing is read from an entry the count does not vouch for); a client-side count is kept, so the word cannot move the client back" },
     Word { name: "client_seq", region: Region::Slot, offset: 68, width: 4, writer: "the server (+1 per response and at done), the client at claim", honest: "any (wraps)", otherwise: "a futex word, only compared for change: the client wakes early, looks and sleeps again" },
     Word { name: "server_sleeps", region: Region::Slot, offset: 72, width: 4, writer: "the server's respond (+1 before it sleeps for room, -1 after)", honest: "0 or 1", otherwise: "0 while it sleeps: the server wakes at its slice; non-zero: a wake call per response taken (cost only)" },

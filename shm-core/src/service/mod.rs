@@ -36,6 +36,11 @@
 //!   server, and the server frees the slot when it finishes. A slot whose client and
 //!   server are both dead is freed by the next sweep; no slot is ever lost.
 //!
+//! * **Fan-out, as an option.** [`Client::send_request_to_all`] sends a copy to every
+//!   server process live now (each copy names its server, and only that server takes
+//!   it) and returns one pending response per copy; a copy whose server dies before
+//!   taking it ends with `PeerDied`.
+//!
 //! The four forms `try_call` (never waits: `Full`), `call`, `call_timeout`, `call_async`
 //! send a request and wait for the first response; `send_request` returns the
 //! [`PendingResponse`] to receive a stream from (`try_receive`, `receive`,
@@ -92,7 +97,7 @@
 //!
 //! Each slot: a 128-byte head of two cache lines, the client's (`owner` 8, `id` 8,
 //! `deadline` 8, request length 4, `flags` 4, `read` 4, `client_sleeps` 4, `queued_at`
-//! 8) and the server's (`written` 4, `client_seq` 4, `server_sleeps` 4), the request
+//! 8, `target` 4) and the server's (`written` 4, `client_seq` 4, `server_sleeps` 4), the request
 //! bytes (rounded to 8), then `response_depth` entries of a 16-byte head (`id` 8,
 //! length 4, kind 4) and the response bytes (rounded to 8); the stride is rounded to 64.
 //!

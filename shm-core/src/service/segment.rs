@@ -618,12 +618,15 @@ impl<M: SharedMemory> Service<M> {
         freed
     }
 
-    /// Whether any slot is queued now (a look).
-    pub(super) fn any_queued(&self) -> bool {
+    /// Whether any slot is queued now for server process `me` (a look: a fan-out copy
+    /// for another server does not count).
+    pub(super) fn any_queued(&self, me: u32) -> bool {
         (0..self.cfg.slots as usize).any(|i| {
             // Acquire: pairs with the client's Release CAS to queued.
-            let o = Owner::decode(self.slot(i).u64_at(S_OWNER).load(Ordering::Acquire));
-            o.is(Phase::Queued) && o.server == 0
+            let o = Owner::decode(self.slot_u64(i, S_OWNER).load(Ordering::Acquire));
+            // Relaxed: ordered after the Acquire load above.
+            let target = self.slot_u32(i, S_TARGET).load(Ordering::Relaxed);
+            o.is(Phase::Queued) && o.server == 0 && (target == 0 || target == me)
         })
     }
 

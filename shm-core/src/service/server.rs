@@ -141,6 +141,7 @@ impl<M: SharedMemory> Step for TakeStep<'_, M> {
 
     fn look(&mut self) -> Result<Option<ActiveRequest<M>>, Error> {
         let s = self.server;
+        let me = s.end.pid();
         s.end.check()?;
         s.svc.seg.intact()?;
         loop {
@@ -151,6 +152,12 @@ impl<M: SharedMemory> Step for TakeStep<'_, M> {
                 let w = s.svc.slot_u64(i, S_OWNER).load(Ordering::Acquire);
                 let o = Owner::decode(w);
                 if !(o.is(Phase::Queued) && o.server == 0 && Owner::honest(w)) {
+                    continue;
+                }
+                // A fan-out copy is for the one server process it names.
+                // Relaxed: ordered by the take's Acquire CAS; a stale read only skips.
+                let target = s.svc.slot_u32(i, S_TARGET).load(Ordering::Relaxed);
+                if target != 0 && target != me {
                     continue;
                 }
                 // Relaxed: only orders the queue.
@@ -188,7 +195,7 @@ impl<M: SharedMemory> Sleeper for TakeStep<'_, M> {
         svc.server_sleepers.get().fetch_add(1, Ordering::Relaxed);
         // SeqCst fence: pairs with the client's in `wake_servers`.
         fence(Ordering::SeqCst);
-        if svc.any_queued() {
+        if svc.any_queued(self.server.end.pid()) {
             svc.server_sleepers.get().fetch_sub(1, Ordering::Relaxed);
             return Ok(None);
         }
@@ -615,24 +622,26 @@ impl<M: SharedMemory> std::fmt::Debug for ActiveRequest<M> {
 /// queued.
 struct ServerSource<M: SharedMemory> {
     svc: Service<M>,
+    me: u32,
 }
 
 impl<M: SharedMemory + Send + Sync + 'static> Waitable for Server<M> {
     fn wait_source(&self) -> WaitSource {
         WaitSource(Box::new(ServerSource {
             svc: self.svc.clone(),
+            me: self.end.pid(),
         }))
     }
 }
 
 impl<M: SharedMemory + Send + Sync> Source for ServerSource<M> {
     fn has_data(&self) -> bool {
-        self.svc.any_queued()
+        self.svc.any_queued(self.me)
     }
 
     fn ready(&self, _dead: &dyn Fn(u32) -> bool) -> Result<bool, Error> {
         self.svc.seg.intact()?;
-        Ok(self.svc.any_queued())
+        Ok(self.svc.any_queued(self.me))
     }
 
     fn arm(&self) -> Option<(crate::format::view::Word32, u32)> {
@@ -642,7 +651,7 @@ impl<M: SharedMemory + Send + Sync> Source for ServerSource<M> {
         svc.server_sleepers.get().fetch_add(1, Ordering::Relaxed);
         // SeqCst fence: pairs with the client's in `wake_servers`.
         fence(Ordering::SeqCst);
-        if svc.any_queued() {
+        if svc.any_queued(self.me) {
             svc.server_sleepers.get().fetch_sub(1, Ordering::Relaxed);
             return None;
         }
