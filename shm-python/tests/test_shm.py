@@ -1393,3 +1393,29 @@ def test_fan_out_reaches_every_server_process():
         for s in servers:
             assert "ok" in finish(s)
         assert client.send_request_to_all(b"who", timeout=1) == []  # nobody serves now
+
+
+def test_the_stubs_type_check():
+    # The package's type stubs are valid (mypy), and a typed use of them checks: a
+    # Segment of a struct format reads a tuple.
+    code = """
+import shm
+mem = shm.anon_create(4096)
+seg = shm.Segment.create(mem, (1, 2, 3), name="T", format="QQQ")
+t: tuple = seg.read()
+rx = shm.Channel.create(shm.anon_create(1 << 16)).receiver(spin=0.0)
+v = rx.try_recv()
+if v is not None:
+    b: bytes = v
+"""
+    d = tempfile.mkdtemp()
+    path = os.path.join(d, "use.py")
+    with open(path, "w") as f:
+        f.write(code)
+    stubs = os.path.dirname(os.path.abspath(shm.__file__))
+    r = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-incremental", "--cache-dir", os.path.join(d, "c"), path],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "MYPYPATH": os.path.dirname(stubs)},
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
