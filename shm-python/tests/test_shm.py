@@ -1419,3 +1419,18 @@ if v is not None:
         env={**os.environ, "MYPYPATH": os.path.dirname(stubs)},
     )
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_attach_to_another_programs_segment_says_so():
+    from multiprocessing import shared_memory
+
+    name = unique("shm-py-mp").lstrip("/")
+    other = shared_memory.SharedMemory(name=name, create=True, size=1 << 16)
+    try:
+        with pytest.raises(shm.Error) as e:
+            shm.Channel.attach(shm.posix_open("/" + name))
+        # It said "still initialising ... (creator pid 0, not yet recorded)".
+        assert "not a segment of ours" in str(e.value), str(e.value)
+    finally:
+        other.close()
+        other.unlink()

@@ -15,6 +15,18 @@ fn sized_by(kind: Kind) -> &'static str {
     }
 }
 
+/// What `NotReady` says: with no creator recorded, the segment may not be one of ours at
+/// all (a file another program made, all zeros where our header goes), and it says so.
+fn not_ready(waited: Duration, creator_pid: u32) -> String {
+    if creator_pid == 0 {
+        format!(
+            "no shm header after {waited:?}: no creator recorded, so either not a segment of ours (made by another program: attach_foreign reads those) or one whose creator has not begun writing it"
+        )
+    } else {
+        format!("segment still initialising after {waited:?} (creator pid {creator_pid}, alive)")
+    }
+}
+
 /// "the publishing end of the broadcast", "the sending end of ring 0", ...
 fn role_name(role: &str, ring: u32) -> String {
     if role == "publishing" {
@@ -149,7 +161,7 @@ pub enum Error {
     AlreadyInitialized,
     /// The creator has not finished initialising the segment, and is still alive (or its
     /// liveness is unknown).
-    #[error("segment still initialising after {waited:?} (creator pid {creator_pid}{})", if *.creator_pid == 0 { ", not yet recorded" } else { ", alive" })]
+    #[error("{}", not_ready(*.waited, *.creator_pid))]
     NotReady {
         /// How long attach waited.
         waited: Duration,
