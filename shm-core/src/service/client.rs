@@ -690,7 +690,10 @@ impl<M: SharedMemory> Sleeper for ReceiveStep<'_, M> {
         Ok(Some(
             Park::futex(p.svc.slot_u32(p.slot, S_CLIENT_SEQ), seq)
                 .watch_u64(owner, w)
-                .peer(Owner::decode(w).server),
+                .peer(Owner::decode(w).server)
+                // A fan-out copy's server dying before it took the copy, or a
+                // deadline passing, changes no word: looked at every reactor tick.
+                .periodic(),
         ))
     }
 

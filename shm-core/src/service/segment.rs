@@ -545,8 +545,12 @@ impl<M: SharedMemory> Service<M> {
     /// pids), every cancelled slot whose server is gone, and every slot whose owner word no honest end writes: what a client does
     /// when it finds no free slot, and servers at their peer checks, so calling it is
     /// never needed; an operator's tool may. Liveness is asked once per pid per sweep.
-    /// Returns how many slots it freed.
+    /// Returns how many slots it freed (none on a read-only mapping, which it never
+    /// writes).
     pub fn sweep(&self) -> usize {
+        if !self.seg.is_writable() {
+            return 0; // a read-only mapping frees nothing (and must not write)
+        }
         let me = proc::current_pid();
         let mut seen: Vec<(u32, bool)> = Vec::new();
         let mut live = |pid: u32| -> bool {

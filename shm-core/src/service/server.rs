@@ -144,8 +144,10 @@ impl<M: SharedMemory> Step for TakeStep<'_, M> {
         let me = s.end.pid();
         s.end.check()?;
         s.svc.seg.intact()?;
-        loop {
-            // The oldest queued request (earliest `queued_at`): a scan of the owner words.
+        // Bounded: a take that loses, or finds a request not to hand out, looks again, at
+        // most once per slot; then the wait's own round (deadline, checks) comes first. A
+        // peer that keeps writing requests back to the queue cannot hold a look for ever.
+        for _ in 0..=s.svc.cfg.slots {
             let mut best: Option<(usize, u64, u64)> = None;
             for i in 0..s.svc.cfg.slots as usize {
                 // Acquire: pairs with the client's Release CAS to queued.
@@ -172,9 +174,9 @@ impl<M: SharedMemory> Step for TakeStep<'_, M> {
             if let Some(req) = self.take(i, w)? {
                 return Ok(Some(req));
             }
-            // Lost it, or it was not to be handed out: look again (each round takes a
-            // slot out of the queue or loses to an end that did, so this ends).
+            // Lost it, or it was not to be handed out: look again.
         }
+        Ok(None)
     }
 }
 
