@@ -442,3 +442,45 @@ mod tests {
         assert_ne!(unique_name("x"), unique_name("x"));
     }
 }
+
+/// A child process a test started, ended when dropped: Ctrl-C first (a demo removes what
+/// it made), SIGKILL if it does not end within 5 s, then reaped. A child the test already
+/// reaped is left alone (its pid may be another process's by then).
+#[derive(Debug)]
+pub struct Reaped(pub std::process::Child);
+
+impl std::ops::Deref for Reaped {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        let Ok(pid) = i32::try_from(self.0.id()) else {
+            return;
+        };
+        // SAFETY: kill(2) on our own child, not reaped yet (checked just above).
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(pid, libc::SIGINT)
+        };
+        let ended = crate::wait::poll_until(std::time::Duration::from_secs(5), || {
+            self.0.try_wait().ok().flatten()
+        });
+        if ended.is_err() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}

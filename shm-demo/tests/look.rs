@@ -8,7 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use shm_core::testing::{children_of, dev_shm_entries, eventually, unique_name};
+use shm_core::testing::{children_of, dev_shm_entries, eventually, unique_name, Reaped};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shm-demo");
 const BOUND: Duration = Duration::from_secs(30);
@@ -417,29 +417,6 @@ fn dead_peers_are_marked_and_a_foreign_file_has_no_creator() {
 /// A running `service run` seen from outside: `ls` lists it as a service with its client
 /// and server processes as peers, `inspect --json` names the servers and what each holds,
 /// and `hz` turns its served count into a rate.
-/// A child killed (and reaped) when dropped, so that a failing test leaves no run going.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        // Already reaped (a test killed and waited for it): its pid may be another's.
-        if self.0.try_wait().ok().flatten().is_some() {
-            return;
-        }
-        // Ctrl-C first (the demo removes what it made), SIGKILL if it does not end.
-        // SAFETY: kill(2) on our own child, not reaped yet (checked just above).
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
-        let t = std::time::Instant::now();
-        while self.0.try_wait().ok().flatten().is_none() {
-            if t.elapsed() > std::time::Duration::from_secs(5) {
-                let _ = self.0.kill();
-                let _ = self.0.wait();
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-    }
-}
 
 #[test]
 fn a_service_is_listed_inspected_and_its_rate_measured() {

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use shm_core::testing::{dev_shm_entries, unique_name};
+use shm_core::testing::{dev_shm_entries, unique_name, Reaped};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shm-demo");
 
@@ -89,44 +89,6 @@ fn run_checks_every_call_on_every_backend() {
     assert!(out.contains("all accounted for"), "{out}");
     let (ok, _, err) = run(&["--backend", "posix", "service", "run", "--size", "8"]);
     assert!(!ok && err.contains("--size must be"), "{err}");
-}
-
-/// A child process killed (and reaped) when dropped: a failing test leaves no server
-/// running and, with the creator gone, no segment behind (the test removes the name).
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        // Already reaped (a test killed and waited for it): its pid may be another's.
-        if self.0.try_wait().ok().flatten().is_some() {
-            return;
-        }
-        // Ctrl-C first (the demo removes what it made), SIGKILL if it does not end.
-        // SAFETY: kill(2) on our own child, not reaped yet (checked just above).
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
-        let t = std::time::Instant::now();
-        while self.0.try_wait().ok().flatten().is_none() {
-            if t.elapsed() > std::time::Duration::from_secs(5) {
-                let _ = self.0.kill();
-                let _ = self.0.wait();
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-    }
-}
-
-impl std::ops::Deref for Reaped {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Reaped {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
 }
 
 /// Removes a segment's name when dropped (a test that failed before its creator's Ctrl-C).

@@ -482,21 +482,18 @@ impl<M: SharedMemory> ReceiveStep<'_, M> {
 
     /// The owner word, checked to still be this request's: `Corrupt` otherwise.
     fn owner(&mut self) -> Result<(u64, Owner), Error> {
-        let slot = self.slot();
-        // Acquire: pairs with the server's Release CAS (take, done).
-        let w = slot.u64_at(S_OWNER).load(Ordering::Acquire);
-        let o = Owner::decode(w);
-        // Relaxed: written by us before the slot was queued.
-        let id = slot.u64_at(S_ID).load(Ordering::Relaxed);
-        if !Owner::honest(w) || o.client != self.p.end.pid() || id != self.p.id {
-            self.p.svc.seg.intact()?;
-            self.p.finished = true;
-            return Err(Error::Corrupt {
-                what: "the request's slot (its owner word or id no longer name this request)",
-                found: w,
-            });
+        let p = &mut *self.p;
+        match request_owner(&p.svc, p.slot, p.end.pid(), p.id) {
+            Ok(x) => Ok(x),
+            Err(found) => {
+                p.svc.seg.intact()?;
+                p.finished = true;
+                Err(Error::Corrupt {
+                    what: "the request's slot (its owner word or id no longer name this request)",
+                    found,
+                })
+            }
         }
-        Ok((w, o))
     }
 
     /// Takes entry `read % depth`, which the server's `written` vouches for.
@@ -557,12 +554,8 @@ impl<M: SharedMemory> ReceiveStep<'_, M> {
 
     /// Whether an entry is there, or the phase says the wait is over (a look).
     fn something(&self) -> bool {
-        let slot = self.slot();
-        // Acquire: pairs with the server's Release stores.
-        let w = slot.u64_at(S_OWNER).load(Ordering::Acquire);
-        let o = Owner::decode(w);
-        !(o.is(Phase::Queued) || o.is(Phase::Taken))
-            || slot.u32_at(S_WRITTEN).load(Ordering::Acquire) != self.p.read
+        let p = &*self.p;
+        request_news(&p.svc, p.slot, p.end.pid(), p.id, p.read)
     }
 }
 
@@ -872,20 +865,47 @@ impl<M: SharedMemory> Drop for PendingResponse<M> {
     }
 }
 
+/// The owner word of slot `i`, if it still names request `id` of client `me` (an honest
+/// word, our pid in its client field, our id in the slot): what every client-side look
+/// checks before trusting the slot. `Err` carries the word found.
+fn request_owner<M: SharedMemory>(
+    svc: &Service<M>,
+    i: usize,
+    me: u32,
+    id: u64,
+) -> Result<(u64, Owner), u64> {
+    // Acquire: pairs with the Release CASes that move the slot (take, done, cancel).
+    let w = svc.slot_u64(i, S_OWNER).load(Ordering::Acquire);
+    let o = Owner::decode(w);
+    // Relaxed: written by the client before the slot was queued.
+    let now = svc.slot_u64(i, S_ID).load(Ordering::Relaxed);
+    if Owner::honest(w) && o.client == me && now == id {
+        Ok((w, o))
+    } else {
+        Err(w)
+    }
+}
+
+/// Whether request `id` in slot `i` has news for a client that took `read` responses: an
+/// entry `written` vouches for, or a phase other than queued or taken (done, expired, or
+/// the slot no longer this request's). What a sleep is announced against, by the
+/// pending response's own wait and by a wait set's source alike.
+fn request_news<M: SharedMemory>(svc: &Service<M>, i: usize, me: u32, id: u64, read: u32) -> bool {
+    // Acquire: pairs with the server's Release store of `written`.
+    svc.slot_u32(i, S_WRITTEN).load(Ordering::Acquire) != read
+        || request_owner(svc, i, me, id)
+            .map_or(true, |(_, o)| !(o.is(Phase::Queued) || o.is(Phase::Taken)))
+}
+
 /// Lets a request's slot go: free it if no server holds it (or its server is dead),
 /// else mark it cancelled for the server to free. Only a slot that still names this
 /// client and id is touched.
 fn cancel<M: SharedMemory>(svc: &Service<M>, i: usize, me: u32, id: u64, dead_server: u32) {
-    let slot = svc.slot(i);
-    let owner = slot.u64_at(S_OWNER);
+    let owner = svc.slot_u64(i, S_OWNER);
     for _ in 0..CLAIM_TRIES {
-        // Acquire: pairs with the server's Release CAS (take, done).
-        let w = owner.load(Ordering::Acquire);
-        let o = Owner::decode(w);
-        // Relaxed: our own write at fill.
-        if !Owner::honest(w) || o.client != me || slot.u64_at(S_ID).load(Ordering::Relaxed) != id {
+        let Ok((w, o)) = request_owner(svc, i, me, id) else {
             return; // not ours any more: a sweep or the server deals with it
-        }
+        };
         // A taken request is handed to its server to free, without asking whether it
         // lives (a system call on the common path, where the client took the last
         // response before the server moved the slot on): a cancelled slot whose server
@@ -906,7 +926,7 @@ fn cancel<M: SharedMemory>(svc: &Service<M>, i: usize, me: u32, id: u64, dead_se
         {
             if next != Owner::FREE {
                 // A server waiting for room wakes and sees the cancel.
-                crate::os::futex::wake(slot.u32_at(S_READ));
+                crate::os::futex::wake(svc.slot_u32(i, S_READ));
             }
             return;
         }
@@ -956,30 +976,17 @@ impl<M: SharedMemory + Send + Sync + 'static> Waitable for PendingResponse<M> {
 impl<M: SharedMemory> PendingSource<M> {
     /// The owner word, if it still names this request.
     fn owner(&self) -> Option<Owner> {
-        // Acquire: pairs with the server's Release CAS (take, done).
-        let w = self
-            .svc
-            .slot_u64(self.slot, S_OWNER)
-            .load(Ordering::Acquire);
-        let o = Owner::decode(w);
-        // Relaxed: written by the client before the slot was queued.
-        let id = self.svc.slot_u64(self.slot, S_ID).load(Ordering::Relaxed);
-        (Owner::honest(w) && o.client == self.me && id == self.id).then_some(o)
+        request_owner(&self.svc, self.slot, self.me, self.id)
+            .ok()
+            .map(|(_, o)| o)
     }
 }
 
 impl<M: SharedMemory + Send + Sync> Source for PendingSource<M> {
     fn has_data(&self) -> bool {
-        // Acquire: pairs with the server's Release store of `written`.
-        let written = self
-            .svc
-            .slot_u32(self.slot, S_WRITTEN)
-            .load(Ordering::Acquire);
         // Relaxed: process-local.
-        written != self.read.load(std::sync::atomic::Ordering::Relaxed)
-            || self
-                .owner()
-                .is_none_or(|o| !(o.is(Phase::Queued) || o.is(Phase::Taken)))
+        let read = self.read.load(std::sync::atomic::Ordering::Relaxed);
+        request_news(&self.svc, self.slot, self.me, self.id, read)
     }
 
     fn ready(&self, dead: &dyn Fn(u32) -> bool) -> Result<bool, Error> {
