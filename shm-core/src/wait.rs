@@ -342,6 +342,10 @@ pub(crate) trait Step: Sleeper {
 /// [`CHECK_SPINS`] tries that would wait: a caller polling a try sees its peer's death as
 /// a blocking wait would, and a wait set that reports an end ready with its peer's death
 /// is matched by the end's own try.
+///
+/// Inlined into each try call with the step's look, so the common outcome (done at the
+/// first look) costs the look alone; the round that would wait is out of line.
+#[inline(always)]
 pub(crate) fn try_once<S: Step + ?Sized>(
     s: &mut S,
     parked: &mut Parked,
@@ -350,6 +354,17 @@ pub(crate) fn try_once<S: Step + ?Sized>(
     if let Some(x) = s.look()? {
         return Ok(x);
     }
+    would_wait_round(s, parked, would_wait)
+}
+
+/// [`try_once`]'s round when the look found nothing: the checks, then `would_wait`.
+#[cold]
+#[inline(never)]
+fn would_wait_round<S: Step + ?Sized>(
+    s: &mut S,
+    parked: &mut Parked,
+    would_wait: Error,
+) -> Result<S::Out, Error> {
     let peer = parked.peer_check_due();
     s.check(peer)?;
     Err(would_wait)

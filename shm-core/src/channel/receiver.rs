@@ -200,6 +200,7 @@ impl<M: SharedMemory> Receiver<M> {
         )
     }
 
+    #[inline(always)]
     pub(super) fn slot(&mut self, (off, len): (u64, u64)) -> RecvSlot<'_, M> {
         RecvSlot {
             receiver: self,
@@ -214,10 +215,33 @@ impl<M: SharedMemory> Receiver<M> {
     /// [`TryRecvError::Empty`] when there is none now; [`TryRecvError::Closed`] once the
     /// sender closed and everything was read; [`TryRecvError::PeerDied`]; `Failed` with
     /// [`Error::Corrupt`] or [`Error::Truncated`].
+    #[inline]
     pub fn try_recv(&mut self) -> Result<RecvSlot<'_, M>, TryRecvError> {
+        if let Some(m) = self.message_here() {
+            return Ok(self.slot(m));
+        }
+        self.try_recv_step()
+    }
+
+    #[inline(never)]
+    fn try_recv_step(&mut self) -> Result<RecvSlot<'_, M>, TryRecvError> {
         let (mut step, parked) = self.step();
         let m = wait::try_once(&mut step, parked, Error::Empty)?;
         Ok(self.slot(m))
+    }
+
+    /// Every receive's common case, inline: the checks of the step's look in their
+    /// passing form (the end not broken, not a forked copy) and a message at our
+    /// position that passes every check of [`Consumer::peek_message`]. `Some` only where
+    /// the step's first look gives the same message (a message found is delivered
+    /// whatever the close bit says: the look reads it only when the ring is empty);
+    /// `None` sends the call through the step.
+    #[inline(always)]
+    fn message_here(&mut self) -> Option<(u64, u64)> {
+        if self.broken.is_some() || self.owner.forked() {
+            return None;
+        }
+        self.cons.peek_message(&self.ptrs).ok()
     }
 
     /// The next message, in place, waiting as long as it takes.
@@ -255,10 +279,19 @@ impl<M: SharedMemory> Receiver<M> {
         self.recv_impl(Some(timeout)).map_err(Into::into)
     }
 
+    #[inline]
     pub(super) fn recv_impl(
         &mut self,
         timeout: Option<Duration>,
     ) -> Result<RecvSlot<'_, M>, Error> {
+        if let Some(m) = self.message_here() {
+            return Ok(self.slot(m));
+        }
+        self.recv_step(timeout)
+    }
+
+    #[inline(never)]
+    fn recv_step(&mut self, timeout: Option<Duration>) -> Result<RecvSlot<'_, M>, Error> {
         let pace = self.wait.pace();
         let (mut step, _) = self.step();
         let m = wait::block(&mut step, pace, timeout)?;
@@ -409,6 +442,7 @@ impl<M: SharedMemory> RecvSlot<'_, M> {
     ///
     /// # Errors
     /// [`Error::OutOfBounds`] if the range leaves the message, [`Error::Truncated`].
+    #[inline]
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
         in_message(offset, buf.len(), self.len)?;
         // The protocol validated that the message lies inside the data area; the range is
@@ -461,6 +495,7 @@ impl<M: SharedMemory> RecvSlot<'_, M> {
 }
 
 impl<M: SharedMemory> Drop for RecvSlot<'_, M> {
+    #[inline]
     fn drop(&mut self) {
         let r = &mut *self.receiver;
         let sh = r.ptrs.shared();

@@ -221,6 +221,7 @@ impl<M: SharedMemory> Sender<M> {
         Ok(self.step(len))
     }
 
+    #[inline(always)]
     pub(super) fn slot(&mut self, off: u64, len: usize) -> SendSlot<'_, M> {
         SendSlot {
             sender: self,
@@ -240,10 +241,43 @@ impl<M: SharedMemory> Sender<M> {
     /// [`TrySendError::MessageTooLarge`], [`TrySendError::Closed`] (the receiver closed),
     /// [`TrySendError::PeerDied`]; `Failed` with [`Error::Corrupt`] or
     /// [`Error::Truncated`].
+    #[inline]
     pub fn try_reserve(&mut self, len: usize) -> Result<SendSlot<'_, M>, TrySendError> {
+        if let Some(off) = self.reserve_known(len) {
+            return Ok(self.slot(off, len));
+        }
+        self.try_reserve_step(len)
+    }
+
+    #[inline(never)]
+    fn try_reserve_step(&mut self, len: usize) -> Result<SendSlot<'_, M>, TrySendError> {
         let (mut step, parked) = self.start(len)?;
         let off = wait::try_once(&mut step, parked, Error::Full)?;
         Ok(self.slot(off, len))
+    }
+
+    /// Every reserve's common case, inline: the checks of [`start`](Self::start) and of
+    /// the step's look, each in its passing form (no detached slot, a message the ring
+    /// carries, the receiver not closed, the end not broken, not a forked copy), and room
+    /// already known free ([`Producer::reserve_known`]). `Some(offset)` only where the
+    /// step would give the same offset at its first look; `None` sends the call through
+    /// the step, which makes every check again and says which failed.
+    #[inline(always)]
+    fn reserve_known(&mut self, len: usize) -> Option<u64> {
+        let len = len as u64;
+        if self.detached.is_some()
+            || self.broken.is_some()
+            || self.owner.forked()
+            || len > self.prod.max_message()
+            || closed_by(
+                self.ptrs.shared().closed,
+                CONSUMER_CLOSED,
+                self.ptrs.consumer_holder(),
+            )
+        {
+            return None;
+        }
+        self.prod.reserve_known(len)
     }
 
     /// Reserves room for a `len`-byte message, waiting as long as it takes.
@@ -283,7 +317,20 @@ impl<M: SharedMemory> Sender<M> {
         self.reserve_impl(len, Some(timeout)).map_err(Into::into)
     }
 
+    #[inline]
     pub(super) fn reserve_impl(
+        &mut self,
+        len: usize,
+        timeout: Option<Duration>,
+    ) -> Result<SendSlot<'_, M>, Error> {
+        if let Some(off) = self.reserve_known(len) {
+            return Ok(self.slot(off, len));
+        }
+        self.reserve_step(len, timeout)
+    }
+
+    #[inline(never)]
+    fn reserve_step(
         &mut self,
         len: usize,
         timeout: Option<Duration>,
@@ -479,6 +526,7 @@ impl<M: SharedMemory> SendSlot<'_, M> {
     ///
     /// # Errors
     /// [`Error::OutOfBounds`] if the range leaves the message, [`Error::Truncated`].
+    #[inline]
     pub fn write(&self, offset: usize, bytes: &[u8]) -> Result<(), Error> {
         in_message(offset, bytes.len(), self.len)?;
         // The slot lies in the data area (off + len <= capacity, from the protocol), the
@@ -492,6 +540,7 @@ impl<M: SharedMemory> SendSlot<'_, M> {
     }
 
     /// Publishes the message.
+    #[inline]
     pub fn commit(self) {
         let s = self.sender;
         let sh = s.ptrs.shared();

@@ -63,6 +63,9 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 const WORD: usize = 8;
+/// The longest copy of aligned whole words made inline, without the general path's edge
+/// handling and bulk dispatch.
+const SHORT: usize = 64;
 
 /// Copies of at least this many bytes take the bulk path (x86-64). Below it the word loop
 /// is as fast (and `rep movsb` has a start-up cost).
@@ -144,9 +147,13 @@ fn choose() -> Method {
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[inline]
 fn bulk_method(len: usize) -> Option<Method> {
+    // The size first: a short copy (most messages) does not look at the method.
+    if len < BULK {
+        return None;
+    }
     match chosen() {
         Method::Words => None,
-        m => (len >= BULK).then_some(m),
+        m => Some(m),
     }
 }
 
@@ -354,8 +361,33 @@ fn rmw_order(order: Ordering) -> Ordering {
 /// (see the module docs) that is mapped and readable for the duration of the call. Other
 /// threads or processes may write it concurrently; the copy is then not a consistent
 /// snapshot (that is the seqlock's job) but it is not undefined behaviour.
-#[inline]
+#[inline(always)]
 pub(crate) unsafe fn load_bytes_ordered(src: *const u8, dst: &mut [u8], order: Ordering) {
+    let len = dst.len();
+    if ((src as usize) | len).is_multiple_of(WORD) && len <= SHORT {
+        // Aligned whole words, a few of them (most messages, every record of up to
+        // `SHORT` bytes at an aligned offset): the word loop below, inline.
+        let out = dst.as_mut_ptr();
+        for i in 0..len / WORD {
+            // SAFETY: `src` is 8-aligned and `i * WORD + WORD <= len`: an aligned word of
+            // the readable range (caller).
+            let word = unsafe { AtomicU64::from_ptr(src.add(i * WORD).cast::<u64>().cast_mut()) }
+                .load(order);
+            // SAFETY: inside our own buffer (unaligned: `dst` has no alignment).
+            unsafe { out.add(i * WORD).cast::<u64>().write_unaligned(word) };
+        }
+        return;
+    }
+    // SAFETY: forwarded to the caller.
+    unsafe { load_bytes_any(src, dst, order) }
+}
+
+/// [`load_bytes_ordered`] for any alignment and length.
+///
+/// # Safety
+/// As [`load_bytes_ordered`].
+#[inline(never)]
+unsafe fn load_bytes_any(src: *const u8, dst: &mut [u8], order: Ordering) {
     if dst.is_empty() {
         return;
     }
@@ -382,19 +414,22 @@ pub(crate) unsafe fn load_bytes_ordered(src: *const u8, dst: &mut [u8], order: O
     // SAFETY: `done` bytes in, `src + done` is 8-aligned (or the copy is complete) and in
     // range or one past it.
     let mut p = unsafe { src.add(done) };
-    let mut words = dst[done..].chunks_exact_mut(WORD);
-    for chunk in &mut words {
+    let whole = (dst.len() - done) / WORD;
+    let out = dst[done..].as_mut_ptr();
+    for i in 0..whole {
         // SAFETY: `p` is 8-aligned and the 8 bytes from it are in the readable range.
         let word = unsafe { AtomicU64::from_ptr(p.cast::<u64>().cast_mut()) }.load(order);
-        chunk.copy_from_slice(&word.to_ne_bytes());
+        // SAFETY: `i * WORD + WORD <= dst.len() - done`: inside our own buffer (an
+        // unaligned store: `dst` has no alignment).
+        unsafe { out.add(i * WORD).cast::<u64>().write_unaligned(word) };
         // SAFETY: stays within (or one past) the readable range.
         p = unsafe { p.add(WORD) };
     }
-    let tail = words.into_remainder();
-    if !tail.is_empty() {
+    done += whole * WORD;
+    if done < dst.len() {
         // SAFETY: `p` is 8-aligned and its word contains in-range bytes (caller).
         let w = unsafe { AtomicU64::from_ptr(p.cast::<u64>().cast_mut()) }.load(order);
-        take_bytes(w, 0, tail);
+        take_bytes(w, 0, &mut dst[done..]);
     }
 }
 
@@ -404,8 +439,31 @@ pub(crate) unsafe fn load_bytes_ordered(src: *const u8, dst: &mut [u8], order: O
 /// # Safety
 /// `dst .. dst + src.len()` must lie in a region accessible in whole aligned 8-byte words
 /// that is mapped and writable for the duration of the call.
-#[inline]
+#[inline(always)]
 pub(crate) unsafe fn store_bytes_ordered(dst: *mut u8, src: &[u8], order: Ordering) {
+    let len = src.len();
+    if ((dst as usize) | len).is_multiple_of(WORD) && len <= SHORT {
+        // As in `load_bytes_ordered`: aligned whole words, inline.
+        let from = src.as_ptr();
+        for i in 0..len / WORD {
+            // SAFETY: inside the caller's buffer (unaligned: `src` has no alignment).
+            let word = unsafe { from.add(i * WORD).cast::<u64>().read_unaligned() };
+            // SAFETY: `dst` is 8-aligned and `i * WORD + WORD <= len`: an aligned word
+            // of the writable range (caller).
+            unsafe { AtomicU64::from_ptr(dst.add(i * WORD).cast::<u64>()) }.store(word, order);
+        }
+        return;
+    }
+    // SAFETY: forwarded to the caller.
+    unsafe { store_bytes_any(dst, src, order) }
+}
+
+/// [`store_bytes_ordered`] for any alignment and length.
+///
+/// # Safety
+/// As [`store_bytes_ordered`].
+#[inline(never)]
+unsafe fn store_bytes_any(dst: *mut u8, src: &[u8], order: Ordering) {
     if src.is_empty() {
         return;
     }
@@ -437,17 +495,20 @@ pub(crate) unsafe fn store_bytes_ordered(dst: *mut u8, src: &[u8], order: Orderi
     }
     // SAFETY: as in `load_bytes_ordered`.
     let mut p = unsafe { dst.add(done) };
-    let mut words = src[done..].chunks_exact(WORD);
-    for chunk in &mut words {
-        let word = u64::from_ne_bytes(chunk.try_into().expect("8-byte chunk"));
+    let whole = (src.len() - done) / WORD;
+    let from = src[done..].as_ptr();
+    for i in 0..whole {
+        // SAFETY: `i * WORD + WORD <= src.len() - done`: inside the caller's buffer (an
+        // unaligned load: `src` has no alignment).
+        let word = unsafe { from.add(i * WORD).cast::<u64>().read_unaligned() };
         // SAFETY: `p` is 8-aligned and the 8 bytes from it are writable (caller).
         unsafe { AtomicU64::from_ptr(p.cast::<u64>()) }.store(word, order);
         // SAFETY: stays within (or one past) the writable range.
         p = unsafe { p.add(WORD) };
     }
-    let tail = words.remainder();
-    if !tail.is_empty() {
-        edge(p.cast::<AtomicU64>(), 0, tail);
+    done += whole * WORD;
+    if done < src.len() {
+        edge(p.cast::<AtomicU64>(), 0, &src[done..]);
     }
 }
 

@@ -39,6 +39,7 @@ pub const MSG_HEADER: u64 = 8;
 pub const TERMINATOR: u64 = 8;
 
 /// Bytes a message of `len` takes in the ring.
+#[inline(always)]
 pub fn footprint(len: u64) -> u64 {
     MSG_HEADER + len.div_ceil(8) * 8
 }
@@ -144,11 +145,13 @@ impl Producer {
         sh.tail.store(self.tail, Ordering::Release);
     }
 
+    #[inline(always)]
     fn free(&self) -> u64 {
         self.cap - self.tail.wrapping_sub(self.cached_head)
     }
 
     /// The largest message that fits.
+    #[inline(always)]
     pub fn max_message(&self) -> u64 {
         self.cap - MSG_HEADER - TERMINATOR
     }
@@ -193,7 +196,39 @@ impl Producer {
     /// Room for a message of `len` bytes (`len <= max_message()`, checked by the
     /// caller): `Some(offset of its payload)`, or `None` if the ring is too full now.
     /// May publish a PAD to wrap to the start.
+    ///
+    /// The common case (the message fits before the end of the ring in the space already
+    /// known free) is inline and reads no shared word; the rest (a fresh look at the
+    /// consumer's position, a PAD) is out of line. Both give exactly what the loop below
+    /// gives.
+    #[inline(always)]
     pub fn try_reserve(
+        &mut self,
+        sh: Shared<'_>,
+        words: &impl Words,
+        futex: &impl Futex,
+        len: u64,
+    ) -> Result<Option<u64>, Corrupt> {
+        if let Some(off) = self.reserve_known(len) {
+            return Ok(Some(off));
+        }
+        self.try_reserve_slow(sh, words, futex, len)
+    }
+
+    /// [`try_reserve`](Self::try_reserve)'s common case alone: `Some(offset)` when the
+    /// message fits before the end of the ring in the space already known free (no
+    /// shared word read, nothing published); `None` when `try_reserve` must look further.
+    #[inline(always)]
+    pub fn reserve_known(&self, len: u64) -> Option<u64> {
+        let need = footprint(len);
+        let idx = self.tail & (self.cap - 1);
+        // `room_needed(len)` when the message fits before the end, and `has_room`'s first
+        // test: the loop's first round, done.
+        (need <= self.cap - idx && self.free() >= need + TERMINATOR).then_some(idx + MSG_HEADER)
+    }
+
+    #[inline(never)]
+    fn try_reserve_slow(
         &mut self,
         sh: Shared<'_>,
         words: &impl Words,
@@ -220,12 +255,14 @@ impl Producer {
     }
 
     /// Publishes the message of `len` bytes reserved last, whose payload the caller wrote.
+    #[inline(always)]
     pub fn commit(&mut self, sh: Shared<'_>, words: &impl Words, futex: &impl Futex, len: u64) {
         self.publish_header(sh, words, futex, footprint(len), VALID | len);
     }
 
     /// Zeroes the word after the `span` bytes at the tail, then stores `header` at the
     /// tail, publishing both.
+    #[inline(always)]
     fn publish_header(
         &mut self,
         sh: Shared<'_>,
@@ -350,8 +387,46 @@ impl Consumer {
 
     /// The next message: `Some((payload offset, length))`, or `None` if the ring is
     /// empty now. Skips PADs.
-    #[inline]
+    ///
+    /// The common cases (nothing there; a message that fits) are inline; a PAD or a
+    /// header to refuse goes out of line, to the loop that gives the same answers for
+    /// these two.
+    #[inline(always)]
     pub fn try_peek(
+        &mut self,
+        sh: Shared<'_>,
+        words: &impl Words,
+        futex: &impl Futex,
+    ) -> Result<Option<(u64, u64)>, Corrupt> {
+        match self.peek_message(words) {
+            Ok(m) => Ok(Some(m)),
+            Err(0) => Ok(None),
+            Err(_) => self.try_peek_slow(sh, words, futex),
+        }
+    }
+
+    /// [`try_peek`](Self::try_peek)'s common case alone: `Ok((payload offset, length))`
+    /// for a message at our position that passes every check `try_peek` makes, else
+    /// `Err(header)` (0: nothing there; anything else, a PAD or a header to refuse, is
+    /// for `try_peek`).
+    #[inline(always)]
+    pub fn peek_message(&self, words: &impl Words) -> Result<(u64, u64), u64> {
+        let idx = self.head & (self.cap - 1);
+        // Acquire: pairs with the Release header store in `Producer::publish_header`, so
+        // the payload written before it is visible.
+        let header = words.load(idx, Ordering::Acquire);
+        let len = header ^ VALID;
+        // VALID set, a length below PAD (so `footprint` cannot overflow), and the message
+        // and its terminator inside the ring before its end: the loop's checks, passed.
+        if len < PAD && footprint(len) <= self.cap - idx && footprint(len) + TERMINATOR <= self.cap
+        {
+            return Ok((idx + MSG_HEADER, len));
+        }
+        Err(header)
+    }
+
+    #[inline(never)]
+    fn try_peek_slow(
         &mut self,
         sh: Shared<'_>,
         words: &impl Words,
@@ -389,12 +464,14 @@ impl Consumer {
     }
 
     /// Frees the message of `len` bytes returned by the last `try_peek`.
+    #[inline(always)]
     pub fn release(&mut self, sh: Shared<'_>, futex: &impl Futex, len: u64) {
         self.head = self.head.wrapping_add(footprint(len));
         self.last_span = footprint(len);
         self.publish(sh, futex);
     }
 
+    #[inline(always)]
     fn publish(&mut self, sh: Shared<'_>, futex: &impl Futex) {
         // Release: pairs with the producer's Acquire load of `head`.
         sh.head.store(self.head, Ordering::Release);
