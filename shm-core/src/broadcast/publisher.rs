@@ -154,6 +154,7 @@ impl<M: SharedMemory> PublishStep<'_, M> {
     /// Whether message `next` may be written: its slot's previous message was read by
     /// every active subscriber. Rescans the subscriber lines when someone joined or when
     /// the cached minimum is not enough.
+    #[inline(always)]
     pub(super) fn room(&mut self) -> bool {
         let n = self.next;
         let slots = self.b.cfg.slots;
@@ -176,6 +177,7 @@ impl<M: SharedMemory> PublishStep<'_, M> {
     /// Its cost is one look at each of `max_subscribers` lines. A co-subscriber that keeps
     /// bumping `members` makes it run before every message: that slows the publisher (a
     /// scan per message) but cannot stop it.
+    #[inline(never)]
     pub(super) fn rescan(&mut self) {
         let n = self.next;
         let base = self.base;
@@ -261,7 +263,7 @@ impl<M: SharedMemory> PublishStep<'_, M> {
 impl<M: SharedMemory> Step for PublishStep<'_, M> {
     type Out = ();
 
-    #[inline]
+    #[inline(always)]
     fn look(&mut self) -> Result<Option<()>, Error> {
         self.owner.check()?;
         if self.b.cfg.mode == BroadcastMode::Lossy || self.room() {
@@ -383,10 +385,12 @@ impl<M: SharedMemory> Publisher<M> {
     /// # Errors
     /// [`TrySendError::Full`] when there is no room now, and as
     /// [`publish`](Self::publish).
+    #[inline]
     pub fn try_publish(&mut self, bytes: &[u8]) -> Result<(), TrySendError> {
         self.try_publish_impl(bytes).map_err(Into::into)
     }
 
+    #[inline(always)]
     fn try_publish_impl(&mut self, bytes: &[u8]) -> Result<(), Error> {
         self.check(bytes.len())?;
         let (mut step, parked) = self.step();
@@ -444,6 +448,7 @@ impl<M: SharedMemory> Publisher<M> {
         })?
     }
 
+    #[inline(always)]
     pub(super) fn check(&self, len: usize) -> Result<(), Error> {
         self.numbers_left(1)?;
         let len = len as u64;
@@ -457,6 +462,7 @@ impl<M: SharedMemory> Publisher<M> {
     }
 
     /// Refuses to number past [`protocol::MAX_TAIL`]: `numbers` more must still fit.
+    #[inline(always)]
     pub(super) fn numbers_left(&self, numbers: u64) -> Result<(), Error> {
         match self.next.checked_add(numbers) {
             Some(end) if end <= protocol::MAX_TAIL => Ok(()),
@@ -481,12 +487,14 @@ impl<M: SharedMemory> Publisher<M> {
     }
 
     /// Writes message `next` and publishes it (room was found).
+    #[inline(always)]
     pub(super) fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
         self.write_len(bytes, bytes.len() as u64, 1)
     }
 
     /// Writes `bytes` as message `next` with slot length `len` (the byte count, or a
     /// notice with no bytes) and publishes it; the next message is `numbers` on.
+    #[inline(always)]
     pub(super) fn write_len(&mut self, bytes: &[u8], len: u64, numbers: u64) -> Result<(), Error> {
         let n = self.next;
         let b = &self.b;

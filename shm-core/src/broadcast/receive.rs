@@ -199,6 +199,7 @@ impl<M: SharedMemory> SubscribeStep<'_, M> {
 
     /// Publishes our position (`next`) in our line, and wakes the publisher if it waits
     /// (reliable only: in lossy mode nobody reads positions).
+    #[inline(always)]
     pub(super) fn publish_position(&mut self) {
         let Some(i) = self.line else { return };
         if self.b.cfg.mode == BroadcastMode::Lossy {
@@ -215,7 +216,94 @@ impl<M: SharedMemory> SubscribeStep<'_, M> {
 impl<M: SharedMemory> Step for SubscribeStep<'_, M> {
     type Out = u64;
 
+    /// [`look_here`](SubscribeStep::look_here) (inline), and the whole look (out of line)
+    /// when that finds anything but a message read whole.
+    #[inline(always)]
     fn look(&mut self) -> Result<Option<u64>, Error> {
+        if let Some(p) = self.look_here() {
+            return Ok(Some(p));
+        }
+        self.look_all()
+    }
+}
+
+impl<M: SharedMemory> SubscribeStep<'_, M> {
+    /// The common case of [`look_all`](Self::look_all), inline: no check fails (the end
+    /// not broken, not a forked copy, still a member), no base or resync to apply (a
+    /// message was read since the last resync), and message `next` is in its slot whole
+    /// (both stamp loads saw it, a length within `max_message`, a sink it fits, the
+    /// segment intact): it is copied and delivered, with the same bookkeeping as
+    /// `look_all`'s. `None` for anything else, and `look_all` then runs every check
+    /// (a copy made here into the sink is overwritten or, for an error, not reported).
+    #[inline(always)]
+    pub(super) fn look_here(&mut self) -> Option<u64> {
+        if self.broken.is_some()
+            || self.owner.forked()
+            || !self.track.read_any
+            || self.track.resynced
+        {
+            return None;
+        }
+        let b = self.b;
+        if let (Some(i), BroadcastMode::Reliable) = (self.line, b.cfg.mode) {
+            let m = b.member(i);
+            // Acquire: as in `still_member`.
+            if m.state.load(Ordering::Acquire) != ACTIVE
+                || m.pid.load(Ordering::Relaxed) != self.owner.pid()
+            {
+                return None;
+            }
+        }
+        let p = *self.next;
+        let slot = b.slot(p);
+        // Acquire: pairs with the Release stamp store in `end_write` (as in `try_read`).
+        let s1 = slot.stamp.load(Ordering::Acquire);
+        if s1 != protocol::done_stamp(p) {
+            return None;
+        }
+        // Acquire: pairs with the Release length store in `end_write`.
+        let len = slot.len.load(Ordering::Acquire);
+        if len > b.cfg.max_message {
+            return None;
+        }
+        let out: &mut [u8] = match &mut self.sink {
+            Sink::Vec(v) => {
+                // A stream of equal lengths resizes nothing.
+                if v.len() != len as usize {
+                    v.resize(len as usize, 0);
+                }
+                v
+            }
+            Sink::Slice { buf, .. } if len > buf.len() as u64 => return None,
+            Sink::Slice { buf, len: got } => {
+                *got = len as usize;
+                &mut buf[..len as usize]
+            }
+        };
+        // `len <= max_message`, so the copy stays inside the slot's payload; Acquire as
+        // the protocol requires.
+        b.slot_view(p)
+            .load_ordered(SLOT_HEADER as usize, out, Ordering::Acquire);
+        // Relaxed: the Acquire loads of the copy keep this load after them.
+        if slot.stamp.load(Ordering::Relaxed) != s1 || b.seg.intact().is_err() {
+            return None;
+        }
+        *self.next = p.saturating_add(1);
+        *self.delivered = *self.next;
+        // `publish_position` does nothing for a lossy or read-only end: not called.
+        if self.line.is_some()
+            && b.cfg.mode == BroadcastMode::Reliable
+            && self.next.saturating_sub(*self.published) >= self.batch
+        {
+            self.publish_position();
+        }
+        Some(p)
+    }
+
+    /// The whole look: every check, and every outcome (a message, a notice, a lag, the
+    /// end, corruption).
+    #[inline(never)]
+    fn look_all(&mut self) -> Result<Option<u64>, Error> {
         self.owner.check()?;
         // Read `closed` before looking: a close seen here came after every message
         // published before it.

@@ -191,8 +191,32 @@ impl<M: SharedMemory> Subscriber<M> {
 
     /// The one way every copying receive runs: one step into `sink`, tried once
     /// (`wait == None`) or waited for (`Some(timeout)`); returns the message's length.
+    ///
+    /// The step's common case ([`SubscribeStep::look_here`]) first, inline, on a step
+    /// that does not leave this function; the whole step, out of line, for the rest.
     #[inline]
-    fn receive(&mut self, sink: Sink<'_>, wait: Option<Option<Duration>>) -> Result<usize, Error> {
+    fn receive(
+        &mut self,
+        mut sink: Sink<'_>,
+        wait: Option<Option<Duration>>,
+    ) -> Result<usize, Error> {
+        let (mut step, _) = self.step_into(sink.reborrow());
+        if let Some(n) = step.look_here() {
+            let len = step.sink.len();
+            drop(step);
+            self.last = Some(n);
+            return Ok(len);
+        }
+        drop(step);
+        self.receive_step(sink, wait)
+    }
+
+    #[inline(never)]
+    fn receive_step(
+        &mut self,
+        sink: Sink<'_>,
+        wait: Option<Option<Duration>>,
+    ) -> Result<usize, Error> {
         let pace = match wait {
             None => Pace::Poll, // unused: a try never waits
             Some(_) => self.pace(),

@@ -67,6 +67,20 @@ const WORD: usize = 8;
 /// handling and bulk dispatch.
 const SHORT: usize = 64;
 
+/// `f(0)`, `f(1)`, ... while the index is below `n` (at most the indices listed: as many
+/// as `SHORT` holds words), each behind its own test, nested: a copy of `k` words runs
+/// `k + 1` tests and no loop set-up (a loop of unknown length is unrolled by the compiler,
+/// with a set-up and a remainder that cost more than a short copy).
+macro_rules! each_word {
+    ($f:ident, $n:ident; $i:expr $(, $rest:expr)*) => {
+        if $n > $i {
+            $f($i);
+            each_word!($f, $n; $($rest),*);
+        }
+    };
+    ($f:ident, $n:ident;) => {};
+}
+
 /// Copies of at least this many bytes take the bulk path (x86-64). Below it the word loop
 /// is as fast (and `rep movsb` has a start-up cost).
 pub(crate) const BULK: usize = 256;
@@ -367,15 +381,17 @@ pub(crate) unsafe fn load_bytes_ordered(src: *const u8, dst: &mut [u8], order: O
     if ((src as usize) | len).is_multiple_of(WORD) && len <= SHORT {
         // Aligned whole words, a few of them (most messages, every record of up to
         // `SHORT` bytes at an aligned offset): the word loop below, inline.
-        let out = dst.as_mut_ptr();
-        for i in 0..len / WORD {
+        let (out, n) = (dst.as_mut_ptr(), len / WORD);
+        // Word `i < n`.
+        let word = |i: usize| {
             // SAFETY: `src` is 8-aligned and `i * WORD + WORD <= len`: an aligned word of
             // the readable range (caller).
-            let word = unsafe { AtomicU64::from_ptr(src.add(i * WORD).cast::<u64>().cast_mut()) }
+            let w = unsafe { AtomicU64::from_ptr(src.add(i * WORD).cast::<u64>().cast_mut()) }
                 .load(order);
             // SAFETY: inside our own buffer (unaligned: `dst` has no alignment).
-            unsafe { out.add(i * WORD).cast::<u64>().write_unaligned(word) };
-        }
+            unsafe { out.add(i * WORD).cast::<u64>().write_unaligned(w) };
+        };
+        each_word!(word, n; 0, 1, 2, 3, 4, 5, 6, 7);
         return;
     }
     // SAFETY: forwarded to the caller.
@@ -444,14 +460,16 @@ pub(crate) unsafe fn store_bytes_ordered(dst: *mut u8, src: &[u8], order: Orderi
     let len = src.len();
     if ((dst as usize) | len).is_multiple_of(WORD) && len <= SHORT {
         // As in `load_bytes_ordered`: aligned whole words, inline.
-        let from = src.as_ptr();
-        for i in 0..len / WORD {
+        let (from, n) = (src.as_ptr(), len / WORD);
+        // Word `i < n`.
+        let word = |i: usize| {
             // SAFETY: inside the caller's buffer (unaligned: `src` has no alignment).
-            let word = unsafe { from.add(i * WORD).cast::<u64>().read_unaligned() };
+            let w = unsafe { from.add(i * WORD).cast::<u64>().read_unaligned() };
             // SAFETY: `dst` is 8-aligned and `i * WORD + WORD <= len`: an aligned word
             // of the writable range (caller).
-            unsafe { AtomicU64::from_ptr(dst.add(i * WORD).cast::<u64>()) }.store(word, order);
-        }
+            unsafe { AtomicU64::from_ptr(dst.add(i * WORD).cast::<u64>()) }.store(w, order);
+        };
+        each_word!(word, n; 0, 1, 2, 3, 4, 5, 6, 7);
         return;
     }
     // SAFETY: forwarded to the caller.

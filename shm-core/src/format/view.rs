@@ -249,11 +249,9 @@ impl View {
     fn check(&self, off: usize, len: usize, align: usize) {
         // A failed check is a bug in the caller (offsets are the layout's constants, or
         // masked below a validated capacity), never a value a peer chose: panic.
-        assert!(
-            off.is_multiple_of(align) && off <= self.len && len <= self.len - off,
-            "shared-memory access out of its view: {len} bytes at {off} in {}",
-            self.len
-        );
+        if !(off.is_multiple_of(align) && off <= self.len && len <= self.len - off) {
+            out_of_view(off, len, self.len);
+        }
     }
 
     /// The 8-byte word at `off` (a multiple of 8, inside the view).
@@ -362,4 +360,12 @@ impl View {
         // SAFETY: at most one past the view's end (checked).
         unsafe { self.base.add(off) }
     }
+}
+
+/// [`View::check`]'s panic, out of line: the check itself stays a few compares.
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn out_of_view(off: usize, len: usize, view_len: usize) -> ! {
+    panic!("shared-memory access out of its view: {len} bytes at {off} in {view_len}")
 }

@@ -74,6 +74,7 @@ impl std::fmt::Debug for Slot<'_> {
 }
 
 /// The stamp of message `n` once complete.
+#[inline(always)]
 pub fn done_stamp(n: u64) -> u64 {
     n.wrapping_mul(2).wrapping_add(2)
 }
@@ -141,6 +142,7 @@ impl Notice {
 
 /// Starts writing message `n` into its slot: the stamp goes odd, so readers of the
 /// message that was there stop trusting their copies.
+#[inline(always)]
 pub fn begin_write(slot: Slot<'_>, n: u64) {
     // Relaxed store, then Release stores of the length and payload: a reader that sees
     // any of those synchronises with it, so it sees this odd stamp (or later) on its
@@ -152,6 +154,7 @@ pub fn begin_write(slot: Slot<'_>, n: u64) {
 /// Finishes message `n` (its payload was written with `Release` stores) and publishes it:
 /// `tail` becomes `next` (`n + 1`, or further for a notice that moves the numbering on).
 /// Returns whether any subscriber sleeps (then the caller wakes them).
+#[inline(always)]
 pub fn end_write(c: Control<'_>, slot: Slot<'_>, n: u64, len: u64, next: u64) -> bool {
     // Release: pairs with the reader's Acquire load of the length.
     slot.len.store(len, Ordering::Release);
@@ -285,6 +288,7 @@ pub fn join(c: Control<'_>, position: &AtomicU64, guess: u64) -> u64 {
 ///
 /// Called before writing each message, so after the previous message's `end_write`, whose
 /// `fence(SeqCst)` orders our tail store before this load (the handshake with `join`).
+#[inline(always)]
 pub fn members_changed(c: Control<'_>, seen: &mut u32) -> bool {
     // Acquire: pairs with the joiner's Release store of its position before its increment
     // (release sequence through the RMW).
