@@ -5,6 +5,8 @@
 //!
 //! - `channel`: `try_reserve(8)`, `write`, `commit`, `try_recv`, `read`, drop;
 //! - `broadcast`: lossy `try_publish(8 bytes)` + `try_recv_into(&mut Vec)`;
+//! - `broadcast-reserve`: lossy zero-copy publish (`try_reserve(8)`, `write`, `commit`) +
+//!   `try_recv_into(&mut Vec)`;
 //! - `rtrb`: rtrb 0.3's `push` + `pop` of a `[u8; 8]` (the baseline).
 //!
 //! `instructions SCENARIO N` runs `N` messages inside `measured` (the only function
@@ -15,7 +17,8 @@
 use std::hint::black_box;
 
 use shm_core::{
-    Broadcast, BroadcastMode, BroadcastOptions, Channel, ChannelOptions, HeapMemory, WaitMode,
+    Broadcast, BroadcastMode, BroadcastOptions, Channel, ChannelOptions, HeapMemory, Publisher,
+    Subscriber, WaitMode,
 };
 
 /// The counted part: everything callgrind sees runs inside this call.
@@ -24,6 +27,21 @@ fn measured(n: u64, mut step: impl FnMut()) {
     for _ in 0..n {
         step();
     }
+}
+
+/// A lossy broadcast of 64 slots of 64 bytes in heap memory: its publisher and one
+/// subscriber.
+fn lossy_pair() -> (Publisher<HeapMemory>, Subscriber<HeapMemory>) {
+    let opts = BroadcastOptions::new()
+        .mode(BroadcastMode::Lossy)
+        .slots(64)
+        .max_message(64);
+    let len = opts.segment_len().expect("segment length") as usize;
+    let b = Broadcast::create(HeapMemory::new(len), &opts).expect("broadcast");
+    (
+        b.publisher().expect("publisher"),
+        b.subscriber().expect("subscriber"),
+    )
 }
 
 fn main() {
@@ -57,17 +75,25 @@ fn main() {
             measured(n, step);
         }
         "broadcast" => {
-            let opts = BroadcastOptions::new()
-                .mode(BroadcastMode::Lossy)
-                .slots(64)
-                .max_message(64);
-            let len = opts.segment_len().expect("segment length") as usize;
-            let b = Broadcast::create(HeapMemory::new(len), &opts).expect("broadcast");
-            let mut publisher = b.publisher().expect("publisher");
-            let mut sub = b.subscriber().expect("subscriber");
+            let (mut publisher, mut sub) = lossy_pair();
             let mut v = Vec::with_capacity(64);
             let mut step = || {
                 publisher.try_publish(black_box(&msg)).expect("publish");
+                sub.try_recv_into(&mut v).expect("message");
+                black_box(&v);
+            };
+            for _ in 0..1000 {
+                step();
+            }
+            measured(n, step);
+        }
+        "broadcast-reserve" => {
+            let (mut publisher, mut sub) = lossy_pair();
+            let mut v = Vec::with_capacity(64);
+            let mut step = || {
+                let slot = publisher.try_reserve(8).expect("slot");
+                slot.write(0, black_box(&msg)).expect("write");
+                slot.commit();
                 sub.try_recv_into(&mut v).expect("message");
                 black_box(&v);
             };
@@ -89,7 +115,7 @@ fn main() {
             measured(n, step);
         }
         other => {
-            eprintln!("unknown scenario {other}: channel | broadcast | rtrb");
+            eprintln!("unknown scenario {other}: channel | broadcast | broadcast-reserve | rtrb");
             std::process::exit(2);
         }
     }

@@ -118,12 +118,18 @@ fn lossy_reader_racing_the_publisher_never_sees_a_torn_message() {
                 .unwrap();
         }
     });
+    let (got, missed) = receive_until_closed(&mut s);
+    publisher.join().unwrap();
+    assert_eq!(got + missed, n, "delivered + missed adds up");
+}
+
+/// Receives until the publisher closes, checking every message whole and in order;
+/// returns how many were delivered and how many reported missed.
+fn receive_until_closed(s: &mut shm_core::Subscriber<HeapMemory>) -> (u64, u64) {
     let mut buf = Vec::new();
     let (mut got, mut missed, mut last) = (0u64, 0u64, None);
     loop {
-        match numbered(&mut s, |s| {
-            s.recv_into_timeout(&mut buf, Duration::from_secs(10))
-        }) {
+        match numbered(s, |s| s.recv_into_timeout(&mut buf, HUNG)) {
             Ok(i) => {
                 check(i, &buf);
                 assert!(last.is_none_or(|l| i > l), "out of order");
@@ -135,8 +141,7 @@ fn lossy_reader_racing_the_publisher_never_sees_a_torn_message() {
             Err(e) => panic!("{e}"),
         }
     }
-    publisher.join().unwrap();
-    assert_eq!(got + missed, n, "delivered + missed adds up");
+    (got, missed)
 }
 
 #[test]
@@ -651,4 +656,171 @@ fn relayed_is_kept_in_the_segment() {
             ..
         })
     ));
+}
+
+/// Zero-copy publish: the message written in place, in pieces, arrives whole and in
+/// order in both modes; a write outside the message and a message too large are typed
+/// errors that publish nothing.
+#[test]
+fn reserve_writes_in_place_in_both_modes() {
+    for mode in [BroadcastMode::Reliable, BroadcastMode::Lossy] {
+        let (b, view) = make(BroadcastOptions::new().mode(mode).slots(8).max_message(64));
+        let mut s = Broadcast::attach(view).unwrap().subscriber().unwrap();
+        let mut p = b.publisher().unwrap();
+        let mut buf = Vec::new();
+        for i in 0..100u64 {
+            let m = msg(i, 1 + (i as usize % 64));
+            let slot = p.reserve(m.len()).unwrap();
+            assert_eq!((slot.len(), slot.number()), (m.len(), i));
+            let half = m.len() / 2;
+            slot.write(half, &m[half..]).unwrap();
+            slot.write(0, &m[..half]).unwrap();
+            assert!(matches!(
+                slot.write(m.len(), b"x"),
+                Err(Error::OutOfBounds { .. })
+            ));
+            assert!(matches!(
+                slot.write(usize::MAX, b"x"),
+                Err(Error::OutOfBounds { .. })
+            ));
+            slot.commit();
+            assert_eq!(numbered(&mut s, |s| s.recv_into(&mut buf)).unwrap(), i);
+            assert_eq!(buf, m);
+        }
+        assert!(matches!(
+            p.try_reserve(65),
+            Err(shm_core::TrySendError::MessageTooLarge { len: 65, max: 64 })
+        ));
+        assert_eq!(
+            p.next_message(),
+            100,
+            "{mode:?}: a refused reserve takes no number"
+        );
+        let empty = p.try_reserve(0).unwrap();
+        assert!(empty.is_empty());
+        empty.commit();
+        assert_eq!(numbered(&mut s, |s| s.recv_into(&mut buf)).unwrap(), 100);
+        assert!(buf.is_empty());
+    }
+}
+
+/// A reservation dropped without a commit publishes nothing and leaves no
+/// hole: the subscriber sees no message, the number is reused by the next publish, and
+/// the numbering it receives has no gap.
+#[test]
+fn a_dropped_reservation_publishes_nothing_and_leaves_no_hole() {
+    for mode in [BroadcastMode::Reliable, BroadcastMode::Lossy] {
+        let (b, view) = make(BroadcastOptions::new().mode(mode).slots(4).max_message(64));
+        let mut s = Broadcast::attach(view).unwrap().subscriber().unwrap();
+        let mut p = b.publisher().unwrap();
+        let mut buf = Vec::new();
+        for round in 0..20u64 {
+            {
+                let slot = p.reserve(8).unwrap();
+                slot.write(0, &u64::MAX.to_ne_bytes()).unwrap();
+            } // dropped without a commit
+            assert_eq!(s.try_recv_into(&mut buf), Err(TryRecvError::Empty));
+            assert_eq!(p.next_message(), round);
+            p.publish(&msg(round, 8)).unwrap();
+            assert_eq!(numbered(&mut s, |s| s.recv_into(&mut buf)).unwrap(), round);
+            check(round, &buf);
+        }
+    }
+}
+
+/// Lossy: what an open slot cost a subscriber a whole ring behind is the message the
+/// slot held, reported as `Lagged` and exactly counted (as the publish would have).
+#[test]
+fn lossy_dropped_reservation_costs_a_ring_behind_reader_an_exact_lag() {
+    let (b, view) = make(
+        BroadcastOptions::new()
+            .mode(BroadcastMode::Lossy)
+            .slots(4)
+            .max_message(8),
+    );
+    let mut s = Broadcast::attach(view).unwrap().subscriber().unwrap();
+    let mut p = b.publisher().unwrap();
+    for i in 0..4 {
+        p.publish(&msg(i, 8)).unwrap();
+    }
+    let _ = p.reserve(8).unwrap(); // opens message 4's slot (message 0's), dropped at once
+    let mut buf = Vec::new();
+    assert_eq!(s.recv_into(&mut buf), Err(RecvError::Lagged { missed: 1 }));
+    for i in 1..4 {
+        assert_eq!(numbered(&mut s, |s| s.recv_into(&mut buf)).unwrap(), i);
+        check(i, &buf);
+    }
+    assert_eq!(s.try_recv_into(&mut buf), Err(TryRecvError::Empty));
+}
+
+/// Reliable: the four forms wait for room as publish does: `Full`, `Timeout`, and the
+/// async form completes once the subscriber reads; a pending async reserve dropped
+/// publishes nothing.
+#[test]
+fn reliable_reserve_waits_for_room_in_every_form() {
+    use shm_core::testing::block_on;
+    use shm_core::{SendTimeoutError, TrySendError};
+    use std::future::Future;
+    let (b, view) = make(BroadcastOptions::new().slots(2).max_message(8));
+    let mut s = Broadcast::attach(view).unwrap().subscriber().unwrap();
+    let mut p = b.publisher().unwrap();
+    for i in 0..2 {
+        p.publish(&msg(i, 8)).unwrap();
+    }
+    assert!(matches!(p.try_reserve(8), Err(TrySendError::Full)));
+    assert!(matches!(
+        p.reserve_timeout(8, Duration::from_millis(20)),
+        Err(SendTimeoutError::Timeout { .. })
+    ));
+    {
+        // Polled once (no room), then dropped: cancellation publishes nothing.
+        let mut fut = std::pin::pin!(p.reserve_async(8));
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+    }
+    assert_eq!(p.next_message(), 2);
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            got.push(numbered(&mut s, |s| s.recv_into_timeout(&mut buf, HUNG)).unwrap());
+        }
+        got
+    });
+    let slot = block_on(p.reserve_async(8)).unwrap();
+    slot.write(0, &msg(2, 8)).unwrap();
+    slot.commit();
+    assert_eq!(reader.join().unwrap(), vec![0, 1, 2]);
+}
+
+/// A reader racing a publisher that writes each message in place in two pieces, with a
+/// yield between them, never takes a torn or half-written message, and delivered +
+/// missed adds up to what was committed.
+#[test]
+fn lossy_reader_racing_in_place_writes_never_sees_a_torn_message() {
+    let (b, view) = make(
+        BroadcastOptions::new()
+            .mode(BroadcastMode::Lossy)
+            .slots(4)
+            .max_message(512),
+    );
+    let n = 50_000u64;
+    let mut s = Broadcast::attach(view).unwrap().subscriber().unwrap();
+    let publisher = std::thread::spawn(move || {
+        let mut p = b.publisher().unwrap();
+        for i in 0..n {
+            let m = msg(i, if i % 5 == 0 { 512 } else { 40 });
+            let slot = p.reserve(m.len()).unwrap();
+            slot.write(0, &m[..m.len() / 2]).unwrap();
+            if i % 64 == 0 {
+                std::thread::yield_now();
+            }
+            slot.write(m.len() / 2, &m[m.len() / 2..]).unwrap();
+            slot.commit();
+        }
+    });
+    let (got, missed) = receive_until_closed(&mut s);
+    publisher.join().unwrap();
+    assert_eq!(got + missed, n, "delivered + missed adds up");
 }

@@ -228,6 +228,17 @@ fn broadcast_full_too_large_and_lagged() {
         block_on(p.publish_async(&big)),
         Err(SendError::MessageTooLarge { len: 17, max: 16 })
     );
+    // Zero-copy publish: the same four forms and the same errors as publish.
+    let e: TrySendError = p.try_reserve(1).unwrap_err();
+    assert_eq!(e, TrySendError::Full);
+    let e: SendTimeoutError = p.reserve_timeout(1, SHORT).unwrap_err();
+    assert!(matches!(e, SendTimeoutError::Timeout { .. }), "{e:?}");
+    let e: TrySendError = p.try_reserve(17).unwrap_err();
+    assert_eq!(e, TrySendError::MessageTooLarge { len: 17, max: 16 });
+    let e: SendError = p.reserve(17).unwrap_err();
+    assert_eq!(e, SendError::MessageTooLarge { len: 17, max: 16 });
+    let e: SendError = block_on(p.reserve_async(17)).unwrap_err();
+    assert_eq!(e, SendError::MessageTooLarge { len: 17, max: 16 });
     // The slice forms keep what does not fit.
     let mut one = [0u8; 0];
     assert_eq!(

@@ -116,16 +116,26 @@ pub fn create(backend: host::Backend, opts: &BroadcastOptions) -> Result<Broadca
     Broadcast::create(mem, opts).map_err(crate::errors::core)
 }
 
+/// How the publisher publishes.
+#[derive(Clone, Copy, Debug)]
+pub struct Publishing {
+    /// Lossy (never waits) rather than reliable.
+    pub lossy: bool,
+    /// Each message written in place into its slot (`reserve`, `write`, `commit`) rather
+    /// than copied in by `publish`.
+    pub zero_copy: bool,
+}
+
 fn shm_broadcast(
     backend: host::Backend,
     subscribers: u32,
     messages: u64,
     size: u64,
-    lossy: bool,
+    how: Publishing,
 ) -> Result<Outcome> {
     let b = create(
         backend,
-        &options(size, lossy).max_subscribers(subscribers.max(1)),
+        &options(size, how.lossy).max_subscribers(subscribers.max(1)),
     )?;
     let role = RoleArgs::new(Role::Subscribe).count(messages).size(size);
     let mut peers = Vec::new();
@@ -152,7 +162,15 @@ fn shm_broadcast(
     let mut maker = Maker::new(size as usize);
     let t = Instant::now();
     for n in 0..messages {
-        p.publish(maker.make(n))?;
+        let m = maker.make(n);
+        if how.zero_copy {
+            // The maker's bytes are the producer's work, written straight into the slot.
+            let slot = p.reserve(m.len())?;
+            slot.write(0, m).map_err(crate::errors::core)?;
+            slot.commit();
+        } else {
+            p.publish(m)?;
+        }
     }
     let publish_seconds = t.elapsed().as_secs_f64();
     drop(p);
@@ -233,10 +251,11 @@ pub fn run(
     subscribers: u32,
     messages: u64,
     size: u64,
-    lossy: bool,
+    how: Publishing,
     via_zenoh: bool,
     json: bool,
 ) -> Result<()> {
+    let lossy = how.lossy;
     if size < MIN_SIZE {
         return Err(Failure::new(format!("--size {size} is too small"))
             .hint("messages carry an 8-byte sequence number: use --size 8 or more"));
@@ -247,6 +266,11 @@ pub fn run(
     if !(1..=64).contains(&subscribers) || messages == 0 {
         return Err(Failure::new(
             "--subscribers must be 1 to 64 and --messages at least 1",
+        ));
+    }
+    if how.zero_copy && via_zenoh {
+        return Err(Failure::new(
+            "--zero-copy publishes locally: not with --via zenoh",
         ));
     }
     let name = format!("{backend:?}").to_lowercase();
@@ -262,8 +286,13 @@ pub fn run(
             }
         }
         _ if via_zenoh => return Err(Failure::new("--via zenoh runs on posix or memfd")),
-        Some(b) => shm_broadcast(b, subscribers, messages, size, lossy)?,
-        None if backend == BackendArg::Unix && !lossy => {
+        None if how.zero_copy => {
+            return Err(Failure::new(
+                "--zero-copy publishes into a broadcast segment: posix, anon or memfd",
+            ))
+        }
+        Some(b) => shm_broadcast(b, subscribers, messages, size, how)?,
+        None if backend == BackendArg::Unix && !lossy && !how.zero_copy => {
             unix_broadcast(subscribers, messages, size)?
         }
         None => {
@@ -309,10 +338,12 @@ pub fn run(
         println!(
             "{}",
             j.str("mode", mode)
+                .bool("zero_copy", how.zero_copy)
                 .num("subscribers", subscribers)
                 .num("messages", messages)
                 .num("size", size)
                 .float("msgs_per_s", slowest)
+                .float("gib_per_s", slowest * size as f64 / f64::from(1u32 << 30))
                 .float("publisher_msgs_per_s", publisher_rate)
                 .num("missed", missed)
                 .bool("verified", verified)
@@ -366,6 +397,10 @@ pub struct Args {
     /// The publisher never waits; slow subscribers are told what they missed.
     #[arg(long)]
     lossy: bool,
+    /// Write each message in place into its slot (`reserve`, `write`, `commit`) instead
+    /// of `publish` copying it in (posix, anon, memfd; local).
+    #[arg(long)]
+    zero_copy: bool,
     /// `zenoh`: publisher -> exporter process -> Zenoh (127.0.0.1) -> importer
     /// process -> subscriber processes (posix or memfd).
     #[arg(long, value_enum, default_value = "local")]
@@ -384,7 +419,10 @@ impl Args {
             self.subscribers,
             self.messages,
             self.size,
-            self.lossy,
+            Publishing {
+                lossy: self.lossy,
+                zero_copy: self.zero_copy,
+            },
             self.via == Via::Zenoh,
             ctx.json,
         )

@@ -775,6 +775,42 @@ fn broadcast_json_on_every_backend_and_mode() {
     assert_fails(&out, 1, "--subscribers must be 1 to 64");
 }
 
+/// Zero-copy publish across processes: the publisher writes each message into its slot
+/// (reserve, write, commit), subscriber processes verify every message's order and
+/// checksum; reliable misses nothing, lossy counts what it missed.
+#[test]
+fn broadcast_zero_copy_across_processes() {
+    for (b, lossy) in [("posix", false), ("memfd", false), ("anon", true)] {
+        let mut args = vec![
+            "--backend",
+            b,
+            "broadcast",
+            "--subscribers",
+            "2",
+            "--messages",
+            "20000",
+            "--size",
+            "4KiB",
+            "--zero-copy",
+            "--json",
+        ];
+        if lossy {
+            args.push("--lossy");
+        }
+        let out = demo(&args);
+        assert!(out.status.success(), "{b} {lossy}: {}", stderr(&out));
+        let text = stdout(&out);
+        for key in ["\"zero_copy\":true", "\"verified\":true", "\"gib_per_s\":"] {
+            assert!(text.contains(key), "{b} {lossy}: {key} in {text}");
+        }
+        if !lossy {
+            assert!(text.contains("\"missed\":0"), "{b}: {text}");
+        }
+    }
+    let out = demo(&["--backend", "unix", "broadcast", "--zero-copy"]);
+    assert_fails(&out, 1, "--zero-copy publishes into a broadcast segment");
+}
+
 #[test]
 fn idle_broadcast_subscriber_reports_its_cpu() {
     let out = demo(&[

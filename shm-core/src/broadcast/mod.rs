@@ -101,6 +101,8 @@ mod receive;
 #[cfg(not(loom))]
 mod relay;
 #[cfg(not(loom))]
+mod reserve;
+#[cfg(not(loom))]
 mod segment;
 #[cfg(not(loom))]
 mod subscriber;
@@ -115,6 +117,8 @@ pub use options::{
 };
 #[cfg(not(loom))]
 pub use publisher::{PublishFuture, Publisher};
+#[cfg(not(loom))]
+pub use reserve::{PublishReserveFuture, PublishSlot};
 #[cfg(not(loom))]
 pub use segment::{Broadcast, BroadcastState, LineState};
 #[cfg(not(loom))]
