@@ -393,6 +393,14 @@ impl<M: SharedMemory> Publisher<M> {
     #[inline(always)]
     fn try_publish_impl(&mut self, bytes: &[u8]) -> Result<(), Error> {
         self.check(bytes.len())?;
+        if self.room_known() {
+            return self.write(bytes);
+        }
+        self.try_publish_step(bytes)
+    }
+
+    #[inline(never)]
+    fn try_publish_step(&mut self, bytes: &[u8]) -> Result<(), Error> {
         let (mut step, parked) = self.step();
         wait::try_once(&mut step, parked, Error::Full)?;
         self.write(bytes)
@@ -448,6 +456,25 @@ impl<M: SharedMemory> Publisher<M> {
         })?
     }
 
+    /// Every publish's common case, inline, with no side effect: the step's look would
+    /// say "room" at once (not a forked copy; lossy, or reliable with no join since the
+    /// last scan and the slot's last message read by every member as far as that scan
+    /// saw). `false` sends the publish through the step, which looks again in full.
+    #[inline(always)]
+    pub(super) fn room_known(&self) -> bool {
+        if self.owner.forked() {
+            return false;
+        }
+        if self.b.cfg.mode == BroadcastMode::Lossy {
+            return true;
+        }
+        let n = self.next;
+        // Acquire: as in `protocol::members_changed`, which the step's look runs (and
+        // which alone moves `members_seen` on, so a join seen here is rescanned there).
+        self.b.control().members.load(Ordering::Acquire) == self.scan.members_seen
+            && (n < self.b.cfg.slots || self.scan.min_position > n - self.b.cfg.slots)
+    }
+
     #[inline(always)]
     pub(super) fn check(&self, len: usize) -> Result<(), Error> {
         self.numbers_left(1)?;
@@ -480,6 +507,14 @@ impl<M: SharedMemory> Publisher<M> {
         timeout: Option<Duration>,
     ) -> Result<(), Error> {
         self.check(bytes.len())?;
+        if self.room_known() {
+            return self.write(bytes);
+        }
+        self.publish_step(bytes, timeout)
+    }
+
+    #[inline(never)]
+    fn publish_step(&mut self, bytes: &[u8], timeout: Option<Duration>) -> Result<(), Error> {
         let pace = self.wait.pace_shared();
         let (mut step, _) = self.step();
         wait::block(&mut step, pace, timeout)?;

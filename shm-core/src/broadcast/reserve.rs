@@ -44,6 +44,14 @@ impl<M: SharedMemory> Publisher<M> {
     #[inline]
     pub fn try_reserve(&mut self, len: usize) -> Result<PublishSlot<'_, M>, TrySendError> {
         self.check(len)?;
+        if self.room_known() {
+            return Ok(self.open(len));
+        }
+        self.try_reserve_step(len)
+    }
+
+    #[inline(never)]
+    fn try_reserve_step(&mut self, len: usize) -> Result<PublishSlot<'_, M>, TrySendError> {
         let (mut step, parked) = self.step();
         wait::try_once(&mut step, parked, Error::Full)?;
         Ok(self.open(len))
@@ -93,6 +101,18 @@ impl<M: SharedMemory> Publisher<M> {
         timeout: Option<Duration>,
     ) -> Result<PublishSlot<'_, M>, Error> {
         self.check(len)?;
+        if self.room_known() {
+            return Ok(self.open(len));
+        }
+        self.reserve_step(len, timeout)
+    }
+
+    #[inline(never)]
+    fn reserve_step(
+        &mut self,
+        len: usize,
+        timeout: Option<Duration>,
+    ) -> Result<PublishSlot<'_, M>, Error> {
         let pace = self.wait.pace_shared();
         let (mut step, _) = self.step();
         wait::block(&mut step, pace, timeout)?;

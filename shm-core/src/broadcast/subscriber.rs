@@ -238,6 +238,7 @@ impl<M: SharedMemory> Subscriber<M> {
     /// # Errors
     /// [`TryRecvError::Empty`] when there is none now, and as
     /// [`recv_into`](Self::recv_into).
+    #[inline]
     pub fn try_recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, TryRecvError> {
         Ok(self.receive(Sink::Vec(buf), None)?)
     }
@@ -277,6 +278,7 @@ impl<M: SharedMemory> Subscriber<M> {
     /// assert_eq!((sub.last_number(), buf.as_slice()), (Some(7), &7u64.to_le_bytes()[..]));
     /// # Ok(()) }
     /// ```
+    #[inline]
     pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
         Ok(self.receive(Sink::Vec(buf), Some(None))?)
     }
@@ -321,6 +323,7 @@ impl<M: SharedMemory> Subscriber<M> {
     /// # Errors
     /// [`TryRecvError::Empty`], [`TryRecvError::MessageTooLarge`], and as
     /// [`recv_into`](Self::recv_into).
+    #[inline]
     pub fn try_recv_into_slice(&mut self, buf: &mut [u8]) -> Result<usize, TryRecvError> {
         Ok(self.receive(Sink::Slice { buf, len: 0 }, None)?)
     }
@@ -330,6 +333,7 @@ impl<M: SharedMemory> Subscriber<M> {
     ///
     /// # Errors
     /// [`RecvError::MessageTooLarge`], and as [`recv_into`](Self::recv_into).
+    #[inline]
     pub fn recv_into_slice(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
         Ok(self.receive(Sink::Slice { buf, len: 0 }, Some(None))?)
     }
