@@ -1,0 +1,42 @@
+//! The C ABI of shm: channels and broadcasts over named POSIX shared memory, for C and
+//! C++ programs (`include/shm.h`, generated from this crate by cbindgen; `include/shm.hpp`,
+//! a header-only C++17 wrapper over it).
+//!
+//! The promises are the Rust API's: every function returns a [`ShmStatus`] (the thread's
+//! message in `shm_last_error_message()`), no input a caller or a peer gives can crash
+//! the process (null pointers, sizes, names, handles freed twice are
+//! `SHM_STATUS_INVALID_ARGUMENT`; a panic is caught at the boundary and returned as
+//! `SHM_STATUS_PANIC`), every wait has a `_timeout` form, and handles are opaque with an
+//! explicit `_free`. Using a handle after its `_free` is undefined behaviour, as in C;
+//! a second `_free` of the same handle is detected and refused.
+
+mod broadcast;
+mod channel;
+mod handles;
+mod status;
+
+pub use broadcast::{
+    shm_broadcast_create, shm_broadcast_free, shm_broadcast_open, shm_broadcast_publisher,
+    shm_broadcast_subscriber, shm_broadcast_subscriber_count, shm_publisher_free,
+    shm_publisher_publish, shm_publisher_publish_timeout, shm_publisher_try_publish,
+    shm_subscriber_free, shm_subscriber_recv, shm_subscriber_recv_timeout, shm_subscriber_try_recv,
+    ShmBroadcast, ShmPublisher, ShmSubscriber,
+};
+pub use channel::{
+    shm_channel_create, shm_channel_free, shm_channel_open, shm_channel_receiver,
+    shm_channel_sender, shm_receiver_free, shm_receiver_recv, shm_receiver_recv_timeout,
+    shm_receiver_try_recv, shm_sender_abandon, shm_sender_commit, shm_sender_free,
+    shm_sender_reserve_timeout, shm_sender_send, shm_sender_send_timeout, shm_sender_try_send,
+    ShmChannel, ShmReceiver, ShmSender,
+};
+pub use handles::{ShmReceived, SHM_FOREVER};
+pub use status::{shm_last_error_message, shm_status_name, ShmStatus};
+
+/// For the tests of the boundary itself: panics inside the guard every entry point runs
+/// in, and returns what the guard made of it (`SHM_STATUS_PANIC`, with the panic's text
+/// as the thread's message). Not in the header.
+#[doc(hidden)]
+#[no_mangle]
+pub extern "C" fn shm_test_panic() -> ShmStatus {
+    status::guard(|| panic!("shm_test_panic: the boundary's own test"))
+}

@@ -1,0 +1,303 @@
+//! C and C++ programs against the library, as real processes: each program is compiled
+//! here (`cc` / `c++`, linked with the static library this crate builds) and run against
+//! a Rust peer in this process. Without a compiler the tests say so and pass, except
+//! under CI (`CI` set), where a missing compiler fails them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use shm_core::{Broadcast, Channel, ChannelOptions, Error};
+use shm_posix::{PosixShm, ShmOptions};
+
+const LONG: Duration = Duration::from_secs(20);
+
+/// A segment name no other test (or run) uses.
+fn unique(what: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "/shm-c-{what}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// `target/<profile>`, where the static library is built (once per test process, by
+/// cargo: a test build makes only the rlib).
+fn library_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>/deps/<test>")
+            .to_path_buf();
+        let target = profile_dir.parent().expect("target").to_path_buf();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", "shm-c", "--target-dir"])
+            .arg(&target);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build -p shm-c");
+        assert!(status.success(), "cargo build -p shm-c failed");
+        assert!(
+            profile_dir.join("libshm_c.a").exists(),
+            "no libshm_c.a in {profile_dir:?}"
+        );
+        profile_dir
+    })
+}
+
+/// `cc` or `c++` if this machine has it; `None` (the test is skipped, with a message)
+/// if not, and a failure under CI.
+fn compiler(cpp: bool) -> Option<&'static str> {
+    let name = if cpp { "c++" } else { "cc" };
+    let found = Command::new(name)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if found {
+        return Some(name);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{name} not found: the C/C++ tests must run under CI"
+    );
+    eprintln!("skipped: {name} not found (install a C/C++ compiler to run this test)");
+    None
+}
+
+/// Compiles `tests/c/<src>` into an executable linked with the static library.
+fn build(src: &str) -> Option<PathBuf> {
+    let cpp = src.ends_with(".cpp");
+    let cc = compiler(cpp)?;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out_dir = std::env::temp_dir().join(format!("shm-c-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&out_dir).expect("output directory");
+    let exe = out_dir.join(src.replace('.', "_"));
+    let std = if cpp { "-std=c++17" } else { "-std=c11" };
+    let output = Command::new(cc)
+        .args([
+            std,
+            "-O1",
+            "-g",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-D_GNU_SOURCE",
+        ])
+        .arg("-I")
+        .arg(dir.join("include"))
+        .arg("-I")
+        .arg(dir.join("tests/c"))
+        .arg(dir.join("tests/c").join(src))
+        .arg("-o")
+        .arg(&exe)
+        .arg(library_dir().join("libshm_c.a"))
+        .args(["-lpthread", "-ldl", "-lm"])
+        .output()
+        .expect("run the compiler");
+    assert!(
+        output.status.success(),
+        "{cc} {src} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Some(exe)
+}
+
+/// Message `seq` of `len` bytes, as `tests/c/common.h` makes and checks it.
+fn message(seq: u64, len: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; len];
+    let mut sum: u64 = 0;
+    for (i, b) in buf.iter_mut().enumerate().skip(16) {
+        *b = (seq.wrapping_mul(31).wrapping_add(i as u64)) as u8;
+        sum = sum
+            .wrapping_mul(1_099_511_628_211)
+            .wrapping_add(u64::from(*b));
+    }
+    buf[..8].copy_from_slice(&seq.to_ne_bytes());
+    buf[8..16].copy_from_slice(&sum.to_ne_bytes());
+    buf
+}
+
+/// Runs `exe args`, and returns its stdout once it exits 0 (its stderr in the panic
+/// otherwise). The child is killed if this test panics first.
+fn run_to_end(child: std::process::Child) -> String {
+    let out = child.wait_with_output().expect("wait for the program");
+    assert!(
+        out.status.success(),
+        "the program failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn spawn(exe: &Path, args: &[&str]) -> std::process::Child {
+    Command::new(exe)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the program")
+}
+
+fn rust_channel(name: &str) -> Channel<PosixShm> {
+    let opts = ChannelOptions::new().capacity(1 << 16);
+    let mem = ShmOptions::new(name)
+        .size(opts.segment_len().unwrap())
+        .create()
+        .unwrap();
+    Channel::create(mem, &opts).unwrap()
+}
+
+/// A Rust sender, a C (or C++) receiver: every message checksummed and in order, then
+/// the close.
+fn rust_to(program: &str) {
+    let Some(exe) = build(program) else { return };
+    let name = unique("to-c");
+    let chan = rust_channel(&name);
+    let mut tx = chan.sender(0).unwrap();
+    let (count, size) = (20_000u64, 256usize);
+    let child = spawn(&exe, &[&name, &count.to_string(), &size.to_string()]);
+    for i in 0..count {
+        tx.send_timeout(&message(i, size), LONG).unwrap();
+    }
+    drop(tx);
+    assert_eq!(run_to_end(child).trim(), format!("received {count}"));
+}
+
+#[test]
+fn rust_sender_to_c_receiver() {
+    rust_to("receiver.c");
+}
+
+#[test]
+fn rust_sender_to_cpp_receiver() {
+    rust_to("receiver.cpp");
+}
+
+/// A C publisher (which creates the broadcast), a Rust subscriber: every message whole
+/// and in order, then the close; the C side removes the segment's name when it is done.
+#[test]
+fn c_publisher_to_rust_subscriber() {
+    let Some(exe) = build("publisher.c") else {
+        return;
+    };
+    let name = unique("from-c");
+    let (count, size) = (20_000u64, 200usize);
+    let child = spawn(&exe, &[&name, &count.to_string(), &size.to_string(), "1"]);
+    let mem = (0..10_000)
+        .find_map(|_| match ShmOptions::new(&name).open() {
+            Ok(m) => Some(m),
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(1));
+                None
+            }
+        })
+        .expect("the C publisher made its segment");
+    let mut sub = Broadcast::attach(mem).unwrap().subscriber().unwrap();
+    let mut buf = Vec::new();
+    for i in 0..count {
+        assert_eq!(sub.recv_into_timeout(&mut buf, LONG).unwrap(), size);
+        assert_eq!(sub.last_number(), Some(i));
+        assert_eq!(buf, message(i, size), "message {i}");
+    }
+    assert_eq!(
+        Error::from(sub.recv_into_timeout(&mut buf, LONG).unwrap_err()),
+        Error::Closed
+    );
+    drop(sub);
+    assert_eq!(run_to_end(child).trim(), format!("published {count}"));
+    assert!(
+        !Path::new(&format!("/dev/shm{name}")).exists(),
+        "the C side removed its segment"
+    );
+}
+
+/// A C sender killed (SIGKILL) in the middle of writing a reserved message: its Rust
+/// receiver gets every message it committed, then `PeerDied` with its pid, never the
+/// half-written one.
+#[test]
+fn c_sender_killed_mid_write_is_peer_died() {
+    let Some(exe) = build("dies_mid_write.c") else {
+        return;
+    };
+    let name = unique("dies");
+    let chan = rust_channel(&name);
+    let mut rx = chan.receiver(0).unwrap();
+    let (count, size) = (100u64, 64usize);
+    let mut child = spawn(&exe, &[&name, &count.to_string(), &size.to_string()]);
+    let pid = child.id();
+    let mut buf = Vec::new();
+    for i in 0..count {
+        assert_eq!(rx.recv_into_timeout(&mut buf, LONG).unwrap(), size);
+        assert_eq!(buf, message(i, size), "message {i}");
+    }
+    let e = Error::from(rx.recv_into_timeout(&mut buf, LONG).unwrap_err());
+    assert_eq!(e, Error::PeerDied { pid });
+    let status = child.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+}
+
+/// Bad input from C (NULLs, sizes, names, handles freed twice, the wrong kind, a
+/// segment made by another program, status values that are none, a panic at the
+/// boundary) is refused with its status, never a crash; and valgrind's memcheck finds
+/// no invalid access and no definite leak in the same program, where valgrind is here.
+#[test]
+fn bad_input_from_c_is_refused() {
+    let Some(exe) = build("bad_input.c") else {
+        return;
+    };
+    let name = unique("bad");
+    let out = run_to_end(spawn(&exe, &[&name]));
+    assert_eq!(out.trim(), "bad input refused");
+    let has_valgrind = Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_valgrind {
+        eprintln!("valgrind not found: the memcheck run is skipped");
+        return;
+    }
+    let name = unique("bad-vg");
+    let out = Command::new("valgrind")
+        .args([
+            "--error-exitcode=99",
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite",
+            "--quiet",
+        ])
+        .arg(&exe)
+        .arg(&name)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "memcheck: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// No panic crosses the boundary: the guard every entry point runs in turns one into
+/// `SHM_STATUS_PANIC` with the panic's text as the thread's message.
+#[test]
+fn a_panic_is_a_status_not_an_unwind() {
+    let st = shm_c::shm_test_panic();
+    assert_eq!(st, shm_c::ShmStatus::Panic);
+    // SAFETY: the library's message is a NUL-terminated string, valid until the next
+    // call on this thread.
+    let msg = unsafe { std::ffi::CStr::from_ptr(shm_c::shm_last_error_message()) };
+    assert!(msg.to_string_lossy().contains("shm_test_panic"), "{msg:?}");
+}
