@@ -301,3 +301,75 @@ fn a_panic_is_a_status_not_an_unwind() {
     let msg = unsafe { std::ffi::CStr::from_ptr(shm_c::shm_last_error_message()) };
     assert!(msg.to_string_lossy().contains("shm_test_panic"), "{msg:?}");
 }
+
+/// `shm-c/install.sh` into a fresh prefix, then the examples built the way the README
+/// says (`cc prog.c $(pkg-config --cflags --libs shm)`, `c++ -std=c++17 ...`) and run:
+/// the C publisher and subscriber as two processes, and the C++ ping-pong.
+#[test]
+fn install_pkg_config_and_the_examples() {
+    if compiler(false).is_none() || compiler(true).is_none() {
+        return;
+    }
+    let has_pkg_config = Command::new("pkg-config")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_pkg_config {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "pkg-config not found: the install test must run under CI"
+        );
+        eprintln!("skipped: pkg-config not found");
+        return;
+    }
+    let lib = library_dir();
+    let profile = lib.file_name().unwrap().to_str().unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let prefix = std::env::temp_dir().join(format!("shm-c-prefix-{}", std::process::id()));
+    let st = Command::new("bash")
+        .arg(dir.join("install.sh"))
+        .arg(&prefix)
+        .env("PROFILE", profile)
+        .env("CARGO_TARGET_DIR", lib.parent().unwrap())
+        .status()
+        .unwrap();
+    assert!(st.success(), "install.sh failed");
+    let flags = Command::new("pkg-config")
+        .args(["--cflags", "--libs", "shm"])
+        .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"))
+        .output()
+        .unwrap();
+    assert!(flags.status.success(), "pkg-config shm");
+    let flags = String::from_utf8(flags.stdout).unwrap();
+    let compile = |src: &str, cc: &str, std: &str| -> PathBuf {
+        let exe = prefix.join(src.replace('.', "_"));
+        let out = Command::new(cc)
+            .arg(std)
+            .arg(dir.join("examples").join(src))
+            .args(flags.split_whitespace())
+            .arg("-o")
+            .arg(&exe)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{cc} {src}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        exe
+    };
+    let publisher = compile("publisher.c", "cc", "-std=c11");
+    let subscriber = compile("subscriber.c", "cc", "-std=c11");
+    let pingpong = compile("pingpong.cpp", "c++", "-std=c++17");
+    let name = unique("example");
+    let p = spawn(&publisher, &[&name, "2000"]);
+    let s = spawn(&subscriber, &[&name]);
+    assert_eq!(run_to_end(s).trim(), "received 2000, missed 0");
+    assert_eq!(run_to_end(p).trim(), "published 2000");
+    let out = run_to_end(spawn(&pingpong, &["2000", "64"]));
+    assert!(
+        out.contains("\"round_trips\":2000") && out.contains("\"p50_ns\":"),
+        "{out}"
+    );
+    let _ = std::fs::remove_dir_all(&prefix);
+}
