@@ -93,6 +93,18 @@ fn the_python_package_passes_its_tests() {
         }
         None => missing("the shm-demo binary is not built (cargo build -p shm-demo)"),
     }
+    // The C library, for the test with a C publisher: built here (a test build of shm-c
+    // makes only its rlib), in this target directory's debug profile.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = Command::new(cargo)
+        .args(["build", "--quiet", "-p", "shm-c", "--target-dir"])
+        .arg(&target)
+        .status()
+        .expect("run cargo build -p shm-c");
+    assert!(built.success(), "cargo build -p shm-c failed");
+    pytest
+        .env("SHM_C_LIB", target.join("debug/libshm_c.a"))
+        .env("SHM_C_DIR", crate_dir.parent().unwrap().join("shm-c"));
     let out = pytest.output().expect("run pytest");
     let text = String::from_utf8_lossy(&out.stdout);
     println!("{text}");

@@ -1434,3 +1434,58 @@ def test_attach_to_another_programs_segment_says_so():
     finally:
         other.close()
         other.unlink()
+
+
+def c_message(seq, size):
+    """Message `seq` as shm-c/tests/c/common.h makes it: the number, a checksum of the
+    rest, then bytes derived from the number."""
+    body = bytes((seq * 31 + i) & 0xFF for i in range(16, size))
+    s = 0
+    for b in body:
+        s = (s * 1099511628211 + b) & 0xFFFFFFFFFFFFFFFF
+    return seq.to_bytes(8, "little") + s.to_bytes(8, "little") + body
+
+
+def test_a_c_publisher_to_a_python_subscriber(tmp_path):
+    lib, cdir = os.environ.get("SHM_C_LIB"), os.environ.get("SHM_C_DIR")
+    if not lib or not cdir:
+        pytest.skip("SHM_C_LIB / SHM_C_DIR not set (the C library and shm-c's directory)")
+    exe = tmp_path / "publisher"
+    subprocess.run(
+        ["cc", "-std=c11", "-O1", "-D_GNU_SOURCE", "-I", f"{cdir}/include", "-I", f"{cdir}/tests/c",
+         f"{cdir}/tests/c/publisher.c", "-o", str(exe), lib, "-lpthread", "-ldl", "-lm"],
+        check=True,
+    )
+    name = unique()
+    n, size = 5000, 100
+    pub = subprocess.Popen([str(exe), name, str(n), str(size), "1"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                b = shm.Broadcast.attach(shm.posix_open(name))
+                break
+            except shm.Error:
+                assert time.monotonic() < deadline, "the C publisher's broadcast never appeared"
+                time.sleep(0.01)
+        sub = b.subscriber()
+        got = []
+        while True:
+            try:
+                k, data = sub.recv(timeout=30)
+            except shm.Closed:
+                break
+            assert data == c_message(k, size), k
+            got.append(k)
+        assert got == list(range(n))
+        sub.close()
+        b.close()
+        out, err = pub.communicate(timeout=30)
+        assert pub.returncode == 0, err
+        assert out.strip() == f"published {n}"
+        assert dev_shm(name) == [], "the C publisher removed its segment"
+    finally:
+        if pub.poll() is None:
+            pub.kill()
+            pub.wait()
