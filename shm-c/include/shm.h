@@ -80,6 +80,9 @@ typedef struct shm_receiver shm_receiver;
 // The sending end of one ring (opaque).
 typedef struct shm_sender shm_sender;
 
+// A seqlock record in a named POSIX segment (opaque).
+typedef struct shm_seqlock shm_seqlock;
+
 // One subscriber of a broadcast (opaque).
 typedef struct shm_subscriber shm_subscriber;
 
@@ -93,6 +96,20 @@ typedef struct {
   // With `SHM_STATUS_LAGGED`: how many messages were lost to this subscriber.
   uint64_t missed;
 } shm_received;
+
+// A record type as a C program describes it: what a writer and a reader compiled
+// separately compare to agree on the type (checked when a segment is opened).
+typedef struct {
+  // The type's name (at most 32 bytes of UTF-8), NUL-terminated. Rust records use
+  // their type's name (`"MyData"`), Python's the name it was given.
+  const char *name;
+  // The type's version (1 unless the layout changed).
+  uint32_t version;
+  // `sizeof` the record, in bytes (1 to 2^20).
+  uint64_t size;
+  // `_Alignof` the record (a power of two, at most 64).
+  uint64_t align;
+} shm_schema;
 
 #ifdef __cplusplus
 extern "C" {
@@ -399,6 +416,64 @@ shm_status shm_receiver_recv_timeout(shm_receiver *rx,
                                      size_t cap,
                                      shm_received *info,
                                      uint64_t timeout_ns);
+
+// Creates the named POSIX segment `name` holding one record of type `schema`, whose
+// first value is the `schema->size` bytes at `initial`, and stores the handle in
+// `*out`; the name is removed when the handle is freed.
+//
+// Errors: `SHM_STATUS_INVALID_ARGUMENT` (NULLs, a name, a size or an alignment out of
+// range), `SHM_STATUS_ALREADY_EXISTS`, `SHM_STATUS_SYSTEM`.
+//
+// # Safety
+// `name` is NULL or NUL-terminated; `schema` is NULL or a `shm_schema` (its `name`
+// NUL-terminated); `initial` is NULL or `schema->size` readable bytes; `out` is NULL or
+// points to a `shm_seqlock *` to fill.
+shm_status shm_seqlock_create(const char *name,
+                              const shm_schema *schema,
+                              const void *initial,
+                              shm_seqlock **out);
+
+// Opens the record in the named POSIX segment `name`, waiting up to `timeout_ns` for
+// the segment to appear; its type must be `schema` exactly (name, version, size,
+// alignment), else `SHM_STATUS_MISMATCH`.
+//
+// Errors: `SHM_STATUS_NOT_FOUND`, `SHM_STATUS_MISMATCH`, `SHM_STATUS_CORRUPT`,
+// `SHM_STATUS_INVALID_ARGUMENT`, `SHM_STATUS_SYSTEM`.
+//
+// # Safety
+// As `shm_seqlock_create`, without `initial`.
+shm_status shm_seqlock_open(const char *name,
+                            const shm_schema *schema,
+                            uint64_t timeout_ns,
+                            shm_seqlock **out);
+
+// Frees a record handle (NULL: nothing); the creator's removes the segment's name.
+//
+// # Safety
+// `lock` is NULL or a handle from `shm_seqlock_create` / `shm_seqlock_open`.
+shm_status shm_seqlock_free(shm_seqlock *lock);
+
+// Replaces the record with the `len` bytes at `value` (exactly the record's size):
+// readers see the old or the new value, never a mix.
+//
+// Errors: `SHM_STATUS_INVALID_ARGUMENT` (NULL, another size), `SHM_STATUS_TRUNCATED`.
+//
+// # Safety
+// `lock` is NULL or a live handle used by one thread at a time; `value` is NULL or
+// points to `len` readable bytes.
+shm_status shm_seqlock_store(shm_seqlock *lock, const void *value, size_t len);
+
+// Copies a consistent value of the record into the `len` bytes at `buf` (exactly the
+// record's size).
+//
+// Errors: `SHM_STATUS_INVALID_ARGUMENT` (NULL, another size), `SHM_STATUS_PEER_DIED`
+// (the writer died mid-write), `SHM_STATUS_TIMEOUT` (a writer stuck mid-write),
+// `SHM_STATUS_TRUNCATED`.
+//
+// # Safety
+// `lock` is NULL or a live handle used by one thread at a time; `buf` is NULL or points
+// to `len` writable bytes.
+shm_status shm_seqlock_load(shm_seqlock *lock, void *buf, size_t len);
 
 // The message of the last call on this thread that did not return `SHM_STATUS_OK` (an
 // empty string after one that did). Never NULL. Owned by the library: valid until the

@@ -1,4 +1,5 @@
-//! The C ABI of shm: channels and broadcasts over named POSIX shared memory, for C and
+//! The C ABI of shm: channels, broadcasts and seqlock records over named POSIX shared
+//! memory, for C and
 //! C++ programs (`include/shm.h`, generated from this crate by cbindgen; `include/shm.hpp`,
 //! a header-only C++17 wrapper over it).
 //!
@@ -13,6 +14,7 @@
 mod broadcast;
 mod channel;
 mod handles;
+mod record;
 mod status;
 
 pub use broadcast::{
@@ -30,6 +32,10 @@ pub use channel::{
     ShmChannel, ShmReceiver, ShmSender,
 };
 pub use handles::{ShmReceived, SHM_FOREVER};
+pub use record::{
+    shm_seqlock_create, shm_seqlock_free, shm_seqlock_load, shm_seqlock_open, shm_seqlock_store,
+    ShmSchema, ShmSeqLock,
+};
 pub use status::{shm_last_error_message, shm_status_name, ShmStatus};
 
 /// For the tests of the boundary itself: panics inside the guard every entry point runs

@@ -78,7 +78,7 @@ impl From<shm_core::Error> for Failure {
         let status = match e {
             E::Empty => ShmStatus::Empty,
             E::Full => ShmStatus::Full,
-            E::Timeout { .. } => ShmStatus::Timeout,
+            E::Timeout { .. } | E::WriterStuck { .. } => ShmStatus::Timeout,
             E::Closed => ShmStatus::Closed,
             E::PeerDied { .. } | E::CreatorDied { .. } | E::WriterDied { .. } => {
                 ShmStatus::PeerDied

@@ -373,3 +373,27 @@ fn install_pkg_config_and_the_examples() {
     );
     let _ = std::fs::remove_dir_all(&prefix);
 }
+
+/// The tutorial's record across languages: a Rust `SeqLock<MyData>` holds {100, 876,
+/// 8021}; a C program reads exactly that (and is refused with a wrong schema), then
+/// stores {i, 2i, 3i} while this process reads: never a mix of two values.
+#[test]
+fn the_tutorial_record_between_rust_and_c() {
+    use shm_core::testing::{MyData, TUTORIAL};
+    let Some(exe) = build("record.c") else { return };
+    let name = unique("record");
+    let mem = ShmOptions::new(&name).size(8192).create().unwrap();
+    let lock = shm_core::SeqLock::<MyData, _>::create(mem, &TUTORIAL).unwrap();
+    let n = 200_000u64;
+    let child = spawn(&exe, &[&name, &n.to_string()]);
+    let mut last = 0;
+    while last < n {
+        let v = lock.load().unwrap();
+        if v != TUTORIAL {
+            assert_eq!((v.col2, v.col3), (2 * v.col1, 3 * v.col1), "a torn read");
+            assert!(v.col1 >= last, "went back");
+            last = v.col1;
+        }
+    }
+    assert_eq!(run_to_end(child).trim(), format!("stored {n}"));
+}
