@@ -62,6 +62,11 @@ typedef enum {
   SHM_STATUS_PANIC = 17,
   // Anything else (the message says what).
   SHM_STATUS_OTHER = 18,
+  // A server answered the call with an error response (its code in
+  // `shm_received.number`).
+  SHM_STATUS_SERVER_ERROR = 19,
+  // The client gave the request up: the server's response goes nowhere.
+  SHM_STATUS_CANCELLED = 20,
 } shm_status;
 
 // A broadcast segment (opaque).
@@ -71,17 +76,31 @@ typedef struct shm_broadcast shm_broadcast;
 // `shm_channel_open`, freed by `shm_channel_free`.
 typedef struct shm_channel shm_channel;
 
+// The calling end of a service (opaque).
+typedef struct shm_client shm_client;
+
 // The publishing end of a broadcast (opaque).
 typedef struct shm_publisher shm_publisher;
 
 // The receiving end of one ring (opaque).
 typedef struct shm_receiver shm_receiver;
 
+// One request a server took (opaque): read it with `shm_request_data`, answer it with
+// `shm_request_respond*`, then `shm_request_free` it (freed unanswered, its client gets
+// `SHM_STATUS_CLOSED`).
+typedef struct shm_request shm_request;
+
 // The sending end of one ring (opaque).
 typedef struct shm_sender shm_sender;
 
 // A seqlock record in a named POSIX segment (opaque).
 typedef struct shm_seqlock shm_seqlock;
+
+// The answering end of a service (opaque).
+typedef struct shm_server shm_server;
+
+// A service segment (opaque).
+typedef struct shm_service shm_service;
 
 // One subscriber of a broadcast (opaque).
 typedef struct shm_subscriber shm_subscriber;
@@ -474,6 +493,153 @@ shm_status shm_seqlock_store(shm_seqlock *lock, const void *value, size_t len);
 // `lock` is NULL or a live handle used by one thread at a time; `buf` is NULL or points
 // to `len` writable bytes.
 shm_status shm_seqlock_load(shm_seqlock *lock, void *buf, size_t len);
+
+// Creates the named POSIX segment `name` holding a service for requests up to
+// `max_request` bytes and responses up to `max_response` bytes (1 to 16 MiB each), with
+// `slots` requests in flight at once (1 to 4096), and stores the handle in `*out`.
+//
+// Errors: `SHM_STATUS_INVALID_ARGUMENT`, `SHM_STATUS_ALREADY_EXISTS`, `SHM_STATUS_SYSTEM`.
+//
+// # Safety
+// `name` is NULL or NUL-terminated; `out` is NULL or points to a `shm_service *`.
+shm_status shm_service_create(const char *name,
+                              uint32_t max_request,
+                              uint32_t max_response,
+                              uint32_t slots,
+                              shm_service **out);
+
+// Attaches the service in the named POSIX segment `name`, waiting up to `timeout_ns`
+// for the segment to appear.
+//
+// Errors: `SHM_STATUS_NOT_FOUND`, `SHM_STATUS_MISMATCH`, `SHM_STATUS_CORRUPT`,
+// `SHM_STATUS_INVALID_ARGUMENT`, `SHM_STATUS_SYSTEM`.
+//
+// # Safety
+// As `shm_service_create`.
+shm_status shm_service_open(const char *name, uint64_t timeout_ns, shm_service **out);
+
+// Frees a service handle (NULL: nothing); ends made from it stay usable.
+//
+// # Safety
+// `svc` is NULL or a handle from `shm_service_create` / `shm_service_open`.
+shm_status shm_service_free(shm_service *svc);
+
+// Joins as a client and stores the end in `*out`.
+//
+// Errors: `SHM_STATUS_ROLE_TAKEN` (every client line taken), `SHM_STATUS_INVALID_ARGUMENT`.
+//
+// # Safety
+// `svc` is NULL or a live service handle; `out` is NULL or points to a `shm_client *`.
+shm_status shm_service_client(shm_service *svc, shm_client **out);
+
+// Joins as a server and stores the end in `*out`.
+//
+// Errors: `SHM_STATUS_ROLE_TAKEN` (every server line taken), `SHM_STATUS_INVALID_ARGUMENT`.
+//
+// # Safety
+// `svc` is NULL or a live service handle; `out` is NULL or points to a `shm_server *`.
+shm_status shm_service_server(shm_service *svc, shm_server **out);
+
+// Frees a client (NULL: nothing).
+//
+// # Safety
+// `c` is NULL or a handle from `shm_service_client`.
+shm_status shm_client_free(shm_client *c);
+
+// Frees a server (NULL: nothing).
+//
+// # Safety
+// `s` is NULL or a handle from `shm_service_server`.
+shm_status shm_server_free(shm_server *s);
+
+// Sends the `len`-byte request at `req` and copies its (first) response into the `cap`
+// bytes at `resp`, waiting at most `timeout_ns` (`SHM_FOREVER`: as long as it takes):
+// the request carries that deadline to its server. `info->len` is the response's length.
+//
+// Errors: `SHM_STATUS_TIMEOUT`; `SHM_STATUS_PEER_DIED` (the server holding the request
+// died); `SHM_STATUS_SERVER_ERROR` (an error response: its code in `info->number`);
+// `SHM_STATUS_CLOSED` (the server dropped the request unanswered);
+// `SHM_STATUS_MESSAGE_TOO_LARGE` (a request over `max_request`, or a response larger than
+// `cap`: `info->len` says its size, and that response is lost: give a buffer of the
+// service's `max_response`); `SHM_STATUS_INVALID_ARGUMENT`; `SHM_STATUS_TRUNCATED`.
+//
+// # Safety
+// `c` is NULL or a live client used by one thread at a time; `req` is NULL or `len`
+// readable bytes; `resp` is NULL or `cap` writable bytes; `info` is NULL or a
+// `shm_received`.
+shm_status shm_client_call_timeout(shm_client *c,
+                                   const void *req,
+                                   size_t len,
+                                   void *resp,
+                                   size_t cap,
+                                   shm_received *info,
+                                   uint64_t timeout_ns);
+
+// `shm_client_call_timeout` with no time limit.
+//
+// # Safety
+// As `shm_client_call_timeout`.
+shm_status shm_client_call(shm_client *c,
+                           const void *req,
+                           size_t len,
+                           void *resp,
+                           size_t cap,
+                           shm_received *info);
+
+// Takes the oldest queued request, waiting at most `timeout_ns` (0: only if one is
+// there now; `SHM_FOREVER`: as long as it takes), and stores it in `*out`.
+//
+// Errors: `SHM_STATUS_EMPTY` (timeout 0, none there), `SHM_STATUS_TIMEOUT`,
+// `SHM_STATUS_INVALID_ARGUMENT`, `SHM_STATUS_TRUNCATED`.
+//
+// # Safety
+// `s` is NULL or a live server used by one thread at a time; `out` is NULL or points to
+// a `shm_request *`.
+shm_status shm_server_receive_timeout(shm_server *s, uint64_t timeout_ns, shm_request **out);
+
+// Stores the address and length of the request's bytes (a private copy, valid until
+// the request is freed) in `*data` and `*len`, and its remaining time to its deadline
+// in nanoseconds in `*remaining_ns` (each may be NULL).
+//
+// # Safety
+// `r` is NULL or a live request; the out-pointers are NULL or point to their types.
+shm_status shm_request_data(shm_request *r, const void **data, size_t *len, uint64_t *remaining_ns);
+
+// Sends one response of `len` bytes (more may follow: a stream), waiting for room in
+// the request's response ring within its deadline.
+//
+// Errors: `SHM_STATUS_CANCELLED` (the client gave the request up),
+// `SHM_STATUS_TIMEOUT` (its deadline passed), `SHM_STATUS_PEER_DIED` (the client died),
+// `SHM_STATUS_MESSAGE_TOO_LARGE`, `SHM_STATUS_INVALID_ARGUMENT` (answered already).
+//
+// # Safety
+// `r` is NULL or a live request used by one thread at a time; `data` is NULL or `len`
+// readable bytes.
+shm_status shm_request_respond(shm_request *r, const void *data, size_t len);
+
+// Sends the last response of `len` bytes (the end of the stream).
+//
+// Errors: as `shm_request_respond`.
+//
+// # Safety
+// As `shm_request_respond`.
+shm_status shm_request_respond_last(shm_request *r, const void *data, size_t len);
+
+// Answers with an error `code`, which the client's call returns as
+// `SHM_STATUS_SERVER_ERROR` with the code in `info->number`.
+//
+// Errors: as `shm_request_respond`.
+//
+// # Safety
+// `r` is NULL or a live request used by one thread at a time.
+shm_status shm_request_respond_error(shm_request *r, uint32_t code);
+
+// Frees a request (NULL: nothing); one not answered with its last response ends its
+// client's call with `SHM_STATUS_CLOSED`.
+//
+// # Safety
+// `r` is NULL or a handle from `shm_server_receive_timeout`.
+shm_status shm_request_free(shm_request *r);
 
 // The message of the last call on this thread that did not return `SHM_STATUS_OK` (an
 // empty string after one that did). Never NULL. Owned by the library: valid until the

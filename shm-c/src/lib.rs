@@ -1,5 +1,5 @@
-//! The C ABI of shm: channels, broadcasts and seqlock records over named POSIX shared
-//! memory, for C and
+//! The C ABI of shm: channels, broadcasts, seqlock records and services over named POSIX
+//! shared memory, for C and
 //! C++ programs (`include/shm.h`, generated from this crate by cbindgen; `include/shm.hpp`,
 //! a header-only C++17 wrapper over it).
 //!
@@ -15,6 +15,7 @@ mod broadcast;
 mod channel;
 mod handles;
 mod record;
+mod service;
 mod status;
 
 pub use broadcast::{
@@ -35,6 +36,12 @@ pub use handles::{ShmReceived, SHM_FOREVER};
 pub use record::{
     shm_seqlock_create, shm_seqlock_free, shm_seqlock_load, shm_seqlock_open, shm_seqlock_store,
     ShmSchema, ShmSeqLock,
+};
+pub use service::{
+    shm_client_call, shm_client_call_timeout, shm_client_free, shm_request_data, shm_request_free,
+    shm_request_respond, shm_request_respond_error, shm_request_respond_last, shm_server_free,
+    shm_server_receive_timeout, shm_service_client, shm_service_create, shm_service_free,
+    shm_service_open, shm_service_server, ShmClient, ShmRequest, ShmServer, ShmService,
 };
 pub use status::{shm_last_error_message, shm_status_name, ShmStatus};
 

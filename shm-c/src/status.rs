@@ -50,6 +50,11 @@ pub enum ShmStatus {
     Panic = 17,
     /// Anything else (the message says what).
     Other = 18,
+    /// A server answered the call with an error response (its code in
+    /// `shm_received.number`).
+    ServerError = 19,
+    /// The client gave the request up: the server's response goes nowhere.
+    Cancelled = 20,
 }
 
 /// An error on its way out: the status and the message.
@@ -104,6 +109,9 @@ impl From<shm_core::Error> for Failure {
             E::Truncated { .. } => ShmStatus::Truncated,
             E::Evicted { .. } => ShmStatus::Evicted,
             E::System { .. } => ShmStatus::System,
+            E::ServerError { .. } => ShmStatus::ServerError,
+            E::Cancelled => ShmStatus::Cancelled,
+            E::ClientsFull { .. } | E::ServersFull { .. } => ShmStatus::RoleTaken,
             _ => ShmStatus::Other,
         };
         Failure::new(status, e.to_string())
@@ -172,7 +180,7 @@ pub extern "C" fn shm_last_error_message() -> *const c_char {
 /// `"SHM_STATUS_UNKNOWN"` for a value that is none). Never NULL; static.
 #[no_mangle]
 pub extern "C" fn shm_status_name(status: i32) -> *const c_char {
-    const ALL: [ShmStatus; 19] = [
+    const ALL: [ShmStatus; 21] = [
         ShmStatus::Ok,
         ShmStatus::Empty,
         ShmStatus::Full,
@@ -192,6 +200,8 @@ pub extern "C" fn shm_status_name(status: i32) -> *const c_char {
         ShmStatus::System,
         ShmStatus::Panic,
         ShmStatus::Other,
+        ShmStatus::ServerError,
+        ShmStatus::Cancelled,
     ];
     // An int from C may be any value: matched against the known ones, never cast.
     let Some(&known) = ALL.iter().find(|s| **s as i32 == status) else {
@@ -217,6 +227,8 @@ pub extern "C" fn shm_status_name(status: i32) -> *const c_char {
         ShmStatus::System => b"SHM_STATUS_SYSTEM\0",
         ShmStatus::Panic => b"SHM_STATUS_PANIC\0",
         ShmStatus::Other => b"SHM_STATUS_OTHER\0",
+        ShmStatus::ServerError => b"SHM_STATUS_SERVER_ERROR\0",
+        ShmStatus::Cancelled => b"SHM_STATUS_CANCELLED\0",
     };
     s.as_ptr().cast()
 }

@@ -127,9 +127,59 @@ fn message(seq: u64, len: usize) -> Vec<u8> {
     buf
 }
 
-/// Runs `exe args`, and returns its stdout once it exits 0 (its stderr in the panic
-/// otherwise). The child is killed if this test panics first.
-fn run_to_end(child: std::process::Child) -> String {
+/// A program this test started: killed (SIGKILL) and reaped if the test ends before it
+/// does, and the segment names it was to make removed then, so a failing test leaves no
+/// process and nothing in /dev/shm.
+struct Peer {
+    child: Option<std::process::Child>,
+    names: Vec<String>,
+}
+
+impl Peer {
+    /// `name` is removed if the test ends before the program does.
+    fn makes(mut self, name: &str) -> Self {
+        self.names.push(name.to_owned());
+        self
+    }
+
+    fn id(&self) -> u32 {
+        self.child.as_ref().map_or(0, std::process::Child::id)
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        for name in &self.names {
+            if let Ok(c) = std::ffi::CString::new(name.as_str()) {
+                // SAFETY: a NUL-terminated name; shm_unlink reads it and nothing else.
+                unsafe { libc::shm_unlink(c.as_ptr()) };
+            }
+        }
+    }
+}
+
+fn spawn(exe: &Path, args: &[&str]) -> Peer {
+    let child = Command::new(exe)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the program");
+    Peer {
+        child: Some(child),
+        names: Vec::new(),
+    }
+}
+
+/// Waits for the program to end and returns its stdout; it must exit 0 (its stderr is
+/// in the panic otherwise).
+fn run_to_end(mut peer: Peer) -> String {
+    let child = peer.child.take().expect("not waited for yet");
     let out = child.wait_with_output().expect("wait for the program");
     assert!(
         out.status.success(),
@@ -138,15 +188,6 @@ fn run_to_end(child: std::process::Child) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn spawn(exe: &Path, args: &[&str]) -> std::process::Child {
-    Command::new(exe)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the program")
 }
 
 fn rust_channel(name: &str) -> Channel<PosixShm> {
@@ -193,7 +234,7 @@ fn c_publisher_to_rust_subscriber() {
     };
     let name = unique("from-c");
     let (count, size) = (20_000u64, 200usize);
-    let child = spawn(&exe, &[&name, &count.to_string(), &size.to_string(), "1"]);
+    let child = spawn(&exe, &[&name, &count.to_string(), &size.to_string(), "1"]).makes(&name);
     let mem = (0..10_000)
         .find_map(|_| match ShmOptions::new(&name).open() {
             Ok(m) => Some(m),
@@ -234,8 +275,8 @@ fn c_sender_killed_mid_write_is_peer_died() {
     let chan = rust_channel(&name);
     let mut rx = chan.receiver(0).unwrap();
     let (count, size) = (100u64, 64usize);
-    let mut child = spawn(&exe, &[&name, &count.to_string(), &size.to_string()]);
-    let pid = child.id();
+    let mut peer = spawn(&exe, &[&name, &count.to_string(), &size.to_string()]);
+    let pid = peer.id();
     let mut buf = Vec::new();
     for i in 0..count {
         assert_eq!(rx.recv_into_timeout(&mut buf, LONG).unwrap(), size);
@@ -243,7 +284,7 @@ fn c_sender_killed_mid_write_is_peer_died() {
     }
     let e = Error::from(rx.recv_into_timeout(&mut buf, LONG).unwrap_err());
     assert_eq!(e, Error::PeerDied { pid });
-    let status = child.wait().unwrap();
+    let status = peer.child.take().unwrap().wait().unwrap();
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&status),
         Some(9)
@@ -362,7 +403,7 @@ fn install_pkg_config_and_the_examples() {
     let subscriber = compile("subscriber.c", "cc", "-std=c11");
     let pingpong = compile("pingpong.cpp", "c++", "-std=c++17");
     let name = unique("example");
-    let p = spawn(&publisher, &[&name, "2000"]);
+    let p = spawn(&publisher, &[&name, "2000"]).makes(&name);
     let s = spawn(&subscriber, &[&name]);
     assert_eq!(run_to_end(s).trim(), "received 2000, missed 0");
     assert_eq!(run_to_end(p).trim(), "published 2000");
@@ -396,4 +437,63 @@ fn the_tutorial_record_between_rust_and_c() {
         }
     }
     assert_eq!(run_to_end(child).trim(), format!("stored {n}"));
+}
+
+/// A C client of a Rust service: every response is its own request's (checked by the C
+/// side), an error response arrives as `SHM_STATUS_SERVER_ERROR` with its code, and a
+/// response larger than the client's buffer is `SHM_STATUS_MESSAGE_TOO_LARGE` with its
+/// size.
+#[test]
+fn c_client_to_rust_service() {
+    use shm_core::{Service, ServiceOptions};
+    let Some(exe) = build("client.c") else { return };
+    let name = unique("svc");
+    let opts = ServiceOptions::new().max_request(256).max_response(256);
+    let mem = ShmOptions::new(&name)
+        .size(opts.segment_len().unwrap())
+        .create()
+        .unwrap();
+    let svc = Service::create(mem, &opts).unwrap();
+    let mut server = svc.server().unwrap();
+    let n = 2000u64;
+    let child = spawn(&exe, &[&name, &n.to_string()]);
+    for _ in 0..n + 2 {
+        let mut req = server.receive_timeout(LONG).unwrap();
+        let data = req.take_data();
+        if data[..8] == 0xE000_0000u64.to_ne_bytes() {
+            req.respond_error(42).unwrap();
+        } else {
+            req.respond_last(&data).unwrap();
+        }
+    }
+    assert_eq!(run_to_end(child).trim(), format!("called {n}"));
+}
+
+/// A Rust client of a C server (which creates the service): every call answered with
+/// its own request, whole.
+#[test]
+fn rust_client_to_c_service() {
+    let Some(exe) = build("server.c") else { return };
+    let name = unique("csvc");
+    let n = 2000u64;
+    let child = spawn(&exe, &[&name, &n.to_string()]).makes(&name);
+    let mem = (0..10_000)
+        .find_map(|_| match ShmOptions::new(&name).open() {
+            Ok(m) => Some(m),
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(1));
+                None
+            }
+        })
+        .expect("the C server made its segment");
+    let svc = shm_core::Service::attach(mem).unwrap();
+    let mut client = svc.client().unwrap();
+    for i in 0..n {
+        let req = message(i, 100);
+        let resp = client.call_timeout(&req, LONG).unwrap();
+        assert_eq!(resp.data, req, "call {i}");
+        assert!(resp.last);
+    }
+    drop(client);
+    assert_eq!(run_to_end(child).trim(), format!("served {n}"));
 }

@@ -103,6 +103,30 @@ int main(int argc, char **argv) {
     close(fd);
     shm_unlink(other_name);
 
+    /* A service nobody answers: a server's try finds nothing, a call ends at its
+     * deadline; a response buffer of NULL with a size is refused. */
+    char svc_name[200];
+    snprintf(svc_name, sizeof svc_name, "%s-svc", argv[1]);
+    shm_service *svc = NULL;
+    shm_server *server = NULL;
+    shm_client *client = NULL;
+    shm_request *req = NULL;
+    EXPECT(shm_service_create(svc_name, 0, 64, 4, &svc), SHM_STATUS_INVALID_ARGUMENT);
+    CHECK(shm_service_create(svc_name, 64, 64, 4, &svc));
+    CHECK(shm_service_server(svc, &server));
+    CHECK(shm_service_client(svc, &client));
+    EXPECT(shm_server_receive_timeout(server, 0, &req), SHM_STATUS_EMPTY);
+    EXPECT(shm_server_receive_timeout(server, 1000000, &req), SHM_STATUS_TIMEOUT);
+    EXPECT(shm_client_call_timeout(client, buf, 8, NULL, 8, &info, 1000000), SHM_STATUS_INVALID_ARGUMENT);
+    EXPECT(shm_client_call_timeout(client, buf, 65, buf, 64, &info, 1000000), SHM_STATUS_MESSAGE_TOO_LARGE);
+    EXPECT(shm_client_call_timeout(client, buf, 8, buf, 64, &info, 1000000), SHM_STATUS_TIMEOUT);
+    EXPECT(shm_request_respond(NULL, buf, 8), SHM_STATUS_INVALID_ARGUMENT);
+    EXPECT(shm_request_data(NULL, NULL, NULL, NULL), SHM_STATUS_INVALID_ARGUMENT);
+    CHECK(shm_client_free(client));
+    CHECK(shm_server_free(server));
+    CHECK(shm_service_free(svc));
+    EXPECT(shm_service_free(svc), SHM_STATUS_INVALID_ARGUMENT);
+
     /* Status values C can pass that are none. */
     if (strcmp(shm_status_name(12345), "SHM_STATUS_UNKNOWN") != 0) return 1;
     if (strcmp(shm_status_name(-1), "SHM_STATUS_UNKNOWN") != 0) return 1;
