@@ -79,6 +79,15 @@ typedef struct shm_channel shm_channel;
 // The calling end of a service (opaque).
 typedef struct shm_client shm_client;
 
+// An event segment (opaque): payload-free notifications by id.
+typedef struct shm_event shm_event;
+
+// The listening end of an event segment (opaque).
+typedef struct shm_listener shm_listener;
+
+// The notifying end of an event segment (opaque).
+typedef struct shm_notifier shm_notifier;
+
 // The publishing end of a broadcast (opaque).
 typedef struct shm_publisher shm_publisher;
 
@@ -105,6 +114,9 @@ typedef struct shm_service shm_service;
 // One subscriber of a broadcast (opaque).
 typedef struct shm_subscriber shm_subscriber;
 
+// A wait set (opaque): the ends attached to it, waited on at once.
+typedef struct shm_waitset shm_waitset;
+
 // What a receive delivered.
 typedef struct {
   // The message's length: the bytes written to the buffer, or, with
@@ -129,6 +141,16 @@ typedef struct {
   // `_Alignof` the record (a power of two, at most 64).
   uint64_t align;
 } shm_schema;
+
+// One ready attachment of a wait set.
+typedef struct {
+  // The key `shm_waitset_attach_*` gave.
+  uint64_t key;
+  // `SHM_STATUS_OK`: the end has something to take (its try call gets it), or the
+  // interval is due. Anything else: the end's wait would end with this status (its
+  // peer closed or died, ...); its own try call reports it too.
+  shm_status status;
+} shm_ready;
 
 #ifdef __cplusplus
 extern "C" {
@@ -649,6 +671,180 @@ const char *shm_last_error_message(void);
 // A short fixed name of a status value (`"SHM_STATUS_TIMEOUT"`, ...;
 // `"SHM_STATUS_UNKNOWN"` for a value that is none). Never NULL; static.
 const char *shm_status_name(int32_t status);
+
+// Creates the named POSIX segment `name` holding an event of `max_ids` ids (1 to
+// 4096) for up to `max_notifiers` notifier processes, and stores the handle in `*out`.
+//
+// Errors: `SHM_STATUS_INVALID_ARGUMENT`, `SHM_STATUS_ALREADY_EXISTS`, `SHM_STATUS_SYSTEM`.
+//
+// # Safety
+// `name` is NULL or NUL-terminated; `out` is NULL or points to a `shm_event *`.
+shm_status shm_event_create(const char *name,
+                            uint32_t max_ids,
+                            uint32_t max_notifiers,
+                            shm_event **out);
+
+// Attaches the event in the named POSIX segment `name`, waiting up to `timeout_ns` for
+// the segment to appear.
+//
+// Errors: `SHM_STATUS_NOT_FOUND`, `SHM_STATUS_MISMATCH`, `SHM_STATUS_CORRUPT`,
+// `SHM_STATUS_INVALID_ARGUMENT`, `SHM_STATUS_SYSTEM`.
+//
+// # Safety
+// As `shm_event_create`.
+shm_status shm_event_open(const char *name, uint64_t timeout_ns, shm_event **out);
+
+// Frees an event handle (NULL: nothing); ends made from it stay usable.
+//
+// # Safety
+// `ev` is NULL or a handle from `shm_event_create` / `shm_event_open`.
+shm_status shm_event_free(shm_event *ev);
+
+// Joins as a notifier and stores the end in `*out`.
+//
+// Errors: `SHM_STATUS_ROLE_TAKEN` (every notifier line taken), `SHM_STATUS_INVALID_ARGUMENT`.
+//
+// # Safety
+// `ev` is NULL or a live event handle; `out` is NULL or points to a `shm_notifier *`.
+shm_status shm_event_notifier(shm_event *ev, shm_notifier **out);
+
+// Takes the listening end (one live listener at a time) and stores it in `*out`.
+//
+// Errors: `SHM_STATUS_ROLE_TAKEN`, `SHM_STATUS_INVALID_ARGUMENT`.
+//
+// # Safety
+// `ev` is NULL or a live event handle; `out` is NULL or points to a `shm_listener *`.
+shm_status shm_event_listener(shm_event *ev, shm_listener **out);
+
+// Frees a notifier (NULL: nothing).
+//
+// # Safety
+// `n` is NULL or a handle from `shm_event_notifier`.
+shm_status shm_notifier_free(shm_notifier *n);
+
+// Frees a listener (NULL: nothing).
+//
+// # Safety
+// `l` is NULL or a handle from `shm_event_listener`.
+shm_status shm_listener_free(shm_listener *l);
+
+// Notifies event `id` (below the event's `max_ids`); never waits. Notifications of one
+// id before the listener looks count once.
+//
+// Errors: `SHM_STATUS_INVALID_ARGUMENT` (an id out of range, NULL), `SHM_STATUS_CLOSED`
+// (no listener), `SHM_STATUS_TRUNCATED`.
+//
+// # Safety
+// `n` is NULL or a live notifier used by one thread at a time.
+shm_status shm_notifier_notify(shm_notifier *n, uint64_t id);
+
+// Takes the ids notified since the last call, if any, into the `cap` ids at `ids`;
+// their number goes to `*count`.
+//
+// Errors: `SHM_STATUS_EMPTY`; `SHM_STATUS_PEER_DIED` (a notifier died; reported once);
+// `SHM_STATUS_MESSAGE_TOO_LARGE` (more ids than `cap`: `*count` says how many);
+// `SHM_STATUS_INVALID_ARGUMENT`; `SHM_STATUS_TRUNCATED`.
+//
+// # Safety
+// `l` is NULL or a live listener used by one thread at a time; `ids` is NULL or `cap`
+// writable `uint64_t`; `count` is NULL or a `size_t`.
+shm_status shm_listener_try_wait(shm_listener *l, uint64_t *ids, size_t cap, size_t *count);
+
+// As `shm_listener_try_wait`, waiting at most `timeout_ns` for a notification
+// (`SHM_FOREVER`: as long as it takes).
+//
+// Errors: as `shm_listener_try_wait`, `SHM_STATUS_TIMEOUT` instead of `SHM_STATUS_EMPTY`
+// for a timeout above 0.
+//
+// # Safety
+// As `shm_listener_try_wait`.
+shm_status shm_listener_wait_timeout(shm_listener *l,
+                                     uint64_t *ids,
+                                     size_t cap,
+                                     size_t *count,
+                                     uint64_t timeout_ns);
+
+// Makes an empty wait set and stores it in `*out`.
+//
+// # Safety
+// `out` is NULL or points to a `shm_waitset *`.
+shm_status shm_waitset_create(shm_waitset **out);
+
+// Frees a wait set (NULL: nothing); the ends attached to it stay the caller's.
+//
+// # Safety
+// `ws` is NULL or a handle from `shm_waitset_create`.
+shm_status shm_waitset_free(shm_waitset *ws);
+
+// Attaches a channel receiver: ready when a message (or the end of the stream) is
+// there. The receiver stays the caller's: its try call takes what the set says.
+//
+// Errors: `SHM_STATUS_INVALID_ARGUMENT` (NULLs, more than 127 ends).
+//
+// # Safety
+// `ws` and `rx` are NULL or live handles; `key` is NULL or a `uint64_t`.
+shm_status shm_waitset_attach_receiver(shm_waitset *ws, shm_receiver *rx, uint64_t *key);
+
+// Attaches a broadcast subscriber (as `shm_waitset_attach_receiver`).
+//
+// # Safety
+// As `shm_waitset_attach_receiver`.
+shm_status shm_waitset_attach_subscriber(shm_waitset *ws, shm_subscriber *s, uint64_t *key);
+
+// Attaches an event listener: ready when an id was notified.
+//
+// # Safety
+// As `shm_waitset_attach_receiver`.
+shm_status shm_waitset_attach_listener(shm_waitset *ws, shm_listener *l, uint64_t *key);
+
+// Attaches a service server: ready when a request is queued for it.
+//
+// # Safety
+// As `shm_waitset_attach_receiver`.
+shm_status shm_waitset_attach_server(shm_waitset *ws, shm_server *s, uint64_t *key);
+
+// Attaches an interval: ready every `every_ns` nanoseconds from now.
+//
+// Errors: `SHM_STATUS_INVALID_ARGUMENT` (0, NULLs).
+//
+// # Safety
+// `ws` is NULL or a live wait set; `key` is NULL or a `uint64_t`.
+shm_status shm_waitset_attach_interval(shm_waitset *ws, uint64_t every_ns, uint64_t *key);
+
+// Detaches `key` (a key not attached is ignored).
+//
+// # Safety
+// `ws` is NULL or a live wait set.
+shm_status shm_waitset_detach(shm_waitset *ws, uint64_t key);
+
+// Waits at most `timeout_ns` (0: just looks; `SHM_FOREVER`: as long as it takes) until
+// an attachment is ready, and stores up to `cap` of the ready ones at `ready`, their
+// number in `*count`.
+//
+// Errors: `SHM_STATUS_EMPTY` (timeout 0, nothing ready), `SHM_STATUS_TIMEOUT`,
+// `SHM_STATUS_MESSAGE_TOO_LARGE` (more ready than `cap`: the first `cap` are stored,
+// `*count` says how many there were; the others are still ready at the next call),
+// `SHM_STATUS_INVALID_ARGUMENT`.
+//
+// # Safety
+// `ws` is NULL or a live wait set used by one thread at a time; `ready` is NULL or
+// `cap` writable `shm_ready`; `count` is NULL or a `size_t`.
+shm_status shm_waitset_wait_timeout(shm_waitset *ws,
+                                    shm_ready *ready,
+                                    size_t cap,
+                                    size_t *count,
+                                    uint64_t timeout_ns);
+
+// Stores in `*fd` a file descriptor that is readable while anything in the set is
+// ready, for an event loop (poll, epoll, libuv, ...): when it is readable, call
+// `shm_waitset_wait_timeout` with timeout 0. The descriptor belongs to the set (do not
+// close it); the first call starts the set's watcher thread.
+//
+// Errors: `SHM_STATUS_SYSTEM`, `SHM_STATUS_INVALID_ARGUMENT`.
+//
+// # Safety
+// `ws` is NULL or a live wait set; `fd` is NULL or an `int`.
+shm_status shm_waitset_fd(shm_waitset *ws, int32_t *fd);
 
 #ifdef __cplusplus
 }  // extern "C"

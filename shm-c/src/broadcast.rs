@@ -23,6 +23,12 @@ pub struct ShmSubscriber {
     s: shm_core::Subscriber<PosixShm>,
 }
 
+impl ShmSubscriber {
+    pub(crate) fn inner(&self) -> &shm_core::Subscriber<PosixShm> {
+        &self.s
+    }
+}
+
 /// Creates the named POSIX segment `name` holding a broadcast of `slots` slots (2 to
 /// 2^24) of messages up to `max_message` bytes, for up to `max_subscribers` subscribers
 /// (1 to 1024); `lossy` non-zero: the publisher never waits and slow subscribers are told

@@ -26,6 +26,12 @@ pub struct ShmReceiver {
     rx: shm_core::Receiver<PosixShm>,
 }
 
+impl ShmReceiver {
+    pub(crate) fn inner(&self) -> &shm_core::Receiver<PosixShm> {
+        &self.rx
+    }
+}
+
 /// Creates the named POSIX segment `name` (`"/name"`, or `"name"`) holding a channel of
 /// `rings` rings (1 to 64) of `capacity` data bytes each (a power of two, at least 64;
 /// the largest message is `capacity - 16`), and stores its handle in `*out`. The

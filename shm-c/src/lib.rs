@@ -1,5 +1,5 @@
-//! The C ABI of shm: channels, broadcasts, seqlock records and services over named POSIX
-//! shared memory, for C and
+//! The C ABI of shm: channels, broadcasts, seqlock records, services, events and the
+//! wait set over named POSIX shared memory, for C and
 //! C++ programs (`include/shm.h`, generated from this crate by cbindgen; `include/shm.hpp`,
 //! a header-only C++17 wrapper over it).
 //!
@@ -17,6 +17,7 @@ mod handles;
 mod record;
 mod service;
 mod status;
+mod waiting;
 
 pub use broadcast::{
     shm_broadcast_create, shm_broadcast_free, shm_broadcast_open, shm_broadcast_publisher,
@@ -44,6 +45,14 @@ pub use service::{
     shm_service_open, shm_service_server, ShmClient, ShmRequest, ShmServer, ShmService,
 };
 pub use status::{shm_last_error_message, shm_status_name, ShmStatus};
+pub use waiting::{
+    shm_event_create, shm_event_free, shm_event_listener, shm_event_notifier, shm_event_open,
+    shm_listener_free, shm_listener_try_wait, shm_listener_wait_timeout, shm_notifier_free,
+    shm_notifier_notify, shm_waitset_attach_interval, shm_waitset_attach_listener,
+    shm_waitset_attach_receiver, shm_waitset_attach_server, shm_waitset_attach_subscriber,
+    shm_waitset_create, shm_waitset_detach, shm_waitset_fd, shm_waitset_free,
+    shm_waitset_wait_timeout, ShmEvent, ShmListener, ShmNotifier, ShmReady, ShmWaitSet,
+};
 
 /// For the tests of the boundary itself: panics inside the guard every entry point runs
 /// in, and returns what the guard made of it (`SHM_STATUS_PANIC`, with the panic's text

@@ -26,6 +26,12 @@ pub struct ShmServer {
     s: shm_core::service::Server<PosixShm>,
 }
 
+impl ShmServer {
+    pub(crate) fn inner(&self) -> &shm_core::service::Server<PosixShm> {
+        &self.s
+    }
+}
+
 /// One request a server took (opaque): read it with `shm_request_data`, answer it with
 /// `shm_request_respond*`, then `shm_request_free` it (freed unanswered, its client gets
 /// `SHM_STATUS_CLOSED`).

@@ -497,3 +497,57 @@ fn rust_client_to_c_service() {
     drop(client);
     assert_eq!(run_to_end(child).trim(), format!("served {n}"));
 }
+
+/// Waiting on many things from C: a channel receiver, a broadcast subscriber, an event
+/// listener and an interval in one wait set, waited on directly and through the set's
+/// fd with poll(2); every message and every id the Rust side sends arrives.
+#[test]
+fn a_c_wait_set_over_a_channel_a_broadcast_and_an_event() {
+    use shm_core::{BroadcastOptions, Event, EventOptions};
+    use std::io::{BufRead, BufReader, Read};
+    let Some(exe) = build("waitset.c") else {
+        return;
+    };
+    let name = unique("ws");
+    let chan = rust_channel(&format!("{name}-chan"));
+    let bopts = BroadcastOptions::new().slots(64).max_message(256);
+    let bmem = ShmOptions::new(format!("{name}-bc"))
+        .size(bopts.segment_len().unwrap())
+        .create()
+        .unwrap();
+    let bc = Broadcast::create(bmem, &bopts).unwrap();
+    let eopts = EventOptions::new().max_ids(1024);
+    let emem = ShmOptions::new(format!("{name}-ev"))
+        .size(eopts.segment_len().unwrap())
+        .create()
+        .unwrap();
+    let ev = Event::create(emem, &eopts).unwrap();
+    let (mut tx, mut publisher, mut notifier) = (
+        chan.sender(0).unwrap(),
+        bc.publisher().unwrap(),
+        ev.notifier().unwrap(),
+    );
+    let n = 500u64;
+    let mut peer = spawn(&exe, &[&name, &n.to_string()]);
+    let mut out = BufReader::new(peer.child.as_mut().unwrap().stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "joined");
+    for i in 0..n {
+        tx.send_timeout(&message(i, 100), LONG).unwrap();
+        publisher.publish_timeout(&message(i, 100), LONG).unwrap();
+        notifier.notify(i).unwrap();
+        if i % 50 == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let status = peer.child.take().unwrap().wait_with_output().unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert_eq!(rest.trim(), format!("waited {n}"));
+}
