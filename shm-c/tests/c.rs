@@ -190,6 +190,19 @@ fn run_to_end(mut peer: Peer) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The named segment a peer program makes, once it is there (at most 10 s).
+fn made_by_peer(name: &str) -> PosixShm {
+    (0..10_000)
+        .find_map(|_| match ShmOptions::new(name).open() {
+            Ok(m) => Some(m),
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(1));
+                None
+            }
+        })
+        .unwrap_or_else(|| panic!("the peer never made {name}"))
+}
+
 fn rust_channel(name: &str) -> Channel<PosixShm> {
     let opts = ChannelOptions::new().capacity(1 << 16);
     let mem = ShmOptions::new(name)
@@ -235,15 +248,7 @@ fn c_publisher_to_rust_subscriber() {
     let name = unique("from-c");
     let (count, size) = (20_000u64, 200usize);
     let child = spawn(&exe, &[&name, &count.to_string(), &size.to_string(), "1"]).makes(&name);
-    let mem = (0..10_000)
-        .find_map(|_| match ShmOptions::new(&name).open() {
-            Ok(m) => Some(m),
-            Err(_) => {
-                std::thread::sleep(Duration::from_millis(1));
-                None
-            }
-        })
-        .expect("the C publisher made its segment");
+    let mem = made_by_peer(&name);
     let mut sub = Broadcast::attach(mem).unwrap().subscriber().unwrap();
     let mut buf = Vec::new();
     for i in 0..count {
@@ -477,15 +482,7 @@ fn rust_client_to_c_service() {
     let name = unique("csvc");
     let n = 2000u64;
     let child = spawn(&exe, &[&name, &n.to_string()]).makes(&name);
-    let mem = (0..10_000)
-        .find_map(|_| match ShmOptions::new(&name).open() {
-            Ok(m) => Some(m),
-            Err(_) => {
-                std::thread::sleep(Duration::from_millis(1));
-                None
-            }
-        })
-        .expect("the C server made its segment");
+    let mem = made_by_peer(&name);
     let svc = shm_core::Service::attach(mem).unwrap();
     let mut client = svc.client().unwrap();
     for i in 0..n {
@@ -550,4 +547,32 @@ fn a_c_wait_set_over_a_channel_a_broadcast_and_an_event() {
         String::from_utf8_lossy(&status.stderr)
     );
     assert_eq!(rest.trim(), format!("waited {n}"));
+}
+
+/// A Rust client of a C++ server (shm.hpp: Service, Server, Request, WaitSet with an
+/// interval), which creates the service: every call answered with its own request,
+/// first byte flipped.
+#[test]
+fn rust_client_to_cpp_service_waiting_in_a_wait_set() {
+    let Some(exe) = build("server.cpp") else {
+        return;
+    };
+    let name = unique("cppsvc");
+    let n = 1000u64;
+    let child = spawn(&exe, &[&name, &n.to_string()]).makes(&name);
+    let mem = made_by_peer(&name);
+    let svc = shm_core::Service::attach(mem).unwrap();
+    let mut client = svc.client().unwrap();
+    for i in 0..n {
+        let req = message(i, 100);
+        let mut want = req.clone();
+        want[0] ^= 0xFF;
+        assert_eq!(
+            client.call_timeout(&req, LONG).unwrap().data,
+            want,
+            "call {i}"
+        );
+    }
+    drop(client);
+    assert_eq!(run_to_end(child).trim(), format!("served {n}"));
 }
