@@ -85,6 +85,9 @@ typedef struct shm_event shm_event;
 // The listening end of an event segment (opaque).
 typedef struct shm_listener shm_listener;
 
+// A region of shared memory (opaque).
+typedef struct shm_memory shm_memory;
+
 // The notifying end of an event segment (opaque).
 typedef struct shm_notifier shm_notifier;
 
@@ -184,6 +187,41 @@ shm_status shm_broadcast_create(const char *name,
 // # Safety
 // As `shm_broadcast_create`.
 shm_status shm_broadcast_open(const char *name, uint64_t timeout_ns, shm_broadcast **out);
+
+// Stores in `*len` the bytes a broadcast of these options needs (see
+// `shm_broadcast_create`).
+//
+// Errors: `SHM_STATUS_INVALID_ARGUMENT`.
+//
+// # Safety
+// `len` is NULL or points to a `uint64_t`.
+shm_status shm_broadcast_segment_len(uint64_t max_message,
+                                     uint64_t slots,
+                                     uint32_t max_subscribers,
+                                     uint64_t *len);
+
+// Lays out a broadcast (as `shm_broadcast_create`) in `mem`, which stays the caller's,
+// and stores the handle in `*out`.
+//
+// Errors: `SHM_STATUS_INVALID_ARGUMENT`, `SHM_STATUS_MISMATCH` (too small: see
+// `shm_broadcast_segment_len`), `SHM_STATUS_SYSTEM`.
+//
+// # Safety
+// `mem` is NULL or a live memory handle; `out` is NULL or points to a `shm_broadcast *`.
+shm_status shm_broadcast_create_in(shm_memory *mem,
+                                   uint64_t max_message,
+                                   uint64_t slots,
+                                   uint32_t max_subscribers,
+                                   int32_t lossy,
+                                   shm_broadcast **out);
+
+// Attaches the broadcast laid out in `mem`, which stays the caller's.
+//
+// Errors: `SHM_STATUS_MISMATCH`, `SHM_STATUS_CORRUPT`, `SHM_STATUS_INVALID_ARGUMENT`.
+//
+// # Safety
+// As `shm_broadcast_create_in`.
+shm_status shm_broadcast_attach_in(shm_memory *mem, shm_broadcast **out);
 
 // Frees a broadcast handle (NULL: nothing); ends made from it stay usable. A handle
 // freed already is refused with `SHM_STATUS_INVALID_ARGUMENT`.
@@ -327,6 +365,37 @@ shm_status shm_channel_create(const char *name,
 // As `shm_channel_create`.
 shm_status shm_channel_open(const char *name, uint64_t timeout_ns, shm_channel **out);
 
+// Stores in `*len` the bytes a channel of `rings` rings of `capacity` bytes needs (for
+// `shm_memory_*_create` before `shm_channel_create_in`).
+//
+// Errors: `SHM_STATUS_INVALID_ARGUMENT`.
+//
+// # Safety
+// `len` is NULL or points to a `uint64_t`.
+shm_status shm_channel_segment_len(uint64_t capacity, uint32_t rings, uint64_t *len);
+
+// Lays out a channel (as `shm_channel_create`) in `mem`, which stays the caller's (the
+// channel maps it afresh), and stores the handle in `*out`.
+//
+// Errors: `SHM_STATUS_INVALID_ARGUMENT`, `SHM_STATUS_MISMATCH` (the memory is too small:
+// see `shm_channel_segment_len`; or holds a segment already), `SHM_STATUS_SYSTEM`.
+//
+// # Safety
+// `mem` is NULL or a live memory handle; `out` is NULL or points to a `shm_channel *`.
+shm_status shm_channel_create_in(shm_memory *mem,
+                                 uint64_t capacity,
+                                 uint32_t rings,
+                                 shm_channel **out);
+
+// Attaches the channel laid out in `mem` (the layout validated), which stays the
+// caller's, and stores the handle in `*out`.
+//
+// Errors: `SHM_STATUS_MISMATCH`, `SHM_STATUS_CORRUPT`, `SHM_STATUS_INVALID_ARGUMENT`.
+//
+// # Safety
+// As `shm_channel_create_in`.
+shm_status shm_channel_attach_in(shm_memory *mem, shm_channel **out);
+
 // Frees a channel handle (NULL: nothing). Ends made from it stay usable. A handle
 // freed already is refused with `SHM_STATUS_INVALID_ARGUMENT`.
 //
@@ -457,6 +526,69 @@ shm_status shm_receiver_recv_timeout(shm_receiver *rx,
                                      size_t cap,
                                      shm_received *info,
                                      uint64_t timeout_ns);
+
+// Creates the named POSIX segment `name` of `size` bytes (zeroed; untouched pages cost
+// nothing) and stores its handle in `*out`; freeing the handle removes the name.
+//
+// Errors: `SHM_STATUS_INVALID_ARGUMENT`, `SHM_STATUS_ALREADY_EXISTS`, `SHM_STATUS_SYSTEM`.
+//
+// # Safety
+// `name` is NULL or NUL-terminated; `out` is NULL or points to a `shm_memory *`.
+shm_status shm_memory_posix_create(const char *name, uint64_t size, shm_memory **out);
+
+// Opens the named POSIX segment `name`, waiting up to `timeout_ns` for it to appear.
+//
+// Errors: `SHM_STATUS_NOT_FOUND`, `SHM_STATUS_INVALID_ARGUMENT`, `SHM_STATUS_SYSTEM`.
+//
+// # Safety
+// As `shm_memory_posix_create`.
+shm_status shm_memory_posix_open(const char *name, uint64_t timeout_ns, shm_memory **out);
+
+// Creates an anonymous memfd of `size` bytes, sealed against resizing, and stores its
+// handle in `*out`: hand it to another process with `shm_memory_memfd_serve`.
+//
+// Errors: `SHM_STATUS_INVALID_ARGUMENT`, `SHM_STATUS_SYSTEM`.
+//
+// # Safety
+// `out` is NULL or points to a `shm_memory *`.
+shm_status shm_memory_memfd_create(uint64_t size, shm_memory **out);
+
+// Serves the memfd behind `mem` to one process that connects to the Unix socket at
+// `socket_path` (`shm_memory_memfd_connect`, or Rust's `shm_memfd::connect`) within
+// `timeout_ns`; the socket file is made here and removed again before returning.
+//
+// Errors: `SHM_STATUS_TIMEOUT` (nobody connected), `SHM_STATUS_INVALID_ARGUMENT` (not
+// memfd memory, NULL), `SHM_STATUS_SYSTEM` (the socket).
+//
+// # Safety
+// `mem` is NULL or a live memory handle; `socket_path` is NULL or NUL-terminated.
+shm_status shm_memory_memfd_serve(shm_memory *mem, const char *socket_path, uint64_t timeout_ns);
+
+// Connects to the Unix socket at `socket_path`, waiting up to `timeout_ns` for it, and
+// maps the memfd its server sends (checked: sealed against resizing, its size).
+//
+// Errors: `SHM_STATUS_TIMEOUT`, `SHM_STATUS_INVALID_ARGUMENT`, `SHM_STATUS_SYSTEM`.
+//
+// # Safety
+// `socket_path` is NULL or NUL-terminated; `out` is NULL or points to a `shm_memory *`.
+shm_status shm_memory_memfd_connect(const char *socket_path, uint64_t timeout_ns, shm_memory **out);
+
+// Creates anonymous shared memory of `size` bytes: a child forked after this call
+// shares it (and the channels and broadcasts laid out in it; the child takes its own
+// ends from the inherited handles).
+//
+// Errors: `SHM_STATUS_INVALID_ARGUMENT`, `SHM_STATUS_SYSTEM`.
+//
+// # Safety
+// `out` is NULL or points to a `shm_memory *`.
+shm_status shm_memory_anon_create(uint64_t size, shm_memory **out);
+
+// Frees a memory handle (NULL: nothing): a POSIX segment's creator removes its name.
+// Segments laid out in the memory keep their own mappings.
+//
+// # Safety
+// `mem` is NULL or a handle from a `shm_memory_*` function.
+shm_status shm_memory_free(shm_memory *mem);
 
 // Creates the named POSIX segment `name` holding one record of type `schema`, whose
 // first value is the `schema->size` bytes at `initial`, and stores the handle in

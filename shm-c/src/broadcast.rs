@@ -2,29 +2,30 @@
 
 use std::ffi::{c_char, c_void};
 
+use shm_any::AnyShm;
 use shm_core::{Broadcast, BroadcastMode, BroadcastOptions, Error};
-use shm_posix::PosixShm;
 
 use crate::handles::*;
+use crate::memory::ShmMemory;
 use crate::status::{guard, Failure, ShmStatus};
 
 /// A broadcast segment (opaque).
 pub struct ShmBroadcast {
-    b: Broadcast<PosixShm>,
+    b: Broadcast<AnyShm>,
 }
 
 /// The publishing end of a broadcast (opaque).
 pub struct ShmPublisher {
-    p: shm_core::Publisher<PosixShm>,
+    p: shm_core::Publisher<AnyShm>,
 }
 
 /// One subscriber of a broadcast (opaque).
 pub struct ShmSubscriber {
-    s: shm_core::Subscriber<PosixShm>,
+    s: shm_core::Subscriber<AnyShm>,
 }
 
 impl ShmSubscriber {
-    pub(crate) fn inner(&self) -> &shm_core::Subscriber<PosixShm> {
+    pub(crate) fn inner(&self) -> &shm_core::Subscriber<AnyShm> {
         &self.s
     }
 }
@@ -50,22 +51,15 @@ pub unsafe extern "C" fn shm_broadcast_create(
     lossy: i32,
     out: *mut *mut ShmBroadcast,
 ) -> ShmStatus {
-    let mode = if lossy != 0 {
-        BroadcastMode::Lossy
-    } else {
-        BroadcastMode::Reliable
-    };
+    let opts = options(max_message, slots, max_subscribers, lossy);
     // SAFETY: the caller's contract above.
     unsafe {
         named(name, out, |name| {
-            let opts = BroadcastOptions::new()
-                .mode(mode)
-                .slots(slots)
-                .max_message(max_message)
-                .max_subscribers(max_subscribers);
-            let mem = shm_posix::ShmOptions::new(name)
-                .size(opts.segment_len()?)
-                .create()?;
+            let mem = AnyShm::from(
+                shm_posix::ShmOptions::new(name)
+                    .size(opts.segment_len()?)
+                    .create()?,
+            );
             Ok(ShmBroadcast {
                 b: Broadcast::create(mem, &opts)?,
             })
@@ -90,9 +84,96 @@ pub unsafe extern "C" fn shm_broadcast_open(
     // SAFETY: the caller's contract above.
     unsafe {
         named(name, out, |name| {
-            let mem = open_named(name, timeout_arg(timeout_ns))?;
+            let mem = AnyShm::from(open_named(name, timeout_arg(timeout_ns))?);
             Ok(ShmBroadcast {
                 b: Broadcast::attach(mem)?,
+            })
+        })
+    }
+}
+
+fn options(max_message: u64, slots: u64, max_subscribers: u32, lossy: i32) -> BroadcastOptions {
+    let mode = if lossy != 0 {
+        BroadcastMode::Lossy
+    } else {
+        BroadcastMode::Reliable
+    };
+    BroadcastOptions::new()
+        .mode(mode)
+        .slots(slots)
+        .max_message(max_message)
+        .max_subscribers(max_subscribers)
+}
+
+/// Stores in `*len` the bytes a broadcast of these options needs (see
+/// `shm_broadcast_create`).
+///
+/// Errors: `SHM_STATUS_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// `len` is NULL or points to a `uint64_t`.
+#[no_mangle]
+pub unsafe extern "C" fn shm_broadcast_segment_len(
+    max_message: u64,
+    slots: u64,
+    max_subscribers: u32,
+    len: *mut u64,
+) -> ShmStatus {
+    guard(|| {
+        if len.is_null() {
+            return Err(Failure::invalid("len is NULL"));
+        }
+        let n = options(max_message, slots, max_subscribers, 0).segment_len()?;
+        // SAFETY: non-null (checked); the caller's `uint64_t`.
+        unsafe { len.write(n) };
+        Ok(())
+    })
+}
+
+/// Lays out a broadcast (as `shm_broadcast_create`) in `mem`, which stays the caller's,
+/// and stores the handle in `*out`.
+///
+/// Errors: `SHM_STATUS_INVALID_ARGUMENT`, `SHM_STATUS_MISMATCH` (too small: see
+/// `shm_broadcast_segment_len`), `SHM_STATUS_SYSTEM`.
+///
+/// # Safety
+/// `mem` is NULL or a live memory handle; `out` is NULL or points to a `shm_broadcast *`.
+#[no_mangle]
+pub unsafe extern "C" fn shm_broadcast_create_in(
+    mem: *mut ShmMemory,
+    max_message: u64,
+    slots: u64,
+    max_subscribers: u32,
+    lossy: i32,
+    out: *mut *mut ShmBroadcast,
+) -> ShmStatus {
+    let opts = options(max_message, slots, max_subscribers, lossy);
+    // SAFETY: the caller's contract above.
+    unsafe {
+        end_of(mem, "memory", out, |m| {
+            Ok(ShmBroadcast {
+                b: Broadcast::create(m.duplicate()?, &opts)?,
+            })
+        })
+    }
+}
+
+/// Attaches the broadcast laid out in `mem`, which stays the caller's.
+///
+/// Errors: `SHM_STATUS_MISMATCH`, `SHM_STATUS_CORRUPT`, `SHM_STATUS_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// As `shm_broadcast_create_in`.
+#[no_mangle]
+pub unsafe extern "C" fn shm_broadcast_attach_in(
+    mem: *mut ShmMemory,
+    out: *mut *mut ShmBroadcast,
+) -> ShmStatus {
+    // SAFETY: the caller's contract above.
+    unsafe {
+        end_of(mem, "memory", out, |m| {
+            Ok(ShmBroadcast {
+                b: Broadcast::attach(m.duplicate()?)?,
             })
         })
     }
@@ -267,7 +348,7 @@ pub unsafe extern "C" fn shm_publisher_publish_timeout(
 }
 
 fn delivered(
-    s: &shm_core::Subscriber<PosixShm>,
+    s: &shm_core::Subscriber<AnyShm>,
     info: *mut ShmReceived,
     r: Result<usize, Error>,
 ) -> Result<(), Failure> {

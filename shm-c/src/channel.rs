@@ -2,32 +2,33 @@
 
 use std::ffi::{c_char, c_void};
 
+use shm_any::AnyShm;
 use shm_core::channel::DetachedSlot;
 use shm_core::{Channel, ChannelOptions, Error};
-use shm_posix::PosixShm;
 
 use crate::handles::*;
+use crate::memory::ShmMemory;
 use crate::status::{guard, Failure, ShmStatus};
 
 /// A channel segment (opaque): made by `shm_channel_create`, attached by
 /// `shm_channel_open`, freed by `shm_channel_free`.
 pub struct ShmChannel {
-    chan: Channel<PosixShm>,
+    chan: Channel<AnyShm>,
 }
 
 /// The sending end of one ring (opaque).
 pub struct ShmSender {
-    tx: shm_core::Sender<PosixShm>,
+    tx: shm_core::Sender<AnyShm>,
     slot: Option<DetachedSlot>,
 }
 
 /// The receiving end of one ring (opaque).
 pub struct ShmReceiver {
-    rx: shm_core::Receiver<PosixShm>,
+    rx: shm_core::Receiver<AnyShm>,
 }
 
 impl ShmReceiver {
-    pub(crate) fn inner(&self) -> &shm_core::Receiver<PosixShm> {
+    pub(crate) fn inner(&self) -> &shm_core::Receiver<AnyShm> {
         &self.rx
     }
 }
@@ -54,9 +55,11 @@ pub unsafe extern "C" fn shm_channel_create(
     unsafe {
         named(name, out, |name| {
             let opts = ChannelOptions::new().rings(rings).capacity(capacity);
-            let mem = shm_posix::ShmOptions::new(name)
-                .size(opts.segment_len()?)
-                .create()?;
+            let mem = AnyShm::from(
+                shm_posix::ShmOptions::new(name)
+                    .size(opts.segment_len()?)
+                    .create()?,
+            );
             let chan = Channel::create(mem, &opts)?;
             Ok(ShmChannel { chan })
         })
@@ -82,9 +85,84 @@ pub unsafe extern "C" fn shm_channel_open(
     // SAFETY: the caller's contract above.
     unsafe {
         named(name, out, |name| {
-            let mem = open_named(name, timeout_arg(timeout_ns))?;
+            let mem = AnyShm::from(open_named(name, timeout_arg(timeout_ns))?);
             Ok(ShmChannel {
                 chan: Channel::attach(mem)?,
+            })
+        })
+    }
+}
+
+/// Stores in `*len` the bytes a channel of `rings` rings of `capacity` bytes needs (for
+/// `shm_memory_*_create` before `shm_channel_create_in`).
+///
+/// Errors: `SHM_STATUS_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// `len` is NULL or points to a `uint64_t`.
+#[no_mangle]
+pub unsafe extern "C" fn shm_channel_segment_len(
+    capacity: u64,
+    rings: u32,
+    len: *mut u64,
+) -> ShmStatus {
+    guard(|| {
+        if len.is_null() {
+            return Err(Failure::invalid("len is NULL"));
+        }
+        let n = ChannelOptions::new()
+            .rings(rings)
+            .capacity(capacity)
+            .segment_len()?;
+        // SAFETY: non-null (checked); the caller's `uint64_t`.
+        unsafe { len.write(n) };
+        Ok(())
+    })
+}
+
+/// Lays out a channel (as `shm_channel_create`) in `mem`, which stays the caller's (the
+/// channel maps it afresh), and stores the handle in `*out`.
+///
+/// Errors: `SHM_STATUS_INVALID_ARGUMENT`, `SHM_STATUS_MISMATCH` (the memory is too small:
+/// see `shm_channel_segment_len`; or holds a segment already), `SHM_STATUS_SYSTEM`.
+///
+/// # Safety
+/// `mem` is NULL or a live memory handle; `out` is NULL or points to a `shm_channel *`.
+#[no_mangle]
+pub unsafe extern "C" fn shm_channel_create_in(
+    mem: *mut ShmMemory,
+    capacity: u64,
+    rings: u32,
+    out: *mut *mut ShmChannel,
+) -> ShmStatus {
+    // SAFETY: the caller's contract above.
+    unsafe {
+        end_of(mem, "memory", out, |m| {
+            let opts = ChannelOptions::new().rings(rings).capacity(capacity);
+            Ok(ShmChannel {
+                chan: Channel::create(m.duplicate()?, &opts)?,
+            })
+        })
+    }
+}
+
+/// Attaches the channel laid out in `mem` (the layout validated), which stays the
+/// caller's, and stores the handle in `*out`.
+///
+/// Errors: `SHM_STATUS_MISMATCH`, `SHM_STATUS_CORRUPT`, `SHM_STATUS_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// As `shm_channel_create_in`.
+#[no_mangle]
+pub unsafe extern "C" fn shm_channel_attach_in(
+    mem: *mut ShmMemory,
+    out: *mut *mut ShmChannel,
+) -> ShmStatus {
+    // SAFETY: the caller's contract above.
+    unsafe {
+        end_of(mem, "memory", out, |m| {
+            Ok(ShmChannel {
+                chan: Channel::attach(m.duplicate()?)?,
             })
         })
     }

@@ -14,26 +14,33 @@
 mod broadcast;
 mod channel;
 mod handles;
+mod memory;
 mod record;
 mod service;
 mod status;
 mod waiting;
 
 pub use broadcast::{
-    shm_broadcast_create, shm_broadcast_free, shm_broadcast_open, shm_broadcast_publisher,
+    shm_broadcast_attach_in, shm_broadcast_create, shm_broadcast_create_in, shm_broadcast_free,
+    shm_broadcast_open, shm_broadcast_publisher, shm_broadcast_segment_len,
     shm_broadcast_subscriber, shm_broadcast_subscriber_count, shm_publisher_free,
     shm_publisher_publish, shm_publisher_publish_timeout, shm_publisher_try_publish,
     shm_subscriber_free, shm_subscriber_recv, shm_subscriber_recv_timeout, shm_subscriber_try_recv,
     ShmBroadcast, ShmPublisher, ShmSubscriber,
 };
 pub use channel::{
-    shm_channel_create, shm_channel_free, shm_channel_open, shm_channel_receiver,
-    shm_channel_sender, shm_receiver_free, shm_receiver_recv, shm_receiver_recv_timeout,
-    shm_receiver_try_recv, shm_sender_abandon, shm_sender_commit, shm_sender_free,
-    shm_sender_reserve_timeout, shm_sender_send, shm_sender_send_timeout, shm_sender_try_send,
-    ShmChannel, ShmReceiver, ShmSender,
+    shm_channel_attach_in, shm_channel_create, shm_channel_create_in, shm_channel_free,
+    shm_channel_open, shm_channel_receiver, shm_channel_segment_len, shm_channel_sender,
+    shm_receiver_free, shm_receiver_recv, shm_receiver_recv_timeout, shm_receiver_try_recv,
+    shm_sender_abandon, shm_sender_commit, shm_sender_free, shm_sender_reserve_timeout,
+    shm_sender_send, shm_sender_send_timeout, shm_sender_try_send, ShmChannel, ShmReceiver,
+    ShmSender,
 };
 pub use handles::{ShmReceived, SHM_FOREVER};
+pub use memory::{
+    shm_memory_anon_create, shm_memory_free, shm_memory_memfd_connect, shm_memory_memfd_create,
+    shm_memory_memfd_serve, shm_memory_posix_create, shm_memory_posix_open, ShmMemory,
+};
 pub use record::{
     shm_seqlock_create, shm_seqlock_free, shm_seqlock_load, shm_seqlock_open, shm_seqlock_store,
     ShmSchema, ShmSeqLock,
