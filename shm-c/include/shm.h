@@ -527,6 +527,33 @@ shm_status shm_receiver_recv_timeout(shm_receiver *rx,
                                      shm_received *info,
                                      uint64_t timeout_ns);
 
+// Receives the next message without copying it, waiting at most `timeout_ns` (0: only
+// if one is there now; `SHM_FOREVER`: as long as it takes): `*data` points at its
+// `*len` bytes in the ring itself, valid until `shm_receiver_release` (or the
+// receiver's free). The bytes are shared memory another process may write at any
+// moment: copy what you validate. While a message is held the receiver receives
+// nothing else (`SHM_STATUS_INVALID_ARGUMENT`).
+//
+// Errors: as `shm_receiver_recv_timeout` (`SHM_STATUS_EMPTY` for timeout 0), and
+// `SHM_STATUS_INVALID_ARGUMENT` while a message is held.
+//
+// # Safety
+// `rx` is NULL or a live receiver used by one thread at a time; `data` and `len` are
+// NULL or point to a `const void *` and a `size_t`.
+shm_status shm_receiver_recv_held_timeout(shm_receiver *rx,
+                                          const void **data,
+                                          size_t *len,
+                                          uint64_t timeout_ns);
+
+// Releases the message `shm_receiver_recv_held_timeout` holds, freeing its room for
+// the sender; its address is no longer valid.
+//
+// Errors: `SHM_STATUS_INVALID_ARGUMENT` when none is held.
+//
+// # Safety
+// `rx` is NULL or a live receiver used by one thread at a time.
+shm_status shm_receiver_release(shm_receiver *rx);
+
 // Creates the named POSIX segment `name` of `size` bytes (zeroed; untouched pages cost
 // nothing) and stores its handle in `*out`; freeing the handle removes the name.
 //

@@ -25,6 +25,7 @@ pub struct ShmSender {
 /// The receiving end of one ring (opaque).
 pub struct ShmReceiver {
     rx: shm_core::Receiver<AnyShm>,
+    held: Option<shm_core::channel::HeldMessage>,
 }
 
 impl ShmReceiver {
@@ -221,6 +222,7 @@ pub unsafe extern "C" fn shm_channel_receiver(
         end_of(chan, "channel", out, |c| {
             Ok(ShmReceiver {
                 rx: c.chan.receiver(ring)?,
+                held: None,
             })
         })
     }
@@ -477,4 +479,63 @@ pub unsafe extern "C" fn shm_receiver_recv_timeout(
             received(info, got)
         })
     }
+}
+
+/// Receives the next message without copying it, waiting at most `timeout_ns` (0: only
+/// if one is there now; `SHM_FOREVER`: as long as it takes): `*data` points at its
+/// `*len` bytes in the ring itself, valid until `shm_receiver_release` (or the
+/// receiver's free). The bytes are shared memory another process may write at any
+/// moment: copy what you validate. While a message is held the receiver receives
+/// nothing else (`SHM_STATUS_INVALID_ARGUMENT`).
+///
+/// Errors: as `shm_receiver_recv_timeout` (`SHM_STATUS_EMPTY` for timeout 0), and
+/// `SHM_STATUS_INVALID_ARGUMENT` while a message is held.
+///
+/// # Safety
+/// `rx` is NULL or a live receiver used by one thread at a time; `data` and `len` are
+/// NULL or point to a `const void *` and a `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn shm_receiver_recv_held_timeout(
+    rx: *mut ShmReceiver,
+    data: *mut *const c_void,
+    len: *mut usize,
+    timeout_ns: u64,
+) -> ShmStatus {
+    guard(|| {
+        if data.is_null() || len.is_null() {
+            return Err(Failure::invalid("data or len is NULL"));
+        }
+        // SAFETY: the caller's contract above.
+        let r = unsafe { handle(rx, "receiver") }?;
+        let m = r.rx.recv_held(timeout_arg(timeout_ns))?;
+        let p = r.rx.held_ptr(&m)?;
+        let n = m.len();
+        r.held = Some(m);
+        // SAFETY: both non-null (checked); the caller's `const void *` and `size_t`.
+        unsafe {
+            data.write(p.cast());
+            len.write(n);
+        }
+        Ok(())
+    })
+}
+
+/// Releases the message `shm_receiver_recv_held_timeout` holds, freeing its room for
+/// the sender; its address is no longer valid.
+///
+/// Errors: `SHM_STATUS_INVALID_ARGUMENT` when none is held.
+///
+/// # Safety
+/// `rx` is NULL or a live receiver used by one thread at a time.
+#[no_mangle]
+pub unsafe extern "C" fn shm_receiver_release(rx: *mut ShmReceiver) -> ShmStatus {
+    guard(|| {
+        // SAFETY: the caller's contract above.
+        let r = unsafe { handle(rx, "receiver") }?;
+        let m = r
+            .held
+            .take()
+            .ok_or_else(|| Failure::invalid("no message is held"))?;
+        Ok(r.rx.release_held(m)?)
+    })
 }

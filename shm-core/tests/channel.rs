@@ -499,3 +499,44 @@ fn a_sender_paused_between_its_two_stores_is_a_delay_not_corruption() {
         "{e:?}"
     );
 }
+
+/// A held message (for bindings): read in place until released, no other receive while
+/// it is held (so nothing is delivered twice), then the next one.
+#[test]
+fn a_held_message_stays_until_released_and_blocks_other_receives() {
+    use shm_core::{Channel, ChannelOptions, Error, HeapMemory};
+    let opts = ChannelOptions::new().capacity(1024);
+    let chan =
+        Channel::create(HeapMemory::new(opts.segment_len().unwrap() as usize), &opts).unwrap();
+    let (mut tx, mut rx) = (chan.sender(0).unwrap(), chan.receiver(0).unwrap());
+    tx.send(b"first").unwrap();
+    tx.send(b"second").unwrap();
+    let m = rx.recv_held(Some(std::time::Duration::ZERO)).unwrap();
+    assert_eq!(m.len(), 5);
+    let p = rx.held_ptr(&m).unwrap();
+    let mut got = [0u8; 5];
+    // SAFETY: the held message's 5 bytes, in heap memory this test alone writes, read
+    // before the release.
+    unsafe { std::ptr::copy_nonoverlapping(p, got.as_mut_ptr(), 5) };
+    assert_eq!(&got, b"first");
+    assert!(matches!(
+        rx.try_recv().err(),
+        Some(shm_core::TryRecvError::Failed(Error::InvalidOption { .. }))
+    ));
+    assert!(matches!(
+        rx.recv_held(None),
+        Err(Error::InvalidOption { .. })
+    ));
+    let mut v = Vec::new();
+    assert!(rx.try_recv_into(&mut v).is_err());
+    rx.release_held(m).unwrap();
+    let m2 = rx.recv_held(None).unwrap();
+    assert_eq!(m2.len(), 6);
+    rx.release_held(m2).unwrap();
+    assert_eq!(rx.try_recv().err(), Some(shm_core::TryRecvError::Empty));
+    // Nothing held: an empty try is Empty, not a held message.
+    assert!(matches!(
+        rx.recv_held(Some(std::time::Duration::ZERO)),
+        Err(Error::Empty)
+    ));
+}

@@ -1,5 +1,6 @@
 /* A C receiver: opens the channel NAME, receives COUNT messages of SIZE bytes on ring
- * 0, checks each one's number and checksum, and prints "received COUNT". */
+ * 0 (every other one zero-copy: held in the ring, then released), checks each one's
+ * number and checksum, and prints "received COUNT". */
 #include "common.h"
 
 int main(int argc, char **argv) {
@@ -13,13 +14,27 @@ int main(int argc, char **argv) {
     CHECK(shm_channel_receiver(chan, 0, &rx));
     uint8_t *buf = malloc(size);
     for (uint64_t i = 0; i < count; i++) {
-        shm_received info;
-        CHECK(shm_receiver_recv_timeout(rx, buf, size, &info, 10ULL * 1000 * 1000 * 1000));
-        if (info.len != size || check_message(buf, info.len, i) != 0) {
-            fprintf(stderr, "message %llu: wrong (len %zu)\n", (unsigned long long)i, info.len);
+        size_t len = 0;
+        if (i % 2 == 0) {
+            /* Copied into our buffer. */
+            shm_received info;
+            CHECK(shm_receiver_recv_timeout(rx, buf, size, &info, 10ULL * 1000 * 1000 * 1000));
+            len = info.len;
+        } else {
+            /* Zero-copy: read in the ring, then released (copied here only to check it,
+             * as a program that validates what a peer wrote does). */
+            const void *data = NULL;
+            CHECK(shm_receiver_recv_held_timeout(rx, &data, &len, 10ULL * 1000 * 1000 * 1000));
+            EXPECT(shm_receiver_try_recv(rx, buf, size, NULL), SHM_STATUS_INVALID_ARGUMENT);
+            memcpy(buf, data, len < size ? len : size);
+            CHECK(shm_receiver_release(rx));
+        }
+        if (len != size || check_message(buf, len, i) != 0) {
+            fprintf(stderr, "message %llu: wrong (len %zu)\n", (unsigned long long)i, len);
             return 1;
         }
     }
+    EXPECT(shm_receiver_release(rx), SHM_STATUS_INVALID_ARGUMENT); /* nothing held */
     shm_received info;
     /* The Rust sender closes after its last message. */
     EXPECT(shm_receiver_recv_timeout(rx, buf, size, &info, 10ULL * 1000 * 1000 * 1000),

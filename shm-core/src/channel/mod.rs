@@ -101,7 +101,7 @@ pub use layout::WORDS;
 #[cfg(not(loom))]
 pub use options::ChannelOptions;
 #[cfg(not(loom))]
-pub use receiver::{Receiver, RecvFuture, RecvIntoFuture, RecvSlot};
+pub use receiver::{HeldMessage, Receiver, RecvFuture, RecvIntoFuture, RecvSlot};
 #[cfg(not(loom))]
 pub use segment::{Channel, RingState};
 #[cfg(not(loom))]

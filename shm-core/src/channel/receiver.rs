@@ -33,6 +33,8 @@ impl<M: SharedMemory> Channel<M> {
             owner: Owner::current(),
             stalled_at: None,
             at: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(cons_at)),
+            held: None,
+            next_held: 0,
         })
     }
 }
@@ -59,6 +61,40 @@ pub struct Receiver<M: SharedMemory> {
     /// Its position, for a wait set watching it (see `waitable.rs`): stored when a
     /// message is released and when a look finds the ring empty.
     pub(super) at: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The id of the message held by `recv_held`, if any (see [`HeldMessage`]).
+    pub(super) held: Option<u64>,
+    pub(super) next_held: u64,
+}
+
+/// A message received by [`Receiver::recv_held`] and left in the ring until
+/// [`Receiver::release_held`]: for bindings (the C API) that cannot hold a
+/// [`RecvSlot`]'s borrow across calls. While one is held the receiver receives nothing
+/// else (`InvalidOption`), so no message is delivered twice.
+#[derive(Debug)]
+pub struct HeldMessage {
+    off: u64,
+    len: u64,
+    id: u64,
+}
+
+impl HeldMessage {
+    /// The message's length.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether the message is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+pub(super) fn held_outstanding() -> Error {
+    Error::InvalidOption {
+        option: "receive while a held message is outstanding",
+        found: 1,
+        expected: "release the held message first",
+    }
 }
 
 /// The receiver's one step: the next message's place.
@@ -71,6 +107,8 @@ pub(super) struct RecvStep<'a, M: SharedMemory> {
     pub(super) owner: Owner,
     pub(super) stalled_at: &'a mut Option<u64>,
     pub(super) at: &'a std::sync::atomic::AtomicU64,
+    /// A held message is outstanding: every look refuses.
+    pub(super) held: bool,
 }
 
 impl<M: SharedMemory> Step for RecvStep<'_, M> {
@@ -80,6 +118,9 @@ impl<M: SharedMemory> Step for RecvStep<'_, M> {
     fn look(&mut self) -> Result<Option<(u64, u64)>, Error> {
         if let Some(e) = *self.broken {
             return Err(e);
+        }
+        if self.held {
+            return Err(held_outstanding());
         }
         self.owner.check()?;
         let sh = self.ptrs.shared();
@@ -195,6 +236,7 @@ impl<M: SharedMemory> Receiver<M> {
                 owner: self.owner,
                 stalled_at: &mut self.stalled_at,
                 at: &self.at,
+                held: self.held.is_some(),
             },
             &mut self.parked,
         )
@@ -238,7 +280,7 @@ impl<M: SharedMemory> Receiver<M> {
     /// `None` sends the call through the step.
     #[inline(always)]
     fn message_here(&mut self) -> Option<(u64, u64)> {
-        if self.broken.is_some() || self.owner.forked() {
+        if self.broken.is_some() || self.held.is_some() || self.owner.forked() {
             return None;
         }
         self.cons.peek_message(&self.ptrs).ok()
@@ -277,6 +319,67 @@ impl<M: SharedMemory> Receiver<M> {
     /// As [`recv`](Self::recv), and [`RecvTimeoutError::Timeout`].
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<RecvSlot<'_, M>, RecvTimeoutError> {
         self.recv_impl(Some(timeout)).map_err(Into::into)
+    }
+
+    /// [`recv_timeout`](Self::recv_timeout) (or [`recv`](Self::recv) with `None`, or
+    /// [`try_recv`](Self::try_recv) with a zero timeout) for a caller that cannot hold the
+    /// slot's borrow: the message stays in the ring, readable through
+    /// [`held_ptr`](Self::held_ptr), until [`release_held`](Self::release_held); the
+    /// receiver receives nothing else meanwhile.
+    ///
+    /// # Errors
+    /// As the form it stands for (`Empty` for a zero timeout with nothing there), and
+    /// [`Error::InvalidOption`] while another held message is outstanding.
+    pub fn recv_held(&mut self, timeout: Option<Duration>) -> Result<HeldMessage, Error> {
+        let slot = match timeout {
+            Some(t) if t.is_zero() => self.try_recv().map_err(Error::from)?,
+            t => self.recv_impl(t)?,
+        };
+        let (off, len) = (slot.off, slot.len);
+        slot.keep();
+        let id = self.next_held;
+        self.next_held = id.wrapping_add(1);
+        self.held = Some(id);
+        Ok(HeldMessage { off, len, id })
+    }
+
+    /// The address of `m`'s bytes in the ring (`m.len()` of them), for the caller to read
+    /// them in place. Reading through it is the caller's `unsafe` business: the bytes are
+    /// shared memory a hostile peer may write at any moment (copy what you validate), and
+    /// the address must not be used after [`release_held`](Self::release_held) or after
+    /// the receiver is dropped.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] for a message this receiver does not hold.
+    pub fn held_ptr(&self, m: &HeldMessage) -> Result<*const u8, Error> {
+        self.check_held(m)?;
+        // The message lies in the data area (validated when it was received).
+        Ok(self.ptrs.data().ptr(m.off as usize).cast_const())
+    }
+
+    /// Frees the held message's room for the sender (the next receive goes on after it).
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] for a message this receiver does not hold (nothing is
+    /// released).
+    pub fn release_held(&mut self, m: HeldMessage) -> Result<(), Error> {
+        self.check_held(&m)?;
+        self.held = None;
+        // The slot that `recv_held` kept, dropped now: its drop releases the message.
+        drop(self.slot((m.off, m.len)));
+        Ok(())
+    }
+
+    fn check_held(&self, m: &HeldMessage) -> Result<(), Error> {
+        if self.held == Some(m.id) {
+            Ok(())
+        } else {
+            Err(Error::InvalidOption {
+                option: "held message",
+                found: m.id,
+                expected: "the message this receiver holds outstanding",
+            })
+        }
     }
 
     #[inline]
