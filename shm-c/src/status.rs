@@ -141,7 +141,13 @@ thread_local! {
 fn set_last(message: &str) {
     // A NUL inside a message would cut it short: shown as a space instead.
     let text = CString::new(message.replace('\0', " ")).unwrap_or_default();
-    LAST.with(|l| *l.borrow_mut() = text);
+    // A call from a thread's own TLS destructors (after ours is gone) keeps no message
+    // rather than panicking outside the guard.
+    let _ = LAST.try_with(|l| {
+        if let Ok(mut slot) = l.try_borrow_mut() {
+            *slot = text;
+        }
+    });
 }
 
 /// Runs an entry point's body: `Ok` clears the thread's message, an error sets it, and a
@@ -173,7 +179,12 @@ pub(crate) fn guard(body: impl FnOnce() -> Result<(), Failure>) -> ShmStatus {
 /// next `shm_` call on this thread; copy it to keep it.
 #[no_mangle]
 pub extern "C" fn shm_last_error_message() -> *const c_char {
-    LAST.with(|l| l.borrow().as_ptr())
+    // The CString's buffer does not move while it is the thread's message (a borrow is
+    // only taken to read its address); after the thread's TLS is gone: an empty string.
+    LAST.try_with(|l| l.try_borrow().map(|c| c.as_ptr()).ok())
+        .ok()
+        .flatten()
+        .unwrap_or(c"".as_ptr())
 }
 
 /// A short fixed name of a status value (`"SHM_STATUS_TIMEOUT"`, ...;
