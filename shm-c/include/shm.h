@@ -102,6 +102,11 @@ typedef struct shm_receiver shm_receiver;
 // `SHM_STATUS_CLOSED`).
 typedef struct shm_request shm_request;
 
+// A plain record in a named POSIX segment (opaque): reads and writes are not atomic as
+// a whole (a reader may see a mix of two writes: use a seqlock for snapshots); the bytes
+// after the record, to the end of the segment, are free for the caller's own layout.
+typedef struct shm_segment shm_segment;
+
 // The sending end of one ring (opaque).
 typedef struct shm_sender shm_sender;
 
@@ -674,6 +679,70 @@ shm_status shm_seqlock_store(shm_seqlock *lock, const void *value, size_t len);
 // `lock` is NULL or a live handle used by one thread at a time; `buf` is NULL or points
 // to `len` writable bytes.
 shm_status shm_seqlock_load(shm_seqlock *lock, void *buf, size_t len);
+
+// Creates the named POSIX segment `name` holding one plain record of type `schema`
+// (the header records the schema, checked by every `shm_segment_open`), whose first
+// value is the `schema->size` bytes at `initial`.
+//
+// Errors: as `shm_seqlock_create`.
+//
+// # Safety
+// As `shm_seqlock_create`, with a `shm_segment *` to fill.
+shm_status shm_segment_create(const char *name,
+                              const shm_schema *schema,
+                              const void *initial,
+                              shm_segment **out);
+
+// Opens the plain record in the named POSIX segment `name` (waiting up to `timeout_ns`
+// for it to appear), its type checked against `schema`.
+//
+// Errors: as `shm_seqlock_open`.
+//
+// # Safety
+// As `shm_seqlock_open`, with a `shm_segment *` to fill.
+shm_status shm_segment_open(const char *name,
+                            const shm_schema *schema,
+                            uint64_t timeout_ns,
+                            shm_segment **out);
+
+// Opens the named POSIX segment `name` as another program made it, with no header of
+// ours (the tutorial's writer, Python's `multiprocessing.shared_memory`): the record is
+// at offset 0 and only the segment's size can be checked (at least `size` bytes).
+//
+// Errors: `SHM_STATUS_NOT_FOUND`, `SHM_STATUS_MISMATCH` (smaller than `size`),
+// `SHM_STATUS_INVALID_ARGUMENT`, `SHM_STATUS_SYSTEM`.
+//
+// # Safety
+// `name` is NULL or NUL-terminated; `out` is NULL or points to a `shm_segment *`.
+shm_status shm_segment_open_foreign(const char *name,
+                                    uint64_t size,
+                                    uint64_t timeout_ns,
+                                    shm_segment **out);
+
+// Frees a segment handle (NULL: nothing); the creator's removes the name.
+//
+// # Safety
+// `seg` is NULL or a handle from a `shm_segment_*` function.
+shm_status shm_segment_free(shm_segment *seg);
+
+// Copies `len` bytes at `offset` of the payload (the record is at 0) into `buf`.
+//
+// Errors: `SHM_STATUS_INVALID_ARGUMENT` (the range leaves the segment, NULL),
+// `SHM_STATUS_TRUNCATED`.
+//
+// # Safety
+// `seg` is NULL or a live handle used by one thread at a time; `buf` is NULL or `len`
+// writable bytes.
+shm_status shm_segment_read(shm_segment *seg, uint64_t offset, void *buf, size_t len);
+
+// Writes the `len` bytes at `data` at `offset` of the payload.
+//
+// Errors: as `shm_segment_read`.
+//
+// # Safety
+// `seg` is NULL or a live handle used by one thread at a time; `data` is NULL or `len`
+// readable bytes.
+shm_status shm_segment_write(shm_segment *seg, uint64_t offset, const void *data, size_t len);
 
 // Creates the named POSIX segment `name` holding a service for requests up to
 // `max_request` bytes and responses up to `max_response` bytes (1 to 16 MiB each), with

@@ -42,8 +42,9 @@ pub use memory::{
     shm_memory_memfd_serve, shm_memory_posix_create, shm_memory_posix_open, ShmMemory,
 };
 pub use record::{
-    shm_seqlock_create, shm_seqlock_free, shm_seqlock_load, shm_seqlock_open, shm_seqlock_store,
-    ShmSchema, ShmSeqLock,
+    shm_segment_create, shm_segment_free, shm_segment_open, shm_segment_open_foreign,
+    shm_segment_read, shm_segment_write, shm_seqlock_create, shm_seqlock_free, shm_seqlock_load,
+    shm_seqlock_open, shm_seqlock_store, ShmSchema, ShmSegment, ShmSeqLock,
 };
 pub use service::{
     shm_client_call, shm_client_call_timeout, shm_client_free, shm_request_data, shm_request_free,

@@ -663,3 +663,19 @@ fn a_memfd_from_c_to_rust() {
     assert_eq!(run_to_end(child).trim(), format!("served {n}"));
     assert!(!socket.exists(), "the C side removed its socket");
 }
+
+/// The tutorial's record read from C, both ways: a Rust `Segment<MyData>` (the schema
+/// checked, a wrong one refused) and a segment made the tutorial's way with no header
+/// (read and written through `shm_segment_open_foreign`).
+#[test]
+fn the_tutorial_record_from_c_typed_and_foreign() {
+    use shm_core::testing::{MyData, TUTORIAL};
+    let Some(exe) = build("tutorial.c") else {
+        return;
+    };
+    let name = unique("tutorial");
+    let mem = ShmOptions::new(&name).size(8192).create().unwrap();
+    let _seg = shm_core::Segment::<MyData, _>::create(mem, &TUTORIAL).unwrap();
+    let peer = spawn(&exe, &[&name]).makes(&format!("{name}-raw"));
+    assert_eq!(run_to_end(peer).trim(), "tutorial ok");
+}
