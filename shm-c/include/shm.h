@@ -342,6 +342,39 @@ shm_status shm_subscriber_recv_timeout(shm_subscriber *s,
                                        shm_received *info,
                                        uint64_t timeout_ns);
 
+// Reserves the next message's slot for a `len`-byte message, waiting at most
+// `timeout_ns` for room (reliable; 0: only if there is room now), and stores the
+// address of its `len` bytes in `*slot`: write the message there, then
+// `shm_publisher_commit` (or `shm_publisher_abandon`: nothing is published). The
+// address is valid until then; the bytes are shared memory, so write them and do not
+// read them back. Nothing else is published while a reservation is outstanding.
+//
+// Errors: as `shm_publisher_publish_timeout` (`SHM_STATUS_FULL` for timeout 0), and
+// `SHM_STATUS_INVALID_ARGUMENT` while a reservation is outstanding.
+//
+// # Safety
+// `p` is NULL or a live publisher used by one thread at a time; `slot` is NULL or
+// points to a `void *`.
+shm_status shm_publisher_reserve_timeout(shm_publisher *p,
+                                         size_t len,
+                                         uint64_t timeout_ns,
+                                         void **slot);
+
+// Publishes the message reserved by `shm_publisher_reserve_timeout`.
+//
+// Errors: `SHM_STATUS_INVALID_ARGUMENT` when no reservation is outstanding,
+// `SHM_STATUS_TRUNCATED`.
+//
+// # Safety
+// `p` is NULL or a live publisher used by one thread at a time.
+shm_status shm_publisher_commit(shm_publisher *p);
+
+// Gives up the reservation outstanding, if any: nothing is published.
+//
+// # Safety
+// As `shm_publisher_commit`.
+shm_status shm_publisher_abandon(shm_publisher *p);
+
 // Creates the named POSIX segment `name` (`"/name"`, or `"name"`) holding a channel of
 // `rings` rings (1 to 64) of `capacity` data bytes each (a power of two, at least 64;
 // the largest message is `capacity - 16`), and stores its handle in `*out`. The
@@ -966,12 +999,13 @@ shm_status shm_listener_free(shm_listener *l);
 // `n` is NULL or a live notifier used by one thread at a time.
 shm_status shm_notifier_notify(shm_notifier *n, uint64_t id);
 
-// Takes the ids notified since the last call, if any, into the `cap` ids at `ids`;
-// their number goes to `*count`.
+// Takes ids notified since they were last taken, if any, into the `cap` ids at `ids`
+// (`cap` at least 1); their number goes to `*count`. More ids than `cap` stay for the
+// next call, which hands them out at once: call until `SHM_STATUS_EMPTY` (a wait set
+// reports the listener ready only for ids still in the segment).
 //
 // Errors: `SHM_STATUS_EMPTY`; `SHM_STATUS_PEER_DIED` (a notifier died; reported once);
-// `SHM_STATUS_MESSAGE_TOO_LARGE` (more ids than `cap`: `*count` says how many);
-// `SHM_STATUS_INVALID_ARGUMENT`; `SHM_STATUS_TRUNCATED`.
+// `SHM_STATUS_INVALID_ARGUMENT` (`cap` 0, NULL); `SHM_STATUS_TRUNCATED`.
 //
 // # Safety
 // `l` is NULL or a live listener used by one thread at a time; `ids` is NULL or `cap`

@@ -17,6 +17,7 @@ pub struct ShmBroadcast {
 /// The publishing end of a broadcast (opaque).
 pub struct ShmPublisher {
     p: shm_core::Publisher<AnyShm>,
+    slot: Option<shm_core::broadcast::DetachedPublish>,
 }
 
 /// One subscriber of a broadcast (opaque).
@@ -206,6 +207,7 @@ pub unsafe extern "C" fn shm_broadcast_publisher(
         end_of(b, "broadcast", out, |h| {
             Ok(ShmPublisher {
                 p: h.b.publisher()?,
+                slot: None,
             })
         })
     }
@@ -451,4 +453,75 @@ pub unsafe extern "C" fn shm_subscriber_recv_timeout(
             delivered(&h.s, info, r)
         })
     }
+}
+
+/// Reserves the next message's slot for a `len`-byte message, waiting at most
+/// `timeout_ns` for room (reliable; 0: only if there is room now), and stores the
+/// address of its `len` bytes in `*slot`: write the message there, then
+/// `shm_publisher_commit` (or `shm_publisher_abandon`: nothing is published). The
+/// address is valid until then; the bytes are shared memory, so write them and do not
+/// read them back. Nothing else is published while a reservation is outstanding.
+///
+/// Errors: as `shm_publisher_publish_timeout` (`SHM_STATUS_FULL` for timeout 0), and
+/// `SHM_STATUS_INVALID_ARGUMENT` while a reservation is outstanding.
+///
+/// # Safety
+/// `p` is NULL or a live publisher used by one thread at a time; `slot` is NULL or
+/// points to a `void *`.
+#[no_mangle]
+pub unsafe extern "C" fn shm_publisher_reserve_timeout(
+    p: *mut ShmPublisher,
+    len: usize,
+    timeout_ns: u64,
+    slot: *mut *mut c_void,
+) -> ShmStatus {
+    guard(|| {
+        if slot.is_null() {
+            return Err(Failure::invalid("the slot out-pointer is NULL"));
+        }
+        // SAFETY: the caller's contract above.
+        let h = unsafe { handle(p, "publisher") }?;
+        let d = h.p.reserve_detached(len, timeout_arg(timeout_ns))?;
+        let ptr = h.p.detached_ptr(&d)?;
+        h.slot = Some(d);
+        // SAFETY: non-null (checked); the caller's `void *`.
+        unsafe { slot.write(ptr.cast()) };
+        Ok(())
+    })
+}
+
+/// Publishes the message reserved by `shm_publisher_reserve_timeout`.
+///
+/// Errors: `SHM_STATUS_INVALID_ARGUMENT` when no reservation is outstanding,
+/// `SHM_STATUS_TRUNCATED`.
+///
+/// # Safety
+/// `p` is NULL or a live publisher used by one thread at a time.
+#[no_mangle]
+pub unsafe extern "C" fn shm_publisher_commit(p: *mut ShmPublisher) -> ShmStatus {
+    guard(|| {
+        // SAFETY: the caller's contract above.
+        let h = unsafe { handle(p, "publisher") }?;
+        let d = h
+            .slot
+            .take()
+            .ok_or_else(|| Failure::invalid("no reservation is outstanding"))?;
+        Ok(h.p.commit_detached(d)?)
+    })
+}
+
+/// Gives up the reservation outstanding, if any: nothing is published.
+///
+/// # Safety
+/// As `shm_publisher_commit`.
+#[no_mangle]
+pub unsafe extern "C" fn shm_publisher_abandon(p: *mut ShmPublisher) -> ShmStatus {
+    guard(|| {
+        // SAFETY: the caller's contract above.
+        let h = unsafe { handle(p, "publisher") }?;
+        if let Some(d) = h.slot.take() {
+            h.p.abandon_detached(d);
+        }
+        Ok(())
+    })
 }

@@ -23,10 +23,11 @@ mod waiting;
 pub use broadcast::{
     shm_broadcast_attach_in, shm_broadcast_create, shm_broadcast_create_in, shm_broadcast_free,
     shm_broadcast_open, shm_broadcast_publisher, shm_broadcast_segment_len,
-    shm_broadcast_subscriber, shm_broadcast_subscriber_count, shm_publisher_free,
-    shm_publisher_publish, shm_publisher_publish_timeout, shm_publisher_try_publish,
-    shm_subscriber_free, shm_subscriber_recv, shm_subscriber_recv_timeout, shm_subscriber_try_recv,
-    ShmBroadcast, ShmPublisher, ShmSubscriber,
+    shm_broadcast_subscriber, shm_broadcast_subscriber_count, shm_publisher_abandon,
+    shm_publisher_commit, shm_publisher_free, shm_publisher_publish, shm_publisher_publish_timeout,
+    shm_publisher_reserve_timeout, shm_publisher_try_publish, shm_subscriber_free,
+    shm_subscriber_recv, shm_subscriber_recv_timeout, shm_subscriber_try_recv, ShmBroadcast,
+    ShmPublisher, ShmSubscriber,
 };
 pub use channel::{
     shm_channel_attach_in, shm_channel_create, shm_channel_create_in, shm_channel_free,

@@ -6,10 +6,10 @@ use std::ffi::c_char;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
+use shm_any::AnyShm;
 use shm_core::event::EventIds;
 use shm_core::waitset::Key;
 use shm_core::{Error, Event, EventOptions, WaitSet};
-use shm_posix::PosixShm;
 
 use crate::broadcast::ShmSubscriber;
 use crate::channel::ShmReceiver;
@@ -19,17 +19,20 @@ use crate::status::{guard, Failure, ShmStatus};
 
 /// An event segment (opaque): payload-free notifications by id.
 pub struct ShmEvent {
-    ev: Event<PosixShm>,
+    ev: Event<AnyShm>,
 }
 
 /// The notifying end of an event segment (opaque).
 pub struct ShmNotifier {
-    n: shm_core::Notifier<PosixShm>,
+    n: shm_core::Notifier<AnyShm>,
 }
 
 /// The listening end of an event segment (opaque).
 pub struct ShmListener {
-    l: shm_core::Listener<PosixShm>,
+    l: shm_core::Listener<AnyShm>,
+    /// Ids taken from the segment that did not fit the caller's last buffer: handed out
+    /// first by the next call (a notification is never lost to a small buffer).
+    pending: std::collections::VecDeque<u64>,
 }
 
 /// A wait set (opaque): the ends attached to it, waited on at once.
@@ -67,9 +70,11 @@ pub unsafe extern "C" fn shm_event_create(
         let opts = EventOptions::new()
             .max_ids(max_ids)
             .max_notifiers(max_notifiers);
-        let mem = shm_posix::ShmOptions::new(name)
-            .size(opts.segment_len()?)
-            .create()?;
+        let mem = AnyShm::from(
+            shm_posix::ShmOptions::new(name)
+                .size(opts.segment_len()?)
+                .create()?,
+        );
         Ok(ShmEvent {
             ev: Event::create(mem, &opts)?,
         })
@@ -93,7 +98,7 @@ pub unsafe extern "C" fn shm_event_open(
     out: *mut *mut ShmEvent,
 ) -> ShmStatus {
     let make = |name: &str| {
-        let mem = open_named(name, timeout_arg(timeout_ns))?;
+        let mem = AnyShm::from(open_named(name, timeout_arg(timeout_ns))?);
         Ok(ShmEvent {
             ev: Event::attach(mem)?,
         })
@@ -148,6 +153,7 @@ pub unsafe extern "C" fn shm_event_listener(
         end_of(ev, "event", out, |h| {
             Ok(ShmListener {
                 l: h.ev.listener()?,
+                pending: std::collections::VecDeque::new(),
             })
         })
     }
@@ -188,35 +194,26 @@ pub unsafe extern "C" fn shm_notifier_notify(n: *mut ShmNotifier, id: u64) -> Sh
     })
 }
 
-fn deliver(ids: EventIds, out: &mut [u64], count: *mut usize) -> Result<(), Failure> {
-    let mut n = 0;
-    for id in ids.iter() {
-        // More pending ids than the buffer holds: the rest are counted, not lost to
-        // the count (the caller sees `*count` > cap and calls again with more room).
-        if let Some(slot) = out.get_mut(n) {
-            *slot = id;
-        }
-        n += 1;
+/// Hands out up to `out.len()` of the pending ids, first taken first; their number goes
+/// to `*count`.
+fn deliver(pending: &mut std::collections::VecDeque<u64>, out: &mut [u64], count: *mut usize) {
+    let n = pending.len().min(out.len());
+    for (slot, id) in out.iter_mut().zip(pending.drain(..n)) {
+        *slot = id;
     }
     if !count.is_null() {
         // SAFETY: non-null; the caller's `size_t`.
         unsafe { count.write(n) };
     }
-    if n > out.len() {
-        return Err(Failure::new(
-            ShmStatus::MessageTooLarge,
-            format!("{n} ids were pending and the buffer holds {}: the first ones are in it, the rest are lost", out.len()),
-        ));
-    }
-    Ok(())
 }
 
-/// Takes the ids notified since the last call, if any, into the `cap` ids at `ids`;
-/// their number goes to `*count`.
+/// Takes ids notified since they were last taken, if any, into the `cap` ids at `ids`
+/// (`cap` at least 1); their number goes to `*count`. More ids than `cap` stay for the
+/// next call, which hands them out at once: call until `SHM_STATUS_EMPTY` (a wait set
+/// reports the listener ready only for ids still in the segment).
 ///
 /// Errors: `SHM_STATUS_EMPTY`; `SHM_STATUS_PEER_DIED` (a notifier died; reported once);
-/// `SHM_STATUS_MESSAGE_TOO_LARGE` (more ids than `cap`: `*count` says how many);
-/// `SHM_STATUS_INVALID_ARGUMENT`; `SHM_STATUS_TRUNCATED`.
+/// `SHM_STATUS_INVALID_ARGUMENT` (`cap` 0, NULL); `SHM_STATUS_TRUNCATED`.
 ///
 /// # Safety
 /// `l` is NULL or a live listener used by one thread at a time; `ids` is NULL or `cap`
@@ -251,27 +248,27 @@ pub unsafe extern "C" fn shm_listener_wait_timeout(
     guard(|| {
         // SAFETY: the caller's contract above.
         let h = unsafe { handle(l, "listener") }?;
-        if ids.is_null() && cap > 0 {
-            return Err(Failure::invalid(format!("ids is NULL with cap {cap}")));
+        if ids.is_null() || cap == 0 {
+            return Err(Failure::invalid("ids is NULL or cap is 0"));
         }
         if cap > isize::MAX as usize / 8 {
             return Err(Failure::invalid(format!(
                 "cap {cap} is larger than any buffer"
             )));
         }
-        let out: &mut [u64] = if cap == 0 {
-            &mut []
-        } else {
-            // SAFETY: non-null, `cap` writable u64s of the caller's (its contract),
-            // not aliased during the call.
-            unsafe { std::slice::from_raw_parts_mut(ids, cap) }
-        };
-        let got = match timeout_arg(timeout_ns) {
-            Some(t) if t.is_zero() => h.l.try_wait().map_err(Error::from)?,
-            None => h.l.wait().map_err(Error::from)?,
-            Some(t) => h.l.wait_timeout(t).map_err(Error::from)?,
-        };
-        deliver(got, out, count)
+        // SAFETY: non-null, `cap` writable u64s of the caller's (its contract), not
+        // aliased during the call.
+        let out = unsafe { std::slice::from_raw_parts_mut(ids, cap) };
+        if h.pending.is_empty() {
+            let got: EventIds = match timeout_arg(timeout_ns) {
+                Some(t) if t.is_zero() => h.l.try_wait().map_err(Error::from)?,
+                None => h.l.wait().map_err(Error::from)?,
+                Some(t) => h.l.wait_timeout(t).map_err(Error::from)?,
+            };
+            h.pending.extend(got.iter());
+        }
+        deliver(&mut h.pending, out, count);
+        Ok(())
     })
 }
 

@@ -74,8 +74,22 @@ fn compiler(cpp: bool) -> Option<&'static str> {
     None
 }
 
-/// Compiles `tests/c/<src>` into an executable linked with the static library.
+/// Compiles `tests/c/<src>` into an executable linked with the static library, once per
+/// test process (tests that share a program must not rewrite it while another runs it).
 fn build(src: &str) -> Option<PathBuf> {
+    static BUILT: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let cpp = src.ends_with(".cpp");
+    compiler(cpp)?;
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, exe)) = built.iter().find(|(s, _)| s == src) {
+        return Some(exe.clone());
+    }
+    let exe = compile(src)?;
+    built.push((src.to_owned(), exe.clone()));
+    Some(exe)
+}
+
+fn compile(src: &str) -> Option<PathBuf> {
     let cpp = src.ends_with(".cpp");
     let cc = compiler(cpp)?;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -533,10 +547,20 @@ fn rust_client_to_c_service() {
 }
 
 /// Waiting on many things from C: a channel receiver, a broadcast subscriber, an event
-/// listener and an interval in one wait set, waited on directly and through the set's
-/// fd with poll(2); every message and every id the Rust side sends arrives.
+/// listener and an interval in one wait set; every message and every id the Rust side
+/// sends arrives.
 #[test]
 fn a_c_wait_set_over_a_channel_a_broadcast_and_an_event() {
+    c_wait_set("wait");
+}
+
+/// As above, through the set's fd with poll(2) and a try, as an event loop waits.
+#[test]
+fn a_c_wait_set_through_its_fd() {
+    c_wait_set("fd");
+}
+
+fn c_wait_set(mode: &str) {
     use shm_core::{BroadcastOptions, Event, EventOptions};
     use std::io::{BufRead, BufReader, Read};
     let Some(exe) = build("waitset.c") else {
@@ -562,7 +586,7 @@ fn a_c_wait_set_over_a_channel_a_broadcast_and_an_event() {
         ev.notifier().unwrap(),
     );
     let n = 500u64;
-    let mut peer = spawn(&exe, &[&name, &n.to_string()]);
+    let mut peer = spawn(&exe, &[&name, &n.to_string(), mode]);
     let mut out = BufReader::new(peer.child.as_mut().unwrap().stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();

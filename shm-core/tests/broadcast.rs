@@ -824,3 +824,42 @@ fn lossy_reader_racing_in_place_writes_never_sees_a_torn_message() {
     publisher.join().unwrap();
     assert_eq!(got + missed, n, "delivered + missed adds up");
 }
+
+/// A detached reservation (for bindings): written through its address, committed with
+/// its number; nothing else publishes while it is outstanding; abandoned, it publishes
+/// nothing and its number is the next publish's.
+#[test]
+fn a_detached_reservation_is_the_only_publish_until_committed_or_abandoned() {
+    let (b, view) = make(
+        BroadcastOptions::new()
+            .mode(BroadcastMode::Lossy)
+            .slots(4)
+            .max_message(64),
+    );
+    let mut s = Broadcast::attach(view).unwrap().subscriber().unwrap();
+    let mut p = b.publisher().unwrap();
+    let m = msg(0, 16);
+    let d = p.reserve_detached(16, None).unwrap();
+    assert_eq!((d.len(), d.number()), (16, 0));
+    let ptr = p.detached_ptr(&d).unwrap();
+    // SAFETY: the reservation's 16 bytes in heap memory only this test writes, before
+    // its commit.
+    unsafe { std::ptr::copy_nonoverlapping(m.as_ptr(), ptr, 16) };
+    assert!(matches!(
+        p.try_publish(b"x"),
+        Err(shm_core::TrySendError::Failed(Error::InvalidOption { .. }))
+    ));
+    assert!(matches!(
+        p.reserve_detached(8, None),
+        Err(Error::InvalidOption { .. })
+    ));
+    p.commit_detached(d).unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(numbered(&mut s, |s| s.recv_into(&mut buf)).unwrap(), 0);
+    assert_eq!(buf, m);
+    let d = p.reserve_detached(8, Some(Duration::ZERO)).unwrap();
+    p.abandon_detached(d);
+    assert_eq!(s.try_recv_into(&mut buf), Err(TryRecvError::Empty));
+    p.publish(&msg(1, 8)).unwrap();
+    assert_eq!(numbered(&mut s, |s| s.recv_into(&mut buf)).unwrap(), 1);
+}

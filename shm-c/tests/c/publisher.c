@@ -1,5 +1,6 @@
 /* A C publisher: creates the reliable broadcast NAME, waits for SUBSCRIBERS to join,
- * publishes COUNT checksummed messages of SIZE bytes, closes, and waits for the
+ * publishes COUNT checksummed messages of SIZE bytes (every other one zero-copy:
+ * reserved, written in its slot, committed), closes, and waits for the
  * subscribers to leave before it frees the segment (and so removes its name). */
 #include <time.h>
 #include "common.h"
@@ -25,8 +26,18 @@ int main(int argc, char **argv) {
     uint8_t *buf = malloc(size);
     for (uint64_t i = 0; i < count; i++) {
         make_message(buf, size, i);
-        CHECK(shm_publisher_publish_timeout(p, buf, size, 10ULL * 1000 * 1000 * 1000));
+        if (i % 2 == 0) {
+            CHECK(shm_publisher_publish_timeout(p, buf, size, 10ULL * 1000 * 1000 * 1000));
+        } else {
+            /* Zero-copy: written into the slot itself, then committed. */
+            void *slot = NULL;
+            CHECK(shm_publisher_reserve_timeout(p, size, 10ULL * 1000 * 1000 * 1000, &slot));
+            EXPECT(shm_publisher_try_publish(p, buf, size), SHM_STATUS_INVALID_ARGUMENT);
+            memcpy(slot, buf, size);
+            CHECK(shm_publisher_commit(p));
+        }
     }
+    EXPECT(shm_publisher_commit(p), SHM_STATUS_INVALID_ARGUMENT); /* nothing reserved */
     free(buf);
     CHECK(shm_publisher_free(p));
     for (int i = 0; i < 20000 && n > 0; i++) {

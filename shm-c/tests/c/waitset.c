@@ -1,16 +1,18 @@
 /* A C program waiting on many things at once: a channel receiver (ring 0 of the channel
  * NAME-chan), a broadcast subscriber (NAME-bc) and an event listener (NAME-ev), all
- * made by the Rust peer, in one wait set; half the time with shm_waitset_wait_timeout,
- * half through the set's fd and poll(2). It takes what each ready end has until it has
+ * made by the Rust peer, in one wait set, waited on with shm_waitset_wait_timeout or
+ * through the set's fd and poll(2) (MODE: wait or fd). It takes what each ready end has until it has
  * N channel messages, N broadcast messages and the event ids 0..N-1, then prints
  * "waited N". */
 #include <poll.h>
+#include <time.h>
 #include "common.h"
 
 #define SECOND 1000000000ULL
 
 int main(int argc, char **argv) {
-    if (argc != 3) { fprintf(stderr, "usage: waitset NAME N\n"); return 2; }
+    if (argc != 4) { fprintf(stderr, "usage: waitset NAME N wait|fd\n"); return 2; }
+    int mode_fd = strcmp(argv[3], "fd") == 0;
     char chan_name[200], bc_name[200], ev_name[200];
     snprintf(chan_name, sizeof chan_name, "%s-chan", argv[1]);
     snprintf(bc_name, sizeof bc_name, "%s-bc", argv[1]);
@@ -41,14 +43,26 @@ int main(int argc, char **argv) {
     /* The Rust side starts sending once everything here is joined: tell it so. */
     printf("joined\n");
     fflush(stdout);
-    uint64_t got_rx = 0, got_sub = 0, ids_seen = 0, rounds = 0;
+    uint64_t got_rx = 0, got_sub = 0, ids_seen = 0;
+    /* One way of waiting per run (MODE): the set's own wait, or its fd with poll(2)
+     * and a try, as an event loop uses it. */
+    int use_fd = mode_fd;
     uint8_t seen[4096] = {0};
     uint8_t buf[256];
+    time_t started = time(NULL);
     while (got_rx < n || got_sub < n || ids_seen < n) {
+        /* The interval keeps the set waking: a lost readiness would spin here, not time
+         * out, so the whole run has a bound of its own. */
+        if (time(NULL) - started > 60) {
+            fprintf(stderr, "no progress: channel %llu, broadcast %llu, ids %llu of %llu\n",
+                    (unsigned long long)got_rx, (unsigned long long)got_sub,
+                    (unsigned long long)ids_seen, (unsigned long long)n);
+            return 1;
+        }
         shm_ready ready[8];
         size_t count = 0;
         shm_status st;
-        if (rounds++ % 2 == 0) {
+        if (!use_fd) {
             st = shm_waitset_wait_timeout(ws, ready, 8, &count, 10 * SECOND);
         } else {
             struct pollfd p = {fd, POLLIN, 0};
@@ -81,9 +95,10 @@ int main(int argc, char **argv) {
                     got_sub++;
                 }
             } else if (ready[i].key == kl) {
-                uint64_t ids[64];
+                /* A small buffer on purpose: what does not fit comes at the next call. */
+                uint64_t ids[16];
                 size_t k = 0;
-                if (shm_listener_try_wait(l, ids, 64, &k) == SHM_STATUS_OK) {
+                while (shm_listener_try_wait(l, ids, 16, &k) == SHM_STATUS_OK) {
                     for (size_t j = 0; j < k; j++) {
                         if (ids[j] < 4096 && !seen[ids[j]]) { seen[ids[j]] = 1; ids_seen++; }
                     }

@@ -118,7 +118,7 @@ pub use options::{
 #[cfg(not(loom))]
 pub use publisher::{PublishFuture, Publisher};
 #[cfg(not(loom))]
-pub use reserve::{PublishReserveFuture, PublishSlot};
+pub use reserve::{DetachedPublish, PublishReserveFuture, PublishSlot};
 #[cfg(not(loom))]
 pub use segment::{Broadcast, BroadcastState, LineState};
 #[cfg(not(loom))]

@@ -59,6 +59,7 @@ impl<M: SharedMemory> Broadcast<M> {
             wait: WaitMode::default(),
             parked: Parked::default(),
             waiting_since: None,
+            detached: None,
             scan: Scan {
                 members_seen: self.control().members.load(Ordering::SeqCst),
                 min_position: 0,
@@ -136,6 +137,9 @@ pub struct Publisher<M: SharedMemory> {
     /// Since when the publisher has been waiting for room for message `next` (reliable):
     /// the eviction clock. Cleared once the message is written.
     pub(super) waiting_since: Option<Instant>,
+    /// The number of the message a detached reservation holds open, if any (see
+    /// `reserve_detached`): nothing else is published meanwhile.
+    pub(super) detached: Option<u64>,
 }
 
 /// The publisher's one step: room for message `next` (reliable), or nothing to wait for
@@ -491,6 +495,9 @@ impl<M: SharedMemory> Publisher<M> {
     /// Refuses to number past [`protocol::MAX_TAIL`]: `numbers` more must still fit.
     #[inline(always)]
     pub(super) fn numbers_left(&self, numbers: u64) -> Result<(), Error> {
+        if self.detached.is_some() {
+            return Err(super::reserve::detached_outstanding());
+        }
         match self.next.checked_add(numbers) {
             Some(end) if end <= protocol::MAX_TAIL => Ok(()),
             _ => Err(Error::InvalidOption {

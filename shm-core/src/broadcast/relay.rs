@@ -43,7 +43,7 @@ impl<M: SharedMemory> Publisher<M> {
         let ctl = self.b.control();
         // Acquire: pairs with any earlier publisher's Release store of `tail`.
         let tail = ctl.tail.load(Ordering::Acquire);
-        if self.next != 0 || tail != 0 || n > protocol::MAX_TAIL {
+        if self.next != 0 || tail != 0 || n > protocol::MAX_TAIL || self.detached.is_some() {
             return Err(Error::InvalidOption {
                 option: "broadcast start_at",
                 found: n,

@@ -215,6 +215,118 @@ impl<M: SharedMemory> std::fmt::Debug for PublishSlot<'_, M> {
     }
 }
 
+/// A reservation made by [`Publisher::reserve_detached`] and not yet committed: for
+/// bindings (the C API, Python) that cannot hold a [`PublishSlot`]'s borrow across
+/// calls. Write the message through [`Publisher::detached_ptr`], publish it with
+/// [`Publisher::commit_detached`], or give it up with [`Publisher::abandon_detached`]
+/// (as a dropped slot: nothing published). While one is outstanding the publisher
+/// publishes nothing else.
+#[derive(Debug)]
+pub struct DetachedPublish {
+    len: u64,
+    number: u64,
+}
+
+impl DetachedPublish {
+    /// The message's length.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether the message is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The number the message gets when it is committed.
+    pub fn number(&self) -> u64 {
+        self.number
+    }
+}
+
+pub(super) fn detached_outstanding() -> Error {
+    Error::InvalidOption {
+        option: "publish while a detached reservation is outstanding",
+        found: 1,
+        expected: "commit or abandon the detached reservation first",
+    }
+}
+
+impl<M: SharedMemory> Publisher<M> {
+    /// [`reserve_timeout`](Self::reserve_timeout) (or [`reserve`](Self::reserve) with
+    /// `None`, or [`try_reserve`](Self::try_reserve) with a zero timeout) for a caller that
+    /// cannot hold the slot's borrow: the slot stays open until
+    /// [`commit_detached`](Self::commit_detached) or
+    /// [`abandon_detached`](Self::abandon_detached).
+    ///
+    /// # Errors
+    /// As the form it stands for, and [`Error::InvalidOption`] while another detached
+    /// reservation is outstanding.
+    pub fn reserve_detached(
+        &mut self,
+        len: usize,
+        timeout: Option<Duration>,
+    ) -> Result<DetachedPublish, Error> {
+        let slot = match timeout {
+            Some(t) if t.is_zero() => self.try_reserve(len).map_err(Error::from)?,
+            t => self.reserve_impl(len, t)?,
+        };
+        let (len, number) = (slot.len, slot.publisher.next);
+        self.detached = Some(number);
+        Ok(DetachedPublish { len, number })
+    }
+
+    /// The address of the reservation's `d.len()` bytes in its slot, for the caller to
+    /// write the message into before committing it. Writing through it is the caller's
+    /// `unsafe` business: the bytes are shared memory (a hostile peer may write any
+    /// shared byte), and the address must not be used after the commit, the abandon, or
+    /// the publisher's drop.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] for a reservation this publisher does not hold.
+    pub fn detached_ptr(&self, d: &DetachedPublish) -> Result<*mut u8, Error> {
+        self.check_detached(d)?;
+        // The slot's payload holds `max_message >= d.len` bytes from SLOT_HEADER on.
+        Ok(self.b.slot_view(d.number).ptr(SLOT_HEADER as usize))
+    }
+
+    /// Publishes the detached reservation's message.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] for a reservation this publisher does not hold (nothing is
+    /// published); [`Error::Truncated`].
+    pub fn commit_detached(&mut self, d: DetachedPublish) -> Result<(), Error> {
+        self.check_detached(&d)?;
+        self.detached = None;
+        PublishSlot {
+            publisher: self,
+            len: d.len,
+        }
+        .commit();
+        self.b.seg.intact()
+    }
+
+    /// Gives the detached reservation up: nothing is published (as a dropped
+    /// [`PublishSlot`]).
+    pub fn abandon_detached(&mut self, d: DetachedPublish) {
+        if self.check_detached(&d).is_ok() {
+            self.detached = None;
+        }
+    }
+
+    fn check_detached(&self, d: &DetachedPublish) -> Result<(), Error> {
+        if self.detached == Some(d.number) && d.number == self.next {
+            Ok(())
+        } else {
+            Err(Error::InvalidOption {
+                option: "detached reservation",
+                found: d.number,
+                expected: "the reservation this publisher holds outstanding",
+            })
+        }
+    }
+}
+
 /// The future of [`Publisher::reserve_async`].
 pub struct PublishReserveFuture<'a, M: SharedMemory> {
     publisher: Option<&'a mut Publisher<M>>,
