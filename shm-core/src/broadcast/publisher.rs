@@ -72,6 +72,15 @@ impl<M: SharedMemory> Broadcast<M> {
 }
 
 /// The publisher's private view of the subscribers (reliable mode).
+/// A publish refused because a detached reservation (`reserve_detached`) is outstanding.
+pub(super) fn detached_outstanding() -> Error {
+    Error::InvalidOption {
+        option: "publish while a detached reservation is outstanding",
+        found: 1,
+        expected: "commit or abandon the detached reservation first",
+    }
+}
+
 pub(super) struct Scan {
     pub(super) members_seen: u32,
     /// The lowest position among active subscribers at the last scan (u64::MAX: none).
@@ -496,7 +505,7 @@ impl<M: SharedMemory> Publisher<M> {
     #[inline(always)]
     pub(super) fn numbers_left(&self, numbers: u64) -> Result<(), Error> {
         if self.detached.is_some() {
-            return Err(super::reserve::detached_outstanding());
+            return Err(detached_outstanding());
         }
         match self.next.checked_add(numbers) {
             Some(end) if end <= protocol::MAX_TAIL => Ok(()),

@@ -244,14 +244,6 @@ impl DetachedPublish {
     }
 }
 
-pub(super) fn detached_outstanding() -> Error {
-    Error::InvalidOption {
-        option: "publish while a detached reservation is outstanding",
-        found: 1,
-        expected: "commit or abandon the detached reservation first",
-    }
-}
-
 impl<M: SharedMemory> Publisher<M> {
     /// [`reserve_timeout`](Self::reserve_timeout) (or [`reserve`](Self::reserve) with
     /// `None`, or [`try_reserve`](Self::try_reserve) with a zero timeout) for a caller that
