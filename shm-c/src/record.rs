@@ -66,6 +66,30 @@ unsafe fn schema_arg(schema: *const ShmSchema) -> Result<Schema, Failure> {
     Ok(Schema::new(name, s.version, s.size, s.align)?)
 }
 
+/// What creating a record segment (seqlock or plain) starts from: the schema and the
+/// initial value checked, and the named segment made at the size the record needs.
+///
+/// # Safety
+/// `schema` is NULL or a `shm_schema` (its `name` NUL-terminated); `initial` is NULL or
+/// `schema->size` readable bytes that stay put while the returned slice is used.
+unsafe fn new_record<'a>(
+    name: &str,
+    schema: *const ShmSchema,
+    initial: *const c_void,
+) -> Result<(PosixShm, Schema, &'a [u8]), Failure> {
+    // SAFETY: the caller's contract above.
+    let schema = unsafe { schema_arg(schema) }?;
+    if initial.is_null() {
+        return Err(Failure::invalid("initial is NULL"));
+    }
+    // SAFETY: non-null, `schema.size()` readable bytes (the caller's contract).
+    let first = unsafe { bytes_arg(initial, schema.size() as usize) }?;
+    let mem = shm_posix::ShmOptions::new(name)
+        .size(record_segment_len(schema.size()))
+        .create()?;
+    Ok((mem, schema, first))
+}
+
 /// Creates the named POSIX segment `name` holding one record of type `schema`, whose
 /// first value is the `schema->size` bytes at `initial`, and stores the handle in
 /// `*out`; the name is removed when the handle is freed.
@@ -86,15 +110,7 @@ pub unsafe extern "C" fn shm_seqlock_create(
 ) -> ShmStatus {
     let make = |name: &str| {
         // SAFETY: the caller's contract above.
-        let schema = unsafe { schema_arg(schema) }?;
-        if initial.is_null() {
-            return Err(Failure::invalid("initial is NULL"));
-        }
-        // SAFETY: non-null, `schema.size()` readable bytes (the caller's contract).
-        let first = unsafe { bytes_arg(initial, schema.size() as usize) }?;
-        let mem = shm_posix::ShmOptions::new(name)
-            .size(record_segment_len(schema.size()))
-            .create()?;
+        let (mem, schema, first) = unsafe { new_record(name, schema, initial) }?;
         Ok(ShmSeqLock {
             lock: RawSeqLock::create(mem, schema, first)?,
         })
@@ -211,15 +227,7 @@ pub unsafe extern "C" fn shm_segment_create(
 ) -> ShmStatus {
     let make = |name: &str| {
         // SAFETY: the caller's contract above.
-        let schema = unsafe { schema_arg(schema) }?;
-        if initial.is_null() {
-            return Err(Failure::invalid("initial is NULL"));
-        }
-        // SAFETY: non-null, `schema.size()` readable bytes (the caller's contract).
-        let first = unsafe { bytes_arg(initial, schema.size() as usize) }?;
-        let mem = shm_posix::ShmOptions::new(name)
-            .size(record_segment_len(schema.size()))
-            .create()?;
+        let (mem, schema, first) = unsafe { new_record(name, schema, initial) }?;
         Ok(ShmSegment {
             raw: RawSegment::create_record(mem, schema, first)?,
         })
