@@ -5,13 +5,26 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use std::collections::VecDeque;
+
 use shm_core::{Broadcast, BroadcastMode, Error, SharedMemory, Subscriber, TryRecvError};
+use zenoh::bytes::ZBytes;
+use zenoh::handlers::{FifoChannel, FifoChannelHandler};
 use zenoh::qos::CongestionControl;
+use zenoh::query::{Query, Queryable};
 use zenoh::sample::Locality;
 use zenoh::Wait as _;
 
-use crate::wire::{fingerprint, Descriptor, SampleHeader, FLAG_END};
+use crate::wire::{cache_key, fingerprint, Descriptor, SampleHeader, FLAG_END};
 use crate::BridgeError;
+
+/// The default recovery cache of a reliable export: the last 8,192 messages...
+pub const CACHE_MESSAGES: usize = 8192;
+/// ...and at most 64 MiB of their payloads (whichever bound is reached first).
+pub const CACHE_BYTES: u64 = 64 << 20;
+/// Recovery queries waiting for the exporter at once (more are refused by Zenoh's
+/// queue and retried by their importer on its next gap).
+const QUERIES: usize = 16;
 
 /// How often a waiting exporter looks at its stop flag.
 const POLL: Duration = Duration::from_millis(20);
@@ -26,6 +39,8 @@ pub struct ExportOptions {
     key: String,
     express: bool,
     wait: shm_core::WaitMode,
+    cache_messages: usize,
+    cache_bytes: u64,
 }
 
 impl ExportOptions {
@@ -37,7 +52,24 @@ impl ExportOptions {
             wait: shm_core::WaitMode::Block {
                 spin: EXPORTER_SPIN,
             },
+            cache_messages: CACHE_MESSAGES,
+            cache_bytes: CACHE_BYTES,
         }
+    }
+    /// The recovery cache of a reliable export: the last `messages` messages sent, at
+    /// most `bytes` of payload (default [`CACHE_MESSAGES`] and [`CACHE_BYTES`]: at
+    /// 1,000 messages a second, eight seconds of stream). An importer that lost messages
+    /// (a link cut past the Zenoh lease, a reconnect) asks for them with a Zenoh query
+    /// and gets, in order, whatever is still cached; only what fell out of the cache
+    /// reaches its subscribers as `Lagged`. `cache(0, 0)` turns it off. Lossy exports
+    /// keep no cache (their gaps are the point).
+    ///
+    /// The exporter's memory is bounded by `bytes` plus about 64 bytes per message:
+    /// the cached payloads are the very buffers handed to Zenoh, shared, not copied.
+    pub fn cache(mut self, messages: usize, bytes: u64) -> Self {
+        self.cache_messages = messages;
+        self.cache_bytes = bytes;
+        self
     }
     /// Zenoh's `express`: send each message at once instead of batching (lower latency,
     /// lower throughput for small messages).
@@ -66,6 +98,10 @@ pub struct ExportStats {
     pub lagged: u64,
     /// Times the local reliable publisher evicted the exporter (it rejoined).
     pub evicted: u64,
+    /// Recovery queries answered (an importer asking for what it lost).
+    pub queries: u64,
+    /// Messages sent again from the cache in answer to them.
+    pub resent: u64,
 }
 
 #[derive(Default)]
@@ -74,6 +110,8 @@ struct Counters {
     bytes: AtomicU64,
     lagged: AtomicU64,
     evicted: AtomicU64,
+    queries: AtomicU64,
+    resent: AtomicU64,
 }
 
 impl Counters {
@@ -83,6 +121,8 @@ impl Counters {
             bytes: self.bytes.load(Ordering::Relaxed),
             lagged: self.lagged.load(Ordering::Relaxed),
             evicted: self.evicted.load(Ordering::Relaxed),
+            queries: self.queries.load(Ordering::Relaxed),
+            resent: self.resent.load(Ordering::Relaxed),
         }
     }
 }
@@ -180,6 +220,22 @@ impl Exporter {
             })
             .wait()
             .map_err(|e| z("declare the matching listener", e))?;
+        let (cache_messages, cache_bytes) = match mode {
+            BroadcastMode::Reliable => (opts.cache_messages, opts.cache_bytes),
+            BroadcastMode::Lossy => (0, 0),
+        };
+        let queryable = if cache_messages > 0 && cache_bytes > 0 {
+            Some(
+                session
+                    .declare_queryable(cache_key(&key, id))
+                    .allowed_origin(Locality::Remote)
+                    .with(FifoChannel::new(QUERIES))
+                    .wait()
+                    .map_err(|e| z("declare the recovery queryable", e))?,
+            )
+        } else {
+            None
+        };
         let token = session
             .liveliness()
             .declare_token(desc.token_key(&key))
@@ -203,6 +259,13 @@ impl Exporter {
             },
             stop: stop.clone(),
             counters: counters.clone(),
+            cache: Cache {
+                entries: VecDeque::new(),
+                bytes: 0,
+                max_messages: cache_messages,
+                max_bytes: cache_bytes,
+            },
+            queryable,
         };
         let thread = std::thread::Builder::new()
             .name("shm-zenoh-export".into())
@@ -333,14 +396,75 @@ struct Run<M: SharedMemory> {
     header: SampleHeader,
     stop: Arc<AtomicBool>,
     counters: Arc<Counters>,
+    cache: Cache,
+    /// Recovery queries (reliable exports with a cache).
+    queryable: Option<Queryable<FifoChannelHandler<Query>>>,
+}
+
+/// The last messages sent, for importers that lost them: oldest first, numbers
+/// increasing.
+struct Cache {
+    entries: VecDeque<(u64, u8, ZBytes)>,
+    bytes: u64,
+    max_messages: usize,
+    max_bytes: u64,
+}
+
+impl Cache {
+    fn push(&mut self, number: u64, flags: u8, payload: &ZBytes) {
+        if self.max_messages == 0 {
+            return;
+        }
+        self.bytes += payload.len() as u64;
+        self.entries.push_back((number, flags, payload.clone()));
+        while self.entries.len() > self.max_messages || self.bytes > self.max_bytes {
+            match self.entries.pop_front() {
+                Some((_, _, p)) => self.bytes -= p.len() as u64,
+                None => break,
+            }
+        }
+    }
 }
 
 impl<M: SharedMemory> Run<M> {
+    /// Answers the recovery queries waiting: every cached message numbered `from` or
+    /// later, in order, each with its header as when it was first sent. A query without
+    /// a readable `from` gets nothing.
+    fn serve_queries(&mut self) {
+        let Some(q) = &self.queryable else { return };
+        while let Ok(Some(query)) = q.handler().try_recv() {
+            self.counters.queries.fetch_add(1, Ordering::Relaxed);
+            let Some(from) = query
+                .parameters()
+                .get("from")
+                .and_then(|v| v.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            let first = self.cache.entries.partition_point(|(n, _, _)| *n < from);
+            for (number, flags, payload) in self.cache.entries.range(first..) {
+                let mut h = self.header;
+                h.number = *number;
+                h.flags = *flags;
+                let r = query
+                    .reply(query.key_expr().clone(), payload.clone())
+                    .attachment(h.encode().to_vec())
+                    .wait();
+                if r.is_err() {
+                    break; // the querier went; nothing to answer
+                }
+                self.counters.resent.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     fn put(&mut self, number: u64, flags: u8, payload: Vec<u8>) -> Result<(), BridgeError> {
         let mut h = self.header;
         h.number = number;
         h.flags = flags;
         let len = payload.len() as u64;
+        let payload = ZBytes::from(payload);
+        self.cache.push(number, flags, &payload);
         let att = h.encode().to_vec();
         let r = if flags & FLAG_END != 0 {
             // The end of the stream is never dropped, even on a lossy export.
@@ -366,12 +490,13 @@ impl<M: SharedMemory> Run<M> {
     /// does not see the exporter go before its last messages, and the process does not
     /// close the session under them (seen in 2 of 16 runs of the demo's bridge tests
     /// without it: an importer got 97,258 of 100,000 messages and never the end).
-    fn linger(&self) {
+    fn linger(&mut self) {
         let deadline = std::time::Instant::now() + LINGER;
         while self.matched.load(Ordering::Relaxed)
             && !self.stop.load(Ordering::Relaxed)
             && std::time::Instant::now() < deadline
         {
+            self.serve_queries();
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -382,6 +507,7 @@ impl<M: SharedMemory> Run<M> {
             if self.stop.load(Ordering::Relaxed) {
                 return Ok(());
             }
+            self.serve_queries();
             // A fresh buffer per message: Zenoh takes it without a copy.
             let mut buf = Vec::with_capacity(cap.min(1 << 30));
             // The try first: while messages flow no deadline is computed.

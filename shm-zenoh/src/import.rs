@@ -13,10 +13,13 @@ use shm_core::{
 };
 use zenoh::handlers::{FifoChannel, FifoChannelHandler, RingChannel, RingChannelHandler};
 use zenoh::pubsub::Subscriber;
+use zenoh::query::{ConsolidationMode, QueryTarget};
 use zenoh::sample::{Locality, Sample, SampleKind};
 use zenoh::Wait as _;
 
-use crate::wire::{fingerprint, Descriptor, Reject, SampleHeader, FLAG_END, TOKEN_CHUNK};
+use crate::wire::{
+    cache_key, fingerprint, Descriptor, Reject, SampleHeader, FLAG_END, TOKEN_CHUNK,
+};
 use crate::BridgeError;
 
 /// How often the import thread looks at its stop flag and liveliness events while no
@@ -29,6 +32,9 @@ const LOST_GRACE: Duration = Duration::from_millis(100);
 /// Liveliness events queued between Zenoh's callback and the import thread (a flood
 /// beyond it makes the thread re-read the tokens instead).
 const EVENTS: usize = 1024;
+
+/// How long a recovery query waits for the exporter's cache to answer.
+const RECOVER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What to import and how to lay the local broadcast out (builder; ends in
 /// [`Importer::start`]).
@@ -43,6 +49,7 @@ pub struct ImportOptions {
     evict_timeout: Duration,
     max_rate: Option<f64>,
     max_message: u64,
+    recovery: bool,
 }
 
 impl ImportOptions {
@@ -58,7 +65,15 @@ impl ImportOptions {
             evict_timeout: Duration::from_secs(1),
             max_rate: None,
             max_message: 256 << 20,
+            recovery: true,
         }
+    }
+    /// Whether a reliable import asks its exporter's cache for what it lost (default
+    /// on; see [`ExportOptions::cache`](crate::ExportOptions::cache)). Off, every loss is
+    /// a `Lagged` at once, as a lossy import's always is.
+    pub fn recovery(mut self, on: bool) -> Self {
+        self.recovery = on;
+        self
     }
     /// The largest message an exporter may announce (default 256 MiB): the local ring
     /// is sized from the announcement, so a larger one is refused
@@ -145,6 +160,14 @@ pub struct ImportStats {
     pub rejected_regressing: u64,
     /// Samples dropped: from an exporter that is not the one followed.
     pub rejected_foreign: u64,
+    /// Messages lost on the way and then recovered from the exporter's cache (delivered
+    /// in order, not counted in `missed`).
+    pub recovered: u64,
+    /// Live samples of messages a recovery had already delivered (dropped, not an
+    /// error).
+    pub duplicates: u64,
+    /// Recovery queries sent.
+    pub recoveries: u64,
 }
 
 impl ImportStats {
@@ -162,7 +185,7 @@ impl ImportStats {
 
 #[derive(Default)]
 struct Counters {
-    v: [AtomicU64; 12],
+    v: [AtomicU64; 15],
 }
 
 impl Counters {
@@ -184,6 +207,9 @@ impl Counters {
             rejected_too_long: g(9),
             rejected_regressing: g(10),
             rejected_foreign: g(11),
+            recovered: g(RECOVERED),
+            duplicates: g(DUPLICATES),
+            recoveries: g(RECOVERIES),
         }
     }
     fn reject(&self, r: Reject) {
@@ -196,6 +222,7 @@ impl Counters {
                 Reject::TooLong => 9,
                 Reject::Regressing => 10,
                 Reject::Foreign => 11,
+                Reject::Duplicate => DUPLICATES,
             },
             1,
         );
@@ -207,6 +234,9 @@ const BYTES: usize = 1;
 const MISSED: usize = 2;
 const LOST: usize = 3;
 const EXPORTERS: usize = 4;
+const RECOVERED: usize = 12;
+const DUPLICATES: usize = 13;
+const RECOVERIES: usize = 14;
 
 /// A liveliness event: an exporter appeared (its descriptor) or went.
 enum Event {
@@ -397,6 +427,10 @@ where
             offset: None,
             lost_pending: None,
             lost_told: false,
+            recover: opts.recovery && first.mode == BroadcastMode::Reliable,
+            recover_pending: false,
+            dup_floor: None,
+            replies: opts.queue,
             pace: opts
                 .max_rate
                 .map(|hz| (Duration::from_secs_f64(1.0 / hz), Instant::now())),
@@ -513,6 +547,15 @@ struct Run<M: SharedMemory> {
     lost_pending: Option<Instant>,
     /// `UpstreamLost` was published and no message since.
     lost_told: bool,
+    /// Whether lost messages are asked for from the exporter's cache.
+    recover: bool,
+    /// The followed exporter came back after a cut: ask for what it sent meanwhile.
+    recover_pending: bool,
+    /// Where the last recovery started: live samples from there up to `next` are
+    /// duplicates of recovered ones.
+    dup_floor: Option<u64>,
+    /// Replies queued from a recovery query.
+    replies: usize,
     /// The rate limit: the interval, and when the next message may go.
     pace: Option<(Duration, Instant)>,
     stop: Arc<AtomicBool>,
@@ -526,6 +569,13 @@ impl<M: SharedMemory> Run<M> {
                 return Ok(());
             }
             self.events()?;
+            if std::mem::take(&mut self.recover_pending) {
+                if let (Some(cur), Some(next)) = (self.current, self.next) {
+                    if self.recover_from(cur, next)? {
+                        return Ok(()); // the end of the stream was among what it lost
+                    }
+                }
+            }
             match self.queue.recv_timeout(POLL)? {
                 // The source closed.
                 Some(sample) if self.deliver(&sample)? => return Ok(()),
@@ -585,6 +635,13 @@ impl<M: SharedMemory> Run<M> {
         while let Ok(ev) = self.events.try_recv() {
             match ev {
                 Event::Up(d) => {
+                    if self.recover
+                        && self.current == Some(d.exporter)
+                        && (self.lost_pending.is_some() || self.lost_told)
+                    {
+                        // The followed exporter is back after a cut.
+                        self.recover_pending = true;
+                    }
                     self.alive.insert(d.exporter, d);
                 }
                 Event::Down(id) => {
@@ -608,6 +665,66 @@ impl<M: SharedMemory> Run<M> {
                 return Ok(false);
             }
         };
+        if let Some(next) = self.next {
+            if self.recover && self.current == Some(h.exporter) && h.number > next {
+                // Messages of the followed exporter were lost on the way (a cut past the
+                // lease, a reconnect): ask its cache for them first.
+                if self.recover_from(h.exporter, next)? {
+                    return Ok(true);
+                }
+                if self.next.is_some_and(|n| h.number < n) {
+                    self.counters.add(DUPLICATES, 1);
+                    return Ok(false);
+                }
+            }
+        }
+        self.publish_sample(h, sample)
+    }
+
+    /// Asks the exporter's cache for every message from `from` on and publishes the
+    /// replies, checked as samples are, in order (what the cache no longer held is one
+    /// exact gap). Returns whether the end of the stream was among them.
+    fn recover_from(&mut self, exporter: u64, from: u64) -> Result<bool, BridgeError> {
+        self.counters.add(RECOVERIES, 1);
+        self.dup_floor = Some(from);
+        let replies = self
+            .session
+            .get(format!("{}?from={from}", cache_key(&self.key, exporter)))
+            .consolidation(ConsolidationMode::None)
+            .target(QueryTarget::All)
+            .allowed_destination(Locality::Remote)
+            .timeout(RECOVER_TIMEOUT)
+            .with(FifoChannel::new(self.replies))
+            .wait()
+            .map_err(|e| BridgeError::Zenoh(format!("recovery query: {e}")))?;
+        let end = Instant::now() + RECOVER_TIMEOUT + Duration::from_secs(1);
+        while Instant::now() < end && !self.stop.load(Ordering::Relaxed) {
+            let reply = match replies.recv_timeout(POLL) {
+                Ok(Some(reply)) => reply,
+                Ok(None) => continue,
+                Err(_) => break, // every reply is in
+            };
+            let Ok(sample) = reply.result() else { continue };
+            match self.check(sample) {
+                Ok(h) if h.exporter == exporter => {
+                    let closed = self.publish_sample(h, sample)?;
+                    if h.flags & FLAG_END == 0 {
+                        self.counters.add(RECOVERED, 1);
+                    }
+                    if closed {
+                        return Ok(true);
+                    }
+                }
+                Ok(_) => self.counters.reject(Reject::Foreign),
+                Err(r) => self.counters.reject(r),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Publishes a checked sample (or the gap before it). Returns whether the source
+    /// closed.
+    fn publish_sample(&mut self, h: SampleHeader, sample: &Sample) -> Result<bool, BridgeError> {
         let switched = self.current != Some(h.exporter);
         if switched {
             self.current = Some(h.exporter);
@@ -692,7 +809,11 @@ impl<M: SharedMemory> Run<M> {
         }
         match self.current {
             Some(cur) if cur == h.exporter && self.next.is_some_and(|next| h.number < next) => {
-                return Err(Reject::Regressing);
+                return Err(if self.dup_floor.is_some_and(|f| h.number >= f) {
+                    Reject::Duplicate
+                } else {
+                    Reject::Regressing
+                });
             }
             Some(cur) if cur == h.exporter => {}
             // Another exporter while the followed one lives, or one never announced.

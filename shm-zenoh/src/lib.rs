@@ -14,6 +14,14 @@
 //!   each once, under the source's own message numbers; every gap in them (a lossy drop,
 //!   a reconnect, an exporter restart) is one `Lagged { missed }` with the exact count,
 //!   and a local subscriber that falls behind the import's ring still counts exactly.
+//! * **Recovery across cuts.** A reliable export keeps its last messages
+//!   ([`ExportOptions::cache`]: by default 8,192 messages or 64 MiB). An importer that
+//!   lost some (a link cut past the Zenoh lease, a reconnect) asks the exporter's cache
+//!   for them with a Zenoh query ([`wire`] describes it) and publishes them in order
+//!   before the live stream: its subscribers see no gap for a cut the cache covers, and
+//!   past it one exact `Lagged` for what the cache no longer held. A cut shorter than the
+//!   lease loses nothing either way: the link holds, the exporter's put waits, and the
+//!   local publisher is held back within its eviction timeout.
 //! * **Types.** The exporter's liveliness token carries the schema (name, version, size,
 //!   alignment); an importer that expects another type fails with `SchemaMismatch`
 //!   before it creates anything, and samples of another schema are dropped.
@@ -25,7 +33,10 @@
 //!   broadcast and exporters refuse relayed broadcasts; exporters send to remote
 //!   sessions only and importers take remote samples only (`Locality::Remote`).
 //! * **Bounded memory.** Reliable: the exporter's put blocks when the network is slow,
-//!   so the local publisher is held back by the broadcast's own rules; the importer's
+//!   so the local publisher is held back by the broadcast's own rules; the exporter's
+//!   cache holds at most its byte bound plus about 64 bytes per message (payloads are
+//!   shared with Zenoh, not copied), the importer's recovery replies queue as its samples
+//!   do; the importer's
 //!   queue is bounded and, when full, holds Zenoh's delivery. Lossy: Zenoh drops and the
 //!   importer's ring drops the oldest; the gaps are counted.
 //! * **Hostile input.** Short, malformed, too long, regressing, foreign or mistyped
@@ -62,7 +73,9 @@ mod list;
 mod session;
 pub mod wire;
 
-pub use export::{ExportOptions, ExportStats, Exporter, EXPORTER_SPIN, LINGER};
+pub use export::{
+    ExportOptions, ExportStats, Exporter, CACHE_BYTES, CACHE_MESSAGES, EXPORTER_SPIN, LINGER,
+};
 pub use import::{ImportOptions, ImportStats, Importer};
 pub use list::{list, Export};
 pub use session::BridgeConfig;

@@ -46,6 +46,17 @@
 //! | 40 | 8 | `schema_align` |
 //! | 48 | 40 | `schema_name`: UTF-8, zero-padded (`"bytes"` for untyped messages) |
 //!
+//! ## Recovery queries, on `K/@shm/cache/<exporter>`
+//!
+//! A reliable exporter with a cache declares a Zenoh queryable on
+//! `K/@shm/cache/<exporter>` (`<exporter>`: 16 lower-case hex digits). A query with the
+//! parameter `from=<n>` (decimal) is answered with one reply per cached message numbered
+//! `n` or later, oldest first, each exactly as its data sample was (payload and 32-byte
+//! attachment). An importer that sees the numbers of its exporter jump, or sees the
+//! exporter's token come back after a cut, asks from the next number it expects; it
+//! checks each reply as it checks a sample and reports what the cache no longer held as
+//! `Lagged`.
+//!
 //! The [`fingerprint`] of a schema is the 64-bit FNV-1a hash of bytes 24..88 of its
 //! descriptor. The `@shm` chunk is verbatim (it starts with `@`): wildcards on `K/**` do
 //! not match it, so the tokens never mix with data.
@@ -64,6 +75,11 @@ pub const DESCRIPTOR_LEN: usize = 88;
 pub const FLAG_END: u8 = 1;
 /// The key chunk under which exporters declare their liveliness tokens.
 pub const TOKEN_CHUNK: &str = "@shm";
+
+/// The key of an exporter's recovery queryable: `key/@shm/cache/<exporter as 16 hex>`.
+pub fn cache_key(key: &str, exporter: u64) -> String {
+    format!("{key}/{TOKEN_CHUNK}/cache/{exporter:016x}")
+}
 
 /// The header in a data sample's attachment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +114,9 @@ pub enum Reject {
     Regressing,
     /// From an exporter other than the live one the importer follows.
     Foreign,
+    /// A message a recovery from the exporter's cache already delivered, arriving live
+    /// (not an error: counted as a duplicate, not as rejected).
+    Duplicate,
 }
 
 fn mode_code(mode: BroadcastMode) -> u8 {

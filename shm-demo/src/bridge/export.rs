@@ -5,15 +5,14 @@ use super::*;
 pub(super) fn run(
     backend: Backend,
     name: &str,
+    opts: &ExportOptions,
     key: &str,
-    express: bool,
     net: &Net,
     json: bool,
 ) -> Result<()> {
     let b = Broadcast::attach(open_local(backend, name)?)?;
     let session = net.open()?;
-    let exporter =
-        Exporter::start(&session, b, &ExportOptions::new(key).express(express)).map_err(zerr)?;
+    let exporter = Exporter::start(&session, b, opts).map_err(zerr)?;
     let say = |line: String| {
         println!("{line}");
         let _ = std::io::stdout().flush();
@@ -65,6 +64,8 @@ pub(super) fn run(
         .num("bytes", s.bytes)
         .num("lagged", s.lagged)
         .num("evicted", s.evicted)
+        .num("queries", s.queries)
+        .num("resent", s.resent)
         .num("peak_rss_kib", peak_rss_kib())
         .finish();
     if json {

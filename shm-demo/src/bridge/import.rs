@@ -2,27 +2,17 @@
 
 use super::*;
 
-#[allow(clippy::too_many_arguments)]
 pub(super) fn run(
     backend: Backend,
     key: &str,
     name: &str,
-    queue: usize,
-    wait_exporter: Duration,
-    throttle: Option<f64>,
+    opts: &ImportOptions,
     net: &Net,
     json: bool,
 ) -> Result<()> {
     let session = net.open()?;
-    let mut opts = ImportOptions::new(key)
-        .queue(queue)
-        .wait_exporter(wait_exporter)
-        .evict_timeout(Duration::from_secs(10));
-    if let Some(hz) = throttle {
-        opts = opts.max_rate(hz);
-    }
     let owned = name.to_owned();
-    let importer = Importer::start(&session, &opts, move |len| {
+    let importer = Importer::start(&session, opts, move |len| {
         Ok(match backend {
             Backend::Memfd => {
                 Mem::Memfd(MemfdOptions::new().name("shm-import").size(len).create()?)
@@ -97,8 +87,9 @@ pub(super) fn run(
                 say(stats_json(Json::new().str("event", "progress"), &s).finish());
             } else {
                 say(format!(
-                    "delivered {} messages, missed {}, rejected {}",
+                    "delivered {} messages ({} recovered after a cut), missed {}, rejected {}",
                     s.delivered,
+                    s.recovered,
                     s.missed,
                     s.rejected()
                 ));

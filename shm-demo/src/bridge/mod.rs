@@ -71,6 +71,13 @@ pub enum BridgeCmd {
         /// Send each message at once (lower latency) instead of batching.
         #[arg(long)]
         express: bool,
+        /// Reliable exports: messages kept for importers that lost some across a cut
+        /// (0 turns the cache off).
+        #[arg(long, default_value_t = shm_zenoh::CACHE_MESSAGES)]
+        cache_messages: usize,
+        /// Reliable exports: at most this many MiB of cached payload.
+        #[arg(long, default_value_t = shm_zenoh::CACHE_BYTES >> 20)]
+        cache_mib: u64,
         #[command(flatten)]
         net: Net,
     },
@@ -96,6 +103,10 @@ pub enum BridgeCmd {
         /// for trying lossy streams).
         #[arg(long)]
         throttle: Option<f64>,
+        /// Do not ask the exporter's cache for messages lost across a cut (every loss is
+        /// a `Lagged` at once).
+        #[arg(long)]
+        no_recovery: bool,
         #[command(flatten)]
         net: Net,
     },
@@ -163,25 +174,34 @@ pub fn run(backend: Option<Backend>, cmd: &BridgeCmd, json: bool) -> Result<()> 
             name,
             key,
             express,
+            cache_messages,
+            cache_mib,
             net,
-        } => export::run(need(backend)?, name, key, *express, net, json),
+        } => {
+            let opts = ExportOptions::new(key)
+                .express(*express)
+                .cache(*cache_messages, cache_mib.saturating_mul(1 << 20));
+            export::run(need(backend)?, name, &opts, key, net, json)
+        }
         BridgeCmd::Import {
             key,
             name,
             queue,
             wait_exporter,
             throttle,
+            no_recovery,
             net,
-        } => import::run(
-            need(backend)?,
-            key,
-            name,
-            *queue,
-            Duration::from_secs(*wait_exporter),
-            *throttle,
-            net,
-            json,
-        ),
+        } => {
+            let mut opts = ImportOptions::new(key)
+                .queue(*queue)
+                .wait_exporter(Duration::from_secs(*wait_exporter))
+                .evict_timeout(Duration::from_secs(10))
+                .recovery(!*no_recovery);
+            if let Some(hz) = throttle {
+                opts = opts.max_rate(*hz);
+            }
+            import::run(need(backend)?, key, name, &opts, net, json)
+        }
         BridgeCmd::List { seconds, net } => list::run(*seconds, net, json),
         BridgeCmd::Bench {
             what,
@@ -305,6 +325,9 @@ fn stats_json(j: Json, s: &ImportStats) -> Json {
         .num("rejected_too_long", s.rejected_too_long)
         .num("rejected_regressing", s.rejected_regressing)
         .num("rejected_foreign", s.rejected_foreign)
+        .num("recovered", s.recovered)
+        .num("duplicates", s.duplicates)
+        .num("recoveries", s.recoveries)
 }
 
 #[cfg(test)]
