@@ -588,3 +588,144 @@ fn one_exporter_feeds_importers_on_two_hosts() {
         assert_eq!(json_num(&line, "missed"), 0, "{line}");
     }
 }
+
+/// One `service call` process here (shared memory is not a network thing): `calls` calls
+/// on `name`, each with `deadline_ms`; returns its JSON line.
+fn call(name: &str, calls: u64, deadline_ms: u64) -> String {
+    let (c, d) = (calls.to_string(), deadline_ms.to_string());
+    let p = Proc::start(
+        "service call",
+        &[
+            "--backend",
+            "posix",
+            "--json",
+            "service",
+            "call",
+            "--name",
+            name,
+            "--calls",
+            &c,
+            "--deadline-ms",
+            &d,
+        ],
+    );
+    let (line, _) = p.finish();
+    line
+}
+
+/// (f) A service across hosts, called across a cut: host 0 runs the service's server
+/// and the service exporter, host 1 the importer; the clients are `service call`
+/// processes on host 1's side of the shared memory. Calls succeed; during a cut a call
+/// ends at its deadline with `Timeout` (never a hang, never a late answer); after the
+/// link is back (the session re-forms: the lease is 1 s) the next call succeeds.
+#[test]
+fn a_service_called_across_a_cut_times_out_then_answers_again() {
+    let Some(hosts) = Hosts::new(2, &[(0, 1)]) else {
+        return;
+    };
+    let mut c = Chain::new();
+    let served = format!("/{}", unique_name("nsvc"));
+    c.names.push(served.clone());
+    c.procs.push(Proc::start_in(
+        &hosts.ns[0],
+        "server",
+        &[
+            "--backend",
+            "posix",
+            "--json",
+            "service",
+            "serve",
+            "--name",
+            &served,
+        ],
+    ));
+    // (Attached, not only opened: the server is done creating it.)
+    shm_core::testing::eventually("the service is made", support::BOUND, || {
+        shm_posix::ShmOptions::new(&served)
+            .open()
+            .is_ok_and(|m| shm_core::service::Service::attach(m).is_ok())
+    });
+    let ep = hosts.endpoint(0, 0);
+    let key = c.key.clone();
+    let mut e = Proc::start_in(
+        &hosts.ns[0],
+        "service exporter",
+        &[
+            "--backend",
+            "posix",
+            "--json",
+            "bridge",
+            "export-service",
+            "--name",
+            &served,
+            "--key",
+            &key,
+            "--listen",
+            &ep,
+            "--lease-ms",
+            LEASE_MS,
+        ],
+    );
+    e.event("exporting");
+    c.procs.push(e);
+    let remote = format!("/{}", unique_name("nsvcr"));
+    c.names.push(remote.clone());
+    let mut i = Proc::start_in(
+        &hosts.ns[1],
+        "service importer",
+        &[
+            "--backend",
+            "posix",
+            "--json",
+            "bridge",
+            "import-service",
+            "--key",
+            &key,
+            "--name",
+            &remote,
+            "--connect",
+            &ep,
+            "--lease-ms",
+            LEASE_MS,
+        ],
+    );
+    i.event("importing");
+    c.procs.push(i);
+
+    let line = call(&remote, 20, 10_000);
+    assert_eq!(json_num(&line, "ok"), 20, "{line}");
+    // `bridge list` on host 1 shows the service, with its limits.
+    let (listed, ok) = Proc::start_in(
+        &hosts.ns[1],
+        "bridge list",
+        &[
+            "--json",
+            "bridge",
+            "list",
+            "--connect",
+            &ep,
+            "--seconds",
+            "0",
+        ],
+    )
+    .finish_all();
+    assert!(ok, "{listed:?}");
+    let svc = listed
+        .iter()
+        .find(|l| l.contains(&key))
+        .unwrap_or_else(|| panic!("{key} not listed: {listed:?}"));
+    let v: serde_json::Value = serde_json::from_str(svc).unwrap();
+    assert_eq!(v["kind"], "service", "{svc}");
+    assert_eq!(v["max_request"], 4096, "{svc}");
+    hosts.links[0].cut();
+    let line = call(&remote, 1, 1000);
+    assert_eq!(json_num(&line, "timeouts"), 1, "during the cut: {line}");
+    assert_eq!(json_num(&line, "ok"), 0, "{line}");
+    // Past the lease: the session is gone too, and must form again.
+    std::thread::sleep(Duration::from_millis(1500));
+    hosts.links[0].restore();
+    let line = call(&remote, 1, 20_000);
+    assert_eq!(json_num(&line, "ok"), 1, "after the cut: {line}");
+    let line = call(&remote, 20, 10_000);
+    assert_eq!(json_num(&line, "ok"), 20, "{line}");
+}

@@ -1,5 +1,6 @@
-//! Beyond one host: export a local broadcast over [Zenoh](https://zenoh.io) and import it
-//! on another machine, unchanged for its subscribers.
+//! Beyond one host: export a local broadcast (or a request/response service) over
+//! [Zenoh](https://zenoh.io) and import it on another machine, unchanged for its
+//! subscribers (or clients).
 //!
 //! Shared memory ends at the host; Zenoh carries what crosses hosts (peer to peer, no
 //! broker, its own routing, batching and reliability). This crate writes no network
@@ -22,6 +23,12 @@
 //!   past it one exact `Lagged` for what the cache no longer held. A cut shorter than the
 //!   lease loses nothing either way: the link holds, the exporter's put waits, and the
 //!   local publisher is held back within its eviction timeout.
+//! * **Services.** A [`ServiceExporter`] serves a local request/response service to
+//!   remote clients (a Zenoh queryable; one worker per call in flight) and a
+//!   [`ServiceImporter`] makes it local on another host: requests travel as Zenoh
+//!   queries with their remaining deadline, responses (streams too) as replies; a cut
+//!   link or a dead host is `Timeout` at the client's deadline, never a hang. See the
+//!   [`service` module's notes](ServiceImporter).
 //! * **Types.** The exporter's liveliness token carries the schema (name, version, size,
 //!   alignment); an importer that expects another type fails with `SchemaMismatch`
 //!   before it creates anything, and samples of another schema are dropped.
@@ -70,6 +77,7 @@
 mod export;
 mod import;
 mod list;
+mod service;
 mod session;
 pub mod wire;
 
@@ -77,7 +85,11 @@ pub use export::{
     ExportOptions, ExportStats, Exporter, CACHE_BYTES, CACHE_MESSAGES, EXPORTER_SPIN, LINGER,
 };
 pub use import::{ImportOptions, ImportStats, Importer};
-pub use list::{list, Export};
+pub use list::{list, list_services, Export, ServiceExport};
+pub use service::{
+    ServiceExportOptions, ServiceExporter, ServiceImportOptions, ServiceImporter, ServiceStats,
+    REMOTE_PEER_DIED, REMOTE_REFUSED, REMOTE_UNREACHABLE,
+};
 pub use session::BridgeConfig;
 
 use std::time::Duration;

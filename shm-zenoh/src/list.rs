@@ -10,7 +10,7 @@ use shm_core::{BroadcastMode, Schema};
 use zenoh::sample::Sample;
 use zenoh::Wait as _;
 
-use crate::wire::{Descriptor, SampleHeader, TOKEN_CHUNK};
+use crate::wire::{Descriptor, SampleHeader, ServiceDescriptor, SERVICE_CHUNK, TOKEN_CHUNK};
 use crate::BridgeError;
 
 /// One export seen on the network.
@@ -100,4 +100,50 @@ pub fn list(session: &zenoh::Session, window: Duration) -> Result<Vec<Export>, B
             },
         })
         .collect())
+}
+
+/// One service export seen on the network.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceExport {
+    /// The Zenoh key its queryable answers on.
+    pub key: String,
+    /// What the exporter announces: identity, limits, record types.
+    pub descriptor: ServiceDescriptor,
+}
+
+/// Lists the service exports reachable through `session` (each live exporter's token).
+///
+/// # Errors
+/// [`BridgeError::Zenoh`] when Zenoh refuses the query.
+pub fn list_services(session: &zenoh::Session) -> Result<Vec<ServiceExport>, BridgeError> {
+    service_tokens(session, "**")
+}
+
+/// The live service exporters' tokens under `key` (a key expression), one per exporter.
+pub(crate) fn service_tokens(
+    session: &zenoh::Session,
+    key: &str,
+) -> Result<Vec<ServiceExport>, BridgeError> {
+    let replies = session
+        .liveliness()
+        .get(format!("{key}/{TOKEN_CHUNK}/{SERVICE_CHUNK}/*"))
+        .timeout(Duration::from_secs(2))
+        .wait()
+        .map_err(|e| BridgeError::Zenoh(format!("liveliness get: {e}")))?;
+    let mut found: Vec<ServiceExport> = Vec::new();
+    while let Ok(reply) = replies.recv() {
+        if let Ok(s) = reply.result() {
+            if let Some((key, descriptor)) =
+                ServiceDescriptor::from_token_key(s.key_expr().as_str())
+            {
+                if !found
+                    .iter()
+                    .any(|f| f.descriptor.exporter == descriptor.exporter)
+                {
+                    found.push(ServiceExport { key, descriptor });
+                }
+            }
+        }
+    }
+    Ok(found)
 }

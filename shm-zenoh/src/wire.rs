@@ -57,6 +57,35 @@
 //! checks each reply as it checks a sample and reports what the cache no longer held as
 //! `Lagged`.
 //!
+//! ## Services, on the key `S`
+//!
+//! A service exporter declares a Zenoh queryable on `S` (complete: one exporter answers
+//! a query whole) and a liveliness token `S/@shm/svc/<hex>`, `<hex>` being the lower-case
+//! hex of a [`ServiceDescriptor`]'s 152 bytes:
+//!
+//! | offset | size | field |
+//! |---:|---:|---|
+//! | 0 | 4 | `magic`: `b"SHMZ"` |
+//! | 4 | 2 | `wire_version`: `1` |
+//! | 6 | 1 | `3` (a service) |
+//! | 7 | 1 | `0` |
+//! | 8 | 8 | `exporter`: random per exporter start |
+//! | 16 | 4 | `max_request` |
+//! | 20 | 4 | `max_response` |
+//! | 24 | 64 | the request schema, as bytes 24..88 of a descriptor; all zero: untyped |
+//! | 88 | 64 | the response schema, the same way |
+//!
+//! One call is one Zenoh query: its **payload** is the request's bytes, its
+//! **attachment** 16 bytes: `b"SHMQ"`, `wire_version` (2), flags (2; bit 0: idempotent),
+//! and the time left to the request's deadline in nanoseconds (8; 0: none), which the
+//! exporter gives the request it sends to its local servers. Each response is one reply:
+//! payload the response's bytes, attachment 8 bytes: `b"SHMR"`, then `1` (more may
+//! follow) or `2` (the last), then three zero bytes. A call that fails is one error
+//! reply of 12 bytes: `b"SHME"`, a kind (`1`: the server answered with the error code
+//! that follows; `2`: the server died holding the request; `3`: the server dropped it
+//! unanswered; `4`: the request was refused: too large, malformed, no slot before its
+//! deadline), three zero bytes, and the code (4).
+//!
 //! The [`fingerprint`] of a schema is the 64-bit FNV-1a hash of bytes 24..88 of its
 //! descriptor. The `@shm` chunk is verbatim (it starts with `@`): wildcards on `K/**` do
 //! not match it, so the tokens never mix with data.
@@ -75,6 +104,202 @@ pub const DESCRIPTOR_LEN: usize = 88;
 pub const FLAG_END: u8 = 1;
 /// The key chunk under which exporters declare their liveliness tokens.
 pub const TOKEN_CHUNK: &str = "@shm";
+
+/// Bytes in a service descriptor (before hex encoding).
+pub const SERVICE_DESCRIPTOR_LEN: usize = 152;
+/// The key chunk after `@shm` under which service exporters declare their tokens.
+pub const SERVICE_CHUNK: &str = "svc";
+/// Bytes in a call's attachment.
+pub const QUERY_HEADER_LEN: usize = 16;
+/// Bytes in a response's attachment.
+pub const REPLY_HEADER_LEN: usize = 8;
+/// Bytes in an error reply.
+pub const ERROR_LEN: usize = 12;
+
+/// What a service exporter announces in its liveliness token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceDescriptor {
+    /// The exporter's identity.
+    pub exporter: u64,
+    /// The largest request.
+    pub max_request: u32,
+    /// The largest response.
+    pub max_response: u32,
+    /// The request record's schema (None: bytes).
+    pub request: Option<Schema>,
+    /// The response record's schema (None: bytes).
+    pub response: Option<Schema>,
+}
+
+impl ServiceDescriptor {
+    /// The 152 bytes.
+    pub fn encode(&self) -> [u8; SERVICE_DESCRIPTOR_LEN] {
+        let mut b = [0u8; SERVICE_DESCRIPTOR_LEN];
+        b[0..4].copy_from_slice(&MAGIC);
+        b[4..6].copy_from_slice(&WIRE_VERSION.to_le_bytes());
+        b[6] = 3;
+        b[8..16].copy_from_slice(&self.exporter.to_le_bytes());
+        b[16..20].copy_from_slice(&self.max_request.to_le_bytes());
+        b[20..24].copy_from_slice(&self.max_response.to_le_bytes());
+        if let Some(s) = &self.request {
+            b[24..88].copy_from_slice(&schema_bytes(s));
+        }
+        if let Some(s) = &self.response {
+            b[88..152].copy_from_slice(&schema_bytes(s));
+        }
+        b
+    }
+
+    /// Parses 152 bytes.
+    pub fn decode(b: &[u8]) -> Option<ServiceDescriptor> {
+        if b.len() != SERVICE_DESCRIPTOR_LEN
+            || b[0..4] != MAGIC
+            || u16::from_le_bytes([b[4], b[5]]) != WIRE_VERSION
+            || b[6] != 3
+            || b[7] != 0
+        {
+            return None;
+        }
+        let schema = |part: &[u8]| -> Option<Option<Schema>> {
+            if part.iter().all(|&x| x == 0) {
+                Some(None)
+            } else {
+                schema_of(part).map(Some)
+            }
+        };
+        Some(ServiceDescriptor {
+            exporter: u64_at(b, 8),
+            max_request: u32::from_le_bytes(b[16..20].try_into().expect("4 bytes")),
+            max_response: u32::from_le_bytes(b[20..24].try_into().expect("4 bytes")),
+            request: schema(&b[24..88])?,
+            response: schema(&b[88..152])?,
+        })
+    }
+
+    /// The token key under `key`: `key/@shm/svc/<hex>`.
+    pub fn token_key(&self, key: &str) -> String {
+        format!(
+            "{key}/{TOKEN_CHUNK}/{SERVICE_CHUNK}/{}",
+            hex(&self.encode())
+        )
+    }
+
+    /// Splits a token key into the service's key and the descriptor.
+    pub fn from_token_key(token: &str) -> Option<(String, ServiceDescriptor)> {
+        let marker = format!("/{TOKEN_CHUNK}/{SERVICE_CHUNK}/");
+        let at = token.rfind(&marker)?;
+        let mut b = [0u8; SERVICE_DESCRIPTOR_LEN];
+        unhex(&token[at + marker.len()..], &mut b)?;
+        Some((token[..at].to_owned(), ServiceDescriptor::decode(&b)?))
+    }
+}
+
+/// A call's attachment: the time left to its deadline (0: none) and whether it is
+/// idempotent.
+pub fn encode_query(timeout_ns: u64, idempotent: bool) -> [u8; QUERY_HEADER_LEN] {
+    let mut b = [0u8; QUERY_HEADER_LEN];
+    b[0..4].copy_from_slice(b"SHMQ");
+    b[4..6].copy_from_slice(&WIRE_VERSION.to_le_bytes());
+    b[6..8].copy_from_slice(&u16::from(idempotent).to_le_bytes());
+    b[8..16].copy_from_slice(&timeout_ns.to_le_bytes());
+    b
+}
+
+/// Parses a call's attachment: `(timeout_ns, idempotent)`.
+pub fn decode_query(b: &[u8]) -> Option<(u64, bool)> {
+    if b.len() != QUERY_HEADER_LEN
+        || &b[0..4] != b"SHMQ"
+        || u16::from_le_bytes([b[4], b[5]]) != WIRE_VERSION
+    {
+        return None;
+    }
+    let flags = u16::from_le_bytes([b[6], b[7]]);
+    if flags & !1 != 0 {
+        return None;
+    }
+    Some((u64_at(b, 8), flags & 1 != 0))
+}
+
+/// A response's attachment.
+pub fn encode_reply(last: bool) -> [u8; REPLY_HEADER_LEN] {
+    let mut b = [0u8; REPLY_HEADER_LEN];
+    b[0..4].copy_from_slice(b"SHMR");
+    b[4] = if last { 2 } else { 1 };
+    b
+}
+
+/// Parses a response's attachment: whether it is the last.
+pub fn decode_reply(b: &[u8]) -> Option<bool> {
+    if b.len() != REPLY_HEADER_LEN || &b[0..4] != b"SHMR" || b[5..8] != [0, 0, 0] {
+        return None;
+    }
+    match b[4] {
+        1 => Some(false),
+        2 => Some(true),
+        _ => None,
+    }
+}
+
+/// Why a call across the bridge failed on the exporter's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteError {
+    /// The remote server answered with this error code.
+    Server(u32),
+    /// The remote server died holding the request.
+    PeerDied,
+    /// The remote server dropped the request unanswered.
+    Closed,
+    /// The exporter refused the request (too large, malformed, no slot in time).
+    Refused,
+}
+
+/// An error reply's payload.
+pub fn encode_error(e: RemoteError) -> [u8; ERROR_LEN] {
+    let (kind, code) = match e {
+        RemoteError::Server(c) => (1, c),
+        RemoteError::PeerDied => (2, 0),
+        RemoteError::Closed => (3, 0),
+        RemoteError::Refused => (4, 0),
+    };
+    let mut b = [0u8; ERROR_LEN];
+    b[0..4].copy_from_slice(b"SHME");
+    b[4] = kind;
+    b[8..12].copy_from_slice(&code.to_le_bytes());
+    b
+}
+
+/// Parses an error reply's payload.
+pub fn decode_error(b: &[u8]) -> Option<RemoteError> {
+    if b.len() != ERROR_LEN || &b[0..4] != b"SHME" || b[5..8] != [0, 0, 0] {
+        return None;
+    }
+    let code = u32::from_le_bytes(b[8..12].try_into().expect("4 bytes"));
+    match b[4] {
+        1 => Some(RemoteError::Server(code)),
+        2 => Some(RemoteError::PeerDied),
+        3 => Some(RemoteError::Closed),
+        4 => Some(RemoteError::Refused),
+        _ => None,
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(2 * bytes.len());
+    for byte in bytes {
+        s.push_str(&format!("{byte:02x}"));
+    }
+    s
+}
+
+fn unhex(hex: &str, out: &mut [u8]) -> Option<()> {
+    if hex.len() != 2 * out.len() {
+        return None;
+    }
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(())
+}
 
 /// The key of an exporter's recovery queryable: `key/@shm/cache/<exporter as 16 hex>`.
 pub fn cache_key(key: &str, exporter: u64) -> String {
@@ -213,18 +438,7 @@ impl Descriptor {
             return None;
         }
         let mode = mode_of(b[6])?;
-        let name_len = usize::from(b[28]);
-        if name_len > 40 || b[29..32] != [0, 0, 0] {
-            return None;
-        }
-        let name = std::str::from_utf8(&b[48..48 + name_len]).ok()?;
-        let schema = Schema::new(
-            name,
-            u32::from_le_bytes(b[24..28].try_into().expect("4 bytes")),
-            u64_at(b, 32),
-            u64_at(b, 40),
-        )
-        .ok()?;
+        let schema = schema_of(&b[24..88])?;
         Some(Descriptor {
             exporter: u64_at(b, 8),
             mode,
@@ -235,29 +449,15 @@ impl Descriptor {
 
     /// The token key under `key`: `key/@shm/<hex>`.
     pub fn token_key(&self, key: &str) -> String {
-        let mut s = String::with_capacity(key.len() + 6 + 2 * DESCRIPTOR_LEN);
-        s.push_str(key);
-        s.push('/');
-        s.push_str(TOKEN_CHUNK);
-        s.push('/');
-        for byte in self.encode() {
-            s.push_str(&format!("{byte:02x}"));
-        }
-        s
+        format!("{key}/{TOKEN_CHUNK}/{}", hex(&self.encode()))
     }
 
     /// Splits a token key into the exported key and the descriptor.
     pub fn from_token_key(token: &str) -> Option<(String, Descriptor)> {
         let marker = format!("/{TOKEN_CHUNK}/");
         let at = token.rfind(&marker)?;
-        let hex = &token[at + marker.len()..];
-        if hex.len() != 2 * DESCRIPTOR_LEN {
-            return None;
-        }
         let mut b = [0u8; DESCRIPTOR_LEN];
-        for (i, out) in b.iter_mut().enumerate() {
-            *out = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-        }
+        unhex(&token[at + marker.len()..], &mut b)?;
         Some((token[..at].to_owned(), Descriptor::decode(&b)?))
     }
 }
@@ -272,6 +472,22 @@ fn schema_bytes(s: &Schema) -> [u8; 64] {
     b[16..24].copy_from_slice(&s.align().to_le_bytes());
     b[24..24 + name.len()].copy_from_slice(name);
     b
+}
+
+/// The schema in 64 bytes laid out as [`schema_bytes`] writes them.
+fn schema_of(b: &[u8]) -> Option<Schema> {
+    let name_len = usize::from(b[4]);
+    if name_len > 40 || b[5..8] != [0, 0, 0] {
+        return None;
+    }
+    let name = std::str::from_utf8(&b[24..24 + name_len]).ok()?;
+    Schema::new(
+        name,
+        u32::from_le_bytes(b[0..4].try_into().expect("4 bytes")),
+        u64_at(b, 8),
+        u64_at(b, 16),
+    )
+    .ok()
 }
 
 /// The 64-bit FNV-1a hash of a schema's 64 descriptor bytes (offsets 24..88).

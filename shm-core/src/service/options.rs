@@ -113,6 +113,23 @@ impl ServiceOptions {
         self
     }
 
+    /// Requests are records of `schema` (as [`record`](Self::record), without a Rust
+    /// type: for a bridge that recreates a remote service); `max_request` becomes the
+    /// schema's size.
+    pub fn request_schema(mut self, schema: Schema) -> Self {
+        self.request_max = u32::try_from(schema.size().max(1)).unwrap_or(u32::MAX);
+        self.request_schema = Some(Ok(schema));
+        self
+    }
+
+    /// Responses are records of `schema` (as [`response_record`](Self::response_record),
+    /// without a Rust type); `max_response` becomes the schema's size.
+    pub fn response_schema(mut self, schema: Schema) -> Self {
+        self.response_max = u32::try_from(schema.size().max(1)).unwrap_or(u32::MAX);
+        self.response_schema = Some(Ok(schema));
+        self
+    }
+
     pub(super) fn check(&self) -> Result<(), Error> {
         for (option, found, max, expected) in [
             (

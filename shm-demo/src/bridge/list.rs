@@ -23,6 +23,7 @@ pub(super) fn run(seconds: f64, net: &Net, json: bool) -> Result<()> {
             println!(
                 "{}",
                 Json::new()
+                    .str("kind", "broadcast")
                     .str("key", &e.key)
                     .str("exporter", &format!("{:016x}", e.exporter))
                     .str("mode", mode)
@@ -45,7 +46,42 @@ pub(super) fn run(seconds: f64, net: &Net, json: bool) -> Result<()> {
             );
         }
     }
-    if !json && exports.is_empty() {
+    let services = shm_zenoh::list_services(&session).map_err(zerr)?;
+    if !json && !services.is_empty() {
+        println!(
+            "\n{:<30} {:>16} {:>12} {:>12} {:<12} {:<12}",
+            "service key", "exporter", "max_request", "max_response", "request", "response"
+        );
+    }
+    let name = |s: &Option<shm_core::Schema>| s.map_or("bytes".to_owned(), |s| s.name().to_owned());
+    for s in &services {
+        let d = &s.descriptor;
+        if json {
+            println!(
+                "{}",
+                Json::new()
+                    .str("kind", "service")
+                    .str("key", &s.key)
+                    .str("exporter", &format!("{:016x}", d.exporter))
+                    .num("max_request", d.max_request)
+                    .num("max_response", d.max_response)
+                    .str("request", &name(&d.request))
+                    .str("response", &name(&d.response))
+                    .finish()
+            );
+        } else {
+            println!(
+                "{:<30} {:016x} {:>12} {:>12} {:<12} {:<12}",
+                s.key,
+                d.exporter,
+                d.max_request,
+                d.max_response,
+                name(&d.request),
+                name(&d.response)
+            );
+        }
+    }
+    if !json && exports.is_empty() && services.is_empty() {
         println!("(no exports reachable)");
     }
     Ok(())

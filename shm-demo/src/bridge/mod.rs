@@ -20,6 +20,7 @@ use crate::util::{free_port, Failure, Json, Result};
 mod export;
 mod import;
 mod list;
+mod service;
 mod via;
 
 pub use via::broadcast_via_zenoh;
@@ -107,6 +108,45 @@ pub enum BridgeCmd {
         /// a `Lagged` at once).
         #[arg(long)]
         no_recovery: bool,
+        #[command(flatten)]
+        net: Net,
+    },
+    /// Serve a named posix service to clients on other hosts: its servers answer
+    /// requests that arrive as Zenoh queries on the key.
+    #[command(
+        after_help = "Example:\n  shm-demo --backend posix bridge export-service --name /calc --key shm/calc --listen tcp/0.0.0.0:7447"
+    )]
+    ExportService {
+        /// The local service (a POSIX name).
+        #[arg(long)]
+        name: String,
+        /// The Zenoh key.
+        #[arg(long)]
+        key: String,
+        /// Calls forwarded at once (each one client of the local service).
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+        #[command(flatten)]
+        net: Net,
+    },
+    /// Make a remote service local: a POSIX service whose requests are answered by the
+    /// servers behind an `export-service` on another host.
+    #[command(
+        after_help = "Example:\n  shm-demo --backend posix bridge import-service --key shm/calc --name /calc_remote --connect tcp/HOST:7447"
+    )]
+    ImportService {
+        /// The Zenoh key.
+        #[arg(long)]
+        key: String,
+        /// The local service to create (a POSIX name).
+        #[arg(long)]
+        name: String,
+        /// Seconds to wait for an exporter to appear.
+        #[arg(long, default_value_t = 60)]
+        wait_exporter: u64,
+        /// Requests forwarded at once (each one server of the local service).
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
         #[command(flatten)]
         net: Net,
     },
@@ -203,6 +243,32 @@ pub fn run(backend: Option<Backend>, cmd: &BridgeCmd, json: bool) -> Result<()> 
             import::run(need(backend)?, key, name, &opts, net, json)
         }
         BridgeCmd::List { seconds, net } => list::run(*seconds, net, json),
+        BridgeCmd::ExportService {
+            name,
+            key,
+            workers,
+            net,
+        } => {
+            need_posix(backend)?;
+            service::export(name, key, *workers, net, json)
+        }
+        BridgeCmd::ImportService {
+            key,
+            name,
+            wait_exporter,
+            workers,
+            net,
+        } => {
+            need_posix(backend)?;
+            service::import(
+                key,
+                name,
+                Duration::from_secs(*wait_exporter),
+                *workers,
+                net,
+                json,
+            )
+        }
         BridgeCmd::Bench {
             what,
             messages,
@@ -217,6 +283,16 @@ pub fn run(backend: Option<Backend>, cmd: &BridgeCmd, json: bool) -> Result<()> 
             size,
             spin_us,
         } => crate::zbench::peer(*role, listen, key, *messages, *size, spin_us.parse().ok()),
+    }
+}
+
+fn need_posix(backend: Option<Backend>) -> Result<()> {
+    match backend {
+        Some(Backend::Posix) => Ok(()),
+        _ => Err(
+            Failure::new("bridge export-service and import-service need --backend posix")
+                .hint("a service is found by its POSIX name"),
+        ),
     }
 }
 

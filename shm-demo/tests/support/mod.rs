@@ -86,15 +86,21 @@ impl Proc {
     }
 
     /// The last line it printed before exiting, within BOUND, and its exit status.
-    pub fn finish(mut self) -> (String, bool) {
+    pub fn finish(self) -> (String, bool) {
+        let (all, ok) = self.finish_all();
+        (all.last().cloned().unwrap_or_default(), ok)
+    }
+
+    /// Every line it printed, once it exited (within BOUND), and its exit status.
+    pub fn finish_all(mut self) -> (Vec<String>, bool) {
         let end = Instant::now() + BOUND;
-        let mut last = String::new();
+        let mut all = Vec::new();
         loop {
             match self
                 .lines
                 .recv_timeout(end.saturating_duration_since(Instant::now()))
             {
-                Ok(l) => last = l,
+                Ok(l) => all.push(l),
                 Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {
                     panic!("{} did not end within {BOUND:?}", self.what)
@@ -102,7 +108,7 @@ impl Proc {
             }
         }
         let ok = self.child.wait().unwrap().success();
-        (last, ok)
+        (all, ok)
     }
 
     pub fn kill9(&mut self) {
