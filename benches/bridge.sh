@@ -2,7 +2,8 @@
 # What the Zenoh bridge adds to Zenoh, in one run: plain Zenoh pub/sub between two
 # processes, the bridge end to end (publisher -> exporter -> Zenoh -> importer ->
 # subscriber, four processes), and our local broadcast, at 64 B, 4 KiB and 1 MiB; and the
-# 64-byte round trip over plain Zenoh and through export + import. ROUNDS interleaved
+# 64-byte round trip over plain Zenoh and through export + import; a 64-byte service
+# call through export-service + import-service against a plain Zenoh get. ROUNDS interleaved
 # rounds (default 3); prints one JSON line per measurement, then medians and ratios.
 #
 #   bash benches/bridge.sh            # writes target/bridge-bench.jsonl
@@ -26,6 +27,10 @@ for r in $(seq 1 "$ROUNDS"); do
   echo "{\"round\":$r,\"kind\":\"rtt-bridge\",\"size\":\"64\",\"r\":$($D bridge bench --what rtt-bridge --messages 2000 --size 64)}" >>"$OUT"
   # The latency configuration: exporters and subscribers spin up to 1 ms before they sleep.
   echo "{\"round\":$r,\"kind\":\"rtt-bridge-spin\",\"size\":\"64\",\"r\":$($D bridge bench --what rtt-bridge --spin-us 1000 --messages 2000 --size 64)}" >>"$OUT"
+  # A service call through export-service + import-service, against a plain Zenoh get
+  # to a queryable that answers with the request's bytes (both 64 B).
+  echo "{\"round\":$r,\"kind\":\"rtt-get\",\"size\":\"64\",\"r\":$($D bridge bench --what rtt-get --messages 2000 --size 64)}" >>"$OUT"
+  echo "{\"round\":$r,\"kind\":\"rtt-service\",\"size\":\"64\",\"r\":$($D bridge bench --what rtt-service --messages 2000 --size 64)}" >>"$OUT"
   echo "round $r done" >&2
 done
 python3 - "$OUT" <<'PY'
@@ -45,4 +50,8 @@ rb, bv = med("rtt-bridge", "64", "p50_ns")
 rs, sv = med("rtt-bridge-spin", "64", "p50_ns")
 print(f"64 B round trip p50: raw zenoh {rr/1000:.0f} us, bridge {rb/1000:.0f} us ({rb/rr:.2f}x), bridge spinning 1 ms {rs/1000:.0f} us ({rs/rr:.2f}x)")
 print(f"  rounds: raw {rv} | bridge {bv} | spin {sv}")
+rg, gv = med("rtt-get", "64", "p50_ns")
+rsv, svv = med("rtt-service", "64", "p50_ns")
+print(f"64 B call p50: zenoh get {rg/1000:.0f} us, service through the bridge {rsv/1000:.0f} us ({rsv/rg:.2f}x)")
+print(f"  rounds: get {gv} | service {svv}")
 PY

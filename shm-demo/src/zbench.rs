@@ -9,6 +9,12 @@
 //!   exporter → Zenoh → importer → local broadcast → the echo's subscriber, and back the
 //!   same way; each process runs its exporter and importer as threads.
 //!
+//! * `--what rtt-get`: a plain Zenoh `get` to a queryable in the other process that
+//!   answers with the request's bytes.
+//! * `--what rtt-service`: the same call through the service bridge: a local service
+//!   (imported) → importer → Zenoh query → exporter → the other process's local service
+//!   and its server, which answers with the request's bytes; and back.
+//!
 //! The bridge's end-to-end throughput is `broadcast --via zenoh --subscribers 1`.
 
 use std::io::{BufRead, BufReader, Write as _};
@@ -29,6 +35,8 @@ pub enum What {
     Raw,
     RttRaw,
     RttBridge,
+    RttGet,
+    RttService,
 }
 
 /// The hidden second process's roles.
@@ -37,6 +45,8 @@ pub enum Role {
     RawSub,
     RawEcho,
     BridgeEcho,
+    GetAnswer,
+    ServiceAnswer,
 }
 
 fn z<E: std::fmt::Display>(e: E) -> Failure {
@@ -84,6 +94,8 @@ pub fn run(what: What, messages: u64, size: u64, spin: Option<u64>) -> Result<()
         What::Raw => "raw-sub",
         What::RttRaw => "raw-echo",
         What::RttBridge => "bridge-echo",
+        What::RttGet => "get-answer",
+        What::RttService => "service-answer",
     };
     let mut child = crate::host::spawn_demo(&[
         "bridge".into(),
@@ -174,6 +186,70 @@ pub fn run(what: What, messages: u64, size: u64, spin: Option<u64>) -> Result<()
                 .finish()
         }
         What::RttBridge => rtt_bridge(&s, &key, messages, size, spin, &mut out)?,
+        What::RttGet => {
+            let buf = vec![7u8; size as usize];
+            let mut rtts = Vec::with_capacity(messages as usize);
+            for round in 0..messages + 100 {
+                let t = Instant::now();
+                let replies = s
+                    .get(format!("{key}/q"))
+                    .payload(buf.clone())
+                    .timeout(Duration::from_secs(10))
+                    .wait()
+                    .map_err(z)?;
+                let reply = replies
+                    .recv()
+                    .map_err(|_| Failure::new("no reply within 10 s"))?;
+                reply.result().map_err(|_| Failure::new("an error reply"))?;
+                if round >= 100 {
+                    rtts.push(t.elapsed().as_nanos() as u64);
+                }
+            }
+            Json::new()
+                .str("what", "rtt-get")
+                .num("size", size)
+                .num("round_trips", messages)
+                .num("p50_ns", p50(rtts))
+                .finish()
+        }
+        What::RttService => {
+            let name = format!("/shm-demo-zs-{pid}");
+            crate::util::remember_segment(&name);
+            let n2 = name.clone();
+            let imp = shm_zenoh::ServiceImporter::start(
+                &s,
+                &shm_zenoh::ServiceImportOptions::new(format!("{key}/svc"))
+                    .wait_exporter(Duration::from_secs(30))
+                    .workers(1),
+                move |len| Ok(ShmOptions::new(&n2).size(len).create()?),
+            )
+            .map_err(|e| Failure::new(e.to_string()))?;
+            let mut c = imp.service().client()?;
+            let buf = vec![7u8; size as usize];
+            let mut rtts = Vec::with_capacity(messages as usize);
+            // A few calls first: the first query may wait for its route.
+            for round in 0..messages + 100 {
+                let t = Instant::now();
+                let r = c
+                    .call_timeout(&buf, Duration::from_secs(10))
+                    .map_err(|e| Failure::new(format!("call: {e}")))?;
+                if r.data != buf {
+                    return Err(Failure::new("a response that is not the request's echo"));
+                }
+                if round >= 100 {
+                    rtts.push(t.elapsed().as_nanos() as u64);
+                }
+            }
+            drop(c);
+            drop(imp);
+            crate::util::forget_segment(&name);
+            Json::new()
+                .str("what", "rtt-service")
+                .num("size", size)
+                .num("round_trips", messages)
+                .num("p50_ns", p50(rtts))
+                .finish()
+        }
     };
     terminate(&mut child);
     let model = shm_core::os::cpu::model();
@@ -353,6 +429,46 @@ pub fn peer(
             say("{\"event\":\"ready\"}");
             while let Some(sample) = sub.recv_timeout(Duration::from_secs(30)).map_err(z)? {
                 p.put(sample.payload().clone()).wait().map_err(z)?;
+            }
+        }
+        Role::GetAnswer => {
+            let q = s.declare_queryable(format!("{key}/q")).wait().map_err(z)?;
+            say("{\"event\":\"ready\"}");
+            while let Some(query) = q.recv_timeout(Duration::from_secs(30)).map_err(z)? {
+                let payload = query.payload().cloned().unwrap_or_default();
+                query
+                    .reply(query.key_expr().clone(), payload)
+                    .wait()
+                    .map_err(z)?;
+            }
+        }
+        Role::ServiceAnswer => {
+            let opts = shm_core::service::ServiceOptions::new()
+                .max_request(size.max(1) as u32)
+                .max_response(size.max(1) as u32);
+            let name = format!("/shm-demo-zsa-{}", std::process::id());
+            crate::util::remember_segment(&name);
+            let mem = ShmOptions::new(&name).size(opts.segment_len()?).create()?;
+            let svc = shm_core::service::Service::create(mem, &opts)?;
+            let mut server = svc.server()?;
+            let _e = shm_zenoh::ServiceExporter::start(
+                &s,
+                svc.clone(),
+                &shm_zenoh::ServiceExportOptions::new(format!("{key}/svc")).workers(1),
+            )
+            .map_err(|e| Failure::new(e.to_string()))?;
+            say("{\"event\":\"ready\"}");
+            let mut idle = Instant::now();
+            while idle.elapsed() < Duration::from_secs(30) && !crate::util::interrupted() {
+                match server.receive_timeout(Duration::from_millis(100)) {
+                    Ok(mut req) => {
+                        let data = req.take_data();
+                        let _ = req.respond_last(&data);
+                        idle = Instant::now();
+                    }
+                    Err(shm_core::RecvTimeoutError::Timeout { .. }) => {}
+                    Err(e) => return Err(crate::errors::core(e)),
+                }
             }
         }
         Role::BridgeEcho => {

@@ -338,6 +338,15 @@ impl Chain {
         (dst, self.procs.len() - 1)
     }
 
+    /// Every process's unread output, for a failure's message.
+    fn dump(&self) -> String {
+        self.procs
+            .iter()
+            .map(|p| format!("{:?}", p.unread()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Waits for process `i` to end by itself and returns its last line.
     fn finish(&mut self, i: usize) -> String {
         let p = self.procs.remove(i);
@@ -405,13 +414,15 @@ fn read_to_end(sub: &mut Subscriber<PosixShm>, mut each: impl FnMut(u64)) -> See
     }
 }
 
-/// Cuts `link` for `secs` seconds, in the background.
-fn cut_for(link: &Link, secs: f64) -> std::thread::JoinHandle<()> {
+/// Cuts `link` for `secs` seconds, in the background; the thread returns when the link
+/// came back.
+fn cut_for(link: &Link, secs: f64) -> std::thread::JoinHandle<Instant> {
     let link = link.clone();
     std::thread::spawn(move || {
         link.cut();
         std::thread::sleep(Duration::from_secs_f64(secs));
         link.restore();
+        Instant::now()
     })
 }
 
@@ -433,12 +444,22 @@ fn across_a_cut(total: u64, secs: f64, export: &[&str]) -> Option<(Seen, String)
     );
     let mut sub = attach(&dst).subscriber().unwrap();
     let mut cut = None;
+    // When each message came: the first after the link is back says how long recovery
+    // took (printed, never asserted).
+    let mut arrivals = Vec::with_capacity(total as usize);
     let seen = read_to_end(&mut sub, |got| {
+        arrivals.push(Instant::now());
         if got == 1500 {
             cut = Some(cut_for(&hosts.links[0], secs));
         }
     });
-    cut.expect("the stream reached the cut").join().unwrap();
+    let back = cut.expect("the stream reached the cut").join().unwrap();
+    if let Some(first) = arrivals.iter().find(|&&t| t >= back) {
+        eprintln!(
+            "recovery after a {secs} s cut: the first message {} ms after the link came back",
+            first.duration_since(back).as_millis()
+        );
+    }
     assert_eq!(seen.last, Some(total - 1), "to the last message: {seen:?}");
     let line = c.finish(importer);
     assert_eq!(json_num(&line, "rejected"), 0, "{line}");
@@ -589,6 +610,34 @@ fn one_exporter_feeds_importers_on_two_hosts() {
     }
 }
 
+/// The line `bridge list`, run on host `ns` connected to `ep`, prints for `key` (asked
+/// again until it shows, within the bound: a session that just connected may not have
+/// heard every token yet).
+fn listed(ns: &str, ep: &str, key: &str) -> String {
+    let end = Instant::now() + STREAM_BOUND;
+    loop {
+        let (lines, ok) = Proc::start_in(
+            ns,
+            "bridge list",
+            &[
+                "--json",
+                "bridge",
+                "list",
+                "--connect",
+                ep,
+                "--seconds",
+                "0",
+            ],
+        )
+        .finish_all();
+        assert!(ok, "{lines:?}");
+        if let Some(l) = lines.into_iter().find(|l| l.contains(key)) {
+            return l;
+        }
+        assert!(Instant::now() < end, "{key} never listed");
+    }
+}
+
 /// One `service call` process here (shared memory is not a network thing): `calls` calls
 /// on `name`, each with `deadline_ms`; returns its JSON line.
 fn call(name: &str, calls: u64, deadline_ms: u64) -> String {
@@ -695,26 +744,8 @@ fn a_service_called_across_a_cut_times_out_then_answers_again() {
     let line = call(&remote, 20, 10_000);
     assert_eq!(json_num(&line, "ok"), 20, "{line}");
     // `bridge list` on host 1 shows the service, with its limits.
-    let (listed, ok) = Proc::start_in(
-        &hosts.ns[1],
-        "bridge list",
-        &[
-            "--json",
-            "bridge",
-            "list",
-            "--connect",
-            &ep,
-            "--seconds",
-            "0",
-        ],
-    )
-    .finish_all();
-    assert!(ok, "{listed:?}");
-    let svc = listed
-        .iter()
-        .find(|l| l.contains(&key))
-        .unwrap_or_else(|| panic!("{key} not listed: {listed:?}"));
-    let v: serde_json::Value = serde_json::from_str(svc).unwrap();
+    let svc = listed(&hosts.ns[1], &ep, &key);
+    let v: serde_json::Value = serde_json::from_str(&svc).unwrap();
     assert_eq!(v["kind"], "service", "{svc}");
     assert_eq!(v["max_request"], 4096, "{svc}");
     hosts.links[0].cut();
@@ -728,4 +759,82 @@ fn a_service_called_across_a_cut_times_out_then_answers_again() {
     assert_eq!(json_num(&line, "ok"), 1, "after the cut: {line}");
     let line = call(&remote, 20, 10_000);
     assert_eq!(json_num(&line, "ok"), 20, "{line}");
+}
+
+/// (g) A channel across hosts: host 0 runs `send` and `bridge export --channel`, host 1
+/// `bridge import --channel`; 80 MB of 4 KiB messages against rings of a few MiB and a
+/// receiver here that reads slowly, so back-pressure holds the sender all the way; the
+/// receiver gets every message in order, once, then `Closed`. (Not across a cut: see
+/// BENCHMARKS.md section 16 for what a cut under full back-pressure did.)
+#[test]
+fn a_channel_across_hosts_holds_the_sender_and_delivers_in_order() {
+    let Some(hosts) = Hosts::new(2, &[(0, 1)]) else {
+        return;
+    };
+    let total = 20_000u64;
+    let mut c = Chain::new();
+    let q = c.src.clone();
+    let n = total.to_string();
+    c.procs.push(Proc::start_in(
+        &hosts.ns[0],
+        "sender",
+        &[
+            "--backend",
+            "posix",
+            "--json",
+            "send",
+            "--name",
+            &q,
+            "--messages",
+            &n,
+            "--size",
+            "4096",
+        ],
+    ));
+    // (Attached, not only opened: the sender is done creating it.)
+    shm_core::testing::eventually("the channel is made", support::BOUND, || {
+        shm_posix::ShmOptions::new(&q)
+            .open()
+            .is_ok_and(|m| shm_core::Channel::attach(m).is_ok())
+    });
+    c.export(&hosts.ns[0], &[hosts.endpoint(0, 0)], &["--channel"]);
+    let (dst, importer) = c.import(&hosts.ns[1], &hosts.endpoint(0, 0), &["--channel"]);
+    // `bridge list` on host 1 shows it as a channel.
+    let line = listed(&hosts.ns[1], &hosts.endpoint(0, 0), &c.key);
+    assert!(line.contains("\"kind\":\"channel\""), "{line}");
+    let chan = shm_core::Channel::attach(shm_posix::ShmOptions::new(&dst).open().unwrap()).unwrap();
+    let mut rx = chan.receiver(0).unwrap();
+    let mut buf = Vec::new();
+    let end = Instant::now() + STREAM_BOUND;
+    for i in 0..total {
+        loop {
+            assert!(
+                Instant::now() < end,
+                "message {i} did not come; the processes said:\n{}",
+                c.dump()
+            );
+            match rx.recv_into_timeout(&mut buf, Duration::from_millis(100)) {
+                Ok(_) => break,
+                Err(shm_core::RecvTimeoutError::Timeout { .. }) => {}
+                Err(e) => panic!("message {i}: {e:?}"),
+            }
+        }
+        assert_eq!(seq(&buf), i, "in order, each once");
+        if i % 16 == 0 {
+            std::thread::sleep(Duration::from_millis(1)); // a slow receiver
+        }
+    }
+    loop {
+        assert!(Instant::now() < end, "no Closed");
+        match rx.recv_into_timeout(&mut buf, Duration::from_millis(100)) {
+            Err(shm_core::RecvTimeoutError::Closed) => break,
+            Err(shm_core::RecvTimeoutError::Timeout { .. }) => {}
+            r => panic!("after the last message: {r:?}"),
+        }
+    }
+    drop(rx);
+    let line = c.finish(importer);
+    assert_eq!(json_num(&line, "missed"), 0, "{line}");
+    assert_eq!(json_num(&line, "rejected"), 0, "{line}");
+    eprintln!("(g) importer {line}");
 }

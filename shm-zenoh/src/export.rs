@@ -15,7 +15,7 @@ use zenoh::query::{Query, Queryable};
 use zenoh::sample::Locality;
 use zenoh::Wait as _;
 
-use crate::wire::{cache_key, fingerprint, Descriptor, SampleHeader, FLAG_END};
+use crate::wire::{cache_key, fingerprint, Descriptor, Kind, SampleHeader, FLAG_END};
 use crate::BridgeError;
 
 /// The default recovery cache of a reliable export: the last 8,192 messages...
@@ -27,10 +27,13 @@ pub const CACHE_BYTES: u64 = 64 << 20;
 const QUERIES: usize = 16;
 
 /// How often a waiting exporter looks at its stop flag.
-const POLL: Duration = Duration::from_millis(20);
+pub(crate) const POLL: Duration = Duration::from_millis(20);
 /// After the end of the stream, how long the export waits at most for every importer to
 /// receive it and leave before it lets the session go (see [`Exporter::join`]).
 pub const LINGER: Duration = Duration::from_secs(5);
+/// After the end of the stream, how long a reliable export with a cache waits at most for
+/// an importer that followed it and is away (a link cut) to come back and recover the end.
+pub const LINGER_AWAY: Duration = Duration::from_secs(30);
 
 /// How an exporter puts messages on the network (builder; ends in
 /// [`Exporter::start`]).
@@ -39,7 +42,9 @@ pub struct ExportOptions {
     key: String,
     express: bool,
     wait: shm_core::WaitMode,
-    cache_messages: usize,
+    /// `None`: the default ([`CACHE_MESSAGES`] for a broadcast; a channel's cache
+    /// counts bytes only, see [`export_channel`](crate::export_channel)).
+    cache_messages: Option<usize>,
     cache_bytes: u64,
 }
 
@@ -52,9 +57,17 @@ impl ExportOptions {
             wait: shm_core::WaitMode::Block {
                 spin: EXPORTER_SPIN,
             },
-            cache_messages: CACHE_MESSAGES,
+            cache_messages: None,
             cache_bytes: CACHE_BYTES,
         }
+    }
+    /// The recovery cache's byte bound alone (the message bound stays the default).
+    pub fn cache_bytes(mut self, bytes: u64) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+    pub(crate) fn wait_mode(&self) -> shm_core::WaitMode {
+        self.wait
     }
     /// The recovery cache of a reliable export: the last `messages` messages sent, at
     /// most `bytes` of payload (default [`CACHE_MESSAGES`] and [`CACHE_BYTES`]: at
@@ -67,7 +80,7 @@ impl ExportOptions {
     /// The exporter's memory is bounded by `bytes` plus about 64 bytes per message:
     /// the cached payloads are the very buffers handed to Zenoh, shared, not copied.
     pub fn cache(mut self, messages: usize, bytes: u64) -> Self {
-        self.cache_messages = messages;
+        self.cache_messages = Some(messages);
         self.cache_bytes = bytes;
         self
     }
@@ -102,6 +115,8 @@ pub struct ExportStats {
     pub queries: u64,
     /// Messages sent again from the cache in answer to them.
     pub resent: u64,
+    /// Puts that failed (a link closing under them); cached all the same.
+    pub failed: u64,
 }
 
 #[derive(Default)]
@@ -112,6 +127,7 @@ struct Counters {
     evicted: AtomicU64,
     queries: AtomicU64,
     resent: AtomicU64,
+    failed: AtomicU64,
 }
 
 impl Counters {
@@ -123,6 +139,7 @@ impl Counters {
             evicted: self.evicted.load(Ordering::Relaxed),
             queries: self.queries.load(Ordering::Relaxed),
             resent: self.resent.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
         }
     }
 }
@@ -190,16 +207,31 @@ impl Exporter {
         if broadcast.relayed() {
             return Err(BridgeError::Relayed);
         }
-        let key = crate::check_key(&opts.key)?;
-        let mode = broadcast.mode();
-        let id = random_id();
         let desc = Descriptor {
-            exporter: id,
-            mode,
+            kind: Kind::Broadcast,
+            exporter: random_id(),
+            mode: broadcast.mode(),
             max_message: broadcast.max_message(),
             schema: broadcast.schema(),
         };
         let sub = join(&broadcast, opts.wait)?;
+        let source = BroadcastSource {
+            broadcast,
+            sub,
+            wait: opts.wait,
+        };
+        Exporter::start_source(session, source, desc, opts)
+    }
+
+    /// Starts exporting what `source` yields, announced by `desc`.
+    pub(crate) fn start_source<S: Source>(
+        session: &zenoh::Session,
+        source: S,
+        desc: Descriptor,
+        opts: &ExportOptions,
+    ) -> Result<Exporter, BridgeError> {
+        let key = crate::check_key(&opts.key)?;
+        let (mode, id) = (desc.mode, desc.exporter);
         let z = |what: &str, e: zenoh::Error| BridgeError::Zenoh(format!("{what}: {e}"));
         let publisher = session
             .declare_publisher(key.clone())
@@ -220,8 +252,15 @@ impl Exporter {
             })
             .wait()
             .map_err(|e| z("declare the matching listener", e))?;
+        let default_messages = match desc.kind {
+            Kind::Broadcast => CACHE_MESSAGES,
+            Kind::Channel => usize::MAX,
+        };
         let (cache_messages, cache_bytes) = match mode {
-            BroadcastMode::Reliable => (opts.cache_messages, opts.cache_bytes),
+            BroadcastMode::Reliable => (
+                opts.cache_messages.unwrap_or(default_messages),
+                opts.cache_bytes,
+            ),
             BroadcastMode::Lossy => (0, 0),
         };
         let queryable = if cache_messages > 0 && cache_bytes > 0 {
@@ -245,10 +284,8 @@ impl Exporter {
         let counters = Arc::new(Counters::default());
         let run = Run {
             matched: matched.clone(),
-            wait: opts.wait,
             session: session.clone(),
-            broadcast,
-            sub,
+            source,
             publisher,
             header: SampleHeader {
                 mode,
@@ -266,6 +303,7 @@ impl Exporter {
                 max_bytes: cache_bytes,
             },
             queryable,
+            ever_matched: false,
         };
         let thread = std::thread::Builder::new()
             .name("shm-zenoh-export".into())
@@ -385,13 +423,72 @@ fn join<M: SharedMemory>(
 /// costs the publisher one futex call only while the exporter sleeps).
 pub const EXPORTER_SPIN: Duration = Duration::from_micros(2);
 
-struct Run<M: SharedMemory> {
-    /// Whether an importer matches the key (the matching listener's view).
-    matched: Arc<AtomicBool>,
-    wait: shm_core::WaitMode,
-    session: zenoh::Session,
+/// What the exporter read next from its local source.
+pub(crate) enum Next {
+    /// A message (in the buffer) and its number.
+    Message(u64),
+    /// None within the poll interval.
+    Idle,
+    /// The source dropped this many messages before the exporter read them.
+    Lagged(u64),
+    /// The local publisher evicted the exporter, which rejoined at the tail.
+    Evicted,
+    /// The source closed; the end's number (messages it published).
+    Closed(u64),
+}
+
+/// A local stream an exporter reads: a broadcast's subscriber, a channel's receiver.
+pub(crate) trait Source: Send + 'static {
+    /// The largest message.
+    fn max_message(&self) -> u64;
+    /// Whether nothing may be read while no importer matches (a channel: its messages
+    /// wait in the ring rather than go nowhere).
+    fn needs_match(&self) -> bool {
+        false
+    }
+    /// The next message into `buf`, waiting at most [`POLL`].
+    fn next(&mut self, buf: &mut Vec<u8>) -> Result<Next, BridgeError>;
+}
+
+struct BroadcastSource<M: SharedMemory> {
     broadcast: Broadcast<M>,
     sub: Subscriber<M>,
+    wait: shm_core::WaitMode,
+}
+
+impl<M: SharedMemory + Send + Sync + 'static> Source for BroadcastSource<M> {
+    fn max_message(&self) -> u64 {
+        self.broadcast.max_message()
+    }
+    fn next(&mut self, buf: &mut Vec<u8>) -> Result<Next, BridgeError> {
+        // The try first: while messages flow no deadline is computed.
+        let r = match self.sub.try_recv_into(buf) {
+            Err(TryRecvError::Empty) => self.sub.recv_into_timeout(buf, POLL).map_err(Error::from),
+            r => r.map_err(Error::from),
+        };
+        match r {
+            Ok(_) => Ok(Next::Message(
+                self.sub.last_number().expect("a message was received"),
+            )),
+            Err(Error::Timeout { .. } | Error::Empty) => Ok(Next::Idle),
+            Err(Error::Lagged { missed }) => Ok(Next::Lagged(missed)),
+            Err(Error::Evicted { .. }) => {
+                // Too slow for the reliable publisher (the network held us back):
+                // rejoin at the tail; importers see the gap in the numbers.
+                self.sub = join(&self.broadcast, self.wait)?;
+                Ok(Next::Evicted)
+            }
+            Err(Error::Closed) => Ok(Next::Closed(self.sub.next_message())),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+struct Run<S: Source> {
+    /// Whether an importer matches the key (the matching listener's view).
+    matched: Arc<AtomicBool>,
+    session: zenoh::Session,
+    source: S,
     publisher: zenoh::pubsub::Publisher<'static>,
     header: SampleHeader,
     stop: Arc<AtomicBool>,
@@ -399,6 +496,8 @@ struct Run<M: SharedMemory> {
     cache: Cache,
     /// Recovery queries (reliable exports with a cache).
     queryable: Option<Queryable<FifoChannelHandler<Query>>>,
+    /// Whether an importer ever matched the key.
+    ever_matched: bool,
 }
 
 /// The last messages sent, for importers that lost them: oldest first, numbers
@@ -426,7 +525,7 @@ impl Cache {
     }
 }
 
-impl<M: SharedMemory> Run<M> {
+impl<S: Source> Run<S> {
     /// Answers the recovery queries waiting: every cached message numbered `from` or
     /// later, in order, each with its header as when it was first sent. A query without
     /// a readable `from` gets nothing.
@@ -477,7 +576,16 @@ impl<M: SharedMemory> Run<M> {
         } else {
             self.publisher.put(payload).attachment(att).wait()
         };
-        r.map_err(|e| BridgeError::Zenoh(format!("put: {e}")))?;
+        if let Err(e) = r {
+            // A link closing under a blocked put (a cut past the lease) fails it: the
+            // message is cached, and an importer that comes back recovers it. Only a
+            // closed session of our own ends the export.
+            if self.session.is_closed() {
+                return Err(BridgeError::Zenoh(format!("put: {e}")));
+            }
+            self.counters.failed.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
         self.counters.sent.fetch_add(1, Ordering::Relaxed);
         self.counters.bytes.fetch_add(len, Ordering::Relaxed);
         Ok(())
@@ -490,7 +598,23 @@ impl<M: SharedMemory> Run<M> {
     /// does not see the exporter go before its last messages, and the process does not
     /// close the session under them (seen in 2 of 16 runs of the demo's bridge tests
     /// without it: an importer got 97,258 of 100,000 messages and never the end).
-    fn linger(&mut self) {
+    ///
+    /// An importer that followed the stream but is away when it ends (no importer
+    /// matched when the end was put, as in a cut: it went into the cache only) is waited
+    /// for, at most [`LINGER_AWAY`] and
+    /// only by a reliable export with a cache, so that it can recover the end.
+    fn linger(&mut self, matched_at_end: bool) {
+        let away_until = std::time::Instant::now() + LINGER_AWAY;
+        while self.ever_matched
+            && !matched_at_end
+            && self.queryable.is_some()
+            && !self.matched.load(Ordering::Relaxed)
+            && !self.stop.load(Ordering::Relaxed)
+            && std::time::Instant::now() < away_until
+        {
+            self.serve_queries();
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let deadline = std::time::Instant::now() + LINGER;
         while self.matched.load(Ordering::Relaxed)
             && !self.stop.load(Ordering::Relaxed)
@@ -502,44 +626,35 @@ impl<M: SharedMemory> Run<M> {
     }
 
     fn run(mut self) -> Result<(), BridgeError> {
-        let cap = usize::try_from(self.broadcast.max_message()).unwrap_or(usize::MAX);
+        let cap = usize::try_from(self.source.max_message()).unwrap_or(usize::MAX);
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 return Ok(());
             }
             self.serve_queries();
+            let matched = self.matched.load(Ordering::Relaxed);
+            self.ever_matched |= matched;
+            if self.source.needs_match() && !matched {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            }
             // A fresh buffer per message: Zenoh takes it without a copy.
             let mut buf = Vec::with_capacity(cap.min(1 << 30));
-            // The try first: while messages flow no deadline is computed.
-            let r = match self.sub.try_recv_into(&mut buf) {
-                Err(TryRecvError::Empty) => self
-                    .sub
-                    .recv_into_timeout(&mut buf, POLL)
-                    .map_err(Error::from),
-                r => r.map_err(Error::from),
-            };
-            match r {
-                Ok(_) => {
-                    let n = self.sub.last_number().expect("a message was received");
-                    self.put(n, 0, buf)?
-                }
-                Err(Error::Timeout { .. } | Error::Empty) => {}
-                Err(Error::Lagged { missed }) => {
+            match self.source.next(&mut buf)? {
+                Next::Message(n) => self.put(n, 0, buf)?,
+                Next::Idle => {}
+                Next::Lagged(missed) => {
                     self.counters.lagged.fetch_add(missed, Ordering::Relaxed);
                 }
-                Err(Error::Evicted { .. }) => {
-                    // Too slow for the reliable publisher (the network held us back):
-                    // rejoin at the tail; importers see the gap in the numbers.
+                Next::Evicted => {
                     self.counters.evicted.fetch_add(1, Ordering::Relaxed);
-                    self.sub = join(&self.broadcast, self.wait)?;
                 }
-                Err(Error::Closed) => {
-                    let end = self.sub.next_message();
+                Next::Closed(end) => {
+                    let matched_at_end = self.matched.load(Ordering::Relaxed);
                     self.put(end, FLAG_END, Vec::new())?;
-                    self.linger();
+                    self.linger(matched_at_end);
                     return Ok(());
                 }
-                Err(e) => return Err(e.into()),
             }
         }
     }

@@ -18,7 +18,7 @@ use zenoh::sample::{Locality, Sample, SampleKind};
 use zenoh::Wait as _;
 
 use crate::wire::{
-    cache_key, fingerprint, Descriptor, Reject, SampleHeader, FLAG_END, TOKEN_CHUNK,
+    cache_key, fingerprint, Descriptor, Kind, Reject, SampleHeader, FLAG_END, TOKEN_CHUNK,
 };
 use crate::BridgeError;
 
@@ -33,6 +33,11 @@ const LOST_GRACE: Duration = Duration::from_millis(100);
 /// beyond it makes the thread re-read the tokens instead).
 const EVENTS: usize = 1024;
 
+/// How long a reliable import's live exporter may send nothing before the import asks
+/// its cache (see `Run::pull_due`).
+const PULL_EVERY: Duration = Duration::from_secs(1);
+/// How often a recovery looks at the live queue while it waits for replies.
+const RECOVER_POLL: Duration = Duration::from_millis(2);
 /// How long a recovery query waits for the exporter's cache to answer.
 const RECOVER_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -74,6 +79,9 @@ impl ImportOptions {
     pub fn recovery(mut self, on: bool) -> Self {
         self.recovery = on;
         self
+    }
+    pub(crate) fn key(&self) -> &str {
+        &self.key
     }
     /// The largest message an exporter may announce (default 256 MiB): the local ring
     /// is sized from the announcement, so a larger one is refused
@@ -252,6 +260,14 @@ enum Queue {
 }
 
 impl Queue {
+    /// A sample if one is queued now.
+    fn try_recv(&self) -> Option<Sample> {
+        match self {
+            Queue::Fifo(s) => s.handler().try_recv().ok().flatten(),
+            Queue::Ring(s) => s.handler().try_recv().ok().flatten(),
+        }
+    }
+
     fn recv_timeout(&self, t: Duration) -> Result<Option<Sample>, BridgeError> {
         // The try first: while samples flow no deadline is computed.
         let r = match self {
@@ -296,10 +312,83 @@ impl Queue {
 /// Zenoh's own access control and TLS.
 pub struct Importer<M: SharedMemory> {
     broadcast: Broadcast<M>,
+    handle: Handle,
+}
+
+/// The running part of an import (broadcast or channel): its thread and counters.
+pub(crate) struct Handle {
     descriptor: Descriptor,
     stop: Arc<AtomicBool>,
     counters: Arc<Counters>,
     thread: Option<JoinHandle<Result<(), BridgeError>>>,
+}
+
+impl Handle {
+    pub(crate) fn descriptor(&self) -> Descriptor {
+        self.descriptor
+    }
+    pub(crate) fn stats(&self) -> ImportStats {
+        self.counters.snapshot()
+    }
+    pub(crate) fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+    pub(crate) fn stop(&mut self) -> Result<ImportStats, BridgeError> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.finish()
+    }
+    pub(crate) fn finish(&mut self) -> Result<ImportStats, BridgeError> {
+        if let Some(t) = self.thread.take() {
+            t.join()
+                .map_err(|_| BridgeError::Zenoh("the import thread panicked".into()))??;
+        }
+        Ok(self.counters.snapshot())
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// Where an import publishes: a broadcast's publisher, a channel's sender.
+pub(crate) trait Sink: Send + 'static {
+    /// The local number the next message gets.
+    fn next_message(&self) -> u64;
+    /// Numbers the first message `n` (before anything was published).
+    fn start_at(&mut self, n: u64) -> Result<(), BridgeError>;
+    /// `n` messages were lost on the way.
+    fn gap(&mut self, n: u64) -> Result<(), BridgeError>;
+    /// The exporter went.
+    fn upstream_lost(&mut self) -> Result<(), BridgeError>;
+    /// Messages flow again after [`upstream_lost`](Self::upstream_lost).
+    fn upstream_restored(&mut self) -> Result<(), BridgeError>;
+    /// Publishes one message (waiting as the local end's rules say; `stop` ends a wait).
+    fn publish(&mut self, payload: &[u8], stop: &AtomicBool) -> Result<(), BridgeError>;
+}
+
+impl<M: SharedMemory + Send + Sync + 'static> Sink for Publisher<M> {
+    fn next_message(&self) -> u64 {
+        Publisher::next_message(self)
+    }
+    fn start_at(&mut self, n: u64) -> Result<(), BridgeError> {
+        Ok(Publisher::start_at(self, n)?)
+    }
+    fn gap(&mut self, n: u64) -> Result<(), BridgeError> {
+        Ok(self.publish_gap(n)?)
+    }
+    fn upstream_lost(&mut self) -> Result<(), BridgeError> {
+        Ok(self.publish_upstream_lost()?)
+    }
+    fn upstream_restored(&mut self) -> Result<(), BridgeError> {
+        Ok(Publisher::upstream_restored(self)?)
+    }
+    fn publish(&mut self, payload: &[u8], _stop: &AtomicBool) -> Result<(), BridgeError> {
+        // Reliable: waits for the slowest subscriber within the eviction timeout, so
+        // the wait ends by itself.
+        Ok(Publisher::publish(self, payload).map_err(shm_core::Error::from)?)
+    }
 }
 
 impl<M> Importer<M>
@@ -323,132 +412,158 @@ where
     where
         F: FnOnce(u64) -> Result<M, Box<dyn std::error::Error + Send + Sync>>,
     {
-        let key = crate::check_key(&opts.key)?;
-        let z = |what: &str, e: zenoh::Error| BridgeError::Zenoh(format!("{what}: {e}"));
-        let (tx, events) = std::sync::mpsc::sync_channel::<Event>(EVENTS);
-        let overflow = Arc::new(AtomicBool::new(false));
-        let flag = overflow.clone();
-        let tokens = session
-            .liveliness()
-            .declare_subscriber(format!("{key}/{TOKEN_CHUNK}/*"))
-            .history(true)
-            .callback(move |s: Sample| {
-                // Never blocks: a full queue is flagged and re-read by the thread.
-                if let Some(ev) = event_of(&s) {
-                    if let Err(TrySendError::Full(_)) = tx.try_send(ev) {
-                        flag.store(true, Ordering::Relaxed);
-                    }
-                }
-            })
-            .wait()
-            .map_err(|e| z("declare the liveliness subscriber", e))?;
-        // The first exporter: its descriptor says what to create.
-        let mut alive: HashMap<u64, Descriptor> = HashMap::new();
-        let deadline = Instant::now() + opts.wait_exporter;
-        let first = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match events.recv_timeout(left.min(POLL)) {
-                Ok(Event::Up(d)) => {
-                    alive.insert(d.exporter, d);
-                    break d;
-                }
-                Ok(Event::Down(id)) => {
-                    alive.remove(&id);
-                }
-                Err(_) if left.is_zero() => {
-                    return Err(BridgeError::NoExporter {
-                        key,
-                        waited: opts.wait_exporter,
-                    })
-                }
-                Err(_) => {}
+        let (handle, broadcast) = start_import(session, opts, Kind::Broadcast, |first| {
+            let mut bopts = BroadcastOptions::for_messages(first.max_message.max(1))
+                .mode(first.mode)
+                .schema(first.schema)
+                .max_message(first.max_message)
+                .max_subscribers(opts.max_subscribers)
+                .evict_timeout(opts.evict_timeout)
+                .relayed(true);
+            if let Some(s) = opts.slots {
+                bopts = bopts.slots(s);
             }
-        };
-        if first.max_message > opts.max_message {
-            return Err(BridgeError::TooLarge {
-                announced: first.max_message,
-                limit: opts.max_message,
-            });
-        }
-        if let Some(expected) = opts.expect {
-            if expected != first.schema {
-                return Err(Error::SchemaMismatch {
-                    found: first.schema,
-                    expected,
+            let len = bopts.segment_len()?;
+            let mem = make(len).map_err(|e| BridgeError::Memory(e.to_string()))?;
+            let broadcast = Broadcast::create(mem, &bopts)?;
+            let publisher = broadcast.publisher()?;
+            Ok((publisher, broadcast))
+        })?;
+        Ok(Importer { broadcast, handle })
+    }
+}
+
+/// Waits for an exporter of `kind` on the key, checks what it announces against `opts`,
+/// makes the local end with `make` (its sink, and what the caller keeps), and starts the
+/// import's thread.
+pub(crate) fn start_import<S, T, F>(
+    session: &zenoh::Session,
+    opts: &ImportOptions,
+    kind: Kind,
+    make: F,
+) -> Result<(Handle, T), BridgeError>
+where
+    S: Sink,
+    F: FnOnce(&Descriptor) -> Result<(S, T), BridgeError>,
+{
+    let key = crate::check_key(&opts.key)?;
+    let z = |what: &str, e: zenoh::Error| BridgeError::Zenoh(format!("{what}: {e}"));
+    let (tx, events) = std::sync::mpsc::sync_channel::<Event>(EVENTS);
+    let overflow = Arc::new(AtomicBool::new(false));
+    let flag = overflow.clone();
+    let tokens = session
+        .liveliness()
+        .declare_subscriber(format!("{key}/{TOKEN_CHUNK}/*"))
+        .history(true)
+        .callback(move |s: Sample| {
+            // Never blocks: a full queue is flagged and re-read by the thread.
+            if let Some(ev) = event_of(&s, kind) {
+                if let Err(TrySendError::Full(_)) = tx.try_send(ev) {
+                    flag.store(true, Ordering::Relaxed);
                 }
-                .into());
             }
+        })
+        .wait()
+        .map_err(|e| z("declare the liveliness subscriber", e))?;
+    // The first exporter: its descriptor says what to create.
+    let mut alive: HashMap<u64, Descriptor> = HashMap::new();
+    let deadline = Instant::now() + opts.wait_exporter;
+    let first = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match events.recv_timeout(left.min(POLL)) {
+            Ok(Event::Up(d)) => {
+                alive.insert(d.exporter, d);
+                break d;
+            }
+            Ok(Event::Down(id)) => {
+                alive.remove(&id);
+            }
+            Err(_) if left.is_zero() => {
+                return Err(BridgeError::NoExporter {
+                    key,
+                    waited: opts.wait_exporter,
+                })
+            }
+            Err(_) => {}
         }
-        let mut bopts = BroadcastOptions::for_messages(first.max_message.max(1))
-            .mode(first.mode)
-            .schema(first.schema)
-            .max_message(first.max_message)
-            .max_subscribers(opts.max_subscribers)
-            .evict_timeout(opts.evict_timeout)
-            .relayed(true);
-        if let Some(s) = opts.slots {
-            bopts = bopts.slots(s);
+    };
+    if first.max_message > opts.max_message {
+        return Err(BridgeError::TooLarge {
+            announced: first.max_message,
+            limit: opts.max_message,
+        });
+    }
+    if let Some(expected) = opts.expect {
+        if expected != first.schema {
+            return Err(Error::SchemaMismatch {
+                found: first.schema,
+                expected,
+            }
+            .into());
         }
-        let len = bopts.segment_len()?;
-        let mem = make(len).map_err(|e| BridgeError::Memory(e.to_string()))?;
-        let broadcast = Broadcast::create(mem, &bopts)?;
-        let publisher = broadcast.publisher()?;
-        let sub = session
-            .declare_subscriber(key.clone())
-            .allowed_origin(Locality::Remote);
-        let queue = match first.mode {
-            BroadcastMode::Reliable => Queue::Fifo(
-                sub.with(FifoChannel::new(opts.queue))
-                    .wait()
-                    .map_err(|e| z("declare the subscriber", e))?,
-            ),
-            BroadcastMode::Lossy => Queue::Ring(
-                sub.with(RingChannel::new(opts.queue))
-                    .wait()
-                    .map_err(|e| z("declare the subscriber", e))?,
-            ),
-        };
-        let stop = Arc::new(AtomicBool::new(false));
-        let counters = Arc::new(Counters::default());
-        let run = Run {
-            session: session.clone(),
-            key,
-            publisher: Some(publisher),
-            queue,
-            _tokens: tokens,
-            events,
-            overflow,
-            alive,
-            mode: first.mode,
-            schema: fingerprint(&first.schema),
-            max_message: first.max_message,
-            current: None,
-            next: None,
-            offset: None,
-            lost_pending: None,
-            lost_told: false,
-            recover: opts.recovery && first.mode == BroadcastMode::Reliable,
-            recover_pending: false,
-            dup_floor: None,
-            replies: opts.queue,
-            pace: opts
-                .max_rate
-                .map(|hz| (Duration::from_secs_f64(1.0 / hz), Instant::now())),
-            stop: stop.clone(),
-            counters: counters.clone(),
-        };
-        let thread = std::thread::Builder::new()
-            .name("shm-zenoh-import".into())
-            .spawn(move || run.run())
-            .map_err(|e| BridgeError::Zenoh(format!("cannot start the import thread: {e}")))?;
-        Ok(Importer {
-            broadcast,
+    }
+    let (publisher, local) = make(&first)?;
+    let sub = session
+        .declare_subscriber(key.clone())
+        .allowed_origin(Locality::Remote);
+    let queue = match first.mode {
+        BroadcastMode::Reliable => Queue::Fifo(
+            sub.with(FifoChannel::new(opts.queue))
+                .wait()
+                .map_err(|e| z("declare the subscriber", e))?,
+        ),
+        BroadcastMode::Lossy => Queue::Ring(
+            sub.with(RingChannel::new(opts.queue))
+                .wait()
+                .map_err(|e| z("declare the subscriber", e))?,
+        ),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let counters = Arc::new(Counters::default());
+    let run = Run {
+        kind,
+        session: session.clone(),
+        key,
+        publisher: Some(publisher),
+        queue,
+        _tokens: tokens,
+        events,
+        overflow,
+        alive,
+        mode: first.mode,
+        schema: fingerprint(&first.schema),
+        max_message: first.max_message,
+        current: None,
+        next: None,
+        offset: None,
+        lost_pending: None,
+        lost_told: false,
+        recover: opts.recovery && first.mode == BroadcastMode::Reliable,
+        recover_pending: false,
+        dup_floor: None,
+        replies: opts.queue,
+        stash: std::collections::VecDeque::new(),
+        last_data: Instant::now(),
+        last_pull: Instant::now(),
+        pace: opts
+            .max_rate
+            .map(|hz| (Duration::from_secs_f64(1.0 / hz), Instant::now())),
+        stop: stop.clone(),
+        counters: counters.clone(),
+    };
+    let thread = std::thread::Builder::new()
+        .name("shm-zenoh-import".into())
+        .spawn(move || run.run())
+        .map_err(|e| BridgeError::Zenoh(format!("cannot start the import thread: {e}")))?;
+    Ok((
+        Handle {
             descriptor: first,
             stop,
             counters,
             thread: Some(thread),
-        })
-    }
+        },
+        local,
+    ))
 }
 
 impl<M: SharedMemory> Importer<M> {
@@ -459,17 +574,17 @@ impl<M: SharedMemory> Importer<M> {
 
     /// What the first exporter announced.
     pub fn descriptor(&self) -> Descriptor {
-        self.descriptor
+        self.handle.descriptor()
     }
 
     /// What it did so far.
     pub fn stats(&self) -> ImportStats {
-        self.counters.snapshot()
+        self.handle.stats()
     }
 
     /// Whether it has ended (the source closed, or an error).
     pub fn is_finished(&self) -> bool {
-        self.thread.as_ref().is_none_or(|t| t.is_finished())
+        self.handle.is_finished()
     }
 
     /// Waits until the import ends by itself: the source closed and everything was
@@ -478,7 +593,7 @@ impl<M: SharedMemory> Importer<M> {
     /// # Errors
     /// What ended it: [`BridgeError::Shm`] (`Truncated`), [`BridgeError::Zenoh`].
     pub fn join(mut self) -> Result<ImportStats, BridgeError> {
-        self.finish()
+        self.handle.finish()
     }
 
     /// Stops importing (the local broadcast is closed: its subscribers get `Closed`).
@@ -486,47 +601,35 @@ impl<M: SharedMemory> Importer<M> {
     /// # Errors
     /// As [`join`](Self::join), for an import that had already failed.
     pub fn stop(mut self) -> Result<ImportStats, BridgeError> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.finish()
-    }
-
-    fn finish(&mut self) -> Result<ImportStats, BridgeError> {
-        if let Some(t) = self.thread.take() {
-            t.join()
-                .map_err(|_| BridgeError::Zenoh("the import thread panicked".into()))??;
-        }
-        Ok(self.counters.snapshot())
-    }
-}
-
-impl<M: SharedMemory> Drop for Importer<M> {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.finish();
+        self.handle.stop()
     }
 }
 
 impl<M: SharedMemory> std::fmt::Debug for Importer<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Importer")
-            .field("descriptor", &self.descriptor)
+            .field("descriptor", &self.descriptor())
             .field("stats", &self.stats())
             .finish()
     }
 }
 
-fn event_of(s: &Sample) -> Option<Event> {
+fn event_of(s: &Sample, kind: Kind) -> Option<Event> {
     let (_, d) = Descriptor::from_token_key(s.key_expr().as_str())?;
+    if d.kind != kind {
+        return None; // another kind of export on the same key: not ours to follow
+    }
     Some(match s.kind() {
         SampleKind::Put => Event::Up(d),
         SampleKind::Delete => Event::Down(d.exporter),
     })
 }
 
-struct Run<M: SharedMemory> {
+struct Run<S: Sink> {
+    kind: Kind,
     session: zenoh::Session,
     key: String,
-    publisher: Option<Publisher<M>>,
+    publisher: Option<S>,
     queue: Queue,
     _tokens: Subscriber<()>,
     events: Receiver<Event>,
@@ -556,19 +659,32 @@ struct Run<M: SharedMemory> {
     dup_floor: Option<u64>,
     /// Replies queued from a recovery query.
     replies: usize,
+    /// Live samples set aside during a recovery, handled next.
+    stash: std::collections::VecDeque<Sample>,
+    /// When the last live sample came.
+    last_data: Instant,
+    /// When the cache was last asked without a sign of loss.
+    last_pull: Instant,
     /// The rate limit: the interval, and when the next message may go.
     pace: Option<(Duration, Instant)>,
     stop: Arc<AtomicBool>,
     counters: Arc<Counters>,
 }
 
-impl<M: SharedMemory> Run<M> {
+impl<S: Sink> Run<S> {
     fn run(mut self) -> Result<(), BridgeError> {
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 return Ok(());
             }
             self.events()?;
+            if let Some(sample) = self.stash.pop_front() {
+                self.last_data = Instant::now();
+                if self.deliver(&sample)? {
+                    return Ok(());
+                }
+                continue;
+            }
             if std::mem::take(&mut self.recover_pending) {
                 if let (Some(cur), Some(next)) = (self.current, self.next) {
                     if self.recover_from(cur, next)? {
@@ -579,7 +695,7 @@ impl<M: SharedMemory> Run<M> {
             match self.queue.recv_timeout(POLL)? {
                 // The source closed.
                 Some(sample) if self.deliver(&sample)? => return Ok(()),
-                Some(_) => {}
+                Some(_) => self.last_data = Instant::now(),
                 None if self
                     .lost_pending
                     .is_some_and(|since| since.elapsed() >= LOST_GRACE) =>
@@ -592,15 +708,37 @@ impl<M: SharedMemory> Run<M> {
                     if !self.lost_told {
                         self.lost_told = true;
                         self.counters.add(LOST, 1);
-                        self.publisher()?.publish_upstream_lost()?;
+                        self.publisher()?.upstream_lost()?;
                     }
                 }
-                None => {}
+                None => {
+                    if self.pull_due() {
+                        let (cur, next) = (self.current, self.next);
+                        if let (Some(cur), Some(next)) = (cur, next) {
+                            self.last_pull = Instant::now();
+                            if self.recover_from(cur, next)? {
+                                return Ok(());
+                            }
+                        }
+                    }
+                }
             }
         }
     }
 
-    fn publisher(&mut self) -> Result<&mut Publisher<M>, BridgeError> {
+    /// Whether to ask the followed exporter's cache for what may have been lost without
+    /// a sign: a reliable import whose live exporter sent nothing for [`PULL_EVERY`]
+    /// (the end of a stream lost in a cut, a route that went quiet) asks from the next
+    /// number it expects, at most every [`PULL_EVERY`]. An idle stream costs one empty
+    /// query a second.
+    fn pull_due(&self) -> bool {
+        self.recover
+            && self.current.is_some_and(|c| self.alive.contains_key(&c))
+            && self.last_data.elapsed() >= PULL_EVERY
+            && self.last_pull.elapsed() >= PULL_EVERY
+    }
+
+    fn publisher(&mut self) -> Result<&mut S, BridgeError> {
         self.publisher
             .as_mut()
             .ok_or_else(|| BridgeError::Zenoh("the import has ended".into()))
@@ -620,7 +758,7 @@ impl<M: SharedMemory> Run<M> {
             self.alive.clear();
             while let Ok(reply) = replies.recv() {
                 if let Ok(s) = reply.result() {
-                    if let Some(Event::Up(d)) = event_of(s) {
+                    if let Some(Event::Up(d)) = event_of(s, self.kind) {
                         self.alive.insert(d.exporter, d);
                     }
                 }
@@ -699,7 +837,15 @@ impl<M: SharedMemory> Run<M> {
             .map_err(|e| BridgeError::Zenoh(format!("recovery query: {e}")))?;
         let end = Instant::now() + RECOVER_TIMEOUT + Duration::from_secs(1);
         while Instant::now() < end && !self.stop.load(Ordering::Relaxed) {
-            let reply = match replies.recv_timeout(POLL) {
+            // Live samples are set aside meanwhile (and handled after, duplicates
+            // dropped): left in their full queue they would hold Zenoh's reception of
+            // this link, and the replies behind them would never arrive. What is set
+            // aside is bounded by what was in flight: the exporter answers the query
+            // in the thread that puts.
+            while let Some(live) = self.queue.try_recv() {
+                self.stash.push_back(live);
+            }
+            let reply = match replies.recv_timeout(RECOVER_POLL) {
                 Ok(Some(reply)) => reply,
                 Ok(None) => continue,
                 Err(_) => break, // every reply is in
@@ -768,7 +914,7 @@ impl<M: SharedMemory> Run<M> {
         }
         if gap > 0 {
             self.counters.add(MISSED, gap);
-            self.publisher()?.publish_gap(gap)?;
+            self.publisher()?.gap(gap)?;
         }
         if h.flags & FLAG_END != 0 {
             // Closes the local broadcast: subscribers get `Closed` after the rest.
@@ -783,9 +929,8 @@ impl<M: SharedMemory> Run<M> {
             }
             *at = (*at).max(now) + *every;
         }
-        self.publisher()?
-            .publish(&payload)
-            .map_err(shm_core::Error::from)?;
+        let stop = self.stop.clone();
+        self.publisher()?.publish(&payload, &stop)?;
         self.next = Some(h.number.saturating_add(1));
         self.counters.add(DELIVERED, 1);
         self.counters.add(BYTES, payload.len() as u64);

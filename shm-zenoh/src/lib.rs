@@ -20,7 +20,10 @@
 //!   lost some (a link cut past the Zenoh lease, a reconnect) asks the exporter's cache
 //!   for them with a Zenoh query ([`wire`] describes it) and publishes them in order
 //!   before the live stream: its subscribers see no gap for a cut the cache covers, and
-//!   past it one exact `Lagged` for what the cache no longer held. A cut shorter than the
+//!   past it one exact `Lagged` for what the cache no longer held. While its live
+//!   exporter sends nothing for a second, an importer asks anyway (an end of stream lost
+//!   in a cut, a route gone quiet): an idle stream costs one empty query a second. A
+//!   channel's cache counts bytes only. A cut shorter than the
 //!   lease loses nothing either way: the link holds, the exporter's put waits, and the
 //!   local publisher is held back within its eviction timeout.
 //! * **Services.** A [`ServiceExporter`] serves a local request/response service to
@@ -74,6 +77,7 @@
 //! # drop((exporter, importer)); Ok(()) }
 //! ```
 
+mod channel;
 mod export;
 mod import;
 mod list;
@@ -81,8 +85,10 @@ mod service;
 mod session;
 pub mod wire;
 
+pub use channel::{export_channel, ChannelImporter};
 pub use export::{
     ExportOptions, ExportStats, Exporter, CACHE_BYTES, CACHE_MESSAGES, EXPORTER_SPIN, LINGER,
+    LINGER_AWAY,
 };
 pub use import::{ImportOptions, ImportStats, Importer};
 pub use list::{list, list_services, Export, ServiceExport};
@@ -125,6 +131,14 @@ pub enum BridgeError {
         key: String,
         /// How long the importer waited.
         waited: Duration,
+    },
+    /// A channel export already has its importer (a channel has one receiver).
+    #[error(
+        "the channel on key {key:?} is already imported elsewhere (a channel has one receiver)"
+    )]
+    Taken {
+        /// The key.
+        key: String,
     },
     /// A key that cannot carry an export.
     #[error("bad key {key:?}: {why}")]

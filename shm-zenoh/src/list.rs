@@ -10,12 +10,14 @@ use shm_core::{BroadcastMode, Schema};
 use zenoh::sample::Sample;
 use zenoh::Wait as _;
 
-use crate::wire::{Descriptor, SampleHeader, ServiceDescriptor, SERVICE_CHUNK, TOKEN_CHUNK};
+use crate::wire::{Descriptor, Kind, SampleHeader, ServiceDescriptor, SERVICE_CHUNK, TOKEN_CHUNK};
 use crate::BridgeError;
 
 /// One export seen on the network.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Export {
+    /// A broadcast or a channel.
+    pub kind: Kind,
     /// The Zenoh key it puts on.
     pub key: String,
     /// The exporter's identity.
@@ -88,6 +90,7 @@ pub fn list(session: &zenoh::Session, window: Duration) -> Result<Vec<Export>, B
     Ok(found
         .into_iter()
         .map(|(key, d)| Export {
+            kind: d.kind,
             key,
             exporter: d.exporter,
             mode: d.mode,

@@ -36,7 +36,7 @@
 //! | 0 | 4 | `magic`: `b"SHMZ"` |
 //! | 4 | 2 | `wire_version`: `1` |
 //! | 6 | 1 | `mode`: `1` reliable, `2` lossy |
-//! | 7 | 1 | `0` |
+//! | 7 | 1 | `kind`: `0` a broadcast, `1` a channel (one importer; reliable) |
 //! | 8 | 8 | `exporter` (as in the samples) |
 //! | 16 | 8 | `max_message`: the source broadcast's largest message |
 //! | 24 | 4 | `schema_version` |
@@ -52,8 +52,9 @@
 //! `K/@shm/cache/<exporter>` (`<exporter>`: 16 lower-case hex digits). A query with the
 //! parameter `from=<n>` (decimal) is answered with one reply per cached message numbered
 //! `n` or later, oldest first, each exactly as its data sample was (payload and 32-byte
-//! attachment). An importer that sees the numbers of its exporter jump, or sees the
-//! exporter's token come back after a cut, asks from the next number it expects; it
+//! attachment). An importer that sees the numbers of its exporter jump, sees the
+//! exporter's token come back after a cut, or has had nothing from its live exporter for
+//! a second, asks from the next number it expects; it
 //! checks each reply as it checks a sample and reports what the cache no longer held as
 //! `Lagged`.
 //!
@@ -402,9 +403,20 @@ impl SampleHeader {
     }
 }
 
+/// What an export carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A broadcast: any number of importers, each with its own subscribers.
+    Broadcast,
+    /// A channel: one importer, one receiver on the far side, back-pressure end to end.
+    Channel,
+}
+
 /// What an exporter announces in its liveliness token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Descriptor {
+    /// Broadcast or channel.
+    pub kind: Kind,
     /// The exporter's identity.
     pub exporter: u64,
     /// The source broadcast's mode.
@@ -422,6 +434,10 @@ impl Descriptor {
         b[0..4].copy_from_slice(&MAGIC);
         b[4..6].copy_from_slice(&WIRE_VERSION.to_le_bytes());
         b[6] = mode_code(self.mode);
+        b[7] = match self.kind {
+            Kind::Broadcast => 0,
+            Kind::Channel => 1,
+        };
         b[8..16].copy_from_slice(&self.exporter.to_le_bytes());
         b[16..24].copy_from_slice(&self.max_message.to_le_bytes());
         b[24..88].copy_from_slice(&schema_bytes(&self.schema));
@@ -433,13 +449,18 @@ impl Descriptor {
         if b.len() != DESCRIPTOR_LEN
             || b[0..4] != MAGIC
             || u16::from_le_bytes([b[4], b[5]]) != WIRE_VERSION
-            || b[7] != 0
         {
             return None;
         }
+        let kind = match b[7] {
+            0 => Kind::Broadcast,
+            1 => Kind::Channel,
+            _ => return None,
+        };
         let mode = mode_of(b[6])?;
         let schema = schema_of(&b[24..88])?;
         Some(Descriptor {
+            kind,
             exporter: u64_at(b, 8),
             mode,
             max_message: u64_at(b, 16),
@@ -528,6 +549,7 @@ mod tests {
         assert_eq!(SampleHeader::decode(&[]), Err(Reject::Header));
 
         let d = Descriptor {
+            kind: Kind::Broadcast,
             exporter: 7,
             mode: BroadcastMode::Reliable,
             max_message: 4096,
@@ -540,6 +562,14 @@ mod tests {
             Some(("shm/cam".into(), d))
         );
         assert_eq!(Descriptor::from_token_key("shm/cam/@shm/00"), None);
+        let c = Descriptor {
+            kind: Kind::Channel,
+            ..d
+        };
+        assert_eq!(Descriptor::decode(&c.encode()), Some(c));
+        let mut raw = c.encode();
+        raw[7] = 2;
+        assert_eq!(Descriptor::decode(&raw), None);
         let mut raw = d.encode();
         raw[28] = 41;
         assert_eq!(Descriptor::decode(&raw), None);

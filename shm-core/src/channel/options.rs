@@ -82,6 +82,14 @@ impl ChannelOptions {
         self
     }
 
+    /// Carry records of `schema` (as [`record`](Self::record), without a Rust type: for
+    /// a bridge that recreates a remote channel). The schema an untyped channel declares
+    /// (`"channel"`) means messages of any bytes.
+    pub fn schema(mut self, schema: Schema) -> Self {
+        self.schema = (schema != channel_schema()).then_some(Ok(schema));
+        self
+    }
+
     /// The capacity set (`None`: the largest that fits the segment).
     pub fn capacity_bytes(&self) -> Option<u64> {
         self.capacity

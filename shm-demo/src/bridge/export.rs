@@ -5,14 +5,21 @@ use super::*;
 pub(super) fn run(
     backend: Backend,
     name: &str,
+    channel: bool,
     opts: &ExportOptions,
     key: &str,
     net: &Net,
     json: bool,
 ) -> Result<()> {
-    let b = Broadcast::attach(open_local(backend, name)?)?;
+    let local = open_local(backend, name)?;
     let session = net.open()?;
-    let exporter = Exporter::start(&session, b, opts).map_err(zerr)?;
+    let exporter = if channel {
+        let c = shm_core::Channel::attach(local)?;
+        shm_zenoh::export_channel(&session, &c, 0, opts)
+    } else {
+        Exporter::start(&session, Broadcast::attach(local)?, opts)
+    }
+    .map_err(zerr)?;
     let say = |line: String| {
         println!("{line}");
         let _ = std::io::stdout().flush();
@@ -66,6 +73,7 @@ pub(super) fn run(
         .num("evicted", s.evicted)
         .num("queries", s.queries)
         .num("resent", s.resent)
+        .num("failed", s.failed)
         .num("peak_rss_kib", peak_rss_kib())
         .finish();
     if json {

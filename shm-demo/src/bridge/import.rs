@@ -116,3 +116,119 @@ pub(super) fn run(
         .finish());
     Ok(())
 }
+
+/// `bridge import --channel`: a remote channel into a local one (posix).
+pub(super) fn run_channel(
+    key: &str,
+    name: &str,
+    opts: &ImportOptions,
+    net: &Net,
+    json: bool,
+) -> Result<()> {
+    let session = net.open()?;
+    let owned = name.to_owned();
+    crate::util::remember_segment(name);
+    let importer = shm_zenoh::ChannelImporter::start(&session, opts, None, move |len| {
+        Ok(create_replacing_dead_channel(&owned, len)?)
+    })
+    .map_err(zerr);
+    let importer = match importer {
+        Ok(i) => i,
+        Err(e) => {
+            crate::util::forget_segment(name);
+            return Err(e);
+        }
+    };
+    let say = |line: String| {
+        println!("{line}");
+        let _ = std::io::stdout().flush();
+    };
+    if json {
+        say(Json::new()
+            .str("event", "importing")
+            .str("key", key)
+            .str("name", name)
+            .str("kind", "channel")
+            .num("max_message", importer.descriptor().max_message)
+            .finish());
+    } else {
+        say(format!(
+            "importing channel {key} into {name}; receive with: shm-demo --backend posix receive --name {name}"
+        ));
+    }
+    let mut last = Instant::now();
+    let result = loop {
+        if crate::util::interrupted() {
+            break Err(Failure::new("interrupted"));
+        }
+        if importer.is_finished() {
+            break Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        if last.elapsed() >= Duration::from_secs(1) {
+            last = Instant::now();
+            let s = importer.stats();
+            if json {
+                say(stats_json(Json::new().str("event", "progress"), &s).finish());
+            } else {
+                say(format!(
+                    "delivered {} messages ({} recovered after a cut), missed {}",
+                    s.delivered, s.recovered, s.missed
+                ));
+            }
+        }
+    };
+    // (A handle of our own: the segment outlives the import until it is read.)
+    let importer_channel = importer.channel().clone();
+    let s = match result {
+        Ok(()) => importer.join().map_err(zerr),
+        Err(e) => {
+            let _ = importer.stop();
+            Err(e)
+        }
+    };
+    if s.is_ok() {
+        // The channel closed, but its receiver may not have read (or even attached)
+        // yet: keep the segment until it has read everything (at most 60 s, or Ctrl-C),
+        // as `send` keeps its own.
+        let until = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < until && !crate::util::interrupted() {
+            match importer_channel.ring_state(0) {
+                Ok(r) if r.head < r.tail => std::thread::sleep(Duration::from_millis(5)),
+                _ => break, // all read (or the segment says nothing sensible)
+            }
+        }
+    }
+    drop(importer_channel);
+    crate::util::forget_segment(name);
+    let s = s?;
+    say(stats_json(Json::new().str("event", "done"), &s)
+        .num("peak_rss_kib", peak_rss_kib())
+        .finish());
+    Ok(())
+}
+
+/// Creates the import's channel segment (one a dead importer left is replaced).
+fn create_replacing_dead_channel(
+    name: &str,
+    len: u64,
+) -> std::result::Result<shm_posix::PosixShm, shm_posix::Error> {
+    let first = match ShmOptions::new(name).size(len).create() {
+        Ok(m) => return Ok(m),
+        Err(e) => e,
+    };
+    let dead = ShmOptions::new(name)
+        .open()
+        .ok()
+        .and_then(|m| shm_core::Channel::attach(m).ok())
+        .and_then(|c| c.ring_state(0).ok())
+        .is_some_and(|r| {
+            r.sender_pid == 0
+                || shm_core::os::proc::liveness(r.sender_pid) == shm_core::os::proc::Liveness::Dead
+        });
+    if !dead {
+        return Err(first);
+    }
+    shm_posix::unlink(name)?;
+    ShmOptions::new(name).size(len).create()
+}

@@ -23,7 +23,13 @@ pub(super) fn run(seconds: f64, net: &Net, json: bool) -> Result<()> {
             println!(
                 "{}",
                 Json::new()
-                    .str("kind", "broadcast")
+                    .str(
+                        "kind",
+                        match e.kind {
+                            shm_zenoh::wire::Kind::Broadcast => "broadcast",
+                            shm_zenoh::wire::Kind::Channel => "channel",
+                        },
+                    )
                     .str("key", &e.key)
                     .str("exporter", &format!("{:016x}", e.exporter))
                     .str("mode", mode)

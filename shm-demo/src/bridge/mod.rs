@@ -72,10 +72,15 @@ pub enum BridgeCmd {
         /// Send each message at once (lower latency) instead of batching.
         #[arg(long)]
         express: bool,
+        /// The local segment is a channel (`send --name`): the export becomes its receiver
+        /// and one importer elsewhere its far end, with back-pressure end to end.
+        #[arg(long)]
+        channel: bool,
         /// Reliable exports: messages kept for importers that lost some across a cut
-        /// (0 turns the cache off).
-        #[arg(long, default_value_t = shm_zenoh::CACHE_MESSAGES)]
-        cache_messages: usize,
+        /// (0 turns the cache off; default 8192 for a broadcast, unbounded for a
+        /// channel, whose cache counts bytes).
+        #[arg(long)]
+        cache_messages: Option<usize>,
         /// Reliable exports: at most this many MiB of cached payload.
         #[arg(long, default_value_t = shm_zenoh::CACHE_BYTES >> 20)]
         cache_mib: u64,
@@ -108,6 +113,10 @@ pub enum BridgeCmd {
         /// a `Lagged` at once).
         #[arg(long)]
         no_recovery: bool,
+        /// Import a channel export (`export --channel`) into a local channel whose one
+        /// receiver gets its messages (`receive --name`).
+        #[arg(long)]
+        channel: bool,
         #[command(flatten)]
         net: Net,
     },
@@ -214,14 +223,18 @@ pub fn run(backend: Option<Backend>, cmd: &BridgeCmd, json: bool) -> Result<()> 
             name,
             key,
             express,
+            channel,
             cache_messages,
             cache_mib,
             net,
         } => {
-            let opts = ExportOptions::new(key)
-                .express(*express)
-                .cache(*cache_messages, cache_mib.saturating_mul(1 << 20));
-            export::run(need(backend)?, name, &opts, key, net, json)
+            let bytes = cache_mib.saturating_mul(1 << 20);
+            let opts = ExportOptions::new(key).express(*express);
+            let opts = match cache_messages {
+                Some(m) => opts.cache(*m, bytes),
+                None => opts.cache_bytes(bytes),
+            };
+            export::run(need(backend)?, name, *channel, &opts, key, net, json)
         }
         BridgeCmd::Import {
             key,
@@ -230,6 +243,7 @@ pub fn run(backend: Option<Backend>, cmd: &BridgeCmd, json: bool) -> Result<()> 
             wait_exporter,
             throttle,
             no_recovery,
+            channel,
             net,
         } => {
             let mut opts = ImportOptions::new(key)
@@ -240,7 +254,12 @@ pub fn run(backend: Option<Backend>, cmd: &BridgeCmd, json: bool) -> Result<()> 
             if let Some(hz) = throttle {
                 opts = opts.max_rate(*hz);
             }
-            import::run(need(backend)?, key, name, &opts, net, json)
+            if *channel {
+                need_posix(backend)?;
+                import::run_channel(key, name, &opts, net, json)
+            } else {
+                import::run(need(backend)?, key, name, &opts, net, json)
+            }
         }
         BridgeCmd::List { seconds, net } => list::run(*seconds, net, json),
         BridgeCmd::ExportService {
@@ -289,10 +308,10 @@ pub fn run(backend: Option<Backend>, cmd: &BridgeCmd, json: bool) -> Result<()> 
 fn need_posix(backend: Option<Backend>) -> Result<()> {
     match backend {
         Some(Backend::Posix) => Ok(()),
-        _ => Err(
-            Failure::new("bridge export-service and import-service need --backend posix")
-                .hint("a service is found by its POSIX name"),
-        ),
+        _ => Err(Failure::new(
+            "bridge export-service, import-service and import --channel need --backend posix",
+        )
+        .hint("a service is found by its POSIX name")),
     }
 }
 

@@ -116,6 +116,11 @@ impl Proc {
         let _ = self.child.wait();
     }
 
+    /// What it printed so far and nobody read (for a failure's message).
+    pub fn unread(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
+    }
+
     /// The process id (for a test that signals it).
     pub fn pid(&self) -> u32 {
         self.child.id()
