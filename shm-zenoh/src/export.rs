@@ -22,6 +22,8 @@ use crate::BridgeError;
 pub const CACHE_MESSAGES: usize = 8192;
 /// ...and at most 64 MiB of their payloads (whichever bound is reached first).
 pub const CACHE_BYTES: u64 = 64 << 20;
+/// Messages between two looks at the recovery queries while a stream flows.
+const QUERY_EVERY: u32 = 64;
 /// Recovery queries waiting for the exporter at once (more are refused by Zenoh's
 /// queue and retried by their importer on its next gap).
 const QUERIES: usize = 16;
@@ -627,14 +629,22 @@ impl<S: Source> Run<S> {
 
     fn run(mut self) -> Result<(), BridgeError> {
         let cap = usize::try_from(self.source.max_message()).unwrap_or(usize::MAX);
+        let mut turns = 0u32;
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 return Ok(());
             }
-            self.serve_queries();
+            // Recovery queries are looked at every QUERY_EVERY messages and whenever
+            // the source is idle: not on every message (a look costs a lock).
+            turns += 1;
+            if turns >= QUERY_EVERY {
+                turns = 0;
+                self.serve_queries();
+            }
             let matched = self.matched.load(Ordering::Relaxed);
             self.ever_matched |= matched;
             if self.source.needs_match() && !matched {
+                self.serve_queries();
                 std::thread::sleep(Duration::from_millis(5));
                 continue;
             }
@@ -642,7 +652,7 @@ impl<S: Source> Run<S> {
             let mut buf = Vec::with_capacity(cap.min(1 << 30));
             match self.source.next(&mut buf)? {
                 Next::Message(n) => self.put(n, 0, buf)?,
-                Next::Idle => {}
+                Next::Idle => self.serve_queries(),
                 Next::Lagged(missed) => {
                     self.counters.lagged.fetch_add(missed, Ordering::Relaxed);
                 }

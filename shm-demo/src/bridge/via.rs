@@ -180,22 +180,25 @@ pub fn broadcast_via_zenoh(
         publisher.set_wait(shm_core::WaitMode::Block {
             spin: Duration::from_micros(2),
         });
-        let mut exporter = Proc::start(
-            "exporter",
-            &[
-                s("--backend"),
-                s(backend.name()),
-                s("--json"),
-                s("bridge"),
-                s("export"),
-                s("--name"),
-                src_name.clone(),
-                s("--key"),
-                key.clone(),
-                s("--listen"),
-                endpoint.clone(),
-            ],
-        )?;
+        let mut export_args = vec![
+            s("--backend"),
+            s(backend.name()),
+            s("--json"),
+            s("bridge"),
+            s("export"),
+            s("--name"),
+            src_name.clone(),
+            s("--key"),
+            key.clone(),
+            s("--listen"),
+            endpoint.clone(),
+        ];
+        // A benchmark's knob (benches/bridge.sh): the exporter's recovery cache, in
+        // messages (0: off), to measure what the cache costs in the same run.
+        if let Ok(m) = std::env::var("SHM_BRIDGE_CACHE_MESSAGES") {
+            export_args.extend([s("--cache-messages"), m]);
+        }
+        let mut exporter = Proc::start("exporter", &export_args)?;
         exporter.wait_event("exporting", START)?;
         let mut importer = Proc::start(
             "importer",
