@@ -33,15 +33,11 @@ const RX_CHUNK: &str = "rx";
 
 struct ChannelSource<M: SharedMemory> {
     rx: Receiver<M>,
-    max_message: u64,
     /// The number of the next message read.
     next: u64,
 }
 
 impl<M: SharedMemory + Send + Sync + 'static> Source for ChannelSource<M> {
-    fn max_message(&self) -> u64 {
-        self.max_message
-    }
     fn needs_match(&self) -> bool {
         true
     }
@@ -101,11 +97,7 @@ where
         max_message: channel.max_message(),
         schema: channel.schema(),
     };
-    let source = ChannelSource {
-        rx,
-        max_message: channel.max_message(),
-        next: 0,
-    };
+    let source = ChannelSource { rx, next: 0 };
     Exporter::start_source(session, source, desc, opts)
 }
 

@@ -441,8 +441,6 @@ pub(crate) enum Next {
 
 /// A local stream an exporter reads: a broadcast's subscriber, a channel's receiver.
 pub(crate) trait Source: Send + 'static {
-    /// The largest message.
-    fn max_message(&self) -> u64;
     /// Whether nothing may be read while no importer matches (a channel: its messages
     /// wait in the ring rather than go nowhere).
     fn needs_match(&self) -> bool {
@@ -459,9 +457,6 @@ struct BroadcastSource<M: SharedMemory> {
 }
 
 impl<M: SharedMemory + Send + Sync + 'static> Source for BroadcastSource<M> {
-    fn max_message(&self) -> u64 {
-        self.broadcast.max_message()
-    }
     fn next(&mut self, buf: &mut Vec<u8>) -> Result<Next, BridgeError> {
         // The try first: while messages flow no deadline is computed.
         let r = match self.sub.try_recv_into(buf) {
@@ -628,7 +623,6 @@ impl<S: Source> Run<S> {
     }
 
     fn run(mut self) -> Result<(), BridgeError> {
-        let cap = usize::try_from(self.source.max_message()).unwrap_or(usize::MAX);
         let mut turns = 0u32;
         loop {
             if self.stop.load(Ordering::Relaxed) {
@@ -648,8 +642,11 @@ impl<S: Source> Run<S> {
                 std::thread::sleep(Duration::from_millis(5));
                 continue;
             }
-            // A fresh buffer per message: Zenoh takes it without a copy.
-            let mut buf = Vec::with_capacity(cap.min(1 << 30));
+            // A fresh buffer per message, of the message's own length (the receive sizes
+            // it): Zenoh takes it without a copy, and the cache holds no more than the
+            // bytes it counts (a buffer of the largest message's capacity held a page or
+            // more per small message: 426 MB for 100,000 cached 64-byte messages).
+            let mut buf = Vec::new();
             match self.source.next(&mut buf)? {
                 Next::Message(n) => self.put(n, 0, buf)?,
                 Next::Idle => self.serve_queries(),
