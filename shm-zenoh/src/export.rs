@@ -339,7 +339,7 @@ impl Exporter {
     /// came. Messages exported while none matches go nowhere (Zenoh drops them at the
     /// source), so a program that must not lose the first messages waits for this first.
     pub fn wait_matched(&self, timeout: Duration) -> bool {
-        let deadline = std::time::Instant::now() + timeout;
+        let deadline = crate::after(timeout);
         while !self.matched() {
             if std::time::Instant::now() >= deadline || self.is_finished() {
                 return self.matched();

@@ -467,7 +467,7 @@ where
         .map_err(|e| z("declare the liveliness subscriber", e))?;
     // The first exporter: its descriptor says what to create.
     let mut alive: HashMap<u64, Descriptor> = HashMap::new();
-    let deadline = Instant::now() + opts.wait_exporter;
+    let deadline = crate::after(opts.wait_exporter);
     let first = loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match events.recv_timeout(left.min(POLL)) {

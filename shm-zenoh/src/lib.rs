@@ -150,6 +150,14 @@ pub enum BridgeError {
     },
 }
 
+/// `now + wait`, or a year from now for a wait past what an `Instant` holds (a caller's
+/// `Duration::MAX`): never the overflow panic.
+pub(crate) fn after(wait: Duration) -> std::time::Instant {
+    let now = std::time::Instant::now();
+    now.checked_add(wait)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
+}
+
 /// Checks an export key: a plain key expression (no wildcards, no `@` chunks, no empty
 /// chunks), which Zenoh accepts.
 pub(crate) fn check_key(key: &str) -> Result<String, BridgeError> {

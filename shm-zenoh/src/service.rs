@@ -294,7 +294,8 @@ fn serve_one<M: SharedMemory>(
         return reply_err(RemoteError::Refused);
     };
     let req = query.payload().map(|p| p.to_bytes()).unwrap_or_default();
-    let deadline = (timeout_ns > 0).then(|| Instant::now() + Duration::from_nanos(timeout_ns));
+    // (A peer's number: a deadline past what an `Instant` holds is a year away.)
+    let deadline = (timeout_ns > 0).then(|| crate::after(Duration::from_nanos(timeout_ns)));
     let wait = deadline.map_or(slot_wait, |d| d.saturating_duration_since(Instant::now()));
     client.set_idempotent(idempotent);
     let mut pending = match client.send_request_until(&req, deadline, wait) {
@@ -354,6 +355,7 @@ pub struct ServiceImportOptions {
     slots: u32,
     max_clients: u32,
     no_deadline_timeout: Duration,
+    max_message: u32,
 }
 
 impl ServiceImportOptions {
@@ -366,7 +368,15 @@ impl ServiceImportOptions {
             slots: 64,
             max_clients: 16,
             no_deadline_timeout: Duration::from_secs(30),
+            max_message: 4 << 20,
         }
+    }
+    /// The largest request or response an exporter may announce (default 4 MiB): the
+    /// local service is sized from the announcement, so a larger one is refused
+    /// ([`BridgeError::TooLarge`]) rather than trusted.
+    pub fn max_message(mut self, bytes: u32) -> Self {
+        self.max_message = bytes;
+        self
     }
     /// How long [`ServiceImporter::start`] waits for an exporter (default 30 s).
     pub fn wait_exporter(mut self, wait: Duration) -> Self {
@@ -415,7 +425,8 @@ where
     /// `make(len)` returns, and starts forwarding its requests.
     ///
     /// # Errors
-    /// [`BridgeError::NoExporter`]; [`BridgeError::Memory`] from `make`;
+    /// [`BridgeError::NoExporter`]; [`BridgeError::TooLarge`] for messages past
+    /// [`ServiceImportOptions::max_message`]; [`BridgeError::Memory`] from `make`;
     /// [`BridgeError::Shm`] for a service the exporter describes that cannot be made
     /// here; [`BridgeError::Zenoh`] for a bad key.
     pub fn start<F>(
@@ -428,6 +439,13 @@ where
     {
         let key = crate::check_key(&opts.key)?;
         let descriptor = wait_service(session, &key, opts.wait_exporter)?;
+        let announced = descriptor.max_request.max(descriptor.max_response);
+        if announced > opts.max_message {
+            return Err(BridgeError::TooLarge {
+                announced: announced.into(),
+                limit: opts.max_message.into(),
+            });
+        }
         let mut sopts = ServiceOptions::new()
             .max_request(descriptor.max_request)
             .max_response(descriptor.max_response)
@@ -514,7 +532,7 @@ fn wait_service(
     key: &str,
     wait: Duration,
 ) -> Result<ServiceDescriptor, BridgeError> {
-    let deadline = Instant::now() + wait;
+    let deadline = crate::after(wait);
     loop {
         if let Some(found) = crate::list::service_tokens(session, key)?
             .into_iter()
@@ -557,8 +575,8 @@ fn forward<M: SharedMemory>(
     let deadline = req.deadline();
     let end = match req.remaining() {
         Some(left) if left.is_zero() => return, // already past: never answered late
-        Some(left) => Instant::now() + left,
-        None => Instant::now() + no_deadline,
+        Some(left) => crate::after(left),
+        None => crate::after(no_deadline),
     };
     let data = zenoh::bytes::ZBytes::from(req.take_data());
     loop {
@@ -604,7 +622,7 @@ fn forward<M: SharedMemory>(
             Counters::bump(&counters.timeouts);
             // (A little past it: a client that looks exactly at its deadline must find
             // the request still open, not dropped. A client that timed out cancels.)
-            let until = d + HOLD_PAST;
+            let until = d.checked_add(HOLD_PAST).unwrap_or(d);
             while !stop.load(Ordering::Relaxed) && !req.is_cancelled() {
                 let left = until.saturating_duration_since(Instant::now());
                 if left.is_zero() {

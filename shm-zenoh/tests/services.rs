@@ -193,3 +193,49 @@ fn the_import_has_the_exporters_record_types_and_no_exporter_is_an_error() {
         "{none:?}"
     );
 }
+
+/// A peer's numbers are not trusted: an exporter announcing messages past the import's
+/// limit is refused before anything is made, and a query with the largest deadline the
+/// wire can say (`u64::MAX` nanoseconds, 584 years) is served.
+#[test]
+fn hostile_announcements_and_deadlines_are_refused_or_bounded() {
+    let (a, b) = pair();
+    let opts = ServiceOptions::new().max_request(64).max_response(2 << 20);
+    let local = Service::create(posix(opts.segment_len().unwrap()), &opts).unwrap();
+    let server = serve(local.clone());
+    let key = format!("shm/svc/{}", unique_name("k"));
+    let _exporter =
+        ServiceExporter::start(&a, local.clone(), &ServiceExportOptions::new(&key)).unwrap();
+    let small = ServiceImporter::<PosixShm>::start(
+        &b,
+        &ServiceImportOptions::new(&key)
+            .wait_exporter(Duration::from_secs(10))
+            .max_message(1 << 20),
+        |_| Err("must not be called".into()),
+    );
+    assert!(
+        matches!(small, Err(BridgeError::TooLarge { announced, limit: 1048576 }) if announced == 2 << 20),
+        "{small:?}"
+    );
+    // A raw query with the largest deadline the wire can say.
+    use zenoh::Wait as _;
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    let answer = loop {
+        let replies = b
+            .get(&key)
+            .payload(b"echo:far".to_vec())
+            .attachment(shm_zenoh::wire::encode_query(u64::MAX, false).to_vec())
+            .timeout(Duration::from_secs(5))
+            .wait()
+            .unwrap();
+        if let Ok(reply) = replies.recv() {
+            break reply;
+        }
+        assert!(std::time::Instant::now() < end, "never answered");
+    };
+    let sample = answer.result().expect("an answer, not an error");
+    assert_eq!(sample.payload().to_bytes().as_ref(), b"far");
+    let mut stopper = local.client().unwrap();
+    let _pending = stopper.try_call(b"stop").unwrap(); // (dropped: cancelled unseen)
+    server.join().unwrap();
+}

@@ -63,7 +63,8 @@ pub(super) fn export(name: &str, key: &str, workers: usize, net: &Net, json: boo
     let s = exporter.stop();
     close(session);
     say(stats_json(Json::new().str("event", "done"), &s).finish());
-    Ok(())
+    // Only a signal ends it: stopped, cleaned up, and said so by the exit status.
+    Err(Failure::new("interrupted; cleaned up and stopped"))
 }
 
 /// `bridge import-service`.
@@ -112,5 +113,6 @@ pub(super) fn import(
     crate::util::forget_segment(name);
     close(session);
     say(stats_json(Json::new().str("event", "done"), &s).finish());
-    Ok(())
+    // Only a signal ends it: stopped, cleaned up, and said so by the exit status.
+    Err(Failure::new("interrupted; cleaned up and stopped"))
 }
