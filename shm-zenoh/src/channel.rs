@@ -125,6 +125,15 @@ impl<M: SharedMemory + Send + Sync + 'static> Sink for ChannelSink<M> {
         Ok(())
     }
     fn publish(&mut self, payload: &[u8], stop: &AtomicBool) -> Result<(), BridgeError> {
+        // The try first: while the far ring has room no deadline is computed.
+        match self.tx.try_send(payload) {
+            Ok(()) => {
+                self.next += 1;
+                return Ok(());
+            }
+            Err(shm_core::TrySendError::Full) => {}
+            Err(e) => return Err(Error::from(e).into()),
+        }
         // Waits while the far ring is full (back-pressure), in slices, so that a stop
         // ends the wait.
         loop {

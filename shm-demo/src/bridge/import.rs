@@ -19,7 +19,9 @@ pub(super) fn run(
             }
             _ => {
                 crate::util::remember_segment(&owned);
-                Mem::Posix(create_replacing_dead(&owned, len)?)
+                Mem::Posix(create_replacing_dead(&owned, len, |m| {
+                    Some(Broadcast::attach(m).ok()?.state().ok()?.publisher_pid)
+                })?)
             }
         })
     })
@@ -129,7 +131,15 @@ pub(super) fn run_channel(
     let owned = name.to_owned();
     crate::util::remember_segment(name);
     let importer = shm_zenoh::ChannelImporter::start(&session, opts, None, move |len| {
-        Ok(create_replacing_dead_channel(&owned, len)?)
+        Ok(create_replacing_dead(&owned, len, |m| {
+            Some(
+                shm_core::Channel::attach(m)
+                    .ok()?
+                    .ring_state(0)
+                    .ok()?
+                    .sender_pid,
+            )
+        })?)
     })
     .map_err(zerr);
     let importer = match importer {
@@ -206,29 +216,4 @@ pub(super) fn run_channel(
         .num("peak_rss_kib", peak_rss_kib())
         .finish());
     Ok(())
-}
-
-/// Creates the import's channel segment (one a dead importer left is replaced).
-fn create_replacing_dead_channel(
-    name: &str,
-    len: u64,
-) -> std::result::Result<shm_posix::PosixShm, shm_posix::Error> {
-    let first = match ShmOptions::new(name).size(len).create() {
-        Ok(m) => return Ok(m),
-        Err(e) => e,
-    };
-    let dead = ShmOptions::new(name)
-        .open()
-        .ok()
-        .and_then(|m| shm_core::Channel::attach(m).ok())
-        .and_then(|c| c.ring_state(0).ok())
-        .is_some_and(|r| {
-            r.sender_pid == 0
-                || shm_core::os::proc::liveness(r.sender_pid) == shm_core::os::proc::Liveness::Dead
-        });
-    if !dead {
-        return Err(first);
-    }
-    shm_posix::unlink(name)?;
-    ShmOptions::new(name).size(len).create()
 }

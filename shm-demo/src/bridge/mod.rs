@@ -364,12 +364,14 @@ pub fn serve_memfd(
         .map_err(|e| Failure::new(format!("thread: {e}")))
 }
 
-/// Creates the import's POSIX segment; a broadcast already there whose publisher is gone
-/// (an importer that was killed: its subscribers hold the old segment and were told
-/// `PeerDied`) is unlinked and made anew. A live one is left alone (the error says so).
+/// Creates an import's POSIX segment. One already there whose writer is gone (an
+/// importer that was killed: its readers hold the old segment and were told) is unlinked
+/// and made anew; `writer` reads the writer's pid from the old segment (`None`: it is
+/// not one we could read, left alone). A live one is left alone (the error says so).
 fn create_replacing_dead(
     name: &str,
     len: u64,
+    writer: impl FnOnce(shm_posix::PosixShm) -> Option<u32>,
 ) -> std::result::Result<shm_posix::PosixShm, shm_posix::Error> {
     let first = match ShmOptions::new(name).size(len).create() {
         Ok(m) => return Ok(m),
@@ -378,12 +380,9 @@ fn create_replacing_dead(
     let dead = ShmOptions::new(name)
         .open()
         .ok()
-        .and_then(|m| Broadcast::attach(m).ok())
-        .and_then(|b| b.state().ok())
-        .is_some_and(|st| {
-            st.publisher_pid == 0
-                || shm_core::os::proc::liveness(st.publisher_pid)
-                    == shm_core::os::proc::Liveness::Dead
+        .and_then(writer)
+        .is_some_and(|pid| {
+            pid == 0 || shm_core::os::proc::liveness(pid) == shm_core::os::proc::Liveness::Dead
         });
     if !dead {
         return Err(first);
