@@ -151,4 +151,8 @@ unsafe impl SharedMemory for AnyShm {
     fn writable(&self) -> bool {
         self.inner().writable()
     }
+    #[inline]
+    fn held_elsewhere(&self) -> Option<bool> {
+        self.inner().held_elsewhere()
+    }
 }

@@ -540,7 +540,8 @@ pub struct Serving {
 }
 
 impl Serving {
-    /// Clients served so far.
+    /// Clients served so far. A client may already hold its fd a moment before it is
+    /// counted here (the count follows the send); after [`stop`](Self::stop) it is final.
     pub fn served(&self) -> u64 {
         // Relaxed: a count for display.
         self.counts[0].load(std::sync::atomic::Ordering::Relaxed)

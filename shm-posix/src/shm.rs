@@ -74,6 +74,18 @@ unsafe impl SharedMemory for PosixShm {
     fn writable(&self) -> bool {
         self.writable
     }
+    /// From `/proc/locks`: every handle holds a shared `flock` on its segment for as long
+    /// as it lives (and a creator takes it before the file has a size), so a segment whose
+    /// only lock is this handle's own is one no other handle of ours holds.
+    fn held_elsewhere(&self) -> Option<bool> {
+        let st = sys::fstat(self.fd.as_fd()).ok()?;
+        match sys::flock_count(&st)? {
+            // Not even ours: not a state we can read anything from.
+            0 => None,
+            1 => Some(false),
+            _ => Some(true),
+        }
+    }
     fn truncated(&self) -> Option<u64> {
         if !self.map.tripped() {
             return None;

@@ -73,18 +73,37 @@ pub fn try_flock_shared(fd: BorrowedFd<'_>) -> io::Result<bool> {
 /// The pid holding an exclusive `flock` on the file behind `st`, from `/proc/locks`
 /// (`N: FLOCK  ADVISORY  WRITE PID MAJ:MIN:INODE 0 EOF`), if it can be learned.
 pub fn flock_holder(st: &libc::stat) -> Option<u32> {
-    let want = format!(
-        "{:02x}:{:02x}:{}",
-        libc::major(st.st_dev),
-        libc::minor(st.st_dev),
-        st.st_ino
-    );
+    let want = inode_key(st);
     let text = std::fs::read_to_string("/proc/locks").ok()?;
     text.lines()
         .filter(|l| !l.contains("->"))
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
         .find(|f| f.len() >= 6 && f[1] == "FLOCK" && f[3] == "WRITE" && f[5] == want)
         .and_then(|f| f[4].parse().ok())
+}
+
+/// How many `flock` locks (shared or exclusive, one per open file description; waiters
+/// not counted) are held on the file behind `st`, from `/proc/locks`, if it can be read.
+pub fn flock_count(st: &libc::stat) -> Option<usize> {
+    let want = inode_key(st);
+    let text = std::fs::read_to_string("/proc/locks").ok()?;
+    Some(
+        text.lines()
+            .filter(|l| !l.contains("->"))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .filter(|f| f.len() >= 6 && f[1] == "FLOCK" && f[5] == want)
+            .count(),
+    )
+}
+
+/// `MAJ:MIN:INODE` as `/proc/locks` writes it.
+fn inode_key(st: &libc::stat) -> String {
+    format!(
+        "{:02x}:{:02x}:{}",
+        libc::major(st.st_dev),
+        libc::minor(st.st_dev),
+        st.st_ino
+    )
 }
 
 /// `flock(fd, LOCK_EX | LOCK_NB)`: `Ok(true)` if we got it (nobody else holds a lock).

@@ -105,6 +105,60 @@ fn child() {
     }
 }
 
+/// A file with no header that nobody else holds (another program's, or one whose maker
+/// died before writing it) is refused at once, whatever the ready timeout; the same file
+/// while another handle holds it (a creator of ours between sizing and `ready`) is waited
+/// for, bounded.
+#[test]
+fn no_header_and_no_other_holder_is_refused_without_waiting() {
+    let name = unique_name("/shm-posix-nohdr");
+    let cname = std::ffi::CString::new(name.clone()).unwrap();
+    // Made as another program makes it: shm_open + ftruncate, no flock, then closed.
+    // SAFETY: shm_open with a valid C string; ftruncate and close on the fd it gave.
+    unsafe {
+        let fd = libc::shm_open(
+            cname.as_ptr(),
+            libc::O_CREAT | libc::O_EXCL | libc::O_RDWR | libc::O_CLOEXEC,
+            0o600,
+        );
+        assert!(fd >= 0);
+        assert_eq!(libc::ftruncate(fd, 1 << 16), 0);
+        libc::close(fd);
+    }
+    struct Unlink(String);
+    impl Drop for Unlink {
+        fn drop(&mut self) {
+            let _ = shm_posix::unlink(&self.0);
+        }
+    }
+    let _unlink = Unlink(name.clone());
+    // An hour of ready timeout: a wait would end in `NotReady` (or the test's own limit),
+    // never in `BadMagic`.
+    let long = AttachOptions::new().ready_timeout(Duration::from_secs(3600));
+    for _ in 0..3 {
+        let err = Segment::<MyData, _>::attach_with(ShmOptions::new(&name).open().unwrap(), &long)
+            .unwrap_err();
+        assert!(
+            matches!(err, CoreError::BadMagic { found, .. } if found == [0; 8]),
+            "{err:?}"
+        );
+    }
+    // Every kind refuses it the same way.
+    let err = shm_core::Channel::attach(ShmOptions::new(&name).open().unwrap()).unwrap_err();
+    assert!(matches!(err, CoreError::BadMagic { .. }), "{err:?}");
+    // Another handle holds it: waited for.
+    let held = ShmOptions::new(&name).open().unwrap();
+    let ready_timeout = Duration::from_millis(50);
+    let quick = AttachOptions::new().ready_timeout(ready_timeout);
+    let err = Segment::<MyData, _>::attach_with(ShmOptions::new(&name).open().unwrap(), &quick)
+        .unwrap_err();
+    assert!(
+        matches!(err, CoreError::NotReady { creator_pid: 0, waited } if waited >= ready_timeout),
+        "{err:?}"
+    );
+    drop(held);
+}
+
 #[test]
 fn crash_at_every_lifecycle_step_gives_errors_not_hangs() {
     let quick = AttachOptions::new().ready_timeout(Duration::from_millis(100));
@@ -130,13 +184,24 @@ fn crash_at_every_lifecycle_step_gives_errors_not_hangs() {
         ShmOptions::new(&names[0]).open(),
         Err(Error::Empty { .. })
     ));
-    // After sizing: zeroes, never initialised: NotReady after the bounded wait.
+    // After sizing: zeroes, never initialised, and no handle but ours: no creator of ours
+    // is writing a header (each holds its flock while it does), so refused at once.
+    let err = Segment::<MyData, _>::attach_with(ShmOptions::new(&names[1]).open().unwrap(), &quick)
+        .unwrap_err();
+    assert!(
+        matches!(err, CoreError::BadMagic { found, .. } if found == [0; 8]),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("not a segment of ours"), "{err}");
+    // Held by another handle, as a creator in progress would hold it: the bounded wait.
+    let held = ShmOptions::new(&names[1]).open().unwrap();
     let err = Segment::<MyData, _>::attach_with(ShmOptions::new(&names[1]).open().unwrap(), &quick)
         .unwrap_err();
     assert!(
         matches!(err, CoreError::NotReady { creator_pid: 0, .. }),
         "{err:?}"
     );
+    drop(held);
     // During header init: the creator's pid is recorded and dead.
     let err = Segment::<MyData, _>::attach_with(ShmOptions::new(&names[2]).open().unwrap(), &quick)
         .unwrap_err();

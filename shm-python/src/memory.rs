@@ -72,6 +72,9 @@ unsafe impl SharedMemory for Created {
     fn writable(&self) -> bool {
         self.0.writable()
     }
+    fn held_elsewhere(&self) -> Option<bool> {
+        self.0.held_elsewhere()
+    }
 }
 
 /// Removes the names of the POSIX segments this process created and still holds (the
@@ -257,6 +260,7 @@ impl Memory {
         let server = shm_memfd::Server::bind(path).map_err(memfd_err)?;
         Ok(Serving {
             s: Some(server.serve_background(fd).map_err(memfd_err)?),
+            closed_served: 0,
         })
     }
 
@@ -309,22 +313,30 @@ impl Memory {
 #[pyclass(module = "shm._shm")]
 pub(crate) struct Serving {
     s: Option<shm_memfd::Serving>,
+    // The count when it was closed: final then.
+    closed_served: u64,
 }
 
 context_manager!(Serving);
 
 #[pymethods]
 impl Serving {
-    /// Clients served so far.
+    /// Clients served so far. A client may hold its fd a moment before it is counted;
+    /// once closed, the count is final.
     #[getter]
     fn served(&self) -> u64 {
-        self.s.as_ref().map_or(0, |s| s.served())
+        self.s.as_ref().map_or(self.closed_served, |s| s.served())
     }
 
     /// Stops serving (within 50 ms) and removes the socket file.
     fn close(&mut self) {
         if let Some(mut s) = self.s.take() {
-            Python::with_gil(|py| unlocked(py, move || s.stop()));
+            self.closed_served = Python::with_gil(|py| {
+                unlocked(py, move || {
+                    s.stop();
+                    s.served()
+                })
+            });
         }
     }
 }

@@ -27,6 +27,22 @@ fn not_ready(waited: Duration, creator_pid: u32) -> String {
     }
 }
 
+/// What `BadMagic` says; no header at all is said in words.
+fn bad_magic(expected: &[u8; 8], found: &[u8; 8]) -> String {
+    if *found == [0; 8] {
+        format!(
+            "not a segment of ours: no shm header (zeros where the magic \"{}\" goes), and no creator of ours is writing one (made by another program: attach_foreign reads those)",
+            expected.escape_ascii()
+        )
+    } else {
+        format!(
+            "not an shm segment: expected magic \"{}\", found \"{}\"",
+            expected.escape_ascii(),
+            found.escape_ascii()
+        )
+    }
+}
+
 /// "the publishing end of the broadcast", "the sending end of ring 0", ...
 fn role_name(role: &str, ring: u32) -> String {
     if role == "publishing" {
@@ -56,11 +72,10 @@ pub enum Error {
         found: u64,
     },
     /// The first eight bytes are not this layout's magic: not one of our segments.
-    #[error(
-        "not an shm segment: expected magic \"{}\", found \"{}\"",
-        .expected.escape_ascii(),
-        .found.escape_ascii()
-    )]
+    /// All zeros there (no header at all) is this too once the backend can tell that no
+    /// other handle holds the memory ([`SharedMemory::held_elsewhere`](crate::SharedMemory::held_elsewhere)):
+    /// no creator of ours is writing one.
+    #[error("{}", bad_magic(expected, found))]
     BadMagic {
         /// [`crate::format::layout::MAGIC`].
         expected: [u8; 8],

@@ -61,6 +61,20 @@ pub unsafe trait SharedMemory {
     /// Required, with no default: a wrapper that forgot it would let safe calls write
     /// through a read-only mapping (a SIGSEGV).
     fn writable(&self) -> bool;
+    /// Whether another handle (in this process or any other) holds the underlying object:
+    /// `Some(false)` when the backend can tell that none does (a posix segment whose only
+    /// `flock` is this handle's own), `Some(true)` when one does, `None` when it cannot
+    /// tell. An attach that finds no header at all (zeros where the magic goes, no creator
+    /// recorded) and `Some(false)` here refuses at once with
+    /// [`Error::BadMagic`](crate::format::error::Error::BadMagic): every creator of ours
+    /// holds its handle while it writes the header, so nobody is writing one, and waiting
+    /// the ready timeout for it would only delay the answer.
+    ///
+    /// The default, `None`, is always safe (the attach waits as before); a wrapper
+    /// forwards it.
+    fn held_elsewhere(&self) -> Option<bool> {
+        None
+    }
 }
 
 // SAFETY: forwarded; a Box does not move its contents and adds no references.
@@ -82,6 +96,9 @@ unsafe impl<M: SharedMemory + ?Sized> SharedMemory for Box<M> {
     }
     fn writable(&self) -> bool {
         (**self).writable()
+    }
+    fn held_elsewhere(&self) -> Option<bool> {
+        (**self).held_elsewhere()
     }
 }
 

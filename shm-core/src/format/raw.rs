@@ -80,6 +80,7 @@ impl<M: SharedMemory> RawSegment<M> {
             });
         }
         let mut wait = ReadyWait::new(opts.ready_timeout);
+        let mut asked = false;
         let header = loop {
             // SAFETY: the mapping holds at least the header (checked above), and READY_OFFSET
             // is 8-aligned within the 64-aligned base.
@@ -108,6 +109,18 @@ impl<M: SharedMemory> RawSegment<M> {
                     field: "ready",
                     found: ready.into(),
                     expected: "0 (initialising) or 0x52454459 (ready)",
+                });
+            }
+            // No header at all and no other handle: a creator of ours holds its handle
+            // while it writes the header, so none is coming (asked once, at the start).
+            if !std::mem::replace(&mut asked, true)
+                && snap.magic == [0; 8]
+                && snap.creator_pid == 0
+                && mem.held_elsewhere() == Some(false)
+            {
+                return Err(Error::BadMagic {
+                    expected: MAGIC,
+                    found: snap.magic,
                 });
             }
             wait.pause(snap.creator_pid)?;
