@@ -76,7 +76,10 @@
 //! initialises the payload, and only then stores `ready` with release ordering. An
 //! opener loads `ready` with acquire ordering (pairing with that store): while it is 0
 //! the segment is still being built and the opener waits a bounded time, then reports
-//! [`Error::NotReady`] or, if the creator's pid is gone, [`Error::CreatorDied`]. Once it
+//! [`Error::NotReady`] or, if the creator's pid is gone, [`Error::CreatorDied`]. Memory
+//! with no header at all (no magic, no creator pid) that no other handle holds
+//! ([`SharedMemory::held_elsewhere`](crate::SharedMemory::held_elsewhere) is
+//! `Some(false)`) has no creator of ours writing it: [`Error::BadMagic`] at once. Once it
 //! is ready, the opener copies the 128 header bytes once and validates that copy with
 //! checked arithmetic; later changes to the header by a peer are never looked at again.
 //!
@@ -128,7 +131,7 @@ pub const HEADER_WORDS: &[crate::format::words::Word] = {
         Word { name: "schema_name", region: H, offset: 72, width: 40, writer: C, honest: "UTF-8, zero-padded", otherwise: ATTACH_REFUSES },
         Word { name: "creator_pid", region: H, offset: 112, width: 4, writer: C, honest: "the creator's pid", otherwise: "only read while `ready` is 0: a dead or impossible pid is `CreatorDied`, anything else `NotReady` at the ready timeout" },
         Word { name: "flags", region: H, offset: 116, width: 4, writer: C, honest: "0", otherwise: ATTACH_REFUSES },
-        Word { name: "ready", region: H, offset: 120, width: 4, writer: C, honest: "0 while initialising, then `0x5245_4459`", otherwise: "0: attach waits its ready timeout (`NotReady` / `CreatorDied`); any other value: `CorruptHeader`" },
+        Word { name: "ready", region: H, offset: 120, width: 4, writer: C, honest: "0 while initialising, then `0x5245_4459`", otherwise: "0: attach waits its ready timeout (`NotReady` / `CreatorDied`), except with no magic, no creator pid and no other handle holding the memory (`SharedMemory::held_elsewhere`): `BadMagic` at once; any other value: `CorruptHeader`" },
         Word { name: "reserved", region: H, offset: 124, width: 4, writer: C, honest: "0", otherwise: ATTACH_REFUSES },
     ]
 };
