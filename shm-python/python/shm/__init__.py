@@ -72,6 +72,7 @@ from ._shm import (  # noqa: F401
     Server,
     ServerError,
     Service,
+    Serving,
     Subscriber,
     Timeout,
     Truncated,
@@ -96,7 +97,7 @@ __all__ = [
     "AlreadyExists", "NoSpace", "NotFound", "PermissionDenied",
     "Broadcast", "Cancelled", "Channel", "Client", "Closed", "Corrupt", "Empty", "Error", "Event", "Evicted", "Full",
     "Lagged", "Listener", "Memory", "Notifier", "PeerDied", "PendingResponse", "Publisher", "ReadOnly", "Receiver", "Request", "Reservation", "SchemaMismatch",
-    "Segment", "SeqLock", "Sender", "Server", "ServerError", "Service", "Subscriber", "Timeout", "Truncated", "UpstreamLost", "WaitSet", "anon_create",
+    "Segment", "SeqLock", "Sender", "Server", "ServerError", "Service", "Serving", "Subscriber", "Timeout", "Truncated", "UpstreamLost", "WaitSet", "anon_create",
     "memfd_connect", "memfd_create", "posix_create", "posix_open",
 ]
 
