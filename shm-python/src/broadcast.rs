@@ -137,7 +137,17 @@ impl Publisher {
     /// `publish`, awaited (asyncio): a reliable publisher waiting for its slowest
     /// subscriber polls (from 50 µs up to 2 ms apart) while the loop runs other tasks.
     fn publish_async(slf: Py<Self>, py: Python<'_>, data: PyObject) -> PyResult<PyObject> {
-        crate::service::aio(py, "publish_async", (slf, data))
+        let end = slf.clone_ref(py).into_any();
+        let args = (data.clone_ref(py),);
+        attempt(
+            py,
+            end,
+            Try::Send,
+            "try_publish",
+            args,
+            "publish_async",
+            (slf, data),
+        )
     }
 
     /// Publishes a copy of `data`. Reliable: waits for room (evicting the dead and the
@@ -198,7 +208,17 @@ impl Subscriber {
     /// `recv`, awaited (asyncio): `(number, bytes)` of the next message. Watched by the
     /// running loop's wait set; cancellation safe.
     fn recv_async(slf: Py<Self>, py: Python<'_>) -> PyResult<PyObject> {
-        crate::service::aio(py, "recv_async", (slf,))
+        let end = slf.clone_ref(py).into_any();
+        let fallback_args = (slf, true);
+        attempt(
+            py,
+            end,
+            Try::Receive,
+            "try_recv",
+            (),
+            "recv_async",
+            fallback_args,
+        )
     }
 
     /// The next message: `(number, bytes)`. `shm.Lagged` (`.missed`: how many were

@@ -257,7 +257,17 @@ impl Sender {
     /// while the loop runs other tasks. Cancellation safe: nothing is sent unless the
     /// await completes.
     fn send_async(slf: Py<Self>, py: Python<'_>, data: PyObject) -> PyResult<PyObject> {
-        crate::service::aio(py, "send_async", (slf, data))
+        let end = slf.clone_ref(py).into_any();
+        let args = (data.clone_ref(py),);
+        attempt(
+            py,
+            end,
+            Try::Send,
+            "try_send",
+            args,
+            "send_async",
+            (slf, data),
+        )
     }
 
     /// Sends a copy of `data` (any bytes-like object), waiting for room at most
@@ -348,16 +358,38 @@ context_manager!(Receiver, any_thread);
 
 #[pymethods]
 impl Receiver {
-    /// `recv`, awaited (asyncio): the next message's bytes. No thread per call: the
-    /// receiver is watched by the running loop's wait set (one per loop, through its
-    /// `fileno()`). Cancellation safe: a message is taken only when the await completes.
+    /// `recv`, awaited (asyncio): the next message's bytes. Its first step tries at once,
+    /// spinning up to 20 µs; then the receiver is watched by the running loop's wait set
+    /// (one per loop, through its `fileno()`; no thread per call). Cancellation safe: a
+    /// message is taken only when the await completes.
     fn recv_async(slf: Py<Self>, py: Python<'_>) -> PyResult<PyObject> {
-        crate::service::aio(py, "recv_async", (slf,))
+        let end = slf.clone_ref(py).into_any();
+        let fallback_args = (slf, true);
+        attempt(
+            py,
+            end,
+            Try::Receive,
+            "try_recv",
+            (),
+            "recv_async",
+            fallback_args,
+        )
     }
 
     /// `recv_into`, awaited (asyncio): the next message into `buffer`; its length.
     fn recv_into_async(slf: Py<Self>, py: Python<'_>, buffer: PyObject) -> PyResult<PyObject> {
-        crate::service::aio(py, "recv_into_async", (slf, buffer))
+        let end = slf.clone_ref(py).into_any();
+        let args = (buffer.clone_ref(py),);
+        let fallback_args = (slf, buffer, true);
+        attempt(
+            py,
+            end,
+            Try::Receive,
+            "try_recv_into",
+            args,
+            "recv_into_async",
+            fallback_args,
+        )
     }
 
     /// The next message as `bytes`, waiting at most `timeout` seconds (None: as long as

@@ -20,6 +20,7 @@ use shm_core::{Error as CoreError, RawSegment, RecvTimeoutError, SharedMemory, T
 /// Memory of any backend, as the channel, broadcast and records hold it.
 pub(crate) type Mem = Box<dyn SharedMemory + Send + Sync>;
 
+mod aio;
 mod broadcast;
 mod buffer;
 mod channel;
@@ -30,6 +31,7 @@ mod record;
 mod service;
 mod wait;
 mod waitset;
+use aio::*;
 use broadcast::*;
 use buffer::*;
 use channel::*;
@@ -66,6 +68,7 @@ fn _shm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PendingResponse>()?;
     m.add_class::<Server>()?;
     m.add_class::<Request>()?;
+    m.add_class::<Attempt>()?;
     m.add("Error", py.get_type::<Error>())?;
     m.add("Timeout", py.get_type::<Timeout>())?;
     m.add("Closed", py.get_type::<Closed>())?;

@@ -1090,6 +1090,82 @@ def test_asyncio_recv_send_and_cancellation_lose_nothing():
         finish(p)
 
 
+def test_async_methods_return_coroutines_that_keep_a_coroutines_promises():
+    """`recv_async` & co. try in Rust on their first step (no Python frame when a message
+    or room is there): to asyncio they are still coroutines, nothing is tried before the
+    first step, and every way asyncio drives a coroutine works."""
+    import asyncio
+    import collections.abc
+
+    mem = shm.anon_create(1 << 16)
+    ch = shm.Channel.create(mem, capacity=4096)
+    tx, rx = ch.sender(), ch.receiver()
+    b = shm.Broadcast.create(shm.anon_create(shm.Broadcast.segment_len(slots=8, max_message=64)), slots=8, max_message=64)
+    pub, sub = b.publisher(), b.subscriber()
+
+    async def main():
+        for c in (rx.recv_async(), rx.recv_into_async(bytearray(8)), tx.send_async(b"x"), sub.recv_async(), pub.publish_async(b"y")):
+            assert asyncio.iscoroutine(c) and isinstance(c, collections.abc.Coroutine)
+            c.close()  # never stepped: nothing tried, nothing taken or sent
+        assert rx.try_recv() is None and sub.try_recv() is None
+
+        # A message already there: returned by the first step (a tuple stays whole).
+        await tx.send_async(b"one")
+        await pub.publish_async(b"two")
+        assert await rx.recv_async() == b"one"
+        assert await sub.recv_async() == (0, b"two")
+
+        # Cancelled before its first step, with a message waiting: nothing is taken.
+        tx.send(b"kept")
+        t = asyncio.ensure_future(rx.recv_async())
+        t.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await t
+        assert rx.try_recv() == b"kept"
+
+        # Cancelled while it waits (past the Rust spin, in the loop's wait set), then a
+        # message: the next await gets it.
+        t = asyncio.ensure_future(rx.recv_into_async(bytearray(8)))
+        await asyncio.sleep(0.01)
+        assert not t.done()
+        t.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await t
+        tx.send(b"later")
+        buf = bytearray(8)
+        assert await asyncio.wait_for(rx.recv_into_async(buf), 10) == 5 and bytes(buf[:5]) == b"later"
+
+        # Through create_task, wait_for and gather; a timeout while waiting is asyncio's.
+        t = asyncio.create_task(rx.recv_async())
+        await asyncio.sleep(0)
+        tx.send(b"task")
+        assert await asyncio.wait_for(t, 10) == b"task"
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(rx.recv_async(), 0.02)
+        tx.send(b"a")
+        tx.send(b"b")
+        assert await asyncio.gather(rx.recv_async(), rx.recv_async()) == [b"a", b"b"]
+
+        # The coroutine protocol itself.
+        c = rx.recv_async()
+        with pytest.raises(TypeError):
+            c.send(b"not None")  # a just-started coroutine takes only None
+        c = rx.recv_async()
+        with pytest.raises(ValueError):
+            c.throw(ValueError("thrown before the first step"))
+        with pytest.raises(RuntimeError):
+            c.send(None)  # done: not stepped again
+        c = rx.recv_async()
+        with pytest.raises(KeyError):
+            c.throw(KeyError)
+        # An error of the try call is the coroutine's.
+        tx.close()
+        with pytest.raises(shm.Closed):
+            await rx.recv_async()
+
+    asyncio.run(main())
+
+
 def test_asyncio_send_and_publish_wait_for_room():
     import asyncio
 

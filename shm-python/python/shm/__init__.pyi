@@ -349,9 +349,10 @@ class Receiver:
         """
         ...
     async def recv_async(self) -> bytes:
-        """`recv`, awaited (asyncio): the next message's bytes. No thread per call: the
-        receiver is watched by the running loop's wait set (one per loop, through its
-        `fileno()`). Cancellation safe: a message is taken only when the await completes.
+        """`recv`, awaited (asyncio): the next message's bytes. Its first step tries at once,
+        spinning up to 20 µs; then the receiver is watched by the running loop's wait set
+        (one per loop, through its `fileno()`; no thread per call). Cancellation safe: a
+        message is taken only when the await completes.
         """
         ...
     async def recv_into_async(self, buffer: Any) -> int:

@@ -10,8 +10,12 @@ wake-up costs that thread's wake-up, the ``eventfd`` write and the loop's return
 ``epoll``). The message is taken by the try call that follows the wake-up, in the task
 itself, so a cancelled await never consumes one.
 
-An awaiting receive tries again for up to 20 us (`SPIN_NS`) before it parks, so that a
-reply that comes at once costs no wake-up.
+The coroutine an ``_async`` method of a channel or broadcast end returns is Rust's
+``Attempt`` (``src/aio.rs``): its first step calls the end's try method from Rust (a
+receive again for up to 20 us, so that a reply that comes at once costs no wake-up), and
+only when it must wait does it hand over to the coroutine here (``spun=True``: look once,
+then park), which it drives as ``yield from`` would. Calls with a timeout (services) are
+the coroutines here throughout; they try for up to 20 us (`SPIN_NS`) the same way.
 
 Waits for room (a full channel, a reliable publisher's slowest subscriber) have no word
 to watch from the loop: they poll, from 50 us up to 2 ms apart, with the loop free in
@@ -128,17 +132,20 @@ async def _poll_until(try_once):
         delay = min(delay * 2, 0.002)
 
 
-async def recv_async(end):
+async def recv_async(end, spun=False):
+    # `spun`: the Rust first step (`Attempt`) already tried and spun; look once, then wait.
     while True:
-        v = _spin(end.try_recv)
+        v = end.try_recv() if spun else _spin(end.try_recv)
+        spun = False
         if v is not None:
             return v
         await _until_ready(end)
 
 
-async def recv_into_async(end, buffer):
+async def recv_into_async(end, buffer, spun=False):
     while True:
-        n = _spin(lambda: end.try_recv_into(buffer))
+        n = end.try_recv_into(buffer) if spun else _spin(lambda: end.try_recv_into(buffer))
+        spun = False
         if n is not None:
             return n
         await _until_ready(end)
