@@ -76,6 +76,21 @@ pub(crate) fn attempt<'py>(
     Ok(Py::new(py, Attempt { state })?.into_any())
 }
 
+/// `end.recv_async()` of a receiver or subscriber: `try_recv`, spinning, then
+/// `shm._aio.recv_async(end, spun=True)`.
+pub(crate) fn recv_attempt(py: Python<'_>, end: PyObject) -> PyResult<PyObject> {
+    let fallback_args = (end.clone_ref(py), true);
+    attempt(
+        py,
+        end,
+        Try::Receive,
+        "try_recv",
+        (),
+        "recv_async",
+        fallback_args,
+    )
+}
+
 /// A coroutine's return: `StopIteration(value)` (the value in a tuple of one, so a tuple
 /// result is not taken apart as the exception's arguments).
 fn returned(value: PyObject) -> PyErr {

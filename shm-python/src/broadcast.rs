@@ -208,17 +208,7 @@ impl Subscriber {
     /// `recv`, awaited (asyncio): `(number, bytes)` of the next message. Watched by the
     /// running loop's wait set; cancellation safe.
     fn recv_async(slf: Py<Self>, py: Python<'_>) -> PyResult<PyObject> {
-        let end = slf.clone_ref(py).into_any();
-        let fallback_args = (slf, true);
-        attempt(
-            py,
-            end,
-            Try::Receive,
-            "try_recv",
-            (),
-            "recv_async",
-            fallback_args,
-        )
+        recv_attempt(py, slf.into_any())
     }
 
     /// The next message: `(number, bytes)`. `shm.Lagged` (`.missed`: how many were

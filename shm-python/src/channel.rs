@@ -363,17 +363,7 @@ impl Receiver {
     /// (one per loop, through its `fileno()`; no thread per call). Cancellation safe: a
     /// message is taken only when the await completes.
     fn recv_async(slf: Py<Self>, py: Python<'_>) -> PyResult<PyObject> {
-        let end = slf.clone_ref(py).into_any();
-        let fallback_args = (slf, true);
-        attempt(
-            py,
-            end,
-            Try::Receive,
-            "try_recv",
-            (),
-            "recv_async",
-            fallback_args,
-        )
+        recv_attempt(py, slf.into_any())
     }
 
     /// `recv_into`, awaited (asyncio): the next message into `buffer`; its length.
