@@ -152,6 +152,14 @@ fn caller(name: &str, idempotent: bool) -> Child {
         .expect("call")
 }
 
+/// Whether process `pid` is stopped (state `T` in `/proc/PID/stat`).
+fn stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('T')))
+        .unwrap_or(false)
+}
+
 /// Two callers keep both servers busy (200 µs of work per request), one server is
 /// SIGKILLed holding a request: the callers report it (`peer_died`, or `retried` for
 /// idempotent requests, answered by the other server) and finish their calls.
@@ -165,12 +173,31 @@ fn kill_one_server_under(name: &str, victim: &mut Child, idempotent: bool) -> (f
     let svc = shm_core::Service::attach(mem).expect("attach");
     let pid = victim.id();
     let start = Instant::now();
-    while svc.state().map_or(0, |s| s.in_flight(pid)) == 0 {
+    // Seen holding one, it is stopped (SIGSTOP) and looked at again: a request it
+    // finished between the look and the signal (a loaded host) would leave nothing to
+    // report, so only a server stopped while it holds one is killed.
+    let held = || svc.state().map_or(0, |s| s.in_flight(pid)) > 0;
+    let signal = |sig| {
+        // SAFETY: kill(2) on our own child, which we have not reaped.
+        unsafe { libc::kill(pid as i32, sig) };
+    };
+    loop {
         assert!(
             start.elapsed() < Duration::from_secs(20),
-            "the server never took a request"
+            "the server never held a request when stopped"
         );
-        std::thread::sleep(Duration::from_micros(50));
+        if !held() {
+            std::thread::sleep(Duration::from_micros(50));
+            continue;
+        }
+        signal(libc::SIGSTOP);
+        while !stopped(pid) {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        if held() {
+            break;
+        }
+        signal(libc::SIGCONT);
     }
     victim.kill().unwrap();
     victim.wait().unwrap();
