@@ -95,9 +95,166 @@ pub fn spawn_demo(args: &[String]) -> Result<std::process::Child> {
         .map_err(|e| Failure::new(format!("cannot start a demo process: {e}")))
 }
 
+/// A spawned demo process, the one harness for every child the demo starts: its stdout
+/// lines arrive on a channel (for a long-running child's event lines, or the last line
+/// a peer reports), its stderr is kept for the error message; ended with SIGTERM (its
+/// handler removes what it made), then SIGKILL, when dropped unfinished.
+pub struct Child {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    err: std::sync::Arc<std::sync::Mutex<String>>,
+    what: &'static str,
+}
+
+impl Child {
+    /// Starts this executable with `args` ([`spawn_demo`]); `what` names it in errors.
+    pub fn start(what: &'static str, args: &[String]) -> Result<Child> {
+        let mut child = spawn_demo(args)?;
+        let out = std::io::BufReader::new(child.stdout.take().expect("piped"));
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for l in out.lines().map_while(std::result::Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let err = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let e2 = err.clone();
+        let mut stderr = child.stderr.take().expect("piped");
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            *e2.lock().expect("not poisoned") = s;
+        });
+        Ok(Child {
+            child,
+            lines,
+            err,
+            what,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn failure(&mut self, what: String) -> Failure {
+        // Its stderr is complete once it has exited (give the reader a moment).
+        std::thread::sleep(Duration::from_millis(50));
+        let err = self.err.lock().expect("not poisoned").trim().to_owned();
+        Failure::new(format!(
+            "{what}{}",
+            if err.is_empty() {
+                String::new()
+            } else {
+                format!(": {err}")
+            }
+        ))
+    }
+
+    /// The next stdout line with `"event":"<event>"` (others are skipped), within
+    /// `timeout`; fails when the process ends first.
+    pub fn wait_event(&mut self, event: &str, timeout: Duration) -> Result<String> {
+        let want = format!("\"event\":\"{event}\"");
+        let end = std::time::Instant::now() + timeout;
+        let mut seen = String::new();
+        loop {
+            crate::util::check_interrupted()?;
+            match self.lines.recv_timeout(Duration::from_millis(100)) {
+                Ok(l) if l.contains(&want) => return Ok(l),
+                Ok(l) => seen = l,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    let _ = self.child.wait();
+                    return Err(self.failure(format!("the {} ended before '{event}'", self.what)));
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                    if std::time::Instant::now() > end =>
+                {
+                    return Err(self.failure(format!(
+                        "the {} said no '{event}' within {timeout:?} (last: {seen})",
+                        self.what
+                    )));
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            }
+        }
+    }
+
+    /// Whether it has exited (and how).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Its last stdout line once it has exited, within `timeout` (`None`: as long as it
+    /// runs; Ctrl-C still ends the wait). A child that exits unsuccessfully is an error
+    /// carrying what it said on stderr.
+    pub fn last_line(&mut self, timeout: Option<Duration>) -> Result<String> {
+        let end = timeout.map(|t| std::time::Instant::now() + t);
+        let mut last = String::new();
+        loop {
+            crate::util::check_interrupted()?;
+            match self.lines.recv_timeout(Duration::from_millis(100)) {
+                Ok(l) => last = l,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = self
+                        .child
+                        .wait()
+                        .map_err(|e| Failure::new(format!("waiting for the {}: {e}", self.what)))?;
+                    if !status.success() {
+                        return Err(
+                            self.failure(format!("the {} process failed ({status})", self.what))
+                        );
+                    }
+                    return Ok(last);
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                    if end.is_some_and(|e| std::time::Instant::now() > e) =>
+                {
+                    return Err(self.failure(format!(
+                        "the {} did not end within {:?}",
+                        self.what,
+                        timeout.unwrap_or_default()
+                    )));
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            }
+        }
+    }
+
+    /// SIGKILL, reaped.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then SIGKILL if it has not ended within 5 s; reaped.
+    pub fn end(&mut self) {
+        if self.exited().is_some() {
+            return;
+        }
+        crate::util::terminate(self.child.id());
+        let end = std::time::Instant::now() + Duration::from_secs(5);
+        while self.exited().is_none() {
+            if std::time::Instant::now() > end {
+                self.kill();
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
 /// The second process of an exchange.
 pub enum Peer {
-    Spawned(std::process::Child, Option<Server>),
+    Spawned(Child, Option<Server>),
     Forked(shm_anon::Child, OwnedFd),
 }
 
@@ -111,14 +268,14 @@ pub fn start_peer(
     forked: fn(RoleArgs, Mem) -> String,
 ) -> Result<Peer> {
     let role_args = role.to_args();
-    let spawn = |endpoint: &[&str]| -> Result<std::process::Child> {
+    let spawn = |endpoint: &[&str]| -> Result<Child> {
         let mut args: Vec<String> = ["--backend", backend.name(), "peer"]
             .iter()
             .chain(endpoint)
             .map(|s| (*s).to_owned())
             .collect();
         args.extend(role_args.iter().cloned());
-        spawn_demo(&args)
+        Child::start("peer", &args)
     };
     match backend {
         Backend::Posix => {
@@ -132,8 +289,7 @@ pub fn start_peer(
             let mut child = spawn(&["--socket", path.to_str().expect("utf-8 temp path")])?;
             let fd = mem.memfd_fd().expect("memfd memory");
             if let Err(e) = server.serve_one_timeout(&fd, Duration::from_secs(10)) {
-                let _ = child.kill();
-                let _ = child.wait();
+                child.kill();
                 return Err(errors::memfd(e));
             }
             Ok(Peer::Spawned(child, Some(server)))
@@ -182,7 +338,7 @@ pub unsafe fn fork_peer(body: impl FnOnce() -> String) -> Result<Peer> {
 impl Peer {
     pub fn pid(&self) -> u32 {
         match self {
-            Peer::Spawned(c, _) => c.id(),
+            Peer::Spawned(c, _) => c.pid(),
             Peer::Forked(c, _) => c.pid(),
         }
     }
@@ -194,7 +350,7 @@ impl Peer {
         let end = std::time::Instant::now() + grace;
         loop {
             let done = match &mut self {
-                Peer::Spawned(c, _) => c.try_wait().map(|s| s.is_some()).unwrap_or(true),
+                Peer::Spawned(c, _) => c.exited().is_some(),
                 Peer::Forked(c, _) => c.try_wait().map(|s| s.is_some()).unwrap_or(true),
             };
             if done || std::time::Instant::now() >= end {
@@ -202,10 +358,12 @@ impl Peer {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        let _ = match &mut self {
+        match &mut self {
             Peer::Spawned(c, _) => c.kill(),
-            Peer::Forked(c, _) => c.kill(),
-        };
+            Peer::Forked(c, _) => {
+                let _ = c.kill();
+            }
+        }
         let theirs = match self.finish() {
             Err(f) => Some(f.what),
             // A consumer's report says `"problem"`; a role's failure says `"error"`.
@@ -227,21 +385,7 @@ impl Peer {
     /// carries what it said on stderr.
     pub fn finish(self) -> Result<String> {
         match self {
-            Peer::Spawned(child, _server) => {
-                let out = child
-                    .wait_with_output()
-                    .map_err(|e| Failure::new(format!("waiting for the peer: {e}")))?;
-                let stdout = String::from_utf8_lossy(&out.stdout);
-                if !out.status.success() {
-                    let err = String::from_utf8_lossy(&out.stderr);
-                    return Err(Failure::new(format!(
-                        "the peer process failed ({}): {}",
-                        out.status,
-                        err.trim()
-                    )));
-                }
-                Ok(stdout.lines().last().unwrap_or("").to_owned())
-            }
+            Peer::Spawned(mut child, _server) => child.last_line(None),
             Peer::Forked(mut child, rx) => {
                 let mut text = String::new();
                 let read = std::fs::File::from(rx).read_to_string(&mut text);

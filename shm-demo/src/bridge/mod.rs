@@ -2,9 +2,8 @@
 //! Zenoh (the `shm-zenoh` crate), each side runnable in its own terminal; and the
 //! one-command `broadcast --via zenoh`.
 
-use std::io::{BufRead, BufReader, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

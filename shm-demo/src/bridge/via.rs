@@ -3,137 +3,6 @@
 
 use super::*;
 
-/// A child demo process: its stdout lines arrive on a channel, its stderr is kept for
-/// the error message; ended with SIGTERM (its handler removes what it made) on drop.
-struct Proc {
-    child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
-    err: std::sync::Arc<std::sync::Mutex<String>>,
-    what: &'static str,
-}
-
-impl Proc {
-    fn start(what: &'static str, args: &[String]) -> Result<Proc> {
-        let mut child = host::spawn_demo(args)?;
-        let out = BufReader::new(child.stdout.take().expect("piped"));
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for l in out.lines().map_while(std::result::Result::ok) {
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        let err = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let e2 = err.clone();
-        let mut stderr = child.stderr.take().expect("piped");
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
-            *e2.lock().expect("not poisoned") = s;
-        });
-        Ok(Proc {
-            child,
-            lines,
-            err,
-            what,
-        })
-    }
-
-    fn failure(&mut self, what: String) -> Failure {
-        // Its stderr is complete once it has exited (give the reader a moment).
-        std::thread::sleep(Duration::from_millis(50));
-        let err = self.err.lock().expect("not poisoned").trim().to_owned();
-        Failure::new(format!(
-            "{what}{}",
-            if err.is_empty() {
-                String::new()
-            } else {
-                format!(": {err}")
-            }
-        ))
-    }
-
-    /// The next stdout line with `"event":"<event>"` (others are skipped), within
-    /// `timeout`; fails when the process ends first.
-    fn wait_event(&mut self, event: &str, timeout: Duration) -> Result<String> {
-        let want = format!("\"event\":\"{event}\"");
-        let end = Instant::now() + timeout;
-        let mut seen = String::new();
-        loop {
-            crate::util::check_interrupted()?;
-            match self.lines.recv_timeout(Duration::from_millis(100)) {
-                Ok(l) if l.contains(&want) => return Ok(l),
-                Ok(l) => seen = l,
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    let _ = self.child.wait();
-                    return Err(self.failure(format!("the {} ended before '{event}'", self.what)));
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if Instant::now() > end => {
-                    return Err(self.failure(format!(
-                        "the {} said no '{event}' within {timeout:?} (last: {seen})",
-                        self.what
-                    )));
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            }
-        }
-    }
-
-    /// Whether it has exited (and how).
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-
-    /// Its last stdout line once it exits, within `timeout`.
-    fn last_line(&mut self, timeout: Duration) -> Result<String> {
-        let end = Instant::now() + timeout;
-        let mut last = String::new();
-        loop {
-            crate::util::check_interrupted()?;
-            match self.lines.recv_timeout(Duration::from_millis(100)) {
-                Ok(l) => last = l,
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    let _ = self.child.wait();
-                    if last.is_empty() {
-                        return Err(self.failure(format!("the {} printed nothing", self.what)));
-                    }
-                    return Ok(last);
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if Instant::now() > end => {
-                    return Err(
-                        self.failure(format!("the {} did not end within {timeout:?}", self.what))
-                    );
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            }
-        }
-    }
-
-    /// SIGTERM, then SIGKILL if it has not ended within 5 s; reaped.
-    fn end(&mut self) {
-        if self.exited().is_some() {
-            return;
-        }
-        crate::util::terminate(self.child.id());
-        let end = Instant::now() + Duration::from_secs(5);
-        while self.exited().is_none() {
-            if Instant::now() > end {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.end();
-    }
-}
-
 /// How long a bridge process may take to start and meet its peer.
 const START: Duration = Duration::from_secs(30);
 
@@ -198,9 +67,9 @@ pub fn broadcast_via_zenoh(
         if let Ok(m) = std::env::var("SHM_BRIDGE_CACHE_MESSAGES") {
             export_args.extend([s("--cache-messages"), m]);
         }
-        let mut exporter = Proc::start("exporter", &export_args)?;
+        let mut exporter = host::Child::start("exporter", &export_args)?;
         exporter.wait_event("exporting", START)?;
-        let mut importer = Proc::start(
+        let mut importer = host::Child::start(
             "importer",
             &[
                 s("--backend"),
@@ -236,7 +105,7 @@ pub fn broadcast_via_zenoh(
                 s("--size"),
                 size.to_string(),
             ]);
-            peers.push(Proc::start("subscriber", &args)?);
+            peers.push(host::Child::start("subscriber", &args)?);
         }
         // Every subscriber has joined the import before the first message.
         let watch = Broadcast::attach(open_local(backend, &dst_name)?)?;
@@ -267,7 +136,11 @@ pub fn broadcast_via_zenoh(
         let import = importer.wait_event("done", bound)?;
         let mut lines = Vec::new();
         for mut p in peers {
-            lines.push(p.last_line(bound)?);
+            let line = p.last_line(Some(bound))?;
+            if line.is_empty() {
+                return Err(Failure::new("a subscriber printed nothing"));
+            }
+            lines.push(line);
         }
         Ok(ViaOutcome {
             lines,
