@@ -108,11 +108,13 @@
 mod client;
 mod layout;
 mod options;
+mod pending;
 mod segment;
 mod server;
 
-pub use client::{Client, PendingResponse, Response};
+pub use client::Client;
 pub use layout::{MAX_ENDS, MAX_MESSAGE, MAX_RESPONSE_DEPTH, MAX_SLOTS, WORDS};
 pub use options::ServiceOptions;
+pub use pending::{PendingResponse, Response};
 pub use segment::{Service, ServiceState, SlotState};
 pub use server::{ActiveRequest, Server};
