@@ -94,7 +94,7 @@ pub use import::{ImportOptions, ImportStats, Importer};
 pub use list::{list, list_services, Export, ServiceExport};
 pub use service::{
     ServiceExportOptions, ServiceExporter, ServiceImportOptions, ServiceImporter, ServiceStats,
-    REMOTE_PEER_DIED, REMOTE_REFUSED, REMOTE_UNREACHABLE,
+    REMOTE_REFUSED, REMOTE_UNREACHABLE,
 };
 pub use session::BridgeConfig;
 

@@ -10,10 +10,12 @@
 //! What a local client of an import sees:
 //! * the responses of a remote server, in order, the last one marked last;
 //! * `ServerError { code }` with the remote server's code;
-//! * `ServerError {` [`REMOTE_PEER_DIED`] `}` when the remote server died holding the
-//!   request, [`REMOTE_REFUSED`] when the exporter refused it (too large for the remote
-//!   service, no slot before the deadline), [`REMOTE_UNREACHABLE`] when a request without
-//!   a deadline got no answer within [`ServiceImportOptions::no_deadline_timeout`];
+//! * `PeerDied { pid }` when the remote server (process `pid` on the exporter's host) died
+//!   holding the request, as when a local server dies;
+//! * `ServerError {` [`REMOTE_REFUSED`] `}` when the exporter refused it (too large for
+//!   the remote service, no slot before the deadline), [`REMOTE_UNREACHABLE`] when a
+//!   request without a deadline got no answer within
+//!   [`ServiceImportOptions::no_deadline_timeout`];
 //! * `Timeout` at its own deadline when the link, the exporter or the remote server went
 //!   quiet (a cut link, a dead host): the importer holds the request until then, never
 //!   past it, and never answers late;
@@ -41,9 +43,6 @@ use crate::wire::{
 };
 use crate::BridgeError;
 
-/// The error code a local client of an import gets when the remote server died holding
-/// its request.
-pub const REMOTE_PEER_DIED: u32 = 0xFFFF_FF01;
 /// The error code for a request without a deadline that got no answer in time (see
 /// [`ServiceImportOptions::no_deadline_timeout`]).
 pub const REMOTE_UNREACHABLE: u32 = 0xFFFF_FF02;
@@ -338,7 +337,9 @@ fn serve_one<M: SharedMemory>(
             Err(CallTimeoutError::ServerError { code }) => {
                 return reply_err(RemoteError::Server(code))
             }
-            Err(CallTimeoutError::PeerDied { .. }) => return reply_err(RemoteError::PeerDied),
+            Err(CallTimeoutError::PeerDied { pid }) => {
+                return reply_err(RemoteError::PeerDied(pid))
+            }
             Err(CallTimeoutError::Closed) => return reply_err(RemoteError::Closed),
             Err(_) => return reply_err(RemoteError::Refused),
         }
@@ -687,17 +688,21 @@ fn relay<M: SharedMemory>(
             }
             Err(e) => {
                 let code = match decode_error(&e.payload().to_bytes()) {
-                    Some(RemoteError::Server(code)) => code,
-                    Some(RemoteError::PeerDied) => REMOTE_PEER_DIED,
+                    Some(RemoteError::Server(code)) => Ok(code),
+                    // The client sees the far server's death as it would a local one's.
+                    Some(RemoteError::PeerDied(pid)) => Err(pid),
                     Some(RemoteError::Closed) => return Outcome::Finished, // the client sees Closed
-                    Some(RemoteError::Refused) => REMOTE_REFUSED,
+                    Some(RemoteError::Refused) => Ok(REMOTE_REFUSED),
                     // Not ours: Zenoh's own (the query timed out) or a stranger's.
                     // Either way no answer came: as when the link goes quiet.
                     None => return Outcome::NoAnswer,
                 };
                 Counters::bump(&counters.errors);
                 if let Some(req) = slot.take() {
-                    let _ = req.respond_error(code);
+                    let _ = match code {
+                        Ok(code) => req.respond_error(code),
+                        Err(pid) => req.respond_peer_died(pid),
+                    };
                 }
                 return Outcome::Finished;
             }

@@ -83,9 +83,9 @@
 //! payload the response's bytes, attachment 8 bytes: `b"SHMR"`, then `1` (more may
 //! follow) or `2` (the last), then three zero bytes. A call that fails is one error
 //! reply of 12 bytes: `b"SHME"`, a kind (`1`: the server answered with the error code
-//! that follows; `2`: the server died holding the request; `3`: the server dropped it
-//! unanswered; `4`: the request was refused: too large, malformed, no slot before its
-//! deadline), three zero bytes, and the code (4).
+//! that follows; `2`: the server died holding the request, its pid follows; `3`: the
+//! server dropped it unanswered; `4`: the request was refused: too large, malformed, no
+//! slot before its deadline), three zero bytes, and the code (or pid; 4).
 //!
 //! The [`fingerprint`] of a schema is the 64-bit FNV-1a hash of bytes 24..88 of its
 //! descriptor. The `@shm` chunk is verbatim (it starts with `@`): wildcards on `K/**` do
@@ -246,8 +246,8 @@ pub fn decode_reply(b: &[u8]) -> Option<bool> {
 pub enum RemoteError {
     /// The remote server answered with this error code.
     Server(u32),
-    /// The remote server died holding the request.
-    PeerDied,
+    /// The remote server, this process on the exporter's host, died holding the request.
+    PeerDied(u32),
     /// The remote server dropped the request unanswered.
     Closed,
     /// The exporter refused the request (too large, malformed, no slot in time).
@@ -258,7 +258,7 @@ pub enum RemoteError {
 pub fn encode_error(e: RemoteError) -> [u8; ERROR_LEN] {
     let (kind, code) = match e {
         RemoteError::Server(c) => (1, c),
-        RemoteError::PeerDied => (2, 0),
+        RemoteError::PeerDied(pid) => (2, pid),
         RemoteError::Closed => (3, 0),
         RemoteError::Refused => (4, 0),
     };
@@ -277,7 +277,7 @@ pub fn decode_error(b: &[u8]) -> Option<RemoteError> {
     let code = u32::from_le_bytes(b[8..12].try_into().expect("4 bytes"));
     match b[4] {
         1 => Some(RemoteError::Server(code)),
-        2 => Some(RemoteError::PeerDied),
+        2 => Some(RemoteError::PeerDied(code)),
         3 => Some(RemoteError::Closed),
         4 => Some(RemoteError::Refused),
         _ => None,

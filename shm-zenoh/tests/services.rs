@@ -27,6 +27,23 @@ fn posix(len: u64) -> PosixShm {
     ShmOptions::new(&name).size(len).create().unwrap()
 }
 
+/// `local` exported from session `a` on a fresh key and imported into session `b`.
+fn carried(
+    a: &zenoh::Session,
+    b: &zenoh::Session,
+    local: Service<PosixShm>,
+) -> (ServiceExporter, ServiceImporter<PosixShm>) {
+    let key = format!("shm/svc/{}", unique_name("k"));
+    let exporter = ServiceExporter::start(a, local, &ServiceExportOptions::new(&key)).unwrap();
+    let importer = ServiceImporter::<PosixShm>::start(
+        b,
+        &ServiceImportOptions::new(&key).wait_exporter(Duration::from_secs(10)),
+        |len| Ok(posix(len)),
+    )
+    .unwrap();
+    (exporter, importer)
+}
+
 /// Answers requests on `svc` until told `stop`: `echo:X` → X (last); `stream:N` → N
 /// responses then a last `end`; `err:C` → error code C; `left` → the milliseconds left to
 /// the request's deadline as it arrived; `ignore` → nothing, held until cancelled;
@@ -71,15 +88,7 @@ fn calls_streams_errors_deadlines_and_closes_cross_the_bridge() {
     let opts = ServiceOptions::new().max_request(64).max_response(128);
     let local = Service::create(posix(opts.segment_len().unwrap()), &opts).unwrap();
     let server = serve(local.clone());
-    let key = format!("shm/svc/{}", unique_name("k"));
-    let exporter =
-        ServiceExporter::start(&a, local.clone(), &ServiceExportOptions::new(&key)).unwrap();
-    let importer = ServiceImporter::<PosixShm>::start(
-        &b,
-        &ServiceImportOptions::new(&key).wait_exporter(Duration::from_secs(10)),
-        |len| Ok(posix(len)),
-    )
-    .unwrap();
+    let (exporter, importer) = carried(&a, &b, local.clone());
     let remote = importer.service().clone();
     assert_eq!(remote.max_request(), 64);
     assert_eq!(remote.max_response(), 128);
@@ -238,4 +247,63 @@ fn hostile_announcements_and_deadlines_are_refused_or_bounded() {
     let mut stopper = local.client().unwrap();
     let _pending = stopper.try_call(b"stop").unwrap(); // (dropped: cancelled unseen)
     server.join().unwrap();
+}
+
+/// The far side's server process for `a_remote_server_that_dies_is_peer_died_here`: run
+/// only when that test spawns this binary with `SHM_ZSVC_DIE` naming the service; it
+/// takes one request and dies (SIGKILL) holding it.
+#[test]
+#[ignore = "entry point for the child process the test below spawns"]
+fn dying_server() {
+    let Ok(name) = std::env::var("SHM_ZSVC_DIE") else {
+        return;
+    };
+    let svc = Service::attach(ShmOptions::new(&name).open().unwrap()).unwrap();
+    let mut server = svc.server().unwrap();
+    println!("ready");
+    let _req = server.receive_timeout(Duration::from_secs(30)).unwrap();
+    // SAFETY: SIGKILL to ourselves, as a crash would end us, holding the request.
+    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+}
+
+/// A remote server process that dies holding a request is `PeerDied { pid }` for the
+/// local client of the import, the pid being that process's, as a local server's death
+/// is: the exporter sees its local `PeerDied` and the importer relays it.
+#[test]
+fn a_remote_server_that_dies_is_peer_died_here() {
+    use std::io::BufRead as _;
+    let (a, b) = pair();
+    let opts = ServiceOptions::new().max_request(64).max_response(64);
+    let local = Service::create(posix(opts.segment_len().unwrap()), &opts).unwrap();
+    let name = local.raw().memory().name().to_owned();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "dying_server", "--ignored", "--nocapture", "-q"])
+        .env("SHM_ZSVC_DIE", &name)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let child = Reap(child);
+    let ready = out
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.trim() == "ready");
+    assert!(ready, "the server process did not start");
+    let (_exporter, importer) = carried(&a, &b, local);
+    let mut c = importer.service().client().unwrap();
+    let err = c
+        .call_timeout(b"anything", Duration::from_secs(20))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        CallTimeoutError::PeerDied { pid: child.0.id() },
+        "{err}"
+    );
 }

@@ -51,6 +51,9 @@ pub(super) const IDEMPOTENT: u32 = 1;
 pub(super) const KIND_DATA: u32 = 0;
 pub(super) const KIND_LAST: u32 = 1;
 pub(super) const KIND_ERROR: u32 = 2;
+/// A relayed death: the server that held the request elsewhere died (a bridge's far
+/// server); its pid in the length word.
+pub(super) const KIND_PEER_DIED: u32 = 3;
 
 /// The limits every option is checked against.
 pub const MAX_MESSAGE: u32 = 64 << 20;
@@ -196,5 +199,5 @@ pub const WORDS: &[Word] = &[
     Word { name: "server_sleeps", region: Region::Slot, offset: 72, width: 4, writer: "the server's respond (+1 before it sleeps for room, -1 after)", honest: "0 or 1", otherwise: "0 while it sleeps: the server wakes at its slice; non-zero: a wake call per response taken (cost only)" },
     Word { name: "entry id", region: Region::Entry, offset: 0, width: 8, writer: "the server, per response entry", honest: "the request's id", otherwise: "another id: the client's wait ends with `Corrupt`; the response is not delivered" },
     Word { name: "entry length", region: Region::Entry, offset: 8, width: 4, writer: "the server, per response entry", honest: "0 to response_max", otherwise: "above response_max: the client's wait ends with `Corrupt`; nothing is copied" },
-    Word { name: "entry kind", region: Region::Entry, offset: 12, width: 4, writer: "the server, per response entry", honest: "0 (data), 1 (last), 2 (error: the code in the length)", otherwise: "another value: the client's wait ends with `Corrupt`" },
+    Word { name: "entry kind", region: Region::Entry, offset: 12, width: 4, writer: "the server, per response entry", honest: "0 (data), 1 (last), 2 (error: the code in the length), 3 (a relayed server death: its pid in the length)", otherwise: "another value: the client's wait ends with `Corrupt`" },
 ];

@@ -109,6 +109,8 @@ impl<M: SharedMemory> ReceiveStep<'_, M> {
                 })
             }
             KIND_ERROR => Err(Error::ServerError { code: len }),
+            // (Any pid: a server could as well answer an error; the request ends either way.)
+            KIND_PEER_DIED => Err(Error::PeerDied { pid: len }),
             _ => {
                 p.finished = true;
                 return corrupt("a response entry's kind", kind.into());

@@ -555,7 +555,7 @@ impl<M: SharedMemory> ActiveRequest<M> {
                 max: max.into(),
             });
         }
-        let len = if kind == KIND_ERROR {
+        let len = if kind == KIND_ERROR || kind == KIND_PEER_DIED {
             code
         } else {
             data.len() as u32
@@ -599,6 +599,19 @@ impl<M: SharedMemory> ActiveRequest<M> {
     /// As [`respond`](Self::respond); the request is finished either way.
     pub fn respond_error(mut self, code: u32) -> Result<(), RespondError> {
         let r = self.respond_kind(KIND_ERROR, &[], code);
+        self.finish(Phase::Done);
+        r
+    }
+
+    /// Answers that the server which held this request elsewhere died, process `pid`
+    /// (for a relay: a bridge whose far server died), and finishes the request: the
+    /// client's wait ends with `PeerDied { pid }`, as when a server of its own service
+    /// dies holding its request.
+    ///
+    /// # Errors
+    /// As [`respond`](Self::respond); the request is finished either way.
+    pub fn respond_peer_died(mut self, pid: u32) -> Result<(), RespondError> {
+        let r = self.respond_kind(KIND_PEER_DIED, &[], pid);
         self.finish(Phase::Done);
         r
     }
