@@ -361,8 +361,9 @@ fn hostile_broadcast_row<B: Backend>(
         let stop = Arc::clone(&stop);
         let published = Arc::clone(&published);
         let name = name.to_owned();
+        // Taken here, before the peer starts: a forged holder word may refuse a join.
+        let mut p = bc.publisher().expect("publisher");
         std::thread::spawn(move || {
-            let mut p = bc.publisher().expect("publisher");
             while !stop.load(Ordering::Relaxed) {
                 let n = p.next_message();
                 let r = bounded(&name, "publish", || p.publish_timeout(&msg(n), HUNG));
@@ -514,8 +515,9 @@ where
         let stop = Arc::clone(&stop);
         let name = name.to_owned();
         let broken = Arc::clone(&sender_broken);
+        // Taken here, before the peer starts: a forged word may refuse a join.
+        let mut tx = chan.sender(0).expect("sender");
         std::thread::spawn(move || {
-            let mut tx = chan.sender(0).expect("sender");
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 match bounded(&name, "send", || {
@@ -745,8 +747,9 @@ where
         let notifier = {
             let ev = Event::attach(b.reopen(&view)).expect("attach");
             let (stop, sent, name) = (Arc::clone(&stop), Arc::clone(&sent), name.clone());
+            // Taken here, before the peer starts: a forged word may refuse a join.
+            let mut n = ev.notifier().expect("notifier");
             std::thread::spawn(move || {
-                let mut n = ev.notifier().expect("notifier");
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     match bounded(&name, "notify", || n.notify(i % 100)) {
@@ -862,8 +865,9 @@ where
         let server = {
             let svc = Service::attach(b.reopen(&view)).expect("attach");
             let (stop, answered, name) = (Arc::clone(&stop), Arc::clone(&answered), name.clone());
+            // Taken here, before the peer starts: a forged word may refuse a join.
+            let mut server = svc.server().expect("server");
             std::thread::spawn(move || {
-                let mut server = svc.server().expect("server");
                 while !stop.load(Ordering::Relaxed) {
                     match bounded(&name, "receive", || {
                         server.receive_timeout(Duration::from_millis(2))
