@@ -91,6 +91,20 @@ pub(crate) fn recv_attempt(py: Python<'_>, end: PyObject) -> PyResult<PyObject> 
     )
 }
 
+/// `end.send_async(data)` of a sender or publisher: `end.<try_name>(data)` once, then
+/// `shm._aio.<fallback>(end, data)`, which polls for room.
+pub(crate) fn send_attempt(
+    py: Python<'_>,
+    end: PyObject,
+    data: PyObject,
+    try_name: &'static str,
+    fallback: &'static str,
+) -> PyResult<PyObject> {
+    let args = (data.clone_ref(py),);
+    let fallback_args = (end.clone_ref(py), data);
+    attempt(py, end, Try::Send, try_name, args, fallback, fallback_args)
+}
+
 /// A coroutine's return: `StopIteration(value)` (the value in a tuple of one, so a tuple
 /// result is not taken apart as the exception's arguments).
 fn returned(value: PyObject) -> PyErr {

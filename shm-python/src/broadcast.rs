@@ -137,17 +137,7 @@ impl Publisher {
     /// `publish`, awaited (asyncio): a reliable publisher waiting for its slowest
     /// subscriber polls (from 50 µs up to 2 ms apart) while the loop runs other tasks.
     fn publish_async(slf: Py<Self>, py: Python<'_>, data: PyObject) -> PyResult<PyObject> {
-        let end = slf.clone_ref(py).into_any();
-        let args = (data.clone_ref(py),);
-        attempt(
-            py,
-            end,
-            Try::Send,
-            "try_publish",
-            args,
-            "publish_async",
-            (slf, data),
-        )
+        send_attempt(py, slf.into_any(), data, "try_publish", "publish_async")
     }
 
     /// Publishes a copy of `data`. Reliable: waits for room (evicting the dead and the

@@ -257,17 +257,7 @@ impl Sender {
     /// while the loop runs other tasks. Cancellation safe: nothing is sent unless the
     /// await completes.
     fn send_async(slf: Py<Self>, py: Python<'_>, data: PyObject) -> PyResult<PyObject> {
-        let end = slf.clone_ref(py).into_any();
-        let args = (data.clone_ref(py),);
-        attempt(
-            py,
-            end,
-            Try::Send,
-            "try_send",
-            args,
-            "send_async",
-            (slf, data),
-        )
+        send_attempt(py, slf.into_any(), data, "try_send", "send_async")
     }
 
     /// Sends a copy of `data` (any bytes-like object), waiting for room at most
