@@ -218,11 +218,11 @@ mod ring_model {
     }
 
     impl<F> Words for Ring<F> {
-        fn load(&self, off: u64, order: Ordering) -> u64 {
-            self.words[(off / 8) as usize].load(order)
+        fn load(&self, pos: u64, order: Ordering) -> u64 {
+            self.words[((pos % CAP) / 8) as usize].load(order)
         }
-        fn store(&self, off: u64, v: u64, order: Ordering) {
-            self.words[(off / 8) as usize].store(v, order)
+        fn store(&self, pos: u64, v: u64, order: Ordering) {
+            self.words[((pos % CAP) / 8) as usize].store(v, order)
         }
     }
 

@@ -549,13 +549,12 @@ impl<M: SharedMemory> Publisher<M> {
     pub(super) fn write_len(&mut self, bytes: &[u8], len: u64, numbers: u64) -> Result<(), Error> {
         let n = self.next;
         let b = &self.b;
-        let slot = b.slot(n);
+        let (slot, entry) = b.slot_entry(n);
         protocol::begin_write(slot, n);
         // The slot's payload holds max_message >= bytes.len() bytes (checked), and the
         // mapping is writable (the write gate in `publisher`); Release as the protocol
         // requires.
-        b.slot_view(n)
-            .store_ordered(SLOT_HEADER as usize, bytes, Ordering::Release);
+        entry.store_payload(0, bytes, Ordering::Release);
         let next = n.saturating_add(numbers.max(1));
         if protocol::end_write(b.control(), slot, n, len, next) {
             wake_subscribers(b.control());

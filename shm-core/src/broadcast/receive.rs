@@ -58,6 +58,8 @@ impl Sink<'_> {
 pub(super) struct SubscribeStep<'a, M: SharedMemory> {
     pub(super) b: &'a Broadcast<M>,
     pub(super) line: Option<u32>,
+    /// `line` in reliable mode, else `None` ([`Subscriber::member`]).
+    pub(super) member: Option<u32>,
     /// The process this end belongs to (see [`Error::Forked`]).
     pub(super) owner: Owner,
     pub(super) batch: u64,
@@ -245,7 +247,7 @@ impl<M: SharedMemory> SubscribeStep<'_, M> {
             return None;
         }
         let b = self.b;
-        if let (Some(i), BroadcastMode::Reliable) = (self.line, b.cfg.mode) {
+        if let Some(i) = self.member {
             let m = b.member(i);
             // Acquire: as in `still_member`.
             if m.state.load(Ordering::Acquire) != ACTIVE
@@ -255,7 +257,7 @@ impl<M: SharedMemory> SubscribeStep<'_, M> {
             }
         }
         let p = *self.next;
-        let slot = b.slot(p);
+        let (slot, entry) = b.slot_entry(p);
         // Acquire: pairs with the Release stamp store in `end_write` (as in `try_read`).
         let s1 = slot.stamp.load(Ordering::Acquire);
         if s1 != protocol::done_stamp(p) {
@@ -282,8 +284,7 @@ impl<M: SharedMemory> SubscribeStep<'_, M> {
         };
         // `len <= max_message`, so the copy stays inside the slot's payload; Acquire as
         // the protocol requires.
-        b.slot_view(p)
-            .load_ordered(SLOT_HEADER as usize, out, Ordering::Acquire);
+        entry.load_payload(0, out, Ordering::Acquire);
         // Relaxed: the Acquire loads of the copy keep this load after them.
         if slot.stamp.load(Ordering::Relaxed) != s1 || b.seg.intact().is_err() {
             return None;
@@ -291,10 +292,7 @@ impl<M: SharedMemory> SubscribeStep<'_, M> {
         *self.next = p.saturating_add(1);
         *self.delivered = *self.next;
         // `publish_position` does nothing for a lossy or read-only end: not called.
-        if self.line.is_some()
-            && b.cfg.mode == BroadcastMode::Reliable
-            && self.next.saturating_sub(*self.published) >= self.batch
-        {
+        if self.member.is_some() && self.next.saturating_sub(*self.published) >= self.batch {
             self.publish_position();
         }
         Some(p)

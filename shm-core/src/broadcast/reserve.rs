@@ -187,8 +187,9 @@ impl<M: SharedMemory> PublishSlot<'_, M> {
         // The range lies inside the message, whose `len <= max_message` bytes fit in the
         // slot's payload (checked at reserve), and the mapping is writable (the write
         // gate in `publisher`); Release as the protocol requires of payload stores.
-        b.slot_view(n)
-            .store_ordered(SLOT_HEADER as usize + offset, bytes, Ordering::Release);
+        b.slot_entry(n)
+            .1
+            .store_payload(offset, bytes, Ordering::Release);
         b.seg.intact()
     }
 

@@ -11,7 +11,7 @@ use crate::format::memory::SharedMemory;
 use crate::format::raw::RawSegment;
 use crate::format::record::Record;
 use crate::format::schema::{Kind, Schema};
-use crate::format::view::{Lines, Table, View, Word32, Word64};
+use crate::format::view::{Block, Entry, Lines, Table, View, Word32};
 use crate::os::proc::{self};
 use crate::protocol::broadcast::{self as protocol, Control, Slot};
 use crate::protocol::sync::{AtomicU32, AtomicU64, Ordering};
@@ -79,36 +79,31 @@ pub struct Broadcast<M: SharedMemory> {
 }
 
 /// The control words of [`Control`] and the ones beside them that every publish or
-/// receive reads, cut from the payload once ([`View::word64`]).
+/// receive reads: the control lines cut from the payload once as a [`Block`], so each
+/// word is one fixed offset from one base address.
 #[derive(Clone, Copy)]
 pub(super) struct CtlWords {
-    tail: Word64,
+    block: Block<{ MEMBERS_AT as usize }>,
+    /// The subscribers' futex word, as a handle for wait registrations.
     data_seq: Word32,
-    sleepers: Word32,
-    space_seq: Word32,
-    publisher_sleeping: Word32,
-    members: Word32,
-    holder: Word32,
-    closed: Word32,
-    upstream: Word32,
-    base: Word64,
 }
 
 impl CtlWords {
     fn of(v: &View) -> CtlWords {
-        let (w64, w32) = (|o: u64| v.word64(o as usize), |o: u64| v.word32(o as usize));
         CtlWords {
-            tail: w64(TAIL),
-            data_seq: w32(DATA_SEQ),
-            sleepers: w32(SLEEPERS),
-            space_seq: w32(SPACE_SEQ),
-            publisher_sleeping: w32(PUB_SLEEPING),
-            members: w32(MEMBERS),
-            holder: w32(HOLDER),
-            closed: w32(CLOSED),
-            upstream: w32(UPSTREAM),
-            base: w64(BASE),
+            block: v
+                .block()
+                .expect("create/attach proved the control lines fit the payload"),
+            data_seq: v.word32(DATA_SEQ as usize),
         }
+    }
+    #[inline(always)]
+    fn w64<const OFF: usize>(&self) -> &AtomicU64 {
+        self.block.u64_at::<OFF>()
+    }
+    #[inline(always)]
+    fn w32<const OFF: usize>(&self) -> &AtomicU32 {
+        self.block.u32_at::<OFF>()
     }
 }
 
@@ -456,12 +451,12 @@ impl<M: SharedMemory> Broadcast<M> {
     pub(super) fn control(&self) -> Control<'_> {
         let w = &self.words;
         Control {
-            tail: w.tail.get(),
-            data_seq: w.data_seq.get(),
-            sleepers: w.sleepers.get(),
-            space_seq: w.space_seq.get(),
-            publisher_sleeping: w.publisher_sleeping.get(),
-            members: w.members.get(),
+            tail: w.w64::<{ TAIL as usize }>(),
+            data_seq: w.w32::<{ DATA_SEQ as usize }>(),
+            sleepers: w.w32::<{ SLEEPERS as usize }>(),
+            space_seq: w.w32::<{ SPACE_SEQ as usize }>(),
+            publisher_sleeping: w.w32::<{ PUB_SLEEPING as usize }>(),
+            members: w.w32::<{ MEMBERS as usize }>(),
         }
     }
     #[inline(always)]
@@ -475,6 +470,15 @@ impl<M: SharedMemory> Broadcast<M> {
     pub(super) fn slot_view(&self, n: u64) -> View {
         self.slots.entry(n)
     }
+    /// Message `n`'s slot: its stamp and length words, and its payload (from
+    /// [`SLOT_HEADER`] on, `max_message` bytes; create and attach checked that
+    /// `slot_size` holds both), reached from one address.
+    #[inline(always)]
+    pub(super) fn slot_entry(&self, n: u64) -> (Slot<'_>, Entry<'_>) {
+        let e = self.slots.at(n);
+        let (stamp, len) = e.head_words();
+        (Slot { stamp, len }, e)
+    }
     #[inline(always)]
     pub(super) fn member(&self, i: u32) -> Member<'_> {
         let (pid, state, position) = self.lines.head_words(i as usize);
@@ -486,7 +490,7 @@ impl<M: SharedMemory> Broadcast<M> {
     }
     #[inline(always)]
     pub(super) fn holder(&self) -> &AtomicU32 {
-        self.words.holder.get()
+        self.words.w32::<{ HOLDER as usize }>()
     }
     /// The futex word subscribers sleep on, as a checked handle.
     pub(super) fn data_seq_word(&self) -> Word32 {
@@ -494,19 +498,18 @@ impl<M: SharedMemory> Broadcast<M> {
     }
     #[inline(always)]
     pub(super) fn closed(&self) -> &AtomicU32 {
-        self.words.closed.get()
+        self.words.w32::<{ CLOSED as usize }>()
     }
     #[inline(always)]
     pub(super) fn upstream(&self) -> &AtomicU32 {
-        self.words.upstream.get()
+        self.words.w32::<{ UPSTREAM as usize }>()
     }
     /// The first message number (0 unless a relay started at its source's numbering),
     /// never above `MAX_TAIL`.
     pub(super) fn base(&self) -> u64 {
         // Acquire: pairs with the Release store in `Publisher::start_at`.
         self.words
-            .base
-            .get()
+            .w64::<{ BASE as usize }>()
             .load(Ordering::Acquire)
             .min(protocol::MAX_TAIL)
     }

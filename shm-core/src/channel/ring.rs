@@ -6,7 +6,7 @@ use super::layout::*;
 use crate::format::error::Error;
 use crate::format::memory::SharedMemory;
 use crate::format::raw::RawSegment;
-use crate::format::view::{RingView, View, Word32, Word64};
+use crate::format::view::{Block, RingView, View, Word32};
 use crate::os::proc::{self, Liveness};
 use crate::protocol::ring::{self, Corrupt, Shared};
 use crate::protocol::sync::{AtomicU32, AtomicU64, Ordering};
@@ -33,22 +33,12 @@ pub(super) fn corrupt(c: Corrupt) -> Error {
 #[derive(Clone, Copy)]
 pub(super) struct RingPtrs {
     ctl: View,
+    /// `ctl` again, for the words every message touches: each reached from one base
+    /// address at an offset fixed at compile time, with no check.
+    block: Block<{ RING_CONTROL as usize }>,
     data: RingView,
-    words: Words,
-}
-
-/// The control words of [`Shared`], and the two holder words.
-#[derive(Clone, Copy)]
-struct Words {
-    tail: Word64,
-    head: Word64,
+    /// The receiver's futex word, as a handle for wait registrations.
     data_seq: Word32,
-    space_seq: Word32,
-    consumer_sleeping: Word32,
-    producer_sleeping: Word32,
-    closed: Word32,
-    producer_holder: Word32,
-    consumer_holder: Word32,
 }
 
 impl RingPtrs {
@@ -64,19 +54,14 @@ impl RingPtrs {
             off.checked_add(RING_CONTROL as usize)?,
             usize::try_from(cap).ok()?,
         )?)?;
-        let line = LINE as usize;
-        let words = Words {
-            tail: ctl.word64(0),
-            head: ctl.word64(line),
-            data_seq: ctl.word32(2 * line),
-            space_seq: ctl.word32(2 * line + 4),
-            consumer_sleeping: ctl.word32(2 * line + 8),
-            producer_sleeping: ctl.word32(2 * line + 12),
-            closed: ctl.word32(2 * line + 16),
-            producer_holder: ctl.word32(8),
-            consumer_holder: ctl.word32(line + 8),
-        };
-        Some(RingPtrs { ctl, data, words })
+        let data_seq = ctl.word32(2 * LINE as usize);
+        let block = ctl.block()?;
+        Some(RingPtrs {
+            ctl,
+            block,
+            data,
+            data_seq,
+        })
     }
     #[inline]
     pub(super) fn u32_at(&self, off: u64) -> &AtomicU32 {
@@ -84,28 +69,29 @@ impl RingPtrs {
     }
     #[inline(always)]
     pub(super) fn shared(&self) -> Shared<'_> {
-        let w = &self.words;
+        const L: usize = LINE as usize;
+        let b = &self.block;
         Shared {
-            tail: w.tail.get(),
-            head: w.head.get(),
-            data_seq: w.data_seq.get(),
-            space_seq: w.space_seq.get(),
-            consumer_sleeping: w.consumer_sleeping.get(),
-            producer_sleeping: w.producer_sleeping.get(),
-            closed: w.closed.get(),
+            tail: b.u64_at::<0>(),
+            head: b.u64_at::<L>(),
+            data_seq: b.u32_at::<{ 2 * L }>(),
+            space_seq: b.u32_at::<{ 2 * L + 4 }>(),
+            consumer_sleeping: b.u32_at::<{ 2 * L + 8 }>(),
+            producer_sleeping: b.u32_at::<{ 2 * L + 12 }>(),
+            closed: b.u32_at::<{ 2 * L + 16 }>(),
         }
     }
     /// The futex word the receiver sleeps on, as a checked handle.
     pub(super) fn data_seq_word(&self) -> Word32 {
-        self.words.data_seq
+        self.data_seq
     }
     #[inline(always)]
     pub(super) fn producer_holder(&self) -> &AtomicU32 {
-        self.words.producer_holder.get()
+        self.block.u32_at::<8>()
     }
     #[inline(always)]
     pub(super) fn consumer_holder(&self) -> &AtomicU32 {
-        self.words.consumer_holder.get()
+        self.block.u32_at::<{ LINE as usize + 8 }>()
     }
     /// The data word that holds the header of the message at position `pos`.
     #[inline(always)]
@@ -121,12 +107,12 @@ impl RingPtrs {
 
 impl ring::Words for RingPtrs {
     #[inline(always)]
-    fn load(&self, off: u64, order: Ordering) -> u64 {
-        self.header_word(off).load(order)
+    fn load(&self, pos: u64, order: Ordering) -> u64 {
+        self.header_word(pos).load(order)
     }
     #[inline(always)]
-    fn store(&self, off: u64, value: u64, order: Ordering) {
-        self.header_word(off).store(value, order)
+    fn store(&self, pos: u64, value: u64, order: Ordering) {
+        self.header_word(pos).store(value, order)
     }
 }
 

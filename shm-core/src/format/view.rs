@@ -34,43 +34,26 @@ unsafe impl Send for View {}
 // SAFETY: as above; sharing a view hands out no plain reference into the memory.
 unsafe impl Sync for View {}
 
-/// One word of a view, checked once when it was cut ([`View::word64`]): read any number
-/// of times after without a check. What an endpoint keeps for the control words it
-/// touches on every message (a bounds check per access there costs a stream a third of
-/// its rate).
-#[derive(Clone, Copy)]
-pub(crate) struct Word64(NonNull<AtomicU64>);
-
-/// As [`Word64`], a 4-byte word ([`View::word32`]).
+/// One 4-byte word of a view, checked once when it was cut ([`View::word32`]): read any
+/// number of times after without a check. What an endpoint keeps for a futex word it
+/// registers with a wait set. (The words every message touches are reached through a
+/// [`Block`].)
 #[derive(Clone, Copy)]
 pub(crate) struct Word32(NonNull<AtomicU32>);
 
 // SAFETY: as for `View`: an address into a mapping its holder keeps alive, used only for
 // atomic accesses.
-unsafe impl Send for Word64 {}
-// SAFETY: as above.
-unsafe impl Sync for Word64 {}
-// SAFETY: as above.
 unsafe impl Send for Word32 {}
 // SAFETY: as above.
 unsafe impl Sync for Word32 {}
-
-impl Word64 {
-    /// The word.
-    #[inline(always)]
-    pub(crate) fn get(&self) -> &AtomicU64 {
-        // SAFETY: checked inside its view and 8-aligned when it was cut (`View::word64`);
-        // the view's mapping outlives the handle (the View contract); atomics may alias
-        // memory other processes write.
-        unsafe { self.0.as_ref() }
-    }
-}
 
 impl Word32 {
     /// The word.
     #[inline(always)]
     pub(crate) fn get(&self) -> &AtomicU32 {
-        // SAFETY: as in `Word64::get`, 4-aligned.
+        // SAFETY: checked inside its view and 4-aligned when it was cut (`View::word32`);
+        // the view's mapping outlives the handle (the View contract); atomics may alias
+        // memory other processes write.
         unsafe { self.0.as_ref() }
     }
 }
@@ -81,6 +64,8 @@ impl Word32 {
 #[derive(Clone, Copy)]
 pub(crate) struct RingView {
     view: View,
+    /// `len - 1` with its low three bits clear: a position masked by it is the offset of
+    /// the 8-aligned word that holds it, in one `and`.
     mask: usize,
 }
 
@@ -89,7 +74,7 @@ impl RingView {
     pub(crate) fn new(view: View) -> Option<RingView> {
         (view.len >= 8 && view.len.is_power_of_two()).then_some(RingView {
             view,
-            mask: view.len - 1,
+            mask: (view.len - 1) & !7,
         })
     }
 
@@ -104,11 +89,49 @@ impl RingView {
     #[inline(always)]
     pub(crate) fn word_at_position(&self, pos: u64) -> &AtomicU64 {
         // Truncating `pos` keeps its low bits, which are all the mask keeps.
-        let off = (pos as usize) & self.mask & !7;
+        let off = (pos as usize) & self.mask;
         // SAFETY: `off <= len - 8` (masked below a power-of-two length of at least 8,
         // rounded down to a multiple of 8) and 8-aligned (the base is); inside the view's
         // mapping, which outlives it.
         unsafe { &*self.view.base.add(off).cast::<AtomicU64>() }
+    }
+}
+
+/// The first `N` bytes of a view, checked once when it was cut ([`View::block`]): its
+/// words at offsets known when the program is compiled are then reached from one base
+/// address with no check at all (the offset is checked against `N` at compile time).
+/// What an endpoint keeps for a control block whose words every message touches: one
+/// load of the base instead of one per word.
+#[derive(Clone, Copy)]
+pub(crate) struct Block<const N: usize> {
+    base: NonNull<u8>,
+}
+
+// SAFETY: as for `View`.
+unsafe impl<const N: usize> Send for Block<N> {}
+// SAFETY: as for `View`.
+unsafe impl<const N: usize> Sync for Block<N> {}
+
+impl<const N: usize> Block<N> {
+    /// The 8-byte word at `OFF` (a multiple of 8 with `OFF + 8 <= N`, checked at
+    /// compile time).
+    #[inline(always)]
+    pub(crate) fn u64_at<const OFF: usize>(&self) -> &AtomicU64 {
+        const { assert!(OFF.is_multiple_of(8) && OFF + 8 <= N) };
+        // SAFETY: `OFF + 8 <= N <= ` the view's length (checked when the block was cut)
+        // and 8-aligned (the base is, checked then, and `OFF` is a multiple of 8); the
+        // view's mapping outlives the block (the View contract); atomics may alias
+        // memory other processes write.
+        unsafe { &*self.base.as_ptr().add(OFF).cast::<AtomicU64>() }
+    }
+
+    /// The 4-byte word at `OFF` (a multiple of 4 with `OFF + 4 <= N`, checked at
+    /// compile time).
+    #[inline(always)]
+    pub(crate) fn u32_at<const OFF: usize>(&self) -> &AtomicU32 {
+        const { assert!(OFF.is_multiple_of(4) && OFF + 4 <= N) };
+        // SAFETY: as in `u64_at`, with 4 for 8.
+        unsafe { &*self.base.as_ptr().add(OFF).cast::<AtomicU32>() }
     }
 }
 
@@ -121,6 +144,8 @@ pub(crate) struct Table {
     stride: usize,
     mask: usize,
     item: usize,
+    /// `item - 16`: the bytes of an entry after its two head words (its payload).
+    payload: usize,
 }
 
 impl Table {
@@ -145,6 +170,7 @@ impl Table {
             stride,
             mask: n - 1,
             item,
+            payload: item - 16,
         })
     }
 
@@ -165,15 +191,74 @@ impl Table {
     /// The two 8-byte words at the start of entry `n`.
     #[inline(always)]
     pub(crate) fn head_words(&self, n: u64) -> (&AtomicU64, &AtomicU64) {
-        let e = self.entry(n);
-        // SAFETY: an entry is at least 16 bytes (checked in `new`) and 8-aligned; inside
-        // the mapping, which outlives the table.
+        self.at(n).head_words()
+    }
+
+    /// Entry `n` (wrapped into the table): its head words and its payload, each reached
+    /// from the one address computed here.
+    #[inline(always)]
+    pub(crate) fn at(&self, n: u64) -> Entry<'_> {
+        Entry {
+            base: self.entry(n).base,
+            table: self,
+        }
+    }
+}
+
+/// One entry of a [`Table`] ([`Table::at`]): its two head words, reached without a check,
+/// and its payload (the bytes after them), with one compare against the payload's size.
+#[derive(Clone, Copy)]
+pub(crate) struct Entry<'a> {
+    base: *mut u8,
+    table: &'a Table,
+}
+
+impl<'a> Entry<'a> {
+    /// The two 8-byte words at the start of the entry.
+    #[inline(always)]
+    pub(crate) fn head_words(&self) -> (&'a AtomicU64, &'a AtomicU64) {
+        // SAFETY: an entry is at least 16 bytes (checked in `Table::new`) and 8-aligned;
+        // inside the mapping, which outlives the table.
         unsafe {
             (
-                &*e.base.cast::<AtomicU64>(),
-                &*e.base.add(8).cast::<AtomicU64>(),
+                &*self.base.cast::<AtomicU64>(),
+                &*self.base.add(8).cast::<AtomicU64>(),
             )
         }
+    }
+
+    /// Copies `buf.len()` bytes at `off` of the payload into `buf`, with `order` (see
+    /// [`copy`](crate::format::copy)'s ordered copies).
+    ///
+    /// # Panics
+    /// If the range leaves the payload: lengths a peer wrote are checked against the
+    /// layout before any copy, so this is a bug in the caller.
+    #[inline(always)]
+    #[track_caller]
+    pub(crate) fn load_payload(&self, off: usize, buf: &mut [u8], order: Ordering) {
+        let payload = self.table.payload;
+        if !(off <= payload && buf.len() <= payload - off) {
+            out_of_view(16 + off, buf.len(), self.table.item);
+        }
+        // SAFETY: the entry is `item` bytes inside the mapping (`Table::entry`), and the
+        // range `[16 + off, 16 + off + buf.len())` lies inside it (checked above).
+        unsafe { copy::load_bytes_ordered(self.base.add(16 + off), buf, order) }
+    }
+
+    /// Copies `bytes` to `off` of the payload, with `order`; the mapping is writable
+    /// (checked by the caller).
+    ///
+    /// # Panics
+    /// As [`load_payload`](Self::load_payload).
+    #[inline(always)]
+    #[track_caller]
+    pub(crate) fn store_payload(&self, off: usize, bytes: &[u8], order: Ordering) {
+        let payload = self.table.payload;
+        if !(off <= payload && bytes.len() <= payload - off) {
+            out_of_view(16 + off, bytes.len(), self.table.item);
+        }
+        // SAFETY: as in `load_payload`; the mapping is writable (the caller's check).
+        unsafe { copy::store_bytes_ordered(self.base.add(16 + off), bytes, order) }
     }
 }
 
@@ -254,6 +339,17 @@ impl View {
         }
     }
 
+    /// Its first `N` bytes as a [`Block`] (`None` if the view is shorter, or its base is
+    /// not 8-aligned).
+    pub(crate) fn block<const N: usize>(&self) -> Option<Block<N>> {
+        if self.len < N || !(self.base as usize).is_multiple_of(8) {
+            return None;
+        }
+        Some(Block {
+            base: NonNull::new(self.base)?,
+        })
+    }
+
     /// The 8-byte word at `off` (a multiple of 8, inside the view).
     ///
     /// # Panics
@@ -279,15 +375,6 @@ impl View {
         unsafe { &*self.base.add(off).cast::<AtomicU32>() }
     }
 
-    /// The 8-byte word at `off`, checked now, as a handle to keep ([`Word64`]).
-    ///
-    /// # Panics
-    /// As [`u64_at`](Self::u64_at).
-    #[track_caller]
-    pub(crate) fn word64(&self, off: usize) -> Word64 {
-        Word64(NonNull::from(self.u64_at(off)))
-    }
-
     /// The 4-byte word at `off`, checked now, as a handle to keep ([`Word32`]).
     ///
     /// # Panics
@@ -308,19 +395,6 @@ impl View {
         self.check(off, buf.len(), 1);
         // SAFETY: the range lies inside the view (checked).
         unsafe { copy::load_bytes_ordered(self.base.add(off), buf, order) }
-    }
-
-    /// Copies `bytes` to `off` with `order`; the mapping is writable (checked by the
-    /// caller).
-    ///
-    /// # Panics
-    /// If the range is not inside the view.
-    #[inline]
-    #[track_caller]
-    pub(crate) fn store_ordered(&self, off: usize, bytes: &[u8], order: Ordering) {
-        self.check(off, bytes.len(), 1);
-        // SAFETY: the range lies inside the view (checked).
-        unsafe { copy::store_bytes_ordered(self.base.add(off), bytes, order) }
     }
 
     /// Copies `buf.len()` bytes at `off` into `buf`.

@@ -38,10 +38,14 @@ pub const MSG_HEADER: u64 = 8;
 /// Bytes a message needs beyond its footprint: the zeroed word after it.
 pub const TERMINATOR: u64 = 8;
 
-/// Bytes a message of `len` takes in the ring.
+/// Bytes a message of `len` takes in the ring. Every caller has bounded `len` (below
+/// [`PAD`], or at most a ring's largest message), so the sum cannot overflow.
 #[inline(always)]
 pub fn footprint(len: u64) -> u64 {
-    MSG_HEADER + len.div_ceil(8) * 8
+    debug_assert!(len <= u64::MAX - MSG_HEADER - 7);
+    // Rounded up to a multiple of 8 by a mask (two instructions where `div_ceil` takes
+    // five): this runs twice on every message.
+    MSG_HEADER + ((len + 7) & !7)
 }
 
 /// Whether a consumer position `head` and a producer position `tail` can both be true:
@@ -61,10 +65,12 @@ pub trait Futex {
 
 /// The ring's bytes, addressed in 8-byte words at 8-aligned offsets below the capacity.
 pub trait Words {
-    /// Loads the word at `off` with `order` (`Relaxed` or `Acquire`).
-    fn load(&self, off: u64, order: Ordering) -> u64;
-    /// Stores the word at `off` with `order` (`Relaxed` or `Release`).
-    fn store(&self, off: u64, value: u64, order: Ordering);
+    /// Loads, with `order` (`Relaxed` or `Acquire`), the word that holds ring position
+    /// `pos` (the implementation wraps it into the ring: `pos mod cap`).
+    fn load(&self, pos: u64, order: Ordering) -> u64;
+    /// Stores, with `order` (`Relaxed` or `Release`), the word that holds ring position
+    /// `pos` (wrapped into the ring as by `load`).
+    fn store(&self, pos: u64, value: u64, order: Ordering);
 }
 
 /// The shared control words of one ring.
@@ -271,14 +277,13 @@ impl Producer {
         span: u64,
         header: u64,
     ) {
-        let idx = self.tail & (self.cap - 1);
         let next = self.tail.wrapping_add(span);
         // The terminator lies in free space (`has_room` reserved it): the consumer is not
         // reading there.
-        words.store(next & (self.cap - 1), 0, Ordering::Relaxed);
+        words.store(next, 0, Ordering::Relaxed);
         // Release: pairs with the consumer's Acquire load of this header in `try_peek`;
         // the payload and the terminator written before become visible with it.
-        words.store(idx, header, Ordering::Release);
+        words.store(self.tail, header, Ordering::Release);
         self.tail = next;
         // Our own resume point; the consumer never reads it to find messages.
         sh.tail.store(self.tail, Ordering::Relaxed);
@@ -328,6 +333,10 @@ pub struct Consumer {
     /// frame's header, and may be descheduled in between for as long as the scheduler
     /// likes).
     last_span: u64,
+    /// The longest message a frame can carry: below [`PAD`], and with its footprint and
+    /// terminator inside the ring (`footprint(len) + TERMINATOR <= cap` holds exactly
+    /// when `len <= cap - MSG_HEADER - TERMINATOR`, as `cap` is a multiple of 8).
+    max_len: u64,
 }
 
 impl Consumer {
@@ -356,6 +365,7 @@ impl Consumer {
             cap,
             head,
             last_span: 0,
+            max_len: cap.saturating_sub(MSG_HEADER + TERMINATOR).min(PAD - 1),
         })
     }
 
@@ -382,7 +392,7 @@ impl Consumer {
 
     fn has_data(&self, words: &impl Words) -> bool {
         // Acquire: pairs with the Release header store in `Producer::publish_header`.
-        words.load(self.head & (self.cap - 1), Ordering::Acquire) != 0
+        words.load(self.head, Ordering::Acquire) != 0
     }
 
     /// The next message: `Some((payload offset, length))`, or `None` if the ring is
@@ -414,12 +424,12 @@ impl Consumer {
         let idx = self.head & (self.cap - 1);
         // Acquire: pairs with the Release header store in `Producer::publish_header`, so
         // the payload written before it is visible.
-        let header = words.load(idx, Ordering::Acquire);
+        let header = words.load(self.head, Ordering::Acquire);
         let len = header ^ VALID;
         // VALID set, a length below PAD (so `footprint` cannot overflow), and the message
-        // and its terminator inside the ring before its end: the loop's checks, passed.
-        if len < PAD && footprint(len) <= self.cap - idx && footprint(len) + TERMINATOR <= self.cap
-        {
+        // and its terminator inside the ring before its end (`max_len`): the loop's
+        // checks, passed.
+        if len <= self.max_len && footprint(len) <= self.cap - idx {
             return Ok((idx + MSG_HEADER, len));
         }
         Err(header)
@@ -436,7 +446,7 @@ impl Consumer {
             let idx = self.head & (self.cap - 1);
             // Acquire: pairs with the Release header store in `Producer::publish_header`,
             // so the payload written before it is visible.
-            let header = words.load(idx, Ordering::Acquire);
+            let header = words.load(self.head, Ordering::Acquire);
             if header == 0 {
                 return Ok(None);
             }
