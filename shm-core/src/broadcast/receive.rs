@@ -16,17 +16,54 @@ use crate::wait::{Owner, Sleeper, Step};
 /// What a subscriber remembers between receives besides its position.
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct Track {
-    /// `next` was set by a resync (lossy lag): it may name a number a relay skipped, so an
-    /// empty slot there is checked against `tail`.
-    pub(super) resynced: bool,
-    /// A message or notice was read: the base can no longer move (a relay's `start_at`
-    /// comes before anything is published), so `look` stops loading it.
-    pub(super) read_any: bool,
+    /// [`READ_ANY`] | [`RESYNCED`], in one byte so that the common case (read before, no
+    /// resync since) is one compare on every receive.
+    flags: u8,
     /// The upstream word last seen (reported once per change to odd).
     pub(super) upstream_seen: u32,
     /// The first message number as read before the first message (clamped to the tail
     /// then); fixed once anything was read, whatever the shared word says later.
     pub(super) base: u64,
+}
+
+/// A message or notice was read: the base can no longer move (a relay's `start_at`
+/// comes before anything is published), so `look` stops loading it.
+const READ_ANY: u8 = 1;
+/// `next` was set by a resync (lossy lag): it may name a number a relay skipped, so an
+/// empty slot there is checked against `tail`.
+const RESYNCED: u8 = 2;
+
+impl Track {
+    /// A fresh subscriber's: nothing read, no resync, `upstream_seen` as given.
+    pub(super) fn new(upstream_seen: u32) -> Track {
+        Track {
+            flags: 0,
+            upstream_seen,
+            base: 0,
+        }
+    }
+    /// Whether a message or notice was read ([`READ_ANY`]).
+    fn read_any(&self) -> bool {
+        self.flags & READ_ANY != 0
+    }
+    /// Whether `next` was set by a resync since the last read ([`RESYNCED`]).
+    fn resynced(&self) -> bool {
+        self.flags & RESYNCED != 0
+    }
+    /// Read before, and no resync since: the base is fixed and `next` names a number
+    /// that was published.
+    #[inline(always)]
+    fn steady(&self) -> bool {
+        self.flags == READ_ANY
+    }
+    /// A message or notice was read.
+    fn read(&mut self) {
+        self.flags = READ_ANY;
+    }
+    /// `next` was set by a resync.
+    fn resync(&mut self) {
+        self.flags |= RESYNCED;
+    }
 }
 
 /// Where a received message goes: a buffer that grows to fit, or a caller's slice that
@@ -188,14 +225,14 @@ impl<M: SharedMemory> SubscribeStep<'_, M> {
         }
         // The floor is what was really delivered (one that delivered nothing yet, say a
         // subscriber that joined at a forged tail, has none).
-        let floor = if self.track.read_any {
+        let floor = if self.track.read_any() {
             (*self.delivered).min(tail)
         } else {
             0
         };
         *self.next = protocol::oldest_readable(tail, self.b.cfg.slots).max(floor);
         *self.delivered = floor;
-        self.track.resynced = true;
+        self.track.resync();
         Err(Error::Lagged { missed: 0 })
     }
 
@@ -239,11 +276,7 @@ impl<M: SharedMemory> SubscribeStep<'_, M> {
     /// (a copy made here into the sink is overwritten or, for an error, not reported).
     #[inline(always)]
     pub(super) fn look_here(&mut self) -> Option<u64> {
-        if self.broken.is_some()
-            || self.owner.forked()
-            || !self.track.read_any
-            || self.track.resynced
-        {
+        if self.broken.is_some() || self.owner.forked() || !self.track.steady() {
             return None;
         }
         let b = self.b;
@@ -311,7 +344,7 @@ impl<M: SharedMemory> SubscribeStep<'_, M> {
         // A relay that started at its source's numbering: nothing below it exists. Only
         // before the first read (the base may still move) and after a resync (which may
         // land below it); not on every message.
-        if !self.track.read_any {
+        if !self.track.read_any() {
             // Acquire: pairs with the Release store of `tail` in `start_at`, which
             // follows its base store, so the base below is at least as new. An honest
             // base is never above the tail: a larger word is not taken.
@@ -321,7 +354,7 @@ impl<M: SharedMemory> SubscribeStep<'_, M> {
                 self.track.base = base;
             }
         }
-        if (!self.track.read_any || self.track.resynced) && *self.next < self.track.base {
+        if !self.track.steady() && *self.next < self.track.base {
             *self.next = self.track.base;
         }
         let p = *self.next;
@@ -364,8 +397,7 @@ impl<M: SharedMemory> SubscribeStep<'_, M> {
             Attempt::Got(Ok(())) => {
                 *self.next = p.saturating_add(1);
                 *self.delivered = *self.next;
-                self.track.resynced = false;
-                self.track.read_any = true;
+                self.track.read();
                 if self.next.saturating_sub(*self.published) >= self.batch {
                     self.publish_position();
                 }
@@ -377,7 +409,7 @@ impl<M: SharedMemory> SubscribeStep<'_, M> {
                 self.still_member()?;
                 let missed = resume.saturating_sub(p);
                 *self.next = resume.max(*self.delivered);
-                self.track.resynced = true;
+                self.track.resync();
                 Err(Error::Lagged { missed })
             }
             Attempt::BadTail(tail) => {
@@ -397,8 +429,7 @@ impl<M: SharedMemory> SubscribeStep<'_, M> {
                     // silence the subscriber for good.
                     *self.next = p.saturating_add(1);
                     *self.delivered = *self.next;
-                    self.track.resynced = false;
-                    self.track.read_any = true;
+                    self.track.read();
                     Err(Error::Corrupt {
                         what: "a broadcast message length",
                         found: len,
@@ -413,7 +444,7 @@ impl<M: SharedMemory> SubscribeStep<'_, M> {
     /// Message `p` is not there yet: first the exact gap after a resync onto numbers a
     /// relay skipped, then (before waiting) the position, the close and the upstream word.
     pub(super) fn empty(&mut self, p: u64, closed: bool) -> Result<Option<u64>, Error> {
-        if self.track.resynced {
+        if self.track.resynced() {
             if let Some(resume) = self.skipped(p) {
                 // A resync landed on numbers a relay's gap notice covers (lost
                 // upstream): they count as missed, exactly.
@@ -459,8 +490,7 @@ impl<M: SharedMemory> SubscribeStep<'_, M> {
             Some(end) if end <= tail && tail <= protocol::MAX_TAIL => {
                 *self.next = end;
                 *self.delivered = end;
-                self.track.resynced = false;
-                self.track.read_any = true;
+                self.track.read();
                 if self.next.saturating_sub(*self.published) >= self.batch {
                     self.publish_position();
                 }

@@ -34,14 +34,9 @@ impl<M: SharedMemory> Broadcast<M> {
             broken: None,
             parked: Parked::default(),
             last: None,
-            track: Track {
-                resynced: false,
-                read_any: false,
-                // Acquire: pairs with the publisher's Release updates; an outage under
-                // way when we join is reported once (the word's even value before it).
-                upstream_seen: self.upstream().load(Ordering::Acquire) & !1,
-                base: 0,
-            },
+            // Acquire: pairs with the publisher's Release updates; an outage under way
+            // when we join is reported once (the word's even value before it).
+            track: Track::new(self.upstream().load(Ordering::Acquire) & !1),
         }
     }
 

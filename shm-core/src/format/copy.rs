@@ -67,13 +67,14 @@ const WORD: usize = 8;
 /// handling and bulk dispatch.
 const SHORT: usize = 64;
 
-/// `f(0)`, `f(1)`, ... while the index is below `n` (at most the indices listed: as many
-/// as `SHORT` holds words), each behind its own test, nested: a copy of `k` words runs
-/// `k + 1` tests and no loop set-up (a loop of unknown length is unrolled by the compiler,
-/// with a set-up and a remainder that cost more than a short copy).
+/// `f(0)`, `f(1)`, ... while word `i` lies below byte `len` (a multiple of 8; at most the
+/// indices listed: as many as `SHORT` holds words), each behind its own test, nested: a
+/// copy of `k` words runs `k + 1` tests and no loop set-up (a loop of unknown length is
+/// unrolled by the compiler, with a set-up and a remainder that cost more than a short
+/// copy). The tests compare the byte length itself, so no word count is computed.
 macro_rules! each_word {
     ($f:ident, $n:ident; $i:expr $(, $rest:expr)*) => {
-        if $n > $i {
+        if $n > $i * WORD {
             $f($i);
             each_word!($f, $n; $($rest),*);
         }
@@ -381,8 +382,8 @@ pub(crate) unsafe fn load_bytes_ordered(src: *const u8, dst: &mut [u8], order: O
     if ((src as usize) | len).is_multiple_of(WORD) && len <= SHORT {
         // Aligned whole words, a few of them (most messages, every record of up to
         // `SHORT` bytes at an aligned offset): the word loop below, inline.
-        let (out, n) = (dst.as_mut_ptr(), len / WORD);
-        // Word `i < n`.
+        let out = dst.as_mut_ptr();
+        // Word `i`, with `i * WORD < len`.
         let word = |i: usize| {
             // SAFETY: `src` is 8-aligned and `i * WORD + WORD <= len`: an aligned word of
             // the readable range (caller).
@@ -391,7 +392,7 @@ pub(crate) unsafe fn load_bytes_ordered(src: *const u8, dst: &mut [u8], order: O
             // SAFETY: inside our own buffer (unaligned: `dst` has no alignment).
             unsafe { out.add(i * WORD).cast::<u64>().write_unaligned(w) };
         };
-        each_word!(word, n; 0, 1, 2, 3, 4, 5, 6, 7);
+        each_word!(word, len; 0, 1, 2, 3, 4, 5, 6, 7);
         return;
     }
     // SAFETY: forwarded to the caller.
@@ -460,8 +461,8 @@ pub(crate) unsafe fn store_bytes_ordered(dst: *mut u8, src: &[u8], order: Orderi
     let len = src.len();
     if ((dst as usize) | len).is_multiple_of(WORD) && len <= SHORT {
         // As in `load_bytes_ordered`: aligned whole words, inline.
-        let (from, n) = (src.as_ptr(), len / WORD);
-        // Word `i < n`.
+        let from = src.as_ptr();
+        // Word `i`, with `i * WORD < len`.
         let word = |i: usize| {
             // SAFETY: inside the caller's buffer (unaligned: `src` has no alignment).
             let w = unsafe { from.add(i * WORD).cast::<u64>().read_unaligned() };
@@ -469,7 +470,7 @@ pub(crate) unsafe fn store_bytes_ordered(dst: *mut u8, src: &[u8], order: Orderi
             // of the writable range (caller).
             unsafe { AtomicU64::from_ptr(dst.add(i * WORD).cast::<u64>()) }.store(w, order);
         };
-        each_word!(word, n; 0, 1, 2, 3, 4, 5, 6, 7);
+        each_word!(word, len; 0, 1, 2, 3, 4, 5, 6, 7);
         return;
     }
     // SAFETY: forwarded to the caller.
