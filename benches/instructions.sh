@@ -3,7 +3,9 @@
 # channel (try_reserve, write, commit, try_recv, read, drop), our lossy broadcast
 # (try_publish + try_recv_into) and its zero-copy publish (try_reserve, write, commit +
 # try_recv_into), against rtrb 0.3's push + pop of a [u8; 8], all in one thread of one
-# process (benches/examples/instructions.rs). Each scenario runs N and 2N messages inside
+# process (benches/examples/instructions.rs); and, for the services (issue 28), one
+# 8-byte call: try_call, the server's try_receive and respond_last, the client's
+# try_receive. Each scenario runs N and 2N messages inside
 # the one collected function; the difference over N is the count per message, so set-up
 # and warm-up cancel out. Prints one JSON line per scenario and a table with the ratios.
 #
@@ -23,7 +25,7 @@ count() { # scenario messages -> instructions collected inside `measured`
         "$bin" "$1" "$2" 2>&1 | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
 }
 declare -A per
-for s in rtrb channel broadcast broadcast-reserve; do
+for s in rtrb channel broadcast broadcast-reserve service; do
     a=$(count "$s" "$n")
     b=$(count "$s" $((2 * n)))
     per[$s]=$(python3 -c "print(round(($b - $a) / $n, 1))")
@@ -33,6 +35,6 @@ echo
 echo "$cpu: instructions per 8-byte message (callgrind), ratio to rtrb"
 echo "| scenario | instructions | ratio to rtrb |"
 echo "|---|---:|---:|"
-for s in rtrb channel broadcast broadcast-reserve; do
+for s in rtrb channel broadcast broadcast-reserve service; do
     python3 -c "print(f'| $s | ${per[$s]} | {${per[$s]} / ${per[rtrb]}:.2f}x |')"
 done

@@ -7,6 +7,9 @@
 //! - `broadcast`: lossy `try_publish(8 bytes)` + `try_recv_into(&mut Vec)`;
 //! - `broadcast-reserve`: lossy zero-copy publish (`try_reserve(8)`, `write`, `commit`) +
 //!   `try_recv_into(&mut Vec)`;
+//! - `service`: one 8-byte call through a service of default options: the client's
+//!   `try_call`, the server's `try_receive` and `respond_last`, the client's
+//!   `try_receive` of the response;
 //! - `rtrb`: rtrb 0.3's `push` + `pop` of a `[u8; 8]` (the baseline).
 //!
 //! `instructions SCENARIO N` runs `N` messages inside `measured` (the only function
@@ -18,7 +21,7 @@ use std::hint::black_box;
 
 use shm_core::{
     Broadcast, BroadcastMode, BroadcastOptions, Channel, ChannelOptions, HeapMemory, Publisher,
-    Subscriber, WaitMode,
+    Service, ServiceOptions, Subscriber, WaitMode,
 };
 
 /// The counted part: everything callgrind sees runs inside this call.
@@ -114,8 +117,30 @@ fn main() {
             }
             measured(n, step);
         }
+        "service" => {
+            let opts = ServiceOptions::new();
+            let len = opts.segment_len().expect("segment length") as usize;
+            let svc = Service::create(HeapMemory::new(len), &opts).expect("service");
+            let mut client = svc.client().expect("client");
+            let mut server = svc.server().expect("server");
+            client.set_wait(WaitMode::Spin);
+            server.set_wait(WaitMode::Spin);
+            let mut step = || {
+                let mut pending = client.try_call(black_box(&msg)).expect("sent");
+                let req = server.try_receive().expect("request");
+                req.respond_last(black_box(&msg)).expect("responded");
+                let r = pending.try_receive().expect("response");
+                black_box(&r);
+            };
+            for _ in 0..1000 {
+                step();
+            }
+            measured(n, step);
+        }
         other => {
-            eprintln!("unknown scenario {other}: channel | broadcast | broadcast-reserve | rtrb");
+            eprintln!(
+                "unknown scenario {other}: channel | broadcast | broadcast-reserve | service | rtrb"
+            );
             std::process::exit(2);
         }
     }

@@ -589,7 +589,7 @@ impl<M: SharedMemory> RecvSlot<'_, M> {
     /// A copy of the whole message. (On a segment truncated under us the copy holds what
     /// the zero pages put in place hold; [`read`](Self::read) reports the truncation.)
     pub fn to_vec(&self) -> Vec<u8> {
-        let mut v = vec![0u8; self.len()];
+        let mut v = crate::format::copy::zeroed(self.len());
         // The range is the whole message, so only `Truncated` can come back, and the
         // docs above say what the copy then holds.
         let _ = self.read(0, &mut v);

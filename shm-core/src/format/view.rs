@@ -135,6 +135,36 @@ impl<const N: usize> Block<N> {
     }
 }
 
+/// Equally spaced 8-byte words of a view, checked once when cut ([`View::column64`]):
+/// word `i` then costs one compare of `i` with the count (which a loop's own bound
+/// removes).
+#[derive(Clone, Copy)]
+pub(crate) struct Column {
+    first: *mut u8,
+    stride: usize,
+    count: usize,
+}
+
+impl Column {
+    /// How many words.
+    #[inline(always)]
+    pub(crate) fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Word `i` (`None` past the last).
+    #[inline(always)]
+    pub(crate) fn get(&self, i: usize) -> Option<&AtomicU64> {
+        if i >= self.count {
+            return None;
+        }
+        // SAFETY: `i < count`, so `start + i * stride + 8 <= len` (checked when cut, for
+        // the last word, the farthest), 8-aligned (the base, `start` and `stride` are);
+        // inside the view's mapping, which outlives the column.
+        Some(unsafe { &*self.first.add(i * self.stride).cast::<AtomicU64>() })
+    }
+}
+
 /// A power of two of equal entries laid end to end in a view (a broadcast's slots),
 /// checked once when it was cut: entry `n` (wrapped by a mask) is then reached without a
 /// check, and its first two words too ([`head_words`](Self::head_words)).
@@ -238,7 +268,7 @@ impl<'a> Entry<'a> {
     pub(crate) fn load_payload(&self, off: usize, buf: &mut [u8], order: Ordering) {
         let payload = self.table.payload;
         if !(off <= payload && buf.len() <= payload - off) {
-            out_of_view(16 + off, buf.len(), self.table.item);
+            out_of_view(off.saturating_add(16), buf.len(), self.table.item);
         }
         // SAFETY: the entry is `item` bytes inside the mapping (`Table::entry`), and the
         // range `[16 + off, 16 + off + buf.len())` lies inside it (checked above).
@@ -255,7 +285,7 @@ impl<'a> Entry<'a> {
     pub(crate) fn store_payload(&self, off: usize, bytes: &[u8], order: Ordering) {
         let payload = self.table.payload;
         if !(off <= payload && bytes.len() <= payload - off) {
-            out_of_view(16 + off, bytes.len(), self.table.item);
+            out_of_view(off.saturating_add(16), bytes.len(), self.table.item);
         }
         // SAFETY: as in `load_payload`; the mapping is writable (the caller's check).
         unsafe { copy::store_bytes_ordered(self.base.add(16 + off), bytes, order) }
@@ -337,6 +367,31 @@ impl View {
         if !(off.is_multiple_of(align) && off <= self.len && len <= self.len - off) {
             out_of_view(off, len, self.len);
         }
+    }
+
+    /// The `count` 8-byte words at `start`, `start + stride`, `start + 2 * stride`, ...,
+    /// checked once here (`None` unless every one lies inside the view, 8-aligned): a
+    /// scan over a table's entries then reaches each word with one compare of its index.
+    pub(crate) fn column64(&self, start: usize, stride: usize, count: usize) -> Option<Column> {
+        if !start.is_multiple_of(8) || !stride.is_multiple_of(8) {
+            return None;
+        }
+        if let Some(last) = count.checked_sub(1) {
+            let end = last
+                .checked_mul(stride)?
+                .checked_add(start)?
+                .checked_add(8)?;
+            if end > self.len {
+                return None;
+            }
+        }
+        Some(Column {
+            // SAFETY: `start <= len` (checked above when `count > 0`; with no words the
+            // address is never read); inside the view's mapping or one past it.
+            first: unsafe { self.base.add(start.min(self.len)) },
+            stride,
+            count,
+        })
     }
 
     /// Its first `N` bytes as a [`Block`] (`None` if the view is shorter, or its base is

@@ -125,6 +125,13 @@ impl Owner {
         self.phase == phase as u8
     }
 
+    /// Whether owner word `w` is in `phase`, without decoding the rest (a scan's first
+    /// filter: most slots it passes are not queued).
+    #[inline(always)]
+    pub(super) fn word_is(w: u64, phase: Phase) -> bool {
+        (w >> 48) & 0xff == phase as u64
+    }
+
     /// Whether an honest end can have written this word (a known phase, no stray bits).
     pub(super) fn honest(w: u64) -> bool {
         let o = Owner::decode(w);

@@ -101,7 +101,7 @@ impl<M: SharedMemory> ReceiveStep<'_, M> {
                     p.finished = true;
                     return corrupt("a response entry's length", len.into());
                 }
-                let mut data = vec![0u8; len as usize];
+                let mut data = crate::format::copy::zeroed(len as usize);
                 slot.load(at + ENTRY_HEAD, &mut data);
                 Ok(Response {
                     data,

@@ -108,7 +108,9 @@ impl<M: SharedMemory> TakeStep<'_, M> {
             finished: false,
             wait: s.wait,
         };
-        if deadline_ns != 0 && crate::os::sys::monotonic_ns() >= deadline_ns {
+        // One read of the shared clock for both checks below.
+        let now_ns = crate::os::sys::monotonic_ns();
+        if deadline_ns != 0 && now_ns >= deadline_ns {
             // Never handed out: the client gets `Timeout` at its deadline.
             req.finish(Phase::Expired);
             return Ok(None);
@@ -118,7 +120,7 @@ impl<M: SharedMemory> TakeStep<'_, M> {
         // asked (the common case pays no system call); its server sees the death through
         // `is_cancelled` and `respond`.
         let queued_at = slot.u64_at(S_QUEUED_AT).load(Ordering::Relaxed);
-        let waited = crate::os::sys::monotonic_ns().saturating_sub(queued_at);
+        let waited = now_ns.saturating_sub(queued_at);
         if waited > crate::wait::PEER_CHECK.as_nanos() as u64 && !proc::is_live(o.client) {
             req.finish(Phase::Free);
             return Ok(None);
@@ -129,7 +131,7 @@ impl<M: SharedMemory> TakeStep<'_, M> {
             req.finish(Phase::Done);
             return Ok(None);
         }
-        req.data = vec![0u8; len as usize];
+        req.data = crate::format::copy::zeroed(len as usize);
         slot.load(SLOT_HEAD, &mut req.data);
         s.svc.seg.intact()?;
         Ok(Some(req))
@@ -149,9 +151,14 @@ impl<M: SharedMemory> Step for TakeStep<'_, M> {
         // peer that keeps writing requests back to the queue cannot hold a look for ever.
         for _ in 0..=s.svc.cfg.slots {
             let mut best: Option<(usize, u64, u64)> = None;
-            for i in 0..s.svc.cfg.slots as usize {
+            let owners = s.svc.owners();
+            for i in 0..owners.len() {
+                let Some(owner) = owners.get(i) else { break };
                 // Acquire: pairs with the client's Release CAS to queued.
-                let w = s.svc.slot_u64(i, S_OWNER).load(Ordering::Acquire);
+                let w = owner.load(Ordering::Acquire);
+                if !Owner::word_is(w, Phase::Queued) {
+                    continue;
+                }
                 let o = Owner::decode(w);
                 if !(o.is(Phase::Queued) && o.server == 0 && Owner::honest(w)) {
                     continue;
