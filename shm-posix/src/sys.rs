@@ -74,26 +74,66 @@ pub fn try_flock_shared(fd: BorrowedFd<'_>) -> io::Result<bool> {
 /// (`N: FLOCK  ADVISORY  WRITE PID MAJ:MIN:INODE 0 EOF`), if it can be learned.
 pub fn flock_holder(st: &libc::stat) -> Option<u32> {
     let want = inode_key(st);
-    let text = std::fs::read_to_string("/proc/locks").ok()?;
-    text.lines()
-        .filter(|l| !l.contains("->"))
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|f| f.len() >= 6 && f[1] == "FLOCK" && f[3] == "WRITE" && f[5] == want)
-        .and_then(|f| f[4].parse().ok())
+    let text = proc_locks()?;
+    let pid = flock_lines(&text, &want)
+        .find(|f| f[3] == "WRITE")
+        .and_then(|f| f[4].parse().ok());
+    pid
 }
 
 /// How many `flock` locks (shared or exclusive, one per open file description; waiters
-/// not counted) are held on the file behind `st`, from `/proc/locks`, if it can be read.
+/// not counted) are held on the file behind `st`, from `/proc/locks`, if it can be read
+/// whole and consistent ([`proc_locks`]).
 pub fn flock_count(st: &libc::stat) -> Option<usize> {
     let want = inode_key(st);
-    let text = std::fs::read_to_string("/proc/locks").ok()?;
-    Some(
-        text.lines()
-            .filter(|l| !l.contains("->"))
-            .map(|l| l.split_whitespace().collect::<Vec<_>>())
-            .filter(|f| f.len() >= 6 && f[1] == "FLOCK" && f[5] == want)
-            .count(),
-    )
+    let text = proc_locks()?;
+    let n = flock_lines(&text, &want).count();
+    Some(n)
+}
+
+/// The fields of every held `FLOCK` line of `text` (a `/proc/locks`) on inode `want`.
+fn flock_lines<'a>(text: &'a str, want: &'a str) -> impl Iterator<Item = Vec<&'a str>> + 'a {
+    text.lines()
+        .filter(|l| !l.contains("->"))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(move |f| f.len() >= 6 && f[1] == "FLOCK" && f[5] == want)
+}
+
+/// `/proc/locks` as one consistent listing, or `None` when it cannot be had.
+///
+/// The kernel walks its lock list afresh at every `read` call, resuming by position: a
+/// listing read in several calls (`read_to_string` starts with a 32-byte probe) can show
+/// a lock twice or miss one when locks come and go between the calls, which they do all
+/// the time on a busy host. So the listing is read in calls of 1 MiB: one call that
+/// returns it all (up to a page of text, one walk) is consistent; a longer listing is
+/// read again until two reads agree (at most four tries).
+pub fn proc_locks() -> Option<String> {
+    use std::io::Read as _;
+    let mut last: Option<String> = None;
+    for _ in 0..4 {
+        let mut f = std::fs::File::open("/proc/locks").ok()?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut len = 0;
+        let mut calls = 0;
+        loop {
+            if len == buf.len() {
+                buf.resize(buf.len() * 2, 0);
+            }
+            let n = f.read(&mut buf[len..]).ok()?;
+            if n == 0 {
+                break;
+            }
+            len += n;
+            calls += 1;
+        }
+        buf.truncate(len);
+        let text = String::from_utf8(buf).ok()?;
+        if calls <= 1 || last.as_ref() == Some(&text) {
+            return Some(text);
+        }
+        last = Some(text);
+    }
+    None
 }
 
 /// `MAJ:MIN:INODE` as `/proc/locks` writes it.

@@ -111,26 +111,8 @@ fn child() {
 /// for, bounded.
 #[test]
 fn no_header_and_no_other_holder_is_refused_without_waiting() {
-    let name = unique_name("/shm-posix-nohdr");
-    let cname = std::ffi::CString::new(name.clone()).unwrap();
     // Made as another program makes it: shm_open + ftruncate, no flock, then closed.
-    // SAFETY: shm_open with a valid C string; ftruncate and close on the fd it gave.
-    unsafe {
-        let fd = libc::shm_open(
-            cname.as_ptr(),
-            libc::O_CREAT | libc::O_EXCL | libc::O_RDWR | libc::O_CLOEXEC,
-            0o600,
-        );
-        assert!(fd >= 0);
-        assert_eq!(libc::ftruncate(fd, 1 << 16), 0);
-        libc::close(fd);
-    }
-    struct Unlink(String);
-    impl Drop for Unlink {
-        fn drop(&mut self) {
-            let _ = shm_posix::unlink(&self.0);
-        }
-    }
+    let name = foreign_segment("/shm-posix-nohdr");
     let _unlink = Unlink(name.clone());
     // An hour of ready timeout: a wait would end in `NotReady` (or the test's own limit),
     // never in `BadMagic`.
@@ -157,6 +139,89 @@ fn no_header_and_no_other_holder_is_refused_without_waiting() {
         "{err:?}"
     );
     drop(held);
+}
+
+/// A header-less segment nobody else holds, as another program leaves it: its name.
+fn foreign_segment(prefix: &str) -> String {
+    let name = unique_name(prefix);
+    let cname = std::ffi::CString::new(name.clone()).unwrap();
+    // SAFETY: shm_open with a valid C string; ftruncate and close on the fd it gave.
+    unsafe {
+        let fd = libc::shm_open(
+            cname.as_ptr(),
+            libc::O_CREAT | libc::O_EXCL | libc::O_RDWR | libc::O_CLOEXEC,
+            0o600,
+        );
+        assert!(fd >= 0);
+        assert_eq!(libc::ftruncate(fd, 1 << 16), 0);
+        libc::close(fd);
+    }
+    name
+}
+
+/// Removes a name from /dev/shm when dropped.
+struct Unlink(String);
+
+impl Drop for Unlink {
+    fn drop(&mut self) {
+        let _ = shm_posix::unlink(&self.0);
+    }
+}
+
+/// The refusal of a foreign segment reads the kernel's lock table, which other processes
+/// change all the time. A listing read in pieces could show our own lock twice (or hide
+/// one): the attach then took the memory for held and waited its whole ready timeout (the
+/// CI host hung for an hour in the test above). Here two threads take and drop locks on
+/// files of their own as fast as they can while the attach is refused 300 times: each
+/// must be `BadMagic`, never a wait that ends in `NotReady`.
+#[test]
+fn a_busy_lock_table_does_not_turn_a_refusal_into_a_wait() {
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let name = foreign_segment("/shm-posix-busylocks");
+    let _unlink = Unlink(name.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let churn: Vec<_> = (0..2)
+        .map(|k| {
+            let stop = Arc::clone(&stop);
+            let own = unique_name(&format!("/shm-posix-churn{k}"));
+            std::thread::spawn(move || {
+                let _unlink = Unlink(own.clone());
+                let f = std::fs::File::create(path(&own)).unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    // SAFETY: flock on a file we hold open.
+                    unsafe {
+                        libc::flock(f.as_raw_fd(), libc::LOCK_SH);
+                        libc::flock(f.as_raw_fd(), libc::LOCK_UN);
+                    }
+                }
+            })
+        })
+        .collect();
+    // Long enough that a wrong "held" ends in `NotReady`, not in the test's own limit.
+    let opts = AttachOptions::new().ready_timeout(Duration::from_secs(5));
+    let mut outcomes = Vec::new();
+    for _ in 0..300 {
+        let err = Segment::<MyData, _>::attach_with(ShmOptions::new(&name).open().unwrap(), &opts)
+            .unwrap_err();
+        let refused = matches!(err, CoreError::BadMagic { found, .. } if found == [0; 8]);
+        outcomes.push((refused, err));
+        if !refused {
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in churn {
+        t.join().unwrap();
+    }
+    let wrong: Vec<_> = outcomes.iter().filter(|(ok, _)| !ok).collect();
+    assert!(
+        wrong.is_empty(),
+        "refused {} times, then {wrong:?}",
+        outcomes.len() - 1
+    );
+    assert_eq!(outcomes.len(), 300);
 }
 
 #[test]

@@ -80,7 +80,8 @@ impl<M: SharedMemory> RawSegment<M> {
             });
         }
         let mut wait = ReadyWait::new(opts.ready_timeout);
-        let mut asked = false;
+        // When to ask again whether another handle holds the memory (see below).
+        let mut next_ask = Duration::ZERO;
         let header = loop {
             // SAFETY: the mapping holds at least the header (checked above), and READY_OFFSET
             // is 8-aligned within the 64-aligned base.
@@ -112,16 +113,18 @@ impl<M: SharedMemory> RawSegment<M> {
                 });
             }
             // No header at all and no other handle: a creator of ours holds its handle
-            // while it writes the header, so none is coming (asked once, at the start).
-            if !std::mem::replace(&mut asked, true)
-                && snap.magic == [0; 8]
-                && snap.creator_pid == 0
-                && mem.held_elsewhere() == Some(false)
-            {
-                return Err(Error::BadMagic {
-                    expected: MAGIC,
-                    found: snap.magic,
-                });
+            // while it writes the header, so none is coming. Asked at the start and again
+            // every `ASK_EVERY` while the answer is "held" or "cannot tell": one wrong
+            // answer (a holder that has just let go) costs a few milliseconds, not the
+            // whole ready timeout.
+            if snap.magic == [0; 8] && snap.creator_pid == 0 && wait.elapsed() >= next_ask {
+                next_ask = wait.elapsed() + ASK_EVERY;
+                if mem.held_elsewhere() == Some(false) {
+                    return Err(Error::BadMagic {
+                        expected: MAGIC,
+                        found: snap.magic,
+                    });
+                }
             }
             wait.pause(snap.creator_pid)?;
         };
@@ -371,7 +374,16 @@ struct ReadyWait {
     last_check: Duration,
 }
 
+/// How often a wait for a header-less segment asks again whether another handle holds
+/// the memory ([`SharedMemory::held_elsewhere`]).
+const ASK_EVERY: Duration = Duration::from_millis(10);
+
 impl ReadyWait {
+    /// How long since the wait began.
+    fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
     fn new(timeout: Duration) -> Self {
         ReadyWait {
             start: Instant::now(),
