@@ -19,11 +19,12 @@ impl<M: SharedMemory> Service<M> {
     /// [`Error::ClientsFull`] when every line is held by a live process,
     /// [`Error::ReadOnly`], [`Error::Truncated`].
     pub fn client(&self) -> Result<Client<M>, Error> {
-        self.seg.check_writable("taking a client line")?;
-        self.seg.intact()?;
-        let Some(line) = self.claim_line(self.cfg.max_clients, |s, i| s.client_line(i)) else {
+        self.inner.seg.check_writable("taking a client line")?;
+        self.inner.seg.intact()?;
+        let Some(line) = self.claim_line(self.inner.cfg.max_clients, |s, i| s.client_line(i))
+        else {
             return Err(Error::ClientsFull {
-                max: self.cfg.max_clients,
+                max: self.inner.cfg.max_clients,
             });
         };
         Ok(Client {
@@ -32,7 +33,7 @@ impl<M: SharedMemory> Service<M> {
             end: End::current(),
             wait: WaitMode::default(),
             idempotent: false,
-            next_slot: (proc::current_pid() as usize) % self.cfg.slots as usize,
+            next_slot: (proc::current_pid() as usize) % self.inner.cfg.slots as usize,
         })
     }
 }
@@ -97,8 +98,8 @@ impl<M: SharedMemory> SendStep<'_, M> {
         ) {
             // Not ours any more (a peer wrote the word): the hold goes, and the slot is
             // left to the sweep.
-            c.svc.held.let_go(i, false);
-            c.svc.seg.intact()?;
+            c.svc.inner.held.let_go(i, false);
+            c.svc.inner.seg.intact()?;
             return Err(Error::Corrupt {
                 what: "a service slot's owner word (changed while the client filled it)",
                 found,
@@ -113,16 +114,16 @@ impl<M: SharedMemory> SendStep<'_, M> {
             id,
             end: c.end,
             wait: c.wait,
-            sent: Instant::now(),
+            sent_ns: self.now_ns,
             deadline_ns: self.deadline_ns,
             read: 0,
-            read_mirror: Default::default(),
+            read_mirror: std::sync::OnceLock::new(),
             finished: false,
             retried: false,
             dead_server: 0,
             parked: Parked::default(),
         };
-        c.svc.seg.intact()?;
+        c.svc.inner.seg.intact()?;
         Ok(pending)
     }
 }
@@ -133,9 +134,9 @@ impl<M: SharedMemory> Step for SendStep<'_, M> {
     fn look(&mut self) -> Result<Option<PendingResponse<M>>, Error> {
         let c = &mut *self.client;
         c.end.check()?;
-        c.svc.seg.intact()?;
+        c.svc.inner.seg.intact()?;
         let me = c.end.pid();
-        let n = c.svc.cfg.slots as usize;
+        let n = c.svc.inner.cfg.slots as usize;
         let filling = Owner::word(Phase::Filling, me, 0, false);
         for k in 0..n {
             let i = (c.next_slot + k) % n;
@@ -145,7 +146,7 @@ impl<M: SharedMemory> Step for SendStep<'_, M> {
                 continue;
             }
             // Recorded before the claim: a sweep that sees the claim sees the record.
-            c.svc.held.hold(i, false);
+            c.svc.inner.held.hold(i, false);
             // AcqRel: Acquire pairs with the Release CAS by which the last holder freed
             // it, after its last use of the slot; Release publishes the record above to a
             // sweep's Acquire load.
@@ -156,7 +157,7 @@ impl<M: SharedMemory> Step for SendStep<'_, M> {
                 c.next_slot = i; // the slot used last: its lines are warm
                 return self.fill(i).map(Some);
             }
-            c.svc.held.let_go(i, false);
+            c.svc.inner.held.let_go(i, false);
         }
         Ok(None)
     }
@@ -164,7 +165,7 @@ impl<M: SharedMemory> Step for SendStep<'_, M> {
 
 impl<M: SharedMemory> Sleeper for SendStep<'_, M> {
     fn check(&mut self, peer: bool) -> Result<(), Error> {
-        self.client.svc.seg.intact()?;
+        self.client.svc.inner.seg.intact()?;
         if peer {
             // Every slot held: free those whose ends are all dead.
             self.client.svc.sweep();
@@ -193,7 +194,7 @@ impl<M: SharedMemory> Client<M> {
     }
 
     fn check_len(&self, req: &[u8]) -> Result<(), Error> {
-        let max = self.svc.cfg.request_max;
+        let max = self.svc.inner.cfg.request_max;
         if req.len() as u64 > u64::from(max) {
             return Err(Error::MessageTooLarge {
                 len: req.len() as u64,
@@ -286,7 +287,7 @@ impl<M: SharedMemory> Client<M> {
         let now_ns = crate::os::sys::monotonic_ns();
         let deadline_ns = timeout.map_or(0, |t| deadline_after(now_ns, t));
         let slot_wait = timeout.unwrap_or(Duration::MAX);
-        let mut servers: Vec<u32> = (0..self.svc.cfg.max_servers as usize)
+        let mut servers: Vec<u32> = (0..self.svc.inner.cfg.max_servers as usize)
             // Acquire: pairs with the Release of a server's claim.
             .map(|i| self.svc.server_line(i).load(Ordering::Acquire))
             .filter(|&p| p != 0 && proc::is_live(p))

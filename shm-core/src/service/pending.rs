@@ -36,13 +36,17 @@ pub struct PendingResponse<M: SharedMemory> {
     pub(super) id: u64,
     pub(super) end: End,
     pub(super) wait: WaitMode,
-    pub(super) sent: Instant,
+    /// When the send began, on the shared clock (CLOCK_MONOTONIC ns): the one reading
+    /// the send made, reused here rather than read again.
+    pub(super) sent_ns: u64,
     /// The deadline on the shared clock (CLOCK_MONOTONIC ns; 0: none).
     pub(super) deadline_ns: u64,
     /// Responses taken: the client's own count (the shared `read` word is only written).
     pub(super) read: u32,
-    /// A copy of `read` a wait set's source reads (process-local: a peer cannot change it).
-    pub(super) read_mirror: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    /// A copy of `read` a wait set's source reads (process-local: a peer cannot change
+    /// it), made when the first wait set watches this response (no allocation per call
+    /// otherwise).
+    pub(super) read_mirror: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicU32>>,
     pub(super) finished: bool,
     /// Whether a server's death sent the request back to the queue.
     pub(super) retried: bool,
@@ -68,7 +72,7 @@ impl<M: SharedMemory> ReceiveStep<'_, M> {
         match request_owner(&p.svc, p.slot, p.end.pid(), p.id) {
             Ok(x) => Ok(x),
             Err(found) => {
-                p.svc.seg.intact()?;
+                p.svc.inner.seg.intact()?;
                 p.finished = true;
                 Err(Error::Corrupt {
                     what: "the request's slot (its owner word or id no longer name this request)",
@@ -81,14 +85,14 @@ impl<M: SharedMemory> ReceiveStep<'_, M> {
     /// Takes entry `read % depth`, which the server's `written` vouches for.
     fn take(&mut self, slot: View) -> Result<Response, Error> {
         let p = &mut *self.p;
-        let cfg = p.svc.cfg;
+        let cfg = p.svc.inner.cfg;
         let at = cfg.entries_at + (p.read % cfg.depth) as usize * cfg.entry_stride;
         // Relaxed (all three): ordered after the Acquire load of `written`.
         let id = slot.u64_at(at).load(Ordering::Relaxed);
         let len = slot.u32_at(at + 8).load(Ordering::Relaxed);
         let kind = slot.u32_at(at + 12).load(Ordering::Relaxed);
         let corrupt = |what, found: u64| {
-            p.svc.seg.intact()?;
+            p.svc.inner.seg.intact()?;
             Err(Error::Corrupt { what, found })
         };
         if id != p.id {
@@ -118,8 +122,9 @@ impl<M: SharedMemory> ReceiveStep<'_, M> {
         };
         p.read = p.read.wrapping_add(1);
         // Relaxed: process-local; the wait set only compares it with `written`.
-        p.read_mirror
-            .store(p.read, std::sync::atomic::Ordering::Relaxed);
+        if let Some(m) = p.read_mirror.get() {
+            m.store(p.read, std::sync::atomic::Ordering::Relaxed);
+        }
         // Release: pairs with the server's Acquire load of `read`: the entry is free
         // once it sees the count (our copy above is done).
         slot.u32_at(S_READ).store(p.read, Ordering::Release);
@@ -132,7 +137,7 @@ impl<M: SharedMemory> ReceiveStep<'_, M> {
         if !matches!(out, Ok(Response { last: false, .. })) {
             p.finished = true;
         }
-        p.svc.seg.intact()?;
+        p.svc.inner.seg.intact()?;
         out
     }
 
@@ -167,7 +172,7 @@ impl<M: SharedMemory> Step for ReceiveStep<'_, M> {
         if o.is(Phase::Expired) {
             self.p.finished = true;
             return Err(Error::Timeout {
-                waited: self.p.sent.elapsed(),
+                waited: self.p.waited(),
             });
         }
         if !(o.is(Phase::Taken) || o.is(Phase::Done)) {
@@ -178,7 +183,7 @@ impl<M: SharedMemory> Step for ReceiveStep<'_, M> {
         // count visible (the load before it may be older).
         let written = slot.u32_at(S_WRITTEN).load(Ordering::Acquire);
         let ready = written.wrapping_sub(self.p.read);
-        if ready > self.p.svc.cfg.depth {
+        if ready > self.p.svc.inner.cfg.depth {
             return self.corrupt("a request's response count", written.into());
         }
         if ready > 0 {
@@ -195,7 +200,7 @@ impl<M: SharedMemory> Step for ReceiveStep<'_, M> {
 impl<M: SharedMemory> ReceiveStep<'_, M> {
     /// Ends the request with `Corrupt` (a value no honest server writes).
     fn corrupt<T>(&mut self, what: &'static str, found: u64) -> Result<T, Error> {
-        self.p.svc.seg.intact()?;
+        self.p.svc.inner.seg.intact()?;
         self.p.finished = true;
         Err(Error::Corrupt { what, found })
     }
@@ -203,7 +208,7 @@ impl<M: SharedMemory> ReceiveStep<'_, M> {
 
 impl<M: SharedMemory> Sleeper for ReceiveStep<'_, M> {
     fn check(&mut self, peer: bool) -> Result<(), Error> {
-        self.p.svc.seg.intact()?;
+        self.p.svc.inner.seg.intact()?;
         if !peer {
             return Ok(());
         }
@@ -314,6 +319,11 @@ impl<M: SharedMemory> PendingResponse<M> {
     }
 
     /// The time left to the deadline (`None`: no deadline; zero: passed).
+    /// How long since the send began.
+    fn waited(&self) -> Duration {
+        Duration::from_nanos(crate::os::sys::monotonic_ns().saturating_sub(self.sent_ns))
+    }
+
     fn left(&self) -> Option<Duration> {
         (self.deadline_ns != 0).then(|| {
             Duration::from_nanos(
@@ -339,7 +349,7 @@ impl<M: SharedMemory> PendingResponse<M> {
             }
             self.finished = true;
             return Err(TryResponseError::Timeout {
-                waited: self.sent.elapsed(),
+                waited: self.waited(),
             });
         }
         let mut parked = std::mem::take(&mut self.parked);
@@ -445,7 +455,7 @@ impl<M: SharedMemory> Drop for PendingResponse<M> {
             self.id,
             self.dead_server,
         );
-        self.svc.held.let_go(self.slot, false);
+        self.svc.inner.held.let_go(self.slot, false);
     }
 }
 
@@ -545,7 +555,11 @@ impl<M: SharedMemory + Send + Sync + 'static> Waitable for PendingResponse<M> {
             slot: self.slot,
             id: self.id,
             me: self.end.pid(),
-            read: std::sync::Arc::clone(&self.read_mirror),
+            read: std::sync::Arc::clone(
+                self.read_mirror.get_or_init(|| {
+                    std::sync::Arc::new(std::sync::atomic::AtomicU32::new(self.read))
+                }),
+            ),
         }))
     }
 }
@@ -567,7 +581,7 @@ impl<M: SharedMemory + Send + Sync> Source for PendingSource<M> {
     }
 
     fn ready(&self, dead: &dyn Fn(u32) -> bool) -> Result<bool, Error> {
-        self.svc.seg.intact()?;
+        self.svc.inner.seg.intact()?;
         if self.has_data() {
             return Ok(true);
         }

@@ -227,32 +227,30 @@ impl ServiceState {
 /// exactly one server, which answers with one response or a stream of them (see the
 /// [module docs](crate::service)).
 pub struct Service<M: SharedMemory> {
+    /// Everything, shared: every request and pending response carries a clone of its
+    /// service and is moved through a call's results, so a clone is one pointer (its
+    /// parts in place made those moves about 300 bytes each).
+    pub(super) inner: Arc<ServiceInner<M>>,
+}
+
+/// A [`Service`]'s parts.
+pub(crate) struct ServiceInner<M: SharedMemory> {
     pub(super) seg: Arc<RawSegment<M>>,
     pub(super) cfg: Config,
     pub(super) view: View,
     pub(super) req_seq: Word32,
     pub(super) server_sleepers: Word32,
-    /// The record types declared (request, response): shared, not copied, as every
-    /// request and pending response carries a clone of its service and is moved
-    /// through a call's results (in place, the two made a service 150 bytes larger).
-    pub(super) records: Arc<(Option<Schema>, Option<Schema>)>,
-    /// The creator's random number, naming the service to the registry of held slots.
-    pub(super) nonce: u64,
-    /// The slots this process holds.
+    /// The record types declared (request, response).
+    pub(super) records: (Option<Schema>, Option<Schema>),
+    /// The slots this process holds (found in the registry by the creator's random
+    /// number, the service's nonce).
     pub(super) held: Arc<Held>,
 }
 
 impl<M: SharedMemory> Clone for Service<M> {
     fn clone(&self) -> Self {
         Service {
-            seg: Arc::clone(&self.seg),
-            cfg: self.cfg,
-            view: self.view,
-            req_seq: self.req_seq,
-            server_sleepers: self.server_sleepers,
-            records: Arc::clone(&self.records),
-            nonce: self.nonce,
-            held: Arc::clone(&self.held),
+            inner: Arc::clone(&self.inner),
         }
     }
 }
@@ -347,14 +345,15 @@ impl<M: SharedMemory> Service<M> {
     ) -> Self {
         let view = seg.view();
         Service {
-            req_seq: view.word32(REQ_SEQ),
-            server_sleepers: view.word32(SERVER_SLEEPERS),
-            seg,
-            cfg,
-            view,
-            records: Arc::new(records),
-            nonce,
-            held: Held::of(nonce, cfg.slots),
+            inner: Arc::new(ServiceInner {
+                req_seq: view.word32(REQ_SEQ),
+                server_sleepers: view.word32(SERVER_SLEEPERS),
+                seg,
+                cfg,
+                view,
+                records,
+                held: Held::of(nonce, cfg.slots),
+            }),
         }
     }
 
@@ -464,83 +463,90 @@ impl<M: SharedMemory> Service<M> {
 
     /// The largest request, in bytes.
     pub fn max_request(&self) -> u32 {
-        self.cfg.request_max
+        self.inner.cfg.request_max
     }
 
     /// The largest response, in bytes.
     pub fn max_response(&self) -> u32 {
-        self.cfg.response_max
+        self.inner.cfg.response_max
     }
 
     /// How many requests can be in flight at once.
     pub fn slots(&self) -> u32 {
-        self.cfg.slots
+        self.inner.cfg.slots
     }
 
     /// How many responses of a stream the client may leave unread.
     pub fn response_depth(&self) -> u32 {
-        self.cfg.depth
+        self.inner.cfg.depth
     }
 
     /// How many clients may hold ends at once.
     pub fn max_clients(&self) -> u32 {
-        self.cfg.max_clients
+        self.inner.cfg.max_clients
     }
 
     /// How many servers may hold ends at once.
     pub fn max_servers(&self) -> u32 {
-        self.cfg.max_servers
+        self.inner.cfg.max_servers
     }
 
     /// The record types the service declares (request, response), if any.
     pub fn records(&self) -> (Option<Schema>, Option<Schema>) {
-        *self.records
+        self.inner.records
     }
 
     /// The validated segment underneath.
     pub fn raw(&self) -> &RawSegment<M> {
-        &self.seg
+        &self.inner.seg
     }
 
     /// Client line `i` (below `max_clients`).
     pub(super) fn client_line(&self, i: usize) -> &AtomicU32 {
-        self.view.u32_at(CLIENT_LINES + 4 * i)
+        self.inner.view.u32_at(CLIENT_LINES + 4 * i)
     }
 
     /// Server line `i` (below `max_servers`).
     pub(super) fn server_line(&self, i: usize) -> &AtomicU32 {
-        self.view.u32_at(self.cfg.server_lines + 4 * i)
+        self.inner.view.u32_at(self.inner.cfg.server_lines + 4 * i)
     }
 
     /// Slot `i` (below `slots`: attach proved they all fit).
     pub(super) fn slot(&self, i: usize) -> View {
-        self.view
-            .sub(self.cfg.slots_at + i * self.cfg.stride, self.cfg.stride)
+        self.inner
+            .view
+            .sub(
+                self.inner.cfg.slots_at + i * self.inner.cfg.stride,
+                self.inner.cfg.stride,
+            )
             .expect("attach checked that every slot fits")
     }
 
     /// The 4-byte word at `off` of slot `i` (for parks, which borrow from the service).
     pub(super) fn slot_u32(&self, i: usize, off: usize) -> &AtomicU32 {
-        self.view
-            .u32_at(self.cfg.slots_at + i * self.cfg.stride + off)
+        self.inner
+            .view
+            .u32_at(self.inner.cfg.slots_at + i * self.inner.cfg.stride + off)
     }
 
     /// Every slot's owner word, by slot index (a scan: each reached with no check but
     /// the index's).
     pub(super) fn owners(&self) -> Column {
-        self.view
+        self.inner
+            .view
             .column64(
-                self.cfg.slots_at + S_OWNER,
-                self.cfg.stride,
-                self.cfg.slots as usize,
+                self.inner.cfg.slots_at + S_OWNER,
+                self.inner.cfg.stride,
+                self.inner.cfg.slots as usize,
             )
             .expect("attach checked that every slot fits")
     }
 
     /// The 8-byte word at `off` of slot `i`.
     pub(super) fn slot_u64(&self, i: usize, off: usize) -> &AtomicU64 {
-        self.view
-            .u64_at(self.cfg.slots_at + i * self.cfg.stride + off)
+        self.inner
+            .view
+            .u64_at(self.inner.cfg.slots_at + i * self.inner.cfg.stride + off)
     }
 
     /// Takes a line among `lines` for `me`: its index, or `None` when every one is held.
@@ -560,7 +566,7 @@ impl<M: SharedMemory> Service<M> {
     /// Returns how many slots it freed (none on a read-only mapping, which it never
     /// writes).
     pub fn sweep(&self) -> usize {
-        if !self.seg.is_writable() {
+        if !self.inner.seg.is_writable() {
             return 0; // a read-only mapping frees nothing (and must not write)
         }
         let me = proc::current_pid();
@@ -577,7 +583,7 @@ impl<M: SharedMemory> Service<M> {
             l
         };
         let mut freed = 0;
-        for i in 0..self.cfg.slots as usize {
+        for i in 0..self.inner.cfg.slots as usize {
             let owner = self.slot_u64(i, S_OWNER);
             // Acquire: pairs with the Release CAS of whoever moved the slot last.
             let w = owner.load(Ordering::Acquire);
@@ -588,7 +594,7 @@ impl<M: SharedMemory> Service<M> {
             // An end of this process named in the word but holding nothing there: a word
             // written back by a peer, as good as dead. Asked after the load: an end
             // records its hold before its claim, whose Release our Acquire load saw.
-            let ours = |server: bool| self.held.holds(i, server);
+            let ours = |server: bool| self.inner.held.holds(i, server);
             let client_on = o.client != 0
                 && (if o.client == me {
                     ours(false)
@@ -637,7 +643,7 @@ impl<M: SharedMemory> Service<M> {
     /// Whether any slot is queued now for server process `me` (a look: a fan-out copy
     /// for another server does not count).
     pub(super) fn any_queued(&self, me: u32) -> bool {
-        (0..self.cfg.slots as usize).any(|i| {
+        (0..self.inner.cfg.slots as usize).any(|i| {
             // Acquire: pairs with the client's Release CAS to queued.
             let o = Owner::decode(self.slot_u64(i, S_OWNER).load(Ordering::Acquire));
             // Relaxed: ordered after the Acquire load above.
@@ -653,10 +659,10 @@ impl<M: SharedMemory> Service<M> {
         // a server's sleepers increment → fence → slot scan in its `prepare`: either it
         // sees the request, or we see it sleep.
         crate::protocol::sync::fence(Ordering::SeqCst);
-        if self.server_sleepers.get().load(Ordering::Relaxed) != 0 {
+        if self.inner.server_sleepers.get().load(Ordering::Relaxed) != 0 {
             // Release: pairs with the Acquire load of `req_seq` before a server's sleep.
-            self.req_seq.get().fetch_add(1, Ordering::Release);
-            crate::os::futex::wake(self.req_seq.get());
+            self.inner.req_seq.get().fetch_add(1, Ordering::Release);
+            crate::os::futex::wake(self.inner.req_seq.get());
         }
     }
 
@@ -667,18 +673,18 @@ impl<M: SharedMemory> Service<M> {
     /// [`Error::Corrupt`], [`Error::Truncated`].
     pub fn state(&self) -> Result<ServiceState, Error> {
         // Relaxed: a snapshot for display.
-        let client_pids: Vec<u32> = (0..self.cfg.max_clients as usize)
+        let client_pids: Vec<u32> = (0..self.inner.cfg.max_clients as usize)
             .map(|i| self.client_line(i).load(Ordering::Relaxed))
             .filter(|&p| p != 0)
             .collect();
         // Relaxed: as above.
-        let server_pids: Vec<u32> = (0..self.cfg.max_servers as usize)
+        let server_pids: Vec<u32> = (0..self.inner.cfg.max_servers as usize)
             .map(|i| self.server_line(i).load(Ordering::Relaxed))
             .filter(|&p| p != 0)
             .collect();
         let now = crate::os::sys::monotonic_ns();
         let mut requests = Vec::new();
-        for i in 0..self.cfg.slots as usize {
+        for i in 0..self.inner.cfg.slots as usize {
             let slot = self.slot(i);
             // Relaxed: a snapshot for display.
             let w = slot.u64_at(S_OWNER).load(Ordering::Relaxed);
@@ -686,7 +692,7 @@ impl<M: SharedMemory> Service<M> {
                 continue;
             }
             if !Owner::honest(w) {
-                self.seg.intact()?;
+                self.inner.seg.intact()?;
                 return Err(Error::Corrupt {
                     what: "a service slot's owner word",
                     found: w,
@@ -709,7 +715,7 @@ impl<M: SharedMemory> Service<M> {
                 age: std::time::Duration::from_nanos(now.saturating_sub(queued_at)),
             });
         }
-        let sleepers = self.server_sleepers.get().load(Ordering::Relaxed);
+        let sleepers = self.inner.server_sleepers.get().load(Ordering::Relaxed);
         let bad_pid = client_pids
             .iter()
             .chain(&server_pids)
@@ -724,24 +730,24 @@ impl<M: SharedMemory> Service<M> {
             ("an end line's pid", bad_pid.unwrap_or(0), bad_pid.is_none()),
         ] {
             if !honest {
-                self.seg.intact()?;
+                self.inner.seg.intact()?;
                 return Err(Error::Corrupt {
                     what,
                     found: value.into(),
                 });
             }
         }
-        self.seg.intact()?;
+        self.inner.seg.intact()?;
         Ok(ServiceState {
-            request_max: self.cfg.request_max,
-            response_max: self.cfg.response_max,
-            slots: self.cfg.slots,
-            response_depth: self.cfg.depth,
+            request_max: self.inner.cfg.request_max,
+            response_max: self.inner.cfg.response_max,
+            slots: self.inner.cfg.slots,
+            response_depth: self.inner.cfg.depth,
             client_pids,
             server_pids,
             requests,
             // Relaxed: a snapshot for display.
-            served: self.view.u64_at(SERVED).load(Ordering::Relaxed),
+            served: self.inner.view.u64_at(SERVED).load(Ordering::Relaxed),
         })
     }
 }
@@ -749,10 +755,10 @@ impl<M: SharedMemory> Service<M> {
 impl<M: SharedMemory> std::fmt::Debug for Service<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Service")
-            .field("max_request", &self.cfg.request_max)
-            .field("max_response", &self.cfg.response_max)
-            .field("slots", &self.cfg.slots)
-            .field("raw", &*self.seg)
+            .field("max_request", &self.inner.cfg.request_max)
+            .field("max_response", &self.inner.cfg.response_max)
+            .field("slots", &self.inner.cfg.slots)
+            .field("raw", &*self.inner.seg)
             .finish()
     }
 }

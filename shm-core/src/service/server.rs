@@ -20,11 +20,12 @@ impl<M: SharedMemory> Service<M> {
     /// [`Error::ServersFull`] when every line is held by a live process,
     /// [`Error::ReadOnly`], [`Error::Truncated`].
     pub fn server(&self) -> Result<Server<M>, Error> {
-        self.seg.check_writable("taking a server line")?;
-        self.seg.intact()?;
-        let Some(line) = self.claim_line(self.cfg.max_servers, |s, i| s.server_line(i)) else {
+        self.inner.seg.check_writable("taking a server line")?;
+        self.inner.seg.intact()?;
+        let Some(line) = self.claim_line(self.inner.cfg.max_servers, |s, i| s.server_line(i))
+        else {
             return Err(Error::ServersFull {
-                max: self.cfg.max_servers,
+                max: self.inner.cfg.max_servers,
             });
         };
         Ok(Server {
@@ -79,7 +80,7 @@ impl<M: SharedMemory> TakeStep<'_, M> {
         let o = Owner::decode(w);
         let taken = Owner::word(Phase::Taken, o.client, me, o.retried);
         // Recorded before the take: a sweep that sees the take sees the record.
-        s.svc.held.hold(i, true);
+        s.svc.inner.held.hold(i, true);
         // AcqRel: Acquire pairs with the client's Release CAS to queued (its request is
         // visible); Release with the client's Acquire owner loads (and publishes the
         // record above to a sweep).
@@ -88,7 +89,7 @@ impl<M: SharedMemory> TakeStep<'_, M> {
             .compare_exchange(w, taken, Ordering::AcqRel, Ordering::Relaxed)
             .is_err()
         {
-            s.svc.held.let_go(i, true);
+            s.svc.inner.held.let_go(i, true);
             return Ok(None); // another server took it, or its client cancelled
         }
         let slot = s.svc.slot(i);
@@ -125,7 +126,7 @@ impl<M: SharedMemory> TakeStep<'_, M> {
             req.finish(Phase::Free);
             return Ok(None);
         }
-        if len > s.svc.cfg.request_max {
+        if len > s.svc.inner.cfg.request_max {
             // No honest client writes it: answer with an error, do not hand it out.
             let _ = req.write(KIND_ERROR, u32::MAX, &[]);
             req.finish(Phase::Done);
@@ -133,7 +134,7 @@ impl<M: SharedMemory> TakeStep<'_, M> {
         }
         req.data = crate::format::copy::zeroed(len as usize);
         slot.load(SLOT_HEAD, &mut req.data);
-        s.svc.seg.intact()?;
+        s.svc.inner.seg.intact()?;
         Ok(Some(req))
     }
 }
@@ -145,11 +146,11 @@ impl<M: SharedMemory> Step for TakeStep<'_, M> {
         let s = self.server;
         let me = s.end.pid();
         s.end.check()?;
-        s.svc.seg.intact()?;
+        s.svc.inner.seg.intact()?;
         // Bounded: a take that loses, or finds a request not to hand out, looks again, at
         // most once per slot; then the wait's own round (deadline, checks) comes first. A
         // peer that keeps writing requests back to the queue cannot hold a look for ever.
-        for _ in 0..=s.svc.cfg.slots {
+        for _ in 0..=s.svc.inner.cfg.slots {
             let mut best: Option<(usize, u64, u64)> = None;
             let owners = s.svc.owners();
             for i in 0..owners.len() {
@@ -189,7 +190,7 @@ impl<M: SharedMemory> Step for TakeStep<'_, M> {
 
 impl<M: SharedMemory> Sleeper for TakeStep<'_, M> {
     fn check(&mut self, peer: bool) -> Result<(), Error> {
-        self.server.svc.seg.intact()?;
+        self.server.svc.inner.seg.intact()?;
         if peer {
             // Requests of dead clients leave the queue; slots of dead ends come free.
             self.server.svc.sweep();
@@ -200,21 +201,28 @@ impl<M: SharedMemory> Sleeper for TakeStep<'_, M> {
     fn prepare(&mut self) -> Result<Option<Park<'_>>, Error> {
         let svc = &self.server.svc;
         // Acquire: pairs with the client's Release bump of `req_seq`.
-        let seq = svc.req_seq.get().load(Ordering::Acquire);
-        svc.server_sleepers.get().fetch_add(1, Ordering::Relaxed);
+        let seq = svc.inner.req_seq.get().load(Ordering::Acquire);
+        svc.inner
+            .server_sleepers
+            .get()
+            .fetch_add(1, Ordering::Relaxed);
         // SeqCst fence: pairs with the client's in `wake_servers`.
         fence(Ordering::SeqCst);
         if svc.any_queued(self.server.end.pid()) {
-            svc.server_sleepers.get().fetch_sub(1, Ordering::Relaxed);
+            svc.inner
+                .server_sleepers
+                .get()
+                .fetch_sub(1, Ordering::Relaxed);
             return Ok(None);
         }
         // Periodic: a deadline or a client's death changes no word we can watch.
-        Ok(Some(Park::futex(svc.req_seq.get(), seq).periodic()))
+        Ok(Some(Park::futex(svc.inner.req_seq.get(), seq).periodic()))
     }
 
     fn done(&mut self) {
         self.server
             .svc
+            .inner
             .server_sleepers
             .get()
             .fetch_sub(1, Ordering::Relaxed);
@@ -346,11 +354,11 @@ impl<M: SharedMemory> Step for RoomStep<'_, M> {
         // Acquire: pairs with the client's Release store of `read` after its copy.
         let read = r.svc.slot_u32(r.slot, S_READ).load(Ordering::Acquire);
         let used = r.written.wrapping_sub(read);
-        if used > r.svc.cfg.depth {
+        if used > r.svc.inner.cfg.depth {
             // No honest client writes it: this client cannot be answered.
             return Err(Error::Cancelled);
         }
-        if used == r.svc.cfg.depth {
+        if used == r.svc.inner.cfg.depth {
             return Ok(None);
         }
         r.write(self.kind, self.len, self.data)?;
@@ -360,7 +368,7 @@ impl<M: SharedMemory> Step for RoomStep<'_, M> {
 
 impl<M: SharedMemory> Sleeper for RoomStep<'_, M> {
     fn check(&mut self, peer: bool) -> Result<(), Error> {
-        self.req.svc.seg.intact()?;
+        self.req.svc.inner.seg.intact()?;
         self.req.held()?;
         if peer && proc::liveness(self.req.client) == Liveness::Dead {
             return Err(Error::Cancelled);
@@ -467,7 +475,7 @@ impl<M: SharedMemory> ActiveRequest<M> {
 
     /// Writes one entry at `written` (room checked by the caller) and tells the client.
     fn write(&mut self, kind: u32, len: u32, data: &[u8]) -> Result<(), Error> {
-        let cfg = self.svc.cfg;
+        let cfg = self.svc.inner.cfg;
         let slot = self.svc.slot(self.slot);
         let at = cfg.entries_at + (self.written % cfg.depth) as usize * cfg.entry_stride;
         // Relaxed (all): published by the Release store of `written` below.
@@ -483,7 +491,7 @@ impl<M: SharedMemory> ActiveRequest<M> {
             // A last or error entry: `finish`, which follows, wakes the client once.
             self.wake_client();
         }
-        self.svc.seg.intact()
+        self.svc.inner.seg.intact()
     }
 
     /// Wakes the client's sleeping wait, if it says it sleeps.
@@ -511,7 +519,7 @@ impl<M: SharedMemory> ActiveRequest<M> {
             return;
         }
         self.move_on(to);
-        self.svc.held.let_go(self.slot, true);
+        self.svc.inner.held.let_go(self.slot, true);
     }
 
     fn move_on(&mut self, to: Phase) {
@@ -541,7 +549,11 @@ impl<M: SharedMemory> ActiveRequest<M> {
             {
                 if to == Phase::Done {
                     // Relaxed: a count for display only.
-                    self.svc.view.u64_at(SERVED).fetch_add(1, Ordering::Relaxed);
+                    self.svc
+                        .inner
+                        .view
+                        .u64_at(SERVED)
+                        .fetch_add(1, Ordering::Relaxed);
                 }
                 if next != Owner::FREE {
                     self.wake_client();
@@ -555,7 +567,7 @@ impl<M: SharedMemory> ActiveRequest<M> {
         if self.finished {
             return Err(RespondError::Closed);
         }
-        let max = self.svc.cfg.response_max;
+        let max = self.svc.inner.cfg.response_max;
         if data.len() as u64 > u64::from(max) {
             return Err(RespondError::MessageTooLarge {
                 len: data.len() as u64,
@@ -662,26 +674,33 @@ impl<M: SharedMemory + Send + Sync> Source for ServerSource<M> {
     }
 
     fn ready(&self, _dead: &dyn Fn(u32) -> bool) -> Result<bool, Error> {
-        self.svc.seg.intact()?;
+        self.svc.inner.seg.intact()?;
         Ok(self.svc.any_queued(self.me))
     }
 
     fn arm(&self) -> Option<(crate::format::view::Word32, u32)> {
         let svc = &self.svc;
         // Acquire: as the server's own prepare.
-        let seq = svc.req_seq.get().load(Ordering::Acquire);
-        svc.server_sleepers.get().fetch_add(1, Ordering::Relaxed);
+        let seq = svc.inner.req_seq.get().load(Ordering::Acquire);
+        svc.inner
+            .server_sleepers
+            .get()
+            .fetch_add(1, Ordering::Relaxed);
         // SeqCst fence: pairs with the client's in `wake_servers`.
         fence(Ordering::SeqCst);
         if svc.any_queued(self.me) {
-            svc.server_sleepers.get().fetch_sub(1, Ordering::Relaxed);
+            svc.inner
+                .server_sleepers
+                .get()
+                .fetch_sub(1, Ordering::Relaxed);
             return None;
         }
-        Some((svc.req_seq, seq))
+        Some((svc.inner.req_seq, seq))
     }
 
     fn disarm(&self) {
         self.svc
+            .inner
             .server_sleepers
             .get()
             .fetch_sub(1, Ordering::Relaxed);
