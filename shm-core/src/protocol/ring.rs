@@ -63,7 +63,8 @@ pub trait Futex {
     fn wake(&self, word: &AtomicU32);
 }
 
-/// The ring's bytes, addressed in 8-byte words at 8-aligned offsets below the capacity.
+/// The ring's bytes, addressed in 8-byte words by ring position (a multiple of 8; the
+/// implementation wraps it into the ring, so the protocol never masks a position itself).
 pub trait Words {
     /// Loads, with `order` (`Relaxed` or `Acquire`), the word that holds ring position
     /// `pos` (the implementation wraps it into the ring: `pos mod cap`).
