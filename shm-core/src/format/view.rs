@@ -135,33 +135,51 @@ impl<const N: usize> Block<N> {
     }
 }
 
-/// Equally spaced 8-byte words of a view, checked once when cut ([`View::column64`]):
-/// word `i` then costs one compare of `i` with the count (which a loop's own bound
-/// removes).
+/// `count` equally spaced blocks of `N` bytes of a view, checked once when cut
+/// ([`View::blocks`]): a word of block `i` at an offset fixed at compile time then costs
+/// one compare of `i` with the count, and no other check.
 #[derive(Clone, Copy)]
-pub(crate) struct Column {
+pub(crate) struct Blocks<const N: usize> {
     first: *mut u8,
     stride: usize,
     count: usize,
 }
 
-impl Column {
-    /// How many words.
+// SAFETY: as for `View`.
+unsafe impl<const N: usize> Send for Blocks<N> {}
+// SAFETY: as for `View`.
+unsafe impl<const N: usize> Sync for Blocks<N> {}
+
+impl<const N: usize> Blocks<N> {
+    /// How many blocks.
     #[inline(always)]
     pub(crate) fn len(&self) -> usize {
         self.count
     }
 
-    /// Word `i` (`None` past the last).
+    /// The 8-byte word at `OFF` of block `i` (`OFF` a multiple of 8 with `OFF + 8 <= N`,
+    /// checked at compile time; `None` past the last block).
     #[inline(always)]
-    pub(crate) fn get(&self, i: usize) -> Option<&AtomicU64> {
+    pub(crate) fn u64_at<const OFF: usize>(&self, i: usize) -> Option<&AtomicU64> {
+        const { assert!(OFF.is_multiple_of(8) && OFF + 8 <= N) };
         if i >= self.count {
             return None;
         }
-        // SAFETY: `i < count`, so `start + i * stride + 8 <= len` (checked when cut, for
-        // the last word, the farthest), 8-aligned (the base, `start` and `stride` are);
-        // inside the view's mapping, which outlives the column.
-        Some(unsafe { &*self.first.add(i * self.stride).cast::<AtomicU64>() })
+        // SAFETY: `i < count`, so `start + i * stride + N <= len` (checked when cut, for
+        // the last block, the farthest) and `OFF + 8 <= N`; 8-aligned (the base, `start`,
+        // `stride` and `OFF` are): inside the view's mapping, which outlives the blocks.
+        Some(unsafe { &*self.first.add(i * self.stride + OFF).cast::<AtomicU64>() })
+    }
+
+    /// The 4-byte word at `OFF` of block `i` (as [`u64_at`](Self::u64_at), with 4 for 8).
+    #[inline(always)]
+    pub(crate) fn u32_at<const OFF: usize>(&self, i: usize) -> Option<&AtomicU32> {
+        const { assert!(OFF.is_multiple_of(4) && OFF + 4 <= N) };
+        if i >= self.count {
+            return None;
+        }
+        // SAFETY: as in `u64_at`, with 4 for 8.
+        Some(unsafe { &*self.first.add(i * self.stride + OFF).cast::<AtomicU32>() })
     }
 }
 
@@ -369,10 +387,15 @@ impl View {
         }
     }
 
-    /// The `count` 8-byte words at `start`, `start + stride`, `start + 2 * stride`, ...,
-    /// checked once here (`None` unless every one lies inside the view, 8-aligned): a
-    /// scan over a table's entries then reaches each word with one compare of its index.
-    pub(crate) fn column64(&self, start: usize, stride: usize, count: usize) -> Option<Column> {
+    /// The `count` blocks of `N` bytes at `start`, `start + stride`, ... (`None` unless
+    /// every one lies inside the view, 8-aligned): a table of entries whose heads are
+    /// reached often, each head's words with no check.
+    pub(crate) fn blocks<const N: usize>(
+        &self,
+        start: usize,
+        stride: usize,
+        count: usize,
+    ) -> Option<Blocks<N>> {
         if !start.is_multiple_of(8) || !stride.is_multiple_of(8) {
             return None;
         }
@@ -380,13 +403,13 @@ impl View {
             let end = last
                 .checked_mul(stride)?
                 .checked_add(start)?
-                .checked_add(8)?;
+                .checked_add(N)?;
             if end > self.len {
                 return None;
             }
         }
-        Some(Column {
-            // SAFETY: `start <= len` (checked above when `count > 0`; with no words the
+        Some(Blocks {
+            // SAFETY: `start <= len` (checked above when `count > 0`; with no blocks the
             // address is never read); inside the view's mapping or one past it.
             first: unsafe { self.base.add(start.min(self.len)) },
             stride,

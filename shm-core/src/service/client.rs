@@ -140,7 +140,7 @@ impl<M: SharedMemory> Step for SendStep<'_, M> {
         let filling = Owner::word(Phase::Filling, me, 0, false);
         for k in 0..n {
             let i = (c.next_slot + k) % n;
-            let owner = c.svc.slot_u64(i, S_OWNER);
+            let owner = c.svc.slot_u64::<S_OWNER>(i);
             // Relaxed: a look; the CAS below decides.
             if owner.load(Ordering::Relaxed) != Owner::FREE {
                 continue;

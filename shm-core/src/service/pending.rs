@@ -266,11 +266,11 @@ impl<M: SharedMemory> Sleeper for ReceiveStep<'_, M> {
             return Ok(None);
         }
         let p = &*self.p;
-        let owner = p.svc.slot_u64(p.slot, S_OWNER);
+        let owner = p.svc.slot_u64::<S_OWNER>(p.slot);
         // Relaxed: compared for change by the reactor.
         let w = owner.load(Ordering::Relaxed);
         Ok(Some(
-            Park::futex(p.svc.slot_u32(p.slot, S_CLIENT_SEQ), seq)
+            Park::futex(p.svc.slot_u32::<S_CLIENT_SEQ>(p.slot), seq)
                 .watch_u64(owner, w)
                 .peer(Owner::decode(w).server)
                 // A fan-out copy's server dying before it took the copy, or a
@@ -469,10 +469,10 @@ fn request_owner<M: SharedMemory>(
     id: u64,
 ) -> Result<(u64, Owner), u64> {
     // Acquire: pairs with the Release CASes that move the slot (take, done, cancel).
-    let w = svc.slot_u64(i, S_OWNER).load(Ordering::Acquire);
+    let w = svc.slot_u64::<S_OWNER>(i).load(Ordering::Acquire);
     let o = Owner::decode(w);
     // Relaxed: written by the client before the slot was queued.
-    let now = svc.slot_u64(i, S_ID).load(Ordering::Relaxed);
+    let now = svc.slot_u64::<S_ID>(i).load(Ordering::Relaxed);
     if Owner::honest(w) && o.client == me && now == id {
         Ok((w, o))
     } else {
@@ -486,7 +486,7 @@ fn request_owner<M: SharedMemory>(
 /// pending response's own wait and by a wait set's source alike.
 fn request_news<M: SharedMemory>(svc: &Service<M>, i: usize, me: u32, id: u64, read: u32) -> bool {
     // Acquire: pairs with the server's Release store of `written`.
-    svc.slot_u32(i, S_WRITTEN).load(Ordering::Acquire) != read
+    svc.slot_u32::<S_WRITTEN>(i).load(Ordering::Acquire) != read
         || request_owner(svc, i, me, id)
             .map_or(true, |(_, o)| !(o.is(Phase::Queued) || o.is(Phase::Taken)))
 }
@@ -495,7 +495,7 @@ fn request_news<M: SharedMemory>(svc: &Service<M>, i: usize, me: u32, id: u64, r
 /// else mark it cancelled for the server to free. Only a slot that still names this
 /// client and id is touched.
 fn cancel<M: SharedMemory>(svc: &Service<M>, i: usize, me: u32, id: u64, dead_server: u32) {
-    let owner = svc.slot_u64(i, S_OWNER);
+    let owner = svc.slot_u64::<S_OWNER>(i);
     for _ in 0..CLAIM_TRIES {
         let Ok((w, o)) = request_owner(svc, i, me, id) else {
             return; // not ours any more: a sweep or the server deals with it
@@ -520,7 +520,7 @@ fn cancel<M: SharedMemory>(svc: &Service<M>, i: usize, me: u32, id: u64, dead_se
         {
             if next != Owner::FREE {
                 // A server waiting for room wakes and sees the cancel.
-                crate::os::futex::wake(svc.slot_u32(i, S_READ));
+                crate::os::futex::wake(svc.slot_u32::<S_READ>(i));
             }
             return;
         }
@@ -610,7 +610,7 @@ impl<M: SharedMemory + Send + Sync> Source for PendingSource<M> {
 
     fn disarm(&self) {
         self.svc
-            .slot_u32(self.slot, S_CLIENT_SLEEPS)
+            .slot_u32::<S_CLIENT_SLEEPS>(self.slot)
             .fetch_sub(1, Ordering::Relaxed);
     }
 

@@ -10,7 +10,7 @@ use crate::format::layout::{AttachOptions, Expect};
 use crate::format::memory::SharedMemory;
 use crate::format::raw::RawSegment;
 use crate::format::schema::{Kind, Schema};
-use crate::format::view::{Column, View, Word32};
+use crate::format::view::{Blocks, View, Word32};
 use crate::os::proc;
 use crate::protocol::sync::{AtomicU32, AtomicU64, Ordering};
 
@@ -238,6 +238,9 @@ pub(crate) struct ServiceInner<M: SharedMemory> {
     pub(super) seg: Arc<RawSegment<M>>,
     pub(super) cfg: Config,
     pub(super) view: View,
+    /// Every slot's head ([`SLOT_HEAD`] bytes), checked once: its words are reached with
+    /// no check but the slot index's.
+    pub(super) heads: Blocks<SLOT_HEAD>,
     pub(super) req_seq: Word32,
     pub(super) server_sleepers: Word32,
     /// The record types declared (request, response).
@@ -346,6 +349,9 @@ impl<M: SharedMemory> Service<M> {
         let view = seg.view();
         Service {
             inner: Arc::new(ServiceInner {
+                heads: view
+                    .blocks(cfg.slots_at, cfg.stride, cfg.slots as usize)
+                    .expect("attach checked that every slot fits"),
                 req_seq: view.word32(REQ_SEQ),
                 server_sleepers: view.word32(SERVER_SLEEPERS),
                 seg,
@@ -522,31 +528,29 @@ impl<M: SharedMemory> Service<M> {
             .expect("attach checked that every slot fits")
     }
 
-    /// The 4-byte word at `off` of slot `i` (for parks, which borrow from the service).
-    pub(super) fn slot_u32(&self, i: usize, off: usize) -> &AtomicU32 {
+    /// The 4-byte word at `OFF` of slot `i`'s head (for parks too, which borrow from
+    /// the service).
+    ///
+    /// # Panics
+    /// If `i` is not below the slot count (indices are ours, never a peer's).
+    #[inline(always)]
+    pub(super) fn slot_u32<const OFF: usize>(&self, i: usize) -> &AtomicU32 {
         self.inner
-            .view
-            .u32_at(self.inner.cfg.slots_at + i * self.inner.cfg.stride + off)
+            .heads
+            .u32_at::<OFF>(i)
+            .expect("a slot index below the slot count")
     }
 
-    /// Every slot's owner word, by slot index (a scan: each reached with no check but
-    /// the index's).
-    pub(super) fn owners(&self) -> Column {
+    /// The 8-byte word at `OFF` of slot `i`'s head.
+    ///
+    /// # Panics
+    /// As [`slot_u32`](Self::slot_u32).
+    #[inline(always)]
+    pub(super) fn slot_u64<const OFF: usize>(&self, i: usize) -> &AtomicU64 {
         self.inner
-            .view
-            .column64(
-                self.inner.cfg.slots_at + S_OWNER,
-                self.inner.cfg.stride,
-                self.inner.cfg.slots as usize,
-            )
-            .expect("attach checked that every slot fits")
-    }
-
-    /// The 8-byte word at `off` of slot `i`.
-    pub(super) fn slot_u64(&self, i: usize, off: usize) -> &AtomicU64 {
-        self.inner
-            .view
-            .u64_at(self.inner.cfg.slots_at + i * self.inner.cfg.stride + off)
+            .heads
+            .u64_at::<OFF>(i)
+            .expect("a slot index below the slot count")
     }
 
     /// Takes a line among `lines` for `me`: its index, or `None` when every one is held.
@@ -584,7 +588,7 @@ impl<M: SharedMemory> Service<M> {
         };
         let mut freed = 0;
         for i in 0..self.inner.cfg.slots as usize {
-            let owner = self.slot_u64(i, S_OWNER);
+            let owner = self.slot_u64::<S_OWNER>(i);
             // Acquire: pairs with the Release CAS of whoever moved the slot last.
             let w = owner.load(Ordering::Acquire);
             if w == Owner::FREE {
@@ -631,9 +635,9 @@ impl<M: SharedMemory> Service<M> {
             {
                 freed += 1;
                 if next != Owner::FREE {
-                    self.slot_u32(i, S_CLIENT_SEQ)
+                    self.slot_u32::<S_CLIENT_SEQ>(i)
                         .fetch_add(1, Ordering::Release);
-                    crate::os::futex::wake(self.slot_u32(i, S_CLIENT_SEQ));
+                    crate::os::futex::wake(self.slot_u32::<S_CLIENT_SEQ>(i));
                 }
             }
         }
@@ -645,9 +649,9 @@ impl<M: SharedMemory> Service<M> {
     pub(super) fn any_queued(&self, me: u32) -> bool {
         (0..self.inner.cfg.slots as usize).any(|i| {
             // Acquire: pairs with the client's Release CAS to queued.
-            let o = Owner::decode(self.slot_u64(i, S_OWNER).load(Ordering::Acquire));
+            let o = Owner::decode(self.slot_u64::<S_OWNER>(i).load(Ordering::Acquire));
             // Relaxed: ordered after the Acquire load above.
-            let target = self.slot_u32(i, S_TARGET).load(Ordering::Relaxed);
+            let target = self.slot_u32::<S_TARGET>(i).load(Ordering::Relaxed);
             o.is(Phase::Queued) && o.server == 0 && (target == 0 || target == me)
         })
     }

@@ -85,7 +85,7 @@ impl<M: SharedMemory> TakeStep<'_, M> {
         // visible); Release with the client's Acquire owner loads (and publishes the
         // record above to a sweep).
         if s.svc
-            .slot_u64(i, S_OWNER)
+            .slot_u64::<S_OWNER>(i)
             .compare_exchange(w, taken, Ordering::AcqRel, Ordering::Relaxed)
             .is_err()
         {
@@ -152,9 +152,13 @@ impl<M: SharedMemory> Step for TakeStep<'_, M> {
         // peer that keeps writing requests back to the queue cannot hold a look for ever.
         for _ in 0..=s.svc.inner.cfg.slots {
             let mut best: Option<(usize, u64, u64)> = None;
-            let owners = s.svc.owners();
-            for i in 0..owners.len() {
-                let Some(owner) = owners.get(i) else { break };
+            // A copy, kept in registers: read through the service, its fields would be
+            // loaded again after every Acquire load below.
+            let heads = s.svc.inner.heads;
+            for i in 0..heads.len() {
+                let Some(owner) = heads.u64_at::<S_OWNER>(i) else {
+                    break;
+                };
                 // Acquire: pairs with the client's Release CAS to queued.
                 let w = owner.load(Ordering::Acquire);
                 if !Owner::word_is(w, Phase::Queued) {
@@ -166,12 +170,12 @@ impl<M: SharedMemory> Step for TakeStep<'_, M> {
                 }
                 // A fan-out copy is for the one server process it names.
                 // Relaxed: ordered by the take's Acquire CAS; a stale read only skips.
-                let target = s.svc.slot_u32(i, S_TARGET).load(Ordering::Relaxed);
+                let target = s.svc.slot_u32::<S_TARGET>(i).load(Ordering::Relaxed);
                 if target != 0 && target != me {
                     continue;
                 }
                 // Relaxed: only orders the queue.
-                let at = s.svc.slot_u64(i, S_QUEUED_AT).load(Ordering::Relaxed);
+                let at = s.svc.slot_u64::<S_QUEUED_AT>(i).load(Ordering::Relaxed);
                 if best.is_none_or(|(_, _, b)| at < b) {
                     best = Some((i, w, at));
                 }
@@ -352,7 +356,7 @@ impl<M: SharedMemory> Step for RoomStep<'_, M> {
         self.req.held()?;
         let r = &mut *self.req;
         // Acquire: pairs with the client's Release store of `read` after its copy.
-        let read = r.svc.slot_u32(r.slot, S_READ).load(Ordering::Acquire);
+        let read = r.svc.slot_u32::<S_READ>(r.slot).load(Ordering::Acquire);
         let used = r.written.wrapping_sub(read);
         if used > r.svc.inner.cfg.depth {
             // No honest client writes it: this client cannot be answered.
@@ -378,8 +382,8 @@ impl<M: SharedMemory> Sleeper for RoomStep<'_, M> {
 
     fn prepare(&mut self) -> Result<Option<Park<'_>>, Error> {
         let r = &*self.req;
-        let read = r.svc.slot_u32(r.slot, S_READ);
-        let sleeps = r.svc.slot_u32(r.slot, S_SERVER_SLEEPS);
+        let read = r.svc.slot_u32::<S_READ>(r.slot);
+        let sleeps = r.svc.slot_u32::<S_SERVER_SLEEPS>(r.slot);
         // Acquire: pairs with the client's Release store of `read`.
         let seen = read.load(Ordering::Acquire);
         sleeps.fetch_add(1, Ordering::Relaxed);
@@ -390,7 +394,7 @@ impl<M: SharedMemory> Sleeper for RoomStep<'_, M> {
             sleeps.fetch_sub(1, Ordering::Relaxed);
             return Ok(None);
         }
-        let owner = r.svc.slot_u64(r.slot, S_OWNER);
+        let owner = r.svc.slot_u64::<S_OWNER>(r.slot);
         // Relaxed: compared for change by the reactor.
         let w = owner.load(Ordering::Relaxed);
         Ok(Some(
@@ -401,7 +405,7 @@ impl<M: SharedMemory> Sleeper for RoomStep<'_, M> {
     fn done(&mut self) {
         let r = &*self.req;
         r.svc
-            .slot_u32(r.slot, S_SERVER_SLEEPS)
+            .slot_u32::<S_SERVER_SLEEPS>(r.slot)
             .fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -460,7 +464,7 @@ impl<M: SharedMemory> ActiveRequest<M> {
         // Acquire: pairs with the client's Release CAS of a cancel.
         let w = self
             .svc
-            .slot_u64(self.slot, S_OWNER)
+            .slot_u64::<S_OWNER>(self.slot)
             .load(Ordering::Acquire);
         let o = Owner::decode(w);
         if !Owner::honest(w)
@@ -496,13 +500,13 @@ impl<M: SharedMemory> ActiveRequest<M> {
 
     /// Wakes the client's sleeping wait, if it says it sleeps.
     fn wake_client(&self) {
-        let seq = self.svc.slot_u32(self.slot, S_CLIENT_SEQ);
+        let seq = self.svc.slot_u32::<S_CLIENT_SEQ>(self.slot);
         // SeqCst fence: pairs with the client's (between its sleeps increment and its
         // look): either it sees our entry, or we see it sleep.
         fence(Ordering::SeqCst);
         if self
             .svc
-            .slot_u32(self.slot, S_CLIENT_SLEEPS)
+            .slot_u32::<S_CLIENT_SLEEPS>(self.slot)
             .load(Ordering::Relaxed)
             != 0
         {
@@ -523,7 +527,7 @@ impl<M: SharedMemory> ActiveRequest<M> {
     }
 
     fn move_on(&mut self, to: Phase) {
-        let owner = self.svc.slot_u64(self.slot, S_OWNER);
+        let owner = self.svc.slot_u64::<S_OWNER>(self.slot);
         let me = self.end.pid();
         for _ in 0..CLAIM_TRIES {
             // Acquire: pairs with the client's Release CAS of a cancel.
