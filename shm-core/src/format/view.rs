@@ -162,24 +162,34 @@ impl<const N: usize> Blocks<N> {
     #[inline(always)]
     pub(crate) fn u64_at<const OFF: usize>(&self, i: usize) -> Option<&AtomicU64> {
         const { assert!(OFF.is_multiple_of(8) && OFF + 8 <= N) };
-        if i >= self.count {
-            return None;
-        }
-        // SAFETY: `i < count`, so `start + i * stride + N <= len` (checked when cut, for
-        // the last block, the farthest) and `OFF + 8 <= N`; 8-aligned (the base, `start`,
-        // `stride` and `OFF` are): inside the view's mapping, which outlives the blocks.
-        Some(unsafe { &*self.first.add(i * self.stride + OFF).cast::<AtomicU64>() })
+        // SAFETY: `OFF + 8 <= N` and 8-aligned (checked above): an aligned word of the
+        // block (`word_in`).
+        self.word_in(i, OFF)
+            .map(|p| unsafe { &*p.cast::<AtomicU64>() })
     }
 
     /// The 4-byte word at `OFF` of block `i` (as [`u64_at`](Self::u64_at), with 4 for 8).
     #[inline(always)]
     pub(crate) fn u32_at<const OFF: usize>(&self, i: usize) -> Option<&AtomicU32> {
         const { assert!(OFF.is_multiple_of(4) && OFF + 4 <= N) };
+        // SAFETY: as in `u64_at`, with 4 for 8.
+        self.word_in(i, OFF)
+            .map(|p| unsafe { &*p.cast::<AtomicU32>() })
+    }
+
+    /// The address of byte `off` of block `i` (`None` past the last block). A word of
+    /// `w` bytes there with `off + w <= N`, `off` a multiple of `w`, is inside the view's
+    /// mapping (which outlives the blocks) and aligned: `i < count`, so `start + i *
+    /// stride + N <= len` (checked when cut, for the last block, the farthest), and the
+    /// base, `start` and `stride` are multiples of 8.
+    #[inline(always)]
+    fn word_in(&self, i: usize, off: usize) -> Option<*mut u8> {
         if i >= self.count {
             return None;
         }
-        // SAFETY: as in `u64_at`, with 4 for 8.
-        Some(unsafe { &*self.first.add(i * self.stride + OFF).cast::<AtomicU32>() })
+        debug_assert!(off < N);
+        // SAFETY: `i * stride + off < i * stride + N`: inside the view (see above).
+        Some(unsafe { self.first.add(i * self.stride + off) })
     }
 }
 

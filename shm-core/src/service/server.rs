@@ -165,7 +165,7 @@ impl<M: SharedMemory> Step for TakeStep<'_, M> {
                     continue;
                 }
                 let o = Owner::decode(w);
-                if !(o.is(Phase::Queued) && o.server == 0 && Owner::honest(w)) {
+                if !(o.server == 0 && Owner::honest(w)) {
                     continue;
                 }
                 // A fan-out copy is for the one server process it names.
